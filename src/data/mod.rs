@@ -1,0 +1,24 @@
+//! The data: IDX files (gzipped or raw) and the MNIST data set.
+//!
+//! Images stay `u8` in memory; scaling to 0..1 ([`scale_pixels`]) and
+//! flattening 28x28 to 784 are explicit steps, as in the workshop.
+
+pub mod idx;
+pub mod mnist;
+
+pub use mnist::{Dataset, Mnist, Split};
+
+/// The number of classes in MNIST (digits 0-9).
+pub const NUM_CLASSES: usize = 10;
+
+/// Scales raw pixels 0..=255 to 0.0..=1.0 (`x / 255`).
+pub fn scale_pixels(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| p as f32 / 255.0).collect()
+}
+
+/// The one-hot encoding of `label`: a vector of `classes` zeros with a 1 at `label`.
+pub fn one_hot(label: u8, classes: usize) -> Vec<f32> {
+    let mut v = vec![0.0; classes];
+    v[label as usize] = 1.0;
+    v
+}

@@ -1,0 +1,80 @@
+//! One error type for everything a user can get wrong.
+//!
+//! Every message names the problem and the fix. The CLI prints it on one line
+//! (after `error: `) and exits with a non-zero code; the library never panics
+//! on user input.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong, with enough context to fix it.
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    /// A data file (IDX) is malformed: `problem` says how.
+    BadData { path: PathBuf, problem: String },
+    /// A model file is malformed or does not fit: `problem` says how.
+    BadModel { path: PathBuf, problem: String },
+    /// A configuration file (e.g. the tuning file) is malformed.
+    BadConfig { path: PathBuf, problem: String },
+    /// An argument or setting is invalid (wrong shape, out-of-range value, ...).
+    Invalid(String),
+    /// Training produced a non-finite loss.
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f32,
+    },
+}
+
+/// `Result` with simdnet's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, action, source } => {
+                write!(f, "cannot {action} '{}': {source}", path.display())?;
+                if source.kind() == io::ErrorKind::NotFound {
+                    write!(f, " (check the path; the bundled MNIST files live in data/ at the root of the repository, pass another folder with --data DIR)")?;
+                }
+                Ok(())
+            }
+            Error::BadData { path, problem } => write!(
+                f,
+                "'{}' is not a valid IDX data file: {problem} (restore it from the repository with `git checkout -- data/`, or point --data at a folder with the four MNIST files)",
+                path.display()
+            ),
+            Error::BadModel { path, problem } => write!(
+                f,
+                "'{}' is not a usable simdnet model: {problem} (train and save one with `simdnet train --save FILE`)",
+                path.display()
+            ),
+            Error::BadConfig { path, problem } => write!(
+                f,
+                "'{}' is not a valid configuration file: {problem} (delete it, or recreate it with `simdnet tune`)",
+                path.display()
+            ),
+            Error::Invalid(msg) => f.write_str(msg),
+            Error::Diverged { epoch, step, loss } => write!(
+                f,
+                "training diverged: the loss became {loss} at epoch {epoch}, step {step} (lower the learning rate with --lr, e.g. to a tenth)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # simdnet
+//!
+//! Train neural networks on the CPU from first principles: hand-written
+//! row-major matrices, a BLIS-style SIMD GEMM, fused kernels, rayon
+//! parallelism, and a teaching module that shows every number of a training
+//! step.
+//!
+//! ## Conventions
+//! - Matrices are row-major `f32`; a mini-batch is a `(batch, features)`
+//!   matrix with one example per row. Shape letters: `m, n, k` for GEMM
+//!   (`C: (m, n) = A: (m, k) · B: (k, n)`).
+//! - A dense layer computes `z = x·W + b` with `W: (inputs, outputs)`, then
+//!   `a = f(z)`.
+//! - Gradients are named with a `d` prefix: `dw`, `db`, `dz`, `dx`.
+//!
+//! ## Reading order
+//! To learn: [`teach`] (one training step, scalar, annotated), then
+//! [`nn::activation`], [`nn::loss`], [`nn::dense`], [`nn::optim`],
+//! [`nn::network`] and [`nn::train`].
+//! To tune: [`matrix`], [`gemm`] (the five BLIS loops, packing, micro-kernels),
+//! [`kernels`] (fused element-wise work), then [`profile`].
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod gemm;
+pub mod kernels;
+pub mod matrix;
+pub mod nn;
+pub mod profile;
+pub mod teach;
+
+pub use error::{Error, Result};
+pub use matrix::{MatMut, MatRef, Matrix};

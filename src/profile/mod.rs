@@ -1,0 +1,1 @@
+//! Profiling and tuning: peak and bandwidth probes, kernel timers, the tuner (to be written).
