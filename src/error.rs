@@ -26,11 +26,7 @@ pub enum Error {
     /// An argument or setting is invalid (wrong shape, out-of-range value, ...).
     Invalid(String),
     /// Training produced a non-finite loss.
-    Diverged {
-        epoch: usize,
-        step: usize,
-        loss: f32,
-    },
+    Diverged { epoch: usize, step: usize, loss: f32 },
 }
 
 /// `Result` with simdnet's [`Error`].

@@ -97,20 +97,13 @@ impl Matrix {
         // SAFETY: `Align64` is `repr(C)` around `[f32; 16]`, so `buf` is a
         // contiguous, initialised run of `16 * buf.len()` f32 values, and
         // `rows * cols <= 16 * buf.len()` by construction in `zeros`.
-        unsafe {
-            std::slice::from_raw_parts(self.buf.as_ptr().cast::<f32>(), self.rows * self.cols)
-        }
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<f32>(), self.rows * self.cols) }
     }
 
     /// The elements in row-major order, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         // SAFETY: as in `as_slice`; the `&mut self` borrow makes it unique.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.buf.as_mut_ptr().cast::<f32>(),
-                self.rows * self.cols,
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<f32>(), self.rows * self.cols) }
     }
 
     /// Row `i` as a slice.
@@ -314,21 +307,13 @@ impl<'a> MatMut<'a> {
 
     /// A view whose rows are `rs` elements apart (`rs >= cols`).
     pub fn with_row_stride(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        assert!(
-            rs >= cols || rows <= 1,
-            "MatMut: row stride {rs} < cols {cols}"
-        );
+        assert!(rs >= cols || rows <= 1, "MatMut: row stride {rs} < cols {cols}");
         assert!(
             extent(rows, cols, rs, 1) <= data.len(),
             "MatMut: a {rows}x{cols} view with row stride {rs} needs more than {} elements",
             data.len()
         );
-        MatMut {
-            data,
-            rows,
-            cols,
-            rs,
-        }
+        MatMut { data, rows, cols, rs }
     }
 
     pub fn rows(&self) -> usize {

@@ -22,10 +22,7 @@ pub fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
         source,
     };
     let mut raw = Vec::new();
-    File::open(path)
-        .map_err(io)?
-        .read_to_end(&mut raw)
-        .map_err(io)?;
+    File::open(path).map_err(io)?.read_to_end(&mut raw).map_err(io)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -61,14 +58,8 @@ fn header(path: &Path, bytes: &[u8], magic: u32, ndims: usize) -> Result<Vec<usi
         path: path.to_path_buf(),
         problem,
     };
-    let word = |i: usize| {
-        u32::from_be_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
+    let word =
+        |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
     if bytes.len() < 4 * (1 + ndims) {
         return Err(bad(format!(
             "the file has {} bytes, too short for an IDX header",

@@ -35,12 +35,7 @@ pub struct Dataset {
 
 impl Dataset {
     /// Builds a data set; checks that the sizes agree and labels are < 10.
-    pub fn new(
-        pixels: Vec<u8>,
-        labels: Vec<u8>,
-        image_rows: usize,
-        image_cols: usize,
-    ) -> Result<Dataset> {
+    pub fn new(pixels: Vec<u8>, labels: Vec<u8>, image_rows: usize, image_cols: usize) -> Result<Dataset> {
         if pixels.len() != labels.len() * image_rows * image_cols {
             return Err(Error::Invalid(format!(
                 "{} pixels do not make {} images of {image_rows}x{image_cols}",

@@ -29,12 +29,7 @@ pub enum Parallelism {
 }
 
 /// Panics with a clear message if the shapes do not fit together.
-pub(crate) fn check_shapes<T: Element>(
-    a: &MatRef<T>,
-    b: &MatRef<f32>,
-    c: &MatMut,
-    epilogue: &Epilogue,
-) {
+pub(crate) fn check_shapes<T: Element>(a: &MatRef<T>, b: &MatRef<f32>, c: &MatMut, epilogue: &Epilogue) {
     assert_eq!(
         a.cols(),
         b.rows(),

@@ -29,11 +29,7 @@ pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut 
         (a.rows(), a.cols()),
         "activation_backward: shapes"
     );
-    assert_eq!(
-        db.len(),
-        da.cols(),
-        "activation_backward: bias-gradient length"
-    );
+    assert_eq!(db.len(), da.cols(), "activation_backward: bias-gradient length");
     db.fill(0.0);
     for i in 0..da.rows() {
         let row = da.row_mut(i);
@@ -64,12 +60,7 @@ pub fn column_sums(dz: MatRef, db: &mut [f32]) {
 ///
 /// Shapes: `logits: (batch, classes)`, `labels: (batch)`, `dz: (batch, classes)`.
 /// Returns the *sum* of the row losses (in f64).
-pub fn softmax_cross_entropy(
-    logits: MatRef,
-    labels: &[u8],
-    mut dz: MatMut,
-    grad_scale: f32,
-) -> f64 {
+pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad_scale: f32) -> f64 {
     assert_eq!(labels.len(), logits.rows(), "softmax_cross_entropy: labels");
     assert_eq!(
         (dz.rows(), dz.cols()),
@@ -79,9 +70,7 @@ pub fn softmax_cross_entropy(
     let mut loss = 0.0f64;
     for (i, &y) in labels.iter().enumerate() {
         let n = logits.cols();
-        let max = (0..n)
-            .map(|j| logits.at(i, j))
-            .fold(f32::NEG_INFINITY, f32::max);
+        let max = (0..n).map(|j| logits.at(i, j)).fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         for j in 0..n {
             let e = (logits.at(i, j) - max).exp();
