@@ -5,7 +5,12 @@
 //! other failure with code 1 and a one-line message naming the fix.
 
 pub mod args;
+pub mod common;
+pub mod evaluate;
 pub mod explain;
+pub mod inspect;
+pub mod predict;
+pub mod train;
 
 use args::{Flag, Parsed, UsageError};
 
@@ -40,12 +45,23 @@ pub struct Command {
 
 /// Every subcommand, in the order `simdnet --help` lists them.
 pub fn commands() -> Vec<Command> {
-    vec![Command {
-        name: "explain",
-        about: explain::ABOUT,
-        flags: explain::FLAGS,
-        run: explain::run,
-    }]
+    macro_rules! command {
+        ($m:ident) => {
+            Command {
+                name: stringify!($m),
+                about: $m::ABOUT,
+                flags: $m::FLAGS,
+                run: $m::run,
+            }
+        };
+    }
+    vec![
+        command!(inspect),
+        command!(train),
+        command!(evaluate),
+        command!(predict),
+        command!(explain),
+    ]
 }
 
 fn top_help() -> String {

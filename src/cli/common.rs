@@ -1,0 +1,92 @@
+//! Pieces shared by the commands: flags that recur, the thread pool, loading data.
+
+use std::path::Path;
+
+use super::args::{Flag, Parsed, UsageError};
+use super::CliError;
+use crate::data::{mnist, Dataset, Split};
+use crate::error::Error;
+
+pub const DATA: Flag = Flag::value(
+    "data",
+    "DIR",
+    Some("data"),
+    "folder with the four MNIST IDX files (.gz or raw)",
+);
+pub const THREADS: Flag = Flag::value("threads", "N", None, "worker threads [default: all cores]");
+pub const SPLIT: Flag = Flag::value("split", "SPLIT", Some("test"), "which images: train or test");
+pub const MODEL: Flag = Flag::value(
+    "model",
+    "FILE",
+    None,
+    "a model saved by `simdnet train --save FILE` (required)",
+);
+
+/// Parses `--split`.
+pub fn split(p: &Parsed) -> Result<Split, UsageError> {
+    match p.raw("split").unwrap_or("test") {
+        "train" => Ok(Split::Train),
+        "test" => Ok(Split::Test),
+        s => Err(UsageError(format!(
+            "invalid value '{s}' for --split: expected train or test"
+        ))),
+    }
+}
+
+/// Loads one split from `--data`.
+pub fn load_split(p: &Parsed, which: Split) -> Result<Dataset, CliError> {
+    let dir = p.raw("data").unwrap_or("data");
+    Ok(mnist::load_split(Path::new(dir), which)?)
+}
+
+/// Runs `f` on a rayon pool of `--threads` threads (all cores when not given).
+pub fn with_threads<R: Send>(p: &Parsed, f: impl FnOnce() -> R + Send) -> Result<R, CliError> {
+    let threads: Option<usize> = p.opt("threads")?;
+    let threads = match threads {
+        Some(0) => return Err(UsageError("--threads must be at least 1".into()).into()),
+        Some(n) if n > 1024 => {
+            return Err(UsageError(format!("--threads {n} is too many (at most 1024)")).into())
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    Ok(pool.install(f))
+}
+
+/// The number of threads `with_threads` uses inside its pool.
+pub fn current_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Reads `--index` and checks it against the data set's size.
+pub fn index(p: &Parsed, data: &Dataset, split: Split) -> Result<usize, CliError> {
+    let i: usize = p.get("index")?;
+    if i >= data.len() {
+        let name = if split == Split::Train { "training" } else { "test" };
+        return Err(UsageError(format!(
+            "--index {i} is out of range: the {name} set has {} images (0..={})",
+            data.len(),
+            data.len() - 1
+        ))
+        .into());
+    }
+    Ok(i)
+}
+
+/// An image as ASCII art, one character per pixel: darker pixels, denser characters.
+pub fn ascii_art(pixels: &[u8], cols: usize) -> String {
+    const RAMP: &[u8] = b" .:-=+*#%@";
+    let mut s = String::new();
+    for row in pixels.chunks(cols) {
+        s.push_str("  |");
+        for &p in row {
+            s.push(RAMP[p as usize * (RAMP.len() - 1) / 255] as char);
+        }
+        s.push_str("|\n");
+    }
+    s
+}

@@ -1,0 +1,50 @@
+//! `simdnet predict`: practical 3, the ten probabilities for one image, and their argmax.
+
+use std::path::PathBuf;
+
+use super::args::{Flag, Parsed};
+use super::common::{self, DATA, MODEL, SPLIT};
+use super::CliError;
+use crate::data::one_hot;
+use crate::matrix::MatRef;
+use crate::nn::{argmax, model_file, PIXEL_SCALE};
+
+pub const ABOUT: &str = "predict one image with a saved model: probabilities, actual and predicted digit";
+
+pub const FLAGS: &[Flag] = &[
+    MODEL,
+    Flag::value("index", "I", Some("0"), "which image"),
+    SPLIT,
+    Flag::switch("draw", "also draw the image"),
+    DATA,
+];
+
+pub fn run(p: &Parsed) -> Result<(), CliError> {
+    let path: PathBuf = p.get::<String>("model")?.into();
+    let which = common::split(p)?;
+    let net = model_file::load(&path)?;
+    let data = common::load_split(p, which)?;
+    let i = common::index(p, &data, which)?;
+    let name = if which == crate::data::Split::Train {
+        "train"
+    } else {
+        "test"
+    };
+    let x = MatRef::from_slice(data.image(i), 1, data.features());
+    let probs = net.predict(x, PIXEL_SCALE)?;
+    let label = data.labels()[i];
+    if p.switch("draw") {
+        print!("{}", common::ascii_art(data.image(i), data.image_cols()));
+    }
+    println!("y_{name}[{i}] (one-hot): {:?}", one_hot(label, net.outputs()));
+    println!("Probabilities:");
+    let best = argmax(probs.row(0));
+    for (d, &pr) in probs.row(0).iter().enumerate() {
+        let bar = "#".repeat((pr * 40.0).round() as usize);
+        let mark = if d == best { "  <- argmax" } else { "" };
+        println!("  {d}: {pr:.6} {bar}{mark}");
+    }
+    println!("Actual value: {label}");
+    println!("Predicted: {best}");
+    Ok(())
+}

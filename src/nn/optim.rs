@@ -1,0 +1,244 @@
+//! Optimisers: how a gradient `g` becomes an update of a parameter `w`.
+//!
+//! Formulas follow Keras 3 (its defaults in brackets):
+//! - SGD: `w -= lr·g` [lr 0.01]; with momentum μ: `v = μ·v - lr·g; w += v`.
+//! - RMSprop: `s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε)` [lr 0.001, ρ 0.9, ε 1e-7].
+//! - Adam: `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²;`
+//!   `w -= lr·sqrt(1-β2^t)/(1-β1^t) · m / (sqrt(v) + ε)` [lr 0.001, β1 0.9, β2 0.999, ε 1e-7].
+//!
+//! The state (`v`, `s`, `m`) has one slot per parameter and lives in
+//! [`OptimizerState`], created once for a network's parameter sizes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rayon::prelude::*;
+
+/// An optimiser and its hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd {
+        lr: f32,
+        momentum: f32,
+    },
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        eps: f32,
+    },
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+    },
+}
+
+impl Optimizer {
+    /// Plain SGD (no momentum).
+    pub fn sgd(lr: f32) -> Optimizer {
+        Optimizer::Sgd { lr, momentum: 0.0 }
+    }
+    /// SGD with momentum `momentum` (Keras: `SGD(momentum=...)`).
+    pub fn momentum(lr: f32, momentum: f32) -> Optimizer {
+        Optimizer::Sgd { lr, momentum }
+    }
+    /// RMSprop with the Keras defaults for ρ and ε.
+    pub fn rmsprop(lr: f32) -> Optimizer {
+        Optimizer::RmsProp {
+            lr,
+            rho: 0.9,
+            eps: 1e-7,
+        }
+    }
+    /// Adam with the Keras defaults for β1, β2 and ε.
+    pub fn adam(lr: f32) -> Optimizer {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
+    }
+
+    /// Builds an optimiser from its CLI name (`sgd`, `momentum`, `rmsprop`, `adam`)
+    /// and a learning rate (`None`: the Keras default for that optimiser).
+    pub fn from_name(name: &str, lr: Option<f32>) -> Result<Optimizer, String> {
+        let kind: OptimizerKind = name.parse()?;
+        let lr = lr.unwrap_or(kind.default_lr());
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("the learning rate must be a positive number, got {lr}"));
+        }
+        Ok(match kind {
+            OptimizerKind::Sgd => Optimizer::sgd(lr),
+            OptimizerKind::Momentum => Optimizer::momentum(lr, 0.9),
+            OptimizerKind::RmsProp => Optimizer::rmsprop(lr),
+            OptimizerKind::Adam => Optimizer::adam(lr),
+        })
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Optimizer::Sgd { lr, .. } | Optimizer::RmsProp { lr, .. } | Optimizer::Adam { lr, .. } => lr,
+        }
+    }
+}
+
+impl fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Optimizer::Sgd { lr, momentum: 0.0 } => write!(f, "SGD(lr={lr})"),
+            Optimizer::Sgd { lr, momentum } => write!(f, "SGD(lr={lr}, momentum={momentum})"),
+            Optimizer::RmsProp { lr, rho, eps } => write!(f, "RMSprop(lr={lr}, rho={rho}, eps={eps:e})"),
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                write!(f, "Adam(lr={lr}, beta1={beta1}, beta2={beta2}, eps={eps:e})")
+            }
+        }
+    }
+}
+
+/// The optimiser names the CLI accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    RmsProp,
+    Adam,
+}
+
+impl OptimizerKind {
+    /// The Keras default learning rate.
+    pub fn default_lr(self) -> f32 {
+        match self {
+            OptimizerKind::Sgd | OptimizerKind::Momentum => 0.01,
+            OptimizerKind::RmsProp | OptimizerKind::Adam => 0.001,
+        }
+    }
+}
+
+impl FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "momentum" => Ok(OptimizerKind::Momentum),
+            "rmsprop" => Ok(OptimizerKind::RmsProp),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(format!(
+                "unknown optimizer '{s}': expected one of sgd, momentum, rmsprop, adam"
+            )),
+        }
+    }
+}
+
+/// Below this many parameters an update runs on one thread (threading costs more than it saves).
+pub const PARALLEL_UPDATE_MIN_PARAMS: usize = 1 << 16;
+/// Parameters per parallel task: a fixed size, so the split never depends on the thread count.
+const UPDATE_CHUNK: usize = 1 << 14;
+
+/// Per-parameter state of an optimiser, one buffer per parameter tensor.
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    /// SGD momentum velocity, RMSprop's mean square, or Adam's first moment.
+    slot1: Vec<Vec<f32>>,
+    /// Adam's second moment (empty otherwise).
+    slot2: Vec<Vec<f32>>,
+    /// Steps taken so far (Adam's bias correction uses it).
+    pub steps: u64,
+}
+
+impl OptimizerState {
+    /// Zeroed state for tensors of the given sizes.
+    pub fn new(opt: &Optimizer, sizes: &[usize]) -> OptimizerState {
+        let zeros = || sizes.iter().map(|&n| vec![0.0; n]).collect::<Vec<_>>();
+        let slot2 = if matches!(opt, Optimizer::Adam { .. }) {
+            zeros()
+        } else {
+            Vec::new()
+        };
+        OptimizerState {
+            slot1: zeros(),
+            slot2,
+            steps: 0,
+        }
+    }
+
+    /// Call once per training step, before the tensors' [`update`](Self::update) calls.
+    pub fn begin_step(&mut self) {
+        self.steps += 1;
+    }
+
+    /// Applies one update to tensor `index`: `w` from its gradient `g`.
+    pub fn update(&mut self, opt: &Optimizer, index: usize, w: &mut [f32], g: &[f32]) {
+        assert_eq!(
+            w.len(),
+            g.len(),
+            "optimizer: parameter and gradient lengths differ"
+        );
+        let s1 = &mut self.slot1[index];
+        let s2: &mut [f32] = if self.slot2.is_empty() {
+            &mut []
+        } else {
+            &mut self.slot2[index]
+        };
+        let t = self.steps.max(1) as i32;
+        let update =
+            |w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]| update_chunk(opt, t, w, g, s1, s2);
+        if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
+            update(w, g, s1, s2);
+        } else if s2.is_empty() {
+            w.par_chunks_mut(UPDATE_CHUNK)
+                .zip(g.par_chunks(UPDATE_CHUNK))
+                .zip(s1.par_chunks_mut(UPDATE_CHUNK))
+                .for_each(|((w, g), s1)| update(w, g, s1, &mut []));
+        } else {
+            w.par_chunks_mut(UPDATE_CHUNK)
+                .zip(g.par_chunks(UPDATE_CHUNK))
+                .zip(s1.par_chunks_mut(UPDATE_CHUNK))
+                .zip(s2.par_chunks_mut(UPDATE_CHUNK))
+                .for_each(|(((w, g), s1), s2)| update(w, g, s1, s2));
+        }
+    }
+}
+
+/// The update of one contiguous chunk; plain loops the compiler vectorises.
+fn update_chunk(opt: &Optimizer, t: i32, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
+    match *opt {
+        Optimizer::Sgd { lr, momentum: 0.0 } => {
+            for (w, &g) in w.iter_mut().zip(g) {
+                *w -= lr * g;
+            }
+        }
+        Optimizer::Sgd { lr, momentum } => {
+            for ((w, &g), v) in w.iter_mut().zip(g).zip(s1.iter_mut()) {
+                *v = momentum * *v - lr * g;
+                *w += *v;
+            }
+        }
+        Optimizer::RmsProp { lr, rho, eps } => {
+            for ((w, &g), s) in w.iter_mut().zip(g).zip(s1.iter_mut()) {
+                *s = rho * *s + (1.0 - rho) * g * g;
+                *w -= lr * g / (*s + eps).sqrt();
+            }
+        }
+        Optimizer::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+        } => {
+            let alpha = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s1.iter_mut()).zip(s2.iter_mut()) {
+                *m += (g - *m) * (1.0 - beta1);
+                *v += (g * g - *v) * (1.0 - beta2);
+                *w -= alpha * *m / (v.sqrt() + eps);
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The training loop: shuffle, batch, forward, loss, backward, update.
+//!
+//! ## Threading and determinism
+//! A mini-batch is cut into shards of [`SHARD_ROWS`] examples (a fixed
+//! number, whatever the thread count). Shards run forward and backward in
+//! parallel, each into its own [`Workspace`]; their weight gradients are then
+//! added in shard order. Networks whose gradients are large
+//! ([`SHARD_MAX_PARAMS`]) use one shard and let each GEMM split its output
+//! tiles across the threads instead. Either way no float is ever summed in an
+//! order that depends on the thread count, so a seed fixes the weights bit
+//! for bit on 1, 2 or 64 threads.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gemm::Parallelism;
+use crate::matrix::MatRef;
+use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
+use crate::nn::optim::{Optimizer, OptimizerState};
+
+/// Examples per shard of a mini-batch: each shard is one parallel task.
+pub const SHARD_ROWS: usize = 32;
+/// Above this many parameters, a batch is one shard and the GEMMs are threaded
+/// instead: adding per-shard gradients would cost more memory traffic than it saves.
+pub const SHARD_MAX_PARAMS: usize = 1 << 17;
+/// Gradient additions and updates smaller than this run on one thread.
+const PARALLEL_ADD_MIN: usize = 1 << 16;
+
+/// How to train.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Seeds the per-epoch shuffle.
+    pub seed: u64,
+    /// Shuffle the training set each epoch (Keras' default).
+    pub shuffle: bool,
+}
+
+impl Default for TrainConfig {
+    /// The workshop's settings: 4 epochs of batch 128, seed 1.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 4,
+            batch_size: 128,
+            seed: 1,
+            shuffle: true,
+        }
+    }
+}
+
+/// What one epoch achieved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (as Keras reports it).
+    pub loss: f64,
+    /// Training accuracy over the epoch.
+    pub accuracy: f64,
+    /// Loss and accuracy on the validation set, if one was given.
+    pub validation: Option<Evaluation>,
+    /// Wall time of the training part of the epoch (without validation).
+    pub train_seconds: f64,
+    /// Wall time of the validation.
+    pub validation_seconds: f64,
+}
+
+/// Progress reported to the caller during [`fit`].
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// After each mini-batch: running mean loss and accuracy of this epoch.
+    Step {
+        epoch: usize,
+        epochs: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        accuracy: f64,
+        seconds: f64,
+    },
+    /// After each epoch.
+    Epoch { epochs: usize, stats: &'a EpochStats },
+}
+
+/// Everything a training step needs besides the network: the optimiser and
+/// its state, and one workspace per shard, allocated once.
+pub struct Trainer {
+    pub optimizer: Optimizer,
+    pub state: OptimizerState,
+    batch_size: usize,
+    shard_rows: usize,
+    shards: Vec<Workspace>,
+    batch_pixels: Vec<u8>,
+    batch_labels: Vec<u8>,
+}
+
+impl Trainer {
+    /// A trainer for `net` with mini-batches of up to `batch_size` examples.
+    pub fn new(net: &Network, optimizer: Optimizer, batch_size: usize) -> Result<Trainer> {
+        if batch_size == 0 {
+            return Err(Error::Invalid("the batch size must be at least 1".into()));
+        }
+        let shard_rows = Self::shard_rows_for(net, batch_size);
+        let shards = (0..batch_size.div_ceil(shard_rows))
+            .map(|_| Workspace::new(net, shard_rows))
+            .collect();
+        Ok(Trainer {
+            optimizer,
+            batch_size,
+            state: OptimizerState::new(&optimizer, &net.param_sizes()),
+            shard_rows,
+            shards,
+            batch_pixels: vec![0; batch_size * net.inputs()],
+            batch_labels: vec![0; batch_size],
+        })
+    }
+
+    /// Rows per shard: [`SHARD_ROWS`] for small networks, the whole batch for large ones.
+    pub fn shard_rows_for(net: &Network, batch_size: usize) -> usize {
+        if net.num_params() > SHARD_MAX_PARAMS {
+            batch_size
+        } else {
+            SHARD_ROWS.min(batch_size)
+        }
+    }
+
+    /// The largest batch this trainer takes.
+    pub fn batch_capacity(&self) -> usize {
+        self.batch_size
+    }
+
+    /// One training step on a batch of raw pixels `x: (rows, inputs)` scaled by
+    /// `x_scale`, with `labels: (rows)`. Returns the summed loss and the number
+    /// of rows classified correctly (before the update).
+    pub fn step<T: crate::matrix::Element>(
+        &mut self,
+        net: &mut Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        labels: &[u8],
+    ) -> (f64, usize) {
+        let rows = x.rows();
+        assert!(
+            rows > 0 && rows <= self.batch_capacity() && labels.len() == rows,
+            "bad batch of {rows} rows"
+        );
+        let shard_rows = self.shard_rows;
+        let nshards = rows.div_ceil(shard_rows);
+        let grad_scale = 1.0 / rows as f32;
+        let par = if nshards == 1 {
+            Parallelism::Rayon
+        } else {
+            Parallelism::Sequential
+        };
+        let shared: &Network = net;
+        // Forward, loss and backward of each shard, in parallel.
+        let run_shard = |(s, ws): (usize, &mut Workspace)| {
+            let (r0, r1) = (s * shard_rows, ((s + 1) * shard_rows).min(rows));
+            let xs = x.rows_range(r0, r1);
+            ws.forward(shared, xs, x_scale, par);
+            let out = ws.loss_and_correct(&labels[r0..r1], grad_scale);
+            ws.backward(shared, xs, x_scale, par);
+            out
+        };
+        let results: Vec<(f64, usize)> = if nshards == 1 {
+            vec![run_shard((0, &mut self.shards[0]))]
+        } else {
+            self.shards[..nshards]
+                .par_iter_mut()
+                .enumerate()
+                .map(run_shard)
+                .collect()
+        };
+        // Add the shards' gradients into shard 0's, in shard order.
+        let (first, rest) = self.shards.split_at_mut(1);
+        let total = &mut first[0];
+        for ws in &rest[..nshards - 1] {
+            for (dst, src) in total.dw.iter_mut().zip(&ws.dw) {
+                add_into(dst.as_mut_slice(), src.as_slice());
+            }
+            for (dst, src) in total.db.iter_mut().zip(&ws.db) {
+                add_into(dst, src);
+            }
+        }
+        // Update every parameter tensor: W0, b0, W1, b1, ...
+        self.state.begin_step();
+        for (l, layer) in net.layers_mut().iter_mut().enumerate() {
+            self.state.update(
+                &self.optimizer,
+                2 * l,
+                layer.w.as_mut_slice(),
+                total.dw[l].as_slice(),
+            );
+            self.state
+                .update(&self.optimizer, 2 * l + 1, &mut layer.b, &total.db[l]);
+        }
+        results
+            .iter()
+            .fold((0.0, 0), |(l, c), &(rl, rc)| (l + rl, c + rc))
+    }
+
+    /// One epoch over `data` in the order `order` (indices of examples).
+    /// Calls `on_step(step, steps, loss_sum, correct, seen)` after each batch.
+    pub fn epoch(
+        &mut self,
+        net: &mut Network,
+        data: &Dataset,
+        order: &[usize],
+        batch_size: usize,
+        mut on_step: impl FnMut(usize, usize, f64, usize, usize) -> Result<()>,
+    ) -> Result<(f64, usize)> {
+        let features = data.features();
+        let steps = order.len().div_ceil(batch_size);
+        let (mut loss, mut correct) = (0.0, 0);
+        for (step, idx) in order.chunks(batch_size).enumerate() {
+            // Gather the batch's pixels and labels into contiguous buffers.
+            for (r, &i) in idx.iter().enumerate() {
+                self.batch_pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
+                self.batch_labels[r] = data.labels()[i];
+            }
+            let rows = idx.len();
+            // Lend the buffers out for the step (no copy, no allocation), then put them back.
+            let (pixels, labels) = (
+                std::mem::take(&mut self.batch_pixels),
+                std::mem::take(&mut self.batch_labels),
+            );
+            let x = MatRef::from_slice(&pixels[..rows * features], rows, features);
+            let (l, c) = self.step(net, x, PIXEL_SCALE, &labels[..rows]);
+            (self.batch_pixels, self.batch_labels) = (pixels, labels);
+            loss += l;
+            correct += c;
+            on_step(
+                step + 1,
+                steps,
+                loss,
+                correct,
+                (step * batch_size + rows).min(order.len()),
+            )?;
+        }
+        Ok((loss, correct))
+    }
+}
+
+/// `dst += src`, element-wise, in fixed chunks (thread-count independent).
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    if dst.len() < PARALLEL_ADD_MIN {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+    } else {
+        dst.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(d, s)| {
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+            });
+    }
+}
+
+/// Trains `net` on `train` for `cfg.epochs` epochs, evaluating on
+/// `validation` after each; reports progress through `on_progress`.
+///
+/// Fails with [`Error::Diverged`] as soon as the loss stops being finite.
+pub fn fit(
+    net: &mut Network,
+    optimizer: Optimizer,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<EpochStats>> {
+    if train.is_empty() {
+        return Err(Error::Invalid("the training set is empty".into()));
+    }
+    if train.features() != net.inputs() {
+        return Err(Error::Invalid(format!(
+            "the training images have {} pixels but the network expects {} inputs",
+            train.features(),
+            net.inputs()
+        )));
+    }
+    let batch = cfg.batch_size.min(train.len()).max(1);
+    let mut trainer = Trainer::new(net, optimizer, batch)?;
+    // A generator for the shuffles only, so that changing the epochs does not change the initial weights.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed_5eed_5eed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut history = Vec::with_capacity(cfg.epochs);
+    for epoch in 1..=cfg.epochs {
+        if cfg.shuffle {
+            order.shuffle(&mut rng);
+        }
+        let start = Instant::now();
+        let (loss, correct) =
+            trainer.epoch(net, train, &order, batch, |step, steps, loss, correct, seen| {
+                let mean = loss / seen as f64;
+                if !mean.is_finite() {
+                    return Err(Error::Diverged {
+                        epoch,
+                        step,
+                        loss: mean as f32,
+                    });
+                }
+                on_progress(Progress::Step {
+                    epoch,
+                    epochs: cfg.epochs,
+                    step,
+                    steps,
+                    loss: mean,
+                    accuracy: correct as f64 / seen as f64,
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+                Ok(())
+            })?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        let vstart = Instant::now();
+        let validation = validation.map(|v| net.evaluate(v)).transpose()?;
+        let stats = EpochStats {
+            epoch,
+            loss: loss / train.len() as f64,
+            accuracy: correct as f64 / train.len() as f64,
+            validation,
+            train_seconds,
+            validation_seconds: vstart.elapsed().as_secs_f64(),
+        };
+        on_progress(Progress::Epoch {
+            epochs: cfg.epochs,
+            stats: &stats,
+        });
+        history.push(stats);
+    }
+    Ok(history)
+}
