@@ -1,6 +1,6 @@
 //! The MNIST data set: 60,000 training and 10,000 test images of 28x28 pixels.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::idx;
 use super::NUM_CLASSES;
@@ -34,18 +34,23 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Builds a data set; checks that the sizes agree and labels are < 10.
+    /// Builds a data set from `labels.len() * image_rows * image_cols` pixels (image-major,
+    /// then row-major) and labels; checks that the sizes agree and every label is < 10.
     pub fn new(pixels: Vec<u8>, labels: Vec<u8>, image_rows: usize, image_cols: usize) -> Result<Dataset> {
-        if pixels.len() != labels.len() * image_rows * image_cols {
+        let expected = labels
+            .len()
+            .checked_mul(image_rows)
+            .and_then(|p| p.checked_mul(image_cols));
+        if expected != Some(pixels.len()) {
             return Err(Error::Invalid(format!(
                 "{} pixels do not make {} images of {image_rows}x{image_cols}",
                 pixels.len(),
                 labels.len()
             )));
         }
-        if let Some(bad) = labels.iter().find(|&&l| l as usize >= NUM_CLASSES) {
+        if let Some((i, bad)) = first_bad_label(&labels) {
             return Err(Error::Invalid(format!(
-                "label {bad} is out of range 0..{NUM_CLASSES}"
+                "label {bad} at index {i} is out of range 0..{NUM_CLASSES}"
             )));
         }
         Ok(Dataset {
@@ -83,7 +88,7 @@ impl Dataset {
     pub fn pixels(&self) -> &[u8] {
         &self.pixels
     }
-    /// Image `i`, flattened.
+    /// Image `i`, flattened to `features()` pixels. Panics if `i >= len()`.
     pub fn image(&self, i: usize) -> &[u8] {
         &self.pixels[i * self.features()..(i + 1) * self.features()]
     }
@@ -111,25 +116,69 @@ pub struct Mnist {
 }
 
 impl Mnist {
-    /// Loads the four standard files from `dir`.
+    /// Loads the four standard files from `dir` (see [`load_split`]), both splits in parallel.
+    /// Fails if the two splits' images differ in size.
     pub fn load(dir: &Path) -> Result<Mnist> {
-        Ok(Mnist {
-            train: load_split(dir, Split::Train)?,
-            test: load_split(dir, Split::Test)?,
-        })
+        let (train, test) = rayon::join(|| load_split(dir, Split::Train), || load_split(dir, Split::Test));
+        let (train, test) = (train?, test?);
+        if (train.image_rows, train.image_cols) != (test.image_rows, test.image_cols) {
+            return Err(Error::BadData {
+                path: locate(dir, Split::Test.file_names().0),
+                problem: format!(
+                    "its images are {}x{} but the training images are {}x{}",
+                    test.image_rows, test.image_cols, train.image_rows, train.image_cols
+                ),
+            });
+        }
+        Ok(Mnist { train, test })
     }
 }
 
-/// Loads one split from `dir`.
+/// Loads one split from `dir`: the standard file names of [`Split::file_names`], gzipped or
+/// raw; if a `.gz` file is absent, the same name without `.gz` is used instead. Checks the
+/// files (see [`idx`]), that there are as many labels as images and that every label is < 10.
 pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
     let (img_name, lbl_name) = split.file_names();
-    let (n, r, c, pixels) = idx::read_images(&dir.join(img_name))?;
-    let labels = idx::read_labels(&dir.join(lbl_name))?;
+    let (img_path, lbl_path) = (locate(dir, img_name), locate(dir, lbl_name));
+    let (n, r, c, pixels) = idx::read_images(&img_path)?;
+    let labels = idx::read_labels(&lbl_path)?;
     if labels.len() != n {
         return Err(Error::BadData {
-            path: dir.join(lbl_name),
-            problem: format!("{} labels but {n} images in {img_name}", labels.len()),
+            path: lbl_path,
+            problem: format!(
+                "it has {} labels but '{}' has {n} images: the two files must have one label per image",
+                labels.len(),
+                img_path.display()
+            ),
+        });
+    }
+    if let Some((i, bad)) = first_bad_label(&labels) {
+        return Err(Error::BadData {
+            path: lbl_path,
+            problem: format!("label {bad} at index {i} is out of range 0..{NUM_CLASSES}"),
         });
     }
     Dataset::new(pixels, labels, r, c)
+}
+
+/// `dir/name`, or `dir/name` without its `.gz` if only that file exists.
+fn locate(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    if !path.exists() {
+        if let Some(raw) = name.strip_suffix(".gz").map(|raw| dir.join(raw)) {
+            if raw.exists() {
+                return raw;
+            }
+        }
+    }
+    path
+}
+
+/// The index and value of the first label that is not a digit 0-9.
+fn first_bad_label(labels: &[u8]) -> Option<(usize, u8)> {
+    labels
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|&(_, l)| l as usize >= NUM_CLASSES)
 }
