@@ -5,12 +5,14 @@
 //! other failure with code 1 and a one-line message naming the fix.
 
 pub mod args;
+pub mod bench;
 pub mod common;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
 pub mod predict;
 pub mod train;
+pub mod tune;
 
 use args::{Flag, Parsed, UsageError};
 

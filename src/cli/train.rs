@@ -60,6 +60,8 @@ pub const FLAGS: &[Flag] = &[
         "save the trained model to FILE (atomically)",
     ),
     Flag::switch("quiet", "print only the final test accuracy"),
+    Flag::switch("profile", "after training, print a table of where the time went"),
+    Flag::switch("no-tune-config", "ignore the block sizes saved by `simdnet tune`"),
 ];
 
 /// Everything `train` was asked to do, checked.
@@ -126,6 +128,12 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         plan.cfg.seed,
     )?;
     let quiet = plan.quiet;
+    let profile = p.switch("profile");
+    if let Some(msg) = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))? {
+        if !quiet {
+            println!("{msg}");
+        }
+    }
     common::with_threads(p, || -> Result<(), CliError> {
         if !quiet {
             println!("Model: {} ({} parameters)", net.describe(), net.num_params());
@@ -144,6 +152,10 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             );
         }
         let mut bar = ProgressBar::new(quiet);
+        if profile {
+            crate::profile::timer::reset();
+            crate::profile::timer::enable(true);
+        }
         let start = Instant::now();
         let history = fit(
             &mut net,
@@ -154,6 +166,13 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             &mut |ev| bar.show(ev),
         )?;
         let total = start.elapsed().as_secs_f64();
+        if profile {
+            crate::profile::timer::enable(false);
+            print!(
+                "{}",
+                crate::profile::report::training_table(&history, common::current_threads())
+            );
+        }
         let test_eval = match history.last().and_then(|h| h.validation) {
             Some(v) => v,
             None => net.evaluate(&test)?,

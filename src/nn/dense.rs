@@ -51,22 +51,24 @@ pub fn dense_forward<T: Element>(a: MatMut, x: MatRef<T>, x_scale: f32, layer: &
     gemm(x_scale, x, layer.w.view(), 0.0, a, epilogue, par);
 }
 
-/// Backward through `z = x·W + b`: `dW = x_scale · xᵀ·dz` and, if wanted, `dx = dz·Wᵀ`.
+/// Backward through `z = x·W + b`, the weights: `dW = x_scale · xᵀ·dz`.
 ///
 /// The bias gradient `db = Σ_rows dz` is computed where `dz` is made
 /// (fused into [`crate::kernels::activation_backward`]).
-/// Shapes: `dw: (inputs, outputs)`, `dx: (rows, inputs)`, `dz: (rows, outputs)`, `x: (rows, inputs)`.
-pub fn dense_backward<T: Element>(
+/// Shapes: `dw: (inputs, outputs)`, `dz: (rows, outputs)`, `x: (rows, inputs)`.
+pub fn dense_backward_weights<T: Element>(
     dw: MatMut,
-    dx: Option<MatMut>,
     dz: MatRef,
     x: MatRef<T>,
     x_scale: f32,
-    w: MatRef,
     par: Parallelism,
 ) {
     gemm(x_scale, x.t(), dz, 0.0, dw, Epilogue::None, par);
-    if let Some(dx) = dx {
-        gemm(1.0, dz, w.t(), 0.0, dx, Epilogue::None, par);
-    }
+}
+
+/// Backward through `z = x·W + b`, the input: `dx = dz·Wᵀ` (the error sent to the layer below).
+///
+/// Shapes: `dx: (rows, inputs)`, `dz: (rows, outputs)`, `w: (inputs, outputs)`.
+pub fn dense_backward_input(dx: MatMut, dz: MatRef, w: MatRef, par: Parallelism) {
+    gemm(1.0, dz, w.t(), 0.0, dx, Epilogue::None, par);
 }

@@ -13,8 +13,9 @@ use crate::gemm::Parallelism;
 use crate::kernels;
 use crate::matrix::{Element, MatRef, Matrix};
 use crate::nn::activation::Activation;
-use crate::nn::dense::{dense_backward, dense_forward, Dense};
+use crate::nn::dense::{dense_backward_input, dense_backward_weights, dense_forward, Dense};
 use crate::nn::init::glorot_uniform;
+use crate::profile::timer::{scope_when, Kind};
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
 pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
@@ -259,6 +260,8 @@ pub fn argmax(v: &[f32]) -> usize {
 pub struct Workspace {
     capacity: usize,
     rows: usize,
+    /// Whether the profiler times this workspace's work (training, not evaluation).
+    pub timed: bool,
     pub acts: Vec<Matrix>,
     pub deltas: Vec<Matrix>,
     pub dw: Vec<Matrix>,
@@ -272,6 +275,7 @@ impl Workspace {
         Workspace {
             capacity,
             rows: 0,
+            timed: false,
             acts: per_layer(&|l| Matrix::zeros(capacity, l.outputs())),
             deltas: per_layer(&|l| Matrix::zeros(capacity, l.outputs())),
             dw: per_layer(&|l| Matrix::zeros(l.inputs(), l.outputs())),
@@ -301,6 +305,8 @@ impl Workspace {
         );
         self.rows = rows;
         for (l, layer) in net.layers.iter().enumerate() {
+            let _t = scope_when(self.timed, Kind::ForwardGemm, l)
+                .flops(2 * rows * layer.inputs() * layer.outputs());
             let (before, after) = self.acts.split_at_mut(l);
             let a = after[0].view_mut().rows_range(0, rows);
             if l == 0 {
@@ -322,6 +328,7 @@ impl Workspace {
     pub fn loss_and_correct(&mut self, labels: &[u8], grad_scale: f32) -> (f64, usize) {
         let rows = self.rows;
         let last = self.acts.len() - 1;
+        let _t = scope_when(self.timed, Kind::SoftmaxCe, 0).bytes(8 * rows * self.acts[last].cols());
         let logits = self.acts[last].view().rows_range(0, rows);
         let correct = (0..rows)
             .filter(|&i| argmax(self.acts[last].row(i)) == labels[i] as usize)
@@ -341,22 +348,36 @@ impl Workspace {
         let rows = self.rows;
         let n = net.layers.len();
         // The output layer's bias gradient; the hidden layers' come fused with their dz below.
-        kernels::column_sums(self.deltas[n - 1].view().rows_range(0, rows), &mut self.db[n - 1]);
+        {
+            let _t = scope_when(self.timed, Kind::ActivationBackward, n - 1).bytes(4 * rows * net.outputs());
+            kernels::column_sums(self.deltas[n - 1].view().rows_range(0, rows), &mut self.db[n - 1]);
+        }
         for l in (0..n).rev() {
             let layer = &net.layers[l];
             let (lower, upper) = self.deltas.split_at_mut(l);
             let dz = upper[0].view().rows_range(0, rows);
             let dw = self.dw[l].view_mut();
+            let flops = 2 * rows * layer.inputs() * layer.outputs();
             if l == 0 {
                 // forward was z = x·W + b: dW = xᵀ·dz (no dx: the input needs no gradient)
-                dense_backward(dw, None, dz, x, x_scale, layer.w.view(), par);
+                let _t = scope_when(self.timed, Kind::BackwardGemmDw, l).flops(flops);
+                dense_backward_weights(dw, dz, x, x_scale, par);
             } else {
                 // forward was z = a_prev·W + b: dW = a_prevᵀ·dz, da_prev = dz·Wᵀ
                 let a_prev = self.acts[l - 1].view().rows_range(0, rows);
-                let da_prev = lower[l - 1].view_mut().rows_range(0, rows);
-                dense_backward(dw, Some(da_prev), dz, a_prev, 1.0, layer.w.view(), par);
+                {
+                    let _t = scope_when(self.timed, Kind::BackwardGemmDw, l).flops(flops);
+                    dense_backward_weights(dw, dz, a_prev, 1.0, par);
+                }
+                {
+                    let _t = scope_when(self.timed, Kind::BackwardGemmDx, l).flops(flops);
+                    let da_prev = lower[l - 1].view_mut().rows_range(0, rows);
+                    dense_backward_input(da_prev, dz, layer.w.view(), par);
+                }
                 // forward was a_prev = f(z_prev): dz_prev = da_prev ⊙ f'(a_prev), db_prev = Σ dz_prev
                 let below = &net.layers[l - 1];
+                let _t = scope_when(self.timed, Kind::ActivationBackward, l - 1)
+                    .bytes(12 * rows * below.outputs());
                 kernels::activation_backward(
                     lower[l - 1].view_mut().rows_range(0, rows),
                     a_prev,

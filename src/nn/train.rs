@@ -22,6 +22,7 @@ use crate::gemm::Parallelism;
 use crate::matrix::MatRef;
 use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 use crate::nn::optim::{Optimizer, OptimizerState};
+use crate::profile::timer::{scope, Kind};
 
 /// Examples per shard of a mini-batch: each shard is one parallel task.
 pub const SHARD_ROWS: usize = 32;
@@ -180,6 +181,7 @@ impl Trainer {
         // Add the shards' gradients into shard 0's, in shard order.
         let (first, rest) = self.shards.split_at_mut(1);
         let total = &mut first[0];
+        let sum_timer = scope(Kind::GradientSum, 0).bytes(12 * (nshards - 1) * net.num_params());
         for ws in &rest[..nshards - 1] {
             for (dst, src) in total.dw.iter_mut().zip(&ws.dw) {
                 add_into(dst.as_mut_slice(), src.as_slice());
@@ -188,7 +190,9 @@ impl Trainer {
                 add_into(dst, src);
             }
         }
+        drop(sum_timer);
         // Update every parameter tensor: W0, b0, W1, b1, ...
+        let _t = scope(Kind::Optimizer, 0).bytes(20 * net.num_params());
         self.state.begin_step();
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
             self.state.update(
@@ -220,10 +224,12 @@ impl Trainer {
         let (mut loss, mut correct) = (0.0, 0);
         for (step, idx) in order.chunks(batch_size).enumerate() {
             // Gather the batch's pixels and labels into contiguous buffers.
+            let gather = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
             for (r, &i) in idx.iter().enumerate() {
                 self.batch_pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
                 self.batch_labels[r] = data.labels()[i];
             }
+            drop(gather);
             let rows = idx.len();
             // Lend the buffers out for the step (no copy, no allocation), then put them back.
             let (pixels, labels) = (
@@ -289,10 +295,11 @@ pub fn fit(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
+        let start = Instant::now();
         if cfg.shuffle {
+            let _t = scope(Kind::Shuffle, 0);
             order.shuffle(&mut rng);
         }
-        let start = Instant::now();
         let (loss, correct) =
             trainer.epoch(net, train, &order, batch, |step, steps, loss, correct, seen| {
                 let mean = loss / seen as f64;
@@ -316,7 +323,10 @@ pub fn fit(
             })?;
         let train_seconds = start.elapsed().as_secs_f64();
         let vstart = Instant::now();
-        let validation = validation.map(|v| net.evaluate(v)).transpose()?;
+        let validation = {
+            let _t = scope(Kind::Evaluation, 0);
+            validation.map(|v| net.evaluate(v)).transpose()?
+        };
         let stats = EpochStats {
             epoch,
             loss: loss / train.len() as f64,

@@ -1,1 +1,5 @@
-//! Profiling and tuning: peak and bandwidth probes, kernel timers, the tuner (to be written).
+//! Profiling and tuning: kernel timers for `train --profile`, machine probes, the tuner.
+
+pub mod report;
+pub mod timer;
+pub mod tune_config;
