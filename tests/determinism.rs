@@ -1,0 +1,85 @@
+//! A seed fixes the result, bit for bit, whatever the thread count.
+
+use simdnet::data::Dataset;
+use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
+
+/// A small synthetic data set: 700 "images" of 8x8 whose label is a function of the pixels.
+fn synthetic() -> Dataset {
+    let n = 700;
+    let mut pixels = Vec::with_capacity(n * 64);
+    let mut labels = Vec::with_capacity(n);
+    let mut s = 12345u32;
+    for _ in 0..n {
+        let mut sum = 0u32;
+        for _ in 0..64 {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            let p = (s >> 24) as u8;
+            sum += p as u32;
+            pixels.push(p);
+        }
+        labels.push((sum % 10) as u8);
+    }
+    Dataset::new(pixels, labels, 8, 8).unwrap()
+}
+
+fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) -> Network {
+    let data = synthetic();
+    let mut net = Network::mlp(64, hidden, 10, Activation::Relu, 42).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: batch,
+        seed: 7,
+        shuffle: true,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| fit(&mut net, opt, &data, None, &cfg, &mut |_| {}))
+        .unwrap();
+    net
+}
+
+fn bits(net: &Network) -> Vec<u32> {
+    net.layers()
+        .iter()
+        .flat_map(|l| l.w.as_slice().iter().chain(&l.b).map(|v| v.to_bits()))
+        .collect()
+}
+
+#[test]
+fn same_seed_same_weights_on_1_2_3_and_8_threads() {
+    // Small network: sharded mini-batches (several shards per batch, odd last batch).
+    for opt in [
+        Optimizer::rmsprop(0.001),
+        Optimizer::adam(0.001),
+        Optimizer::momentum(0.01, 0.9),
+    ] {
+        let reference = bits(&train_with(1, &[16, 16], opt, 100));
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(
+                bits(&train_with(threads, &[16, 16], opt, 100)),
+                reference,
+                "{opt}, {threads} threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn large_network_path_is_deterministic_too() {
+    // Above SHARD_MAX_PARAMS the batch is one shard and the GEMMs are threaded.
+    let reference = bits(&train_with(1, &[1100, 128], Optimizer::rmsprop(0.001), 64));
+    assert!(simdnet::nn::train::SHARD_MAX_PARAMS < 64 * 1100 + 1100 * 128);
+    for threads in [2, 3, 8] {
+        let got = bits(&train_with(threads, &[1100, 128], Optimizer::rmsprop(0.001), 64));
+        assert_eq!(got, reference, "{threads} threads");
+    }
+}
+
+#[test]
+fn different_seeds_differ() {
+    let a = Network::mlp(64, &[16], 10, Activation::Relu, 1).unwrap();
+    let b = Network::mlp(64, &[16], 10, Activation::Relu, 2).unwrap();
+    assert_ne!(bits(&a), bits(&b));
+}
