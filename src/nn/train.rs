@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
-use crate::matrix::MatRef;
+use crate::matrix::{Element, MatRef};
 use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 use crate::nn::optim::{Optimizer, OptimizerState};
 use crate::profile::timer::{scope, Kind};
@@ -89,6 +89,34 @@ pub enum Progress<'a> {
     Epoch { epochs: usize, stats: &'a EpochStats },
 }
 
+/// One shard of a mini-batch: its rows' pixels and labels, gathered from the
+/// data set, and the buffers of its forward and backward pass.
+struct Shard {
+    ws: Workspace,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    /// Summed loss and number correct of the last pass.
+    loss: f64,
+    correct: usize,
+}
+
+impl Shard {
+    /// Forward, loss and backward over `x` (this shard's rows).
+    fn pass<T: Element>(
+        &mut self,
+        net: &Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        grad_scale: f32,
+        par: Parallelism,
+    ) {
+        self.ws.forward(net, x, x_scale, par);
+        let rows = x.rows();
+        (self.loss, self.correct) = self.ws.loss_and_correct(&self.labels[..rows], grad_scale);
+        self.ws.backward(net, x, x_scale, par);
+    }
+}
+
 /// Everything a training step needs besides the network: the optimiser and
 /// its state, and one workspace per shard, allocated once.
 pub struct Trainer {
@@ -96,9 +124,7 @@ pub struct Trainer {
     pub state: OptimizerState,
     batch_size: usize,
     shard_rows: usize,
-    shards: Vec<Workspace>,
-    batch_pixels: Vec<u8>,
-    batch_labels: Vec<u8>,
+    shards: Vec<Shard>,
 }
 
 impl Trainer {
@@ -109,7 +135,17 @@ impl Trainer {
         }
         let shard_rows = Self::shard_rows_for(net, batch_size);
         let shards = (0..batch_size.div_ceil(shard_rows))
-            .map(|_| Workspace::new(net, shard_rows))
+            .map(|_| {
+                let mut ws = Workspace::new(net, shard_rows);
+                ws.timed = true;
+                Shard {
+                    ws,
+                    pixels: vec![0; shard_rows * net.inputs()],
+                    labels: vec![0; shard_rows],
+                    loss: 0.0,
+                    correct: 0,
+                }
+            })
             .collect();
         Ok(Trainer {
             optimizer,
@@ -117,8 +153,6 @@ impl Trainer {
             state: OptimizerState::new(&optimizer, &net.param_sizes()),
             shard_rows,
             shards,
-            batch_pixels: vec![0; batch_size * net.inputs()],
-            batch_labels: vec![0; batch_size],
         })
     }
 
@@ -136,10 +170,28 @@ impl Trainer {
         self.batch_size
     }
 
-    /// One training step on a batch of raw pixels `x: (rows, inputs)` scaled by
-    /// `x_scale`, with `labels: (rows)`. Returns the summed loss and the number
-    /// of rows classified correctly (before the update).
-    pub fn step<T: crate::matrix::Element>(
+    /// The shards a batch of `rows` uses, and whether each GEMM should thread itself.
+    fn plan(&self, rows: usize) -> (usize, Parallelism) {
+        assert!(
+            rows > 0 && rows <= self.batch_size,
+            "a batch of {rows} rows (capacity {})",
+            self.batch_size
+        );
+        let nshards = rows.div_ceil(self.shard_rows);
+        (
+            nshards,
+            if nshards == 1 {
+                Parallelism::Rayon
+            } else {
+                Parallelism::Sequential
+            },
+        )
+    }
+
+    /// One training step on `x: (rows, inputs)` scaled by `x_scale`, with
+    /// `labels: (rows)`. Returns the summed loss and the number of rows
+    /// classified correctly (before the update).
+    pub fn step<T: Element>(
         &mut self,
         net: &mut Network,
         x: MatRef<T>,
@@ -147,50 +199,76 @@ impl Trainer {
         labels: &[u8],
     ) -> (f64, usize) {
         let rows = x.rows();
-        assert!(
-            rows > 0 && rows <= self.batch_capacity() && labels.len() == rows,
-            "bad batch of {rows} rows"
-        );
-        let shard_rows = self.shard_rows;
-        let nshards = rows.div_ceil(shard_rows);
-        let grad_scale = 1.0 / rows as f32;
-        let par = if nshards == 1 {
-            Parallelism::Rayon
-        } else {
-            Parallelism::Sequential
-        };
+        assert_eq!(labels.len(), rows, "one label per row");
+        let (nshards, par) = self.plan(rows);
+        let sr = self.shard_rows;
         let shared: &Network = net;
-        // Forward, loss and backward of each shard, in parallel.
-        let run_shard = |(s, ws): (usize, &mut Workspace)| {
-            let (r0, r1) = (s * shard_rows, ((s + 1) * shard_rows).min(rows));
-            let xs = x.rows_range(r0, r1);
-            ws.forward(shared, xs, x_scale, par);
-            let out = ws.loss_and_correct(&labels[r0..r1], grad_scale);
-            ws.backward(shared, xs, x_scale, par);
-            out
+        let grad_scale = 1.0 / rows as f32;
+        let run = |(s, shard): (usize, &mut Shard)| {
+            let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
+            shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
+            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, par);
         };
-        let results: Vec<(f64, usize)> = if nshards == 1 {
-            vec![run_shard((0, &mut self.shards[0]))]
-        } else {
-            self.shards[..nshards]
-                .par_iter_mut()
-                .enumerate()
-                .map(run_shard)
-                .collect()
-        };
-        // Add the shards' gradients into shard 0's, in shard order.
-        let (first, rest) = self.shards.split_at_mut(1);
-        let total = &mut first[0];
-        let sum_timer = scope(Kind::GradientSum, 0).bytes(12 * (nshards - 1) * net.num_params());
-        for ws in &rest[..nshards - 1] {
-            for (dst, src) in total.dw.iter_mut().zip(&ws.dw) {
-                add_into(dst.as_mut_slice(), src.as_slice());
+        self.shards[..nshards]
+            .par_iter_mut()
+            .enumerate()
+            .with_max_len(1)
+            .for_each(run);
+        self.finish_step(net, nshards)
+    }
+
+    /// One training step on the examples `indices` of `data` (raw pixels, scaled
+    /// by 1/255). Each shard gathers its own rows, in parallel, straight into
+    /// its buffer: the batch is never copied twice.
+    pub fn step_indices(&mut self, net: &mut Network, data: &Dataset, indices: &[usize]) -> (f64, usize) {
+        let rows = indices.len();
+        let (nshards, par) = self.plan(rows);
+        let (sr, features) = (self.shard_rows, data.features());
+        let shared: &Network = net;
+        let grad_scale = 1.0 / rows as f32;
+        let run = |(s, shard): (usize, &mut Shard)| {
+            let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
+            {
+                let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
+                for (r, &i) in idx.iter().enumerate() {
+                    shard.pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
+                    shard.labels[r] = data.labels()[i];
+                }
             }
-            for (dst, src) in total.db.iter_mut().zip(&ws.db) {
-                add_into(dst, src);
+            let pixels = std::mem::take(&mut shard.pixels);
+            shard.pass(
+                shared,
+                MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
+                PIXEL_SCALE,
+                grad_scale,
+                par,
+            );
+            shard.pixels = pixels;
+        };
+        self.shards[..nshards]
+            .par_iter_mut()
+            .enumerate()
+            .with_max_len(1)
+            .for_each(run);
+        self.finish_step(net, nshards)
+    }
+
+    /// Adds the shards' gradients in shard order, updates the parameters, and
+    /// returns the summed loss and number correct.
+    fn finish_step(&mut self, net: &mut Network, nshards: usize) -> (f64, usize) {
+        let (first, rest) = self.shards.split_at_mut(1);
+        let total = &mut first[0].ws;
+        {
+            let _t = scope(Kind::GradientSum, 0).bytes(12 * (nshards - 1) * net.num_params());
+            for shard in &rest[..nshards - 1] {
+                for (dst, src) in total.dw.iter_mut().zip(&shard.ws.dw) {
+                    add_into(dst.as_mut_slice(), src.as_slice());
+                }
+                for (dst, src) in total.db.iter_mut().zip(&shard.ws.db) {
+                    add_into(dst, src);
+                }
             }
         }
-        drop(sum_timer);
         // Update every parameter tensor: W0, b0, W1, b1, ...
         let _t = scope(Kind::Optimizer, 0).bytes(20 * net.num_params());
         self.state.begin_step();
@@ -204,9 +282,9 @@ impl Trainer {
             self.state
                 .update(&self.optimizer, 2 * l + 1, &mut layer.b, &total.db[l]);
         }
-        results
+        self.shards[..nshards]
             .iter()
-            .fold((0.0, 0), |(l, c), &(rl, rc)| (l + rl, c + rc))
+            .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
     }
 
     /// One epoch over `data` in the order `order` (indices of examples).
@@ -216,38 +294,16 @@ impl Trainer {
         net: &mut Network,
         data: &Dataset,
         order: &[usize],
-        batch_size: usize,
         mut on_step: impl FnMut(usize, usize, f64, usize, usize) -> Result<()>,
     ) -> Result<(f64, usize)> {
-        let features = data.features();
-        let steps = order.len().div_ceil(batch_size);
-        let (mut loss, mut correct) = (0.0, 0);
-        for (step, idx) in order.chunks(batch_size).enumerate() {
-            // Gather the batch's pixels and labels into contiguous buffers.
-            let gather = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
-            for (r, &i) in idx.iter().enumerate() {
-                self.batch_pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
-                self.batch_labels[r] = data.labels()[i];
-            }
-            drop(gather);
-            let rows = idx.len();
-            // Lend the buffers out for the step (no copy, no allocation), then put them back.
-            let (pixels, labels) = (
-                std::mem::take(&mut self.batch_pixels),
-                std::mem::take(&mut self.batch_labels),
-            );
-            let x = MatRef::from_slice(&pixels[..rows * features], rows, features);
-            let (l, c) = self.step(net, x, PIXEL_SCALE, &labels[..rows]);
-            (self.batch_pixels, self.batch_labels) = (pixels, labels);
+        let steps = order.len().div_ceil(self.batch_size);
+        let (mut loss, mut correct, mut seen) = (0.0, 0, 0);
+        for (step, idx) in order.chunks(self.batch_size).enumerate() {
+            let (l, c) = self.step_indices(net, data, idx);
             loss += l;
             correct += c;
-            on_step(
-                step + 1,
-                steps,
-                loss,
-                correct,
-                (step * batch_size + rows).min(order.len()),
-            )?;
+            seen += idx.len();
+            on_step(step + 1, steps, loss, correct, seen)?;
         }
         Ok((loss, correct))
     }
@@ -300,27 +356,26 @@ pub fn fit(
             let _t = scope(Kind::Shuffle, 0);
             order.shuffle(&mut rng);
         }
-        let (loss, correct) =
-            trainer.epoch(net, train, &order, batch, |step, steps, loss, correct, seen| {
-                let mean = loss / seen as f64;
-                if !mean.is_finite() {
-                    return Err(Error::Diverged {
-                        epoch,
-                        step,
-                        loss: mean as f32,
-                    });
-                }
-                on_progress(Progress::Step {
+        let (loss, correct) = trainer.epoch(net, train, &order, |step, steps, loss, correct, seen| {
+            let mean = loss / seen as f64;
+            if !mean.is_finite() {
+                return Err(Error::Diverged {
                     epoch,
-                    epochs: cfg.epochs,
                     step,
-                    steps,
-                    loss: mean,
-                    accuracy: correct as f64 / seen as f64,
-                    seconds: start.elapsed().as_secs_f64(),
+                    loss: mean as f32,
                 });
-                Ok(())
-            })?;
+            }
+            on_progress(Progress::Step {
+                epoch,
+                epochs: cfg.epochs,
+                step,
+                steps,
+                loss: mean,
+                accuracy: correct as f64 / seen as f64,
+                seconds: start.elapsed().as_secs_f64(),
+            });
+            Ok(())
+        })?;
         let train_seconds = start.elapsed().as_secs_f64();
         let vstart = Instant::now();
         let validation = {
