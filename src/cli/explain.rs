@@ -50,7 +50,7 @@ pub const FLAGS: &[Flag] = &[
         "lr",
         "RATE",
         None,
-        "learning rate > 0 [default (Keras'): 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
+        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
     ),
     Flag::value(
         "digit",
