@@ -192,3 +192,14 @@ fn a_digit_past_the_data_or_a_missing_folder_is_a_run_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--data DIR"));
 }
+
+#[test]
+fn step_error_and_step_backward_print_their_part_only() {
+    let text = stdout(&explain(&["--step", "error"]));
+    assert!(text.contains("2. error") && text.contains("mean loss L = (0.580330 + 0.673347) / 2 = 0.626839"));
+    assert!(text.contains("accuracy: predicted class (largest p) [1, 0], labels [1, 0]: 2 of 2 right"));
+    assert!(!text.contains("1. forward") && !text.contains("3. backward") && !text.contains("4. update"));
+    let text = stdout(&explain(&["--step", "backward", "--activation", "sigmoid"]));
+    assert!(text.contains("3. backward pass") && text.contains("sigmoid'(z) = a·(1 - a)"));
+    assert!(!text.contains("2. error") && !text.contains("4. update"));
+}

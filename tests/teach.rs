@@ -614,3 +614,69 @@ fn equal_starting_weights_keep_hidden_units_identical() {
     train_step(&mut net, &mut opt, &x, &labels);
     assert!(!hidden_units_stay_identical(&net));
 }
+
+#[test]
+fn zeros_network_has_the_right_shapes() {
+    let net = Network::zeros(&[3, 5, 2], Activation::Tanh);
+    assert_eq!(net.sizes(), vec![3, 5, 2]);
+    assert_eq!((net.layers[0].w.len(), net.layers[0].b.len()), (15, 5));
+    assert_eq!((net.layers[1].w.len(), net.layers[1].b.len()), (10, 2));
+    assert!(net
+        .layers
+        .iter()
+        .all(|l| l.w.iter().chain(&l.b).all(|&v| v == 0.0)));
+    // all weights zero: every class equally likely, loss ln 2
+    let (x, labels) = tiny_batch();
+    assert!(close(net.loss(&x, &labels), 2f64.ln(), 1e-15));
+}
+
+#[test]
+fn the_optimizer_enum_steps_exactly_like_the_struct_it_holds() {
+    let g = [0.3, -0.2, 0.0];
+    for kind in [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum,
+        OptimizerKind::RmsProp,
+        OptimizerKind::Adam,
+    ] {
+        let mut via_enum = kind.build(0.01, 3);
+        let (mut w1, mut w2) = (vec![1.0, 2.0, 3.0], vec![1.0, 2.0, 3.0]);
+        for _ in 0..3 {
+            let before = w1.clone();
+            let up = via_enum.step(&mut w1, &g);
+            for k in 0..3 {
+                assert_eq!(before[k] + up[k], w1[k], "the returned update is what was added");
+            }
+        }
+        // the same three steps with the struct itself
+        match kind {
+            OptimizerKind::Sgd => {
+                let mut o = Sgd::new(0.01);
+                for _ in 0..3 {
+                    o.step(&mut w2, &g);
+                }
+            }
+            OptimizerKind::Momentum => {
+                let mut o = Momentum::new(0.01, 0.9, 3);
+                for _ in 0..3 {
+                    o.step(&mut w2, &g);
+                }
+            }
+            OptimizerKind::RmsProp => {
+                let mut o = RmsProp::new(0.01, 3);
+                for _ in 0..3 {
+                    o.step(&mut w2, &g);
+                }
+            }
+            OptimizerKind::Adam => {
+                let mut o = Adam::new(0.01, 3);
+                for _ in 0..3 {
+                    o.step(&mut w2, &g);
+                }
+            }
+        }
+        assert_eq!(w1, w2, "{kind}");
+        // a zero gradient never moves a weight, whatever the optimizer (at the first steps)
+        assert_eq!(w1[2], 3.0, "{kind}");
+    }
+}

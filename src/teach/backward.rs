@@ -41,7 +41,7 @@ pub fn activation_backward(act: Activation, z: &[f64], da: &[f64]) -> Vec<f64> {
 /// `dW += a_prevᵀ·dz`: the gradient of every weight.
 ///
 /// In the forward pass this was `z[r,j] = Σ_i a_prev[r,i] · W[i,j] + b[j]`, so
-/// `∂z[r,j]/∂W[i,j] = a_prev[r,i]`, and W[i,j] is used once per example `r`:
+/// `∂z[r,j]/∂W[i,j] = a_prev[r,i]`, and `W[i,j]` is used once per example `r`:
 ///
 /// ```text
 /// dW[i,j] += Σ_r a_prev[r,i] · dz[r,j]
@@ -66,7 +66,7 @@ pub fn weight_gradient(a_prev: &[f64], dz: &[f64], rows: usize, dw: &mut [f64]) 
 /// `db += Σ_rows dz`: the gradient of every bias.
 ///
 /// In the forward pass this was `z[r,j] = ... + b[j]` for every row `r`, so
-/// `∂z[r,j]/∂b[j] = 1`, and b[j] is used once per example:
+/// `∂z[r,j]/∂b[j] = 1`, and `b[j]` is used once per example:
 ///
 /// ```text
 /// db[j] += Σ_r dz[r,j]
@@ -86,7 +86,7 @@ pub fn bias_gradient(dz: &[f64], rows: usize, db: &mut [f64]) {
 /// `da_prev = dz·Wᵀ`: the gradient flowing back to the previous layer.
 ///
 /// In the forward pass this was `z[r,j] = Σ_i a_prev[r,i] · W[i,j] + b[j]`, so
-/// `∂z[r,j]/∂a_prev[r,i] = W[i,j]`; and a_prev[r,i] feeds EVERY neuron j of this
+/// `∂z[r,j]/∂a_prev[r,i] = W[i,j]`; and `a_prev[r,i]` feeds EVERY neuron j of this
 /// layer, so its gradient adds up one share per neuron:
 ///
 /// ```text
