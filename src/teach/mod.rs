@@ -1,1 +1,53 @@
-//! The teaching module: one training step of an MLP, line by line (to be written).
+//! The teaching module: one training step of a multi-layer perceptron, line by
+//! line, in plain scalar Rust.
+//!
+//! Written for reading, not for speed: `f64` everywhere, explicit index loops,
+//! the maths in the doc comment of every function, and the shape of every
+//! buffer in a comment. The layout is the engine's: matrices are row-major
+//! `Vec<f64>`, a mini-batch has one example per row, a dense layer computes
+//! `z = a_prev·W + b` with `W: (inputs, outputs)` stored as `w[i * outputs + j]`.
+//! Gradients carry a `d` prefix: `dz = ∂L/∂z`, `dw = ∂L/∂W`, ...
+//!
+//! # Lesson plan (reading order)
+//!
+//! 1. [`forward`] — the weighted sum of one neuron ([`forward::neuron`]), of a
+//!    layer ([`forward::dense`]), the activations ReLU, sigmoid, tanh and identity
+//!    ([`forward::activation`]), and softmax ([`forward::softmax`]).
+//! 2. [`loss`] — categorical cross-entropy ([`loss::cross_entropy`]); the
+//!    gradient at the output computed the long way through the softmax Jacobian
+//!    ([`loss::output_error_long_way`]) and the short way, `(p - y) / rows`
+//!    ([`loss::output_error`]); accuracy.
+//! 3. [`backward`] — the chain rule, each backward line beside the forward line
+//!    it differentiates: `dz = da ⊙ f'(z)`, `dW = a_prevᵀ·dz`, `db = Σ dz`,
+//!    `da_prev = dz·Wᵀ`.
+//! 4. [`optimizers`] — SGD, momentum, RMSprop and Adam, term by term, each with
+//!    its state as an explicit struct.
+//! 5. [`network`] — the whole network ([`network::Network`]) and one full
+//!    training step that keeps every intermediate number ([`network::train_step`]
+//!    returns a [`network::StepTrace`]; `simdnet explain` prints it).
+//! 6. [`pitfalls`] — what goes wrong: gradients that must accumulate, the mean
+//!    over the batch, unscaled inputs, and weights that start equal.
+//!
+//! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
+//! network of [`network::Network::tiny`], and `simdnet explain --digit 0` for
+//! the workshop's 784-16-16-10 network on the first MNIST training image.
+//!
+//! # How we know the gradients are right
+//!
+//! The tests (`tests/teach.rs`) check every function against numbers computed
+//! by hand, and every gradient against a central finite difference,
+//! `∂L/∂θ ≈ (L(θ + h) - L(θ - h)) / 2h`, in `f64`: per activation, for the loss,
+//! and for every weight and bias of the tiny network.
+
+// Index loops are the point here: they show which element meets which.
+#![allow(clippy::needless_range_loop)]
+
+pub mod backward;
+pub mod forward;
+pub mod loss;
+pub mod network;
+pub mod optimizers;
+pub mod pitfalls;
+
+pub use network::{tiny_batch, train_step, Layer, Network, NetworkOptimizer, StepTrace};
+pub use optimizers::{Optimizer, OptimizerKind};

@@ -1,0 +1,278 @@
+//! Lesson 4: updating the weights — SGD, momentum, RMSprop and Adam.
+//!
+//! The gradient `g = ∂L/∂w` points uphill; every optimizer moves `w` a small
+//! step downhill. They differ in how they choose the step. Each optimizer
+//! below is a struct holding its hyperparameters and its **state** (what it
+//! remembers between steps, one number per weight), and a `step` that updates
+//! one buffer of weights in place and returns the update it added to each.
+//!
+//! Defaults are Keras 3's, so the numbers match the workshop notebook
+//! (momentum: Keras' `SGD(momentum=0.9)`; its learning rate is SGD's 0.01).
+//!
+//! Shapes: `w`, `g` and every state buffer have the same length (one entry per weight).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Plain stochastic gradient descent: `w -= lr · g`. No state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sgd {
+    /// Learning rate (Keras default 0.01).
+    pub lr: f64,
+}
+
+impl Sgd {
+    pub fn new(lr: f64) -> Sgd {
+        Sgd { lr }
+    }
+
+    /// ```text
+    /// update = -lr · g        a step against the gradient, proportional to its size
+    /// w      = w + update
+    /// ```
+    pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
+        assert_eq!(w.len(), g.len());
+        let mut updates = vec![0.0; w.len()];
+        for i in 0..w.len() {
+            updates[i] = -self.lr * g[i];
+            w[i] += updates[i];
+        }
+        updates
+    }
+}
+
+/// SGD with momentum, in the Keras form: a velocity that remembers past steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Momentum {
+    /// Learning rate (Keras default 0.01).
+    pub lr: f64,
+    /// How much of the previous velocity is kept (commonly 0.9).
+    pub momentum: f64,
+    /// State: the velocity `v`, one per weight, starting at 0.
+    pub velocity: Vec<f64>,
+}
+
+impl Momentum {
+    pub fn new(lr: f64, momentum: f64, len: usize) -> Momentum {
+        Momentum {
+            lr,
+            momentum,
+            velocity: vec![0.0; len],
+        }
+    }
+
+    /// ```text
+    /// v = momentum · v - lr · g     keep most of the last step, add a new gradient step
+    /// w = w + v                     (a ball rolling downhill: steady slopes speed it up,
+    ///                                gradients that flip sign cancel out)
+    /// ```
+    /// On the very first step `v = -lr · g`, exactly SGD's step.
+    pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
+        assert_eq!(w.len(), g.len());
+        assert_eq!(w.len(), self.velocity.len());
+        let mut updates = vec![0.0; w.len()];
+        for i in 0..w.len() {
+            self.velocity[i] = self.momentum * self.velocity[i] - self.lr * g[i];
+            updates[i] = self.velocity[i];
+            w[i] += updates[i];
+        }
+        updates
+    }
+}
+
+/// RMSprop: divides each weight's step by a running root-mean-square of its gradients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate (Keras default 0.001).
+    pub lr: f64,
+    /// Decay of the running mean of squared gradients (Keras default 0.9).
+    pub rho: f64,
+    /// Small constant that keeps the division finite (Keras default 1e-7).
+    pub eps: f64,
+    /// State: `v`, the running mean of `g²`, one per weight, starting at 0.
+    pub mean_square: Vec<f64>,
+}
+
+impl RmsProp {
+    pub fn new(lr: f64, len: usize) -> RmsProp {
+        RmsProp {
+            lr,
+            rho: 0.9,
+            eps: 1e-7,
+            mean_square: vec![0.0; len],
+        }
+    }
+
+    /// ```text
+    /// v = rho · v + (1 - rho) · g²        running mean of the squared gradient
+    /// w = w - lr · g / sqrt(v + eps)      step divided by the typical size of g
+    /// ```
+    /// Weights with large gradients take smaller steps, weights with small
+    /// gradients larger ones: every weight moves at roughly `lr` per step.
+    /// (Keras 3 puts `eps` inside the square root, as here.)
+    pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
+        assert_eq!(w.len(), g.len());
+        assert_eq!(w.len(), self.mean_square.len());
+        let mut updates = vec![0.0; w.len()];
+        for i in 0..w.len() {
+            self.mean_square[i] = self.rho * self.mean_square[i] + (1.0 - self.rho) * g[i] * g[i];
+            updates[i] = -self.lr * g[i] / (self.mean_square[i] + self.eps).sqrt();
+            w[i] += updates[i];
+        }
+        updates
+    }
+}
+
+/// Adam: momentum (a running mean of `g`) plus RMSprop (a running mean of `g²`),
+/// both corrected for starting at zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adam {
+    /// Learning rate (Keras default 0.001).
+    pub lr: f64,
+    /// Decay of the running mean of `g` (Keras default 0.9).
+    pub beta1: f64,
+    /// Decay of the running mean of `g²` (Keras default 0.999).
+    pub beta2: f64,
+    /// Small constant that keeps the division finite (Keras default 1e-7).
+    pub eps: f64,
+    /// State: `m`, the running mean of `g`, one per weight, starting at 0.
+    pub m: Vec<f64>,
+    /// State: `v`, the running mean of `g²`, one per weight, starting at 0.
+    pub v: Vec<f64>,
+    /// State: the number of steps taken so far.
+    pub t: u32,
+}
+
+impl Adam {
+    pub fn new(lr: f64, len: usize) -> Adam {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            t: 0,
+        }
+    }
+
+    /// ```text
+    /// t  = t + 1
+    /// m  = b1 · m + (1 - b1) · g          running mean of g   (direction, like momentum)
+    /// v  = b2 · v + (1 - b2) · g²         running mean of g²  (size, like RMSprop)
+    /// m̂  = m / (1 - b1^t)                 bias correction: m and v start at 0, so early
+    /// v̂  = v / (1 - b2^t)                   on they are too small; this undoes exactly that
+    /// w  = w - lr · m̂ / (sqrt(v̂) + eps)
+    /// ```
+    /// On the first step `m̂ = g` and `v̂ = g²`, so every weight moves by about
+    /// `lr` against the sign of its gradient.
+    pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
+        assert_eq!(w.len(), g.len());
+        assert_eq!(w.len(), self.m.len());
+        self.t += 1;
+        let correction1 = 1.0 - self.beta1.powi(self.t as i32); // 1 - b1^t
+        let correction2 = 1.0 - self.beta2.powi(self.t as i32); // 1 - b2^t
+        let mut updates = vec![0.0; w.len()];
+        for i in 0..w.len() {
+            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g[i];
+            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g[i] * g[i];
+            let m_hat = self.m[i] / correction1;
+            let v_hat = self.v[i] / correction2;
+            updates[i] = -self.lr * m_hat / (v_hat.sqrt() + self.eps);
+            w[i] += updates[i];
+        }
+        updates
+    }
+}
+
+/// The name of an optimizer, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+    RmsProp,
+    Adam,
+}
+
+impl OptimizerKind {
+    /// The default learning rate (Keras 3's): 0.01 for SGD and momentum, 0.001 for RMSprop and Adam.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            OptimizerKind::Sgd | OptimizerKind::Momentum => 0.01,
+            OptimizerKind::RmsProp | OptimizerKind::Adam => 0.001,
+        }
+    }
+
+    /// The lowercase command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+
+    /// A fresh optimizer of this kind, with state for `len` weights and Keras' other defaults
+    /// (momentum 0.9; RMSprop rho 0.9, eps 1e-7; Adam beta1 0.9, beta2 0.999, eps 1e-7).
+    pub fn build(self, lr: f64, len: usize) -> Optimizer {
+        match self {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(lr)),
+            OptimizerKind::Momentum => Optimizer::Momentum(Momentum::new(lr, 0.9, len)),
+            OptimizerKind::RmsProp => Optimizer::RmsProp(RmsProp::new(lr, len)),
+            OptimizerKind::Adam => Optimizer::Adam(Adam::new(lr, len)),
+        }
+    }
+}
+
+impl fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OptimizerKind, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "momentum" => Ok(OptimizerKind::Momentum),
+            "rmsprop" => Ok(OptimizerKind::RmsProp),
+            "adam" => Ok(OptimizerKind::Adam),
+            _ => Err(format!(
+                "unknown optimizer '{s}': expected one of sgd, momentum, rmsprop, adam"
+            )),
+        }
+    }
+}
+
+/// Any one of the four optimizers, with its state for one buffer of weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd(Sgd),
+    Momentum(Momentum),
+    RmsProp(RmsProp),
+    Adam(Adam),
+}
+
+impl Optimizer {
+    /// Updates `w` in place from its gradient `g`; returns the update added to each weight.
+    pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
+        match self {
+            Optimizer::Sgd(o) => o.step(w, g),
+            Optimizer::Momentum(o) => o.step(w, g),
+            Optimizer::RmsProp(o) => o.step(w, g),
+            Optimizer::Adam(o) => o.step(w, g),
+        }
+    }
+
+    /// Which optimizer this is.
+    pub fn kind(&self) -> OptimizerKind {
+        match self {
+            Optimizer::Sgd(_) => OptimizerKind::Sgd,
+            Optimizer::Momentum(_) => OptimizerKind::Momentum,
+            Optimizer::RmsProp(_) => OptimizerKind::RmsProp,
+            Optimizer::Adam(_) => OptimizerKind::Adam,
+        }
+    }
+}
