@@ -3,8 +3,11 @@
 //! Formulas follow Keras 3 (its defaults in brackets):
 //! - SGD: `w -= lr·g` [lr 0.01]; with momentum μ: `v = μ·v - lr·g; w += v`.
 //! - RMSprop: `s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε)` [lr 0.001, ρ 0.9, ε 1e-7].
-//! - Adam: `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²;`
-//!   `w -= lr·sqrt(1-β2^t)/(1-β1^t) · m / (sqrt(v) + ε)` [lr 0.001, β1 0.9, β2 0.999, ε 1e-7].
+//! - Adam (Kingma & Ba, Algorithm 1): `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²;`
+//!   `m̂ = m/(1-β1^t); v̂ = v/(1-β2^t); w -= lr·m̂ / (sqrt(v̂) + ε)` [lr 0.001, β1 0.9, β2 0.999, ε 1e-7].
+//!   Keras 3 uses the paper's rearranged form, whose `ε` sits outside the bias
+//!   correction (`ε̂ = ε·sqrt(1-β2^t)`); the two differ only for gradients of
+//!   about `ε` or smaller. simdnet uses the textbook form, as [`crate::teach`] does.
 //!
 //! The state (`v`, `s`, `m`) has one slot per parameter and lives in
 //! [`OptimizerState`], created once for a network's parameter sizes.
@@ -233,11 +236,13 @@ fn update_chunk(opt: &Optimizer, t: i32, w: &mut [f32], g: &[f32], s1: &mut [f32
             beta2,
             eps,
         } => {
-            let alpha = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
+            // m̂ = m·c1 and sqrt(v̂) = sqrt(v)·c2, with the bias corrections hoisted out of the loop.
+            let c1 = 1.0 / (1.0 - beta1.powi(t));
+            let c2 = 1.0 / (1.0 - beta2.powi(t)).sqrt();
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s1.iter_mut()).zip(s2.iter_mut()) {
                 *m += (g - *m) * (1.0 - beta1);
                 *v += (g * g - *v) * (1.0 - beta2);
-                *w -= alpha * *m / (v.sqrt() + eps);
+                *w -= lr * (*m * c1) / (v.sqrt() * c2 + eps);
             }
         }
     }
