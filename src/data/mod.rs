@@ -27,3 +27,22 @@ pub fn one_hot(label: u8, classes: usize) -> Vec<f32> {
     v[label as usize] = 1.0;
     v
 }
+
+/// Hints the CPU to start loading `bytes` into cache (a no-op off x86-64).
+///
+/// Gathering a shuffled mini-batch reads rows scattered over 47 MB: without a
+/// hint each row waits a full memory latency; with it, several are in flight.
+#[inline(always)]
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
+        // prefetch never faults and does not change memory, and the address
+        // is inside a live slice anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}

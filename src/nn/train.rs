@@ -230,7 +230,14 @@ impl Trainer {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             {
                 let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
+                const AHEAD: usize = 8;
+                idx.iter()
+                    .take(AHEAD)
+                    .for_each(|&i| crate::data::prefetch(data.image(i)));
                 for (r, &i) in idx.iter().enumerate() {
+                    if let Some(&next) = idx.get(r + AHEAD) {
+                        crate::data::prefetch(data.image(next));
+                    }
                     shard.pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
                     shard.labels[r] = data.labels()[i];
                 }
