@@ -42,7 +42,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     for (d, &pr) in probs.row(0).iter().enumerate() {
         let bar = "#".repeat((pr * 40.0).round() as usize);
         let mark = if d == best { "  <- argmax" } else { "" };
-        println!("  {d}: {pr:.6} {bar}{mark}");
+        println!("{}", format!("  {d}: {pr:.6} {bar}{mark}").trim_end());
     }
     println!("Actual value: {label}");
     println!("Predicted: {best}");
