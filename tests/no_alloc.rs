@@ -1,0 +1,85 @@
+//! A training step allocates nothing once its workspaces exist.
+//!
+//! A counting global allocator wraps the system one; after two warm-up steps
+//! (thread-local packing buffers grow on first use) the count must not move.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use simdnet::data::Dataset;
+use simdnet::nn::{Activation, Network, Optimizer, Trainer};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; we only count.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn data(n: usize, features: usize) -> Dataset {
+    let pixels = (0..n * features).map(|i| (i * 31 % 256) as u8).collect();
+    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    Dataset::new(pixels, labels, 1, features).unwrap()
+}
+
+fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
+    let d = data(256, 784);
+    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1).unwrap();
+    let mut trainer = Trainer::new(&net, opt, 128).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let order: Vec<usize> = (0..256).rev().collect();
+    pool.install(|| {
+        for _ in 0..2 {
+            trainer.step_indices(&mut net, &d, &order[..128]);
+            trainer.step_indices(&mut net, &d, &order[128..228]); // a short last batch too
+        }
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..3 {
+            trainer.step_indices(&mut net, &d, &order[..128]);
+            trainer.step_indices(&mut net, &d, &order[128..228]);
+        }
+        ALLOCATIONS.load(Ordering::Relaxed) - before
+    })
+}
+
+#[test]
+fn training_steps_do_not_allocate() {
+    // Both threading strategies: sharded small networks and GEMM-threaded large ones.
+    for threads in [1, 2] {
+        assert_eq!(
+            steps_allocate(&[16, 16], threads, Optimizer::rmsprop(0.001)),
+            0,
+            "16-16, {threads} threads"
+        );
+        assert_eq!(
+            steps_allocate(&[16], threads, Optimizer::adam(0.001)),
+            0,
+            "16, {threads} threads"
+        );
+        assert_eq!(
+            steps_allocate(&[256, 256], threads, Optimizer::rmsprop(0.001)),
+            0,
+            "256-256, {threads} threads"
+        );
+    }
+}
