@@ -76,6 +76,7 @@ fn bad_flags_are_usage_errors() {
         (&["train", "--optimizer", "adagrad"], "unknown optimizer"),
         (&["train", "--activation", "softplus"], "unknown activation"),
         (&["train", "--batch", "0"], "--batch must be at least 1"),
+        (&["train", "--epochs", "0"], "--epochs must be at least 1"),
         (&["train", "--threads", "0"], "--threads must be at least 1"),
         (&["predict"], "needs --model"),
         (&["inspect", "--split", "validation"], "expected train or test"),
@@ -104,7 +105,34 @@ fn a_corrupt_model_is_refused() {
         "{err}"
     );
     let (_, err) = expect(&["predict", "--model", "/no/such/model"], 1);
-    assert!(err.contains("/no/such/model"), "{err}");
+    assert!(
+        err.contains("/no/such/model") && err.contains("cannot be read"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("MNIST"),
+        "a missing model is not a data problem: {err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(["inspect", "--numbers"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

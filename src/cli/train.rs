@@ -23,7 +23,7 @@ pub const FLAGS: &[Flag] = &[
         "activation",
         "NAME",
         Some("relu"),
-        "hidden activation: relu, sigmoid or tanh",
+        "hidden activation: relu, sigmoid, tanh or identity",
     ),
     Flag::value("epochs", "N", Some("4"), "passes over the training set"),
     Flag::value("batch", "N", Some("128"), "examples per mini-batch"),
@@ -89,6 +89,9 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
     let optimizer = Optimizer::from_name(p.raw("optimizer").unwrap_or("rmsprop"), lr)
         .map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
     let epochs: usize = p.get("epochs")?;
+    if epochs == 0 {
+        return Err(UsageError("--epochs must be at least 1".into()));
+    }
     let batch_size: usize = p.get("batch")?;
     if batch_size == 0 {
         return Err(UsageError("--batch must be at least 1".into()));

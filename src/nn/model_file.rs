@@ -186,10 +186,9 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
 
 /// Loads and validates a model file.
 pub fn load(path: &Path) -> Result<Network> {
-    let bytes = fs::read(path).map_err(|source| Error::Io {
+    let bytes = fs::read(path).map_err(|e| Error::BadModel {
         path: path.to_path_buf(),
-        action: "read",
-        source,
+        problem: format!("it cannot be read ({e})"),
     })?;
     from_bytes(&bytes, path)
 }
