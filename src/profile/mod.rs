@@ -1,5 +1,6 @@
 //! Profiling and tuning: kernel timers for `train --profile`, machine probes, the tuner.
 
+pub mod engine_knobs;
 pub mod report;
 pub mod timer;
 pub mod tune_config;
