@@ -109,7 +109,12 @@ impl Trainer {
         }
         let shard_rows = Self::shard_rows_for(net, batch_size);
         let shards = (0..batch_size.div_ceil(shard_rows))
-            .map(|_| Workspace::new(net, shard_rows))
+            // Training workspaces are timed by `train --profile` (evaluation ones are not).
+            .map(|_| {
+                let mut ws = Workspace::new(net, shard_rows);
+                ws.timed = true;
+                ws
+            })
             .collect();
         Ok(Trainer {
             optimizer,
