@@ -63,6 +63,8 @@ pub fn commands() -> Vec<Command> {
         command!(evaluate),
         command!(predict),
         command!(explain),
+        command!(bench),
+        command!(tune),
     ]
 }
 
