@@ -1,6 +1,9 @@
 //! Profiling and tuning: kernel timers for `train --profile`, machine probes, the tuner.
 
+pub mod bench;
 pub mod engine_knobs;
+pub mod json;
+pub mod machine;
 pub mod report;
 pub mod timer;
 pub mod tune_config;
