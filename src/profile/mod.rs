@@ -7,3 +7,4 @@ pub mod machine;
 pub mod report;
 pub mod timer;
 pub mod tune_config;
+pub mod tuner;
