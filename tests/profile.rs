@@ -131,3 +131,144 @@ fn a_missing_or_ignored_config_is_not_an_error_but_a_bad_one_is() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod verification {
+    use simdnet::gemm::Epilogue;
+    use simdnet::matrix::{MatMut, MatRef};
+    use simdnet::nn::{Activation, Optimizer, OptimizerState};
+    use simdnet::profile::bench::{self, Fused, GemmShape};
+
+    /// Off by one in the inner dimension: skips the last term of each dot product.
+    fn short_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, e: Epilogue) {
+        let k = a.cols();
+        simdnet::gemm::reference::gemm(alpha, a.cols_range(0, k - 1), b.rows_range(0, k - 1), beta, c, e);
+    }
+
+    /// Ignores the epilogue.
+    fn no_epilogue_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, _: Epilogue) {
+        simdnet::gemm::reference::gemm(alpha, a, b, beta, c, Epilogue::None);
+    }
+
+    #[test]
+    fn the_engine_passes_verification() {
+        for s in [GemmShape::square(33)]
+            .into_iter()
+            .chain(GemmShape::training(&[784, 16, 16, 10], 32))
+        {
+            bench::verify_gemm(bench::engine_gemm, &s).unwrap();
+        }
+        for k in Fused::ALL {
+            bench::verify_fused(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_wrong_gemm_is_rejected() {
+        let s = GemmShape::square(20);
+        let e = bench::verify_gemm(short_gemm, &s).unwrap_err();
+        assert!(e.contains("square 20") && e.contains("reference gives"), "{e}");
+        let fwd = &GemmShape::training(&[30, 8, 4], 5)[0];
+        assert!(fwd.bias_relu);
+        assert!(bench::verify_gemm(no_epilogue_gemm, fwd).is_err());
+        assert!(bench::verify_gemm(no_epilogue_gemm, &s).is_ok());
+    }
+
+    fn relu_without_bias(mut z: MatMut, _bias: &[f32], act: Activation) {
+        for i in 0..z.rows() {
+            z.row_mut(i).iter_mut().for_each(|v| *v = act.f(*v));
+        }
+    }
+
+    fn softmax_without_scale(logits: MatRef, labels: &[u8], dz: MatMut, _scale: f32) -> f64 {
+        simdnet::kernels::softmax_cross_entropy(logits, labels, dz, 1.0)
+    }
+
+    fn backward_without_bias_grad(da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
+        simdnet::kernels::activation_backward(da, a, act, db);
+        db.fill(0.0);
+    }
+
+    fn sgd_instead(state: &mut OptimizerState, _: &Optimizer, i: usize, w: &mut [f32], g: &[f32]) {
+        state.update(&Optimizer::sgd(0.01), i, w, g);
+    }
+
+    #[test]
+    fn wrong_fused_kernels_are_rejected() {
+        assert!(bench::verify_bias_activation(relu_without_bias).is_err());
+        assert!(bench::verify_softmax_ce(softmax_without_scale).is_err());
+        let e = bench::verify_activation_backward(backward_without_bias_grad).unwrap_err();
+        assert!(e.contains(" db"), "{e}");
+        assert!(bench::verify_optimizer(sgd_instead).is_err());
+    }
+
+    #[test]
+    fn training_shapes_follow_the_layers() {
+        let s = GemmShape::training(&[784, 16, 10], 128);
+        let dims: Vec<_> = s.iter().map(|s| (s.m, s.n, s.k)).collect();
+        // L0: fwd, dW (no dX for the input); L1: fwd, dW, dX.
+        assert_eq!(
+            dims,
+            vec![
+                (128, 16, 784),
+                (784, 16, 128),
+                (128, 10, 16),
+                (16, 10, 128),
+                (128, 16, 10)
+            ]
+        );
+    }
+}
+
+mod timers {
+    use simdnet::profile::timer::{self, scope, Kind};
+
+    #[test]
+    fn coverage_and_table() {
+        // The only test in this binary that touches the global timers.
+        timer::reset();
+        timer::enable(true);
+        {
+            let _a = scope(Kind::Optimizer, 0).bytes(1000);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let _t = scope(Kind::ForwardGemm, 1).flops(1_000_000);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                });
+            }
+        });
+        timer::enable(false);
+        let _ignored = scope(Kind::Shuffle, 0);
+        drop(_ignored);
+        let recs = timer::snapshot();
+        assert_eq!(recs.len(), 2);
+        let fwd = recs.iter().find(|r| r.kind == Kind::ForwardGemm).unwrap();
+        assert_eq!((fwd.layer, fwd.calls, fwd.flops), (1, 2, 2_000_000));
+        // Wall shares never exceed thread time, and the levels agree with the thread time.
+        let cov = timer::coverage();
+        let thread: f64 = recs.iter().map(|r| r.seconds).sum();
+        let wall: f64 = recs.iter().map(|r| r.wall_seconds).sum();
+        assert!(wall <= thread + 1e-6 && (cov.covered() - wall).abs() < 1e-6);
+        assert!(
+            (cov.busy() - thread).abs() < 1e-3 * thread.max(1.0),
+            "{cov:?} {thread}"
+        );
+        let hist = vec![simdnet::nn::EpochStats {
+            epoch: 1,
+            loss: 1.0,
+            accuracy: 0.5,
+            validation: None,
+            train_seconds: cov.covered(),
+            validation_seconds: 0.0,
+        }];
+        let table = simdnet::profile::report::training_table(&hist, 2);
+        for k in Kind::ALL {
+            assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
+        }
+        assert!(table.contains("Accounted: 100.0%"), "{table}");
+        timer::reset();
+        assert!(timer::snapshot().is_empty());
+    }
+}
