@@ -19,7 +19,7 @@ fn machine_facts() -> String {
             "reference"
         },
         knobs::micro_kernel_name(),
-        knobs::block_sizes()
+        knobs::describe(knobs::block_sizes())
     )
 }
 

@@ -334,7 +334,7 @@ fn build_line(threads: usize) -> String {
             "reference (the fast GEMM is not merged yet)"
         },
         knobs::micro_kernel_name(),
-        knobs::block_sizes()
+        knobs::describe(knobs::block_sizes())
     )
 }
 

@@ -121,11 +121,11 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             "Best: {} ({:.2}x faster than the defaults {} in total).",
             outcome.chosen.describe(),
             dt / bt,
-            outcome.default.blocks
+            knobs::describe(outcome.default.blocks)
         ),
         Some(why) => println!(
             "Keeping the defaults {}: the best candidate {} was not kept because {why}.",
-            outcome.default.blocks,
+            knobs::describe(outcome.default.blocks),
             outcome.best.describe()
         ),
     }
@@ -150,7 +150,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     tune_config::save(&path, &cfg, &comment)?;
     println!(
         "Saved {} to {} (train and bench use it; ignore with --no-tune-config).",
-        cfg.blocks,
+        knobs::describe(cfg.blocks),
         path.display()
     );
     Ok(())

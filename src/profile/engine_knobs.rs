@@ -25,12 +25,6 @@ pub struct BlockSizes {
     pub nc: usize,
 }
 
-impl std::fmt::Display for BlockSizes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MC={} KC={} NC={}", self.mc, self.kc, self.nc)
-    }
-}
-
 /// Whether the GEMM behind `crate::gemm::gemm` has real block sizes and kernels
 /// (false while it is the reference triple loop).
 ///
@@ -106,6 +100,11 @@ pub fn set_kernel(name: Option<&str>) -> Result<(), String> {
             available_kernels().join(", ")
         )),
     }
+}
+
+/// `MC=.. KC=.. NC=..`, as the tools print block sizes.
+pub fn describe(b: BlockSizes) -> String {
+    format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
 }
 
 /// The target features this build was compiled with, as `name=yes/no` facts.

@@ -253,7 +253,7 @@ pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
         .map_or(String::new(), |k| format!(" and micro-kernel {k}"));
     Ok(Some(format!(
         "Using block sizes {}{kernel} from {} (ignore with --no-tune-config)",
-        cfg.blocks,
+        super::engine_knobs::describe(cfg.blocks),
         path.display()
     )))
 }

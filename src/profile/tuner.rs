@@ -42,8 +42,8 @@ impl Setting {
     }
     pub fn describe(&self) -> String {
         match &self.kernel {
-            Some(k) => format!("{} kernel {k}", self.blocks),
-            None => format!("{} (default kernel)", self.blocks),
+            Some(k) => format!("{} kernel {k}", knobs::describe(self.blocks)),
+            None => format!("{} (default kernel)", knobs::describe(self.blocks)),
         }
     }
 }
