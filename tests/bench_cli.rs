@@ -287,6 +287,7 @@ fn train_profile_prints_every_kind_and_the_accounted_share() {
         "gather mini-batch",
         "shuffle",
         "validation",
+        "shards fork/join, no kernel",
     ] {
         assert!(out.contains(label), "'{label}' missing in\n{out}");
     }

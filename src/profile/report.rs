@@ -10,6 +10,10 @@
 //!   adds up to the wall time covered by at least one timer; the rest of the
 //!   wall time ran in no timer at all (progress output, rayon scheduling).
 //!
+//! The fork/join row is a container timer around each parallel section of
+//! shards: it only gets the wall time during which no kernel timer was open
+//! on any thread (waking the workers, stealing, joining).
+//!
 //! Waiting: during training, `threads x wall` thread-seconds were available;
 //! those not spent inside a timer were spent waiting (idle at the end of a
 //! parallel section, or while the main thread did sequential work such as the
@@ -74,6 +78,22 @@ pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats],
             );
         }
         for r in rows {
+            if kind.is_container() {
+                // Its thread time is the whole parallel section (the kernels in it are listed above).
+                let _ = writeln!(
+                    s,
+                    "{:<27} {:>5} {:>8} {:>9} {:>9.3} {:>6.1}%  ({:.3}s wall in parallel sections)",
+                    kind.label(),
+                    "-",
+                    r.calls,
+                    "-",
+                    r.wall_seconds,
+                    pct(r.wall_seconds),
+                    r.seconds
+                );
+                sum_wall += r.wall_seconds;
+                continue;
+            }
             let layer = if kind.per_layer() {
                 r.layer.to_string()
             } else {
@@ -114,7 +134,7 @@ pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats],
         pct(covered),
         (wall - covered).max(0.0)
     );
-    let levels: Vec<String> = cov
+    let mut levels: Vec<String> = cov
         .by_level
         .iter()
         .enumerate()
@@ -124,6 +144,9 @@ pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats],
             format!("{}{plus} open: {:.1}%", i + 1, pct(*t))
         })
         .collect();
+    if cov.container_only > 0.0 {
+        levels.push(format!("fork/join only: {:.1}%", pct(cov.container_only)));
+    }
     if !levels.is_empty() {
         let _ = writeln!(
             s,

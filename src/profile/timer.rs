@@ -40,11 +40,16 @@ pub enum Kind {
     Shuffle,
     /// Evaluating on the validation set after an epoch.
     Evaluation,
+    /// The fork/join of a mini-batch's shards. A *container*: it is open on the
+    /// calling thread for the whole parallel section and is attributed only the
+    /// wall time during which no other timer is open on any thread (scheduling,
+    /// waking workers, waiting for the last shard to start).
+    ParallelShards,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::ForwardGemm,
         Kind::SoftmaxCe,
         Kind::BackwardGemmDw,
@@ -55,6 +60,7 @@ impl Kind {
         Kind::Batching,
         Kind::Shuffle,
         Kind::Evaluation,
+        Kind::ParallelShards,
     ];
 
     /// A short label for reports.
@@ -70,7 +76,14 @@ impl Kind {
             Kind::Batching => "gather mini-batch",
             Kind::Shuffle => "shuffle",
             Kind::Evaluation => "validation",
+            Kind::ParallelShards => "shards fork/join, no kernel",
         }
+    }
+
+    /// Whether this kind contains other timers (see [`Kind::ParallelShards`]):
+    /// its thread time is not work, and it gets wall time only when nothing else runs.
+    pub fn is_container(self) -> bool {
+        self == Kind::ParallelShards
     }
 
     /// Whether this kind is reported per layer.
@@ -129,8 +142,14 @@ struct Cover {
     open: Vec<usize>,
     /// Wall nanoseconds attributed to each slot (split evenly among the open scopes).
     wall: [f64; SLOTS],
-    /// Wall nanoseconds with exactly `k` scopes open, `k = 1..=MAX_LEVEL` (index `k - 1`).
+    /// Wall nanoseconds with exactly `k` work scopes open, `k = 1..=MAX_LEVEL` (index `k - 1`).
     level: [f64; MAX_LEVEL],
+    /// Wall nanoseconds with only container scopes open.
+    container_only: f64,
+}
+
+fn is_container_slot(slot: usize) -> bool {
+    Kind::ALL[slot / MAX_LAYERS].is_container()
 }
 
 static COVER: Mutex<Cover> = Mutex::new(Cover {
@@ -138,6 +157,7 @@ static COVER: Mutex<Cover> = Mutex::new(Cover {
     open: Vec::new(),
     wall: [0.0; SLOTS],
     level: [0.0; MAX_LEVEL],
+    container_only: 0.0,
 });
 
 fn cover() -> MutexGuard<'static, Cover> {
@@ -146,14 +166,26 @@ fn cover() -> MutexGuard<'static, Cover> {
 
 impl Cover {
     /// Attributes the time since the last change to the open scopes; returns now.
+    ///
+    /// Work scopes share each instant evenly; container scopes get the instant
+    /// only when no work scope is open.
     fn advance(&mut self) -> Instant {
         let now = Instant::now();
-        if let (Some(last), k @ 1..) = (self.last, self.open.len()) {
+        if let (Some(last), false) = (self.last, self.open.is_empty()) {
             let dt = now.duration_since(last).as_nanos() as f64;
-            for &s in &self.open {
-                self.wall[s] += dt / k as f64;
+            let k = self.open.iter().filter(|&&s| !is_container_slot(s)).count();
+            if k > 0 {
+                for &s in self.open.iter().filter(|&&s| !is_container_slot(s)) {
+                    self.wall[s] += dt / k as f64;
+                }
+                self.level[k.min(MAX_LEVEL) - 1] += dt;
+            } else {
+                let c = self.open.iter().filter(|&&s| is_container_slot(s)).count();
+                for &s in &self.open {
+                    self.wall[s] += dt / c as f64;
+                }
+                self.container_only += dt;
             }
-            self.level[k.min(MAX_LEVEL) - 1] += dt;
         }
         self.last = Some(now);
         now
@@ -167,6 +199,7 @@ pub fn reset() {
     c.open.clear();
     c.wall = [0.0; SLOTS];
     c.level = [0.0; MAX_LEVEL];
+    c.container_only = 0.0;
     drop(c);
     for i in 0..SLOTS {
         COUNTERS.calls[i].store(0, Relaxed);
@@ -296,18 +329,21 @@ pub fn snapshot() -> Vec<Record> {
 /// How much wall time the timers covered, and how many ran at once.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Coverage {
-    /// Wall seconds with exactly `k` scopes open (on any threads), at index `k - 1`;
+    /// Wall seconds with exactly `k` work scopes open (on any threads), at index `k - 1`;
     /// the last entry counts `MAX_LEVEL` or more.
     pub by_level: [f64; MAX_LEVEL],
+    /// Wall seconds with only container scopes open ([`Kind::is_container`]).
+    pub container_only: f64,
 }
 
 impl Coverage {
     /// Wall seconds during which at least one scope was open.
     pub fn covered(&self) -> f64 {
-        self.by_level.iter().sum()
+        self.by_level.iter().sum::<f64>() + self.container_only
     }
-    /// Thread seconds inside scopes implied by the levels (`sum k x time at k`);
-    /// equals the summed [`Record::seconds`] up to rounding (a consistency check).
+    /// Thread seconds inside work scopes implied by the levels (`sum k x time at k`);
+    /// equals the summed [`Record::seconds`] of the non-container kinds up to
+    /// rounding (a consistency check).
     pub fn busy(&self) -> f64 {
         self.by_level
             .iter()
@@ -319,8 +355,9 @@ impl Coverage {
 
 /// The wall-time coverage since the last [`reset`].
 pub fn coverage() -> Coverage {
-    let level = cover().level;
+    let c = cover();
     Coverage {
-        by_level: level.map(|ns| ns * 1e-9),
+        by_level: c.level.map(|ns| ns * 1e-9),
+        container_only: c.container_only * 1e-9,
     }
 }
