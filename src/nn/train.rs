@@ -174,6 +174,7 @@ impl Trainer {
             ws.backward(shared, xs, x_scale, par);
             out
         };
+        let fork_join = scope(Kind::ParallelShards, 0);
         let results: Vec<(f64, usize)> = if nshards == 1 {
             vec![run_shard((0, &mut self.shards[0]))]
         } else {
@@ -183,6 +184,7 @@ impl Trainer {
                 .map(run_shard)
                 .collect()
         };
+        drop(fork_join);
         // Add the shards' gradients into shard 0's, in shard order.
         let (first, rest) = self.shards.split_at_mut(1);
         let total = &mut first[0];
