@@ -190,6 +190,9 @@ fn bench_quick_json_follows_the_schema() {
         assert!(num(&j, &format!("machine.block_sizes.{b}")) >= 1.0);
     }
     assert!(matches!(get(&j, "machine.micro_kernel"), J::Str(_)));
+    assert!(matches!(get(&j, "machine.fast_gemm"), J::Bool(_)));
+    assert!(matches!(get(&j, "machine.load_average"), J::Arr(v) if v.len() == 2));
+    assert!(matches!(get(&j, "warnings"), J::Arr(w) if w.iter().all(|w| matches!(w, J::Str(_)))));
     for t in ["one_thread", "all_threads"] {
         assert!(num(&j, &format!("peak_gflops.{t}.best")) > 0.0);
         assert!(num(&j, &format!("peak_gflops.{t}.median")) > 0.0);

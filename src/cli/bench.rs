@@ -142,6 +142,40 @@ struct Limits {
     bw1: Bandwidth,
     bw_n: Bandwidth,
     array_bytes: usize,
+    /// The 1-minute load average before and after the run.
+    load: [Option<f64>; 2],
+}
+
+/// Signs that the measurements were disturbed (e.g. by other work on the machine).
+fn warnings(l: &Limits, gemms: &[GemmRow], threads: usize) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(g) = gemms
+        .iter()
+        .find(|g| gemm_stats(g, l).is_some_and(|s| s.percent_of_peak > 100.0))
+    {
+        w.push(format!(
+            "the GEMM {} ran faster than the measured peak: the peak measurement was disturbed by other load; rerun on a quiet machine",
+            g.shape.name
+        ));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if l.peak_n.best < 0.75 * l.peak1.best * threads.min(cores) as f64 {
+        w.push(format!(
+            "the all-threads peak ({:.1} GFLOP/s) scales poorly from one thread ({:.1}): other work is probably sharing the cores",
+            l.peak_n.best, l.peak1.best
+        ));
+    }
+    let busy: Vec<f64> = l.load.iter().flatten().copied().collect();
+    if busy.iter().any(|&x| x > 0.5 * cores as f64) {
+        w.push(format!(
+            "the load average was {} on {cores} cores during the run: numbers are likely low",
+            busy.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        ));
+    }
+    w
 }
 
 struct GemmRow {
@@ -172,28 +206,27 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
     };
 
-    // 1. The machine.
-    say("measuring peak FLOP/s...");
+    // 1. The machine: measured now and again after the engine (other work on
+    // the machine only ever lowers a measurement, so the best of both is kept).
+    let load_before = machine::load_average();
     let (peak_secs, array_bytes) = if plan.quick {
         (0.02, 16 << 20)
     } else {
         (0.25, 128 << 20)
     };
-    let peak1 = machine::peak_gflops(&pool1, peak_secs, plan.runs);
-    let peak_n = machine::peak_gflops(&pool_n, peak_secs, plan.runs);
-    say("measuring memory bandwidth...");
-    let mut arrays = StreamArrays::new(array_bytes);
     let bw_runs = if plan.quick { plan.runs } else { 2 * plan.runs };
-    let bw1 = machine::bandwidth(&pool1, &mut arrays, bw_runs);
-    let bw_n = machine::bandwidth(&pool_n, &mut arrays, bw_runs);
-    let limits = Limits {
-        peak1,
-        peak_n,
-        bw1,
-        bw_n,
-        array_bytes: arrays.bytes_each(),
+    let measure = |pass: usize| {
+        say(&format!(
+            "measuring peak FLOP/s and memory bandwidth (pass {pass} of 2)..."
+        ));
+        let peak1 = machine::peak_samples(&pool1, peak_secs, plan.runs);
+        let peak_n = machine::peak_samples(&pool_n, peak_secs, plan.runs);
+        let mut arrays = StreamArrays::new(array_bytes);
+        let bw1 = machine::bandwidth_samples(&pool1, &mut arrays, bw_runs);
+        let bw_n = machine::bandwidth_samples(&pool_n, &mut arrays, bw_runs);
+        (peak1, peak_n, bw1, bw_n, arrays.bytes_each())
     };
-    drop(arrays);
+    let first = measure(1);
 
     // 2. The GEMM.
     let mut shapes: Vec<GemmShape> = plan.sizes.iter().map(|&n| GemmShape::square(n)).collect();
@@ -245,13 +278,31 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             .collect()
     });
 
+    let (mut peak1, mut peak_n, mut bw1, mut bw_n, array_bytes) = first;
+    let second = measure(2);
+    peak1.extend(second.0);
+    peak_n.extend(second.1);
+    bw1.merge(second.2);
+    bw_n.merge(second.3);
+    let limits = Limits {
+        peak1: Rate::from_samples(&peak1),
+        peak_n: Rate::from_samples(&peak_n),
+        bw1: bw1.rates(),
+        bw_n: bw_n.rates(),
+        array_bytes,
+        load: [load_before, machine::load_average()],
+    };
+    let warnings = warnings(&limits, &gemms, plan.threads);
     if plan.json {
         print!(
             "{}",
-            to_json(&plan, &limits, &gemms, &fused, tune_msg.as_deref()).render()
+            to_json(&plan, &limits, &gemms, &fused, tune_msg.as_deref(), &warnings).render()
         );
     } else {
         print!("{}", to_text(&plan, &limits, &gemms, &fused));
+        for w in &warnings {
+            println!("Warning: {w}");
+        }
     }
     let failed: Vec<String> = gemms
         .iter()
@@ -325,13 +376,13 @@ fn build_line(threads: usize) -> String {
         .map(|(n, on)| format!("{n} {}", if *on { "yes" } else { "no" }))
         .collect();
     format!(
-        "Build: SIMD width {} f32 lanes ({}), GEMM {} (micro-kernel {}), block sizes {}, {threads} threads",
+        "Build: SIMD width {} f32 lanes ({}); GEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
         knobs::simd_width(),
         feats.join(", "),
         if knobs::FAST_GEMM {
             "BLIS-style"
         } else {
-            "reference (the fast GEMM is not merged yet)"
+            "reference triple loop (fast GEMM not merged yet)"
         },
         knobs::micro_kernel_name(),
         knobs::describe(knobs::block_sizes())
@@ -342,9 +393,13 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
     let mut s = String::new();
     let n = plan.threads;
     let _ = writeln!(s, "{}", build_line(n));
+    let load: Vec<String> = l.load.iter().flatten().map(|x| format!("{x:.2}")).collect();
+    if !load.is_empty() {
+        let _ = writeln!(s, "Load average (1 min) before -> after: {}", load.join(" -> "));
+    }
     let _ = writeln!(
         s,
-        "\nPeak fp32 (FMA loop, {} x {}-lane accumulators per thread; best / median of {} runs):",
+        "\nPeak fp32 (FMA loop, {} x {}-lane accumulators per thread; best / median of 2 x {} runs, before and after the engine):",
         machine::ACCUMULATORS,
         machine::LANES,
         plan.runs
@@ -361,8 +416,9 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
     );
     let _ = writeln!(
         s,
-        "\nMemory bandwidth (STREAM-like, 3 arrays of {} MiB; GB/s, best / median):",
-        l.array_bytes >> 20
+        "\nMemory bandwidth (STREAM-like, 3 arrays of {} MiB; GB/s, best / median of 2 x {} runs):",
+        l.array_bytes >> 20,
+        if plan.quick { plan.runs } else { 2 * plan.runs }
     );
     let _ = writeln!(s, "             {:>15} {:>15} {:>15}", "read", "copy", "triad");
     for (label, b) in [
@@ -469,7 +525,14 @@ fn bw_json(b: &Bandwidth) -> Json {
     ])
 }
 
-fn to_json(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow], tune: Option<&str>) -> Json {
+fn to_json(
+    plan: &Plan,
+    l: &Limits,
+    gemms: &[GemmRow],
+    fused: &[FusedRow],
+    tune: Option<&str>,
+    warnings: &[String],
+) -> Json {
     let b = knobs::block_sizes();
     let machine = Json::obj([
         ("threads", Json::Int(plan.threads as i64)),
@@ -493,6 +556,10 @@ fn to_json(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow], tune:
             ]),
         ),
         ("tune_config", tune.map_or(Json::Null, Json::str)),
+        (
+            "load_average",
+            Json::Arr(l.load.iter().map(|x| Json::opt(*x)).collect()),
+        ),
         ("quick", Json::Bool(plan.quick)),
         ("runs", Json::Int(plan.runs as i64)),
     ]);
@@ -565,5 +632,6 @@ fn to_json(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow], tune:
         ),
         ("gemm", Json::Arr(gemm)),
         ("kernels", Json::Arr(kernels)),
+        ("warnings", Json::Arr(warnings.iter().map(Json::str).collect())),
     ])
 }

@@ -95,6 +95,11 @@ pub fn fma_loop_flops(iters: u64) -> f64 {
 /// Peak fp32 GFLOP/s of `pool`'s threads, all running the FMA loop at once.
 /// Each run lasts about `seconds`; `runs` runs.
 pub fn peak_gflops(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Rate {
+    Rate::from_samples(&peak_samples(pool, seconds, runs))
+}
+
+/// The GFLOP/s of each run of [`peak_gflops`] (to merge runs made at different times).
+pub fn peak_samples(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Vec<f64> {
     // Calibrate on one thread: iterations for about `seconds`.
     let mut iters = 1u64 << 16;
     loop {
@@ -108,14 +113,13 @@ pub fn peak_gflops(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Rate 
         iters *= 4;
     }
     let threads = pool.current_num_threads();
-    let samples: Vec<f64> = (0..runs.max(1))
+    (0..runs.max(1))
         .map(|_| {
             let t = Instant::now();
             pool.broadcast(|_| fma_loop(black_box(iters)));
             threads as f64 * fma_loop_flops(iters) / t.elapsed().as_secs_f64() * 1e-9
         })
-        .collect();
-    Rate::from_samples(&samples)
+        .collect()
 }
 
 /// Memory bandwidth in GB/s (1e9 bytes per second).
@@ -181,8 +185,42 @@ fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     (0..parts).map(|i| i * n / parts..(i + 1) * n / parts).collect()
 }
 
+/// The GB/s of each run of read, copy and triad (to merge runs made at different times).
+#[derive(Clone, Debug, Default)]
+pub struct BandwidthSamples {
+    pub read: Vec<f64>,
+    pub copy: Vec<f64>,
+    pub triad: Vec<f64>,
+}
+
+impl BandwidthSamples {
+    /// Adds the runs of `other`.
+    pub fn merge(&mut self, other: BandwidthSamples) {
+        self.read.extend(other.read);
+        self.copy.extend(other.copy);
+        self.triad.extend(other.triad);
+    }
+    /// The best and median of every run.
+    pub fn rates(&self) -> Bandwidth {
+        Bandwidth {
+            read: Rate::from_samples(&self.read),
+            copy: Rate::from_samples(&self.copy),
+            triad: Rate::from_samples(&self.triad),
+        }
+    }
+}
+
 /// STREAM-like read, copy and triad bandwidth of `pool`'s threads.
 pub fn bandwidth(pool: &rayon::ThreadPool, arrays: &mut StreamArrays, runs: usize) -> Bandwidth {
+    bandwidth_samples(pool, arrays, runs).rates()
+}
+
+/// The runs behind [`bandwidth`].
+pub fn bandwidth_samples(
+    pool: &rayon::ThreadPool,
+    arrays: &mut StreamArrays,
+    runs: usize,
+) -> BandwidthSamples {
     let threads = pool.current_num_threads();
     let n = arrays.a.len();
     let parts = ranges(n, threads);
@@ -220,11 +258,18 @@ pub fn bandwidth(pool: &rayon::ThreadPool, arrays: &mut StreamArrays, runs: usiz
         }
         black_box(&mut arrays.a);
     }
-    Bandwidth {
-        read: Rate::from_samples(&read),
-        copy: Rate::from_samples(&copy),
-        triad: Rate::from_samples(&triad),
-    }
+    BandwidthSamples { read, copy, triad }
+}
+
+/// The 1-minute load average (from `/proc/loadavg`), if readable: other work
+/// on the machine lowers every measurement.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Disjoint mutable parts of `v` for the given contiguous ranges (which start at 0).
