@@ -406,13 +406,15 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
     );
     let _ = writeln!(
         s,
-        "  1 thread   {:>7.1} / {:>7.1} GFLOP/s",
-        l.peak1.best, l.peak1.median
+        "  {:<11} {:>7.1} / {:>7.1} GFLOP/s",
+        "1 thread", l.peak1.best, l.peak1.median
     );
     let _ = writeln!(
         s,
-        "  {n} threads  {:>7.1} / {:>7.1} GFLOP/s",
-        l.peak_n.best, l.peak_n.median
+        "  {:<11} {:>7.1} / {:>7.1} GFLOP/s",
+        format!("{n} thread(s)"),
+        l.peak_n.best,
+        l.peak_n.median
     );
     let _ = writeln!(
         s,
@@ -420,15 +422,15 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
         l.array_bytes >> 20,
         if plan.quick { plan.runs } else { 2 * plan.runs }
     );
-    let _ = writeln!(s, "             {:>15} {:>15} {:>15}", "read", "copy", "triad");
+    let _ = writeln!(s, "  {:<11} {:>15} {:>15} {:>15}", "", "read", "copy", "triad");
     for (label, b) in [
-        ("1 thread  ".to_string(), &l.bw1),
-        (format!("{n} threads "), &l.bw_n),
+        ("1 thread".to_string(), &l.bw1),
+        (format!("{n} thread(s)"), &l.bw_n),
     ] {
         let r = |r: &Rate| format!("{:.1} / {:.1}", r.best, r.median);
         let _ = writeln!(
             s,
-            "  {label} {:>15} {:>15} {:>15}",
+            "  {label:<11} {:>15} {:>15} {:>15}",
             r(&b.read),
             r(&b.copy),
             r(&b.triad)
@@ -436,7 +438,7 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
     }
     let _ = writeln!(
         s,
-        "\nGEMM on {n} threads (median of up to {} runs; roof = min(peak, intensity x triad bandwidth), {n} threads):",
+        "\nGEMM on {n} thread(s) (median of up to {} runs; roof = min(peak, intensity x triad bandwidth) of {n} thread(s)):",
         plan.runs
     );
     let _ = writeln!(

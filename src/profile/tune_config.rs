@@ -192,12 +192,14 @@ pub fn load(path: &Path) -> Result<TuneConfig> {
 
 /// Writes a tuning file atomically: to a temporary file beside it, then renamed over it.
 pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
+    // Not `Error::Io`: its hint for missing files is about the MNIST data folder.
     let io = |action: &'static str, p: &Path| {
         let p = p.to_path_buf();
-        move |source| Error::Io {
-            path: p,
-            action,
-            source,
+        move |e: std::io::Error| {
+            Error::Invalid(format!(
+                "cannot {action} the tuning file '{}': {e} (choose another place with --config FILE)",
+                p.display()
+            ))
         }
     };
     let name = path
