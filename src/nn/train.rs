@@ -209,11 +209,13 @@ impl Trainer {
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
             shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, par);
         };
+        let fork_join = scope(Kind::ParallelShards, 0);
         self.shards[..nshards]
             .par_iter_mut()
             .enumerate()
             .with_max_len(1)
             .for_each(run);
+        drop(fork_join);
         self.finish_step(net, nshards)
     }
 
@@ -252,11 +254,13 @@ impl Trainer {
             );
             shard.pixels = pixels;
         };
+        let fork_join = scope(Kind::ParallelShards, 0);
         self.shards[..nshards]
             .par_iter_mut()
             .enumerate()
             .with_max_len(1)
             .for_each(run);
+        drop(fork_join);
         self.finish_step(net, nshards)
     }
 

@@ -1,15 +1,171 @@
-//! The `train --profile` table (to be written in full by the profiling work).
+//! The `train --profile` table: where the training time went.
+//!
+//! Two views of the same timers (see [`super::timer`]):
+//! - **thread time** (`thread-s`): each timer's duration summed over every
+//!   thread that ran it. Shards of a mini-batch run in parallel, so kernel
+//!   sums can exceed the wall time. Rates (GFLOP/s, GB/s) are per thread:
+//!   work divided by thread time.
+//! - **wall time** (`wall-s`, `% wall`): each instant of wall time during
+//!   which `k` timers were open is split `1/k` to each of them, so the column
+//!   adds up to the wall time covered by at least one timer; the rest of the
+//!   wall time ran in no timer at all (progress output, rayon scheduling).
+//!
+//! The fork/join row is a container timer around each parallel section of
+//! shards: it only gets the wall time during which no kernel timer was open
+//! on any thread (waking the workers, stealing, joining).
+//!
+//! Waiting: during training, `threads x wall` thread-seconds were available;
+//! those not spent inside a timer were spent waiting (idle at the end of a
+//! parallel section, or while the main thread did sequential work such as the
+//! optimiser) or in untimed code.
 
+use std::fmt::Write as _;
+
+use super::timer::{self, Kind, Record};
 use crate::nn::EpochStats;
 
-/// A table of where the training time went (placeholder: epoch times only).
+/// The profile of a finished `fit`: timers since the last [`timer::reset`].
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
-    let wall: f64 = history
-        .iter()
-        .map(|h| h.train_seconds + h.validation_seconds)
-        .sum();
-    format!(
-        "Profile: {} epochs, {wall:.3}s wall on {threads} threads\n",
+    render(&timer::snapshot(), &timer::coverage(), history, threads)
+}
+
+fn rate(r: &Record) -> String {
+    if r.seconds <= 0.0 {
+        String::new()
+    } else if r.flops > 0 {
+        format!("{:.2} GFLOP/s", r.flops as f64 / r.seconds * 1e-9)
+    } else if r.bytes > 0 {
+        format!("{:.2} GB/s", r.bytes as f64 / r.seconds * 1e-9)
+    } else {
+        String::new()
+    }
+}
+
+/// The table for given records (separate from the global timers so it can be tested).
+pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats], threads: usize) -> String {
+    let train_wall: f64 = history.iter().map(|h| h.train_seconds).sum();
+    let val_wall: f64 = history.iter().map(|h| h.validation_seconds).sum();
+    let wall = train_wall + val_wall;
+    let pct = |x: f64| if wall > 0.0 { 100.0 * x / wall } else { 0.0 };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nProfile: {} epoch(s) on {threads} thread(s), {wall:.3}s wall ({train_wall:.3}s training + {val_wall:.3}s validation)",
         history.len()
-    )
+    );
+    let _ = writeln!(
+        s,
+        "thread-s: summed over the threads that ran the timer; wall-s: wall time, split evenly among the timers open at each instant."
+    );
+    let _ = writeln!(
+        s,
+        "{:<27} {:>5} {:>8} {:>9} {:>9} {:>7}  rate (per thread)",
+        "kind", "layer", "calls", "thread-s", "wall-s", "% wall"
+    );
+    let (mut sum_thread, mut sum_wall, mut train_busy) = (0.0, 0.0, 0.0);
+    for kind in Kind::ALL {
+        let rows: Vec<&Record> = records.iter().filter(|r| r.kind == kind).collect();
+        if rows.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%",
+                kind.label(),
+                "-",
+                0,
+                0.0,
+                0.0,
+                0.0
+            );
+        }
+        for r in rows {
+            if kind.is_container() {
+                // Its thread time is the whole parallel section (the kernels in it are listed above).
+                let _ = writeln!(
+                    s,
+                    "{:<27} {:>5} {:>8} {:>9} {:>9.3} {:>6.1}%  ({:.3}s wall in parallel sections)",
+                    kind.label(),
+                    "-",
+                    r.calls,
+                    "-",
+                    r.wall_seconds,
+                    pct(r.wall_seconds),
+                    r.seconds
+                );
+                sum_wall += r.wall_seconds;
+                continue;
+            }
+            let layer = if kind.per_layer() {
+                r.layer.to_string()
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                s,
+                "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%  {}",
+                kind.label(),
+                layer,
+                r.calls,
+                r.seconds,
+                r.wall_seconds,
+                pct(r.wall_seconds),
+                rate(r)
+            );
+            sum_thread += r.seconds;
+            sum_wall += r.wall_seconds;
+            if kind != Kind::Evaluation {
+                train_busy += r.seconds;
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%",
+        "total in timers",
+        "",
+        "",
+        sum_thread,
+        sum_wall,
+        pct(sum_wall)
+    );
+    let covered = cov.covered();
+    let _ = writeln!(
+        s,
+        "Accounted: {:.1}% of the wall time ({covered:.3}s of {wall:.3}s) ran inside at least one timer; {:.3}s in none.",
+        pct(covered),
+        (wall - covered).max(0.0)
+    );
+    let mut levels: Vec<String> = cov
+        .by_level
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t > 0.0)
+        .map(|(i, t)| {
+            let plus = if i + 1 == timer::MAX_LEVEL { "+" } else { "" };
+            format!("{}{plus} open: {:.1}%", i + 1, pct(*t))
+        })
+        .collect();
+    if cov.container_only > 0.0 {
+        levels.push(format!("fork/join only: {:.1}%", pct(cov.container_only)));
+    }
+    if !levels.is_empty() {
+        let _ = writeln!(
+            s,
+            "Timers open at once, share of wall time: {}.",
+            levels.join(", ")
+        );
+    }
+    let capacity = threads as f64 * train_wall;
+    if capacity > 0.0 {
+        let waiting = (capacity - train_busy).max(0.0);
+        let _ = writeln!(
+            s,
+            "Threads (training): {threads} x {train_wall:.3}s = {capacity:.3} thread-s available, {train_busy:.3} busy in timers, {waiting:.3} ({:.1}%) waiting or untimed.",
+            100.0 * waiting / capacity
+        );
+        let _ = writeln!(
+            s,
+            "  (waiting: idle at the end of each parallel section of shards, or while one thread sums gradients,\n   updates weights or gathers the next batch; a timer around work that is itself parallel, e.g. the\n   GEMMs of a one-shard large network or validation, counts once, so its thread-s is a lower bound)"
+        );
+    }
+    s
 }

@@ -6,8 +6,15 @@
 //! declares to global counters (one slot per kind of work and layer). Scopes
 //! run on every worker thread, so totals are *thread* time: the report
 //! compares them with `wall time x threads` to show the time spent waiting.
+//!
+//! For a wall-time view, while profiling is on every scope also takes part in
+//! a *coverage* count (under one lock): each instant of wall time during which
+//! `k >= 1` scopes are open (on any threads) is split evenly among them, so
+//! the per-kind wall shares add up to the wall time covered by at least one
+//! timer, and the time with `k` scopes open is kept per `k` (see [`coverage`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 /// The kinds of work in a training run.
@@ -33,11 +40,16 @@ pub enum Kind {
     Shuffle,
     /// Evaluating on the validation set after an epoch.
     Evaluation,
+    /// The fork/join of a mini-batch's shards. A *container*: it is open on the
+    /// calling thread for the whole parallel section and is attributed only the
+    /// wall time during which no other timer is open on any thread (scheduling,
+    /// waking workers, waiting for the last shard to start).
+    ParallelShards,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::ForwardGemm,
         Kind::SoftmaxCe,
         Kind::BackwardGemmDw,
@@ -48,6 +60,7 @@ impl Kind {
         Kind::Batching,
         Kind::Shuffle,
         Kind::Evaluation,
+        Kind::ParallelShards,
     ];
 
     /// A short label for reports.
@@ -63,7 +76,14 @@ impl Kind {
             Kind::Batching => "gather mini-batch",
             Kind::Shuffle => "shuffle",
             Kind::Evaluation => "validation",
+            Kind::ParallelShards => "shards fork/join, no kernel",
         }
+    }
+
+    /// Whether this kind contains other timers (see [`Kind::ParallelShards`]):
+    /// its thread time is not work, and it gets wall time only when nothing else runs.
+    pub fn is_container(self) -> bool {
+        self == Kind::ParallelShards
     }
 
     /// Whether this kind is reported per layer.
@@ -111,8 +131,76 @@ pub fn enabled() -> bool {
     ENABLED.load(Relaxed)
 }
 
+/// Levels of concurrency tracked separately by [`coverage`]; more share the last.
+pub const MAX_LEVEL: usize = 8;
+
+/// The wall-time coverage state: which scopes are open and since when.
+struct Cover {
+    /// When the open set last changed.
+    last: Option<Instant>,
+    /// The slots of the open scopes (a multiset).
+    open: Vec<usize>,
+    /// Wall nanoseconds attributed to each slot (split evenly among the open scopes).
+    wall: [f64; SLOTS],
+    /// Wall nanoseconds with exactly `k` work scopes open, `k = 1..=MAX_LEVEL` (index `k - 1`).
+    level: [f64; MAX_LEVEL],
+    /// Wall nanoseconds with only container scopes open.
+    container_only: f64,
+}
+
+fn is_container_slot(slot: usize) -> bool {
+    Kind::ALL[slot / MAX_LAYERS].is_container()
+}
+
+static COVER: Mutex<Cover> = Mutex::new(Cover {
+    last: None,
+    open: Vec::new(),
+    wall: [0.0; SLOTS],
+    level: [0.0; MAX_LEVEL],
+    container_only: 0.0,
+});
+
+fn cover() -> MutexGuard<'static, Cover> {
+    COVER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cover {
+    /// Attributes the time since the last change to the open scopes; returns now.
+    ///
+    /// Work scopes share each instant evenly; container scopes get the instant
+    /// only when no work scope is open.
+    fn advance(&mut self) -> Instant {
+        let now = Instant::now();
+        if let (Some(last), false) = (self.last, self.open.is_empty()) {
+            let dt = now.duration_since(last).as_nanos() as f64;
+            let k = self.open.iter().filter(|&&s| !is_container_slot(s)).count();
+            if k > 0 {
+                for &s in self.open.iter().filter(|&&s| !is_container_slot(s)) {
+                    self.wall[s] += dt / k as f64;
+                }
+                self.level[k.min(MAX_LEVEL) - 1] += dt;
+            } else {
+                let c = self.open.iter().filter(|&&s| is_container_slot(s)).count();
+                for &s in &self.open {
+                    self.wall[s] += dt / c as f64;
+                }
+                self.container_only += dt;
+            }
+        }
+        self.last = Some(now);
+        now
+    }
+}
+
 /// Zeroes every counter.
 pub fn reset() {
+    let mut c = cover();
+    c.last = None;
+    c.open.clear();
+    c.wall = [0.0; SLOTS];
+    c.level = [0.0; MAX_LEVEL];
+    c.container_only = 0.0;
+    drop(c);
     for i in 0..SLOTS {
         COUNTERS.calls[i].store(0, Relaxed);
         COUNTERS.nanos[i].store(0, Relaxed);
@@ -139,17 +227,36 @@ pub fn scope(kind: Kind, layer: usize) -> Scope {
 /// Like [`scope`], but only times when `on` is also true (e.g. training, not evaluation).
 #[inline(always)]
 pub fn scope_when(on: bool, kind: Kind, layer: usize) -> Scope {
-    let start = if on && enabled() {
-        Some(Instant::now())
-    } else {
-        None
-    };
+    let slot = kind.index() * MAX_LAYERS + layer.min(MAX_LAYERS - 1);
+    let start = if on && enabled() { Some(open(slot)) } else { None };
     Scope {
         start,
-        slot: kind.index() * MAX_LAYERS + layer.min(MAX_LAYERS - 1),
+        slot,
         flops: 0,
         bytes: 0,
     }
+}
+
+/// Registers an open scope for the coverage count; returns its start time.
+#[cold]
+#[inline(never)]
+fn open(slot: usize) -> Instant {
+    let mut c = cover();
+    let now = c.advance();
+    c.open.push(slot);
+    now
+}
+
+/// Unregisters a scope; returns its end time.
+#[cold]
+#[inline(never)]
+fn close(slot: usize) -> Instant {
+    let mut c = cover();
+    let now = c.advance();
+    if let Some(i) = c.open.iter().position(|&s| s == slot) {
+        c.open.swap_remove(i);
+    }
+    now
 }
 
 impl Scope {
@@ -171,7 +278,7 @@ impl Drop for Scope {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(start) = self.start {
-            let ns = start.elapsed().as_nanos() as u64;
+            let ns = close(self.slot).duration_since(start).as_nanos() as u64;
             COUNTERS.calls[self.slot].fetch_add(1, Relaxed);
             COUNTERS.nanos[self.slot].fetch_add(ns, Relaxed);
             COUNTERS.flops[self.slot].fetch_add(self.flops, Relaxed);
@@ -189,12 +296,15 @@ pub struct Record {
     pub calls: u64,
     /// Summed thread time.
     pub seconds: f64,
+    /// Wall time attributed to this slot: each instant with `k` scopes open counts `1/k` to each.
+    pub wall_seconds: f64,
     pub flops: u64,
     pub bytes: u64,
 }
 
 /// Every slot that was used, in report order.
 pub fn snapshot() -> Vec<Record> {
+    let wall = cover().wall;
     let mut out = Vec::new();
     for kind in Kind::ALL {
         for layer in 0..MAX_LAYERS {
@@ -206,6 +316,7 @@ pub fn snapshot() -> Vec<Record> {
                     layer,
                     calls,
                     seconds: COUNTERS.nanos[i].load(Relaxed) as f64 * 1e-9,
+                    wall_seconds: wall[i] * 1e-9,
                     flops: COUNTERS.flops[i].load(Relaxed),
                     bytes: COUNTERS.bytes[i].load(Relaxed),
                 });
@@ -213,4 +324,40 @@ pub fn snapshot() -> Vec<Record> {
         }
     }
     out
+}
+
+/// How much wall time the timers covered, and how many ran at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Coverage {
+    /// Wall seconds with exactly `k` work scopes open (on any threads), at index `k - 1`;
+    /// the last entry counts `MAX_LEVEL` or more.
+    pub by_level: [f64; MAX_LEVEL],
+    /// Wall seconds with only container scopes open ([`Kind::is_container`]).
+    pub container_only: f64,
+}
+
+impl Coverage {
+    /// Wall seconds during which at least one scope was open.
+    pub fn covered(&self) -> f64 {
+        self.by_level.iter().sum::<f64>() + self.container_only
+    }
+    /// Thread seconds inside work scopes implied by the levels (`sum k x time at k`);
+    /// equals the summed [`Record::seconds`] of the non-container kinds up to
+    /// rounding (a consistency check).
+    pub fn busy(&self) -> f64 {
+        self.by_level
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1) as f64 * t)
+            .sum()
+    }
+}
+
+/// The wall-time coverage since the last [`reset`].
+pub fn coverage() -> Coverage {
+    let c = cover();
+    Coverage {
+        by_level: c.level.map(|ns| ns * 1e-9),
+        container_only: c.container_only * 1e-9,
+    }
 }

@@ -1,7 +1,267 @@
-//! The tuning file written by `simdnet tune` and read by `train` and `bench` (to be written).
+//! The tuning file written by `simdnet tune` and read by `train` and `bench`.
+//!
+//! A small text file of `key = value` lines; `#` starts a comment line:
+//!
+//! ```text
+//! # simdnet tuning file, written by `simdnet tune`
+//! version = 1
+//! mc = 144
+//! kc = 256
+//! nc = 4080
+//! kernel = avx2-6x16     (optional: the micro-kernel to force)
+//! ```
+//!
+//! Every key is required except `kernel`; unknown or repeated keys,
+//! non-numeric, zero or absurd values and other versions are rejected with
+//! [`Error::BadConfig`] naming the line and the problem. The file lives in
+//! the current directory as `simdnet-tune.cfg`, or wherever the environment
+//! variable `SIMDNET_TUNE_CONFIG` points. It is written atomically (a
+//! temporary file in the same folder, then a rename).
 
-/// Applies the tuning file if present and not ignored; returns a line saying what was used.
-pub fn apply_if_present(ignore: bool) -> crate::Result<Option<String>> {
-    let _ = ignore;
-    Ok(None)
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::engine_knobs::{self, BlockSizes};
+use crate::error::{Error, Result};
+
+/// The format version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// The file name used when `SIMDNET_TUNE_CONFIG` is not set.
+pub const DEFAULT_PATH: &str = "simdnet-tune.cfg";
+/// The environment variable naming another tuning file.
+pub const ENV_PATH: &str = "SIMDNET_TUNE_CONFIG";
+/// Largest accepted `mc` and `kc` (elements).
+pub const MAX_MC_KC: usize = 1 << 14;
+/// Largest accepted `nc` (elements).
+pub const MAX_NC: usize = 1 << 20;
+/// Largest accepted packed block of B, `kc x nc` floats, in bytes.
+pub const MAX_PACKED_BYTES: usize = 1 << 30;
+
+/// What a tuning file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TuneConfig {
+    pub blocks: BlockSizes,
+    /// The micro-kernel to force, if the tuner found one better than the default choice.
+    pub kernel: Option<String>,
+}
+
+/// The tuning file's path: `$SIMDNET_TUNE_CONFIG`, else `simdnet-tune.cfg`.
+pub fn default_path() -> PathBuf {
+    match std::env::var_os(ENV_PATH) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> Error {
+    Error::BadConfig {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Parses and validates the text of a tuning file (`path` is for messages only).
+pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
+    let (mut version, mut mc, mut kc, mut nc, mut kernel) = (None, None, None, None, None);
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let no = i + 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad(
+                path,
+                format!("line {no}: expected `key = value`, found '{line}'"),
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let number = |what: &str, max: usize| -> Result<usize> {
+            let v: usize = value.parse().map_err(|_| {
+                bad(
+                    path,
+                    format!("line {no}: {what} must be a whole number, found '{value}'"),
+                )
+            })?;
+            if v == 0 {
+                return Err(bad(
+                    path,
+                    format!("line {no}: {what} must be at least 1, found 0"),
+                ));
+            }
+            if v > max {
+                return Err(bad(
+                    path,
+                    format!("line {no}: {what} = {v} is absurdly large (at most {max})"),
+                ));
+            }
+            Ok(v)
+        };
+        let slot: &mut Option<usize> = match key {
+            "version" => &mut version,
+            "mc" => &mut mc,
+            "kc" => &mut kc,
+            "nc" => &mut nc,
+            "kernel" => {
+                if kernel.is_some() {
+                    return Err(bad(path, format!("line {no}: 'kernel' is given twice")));
+                }
+                if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(bad(
+                        path,
+                        format!("line {no}: kernel name '{value}' is not a name"),
+                    ));
+                }
+                kernel = Some(value.to_string());
+                continue;
+            }
+            _ => {
+                return Err(bad(
+                    path,
+                    format!("line {no}: unknown key '{key}' (expected version, mc, kc, nc or kernel)"),
+                ))
+            }
+        };
+        if slot.is_some() {
+            return Err(bad(path, format!("line {no}: '{key}' is given twice")));
+        }
+        *slot = Some(match key {
+            "version" => number("version", u32::MAX as usize)?,
+            "nc" => number("nc", MAX_NC)?,
+            _ => number(key, MAX_MC_KC)?,
+        });
+    }
+    match version {
+        None => return Err(bad(path, format!("no `version = {VERSION}` line"))),
+        Some(v) if v != VERSION as usize => {
+            return Err(bad(
+                path,
+                format!("version {v} is not supported (this build reads version {VERSION})"),
+            ))
+        }
+        Some(_) => {}
+    }
+    let missing = |k: &str| bad(path, format!("the key '{k}' is missing"));
+    let blocks = BlockSizes {
+        mc: mc.ok_or_else(|| missing("mc"))?,
+        kc: kc.ok_or_else(|| missing("kc"))?,
+        nc: nc.ok_or_else(|| missing("nc"))?,
+    };
+    if blocks.kc * blocks.nc * 4 > MAX_PACKED_BYTES {
+        return Err(bad(
+            path,
+            format!(
+                "kc x nc = {} x {} floats is absurdly large for a packed block (at most {} MiB)",
+                blocks.kc,
+                blocks.nc,
+                MAX_PACKED_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(TuneConfig { blocks, kernel })
+}
+
+/// The text of a tuning file; `comment` lines (without `#`) go on top.
+pub fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
+    let mut s = String::from(
+        "# simdnet tuning file, written by `simdnet tune`; read by `simdnet train` and `bench`.\n",
+    );
+    for c in comment {
+        s.push_str(&format!("# {c}\n"));
+    }
+    s.push_str(&format!(
+        "version = {VERSION}\nmc = {}\nkc = {}\nnc = {}\n",
+        cfg.blocks.mc, cfg.blocks.kc, cfg.blocks.nc
+    ));
+    if let Some(k) = &cfg.kernel {
+        s.push_str(&format!("kernel = {k}\n"));
+    }
+    s
+}
+
+/// Reads and validates a tuning file.
+pub fn load(path: &Path) -> Result<TuneConfig> {
+    let text = fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "read the tuning file",
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Writes a tuning file atomically: to a temporary file beside it, then renamed over it.
+pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
+    // Not `Error::Io`: its hint for missing files is about the MNIST data folder.
+    let io = |action: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| {
+            Error::Invalid(format!(
+                "cannot {action} the tuning file '{}': {e} (choose another place with --config FILE)",
+                p.display()
+            ))
+        }
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "the path names no file"))?
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(to_text(cfg, comment).as_bytes())
+            .map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("write", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("replace", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Applies a configuration to the GEMM (block sizes, and the kernel if named).
+pub fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
+    if let Some(k) = &cfg.kernel {
+        engine_knobs::set_kernel(Some(k))
+            .map_err(|e| bad(path, format!("{e} (this build cannot use the tuned kernel)")))?;
+    }
+    engine_knobs::set_block_sizes(cfg.blocks);
+    Ok(())
+}
+
+/// Applies the tuning file at `path` if it exists and `ignore` is false;
+/// returns a line saying what was used (or why it was not).
+pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
+    if ignore || !path.exists() {
+        return Ok(None);
+    }
+    let cfg = load(path)?;
+    let env: Vec<&str> = ["SIMDNET_MC", "SIMDNET_KC", "SIMDNET_NC"]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .collect();
+    if !env.is_empty() {
+        return Ok(Some(format!(
+            "Not using {}: {} set in the environment takes precedence",
+            path.display(),
+            env.join(", ")
+        )));
+    }
+    apply(&cfg, path)?;
+    let kernel = cfg
+        .kernel
+        .as_ref()
+        .map_or(String::new(), |k| format!(" and micro-kernel {k}"));
+    Ok(Some(format!(
+        "Using block sizes {}{kernel} from {} (ignore with --no-tune-config)",
+        super::engine_knobs::describe(cfg.blocks),
+        path.display()
+    )))
+}
+
+/// Applies the tuning file at [`default_path`] if present and not ignored;
+/// returns a line saying what was used.
+pub fn apply_if_present(ignore: bool) -> Result<Option<String>> {
+    apply_from(&default_path(), ignore)
 }

@@ -1,0 +1,38 @@
+// Shared by the benches (included with `include!`): the machine facts printed beside the numbers.
+
+/// One line of build and machine facts: SIMD width, target features, GEMM, block sizes, cores.
+#[allow(dead_code)]
+fn machine_facts() -> String {
+    use simdnet::profile::engine_knobs as knobs;
+    let feats: Vec<String> = knobs::target_features()
+        .iter()
+        .map(|(n, on)| format!("{n}={}", if *on { "yes" } else { "no" }))
+        .collect();
+    format!(
+        "machine: {} cores; build: SIMD width {} ({}); GEMM {} (kernel {}), block sizes {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        knobs::simd_width(),
+        feats.join(" "),
+        if knobs::FAST_GEMM {
+            "BLIS-style"
+        } else {
+            "reference"
+        },
+        knobs::micro_kernel_name(),
+        knobs::describe(knobs::block_sizes())
+    )
+}
+
+/// `--name value` from the bench's arguments (cargo passes `--bench` too; it is ignored).
+#[allow(dead_code)]
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[allow(dead_code)]
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}

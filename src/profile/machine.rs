@@ -1,0 +1,310 @@
+//! Probes of this machine's limits: peak fp32 FLOP/s and memory bandwidth.
+//!
+//! - **Peak**: each thread runs a loop of independent fused multiply-adds
+//!   `x = x·a + b` on [`ACCUMULATORS`] SIMD registers at the compiled width
+//!   (`f32x16` with AVX-512F, else `f32x8`). That many independent chains
+//!   cover the FMA latency times the FMA ports (Zen 4: 4 cycles x 2 ports of
+//!   256 bits = 8 in flight). One FMA is 2 FLOPs per lane. The operands and
+//!   the result go through `black_box`, so the loop cannot be removed or
+//!   folded.
+//! - **Bandwidth** (STREAM-like, arrays much larger than the last-level
+//!   cache): *read* sums an array; *copy* `c = a`; *triad* `a = b + s·c`.
+//!   Bytes are counted as STREAM does: read 4 per element, copy 8, triad 12
+//!   (write-allocate traffic is not counted).
+//!
+//! Multi-threaded runs use one rayon `broadcast` (one loop per thread, each
+//! on its own contiguous part of the arrays), timed together from the
+//! calling thread. Each measurement is repeated; the best and the median are kept.
+
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[cfg(target_feature = "avx512f")]
+type V = wide::f32x16;
+#[cfg(not(target_feature = "avx512f"))]
+type V = wide::f32x8;
+
+/// `f32` lanes of the vectors the probes use.
+pub const LANES: usize = std::mem::size_of::<V>() / 4;
+/// Independent accumulator registers in the FMA loop.
+pub const ACCUMULATORS: usize = 12;
+
+/// The best and the median of repeated measurements of a rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub best: f64,
+    pub median: f64,
+}
+
+impl Rate {
+    /// From rates measured in each run (higher is better).
+    pub fn from_samples(samples: &[f64]) -> Rate {
+        let mut v = samples.to_vec();
+        v.sort_by(f64::total_cmp);
+        Rate {
+            best: v.last().copied().unwrap_or(0.0),
+            median: median_sorted(&v),
+        }
+    }
+}
+
+/// The median of a sorted slice (0 when empty).
+pub fn median_sorted(v: &[f64]) -> f64 {
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// The median of unsorted values.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    median_sorted(&v)
+}
+
+/// Runs `iters` rounds of [`ACCUMULATORS`] independent vector FMAs; returns a
+/// value depending on every result (so nothing can be optimised away).
+#[inline(never)]
+pub fn fma_loop(iters: u64) -> f32 {
+    let a = black_box(V::splat(0.999_999));
+    let b = black_box(V::splat(1e-6));
+    let mut acc = [V::splat(0.0); ACCUMULATORS];
+    for (i, x) in acc.iter_mut().enumerate() {
+        *x = black_box(V::splat(i as f32));
+    }
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(a, b);
+        }
+    }
+    let mut sum = V::splat(0.0);
+    for x in acc {
+        sum += x;
+    }
+    black_box(sum.reduce_add())
+}
+
+/// FLOPs done by one `fma_loop(iters)`.
+pub fn fma_loop_flops(iters: u64) -> f64 {
+    iters as f64 * (ACCUMULATORS * LANES * 2) as f64
+}
+
+/// Peak fp32 GFLOP/s of `pool`'s threads, all running the FMA loop at once.
+/// Each run lasts about `seconds`; `runs` runs.
+pub fn peak_gflops(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Rate {
+    Rate::from_samples(&peak_samples(pool, seconds, runs))
+}
+
+/// The GFLOP/s of each run of [`peak_gflops`] (to merge runs made at different times).
+pub fn peak_samples(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Vec<f64> {
+    // Calibrate on one thread: iterations for about `seconds`.
+    let mut iters = 1u64 << 16;
+    loop {
+        let t = Instant::now();
+        fma_loop(iters);
+        let dt = t.elapsed().as_secs_f64();
+        if dt > 0.02 || iters > 1 << 40 {
+            iters = ((iters as f64) * seconds / dt).max(1.0) as u64;
+            break;
+        }
+        iters *= 4;
+    }
+    let threads = pool.current_num_threads();
+    (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            pool.broadcast(|_| fma_loop(black_box(iters)));
+            threads as f64 * fma_loop_flops(iters) / t.elapsed().as_secs_f64() * 1e-9
+        })
+        .collect()
+}
+
+/// Memory bandwidth in GB/s (1e9 bytes per second).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bandwidth {
+    pub read: Rate,
+    pub copy: Rate,
+    pub triad: Rate,
+}
+
+/// Three arrays for the bandwidth probe, each `elements` floats, touched once.
+pub struct StreamArrays {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl StreamArrays {
+    /// Allocates and first-touches three arrays of `bytes_each` bytes.
+    pub fn new(bytes_each: usize) -> StreamArrays {
+        let n = (bytes_each / 4).max(LANES * 64);
+        StreamArrays {
+            a: vec![1.0; n],
+            b: vec![2.0; n],
+            c: vec![0.5; n],
+        }
+    }
+    /// Bytes of one array.
+    pub fn bytes_each(&self) -> usize {
+        self.a.len() * 4
+    }
+}
+
+/// Sums a slice with four independent vector accumulators.
+#[inline(never)]
+fn read_kernel(x: &[f32]) -> f32 {
+    let mut acc = [V::splat(0.0); 4];
+    let mut chunks = x.chunks_exact(4 * LANES);
+    for c in &mut chunks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let v: [f32; LANES] = c[j * LANES..(j + 1) * LANES].try_into().expect("lanes");
+            *a += V::from(v);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().sum();
+    (acc[0] + acc[1] + acc[2] + acc[3]).reduce_add() + tail
+}
+
+#[inline(never)]
+fn copy_kernel(dst: &mut [f32], src: &[f32]) {
+    dst.copy_from_slice(src);
+}
+
+#[inline(never)]
+fn triad_kernel(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+    for ((a, &b), &c) in a.iter_mut().zip(b).zip(c) {
+        *a = b + s * c;
+    }
+}
+
+/// Splits `0..n` into `parts` contiguous ranges.
+fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    (0..parts).map(|i| i * n / parts..(i + 1) * n / parts).collect()
+}
+
+/// The GB/s of each run of read, copy and triad (to merge runs made at different times).
+#[derive(Clone, Debug, Default)]
+pub struct BandwidthSamples {
+    pub read: Vec<f64>,
+    pub copy: Vec<f64>,
+    pub triad: Vec<f64>,
+}
+
+impl BandwidthSamples {
+    /// Adds the runs of `other`.
+    pub fn merge(&mut self, other: BandwidthSamples) {
+        self.read.extend(other.read);
+        self.copy.extend(other.copy);
+        self.triad.extend(other.triad);
+    }
+    /// The best and median of every run.
+    pub fn rates(&self) -> Bandwidth {
+        Bandwidth {
+            read: Rate::from_samples(&self.read),
+            copy: Rate::from_samples(&self.copy),
+            triad: Rate::from_samples(&self.triad),
+        }
+    }
+}
+
+/// STREAM-like read, copy and triad bandwidth of `pool`'s threads.
+pub fn bandwidth(pool: &rayon::ThreadPool, arrays: &mut StreamArrays, runs: usize) -> Bandwidth {
+    bandwidth_samples(pool, arrays, runs).rates()
+}
+
+/// The runs behind [`bandwidth`].
+pub fn bandwidth_samples(
+    pool: &rayon::ThreadPool,
+    arrays: &mut StreamArrays,
+    runs: usize,
+) -> BandwidthSamples {
+    let threads = pool.current_num_threads();
+    let n = arrays.a.len();
+    let parts = ranges(n, threads);
+    let bytes = n as f64 * 4.0;
+    let (mut read, mut copy, mut triad) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        // read
+        let a = &arrays.a;
+        let t = Instant::now();
+        pool.broadcast(|ctx| black_box(read_kernel(&a[parts[ctx.index()].clone()])));
+        read.push(bytes / t.elapsed().as_secs_f64() * 1e-9);
+        // copy: c = a
+        {
+            let c_parts: Vec<Mutex<&mut [f32]>> = split_mut(&mut arrays.c, &parts);
+            let a = &arrays.a;
+            let t = Instant::now();
+            pool.broadcast(|ctx| {
+                let mut c = c_parts[ctx.index()].lock().unwrap_or_else(|e| e.into_inner());
+                copy_kernel(&mut c, &a[parts[ctx.index()].clone()]);
+            });
+            copy.push(2.0 * bytes / t.elapsed().as_secs_f64() * 1e-9);
+        }
+        // triad: a = b + s·c
+        {
+            let a_parts: Vec<Mutex<&mut [f32]>> = split_mut(&mut arrays.a, &parts);
+            let (b, c) = (&arrays.b, &arrays.c);
+            let s = black_box(0.5f32);
+            let t = Instant::now();
+            pool.broadcast(|ctx| {
+                let r = parts[ctx.index()].clone();
+                let mut a = a_parts[ctx.index()].lock().unwrap_or_else(|e| e.into_inner());
+                triad_kernel(&mut a, &b[r.clone()], &c[r], s);
+            });
+            triad.push(3.0 * bytes / t.elapsed().as_secs_f64() * 1e-9);
+        }
+        black_box(&mut arrays.a);
+    }
+    BandwidthSamples { read, copy, triad }
+}
+
+/// The 1-minute load average (from `/proc/loadavg`), if readable: other work
+/// on the machine lowers every measurement.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Disjoint mutable parts of `v` for the given contiguous ranges (which start at 0).
+fn split_mut<'a>(mut v: &'a mut [f32], parts: &[std::ops::Range<usize>]) -> Vec<Mutex<&'a mut [f32]>> {
+    let mut out = Vec::with_capacity(parts.len());
+    for r in parts {
+        let (head, tail) = v.split_at_mut(r.len());
+        out.push(Mutex::new(head));
+        v = tail;
+    }
+    out
+}
+
+/// A rayon pool of exactly `threads` threads.
+pub fn pool(threads: usize) -> crate::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| crate::Error::Invalid(format!("cannot start {threads} threads: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_do_their_arithmetic() {
+        // x -> x·a + b converges, stays finite.
+        assert!(fma_loop(1000).is_finite());
+        let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        assert_eq!(read_kernel(&x), 499500.0);
+        let mut a = vec![0.0; 5];
+        triad_kernel(&mut a, &[1.0; 5], &[2.0; 5], 0.5);
+        assert_eq!(a, vec![2.0; 5]);
+        assert_eq!(ranges(10, 3), vec![0..3, 3..6, 6..10]);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+}

@@ -1,0 +1,274 @@
+//! The profiling and tuning tools: the tuning file, kernel verification, the profile table.
+//! No timing assertions: timings are noisy.
+
+use std::path::{Path, PathBuf};
+
+use simdnet::profile::engine_knobs::BlockSizes;
+use simdnet::profile::tune_config::{self, TuneConfig};
+use simdnet::Error;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("simdnet-profile-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn problem(text: &str) -> String {
+    match tune_config::parse(text, Path::new("t.cfg")) {
+        Err(Error::BadConfig { problem, .. }) => problem,
+        other => panic!("expected BadConfig for {text:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_round_trips_through_an_atomic_write() {
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("simdnet-tune.cfg");
+    let cfg = TuneConfig {
+        blocks: BlockSizes {
+            mc: 96,
+            kc: 384,
+            nc: 2048,
+        },
+        kernel: None,
+    };
+    tune_config::save(&path, &cfg, &["a comment".into()]).unwrap();
+    assert_eq!(tune_config::load(&path).unwrap(), cfg);
+    let with_kernel = TuneConfig {
+        kernel: Some("reference".into()),
+        ..cfg.clone()
+    };
+    tune_config::save(&path, &with_kernel, &[]).unwrap();
+    assert_eq!(tune_config::load(&path).unwrap(), with_kernel);
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_accepts_comments_blank_lines_and_spaces() {
+    let cfg = tune_config::parse("# hi\n\n version=1\nmc = 8\n  kc =16 \nnc= 32\n", Path::new("x")).unwrap();
+    assert_eq!(
+        cfg.blocks,
+        BlockSizes {
+            mc: 8,
+            kc: 16,
+            nc: 32
+        }
+    );
+}
+
+#[test]
+fn every_malformed_config_is_a_clear_error() {
+    let ok = "version = 1\nmc = 96\nkc = 256\nnc = 4096\n";
+    assert!(tune_config::parse(ok, Path::new("x")).is_ok());
+    let cases: &[(&str, &str)] = &[
+        ("mc = 96\nkc = 256\nnc = 4096\n", "no `version = 1` line"),
+        (
+            "version = 2\nmc = 96\nkc = 256\nnc = 4096\n",
+            "version 2 is not supported",
+        ),
+        ("version = 1\nmc = 96\nkc = 256\n", "'nc' is missing"),
+        (
+            "version = 1\nmc = 96\nkc = 256\nnc = 4096\nfoo = 3\n",
+            "unknown key 'foo'",
+        ),
+        (
+            "version = 1\nmc = abc\nkc = 256\nnc = 4096\n",
+            "mc must be a whole number, found 'abc'",
+        ),
+        ("version = 1\nmc = -4\nkc = 256\nnc = 4096\n", "whole number"),
+        (
+            "version = 1\nmc = 96\nkc = 0\nnc = 4096\n",
+            "kc must be at least 1",
+        ),
+        (
+            "version = 1\nmc = 96\nkc = 256\nnc = 99999999999\n",
+            "absurdly large",
+        ),
+        (
+            "version = 1\nmc = 96\nkc = 16384\nnc = 1048576\n",
+            "absurdly large for a packed block",
+        ),
+        (
+            "version = 1\nmc = 96\nmc = 96\nkc = 256\nnc = 4096\n",
+            "'mc' is given twice",
+        ),
+        (
+            "version = 1\nmc 96\nkc = 256\nnc = 4096\n",
+            "line 2: expected `key = value`",
+        ),
+        (
+            "version = one\nmc = 96\nkc = 256\nnc = 4096\n",
+            "version must be a whole number",
+        ),
+    ];
+    for (text, want) in cases {
+        let p = problem(text);
+        assert!(p.contains(want), "for {text:?}: got '{p}', wanted '{want}'");
+    }
+    // The message names the file and the fix.
+    let e = tune_config::parse("version = 7", Path::new("my.cfg"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("my.cfg") && e.contains("simdnet tune"), "{e}");
+}
+
+#[test]
+fn a_missing_or_ignored_config_is_not_an_error_but_a_bad_one_is() {
+    let dir = temp_dir("apply");
+    let path = dir.join("simdnet-tune.cfg");
+    assert_eq!(tune_config::apply_from(&path, false).unwrap(), None);
+    std::fs::write(&path, "version = 1\nmc = 0\n").unwrap();
+    assert!(tune_config::apply_from(&path, true).unwrap().is_none());
+    assert!(matches!(
+        tune_config::apply_from(&path, false),
+        Err(Error::BadConfig { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+mod verification {
+    use simdnet::gemm::Epilogue;
+    use simdnet::matrix::{MatMut, MatRef};
+    use simdnet::nn::{Activation, Optimizer, OptimizerState};
+    use simdnet::profile::bench::{self, Fused, GemmShape};
+
+    /// Off by one in the inner dimension: skips the last term of each dot product.
+    fn short_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, e: Epilogue) {
+        let k = a.cols();
+        simdnet::gemm::reference::gemm(alpha, a.cols_range(0, k - 1), b.rows_range(0, k - 1), beta, c, e);
+    }
+
+    /// Ignores the epilogue.
+    fn no_epilogue_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, _: Epilogue) {
+        simdnet::gemm::reference::gemm(alpha, a, b, beta, c, Epilogue::None);
+    }
+
+    #[test]
+    fn the_engine_passes_verification() {
+        for s in [GemmShape::square(33)]
+            .into_iter()
+            .chain(GemmShape::training(&[784, 16, 16, 10], 32))
+        {
+            bench::verify_gemm(bench::engine_gemm, &s).unwrap();
+        }
+        for k in Fused::ALL {
+            bench::verify_fused(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_wrong_gemm_is_rejected() {
+        let s = GemmShape::square(20);
+        let e = bench::verify_gemm(short_gemm, &s).unwrap_err();
+        assert!(e.contains("square 20") && e.contains("reference gives"), "{e}");
+        let fwd = &GemmShape::training(&[30, 8, 4], 5)[0];
+        assert!(fwd.bias_relu);
+        assert!(bench::verify_gemm(no_epilogue_gemm, fwd).is_err());
+        assert!(bench::verify_gemm(no_epilogue_gemm, &s).is_ok());
+    }
+
+    fn relu_without_bias(mut z: MatMut, _bias: &[f32], act: Activation) {
+        for i in 0..z.rows() {
+            z.row_mut(i).iter_mut().for_each(|v| *v = act.f(*v));
+        }
+    }
+
+    fn softmax_without_scale(logits: MatRef, labels: &[u8], dz: MatMut, _scale: f32) -> f64 {
+        simdnet::kernels::softmax_cross_entropy(logits, labels, dz, 1.0)
+    }
+
+    fn backward_without_bias_grad(da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
+        simdnet::kernels::activation_backward(da, a, act, db);
+        db.fill(0.0);
+    }
+
+    fn sgd_instead(state: &mut OptimizerState, _: &Optimizer, i: usize, w: &mut [f32], g: &[f32]) {
+        state.update(&Optimizer::sgd(0.01), i, w, g);
+    }
+
+    #[test]
+    fn wrong_fused_kernels_are_rejected() {
+        assert!(bench::verify_bias_activation(relu_without_bias).is_err());
+        assert!(bench::verify_softmax_ce(softmax_without_scale).is_err());
+        let e = bench::verify_activation_backward(backward_without_bias_grad).unwrap_err();
+        assert!(e.contains(" db"), "{e}");
+        assert!(bench::verify_optimizer(sgd_instead).is_err());
+    }
+
+    #[test]
+    fn training_shapes_follow_the_layers() {
+        let s = GemmShape::training(&[784, 16, 10], 128);
+        let dims: Vec<_> = s.iter().map(|s| (s.m, s.n, s.k)).collect();
+        // L0: fwd, dW (no dX for the input); L1: fwd, dW, dX.
+        assert_eq!(
+            dims,
+            vec![
+                (128, 16, 784),
+                (784, 16, 128),
+                (128, 10, 16),
+                (16, 10, 128),
+                (128, 16, 10)
+            ]
+        );
+    }
+}
+
+mod timers {
+    use simdnet::profile::timer::{self, scope, Kind};
+
+    #[test]
+    fn coverage_and_table() {
+        // The only test in this binary that touches the global timers.
+        timer::reset();
+        timer::enable(true);
+        {
+            let _a = scope(Kind::Optimizer, 0).bytes(1000);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let _t = scope(Kind::ForwardGemm, 1).flops(1_000_000);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                });
+            }
+        });
+        timer::enable(false);
+        let _ignored = scope(Kind::Shuffle, 0);
+        drop(_ignored);
+        let recs = timer::snapshot();
+        assert_eq!(recs.len(), 2);
+        let fwd = recs.iter().find(|r| r.kind == Kind::ForwardGemm).unwrap();
+        assert_eq!((fwd.layer, fwd.calls, fwd.flops), (1, 2, 2_000_000));
+        // Wall shares never exceed thread time, and the levels agree with the thread time.
+        let cov = timer::coverage();
+        let thread: f64 = recs.iter().map(|r| r.seconds).sum();
+        let wall: f64 = recs.iter().map(|r| r.wall_seconds).sum();
+        assert!(wall <= thread + 1e-6 && (cov.covered() - wall).abs() < 1e-6);
+        assert!(
+            (cov.busy() - thread).abs() < 1e-3 * thread.max(1.0),
+            "{cov:?} {thread}"
+        );
+        let hist = vec![simdnet::nn::EpochStats {
+            epoch: 1,
+            loss: 1.0,
+            accuracy: 0.5,
+            validation: None,
+            train_seconds: cov.covered(),
+            validation_seconds: 0.0,
+        }];
+        let table = simdnet::profile::report::training_table(&hist, 2);
+        for k in Kind::ALL {
+            assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
+        }
+        assert!(table.contains("Accounted: 100.0%"), "{table}");
+        timer::reset();
+        assert!(timer::snapshot().is_empty());
+    }
+}
