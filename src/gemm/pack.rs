@@ -110,8 +110,8 @@ pub fn pack_a<T: Element>(
                 }
             } else {
                 for i in 0..rows {
-                let s = unsafe { src.add((first + i) * rs + p0 * cs) };
-                // SAFETY (writes): p·mr + i < kc·mr = panel.len().
+                    let s = unsafe { src.add((first + i) * rs + p0 * cs) };
+                    // SAFETY (writes): p·mr + i < kc·mr = panel.len().
                     if cs == 1 {
                         for p in 0..kc {
                             unsafe { *d.add(p * mr + i) = alpha * (*s.add(p)).to_f32() };
@@ -169,7 +169,17 @@ pub fn pack_b(
             if rs == 1 {
                 // SAFETY: columns first..first+cols, rows p0..p0+kc are inside
                 // the view; the panel holds kc·nr floats.
-                unsafe { transpose_scaled(src.add(p0 + first * cs), cs, cols, kc, panel.as_mut_ptr(), nr, 1.0) };
+                unsafe {
+                    transpose_scaled(
+                        src.add(p0 + first * cs),
+                        cs,
+                        cols,
+                        kc,
+                        panel.as_mut_ptr(),
+                        nr,
+                        1.0,
+                    )
+                };
             } else {
                 for j in 0..cols {
                     let s = unsafe { src.add(p0 * rs + (first + j) * cs) };
