@@ -152,7 +152,11 @@ fn store_edge<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileO
             // the valid tile; the bias is valid for `cols` entries.
             unsafe {
                 let c = out.c.add(i * out.rs_c + col);
-                let old = if read_c { vector::load_partial(c, n) } else { V::ZERO };
+                let old = if read_c {
+                    vector::load_partial(c, n)
+                } else {
+                    V::ZERO
+                };
                 let bias = match out.epilogue {
                     Some((b, _)) => vector::load_partial(b.add(col), n),
                     None => V::ZERO,
