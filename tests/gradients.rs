@@ -165,3 +165,33 @@ fn softmax_cross_entropy_gradient() {
         );
     }
 }
+
+#[test]
+fn cross_entropy_is_exact_for_confident_mistakes_and_nan_for_broken_logits() {
+    use simdnet::kernels::reference;
+    type Kernel = fn(MatRef, &[u8], MatMut, f32) -> f64;
+    let kernels: [(&str, Kernel); 2] = [
+        ("fast", softmax_cross_entropy),
+        ("reference", reference::softmax_cross_entropy),
+    ];
+    for (name, kernel) in kernels {
+        let mut dz = [0.0f32; 3];
+        // p_y = e^-200 / (1 + ...) underflows f32, but -ln p_y is still 200.
+        let loss = kernel(
+            MatRef::from_slice(&[200.0, 0.0, 0.0], 1, 3),
+            &[1],
+            MatMut::from_slice(&mut dz, 1, 3),
+            1.0,
+        );
+        assert!((loss - 200.0).abs() < 1e-3, "{name}: {loss}");
+        for bad in [f32::NAN, f32::INFINITY] {
+            let loss = kernel(
+                MatRef::from_slice(&[bad, 0.0, 1.0], 1, 3),
+                &[0],
+                MatMut::from_slice(&mut dz, 1, 3),
+                1.0,
+            );
+            assert!(loss.is_nan(), "{name}: logits with {bad} gave loss {loss}");
+        }
+    }
+}
