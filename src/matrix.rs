@@ -239,6 +239,14 @@ impl<'a, T: Element> MatRef<'a, T> {
     }
 
     /// The transpose, as a view: `(cols, rows)` with the strides swapped. No copy.
+    ///
+    /// ```
+    /// use simdnet::Matrix;
+    /// let m = Matrix::from_slice(2, 3, &[1., 2., 3., 4., 5., 6.]);
+    /// let t = m.view().t(); // (3, 2)
+    /// assert_eq!((t.rows(), t.cols()), (3, 2));
+    /// assert_eq!(t.at(2, 1), 6.0);
+    /// ```
     pub fn t(self) -> Self {
         MatRef {
             data: self.data,
