@@ -446,7 +446,7 @@ fn optimizer_kinds_parse_and_have_keras_default_learning_rates() {
     ] {
         let kind: OptimizerKind = name.parse().unwrap();
         assert_eq!((kind.name(), kind.default_lr()), (name, lr));
-        assert_eq!(kind.build(lr, 3).kind(), kind);
+        assert_eq!(simdnet::teach::optimizers::build(kind, lr, 3).kind(), kind);
     }
     assert!("adagrad"
         .parse::<OptimizerKind>()
@@ -639,7 +639,7 @@ fn the_optimizer_enum_steps_exactly_like_the_struct_it_holds() {
         OptimizerKind::RmsProp,
         OptimizerKind::Adam,
     ] {
-        let mut via_enum = kind.build(0.01, 3);
+        let mut via_enum = simdnet::teach::optimizers::build(kind, 0.01, 3);
         let (mut w1, mut w2) = (vec![1.0, 2.0, 3.0], vec![1.0, 2.0, 3.0]);
         for _ in 0..3 {
             let before = w1.clone();

@@ -68,7 +68,7 @@ impl Optimizer {
     /// and a learning rate (`None`: the Keras default for that optimiser).
     pub fn from_name(name: &str, lr: Option<f32>) -> Result<Optimizer, String> {
         let kind: OptimizerKind = name.parse()?;
-        let lr = lr.unwrap_or(kind.default_lr());
+        let lr = lr.unwrap_or(kind.default_lr() as f32);
         if !(lr.is_finite() && lr > 0.0) {
             return Err(format!("the learning rate must be a positive number, got {lr}"));
         }
@@ -116,12 +116,28 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
-    /// The Keras default learning rate.
-    pub fn default_lr(self) -> f32 {
+    /// The lowercase command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+
+    /// The Keras default learning rate (in f64 for the teaching module; the engine rounds it to f32).
+    pub fn default_lr(self) -> f64 {
         match self {
             OptimizerKind::Sgd | OptimizerKind::Momentum => 0.01,
             OptimizerKind::RmsProp | OptimizerKind::Adam => 0.001,
         }
+    }
+}
+
+impl fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

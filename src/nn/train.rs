@@ -209,13 +209,7 @@ impl Trainer {
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
             shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, par);
         };
-        let fork_join = scope(Kind::ParallelShards, 0);
-        self.shards[..nshards]
-            .par_iter_mut()
-            .enumerate()
-            .with_max_len(1)
-            .for_each(run);
-        drop(fork_join);
+        self.run_shards(nshards, run);
         self.finish_step(net, nshards)
     }
 
@@ -254,14 +248,18 @@ impl Trainer {
             );
             shard.pixels = pixels;
         };
-        let fork_join = scope(Kind::ParallelShards, 0);
+        self.run_shards(nshards, run);
+        self.finish_step(net, nshards)
+    }
+
+    /// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
+    fn run_shards(&mut self, nshards: usize, run: impl Fn((usize, &mut Shard)) + Sync + Send) {
+        let _fork_join = scope(Kind::ParallelShards, 0);
         self.shards[..nshards]
             .par_iter_mut()
             .enumerate()
             .with_max_len(1)
             .for_each(run);
-        drop(fork_join);
-        self.finish_step(net, nshards)
     }
 
     /// Adds the shards' gradients in shard order, updates the parameters, and

@@ -25,7 +25,7 @@ use crate::nn::activation::Activation;
 use super::backward::{activation_backward, dense_backward};
 use super::forward::{activate, dense, softmax};
 use super::loss::{accuracy, cross_entropy, one_hot, output_error};
-use super::optimizers::{Optimizer, OptimizerKind};
+use super::optimizers::{build, Optimizer, OptimizerKind};
 
 /// One dense layer's parameters: `z = a_prev·W + b`.
 #[derive(Clone, Debug, PartialEq)]
@@ -251,8 +251,8 @@ impl NetworkOptimizer {
         NetworkOptimizer {
             kind,
             lr,
-            w: net.layers.iter().map(|l| kind.build(lr, l.w.len())).collect(),
-            b: net.layers.iter().map(|l| kind.build(lr, l.b.len())).collect(),
+            w: net.layers.iter().map(|l| build(kind, lr, l.w.len())).collect(),
+            b: net.layers.iter().map(|l| build(kind, lr, l.b.len())).collect(),
         }
     }
 }

@@ -11,9 +11,6 @@
 //!
 //! Shapes: `w`, `g` and every state buffer have the same length (one entry per weight).
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Plain stochastic gradient descent: `w -= lr · g`. No state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
@@ -185,64 +182,18 @@ impl Adam {
     }
 }
 
-/// The name of an optimizer, as chosen on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptimizerKind {
-    Sgd,
-    Momentum,
-    RmsProp,
-    Adam,
-}
+/// The optimizer's name as chosen on the command line: the engine's
+/// [`crate::nn::optim::OptimizerKind`], shared so that both parse the same words.
+pub use crate::nn::optim::OptimizerKind;
 
-impl OptimizerKind {
-    /// The default learning rate (Keras 3's): 0.01 for SGD and momentum, 0.001 for RMSprop and Adam.
-    pub fn default_lr(self) -> f64 {
-        match self {
-            OptimizerKind::Sgd | OptimizerKind::Momentum => 0.01,
-            OptimizerKind::RmsProp | OptimizerKind::Adam => 0.001,
-        }
-    }
-
-    /// The lowercase command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            OptimizerKind::Sgd => "sgd",
-            OptimizerKind::Momentum => "momentum",
-            OptimizerKind::RmsProp => "rmsprop",
-            OptimizerKind::Adam => "adam",
-        }
-    }
-
-    /// A fresh optimizer of this kind, with state for `len` weights and Keras' other defaults
-    /// (momentum 0.9; RMSprop rho 0.9, eps 1e-7; Adam beta1 0.9, beta2 0.999, eps 1e-7).
-    pub fn build(self, lr: f64, len: usize) -> Optimizer {
-        match self {
-            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(lr)),
-            OptimizerKind::Momentum => Optimizer::Momentum(Momentum::new(lr, 0.9, len)),
-            OptimizerKind::RmsProp => Optimizer::RmsProp(RmsProp::new(lr, len)),
-            OptimizerKind::Adam => Optimizer::Adam(Adam::new(lr, len)),
-        }
-    }
-}
-
-impl fmt::Display for OptimizerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<OptimizerKind, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "sgd" => Ok(OptimizerKind::Sgd),
-            "momentum" => Ok(OptimizerKind::Momentum),
-            "rmsprop" => Ok(OptimizerKind::RmsProp),
-            "adam" => Ok(OptimizerKind::Adam),
-            _ => Err(format!(
-                "unknown optimizer '{s}': expected one of sgd, momentum, rmsprop, adam"
-            )),
-        }
+/// A fresh optimizer of this kind, with state for `len` weights and Keras' other defaults
+/// (momentum 0.9; RMSprop rho 0.9, eps 1e-7; Adam beta1 0.9, beta2 0.999, eps 1e-7).
+pub fn build(kind: OptimizerKind, lr: f64, len: usize) -> Optimizer {
+    match kind {
+        OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(lr)),
+        OptimizerKind::Momentum => Optimizer::Momentum(Momentum::new(lr, 0.9, len)),
+        OptimizerKind::RmsProp => Optimizer::RmsProp(RmsProp::new(lr, len)),
+        OptimizerKind::Adam => Optimizer::Adam(Adam::new(lr, len)),
     }
 }
 
