@@ -115,26 +115,7 @@ pub fn column_sums(dz: MatRef, db: &mut [f32]) {
     }
 }
 
-/// `e_j = exp(z_j - max)` written to `out`; returns `Σ_j e_j`.
-/// `z` and `out` have the same length; padding lanes read `-inf` (`e = 0`).
-#[inline(always)]
-fn exp_shifted(z: &[f32], out: &mut [f32]) -> f32 {
-    let mut vmax = V::splat(f32::NEG_INFINITY);
-    for j in (0..z.len()).step_by(LANES) {
-        vmax = vmax.max(read(z, j, f32::NEG_INFINITY));
-    }
-    let max = vmax.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
-    let vmax = V::splat(max);
-    let mut sum = V::ZERO;
-    for j in (0..z.len()).step_by(LANES) {
-        let e = vector::exp(read(z, j, f32::NEG_INFINITY) - vmax);
-        write(out, j, e);
-        sum += e;
-    }
-    sum.reduce_add()
-}
-
-/// Softmax with cross-entropy, one pass per row.
+/// Softmax with cross-entropy, in three passes over the (L1-resident) block.
 ///
 /// For row `i` with logits `z_i`: `p_i = softmax(z_i)` (computed stably, by
 /// subtracting the row's maximum), loss term `-ln p_i[y_i]`, and the output
@@ -150,28 +131,41 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
         (logits.rows(), logits.cols()),
         "softmax_cross_entropy: shapes"
     );
-    if logits.col_stride() != 1 {
+    let (rows, classes) = (logits.rows(), logits.cols());
+    if logits.col_stride() != 1 || logits.row_stride() != classes || dz.row_stride() != classes {
         return reference::softmax_cross_entropy(logits, labels, dz, grad_scale);
     }
+    let z = &logits.data()[..rows * classes];
+    let out = &mut dz.data()[..rows * classes];
+    // The loss of a row is -ln p_y = ln Σ e^(z - max) - (z_y - max): finite for any
+    // finite logits, and NaN (so training stops as diverged) when they are not.
     let mut loss = 0.0f64;
-    let scale = V::splat(grad_scale);
-    for (i, &y) in labels.iter().enumerate() {
-        let row = dz.row_mut(i);
-        let z = row_of(&logits, i);
-        let sum = exp_shifted(z, row);
-        let inv = 1.0 / sum;
-        let y = y as usize;
-        // -ln p_y = ln Σ e^(z - max) - (z_y - max): finite for any finite logits,
-        // and NaN (so training stops as diverged) when they are not.
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        loss += (sum as f64).ln() - (z[y] - max) as f64;
-        let e_y = row[y];
-        let vinv = V::splat(inv);
-        for j in (0..row.len()).step_by(LANES) {
-            let p = read(row, j, 0.0) * vinv;
-            write(row, j, p * scale);
+    // Pass 1, per row: the row's maximum, z - max written to `out`, and the
+    // -(z_y - max) term of the loss. (Rows are short, typically 10 classes:
+    // scalar per row, vector over the whole block.)
+    for ((zr, or), &y) in z
+        .chunks_exact(classes)
+        .zip(out.chunks_exact_mut(classes))
+        .zip(labels)
+    {
+        let max = zr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (o, &v) in or.iter_mut().zip(zr) {
+            *o = v - max;
         }
-        row[y] = (e_y * inv - 1.0) * grad_scale;
+        loss -= or[y as usize] as f64;
+    }
+    // Pass 2, the whole block at once: e = exp(z - max), full vectors.
+    for j in (0..out.len()).step_by(LANES) {
+        let e = vector::exp(read(out, j, 0.0));
+        write(out, j, e);
+    }
+    // Pass 3, per row: the ln Σ term of the loss and dz = (p - onehot(y)) · grad_scale.
+    for (or, &y) in out.chunks_exact_mut(classes).zip(labels) {
+        let sum: f32 = or.iter().sum();
+        loss += sum.ln() as f64;
+        let k = grad_scale / sum;
+        or.iter_mut().for_each(|e| *e *= k);
+        or[y as usize] -= grad_scale;
     }
     loss
 }
