@@ -1,12 +1,33 @@
-//! General matrix multiply: `C = alpha·A·B + beta·C`.
+//! General matrix multiply: `C = alpha·A·B + beta·C`, BLIS-style.
 //!
 //! [`gemm`] is the one call the network uses; [`reference::gemm`] is the
 //! readable oracle it is tested against.
+//!
+//! How the fast path is organised (read in this order):
+//! - [`blocking`]: the cache block sizes `mc`, `kc`, `nc` ([`BlockSizes`]);
+//! - [`pack`]: copying blocks of A and B into micro-panels (transposes,
+//!   strides, `u8 -> f32` and `alpha` are absorbed here);
+//! - [`kernel`]: the micro-kernels (`scalar` and `simd`) and their register tiles;
+//! - [`loops`]: the five BLIS loops around the micro-kernel;
+//! - [`threads`]: splitting C into fixed blocks for rayon.
+//!
+//! Determinism: every element of C is summed in the same order (`p = 0..k`
+//! within each `kc` block, blocks in order), whatever the thread count, the
+//! task grid or the micro-kernel, so results are bit-identical between
+//! `Sequential` and `Rayon` on any pool, and between calls.
 
+pub mod blocking;
+pub mod kernel;
+pub mod loops;
+pub mod pack;
 pub mod reference;
+pub mod threads;
+
+pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
 
 use crate::matrix::{Element, MatMut, MatRef};
 use crate::nn::activation::Activation;
+use rayon::prelude::*;
 
 /// What happens to each element of `C` after the product, while it is still hot.
 #[derive(Clone, Copy, Debug)]
@@ -59,18 +80,119 @@ pub(crate) fn check_shapes<T: Element>(a: &MatRef<T>, b: &MatRef<f32>, c: &MatMu
     }
 }
 
+/// `f32` lanes of the SIMD vectors compiled in (16 with AVX-512F, else 8).
+pub fn simd_width() -> usize {
+    crate::kernels::vector::LANES
+}
+
+/// The name of the micro-kernel used for wide products (`n > simd_width()`),
+/// or of the forced one (see [`set_kernel`]).
+pub fn micro_kernel_name() -> &'static str {
+    kernel::forced().unwrap_or(kernel::default_kernel()).name
+}
+
+/// Names of every micro-kernel compiled in (SIMD ones first).
+pub fn available_kernels() -> Vec<&'static str> {
+    kernel::all_kernels().map(|k| k.name).collect()
+}
+
+/// Forces the micro-kernel `name` for every later GEMM (process-wide), or
+/// with `None` goes back to choosing by shape (a narrow kernel for
+/// `n <= simd_width()`, the default one otherwise).
+pub fn set_kernel(name: Option<&str>) -> Result<(), String> {
+    kernel::force(name)
+}
+
 /// `C = alpha·A·B + beta·C`, then `epilogue`.
 ///
-/// Shapes: `a: (m, k)`, `b: (k, n)`, `c: (m, n)`; any strides. `beta == 0`
-/// never reads `C`.
+/// Shapes: `a: (m, k)`, `b: (k, n)`, `c: (m, n)`; any strides (so `Aᵀ` and
+/// `Bᵀ` are passed as transposed views, never copied). `beta == 0` never
+/// reads `C`. `alpha` is applied while packing A (`alpha·a_ip` is rounded
+/// before the multiply), `u8` elements of A are converted there too.
+///
+/// With [`Parallelism::Rayon`] and enough work (see [`threads`]) the output
+/// is split into fixed blocks run on the current rayon pool; the result is
+/// bit-identical to [`Parallelism::Sequential`]. After the first call of a
+/// given size on a thread, no memory is allocated.
 pub fn gemm<T: Element>(
     alpha: f32,
     a: MatRef<T>,
     b: MatRef<f32>,
     beta: f32,
-    c: MatMut,
+    mut c: MatMut,
     epilogue: Epilogue,
-    _par: Parallelism,
+    par: Parallelism,
 ) {
-    reference::gemm(alpha, a, b, beta, c, epilogue)
+    check_shapes(&a, &b, &c, &epilogue);
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let epilogue = match epilogue {
+        Epilogue::None => None,
+        Epilogue::BiasActivation { bias, act } => Some((bias, act)),
+    };
+    if k == 0 {
+        scale_c(beta, &mut c, epilogue);
+        return;
+    }
+    let kernel = kernel::choose(n);
+    let blocks = block_sizes();
+    let plan = threads::plan(m, n, k, kernel.mr, kernel.nr, par == Parallelism::Rayon);
+    let rs = c.row_stride();
+    let c_ptr = SendPtr(c.data().as_mut_ptr());
+    let tasks_n = n.div_ceil(plan.n_chunk);
+    let run_task = |t: usize| {
+        let (i0, j0) = ((t / tasks_n) * plan.m_chunk, (t % tasks_n) * plan.n_chunk);
+        let (i1, j1) = ((i0 + plan.m_chunk).min(m), (j0 + plan.n_chunk).min(n));
+        let a_block = a.rows_range(i0, i1);
+        let b_block = b.cols_range(j0, j1);
+        let epi = epilogue.map(|(bias, act)| (&bias[j0..j1], act));
+        let out = loops::COut {
+            // SAFETY: (i0, j0) is an element of the m x n view C.
+            ptr: unsafe { c_ptr.get().add(i0 * rs + j0) },
+            rs,
+        };
+        // SAFETY: the block (i0..i1, j0..j1) lies inside C, whose slice covers
+        // every element of the view; the grid's blocks are disjoint, so no
+        // two tasks touch the same element, and `c` is borrowed mutably for
+        // the whole call.
+        unsafe { loops::gemm_on_thread(alpha, &a_block, &b_block, beta, out, epi, kernel, blocks) };
+    };
+    let tasks = plan.tasks(m, n);
+    if tasks == 1 {
+        run_task(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(run_task);
+    }
+}
+
+/// A raw pointer to C that rayon tasks may share (they write disjoint blocks).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used to hand disjoint blocks of one exclusively borrowed
+// output to the tasks of one `gemm` call, which ends before the borrow does.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `k == 0`: `C = beta·C` (zero without reading C when `beta == 0`), then the epilogue.
+fn scale_c(beta: f32, c: &mut MatMut, epilogue: Option<(&[f32], Activation)>) {
+    for i in 0..c.rows() {
+        let row = c.row_mut(i);
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else {
+            row.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+    if let Some((bias, act)) = epilogue {
+        crate::kernels::bias_activation(c.rb_mut(), bias, act);
+    }
 }

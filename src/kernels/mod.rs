@@ -6,6 +6,8 @@
 //! - backward: `dz = da ⊙ f'(a)` fused with the bias gradient `db = Σ_rows dz`
 //!   ([`activation_backward`]).
 
+pub mod vector;
+
 use crate::matrix::{MatMut, MatRef};
 use crate::nn::activation::Activation;
 

@@ -1,0 +1,165 @@
+//! Micro-kernels: the innermost computation of the BLIS loops.
+//!
+//! A micro-kernel multiplies one packed micro-panel of A (`MR x kc`, stored
+//! column by column: `MR` floats per step of `k`) by one packed micro-panel of
+//! B (`kc x NR`, stored row by row: `NR` floats per step of `k`), keeping the
+//! `MR x NR` block of C in registers the whole time (a sequence of `kc`
+//! rank-1 updates), and then writes it to C once:
+//!
+//! ```text
+//! c_tile = acc + beta · c_tile          (C not read when beta == 0)
+//! c_tile = act(c_tile + bias)           (only with an epilogue, last kc block)
+//! ```
+//!
+//! Every element of C is summed in the same order, `p = 0, 1, .., kc - 1`
+//! with one fused multiply-add per step (when the build has FMA), whatever
+//! the kernel shape and wherever the element sits in a tile. That is why the
+//! result does not depend on the kernel, the tiling or the thread count; only
+//! `kc` (where the sum over `k` is cut) matters.
+//!
+//! - [`scalar`]: the teaching version and portable fallback.
+//! - [`simd`]: `wide` vectors, one register row of C per row of the tile.
+
+pub mod scalar;
+pub mod simd;
+
+use crate::kernels::vector::LANES;
+use crate::nn::activation::Activation;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Where and how a micro-kernel writes its `MR x NR` tile of C.
+#[derive(Clone, Copy, Debug)]
+pub struct TileOut {
+    /// Element `(0, 0)` of the tile in C.
+    pub c: *mut f32,
+    /// Distance between rows of C (elements); columns are contiguous.
+    pub rs_c: usize,
+    /// Valid rows (`<= MR`) and columns (`<= NR`) of the tile: edge tiles
+    /// are computed in full from zero-padded panels but only this part is
+    /// read or written.
+    pub rows: usize,
+    pub cols: usize,
+    /// `c = acc + beta · c`; with `beta == 0` C is not read.
+    pub beta: f32,
+    /// `Some((bias, act))`: `c = act(c + bias[j])`, `bias` pointing at the
+    /// tile's first column and valid for `cols` entries.
+    pub epilogue: Option<(*const f32, Activation)>,
+}
+
+/// `unsafe fn(kc, a_panel, b_panel, out)`.
+///
+/// # Safety (for every kernel)
+/// `a` must be readable for `MR * kc` floats, `b` for `NR * kc` floats, and
+/// `out` must describe a writable (and, if `beta != 0`, initialised) region
+/// of `rows` rows of `cols` floats, rows `rs_c` apart, not aliased elsewhere.
+pub type KernelFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, out: &TileOut);
+
+/// A micro-kernel and its register-tile shape.
+#[derive(Clone, Copy, Debug)]
+pub struct MicroKernel {
+    pub name: &'static str,
+    /// Rows of C per tile.
+    pub mr: usize,
+    /// Columns of C per tile.
+    pub nr: usize,
+    pub run: KernelFn,
+}
+
+macro_rules! simd_kernel {
+    ($name:literal, $mr:literal, $nv:literal) => {
+        MicroKernel {
+            name: $name,
+            mr: $mr,
+            nr: $nv * LANES,
+            run: simd::micro_kernel::<$mr, $nv>,
+        }
+    };
+}
+
+/// The SIMD kernels compiled in, the default (large-`n`) one first, the
+/// narrow one (`NR = LANES`, for `n <= LANES`) second.
+///
+/// AVX-512 has 32 zmm registers: 12x32 keeps 24 accumulators, 2 B vectors
+/// and 1 broadcast A value live (27). AVX2 has 16 ymm registers: 6x16 uses
+/// 12 + 2 + 1 = 15.
+#[cfg(target_feature = "avx512f")]
+pub const SIMD_KERNELS: &[MicroKernel] = &[
+    simd_kernel!("simd-12x32", 12, 2),
+    simd_kernel!("simd-16x16", 16, 1),
+    simd_kernel!("simd-24x16", 24, 1),
+    simd_kernel!("simd-8x48", 8, 3),
+    simd_kernel!("simd-6x64", 6, 4),
+    simd_kernel!("simd-14x32", 14, 2),
+];
+#[cfg(not(target_feature = "avx512f"))]
+pub const SIMD_KERNELS: &[MicroKernel] = &[
+    simd_kernel!("simd-6x16", 6, 2),
+    simd_kernel!("simd-12x8", 12, 1),
+    simd_kernel!("simd-8x8", 8, 1),
+    simd_kernel!("simd-4x24", 4, 3),
+];
+
+/// The plain-Rust kernels (teaching versions; `scalar-4x4` is the smallest
+/// complete example of a register tile).
+pub const SCALAR_KERNELS: &[MicroKernel] = &[
+    MicroKernel {
+        name: "scalar-4x4",
+        mr: 4,
+        nr: 4,
+        run: scalar::micro_kernel::<4, 4>,
+    },
+    MicroKernel {
+        name: "scalar-8x8",
+        mr: 8,
+        nr: 8,
+        run: scalar::micro_kernel::<8, 8>,
+    },
+];
+
+/// Every kernel, SIMD first.
+pub fn all_kernels() -> impl Iterator<Item = &'static MicroKernel> {
+    SIMD_KERNELS.iter().chain(SCALAR_KERNELS)
+}
+
+/// The kernel used for shapes with `n > LANES`.
+pub fn default_kernel() -> &'static MicroKernel {
+    &SIMD_KERNELS[0]
+}
+
+/// The kernel used for `n <= LANES` (one vector per tile row).
+pub fn narrow_kernel() -> &'static MicroKernel {
+    &SIMD_KERNELS[1]
+}
+
+/// `usize::MAX`: choose by shape; otherwise an index into `all_kernels()`.
+static FORCED: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Forces one kernel for every shape (`None`: choose by shape again).
+pub fn force(kernel: Option<&str>) -> Result<(), String> {
+    let index = match kernel {
+        None => usize::MAX,
+        Some(name) => all_kernels().position(|k| k.name == name).ok_or_else(|| {
+            let names: Vec<_> = all_kernels().map(|k| k.name).collect();
+            format!("unknown micro-kernel '{name}': available {}", names.join(", "))
+        })?,
+    };
+    FORCED.store(index, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The forced kernel, if any.
+pub fn forced() -> Option<&'static MicroKernel> {
+    all_kernels().nth(FORCED.load(Ordering::Relaxed))
+}
+
+/// The kernel for a product with `n` columns.
+pub fn choose(n: usize) -> &'static MicroKernel {
+    if let Some(k) = forced() {
+        return k;
+    }
+    if n <= LANES {
+        narrow_kernel()
+    } else {
+        default_kernel()
+    }
+}

@@ -1,0 +1,70 @@
+//! The scalar micro-kernel: the register-tile idea in plain Rust.
+//!
+//! `ab` is the `MR x NR` block of C being accumulated. For each step `p` of
+//! `k`, the packed A micro-panel supplies one column `A~[0..MR, p]` and the
+//! packed B micro-panel one row `B~[p, 0..NR]`; their outer product is added
+//! to `ab` (a rank-1 update). After `kc` steps `ab` holds the tile of
+//! `A·B` for this block of `k`, and is merged into C once.
+//!
+//! It sums in exactly the order of the SIMD kernel (one fused multiply-add
+//! per step when the build has FMA), so it produces the same bits for
+//! identity and ReLU epilogues; sigmoid and tanh use the scalar `f32`
+//! functions instead of the vector approximations.
+
+use super::TileOut;
+
+/// `acc + a · b`, rounded like the SIMD kernel: one rounding with FMA.
+#[inline(always)]
+fn multiply_add(a: f32, b: f32, acc: f32) -> f32 {
+    #[cfg(target_feature = "fma")]
+    {
+        a.mul_add(b, acc)
+    }
+    #[cfg(not(target_feature = "fma"))]
+    {
+        acc + a * b
+    }
+}
+
+/// The `MR x NR` scalar micro-kernel. See [`super::KernelFn`] for the contract.
+///
+/// # Safety
+/// As [`super::KernelFn`].
+pub unsafe fn micro_kernel<const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: the caller guarantees `MR · kc` and `NR · kc` readable floats.
+    let (a, b) = unsafe {
+        (
+            std::slice::from_raw_parts(a, MR * kc),
+            std::slice::from_raw_parts(b, NR * kc),
+        )
+    };
+    let mut ab = [[0.0f32; NR]; MR];
+    for (a_col, b_row) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (ab_row, &a_ip) in ab.iter_mut().zip(a_col) {
+            for (ab_ij, &b_pj) in ab_row.iter_mut().zip(b_row) {
+                *ab_ij = multiply_add(a_ip, b_pj, *ab_ij);
+            }
+        }
+    }
+    for (i, ab_row) in ab.iter().enumerate().take(out.rows) {
+        for (j, &ab_ij) in ab_row.iter().enumerate().take(out.cols) {
+            // SAFETY: (i, j) is inside the valid part of the tile.
+            unsafe {
+                let c = out.c.add(i * out.rs_c + j);
+                let mut x = ab_ij;
+                if out.beta != 0.0 {
+                    x += out.beta * *c;
+                }
+                if let Some((bias, act)) = out.epilogue {
+                    x = act.f(x + *bias.add(j));
+                }
+                *c = x;
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The SIMD micro-kernel, generic over its register tile `MR x (NV · LANES)`.
+//!
+//! Register layout for the AVX-512 default `simd-12x32` (`MR = 12`, `NV = 2`,
+//! one zmm = 16 floats), per step `p` of `k`:
+//!
+//! ```text
+//!                 b0 = B~[p, 0..16]   b1 = B~[p, 16..32]     (2 zmm, loaded)
+//!   a0 = A~[0, p] ─► acc[0][0]          acc[0][1]           (broadcast, 1 zmm)
+//!   a1 = A~[1, p] ─► acc[1][0]          acc[1][1]
+//!        ...               ...                ...
+//!   a11           ─► acc[11][0]         acc[11][1]          24 zmm accumulators
+//!
+//!   acc[i][v] += a_i · b_v   (one FMA each: 24 FMAs per 2 loads + 12 broadcasts)
+//! ```
+//!
+//! 24 + 2 + 1 = 27 of the 32 zmm registers. The AVX2 default `simd-6x16`
+//! is the same picture with 6 rows of 2 ymm: 12 + 2 + 1 = 15 of 16.
+//!
+//! The accumulators are a `[[V; NV]; MR]` array indexed only by loop
+//! counters with constant bounds, so LLVM unrolls every loop and keeps each
+//! accumulator in a register. The edge store also indexes them only with
+//! constants: the whole tile goes to a stack buffer and the valid part is
+//! copied from there (a data-dependent index would force the array to memory).
+
+use super::TileOut;
+use crate::kernels::vector::{self, LANES, V};
+use crate::nn::activation::Activation;
+
+/// The `MR x (NV · LANES)` SIMD micro-kernel. See [`super::KernelFn`] for the contract.
+///
+/// # Safety
+/// As [`super::KernelFn`]: `a` readable for `MR · kc` floats, `b` for
+/// `NV · LANES · kc` floats, `out` a valid exclusive tile of C.
+#[inline(never)]
+pub unsafe fn micro_kernel<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    out: &TileOut,
+) {
+    let nr = NV * LANES;
+    let mut acc = [[V::ZERO; NV]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let mut bv = [V::ZERO; NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            // SAFETY: within this step's `nr` floats of the B micro-panel.
+            *bv = unsafe { vector::load(b.add(v * LANES)) };
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: within this step's `MR` floats of the A micro-panel.
+            let ai = V::splat(unsafe { *a.add(i) });
+            for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+                *acc = ai.mul_add(bv, *acc);
+            }
+        }
+        // SAFETY: advancing by one step stays within (or one past) the panels.
+        unsafe {
+            a = a.add(MR);
+            b = b.add(nr);
+        }
+    }
+
+    let beta = V::splat(out.beta);
+    let read_c = out.beta != 0.0;
+    if out.rows == MR && out.cols == nr {
+        // Full tile: straight to C.
+        for (i, acc_row) in acc.iter().enumerate() {
+            for (v, &acc) in acc_row.iter().enumerate() {
+                // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
+                unsafe {
+                    let c = out.c.add(i * out.rs_c + v * LANES);
+                    let mut x = acc;
+                    if read_c {
+                        x += beta * vector::load(c);
+                    }
+                    if let Some((bias, act)) = out.epilogue {
+                        x = vector::activate(act, x + vector::load(bias.add(v * LANES)));
+                    }
+                    vector::store(c, x);
+                }
+            }
+        }
+    } else {
+        // Edge tile: through a full-size stack buffer, so that the same
+        // vector arithmetic runs on every element (full or edge tile alike)
+        // and the accumulators are only indexed with constants.
+        let mut buf = [[V::ZERO; NV]; MR];
+        let buf_ptr = buf.as_mut_ptr().cast::<f32>();
+        let (rows, cols) = (out.rows, out.cols);
+        if read_c {
+            for i in 0..rows {
+                // SAFETY: row i < rows of the valid tile, `cols <= nr` floats,
+                // into buffer row i (nr floats).
+                unsafe { core::ptr::copy_nonoverlapping(out.c.add(i * out.rs_c), buf_ptr.add(i * nr), cols) };
+            }
+        }
+        let mut bias = [V::ZERO; NV];
+        if let Some((b, _)) = out.epilogue {
+            // SAFETY: `bias` is valid for `cols <= nr` entries.
+            unsafe { core::ptr::copy_nonoverlapping(b, bias.as_mut_ptr().cast::<f32>(), cols) };
+        }
+        let act = out.epilogue.map(|(_, act)| act);
+        for (buf_row, acc_row) in buf.iter_mut().zip(&acc) {
+            for ((c, &acc), &bias) in buf_row.iter_mut().zip(acc_row).zip(&bias) {
+                *c = finish(acc, *c, read_c, beta, bias, act);
+            }
+        }
+        for i in 0..rows {
+            // SAFETY: as above, back from buffer row i into valid row i.
+            unsafe { core::ptr::copy_nonoverlapping(buf_ptr.add(i * nr), out.c.add(i * out.rs_c), cols) };
+        }
+    }
+}
+
+/// `act(acc + beta · c + bias)` (terms present as configured).
+#[inline(always)]
+fn finish(acc: V, c: V, read_c: bool, beta: V, bias: V, act: Option<Activation>) -> V {
+    let mut x = acc;
+    if read_c {
+        x += beta * c;
+    }
+    match act {
+        Some(act) => vector::activate(act, x + bias),
+        None => x,
+    }
+}

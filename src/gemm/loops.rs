@@ -1,0 +1,164 @@
+//! The five BLIS loops around the micro-kernel, for one (sub-)problem on one thread.
+//!
+//! ```text
+//! loop 5 (jc, step nc): columns of C and B            B block: k x nc
+//!  loop 4 (pc, step kc): depth; pack B[pc.., jc..] -> B~  (kc x nc, in L3)
+//!   loop 3 (ic, step mc): rows of C and A; pack A[ic.., pc..] -> A~ (mc x kc, in L2)
+//!    loop 2 (jr, step NR): micro-panel of B~               (kc x NR, in L1)
+//!     loop 1 (ir, step MR): micro-panel of A~               (MR x kc, streamed)
+//!      micro-kernel: C[ic+ir.., jc+jr..] (MR x NR) += A~ panel · B~ panel
+//! ```
+//!
+//! Loop 4 is never split across threads: every element of C is the sum of
+//! its `k / kc` blocks added in order `pc = 0, kc, 2kc, ..` by one thread.
+//! The first block merges `beta · C`; the epilogue runs with the last.
+
+use super::blocking::BlockSizes;
+use super::kernel::{MicroKernel, TileOut};
+use super::pack::{pack_a, pack_b};
+use crate::matrix::{Element, MatRef};
+use crate::nn::activation::Activation;
+use std::cell::RefCell;
+
+/// One cache line of floats: the allocation unit of [`Aligned`].
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+/// A run of 64-byte-aligned `f32`s that only grows (packing buffers).
+#[derive(Default)]
+struct Aligned(Vec<Line>);
+
+impl Aligned {
+    /// At least `len` floats (reallocating only to grow).
+    fn get(&mut self, len: usize) -> &mut [f32] {
+        let lines = len.div_ceil(16);
+        if self.0.len() < lines {
+            self.0 = vec![Line([0.0; 16]); lines];
+        }
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`: `self.0` is
+        // `16 · self.0.len() >= len` contiguous, initialised floats.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), len) }
+    }
+}
+
+/// One thread's packing buffers: A~ and B~.
+#[derive(Default)]
+struct PackBuffers {
+    a: Aligned,
+    b: Aligned,
+}
+
+thread_local! {
+    /// Reused by every GEMM call on this thread: after the first call of a
+    /// given size, packing allocates nothing.
+    static BUFFERS: RefCell<PackBuffers> = RefCell::new(PackBuffers::default());
+}
+
+/// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
+#[derive(Clone, Copy, Debug)]
+pub struct COut {
+    pub ptr: *mut f32,
+    pub rs: usize,
+}
+
+/// `C = alpha·A·B + beta·C` then the epilogue, on the calling thread.
+///
+/// `bias`, if given, holds the `n` biases of this sub-problem's columns.
+///
+/// # Safety
+/// `c` must be valid for writing (and for reading if `beta != 0`) the
+/// `a.rows() x b.cols()` elements `ptr + i·rs + j`, and not be accessed by
+/// anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_on_thread<T: Element>(
+    alpha: f32,
+    a: &MatRef<T>,
+    b: &MatRef<f32>,
+    beta: f32,
+    c: COut,
+    epilogue: Option<(&[f32], Activation)>,
+    kernel: &MicroKernel,
+    blocks: BlockSizes,
+) {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        // SAFETY: forwarded from the caller.
+        Ok(mut buffers) => unsafe {
+            five_loops(alpha, a, b, beta, c, epilogue, kernel, blocks, &mut buffers)
+        },
+        // Re-entered on this thread (a GEMM inside a GEMM's rayon task):
+        // use fresh buffers rather than panic.
+        Err(_) => {
+            let mut fresh = PackBuffers::default();
+            // SAFETY: forwarded from the caller.
+            unsafe { five_loops(alpha, a, b, beta, c, epilogue, kernel, blocks, &mut fresh) }
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn five_loops<T: Element>(
+    alpha: f32,
+    a: &MatRef<T>,
+    b: &MatRef<f32>,
+    beta: f32,
+    c: COut,
+    epilogue: Option<(&[f32], Activation)>,
+    kernel: &MicroKernel,
+    blocks: BlockSizes,
+    buffers: &mut PackBuffers,
+) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let kc_max = blocks.kc.min(k).max(1);
+    let mc_max = blocks.mc.div_ceil(mr).max(1) * mr;
+    let mc_max = mc_max.min(m.div_ceil(mr) * mr);
+    let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;
+    let nc_max = nc_max.min(n.div_ceil(nr) * nr);
+    let a_packed = buffers.a.get(mc_max * kc_max);
+    let b_packed = buffers.b.get(nc_max * kc_max);
+
+    // Loop 5 (BLIS "jc loop"): blocks of nc columns of B and C.
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        // Loop 4 ("pc loop"): rank-kc updates; pack B~ once per block.
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            pack_b(b, (pc, kc), (jc, nc), nr, b_packed);
+            let beta_here = if pc == 0 { beta } else { 1.0 };
+            let last = pc + kc == k;
+            // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
+            for ic in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - ic);
+                pack_a(a, alpha, (ic, mc), (pc, kc), mr, a_packed);
+                // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
+                for jr in (0..nc).step_by(nr) {
+                    let b_panel = &b_packed[(jr / nr) * nr * kc..][..nr * kc];
+                    let cols = nr.min(nc - jr);
+                    let epi = match epilogue {
+                        Some((bias, act)) if last => Some((bias[jc + jr..].as_ptr(), act)),
+                        _ => None,
+                    };
+                    // Loop 1 ("ir loop"): A~ micro-panels past the same B~ panel.
+                    for ir in (0..mc).step_by(mr) {
+                        let a_panel = &a_packed[(ir / mr) * mr * kc..][..mr * kc];
+                        let out = TileOut {
+                            // SAFETY: (ic + ir, jc + jr) is inside the m x n
+                            // output the caller vouches for.
+                            c: unsafe { c.ptr.add((ic + ir) * c.rs + jc + jr) },
+                            rs_c: c.rs,
+                            rows: mr.min(mc - ir),
+                            cols,
+                            beta: beta_here,
+                            epilogue: epi,
+                        };
+                        // SAFETY: the panels hold mr·kc and nr·kc packed floats
+                        // (slices above), and `out` is a valid exclusive tile of
+                        // C with its edges clipped to the m x n output.
+                        unsafe { (kernel.run)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &out) };
+                    }
+                }
+            }
+        }
+    }
+}

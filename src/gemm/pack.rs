@@ -1,0 +1,119 @@
+//! Packing: copying a block of A or B into the order the micro-kernel reads.
+//!
+//! Packing is where strides and transposes disappear: whatever the view's
+//! `(rs, cs)`, the packed buffer is contiguous and read with unit stride, so
+//! `A·B`, `Aᵀ·B`, `A·Bᵀ` and `Aᵀ·Bᵀ` all run the same micro-kernel. Packing
+//! A also converts its elements to `f32` (`u8` pixels) and multiplies by
+//! `alpha` (the `1/255` pixel scale comes for free).
+//!
+//! Layouts (`mr`, `nr`: the micro-kernel's tile; edges are zero-padded):
+//!
+//! ```text
+//! A~ (mc x kc): micro-panels of mr rows, each stored column by column
+//!   A~[panel r][p][i] = alpha · A[i0 + r·mr + i, p0 + p]      (mr floats per p)
+//! B~ (kc x nc): micro-panels of nr columns, each stored row by row
+//!   B~[panel q][p][j] = B[p0 + p, j0 + q·nr + j]              (nr floats per p)
+//! ```
+
+use crate::matrix::{Element, MatRef};
+
+/// Packs `alpha · A[i0..i0+mc, p0..p0+kc]` into `dst` as `ceil(mc/mr)`
+/// micro-panels of `mr x kc` (rows past `mc` are zero).
+///
+/// `dst.len() >= ceil(mc/mr) · mr · kc`.
+pub fn pack_a<T: Element>(
+    a: &MatRef<T>,
+    alpha: f32,
+    (i0, mc): (usize, usize),
+    (p0, kc): (usize, usize),
+    mr: usize,
+    dst: &mut [f32],
+) {
+    assert!(
+        i0 + mc <= a.rows() && p0 + kc <= a.cols(),
+        "pack_a: block outside A"
+    );
+    let panels = mc.div_ceil(mr);
+    assert!(dst.len() >= panels * mr * kc, "pack_a: buffer too small");
+    let (rs, cs) = (a.row_stride(), a.col_stride());
+    let src = a.data().as_ptr();
+    for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
+        let first = i0 + r * mr;
+        let rows = mr.min(i0 + mc - first);
+        // SAFETY (all reads below): element (i, p) with first + i < i0 + mc <=
+        // a.rows() and p0 + p < p0 + kc <= a.cols() is inside the view, and
+        // `MatRef` guarantees every element of the view is inside `data`.
+        if rs == 1 && rows == mr {
+            // Column-major-like source (a transposed row-major matrix, e.g.
+            // Xᵀ): each column of the micro-panel is `mr` contiguous elements.
+            for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
+                let s = unsafe { src.add(first + (p0 + p) * cs) };
+                for (i, d) in col.iter_mut().enumerate() {
+                    *d = alpha * unsafe { *s.add(i) }.to_f32();
+                }
+            }
+        } else {
+            // Row-major source: read each row contiguously, write with stride mr.
+            for i in 0..rows {
+                let s = unsafe { src.add((first + i) * rs + p0 * cs) };
+                for (p, d) in panel.iter_mut().skip(i).step_by(mr).enumerate() {
+                    *d = alpha * unsafe { *s.add(p * cs) }.to_f32();
+                }
+            }
+            for i in rows..mr {
+                for d in panel.iter_mut().skip(i).step_by(mr) {
+                    *d = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// Packs `B[p0..p0+kc, j0..j0+nc]` into `dst` as `ceil(nc/nr)` micro-panels
+/// of `kc x nr` (columns past `nc` are zero).
+///
+/// `dst.len() >= ceil(nc/nr) · nr · kc`.
+pub fn pack_b(
+    b: &MatRef<f32>,
+    (p0, kc): (usize, usize),
+    (j0, nc): (usize, usize),
+    nr: usize,
+    dst: &mut [f32],
+) {
+    assert!(
+        p0 + kc <= b.rows() && j0 + nc <= b.cols(),
+        "pack_b: block outside B"
+    );
+    let panels = nc.div_ceil(nr);
+    assert!(dst.len() >= panels * nr * kc, "pack_b: buffer too small");
+    let (rs, cs) = (b.row_stride(), b.col_stride());
+    let src = b.data().as_ptr();
+    for (q, panel) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate() {
+        let first = j0 + q * nr;
+        let cols = nr.min(j0 + nc - first);
+        // SAFETY (all reads below): element (p, j) with p0 + p < b.rows() and
+        // first + j < j0 + nc <= b.cols() is inside the view, hence in `data`.
+        if cs == 1 {
+            // Row-major source: each row of the micro-panel is contiguous.
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                let s = unsafe { src.add((p0 + p) * rs + first) };
+                let (valid, pad) = row.split_at_mut(cols);
+                valid.copy_from_slice(unsafe { std::slice::from_raw_parts(s, cols) });
+                pad.fill(0.0);
+            }
+        } else {
+            // Transposed source (e.g. Wᵀ): read each column contiguously.
+            for j in 0..cols {
+                let s = unsafe { src.add(p0 * rs + (first + j) * cs) };
+                for (p, d) in panel.iter_mut().skip(j).step_by(nr).enumerate() {
+                    *d = unsafe { *s.add(p * rs) };
+                }
+            }
+            for j in cols..nr {
+                for d in panel.iter_mut().skip(j).step_by(nr) {
+                    *d = 0.0;
+                }
+            }
+        }
+    }
+}

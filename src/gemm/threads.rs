@@ -1,0 +1,91 @@
+//! Splitting one GEMM into tasks for the rayon pool.
+//!
+//! The output C is cut into a fixed grid of `m_chunk x n_chunk` blocks; each
+//! block is an independent GEMM (its own packing, all of `k`) run as one
+//! rayon task. The grid depends only on the shape and the micro-kernel,
+//! never on the number of threads, and no float is ever summed across
+//! tasks, so the result is bit-identical on any pool (and to
+//! [`Parallelism::Sequential`](super::Parallelism)).
+//!
+//! Splitting costs repacking: splitting rows repacks B in every row block,
+//! splitting columns repacks A. The planner halves whichever side has more
+//! micro-tiles (for `m > n` that is m, which duplicates the smaller B), and
+//! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] or the grid
+//! reaches [`MAX_TASKS`].
+
+/// A task must do at least this many flops (`2·m·n·k` of its block) to be
+/// worth a rayon task: waking a sleeping worker and joining costs a few
+/// microseconds, about 0.5 MFLOP at this machine's per-core speed. Measured
+/// with `benches/gemm.rs` on the `128x16x784` shapes (3.2 MFLOP, where two
+/// tasks are faster than one).
+pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
+
+/// At most this many tasks (a power of two): enough to balance two to four
+/// cores, few enough that repacking stays a few percent.
+pub const MAX_TASKS: usize = 4;
+
+/// The task grid: C is split into blocks of `m_chunk x n_chunk` (the last
+/// ones smaller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub m_chunk: usize,
+    pub n_chunk: usize,
+}
+
+impl Plan {
+    /// How many blocks the grid has for an `m x n` output.
+    pub fn tasks(&self, m: usize, n: usize) -> usize {
+        m.div_ceil(self.m_chunk.max(1)) * n.div_ceil(self.n_chunk.max(1))
+    }
+}
+
+/// The grid for an `m x n x k` product with an `mr x nr` micro-kernel.
+/// `parallel == false` gives a single task.
+pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) -> Plan {
+    let whole = Plan {
+        m_chunk: m.max(1),
+        n_chunk: n.max(1),
+    };
+    if !parallel {
+        return whole;
+    }
+    let flops = 2 * m * n * k;
+    let (tiles_m, tiles_n) = (m.div_ceil(mr), n.div_ceil(nr));
+    let (mut parts_m, mut parts_n) = (1usize, 1usize);
+    while parts_m * parts_n * 2 <= MAX_TASKS && flops / (parts_m * parts_n * 2) >= MIN_FLOPS_PER_TASK {
+        let (per_m, per_n) = (tiles_m / parts_m, tiles_n / parts_n);
+        if per_m >= per_n && per_m >= 2 {
+            parts_m *= 2;
+        } else if per_n >= 2 {
+            parts_n *= 2;
+        } else {
+            break;
+        }
+    }
+    Plan {
+        m_chunk: tiles_m.div_ceil(parts_m).max(1) * mr,
+        n_chunk: tiles_n.div_ceil(parts_n).max(1) * nr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_problems_stay_whole() {
+        assert_eq!(plan(8, 8, 8, 12, 32, true).tasks(8, 8), 1);
+        assert_eq!(plan(128, 10, 16, 16, 16, true).tasks(128, 10), 1);
+    }
+
+    #[test]
+    fn large_problems_split_the_longer_side_first() {
+        let p = plan(784, 16, 128, 16, 16, true);
+        assert!(p.tasks(784, 16) >= 2);
+        assert_eq!(p.n_chunk, 16);
+        let p = plan(1024, 1024, 1024, 12, 32, true);
+        assert_eq!(p.tasks(1024, 1024), MAX_TASKS);
+        assert_eq!(p.m_chunk % 12, 0);
+        assert_eq!(p.n_chunk % 32, 0);
+    }
+}

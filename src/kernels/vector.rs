@@ -1,0 +1,100 @@
+//! The SIMD vector type simdnet compiles in, and vectorised activations.
+//!
+//! [`V`] is `wide::f32x16` when the build enables AVX-512F (one zmm register)
+//! and `wide::f32x8` otherwise (one ymm register with AVX2, or two xmm
+//! registers on a baseline x86-64 build). Both the GEMM micro-kernels and the
+//! fused element-wise kernels are written against `V` and [`LANES`].
+
+use crate::nn::activation::Activation;
+
+#[cfg(target_feature = "avx512f")]
+pub type V = wide::f32x16;
+#[cfg(not(target_feature = "avx512f"))]
+pub type V = wide::f32x8;
+
+/// `f32` lanes in one [`V`].
+pub const LANES: usize = core::mem::size_of::<V>() / core::mem::size_of::<f32>();
+
+/// Loads `LANES` floats from `p` (any alignment).
+///
+/// # Safety
+/// `p..p + LANES` must be readable `f32`s.
+#[inline(always)]
+pub unsafe fn load(p: *const f32) -> V {
+    // SAFETY: the caller guarantees LANES readable floats; `V` is plain data
+    // of exactly that size, and `read_unaligned` has no alignment demand.
+    unsafe { core::ptr::read_unaligned(p.cast::<V>()) }
+}
+
+/// Stores `v` to `p..p + LANES` (any alignment).
+///
+/// # Safety
+/// `p..p + LANES` must be writable `f32`s.
+#[inline(always)]
+pub unsafe fn store(p: *mut f32, v: V) {
+    // SAFETY: as in `load`, for writing.
+    unsafe { core::ptr::write_unaligned(p.cast::<V>(), v) }
+}
+
+/// Loads the first `n < LANES` floats from `p`, zero in the other lanes.
+///
+/// # Safety
+/// `p..p + n` must be readable.
+#[inline(always)]
+pub unsafe fn load_partial(p: *const f32, n: usize) -> V {
+    let mut buf = [0.0f32; LANES];
+    // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
+    unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+    V::from(buf)
+}
+
+/// Stores the first `n < LANES` lanes of `v` to `p`.
+///
+/// # Safety
+/// `p..p + n` must be writable.
+#[inline(always)]
+pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
+    let buf = v.to_array();
+    // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
+    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+}
+
+/// `e^x` per lane: wide's range-reduced polynomial (about 1 ulp).
+#[inline(always)]
+pub fn exp(x: V) -> V {
+    x.exp()
+}
+
+/// `act.f(z)` per lane.
+///
+/// Identity and ReLU are exact (bit-identical to [`Activation::f`]). Sigmoid
+/// `1 / (1 + e^-z)` and tanh `sign(z) · (-m) / (2 + m)` with `m = e^(-2|z|) - 1`
+/// use the polynomial `exp`/`exp_m1` and agree with the scalar versions to a
+/// few ulp (tests: `kernels::vector_activations_match_scalar`).
+#[inline(always)]
+pub fn activate(act: Activation, z: V) -> V {
+    match act {
+        Activation::Identity => z,
+        // `fast_max` is `maxps(z, 0)`: returns 0 when z is NaN, like `f32::max`.
+        Activation::Relu => z.fast_max(V::ZERO),
+        Activation::Sigmoid => V::ONE / (V::ONE + (-z).exp()),
+        Activation::Tanh => {
+            let m = (z.abs() * V::splat(-2.0)).exp_m1();
+            let t = -m / (V::splat(2.0) + m);
+            // tanh is odd: give |tanh| the sign of z (sign bit of z, magnitude of t).
+            let sign = V::splat(-0.0);
+            (z & sign) | t
+        }
+    }
+}
+
+/// `act.df_from_output(a)` per lane, exact.
+#[inline(always)]
+pub fn derivative_from_output(act: Activation, a: V) -> V {
+    match act {
+        Activation::Identity => V::ONE,
+        Activation::Relu => a.simd_gt(V::ZERO) & V::ONE,
+        Activation::Sigmoid => a * (V::ONE - a),
+        Activation::Tanh => V::ONE - a * a,
+    }
+}

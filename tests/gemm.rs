@@ -1,0 +1,542 @@
+//! The fast GEMM against `gemm::reference`.
+//!
+//! Two kinds of inputs:
+//! - small integers (|a|, |b| <= 3, or u8 pixels): every product and partial
+//!   sum is an exactly representable integer, so any summation order gives
+//!   the same result and fast and reference must agree exactly (`==`)
+//!   for identity and ReLU epilogues;
+//! - random floats in [-1, 1): compared with the rounding-error bound
+//!   `|c - c_exact| <= 4·k·eps·Σ_p |alpha·a_ip·b_pj| + beta-term`, with
+//!   `c_exact` computed in f64.
+//!
+//! Sigmoid and tanh are vectorised approximations: compared with
+//! `ACT_TOL` (absolute, their outputs lie in [-1, 1]).
+//!
+//! Tests that change the process-wide block sizes or kernel, or that check
+//! bit-identity across thread pools, hold `GLOBALS`.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use simdnet::gemm::{self, reference, BlockSizes, Epilogue, Parallelism};
+use simdnet::matrix::{Element, MatMut, MatRef};
+use simdnet::nn::activation::Activation;
+use std::sync::Mutex;
+
+static GLOBALS: Mutex<()> = Mutex::new(());
+
+/// Absolute tolerance for the vectorised sigmoid and tanh epilogues.
+const ACT_TOL: f32 = 2e-6;
+
+/// Holds the globals lock and restores the default kernel and block sizes on drop.
+struct Globals {
+    _lock: std::sync::MutexGuard<'static, ()>,
+    saved: BlockSizes,
+}
+
+impl Globals {
+    fn lock() -> Globals {
+        let lock = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+        Globals {
+            _lock: lock,
+            saved: gemm::block_sizes(),
+        }
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        gemm::set_block_sizes(self.saved);
+        gemm::set_kernel(None).unwrap();
+    }
+}
+
+/// Row-major storage of a `rows x cols` operand, possibly stored transposed
+/// (`trans`: the view is `.t()` of a `cols x rows` matrix) and with `pad`
+/// extra elements per stored row. Returns `(data, rs, cs)`.
+fn storage<T: Copy + Default>(
+    rows: usize,
+    cols: usize,
+    trans: bool,
+    pad: usize,
+    mut f: impl FnMut(usize, usize) -> T,
+) -> (Vec<T>, usize, usize) {
+    if !trans {
+        let ld = cols + pad;
+        let mut d = vec![T::default(); rows * ld + 1];
+        for i in 0..rows {
+            for j in 0..cols {
+                d[i * ld + j] = f(i, j);
+            }
+        }
+        (d, ld, 1)
+    } else {
+        let ld = rows + pad;
+        let mut d = vec![T::default(); cols * ld + 1];
+        for i in 0..rows {
+            for j in 0..cols {
+                d[j * ld + i] = f(i, j);
+            }
+        }
+        (d, 1, ld)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    SmallInts,
+    Floats,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    u8_a: bool,
+    alpha: f32,
+    beta: f32,
+    act: Option<Activation>,
+    par: Parallelism,
+    values: Values,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize) -> Case {
+        Case {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: false,
+            u8_a: false,
+            alpha: 1.0,
+            beta: 0.0,
+            act: None,
+            par: Parallelism::Sequential,
+            values: Values::SmallInts,
+        }
+    }
+}
+
+const C_GUARD: f32 = -7777.0;
+
+/// Runs `case` through the fast and the reference GEMM and compares.
+fn check(case: Case, seed: u64) {
+    let Case { m, n, k, .. } = case;
+    let mut rng = StdRng::seed_from_u64(seed ^ ((m * 1_000_000 + n * 1000 + k) as u64));
+    let pad = (seed % 3) as usize;
+    let small = matches!(case.values, Values::SmallInts);
+    let mut val = |lo: i32, hi: i32| -> f32 {
+        if small {
+            rng.random_range(lo..=hi) as f32
+        } else {
+            rng.random_range(-1.0f32..1.0)
+        }
+    };
+    let b_vals: Vec<f32> = (0..k * n).map(|_| val(-3, 3)).collect();
+    let (b_data, brs, bcs) = storage(k, n, case.tb, pad, |i, j| b_vals[i * n + j]);
+    let b = MatRef::with_strides(&b_data, k, n, brs, bcs);
+    let bias: Vec<f32> = (0..n).map(|_| val(-8, 8)).collect();
+    let c0: Vec<f32> = (0..m * n).map(|_| val(-5, 5)).collect();
+    let epilogue = match case.act {
+        None => Epilogue::None,
+        Some(act) => Epilogue::BiasActivation { bias: &bias, act },
+    };
+    if case.u8_a {
+        let mut rng_a = StdRng::seed_from_u64(seed.wrapping_mul(7) + 1);
+        let a_vals: Vec<u8> = (0..m * k).map(|_| rng_a.random::<u8>()).collect();
+        let (a_data, ars, acs) = storage(m, k, case.ta, pad, |i, j| a_vals[i * k + j]);
+        let a = MatRef::with_strides(&a_data, m, k, ars, acs);
+        compare(case, a, b, &c0, epilogue);
+    } else {
+        let a_vals: Vec<f32> = (0..m * k).map(|_| val(-3, 3)).collect();
+        let (a_data, ars, acs) = storage(m, k, case.ta, pad, |i, j| a_vals[i * k + j]);
+        let a = MatRef::with_strides(&a_data, m, k, ars, acs);
+        compare(case, a, b, &c0, epilogue);
+    }
+}
+
+fn compare<T: Element>(case: Case, a: MatRef<T>, b: MatRef<f32>, c0: &[f32], epilogue: Epilogue) {
+    let Case { m, n, .. } = case;
+    // C is an interior view (row 1, column 2) of a larger buffer with a guard
+    // region around it; with beta == 0 it starts as NaN.
+    let ldc = n + 3;
+    let mut buf = vec![C_GUARD; (m + 2) * ldc + 2];
+    for i in 0..m {
+        for j in 0..n {
+            buf[(i + 1) * ldc + 2 + j] = if case.beta == 0.0 { f32::NAN } else { c0[i * n + j] };
+        }
+    }
+    let mut expect = c0.to_vec();
+    reference::gemm(
+        case.alpha,
+        a,
+        b,
+        case.beta,
+        MatMut::from_slice(&mut expect, m, n),
+        epilogue,
+    );
+    let len = buf.len();
+    gemm::gemm(
+        case.alpha,
+        a,
+        b,
+        case.beta,
+        MatMut::with_row_stride(&mut buf[ldc + 2..len], m, n, ldc),
+        epilogue,
+        case.par,
+    );
+    for (idx, &v) in buf.iter().enumerate() {
+        let (r, col) = (idx / ldc, idx % ldc);
+        let inside = r >= 1 && r <= m && (2..n + 2).contains(&col) && idx < (m + 2) * ldc;
+        if !inside {
+            assert!(v == C_GUARD, "{case:?}: guard element {idx} overwritten with {v}");
+            continue;
+        }
+        let (i, j) = (r - 1, col - 2);
+        let want = expect[i * n + j];
+        let exact_act = !matches!(case.act, Some(Activation::Sigmoid | Activation::Tanh));
+        let ok = match case.values {
+            Values::SmallInts if exact_act && (case.alpha == 1.0 || !case.u8_a) => v == want,
+            _ => {
+                let bound = error_bound(case, a, b, i, j) + if exact_act { 0.0 } else { ACT_TOL };
+                (v - want).abs() <= bound
+            }
+        };
+        assert!(ok, "{case:?}: C[{i},{j}] = {v}, reference {want}");
+    }
+}
+
+/// A bound on |fast - reference| for element (i, j): both are within
+/// `2·k·eps·Σ|terms|` (+ the rounding of alpha) of the exact value.
+fn error_bound<T: Element>(case: Case, a: MatRef<T>, b: MatRef<f32>, i: usize, j: usize) -> f32 {
+    let abs_sum: f64 = (0..case.k)
+        .map(|p| (case.alpha as f64 * a.at(i, p).to_f32() as f64 * b.at(p, j) as f64).abs())
+        .sum();
+    let eps = f32::EPSILON as f64;
+    (4.0 * (case.k as f64 + 2.0) * eps * abs_sum + 1e-30) as f32 * 1.01 + 8.0 * f32::EPSILON * 5.0
+}
+
+const ACTS: [Option<Activation>; 5] = [
+    None,
+    Some(Activation::Identity),
+    Some(Activation::Relu),
+    Some(Activation::Sigmoid),
+    Some(Activation::Tanh),
+];
+
+/// A (deterministic) variant of the call for shape number `index`.
+fn variant(mut case: Case, index: usize) -> Case {
+    let mut h = index.wrapping_mul(0x9E37_79B9_7F4A_7C15usize >> 1) ^ (index >> 3);
+    let mut pick = |n: usize| {
+        let r = h % n;
+        h /= n;
+        r
+    };
+    case.ta = pick(2) == 1;
+    case.tb = pick(2) == 1;
+    case.u8_a = pick(3) == 0;
+    case.beta = [0.0, 1.0, 0.5][pick(3)];
+    case.alpha = if case.u8_a {
+        [1.0, 1.0 / 255.0][pick(2)]
+    } else {
+        [1.0, 2.0][pick(2)]
+    };
+    case.act = ACTS[pick(5)];
+    case.par = if pick(2) == 0 {
+        Parallelism::Sequential
+    } else {
+        Parallelism::Rayon
+    };
+    case
+}
+
+#[test]
+fn plain_product_every_small_shape_exactly() {
+    for m in 0..=20 {
+        for n in 0..=20 {
+            for k in 0..=20 {
+                for beta in [0.0, 1.0] {
+                    let mut case = Case::new(m, n, k);
+                    case.beta = beta;
+                    check(case, 1);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variant_on_small_shapes() {
+    let mut index = 0;
+    for m in 0..=20 {
+        for n in 0..=20 {
+            for k in 0..=20 {
+                index += 1;
+                check(variant(Case::new(m, n, k), index), index as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variant_combination_on_a_few_shapes() {
+    for &(m, n, k) in &[(13, 35, 19), (17, 9, 300), (40, 70, 33)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for u8_a in [false, true] {
+                    for beta in [0.0, 1.0] {
+                        for act in ACTS {
+                            for par in [Parallelism::Sequential, Parallelism::Rayon] {
+                                let case = Case {
+                                    ta,
+                                    tb,
+                                    u8_a,
+                                    beta,
+                                    act,
+                                    par,
+                                    ..Case::new(m, n, k)
+                                };
+                                check(case, 3);
+                                check(
+                                    Case {
+                                        values: Values::Floats,
+                                        ..case
+                                    },
+                                    4,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_larger_shapes_with_floats() {
+    let mut rng = StdRng::seed_from_u64(99);
+    for index in 0..40 {
+        let (m, n, k) = (
+            rng.random_range(1..300),
+            rng.random_range(1..300),
+            rng.random_range(1..600),
+        );
+        let mut case = variant(Case::new(m, n, k), index);
+        case.values = Values::Floats;
+        check(case, index as u64);
+    }
+}
+
+#[test]
+fn network_shapes() {
+    // (m, n, k, A transposed, B transposed): X·W, Xᵀ·dZ, H·W, dZ·Wᵀ.
+    let shapes = [
+        (128, 16, 784, false, false),
+        (784, 16, 128, true, false),
+        (128, 10, 16, false, false),
+        (128, 16, 10, false, true),
+        (128, 512, 784, false, false),
+        (784, 512, 128, true, false),
+        (128, 784, 512, false, true),
+        (128, 10, 512, false, false),
+    ];
+    for (index, &(m, n, k, ta, tb)) in shapes.iter().enumerate() {
+        for u8_a in [false, true] {
+            let case = Case {
+                ta,
+                tb,
+                u8_a,
+                par: Parallelism::Rayon,
+                act: Some(Activation::Relu),
+                ..Case::new(m, n, k)
+            };
+            check(case, index as u64);
+        }
+    }
+}
+
+/// Shapes at multiples and neighbours of `MR`, `NR`, `mc`, `kc`, `nc`, with
+/// small block sizes so that every loop runs several times, for every kernel.
+#[test]
+fn block_and_tile_edges_for_every_kernel() {
+    let _g = Globals::lock();
+    for name in gemm::available_kernels() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = simdnet::gemm::kernel::all_kernels()
+            .find(|k| k.name == name)
+            .unwrap();
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        let blocks = BlockSizes {
+            mc: 2 * mr,
+            kc: 7,
+            nc: 2 * nr,
+        };
+        gemm::set_block_sizes(blocks);
+        let around = |x: usize| [x - 1, x, x + 1];
+        let ms: Vec<usize> = [around(mr), around(blocks.mc), around(2 * blocks.mc)].concat();
+        let ns: Vec<usize> = [around(nr), around(blocks.nc), around(2 * blocks.nc)].concat();
+        let ks: Vec<usize> = [around(blocks.kc), around(2 * blocks.kc)].concat();
+        let mut index = 0;
+        for &m in &ms {
+            for &n in &ns {
+                for &k in &ks {
+                    index += 1;
+                    check(variant(Case::new(m, n, k), index), index as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn default_block_edges() {
+    let _g = Globals::lock();
+    let b = gemm::block_sizes();
+    for (m, n, k) in [
+        (b.mc + 1, 33, 20),
+        (b.mc - 1, 17, b.kc + 1),
+        (13, 40, b.kc),
+        (7, 20, 2 * b.kc + 1),
+        (5, b.nc + 3, 9),
+    ] {
+        for par in [Parallelism::Sequential, Parallelism::Rayon] {
+            let case = Case {
+                par,
+                beta: 1.0,
+                act: Some(Activation::Identity),
+                ..Case::new(m, n, k)
+            };
+            check(case, 5);
+        }
+    }
+}
+
+/// Bit-identical results on pools of 1, 2, 3 and 8 threads, sequential,
+/// and on repeated calls.
+#[test]
+fn bit_identical_across_thread_counts() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(7);
+    for &(m, n, k, ta, tb) in &[
+        (300, 200, 700, false, false),
+        (784, 16, 128, true, false),
+        (128, 784, 512, false, true),
+        (513, 67, 300, true, true),
+    ] {
+        let (ad, ars, acs) = storage(m, k, ta, 1, |_, _| rng.random_range(-1.0f32..1.0));
+        let (bd, brs, bcs) = storage(k, n, tb, 2, |_, _| rng.random_range(-1.0f32..1.0));
+        let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let run = |par: Parallelism| {
+            let a = MatRef::with_strides(&ad, m, k, ars, acs);
+            let b = MatRef::with_strides(&bd, k, n, brs, bcs);
+            let mut c = c0.clone();
+            let epilogue = Epilogue::BiasActivation {
+                bias: &bias,
+                act: Activation::Tanh,
+            };
+            gemm::gemm(0.7, a, b, 0.3, MatMut::from_slice(&mut c, m, n), epilogue, par);
+            c
+        };
+        let sequential = run(Parallelism::Sequential);
+        assert_eq!(sequential, run(Parallelism::Sequential));
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let parallel = pool.install(|| run(Parallelism::Rayon));
+            assert!(
+                parallel
+                    .iter()
+                    .zip(&sequential)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k} on {threads} threads differs from sequential"
+            );
+        }
+    }
+}
+
+/// The scalar teaching kernels give the same bits as the SIMD ones
+/// (identity/ReLU; sigmoid/tanh within `ACT_TOL`).
+#[test]
+fn scalar_kernel_matches_simd_kernel() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(11);
+    let (m, n, k) = (37, 45, 300);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    for act in [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ] {
+        let mut results = Vec::new();
+        for name in gemm::available_kernels() {
+            gemm::set_kernel(Some(name)).unwrap();
+            let mut c = vec![f32::NAN; m * n];
+            gemm::gemm(
+                1.0,
+                MatRef::from_slice(&a, m, k),
+                MatRef::from_slice(&b, k, n),
+                0.0,
+                MatMut::from_slice(&mut c, m, n),
+                Epilogue::BiasActivation { bias: &bias, act },
+                Parallelism::Sequential,
+            );
+            results.push((name, c));
+        }
+        let (first, simd) = &results[0];
+        for (name, c) in &results[1..] {
+            let exact = matches!(act, Activation::Identity | Activation::Relu) || name.starts_with("simd");
+            for (x, y) in c.iter().zip(simd) {
+                if exact {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{name} vs {first}, {act}");
+                } else {
+                    assert!((x - y).abs() <= ACT_TOL, "{name} vs {first}, {act}: {x} vs {y}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_and_block_size_settings() {
+    let _g = Globals::lock();
+    assert!(gemm::simd_width() == 8 || gemm::simd_width() == 16);
+    let names = gemm::available_kernels();
+    assert!(names.contains(&gemm::micro_kernel_name()));
+    assert!(names.iter().any(|n| n.starts_with("scalar")));
+    assert!(gemm::set_kernel(Some("no-such-kernel")).is_err());
+    gemm::set_kernel(Some(names[names.len() - 1])).unwrap();
+    assert_eq!(gemm::micro_kernel_name(), names[names.len() - 1]);
+    let b = BlockSizes {
+        mc: 24,
+        kc: 16,
+        nc: 64,
+    };
+    gemm::set_block_sizes(b);
+    assert_eq!(gemm::block_sizes(), b);
+}
+
+#[test]
+#[should_panic(expected = "gemm: A is")]
+fn mismatched_shapes_panic() {
+    let a = [0.0f32; 6];
+    let b = [0.0f32; 6];
+    let mut c = [0.0f32; 4];
+    gemm::gemm(
+        1.0,
+        MatRef::from_slice(&a, 2, 3),
+        MatRef::from_slice(&b, 2, 3),
+        0.0,
+        MatMut::from_slice(&mut c, 2, 2),
+        Epilogue::None,
+        Parallelism::Sequential,
+    );
+}
