@@ -53,16 +53,25 @@ pub fn pack_a<T: Element>(
                 }
             }
         } else {
-            // Row-major source: read each row contiguously, write with stride mr.
+            // Row-major (or general) source: read each row along k, write it
+            // as one "column" of the micro-panel, i.e. with stride mr.
+            let d = panel.as_mut_ptr();
             for i in 0..rows {
                 let s = unsafe { src.add((first + i) * rs + p0 * cs) };
-                for (p, d) in panel.iter_mut().skip(i).step_by(mr).enumerate() {
-                    *d = alpha * unsafe { *s.add(p * cs) }.to_f32();
+                // SAFETY (writes): p·mr + i < kc·mr = panel.len().
+                if cs == 1 {
+                    for p in 0..kc {
+                        unsafe { *d.add(p * mr + i) = alpha * (*s.add(p)).to_f32() };
+                    }
+                } else {
+                    for p in 0..kc {
+                        unsafe { *d.add(p * mr + i) = alpha * (*s.add(p * cs)).to_f32() };
+                    }
                 }
             }
             for i in rows..mr {
-                for d in panel.iter_mut().skip(i).step_by(mr) {
-                    *d = 0.0;
+                for p in 0..kc {
+                    panel[p * mr + i] = 0.0;
                 }
             }
         }
