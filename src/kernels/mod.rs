@@ -5,18 +5,70 @@
 //!   the output error `(p - y) / batch` ([`softmax_cross_entropy`]);
 //! - backward: `dz = da ⊙ f'(a)` fused with the bias gradient `db = Σ_rows dz`
 //!   ([`activation_backward`]).
+//!
+//! These are the fast versions: one pass over each row with `wide` vectors
+//! ([`vector::V`], `LANES` floats at a time; a row's tail is handled as a
+//! zero- or `-inf`-padded vector, so the same arithmetic runs on every
+//! element), no allocation. [`reference`] keeps the plain scalar versions.
+//!
+//! Accuracy against [`reference`]:
+//! - exact (bit-identical): identity and ReLU in [`bias_activation`],
+//!   [`activation_backward`] (every activation: `f'` from the output is
+//!   plain arithmetic, and `db` is summed over rows in the same order),
+//!   [`column_sums`];
+//! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
+//!   kernels (polynomial `exp`, and the row sum is taken lane-wise).
+//!
+//! Views whose column stride is not 1 fall back to [`reference`].
 
+pub mod reference;
 pub mod vector;
 
 use crate::matrix::{MatMut, MatRef};
 use crate::nn::activation::Activation;
+use vector::{LANES, V};
+
+/// Row `i` of a view with unit column stride, as a slice.
+fn row_of<'a>(m: &MatRef<'a>, i: usize) -> &'a [f32] {
+    debug_assert_eq!(m.col_stride(), 1);
+    &m.data()[i * m.row_stride()..][..m.cols()]
+}
+
+/// Reads `LANES` floats at `s[j..]`, or the `s.len() - j < LANES` that are
+/// left with `fill` in the other lanes.
+#[inline(always)]
+fn read(s: &[f32], j: usize, fill: f32) -> V {
+    let n = s.len() - j;
+    if n >= LANES {
+        // SAFETY: `j + LANES <= s.len()`.
+        unsafe { vector::load(s.as_ptr().add(j)) }
+    } else {
+        let mut buf = [fill; LANES];
+        buf[..n].copy_from_slice(&s[j..]);
+        V::from(buf)
+    }
+}
+
+/// Writes `v` to `s[j..]`, as many lanes as fit (`min(LANES, s.len() - j)`).
+#[inline(always)]
+fn write(s: &mut [f32], j: usize, v: V) {
+    let n = s.len() - j;
+    if n >= LANES {
+        // SAFETY: `j + LANES <= s.len()`.
+        unsafe { vector::store(s.as_mut_ptr().add(j), v) }
+    } else {
+        s[j..].copy_from_slice(&v.to_array()[..n]);
+    }
+}
 
 /// In place: `z_ij <- act(z_ij + bias_j)`. Shapes: `z: (batch, n)`, `bias: (n)`.
 pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
     assert_eq!(bias.len(), z.cols(), "bias_activation: bias length");
     for i in 0..z.rows() {
-        for (v, &b) in z.row_mut(i).iter_mut().zip(bias) {
-            *v = act.f(*v + b);
+        let row = z.row_mut(i);
+        for j in (0..row.len()).step_by(LANES) {
+            let x = read(row, j, 0.0) + read(bias, j, 0.0);
+            write(row, j, vector::activate(act, x));
         }
     }
 }
@@ -32,12 +84,17 @@ pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut 
         "activation_backward: shapes"
     );
     assert_eq!(db.len(), da.cols(), "activation_backward: bias-gradient length");
+    if a.col_stride() != 1 {
+        return reference::activation_backward(da, a, act, db);
+    }
     db.fill(0.0);
     for i in 0..da.rows() {
-        let row = da.row_mut(i);
-        for j in 0..row.len() {
-            row[j] *= act.df_from_output(a.at(i, j));
-            db[j] += row[j];
+        let (row, a_row) = (da.row_mut(i), row_of(&a, i));
+        for j in (0..row.len()).step_by(LANES) {
+            let dz = read(row, j, 0.0) * vector::derivative_from_output(act, read(a_row, j, 0.0));
+            write(row, j, dz);
+            let sum = read(db, j, 0.0) + dz;
+            write(db, j, sum);
         }
     }
 }
@@ -45,12 +102,36 @@ pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut 
 /// `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz: (batch, n)`, `db: (n)`.
 pub fn column_sums(dz: MatRef, db: &mut [f32]) {
     assert_eq!(db.len(), dz.cols(), "column_sums: length");
+    if dz.col_stride() != 1 {
+        return reference::column_sums(dz, db);
+    }
     db.fill(0.0);
     for i in 0..dz.rows() {
-        for (j, d) in db.iter_mut().enumerate() {
-            *d += dz.at(i, j);
+        let row = row_of(&dz, i);
+        for j in (0..row.len()).step_by(LANES) {
+            let sum = read(db, j, 0.0) + read(row, j, 0.0);
+            write(db, j, sum);
         }
     }
+}
+
+/// `e_j = exp(z_j - max)` written to `out`; returns `Σ_j e_j`.
+/// `z` and `out` have the same length; padding lanes read `-inf` (`e = 0`).
+#[inline(always)]
+fn exp_shifted(z: &[f32], out: &mut [f32]) -> f32 {
+    let mut vmax = V::splat(f32::NEG_INFINITY);
+    for j in (0..z.len()).step_by(LANES) {
+        vmax = vmax.max(read(z, j, f32::NEG_INFINITY));
+    }
+    let max = vmax.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
+    let vmax = V::splat(max);
+    let mut sum = V::ZERO;
+    for j in (0..z.len()).step_by(LANES) {
+        let e = vector::exp(read(z, j, f32::NEG_INFINITY) - vmax);
+        write(out, j, e);
+        sum += e;
+    }
+    sum.reduce_add()
 }
 
 /// Softmax with cross-entropy, one pass per row.
@@ -69,27 +150,24 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
         (logits.rows(), logits.cols()),
         "softmax_cross_entropy: shapes"
     );
+    if logits.col_stride() != 1 {
+        return reference::softmax_cross_entropy(logits, labels, dz, grad_scale);
+    }
     let mut loss = 0.0f64;
+    let scale = V::splat(grad_scale);
     for (i, &y) in labels.iter().enumerate() {
-        let n = logits.cols();
-        let max = (0..n).map(|j| logits.at(i, j)).fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for j in 0..n {
-            let e = (logits.at(i, j) - max).exp();
-            dz.set(i, j, e);
-            sum += e;
-        }
-        let inv = 1.0 / sum;
         let row = dz.row_mut(i);
-        for (j, v) in row.iter_mut().enumerate() {
-            let p = *v * inv;
-            if j == y as usize {
-                loss -= (p.max(f32::MIN_POSITIVE) as f64).ln();
-                *v = (p - 1.0) * grad_scale;
-            } else {
-                *v = p * grad_scale;
-            }
+        let inv = 1.0 / exp_shifted(row_of(&logits, i), row);
+        let y = y as usize;
+        let e_y = row[y];
+        let vinv = V::splat(inv);
+        for j in (0..row.len()).step_by(LANES) {
+            let p = read(row, j, 0.0) * vinv;
+            write(row, j, p * scale);
         }
+        let p_y = e_y * inv;
+        loss -= (p_y.max(f32::MIN_POSITIVE) as f64).ln();
+        row[y] = (p_y - 1.0) * grad_scale;
     }
     loss
 }
@@ -98,13 +176,25 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
 pub fn softmax_rows(mut z: MatMut) {
     for i in 0..z.rows() {
         let row = z.row_mut(i);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+        let mut sum = 0.0;
+        // Read and overwrite the same row: copy-free because each chunk is
+        // read before it is written.
+        let mut vmax = V::splat(f32::NEG_INFINITY);
+        for j in (0..row.len()).step_by(LANES) {
+            vmax = vmax.max(read(row, j, f32::NEG_INFINITY));
         }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
+        let max = V::splat(vmax.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max));
+        let mut vsum = V::ZERO;
+        for j in (0..row.len()).step_by(LANES) {
+            let e = vector::exp(read(row, j, f32::NEG_INFINITY) - max);
+            write(row, j, e);
+            vsum += e;
+        }
+        sum += vsum.reduce_add();
+        let inv = V::splat(1.0 / sum);
+        for j in (0..row.len()).step_by(LANES) {
+            let p = read(row, j, 0.0) * inv;
+            write(row, j, p);
+        }
     }
 }

@@ -1,0 +1,103 @@
+//! The plain, scalar versions of the fused kernels: the oracles the fast
+//! versions in [`super`] are tested against. Same signatures and semantics.
+
+use crate::matrix::{MatMut, MatRef};
+use crate::nn::activation::Activation;
+
+/// In place: `z_ij <- act(z_ij + bias_j)`. Shapes: `z: (batch, n)`, `bias: (n)`.
+pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
+    assert_eq!(bias.len(), z.cols(), "bias_activation: bias length");
+    for i in 0..z.rows() {
+        for (v, &b) in z.row_mut(i).iter_mut().zip(bias) {
+            *v = act.f(*v + b);
+        }
+    }
+}
+
+/// In place: `da_ij <- da_ij · f'(a_ij)` (so `da` becomes `dz`), and
+/// `db_j = Σ_i dz_ij` (overwritten), in one pass.
+///
+/// Shapes: `da: (batch, n)`, `a: (batch, n)` (the stored forward output), `db: (n)`.
+pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
+    assert_eq!(
+        (da.rows(), da.cols()),
+        (a.rows(), a.cols()),
+        "activation_backward: shapes"
+    );
+    assert_eq!(db.len(), da.cols(), "activation_backward: bias-gradient length");
+    db.fill(0.0);
+    for i in 0..da.rows() {
+        let row = da.row_mut(i);
+        for j in 0..row.len() {
+            row[j] *= act.df_from_output(a.at(i, j));
+            db[j] += row[j];
+        }
+    }
+}
+
+/// `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz: (batch, n)`, `db: (n)`.
+pub fn column_sums(dz: MatRef, db: &mut [f32]) {
+    assert_eq!(db.len(), dz.cols(), "column_sums: length");
+    db.fill(0.0);
+    for i in 0..dz.rows() {
+        for (j, d) in db.iter_mut().enumerate() {
+            *d += dz.at(i, j);
+        }
+    }
+}
+
+/// Softmax with cross-entropy, one pass per row.
+///
+/// For row `i` with logits `z_i`: `p_i = softmax(z_i)` (computed stably, by
+/// subtracting the row's maximum), loss term `-ln p_i[y_i]`, and the output
+/// error written to `dz`: `dz_i = (p_i - onehot(y_i)) · grad_scale`.
+/// Pass `grad_scale = 1 / batch` so that `dz` is the gradient of the mean loss.
+///
+/// Shapes: `logits: (batch, classes)`, `labels: (batch)`, `dz: (batch, classes)`.
+/// Returns the *sum* of the row losses (in f64).
+pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad_scale: f32) -> f64 {
+    assert_eq!(labels.len(), logits.rows(), "softmax_cross_entropy: labels");
+    assert_eq!(
+        (dz.rows(), dz.cols()),
+        (logits.rows(), logits.cols()),
+        "softmax_cross_entropy: shapes"
+    );
+    let mut loss = 0.0f64;
+    for (i, &y) in labels.iter().enumerate() {
+        let n = logits.cols();
+        let max = (0..n).map(|j| logits.at(i, j)).fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for j in 0..n {
+            let e = (logits.at(i, j) - max).exp();
+            dz.set(i, j, e);
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        let row = dz.row_mut(i);
+        for (j, v) in row.iter_mut().enumerate() {
+            let p = *v * inv;
+            if j == y as usize {
+                loss -= (p.max(f32::MIN_POSITIVE) as f64).ln();
+                *v = (p - 1.0) * grad_scale;
+            } else {
+                *v = p * grad_scale;
+            }
+        }
+    }
+    loss
+}
+
+/// In place: each row of `z` becomes `softmax(row)`. Shape: `z: (batch, classes)`.
+pub fn softmax_rows(mut z: MatMut) {
+    for i in 0..z.rows() {
+        let row = z.row_mut(i);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
