@@ -115,7 +115,14 @@ unsafe fn five_loops<T: Element>(
     let mc_max = mc_max.min(m.div_ceil(mr) * mr);
     let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;
     let nc_max = nc_max.min(n.div_ceil(nr) * nr);
-    let a_packed = buffers.a.get(mc_max * kc_max);
+    // A is read in place or copied without transposing ("direct") when
+    // there is a single B~ micro-panel: each A element is then used by one
+    // micro-kernel call only, and packing it would cost as much as the
+    // multiply (the narrow shapes `n <= NR`: X·W and Xᵀ·dZ with 16 hidden
+    // units, the 10 logits).
+    let direct = n <= nr;
+    let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max);
+    let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
     let b_packed = buffers.b.get(nc_max * kc_max);
 
     // Loop 5 (BLIS "jc loop"): blocks of nc columns of B and C.
@@ -130,7 +137,15 @@ unsafe fn five_loops<T: Element>(
             // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
-                pack_a(a, alpha, (ic, mc), (pc, kc), mr, a_packed);
+                // Direct mode: full micro-panels are read in place (or through a
+                // small non-transposing f32 copy, see `direct_a`); a last partial
+                // micro-panel is packed. Otherwise pack the whole A~ block.
+                let full = if direct { mc / mr * mr } else { 0 };
+                if !direct {
+                    pack_a(a, alpha, (ic, mc), (pc, kc), mr, a_packed);
+                } else if full < mc {
+                    pack_a(a, alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
+                }
                 // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
                 for jr in (0..nc).step_by(nr) {
                     let b_panel = &b_packed[(jr / nr) * nr * kc..][..nr * kc];
@@ -141,7 +156,6 @@ unsafe fn five_loops<T: Element>(
                     };
                     // Loop 1 ("ir loop"): A~ micro-panels past the same B~ panel.
                     for ir in (0..mc).step_by(mr) {
-                        let a_panel = &a_packed[(ir / mr) * mr * kc..][..mr * kc];
                         let out = TileOut {
                             // SAFETY: (ic + ir, jc + jr) is inside the m x n
                             // output the caller vouches for.
@@ -152,13 +166,83 @@ unsafe fn five_loops<T: Element>(
                             beta: beta_here,
                             epilogue: epi,
                         };
-                        // SAFETY: the panels hold mr·kc and nr·kc packed floats
-                        // (slices above), and `out` is a valid exclusive tile of
-                        // C with its edges clipped to the m x n output.
-                        unsafe { (kernel.run)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &out) };
+                        // SAFETY: B~ panel: nr·kc packed floats (slice above).
+                        // A: in direct mode the mr x kc block returned by
+                        // `direct_a` with its strides (rows ir..ir+mr <= mc),
+                        // else a packed mr·kc panel of `a_packed` / `a_tail`.
+                        // `out` is a valid exclusive tile of C, clipped to m x n.
+                        unsafe {
+                            if ir < full {
+                                let (ptr, ra, pa) = direct_a(a, alpha, (ic + ir, mr), (pc, kc), a_packed);
+                                (kernel.run_strided)(kc, ptr, ra, pa, b_panel.as_ptr(), &out)
+                            } else if direct {
+                                (kernel.run)(kc, a_tail.as_ptr(), b_panel.as_ptr(), &out)
+                            } else {
+                                let a_panel = &a_packed[(ir / mr) * mr * kc..][..mr * kc];
+                                (kernel.run)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &out)
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// One micro-panel's block `alpha · A[i0..i0+rows, p0..p0+kc]` for the
+/// in-place kernels (converted per micro-panel, so the copy stays in L1):
+/// returns `(ptr, ra, pa)` with element `(i, p)` at `ptr + i·ra + p·pa`.
+///
+/// An `f32` A with `alpha == 1` is used where it is. Otherwise (u8 pixels,
+/// or a scale) the block is converted into `buf` keeping the source's
+/// orientation, so both reads and writes are contiguous (a cheap,
+/// vectorised copy, unlike packing's transpose).
+fn direct_a<T: Element>(
+    a: &MatRef<T>,
+    alpha: f32,
+    (i0, rows): (usize, usize),
+    (p0, kc): (usize, usize),
+    buf: &mut [f32],
+) -> (*const f32, usize, usize) {
+    assert!(
+        i0 + rows <= a.rows() && p0 + kc <= a.cols(),
+        "direct_a: block outside A"
+    );
+    let (rs, cs) = (a.row_stride(), a.col_stride());
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0 {
+        // SAFETY: T is f32 (same type, checked above), and element (i0, p0)
+        // is inside the view (hence inside `data`).
+        return (
+            unsafe { a.data().as_ptr().cast::<f32>().add(i0 * rs + p0 * cs) },
+            rs,
+            cs,
+        );
+    }
+    assert!(buf.len() >= rows * kc, "direct_a: buffer too small");
+    let src = a.data();
+    // Element (i, p) of the block is src[(i0 + i)·rs + (p0 + p)·cs], inside the view.
+    if rs == 1 && cs != 1 {
+        // Columns contiguous (a transposed view such as Xᵀ): copy column by column.
+        for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            let s = &src[i0 + (p0 + p) * cs..][..rows];
+            for (d, &x) in col.iter_mut().zip(s) {
+                *d = alpha * x.to_f32();
+            }
+        }
+        (buf.as_ptr(), 1, rows)
+    } else {
+        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            let start = (i0 + i) * rs + p0 * cs;
+            if cs == 1 {
+                for (d, &x) in row.iter_mut().zip(&src[start..start + kc]) {
+                    *d = alpha * x.to_f32();
+                }
+            } else {
+                for (p, d) in row.iter_mut().enumerate() {
+                    *d = alpha * src[start + p * cs].to_f32();
+                }
+            }
+        }
+        (buf.as_ptr(), kc, 1)
     }
 }

@@ -54,6 +54,15 @@ pub struct TileOut {
 /// of `rows` rows of `cols` floats, rows `rs_c` apart, not aliased elsewhere.
 pub type KernelFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, out: &TileOut);
 
+/// `unsafe fn(kc, a, ra, pa, b_panel, out)`: a [`KernelFn`] that reads
+/// element `(i, p)` of its A micro-panel at `a + i·ra + p·pa` instead of a
+/// packed panel (A in place, no packing).
+///
+/// # Safety
+/// As [`KernelFn`], with `a + i·ra + p·pa` readable for `i < MR`, `p < kc`.
+pub type StridedKernelFn =
+    unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, out: &TileOut);
+
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
@@ -63,6 +72,8 @@ pub struct MicroKernel {
     /// Columns of C per tile.
     pub nr: usize,
     pub run: KernelFn,
+    /// The same kernel reading A in place.
+    pub run_strided: StridedKernelFn,
 }
 
 macro_rules! simd_kernel {
@@ -72,6 +83,7 @@ macro_rules! simd_kernel {
             mr: $mr,
             nr: $nv * LANES,
             run: simd::micro_kernel::<$mr, $nv>,
+            run_strided: simd::micro_kernel_strided::<$mr, $nv>,
         }
     };
 }
@@ -107,12 +119,14 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         mr: 4,
         nr: 4,
         run: scalar::micro_kernel::<4, 4>,
+        run_strided: scalar::micro_kernel_strided::<4, 4>,
     },
     MicroKernel {
         name: "scalar-8x8",
         mr: 8,
         nr: 8,
         run: scalar::micro_kernel::<8, 8>,
+        run_strided: scalar::micro_kernel_strided::<8, 8>,
     },
 ];
 

@@ -26,7 +26,8 @@ fn multiply_add(a: f32, b: f32, acc: f32) -> f32 {
     }
 }
 
-/// The `MR x NR` scalar micro-kernel. See [`super::KernelFn`] for the contract.
+/// The `MR x NR` scalar micro-kernel on a packed A micro-panel.
+/// See [`super::KernelFn`] for the contract.
 ///
 /// # Safety
 /// As [`super::KernelFn`].
@@ -36,16 +37,29 @@ pub unsafe fn micro_kernel<const MR: usize, const NR: usize>(
     b: *const f32,
     out: &TileOut,
 ) {
-    // SAFETY: the caller guarantees `MR · kc` and `NR · kc` readable floats.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a, MR * kc),
-            std::slice::from_raw_parts(b, NR * kc),
-        )
-    };
+    // SAFETY: a packed panel is the strided case with strides (1, MR).
+    unsafe { micro_kernel_strided::<MR, NR>(kc, a, 1, MR, b, out) }
+}
+
+/// The same, reading `A[i, p]` in place at `a + i·ra + p·pa`.
+///
+/// # Safety
+/// As [`super::StridedKernelFn`].
+pub unsafe fn micro_kernel_strided<const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: the caller guarantees `NR · kc` readable floats of B~.
+    let b = unsafe { std::slice::from_raw_parts(b, NR * kc) };
     let mut ab = [[0.0f32; NR]; MR];
-    for (a_col, b_row) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        for (ab_row, &a_ip) in ab.iter_mut().zip(a_col) {
+    for (p, b_row) in b.chunks_exact(NR).enumerate() {
+        for (i, ab_row) in ab.iter_mut().enumerate() {
+            // SAFETY: the caller guarantees element (i, p) of A is readable.
+            let a_ip = unsafe { *a.add(i * ra + p * pa) };
             for (ab_ij, &b_pj) in ab_row.iter_mut().zip(b_row) {
                 *ab_ij = multiply_add(a_ip, b_pj, *ab_ij);
             }

@@ -26,7 +26,8 @@ use super::TileOut;
 use crate::kernels::vector::{self, LANES, V};
 use crate::nn::activation::Activation;
 
-/// The `MR x (NV · LANES)` SIMD micro-kernel. See [`super::KernelFn`] for the contract.
+/// The `MR x (NV · LANES)` SIMD micro-kernel on a packed A micro-panel.
+/// See [`super::KernelFn`] for the contract.
 ///
 /// # Safety
 /// As [`super::KernelFn`]: `a` readable for `MR · kc` floats, `b` for
@@ -35,6 +36,39 @@ use crate::nn::activation::Activation;
 pub unsafe fn micro_kernel<const MR: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: a packed panel is the strided case with strides (1, MR).
+    unsafe { kernel_body::<MR, NV>(kc, a, 1, MR, b, out) }
+}
+
+/// The same micro-kernel reading A in place: `A[i, p]` at `a + i·ra + p·pa`
+/// (a row-major A has `(ra, pa) = (row stride, 1)`, a transposed one
+/// `(1, column stride)`). Used when packing A would not pay (one B panel).
+///
+/// # Safety
+/// As [`super::StridedKernelFn`].
+#[inline(never)]
+pub unsafe fn micro_kernel_strided<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { kernel_body::<MR, NV>(kc, a, ra, pa, b, out) }
+}
+
+/// The micro-kernel: `kc` rank-1 updates of the register tile, then the store.
+#[inline(always)]
+unsafe fn kernel_body<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
     b: *const f32,
     out: &TileOut,
 ) {
@@ -48,15 +82,15 @@ pub unsafe fn micro_kernel<const MR: usize, const NV: usize>(
             *bv = unsafe { vector::load(b.add(v * LANES)) };
         }
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            // SAFETY: within this step's `MR` floats of the A micro-panel.
-            let ai = V::splat(unsafe { *a.add(i) });
+            // SAFETY: element (i, p) of the A micro-panel.
+            let ai = V::splat(unsafe { *a.add(i * ra) });
             for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
                 *acc = ai.mul_add(bv, *acc);
             }
         }
         // SAFETY: advancing by one step stays within (or one past) the panels.
         unsafe {
-            a = a.add(MR);
+            a = a.add(pa);
             b = b.add(nr);
         }
     }
