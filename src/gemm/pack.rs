@@ -16,6 +16,51 @@
 //! ```
 
 use crate::matrix::{Element, MatRef};
+use std::any::TypeId;
+use wide::f32x8;
+
+/// `dst[p·ld_dst + i] = scale · src[i·ld_src + p]` for `i < rows`, `p < cols`:
+/// a scaled transposing copy, by 8 x 8 blocks of `f32x8` (transposed in
+/// registers), the ragged edges element by element.
+///
+/// # Safety
+/// `src + i·ld_src + p` readable and `dst + p·ld_dst + i` writable for all
+/// `i < rows`, `p < cols`.
+unsafe fn transpose_scaled(
+    src: *const f32,
+    ld_src: usize,
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    ld_dst: usize,
+    scale: f32,
+) {
+    let vscale = f32x8::splat(scale);
+    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+    // SAFETY (all accesses): indices stay within i < rows, p < cols.
+    unsafe {
+        for i in (0..rows8).step_by(8) {
+            for p in (0..cols8).step_by(8) {
+                let block: [f32x8; 8] = std::array::from_fn(|r| {
+                    std::ptr::read_unaligned(src.add((i + r) * ld_src + p).cast::<f32x8>())
+                });
+                for (q, v) in f32x8::transpose(block).into_iter().enumerate() {
+                    std::ptr::write_unaligned(dst.add((p + q) * ld_dst + i).cast::<f32x8>(), v * vscale);
+                }
+            }
+            for p in cols8..cols {
+                for r in i..i + 8 {
+                    *dst.add(p * ld_dst + r) = scale * *src.add(r * ld_src + p);
+                }
+            }
+        }
+        for r in rows8..rows {
+            for p in 0..cols {
+                *dst.add(p * ld_dst + r) = scale * *src.add(r * ld_src + p);
+            }
+        }
+    }
+}
 
 /// Packs `alpha · A[i0..i0+mc, p0..p0+kc]` into `dst` as `ceil(mc/mr)`
 /// micro-panels of `mr x kc` (rows past `mc` are zero).
@@ -56,16 +101,25 @@ pub fn pack_a<T: Element>(
             // Row-major (or general) source: read each row along k, write it
             // as one "column" of the micro-panel, i.e. with stride mr.
             let d = panel.as_mut_ptr();
-            for i in 0..rows {
-                let s = unsafe { src.add((first + i) * rs + p0 * cs) };
-                // SAFETY (writes): p·mr + i < kc·mr = panel.len().
-                if cs == 1 {
-                    for p in 0..kc {
-                        unsafe { *d.add(p * mr + i) = alpha * (*s.add(p)).to_f32() };
-                    }
-                } else {
-                    for p in 0..kc {
-                        unsafe { *d.add(p * mr + i) = alpha * (*s.add(p * cs)).to_f32() };
+            if cs == 1 && TypeId::of::<T>() == TypeId::of::<f32>() {
+                // SAFETY: T is f32; rows first..first+rows, columns p0..p0+kc
+                // are inside the view, and the panel holds kc·mr floats.
+                unsafe {
+                    let s = src.cast::<f32>().add(first * rs + p0);
+                    transpose_scaled(s, rs, rows, kc, d, mr, alpha);
+                }
+            } else {
+                for i in 0..rows {
+                    let s = unsafe { src.add((first + i) * rs + p0 * cs) };
+                    // SAFETY (writes): p·mr + i < kc·mr = panel.len().
+                    if cs == 1 {
+                        for p in 0..kc {
+                            unsafe { *d.add(p * mr + i) = alpha * (*s.add(p)).to_f32() };
+                        }
+                    } else {
+                        for p in 0..kc {
+                            unsafe { *d.add(p * mr + i) = alpha * (*s.add(p * cs)).to_f32() };
+                        }
                     }
                 }
             }
@@ -111,11 +165,27 @@ pub fn pack_b(
                 pad.fill(0.0);
             }
         } else {
-            // Transposed source (e.g. Wᵀ): read each column contiguously.
-            for j in 0..cols {
-                let s = unsafe { src.add(p0 * rs + (first + j) * cs) };
-                for (p, d) in panel.iter_mut().skip(j).step_by(nr).enumerate() {
-                    *d = unsafe { *s.add(p * rs) };
+            // Transposed source (e.g. Wᵀ): each column is contiguous along k.
+            if rs == 1 {
+                // SAFETY: columns first..first+cols, rows p0..p0+kc are inside
+                // the view; the panel holds kc·nr floats.
+                unsafe {
+                    transpose_scaled(
+                        src.add(p0 + first * cs),
+                        cs,
+                        cols,
+                        kc,
+                        panel.as_mut_ptr(),
+                        nr,
+                        1.0,
+                    )
+                };
+            } else {
+                for j in 0..cols {
+                    let s = unsafe { src.add(p0 * rs + (first + j) * cs) };
+                    for (p, d) in panel.iter_mut().skip(j).step_by(nr).enumerate() {
+                        *d = unsafe { *s.add(p * rs) };
+                    }
                 }
             }
             for j in cols..nr {
