@@ -141,10 +141,16 @@ unsafe fn five_loops<T: Element>(
                 // small non-transposing f32 copy, see `direct_a`); a last partial
                 // micro-panel is packed. Otherwise pack the whole A~ block.
                 let full = if direct { mc / mr * mr } else { 0 };
+                let mut a_direct = (a_packed.as_ptr(), 1, mr);
                 if !direct {
                     pack_a(a, alpha, (ic, mc), (pc, kc), mr, a_packed);
-                } else if full < mc {
-                    pack_a(a, alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
+                } else {
+                    if full > 0 {
+                        a_direct = direct_a(a, alpha, (ic, full), (pc, kc), a_packed);
+                    }
+                    if full < mc {
+                        pack_a(a, alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
+                    }
                 }
                 // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
                 for jr in (0..nc).step_by(nr) {
@@ -167,14 +173,14 @@ unsafe fn five_loops<T: Element>(
                             epilogue: epi,
                         };
                         // SAFETY: B~ panel: nr·kc packed floats (slice above).
-                        // A: in direct mode the mr x kc block returned by
-                        // `direct_a` with its strides (rows ir..ir+mr <= mc),
+                        // A: in direct mode rows ir..ir+mr <= full of the block
+                        // returned by `direct_a`, with its strides,
                         // else a packed mr·kc panel of `a_packed` / `a_tail`.
                         // `out` is a valid exclusive tile of C, clipped to m x n.
                         unsafe {
                             if ir < full {
-                                let (ptr, ra, pa) = direct_a(a, alpha, (ic + ir, mr), (pc, kc), a_packed);
-                                (kernel.run_strided)(kc, ptr, ra, pa, b_panel.as_ptr(), &out)
+                                let (ptr, ra, pa) = a_direct;
+                                (kernel.run_strided)(kc, ptr.add(ir * ra), ra, pa, b_panel.as_ptr(), &out)
                             } else if direct {
                                 (kernel.run)(kc, a_tail.as_ptr(), b_panel.as_ptr(), &out)
                             } else {
@@ -189,8 +195,8 @@ unsafe fn five_loops<T: Element>(
     }
 }
 
-/// One micro-panel's block `alpha · A[i0..i0+rows, p0..p0+kc]` for the
-/// in-place kernels (converted per micro-panel, so the copy stays in L1):
+/// The block `alpha · A[i0..i0+rows, p0..p0+kc]` for the in-place kernels
+/// (converted a whole block at a time: long contiguous runs convert fastest):
 /// returns `(ptr, ra, pa)` with element `(i, p)` at `ptr + i·ra + p·pa`.
 ///
 /// An `f32` A with `alpha == 1` is used where it is. Otherwise (u8 pixels,
@@ -219,6 +225,12 @@ fn direct_a<T: Element>(
         );
     }
     assert!(buf.len() >= rows * kc, "direct_a: buffer too small");
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
+        // SAFETY: T is u8 (checked), so the slice reinterprets as bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(a.data().as_ptr().cast::<u8>(), a.data().len()) };
+        let pixels = MatRef::with_strides(bytes, a.rows(), a.cols(), rs, cs);
+        return direct_a_u8(&pixels, alpha, (i0, rows), (p0, kc), buf);
+    }
     let src = a.data();
     // Element (i, p) of the block is src[(i0 + i)·rs + (p0 + p)·cs], inside the view.
     if rs == 1 && cs != 1 {
@@ -244,5 +256,53 @@ fn direct_a<T: Element>(
             }
         }
         (buf.as_ptr(), kc, 1)
+    }
+}
+
+/// [`direct_a`] for `u8` pixels: the same layouts, converted 16 at a time
+/// with `wide` (`u8x16 -> i16x16 -> i32x16 -> f32x16`, then `· alpha`).
+fn direct_a_u8(
+    a: &MatRef<u8>,
+    alpha: f32,
+    (i0, rows): (usize, usize),
+    (p0, kc): (usize, usize),
+    buf: &mut [f32],
+) -> (*const f32, usize, usize) {
+    let (rs, cs) = (a.row_stride(), a.col_stride());
+    let src = a.data();
+    if rs == 1 && cs != 1 {
+        for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            convert_u8(&src[i0 + (p0 + p) * cs..][..rows], alpha, col);
+        }
+        (buf.as_ptr(), 1, rows)
+    } else if cs == 1 {
+        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            convert_u8(&src[(i0 + i) * rs + p0..][..kc], alpha, row);
+        }
+        (buf.as_ptr(), kc, 1)
+    } else {
+        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            for (p, d) in row.iter_mut().enumerate() {
+                *d = alpha * src[(i0 + i) * rs + (p0 + p) * cs] as f32;
+            }
+        }
+        (buf.as_ptr(), kc, 1)
+    }
+}
+
+/// `dst[i] = alpha · src[i]` (`dst.len() == src.len()`), 16 lanes at a time.
+#[inline(always)]
+fn convert_u8(src: &[u8], alpha: f32, dst: &mut [f32]) {
+    use wide::{f32x16, i16x16, i32x16, u8x16};
+    let valpha = f32x16::splat(alpha);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(16);
+    for (s16, d16) in (&mut s).zip(&mut d) {
+        let bytes: [u8; 16] = s16.try_into().unwrap();
+        let wide = f32x16::from_i32x16(i32x16::from(i16x16::from(u8x16::from(bytes))));
+        d16.copy_from_slice((wide * valpha).as_array());
+    }
+    for (x, y) in s.remainder().iter().zip(d.into_remainder()) {
+        *y = alpha * *x as f32;
     }
 }
