@@ -103,6 +103,8 @@ fn verify<T: Element>(who: &str, a: MatRef<T>, b: MatRef<f32>, c: &[f32], n: usi
 
 fn main() {
     let full = std::env::var("SIMDNET_BENCH_FULL").is_ok_and(|v| v != "0");
+    // For tuning: only time simdnet (peers show as NaN).
+    let ours_only = std::env::var("SIMDNET_BENCH_OURS_ONLY").is_ok_and(|v| v != "0");
     let peak: f64 = std::env::var("SIMDNET_PEAK_GFLOPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -301,7 +303,11 @@ fn main() {
         c.fill(f32::NAN);
         mm(&mut c);
         verify("matrixmultiply", a, b, &c, n);
-        let mm_1 = time(|| mm(black_box(&mut c)));
+        let mm_1 = if ours_only {
+            f64::NAN
+        } else {
+            time(|| mm(black_box(&mut c)))
+        };
 
         let peer = |threads: usize, c: &mut Vec<f32>| {
             let par = if threads == 1 {
@@ -338,24 +344,31 @@ fn main() {
         c.fill(f32::NAN);
         peer(1, &mut c);
         verify("gemm crate", a, b, &c, n);
-        let gemm_1 = time(|| peer(1, black_box(&mut c)));
-        let gemm_2 = pool2.install(|| time(|| peer(2, black_box(&mut c))));
-
-        let reference_cell = if m * n * k <= if full { 512 * 512 * 512 } else { 128 * 128 * 128 } {
-            let t = time(|| {
-                reference::gemm(
-                    1.0,
-                    a,
-                    b,
-                    0.0,
-                    MatMut::from_slice(black_box(&mut c), m, n),
-                    Epilogue::None,
-                )
-            });
-            format!("{:9.2}", flops / t / 1e9)
+        let (gemm_1, gemm_2) = if ours_only {
+            (f64::NAN, f64::NAN)
         } else {
-            format!("{:>9}", "-")
+            (
+                time(|| peer(1, black_box(&mut c))),
+                pool2.install(|| time(|| peer(2, black_box(&mut c)))),
+            )
         };
+
+        let reference_cell =
+            if !ours_only && m * n * k <= if full { 512 * 512 * 512 } else { 128 * 128 * 128 } {
+                let t = time(|| {
+                    reference::gemm(
+                        1.0,
+                        a,
+                        b,
+                        0.0,
+                        MatMut::from_slice(black_box(&mut c), m, n),
+                        Epilogue::None,
+                    )
+                });
+                format!("{:9.2}", flops / t / 1e9)
+            } else {
+                format!("{:>9}", "-")
+            };
 
         println!(
             "{:<8} {:>15} | {:>13} {:>13} | {:>13} {:>13} | {:>13} | {:>13} {:>13} | {}",

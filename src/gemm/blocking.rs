@@ -89,9 +89,10 @@ const N_GRAIN: usize = 64;
 impl BlockSizes {
     /// Block sizes derived from `caches` for a micro-kernel whose B
     /// micro-panel is `nr` floats wide:
-    /// - `kc`: a `kc x nr` B micro-panel fills L1 (measured: on Zen 4 with
-    ///   `nr = 32`, `kc = 256` beats 128 by a few percent, as the C tile is
-    ///   loaded and stored half as often; the A micro-panel streams through);
+    /// - `kc`: a `kc x nr` B micro-panel fills L1 (measured on Zen 4: with
+    ///   `nr = 16`, `kc = 512` beats 256 by 1-5%, and with `nr = 32`, 256
+    ///   beats 128: C is loaded and stored less often, and the A
+    ///   micro-panel streams through from L2 well enough);
     /// - `mc`: the `mc x kc` A~ block fills half of L2;
     /// - `nc`: the `kc x nc` B~ block takes at most a quarter of L3 (shared
     ///   by the cores), capped at 4096 columns.
@@ -191,9 +192,9 @@ mod tests {
                 l2: 1 << 20,
                 l3: 32 << 20,
             },
-            32,
+            16,
         );
-        assert_eq!(b.kc, 256);
+        assert_eq!(b.kc, 512);
         assert!(b.mc * b.kc * 4 <= 512 << 10);
         assert_eq!(b.mc % M_GRAIN, 0);
         assert_eq!(b.nc % N_GRAIN, 0);

@@ -88,21 +88,35 @@ macro_rules! simd_kernel {
     };
 }
 
-/// The SIMD kernels compiled in, the default (large-`n`) one first, the
-/// narrow one (`NR = LANES`, for `n <= LANES`) second.
+/// The SIMD kernels compiled in; [`DEFAULT`] and [`NARROW`] index the ones
+/// chosen by shape, the others are there for tuning (`set_kernel`).
 ///
-/// AVX-512 has 32 zmm registers: 12x32 keeps 24 accumulators, 2 B vectors
-/// and 1 broadcast A value live (27). AVX2 has 16 ymm registers: 6x16 uses
-/// 12 + 2 + 1 = 15.
+/// AVX-512 (32 zmm registers): the default is 16x16, 16 accumulators + 1 B
+/// vector + 1 broadcast A value. Shapes that fill more registers (12x32:
+/// 27 of 32, 14x32: 31, 24x16: 26) were measured slower on Zen 4 (best of
+/// 30 runs, 1 thread, kc tuned for each; `examples`-style sweep in the
+/// commit log): 16x16 with kc = 512 gives 103-109 GFLOP/s on the network's
+/// 512-wide shapes and squares 256-1024, 12x32 with kc = 256 94-106.
+/// Zen 4 runs a zmm FMA as two 256-bit halves, one per cycle, with latency
+/// 4: 16 independent accumulators already hide the latency, while the
+/// narrower tile halves the B micro-panel (so kc can be 512 and C is
+/// updated half as often), and m = 128 splits into whole 16-row panels.
+///
+/// AVX2 (16 ymm registers): 6x16 uses 12 accumulators + 2 B + 1 A = 15.
 #[cfg(target_feature = "avx512f")]
 pub const SIMD_KERNELS: &[MicroKernel] = &[
-    simd_kernel!("simd-12x32", 12, 2),
     simd_kernel!("simd-16x16", 16, 1),
+    simd_kernel!("simd-12x32", 12, 2),
     simd_kernel!("simd-24x16", 24, 1),
     simd_kernel!("simd-8x48", 8, 3),
     simd_kernel!("simd-6x64", 6, 4),
     simd_kernel!("simd-14x32", 14, 2),
 ];
+#[cfg(target_feature = "avx512f")]
+const DEFAULT: usize = 0;
+#[cfg(target_feature = "avx512f")]
+const NARROW: usize = 0;
+
 #[cfg(not(target_feature = "avx512f"))]
 pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-6x16", 6, 2),
@@ -110,6 +124,10 @@ pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-8x8", 8, 1),
     simd_kernel!("simd-4x24", 4, 3),
 ];
+#[cfg(not(target_feature = "avx512f"))]
+const DEFAULT: usize = 0;
+#[cfg(not(target_feature = "avx512f"))]
+const NARROW: usize = 1;
 
 /// The plain-Rust kernels (teaching versions; `scalar-4x4` is the smallest
 /// complete example of a register tile).
@@ -137,12 +155,12 @@ pub fn all_kernels() -> impl Iterator<Item = &'static MicroKernel> {
 
 /// The kernel used for shapes with `n > LANES`.
 pub fn default_kernel() -> &'static MicroKernel {
-    &SIMD_KERNELS[0]
+    &SIMD_KERNELS[DEFAULT]
 }
 
 /// The kernel used for `n <= LANES` (one vector per tile row).
 pub fn narrow_kernel() -> &'static MicroKernel {
-    &SIMD_KERNELS[1]
+    &SIMD_KERNELS[NARROW]
 }
 
 /// `usize::MAX`: choose by shape; otherwise an index into `all_kernels()`.
@@ -150,6 +168,7 @@ static FORCED: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Forces one kernel for every shape (`None`: choose by shape again).
 pub fn force(kernel: Option<&str>) -> Result<(), String> {
+    forced(); // read SIMDNET_KERNEL first, so that it cannot override this call later
     let index = match kernel {
         None => usize::MAX,
         Some(name) => all_kernels().position(|k| k.name == name).ok_or_else(|| {
@@ -161,8 +180,19 @@ pub fn force(kernel: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-/// The forced kernel, if any.
+static ENV: std::sync::Once = std::sync::Once::new();
+
+/// The forced kernel, if any: set by [`force`], or initially by the
+/// environment variable `SIMDNET_KERNEL` (a name from [`all_kernels`];
+/// unknown names are ignored).
 pub fn forced() -> Option<&'static MicroKernel> {
+    ENV.call_once(|| {
+        if let Ok(name) = std::env::var("SIMDNET_KERNEL") {
+            if let Some(index) = all_kernels().position(|k| k.name == name.trim()) {
+                FORCED.store(index, Ordering::Relaxed);
+            }
+        }
+    });
     all_kernels().nth(FORCED.load(Ordering::Relaxed))
 }
 

@@ -1,20 +1,29 @@
 //! The SIMD micro-kernel, generic over its register tile `MR x (NV · LANES)`.
 //!
-//! Register layout for the AVX-512 default `simd-12x32` (`MR = 12`, `NV = 2`,
-//! one zmm = 16 floats), per step `p` of `k`:
+//! Register layout for the AVX-512 default `simd-16x16` (`MR = 16`,
+//! `NV = 1`, one zmm = 16 floats), per step `p` of `k`:
 //!
 //! ```text
-//!                 b0 = B~[p, 0..16]   b1 = B~[p, 16..32]     (2 zmm, loaded)
-//!   a0 = A~[0, p] ─► acc[0][0]          acc[0][1]           (broadcast, 1 zmm)
-//!   a1 = A~[1, p] ─► acc[1][0]          acc[1][1]
-//!        ...               ...                ...
-//!   a11           ─► acc[11][0]         acc[11][1]          24 zmm accumulators
-//!
-//!   acc[i][v] += a_i · b_v   (one FMA each: 24 FMAs per 2 loads + 12 broadcasts)
+//!                 b = B~[p, 0..16]               (1 zmm, loaded)
+//!   a0  = A~[0, p]  ─► acc[0][0]   += a0  · b     (a_i: broadcast, 1 zmm)
+//!   a1  = A~[1, p]  ─► acc[1][0]   += a1  · b
+//!        ...              ...
+//!   a15 = A~[15, p] ─► acc[15][0]  += a15 · b     16 zmm accumulators
 //! ```
 //!
-//! 24 + 2 + 1 = 27 of the 32 zmm registers. The AVX2 default `simd-6x16`
-//! is the same picture with 6 rows of 2 ymm: 12 + 2 + 1 = 15 of 16.
+//! 16 + 1 + 1 = 18 of the 32 zmm registers (why not more: see
+//! [`super::SIMD_KERNELS`]). The wider `simd-12x32` is the same picture
+//! with two B vectors per row:
+//!
+//! ```text
+//!                 b0 = B~[p, 0..16]   b1 = B~[p, 16..32]
+//!   a0  ─►        acc[0][0]           acc[0][1]
+//!   ...
+//!   a11 ─►        acc[11][0]          acc[11][1]     24 + 2 + 1 = 27 zmm
+//! ```
+//!
+//! The AVX2 default `simd-6x16` is that picture with 6 rows of 2 ymm:
+//! 12 + 2 + 1 = 15 of 16.
 //!
 //! The accumulators are a `[[V; NV]; MR]` array indexed only by loop
 //! counters with constant bounds, so LLVM unrolls every loop and keeps each
