@@ -540,3 +540,73 @@ fn mismatched_shapes_panic() {
         Parallelism::Sequential,
     );
 }
+
+/// Counts heap allocations made by the current thread.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the
+// counter is a thread-local `Cell` (no allocation, `try_with` never panics).
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// After a warm-up call of each shape, a training step's GEMMs allocate nothing.
+#[test]
+fn no_allocation_after_warm_up() {
+    let shapes = [
+        (128, 16, 784, false),
+        (784, 16, 128, true),
+        (128, 10, 16, false),
+        (128, 512, 784, false),
+        (16, 10, 128, true),
+    ];
+    let x: Vec<u8> = (0..784 * 128).map(|i| (i % 251) as u8).collect();
+    let w = vec![0.5f32; 784 * 512];
+    let bias = vec![0.1f32; 512];
+    let mut c = vec![0.0f32; 784 * 512];
+    let mut step = || {
+        for &(m, n, k, ta) in &shapes {
+            let a = if ta {
+                MatRef::from_slice(&x[..m * k], k, m).t()
+            } else {
+                MatRef::from_slice(&x[..m * k], m, k)
+            };
+            let epilogue = Epilogue::BiasActivation {
+                bias: &bias[..n],
+                act: Activation::Relu,
+            };
+            let b = MatRef::from_slice(&w[..k * n], k, n);
+            let c = MatMut::from_slice(&mut c[..m * n], m, n);
+            gemm::gemm(1.0 / 255.0, a, b, 0.0, c, epilogue, Parallelism::Sequential);
+        }
+    };
+    let fresh = ALLOCATIONS.with(|c| c.get());
+    step();
+    let before = ALLOCATIONS.with(|c| c.get());
+    assert!(
+        before > fresh,
+        "the counter sees the packing buffers' first allocation"
+    );
+    step();
+    step();
+    assert_eq!(
+        ALLOCATIONS.with(|c| c.get()),
+        before,
+        "gemm allocated after warm-up"
+    );
+}
