@@ -10,8 +10,8 @@
 //! Splitting costs repacking: splitting rows repacks B in every row block,
 //! splitting columns repacks A. The planner halves whichever side has more
 //! micro-tiles (for `m > n` that is m, which duplicates the smaller B), and
-//! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] or the grid
-//! reaches [`MAX_TASKS`].
+//! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] (or, past two
+//! tasks, [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches [`MAX_TASKS`].
 
 /// A task must do at least this many flops (`2·m·n·k` of its block) to be
 /// worth a rayon task: waking a sleeping worker and joining costs a few
@@ -19,6 +19,12 @@
 /// with `benches/gemm.rs` on the `128x16x784` shapes (3.2 MFLOP, where two
 /// tasks are faster than one).
 pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
+
+/// Going beyond two tasks needs this many flops per task: every extra
+/// task repacks a block of A or B. Measured by running the split plan on a
+/// one-thread pool against the unsplit call (best of 20): four tasks cost
+/// 10% on `128³` (1 MFLOP each) but about 1-2% from ~16 MFLOP per task on.
+pub const MIN_FLOPS_PER_EXTRA_TASK: usize = 16 << 20;
 
 /// At most this many tasks (a power of two): enough to balance two to four
 /// cores, few enough that repacking stays a few percent.
@@ -52,7 +58,12 @@ pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) 
     let flops = 2 * m * n * k;
     let (tiles_m, tiles_n) = (m.div_ceil(mr), n.div_ceil(nr));
     let (mut parts_m, mut parts_n) = (1usize, 1usize);
-    while parts_m * parts_n * 2 <= MAX_TASKS && flops / (parts_m * parts_n * 2) >= MIN_FLOPS_PER_TASK {
+    loop {
+        let (tasks, per_task) = (parts_m * parts_n * 2, flops / (parts_m * parts_n * 2));
+        let worth_it = per_task >= MIN_FLOPS_PER_TASK && (tasks <= 2 || per_task >= MIN_FLOPS_PER_EXTRA_TASK);
+        if tasks > MAX_TASKS || !worth_it {
+            break;
+        }
         let (per_m, per_n) = (tiles_m / parts_m, tiles_n / parts_n);
         if per_m >= per_n && per_m >= 2 {
             parts_m *= 2;
@@ -83,6 +94,7 @@ mod tests {
         let p = plan(784, 16, 128, 16, 16, true);
         assert!(p.tasks(784, 16) >= 2);
         assert_eq!(p.n_chunk, 16);
+        assert_eq!(plan(128, 128, 128, 16, 16, true).tasks(128, 128), 2);
         let p = plan(1024, 1024, 1024, 12, 32, true);
         assert_eq!(p.tasks(1024, 1024), MAX_TASKS);
         assert_eq!(p.m_chunk % 12, 0);
