@@ -36,27 +36,52 @@ pub unsafe fn store(p: *mut f32, v: V) {
     unsafe { core::ptr::write_unaligned(p.cast::<V>(), v) }
 }
 
-/// Loads the first `n < LANES` floats from `p`, zero in the other lanes.
+/// Loads the first `n <= LANES` floats from `p`, zero in the other lanes.
 ///
 /// # Safety
 /// `p..p + n` must be readable.
 #[inline(always)]
 pub unsafe fn load_partial(p: *const f32, n: usize) -> V {
-    let mut buf = [0.0f32; LANES];
-    // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
-    unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
-    V::from(buf)
+    debug_assert!(n <= LANES);
+    #[cfg(target_feature = "avx512f")]
+    {
+        use core::arch::x86_64::_mm512_maskz_loadu_ps;
+        let mask = ((1u32 << n) - 1) as u16;
+        // SAFETY: the masked load touches only the first `n` floats, which the
+        // caller guarantees readable (masked-off lanes never fault); `V` is
+        // `f32x16`, the same 64 bytes as `__m512`.
+        unsafe { core::mem::transmute::<core::arch::x86_64::__m512, V>(_mm512_maskz_loadu_ps(mask, p)) }
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        let mut buf = [0.0f32; LANES];
+        // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+        V::from(buf)
+    }
 }
 
-/// Stores the first `n < LANES` lanes of `v` to `p`.
+/// Stores the first `n <= LANES` lanes of `v` to `p`; memory past them is untouched.
 ///
 /// # Safety
 /// `p..p + n` must be writable.
 #[inline(always)]
 pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
-    let buf = v.to_array();
-    // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
-    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+    debug_assert!(n <= LANES);
+    #[cfg(target_feature = "avx512f")]
+    {
+        use core::arch::x86_64::_mm512_mask_storeu_ps;
+        let mask = ((1u32 << n) - 1) as u16;
+        // SAFETY: the masked store writes only the first `n` floats, which the
+        // caller guarantees writable; `V` is `f32x16`, the same 64 bytes as `__m512`.
+        unsafe { _mm512_mask_storeu_ps(p, mask, core::mem::transmute::<V, core::arch::x86_64::__m512>(v)) }
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        let buf = v.to_array();
+        // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+    }
 }
 
 /// `e^x` per lane: wide's range-reduced polynomial (about 1 ulp).

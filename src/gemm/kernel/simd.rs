@@ -131,40 +131,39 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
 
 /// Stores the valid `rows x cols` part of an edge tile.
 ///
-/// Goes through a full-size stack buffer, so that the same vector
-/// arithmetic runs on every element (full or edge tile alike) and the
-/// accumulators are only read with constant indices (here, once, from the
-/// array the caller spilled for this call; the k loop is not affected).
+/// The same vector arithmetic as a full tile runs on every element; C,
+/// bias and the result are read and written with partial (masked on
+/// AVX-512) loads and stores, so nothing outside the valid part is touched.
+/// The accumulators arrive by reference, spilled once for this call, so the
+/// `k` loop still keeps them in registers.
 #[inline(never)]
-#[cold]
 fn store_edge<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileOut) {
-    let nr = NV * LANES;
     let beta = V::splat(out.beta);
     let read_c = out.beta != 0.0;
-    let mut buf = [[V::ZERO; NV]; MR];
-    let buf_ptr = buf.as_mut_ptr().cast::<f32>();
-    let (rows, cols) = (out.rows, out.cols);
-    if read_c {
-        for i in 0..rows {
-            // SAFETY: row i < rows of the valid tile, `cols <= nr` floats,
-            // into buffer row i (nr floats).
-            unsafe { core::ptr::copy_nonoverlapping(out.c.add(i * out.rs_c), buf_ptr.add(i * nr), cols) };
-        }
-    }
-    let mut bias = [V::ZERO; NV];
-    if let Some((b, _)) = out.epilogue {
-        // SAFETY: `bias` is valid for `cols <= nr` entries.
-        unsafe { core::ptr::copy_nonoverlapping(b, bias.as_mut_ptr().cast::<f32>(), cols) };
-    }
     let act = out.epilogue.map(|(_, act)| act);
-    for (buf_row, acc_row) in buf.iter_mut().zip(acc) {
-        for ((c, &acc), &bias) in buf_row.iter_mut().zip(acc_row).zip(&bias) {
-            *c = finish(acc, *c, read_c, beta, bias, act);
+    for (i, acc_row) in acc.iter().enumerate().take(out.rows) {
+        for (v, &acc) in acc_row.iter().enumerate() {
+            let col = v * LANES;
+            if col >= out.cols {
+                break;
+            }
+            let n = LANES.min(out.cols - col);
+            // SAFETY: row i < rows and columns col..col + n < cols are inside
+            // the valid tile; the bias is valid for `cols` entries.
+            unsafe {
+                let c = out.c.add(i * out.rs_c + col);
+                let old = if read_c {
+                    vector::load_partial(c, n)
+                } else {
+                    V::ZERO
+                };
+                let bias = match out.epilogue {
+                    Some((b, _)) => vector::load_partial(b.add(col), n),
+                    None => V::ZERO,
+                };
+                vector::store_partial(c, finish(acc, old, read_c, beta, bias, act), n);
+            }
         }
-    }
-    for i in 0..rows {
-        // SAFETY: as above, back from buffer row i into valid row i.
-        unsafe { core::ptr::copy_nonoverlapping(buf_ptr.add(i * nr), out.c.add(i * out.rs_c), cols) };
     }
 }
 
