@@ -15,6 +15,7 @@
 //!   B~[panel q][p][j] = B[p0 + p, j0 + q·nr + j]              (nr floats per p)
 //! ```
 
+use crate::kernels::vector::{self, LANES, V};
 use crate::matrix::{Element, MatRef};
 use std::any::TypeId;
 use wide::f32x8;
@@ -156,7 +157,28 @@ pub fn pack_b(
         let cols = nr.min(j0 + nc - first);
         // SAFETY (all reads below): element (p, j) with p0 + p < b.rows() and
         // first + j < j0 + nc <= b.cols() is inside the view, hence in `data`.
-        if cs == 1 {
+        if cs == 1 && nr.is_multiple_of(LANES) {
+            // Row-major source, SIMD kernel: copy each row of the micro-panel
+            // as whole vectors (partial ones at the edge, zeros past it).
+            let d = panel.as_mut_ptr();
+            for p in 0..kc {
+                let s = unsafe { src.add((p0 + p) * rs + first) };
+                for col in (0..nr).step_by(LANES) {
+                    let n = cols.saturating_sub(col).min(LANES);
+                    // SAFETY: reads columns first + col .. + n < first + cols of
+                    // row p0 + p (inside the view); writes p·nr + col .. + LANES
+                    // <= kc·nr (inside the panel).
+                    unsafe {
+                        let v = match n {
+                            LANES => vector::load(s.add(col)),
+                            0 => V::ZERO,
+                            _ => vector::load_partial(s.add(col), n),
+                        };
+                        vector::store(d.add(p * nr + col), v);
+                    }
+                }
+            }
+        } else if cs == 1 {
             // Row-major source: each row of the micro-panel is contiguous.
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 let s = unsafe { src.add((p0 + p) * rs + first) };
