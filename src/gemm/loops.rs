@@ -12,6 +12,16 @@
 //! Loop 4 is never split across threads: every element of C is the sum of
 //! its `k / kc` blocks added in order `pc = 0, kc, 2kc, ..` by one thread.
 //! The first block merges `beta · C`; the epilogue runs with the last.
+//!
+//! Direct mode (`n <= NR`, a single B~ micro-panel: the network's layers
+//! with 16 or 10 units): each A element is used by exactly one micro-kernel
+//! call, so transposing it into A~ would cost as much as the multiply.
+//! Instead the strided micro-kernel reads A where it is (`f32`, `alpha = 1`),
+//! or from a block converted to `f32` in A's own orientation (`u8` pixels or
+//! a scale: a contiguous, vectorised copy, no transpose); only a last
+//! partial micro-panel is packed (zero-padded). Each element is still
+//! computed as `fma(alpha·a, b, acc)` in the same order, so both modes give
+//! the same bits.
 
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};

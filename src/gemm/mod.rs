@@ -8,13 +8,24 @@
 //! - [`pack`]: copying blocks of A and B into micro-panels (transposes,
 //!   strides, `u8 -> f32` and `alpha` are absorbed here);
 //! - [`kernel`]: the micro-kernels (`scalar` and `simd`) and their register tiles;
-//! - [`loops`]: the five BLIS loops around the micro-kernel;
+//! - [`loops`]: the five BLIS loops around the micro-kernel (and the
+//!   "direct" mode for `n <= NR`, which reads A without packing it);
 //! - [`threads`]: splitting C into fixed blocks for rayon.
 //!
 //! Determinism: every element of C is summed in the same order (`p = 0..k`
 //! within each `kc` block, blocks in order), whatever the thread count, the
 //! task grid or the micro-kernel, so results are bit-identical between
-//! `Sequential` and `Rayon` on any pool, and between calls.
+//! `Sequential` and `Rayon` on any pool, and between calls. (Only the block
+//! sizes' `kc` moves the cut points of the sum.)
+//!
+//! Tuning knobs (for `simdnet tune`): [`set_block_sizes`] /
+//! `SIMDNET_MC`, `SIMDNET_KC`, `SIMDNET_NC`; [`set_kernel`] /
+//! `SIMDNET_KERNEL` with a name from [`available_kernels`];
+//! [`threads::MIN_FLOPS_PER_TASK`].
+//!
+//! Threads: the calling thread should itself be a rayon worker (run the
+//! training loop inside `pool.install(..)`); called from outside the pool,
+//! every parallel GEMM also pays a cross-thread hand-off.
 
 pub mod blocking;
 pub mod kernel;
