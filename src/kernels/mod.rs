@@ -9,9 +9,9 @@
 //! These are the fast versions: one pass over each row with `wide` vectors
 //! ([`vector::V`], `LANES` floats at a time; a row's tail is handled as a
 //! zero- or `-inf`-padded vector, so the same arithmetic runs on every
-//! element), no allocation. [`reference`] keeps the plain scalar versions.
+//! element), no allocation. [`reference`](mod@reference) keeps the plain scalar versions.
 //!
-//! Accuracy against [`reference`]:
+//! Accuracy against [`reference`](mod@reference):
 //! - exact (bit-identical): identity and ReLU in [`bias_activation`],
 //!   [`activation_backward`] (every activation: `f'` from the output is
 //!   plain arithmetic, and `db` is summed over rows in the same order),
@@ -19,7 +19,7 @@
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
 //!   kernels (polynomial `exp`, and the row sum is taken lane-wise).
 //!
-//! Views whose column stride is not 1 fall back to [`reference`].
+//! Views whose column stride is not 1 fall back to [`reference`](mod@reference).
 
 pub mod reference;
 pub mod vector;
