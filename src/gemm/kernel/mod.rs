@@ -94,9 +94,10 @@ macro_rules! simd_kernel {
 /// AVX-512 (32 zmm registers): the default is 16x16, 16 accumulators + 1 B
 /// vector + 1 broadcast A value. Shapes that fill more registers (12x32:
 /// 27 of 32, 14x32: 31, 24x16: 26) were measured slower on Zen 4 (best of
-/// 30 runs, 1 thread, kc tuned for each; `examples`-style sweep in the
-/// commit log): 16x16 with kc = 512 gives 103-109 GFLOP/s on the network's
-/// 512-wide shapes and squares 256-1024, 12x32 with kc = 256 94-106.
+/// 30 runs, 1 thread, a sweep over kernels and kc with `set_kernel` and
+/// `set_block_sizes`): 16x16 with kc = 512 gives 101-109 GFLOP/s on the
+/// network's 512-wide shapes and squares 256-1024, 12x32 with kc = 256
+/// 94-106, 24x16 87-104.
 /// Zen 4 runs a zmm FMA as two 256-bit halves, one per cycle, with latency
 /// 4: 16 independent accumulators already hide the latency, while the
 /// narrower tile halves the B micro-panel (so kc can be 512 and C is
