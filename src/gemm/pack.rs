@@ -86,15 +86,17 @@ pub fn pack_a<T: Element>(
     for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
         let first = i0 + r * mr;
         let rows = mr.min(i0 + mc - first);
-        // SAFETY (all reads below): element (i, p) with first + i < i0 + mc <=
+        // Bounds (for the SAFETY comments below): element (i, p) with first + i < i0 + mc <=
         // a.rows() and p0 + p < p0 + kc <= a.cols() is inside the view, and
         // `MatRef` guarantees every element of the view is inside `data`.
         if rs == 1 && rows == mr {
             // Column-major-like source (a transposed row-major matrix, e.g.
             // Xᵀ): each column of the micro-panel is `mr` contiguous elements.
             for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
+                // SAFETY: element (first, p0 + p) is inside the view.
                 let s = unsafe { src.add(first + (p0 + p) * cs) };
                 for (i, d) in col.iter_mut().enumerate() {
+                    // SAFETY: element (first + i, p0 + p), i < mr = rows.
                     *d = alpha * unsafe { *s.add(i) }.to_f32();
                 }
             }
@@ -111,14 +113,17 @@ pub fn pack_a<T: Element>(
                 }
             } else {
                 for i in 0..rows {
+                    // SAFETY: element (first + i, p0) is inside the view.
                     let s = unsafe { src.add((first + i) * rs + p0 * cs) };
-                    // SAFETY (writes): p·mr + i < kc·mr = panel.len().
                     if cs == 1 {
                         for p in 0..kc {
+                            // SAFETY: reads element (first + i, p0 + p) of the
+                            // view; writes p·mr + i < kc·mr = panel.len().
                             unsafe { *d.add(p * mr + i) = alpha * (*s.add(p)).to_f32() };
                         }
                     } else {
                         for p in 0..kc {
+                            // SAFETY: as above, with column stride cs.
                             unsafe { *d.add(p * mr + i) = alpha * (*s.add(p * cs)).to_f32() };
                         }
                     }
@@ -155,13 +160,14 @@ pub fn pack_b(
     for (q, panel) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate() {
         let first = j0 + q * nr;
         let cols = nr.min(j0 + nc - first);
-        // SAFETY (all reads below): element (p, j) with p0 + p < b.rows() and
+        // Bounds (for the SAFETY comments below): element (p, j) with p0 + p < b.rows() and
         // first + j < j0 + nc <= b.cols() is inside the view, hence in `data`.
         if cs == 1 && nr.is_multiple_of(LANES) {
             // Row-major source, SIMD kernel: copy each row of the micro-panel
             // as whole vectors (partial ones at the edge, zeros past it).
             let d = panel.as_mut_ptr();
             for p in 0..kc {
+                // SAFETY: element (p0 + p, first) is inside the view.
                 let s = unsafe { src.add((p0 + p) * rs + first) };
                 for col in (0..nr).step_by(LANES) {
                     let n = cols.saturating_sub(col).min(LANES);
@@ -181,9 +187,11 @@ pub fn pack_b(
         } else if cs == 1 {
             // Row-major source: each row of the micro-panel is contiguous.
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                let s = unsafe { src.add((p0 + p) * rs + first) };
+                // SAFETY: elements (p0 + p, first .. first + cols) are inside
+                // the view and contiguous (cs == 1).
+                let s = unsafe { std::slice::from_raw_parts(src.add((p0 + p) * rs + first), cols) };
                 let (valid, pad) = row.split_at_mut(cols);
-                valid.copy_from_slice(unsafe { std::slice::from_raw_parts(s, cols) });
+                valid.copy_from_slice(s);
                 pad.fill(0.0);
             }
         } else {
@@ -204,8 +212,10 @@ pub fn pack_b(
                 };
             } else {
                 for j in 0..cols {
+                    // SAFETY: element (p0, first + j) is inside the view.
                     let s = unsafe { src.add(p0 * rs + (first + j) * cs) };
                     for (p, d) in panel.iter_mut().skip(j).step_by(nr).enumerate() {
+                        // SAFETY: element (p0 + p, first + j), p < kc.
                         *d = unsafe { *s.add(p * rs) };
                     }
                 }

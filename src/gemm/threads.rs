@@ -15,9 +15,12 @@
 
 /// A task must do at least this many flops (`2·m·n·k` of its block) to be
 /// worth a rayon task: waking a sleeping worker and joining costs a few
-/// microseconds, about 0.5 MFLOP at this machine's per-core speed. Measured
-/// with `benches/gemm.rs` on the `128x16x784` shapes (3.2 MFLOP, where two
-/// tasks are faster than one).
+/// microseconds, about 0.3-0.5 MFLOP at this machine's per-core speed.
+/// Measured on the workshop network's u8 GEMMs (`128x16x784` and
+/// `784x16x128`, 3.2 MFLOP each, called from inside a 2-thread pool, idle
+/// machine): one call goes from 35 µs sequential to 20 µs as two 1.6-MFLOP
+/// tasks; splitting `128³` (4.2 MFLOP) on a one-thread pool costs 2-5%,
+/// so the split pays from about 1 MFLOP per task on two free cores.
 pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
 
 /// Going beyond two tasks needs this many flops per task: every extra

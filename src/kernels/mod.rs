@@ -19,7 +19,8 @@
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
 //!   kernels (polynomial `exp`, and the row sum is taken lane-wise).
 //!
-//! Views whose column stride is not 1 fall back to [`reference`](mod@reference).
+//! Views whose column stride is not 1, and exact operations on rows
+//! narrower than one vector, use [`reference`](mod@reference).
 
 pub mod reference;
 pub mod vector;
@@ -35,17 +36,17 @@ fn row_of<'a>(m: &MatRef<'a>, i: usize) -> &'a [f32] {
 }
 
 /// Reads `LANES` floats at `s[j..]`, or the `s.len() - j < LANES` that are
-/// left with `fill` in the other lanes.
+/// left with `fill` in the other lanes (a masked load on AVX-512).
 #[inline(always)]
 fn read(s: &[f32], j: usize, fill: f32) -> V {
     let n = s.len() - j;
-    if n >= LANES {
-        // SAFETY: `j + LANES <= s.len()`.
-        unsafe { vector::load(s.as_ptr().add(j)) }
-    } else {
-        let mut buf = [fill; LANES];
-        buf[..n].copy_from_slice(&s[j..]);
-        V::from(buf)
+    // SAFETY: `j < s.len()`, and at most `min(n, LANES)` floats from `j` are read.
+    unsafe {
+        if n >= LANES {
+            vector::load(s.as_ptr().add(j))
+        } else {
+            vector::load_partial_or(s.as_ptr().add(j), n, fill)
+        }
     }
 }
 
@@ -53,17 +54,27 @@ fn read(s: &[f32], j: usize, fill: f32) -> V {
 #[inline(always)]
 fn write(s: &mut [f32], j: usize, v: V) {
     let n = s.len() - j;
-    if n >= LANES {
-        // SAFETY: `j + LANES <= s.len()`.
-        unsafe { vector::store(s.as_mut_ptr().add(j), v) }
-    } else {
-        s[j..].copy_from_slice(&v.to_array()[..n]);
+    // SAFETY: `j < s.len()`, and at most `min(n, LANES)` floats from `j` are written.
+    unsafe {
+        if n >= LANES {
+            vector::store(s.as_mut_ptr().add(j), v)
+        } else {
+            vector::store_partial(s.as_mut_ptr().add(j), v, n)
+        }
     }
 }
 
 /// In place: `z_ij <- act(z_ij + bias_j)`. Shapes: `z: (batch, n)`, `bias: (n)`.
 pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
     assert_eq!(bias.len(), z.cols(), "bias_activation: bias length");
+    if z.cols() < LANES && matches!(act, Activation::Identity | Activation::Relu) {
+        // Rows narrower than one vector (the 10 logits): every row would be
+        // one masked store followed by a masked load of the next row in the
+        // same cache line, which stalls store forwarding (measured 128x10
+        // ReLU: 1.1 µs vectorised, 0.25 µs in the compiler-vectorised scalar
+        // loop). Identity and ReLU are exact either way.
+        return reference::bias_activation(z, bias, act);
+    }
     for i in 0..z.rows() {
         let row = z.row_mut(i);
         for j in (0..row.len()).step_by(LANES) {
@@ -102,7 +113,9 @@ pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut 
 /// `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz: (batch, n)`, `db: (n)`.
 pub fn column_sums(dz: MatRef, db: &mut [f32]) {
     assert_eq!(db.len(), dz.cols(), "column_sums: length");
-    if dz.col_stride() != 1 {
+    if dz.col_stride() != 1 || dz.cols() < LANES {
+        // (Narrow rows: the scalar loop is faster, see `bias_activation`;
+        // both sum in the same order.)
         return reference::column_sums(dz, db);
     }
     db.fill(0.0);

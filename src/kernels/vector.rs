@@ -61,6 +61,35 @@ pub unsafe fn load_partial(p: *const f32, n: usize) -> V {
     }
 }
 
+/// Loads the first `n <= LANES` floats from `p`, `fill` in the other lanes.
+///
+/// # Safety
+/// `p..p + n` must be readable.
+#[inline(always)]
+pub unsafe fn load_partial_or(p: *const f32, n: usize, fill: f32) -> V {
+    debug_assert!(n <= LANES);
+    #[cfg(target_feature = "avx512f")]
+    {
+        use core::arch::x86_64::{_mm512_mask_loadu_ps, _mm512_set1_ps};
+        let mask = ((1u32 << n) - 1) as u16;
+        // SAFETY: as in `load_partial`: only the first `n` floats are read.
+        unsafe {
+            core::mem::transmute::<core::arch::x86_64::__m512, V>(_mm512_mask_loadu_ps(
+                _mm512_set1_ps(fill),
+                mask,
+                p,
+            ))
+        }
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        let mut buf = [fill; LANES];
+        // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
+        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+        V::from(buf)
+    }
+}
+
 /// Stores the first `n <= LANES` lanes of `v` to `p`; memory past them is untouched.
 ///
 /// # Safety
