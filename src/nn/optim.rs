@@ -166,24 +166,20 @@ const UPDATE_CHUNK: usize = 1 << 14;
 pub struct OptimizerState {
     /// SGD momentum velocity, RMSprop's mean square, or Adam's first moment.
     slot1: Vec<Vec<f32>>,
-    /// Adam's second moment (empty otherwise).
+    /// Adam's second moment (unused by the others).
     slot2: Vec<Vec<f32>>,
     /// Steps taken so far (Adam's bias correction uses it).
     pub steps: u64,
 }
 
 impl OptimizerState {
-    /// Zeroed state for tensors of the given sizes.
-    pub fn new(opt: &Optimizer, sizes: &[usize]) -> OptimizerState {
+    /// Zeroed state for tensors of the given sizes. (Every optimiser gets
+    /// both slots: one code path for all, for a little memory.)
+    pub fn new(_opt: &Optimizer, sizes: &[usize]) -> OptimizerState {
         let zeros = || sizes.iter().map(|&n| vec![0.0; n]).collect::<Vec<_>>();
-        let slot2 = if matches!(opt, Optimizer::Adam { .. }) {
-            zeros()
-        } else {
-            Vec::new()
-        };
         OptimizerState {
             slot1: zeros(),
-            slot2,
+            slot2: zeros(),
             steps: 0,
         }
     }
@@ -195,34 +191,77 @@ impl OptimizerState {
 
     /// Applies one update to tensor `index`: `w` from its gradient `g`.
     pub fn update(&mut self, opt: &Optimizer, index: usize, w: &mut [f32], g: &[f32]) {
-        assert_eq!(
-            w.len(),
-            g.len(),
-            "optimizer: parameter and gradient lengths differ"
-        );
-        let s1 = &mut self.slot1[index];
-        let s2: &mut [f32] = if self.slot2.is_empty() {
-            &mut []
-        } else {
-            &mut self.slot2[index]
-        };
+        self.update_summed(opt, index, w, 1, |_| g);
+    }
+
+    /// Applies one update to tensor `index` whose gradient is the sum, in
+    /// order, of `parts` slices `part(0) + part(1) + ...` (the shards'
+    /// gradients). Summing chunk by chunk right before the update reads each
+    /// gradient once and never writes the total back to memory.
+    pub fn update_summed<'g>(
+        &mut self,
+        opt: &Optimizer,
+        index: usize,
+        w: &mut [f32],
+        parts: usize,
+        part: impl Fn(usize) -> &'g [f32] + Sync,
+    ) {
+        assert!(parts >= 1, "optimizer: no gradient");
+        for p in 0..parts {
+            assert_eq!(
+                w.len(),
+                part(p).len(),
+                "optimizer: parameter and gradient lengths differ"
+            );
+        }
         let t = self.steps.max(1) as i32;
-        let update =
-            |w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]| update_chunk(opt, t, w, g, s1, s2);
+        let (s1, s2) = (&mut self.slot1[index], &mut self.slot2[index]);
         if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
-            update(w, g, s1, s2);
-        } else if s2.is_empty() {
-            w.par_chunks_mut(UPDATE_CHUNK)
-                .zip(g.par_chunks(UPDATE_CHUNK))
-                .zip(s1.par_chunks_mut(UPDATE_CHUNK))
-                .for_each(|((w, g), s1)| update(w, g, s1, &mut []));
+            update_range(opt, t, 0, w, s1, s2, parts, &part);
         } else {
             w.par_chunks_mut(UPDATE_CHUNK)
-                .zip(g.par_chunks(UPDATE_CHUNK))
                 .zip(s1.par_chunks_mut(UPDATE_CHUNK))
                 .zip(s2.par_chunks_mut(UPDATE_CHUNK))
-                .for_each(|(((w, g), s1), s2)| update(w, g, s1, s2));
+                .enumerate()
+                .for_each(|(c, ((w, s1), s2))| {
+                    update_range(opt, t, c * UPDATE_CHUNK, w, s1, s2, parts, &part)
+                });
         }
+    }
+}
+
+/// Gradient elements summed per pass: a stack buffer that stays in L1.
+const SUM_CHUNK: usize = 256;
+
+/// Updates `w`, the parameters `start..start + w.len()` of a tensor, with
+/// their optimiser state `s1`, `s2` and the summed gradient parts.
+#[allow(clippy::too_many_arguments)]
+fn update_range<'g>(
+    opt: &Optimizer,
+    t: i32,
+    start: usize,
+    w: &mut [f32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+    parts: usize,
+    part: &(impl Fn(usize) -> &'g [f32] + Sync),
+) {
+    let mut g = [0.0f32; SUM_CHUNK];
+    for (c, ((w, s1), s2)) in w
+        .chunks_mut(SUM_CHUNK)
+        .zip(s1.chunks_mut(SUM_CHUNK))
+        .zip(s2.chunks_mut(SUM_CHUNK))
+        .enumerate()
+    {
+        let range = start + c * SUM_CHUNK..start + c * SUM_CHUNK + w.len();
+        let g = &mut g[..w.len()];
+        g.copy_from_slice(&part(0)[range.clone()]);
+        for p in 1..parts {
+            g.iter_mut()
+                .zip(&part(p)[range.clone()])
+                .for_each(|(a, &b)| *a += b);
+        }
+        update_chunk(opt, t, w, g, s1, s2);
     }
 }
 

@@ -34,8 +34,6 @@ pub const SHARD_ROWS: usize = 64;
 /// Above this many parameters, a batch is one shard and the GEMMs are threaded
 /// instead: adding per-shard gradients would cost more memory traffic than it saves.
 pub const SHARD_MAX_PARAMS: usize = 1 << 17;
-/// Gradient additions and updates smaller than this run on one thread.
-const PARALLEL_ADD_MIN: usize = 1 << 16;
 
 /// How to train.
 #[derive(Clone, Debug)]
@@ -270,33 +268,20 @@ impl Trainer {
     /// Adds the shards' gradients in shard order, updates the parameters, and
     /// returns the summed loss and number correct.
     fn finish_step(&mut self, net: &mut Network, nshards: usize) -> (f64, usize) {
-        let (first, rest) = self.shards.split_at_mut(1);
-        let total = &mut first[0].ws;
-        {
-            let _t = scope(Kind::GradientSum, 0).bytes(12 * (nshards - 1) * net.num_params());
-            for shard in &rest[..nshards - 1] {
-                for (dst, src) in total.dw.iter_mut().zip(&shard.ws.dw) {
-                    add_into(dst.as_mut_slice(), src.as_slice());
-                }
-                for (dst, src) in total.db.iter_mut().zip(&shard.ws.db) {
-                    add_into(dst, src);
-                }
-            }
-        }
-        // Update every parameter tensor: W0, b0, W1, b1, ...
-        let _t = scope(Kind::Optimizer, 0).bytes(20 * net.num_params());
+        // Update every parameter tensor, W0, b0, W1, b1, ..., from the sum of
+        // the shards' gradients, added in shard order as it is consumed.
+        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
+        let shards = &self.shards[..nshards];
         self.state.begin_step();
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
-            self.state.update(
-                &self.optimizer,
-                2 * l,
-                layer.w.as_mut_slice(),
-                total.dw[l].as_slice(),
-            );
+            let (w, b) = (layer.w.as_mut_slice(), &mut layer.b);
+            self.state.update_summed(&self.optimizer, 2 * l, w, nshards, |s| {
+                shards[s].ws.dw[l].as_slice()
+            });
             self.state
-                .update(&self.optimizer, 2 * l + 1, &mut layer.b, &total.db[l]);
+                .update_summed(&self.optimizer, 2 * l + 1, b, nshards, |s| &shards[s].ws.db[l]);
         }
-        self.shards[..nshards]
+        shards
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
     }
@@ -320,19 +305,6 @@ impl Trainer {
             on_step(step + 1, steps, loss, correct, seen)?;
         }
         Ok((loss, correct))
-    }
-}
-
-/// `dst += src`, element-wise, in fixed chunks (thread-count independent).
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    if dst.len() < PARALLEL_ADD_MIN {
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-    } else {
-        dst.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(d, s)| {
-                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
-            });
     }
 }
 

@@ -30,9 +30,8 @@ pub enum Kind {
     BackwardGemmDx,
     /// `dz = da ⊙ f'(a)` fused with the bias gradient (and the output layer's bias gradient).
     ActivationBackward,
-    /// Adding the shards' gradients in shard order.
-    GradientSum,
-    /// The optimiser's update of weights and biases.
+    /// Adding the shards' gradients (in shard order) and the optimiser's update
+    /// of weights and biases, fused in one pass.
     Optimizer,
     /// Gathering a shuffled mini-batch into a contiguous buffer.
     Batching,
@@ -49,13 +48,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ForwardGemm,
         Kind::SoftmaxCe,
         Kind::BackwardGemmDw,
         Kind::BackwardGemmDx,
         Kind::ActivationBackward,
-        Kind::GradientSum,
         Kind::Optimizer,
         Kind::Batching,
         Kind::Shuffle,
@@ -71,8 +69,7 @@ impl Kind {
             Kind::BackwardGemmDw => "backward GEMM dW = xT.dz",
             Kind::BackwardGemmDx => "backward GEMM dx = dz.WT",
             Kind::ActivationBackward => "act backward + bias grad",
-            Kind::GradientSum => "sum shard gradients",
-            Kind::Optimizer => "optimizer update",
+            Kind::Optimizer => "sum grads + optimizer",
             Kind::Batching => "gather mini-batch",
             Kind::Shuffle => "shuffle",
             Kind::Evaluation => "validation",
