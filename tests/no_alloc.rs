@@ -65,6 +65,12 @@ fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
 #[test]
 fn training_steps_do_not_allocate() {
     // Both threading strategies: sharded small networks and GEMM-threaded large ones.
+    let big = Network::mlp(784, &[768, 64], 10, Activation::Relu, 1).unwrap();
+    assert_eq!(
+        Trainer::shard_rows_for(&big, 128),
+        128,
+        "768-64 must take the one-shard path"
+    );
     for threads in [1, 2] {
         assert_eq!(
             steps_allocate(&[16, 16], threads, Optimizer::rmsprop(0.001)),
@@ -77,9 +83,9 @@ fn training_steps_do_not_allocate() {
             "16, {threads} threads"
         );
         assert_eq!(
-            steps_allocate(&[256, 256], threads, Optimizer::rmsprop(0.001)),
+            steps_allocate(&[768, 64], threads, Optimizer::rmsprop(0.001)),
             0,
-            "256-256, {threads} threads"
+            "768-64, {threads} threads"
         );
     }
 }
