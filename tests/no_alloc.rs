@@ -1,7 +1,9 @@
 //! A training step allocates nothing once its workspaces exist.
 //!
-//! A counting global allocator wraps the system one; after two warm-up steps
-//! (thread-local packing buffers grow on first use) the count must not move.
+//! A counting global allocator wraps the system one; after ten warm-up steps
+//! of each batch size (each worker thread's packing buffers grow the first
+//! time that thread packs a given shape, and work stealing decides which
+//! thread runs which shard) the count must not move.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +51,7 @@ fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
         .unwrap();
     let order: Vec<usize> = (0..256).rev().collect();
     pool.install(|| {
-        for _ in 0..2 {
+        for _ in 0..10 {
             trainer.step_indices(&mut net, &d, &order[..128]);
             trainer.step_indices(&mut net, &d, &order[128..228]); // a short last batch too
         }

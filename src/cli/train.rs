@@ -141,12 +141,12 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         if !quiet {
             println!("Model: {} ({} parameters)", net.describe(), net.num_params());
             println!(
-                "Optimizer: {}, batch {}, {} epochs, seed {}, {} threads",
+                "Optimizer: {}, batch {}, {}, seed {}, {}",
                 plan.optimizer,
                 plan.cfg.batch_size,
-                plan.cfg.epochs,
+                plural(plan.cfg.epochs, "epoch"),
                 plan.cfg.seed,
-                common::current_threads()
+                plural(common::current_threads(), "thread")
             );
             println!(
                 "Data: {} training images, {} test images (validation = test set)",
@@ -197,6 +197,11 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
         Ok(())
     })?
+}
+
+/// `1 epoch`, `4 epochs`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Keras-style progress: a live line on a terminal, plain lines otherwise.

@@ -40,11 +40,13 @@ struct Line([f32; 16]);
 struct Aligned(Vec<Line>);
 
 impl Aligned {
-    /// At least `len` floats (reallocating only to grow).
-    fn get(&mut self, len: usize) -> &mut [f32] {
+    /// At least `len` floats. When it must grow, it grows to `bound` (at
+    /// least `len`): the most any shape needs under the current block sizes,
+    /// so that a thread allocates once, not once per new shape it meets.
+    fn get(&mut self, len: usize, bound: usize) -> &mut [f32] {
         let lines = len.div_ceil(16);
         if self.0.len() < lines {
-            self.0 = vec![Line([0.0; 16]); lines];
+            self.0 = vec![Line([0.0; 16]); lines.max(bound.div_ceil(16))];
         }
         // SAFETY: `Line` is `repr(C)` around `[f32; 16]`: `self.0` is
         // `16 · self.0.len() >= len` contiguous, initialised floats.
@@ -139,9 +141,13 @@ unsafe fn five_loops<T: Element>(
     // units, the 10 logits); and for a small f32 A, see `SMALL_A_IN_PLACE`.
     let in_place = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0;
     let direct = n <= nr || (in_place && m * k <= SMALL_A_IN_PLACE);
-    let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max);
+    // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
+    let kc_bound = blocks.kc.max(1);
+    let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
+    let b_bound = blocks.nc.div_ceil(nr).max(1) * nr * kc_bound;
+    let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
     let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
-    let b_packed = buffers.b.get(nc_max * kc_max);
+    let b_packed = buffers.b.get(nc_max * kc_max, b_bound);
 
     // Loop 5 (BLIS "jc loop"): blocks of nc columns of B and C.
     for jc in (0..n).step_by(nc_max) {
