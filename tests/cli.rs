@@ -77,6 +77,7 @@ fn bad_flags_are_usage_errors() {
         (&["train", "--activation", "softplus"], "unknown activation"),
         (&["train", "--batch", "0"], "--batch must be at least 1"),
         (&["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (&["train", "--layers", "1000000,1000000"], "use narrower layers"),
         (&["train", "--threads", "0"], "--threads must be at least 1"),
         (&["predict"], "needs --model"),
         (&["inspect", "--split", "validation"], "expected train or test"),

@@ -20,6 +20,10 @@ use crate::profile::timer::{scope_when, Kind};
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
 pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
 
+/// The most parameters a network may have (weights, gradients and optimiser
+/// state then take about 4 GiB).
+pub const MAX_PARAMS: usize = 1 << 28;
+
 /// Examples per task when evaluating or predicting.
 const EVAL_ROWS: usize = 256;
 
@@ -59,9 +63,14 @@ impl Network {
                 "layer {i} of {widths:?} has zero neurons: every layer needs at least one"
             )));
         }
-        if widths.iter().any(|&w| w > 1 << 20) {
+        let params = widths.windows(2).fold(0usize, |n, p| {
+            n.saturating_add(p[0].saturating_mul(p[1])).saturating_add(p[1])
+        });
+        if params > MAX_PARAMS {
             return Err(Error::Invalid(format!(
-                "layer widths {widths:?} are too large (at most 1048576)"
+                "a {} network has {params} parameters, more than simdnet trains ({MAX_PARAMS}, \
+                 about 1 GiB of weights before gradients and optimiser state): use narrower layers",
+                widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
             )));
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
