@@ -129,7 +129,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         NUM_CLASSES,
         plan.activation,
         plan.cfg.seed,
-    )?;
+    )
+    .map_err(|e| UsageError(format!("--layers: {e}")))?;
     let quiet = plan.quiet;
     let profile = p.switch("profile");
     if let Some(msg) = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))? {
