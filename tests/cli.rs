@@ -97,6 +97,26 @@ fn missing_data_names_the_folder_and_the_fix() {
 }
 
 #[test]
+fn a_diverging_run_fails_and_saves_nothing() {
+    let model = temp("diverged.simdnet");
+    let m = model.to_str().unwrap();
+    let args = [
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--limit",
+        "2000",
+        "--save",
+        m,
+    ];
+    let (_, err) = expect(&args, 1);
+    assert!(err.contains("diverged") && err.contains("--lr"), "{err}");
+    assert!(!model.exists(), "a diverged model must not be saved");
+}
+
+#[test]
 fn a_corrupt_model_is_refused() {
     let p = temp("corrupt.simdnet");
     std::fs::write(&p, b"SIMDNET\x01 but then garbage follows here").unwrap();
