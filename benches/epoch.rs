@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use simdnet::data::{mnist, Dataset, Split};
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
-use simdnet::profile::engine_knobs::FAST_GEMM;
 use simdnet::profile::machine::median;
 use simdnet::profile::timer;
 
@@ -53,7 +52,7 @@ fn main() {
     // Warm-up: page in the data, start the threads.
     epoch_seconds(&[16, 16], &train.take(6_400.min(train.len())));
     let small_limit = limit.unwrap_or(if quick { 6_400 } else { train.len() });
-    let large_limit = limit.unwrap_or(if quick || !FAST_GEMM { 6_400 } else { train.len() });
+    let large_limit = limit.unwrap_or(if quick { 6_400 } else { train.len() });
     for (hidden, n) in [(&[16usize, 16][..], small_limit), (&[512, 512][..], large_limit)] {
         let data = train.take(n.min(train.len()));
         for threads in [1, 2] {

@@ -13,11 +13,7 @@ fn machine_facts() -> String {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         knobs::simd_width(),
         feats.join(" "),
-        if knobs::FAST_GEMM {
-            "BLIS-style"
-        } else {
-            "reference"
-        },
+        "BLIS-style",
         knobs::micro_kernel_name(),
         knobs::describe(knobs::block_sizes())
     )

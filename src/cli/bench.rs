@@ -379,11 +379,7 @@ fn build_line(threads: usize) -> String {
         "Build: SIMD width {} f32 lanes ({}); GEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
         knobs::simd_width(),
         feats.join(", "),
-        if knobs::FAST_GEMM {
-            "BLIS-style"
-        } else {
-            "reference triple loop (fast GEMM not merged yet)"
-        },
+        "BLIS-style",
         knobs::micro_kernel_name(),
         knobs::describe(knobs::block_sizes())
     )
@@ -547,7 +543,8 @@ fn to_json(
                     .map(|(n, on)| (n, Json::Bool(on))),
             ),
         ),
-        ("fast_gemm", Json::Bool(knobs::FAST_GEMM)),
+        // Kept for schema stability: always true since the BLIS-style GEMM landed.
+        ("fast_gemm", Json::Bool(true)),
         ("micro_kernel", Json::str(knobs::micro_kernel_name())),
         (
             "block_sizes",

@@ -87,9 +87,6 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             shapes.len(),
             common::current_threads()
         );
-        if !knobs::FAST_GEMM {
-            println!("Note: this build's GEMM is the reference loop, which has no block sizes; expect the defaults.");
-        }
         tuner::search(&shapes, &effort, &mut |s| eprintln!("{s}"))
     })?
     .map_err(Error::Invalid)?;

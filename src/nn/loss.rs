@@ -15,14 +15,3 @@
 //! `p - y` the long way, through the softmax Jacobian.
 
 pub use crate::kernels::{softmax_cross_entropy, softmax_rows};
-
-/// The mean cross-entropy of probability rows `probs: (rows, classes)` against `labels: (rows)`.
-pub fn cross_entropy(probs: &crate::Matrix, labels: &[u8]) -> f64 {
-    assert_eq!(probs.rows(), labels.len(), "cross_entropy: one label per row");
-    let total: f64 = labels
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| -(probs.at(i, y as usize).max(f32::MIN_POSITIVE) as f64).ln())
-        .sum();
-    total / labels.len().max(1) as f64
-}

@@ -8,9 +8,6 @@ pub use crate::gemm::{
     available_kernels, block_sizes, micro_kernel_name, set_block_sizes, set_kernel, simd_width,
 };
 
-/// Whether the GEMM behind `crate::gemm::gemm` has real block sizes and kernels.
-pub const FAST_GEMM: bool = true;
-
 /// `MC=.. KC=.. NC=..`, as the tools print block sizes.
 pub fn describe(b: BlockSizes) -> String {
     format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
