@@ -17,7 +17,7 @@ use std::time::Instant;
 use simdnet::data::{mnist, Dataset, Split};
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
 use simdnet::profile::machine::median;
-use simdnet::profile::timer;
+use simdnet::trace;
 
 include!("common/facts.rs");
 
@@ -83,12 +83,12 @@ fn main() {
     let data = train.take(small_limit.min(train.len()));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(3) {
-        timer::enable(false);
+        trace::enable(false);
         off.push(epoch_seconds(&[16, 16], &data));
-        timer::reset();
-        timer::enable(true);
+        trace::reset();
+        trace::enable(true);
         on.push(epoch_seconds(&[16, 16], &data));
-        timer::enable(false);
+        trace::enable(false);
     }
     let (off, on) = (median(&off), median(&on));
     println!(

@@ -20,15 +20,23 @@
 //! To tune: [`matrix`], [`gemm`] (the five BLIS loops, packing, micro-kernels),
 //! [`kernels`] (fused element-wise work), then [`profile`].
 
-pub mod cli;
-pub mod data;
+// Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks.
+pub mod activation;
 pub mod error;
+pub mod matrix;
+pub mod simd;
+pub mod trace;
+// Floor 2: the speed.
 pub mod gemm;
 pub mod kernels;
-pub mod matrix;
+// Floor 3: data, the engine's network, the lesson.
+pub mod data;
 pub mod nn;
-pub mod profile;
 pub mod teach;
+// Floor 4: tools.
+pub mod profile;
+// Floor 5: the command line.
+pub mod cli;
 
 pub use error::{Error, Result};
 pub use matrix::{MatMut, MatRef, Matrix};

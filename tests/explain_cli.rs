@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use simdnet::nn::activation::Activation;
+use simdnet::activation::Activation;
 use simdnet::teach::network::{tiny_batch, train_step, Network, NetworkOptimizer};
 use simdnet::teach::optimizers::OptimizerKind;
 

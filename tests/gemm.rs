@@ -16,9 +16,9 @@
 //! bit-identity across thread pools, hold `GLOBALS`.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use simdnet::activation::Activation;
 use simdnet::gemm::{self, reference, BlockSizes, Epilogue, Parallelism};
 use simdnet::matrix::{Element, MatMut, MatRef};
-use simdnet::nn::activation::Activation;
 use std::sync::Mutex;
 
 static GLOBALS: Mutex<()> = Mutex::new(());

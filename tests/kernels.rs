@@ -6,9 +6,10 @@
 //! - softmax (probabilities, `dz`, loss): the same bound.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use simdnet::kernels::{self, reference, vector};
+use simdnet::activation::Activation;
+use simdnet::kernels::{self, reference};
 use simdnet::matrix::{MatMut, MatRef};
-use simdnet::nn::activation::Activation;
+use simdnet::simd as vector;
 
 /// Relative tolerance of the vectorised `exp`-based functions.
 const REL_TOL: f32 = 1e-6;

@@ -220,13 +220,13 @@ mod verification {
 }
 
 mod timers {
-    use simdnet::profile::timer::{self, scope, Kind};
+    use simdnet::trace::{self, scope, Kind};
 
     #[test]
     fn coverage_and_table() {
         // The only test in this binary that touches the global timers.
-        timer::reset();
-        timer::enable(true);
+        trace::reset();
+        trace::enable(true);
         {
             let _a = scope(Kind::Optimizer, 0).bytes(1000);
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -239,15 +239,15 @@ mod timers {
                 });
             }
         });
-        timer::enable(false);
+        trace::enable(false);
         let _ignored = scope(Kind::Shuffle, 0);
         drop(_ignored);
-        let recs = timer::snapshot();
+        let recs = trace::snapshot();
         assert_eq!(recs.len(), 2);
         let fwd = recs.iter().find(|r| r.kind == Kind::ForwardGemm).unwrap();
         assert_eq!((fwd.layer, fwd.calls, fwd.flops), (1, 2, 2_000_000));
         // Wall shares never exceed thread time, and the levels agree with the thread time.
-        let cov = timer::coverage();
+        let cov = trace::coverage();
         let thread: f64 = recs.iter().map(|r| r.seconds).sum();
         let wall: f64 = recs.iter().map(|r| r.wall_seconds).sum();
         assert!(wall <= thread + 1e-6 && (cov.covered() - wall).abs() < 1e-6);
@@ -268,7 +268,7 @@ mod timers {
             assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
         }
         assert!(table.contains("Accounted: 100.0%"), "{table}");
-        timer::reset();
-        assert!(timer::snapshot().is_empty());
+        trace::reset();
+        assert!(trace::snapshot().is_empty());
     }
 }

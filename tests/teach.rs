@@ -40,7 +40,7 @@
 //! db1 = dz1[0] + dz1[1] = (-0.098000, -0.132086, -0.019886, 0.002486)
 //! ```
 
-use simdnet::nn::activation::Activation;
+use simdnet::activation::Activation;
 use simdnet::teach::backward::{
     activation_backward, bias_gradient, dense_backward, input_gradient, weight_gradient,
 };

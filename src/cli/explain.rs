@@ -19,8 +19,8 @@ use rand::SeedableRng;
 
 use super::args::{Flag, Parsed, UsageError};
 use super::CliError;
+use crate::activation::Activation;
 use crate::data::mnist::{load_split, Split};
-use crate::nn::activation::Activation;
 use crate::teach::forward::activation_slope;
 use crate::teach::network::{tiny_batch, train_step, Network, NetworkOptimizer, StepTrace};
 use crate::teach::optimizers::{Optimizer, OptimizerKind};

@@ -157,8 +157,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
         let mut bar = ProgressBar::new(quiet);
         if profile {
-            crate::profile::timer::reset();
-            crate::profile::timer::enable(true);
+            crate::trace::reset();
+            crate::trace::enable(true);
         }
         let start = Instant::now();
         let history = fit(
@@ -171,7 +171,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         )?;
         let total = start.elapsed().as_secs_f64();
         if profile {
-            crate::profile::timer::enable(false);
+            crate::trace::enable(false);
             print!(
                 "{}",
                 crate::profile::report::training_table(&history, common::current_threads())

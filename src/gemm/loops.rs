@@ -26,8 +26,8 @@
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};
 use super::pack::{pack_a, pack_b};
+use crate::activation::Activation;
 use crate::matrix::{Element, MatRef};
-use crate::nn::activation::Activation;
 use std::cell::RefCell;
 
 /// One cache line of floats: the allocation unit of [`Aligned`].

@@ -36,8 +36,8 @@ pub mod threads;
 
 pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
 
+use crate::activation::Activation;
 use crate::matrix::{Element, MatMut, MatRef};
-use crate::nn::activation::Activation;
 use rayon::prelude::*;
 
 /// What happens to each element of `C` after the product, while it is still hot.
@@ -93,7 +93,7 @@ pub(crate) fn check_shapes<T: Element>(a: &MatRef<T>, b: &MatRef<f32>, c: &MatMu
 
 /// `f32` lanes of the SIMD vectors compiled in (16 with AVX-512F, else 8).
 pub fn simd_width() -> usize {
-    crate::kernels::vector::LANES
+    crate::simd::LANES
 }
 
 /// The name of the micro-kernel used for wide products (`n > simd_width()`),

@@ -15,8 +15,8 @@
 //!   B~[panel q][p][j] = B[p0 + p, j0 + q·nr + j]              (nr floats per p)
 //! ```
 
-use crate::kernels::vector::{self, LANES, V};
 use crate::matrix::{Element, MatRef};
+use crate::simd::{self, LANES, V};
 use std::any::TypeId;
 use wide::f32x8;
 
@@ -176,11 +176,11 @@ pub fn pack_b(
                     // <= kc·nr (inside the panel).
                     unsafe {
                         let v = match n {
-                            LANES => vector::load(s.add(col)),
+                            LANES => simd::load(s.add(col)),
                             0 => V::ZERO,
-                            _ => vector::load_partial(s.add(col), n),
+                            _ => simd::load_partial(s.add(col), n),
                         };
-                        vector::store(d.add(p * nr + col), v);
+                        simd::store(d.add(p * nr + col), v);
                     }
                 }
             }

@@ -7,7 +7,7 @@
 //!   ([`activation_backward`]).
 //!
 //! These are the fast versions: one pass over each row with `wide` vectors
-//! ([`vector::V`], `LANES` floats at a time; a row's tail is handled as a
+//! ([`simd::V`], `LANES` floats at a time; a row's tail is handled as a
 //! zero- or `-inf`-padded vector, so the same arithmetic runs on every
 //! element), no allocation. [`reference`](mod@reference) keeps the plain scalar versions.
 //!
@@ -23,11 +23,10 @@
 //! narrower than one vector, use [`reference`](mod@reference).
 
 pub mod reference;
-pub mod vector;
 
+use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
-use crate::nn::activation::Activation;
-use vector::{LANES, V};
+use crate::simd::{self, LANES, V};
 
 /// Row `i` of a view with unit column stride, as a slice.
 fn row_of<'a>(m: &MatRef<'a>, i: usize) -> &'a [f32] {
@@ -43,9 +42,9 @@ fn read(s: &[f32], j: usize, fill: f32) -> V {
     // SAFETY: `j < s.len()`, and at most `min(n, LANES)` floats from `j` are read.
     unsafe {
         if n >= LANES {
-            vector::load(s.as_ptr().add(j))
+            simd::load(s.as_ptr().add(j))
         } else {
-            vector::load_partial_or(s.as_ptr().add(j), n, fill)
+            simd::load_partial_or(s.as_ptr().add(j), n, fill)
         }
     }
 }
@@ -57,9 +56,9 @@ fn write(s: &mut [f32], j: usize, v: V) {
     // SAFETY: `j < s.len()`, and at most `min(n, LANES)` floats from `j` are written.
     unsafe {
         if n >= LANES {
-            vector::store(s.as_mut_ptr().add(j), v)
+            simd::store(s.as_mut_ptr().add(j), v)
         } else {
-            vector::store_partial(s.as_mut_ptr().add(j), v, n)
+            simd::store_partial(s.as_mut_ptr().add(j), v, n)
         }
     }
 }
@@ -79,7 +78,7 @@ pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
         let row = z.row_mut(i);
         for j in (0..row.len()).step_by(LANES) {
             let x = read(row, j, 0.0) + read(bias, j, 0.0);
-            write(row, j, vector::activate(act, x));
+            write(row, j, simd::activate(act, x));
         }
     }
 }
@@ -102,7 +101,7 @@ pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut 
     for i in 0..da.rows() {
         let (row, a_row) = (da.row_mut(i), row_of(&a, i));
         for j in (0..row.len()).step_by(LANES) {
-            let dz = read(row, j, 0.0) * vector::derivative_from_output(act, read(a_row, j, 0.0));
+            let dz = read(row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
             write(row, j, dz);
             let sum = read(db, j, 0.0) + dz;
             write(db, j, sum);
@@ -169,7 +168,7 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
     }
     // Pass 2, the whole block at once: e = exp(z - max), full vectors.
     for j in (0..out.len()).step_by(LANES) {
-        let e = vector::exp(read(out, j, 0.0));
+        let e = simd::exp(read(out, j, 0.0));
         write(out, j, e);
     }
     // Pass 3, per row: the ln Σ term of the loss and dz = (p - onehot(y)) · grad_scale.
@@ -197,7 +196,7 @@ pub fn softmax_rows(mut z: MatMut) {
         let max = V::splat(vmax.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max));
         let mut vsum = V::ZERO;
         for j in (0..row.len()).step_by(LANES) {
-            let e = vector::exp(read(row, j, f32::NEG_INFINITY) - max);
+            let e = simd::exp(read(row, j, f32::NEG_INFINITY) - max);
             write(row, j, e);
             vsum += e;
         }

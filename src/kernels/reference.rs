@@ -1,8 +1,8 @@
 //! The plain, scalar versions of the fused kernels: the oracles the fast
 //! versions in [`super`] are tested against. Same signatures and semantics.
 
+use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
-use crate::nn::activation::Activation;
 
 /// In place: `z_ij <- act(z_ij + bias_j)`. Shapes: `z: (batch, n)`, `bias: (n)`.
 pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {

@@ -15,9 +15,9 @@
 //! These functions run on the fast engine ([`crate::gemm`], [`crate::kernels`]);
 //! [`crate::teach`] has the same maths as plain loops.
 
+use crate::activation::Activation;
 use crate::gemm::{gemm, Epilogue, Parallelism};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
-use crate::nn::activation::Activation;
 
 /// One dense layer's parameters and activation.
 #[derive(Clone, Debug, PartialEq)]

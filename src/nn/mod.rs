@@ -1,7 +1,6 @@
 //! The network: activations, dense layers, the loss, optimisers, the MLP,
 //! its training loop and its file format. Read in this order.
 
-pub mod activation;
 pub mod dense;
 pub mod init;
 pub mod loss;
@@ -10,7 +9,7 @@ pub mod network;
 pub mod optim;
 pub mod train;
 
-pub use activation::Activation;
+pub use crate::activation::Activation;
 pub use network::{argmax, Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerState};
 pub use train::{fit, EpochStats, Progress, TrainConfig, Trainer};

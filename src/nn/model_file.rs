@@ -20,9 +20,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
-use crate::nn::activation::Activation;
 use crate::nn::dense::Dense;
 use crate::nn::network::Network;
 

@@ -7,15 +7,15 @@
 use rand::SeedableRng;
 use rayon::prelude::*;
 
+use crate::activation::Activation;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::kernels;
 use crate::matrix::{Element, MatRef, Matrix};
-use crate::nn::activation::Activation;
 use crate::nn::dense::{dense_backward_input, dense_backward_weights, dense_forward, Dense};
 use crate::nn::init::glorot_uniform;
-use crate::profile::timer::{scope_when, Kind};
+use crate::trace::{scope_when, Kind};
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
 pub const PIXEL_SCALE: f32 = 1.0 / 255.0;

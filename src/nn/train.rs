@@ -22,7 +22,7 @@ use crate::gemm::Parallelism;
 use crate::matrix::{Element, MatRef};
 use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 use crate::nn::optim::{Optimizer, OptimizerState};
-use crate::profile::timer::{scope, Kind};
+use crate::trace::{scope, Kind};
 
 /// Examples per shard of a mini-batch: each shard is one parallel task.
 ///

@@ -5,6 +5,6 @@ pub mod engine_knobs;
 pub mod json;
 pub mod machine;
 pub mod report;
-pub mod timer;
+
 pub mod tune_config;
 pub mod tuner;

@@ -21,12 +21,12 @@
 
 use std::fmt::Write as _;
 
-use super::timer::{self, Kind, Record};
 use crate::nn::EpochStats;
+use crate::trace::{self, Kind, Record};
 
-/// The profile of a finished `fit`: timers since the last [`timer::reset`].
+/// The profile of a finished `fit`: timers since the last [`trace::reset`].
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
-    render(&timer::snapshot(), &timer::coverage(), history, threads)
+    render(&trace::snapshot(), &trace::coverage(), history, threads)
 }
 
 fn rate(r: &Record) -> String {
@@ -42,7 +42,7 @@ fn rate(r: &Record) -> String {
 }
 
 /// The table for given records (separate from the global timers so it can be tested).
-pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats], threads: usize) -> String {
+pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats], threads: usize) -> String {
     let train_wall: f64 = history.iter().map(|h| h.train_seconds).sum();
     let val_wall: f64 = history.iter().map(|h| h.validation_seconds).sum();
     let wall = train_wall + val_wall;
@@ -140,7 +140,7 @@ pub fn render(records: &[Record], cov: &timer::Coverage, history: &[EpochStats],
         .enumerate()
         .filter(|(_, &t)| t > 0.0)
         .map(|(i, t)| {
-            let plus = if i + 1 == timer::MAX_LEVEL { "+" } else { "" };
+            let plus = if i + 1 == trace::MAX_LEVEL { "+" } else { "" };
             format!("{}{plus} open: {:.1}%", i + 1, pct(*t))
         })
         .collect();

@@ -20,7 +20,7 @@
 //! its gradient is the sum of one contribution per use (see
 //! [`super::pitfalls::used_twice`]).
 
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
 
 use super::forward::activation_slope;
 

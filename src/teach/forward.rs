@@ -22,7 +22,7 @@
 //!
 //! This is the layout of the engine (`nn::dense`), in `f64` instead of `f32`.
 
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
 
 /// The weighted sum of ONE neuron `j` for ONE example:
 ///

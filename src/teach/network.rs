@@ -20,7 +20,7 @@
 
 use rand::Rng;
 
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
 
 use super::backward::{activation_backward, dense_backward};
 use super::forward::{activate, dense, softmax};

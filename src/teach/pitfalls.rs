@@ -8,7 +8,7 @@
 //! 4. [`hidden_units_stay_identical`]: start the weights at random, not at one
 //!    value, or every hidden neuron stays a copy of the others forever.
 
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
 
 use super::forward::{activation, activation_slope};
 use super::network::Network;

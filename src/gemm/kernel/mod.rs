@@ -23,8 +23,8 @@
 pub mod scalar;
 pub mod simd;
 
-use crate::kernels::vector::LANES;
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
+use crate::simd::LANES;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where and how a micro-kernel writes its `MR x NR` tile of C.

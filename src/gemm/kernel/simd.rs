@@ -32,8 +32,8 @@
 //! copied from there (a data-dependent index would force the array to memory).
 
 use super::TileOut;
-use crate::kernels::vector::{self, LANES, V};
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
+use crate::simd::{self, LANES, V};
 
 /// The `MR x (NV · LANES)` SIMD micro-kernel on a packed A micro-panel.
 /// See [`super::KernelFn`] for the contract.
@@ -88,7 +88,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
         let mut bv = [V::ZERO; NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             // SAFETY: within this step's `nr` floats of the B micro-panel.
-            *bv = unsafe { vector::load(b.add(v * LANES)) };
+            *bv = unsafe { simd::load(b.add(v * LANES)) };
         }
         for (i, acc_row) in acc.iter_mut().enumerate() {
             // SAFETY: element (i, p) of the A micro-panel.
@@ -115,12 +115,12 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
                     let c = out.c.add(i * out.rs_c + v * LANES);
                     let mut x = acc;
                     if read_c {
-                        x += beta * vector::load(c);
+                        x += beta * simd::load(c);
                     }
                     if let Some((bias, act)) = out.epilogue {
-                        x = vector::activate(act, x + vector::load(bias.add(v * LANES)));
+                        x = simd::activate(act, x + simd::load(bias.add(v * LANES)));
                     }
-                    vector::store(c, x);
+                    simd::store(c, x);
                 }
             }
         }
@@ -152,16 +152,12 @@ fn store_edge<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileO
             // the valid tile; the bias is valid for `cols` entries.
             unsafe {
                 let c = out.c.add(i * out.rs_c + col);
-                let old = if read_c {
-                    vector::load_partial(c, n)
-                } else {
-                    V::ZERO
-                };
+                let old = if read_c { simd::load_partial(c, n) } else { V::ZERO };
                 let bias = match out.epilogue {
-                    Some((b, _)) => vector::load_partial(b.add(col), n),
+                    Some((b, _)) => simd::load_partial(b.add(col), n),
                     None => V::ZERO,
                 };
-                vector::store_partial(c, finish(acc, old, read_c, beta, bias, act), n);
+                simd::store_partial(c, finish(acc, old, read_c, beta, bias, act), n);
             }
         }
     }
@@ -175,7 +171,7 @@ fn finish(acc: V, c: V, read_c: bool, beta: V, bias: V, act: Option<Activation>)
         x += beta * c;
     }
     match act {
-        Some(act) => vector::activate(act, x + bias),
+        Some(act) => simd::activate(act, x + bias),
         None => x,
     }
 }

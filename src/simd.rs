@@ -5,7 +5,7 @@
 //! registers on a baseline x86-64 build). Both the GEMM micro-kernels and the
 //! fused element-wise kernels are written against `V` and [`LANES`].
 
-use crate::nn::activation::Activation;
+use crate::activation::Activation;
 
 #[cfg(target_feature = "avx512f")]
 pub type V = wide::f32x16;
