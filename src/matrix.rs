@@ -20,6 +20,18 @@ pub trait Element: Copy + Send + Sync + fmt::Debug + 'static {
     fn to_f32(self) -> f32;
 }
 
+/// The index of the largest value of `v` (the first one on ties; 0 for an
+/// empty slice). A network's prediction is the `argmax` of a row of its outputs.
+pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 impl Element for f32 {
     #[inline(always)]
     fn to_f32(self) -> f32 {

@@ -10,6 +10,7 @@ pub mod optim;
 pub mod train;
 
 pub use crate::activation::Activation;
-pub use network::{argmax, Evaluation, Network, Workspace, PIXEL_SCALE};
+pub use crate::matrix::argmax;
+pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerState};
 pub use train::{fit, EpochStats, Progress, TrainConfig, Trainer};

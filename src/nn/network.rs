@@ -12,7 +12,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::kernels;
-use crate::matrix::{Element, MatRef, Matrix};
+use crate::matrix::{argmax, Element, MatRef, Matrix};
 use crate::nn::dense::{dense_backward_input, dense_backward_weights, dense_forward, Dense};
 use crate::nn::init::glorot_uniform;
 use crate::trace::{scope_when, Kind};
@@ -247,17 +247,6 @@ impl Network {
             accuracy: correct as f64 / n as f64,
         })
     }
-}
-
-/// The index of the largest value (the first one on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Every buffer of one forward + backward pass over up to `capacity` rows.
