@@ -1,6 +1,18 @@
-//! Kernel timers for `simdnet train --profile`.
+//! Kernel timers for `simdnet train --profile`: the few hooks the engine
+//! needs, at the bottom floor (no reporting or formatting here: that is
+//! `profile::report`).
 //!
-//! The training code wraps each piece of work in a [`scope`]. When profiling
+//! Two ways to open a timer:
+//! - the trainer wraps its own pieces of work (gathering a batch, the
+//!   optimiser, validation) in a [`scope`] with their kind;
+//! - the engine's kernels ([`crate::gemm::gemm`], the fused kernels) open a
+//!   [`kernel`] scope themselves, which records only on a thread that is
+//!   inside a training pass ([`training`]), under the layer the network's
+//!   loop last named ([`layer`]). So the maths of a layer carries no timer
+//!   lines, and evaluation or `bench` calls to the same kernels are not
+//!   counted as training.
+//!
+//! When profiling
 //! is off (the default) a scope is one relaxed atomic load and nothing else.
 //! When on, each scope adds its wall time, a call, and the FLOPs and bytes it
 //! declares to global counters (one slot per kind of work and layer). Scopes
@@ -13,6 +25,7 @@
 //! the per-kind wall shares add up to the wall time covered by at least one
 //! timer, and the time with `k` scopes open is kept per `k` (see [`coverage`]).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -218,20 +231,79 @@ pub struct Scope {
 /// Starts timing `kind` of `layer` (use layer 0 for kinds that are not per layer).
 #[inline(always)]
 pub fn scope(kind: Kind, layer: usize) -> Scope {
-    scope_when(true, kind, layer)
-}
-
-/// Like [`scope`], but only times when `on` is also true (e.g. training, not evaluation).
-#[inline(always)]
-pub fn scope_when(on: bool, kind: Kind, layer: usize) -> Scope {
     let slot = kind.index() * MAX_LAYERS + layer.min(MAX_LAYERS - 1);
-    let start = if on && enabled() { Some(open(slot)) } else { None };
+    let start = if enabled() { Some(open(slot)) } else { None };
     Scope {
         start,
         slot,
         flops: 0,
         bytes: 0,
     }
+}
+
+thread_local! {
+    /// Whether this thread is inside a training pass (see [`training`]).
+    static TRAINING: Cell<bool> = const { Cell::new(false) };
+    /// The layer this thread's kernels work for (see [`layer`]).
+    static LAYER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// While alive, marks the current thread's work as part of a training pass
+/// (restores the previous state when dropped).
+#[must_use = "the context lasts until the guard is dropped"]
+pub struct Context {
+    training: bool,
+    layer: usize,
+}
+
+impl Drop for Context {
+    #[inline(always)]
+    fn drop(&mut self) {
+        TRAINING.with(|t| t.set(self.training));
+        LAYER.with(|l| l.set(self.layer));
+    }
+}
+
+fn context(training: Option<bool>, layer: Option<usize>) -> Context {
+    let old = Context {
+        training: TRAINING.with(|t| t.get()),
+        layer: LAYER.with(|l| l.get()),
+    };
+    if let Some(on) = training {
+        TRAINING.with(|t| t.set(on));
+    }
+    if let Some(l) = layer {
+        LAYER.with(|c| c.set(l));
+    }
+    old
+}
+
+/// Marks this thread as running a training pass until the guard drops: the
+/// [`kernel`] scopes opened meanwhile are recorded.
+#[inline]
+pub fn training() -> Context {
+    context(Some(true), None)
+}
+
+/// Names the layer whose work this thread runs until the guard drops.
+#[inline]
+pub fn layer(l: usize) -> Context {
+    context(None, Some(l))
+}
+
+/// A timer for one call of an engine kernel: records only while profiling is
+/// on and this thread is inside [`training`], under the current [`layer`].
+#[inline(always)]
+pub fn kernel(kind: Kind) -> Scope {
+    if !enabled() || !TRAINING.with(|t| t.get()) {
+        return Scope {
+            start: None,
+            slot: 0,
+            flops: 0,
+            bytes: 0,
+        };
+    }
+    scope(kind, LAYER.with(|l| l.get()))
 }
 
 /// Registers an open scope for the coverage count; returns its start time.

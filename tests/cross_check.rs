@@ -29,6 +29,7 @@ fn to_teach(net: &Network, act: Activation) -> teach::Network {
         layers: net
             .layers()
             .iter()
+            .map(|l| l.as_dense().expect("a dense layer"))
             .map(|l| teach::Layer {
                 inputs: l.inputs(),
                 outputs: l.outputs(),
@@ -63,18 +64,18 @@ fn forward_loss_and_gradients_agree() {
         let mut ws = Workspace::new(&net, rows);
         let xv = MatRef::from_slice(&x, rows, inputs);
         ws.forward(&net, xv, 1.0 / 255.0, Parallelism::Sequential);
-        let (loss_sum, _) = ws.loss_and_correct(&y, 1.0 / rows as f32);
+        let (loss_sum, _) = ws.loss(&y, 1.0 / rows as f32);
         ws.backward(&net, xv, 1.0 / 255.0, Parallelism::Sequential);
 
         let fwd = tnet.forward(&x64, rows);
         let grads = tnet.backward(&x64, &labels, &fwd);
         let n = net.layers().len();
         for l in 0..n - 1 {
-            let e = rel_err(ws.acts[l].as_slice(), &fwd.a[l]);
+            let e = rel_err(ws.output(l).to_matrix().as_slice(), &fwd.a[l]);
             assert!(e < TOL, "{act}: activations of layer {l}: {e}");
         }
         // The engine keeps the logits; the teaching module, z of the last layer.
-        let e = rel_err(ws.acts[n - 1].as_slice(), &fwd.z[n - 1]);
+        let e = rel_err(ws.logits().to_matrix().as_slice(), &fwd.z[n - 1]);
         assert!(e < TOL, "{act}: logits {e}");
         let teach_loss = tnet.loss(&x64, &labels);
         assert!(
@@ -82,11 +83,11 @@ fn forward_loss_and_gradients_agree() {
             "{act}: loss"
         );
         for l in 0..n {
-            let e = rel_err(ws.dw[l].as_slice(), &grads.dw[l]);
+            let e = rel_err(ws.grad(l, 0), &grads.dw[l]);
             assert!(e < TOL, "{act}: dW{l} {e}");
-            let e = rel_err(&ws.db[l], &grads.db[l]);
+            let e = rel_err(ws.grad(l, 1), &grads.db[l]);
             assert!(e < TOL, "{act}: db{l} {e}");
-            let e = rel_err(ws.deltas[l].as_slice(), &grads.dz[l]);
+            let e = rel_err(ws.dz(l).to_matrix().as_slice(), &grads.dz[l]);
             assert!(e < TOL, "{act}: dz{l} {e}");
         }
     }
@@ -125,6 +126,7 @@ fn training_steps_agree_for_every_optimizer() {
                     "{act} {opt}: loss"
                 );
                 for (l, (el, tl)) in net.layers().iter().zip(&tnet.layers).enumerate() {
+                    let el = el.as_dense().expect("a dense layer");
                     let e = rel_err(el.w.as_slice(), &tl.w);
                     assert!(e < TOL, "{act} {opt}: W{l} after step {step}: {e}");
                     let e = rel_err(&el.b, &tl.b);

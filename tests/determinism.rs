@@ -43,7 +43,7 @@ fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) ->
 fn bits(net: &Network) -> Vec<u32> {
     net.layers()
         .iter()
-        .flat_map(|l| l.w.as_slice().iter().chain(&l.b).map(|v| v.to_bits()))
+        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
         .collect()
 }
 

@@ -6,7 +6,7 @@
 use simdnet::gemm::{reference, Epilogue};
 use simdnet::kernels::reference as kref;
 use simdnet::matrix::{MatRef, Matrix};
-use simdnet::nn::{Activation, Network, Optimizer, Trainer, Workspace};
+use simdnet::nn::{Activation, Dense, Network, Optimizer, Trainer, Workspace};
 
 const TOL: f64 = 1e-5;
 
@@ -30,11 +30,15 @@ struct RefPass {
     loss_sum: f64,
 }
 
+fn dense(net: &Network, l: usize) -> &Dense {
+    net.layers()[l].as_dense().expect("a dense layer")
+}
+
 /// Forward and backward with nothing but the reference GEMM and scalar kernels.
 fn reference_pass(net: &Network, x: MatRef<u8>, scale: f32, labels: &[u8]) -> RefPass {
     let rows = x.rows();
-    let layers = net.layers();
-    let n = layers.len();
+    let n = net.layers().len();
+    let layers: Vec<&Dense> = (0..n).map(|l| dense(net, l)).collect();
     let mut acts: Vec<Matrix> = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
         let mut a = Matrix::zeros(rows, layer.outputs());
@@ -53,11 +57,12 @@ fn reference_pass(net: &Network, x: MatRef<u8>, scale: f32, labels: &[u8]) -> Re
         kref::bias_activation(a.view_mut(), &layer.b, layer.act);
         acts.push(a);
     }
-    let mut dz: Vec<Matrix> = layers.iter().map(|l| Matrix::zeros(rows, l.outputs())).collect();
+    let mut da: Vec<Matrix> = layers.iter().map(|l| Matrix::zeros(rows, l.outputs())).collect();
+    let mut dz = da.clone();
     let loss_sum = kref::softmax_cross_entropy(
         acts[n - 1].view(),
         labels,
-        dz[n - 1].view_mut(),
+        da[n - 1].view_mut(),
         1.0 / rows as f32,
     );
     let mut dw: Vec<Matrix> = layers
@@ -65,8 +70,14 @@ fn reference_pass(net: &Network, x: MatRef<u8>, scale: f32, labels: &[u8]) -> Re
         .map(|l| Matrix::zeros(l.inputs(), l.outputs()))
         .collect();
     let mut db: Vec<Vec<f32>> = layers.iter().map(|l| vec![0.0; l.outputs()]).collect();
-    kref::column_sums(dz[n - 1].view(), &mut db[n - 1]);
     for l in (0..n).rev() {
+        kref::activation_backward(
+            dz[l].view_mut(),
+            da[l].view(),
+            acts[l].view(),
+            layers[l].act,
+            &mut db[l],
+        );
         if l == 0 {
             reference::gemm(scale, x.t(), dz[0].view(), 0.0, dw[0].view_mut(), Epilogue::None);
         } else {
@@ -78,21 +89,13 @@ fn reference_pass(net: &Network, x: MatRef<u8>, scale: f32, labels: &[u8]) -> Re
                 dw[l].view_mut(),
                 Epilogue::None,
             );
-            let (lower, upper) = dz.split_at_mut(l);
             reference::gemm(
                 1.0,
-                upper[0].view(),
+                dz[l].view(),
                 layers[l].w.view().t(),
                 0.0,
-                lower[l - 1].view_mut(),
+                da[l - 1].view_mut(),
                 Epilogue::None,
-            );
-            let (head, _) = db.split_at_mut(l);
-            kref::activation_backward(
-                lower[l - 1].view_mut(),
-                acts[l - 1].view(),
-                layers[l - 1].act,
-                &mut head[l - 1],
             );
         }
     }
@@ -125,19 +128,27 @@ fn one_pass_matches_the_reference_path() {
             let r = reference_pass(&net, xv, 1.0 / 255.0, &y);
             let mut ws = Workspace::new(&net, rows);
             ws.forward(&net, xv, 1.0 / 255.0, simdnet::gemm::Parallelism::Rayon);
-            let (loss_sum, _) = ws.loss_and_correct(&y, 1.0 / rows as f32);
+            let (loss_sum, _) = ws.loss(&y, 1.0 / rows as f32);
             ws.backward(&net, xv, 1.0 / 255.0, simdnet::gemm::Parallelism::Rayon);
             let what = format!("{hidden:?} {act} rows {rows}");
             assert!((loss_sum - r.loss_sum).abs() / r.loss_sum < TOL, "{what}: loss");
             for l in 0..net.layers().len() {
                 let pairs = [
-                    ("a", ws.acts[l].as_slice(), r.acts[l].as_slice()),
-                    ("dz", ws.deltas[l].as_slice(), r.dz[l].as_slice()),
-                    ("dW", ws.dw[l].as_slice(), r.dw[l].as_slice()),
-                    ("db", &ws.db[l][..], &r.db[l][..]),
+                    ("a", &ws.output(l).to_matrix(), &r.acts[l]),
+                    ("dz", &ws.dz(l).to_matrix(), &r.dz[l]),
+                    (
+                        "dW",
+                        &Matrix::from_slice(r.dw[l].rows(), r.dw[l].cols(), ws.grad(l, 0)),
+                        &r.dw[l],
+                    ),
+                    (
+                        "db",
+                        &Matrix::from_slice(1, r.db[l].len(), ws.grad(l, 1)),
+                        &Matrix::from_slice(1, r.db[l].len(), &r.db[l]),
+                    ),
                 ];
                 for (name, fast, slow) in pairs {
-                    let e = rel_err(fast, slow);
+                    let e = rel_err(fast.as_slice(), slow.as_slice());
                     assert!(e <= TOL, "{what}: {name}{l} relative error {e:.2e}");
                 }
             }
@@ -157,17 +168,14 @@ fn sharded_step_gradients_match_the_whole_batch() {
     let mut trainer = Trainer::new(&net, Optimizer::sgd(1.0), 128).unwrap();
     trainer.step(&mut net, xv, 1.0 / 255.0, &y);
     for l in 0..net.layers().len() {
-        let step: Vec<f32> = net0.layers()[l]
-            .w
-            .as_slice()
-            .iter()
-            .zip(net.layers()[l].w.as_slice())
-            .map(|(a, b)| a - b)
-            .collect();
-        let e = rel_err(&step, r.dw[l].as_slice());
+        let (before, after) = (dense(&net0, l), dense(&net, l));
+        let step = |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(a, b)| a - b).collect() };
+        let e = rel_err(&step(before.w.as_slice(), after.w.as_slice()), r.dw[l].as_slice());
         assert!(
             e <= 1e-4,
-            "layer {l}: {e:.2e} (subtraction of nearby weights costs a few digits)"
+            "layer {l} dW: {e:.2e} (subtraction of nearby weights costs a few digits)"
         );
+        let e = rel_err(&step(&before.b, &after.b), &r.db[l]);
+        assert!(e <= 1e-4, "layer {l} db: {e:.2e}");
     }
 }

@@ -22,6 +22,7 @@ fn params(net: &Network) -> Params {
     net.layers()
         .iter()
         .map(|l| {
+            let l = l.as_dense().expect("a dense layer");
             let w = l.w.as_slice().iter().map(|&v| v as f64).collect();
             let b = l.b.iter().map(|&v| v as f64).collect();
             (w, b, l.act, l.inputs(), l.outputs())
@@ -72,7 +73,7 @@ fn check_network(hidden: &[usize], act: Activation, seed: u64) {
     let xv = MatRef::from_slice(&x, rows, n_in);
     let mut ws = Workspace::new(&net, rows);
     ws.forward(&net, xv, 1.0, Parallelism::Sequential);
-    let (loss_sum, _) = ws.loss_and_correct(&labels, 1.0 / rows as f32);
+    let (loss_sum, _) = ws.loss(&labels, 1.0 / rows as f32);
     ws.backward(&net, xv, 1.0, Parallelism::Sequential);
 
     let mut p = params(&net);
@@ -101,9 +102,9 @@ fn check_network(hidden: &[usize], act: Activation, seed: u64) {
                 *g = (up - down) / (2.0 * h);
             }
             let analytic: Vec<f64> = if which == 0 {
-                ws.dw[l].as_slice().iter().map(|&v| v as f64).collect()
+                ws.grad(l, 0).iter().map(|&v| v as f64).collect()
             } else {
-                ws.db[l].iter().map(|&v| v as f64).collect()
+                ws.grad(l, 1).iter().map(|&v| v as f64).collect()
             };
             let e = rel_err(&analytic, &numeric);
             let name = if which == 0 { "dW" } else { "db" };

@@ -130,17 +130,23 @@ fn activation_backward_matches_reference_exactly() {
             let z = random(rows, cols, 3.0, &mut rng);
             let a: Vec<f32> = z.iter().map(|&v| act.f(v)).collect();
             let da = random(rows, cols, 1.0, &mut rng);
-            let (mut fast, mut want) = (da.clone(), da.clone());
+            // NaN everywhere: both must overwrite dz and db, never read them.
+            let (mut fast, mut want) = (vec![f32::NAN; rows * cols], vec![f32::NAN; rows * cols]);
             let (mut db_fast, mut db_want) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
-            let a_view = MatRef::from_slice(&a, rows, cols);
+            let (da_view, a_view) = (
+                MatRef::from_slice(&da, rows, cols),
+                MatRef::from_slice(&a, rows, cols),
+            );
             kernels::activation_backward(
                 MatMut::from_slice(&mut fast, rows, cols),
+                da_view,
                 a_view,
                 act,
                 &mut db_fast,
             );
             reference::activation_backward(
                 MatMut::from_slice(&mut want, rows, cols),
+                da_view,
                 a_view,
                 act,
                 &mut db_want,
@@ -152,20 +158,42 @@ fn activation_backward_matches_reference_exactly() {
 }
 
 #[test]
-fn column_sums_match_reference_exactly() {
+fn identity_backward_copies_da_and_sums_its_columns() {
+    // The output layer (identity): dz = da exactly, db = the column sums of da
+    // in row order; also through a transposed (strided) view of da.
     let mut rng = StdRng::seed_from_u64(4);
     for &(rows, cols) in SHAPES {
-        let dz = random(rows, cols, 1.0, &mut rng);
-        let (mut fast, mut want) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
-        kernels::column_sums(MatRef::from_slice(&dz, rows, cols), &mut fast);
-        reference::column_sums(MatRef::from_slice(&dz, rows, cols), &mut want);
-        assert_eq!(fast, want, "{rows}x{cols}");
-        // A transposed view takes the fallback path.
-        let t = MatRef::from_slice(&dz, rows, cols).to_matrix();
-        let mut t_sums = vec![0.0; rows];
-        kernels::column_sums(t.view().t(), &mut t_sums);
-        for (i, s) in t_sums.iter().enumerate() {
-            assert_eq!(*s, dz[i * cols..(i + 1) * cols].iter().sum::<f32>());
+        let da = random(rows, cols, 1.0, &mut rng);
+        let a = random(rows, cols, 1.0, &mut rng);
+        let want_db: Vec<f32> = (0..cols)
+            .map(|j| (0..rows).fold(0.0f32, |s, i| s + da[i * cols + j]))
+            .collect();
+        let (mut dz, mut db) = (vec![f32::NAN; rows * cols], vec![f32::NAN; cols]);
+        kernels::activation_backward(
+            MatMut::from_slice(&mut dz, rows, cols),
+            MatRef::from_slice(&da, rows, cols),
+            MatRef::from_slice(&a, rows, cols),
+            Activation::Identity,
+            &mut db,
+        );
+        assert_eq!(dz, da, "{rows}x{cols}: dz");
+        assert_eq!(db, want_db, "{rows}x{cols}: db");
+        let t = MatRef::from_slice(&da, rows, cols).to_matrix();
+        let at = MatRef::from_slice(&a, rows, cols).to_matrix();
+        let (mut dz_t, mut db_t) = (vec![f32::NAN; rows * cols], vec![f32::NAN; rows]);
+        kernels::activation_backward(
+            MatMut::from_slice(&mut dz_t, cols, rows),
+            t.view().t(),
+            at.view().t(),
+            Activation::Identity,
+            &mut db_t,
+        );
+        for i in 0..rows {
+            assert_eq!(
+                db_t[i],
+                da[i * cols..(i + 1) * cols].iter().sum::<f32>(),
+                "{rows}x{cols}: row {i}"
+            );
         }
     }
 }

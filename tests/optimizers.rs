@@ -5,7 +5,7 @@
 use simdnet::nn::{Optimizer, OptimizerState};
 
 fn two_steps(opt: Optimizer) -> (f32, f32) {
-    let mut state = OptimizerState::new(&opt, &[1]);
+    let mut state = OptimizerState::new(&[1]);
     let mut w = [1.0f32];
     state.begin_step();
     state.update(&opt, 0, &mut w, &[0.5]);
@@ -62,12 +62,12 @@ fn large_tensors_update_like_small_ones() {
     ] {
         let g: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
         let mut big = vec![0.5f32; n];
-        let mut state = OptimizerState::new(&opt, &[n]);
+        let mut state = OptimizerState::new(&[n]);
         state.begin_step();
         state.update(&opt, 0, &mut big, &g);
         for i in [0, 1, n / 2, n - 1] {
             let mut small = [0.5f32];
-            let mut s = OptimizerState::new(&opt, &[1]);
+            let mut s = OptimizerState::new(&[1]);
             s.begin_step();
             s.update(&opt, 0, &mut small, &g[i..i + 1]);
             assert_eq!(small[0].to_bits(), big[i].to_bits(), "{opt} at {i}");

@@ -183,8 +183,8 @@ mod verification {
         simdnet::kernels::softmax_cross_entropy(logits, labels, dz, 1.0)
     }
 
-    fn backward_without_bias_grad(da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
-        simdnet::kernels::activation_backward(da, a, act, db);
+    fn backward_without_bias_grad(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+        simdnet::kernels::activation_backward(dz, da, a, act, db);
         db.fill(0.0);
     }
 

@@ -139,6 +139,7 @@ pub fn gemm<T: Element>(
     if m == 0 || n == 0 {
         return;
     }
+    let _t = crate::trace::kernel(trace_kind(&a, &epilogue)).flops(2 * m * n * k);
     let epilogue = match epilogue {
         Epilogue::None => None,
         Epilogue::BiasActivation { bias, act } => Some((bias, act)),
@@ -175,6 +176,18 @@ pub fn gemm<T: Element>(
         run_task(0);
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
+    }
+}
+
+/// How `train --profile` files a product: with the bias-activation epilogue it
+/// is a layer's forward pass; otherwise a transposed A (`xᵀ·dz`) is a weight
+/// gradient and anything else (`dz·Wᵀ`) an input gradient.
+fn trace_kind<T: Element>(a: &MatRef<T>, epilogue: &Epilogue) -> crate::trace::Kind {
+    use crate::trace::Kind;
+    match epilogue {
+        Epilogue::BiasActivation { .. } => Kind::ForwardGemm,
+        Epilogue::None if a.col_stride() != 1 => Kind::BackwardGemmDw,
+        Epilogue::None => Kind::BackwardGemmDx,
     }
 }
 

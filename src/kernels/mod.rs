@@ -14,8 +14,7 @@
 //! Accuracy against [`reference`](mod@reference):
 //! - exact (bit-identical): identity and ReLU in [`bias_activation`],
 //!   [`activation_backward`] (every activation: `f'` from the output is
-//!   plain arithmetic, and `db` is summed over rows in the same order),
-//!   [`column_sums`];
+//!   plain arithmetic, and `db` is summed over rows in the same order);
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
 //!   kernels (polynomial `exp`, and the row sum is taken lane-wise).
 //!
@@ -27,6 +26,7 @@ pub mod reference;
 use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
 use crate::simd::{self, LANES, V};
+use crate::trace::{self, Kind};
 
 /// Row `i` of a view with unit column stride, as a slice.
 fn row_of<'a>(m: &MatRef<'a>, i: usize) -> &'a [f32] {
@@ -83,45 +83,25 @@ pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
     }
 }
 
-/// In place: `da_ij <- da_ij · f'(a_ij)` (so `da` becomes `dz`), and
-/// `db_j = Σ_i dz_ij` (overwritten), in one pass.
+/// `dz_ij = da_ij · f'(a_ij)` (the error before the activation, from the error
+/// after it) and `db_j = Σ_i dz_ij` (overwritten), in one pass.
 ///
-/// Shapes: `da: (batch, n)`, `a: (batch, n)` (the stored forward output), `db: (n)`.
-pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
-    assert_eq!(
-        (da.rows(), da.cols()),
-        (a.rows(), a.cols()),
-        "activation_backward: shapes"
-    );
-    assert_eq!(db.len(), da.cols(), "activation_backward: bias-gradient length");
-    if a.col_stride() != 1 {
-        return reference::activation_backward(da, a, act, db);
-    }
-    db.fill(0.0);
-    for i in 0..da.rows() {
-        let (row, a_row) = (da.row_mut(i), row_of(&a, i));
-        for j in (0..row.len()).step_by(LANES) {
-            let dz = read(row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
-            write(row, j, dz);
-            let sum = read(db, j, 0.0) + dz;
-            write(db, j, sum);
-        }
-    }
-}
-
-/// `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz: (batch, n)`, `db: (n)`.
-pub fn column_sums(dz: MatRef, db: &mut [f32]) {
-    assert_eq!(db.len(), dz.cols(), "column_sums: length");
-    if dz.col_stride() != 1 || dz.cols() < LANES {
-        // (Narrow rows: the scalar loop is faster, see `bias_activation`;
-        // both sum in the same order.)
-        return reference::column_sums(dz, db);
+/// Shapes: `dz, da, a: (batch, n)` (`a` the stored forward output), `db: (n)`.
+pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+    reference::check_activation_backward(&dz, &da, &a, db);
+    let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
+    if a.col_stride() != 1 || da.col_stride() != 1 || dz.cols() < LANES {
+        // (Rows narrower than one vector, e.g. the 10 logits: the scalar loop
+        // is faster, see `bias_activation`; both give the same bits.)
+        return reference::activation_backward(dz, da, a, act, db);
     }
     db.fill(0.0);
     for i in 0..dz.rows() {
-        let row = row_of(&dz, i);
+        let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
         for j in (0..row.len()).step_by(LANES) {
-            let sum = read(db, j, 0.0) + read(row, j, 0.0);
+            let d = read(da_row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
+            write(row, j, d);
+            let sum = read(db, j, 0.0) + d;
             write(db, j, sum);
         }
     }
@@ -144,6 +124,7 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
         "softmax_cross_entropy: shapes"
     );
     let (rows, classes) = (logits.rows(), logits.cols());
+    let _t = trace::kernel(Kind::SoftmaxCe).bytes(8 * rows * classes);
     if logits.col_stride() != 1 || logits.row_stride() != classes || dz.row_stride() != classes {
         return reference::softmax_cross_entropy(logits, labels, dz, grad_scale);
     }

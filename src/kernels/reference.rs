@@ -14,36 +14,31 @@ pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
     }
 }
 
-/// In place: `da_ij <- da_ij · f'(a_ij)` (so `da` becomes `dz`), and
-/// `db_j = Σ_i dz_ij` (overwritten), in one pass.
+/// `dz_ij = da_ij · f'(a_ij)` and `db_j = Σ_i dz_ij` (overwritten), in one pass.
 ///
-/// Shapes: `da: (batch, n)`, `a: (batch, n)` (the stored forward output), `db: (n)`.
-pub fn activation_backward(mut da: MatMut, a: MatRef, act: Activation, db: &mut [f32]) {
-    assert_eq!(
-        (da.rows(), da.cols()),
-        (a.rows(), a.cols()),
-        "activation_backward: shapes"
-    );
-    assert_eq!(db.len(), da.cols(), "activation_backward: bias-gradient length");
+/// Shapes: `dz, da, a: (batch, n)` (`a` the stored forward output), `db: (n)`.
+pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+    check_activation_backward(&dz, &da, &a, db);
     db.fill(0.0);
-    for i in 0..da.rows() {
-        let row = da.row_mut(i);
+    for i in 0..dz.rows() {
+        let row = dz.row_mut(i);
         for j in 0..row.len() {
-            row[j] *= act.df_from_output(a.at(i, j));
+            row[j] = da.at(i, j) * act.df_from_output(a.at(i, j));
             db[j] += row[j];
         }
     }
 }
 
-/// `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz: (batch, n)`, `db: (n)`.
-pub fn column_sums(dz: MatRef, db: &mut [f32]) {
-    assert_eq!(db.len(), dz.cols(), "column_sums: length");
-    db.fill(0.0);
-    for i in 0..dz.rows() {
-        for (j, d) in db.iter_mut().enumerate() {
-            *d += dz.at(i, j);
-        }
-    }
+/// Panics unless `dz`, `da` and `a` have one shape and `db` one entry per column.
+pub(super) fn check_activation_backward(dz: &MatMut, da: &MatRef, a: &MatRef, db: &[f32]) {
+    let shape = (dz.rows(), dz.cols());
+    assert!(
+        (da.rows(), da.cols()) == shape && (a.rows(), a.cols()) == shape,
+        "activation_backward: dz is {shape:?}, da {:?}, a {:?}",
+        (da.rows(), da.cols()),
+        (a.rows(), a.cols())
+    );
+    assert_eq!(db.len(), dz.cols(), "activation_backward: bias-gradient length");
 }
 
 /// Softmax with cross-entropy, one pass per row.

@@ -4,19 +4,23 @@
 //! `x: (rows, inputs)`, `W: (inputs, outputs)`, `b: (outputs)`, `z, a: (rows, outputs)`.
 //!
 //! The forward pass keeps `a` (the backward pass needs it for `f'`, and the
-//! next layer's `dW` needs it as its input). The backward pass, beside the
-//! forward line it differentiates:
+//! next layer's `dW` needs it as its input); `z` is never stored: the GEMM
+//! adds the bias and applies `f` while each tile of `z` is still in registers.
+//! The backward pass, beside the forward line it differentiates:
 //!
 //! ```text
 //! forward:  z = x·W + b          backward: dW = xᵀ·dz,  db = Σ_rows dz,  dx = dz·Wᵀ
 //! forward:  a = f(z)             backward: dz = da ⊙ f'(z)   (f' from the stored a)
 //! ```
 //!
-//! These functions run on the fast engine ([`crate::gemm`], [`crate::kernels`]);
-//! [`crate::teach`] has the same maths as plain loops.
+//! The same two functions, in plain `f64` loops with every intermediate kept,
+//! are [`crate::teach::forward::dense_forward`] and
+//! [`crate::teach::backward::dense_backward`]: same names, same argument
+//! order (outputs first).
 
 use crate::activation::Activation;
 use crate::gemm::{gemm, Epilogue, Parallelism};
+use crate::kernels::activation_backward;
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 
 /// One dense layer's parameters and activation.
@@ -26,24 +30,28 @@ pub struct Dense {
     pub w: Matrix,
     /// Biases, `(outputs)`.
     pub b: Vec<f32>,
-    /// The activation applied to `z` (the output layer uses `Identity`: softmax is in the loss).
+    /// The activation applied to `z` (the output layer uses `Identity`: its
+    /// `a` are the logits, and softmax is part of the loss).
     pub act: Activation,
 }
 
 impl Dense {
+    /// Values per example this layer reads.
     pub fn inputs(&self) -> usize {
         self.w.rows()
     }
+    /// Neurons: values per example this layer writes.
     pub fn outputs(&self) -> usize {
         self.w.cols()
     }
 }
 
-/// Forward: `a = f(x_scale · x·W + b)`, in one fused GEMM.
+/// Forward: `z = x_scale·x·W + b`, `a = f(z)`, in one fused GEMM.
 ///
 /// `x_scale` lets the first layer read raw `u8` pixels with `1/255` applied as
 /// they are packed. Shapes: `a: (rows, outputs)`, `x: (rows, inputs)`.
 pub fn dense_forward<T: Element>(a: MatMut, x: MatRef<T>, x_scale: f32, layer: &Dense, par: Parallelism) {
+    // z = x·W + b and a = f(z), while z is in registers
     let epilogue = Epilogue::BiasActivation {
         bias: &layer.b,
         act: layer.act,
@@ -51,24 +59,31 @@ pub fn dense_forward<T: Element>(a: MatMut, x: MatRef<T>, x_scale: f32, layer: &
     gemm(x_scale, x, layer.w.view(), 0.0, a, epilogue, par);
 }
 
-/// Backward through `z = x·W + b`, the weights: `dW = x_scale · xᵀ·dz`.
+/// Backward: from `da = ∂L/∂a`, the gradients `dz`, `dW`, `db` and the error
+/// `dx = ∂L/∂x` sent to the layer below (`None` for the first layer: the
+/// inputs are data, they need no gradient).
 ///
-/// The bias gradient `db = Σ_rows dz` is computed where `dz` is made
-/// (fused into [`crate::kernels::activation_backward`]).
-/// Shapes: `dw: (inputs, outputs)`, `dz: (rows, outputs)`, `x: (rows, inputs)`.
-pub fn dense_backward_weights<T: Element>(
+/// Shapes: `dx: (rows, inputs)`, `dw: (inputs, outputs)`, `db: (outputs)`,
+/// `dz, da, a: (rows, outputs)`, `x: (rows, inputs)`.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward<T: Element>(
+    dx: Option<MatMut>,
     dw: MatMut,
-    dz: MatRef,
+    db: &mut [f32],
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
     x: MatRef<T>,
     x_scale: f32,
+    layer: &Dense,
     par: Parallelism,
 ) {
-    gemm(x_scale, x.t(), dz, 0.0, dw, Epilogue::None, par);
-}
-
-/// Backward through `z = x·W + b`, the input: `dx = dz·Wᵀ` (the error sent to the layer below).
-///
-/// Shapes: `dx: (rows, inputs)`, `dz: (rows, outputs)`, `w: (inputs, outputs)`.
-pub fn dense_backward_input(dx: MatMut, dz: MatRef, w: MatRef, par: Parallelism) {
-    gemm(1.0, dz, w.t(), 0.0, dx, Epilogue::None, par);
+    // forward was a = f(z):        dz = da ⊙ f'(a),  db = Σ_rows dz   (one fused pass)
+    activation_backward(dz.rb_mut(), da, a, layer.act, db);
+    // forward was z = x·W + b:     dW = xᵀ·dz
+    gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
+    //                              dx = dz·Wᵀ
+    if let Some(dx) = dx {
+        gemm(1.0, dz.as_ref(), layer.w.view().t(), 0.0, dx, Epilogue::None, par);
+    }
 }

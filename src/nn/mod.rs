@@ -1,8 +1,15 @@
-//! The network: activations, dense layers, the loss, optimisers, the MLP,
-//! its training loop and its file format. Read in this order.
+//! The engine's network: layers as forward/backward pairs, the loss,
+//! optimisers, the network and its training loop, and the model file.
+//!
+//! Read in this order: [`dense`] (one layer's forward and backward),
+//! [`layer`] (what every kind of layer provides), [`loss`], [`network`] (the
+//! forward, loss and backward loops over the layers), [`optim`], [`train`]
+//! (shards, threads and epochs), then [`init`] and [`model_file`].
+//! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
 pub mod dense;
 pub mod init;
+pub mod layer;
 pub mod loss;
 pub mod model_file;
 pub mod network;
@@ -11,6 +18,8 @@ pub mod train;
 
 pub use crate::activation::Activation;
 pub use crate::matrix::argmax;
+pub use dense::Dense;
+pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
-pub use optim::{Optimizer, OptimizerState};
+pub use optim::{Optimizer, OptimizerKind, OptimizerState};
 pub use train::{fit, EpochStats, Progress, TrainConfig, Trainer};

@@ -24,6 +24,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::nn::dense::Dense;
+use crate::nn::layer::Layer;
 use crate::nn::network::Network;
 
 /// The first eight bytes of every model file.
@@ -54,12 +55,16 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
     out.extend_from_slice(&(net.inputs() as u32).to_le_bytes());
     out.extend_from_slice(&(net.layers().len() as u32).to_le_bytes());
     let last = net.layers().len() - 1;
-    for (i, l) in net.layers().iter().enumerate() {
-        out.extend_from_slice(&(l.outputs() as u32).to_le_bytes());
-        out.push(if i == last { SOFTMAX_CODE } else { l.act.code() });
+    for (i, layer) in net.layers().iter().enumerate() {
+        match layer {
+            Layer::Dense(l) => {
+                out.extend_from_slice(&(l.outputs() as u32).to_le_bytes());
+                out.push(if i == last { SOFTMAX_CODE } else { l.act.code() });
+            }
+        }
     }
-    for l in net.layers() {
-        for v in l.w.as_slice().iter().chain(&l.b) {
+    for layer in net.layers() {
+        for v in layer.params().into_iter().flatten() {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -150,11 +155,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
                 "layer {i} holds a non-finite weight (NaN or infinity)"
             )));
         }
-        layers.push(Dense {
+        layers.push(Layer::Dense(Dense {
             w: Matrix::from_slice(fan_in, fan_out, &w),
             b,
             act,
-        });
+        }));
     }
     Network::from_layers(inputs, layers).map_err(|e| bad(e.to_string()))
 }

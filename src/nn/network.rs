@@ -1,8 +1,17 @@
-//! The multi-layer perceptron: a stack of dense layers with a softmax output.
+//! The network: a sequence of layers, trained with softmax cross-entropy.
 //!
-//! `Network` holds the parameters; a [`Workspace`] holds every buffer one
-//! forward and backward pass over up to `rows` examples needs, allocated once
-//! and reused (no allocation inside a training step).
+//! [`Network`] holds the parameters; a [`Workspace`] holds every buffer one
+//! forward and backward pass over up to `capacity` examples needs, allocated
+//! once and reused (no allocation inside a training step).
+//!
+//! One training pass, the same steps as [`crate::teach::network`]:
+//!
+//! ```text
+//! forward   for each layer l:        a_l = layer_l(a_(l-1))            (a_0 = x; the last a are the logits)
+//! loss      L = mean_r -ln softmax(a_last)[r, label_r],   da_last = (p - y) / rows
+//! backward  for each layer l, last to first:
+//!               from da_l: the layer's gradients, and da_(l-1) (none for l = 0)
+//! ```
 
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -12,10 +21,12 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::kernels;
-use crate::matrix::{argmax, Element, MatRef, Matrix};
-use crate::nn::dense::{dense_backward_input, dense_backward_weights, dense_forward, Dense};
+use crate::matrix::{Element, MatMut, MatRef, Matrix};
+use crate::nn::dense::Dense;
 use crate::nn::init::glorot_uniform;
-use crate::trace::{scope_when, Kind};
+use crate::nn::layer::{Layer, LayerBuffers};
+use crate::nn::loss::{count_correct, softmax_cross_entropy};
+use crate::trace;
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
 pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
@@ -27,11 +38,11 @@ pub const MAX_PARAMS: usize = 1 << 28;
 /// Examples per task when evaluating or predicting.
 const EVAL_ROWS: usize = 256;
 
-/// A sequential MLP: `inputs -> hidden... -> outputs (softmax)`.
+/// A sequence of layers: `inputs -> layer -> ... -> logits`, with softmax in the loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     inputs: usize,
-    layers: Vec<Dense>,
+    layers: Vec<Layer>,
 }
 
 /// Loss and accuracy of a network on a data set.
@@ -76,35 +87,41 @@ impl Network {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = widths.len() - 1;
         let layers = (0..n)
-            .map(|l| Dense {
-                w: glorot_uniform(widths[l], widths[l + 1], &mut rng),
-                b: vec![0.0; widths[l + 1]],
-                act: if l + 1 == n {
-                    Activation::Identity
-                } else {
-                    activation
-                },
+            .map(|l| {
+                Layer::Dense(Dense {
+                    w: glorot_uniform(widths[l], widths[l + 1], &mut rng),
+                    b: vec![0.0; widths[l + 1]],
+                    act: if l + 1 == n {
+                        Activation::Identity
+                    } else {
+                        activation
+                    },
+                })
             })
             .collect();
         Ok(Network { inputs, layers })
     }
 
     /// A network from explicit layers; checks that their shapes chain.
-    pub fn from_layers(inputs: usize, layers: Vec<Dense>) -> Result<Network> {
+    pub fn from_layers(inputs: usize, layers: Vec<Layer>) -> Result<Network> {
         if layers.is_empty() {
             return Err(Error::Invalid("a network needs at least one layer".into()));
         }
         let mut width = inputs;
-        for (i, l) in layers.iter().enumerate() {
-            if l.inputs() != width || l.b.len() != l.outputs() || l.outputs() == 0 {
-                return Err(Error::Invalid(format!(
-                    "layer {i} has weights {}x{} and {} biases, but its input has {width} values",
-                    l.inputs(),
-                    l.outputs(),
-                    l.b.len()
-                )));
+        for (i, layer) in layers.iter().enumerate() {
+            match layer {
+                Layer::Dense(l) => {
+                    if l.inputs() != width || l.b.len() != l.outputs() || l.outputs() == 0 {
+                        return Err(Error::Invalid(format!(
+                            "layer {i} has weights {}x{} and {} biases, but its input has {width} values",
+                            l.inputs(),
+                            l.outputs(),
+                            l.b.len()
+                        )));
+                    }
+                }
             }
-            width = l.outputs();
+            width = layer.outputs();
         }
         Ok(Network { inputs, layers })
     }
@@ -117,10 +134,12 @@ impl Network {
     pub fn outputs(&self) -> usize {
         self.layers.last().map_or(0, |l| l.outputs())
     }
-    pub fn layers(&self) -> &[Dense] {
+    /// The layers, first (reading the inputs) to last (writing the logits).
+    pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
-    pub fn layers_mut(&mut self) -> &mut [Dense] {
+    /// The layers, to change their parameters in place.
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
         &mut self.layers
     }
     /// `[inputs, hidden..., outputs]`.
@@ -129,34 +148,31 @@ impl Network {
             .chain(self.layers.iter().map(|l| l.outputs()))
             .collect()
     }
-    /// The hidden layers' activation (identity for a network without hidden layers).
-    pub fn hidden_activation(&self) -> Activation {
-        self.layers
-            .first()
-            .filter(|_| self.layers.len() > 1)
-            .map_or(Activation::Identity, |l| l.act)
-    }
     /// Number of trainable parameters (weights and biases).
     pub fn num_params(&self) -> usize {
-        self.layers.iter().map(|l| l.w.as_slice().len() + l.b.len()).sum()
+        self.layers.iter().map(Layer::num_params).sum()
     }
-    /// The sizes of the parameter tensors in order `W0, b0, W1, b1, ...`.
+    /// The sizes of the parameter tensors, layer by layer (dense: `W0, b0, W1, b1, ...`).
     pub fn param_sizes(&self) -> Vec<usize> {
         self.layers
             .iter()
-            .flat_map(|l| [l.w.as_slice().len(), l.b.len()])
+            .flat_map(|l| l.params().into_iter().map(<[f32]>::len))
             .collect()
     }
     /// e.g. `784 -> 16 relu -> 16 relu -> 10 softmax`.
     pub fn describe(&self) -> String {
         let mut s = self.inputs.to_string();
-        for (i, l) in self.layers.iter().enumerate() {
-            let act = if i + 1 == self.layers.len() {
-                "softmax"
-            } else {
-                l.act.name()
-            };
-            s.push_str(&format!(" -> {} {act}", l.outputs()));
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                Layer::Dense(l) => {
+                    let act = if i + 1 == self.layers.len() {
+                        "softmax"
+                    } else {
+                        l.act.name()
+                    };
+                    s.push_str(&format!(" -> {} {act}", l.outputs()));
+                }
+            }
         }
         s
     }
@@ -195,7 +211,7 @@ impl Network {
                         Parallelism::Sequential,
                     );
                     out.copy_from_slice(&logits.data()[..rows * classes]);
-                    kernels::softmax_rows(crate::matrix::MatMut::from_slice(out, rows, classes));
+                    kernels::softmax_rows(MatMut::from_slice(out, rows, classes));
                 },
             );
         Ok(probs)
@@ -237,7 +253,7 @@ impl Network {
                 |ws, c| {
                     let (r0, r1) = (c * EVAL_ROWS, ((c + 1) * EVAL_ROWS).min(n));
                     ws.forward(self, x.rows_range(r0, r1), x_scale, Parallelism::Sequential);
-                    ws.loss_and_correct(&labels[r0..r1], 1.0)
+                    ws.loss(&labels[r0..r1], 1.0)
                 },
             )
             .collect();
@@ -249,35 +265,28 @@ impl Network {
     }
 }
 
-/// Every buffer of one forward + backward pass over up to `capacity` rows.
-///
-/// Per layer `l`: `acts[l]: (rows, outputs_l)` holds `a = f(z)` (the last
-/// layer's holds the logits); `deltas[l]: (rows, outputs_l)` holds `dz`;
-/// `dw[l]: (inputs_l, outputs_l)` and `db[l]: (outputs_l)` the gradients.
+/// Every buffer of one forward + backward pass over up to `capacity` rows:
+/// one [`LayerBuffers`] per layer (its output `a`, the errors `da` and `dz`,
+/// and the gradients of its parameters).
 #[derive(Clone, Debug)]
 pub struct Workspace {
     capacity: usize,
+    /// Rows of the last forward pass.
     rows: usize,
-    /// Whether the profiler times this workspace's work (training, not evaluation).
-    pub timed: bool,
-    pub acts: Vec<Matrix>,
-    pub deltas: Vec<Matrix>,
-    pub dw: Vec<Matrix>,
-    pub db: Vec<Vec<f32>>,
+    layers: Vec<LayerBuffers>,
 }
 
 impl Workspace {
     /// Buffers for `net` and up to `capacity` rows.
     pub fn new(net: &Network, capacity: usize) -> Workspace {
-        let per_layer = |f: &dyn Fn(&Dense) -> Matrix| net.layers.iter().map(f).collect::<Vec<_>>();
         Workspace {
             capacity,
             rows: 0,
-            timed: false,
-            acts: per_layer(&|l| Matrix::zeros(capacity, l.outputs())),
-            deltas: per_layer(&|l| Matrix::zeros(capacity, l.outputs())),
-            dw: per_layer(&|l| Matrix::zeros(l.inputs(), l.outputs())),
-            db: net.layers.iter().map(|l| vec![0.0; l.outputs()]).collect(),
+            layers: net
+                .layers
+                .iter()
+                .map(|l| LayerBuffers::new(l, capacity))
+                .collect(),
         }
     }
 
@@ -286,8 +295,8 @@ impl Workspace {
         self.capacity
     }
 
-    /// Forward pass over `x` (`rows <= capacity`), keeping every layer's output.
-    /// Returns the logits, `(rows, outputs)`.
+    /// Forward pass over `x: (rows, inputs)` (`rows <= capacity`), keeping
+    /// every layer's output. Returns the logits, `(rows, outputs)`.
     pub fn forward<T: Element>(
         &mut self,
         net: &Network,
@@ -303,86 +312,68 @@ impl Workspace {
         );
         self.rows = rows;
         for (l, layer) in net.layers.iter().enumerate() {
-            let _t = scope_when(self.timed, Kind::ForwardGemm, l)
-                .flops(2 * rows * layer.inputs() * layer.outputs());
-            let (before, after) = self.acts.split_at_mut(l);
-            let a = after[0].view_mut().rows_range(0, rows);
+            let _in = trace::layer(l);
+            let (below, here) = self.layers.split_at_mut(l);
+            let a = here[0].a.view_mut().rows_range(0, rows); // (rows, outputs_l)
             if l == 0 {
-                dense_forward(a, x, x_scale, layer, par);
+                layer.forward(a, x, x_scale, par);
             } else {
-                dense_forward(a, before[l - 1].view().rows_range(0, rows), 1.0, layer, par);
+                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, par);
             }
         }
-        self.acts
-            .last()
-            .expect("a network has layers")
-            .view()
-            .rows_range(0, rows)
+        self.logits()
     }
 
-    /// After [`forward`](Self::forward): the summed cross-entropy of the rows and
-    /// the number classified correctly; writes `dz = (p - y)·grad_scale` of the
-    /// output layer into `deltas`.
-    pub fn loss_and_correct(&mut self, labels: &[u8], grad_scale: f32) -> (f64, usize) {
+    /// After [`forward`](Self::forward): the summed softmax cross-entropy of
+    /// the rows, and the number classified correctly. Writes the output
+    /// layer's `da = (p - y)·grad_scale`, where the backward pass starts.
+    pub fn loss(&mut self, labels: &[u8], grad_scale: f32) -> (f64, usize) {
         let rows = self.rows;
-        let last = self.acts.len() - 1;
-        let _t = scope_when(self.timed, Kind::SoftmaxCe, 0).bytes(8 * rows * self.acts[last].cols());
-        let logits = self.acts[last].view().rows_range(0, rows);
-        let correct = (0..rows)
-            .filter(|&i| argmax(self.acts[last].row(i)) == labels[i] as usize)
-            .count();
-        let loss = kernels::softmax_cross_entropy(
-            logits,
-            labels,
-            self.deltas[last].view_mut().rows_range(0, rows),
-            grad_scale,
-        );
+        let out = self.layers.last_mut().expect("a network has layers");
+        let logits = out.a.view().rows_range(0, rows); // (rows, classes)
+        let correct = count_correct(logits, labels);
+        let loss = softmax_cross_entropy(out.da.view_mut().rows_range(0, rows), logits, labels, grad_scale);
         (loss, correct)
     }
 
-    /// Backward pass after [`forward`](Self::forward) and
-    /// [`loss_and_correct`](Self::loss_and_correct): fills `dw` and `db` for every layer.
+    /// Backward pass after [`forward`](Self::forward) and [`loss`](Self::loss):
+    /// every layer's gradients, from the last layer to the first.
     pub fn backward<T: Element>(&mut self, net: &Network, x: MatRef<T>, x_scale: f32, par: Parallelism) {
         let rows = self.rows;
-        let n = net.layers.len();
-        // The output layer's bias gradient; the hidden layers' come fused with their dz below.
-        {
-            let _t = scope_when(self.timed, Kind::ActivationBackward, n - 1).bytes(4 * rows * net.outputs());
-            kernels::column_sums(self.deltas[n - 1].view().rows_range(0, rows), &mut self.db[n - 1]);
-        }
-        for l in (0..n).rev() {
-            let layer = &net.layers[l];
-            let (lower, upper) = self.deltas.split_at_mut(l);
-            let dz = upper[0].view().rows_range(0, rows);
-            let dw = self.dw[l].view_mut();
-            let flops = 2 * rows * layer.inputs() * layer.outputs();
-            if l == 0 {
-                // forward was z = x·W + b: dW = xᵀ·dz (no dx: the input needs no gradient)
-                let _t = scope_when(self.timed, Kind::BackwardGemmDw, l).flops(flops);
-                dense_backward_weights(dw, dz, x, x_scale, par);
-            } else {
-                // forward was z = a_prev·W + b: dW = a_prevᵀ·dz, da_prev = dz·Wᵀ
-                let a_prev = self.acts[l - 1].view().rows_range(0, rows);
-                {
-                    let _t = scope_when(self.timed, Kind::BackwardGemmDw, l).flops(flops);
-                    dense_backward_weights(dw, dz, a_prev, 1.0, par);
+        for (l, layer) in net.layers.iter().enumerate().rev() {
+            let _in = trace::layer(l);
+            let (below, here) = self.layers.split_at_mut(l);
+            match below.last_mut() {
+                // the first layer: its input is the data, which needs no gradient
+                None => layer.backward(None, &mut here[0], rows, x, x_scale, par),
+                // any other: its input is the layer below's a, whose error da it writes
+                Some(prev) => {
+                    let dx = prev.da.view_mut().rows_range(0, rows);
+                    let x_l = prev.a.view().rows_range(0, rows);
+                    layer.backward(Some(dx), &mut here[0], rows, x_l, 1.0, par);
                 }
-                {
-                    let _t = scope_when(self.timed, Kind::BackwardGemmDx, l).flops(flops);
-                    let da_prev = lower[l - 1].view_mut().rows_range(0, rows);
-                    dense_backward_input(da_prev, dz, layer.w.view(), par);
-                }
-                // forward was a_prev = f(z_prev): dz_prev = da_prev ⊙ f'(a_prev), db_prev = Σ dz_prev
-                let below = &net.layers[l - 1];
-                let _t = scope_when(self.timed, Kind::ActivationBackward, l - 1)
-                    .bytes(12 * rows * below.outputs());
-                kernels::activation_backward(
-                    lower[l - 1].view_mut().rows_range(0, rows),
-                    a_prev,
-                    below.act,
-                    &mut self.db[l - 1],
-                );
             }
         }
+    }
+
+    /// The logits of the last forward pass, `(rows, outputs)`.
+    pub fn logits(&self) -> MatRef<'_> {
+        self.output(self.layers.len() - 1)
+    }
+
+    /// Layer `l`'s output `a` of the last forward pass, `(rows, outputs_l)`.
+    pub fn output(&self, l: usize) -> MatRef<'_> {
+        self.layers[l].a.view().rows_range(0, self.rows)
+    }
+
+    /// Layer `l`'s `dz = ∂L/∂z` of the last backward pass, `(rows, outputs_l)`.
+    pub fn dz(&self, l: usize) -> MatRef<'_> {
+        self.layers[l].dz.view().rows_range(0, self.rows)
+    }
+
+    /// The gradient of layer `l`'s trainable tensor `k` (dense: 0 is `dW`, 1 is `db`),
+    /// flat, in the order of [`Layer::params`].
+    pub fn grad(&self, l: usize, k: usize) -> &[f32] {
+        self.layers[l].grads[k].as_slice()
     }
 }

@@ -175,7 +175,7 @@ pub struct OptimizerState {
 impl OptimizerState {
     /// Zeroed state for tensors of the given sizes. (Every optimiser gets
     /// both slots: one code path for all, for a little memory.)
-    pub fn new(_opt: &Optimizer, sizes: &[usize]) -> OptimizerState {
+    pub fn new(sizes: &[usize]) -> OptimizerState {
         let zeros = || sizes.iter().map(|&n| vec![0.0; n]).collect::<Vec<_>>();
         OptimizerState {
             slot1: zeros(),

@@ -22,7 +22,7 @@ use crate::gemm::Parallelism;
 use crate::matrix::{Element, MatRef};
 use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 use crate::nn::optim::{Optimizer, OptimizerState};
-use crate::trace::{scope, Kind};
+use crate::trace::{self, scope, Kind};
 
 /// Examples per shard of a mini-batch: each shard is one parallel task.
 ///
@@ -119,9 +119,10 @@ impl Shard {
         grad_scale: f32,
         par: Parallelism,
     ) {
+        let _training = trace::training();
         self.ws.forward(net, x, x_scale, par);
         let rows = x.rows();
-        (self.loss, self.correct) = self.ws.loss_and_correct(&self.labels[..rows], grad_scale);
+        (self.loss, self.correct) = self.ws.loss(&self.labels[..rows], grad_scale);
         self.ws.backward(net, x, x_scale, par);
     }
 }
@@ -144,22 +145,18 @@ impl Trainer {
         }
         let shard_rows = Self::shard_rows_for(net, batch_size);
         let shards = (0..batch_size.div_ceil(shard_rows))
-            .map(|_| {
-                let mut ws = Workspace::new(net, shard_rows);
-                ws.timed = true;
-                Shard {
-                    ws,
-                    pixels: vec![0; shard_rows * net.inputs()],
-                    labels: vec![0; shard_rows],
-                    loss: 0.0,
-                    correct: 0,
-                }
+            .map(|_| Shard {
+                ws: Workspace::new(net, shard_rows),
+                pixels: vec![0; shard_rows * net.inputs()],
+                labels: vec![0; shard_rows],
+                loss: 0.0,
+                correct: 0,
             })
             .collect();
         Ok(Trainer {
             optimizer,
             batch_size,
-            state: OptimizerState::new(&optimizer, &net.param_sizes()),
+            state: OptimizerState::new(&net.param_sizes()),
             shard_rows,
             shards,
         })
@@ -172,11 +169,6 @@ impl Trainer {
         } else {
             SHARD_ROWS.min(batch_size)
         }
-    }
-
-    /// The largest batch this trainer takes.
-    pub fn batch_capacity(&self) -> usize {
-        self.batch_size
     }
 
     /// The shards a batch of `rows` uses, and whether each GEMM should thread itself.
@@ -274,18 +266,21 @@ impl Trainer {
     /// Adds the shards' gradients in shard order, updates the parameters, and
     /// returns the summed loss and number correct.
     fn finish_step(&mut self, net: &mut Network, nshards: usize) -> (f64, usize) {
-        // Update every parameter tensor, W0, b0, W1, b1, ..., from the sum of
+        // Update every parameter tensor (W0, b0, W1, b1, ...) from the sum of
         // the shards' gradients, added in shard order as it is consumed.
         let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
         let shards = &self.shards[..nshards];
         self.state.begin_step();
+        let mut tensor = 0;
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
-            let (w, b) = (layer.w.as_mut_slice(), &mut layer.b);
-            self.state.update_summed(&self.optimizer, 2 * l, w, nshards, |s| {
-                shards[s].ws.dw[l].as_slice()
-            });
-            self.state
-                .update_summed(&self.optimizer, 2 * l + 1, b, nshards, |s| &shards[s].ws.db[l]);
+            for k in 0..layer.num_tensors() {
+                let params = layer.params_mut(k);
+                self.state
+                    .update_summed(&self.optimizer, tensor, params, nshards, |s| {
+                        shards[s].ws.grad(l, k)
+                    });
+                tensor += 1;
+            }
         }
         shards
             .iter()

@@ -22,7 +22,7 @@ pub type BiasActivationFn = fn(MatMut, &[f32], Activation);
 /// `kernels::softmax_cross_entropy`'s signature.
 pub type SoftmaxCeFn = fn(MatRef, &[u8], MatMut, f32) -> f64;
 /// `kernels::activation_backward`'s signature.
-pub type ActivationBackwardFn = fn(MatMut, MatRef, Activation, &mut [f32]);
+pub type ActivationBackwardFn = fn(MatMut, MatRef, MatRef, Activation, &mut [f32]);
 /// `OptimizerState::update`'s signature.
 pub type OptimizerFn = fn(&mut OptimizerState, &Optimizer, usize, &mut [f32], &[f32]);
 
@@ -275,7 +275,7 @@ impl FusedData {
             y: uniform(n, seed + 1),
             z: uniform(cols.max(n * (kind == Fused::Optimizer) as usize), seed + 2),
             labels: (0..rows).map(|_| labels_rng.random_range(0..10u8)).collect(),
-            state: OptimizerState::new(&opt, &[n]),
+            state: OptimizerState::new(&[n]),
             opt,
         }
     }
@@ -299,8 +299,10 @@ pub fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
             1.0 / r as f32,
         ),
         Fused::ActivationBackward => {
+            // dz into x, from da = y and the stored output a = y (read twice)
             kernels::activation_backward(
                 MatMut::from_slice(&mut d.x, r, c),
+                MatRef::from_slice(&d.y, r, c),
                 MatRef::from_slice(&d.y, r, c),
                 Activation::Relu,
                 &mut d.z[..c],
@@ -376,8 +378,9 @@ pub fn verify_activation_backward(f: ActivationBackwardFn) -> Result<(), String>
     let (r, c) = (29, 41);
     for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
         let a: Vec<f32> = uniform(r * c, 4).iter().map(|&z| act.f(z)).collect();
-        let mut got = uniform(r * c, 5);
-        let want: Vec<f32> = got
+        let da = uniform(r * c, 5);
+        let mut got = vec![f32::NAN; r * c];
+        let want: Vec<f32> = da
             .iter()
             .zip(&a)
             .map(|(&d, &a)| d * act.df_from_output(a))
@@ -391,6 +394,7 @@ pub fn verify_activation_backward(f: ActivationBackwardFn) -> Result<(), String>
         let mut db = vec![f32::NAN; c];
         f(
             MatMut::from_slice(&mut got, r, c),
+            MatRef::from_slice(&da, r, c),
             MatRef::from_slice(&a, r, c),
             act,
             &mut db,
@@ -415,7 +419,7 @@ pub fn verify_optimizer(f: OptimizerFn) -> Result<(), String> {
     let g = uniform(n, 6);
     let mut w = uniform(n, 7);
     let (mut want_w, mut s) = (w.clone(), vec![0.0f32; n]);
-    let mut state = OptimizerState::new(&opt, &[n]);
+    let mut state = OptimizerState::new(&[n]);
     for _ in 0..2 {
         for i in 0..n {
             s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];

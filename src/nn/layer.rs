@@ -1,0 +1,154 @@
+//! A network is a sequence of layers; each kind of layer is a forward /
+//! backward pair of functions (for a dense layer, [`dense_forward`] and
+//! [`dense_backward`]) with one calling convention:
+//!
+//! ```text
+//! forward(a, x, ...)                          a: (rows, outputs) from x: (rows, inputs)
+//! backward(dx, d<params>, .., da, a, x, ...)  outputs first; da = ∂L/∂a in, dx = ∂L/∂x out
+//! ```
+//!
+//! [`Layer`] names the kinds; the network's loop ([`crate::nn::network`])
+//! calls them through [`Layer::forward`] and [`Layer::backward`], and the
+//! optimiser sees every layer's parameters as a list of tensors
+//! ([`Layer::params_mut`]). A new kind of layer (dropout, a 2-D convolution,
+//! max pooling, flatten) is a new variant with its own pair of functions and
+//! its own buffers in [`LayerBuffers`]; the GEMM and the fused kernels stay
+//! as they are (a convolution is a GEMM once its input is packed).
+
+use crate::gemm::Parallelism;
+use crate::matrix::{Element, MatMut, MatRef, Matrix};
+use crate::nn::dense::{dense_backward, dense_forward, Dense};
+
+/// One layer of a [`crate::nn::Network`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    /// `a = f(x·W + b)`.
+    Dense(Dense),
+}
+
+impl From<Dense> for Layer {
+    fn from(d: Dense) -> Layer {
+        Layer::Dense(d)
+    }
+}
+
+impl Layer {
+    /// Values per example this layer reads.
+    pub fn inputs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.inputs(),
+        }
+    }
+
+    /// Values per example this layer writes.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.outputs(),
+        }
+    }
+
+    /// The dense layer's parameters, if this is one.
+    pub fn as_dense(&self) -> Option<&Dense> {
+        match self {
+            Layer::Dense(d) => Some(d),
+        }
+    }
+
+    /// The number of trainable values (dense: weights and biases).
+    pub fn num_params(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.w.as_slice().len() + d.b.len(),
+        }
+    }
+
+    /// The trainable tensors, in a fixed order (dense: `W`, then `b`).
+    pub fn params(&self) -> Vec<&[f32]> {
+        match self {
+            Layer::Dense(d) => vec![d.w.as_slice(), &d.b],
+        }
+    }
+
+    /// The number of trainable tensors ([`Layer::params`]'s length).
+    pub fn num_tensors(&self) -> usize {
+        match self {
+            Layer::Dense(_) => 2,
+        }
+    }
+
+    /// Trainable tensor `k` (in [`Layer::params`] order), to update in place.
+    pub fn params_mut(&mut self, k: usize) -> &mut [f32] {
+        match (self, k) {
+            (Layer::Dense(d), 0) => d.w.as_mut_slice(),
+            (Layer::Dense(d), _) => &mut d.b,
+        }
+    }
+
+    /// Forward: `a` from `x` (scaled by `x_scale`).
+    pub fn forward<T: Element>(&self, a: MatMut, x: MatRef<T>, x_scale: f32, par: Parallelism) {
+        match self {
+            Layer::Dense(d) => dense_forward(a, x, x_scale, d, par),
+        }
+    }
+
+    /// Backward: from `buf.da` (and the stored `buf.a`) this layer's
+    /// gradients in `buf`, and `dx`, the error of its input (`None`: not needed).
+    pub fn backward<T: Element>(
+        &self,
+        dx: Option<MatMut>,
+        buf: &mut LayerBuffers,
+        rows: usize,
+        x: MatRef<T>,
+        x_scale: f32,
+        par: Parallelism,
+    ) {
+        match self {
+            Layer::Dense(d) => {
+                let LayerBuffers { a, da, dz, grads } = buf;
+                let (dw, db) = grads.split_at_mut(1);
+                dense_backward(
+                    dx,
+                    dw[0].view_mut(),
+                    db[0].as_mut_slice(),
+                    dz.view_mut().rows_range(0, rows),
+                    da.view().rows_range(0, rows),
+                    a.view().rows_range(0, rows),
+                    x,
+                    x_scale,
+                    d,
+                    par,
+                );
+            }
+        }
+    }
+}
+
+/// The buffers of one layer for a forward and backward pass over up to
+/// `capacity` rows, allocated once.
+#[derive(Clone, Debug)]
+pub struct LayerBuffers {
+    /// `a`, the layer's output: `(capacity, outputs)`.
+    pub(crate) a: Matrix,
+    /// `da = ∂L/∂a`, written by the layer above (or the loss): `(capacity, outputs)`.
+    pub(crate) da: Matrix,
+    /// `dz = ∂L/∂z` (dense layers): `(capacity, outputs)`.
+    pub(crate) dz: Matrix,
+    /// The gradient of each trainable tensor, in [`Layer::params`] order and
+    /// shape (dense: `dW (inputs, outputs)`, `db` as a `(1, outputs)` matrix).
+    pub(crate) grads: Vec<Matrix>,
+}
+
+impl LayerBuffers {
+    /// Zeroed buffers for `layer` and up to `capacity` rows.
+    pub fn new(layer: &Layer, capacity: usize) -> LayerBuffers {
+        let outputs = layer.outputs();
+        let grads = match layer {
+            Layer::Dense(d) => vec![Matrix::zeros(d.inputs(), outputs), Matrix::zeros(1, outputs)],
+        };
+        LayerBuffers {
+            a: Matrix::zeros(capacity, outputs),
+            da: Matrix::zeros(capacity, outputs),
+            dz: Matrix::zeros(capacity, outputs),
+            grads,
+        }
+    }
+}
