@@ -227,3 +227,25 @@ fn train_save_evaluate_predict() {
     let (out, _) = expect(&["train", "--limit", "500", "--epochs", "1", "--quiet"], 0);
     assert_eq!(out.lines().count(), 1, "{out}");
 }
+
+#[test]
+fn predict_with_a_model_of_fewer_classes_than_the_label_does_not_panic() {
+    // A valid model with 2 outputs; test image 0 is a 7.
+    let path = temp("two-classes.bin");
+    let net = simdnet::nn::Network::mlp(784, &[4], 2, simdnet::nn::Activation::Relu, 1).unwrap();
+    simdnet::nn::model_file::save(&net, &path).unwrap();
+    let (out, _) = expect(&["predict", "--model", path.to_str().unwrap()], 0);
+    assert!(
+        out.contains("y_test[0] = 7: not one of this model's 2 classes (0..=1)"),
+        "{out}"
+    );
+    assert!(out.contains("Predicted: "), "{out}");
+    let path = temp("ten-classes.bin");
+    let net = simdnet::nn::Network::mlp(784, &[4], 10, simdnet::nn::Activation::Relu, 1).unwrap();
+    simdnet::nn::model_file::save(&net, &path).unwrap();
+    let (out, _) = expect(&["predict", "--model", path.to_str().unwrap()], 0);
+    assert!(
+        out.contains("y_test[0] (one-hot): [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]"),
+        "{out}"
+    );
+}

@@ -3,7 +3,8 @@
 use super::args::{Flag, Parsed};
 use super::common::{self, DATA};
 use super::CliError;
-use crate::data::{one_hot, scale_pixels, Split, NUM_CLASSES};
+use crate::data::{scale_pixels, Split, NUM_CLASSES};
+use crate::teach::loss::one_hot;
 
 pub const ABOUT: &str = "load MNIST and look at it: shapes, scaling, one image and the label counts";
 
@@ -79,7 +80,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     );
     println!();
     println!("== One-hot: the label becomes {NUM_CLASSES} numbers ==");
-    println!("y_{name}[{i}] = {label}  ->  {:?}", one_hot(label, NUM_CLASSES));
+    println!("y_{name}[{i}] = {label}  ->  {:?}", one_hot(&[label as usize], NUM_CLASSES));
     println!();
     println!("== Label counts ==");
     for (d, set) in [("train", &train), ("test", &test)] {

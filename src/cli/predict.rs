@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use super::args::{Flag, Parsed};
 use super::common::{self, DATA, MODEL, SPLIT};
 use super::CliError;
-use crate::data::one_hot;
 use crate::matrix::MatRef;
 use crate::nn::{argmax, model_file, PIXEL_SCALE};
+use crate::teach::loss::one_hot;
 
 pub const ABOUT: &str = "predict one image with a saved model: probabilities, actual and predicted digit";
 
@@ -36,7 +36,16 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     if p.switch("draw") {
         print!("{}", common::ascii_art(data.image(i), data.image_cols()));
     }
-    println!("y_{name}[{i}] (one-hot): {:?}", one_hot(label, net.outputs()));
+    if (label as usize) < net.outputs() {
+        let y = one_hot(&[label as usize], net.outputs());
+        println!("y_{name}[{i}] (one-hot): {y:?}");
+    } else {
+        println!(
+            "y_{name}[{i}] = {label}: not one of this model's {} classes (0..={})",
+            net.outputs(),
+            net.outputs() - 1
+        );
+    }
     println!("Probabilities:");
     let best = argmax(probs.row(0));
     for (d, &pr) in probs.row(0).iter().enumerate() {

@@ -16,18 +16,6 @@ pub fn scale_pixels(pixels: &[u8]) -> Vec<f32> {
     pixels.iter().map(|&p| p as f32 / 255.0).collect()
 }
 
-/// The one-hot encoding of `label`: a vector of `classes` zeros with a 1 at `label`.
-/// Panics if `label >= classes` (labels are checked when a [`Dataset`] is built).
-pub fn one_hot(label: u8, classes: usize) -> Vec<f32> {
-    assert!(
-        (label as usize) < classes,
-        "one_hot: label {label} is out of range 0..{classes}"
-    );
-    let mut v = vec![0.0; classes];
-    v[label as usize] = 1.0;
-    v
-}
-
 /// Hints the CPU to start loading `bytes` into cache (a no-op off x86-64).
 ///
 /// Gathering a shuffled mini-batch reads rows scattered over 47 MB: without a
