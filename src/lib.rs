@@ -14,11 +14,21 @@
 //! - Gradients are named with a `d` prefix: `dw`, `db`, `dz`, `dx`.
 //!
 //! ## Reading order
-//! To learn: [`teach`] (one training step, scalar, annotated), then
-//! [`nn::activation`], [`nn::loss`], [`nn::dense`], [`nn::optim`],
-//! [`nn::network`] and [`nn::train`].
-//! To tune: [`matrix`], [`gemm`] (the five BLIS loops, packing, micro-kernels),
-//! [`kernels`] (fused element-wise work), then [`profile`].
+//! To learn: [`teach`] (one training step, scalar, annotated), then the
+//! engine's same steps: [`activation`], [`nn::dense`], [`nn::layer`],
+//! [`nn::loss`], [`nn::network`], [`nn::optim`] and [`nn::train`].
+//! To tune: [`matrix`], [`simd`], [`gemm`] (the five BLIS loops, packing,
+//! micro-kernels), [`kernels`] (fused element-wise work), then [`trace`] and
+//! [`profile`].
+//!
+//! ## Floors
+//! Each module uses only modules on its own floor or below
+//! (`tests/architecture.rs` checks it):
+//! 1. [`matrix`], [`error`], [`simd`], [`activation`], [`trace`];
+//! 2. [`gemm`], [`kernels`];
+//! 3. [`data`], [`nn`], [`teach`];
+//! 4. [`profile`];
+//! 5. [`cli`].
 
 // Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks.
 pub mod activation;

@@ -1,6 +1,6 @@
 //! The `train --profile` table: where the training time went.
 //!
-//! Two views of the same timers (see [`super::timer`]):
+//! Two views of the same timers (see [`crate::trace`]):
 //! - **thread time** (`thread-s`): each timer's duration summed over every
 //!   thread that ran it. Shards of a mini-batch run in parallel, so kernel
 //!   sums can exceed the wall time. Rates (GFLOP/s, GB/s) are per thread:
