@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use simdnet::profile::engine_knobs::BlockSizes;
+use simdnet::gemm::BlockSizes;
 use simdnet::profile::tune_config::{self, TuneConfig};
 use simdnet::Error;
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use crate::data::NUM_CLASSES;
 use crate::gemm::{self, Epilogue, Parallelism};
 use crate::kernels;
 use crate::matrix::{MatMut, MatRef};
@@ -25,6 +26,17 @@ pub type SoftmaxCeFn = fn(MatRef, &[u8], MatMut, f32) -> f64;
 pub type ActivationBackwardFn = fn(MatMut, MatRef, Activation, &mut [f32]);
 /// `OptimizerState::update`'s signature.
 pub type OptimizerFn = fn(&mut OptimizerState, &Optimizer, usize, &mut [f32], &[f32]);
+
+/// Inputs of an MNIST network (28 x 28 pixels).
+pub const MNIST_PIXELS: usize = 28 * 28;
+
+/// The widths of an MNIST network with these hidden layers: 784, hidden.., 10.
+pub fn mnist_widths(hidden: &[usize]) -> Vec<usize> {
+    let mut widths = vec![MNIST_PIXELS];
+    widths.extend_from_slice(hidden);
+    widths.push(NUM_CLASSES);
+    widths
+}
 
 /// The engine's GEMM, allowed to use the current rayon pool.
 pub fn engine_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, e: Epilogue) {
