@@ -6,6 +6,9 @@
 //! roofline verdict; then the fused kernels in GB/s. Every kernel is checked
 //! against a plain reference first and is not reported if it fails. `--json`
 //! prints the same numbers in a stable schema (see `docs/PERFORMANCE.md`).
+//!
+//! This file parses the flags and renders; the measuring is
+//! [`crate::profile::suite`], the verdicts [`crate::profile::verdict`].
 
 use std::fmt::Write as _;
 

@@ -165,7 +165,7 @@ impl GemmData {
 }
 
 /// Compares `got` with `want` element-wise: `|got - want| <= tol(want)`, both finite.
-pub fn compare(what: &str, got: &[f32], want: &[f32], tol: impl Fn(f32) -> f32) -> Result<(), String> {
+fn compare(what: &str, got: &[f32], want: &[f32], tol: impl Fn(f32) -> f32) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
     }
@@ -262,19 +262,19 @@ impl Fused {
 }
 
 /// Operands for a fused kernel over about `elements` values.
-pub struct FusedData {
-    pub rows: usize,
-    pub cols: usize,
-    pub x: Vec<f32>,
-    pub y: Vec<f32>,
-    pub z: Vec<f32>,
-    pub labels: Vec<u8>,
-    pub state: OptimizerState,
-    pub opt: Optimizer,
+struct FusedData {
+    rows: usize,
+    cols: usize,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    z: Vec<f32>,
+    labels: Vec<u8>,
+    state: OptimizerState,
+    opt: Optimizer,
 }
 
 impl FusedData {
-    pub fn new(kind: Fused, elements: usize, seed: u64) -> FusedData {
+    fn new(kind: Fused, elements: usize, seed: u64) -> FusedData {
         let cols = kind.cols();
         let rows = elements.div_ceil(cols).max(1);
         let n = rows * cols;
@@ -291,13 +291,13 @@ impl FusedData {
             opt,
         }
     }
-    pub fn elements(&self) -> usize {
+    fn elements(&self) -> usize {
         self.rows * self.cols
     }
 }
 
 /// Runs a fused kernel once on `d` (the engine's own functions).
-pub fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
+fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
     let (r, c) = (d.rows, d.cols);
     match kind {
         Fused::BiasActivation => {

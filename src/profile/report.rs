@@ -202,3 +202,55 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(threads: usize) -> Run {
+        Run {
+            epochs: 1,
+            train_wall: 1.0,
+            val_wall: 0.0,
+            threads,
+        }
+    }
+
+    #[test]
+    fn the_waiting_line_only_when_it_means_something() {
+        let rec = Record {
+            kind: Kind::ForwardGemm,
+            layer: 0,
+            calls: 3,
+            seconds: 0.5,
+            wall_seconds: 0.5,
+            flops: 1000,
+            bytes: 0,
+        };
+        let mut cov = trace::Coverage {
+            by_level: [0.0; trace::MAX_LEVEL],
+            container_only: 0.0,
+        };
+        cov.by_level[0] = 0.5;
+        let two = render(&[rec], &cov, &run(2));
+        assert!(two.contains("Threads (training): 2 x 1.000s = 2.000 thread-s available, 0.500 busy in timers, 1.500 (75.0%) waiting"), "{two}");
+        assert!(two.contains("Accounted: 50.0%"), "{two}");
+        let one = render(&[rec], &cov, &run(1));
+        assert!(
+            !one.contains("Threads (training)") && !one.contains("waiting"),
+            "{one}"
+        );
+        let none = render(
+            &[],
+            &trace::Coverage {
+                by_level: [0.0; trace::MAX_LEVEL],
+                container_only: 0.0,
+            },
+            &run(2),
+        );
+        assert!(
+            none.contains("no training timer recorded any work") && !none.contains("waiting or untimed"),
+            "{none}"
+        );
+    }
+}

@@ -72,7 +72,7 @@ impl Settings {
         }
     }
     /// The GEMM shapes to time: the squares, then each network's training GEMMs.
-    pub fn shapes(&self) -> Vec<GemmShape> {
+    fn shapes(&self) -> Vec<GemmShape> {
         let mut shapes: Vec<GemmShape> = self.sizes.iter().map(|&n| GemmShape::square(n)).collect();
         for hidden in &self.networks {
             shapes.extend(GemmShape::training(&mnist_widths(hidden), self.batch));

@@ -164,7 +164,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
 }
 
 /// The text of a tuning file; `comment` lines (without `#`) go on top.
-pub fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
+fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
     let mut s = String::from(
         "# simdnet tuning file, written by `simdnet tune`; read by `simdnet train` and `bench`.\n",
     );
@@ -222,7 +222,7 @@ pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
 }
 
 /// Applies a configuration to the GEMM (block sizes, and the kernel if named).
-pub fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
+fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
     if let Some(k) = &cfg.kernel {
         gemm::set_kernel(Some(k))
             .map_err(|e| bad(path, format!("{e} (this build cannot use the tuned kernel)")))?;
