@@ -176,7 +176,7 @@ fn bench_quick_json_follows_the_schema() {
     let o = simdnet(&dir, &["bench", "--quick", "--json", "--sizes", "32"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j = parse(&stdout(&o));
-    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/1".into()));
+    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/2".into()));
     assert!(num(&j, "machine.threads") >= 1.0);
     let w = num(&j, "machine.simd_width");
     assert!(w == 8.0 || w == 16.0);
@@ -190,7 +190,10 @@ fn bench_quick_json_follows_the_schema() {
         assert!(num(&j, &format!("machine.block_sizes.{b}")) >= 1.0);
     }
     assert!(matches!(get(&j, "machine.micro_kernel"), J::Str(_)));
-    assert!(matches!(get(&j, "machine.fast_gemm"), J::Bool(_)));
+    let J::Obj(machine) = get(&j, "machine") else {
+        panic!("machine is not an object")
+    };
+    assert!(!machine.contains_key("fast_gemm"), "removed in schema 2");
     assert!(matches!(get(&j, "machine.load_average"), J::Arr(v) if v.len() == 2));
     assert!(matches!(get(&j, "warnings"), J::Arr(w) if w.iter().all(|w| matches!(w, J::Str(_)))));
     for t in ["one_thread", "all_threads"] {
@@ -260,25 +263,191 @@ fn bench_rejects_bad_flags_with_usage_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn train_profile_prints_every_kind_and_the_accounted_share() {
-    let dir = temp_dir("profile");
+/// One row of the `train --profile` table.
+#[derive(Debug)]
+struct Row {
+    label: String,
+    layer: Option<usize>,
+    calls: u64,
+    /// `None` for the fork/join container (printed as `-`).
+    thread_s: Option<f64>,
+    wall_s: f64,
+    /// The rate column: value and unit (`GFLOP/s` or `GB/s`), if any.
+    rate: Option<(f64, String)>,
+}
+
+/// The rows of the table between its header and the `total in timers` line,
+/// and the total's thread-s and wall-s.
+fn profile_rows(out: &str) -> (Vec<Row>, f64, f64) {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("kind "));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no table header in\n{out}"));
+    let mut rows = Vec::new();
+    for line in lines {
+        // Labels are left-aligned in 27 columns and contain spaces; the rest splits on whitespace.
+        let (label, rest) = line.split_at(27.min(line.len()));
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |s: &str| s.parse::<f64>().unwrap_or_else(|_| panic!("'{s}' in '{line}'"));
+        if label.trim() == "total in timers" {
+            return (rows, num(f[0]), num(f[1]));
+        }
+        let rate = match f.get(5..7) {
+            Some([v, unit]) if unit.ends_with("/s") => Some((num(v), unit.to_string())),
+            _ => None,
+        };
+        rows.push(Row {
+            label: label.trim().to_string(),
+            layer: f[0].parse().ok(),
+            calls: f[1].parse().unwrap_or_else(|_| panic!("calls in '{line}'")),
+            thread_s: (f[2] != "-").then(|| num(f[2])),
+            wall_s: num(f[3]),
+            rate,
+        });
+    }
+    panic!("no 'total in timers' line in\n{out}")
+}
+
+/// The number after `prefix` in the first line that has it.
+fn number_after(out: &str, prefix: &str) -> f64 {
+    let at = out
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no '{prefix}' in\n{out}"));
+    let rest = &out[at + prefix.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after '{prefix}' in\n{out}"))
+}
+
+fn train_profile(dir: &Path, threads: &str) -> String {
     let data = data_dir();
     let o = simdnet(
-        &dir,
+        dir,
         &[
             "train",
             "--data",
             &data,
             "--limit",
-            "2000",
+            "2048",
             "--epochs",
             "1",
+            "--layers",
+            "16,16",
+            "--batch",
+            "128",
+            "--threads",
+            threads,
             "--profile",
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = stdout(&o);
+    stdout(&o)
+}
+
+/// Every kernel the workshop network (784-16-16-10) runs in training must show
+/// up with calls, time and its rate; the table's totals must add up; the
+/// timers must account for at least 90% of the wall time.
+#[test]
+fn train_profile_times_every_kernel_of_the_workshop_network() {
+    let dir = temp_dir("profile");
+    let out = train_profile(&dir, "2");
+    let (rows, total_thread, total_wall) = profile_rows(&out);
+    let find = |label: &str, layer: Option<usize>| {
+        rows.iter()
+            .find(|r| r.label == label && r.calls > 0 && (layer.is_none() || r.layer == layer))
+            .unwrap_or_else(|| panic!("no '{label}' row for layer {layer:?} with calls in\n{out}"))
+    };
+    let (fwd, dw, dx, act) = (
+        "forward GEMM + bias + act",
+        "backward GEMM dW = xT.dz",
+        "backward GEMM dx = dz.WT",
+        "act backward + bias grad",
+    );
+    // (label, layer, unit of the declared rate)
+    let mut required = Vec::new();
+    for l in 0..3 {
+        required.push((fwd, Some(l), "GFLOP/s"));
+        required.push((dw, Some(l), "GFLOP/s"));
+        if l > 0 {
+            required.push((dx, Some(l), "GFLOP/s"));
+        }
+    }
+    for l in 0..2 {
+        required.push((act, Some(l), "GB/s"));
+    }
+    for label in [
+        "softmax + cross-entropy",
+        "sum grads + optimizer",
+        "gather mini-batch",
+    ] {
+        required.push((label, None, "GB/s"));
+    }
+    for (label, layer, unit) in required {
+        let r = find(label, layer);
+        assert!(
+            r.thread_s.unwrap_or(0.0) > 0.0,
+            "{label} {layer:?}: no time in\n{out}"
+        );
+        match &r.rate {
+            Some((v, u)) if u == unit && *v > 0.0 => {}
+            other => panic!("{label} {layer:?}: rate {other:?}, expected {unit} in\n{out}"),
+        }
+    }
+    // The input layer's dx is never needed, so never computed.
+    assert!(!rows.iter().any(|r| r.label == dx && r.layer == Some(0)), "{out}");
+    // Every layer's forward and dW GEMMs run once per shard of every batch.
+    let calls = find(fwd, Some(0)).calls;
+    for l in 0..3 {
+        assert_eq!(find(fwd, Some(l)).calls, calls, "{out}");
+        assert_eq!(find(dw, Some(l)).calls, calls, "{out}");
+    }
+    // The totals are the sums of the rows (each printed to the microsecond).
+    let sum_thread: f64 = rows.iter().filter_map(|r| r.thread_s).sum();
+    let sum_wall: f64 = rows.iter().map(|r| r.wall_s).sum();
+    let rounding = 1e-6 * (rows.len() + 1) as f64;
+    assert!(
+        (sum_thread - total_thread).abs() <= rounding,
+        "{sum_thread} vs {total_thread}\n{out}"
+    );
+    assert!(
+        (sum_wall - total_wall).abs() <= rounding,
+        "{sum_wall} vs {total_wall}\n{out}"
+    );
+    let accounted = number_after(&out, "Accounted: ");
+    assert!(
+        (90.0..=100.0).contains(&accounted),
+        "accounted {accounted}%\n{out}"
+    );
+    // Two threads: the waiting line adds up, busy being the training rows' thread time.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Threads (training): "))
+        .unwrap_or_else(|| panic!("no waiting line with 2 threads in\n{out}"));
+    let train = number_after(line, "2 x ");
+    let available = number_after(line, "s = ");
+    let busy = number_after(line, "available, ");
+    let waiting = number_after(line, "in timers, ");
+    let busy_rows: f64 = rows
+        .iter()
+        .filter(|r| r.label != "validation")
+        .filter_map(|r| r.thread_s)
+        .sum();
+    assert!(train > 0.0 && (available - 2.0 * train).abs() <= 2e-3, "{line}");
+    assert!(
+        busy > 0.0 && (busy - busy_rows).abs() <= 1e-3,
+        "{line} vs rows {busy_rows}"
+    );
+    assert!((waiting - (available - busy).max(0.0)).abs() <= 2e-3, "{line}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_profile_lists_every_kind_and_waits_only_with_threads() {
+    let dir = temp_dir("profile-1");
+    let out = train_profile(&dir, "1");
     for label in [
         "forward GEMM + bias + act",
         "softmax + cross-entropy",
@@ -293,18 +462,10 @@ fn train_profile_prints_every_kind_and_the_accounted_share() {
     ] {
         assert!(out.contains(label), "'{label}' missing in\n{out}");
     }
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Accounted: "))
-        .unwrap_or_else(|| panic!("no accounted line in\n{out}"));
-    let pct: f64 = line["Accounted: ".len()..]
-        .split('%')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((0.0..=100.0).contains(&pct), "{line}");
-    assert!(out.contains("waiting"), "{out}");
+    // One thread waits for nobody: its untimed time is on the Accounted line.
+    assert!(!out.contains("Threads (training)"), "{out}");
+    assert!(!out.contains("waiting"), "{out}");
+    assert!(number_after(&out, "Accounted: ") >= 90.0, "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use simdnet::profile::engine_knobs::BlockSizes;
+use simdnet::gemm::BlockSizes;
 use simdnet::profile::tune_config::{self, TuneConfig};
 use simdnet::Error;
 
@@ -220,25 +220,33 @@ mod verification {
 }
 
 mod timers {
+    use std::time::{Duration, Instant};
+
     use simdnet::trace::{self, scope, Kind};
+
+    /// How long each timed section sleeps.
+    const NAP: Duration = Duration::from_millis(20);
 
     #[test]
     fn coverage_and_table() {
         // The only test in this binary that touches the global timers.
         trace::reset();
         trace::enable(true);
+        // The wall time, measured here, independently of the timers.
+        let start = Instant::now();
         {
             let _a = scope(Kind::Optimizer, 0).bytes(1000);
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(NAP);
         }
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
                     let _t = scope(Kind::ForwardGemm, 1).flops(1_000_000);
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    std::thread::sleep(NAP);
                 });
             }
         });
+        let wall = start.elapsed().as_secs_f64();
         trace::enable(false);
         let _ignored = scope(Kind::Shuffle, 0);
         drop(_ignored);
@@ -246,28 +254,54 @@ mod timers {
         assert_eq!(recs.len(), 2);
         let fwd = recs.iter().find(|r| r.kind == Kind::ForwardGemm).unwrap();
         assert_eq!((fwd.layer, fwd.calls, fwd.flops), (1, 2, 2_000_000));
+        // Each timer slept at least NAP inside it.
+        let nap = NAP.as_secs_f64();
+        assert!(fwd.seconds >= 2.0 * nap, "{fwd:?}");
         // Wall shares never exceed thread time, and the levels agree with the thread time.
         let cov = trace::coverage();
         let thread: f64 = recs.iter().map(|r| r.seconds).sum();
-        let wall: f64 = recs.iter().map(|r| r.wall_seconds).sum();
-        assert!(wall <= thread + 1e-6 && (cov.covered() - wall).abs() < 1e-6);
+        let shares: f64 = recs.iter().map(|r| r.wall_seconds).sum();
+        assert!(shares <= thread + 1e-6 && (cov.covered() - shares).abs() < 1e-6);
         assert!(
             (cov.busy() - thread).abs() < 1e-3 * thread.max(1.0),
             "{cov:?} {thread}"
         );
+        // Against the wall time measured here: the two sections ran one after
+        // the other, each at least NAP inside a timer, and the timers cannot
+        // cover more than the time that passed. Outside any timer: the gap
+        // between the sections and starting the threads, allowed 10 ms (a
+        // loaded machine may be slow to schedule a new thread).
+        let covered = cov.covered();
+        assert!(covered >= 2.0 * nap, "covered {covered}s, wall {wall}s");
+        assert!(covered <= wall, "covered {covered}s, wall {wall}s");
+        assert!(wall - covered <= 0.010, "covered {covered}s, wall {wall}s");
         let hist = vec![simdnet::nn::EpochStats {
             epoch: 1,
             loss: 1.0,
             accuracy: 0.5,
             validation: None,
-            train_seconds: cov.covered(),
+            train_seconds: wall,
             validation_seconds: 0.0,
         }];
         let table = simdnet::profile::report::training_table(&hist, 2);
         for k in Kind::ALL {
             assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
         }
-        assert!(table.contains("Accounted: 100.0%"), "{table}");
+        // The table's share is the coverage over the wall time, to its one decimal.
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("Accounted: "))
+            .unwrap_or_else(|| panic!("no Accounted line in\n{table}"));
+        let pct: f64 = line["Accounted: ".len()..]
+            .split('%')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (pct - 100.0 * covered / wall).abs() <= 0.051,
+            "{line}: covered {covered}s, wall {wall}s"
+        );
         trace::reset();
         assert!(trace::snapshot().is_empty());
     }

@@ -3,19 +3,21 @@
 /// One line of build and machine facts: SIMD width, target features, GEMM, block sizes, cores.
 #[allow(dead_code)]
 fn machine_facts() -> String {
-    use simdnet::profile::engine_knobs as knobs;
-    let feats: Vec<String> = knobs::target_features()
+    use simdnet::profile::facts::{describe, BuildFacts};
+    let facts = BuildFacts::current();
+    let feats: Vec<String> = facts
+        .target_features
         .iter()
         .map(|(n, on)| format!("{n}={}", if *on { "yes" } else { "no" }))
         .collect();
     format!(
         "machine: {} cores; build: SIMD width {} ({}); GEMM {} (kernel {}), block sizes {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        knobs::simd_width(),
+        facts.simd_width,
         feats.join(" "),
         "BLIS-style",
-        knobs::micro_kernel_name(),
-        knobs::describe(knobs::block_sizes())
+        facts.micro_kernel,
+        describe(facts.blocks)
     )
 }
 

@@ -6,18 +6,21 @@
 //! roofline verdict; then the fused kernels in GB/s. Every kernel is checked
 //! against a plain reference first and is not reported if it fails. `--json`
 //! prints the same numbers in a stable schema (see `docs/PERFORMANCE.md`).
+//!
+//! This file parses the flags and renders; the measuring is
+//! [`crate::profile::suite`], the verdicts [`crate::profile::verdict`].
 
 use std::fmt::Write as _;
 
 use super::args::{parse_list, Flag, Parsed, UsageError};
-use super::common::THREADS;
+use super::common::{self, THREADS};
 use super::CliError;
-use crate::data::NUM_CLASSES;
 use crate::error::Error;
-use crate::profile::bench::{self as pb, Fused, GemmShape};
-use crate::profile::engine_knobs as knobs;
+use crate::profile::facts::{describe, BuildFacts};
 use crate::profile::json::Json;
-use crate::profile::machine::{self, median, Bandwidth, Rate, StreamArrays};
+use crate::profile::machine::{self, Bandwidth, Rate};
+use crate::profile::suite::{self, Results, Settings};
+use crate::profile::verdict::{FusedStats, GemmStats, Limits};
 
 pub const ABOUT: &str = "measure this machine's peak FLOP/s and bandwidth, and the engine against them";
 
@@ -48,27 +51,13 @@ pub const FLAGS: &[Flag] = &[
     ),
     Flag::switch(
         "json",
-        "print the results as JSON (schema simdnet-bench/1, see docs/PERFORMANCE.md)",
+        "print the results as JSON (schema simdnet-bench/2, see docs/PERFORMANCE.md)",
     ),
     Flag::switch("no-tune-config", "ignore the block sizes saved by `simdnet tune`"),
 ];
 
-/// Inputs of an MNIST network (28 x 28 pixels).
-pub const MNIST_PIXELS: usize = 28 * 28;
-
 /// The JSON schema name; bump the number on any incompatible change.
-pub const SCHEMA: &str = "simdnet-bench/1";
-
-/// What to measure, checked.
-struct Plan {
-    threads: usize,
-    networks: Vec<Vec<usize>>,
-    batch: usize,
-    sizes: Vec<usize>,
-    runs: usize,
-    quick: bool,
-    json: bool,
-}
+pub const SCHEMA: &str = "simdnet-bench/2";
 
 /// Parses `--layers` as networks separated by `;`, each a list of hidden widths.
 pub fn parse_networks(s: &str) -> Result<Vec<Vec<usize>>, UsageError> {
@@ -87,14 +76,11 @@ pub fn parse_networks(s: &str) -> Result<Vec<Vec<usize>>, UsageError> {
         .collect()
 }
 
-fn plan(p: &Parsed) -> Result<Plan, UsageError> {
-    let threads = match p.opt::<usize>("threads")? {
-        Some(0) => return Err(UsageError("--threads must be at least 1".into())),
-        Some(n) if n > 1024 => return Err(UsageError(format!("--threads {n} is too many (at most 1024)"))),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+/// What to measure, from the flags (`--quick` lowers the defaults; explicit flags still win).
+fn settings(p: &Parsed) -> Result<Settings, UsageError> {
+    let threads = common::threads(p)?;
     let quick = p.switch("quick");
+    let given = |name: &str| p.raw(name) != FLAGS.iter().find(|f| f.name == name).and_then(|f| f.default);
     let batch: usize = p.get("batch")?;
     if batch == 0 || batch > 1 << 16 {
         return Err(UsageError("--batch must be between 1 and 65536".into()));
@@ -108,207 +94,48 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
     if runs == 0 || runs > 1000 {
         return Err(UsageError("--runs must be between 1 and 1000".into()));
     }
-    let given = |name: &str| p.raw(name) != FLAGS.iter().find(|f| f.name == name).and_then(|f| f.default);
-    let mut networks = parse_networks(p.raw("layers").unwrap_or(""))?;
-    let mut sizes = sizes;
-    let mut batch = batch;
-    if quick {
-        // Smaller defaults; explicit flags still win.
-        if !given("layers") {
-            networks = vec![vec![16, 16]];
-        }
-        if !given("sizes") {
-            sizes = vec![64, 128];
-        }
-        if !given("batch") {
-            batch = 32;
-        }
-    }
-    Ok(Plan {
+    let networks = parse_networks(p.raw("layers").unwrap_or(""))?;
+    let quick_default = |name: &str| quick && !given(name);
+    Ok(Settings {
         threads,
-        networks,
-        batch,
-        sizes,
-        runs: if quick && !given("runs") { 3 } else { runs },
+        networks: if quick_default("layers") {
+            vec![vec![16, 16]]
+        } else {
+            networks
+        },
+        batch: if quick_default("batch") { 32 } else { batch },
+        sizes: if quick_default("sizes") {
+            vec![64, 128]
+        } else {
+            sizes
+        },
+        runs: if quick_default("runs") { 3 } else { runs },
         quick,
-        json: p.switch("json"),
     })
 }
 
-/// The machine's limits as measured.
-struct Limits {
-    peak1: Rate,
-    peak_n: Rate,
-    bw1: Bandwidth,
-    bw_n: Bandwidth,
-    array_bytes: usize,
-    /// The 1-minute load average before and after the run.
-    load: [Option<f64>; 2],
-}
-
-/// Signs that the measurements were disturbed (e.g. by other work on the machine).
-fn warnings(l: &Limits, gemms: &[GemmRow], threads: usize) -> Vec<String> {
-    let mut w = Vec::new();
-    if let Some(g) = gemms
-        .iter()
-        .find(|g| gemm_stats(g, l).is_some_and(|s| s.percent_of_peak > 100.0))
-    {
-        w.push(format!(
-            "the GEMM {} ran faster than the measured peak: the peak measurement was disturbed by other load; rerun on a quiet machine",
-            g.shape.name
-        ));
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if l.peak_n.best < 0.75 * l.peak1.best * threads.min(cores) as f64 {
-        w.push(format!(
-            "the all-threads peak ({:.1} GFLOP/s) scales poorly from one thread ({:.1}): other work is probably sharing the cores",
-            l.peak_n.best, l.peak1.best
-        ));
-    }
-    let busy: Vec<f64> = l.load.iter().flatten().copied().collect();
-    if busy.iter().any(|&x| x > 0.5 * cores as f64) {
-        w.push(format!(
-            "the load average was {} on {cores} cores during the run: numbers are likely low",
-            busy.iter()
-                .map(|x| format!("{x:.2}"))
-                .collect::<Vec<_>>()
-                .join(" -> ")
-        ));
-    }
-    w
-}
-
-struct GemmRow {
-    shape: GemmShape,
-    verified: Result<(), String>,
-    /// Run times (empty when not verified).
-    times: Vec<f64>,
-}
-
-struct FusedRow {
-    kind: Fused,
-    verified: Result<(), String>,
-    elements: usize,
-    times: Vec<f64>,
-}
-
 pub fn run(p: &Parsed) -> Result<(), CliError> {
-    let plan = plan(p)?;
+    let settings = settings(p)?;
+    let json = p.switch("json");
     let tune_msg = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))?;
-    if let (Some(m), false) = (&tune_msg, plan.json) {
+    if let (Some(m), false) = (&tune_msg, json) {
         println!("{m}");
     }
-    let pool1 = machine::pool(1)?;
-    let pool_n = machine::pool(plan.threads)?;
     let say = |s: &str| {
-        if !plan.json {
+        if !json {
             eprintln!("{s}");
         }
     };
-
-    // 1. The machine: measured now and again after the engine (other work on
-    // the machine only ever lowers a measurement, so the best of both is kept).
-    let load_before = machine::load_average();
-    let (peak_secs, array_bytes) = if plan.quick {
-        (0.02, 16 << 20)
+    let results = suite::run(&settings, &say)?;
+    if json {
+        print!("{}", to_json(&settings, &results, tune_msg.as_deref()).render());
     } else {
-        (0.25, 128 << 20)
-    };
-    let bw_runs = if plan.quick { plan.runs } else { 2 * plan.runs };
-    let measure = |pass: usize| {
-        say(&format!(
-            "measuring peak FLOP/s and memory bandwidth (pass {pass} of 2)..."
-        ));
-        let peak1 = machine::peak_samples(&pool1, peak_secs, plan.runs);
-        let peak_n = machine::peak_samples(&pool_n, peak_secs, plan.runs);
-        let mut arrays = StreamArrays::new(array_bytes);
-        let bw1 = machine::bandwidth_samples(&pool1, &mut arrays, bw_runs);
-        let bw_n = machine::bandwidth_samples(&pool_n, &mut arrays, bw_runs);
-        (peak1, peak_n, bw1, bw_n, arrays.bytes_each())
-    };
-    let first = measure(1);
-
-    // 2. The GEMM.
-    let mut shapes: Vec<GemmShape> = plan.sizes.iter().map(|&n| GemmShape::square(n)).collect();
-    for hidden in &plan.networks {
-        let mut widths = vec![MNIST_PIXELS];
-        widths.extend_from_slice(hidden);
-        widths.push(NUM_CLASSES);
-        shapes.extend(GemmShape::training(&widths, plan.batch));
-    }
-    let budget = if plan.quick { 0.2 } else { 1.5 };
-    let gemms: Vec<GemmRow> = pool_n.install(|| {
-        shapes
-            .into_iter()
-            .map(|shape| {
-                say(&format!("GEMM {}...", shape.name));
-                let verified = pb::verify_gemm(pb::engine_gemm, &shape);
-                let times = match verified {
-                    Ok(()) => pb::time_gemm(pb::engine_gemm, &shape, plan.runs, budget),
-                    Err(_) => Vec::new(),
-                };
-                GemmRow {
-                    shape,
-                    verified,
-                    times,
-                }
-            })
-            .collect()
-    });
-
-    // 3. The fused kernels.
-    say("fused kernels...");
-    let elements = if plan.quick { 1 << 18 } else { 1 << 24 };
-    let fused: Vec<FusedRow> = pool_n.install(|| {
-        Fused::ALL
-            .iter()
-            .map(|&kind| {
-                let verified = pb::verify_fused(kind);
-                let (elements, times) = match verified {
-                    Ok(()) => pb::time_fused(kind, elements, plan.runs),
-                    Err(_) => (0, Vec::new()),
-                };
-                FusedRow {
-                    kind,
-                    verified,
-                    elements,
-                    times,
-                }
-            })
-            .collect()
-    });
-
-    let (mut peak1, mut peak_n, mut bw1, mut bw_n, array_bytes) = first;
-    let second = measure(2);
-    peak1.extend(second.0);
-    peak_n.extend(second.1);
-    bw1.merge(second.2);
-    bw_n.merge(second.3);
-    let limits = Limits {
-        peak1: Rate::from_samples(&peak1),
-        peak_n: Rate::from_samples(&peak_n),
-        bw1: bw1.rates(),
-        bw_n: bw_n.rates(),
-        array_bytes,
-        load: [load_before, machine::load_average()],
-    };
-    let warnings = warnings(&limits, &gemms, plan.threads);
-    if plan.json {
-        print!(
-            "{}",
-            to_json(&plan, &limits, &gemms, &fused, tune_msg.as_deref(), &warnings).render()
-        );
-    } else {
-        print!("{}", to_text(&plan, &limits, &gemms, &fused));
-        for w in &warnings {
+        print!("{}", to_text(&settings, &results));
+        for w in &results.warnings {
             println!("Warning: {w}");
         }
     }
-    let failed: Vec<String> = gemms
-        .iter()
-        .filter_map(|g| g.verified.as_ref().err().cloned())
-        .chain(fused.iter().filter_map(|f| f.verified.as_ref().err().cloned()))
-        .collect();
+    let failed = results.failures();
     if !failed.is_empty() {
         return Err(Error::Invalid(format!(
             "{} kernel(s) failed verification and were not timed: {}",
@@ -320,75 +147,26 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Derived numbers of one GEMM row.
-struct GemmStats {
-    median_s: f64,
-    best_s: f64,
-    gflops: f64,
-    percent_of_peak: f64,
-    intensity: f64,
-    roof: f64,
-    compute_bound: bool,
-    percent_of_roof: f64,
-}
-
-/// Roofline against the all-threads peak and triad bandwidth (the GEMM runs on the whole pool).
-fn gemm_stats(g: &GemmRow, l: &Limits) -> Option<GemmStats> {
-    if g.times.is_empty() {
-        return None;
-    }
-    let median_s = median(&g.times);
-    let best_s = g.times.iter().copied().fold(f64::INFINITY, f64::min);
-    let gflops = g.shape.flops() / median_s * 1e-9;
-    let intensity = g.shape.intensity();
-    let (peak, bw) = (l.peak_n.best, l.bw_n.triad.best);
-    let roof = peak.min(intensity * bw);
-    Some(GemmStats {
-        median_s,
-        best_s,
-        gflops,
-        percent_of_peak: 100.0 * gflops / peak,
-        intensity,
-        roof,
-        compute_bound: intensity * bw >= peak,
-        percent_of_roof: 100.0 * gflops / roof,
-    })
-}
-
-/// GB/s of a fused kernel and the bandwidth it is compared with.
-fn fused_stats(f: &FusedRow, l: &Limits) -> Option<(f64, f64, f64)> {
-    if f.times.is_empty() {
-        return None;
-    }
-    let m = median(&f.times);
-    let gbs = (f.elements * f.kind.bytes_per_element()) as f64 / m * 1e-9;
-    let roof = if f.kind.parallel() {
-        l.bw_n.triad.best
-    } else {
-        l.bw1.triad.best
-    };
-    Some((m, gbs, 100.0 * gbs / roof))
-}
-
-fn build_line(threads: usize) -> String {
-    let feats: Vec<String> = knobs::target_features()
+fn build_line(facts: &BuildFacts, threads: usize) -> String {
+    let feats: Vec<String> = facts
+        .target_features
         .iter()
         .map(|(n, on)| format!("{n} {}", if *on { "yes" } else { "no" }))
         .collect();
     format!(
         "Build: SIMD width {} f32 lanes ({}); GEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
-        knobs::simd_width(),
+        facts.simd_width,
         feats.join(", "),
         "BLIS-style",
-        knobs::micro_kernel_name(),
-        knobs::describe(knobs::block_sizes())
+        facts.micro_kernel,
+        describe(facts.blocks)
     )
 }
 
-fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> String {
+fn to_text(set: &Settings, r: &Results) -> String {
+    let (l, n) = (&r.limits, set.threads);
     let mut s = String::new();
-    let n = plan.threads;
-    let _ = writeln!(s, "{}", build_line(n));
+    let _ = writeln!(s, "{}", build_line(&BuildFacts::current(), n));
     let load: Vec<String> = l.load.iter().flatten().map(|x| format!("{x:.2}")).collect();
     if !load.is_empty() {
         let _ = writeln!(s, "Load average (1 min) before -> after: {}", load.join(" -> "));
@@ -398,25 +176,19 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
         "\nPeak fp32 (FMA loop, {} x {}-lane accumulators per thread; best / median of 2 x {} runs, before and after the engine):",
         machine::ACCUMULATORS,
         machine::LANES,
-        plan.runs
+        set.runs
     );
-    let _ = writeln!(
-        s,
-        "  {:<11} {:>7.1} / {:>7.1} GFLOP/s",
-        "1 thread", l.peak1.best, l.peak1.median
-    );
-    let _ = writeln!(
-        s,
-        "  {:<11} {:>7.1} / {:>7.1} GFLOP/s",
-        format!("{n} thread(s)"),
-        l.peak_n.best,
-        l.peak_n.median
-    );
+    for (label, p) in [
+        ("1 thread".to_string(), &l.peak1),
+        (format!("{n} thread(s)"), &l.peak_n),
+    ] {
+        let _ = writeln!(s, "  {label:<11} {:>7.1} / {:>7.1} GFLOP/s", p.best, p.median);
+    }
     let _ = writeln!(
         s,
         "\nMemory bandwidth (STREAM-like, 3 arrays of {} MiB; GB/s, best / median of 2 x {} runs):",
         l.array_bytes >> 20,
-        if plan.quick { plan.runs } else { 2 * plan.runs }
+        l.bandwidth_runs
     );
     let _ = writeln!(s, "  {:<11} {:>15} {:>15} {:>15}", "", "read", "copy", "triad");
     for (label, b) in [
@@ -435,45 +207,41 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
     let _ = writeln!(
         s,
         "\nGEMM on {n} thread(s) (median of up to {} runs; roof = min(peak, intensity x triad bandwidth) of {n} thread(s)):",
-        plan.runs
+        set.runs
     );
     let _ = writeln!(
         s,
         "  {:<26} {:>5} {:>5} {:>5} {:>10} {:>10} {:>8} {:>7} {:>7} {:>8} {:>7}",
         "shape", "m", "n", "k", "median ms", "best ms", "GFLOP/s", "% peak", "flop/B", "bound", "% roof"
     );
-    for g in gemms {
+    for g in &r.gemms {
         let sh = &g.shape;
-        match (&g.verified, gemm_stats(g, l)) {
-            (Ok(()), Some(st)) => {
-                let _ = writeln!(
-                    s,
-                    "  {:<26} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>8.2} {:>6.1}% {:>7.1} {:>8} {:>6.1}%",
-                    sh.name,
-                    sh.m,
-                    sh.n,
-                    sh.k,
-                    st.median_s * 1e3,
-                    st.best_s * 1e3,
-                    st.gflops,
-                    st.percent_of_peak,
-                    st.intensity,
-                    if st.compute_bound { "compute" } else { "memory" },
-                    st.percent_of_roof
-                );
-            }
-            _ => {
-                let _ = writeln!(
-                    s,
-                    "  {:<26} {:>5} {:>5} {:>5}  FAILED VERIFICATION, not timed: {}",
-                    sh.name,
-                    sh.m,
-                    sh.n,
-                    sh.k,
-                    g.verified.as_ref().err().map_or("no timing", |e| e.as_str())
-                );
-            }
-        }
+        let _ = match (&g.verified, &g.stats) {
+            (Ok(()), Some(st)) => writeln!(
+                s,
+                "  {:<26} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>8.2} {:>6.1}% {:>7.1} {:>8} {:>6.1}%",
+                sh.name,
+                sh.m,
+                sh.n,
+                sh.k,
+                st.median_s * 1e3,
+                st.best_s * 1e3,
+                st.gflops,
+                st.percent_of_peak,
+                st.intensity,
+                st.bound(),
+                st.percent_of_roof
+            ),
+            _ => writeln!(
+                s,
+                "  {:<26} {:>5} {:>5} {:>5}  FAILED VERIFICATION, not timed: {}",
+                sh.name,
+                sh.m,
+                sh.n,
+                sh.k,
+                g.verified.as_ref().err().map_or("no timing", |e| e.as_str())
+            ),
+        };
     }
     let _ = writeln!(
         s,
@@ -484,29 +252,25 @@ fn to_text(plan: &Plan, l: &Limits, gemms: &[GemmRow], fused: &[FusedRow]) -> St
         "  {:<26} {:>10} {:>9} {:>10} {:>8} {:>8}",
         "kernel", "elements", "threads", "median ms", "GB/s", "% bw"
     );
-    for f in fused {
-        match fused_stats(f, l) {
-            Some((m, gbs, pct)) => {
-                let _ = writeln!(
-                    s,
-                    "  {:<26} {:>10} {:>9} {:>10.3} {:>8.2} {:>7.1}%",
-                    f.kind.name(),
-                    f.elements,
-                    if f.kind.parallel() { n } else { 1 },
-                    m * 1e3,
-                    gbs,
-                    pct
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "  {:<26} FAILED VERIFICATION, not timed: {}",
-                    f.kind.name(),
-                    f.verified.as_ref().err().map_or("no timing", |e| e.as_str())
-                );
-            }
-        }
+    for f in &r.fused {
+        let _ = match &f.stats {
+            Some(st) => writeln!(
+                s,
+                "  {:<26} {:>10} {:>9} {:>10.3} {:>8.2} {:>7.1}%",
+                f.kind.name(),
+                f.elements,
+                f.threads,
+                st.median_s * 1e3,
+                st.gbs,
+                st.percent_of_bandwidth
+            ),
+            None => writeln!(
+                s,
+                "  {:<26} FAILED VERIFICATION, not timed: {}",
+                f.kind.name(),
+                f.verified.as_ref().err().map_or("no timing", |e| e.as_str())
+            ),
+        };
     }
     s
 }
@@ -523,29 +287,15 @@ fn bw_json(b: &Bandwidth) -> Json {
     ])
 }
 
-fn to_json(
-    plan: &Plan,
-    l: &Limits,
-    gemms: &[GemmRow],
-    fused: &[FusedRow],
-    tune: Option<&str>,
-    warnings: &[String],
-) -> Json {
-    let b = knobs::block_sizes();
-    let machine = Json::obj([
-        ("threads", Json::Int(plan.threads as i64)),
-        ("simd_width", Json::Int(knobs::simd_width() as i64)),
-        (
-            "target_features",
-            Json::obj(
-                knobs::target_features()
-                    .into_iter()
-                    .map(|(n, on)| (n, Json::Bool(on))),
-            ),
-        ),
-        // Kept for schema stability: always true since the BLIS-style GEMM landed.
-        ("fast_gemm", Json::Bool(true)),
-        ("micro_kernel", Json::str(knobs::micro_kernel_name())),
+fn machine_json(set: &Settings, l: &Limits, tune: Option<&str>) -> Json {
+    let facts = BuildFacts::current();
+    let b = facts.blocks;
+    let features = facts.target_features.iter().map(|&(n, on)| (n, Json::Bool(on)));
+    Json::obj([
+        ("threads", Json::Int(set.threads as i64)),
+        ("simd_width", Json::Int(facts.simd_width as i64)),
+        ("target_features", Json::obj(features)),
+        ("micro_kernel", Json::str(facts.micro_kernel)),
         (
             "block_sizes",
             Json::obj([
@@ -559,61 +309,55 @@ fn to_json(
             "load_average",
             Json::Arr(l.load.iter().map(|x| Json::opt(*x)).collect()),
         ),
-        ("quick", Json::Bool(plan.quick)),
-        ("runs", Json::Int(plan.runs as i64)),
-    ]);
-    let gemm = gemms
-        .iter()
-        .map(|g| {
-            let sh = &g.shape;
-            let st = gemm_stats(g, l);
-            let f = |x: fn(&GemmStats) -> f64| Json::opt(st.as_ref().map(x));
-            Json::obj([
-                ("name", Json::str(&sh.name)),
-                ("m", Json::Int(sh.m as i64)),
-                ("n", Json::Int(sh.n as i64)),
-                ("k", Json::Int(sh.k as i64)),
-                ("verified", Json::Bool(g.verified.is_ok())),
-                ("error", g.verified.as_ref().err().map_or(Json::Null, Json::str)),
-                ("median_s", f(|s| s.median_s)),
-                ("best_s", f(|s| s.best_s)),
-                ("gflops", f(|s| s.gflops)),
-                ("percent_of_peak", f(|s| s.percent_of_peak)),
-                ("intensity_flops_per_byte", Json::Num(sh.intensity())),
-                ("roof_gflops", f(|s| s.roof)),
-                (
-                    "bound",
-                    st.as_ref().map_or(Json::Null, |s| {
-                        Json::str(if s.compute_bound { "compute" } else { "memory" })
-                    }),
-                ),
-                ("percent_of_roof", f(|s| s.percent_of_roof)),
-            ])
-        })
-        .collect();
-    let kernels = fused
-        .iter()
-        .map(|k| {
-            let st = fused_stats(k, l);
-            Json::obj([
-                ("name", Json::str(k.kind.name())),
-                ("verified", Json::Bool(k.verified.is_ok())),
-                ("error", k.verified.as_ref().err().map_or(Json::Null, Json::str)),
-                ("elements", Json::Int(k.elements as i64)),
-                ("bytes_per_element", Json::Int(k.kind.bytes_per_element() as i64)),
-                (
-                    "threads",
-                    Json::Int(if k.kind.parallel() { plan.threads } else { 1 } as i64),
-                ),
-                ("median_s", Json::opt(st.map(|s| s.0))),
-                ("gbs", Json::opt(st.map(|s| s.1))),
-                ("percent_of_bandwidth", Json::opt(st.map(|s| s.2))),
-            ])
-        })
-        .collect();
+        ("quick", Json::Bool(set.quick)),
+        ("runs", Json::Int(set.runs as i64)),
+    ])
+}
+
+/// The results in the schema [`SCHEMA`] (see `docs/PERFORMANCE.md`).
+fn to_json(set: &Settings, r: &Results, tune: Option<&str>) -> Json {
+    let l = &r.limits;
+    let error = |v: &Result<(), String>| v.as_ref().err().map_or(Json::Null, Json::str);
+    let gemm = r.gemms.iter().map(|g| {
+        let sh = &g.shape;
+        let f = |x: fn(&GemmStats) -> f64| Json::opt(g.stats.as_ref().map(x));
+        Json::obj([
+            ("name", Json::str(&sh.name)),
+            ("m", Json::Int(sh.m as i64)),
+            ("n", Json::Int(sh.n as i64)),
+            ("k", Json::Int(sh.k as i64)),
+            ("verified", Json::Bool(g.verified.is_ok())),
+            ("error", error(&g.verified)),
+            ("median_s", f(|s| s.median_s)),
+            ("best_s", f(|s| s.best_s)),
+            ("gflops", f(|s| s.gflops)),
+            ("percent_of_peak", f(|s| s.percent_of_peak)),
+            ("intensity_flops_per_byte", Json::Num(sh.intensity())),
+            ("roof_gflops", f(|s| s.roof)),
+            (
+                "bound",
+                g.stats.as_ref().map_or(Json::Null, |s| Json::str(s.bound())),
+            ),
+            ("percent_of_roof", f(|s| s.percent_of_roof)),
+        ])
+    });
+    let kernels = r.fused.iter().map(|k| {
+        let f = |x: fn(&FusedStats) -> f64| Json::opt(k.stats.as_ref().map(x));
+        Json::obj([
+            ("name", Json::str(k.kind.name())),
+            ("verified", Json::Bool(k.verified.is_ok())),
+            ("error", error(&k.verified)),
+            ("elements", Json::Int(k.elements as i64)),
+            ("bytes_per_element", Json::Int(k.kind.bytes_per_element() as i64)),
+            ("threads", Json::Int(k.threads as i64)),
+            ("median_s", f(|s| s.median_s)),
+            ("gbs", f(|s| s.gbs)),
+            ("percent_of_bandwidth", f(|s| s.percent_of_bandwidth)),
+        ])
+    });
     Json::obj([
         ("schema", Json::str(SCHEMA)),
-        ("machine", machine),
+        ("machine", machine_json(set, l, tune)),
         (
             "peak_gflops",
             Json::obj([
@@ -629,8 +373,8 @@ fn to_json(
                 ("all_threads", bw_json(&l.bw_n)),
             ]),
         ),
-        ("gemm", Json::Arr(gemm)),
-        ("kernels", Json::Arr(kernels)),
-        ("warnings", Json::Arr(warnings.iter().map(Json::str).collect())),
+        ("gemm", Json::Arr(gemm.collect())),
+        ("kernels", Json::Arr(kernels.collect())),
+        ("warnings", Json::Arr(r.warnings.iter().map(Json::str).collect())),
     ])
 }

@@ -39,17 +39,19 @@ pub fn load_split(p: &Parsed, which: Split) -> Result<Dataset, CliError> {
     Ok(mnist::load_split(Path::new(dir), which)?)
 }
 
+/// Parses `--threads`: 1 to 1024, all cores when not given.
+pub fn threads(p: &Parsed) -> Result<usize, UsageError> {
+    match p.opt::<usize>("threads")? {
+        Some(0) => Err(UsageError("--threads must be at least 1".into())),
+        Some(n) if n > 1024 => Err(UsageError(format!("--threads {n} is too many (at most 1024)"))),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 /// Runs `f` on a rayon pool of `--threads` threads (all cores when not given).
 pub fn with_threads<R: Send>(p: &Parsed, f: impl FnOnce() -> R + Send) -> Result<R, CliError> {
-    let threads: Option<usize> = p.opt("threads")?;
-    let threads = match threads {
-        Some(0) => return Err(UsageError("--threads must be at least 1".into()).into()),
-        Some(n) if n > 1024 => {
-            return Err(UsageError(format!("--threads {n} is too many (at most 1024)")).into())
-        }
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = threads(p)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -10,13 +10,13 @@
 use std::path::PathBuf;
 
 use super::args::{Flag, Parsed, UsageError};
-use super::bench::{parse_networks, MNIST_PIXELS};
+use super::bench::parse_networks;
 use super::common::{self, THREADS};
 use super::CliError;
-use crate::data::NUM_CLASSES;
 use crate::error::Error;
-use crate::profile::bench::GemmShape;
-use crate::profile::engine_knobs as knobs;
+use crate::gemm;
+use crate::profile::bench::{mnist_widths, GemmShape};
+use crate::profile::facts::describe;
 use crate::profile::tune_config::{self, TuneConfig};
 use crate::profile::tuner::{self, Effort};
 
@@ -71,9 +71,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let mut shapes = Vec::new();
     let mut names = Vec::new();
     for hidden in &networks {
-        let mut widths = vec![MNIST_PIXELS];
-        widths.extend_from_slice(hidden);
-        widths.push(NUM_CLASSES);
+        let widths = mnist_widths(hidden);
         names.push(widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"));
         shapes.extend(GemmShape::training(&widths, batch));
     }
@@ -98,10 +96,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     for (name, d, b) in &outcome.shapes {
         println!("{name:<30} {:>12.4} {:>12.4} {:>7.2}x", d * 1e3, b * 1e3, d / b);
     }
-    let (dt, bt) = outcome
-        .shapes
-        .iter()
-        .fold((0.0, 0.0), |(a, b), s| (a + s.1, b + s.2));
+    let (dt, bt) = outcome.totals();
     println!(
         "{:<30} {:>12.4} {:>12.4} {:>7.2}x",
         "total",
@@ -118,11 +113,11 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             "Best: {} ({:.2}x faster than the defaults {} in total).",
             outcome.chosen.describe(),
             dt / bt,
-            knobs::describe(outcome.default.blocks)
+            describe(outcome.default.blocks)
         ),
         Some(why) => println!(
             "Keeping the defaults {}: the best candidate {} was not kept because {why}.",
-            knobs::describe(outcome.default.blocks),
+            describe(outcome.default.blocks),
             outcome.best.describe()
         ),
     }
@@ -137,7 +132,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let comment = vec![format!(
         "tuned for {} at batch {batch}; SIMD width {}; {}",
         names.join(", "),
-        knobs::simd_width(),
+        gemm::simd_width(),
         if outcome.improved {
             format!("{:.2}x faster than the defaults", dt / bt)
         } else {
@@ -147,7 +142,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     tune_config::save(&path, &cfg, &comment)?;
     println!(
         "Saved {} to {} (train and bench use it; ignore with --no-tune-config).",
-        knobs::describe(cfg.blocks),
+        describe(cfg.blocks),
         path.display()
     );
     Ok(())

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use crate::data::NUM_CLASSES;
 use crate::gemm::{self, Epilogue, Parallelism};
 use crate::kernels;
 use crate::matrix::{MatMut, MatRef};
@@ -25,6 +26,17 @@ pub type SoftmaxCeFn = fn(MatRef, &[u8], MatMut, f32) -> f64;
 pub type ActivationBackwardFn = fn(MatMut, MatRef, MatRef, Activation, &mut [f32]);
 /// `OptimizerState::update`'s signature.
 pub type OptimizerFn = fn(&mut OptimizerState, &Optimizer, usize, &mut [f32], &[f32]);
+
+/// Inputs of an MNIST network (28 x 28 pixels).
+pub const MNIST_PIXELS: usize = 28 * 28;
+
+/// The widths of an MNIST network with these hidden layers: 784, hidden.., 10.
+pub fn mnist_widths(hidden: &[usize]) -> Vec<usize> {
+    let mut widths = vec![MNIST_PIXELS];
+    widths.extend_from_slice(hidden);
+    widths.push(NUM_CLASSES);
+    widths
+}
 
 /// The engine's GEMM, allowed to use the current rayon pool.
 pub fn engine_gemm(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut, e: Epilogue) {
@@ -153,7 +165,7 @@ impl GemmData {
 }
 
 /// Compares `got` with `want` element-wise: `|got - want| <= tol(want)`, both finite.
-pub fn compare(what: &str, got: &[f32], want: &[f32], tol: impl Fn(f32) -> f32) -> Result<(), String> {
+fn compare(what: &str, got: &[f32], want: &[f32], tol: impl Fn(f32) -> f32) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
     }
@@ -250,19 +262,19 @@ impl Fused {
 }
 
 /// Operands for a fused kernel over about `elements` values.
-pub struct FusedData {
-    pub rows: usize,
-    pub cols: usize,
-    pub x: Vec<f32>,
-    pub y: Vec<f32>,
-    pub z: Vec<f32>,
-    pub labels: Vec<u8>,
-    pub state: OptimizerState,
-    pub opt: Optimizer,
+struct FusedData {
+    rows: usize,
+    cols: usize,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    z: Vec<f32>,
+    labels: Vec<u8>,
+    state: OptimizerState,
+    opt: Optimizer,
 }
 
 impl FusedData {
-    pub fn new(kind: Fused, elements: usize, seed: u64) -> FusedData {
+    fn new(kind: Fused, elements: usize, seed: u64) -> FusedData {
         let cols = kind.cols();
         let rows = elements.div_ceil(cols).max(1);
         let n = rows * cols;
@@ -279,13 +291,13 @@ impl FusedData {
             opt,
         }
     }
-    pub fn elements(&self) -> usize {
+    fn elements(&self) -> usize {
         self.rows * self.cols
     }
 }
 
 /// Runs a fused kernel once on `d` (the engine's own functions).
-pub fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
+fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
     let (r, c) = (d.rows, d.cols);
     match kind {
         Fused::BiasActivation => {

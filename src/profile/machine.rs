@@ -50,7 +50,7 @@ impl Rate {
 }
 
 /// The median of a sorted slice (0 when empty).
-pub fn median_sorted(v: &[f64]) -> f64 {
+fn median_sorted(v: &[f64]) -> f64 {
     match v.len() {
         0 => 0.0,
         n if n % 2 == 1 => v[n / 2],
@@ -68,7 +68,7 @@ pub fn median(v: &[f64]) -> f64 {
 /// Runs `iters` rounds of [`ACCUMULATORS`] independent vector FMAs; returns a
 /// value depending on every result (so nothing can be optimised away).
 #[inline(never)]
-pub fn fma_loop(iters: u64) -> f32 {
+fn fma_loop(iters: u64) -> f32 {
     let a = black_box(V::splat(0.999_999));
     let b = black_box(V::splat(1e-6));
     let mut acc = [V::splat(0.0); ACCUMULATORS];
@@ -88,17 +88,13 @@ pub fn fma_loop(iters: u64) -> f32 {
 }
 
 /// FLOPs done by one `fma_loop(iters)`.
-pub fn fma_loop_flops(iters: u64) -> f64 {
+fn fma_loop_flops(iters: u64) -> f64 {
     iters as f64 * (ACCUMULATORS * LANES * 2) as f64
 }
 
-/// Peak fp32 GFLOP/s of `pool`'s threads, all running the FMA loop at once.
-/// Each run lasts about `seconds`; `runs` runs.
-pub fn peak_gflops(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Rate {
-    Rate::from_samples(&peak_samples(pool, seconds, runs))
-}
-
-/// The GFLOP/s of each run of [`peak_gflops`] (to merge runs made at different times).
+/// Peak fp32 GFLOP/s of `pool`'s threads, all running the FMA loop at once:
+/// one sample per run, each run lasting about `seconds` (samples of runs made
+/// at different times can then be merged into one [`Rate`]).
 pub fn peak_samples(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Vec<f64> {
     // Calibrate on one thread: iterations for about `seconds`.
     let mut iters = 1u64 << 16;
@@ -130,7 +126,7 @@ pub struct Bandwidth {
     pub triad: Rate,
 }
 
-/// Three arrays for the bandwidth probe, each `elements` floats, touched once.
+/// The three arrays of the bandwidth probe, equal in size, first touched when created.
 pub struct StreamArrays {
     a: Vec<f32>,
     b: Vec<f32>,
@@ -210,12 +206,8 @@ impl BandwidthSamples {
     }
 }
 
-/// STREAM-like read, copy and triad bandwidth of `pool`'s threads.
-pub fn bandwidth(pool: &rayon::ThreadPool, arrays: &mut StreamArrays, runs: usize) -> Bandwidth {
-    bandwidth_samples(pool, arrays, runs).rates()
-}
-
-/// The runs behind [`bandwidth`].
+/// STREAM-like read, copy and triad bandwidth of `pool`'s threads, one
+/// sample per run (see [`BandwidthSamples::rates`]).
 pub fn bandwidth_samples(
     pool: &rayon::ThreadPool,
     arrays: &mut StreamArrays,

@@ -14,10 +14,17 @@
 //! shards: it only gets the wall time during which no kernel timer was open
 //! on any thread (waking the workers, stealing, joining).
 //!
+//! Times are printed to the microsecond, so that a kernel that ran at all
+//! never shows as zero.
+//!
 //! Waiting: during training, `threads x wall` thread-seconds were available;
 //! those not spent inside a timer were spent waiting (idle at the end of a
 //! parallel section, or while the main thread did sequential work such as the
-//! optimiser) or in untimed code.
+//! optimiser) or in untimed code. The line is printed only when it means
+//! something: with two threads or more (on one thread nobody waits, and the
+//! untimed time is already on the "Accounted" line) and when the training
+//! timers recorded some work (else every thread-second would show as
+//! "waiting" when in fact nothing was measured; a line says so instead).
 
 use std::fmt::Write as _;
 
@@ -26,7 +33,21 @@ use crate::trace::{self, Kind, Record};
 
 /// The profile of a finished `fit`: timers since the last [`trace::reset`].
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
-    render(&trace::snapshot(), &trace::coverage(), history, threads)
+    let run = Run {
+        epochs: history.len(),
+        train_wall: history.iter().map(|h| h.train_seconds).sum(),
+        val_wall: history.iter().map(|h| h.validation_seconds).sum(),
+        threads,
+    };
+    render(&trace::snapshot(), &trace::coverage(), &run)
+}
+
+/// The run the timers watched: its epochs, wall seconds and threads.
+struct Run {
+    epochs: usize,
+    train_wall: f64,
+    val_wall: f64,
+    threads: usize,
 }
 
 fn rate(r: &Record) -> String {
@@ -42,16 +63,19 @@ fn rate(r: &Record) -> String {
 }
 
 /// The table for given records (separate from the global timers so it can be tested).
-pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats], threads: usize) -> String {
-    let train_wall: f64 = history.iter().map(|h| h.train_seconds).sum();
-    let val_wall: f64 = history.iter().map(|h| h.validation_seconds).sum();
+fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
+    let &Run {
+        epochs,
+        train_wall,
+        val_wall,
+        threads,
+    } = run;
     let wall = train_wall + val_wall;
     let pct = |x: f64| if wall > 0.0 { 100.0 * x / wall } else { 0.0 };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nProfile: {} epoch(s) on {threads} thread(s), {wall:.3}s wall ({train_wall:.3}s training + {val_wall:.3}s validation)",
-        history.len()
+        "\nProfile: {epochs} epoch(s) on {threads} thread(s), {wall:.3}s wall ({train_wall:.3}s training + {val_wall:.3}s validation)"
     );
     let _ = writeln!(
         s,
@@ -59,7 +83,7 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
     );
     let _ = writeln!(
         s,
-        "{:<27} {:>5} {:>8} {:>9} {:>9} {:>7}  rate (per thread)",
+        "{:<27} {:>5} {:>8} {:>10} {:>10} {:>7}  rate (per thread)",
         "kind", "layer", "calls", "thread-s", "wall-s", "% wall"
     );
     let (mut sum_thread, mut sum_wall, mut train_busy) = (0.0, 0.0, 0.0);
@@ -68,7 +92,7 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
         if rows.is_empty() {
             let _ = writeln!(
                 s,
-                "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%",
+                "{:<27} {:>5} {:>8} {:>10.6} {:>10.6} {:>6.1}%",
                 kind.label(),
                 "-",
                 0,
@@ -82,7 +106,7 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
                 // Its thread time is the whole parallel section (the kernels in it are listed above).
                 let _ = writeln!(
                     s,
-                    "{:<27} {:>5} {:>8} {:>9} {:>9.3} {:>6.1}%  ({:.3}s wall in parallel sections)",
+                    "{:<27} {:>5} {:>8} {:>10} {:>10.6} {:>6.1}%  ({:.3}s wall in parallel sections)",
                     kind.label(),
                     "-",
                     r.calls,
@@ -101,7 +125,7 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
             };
             let _ = writeln!(
                 s,
-                "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%  {}",
+                "{:<27} {:>5} {:>8} {:>10.6} {:>10.6} {:>6.1}%  {}",
                 kind.label(),
                 layer,
                 r.calls,
@@ -119,7 +143,7 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
     }
     let _ = writeln!(
         s,
-        "{:<27} {:>5} {:>8} {:>9.3} {:>9.3} {:>6.1}%",
+        "{:<27} {:>5} {:>8} {:>10.6} {:>10.6} {:>6.1}%",
         "total in timers",
         "",
         "",
@@ -154,8 +178,17 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
             levels.join(", ")
         );
     }
+    // Waiting: only with several threads and some training time measured (see the module docs).
     let capacity = threads as f64 * train_wall;
-    if capacity > 0.0 {
+    if threads < 2 || capacity <= 0.0 {
+        return s;
+    }
+    if train_busy <= 0.0 {
+        let _ = writeln!(
+            s,
+            "Threads (training): no training timer recorded any work, so waiting cannot be told from untimed work."
+        );
+    } else {
         let waiting = (capacity - train_busy).max(0.0);
         let _ = writeln!(
             s,
@@ -168,4 +201,56 @@ pub fn render(records: &[Record], cov: &trace::Coverage, history: &[EpochStats],
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(threads: usize) -> Run {
+        Run {
+            epochs: 1,
+            train_wall: 1.0,
+            val_wall: 0.0,
+            threads,
+        }
+    }
+
+    #[test]
+    fn the_waiting_line_only_when_it_means_something() {
+        let rec = Record {
+            kind: Kind::ForwardGemm,
+            layer: 0,
+            calls: 3,
+            seconds: 0.5,
+            wall_seconds: 0.5,
+            flops: 1000,
+            bytes: 0,
+        };
+        let mut cov = trace::Coverage {
+            by_level: [0.0; trace::MAX_LEVEL],
+            container_only: 0.0,
+        };
+        cov.by_level[0] = 0.5;
+        let two = render(&[rec], &cov, &run(2));
+        assert!(two.contains("Threads (training): 2 x 1.000s = 2.000 thread-s available, 0.500 busy in timers, 1.500 (75.0%) waiting"), "{two}");
+        assert!(two.contains("Accounted: 50.0%"), "{two}");
+        let one = render(&[rec], &cov, &run(1));
+        assert!(
+            !one.contains("Threads (training)") && !one.contains("waiting"),
+            "{one}"
+        );
+        let none = render(
+            &[],
+            &trace::Coverage {
+                by_level: [0.0; trace::MAX_LEVEL],
+                container_only: 0.0,
+            },
+            &run(2),
+        );
+        assert!(
+            none.contains("no training timer recorded any work") && !none.contains("waiting or untimed"),
+            "{none}"
+        );
+    }
 }

@@ -22,8 +22,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::engine_knobs::{self, BlockSizes};
+use super::facts::describe;
 use crate::error::{Error, Result};
+use crate::gemm::{self, BlockSizes};
 
 /// The format version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -163,7 +164,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
 }
 
 /// The text of a tuning file; `comment` lines (without `#`) go on top.
-pub fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
+fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
     let mut s = String::from(
         "# simdnet tuning file, written by `simdnet tune`; read by `simdnet train` and `bench`.\n",
     );
@@ -221,12 +222,12 @@ pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
 }
 
 /// Applies a configuration to the GEMM (block sizes, and the kernel if named).
-pub fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
+fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
     if let Some(k) = &cfg.kernel {
-        engine_knobs::set_kernel(Some(k))
+        gemm::set_kernel(Some(k))
             .map_err(|e| bad(path, format!("{e} (this build cannot use the tuned kernel)")))?;
     }
-    engine_knobs::set_block_sizes(cfg.blocks);
+    gemm::set_block_sizes(cfg.blocks);
     Ok(())
 }
 
@@ -255,7 +256,7 @@ pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
         .map_or(String::new(), |k| format!(" and micro-kernel {k}"));
     Ok(Some(format!(
         "Using block sizes {}{kernel} from {} (ignore with --no-tune-config)",
-        super::engine_knobs::describe(cfg.blocks),
+        describe(cfg.blocks),
         path.display()
     )))
 }

@@ -17,8 +17,9 @@
 use std::time::Instant;
 
 use super::bench::{engine_gemm, verify_gemm, GemmData, GemmShape};
-use super::engine_knobs::{self as knobs, BlockSizes};
+use super::facts::describe;
 use super::machine::median;
+use crate::gemm::{self, BlockSizes};
 
 /// A shape counts as "no slower" if its median is within this fraction of the default's.
 pub const NOISE: f64 = 0.01;
@@ -36,14 +37,14 @@ pub struct Setting {
 impl Setting {
     /// Makes this setting the engine's.
     pub fn apply(&self) -> Result<(), String> {
-        knobs::set_kernel(self.kernel.as_deref())?;
-        knobs::set_block_sizes(self.blocks);
+        gemm::set_kernel(self.kernel.as_deref())?;
+        gemm::set_block_sizes(self.blocks);
         Ok(())
     }
     pub fn describe(&self) -> String {
         match &self.kernel {
-            Some(k) => format!("{} kernel {k}", knobs::describe(self.blocks)),
-            None => format!("{} (default kernel)", knobs::describe(self.blocks)),
+            Some(k) => format!("{} kernel {k}", describe(self.blocks)),
+            None => format!("{} (default kernel)", describe(self.blocks)),
         }
     }
 }
@@ -120,12 +121,21 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
+impl Outcome {
+    /// Summed over the shapes: the defaults' median seconds, the best candidate's.
+    pub fn totals(&self) -> (f64, f64) {
+        self.shapes
+            .iter()
+            .fold((0.0, 0.0), |(d, b), s| (d + s.1, b + s.2))
+    }
+}
+
 /// Searches block sizes and kernels for `shapes`, calling `log` with progress.
 /// Leaves the engine set to the chosen setting.
 pub fn search(shapes: &[GemmShape], effort: &Effort, log: &mut dyn FnMut(&str)) -> Result<Outcome, String> {
     let start = Instant::now();
     let default = Setting {
-        blocks: knobs::block_sizes(),
+        blocks: gemm::block_sizes(),
         kernel: None,
     };
     default.apply()?;
@@ -175,7 +185,7 @@ pub fn search(shapes: &[GemmShape], effort: &Effort, log: &mut dyn FnMut(&str)) 
         }
         Ok::<(), String>(())
     };
-    let kernels = knobs::available_kernels();
+    let kernels = gemm::available_kernels();
     if kernels.len() > 1 {
         log("micro-kernels:");
         for k in kernels {
