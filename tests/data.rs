@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use simdnet::data::{idx, mnist, one_hot, scale_pixels, Dataset, Mnist, Split, NUM_CLASSES};
+use simdnet::data::{idx, mnist, scale_pixels, Dataset, Mnist, Split};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
@@ -429,25 +429,4 @@ fn scale_pixels_maps_0_255_to_0_1() {
     let all: Vec<u8> = (0..=255).collect();
     let scaled = scale_pixels(&all);
     assert!(scaled.windows(2).all(|w| w[0] < w[1]));
-}
-
-#[test]
-fn one_hot_has_a_single_one() {
-    assert_eq!(one_hot(0, 3), vec![1.0, 0.0, 0.0]);
-    assert_eq!(one_hot(9, NUM_CLASSES), {
-        let mut v = vec![0.0; 10];
-        v[9] = 1.0;
-        v
-    });
-    for label in 0..NUM_CLASSES as u8 {
-        let v = one_hot(label, NUM_CLASSES);
-        assert_eq!(v.iter().sum::<f32>(), 1.0);
-        assert_eq!(v[label as usize], 1.0);
-    }
-}
-
-#[test]
-#[should_panic(expected = "out of range")]
-fn one_hot_rejects_a_label_out_of_range() {
-    one_hot(10, NUM_CLASSES);
 }

@@ -80,7 +80,10 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     );
     println!();
     println!("== One-hot: the label becomes {NUM_CLASSES} numbers ==");
-    println!("y_{name}[{i}] = {label}  ->  {:?}", one_hot(&[label as usize], NUM_CLASSES));
+    println!(
+        "y_{name}[{i}] = {label}  ->  {:?}",
+        one_hot(&[label as usize], NUM_CLASSES)
+    );
     println!();
     println!("== Label counts ==");
     for (d, set) in [("train", &train), ("test", &test)] {
