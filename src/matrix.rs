@@ -160,11 +160,6 @@ impl Matrix {
         let (r, c) = self.shape();
         MatMut::from_slice(self.as_mut_slice(), r, c)
     }
-
-    /// Sets every element to zero.
-    pub fn fill_zero(&mut self) {
-        self.as_mut_slice().fill(0.0);
-    }
 }
 
 impl fmt::Debug for Matrix {
@@ -406,44 +401,6 @@ impl<'a> MatMut<'a> {
             rs: self.rs,
         }
     }
-
-    /// Columns `c0..c1` as a mutable view. No copy.
-    pub fn cols_range(self, c0: usize, c1: usize) -> MatMut<'a> {
-        assert!(
-            c0 <= c1 && c1 <= self.cols,
-            "cols_range {c0}..{c1} of {} cols",
-            self.cols
-        );
-        let start = c0.min(self.data.len());
-        MatMut {
-            data: &mut self.data[start..],
-            rows: self.rows,
-            cols: c1 - c0,
-            rs: self.rs,
-        }
-    }
-
-    /// Splits into rows `0..r` and `r..rows`, two disjoint mutable views.
-    pub fn split_at_row(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
-        assert!(r <= self.rows, "split_at_row {r} of {} rows", self.rows);
-        let (rows, cols, rs) = (self.rows, self.cols, self.rs);
-        let cut = (r * rs).min(self.data.len());
-        let (top, bottom) = self.data.split_at_mut(cut);
-        (
-            MatMut {
-                data: top,
-                rows: r,
-                cols,
-                rs,
-            },
-            MatMut {
-                data: bottom,
-                rows: rows - r,
-                cols,
-                rs,
-            },
-        )
-    }
 }
 
 #[cfg(test)]
@@ -469,15 +426,6 @@ mod tests {
         assert_eq!(mid.to_matrix().as_slice(), &[11.0, 12.0, 21.0, 22.0]);
         let tt = mid.t();
         assert_eq!(tt.at(1, 0), 12.0);
-    }
-
-    #[test]
-    fn split_rows_are_disjoint() {
-        let mut m = Matrix::zeros(4, 2);
-        let (mut a, mut b) = m.view_mut().split_at_row(1);
-        a.set(0, 1, 1.0);
-        b.set(2, 0, 2.0);
-        assert_eq!(m.as_slice(), &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
     }
 
     #[test]
