@@ -2,8 +2,11 @@
 //!
 //! Conventions used everywhere in simdnet:
 //! - A matrix of shape `(rows, cols)` stores element `(i, j)` at `i * cols + j`.
-//! - [`Matrix`] owns its storage, aligned to 64 bytes (one AVX-512 register,
-//!   one cache line), so the fast kernels may use aligned loads on its rows.
+//! - [`Matrix`] owns its storage, aligned to 64 bytes (one cache line, one
+//!   AVX-512 register): its first row, and every row when `cols` is a
+//!   multiple of 16, starts on a cache line. The SIMD code only ever uses
+//!   unaligned loads and stores, so alignment is a speed matter, never a
+//!   condition for correctness.
 //! - [`MatRef`] and [`MatMut`] borrow a matrix (or any slice) with explicit
 //!   strides: element `(i, j)` of a view lives at `i * rs + j * cs`.
 //!   Slicing a mini-batch ([`MatRef::rows_range`]) or transposing
@@ -238,7 +241,12 @@ impl<'a, T: Element> MatRef<'a, T> {
         self.data
     }
 
-    /// Element `(i, j)` (bounds-checked).
+    /// Element `(i, j)`.
+    ///
+    /// `i < rows` and `j < cols` are checked only in debug builds (this is
+    /// the reference GEMM's inner loop). In release builds an index past the
+    /// view's shape is caught only if it lands past the end of `data`;
+    /// otherwise it reads whichever element sits there.
     #[inline]
     pub fn at(&self, i: usize, j: usize) -> T {
         debug_assert!(i < self.rows && j < self.cols);
@@ -345,14 +353,14 @@ impl<'a> MatMut<'a> {
         self.data
     }
 
-    /// Element `(i, j)`.
+    /// Element `(i, j)`; indices checked as in [`MatRef::at`] (debug builds only).
     #[inline]
     pub fn at(&self, i: usize, j: usize) -> f32 {
         debug_assert!(i < self.rows && j < self.cols);
         self.data[i * self.rs + j]
     }
 
-    /// Sets element `(i, j)`.
+    /// Sets element `(i, j)`; indices checked as in [`MatRef::at`] (debug builds only).
     #[inline]
     pub fn set(&mut self, i: usize, j: usize, v: f32) {
         debug_assert!(i < self.rows && j < self.cols);
