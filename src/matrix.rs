@@ -2,8 +2,11 @@
 //!
 //! Conventions used everywhere in simdnet:
 //! - A matrix of shape `(rows, cols)` stores element `(i, j)` at `i * cols + j`.
-//! - [`Matrix`] owns its storage, aligned to 64 bytes (one AVX-512 register,
-//!   one cache line), so the fast kernels may use aligned loads on its rows.
+//! - [`Matrix`] owns its storage, aligned to 64 bytes (one cache line, one
+//!   AVX-512 register): its first row, and every row when `cols` is a
+//!   multiple of 16, starts on a cache line. The SIMD code only ever uses
+//!   unaligned loads and stores, so alignment is a speed matter, never a
+//!   condition for correctness.
 //! - [`MatRef`] and [`MatMut`] borrow a matrix (or any slice) with explicit
 //!   strides: element `(i, j)` of a view lives at `i * rs + j * cs`.
 //!   Slicing a mini-batch ([`MatRef::rows_range`]) or transposing
@@ -160,11 +163,6 @@ impl Matrix {
         let (r, c) = self.shape();
         MatMut::from_slice(self.as_mut_slice(), r, c)
     }
-
-    /// Sets every element to zero.
-    pub fn fill_zero(&mut self) {
-        self.as_mut_slice().fill(0.0);
-    }
 }
 
 impl fmt::Debug for Matrix {
@@ -243,7 +241,12 @@ impl<'a, T: Element> MatRef<'a, T> {
         self.data
     }
 
-    /// Element `(i, j)` (bounds-checked).
+    /// Element `(i, j)`.
+    ///
+    /// `i < rows` and `j < cols` are checked only in debug builds (this is
+    /// the reference GEMM's inner loop). In release builds an index past the
+    /// view's shape is caught only if it lands past the end of `data`;
+    /// otherwise it reads whichever element sits there.
     #[inline]
     pub fn at(&self, i: usize, j: usize) -> T {
         debug_assert!(i < self.rows && j < self.cols);
@@ -350,14 +353,14 @@ impl<'a> MatMut<'a> {
         self.data
     }
 
-    /// Element `(i, j)`.
+    /// Element `(i, j)`; indices checked as in [`MatRef::at`] (debug builds only).
     #[inline]
     pub fn at(&self, i: usize, j: usize) -> f32 {
         debug_assert!(i < self.rows && j < self.cols);
         self.data[i * self.rs + j]
     }
 
-    /// Sets element `(i, j)`.
+    /// Sets element `(i, j)`; indices checked as in [`MatRef::at`] (debug builds only).
     #[inline]
     pub fn set(&mut self, i: usize, j: usize, v: f32) {
         debug_assert!(i < self.rows && j < self.cols);
@@ -406,44 +409,6 @@ impl<'a> MatMut<'a> {
             rs: self.rs,
         }
     }
-
-    /// Columns `c0..c1` as a mutable view. No copy.
-    pub fn cols_range(self, c0: usize, c1: usize) -> MatMut<'a> {
-        assert!(
-            c0 <= c1 && c1 <= self.cols,
-            "cols_range {c0}..{c1} of {} cols",
-            self.cols
-        );
-        let start = c0.min(self.data.len());
-        MatMut {
-            data: &mut self.data[start..],
-            rows: self.rows,
-            cols: c1 - c0,
-            rs: self.rs,
-        }
-    }
-
-    /// Splits into rows `0..r` and `r..rows`, two disjoint mutable views.
-    pub fn split_at_row(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
-        assert!(r <= self.rows, "split_at_row {r} of {} rows", self.rows);
-        let (rows, cols, rs) = (self.rows, self.cols, self.rs);
-        let cut = (r * rs).min(self.data.len());
-        let (top, bottom) = self.data.split_at_mut(cut);
-        (
-            MatMut {
-                data: top,
-                rows: r,
-                cols,
-                rs,
-            },
-            MatMut {
-                data: bottom,
-                rows: rows - r,
-                cols,
-                rs,
-            },
-        )
-    }
 }
 
 #[cfg(test)]
@@ -469,15 +434,6 @@ mod tests {
         assert_eq!(mid.to_matrix().as_slice(), &[11.0, 12.0, 21.0, 22.0]);
         let tt = mid.t();
         assert_eq!(tt.at(1, 0), 12.0);
-    }
-
-    #[test]
-    fn split_rows_are_disjoint() {
-        let mut m = Matrix::zeros(4, 2);
-        let (mut a, mut b) = m.view_mut().split_at_row(1);
-        a.set(0, 1, 1.0);
-        b.set(2, 0, 2.0);
-        assert_eq!(m.as_slice(), &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
     }
 
     #[test]

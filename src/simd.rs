@@ -124,7 +124,7 @@ pub fn exp(x: V) -> V {
 /// Identity and ReLU are exact (bit-identical to [`Activation::f`]). Sigmoid
 /// `1 / (1 + e^-z)` and tanh `sign(z) · (-m) / (2 + m)` with `m = e^(-2|z|) - 1`
 /// use the polynomial `exp`/`exp_m1` and agree with the scalar versions to a
-/// few ulp (tests: `kernels::vector_activations_match_scalar`).
+/// few ulp (`tests/kernels.rs`: `vector_activations_match_scalar`).
 #[inline(always)]
 pub fn activate(act: Activation, z: V) -> V {
     match act {

@@ -12,6 +12,11 @@
 //! Sigmoid and tanh are vectorised approximations: compared with
 //! `ACT_TOL` (absolute, their outputs lie in [-1, 1]).
 //!
+//! `Parallelism::Rayon` only splits products above a few MFLOP (see
+//! `gemm::threads`): on the small shapes below it runs as one task. The
+//! threaded path proper is tested by `rayon_splits_match_sequential_and_reference`
+//! and `bit_identical_across_thread_counts`, whose shapes are asserted to split.
+//!
 //! Tests that change the process-wide block sizes or kernel, or that check
 //! bit-identity across thread pools, hold `GLOBALS`.
 
@@ -441,6 +446,9 @@ fn bit_identical_across_thread_counts() {
             gemm::gemm(0.7, a, b, 0.3, MatMut::from_slice(&mut c, m, n), epilogue, par);
             c
         };
+        let kernel = simdnet::gemm::kernel::choose(n);
+        let tasks = simdnet::gemm::threads::plan(m, n, k, kernel.mr, kernel.nr, true).tasks(m, n);
+        assert!(tasks > 1, "{m}x{n}x{k} must split to test anything");
         let sequential = run(Parallelism::Sequential);
         assert_eq!(sequential, run(Parallelism::Sequential));
         for threads in [1, 2, 3, 8] {
@@ -458,6 +466,204 @@ fn bit_identical_across_thread_counts() {
             );
         }
     }
+}
+
+/// One product that the planner must split: `m x n x k`, A or B stored
+/// transposed, A as `u8` pixels or floats.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    u8_a: bool,
+    beta: f32,
+    act: Activation,
+}
+
+/// Shapes that split into several rayon tasks for every kernel, with `m`
+/// and `n` off the tile and task grids (edge tiles and a short last task),
+/// and `k` above every default `kc` (several loop-4 blocks per task).
+/// `mr x nr` is the default kernel's tile: the last shape is cut from it so
+/// that its grid is 2 x 2 (both m and n split, both last blocks ragged).
+fn split_shapes(mr: usize, nr: usize) -> Vec<Split> {
+    let s = |m, n, k, ta, tb, u8_a, beta, act| Split {
+        m,
+        n,
+        k,
+        ta,
+        tb,
+        u8_a,
+        beta,
+        act,
+    };
+    let (m2, n2) = (10 * mr - 3, 6 * nr - 5);
+    // 4 tasks need 16 MiFLOP each: 2·m·n·k >= 4 · MIN_FLOPS_PER_EXTRA_TASK, with a margin.
+    let k2 = (4 * simdnet::gemm::threads::MIN_FLOPS_PER_EXTRA_TASK * 11 / 10).div_ceil(2 * m2 * n2);
+    vec![
+        // 2 tasks (11 MFLOP: too little for 4), split in m.
+        s(130, 70, 600, false, false, false, 0.0, Activation::Relu),
+        // Tall: 4 tasks in m; Aᵀ, as in the weight gradient Xᵀ·dZ.
+        s(1001, 75, 700, true, false, false, 0.5, Activation::Identity),
+        // Short and wide: 4 tasks in n (the bias is sliced per task); Bᵀ, as in dZ·Wᵀ.
+        s(40, 1500, 600, false, true, false, 0.0, Activation::Tanh),
+        // Tall and narrow, u8 pixels: m splits, and n <= NR runs the direct mode in each task.
+        s(2000, 13, 900, true, false, true, 0.0, Activation::Relu),
+        // 2 x 2 grid for the default kernel.
+        s(m2, n2, k2, false, false, false, 1.0, Activation::Sigmoid),
+    ]
+}
+
+/// `Parallelism::Rayon` on pools of 2 and 3 threads, for shapes the planner
+/// really splits (asserted with `threads::plan`, so this test fails if they
+/// stop splitting): bit-identical to `Sequential`, within rounding of
+/// `reference::gemm`, and nothing written outside C. For every kernel with
+/// the default block sizes, and for the default kernel with small blocks
+/// (loops 3 and 5 also run several times inside each task).
+#[test]
+fn rayon_splits_match_sequential_and_reference() {
+    let _g = Globals::lock();
+    let default = simdnet::gemm::kernel::default_kernel();
+    let shapes = split_shapes(default.mr, default.nr);
+
+    // The 2 x 2 shape really splits both ways, with a short last block in each.
+    let last = shapes[shapes.len() - 1];
+    let p = simdnet::gemm::threads::plan(last.m, last.n, last.k, default.mr, default.nr, true);
+    assert!(
+        p.m_chunk < last.m && p.n_chunk < last.n,
+        "{last:?}: {p:?} should split m and n"
+    );
+    assert!(
+        !last.m.is_multiple_of(p.m_chunk) && !last.n.is_multiple_of(p.n_chunk),
+        "{last:?}: {p:?}"
+    );
+
+    let pools: Vec<rayon::ThreadPool> = [2, 3]
+        .iter()
+        .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(17);
+    for (index, &shape) in shapes.iter().enumerate() {
+        let Split { m, n, k, ta, tb, .. } = shape;
+        let (bd, brs, bcs) = storage(k, n, tb, 1, |_, _| rng.random_range(-1.0f32..1.0));
+        let b = MatRef::with_strides(&bd, k, n, brs, bcs);
+        if shape.u8_a {
+            let (ad, ars, acs) = storage(m, k, ta, 2, |_, _| rng.random::<u8>());
+            let a = MatRef::with_strides(&ad, m, k, ars, acs);
+            split_case(shape, index, a, b, &pools);
+        } else {
+            let (ad, ars, acs) = storage(m, k, ta, 2, |_, _| rng.random_range(-1.0f32..1.0));
+            let a = MatRef::with_strides(&ad, m, k, ars, acs);
+            split_case(shape, index, a, b, &pools);
+        }
+    }
+}
+
+fn split_case<T: Element>(
+    shape: Split,
+    index: usize,
+    a: MatRef<T>,
+    b: MatRef<f32>,
+    pools: &[rayon::ThreadPool],
+) {
+    let Split {
+        m, n, k, beta, act, ..
+    } = shape;
+    let alpha = if shape.u8_a { 1.0 / 255.0 } else { 0.7 };
+    let mut rng = StdRng::seed_from_u64(index as u64);
+    let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let epilogue = Epilogue::BiasActivation { bias: &bias, act };
+
+    let mut expect = c0.clone();
+    reference::gemm(alpha, a, b, beta, MatMut::from_slice(&mut expect, m, n), epilogue);
+    let case = Case {
+        alpha,
+        ..Case::new(m, n, k)
+    };
+    let act_tol = if matches!(act, Activation::Sigmoid | Activation::Tanh) {
+        ACT_TOL
+    } else {
+        0.0
+    };
+    let bound: Vec<f32> = (0..m * n)
+        .map(|e| error_bound(case, a, b, e / n, e % n) + act_tol)
+        .collect();
+
+    // C is a view with row stride n + 3 inside a guarded buffer; NaN when beta == 0.
+    let ldc = n + 3;
+    let run = |par: Parallelism| -> Vec<f32> {
+        let mut buf = vec![C_GUARD; m * ldc + 4];
+        for i in 0..m {
+            for j in 0..n {
+                buf[2 + i * ldc + j] = if beta == 0.0 { f32::NAN } else { c0[i * n + j] };
+            }
+        }
+        let len = buf.len();
+        let c = MatMut::with_row_stride(&mut buf[2..len], m, n, ldc);
+        gemm::gemm(alpha, a, b, beta, c, epilogue, par);
+        buf
+    };
+    let inside = |idx: usize| idx >= 2 && idx - 2 < m * ldc && (idx - 2) % ldc < n;
+
+    let kernels: Vec<_> = simdnet::gemm::kernel::all_kernels().collect();
+    let default = simdnet::gemm::kernel::default_kernel();
+    let mut configs: Vec<(&simdnet::gemm::kernel::MicroKernel, Option<BlockSizes>)> =
+        kernels.iter().map(|&kn| (kn, None)).collect();
+    configs.push((
+        default,
+        Some(BlockSizes {
+            mc: 3 * default.mr,
+            kc: 160,
+            nc: 3 * default.nr,
+        }),
+    ));
+    let saved = gemm::block_sizes();
+    for (kernel, blocks) in configs {
+        gemm::set_kernel(Some(kernel.name)).unwrap();
+        gemm::set_block_sizes(blocks.unwrap_or(saved));
+        let what = format!("{shape:?}, kernel {}, {:?}", kernel.name, gemm::block_sizes());
+        assert!(
+            k > gemm::block_sizes().kc,
+            "{what}: k must span several kc blocks"
+        );
+        let tasks = simdnet::gemm::threads::plan(m, n, k, kernel.mr, kernel.nr, true).tasks(m, n);
+        assert!(
+            tasks > 1,
+            "{what}: plan gives {tasks} task, the test needs a split"
+        );
+
+        let sequential = run(Parallelism::Sequential);
+        for (idx, &v) in sequential.iter().enumerate() {
+            if inside(idx) {
+                let (i, j) = ((idx - 2) / ldc, (idx - 2) % ldc);
+                let (want, tol) = (expect[i * n + j], bound[i * n + j]);
+                assert!(
+                    (v - want).abs() <= tol,
+                    "{what}: C[{i},{j}] = {v}, reference {want}"
+                );
+            } else {
+                assert!(v == C_GUARD, "{what}: guard element {idx} overwritten with {v}");
+            }
+        }
+        for pool in pools {
+            let parallel = pool.install(|| run(Parallelism::Rayon));
+            if let Some(idx) = (0..parallel.len()).find(|&e| parallel[e].to_bits() != sequential[e].to_bits())
+            {
+                panic!(
+                    "{what}, {tasks} tasks on {} threads: element {idx} (row {}, column {}) is {}, sequential {}",
+                    pool.current_num_threads(),
+                    idx.wrapping_sub(2) / ldc,
+                    idx.wrapping_sub(2) % ldc,
+                    parallel[idx],
+                    sequential[idx]
+                );
+            }
+        }
+    }
+    gemm::set_block_sizes(saved);
+    gemm::set_kernel(None).unwrap();
 }
 
 /// The scalar teaching kernels give the same bits as the SIMD ones

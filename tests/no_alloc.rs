@@ -1,9 +1,9 @@
 //! A training step allocates nothing once its workspaces exist.
 //!
-//! A counting global allocator wraps the system one; after ten warm-up steps
-//! of each batch size (each worker thread's packing buffers grow the first
-//! time that thread packs a given shape, and work stealing decides which
-//! thread runs which shard) the count must not move.
+//! A counting global allocator wraps the system one; after every worker has
+//! packed once (each thread's packing buffers grow to their bound the first
+//! time that thread packs) and ten warm-up steps of each batch size, the
+//! count must not move.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +49,22 @@ fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
         .num_threads(threads)
         .build()
         .unwrap();
+    // Each worker's packing buffers grow once, the first time that thread
+    // packs; work stealing may leave a worker idle through the warm-up, so
+    // every worker packs once here first.
+    pool.broadcast(|_| {
+        let (a, b) = ([1.0f32; 4], [1.0f32; 4]);
+        let mut c = [0.0f32; 4];
+        simdnet::gemm::gemm(
+            1.0,
+            simdnet::matrix::MatRef::from_slice(&a, 2, 2),
+            simdnet::matrix::MatRef::from_slice(&b, 2, 2),
+            0.0,
+            simdnet::matrix::MatMut::from_slice(&mut c, 2, 2),
+            simdnet::gemm::Epilogue::None,
+            simdnet::gemm::Parallelism::Sequential,
+        );
+    });
     let order: Vec<usize> = (0..256).rev().collect();
     pool.install(|| {
         for _ in 0..10 {

@@ -1,7 +1,10 @@
 //! The data: IDX files (gzipped or raw) and the MNIST data set.
 //!
-//! Images stay `u8` in memory; scaling to 0..1 ([`scale_pixels`]) and
-//! flattening 28x28 to 784 are explicit steps, as in the workshop.
+//! Images stay `u8` in memory, each stored flattened (28x28 row-major = 784
+//! bytes). The engine never makes a scaled copy: the `1/255` scale
+//! (`PIXEL_SCALE` in `nn`) is applied as the GEMM packs the pixels.
+//! [`scale_pixels`] and [`one_hot`] are the workshop's explicit steps, for
+//! showing them (`simdnet inspect`).
 
 pub mod idx;
 pub mod mnist;

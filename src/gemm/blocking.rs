@@ -1,9 +1,11 @@
 //! Block sizes: how much of each operand one pass of a loop keeps in cache.
 //!
 //! In BLIS terms (see [`super::loops`]):
-//! - `kc`: depth of one rank-`kc` update. A packed micro-panel of B
-//!   (`kc x NR` floats) should sit in L1 while the micro-kernel streams
-//!   micro-panels of A past it.
+//! - `kc`: the largest depth of one rank-`kc` update. A packed micro-panel
+//!   of B (`kc x NR` floats) should sit in L1 while the micro-kernel streams
+//!   micro-panels of A past it. The loops balance it: `k` is cut into
+//!   `ceil(k / kc)` blocks of equal depth (the last one shorter by the
+//!   rounding), not full `kc` blocks and a thin remainder.
 //! - `mc`: rows of the packed block A~ (`mc x kc` floats), which lives in L2.
 //! - `nc`: columns of the packed block B~ (`kc x nc` floats), which lives in L3.
 //!
@@ -81,8 +83,13 @@ fn parse_size(s: &str) -> Option<usize> {
     Some(n * mult)
 }
 
-/// All micro-kernel `MR`s and `NR`s divide these, so a default stays a
-/// whole number of micro-panels whichever kernel runs.
+/// Defaults are multiples of these. The `MR` of the kernels chosen by shape
+/// (16x16 on AVX-512; 6x16 and 12x8 on AVX2) and of most tuning kernels
+/// divides 48 and their `NR` divides 64, so the default `mc` and `nc` are
+/// whole micro-panels for them. Not for all: `simd-14x32` (14 does not
+/// divide 48), `simd-8x48` and `simd-4x24` (48 and 24 do not divide 64).
+/// For those the loops round `mc` and `nc` up to the next multiple of
+/// `MR` and `NR`, as they do for any size set by hand.
 const M_GRAIN: usize = 48;
 const N_GRAIN: usize = 64;
 

@@ -15,7 +15,9 @@
 //!
 //! Direct mode (`n <= NR`, a single B~ micro-panel: the network's layers
 //! with 16 or 10 units): each A element is used by exactly one micro-kernel
-//! call, so transposing it into A~ would cost as much as the multiply.
+//! call, so transposing it into A~ would cost as much as the multiply. (A
+//! small `f32` A with `alpha = 1` is also read in place, whatever `n`: it
+//! stays in L1 between B~ panels, see `SMALL_A_IN_PLACE`.)
 //! Instead the strided micro-kernel reads A where it is (`f32`, `alpha = 1`),
 //! or from a block converted to `f32` in A's own orientation (`u8` pixels or
 //! a scale: a contiguous, vectorised copy, no transpose); only a last

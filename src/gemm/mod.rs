@@ -9,19 +9,23 @@
 //!   strides, `u8 -> f32` and `alpha` are absorbed here);
 //! - [`kernel`]: the micro-kernels (`scalar` and `simd`) and their register tiles;
 //! - [`loops`]: the five BLIS loops around the micro-kernel (and the
-//!   "direct" mode for `n <= NR`, which reads A without packing it);
+//!   "direct" mode for `n <= NR` or a small `f32` A, which reads A in place
+//!   or through a non-transposing copy instead of packing it);
 //! - [`threads`]: splitting C into fixed blocks for rayon.
 //!
 //! Determinism: every element of C is summed in the same order (`p = 0..k`
 //! within each `kc` block, blocks in order), whatever the thread count, the
 //! task grid or the micro-kernel, so results are bit-identical between
 //! `Sequential` and `Rayon` on any pool, and between calls. (Only the block
-//! sizes' `kc` moves the cut points of the sum.)
+//! sizes' `kc` moves the cut points of the sum; and the scalar kernels'
+//! sigmoid and tanh epilogues are the scalar functions, not the SIMD
+//! approximations.)
 //!
-//! Tuning knobs (for `simdnet tune`): [`set_block_sizes`] /
+//! Tuning knobs (set by `simdnet tune`): [`set_block_sizes`] /
 //! `SIMDNET_MC`, `SIMDNET_KC`, `SIMDNET_NC`; [`set_kernel`] /
-//! `SIMDNET_KERNEL` with a name from [`available_kernels`];
-//! [`threads::MIN_FLOPS_PER_TASK`].
+//! `SIMDNET_KERNEL` with a name from [`available_kernels`]. The threading
+//! thresholds ([`threads::MIN_FLOPS_PER_TASK`] and its neighbours) are
+//! constants: changed by editing [`threads`].
 //!
 //! Threads: the calling thread should itself be a rayon worker (run the
 //! training loop inside `pool.install(..)`); called from outside the pool,

@@ -1,25 +1,32 @@
 //! Element-wise kernels that sit around the GEMMs in a training step.
 //!
 //! - forward: `a = f(z + b)` ([`bias_activation`]);
-//! - loss: softmax and cross-entropy in one pass per row, giving the loss and
-//!   the output error `(p - y) / batch` ([`softmax_cross_entropy`]);
+//! - loss: softmax and cross-entropy fused, giving the loss and the output
+//!   error `(p - y) / batch` ([`softmax_cross_entropy`]); softmax alone for
+//!   predictions ([`softmax_rows`]);
 //! - backward: `dz = da ⊙ f'(a)` fused with the bias gradient `db = Σ_rows dz`
-//!   ([`activation_backward`]).
+//!   ([`activation_backward`]; for the output layer's identity, `dz = da`).
 //!
-//! These are the fast versions: one pass over each row with `wide` vectors
-//! ([`simd::V`], `LANES` floats at a time; a row's tail is handled as a
-//! zero- or `-inf`-padded vector, so the same arithmetic runs on every
-//! element), no allocation. [`reference`](mod@reference) keeps the plain scalar versions.
+//! These are the fast versions, with `wide` vectors ([`simd::V`], `LANES`
+//! floats at a time; a row's tail is handled as a zero- or `-inf`-padded
+//! vector, so the same arithmetic runs on every element), no allocation:
+//! one pass over each row, except `softmax_cross_entropy`, which makes
+//! three passes over the whole (L1-resident) block.
+//! [`reference`](mod@reference) keeps the plain scalar versions.
 //!
 //! Accuracy against [`reference`](mod@reference):
 //! - exact (bit-identical): identity and ReLU in [`bias_activation`],
 //!   [`activation_backward`] (every activation: `f'` from the output is
 //!   plain arithmetic, and `db` is summed over rows in the same order);
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
-//!   kernels (polynomial `exp`, and the row sum is taken lane-wise).
+//!   kernels (polynomial `exp`; in `softmax_rows` the row sum is also taken
+//!   lane-wise).
 //!
-//! Views whose column stride is not 1, and exact operations on rows
-//! narrower than one vector, use [`reference`](mod@reference).
+//! These call [`reference`](mod@reference) instead: views whose column
+//! stride is not 1 (`activation_backward`), a `softmax_cross_entropy` whose
+//! rows are not contiguous, and rows narrower than one vector in
+//! `bias_activation` (identity and ReLU only) and `activation_backward`,
+//! where the scalar loop is faster and exact anyway.
 
 pub mod reference;
 

@@ -15,7 +15,9 @@
 //! with one fused multiply-add per step (when the build has FMA), whatever
 //! the kernel shape and wherever the element sits in a tile. That is why the
 //! result does not depend on the kernel, the tiling or the thread count; only
-//! `kc` (where the sum over `k` is cut) matters.
+//! `kc` (where the sum over `k` is cut) matters. (One exception, in the
+//! epilogue: the scalar kernels apply sigmoid and tanh with the scalar `f32`
+//! functions, the SIMD kernels with the vector approximations.)
 //!
 //! - [`scalar`]: the teaching version and portable fallback.
 //! - [`simd`]: `wide` vectors, one register row of C per row of the tile.
