@@ -24,19 +24,19 @@ fn rel_err(engine: &[f32], teach: &[f64]) -> f64 {
     diff / na.max(nb).max(1e-6)
 }
 
-fn to_teach(net: &Network, act: Activation) -> teach::Network {
-    teach::Network {
+fn to_teach(net: &Network, _act: Activation) -> teach::NetworkF64 {
+    teach::NetworkF64 {
         layers: net
             .layers()
             .iter()
-            .map(|l| teach::Layer {
+            .map(|l| teach::DenseF64 {
                 inputs: l.inputs(),
                 outputs: l.outputs(),
                 w: l.w.as_slice().iter().map(|&v| v as f64).collect(),
                 b: l.b.iter().map(|&v| v as f64).collect(),
+                act: l.act,
             })
             .collect(),
-        activation: act,
     }
 }
 
@@ -114,7 +114,7 @@ fn training_steps_agree_for_every_optimizer() {
         for (opt, kind, lr) in kinds {
             let mut net = Network::mlp(inputs, &[20, 12], 10, act, 5).unwrap();
             let mut tnet = to_teach(&net, act);
-            let mut topt = teach::NetworkOptimizer::new(kind, lr, &tnet);
+            let mut topt = teach::NetworkOptimizerF64::new(kind, lr, &tnet);
             let mut trainer = Trainer::new(&net, opt, rows).unwrap();
             for step in 0..3 {
                 let (loss_sum, _) =
