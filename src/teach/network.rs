@@ -99,8 +99,9 @@ impl NetworkF64 {
         NetworkF64 { layers }
     }
 
-    /// The lesson's network: 3 inputs, 4 hidden neurons, 2 classes, with fixed
-    /// readable weights, `hidden` on the hidden layer and the identity on the output layer (not random, so every printed number can be checked by hand).
+    /// The lesson's network: 3 inputs, 4 hidden neurons with the activation `hidden`,
+    /// 2 classes (the identity: the logits), with fixed readable weights (not random,
+    /// so every printed number can be checked by hand).
     ///
     /// ```text
     /// W1 (3, 4) =  0.1 -0.2  0.3  0.0      b1 (4) = 0.1  0.0 -0.1  0.0
@@ -180,10 +181,12 @@ impl NetworkF64 {
             a: self.layers.iter().map(|l| vec![0.0; rows * l.outputs]).collect(),
         };
         for l in 0..n {
-            let (a_before, a_rest) = fwd.a.split_at_mut(l);
-            let x_l: &[f64] = if l == 0 { x } else { &a_before[l - 1] }; // (rows, inputs)
-                                                                         // z = x_l·W + b,  a = f(z)
-            dense_forward(&mut a_rest[0], &mut fwd.z[l], x_l, &self.layers[l], rows);
+            // the a of layers 0..l (the last one is this layer's input), and of layers l..n
+            let (a_below, a_here) = fwd.a.split_at_mut(l);
+            // x: (rows, inputs), this layer's input: the data for the first layer
+            let x_l: &[f64] = a_below.last().map_or(x, |a| &a[..]);
+            // z = x·W + b,  a = f(z)
+            dense_forward(&mut a_here[0], &mut fwd.z[l], x_l, &self.layers[l], rows);
         }
         fwd
     }
@@ -212,20 +215,19 @@ impl NetworkF64 {
         // loss: p = softmax(logits), L = mean -ln p[label];  da_last = dL/dlogits = (p - y) / rows
         let loss = softmax_cross_entropy(&mut da[n - 1], &fwd.a[n - 1], labels, rows);
         for l in (0..n).rev() {
-            let (da_before, da_rest) = da.split_at_mut(l);
-            let dx = if l == 0 {
-                None
-            } else {
-                Some(&mut da_before[l - 1][..])
-            }; // (rows, inputs)
-            let x_l: &[f64] = if l == 0 { x } else { &fwd.a[l - 1] }; // (rows, inputs)
-                                                                      // a = f(z)  ->  dz = da ⊙ f'(a);   z = x_l·W + b  ->  dW = x_lᵀ·dz, db = Σ dz, dx = dz·Wᵀ
+            // the da of layers 0..l (the last one is this layer's dx), and of layers l..n
+            let (da_below, da_here) = da.split_at_mut(l);
+            // x: (rows, inputs), this layer's input; dx: its gradient, None for the first layer
+            let x_l: &[f64] = if l == 0 { x } else { &fwd.a[l - 1] };
+            let dx = da_below.last_mut().map(|d| &mut d[..]);
+            // a = f(z)     ->  dz = da ⊙ f'(a)
+            // z = x·W + b  ->  dW = xᵀ·dz,  db = Σ_rows dz,  dx = dz·Wᵀ
             dense_backward(
                 dx,
                 &mut dw[l],
                 &mut db[l],
                 &mut dz[l],
-                &da_rest[0],
+                &da_here[0],
                 &fwd.a[l],
                 x_l,
                 &self.layers[l],

@@ -120,7 +120,7 @@ pub(super) fn forward(o: &mut Out, l: &Lesson) {
         }
         if last {
             o.line(format!(
-                "  the logits a{k} go to the loss, whose first step is softmax (2. error)"
+                "  the logits a{k} go to the loss, whose first step is softmax (part 2, the error)"
             ));
         }
     }
