@@ -737,10 +737,7 @@ fn train_step_first_updates_by_hand_for_every_optimizer() {
         }
         // before the step: the hand-computed loss and predictions
         assert!(close(t.loss, 0.626839, 1e-6));
-        assert_eq!(
-            (t.predictions.clone(), t.correct, t.accuracy),
-            (vec![1, 0], 2, 1.0)
-        );
+        assert_eq!((t.predicted.clone(), t.correct, t.accuracy), (vec![1, 0], 2, 1.0));
     }
 }
 

@@ -339,7 +339,7 @@ pub struct StepTrace {
     /// The mean cross-entropy before the step.
     pub loss: f64,
     /// The predicted class of each example (largest p), (rows).
-    pub predictions: Vec<usize>,
+    pub predicted: Vec<usize>,
     /// How many predictions are right.
     pub correct: usize,
     /// The fraction of the batch classified right, before the step.
@@ -390,8 +390,8 @@ pub fn train_step(
     let loss_after = softmax_cross_entropy(&mut da_after, &after.a[n - 1], labels, rows);
 
     let loss = grads.loss;
-    let predictions = argmax_rows(&loss.p, rows);
-    let correct = predictions.iter().zip(labels).filter(|(p, y)| p == y).count();
+    let predicted = argmax_rows(&loss.p, rows);
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
     let layers = (0..n)
         .map(|l| {
             let act = before.layers[l].act;
@@ -432,7 +432,7 @@ pub fn train_step(
         probabilities: loss.p,
         losses: loss.losses,
         loss: loss.loss,
-        predictions,
+        predicted,
         correct,
         accuracy: correct as f64 / rows as f64,
         output_error: grads.da[n - 1].clone(),

@@ -52,7 +52,7 @@ pub(super) fn error(o: &mut Out, l: &Lesson) {
     ));
     o.line(format!(
         "accuracy: predicted class (largest p) {:?}, labels {:?}: {} of {} right = {}",
-        t.predictions,
+        t.predicted,
         t.labels,
         t.correct,
         t.rows,

@@ -42,7 +42,7 @@ pub fn small(x: f64) -> String {
     }
 }
 
-/// A hyperparameter such as 0.9 or 0.001: as few decimals as it needs.
+/// A hyper-parameter (a decay rate, a learning rate): as few decimals as it needs.
 pub fn hp(x: f64) -> String {
     let s = format!("{x:.6}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()

@@ -53,14 +53,13 @@ pub const FLAGS: &[Flag] = &[
         "optimizer",
         "NAME",
         Some("sgd"),
-        "sgd, momentum (0.9), rmsprop or adam, with Keras' defaults",
+        "sgd, momentum, rmsprop or adam, with Keras' defaults",
     ),
     Flag::value(
         "activation",
         "NAME",
         Some("relu"),
-        "hidden-layer activation: relu, sigmoid, tanh or identity; one per hidden layer (relu,tanh) \
-         or one for all",
+        "hidden-layer activation: relu, sigmoid, tanh or identity; or one per layer: relu,tanh",
     ),
     Flag::value(
         "lr",
