@@ -2,7 +2,7 @@
 //! network, and central finite differences for every gradient.
 //!
 //! The hand computation used throughout (ReLU hidden layer, the lesson's weights
-//! and batch, see `Network::tiny` and `tiny_batch`):
+//! and batch, see `NetworkF64::tiny` and `tiny_batch`):
 //!
 //! ```text
 //! x[0] = (0.5, 1.0, 0.0), label 1          x[1] = (1.0, 0.0, 0.5), label 0

@@ -129,7 +129,7 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
             "  d{prev} = dz{k}·W{k}ᵀ:  d{prev}[r,i] = Σ_j dz{k}[r,j]·W{k}[i,j]   ({}, {ins})",
             t.rows
         ));
-        let da_prev = &t.layers[li - 1].da; // (rows, ins)
+        let dx = &t.layers[li - 1].da; // (rows, ins): the da of the layer before
         let show = if t.rows * ins <= FULL && outs <= MAX_TERMS {
             ins
         } else {
@@ -143,11 +143,11 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
                 o.sum(
                     &format!("    d{prev}[{r},{i}] ="),
                     &shorten(terms),
-                    &format!("= {}", num(da_prev[r * ins + i])),
+                    &format!("= {}", num(dx[r * ins + i])),
                 );
             }
             if show < ins {
-                o.values(&format!("    d{prev}[{r}] ="), &da_prev[r * ins..(r + 1) * ins]);
+                o.values(&format!("    d{prev}[{r}] ="), &dx[r * ins..(r + 1) * ins]);
             }
         }
     }

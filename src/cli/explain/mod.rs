@@ -11,8 +11,8 @@
 //! one file per part of the step:
 //!
 //! - `mod.rs` — the flags, `run`, and the header
-//! - [`format`] — how numbers, sums and buffers are written
-//! - [`forward`], [`error`], [`backward`], [`update`] — the four parts
+//! - `format.rs` — how numbers, sums and buffers are written
+//! - `forward.rs`, `error.rs`, `backward.rs`, `update.rs` — the four parts
 //!
 //! Small buffers are printed in full, every entry with its formula; large ones
 //! (the 784 inputs, W1 with 12,544 weights, ...) as a readable excerpt — a few
