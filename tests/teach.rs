@@ -2,7 +2,7 @@
 //! network, and central finite differences for every gradient.
 //!
 //! The hand computation used throughout (ReLU hidden layer, the lesson's weights
-//! and batch, see `Network::tiny` and `tiny_batch`):
+//! and batch, see `NetworkF64::tiny` and `tiny_batch`):
 //!
 //! ```text
 //! x[0] = (0.5, 1.0, 0.0), label 1          x[1] = (1.0, 0.0, 0.5), label 0
@@ -24,7 +24,8 @@
 //! p[1] = (0.509999, 0.490001)    loss_1 = -ln 0.509999 = 0.673347
 //! L = (0.580330 + 0.673347) / 2 = 0.626839
 //!
-//! dz2 = (p - y) / 2:   dz2[0] = ( 0.220143, -0.220143)    dz2[1] = (-0.245001, 0.245001)
+//! da2 = (p - y) / 2, and the output layer is the identity, so dz2 = da2:
+//!                      dz2[0] = ( 0.220143, -0.220143)    dz2[1] = (-0.245001, 0.245001)
 //! dW2[i,j] = a1[0,i]·dz2[0,j] + a1[1,i]·dz2[1,j]:
 //!   dW2[0,0] = 0·0.220143 + 0.3·(-0.245001)     = -0.073500
 //!   dW2[1,0] = 0.4·0.220143 + 0                  =  0.088057
@@ -33,7 +34,7 @@
 //! db2 = (0.220143 - 0.245001, ...) = (-0.024857, 0.024857)
 //! da1[0,i] = Σ_j dz2[0,j]·W2[i,j] = 0.220143 · (W2[i,0] - W2[i,1]):
 //!   da1[0] = 0.220143 · (0.4, -0.6, 0.8, -0.1) = (0.088057, -0.132086, 0.176115, -0.022014)
-//! dz1 = da1 ⊙ relu'(z1): the dead unit (z1[0,0] = -0.25) gets 0
+//! dz1 = da1 ⊙ relu'(a1): the dead unit (a1[0,0] = 0) gets 0
 //!   dz1[0] = (0, -0.132086, 0.176115, -0.022014)
 //!   dz1[1] = -0.245001 · (0.4, -0.6, 0.8, -0.1) ⊙ (1, 0, 1, 1) = (-0.098000, 0, -0.196001, 0.024500)
 //! dW1[0,0] = 0.5·0 + 1.0·(-0.098000) = -0.098000
@@ -44,12 +45,13 @@ use simdnet::activation::Activation;
 use simdnet::teach::backward::{
     activation_backward, bias_gradient, dense_backward, input_gradient, weight_gradient,
 };
-use simdnet::teach::forward::{activate, activation, activation_slope, dense, neuron, softmax};
+use simdnet::teach::forward::{activate, activation, dense_forward, neuron, slope_from_output, weighted_sum};
 use simdnet::teach::loss::{
-    accuracy, cross_entropy, one_hot, output_error, output_error_long_way, predictions, softmax_jacobian,
+    accuracy, argmax_rows, cross_entropy, one_hot, output_error, output_error_long_way, softmax,
+    softmax_cross_entropy, softmax_jacobian,
 };
-use simdnet::teach::network::{tiny_batch, train_step, Network, NetworkOptimizer};
-use simdnet::teach::optimizers::{Adam, Momentum, OptimizerKind, RmsProp, Sgd};
+use simdnet::teach::network::{tiny_batch, train_step, DenseF64, NetworkF64, NetworkOptimizerF64};
+use simdnet::teach::optimizers::{Adam, Momentum, OptimizerF64, OptimizerKind, RmsProp, Sgd};
 use simdnet::teach::pitfalls::{
     batch_loss, constant_network, gradient_of_mean, gradient_of_sum, hidden_units_stay_identical, saturation,
     used_twice, used_twice_loss,
@@ -68,6 +70,20 @@ fn assert_all_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
+/// `p = softmax(z)` of a (rows, classes) buffer, as a new vector.
+fn softmax_of(z: &[f64], rows: usize) -> Vec<f64> {
+    let mut p = vec![0.0; z.len()];
+    softmax(&mut p, z, rows);
+    p
+}
+
+/// `da = (p - y) / rows`, as a new vector.
+fn output_error_of(p: &[f64], y: &[f64], rows: usize) -> Vec<f64> {
+    let mut da = vec![0.0; p.len()];
+    output_error(&mut da, p, y, rows);
+    da
+}
+
 /// Central finite difference of `f` at `x`: (f(x + h) - f(x - h)) / 2h.
 fn central_difference(f: impl Fn(f64) -> f64, x: f64) -> f64 {
     let h = 1e-6;
@@ -78,7 +94,7 @@ fn central_difference(f: impl Fn(f64) -> f64, x: f64) -> f64 {
 
 #[test]
 fn neuron_is_the_weighted_sum_plus_bias() {
-    let net = Network::tiny(Activation::Relu);
+    let net = NetworkF64::tiny(Activation::Relu);
     let w1 = &net.layers[0].w;
     // z1[0,1] = 0.5·(-0.2) + 1.0·0.5 + 0.0·0.1 + 0.0 = 0.4
     assert!(close(neuron(&[0.5, 1.0, 0.0], w1, 4, 1, 0.0), 0.4, 1e-12));
@@ -88,14 +104,23 @@ fn neuron_is_the_weighted_sum_plus_bias() {
 
 #[test]
 fn dense_layer_matches_the_hand_computation() {
-    let net = Network::tiny(Activation::Relu);
+    let net = NetworkF64::tiny(Activation::Relu);
     let (x, _) = tiny_batch();
-    let z1 = dense(&x, 2, &net.layers[0].w, &net.layers[0].b);
+    let mut z1 = vec![f64::NAN; 8];
+    weighted_sum(&mut z1, &x, &net.layers[0].w, &net.layers[0].b, 2);
     assert_all_close(&z1, &[-0.25, 0.4, 0.15, 0.2, 0.3, -0.15, 0.05, 0.2], 1e-12, "z1");
-    let a1 = activate(Activation::Relu, &z1);
+    let mut a1 = vec![f64::NAN; 8];
+    activate(&mut a1, &z1, Activation::Relu);
     assert_all_close(&a1, &[0.0, 0.4, 0.15, 0.2, 0.3, 0.0, 0.05, 0.2], 1e-12, "a1");
-    let z2 = dense(&a1, 2, &net.layers[1].w, &net.layers[1].b);
+    // dense_forward does both, and the output layer's identity leaves the logits as they are
+    let (mut a2, mut z2) = (vec![f64::NAN; 4], vec![f64::NAN; 4]);
+    dense_forward(&mut a2, &mut z2, &a1, &net.layers[1], 2);
+    assert_eq!(net.layers[1].act, Activation::Identity);
     assert_all_close(&z2, &[0.015, 0.255, 0.135, 0.095], 1e-12, "z2");
+    assert_eq!(a2, z2);
+    let (mut a1b, mut z1b) = (vec![f64::NAN; 8], vec![f64::NAN; 8]);
+    dense_forward(&mut a1b, &mut z1b, &x, &net.layers[0], 2);
+    assert_eq!((a1b, z1b), (a1, z1));
 }
 
 #[test]
@@ -109,12 +134,12 @@ fn activations_by_hand() {
     assert_eq!(activation(Activation::Tanh, 0.0), 0.0);
     // tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6
     assert!(close(activation(Activation::Tanh, 2f64.ln()), 0.6, 1e-12));
-    // slopes: sigmoid'(0) = 0.5·0.5, tanh'(ln 2) = 1 - 0.36, relu' = 0 at the kink
-    assert!(close(activation_slope(Activation::Sigmoid, 0.0), 0.25, 1e-12));
-    assert!(close(activation_slope(Activation::Tanh, 2f64.ln()), 0.64, 1e-12));
-    assert_eq!(activation_slope(Activation::Relu, 0.0), 0.0);
-    assert_eq!(activation_slope(Activation::Relu, 0.3), 1.0);
-    assert_eq!(activation_slope(Activation::Identity, -7.0), 1.0);
+    // slopes from the output a: sigmoid'(0) = 0.5·(1 - 0.5), tanh'(ln 2) = 1 - 0.6², relu' = 0 at the kink
+    assert!(close(slope_from_output(Activation::Sigmoid, 0.5), 0.25, 1e-12));
+    assert!(close(slope_from_output(Activation::Tanh, 0.6), 0.64, 1e-12));
+    assert_eq!(slope_from_output(Activation::Relu, 0.0), 0.0);
+    assert_eq!(slope_from_output(Activation::Relu, 0.3), 1.0);
+    assert_eq!(slope_from_output(Activation::Identity, -7.0), 1.0);
 }
 
 #[test]
@@ -122,7 +147,7 @@ fn every_activation_slope_matches_a_central_difference() {
     for act in ALL_ACTS {
         for &z in &[-2.5, -0.3, 0.1, 0.4, 1.7, 4.0] {
             let numeric = central_difference(|t| activation(act, t), z);
-            let analytic = activation_slope(act, z);
+            let analytic = slope_from_output(act, activation(act, z));
             assert!(
                 close(numeric, analytic, 1e-8),
                 "{act} at {z}: {numeric} vs {analytic}"
@@ -135,7 +160,8 @@ fn every_activation_slope_matches_a_central_difference() {
 fn activate_applies_the_function_to_every_number() {
     let z = [-1.0, 0.0, 2.0];
     for act in ALL_ACTS {
-        let a = activate(act, &z);
+        let mut a = [f64::NAN; 3];
+        activate(&mut a, &z, act);
         for k in 0..3 {
             assert_eq!(a[k], activation(act, z[k]));
         }
@@ -145,11 +171,11 @@ fn activate_applies_the_function_to_every_number() {
 #[test]
 fn softmax_by_hand_and_stable_for_large_logits() {
     // two classes: p_1 = 1 / (1 + e^(z0 - z1)) = 1 / (1 + e^-0.24)
-    let p = softmax(&[0.015, 0.255], 1);
+    let p = softmax_of(&[0.015, 0.255], 1);
     assert!(close(p[1], 1.0 / (1.0 + (-0.24f64).exp()), 1e-12));
     assert!(close(p[1], 0.559714, 1e-6));
     // equal logits share equally; each row sums to 1
-    let p = softmax(&[1.0, 1.0, 1.0, 1.0, 0.0, 3f64.ln()], 2);
+    let p = softmax_of(&[1.0, 1.0, 1.0, 1.0, 0.0, 3f64.ln()], 2);
     assert_all_close(&p[..3], &[1.0 / 3.0; 3], 1e-12, "uniform row");
     // row 2: e^(1, 0, ln 3) = (e, 1, 3)
     let e = std::f64::consts::E;
@@ -160,7 +186,7 @@ fn softmax_by_hand_and_stable_for_large_logits() {
         "row 2",
     );
     // e^1000 overflows, but softmax subtracts the max first
-    let p = softmax(&[1000.0, 1000.0 + 2f64.ln()], 1);
+    let p = softmax_of(&[1000.0, 1000.0 + 2f64.ln()], 1);
     assert_all_close(&p, &[1.0 / 3.0, 2.0 / 3.0], 1e-12, "large logits");
 }
 
@@ -174,7 +200,7 @@ fn one_hot_rows() {
 #[test]
 fn cross_entropy_of_the_tiny_batch_by_hand() {
     // -ln p of the true class, averaged: (-ln 0.559714 - ln 0.509999) / 2 = 0.626839
-    let p = softmax(&[0.015, 0.255, 0.135, 0.095], 2);
+    let p = softmax_of(&[0.015, 0.255, 0.135, 0.095], 2);
     let y = one_hot(&[1, 0], 2);
     let want = (-(p[1].ln()) - p[2].ln()) / 2.0;
     assert!(close(cross_entropy(&p, &y, 2), want, 1e-15));
@@ -191,18 +217,20 @@ fn cross_entropy_of_the_tiny_batch_by_hand() {
 #[test]
 fn softmax_jacobian_by_hand() {
     // p = (0.25, 0.75): J = [[p0(1-p0), -p0 p1], [-p1 p0, p1(1-p1)]]
-    let j = softmax_jacobian(&[0.25, 0.75]);
+    let mut j = vec![f64::NAN; 4];
+    softmax_jacobian(&mut j, &[0.25, 0.75]);
     assert_all_close(&j, &[0.1875, -0.1875, -0.1875, 0.1875], 1e-15, "J");
     // J matches a central difference of softmax
     let z = [0.3, -1.2, 0.8];
-    let j = softmax_jacobian(&softmax(&z, 1));
+    let mut j = vec![f64::NAN; 9];
+    softmax_jacobian(&mut j, &softmax_of(&z, 1));
     for k in 0..3 {
         for c in 0..3 {
             let numeric = central_difference(
                 |t| {
                     let mut zz = z;
                     zz[c] = t;
-                    softmax(&zz, 1)[k]
+                    softmax_of(&zz, 1)[k]
                 },
                 z[c],
             );
@@ -217,26 +245,27 @@ fn output_error_long_way_equals_short_way_p_minus_y() {
     let z = [0.1, -0.7, 1.3, 0.2, 2.0, 2.0, -1.0, 0.5, -3.0, 0.0, 0.4, 1.1];
     let labels = [2, 0, 3];
     let y = one_hot(&labels, 4);
-    let long = output_error_long_way(&z, &y, 3);
-    let short = output_error(&softmax(&z, 3), &y, 3);
+    let mut long = vec![f64::NAN; 12];
+    output_error_long_way(&mut long, &z, &y, 3);
+    let short = output_error_of(&softmax_of(&z, 3), &y, 3);
     assert_all_close(&long, &short, 1e-14, "long vs short");
-    // and on the tiny batch: dz2 = (p - y) / 2 = (0.220143, -0.220143, -0.245001, 0.245001)
-    let p = softmax(&[0.015, 0.255, 0.135, 0.095], 2);
-    let dz = output_error(&p, &one_hot(&[1, 0], 2), 2);
-    assert_all_close(&dz, &[0.220143, -0.220143, -0.245001, 0.245001], 1e-6, "dz2");
+    // and on the tiny batch: da2 = (p - y) / 2 = (0.220143, -0.220143, -0.245001, 0.245001)
+    let p = softmax_of(&[0.015, 0.255, 0.135, 0.095], 2);
+    let da = output_error_of(&p, &one_hot(&[1, 0], 2), 2);
+    assert_all_close(&da, &[0.220143, -0.220143, -0.245001, 0.245001], 1e-6, "da2");
 }
 
 #[test]
 fn output_error_matches_a_central_difference_of_the_loss() {
     let z = [0.1, -0.7, 1.3, 2.0, 2.0, -1.0];
     let y = one_hot(&[1, 2], 3);
-    let dz = output_error(&softmax(&z, 2), &y, 2);
+    let dz = output_error_of(&softmax_of(&z, 2), &y, 2);
     for k in 0..z.len() {
         let numeric = central_difference(
             |t| {
                 let mut zz = z;
                 zz[k] = t;
-                cross_entropy(&softmax(&zz, 2), &y, 2)
+                cross_entropy(&softmax_of(&zz, 2), &y, 2)
             },
             z[k],
         );
@@ -247,71 +276,195 @@ fn output_error_matches_a_central_difference_of_the_loss() {
 #[test]
 fn predictions_and_accuracy() {
     let p = [0.2, 0.7, 0.1, 0.6, 0.3, 0.1];
-    assert_eq!(predictions(&p, 2), vec![1, 0]);
+    assert_eq!(argmax_rows(&p, 2), vec![1, 0]);
+    // ties go to the first, as crate::matrix::argmax does
+    assert_eq!(argmax_rows(&[0.5, 0.5, 0.0, 0.0, 0.3, 0.3], 2), vec![0, 1]);
     assert_eq!(accuracy(&p, &[1, 0]), 1.0);
     assert_eq!(accuracy(&p, &[1, 2]), 0.5);
     // the tiny network gets example 0 right (p1 = 0.56) and example 1 right (p0 = 0.51)
     let (x, labels) = tiny_batch();
-    let fwd = Network::tiny(Activation::Relu).forward(&x, 2);
-    assert_eq!(accuracy(&fwd.a[1], &labels), 1.0);
+    let fwd = NetworkF64::tiny(Activation::Relu).forward(&x, 2);
+    assert_eq!(accuracy(&softmax_of(&fwd.a[1], 2), &labels), 1.0);
 }
 
 // ---------------------------------------------------------------- backward
 
 #[test]
-fn activation_backward_multiplies_by_the_slope() {
-    // relu: the slope is 1 where z > 0, else 0
-    let dz = activation_backward(Activation::Relu, &[-0.25, 0.4], &[0.088057, -0.132086]);
-    assert_eq!(dz, vec![0.0, -0.132086]);
-    // sigmoid at z = 0: slope 0.25
-    let dz = activation_backward(Activation::Sigmoid, &[0.0], &[2.0]);
+fn activation_backward_multiplies_by_the_slope_from_the_output() {
+    // relu: the slope is 1 where a > 0, else 0
+    let mut dz = [f64::NAN; 2];
+    activation_backward(&mut dz, &[0.088057, -0.132086], &[0.0, 0.4], Activation::Relu);
+    assert_eq!(dz, [0.0, -0.132086]);
+    // sigmoid with a = 0.5 (z = 0): slope 0.5·0.5 = 0.25;  tanh with a = 0.6: slope 1 - 0.36
+    activation_backward(&mut dz, &[2.0, 2.0], &[0.5, 0.5], Activation::Sigmoid);
     assert!(close(dz[0], 0.5, 1e-15));
+    activation_backward(&mut dz, &[2.0, -1.0], &[0.6, -0.6], Activation::Tanh);
+    assert_all_close(&dz, &[1.28, -0.64], 1e-15, "tanh");
+    // identity: dz = da (the output layer)
+    activation_backward(
+        &mut dz,
+        &[0.220143, -0.245001],
+        &[0.015, 0.135],
+        Activation::Identity,
+    );
+    assert_eq!(dz, [0.220143, -0.245001]);
 }
 
 #[test]
 fn weight_and_bias_gradients_of_the_output_layer_by_hand() {
     let a1 = [0.0, 0.4, 0.15, 0.2, 0.3, 0.0, 0.05, 0.2];
-    let p = softmax(&[0.015, 0.255, 0.135, 0.095], 2);
-    let dz2 = output_error(&p, &one_hot(&[1, 0], 2), 2);
+    let p = softmax_of(&[0.015, 0.255, 0.135, 0.095], 2);
+    let dz2 = output_error_of(&p, &one_hot(&[1, 0], 2), 2);
     let mut dw2 = vec![0.0; 8];
-    weight_gradient(&a1, &dz2, 2, &mut dw2);
+    weight_gradient(&mut dw2, &a1, &dz2, 2);
     // dW2[i,0] = a1[0,i]·dz2[0,0] + a1[1,i]·dz2[1,0]; column 1 is minus column 0
     let col0 = [-0.073500, 0.088057, 0.020771, -0.004971];
     let want: Vec<f64> = col0.iter().flat_map(|&c| [c, -c]).collect();
     assert_all_close(&dw2, &want, 1e-6, "dW2");
     let mut db2 = vec![0.0; 2];
-    bias_gradient(&dz2, 2, &mut db2);
+    bias_gradient(&mut db2, &dz2, 2);
     assert_all_close(&db2, &[-0.024857, 0.024857], 1e-6, "db2");
 }
 
 #[test]
 fn input_gradient_by_hand() {
-    let net = Network::tiny(Activation::Relu);
+    let net = NetworkF64::tiny(Activation::Relu);
     // da1[0,i] = dz2[0,0]·W2[i,0] + dz2[0,1]·W2[i,1] = 0.220143·(W2[i,0] - W2[i,1])
     let d = 0.220143;
-    let da1 = input_gradient(&[d, -d], &net.layers[1].w, 1);
+    let mut da1 = vec![0.0; 4];
+    input_gradient(&mut da1, &[d, -d], &net.layers[1].w, 1);
     assert_all_close(&da1, &[d * 0.4, d * -0.6, d * 0.8, d * -0.1], 1e-12, "da1");
 }
 
 #[test]
 fn dense_backward_accumulates_into_its_buffers() {
-    let a_prev = [1.0, 2.0]; // (1, 2)
-    let w = [0.5, -1.0]; // (2, 1)
-    let dz = [3.0]; // (1, 1)
-    let (mut dw, mut db) = (vec![0.0; 2], vec![0.0; 1]);
-    let da = dense_backward(&a_prev, &w, &dz, 1, &mut dw, &mut db);
+    let x = [1.0, 2.0]; // (1, 2)
+    let layer = DenseF64 {
+        inputs: 2,
+        outputs: 1,
+        w: vec![0.5, -1.0], // (2, 1)
+        b: vec![0.0],
+        act: Activation::Identity,
+    };
+    let (da, a) = ([3.0], [-1.5]); // (1, 1); identity: dz = da
+    let (mut dx, mut dw, mut db, mut dz) = (vec![0.0; 2], vec![0.0; 2], vec![0.0; 1], vec![f64::NAN; 1]);
+    dense_backward(Some(&mut dx), &mut dw, &mut db, &mut dz, &da, &a, &x, &layer, 1);
     assert_eq!(
-        (dw.clone(), db.clone(), da),
-        (vec![3.0, 6.0], vec![3.0], vec![1.5, -3.0])
+        (dx.clone(), dw.clone(), db.clone(), dz.clone()),
+        (vec![1.5, -3.0], vec![3.0, 6.0], vec![3.0], vec![3.0])
     );
     // a second call ADDS (that is how a weight used by two examples gets both shares)
-    dense_backward(&a_prev, &w, &dz, 1, &mut dw, &mut db);
-    assert_eq!((dw, db), (vec![6.0, 12.0], vec![6.0]));
+    dense_backward(Some(&mut dx), &mut dw, &mut db, &mut dz, &da, &a, &x, &layer, 1);
+    assert_eq!((dx, dw, db), (vec![3.0, -6.0], vec![6.0, 12.0], vec![6.0]));
+    // the first layer: no dx
+    let (mut dw, mut db) = (vec![0.0; 2], vec![0.0; 1]);
+    dense_backward(None, &mut dw, &mut db, &mut dz, &da, &a, &x, &layer, 1);
+    assert_eq!((dw, db), (vec![3.0, 6.0], vec![3.0]));
+}
+
+/// One dense layer, for every activation: `dense_backward` agrees with a central
+/// difference of `L = Σ c ⊙ a` (so `da = c`) for every input, weight and bias.
+#[test]
+fn dense_backward_gradient_check_for_every_activation() {
+    let (rows, inputs, outputs) = (2, 3, 4);
+    // values chosen so that no z is within 1e-3 of ReLU's kink
+    let x = [0.9, -0.4, 0.3, -0.2, 0.7, 1.1]; // (rows, inputs)
+    let w = vec![0.5, -0.3, 0.8, 0.1, -0.6, 0.4, 0.2, -0.9, 0.3, 0.7, -0.5, 0.6]; // (inputs, outputs)
+    let b = vec![0.1, -0.2, 0.05, 0.3]; // (outputs)
+    let c = [0.7, -1.3, 0.4, 2.0, -0.5, 0.9, 1.1, -0.8]; // (rows, outputs): L = Σ c ⊙ a
+    for act in ALL_ACTS {
+        let layer = DenseF64 {
+            inputs,
+            outputs,
+            w: w.clone(),
+            b: b.clone(),
+            act,
+        };
+        let loss = |x: &[f64], layer: &DenseF64| -> f64 {
+            let (mut a, mut z) = (vec![0.0; rows * outputs], vec![0.0; rows * outputs]);
+            dense_forward(&mut a, &mut z, x, layer, rows);
+            a.iter().zip(&c).map(|(a, c)| a * c).sum()
+        };
+        let (mut a, mut z) = (vec![0.0; rows * outputs], vec![0.0; rows * outputs]);
+        dense_forward(&mut a, &mut z, &x, &layer, rows);
+        assert!(z.iter().all(|z| z.abs() > 1e-3), "{act}: a z at the kink");
+        let mut dx = vec![0.0; rows * inputs];
+        let mut dw = vec![0.0; inputs * outputs];
+        let mut db = vec![0.0; outputs];
+        let mut dz = vec![0.0; rows * outputs];
+        dense_backward(Some(&mut dx), &mut dw, &mut db, &mut dz, &c, &a, &x, &layer, rows);
+        for k in 0..x.len() {
+            let numeric = central_difference(
+                |t| {
+                    let mut xx = x;
+                    xx[k] = t;
+                    loss(&xx, &layer)
+                },
+                x[k],
+            );
+            assert!(
+                close(dx[k], numeric, 1e-8),
+                "{act}: dx[{k}] {} vs {numeric}",
+                dx[k]
+            );
+        }
+        for k in 0..w.len() {
+            let numeric = central_difference(
+                |t| {
+                    let mut l2 = layer.clone();
+                    l2.w[k] = t;
+                    loss(&x, &l2)
+                },
+                w[k],
+            );
+            assert!(
+                close(dw[k], numeric, 1e-8),
+                "{act}: dW[{k}] {} vs {numeric}",
+                dw[k]
+            );
+        }
+        for k in 0..b.len() {
+            let numeric = central_difference(
+                |t| {
+                    let mut l2 = layer.clone();
+                    l2.b[k] = t;
+                    loss(&x, &l2)
+                },
+                b[k],
+            );
+            assert!(
+                close(db[k], numeric, 1e-8),
+                "{act}: db[{k}] {} vs {numeric}",
+                db[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_keeps_every_number_and_starts_the_backward_pass() {
+    // the tiny batch's logits, by hand (see the top of this file)
+    let logits = [0.015, 0.255, 0.135, 0.095];
+    let mut da = vec![f64::NAN; 4];
+    let l = softmax_cross_entropy(&mut da, &logits, &[1, 0], 2);
+    assert_eq!(l.m, vec![0.255, 0.135]);
+    // e^(z - m): row 0 (e^-0.24, 1), row 1 (1, e^-0.04)
+    assert_all_close(&l.e, &[(-0.24f64).exp(), 1.0, 1.0, (-0.04f64).exp()], 1e-15, "e");
+    assert_all_close(
+        &l.sum,
+        &[1.0 + (-0.24f64).exp(), 1.0 + (-0.04f64).exp()],
+        1e-15,
+        "sum",
+    );
+    assert_all_close(&l.p, &[0.440286, 0.559714, 0.509999, 0.490001], 1e-6, "p");
+    assert_all_close(&l.losses, &[0.580330, 0.673347], 1e-6, "losses");
+    assert!(close(l.loss, 0.626839, 1e-6));
+    assert_all_close(&da, &[0.220143, -0.220143, -0.245001, 0.245001], 1e-6, "da");
 }
 
 #[test]
 fn tiny_network_gradients_by_hand() {
-    let net = Network::tiny(Activation::Relu);
+    let net = NetworkF64::tiny(Activation::Relu);
     let (x, labels) = tiny_batch();
     let fwd = net.forward(&x, 2);
     let g = net.backward(&x, &labels, &fwd);
@@ -343,7 +496,7 @@ fn tiny_network_gradients_by_hand() {
 fn whole_tiny_network_gradient_check_every_weight_and_bias() {
     let (x, labels) = tiny_batch();
     for act in ALL_ACTS {
-        let net = Network::tiny(act);
+        let net = NetworkF64::tiny(act);
         let g = net.backward(&x, &labels, &net.forward(&x, 2));
         for l in 0..net.layers.len() {
             for (is_bias, grads) in [(false, &g.dw[l]), (true, &g.db[l])] {
@@ -458,12 +611,15 @@ fn optimizer_kinds_parse_and_have_keras_default_learning_rates() {
 
 #[test]
 fn tiny_network_shape_and_forward_pass() {
-    let net = Network::tiny(Activation::Relu);
+    let net = NetworkF64::tiny(Activation::Relu);
     assert_eq!(net.sizes(), vec![3, 4, 2]);
     assert_eq!(net.parameter_count(), 3 * 4 + 4 + 4 * 2 + 2);
     let (x, labels) = tiny_batch();
     let fwd = net.forward(&x, 2);
-    assert_all_close(&fwd.a[1], &[0.440286, 0.559714, 0.509999, 0.490001], 1e-6, "p");
+    // the output layer's a are the logits; softmax is in the loss
+    assert_all_close(&fwd.a[1], &[0.015, 0.255, 0.135, 0.095], 1e-12, "logits");
+    let p = softmax_of(&fwd.a[1], 2);
+    assert_all_close(&p, &[0.440286, 0.559714, 0.509999, 0.490001], 1e-6, "p");
     assert!(close(net.loss(&x, &labels), 0.626839, 1e-6));
 }
 
@@ -476,10 +632,10 @@ fn train_step_records_every_intermediate_and_lowers_the_loss() {
         OptimizerKind::RmsProp,
         OptimizerKind::Adam,
     ] {
-        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
-            let mut net = Network::tiny(act);
+        for act in ALL_ACTS {
+            let mut net = NetworkF64::tiny(act);
             let before = net.clone();
-            let mut opt = NetworkOptimizer::new(kind, kind.default_lr(), &net);
+            let mut opt = NetworkOptimizerF64::new(kind, kind.default_lr(), &net);
             let t = train_step(&mut net, &mut opt, &x, &labels);
             assert!(
                 t.loss_after < t.loss,
@@ -489,40 +645,117 @@ fn train_step_records_every_intermediate_and_lowers_the_loss() {
             );
             assert_eq!(t.loss, before.loss(&x, &labels));
             assert_eq!(t.loss_after, net.loss(&x, &labels));
+            assert_eq!(t.loss_change, t.loss_after - t.loss);
+            // the output layer is the identity: its dz is the loss's da, its a the logits
+            assert_eq!(t.output_error, t.layers[1].da);
             assert_eq!(t.output_error, t.layers[1].dz);
-            assert_eq!(t.probabilities, t.layers[1].a);
+            assert_eq!(t.layers[1].a, t.layers[1].z);
+            assert_eq!(t.probabilities, softmax_of(&t.layers[1].z, 2));
             for (l, lt) in t.layers.iter().enumerate() {
                 assert_eq!(lt.w, before.layers[l].w);
                 assert_eq!(lt.w_after, net.layers[l].w);
-                for k in 0..lt.w.len() {
-                    assert!(close(lt.w[k] + lt.w_update[k], lt.w_after[k], 1e-15));
+                assert_eq!(lt.w_opt_after, opt.w[l]);
+                // the slopes the trace shows are f'(z), whatever f, computed independently here
+                for (k, &z) in lt.z.iter().enumerate() {
+                    let numeric = central_difference(|t| activation(lt.act, t), z);
+                    assert!(close(lt.slope[k], numeric, 1e-7), "{act}: slope of layer {l}");
                 }
             }
         }
     }
-    // SGD, ReLU, lr 0.01: W2[0,0] = 0.3 - 0.01·(-0.073500) = 0.300735
-    let mut net = Network::tiny(Activation::Relu);
-    let mut opt = NetworkOptimizer::new(OptimizerKind::Sgd, 0.01, &net);
-    let t = train_step(&mut net, &mut opt, &x, &labels);
-    assert!(close(t.layers[1].w_after[0], 0.300735, 1e-6));
-    assert!(close(t.loss, 0.626839, 1e-6));
+}
+
+/// The first step of every optimizer on the tiny ReLU network, against the
+/// optimizer's formula applied by hand to the gradient worked out by hand at
+/// the top of this file (not to the gradient or the update the code recorded).
+#[test]
+fn train_step_first_updates_by_hand_for_every_optimizer() {
+    let (x, labels) = tiny_batch();
+    // p[0,0] = 1/(1 + e^(z2[0,1] - z2[0,0])), p[1,0] = 1/(1 + e^(z2[1,1] - z2[1,0]))
+    let p00 = 1.0 / (1.0 + (0.255f64 - 0.015).exp());
+    let p10 = 1.0 / (1.0 + (0.095f64 - 0.135).exp());
+    let dz2_10 = (p10 - 1.0) / 2.0; // dz2[1,0]; dz2[1,1] = -dz2[1,0]
+                                    // (weight, its start value, its gradient, (layer, is bias, index))
+    let cases = [
+        // dW2[0,0] = a1[0,0]·dz2[0,0] + a1[1,0]·dz2[1,0] = 0 + 0.3·dz2[1,0]
+        ("W2[0,0]", 0.3, 0.3 * dz2_10, (1, false, 0)),
+        // dW1[0,0] = x[1,0]·dz1[1,0], dz1[1,0] = dz2[1,0]·W2[0,0] + dz2[1,1]·W2[0,1] = 0.4·dz2[1,0]
+        ("W1[0,0]", 0.1, 0.4 * dz2_10, (0, false, 0)),
+        // db2[0] = dz2[0,0] + dz2[1,0] = p[0,0]/2 + (p[1,0] - 1)/2
+        ("b2[0]", 0.0, p00 / 2.0 + dz2_10, (1, true, 0)),
+    ];
+    assert!(close(cases[0].2, -0.073500, 1e-6) && close(cases[1].2, -0.098000, 1e-6));
+    for kind in [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum,
+        OptimizerKind::RmsProp,
+        OptimizerKind::Adam,
+    ] {
+        let lr = kind.default_lr();
+        let mut net = NetworkF64::tiny(Activation::Relu);
+        let mut opt = NetworkOptimizerF64::new(kind, lr, &net);
+        let t = train_step(&mut net, &mut opt, &x, &labels);
+        for (name, w, g, (l, bias, k)) in cases {
+            let lt = &t.layers[l];
+            let (after, before_opt, after_opt) = if bias {
+                (lt.b_after[k], &lt.b_opt_before, &lt.b_opt_after)
+            } else {
+                (lt.w_after[k], &lt.w_opt_before, &lt.w_opt_after)
+            };
+            let want = match kind {
+                // w - lr·g
+                OptimizerKind::Sgd => w - 0.01 * g,
+                // v = 0.9·0 - lr·g,  w + v
+                OptimizerKind::Momentum => w + (0.9 * 0.0 - 0.01 * g),
+                // v = 0.9·0 + 0.1·g²,  w - lr·g / sqrt(v + 1e-7)
+                OptimizerKind::RmsProp => w - 0.001 * g / (0.1 * g * g + 1e-7).sqrt(),
+                // m̂ = (0.1·g) / (1 - 0.9) = g,  v̂ = (0.001·g²) / (1 - 0.999) = g²
+                OptimizerKind::Adam => w - 0.001 * g / (g.abs() + 1e-7),
+            };
+            assert!(
+                close(after, want, 1e-12),
+                "{kind} {name}: {after}, by hand {want}"
+            );
+            match (before_opt, after_opt) {
+                (OptimizerF64::Sgd(_), OptimizerF64::Sgd(s)) => assert_eq!(s.lr, 0.01),
+                (OptimizerF64::Momentum(b), OptimizerF64::Momentum(a)) => {
+                    assert_eq!((b.velocity[k], b.momentum), (0.0, 0.9));
+                    assert!(close(a.velocity[k], -0.01 * g, 1e-15), "{name}: velocity");
+                }
+                (OptimizerF64::RmsProp(b), OptimizerF64::RmsProp(a)) => {
+                    assert_eq!((b.mean_square[k], b.rho, b.eps), (0.0, 0.9, 1e-7));
+                    assert!(close(a.mean_square[k], 0.1 * g * g, 1e-15), "{name}: mean square");
+                }
+                (OptimizerF64::Adam(b), OptimizerF64::Adam(a)) => {
+                    assert_eq!((b.m[k], b.v[k], b.t), (0.0, 0.0, 0));
+                    assert_eq!((a.beta1, a.beta2, a.eps, a.t), (0.9, 0.999, 1e-7, 1));
+                    assert!(close(a.m[k], 0.1 * g, 1e-15) && close(a.v[k], 0.001 * g * g, 1e-15));
+                    assert!(close(a.m_hat[k], g, 1e-14) && close(a.v_hat[k], g * g, 1e-14));
+                }
+                _ => panic!("{kind}: the trace holds another optimizer"),
+            }
+        }
+        // before the step: the hand-computed loss and predictions
+        assert!(close(t.loss, 0.626839, 1e-6));
+        assert_eq!((t.predicted.clone(), t.correct, t.accuracy), (vec![1, 0], 2, 1.0));
+    }
 }
 
 #[test]
 fn glorot_uniform_is_seeded_and_within_its_limit() {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
-    let a = Network::glorot_uniform(
+    let a = NetworkF64::glorot_uniform(
         &[784, 16, 16, 10],
         Activation::Relu,
         &mut StdRng::seed_from_u64(1),
     );
-    let b = Network::glorot_uniform(
+    let b = NetworkF64::glorot_uniform(
         &[784, 16, 16, 10],
         Activation::Relu,
         &mut StdRng::seed_from_u64(1),
     );
-    let c = Network::glorot_uniform(
+    let c = NetworkF64::glorot_uniform(
         &[784, 16, 16, 10],
         Activation::Relu,
         &mut StdRng::seed_from_u64(2),
@@ -597,7 +830,7 @@ fn equal_starting_weights_keep_hidden_units_identical() {
     ] {
         let mut net = constant_network(&[3, 4, 2], act, value);
         let start_w1 = net.layers[0].w.clone();
-        let mut opt = NetworkOptimizer::new(OptimizerKind::Sgd, 0.5, &net);
+        let mut opt = NetworkOptimizerF64::new(OptimizerKind::Sgd, 0.5, &net);
         for _ in 0..5 {
             train_step(&mut net, &mut opt, &x, &labels);
             assert!(hidden_units_stay_identical(&net), "{act} from {value}");
@@ -608,16 +841,16 @@ fn equal_starting_weights_keep_hidden_units_identical() {
         }
     }
     // different starting weights: the hidden units differ, and stay different
-    let mut net = Network::tiny(Activation::Relu);
+    let mut net = NetworkF64::tiny(Activation::Relu);
     assert!(!hidden_units_stay_identical(&net));
-    let mut opt = NetworkOptimizer::new(OptimizerKind::Sgd, 0.5, &net);
+    let mut opt = NetworkOptimizerF64::new(OptimizerKind::Sgd, 0.5, &net);
     train_step(&mut net, &mut opt, &x, &labels);
     assert!(!hidden_units_stay_identical(&net));
 }
 
 #[test]
 fn zeros_network_has_the_right_shapes() {
-    let net = Network::zeros(&[3, 5, 2], Activation::Tanh);
+    let net = NetworkF64::zeros(&[3, 5, 2], Activation::Tanh);
     assert_eq!(net.sizes(), vec![3, 5, 2]);
     assert_eq!((net.layers[0].w.len(), net.layers[0].b.len()), (15, 5));
     assert_eq!((net.layers[1].w.len(), net.layers[1].b.len()), (10, 2));

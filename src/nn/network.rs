@@ -366,6 +366,12 @@ impl Workspace {
         self.layers[l].a.view().rows_range(0, self.rows)
     }
 
+    /// Layer `l`'s `da = ∂L/∂a` of the last backward pass (the loss wrote the
+    /// last layer's, the layer above every other one's), `(rows, outputs_l)`.
+    pub fn da(&self, l: usize) -> MatRef<'_> {
+        self.layers[l].da.view().rows_range(0, self.rows)
+    }
+
     /// Layer `l`'s `dz = ∂L/∂z` of the last backward pass, `(rows, outputs_l)`.
     pub fn dz(&self, l: usize) -> MatRef<'_> {
         self.layers[l].dz.view().rows_range(0, self.rows)

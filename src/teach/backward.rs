@@ -1,63 +1,73 @@
 //! Lesson 3: the backward pass — the chain rule, one forward line at a time.
 //!
-//! The backward pass walks the layers from the last to the first. For each
-//! forward line there is one backward line that undoes it:
+//! The backward pass walks the layers from the last to the first. Each
+//! backward line *differentiates* one forward line: it takes the gradient of
+//! the loss with respect to that line's output and gives the gradients with
+//! respect to its inputs. A dense layer has two forward lines; the first,
+//! `z = x·W + b`, has three inputs (`x`, `W`, `b`), so three backward lines:
 //!
 //! ```text
-//! forward                        backward (d-prefixed names: ∂L/∂(that name))
-//! z = a_prev·W + b               dW      = a_prevᵀ·dz        (inputs, outputs)
-//!                                db      = Σ_rows dz         (outputs)
-//!                                da_prev = dz·Wᵀ             (rows, inputs)
-//! a = f(z)                       dz      = da ⊙ f'(z)        (rows, outputs)
+//! forward                  backward (d-prefixed names: ∂L/∂(that name))
+//! a = f(z)                 dz = da ⊙ f'(z)   computed from the stored a   (rows, outputs)
+//! z = x·W + b              dW = xᵀ·dz                                     (inputs, outputs)
+//!                          db = Σ_rows dz                                 (outputs)
+//!                          dx = dz·Wᵀ                                     (rows, inputs)
 //! ```
 //!
-//! The backward pass of the output layer starts from `dz = (p - y) / rows`
-//! ([`super::loss::output_error`]), so every gradient here is of the **mean**
-//! loss over the batch: the `1/rows` is already inside `dz`.
+//! The backward pass starts from `da` of the output layer, which the loss
+//! gives: `da = (p - y) / rows` ([`super::loss::softmax_cross_entropy`]). The
+//! output layer's activation is the identity, so there `dz = da ⊙ 1 = da`.
+//! Every gradient here is of the **mean** loss over the batch: the `1/rows` is
+//! already inside that first `da`. The `dx` of a layer is the `da` of the layer
+//! before it; the first layer's `dx` would be the gradient of the data, which
+//! nothing needs, so it is not computed.
 //!
-//! Gradients **accumulate**: `dW` and `db` are zeroed once, then every example
-//! of the batch adds (`+=`) its share. A weight is used once per example, so
-//! its gradient is the sum of one contribution per use (see
-//! [`super::pitfalls::used_twice`]).
+//! Gradients **accumulate**: `dW`, `db` and `dx` are zeroed once per step, then
+//! every use of a value adds (`+=`) its share. A weight is used once per
+//! example, so its gradient is the sum of one contribution per example; an
+//! input feeds every neuron, so its gradient is the sum of one share per
+//! neuron (see [`super::pitfalls::used_twice`]).
 
 use crate::activation::Activation;
 
-use super::forward::activation_slope;
+use super::forward::slope_from_output;
+use super::network::DenseF64;
 
-/// Backward through `a = f(z)`: `dz = da ⊙ f'(z)` (element by element).
+/// Backward through `a = f(z)`: `dz = da ⊙ f'(z)` (element by element), with
+/// `f'` computed from the stored output `a` ([`slope_from_output`]).
 ///
 /// In the forward pass this was `a = f(z)`, each `a` depending only on its own
 /// `z`; so by the chain rule `∂L/∂z = ∂L/∂a · ∂a/∂z = da · f'(z)`.
 ///
-/// - `z`, `da`: (rows, outputs) — returns `dz`: (rows, outputs)
-pub fn activation_backward(act: Activation, z: &[f64], da: &[f64]) -> Vec<f64> {
-    assert_eq!(z.len(), da.len(), "z and da must have the same shape");
-    z.iter()
-        .zip(da)
-        .map(|(&zi, &dai)| dai * activation_slope(act, zi))
-        .collect()
+/// - `dz`: (rows, outputs), written; `da`, `a`: (rows, outputs)
+pub fn activation_backward(dz: &mut [f64], da: &[f64], a: &[f64], act: Activation) {
+    assert_eq!(a.len(), da.len(), "a and da must have the same shape");
+    assert_eq!(dz.len(), da.len(), "dz and da must have the same shape");
+    for k in 0..dz.len() {
+        dz[k] = da[k] * slope_from_output(act, a[k]);
+    }
 }
 
-/// `dW += a_prevᵀ·dz`: the gradient of every weight.
+/// `dW += xᵀ·dz`: the gradient of every weight.
 ///
-/// In the forward pass this was `z[r,j] = Σ_i a_prev[r,i] · W[i,j] + b[j]`, so
-/// `∂z[r,j]/∂W[i,j] = a_prev[r,i]`, and `W[i,j]` is used once per example `r`:
+/// In the forward pass this was `z[r,j] = Σ_i x[r,i] · W[i,j] + b[j]`, so
+/// `∂z[r,j]/∂W[i,j] = x[r,i]`, and `W[i,j]` is used once per example `r`:
 ///
 /// ```text
-/// dW[i,j] += Σ_r a_prev[r,i] · dz[r,j]
+/// dW[i,j] += Σ_r x[r,i] · dz[r,j]
 /// ```
 ///
 /// (A weight from an input that is 0 — a black pixel — gets no gradient.)
 ///
-/// - `a_prev`: (rows, inputs), `dz`: (rows, outputs), `dw`: (inputs, outputs), zeroed by the caller
-pub fn weight_gradient(a_prev: &[f64], dz: &[f64], rows: usize, dw: &mut [f64]) {
-    let inputs = a_prev.len() / rows;
+/// - `dw`: (inputs, outputs), zeroed by the caller; `x`: (rows, inputs), `dz`: (rows, outputs)
+pub fn weight_gradient(dw: &mut [f64], x: &[f64], dz: &[f64], rows: usize) {
+    let inputs = x.len() / rows;
     let outputs = dz.len() / rows;
     assert_eq!(dw.len(), inputs * outputs, "dw must be (inputs, outputs)");
     for r in 0..rows {
         for i in 0..inputs {
             for j in 0..outputs {
-                dw[i * outputs + j] += a_prev[r * inputs + i] * dz[r * outputs + j];
+                dw[i * outputs + j] += x[r * inputs + i] * dz[r * outputs + j];
             }
         }
     }
@@ -72,8 +82,8 @@ pub fn weight_gradient(a_prev: &[f64], dz: &[f64], rows: usize, dw: &mut [f64]) 
 /// db[j] += Σ_r dz[r,j]
 /// ```
 ///
-/// - `dz`: (rows, outputs), `db`: (outputs), zeroed by the caller
-pub fn bias_gradient(dz: &[f64], rows: usize, db: &mut [f64]) {
+/// - `db`: (outputs), zeroed by the caller; `dz`: (rows, outputs)
+pub fn bias_gradient(db: &mut [f64], dz: &[f64], rows: usize) {
     let outputs = db.len();
     assert_eq!(dz.len(), rows * outputs, "dz must be (rows, outputs)");
     for r in 0..rows {
@@ -83,45 +93,56 @@ pub fn bias_gradient(dz: &[f64], rows: usize, db: &mut [f64]) {
     }
 }
 
-/// `da_prev = dz·Wᵀ`: the gradient flowing back to the previous layer.
+/// `dx += dz·Wᵀ`: the gradient flowing back to the layer's input (the previous
+/// layer's `da`).
 ///
-/// In the forward pass this was `z[r,j] = Σ_i a_prev[r,i] · W[i,j] + b[j]`, so
-/// `∂z[r,j]/∂a_prev[r,i] = W[i,j]`; and `a_prev[r,i]` feeds EVERY neuron j of this
+/// In the forward pass this was `z[r,j] = Σ_i x[r,i] · W[i,j] + b[j]`, so
+/// `∂z[r,j]/∂x[r,i] = W[i,j]`; and `x[r,i]` feeds EVERY neuron j of this
 /// layer, so its gradient adds up one share per neuron:
 ///
 /// ```text
-/// da_prev[r,i] = Σ_j dz[r,j] · W[i,j]
+/// dx[r,i] += Σ_j dz[r,j] · W[i,j]
 /// ```
 ///
-/// - `dz`: (rows, outputs), `w`: (inputs, outputs) — returns `da_prev`: (rows, inputs)
-pub fn input_gradient(dz: &[f64], w: &[f64], rows: usize) -> Vec<f64> {
+/// - `dx`: (rows, inputs), zeroed by the caller; `dz`: (rows, outputs), `w`: (inputs, outputs)
+pub fn input_gradient(dx: &mut [f64], dz: &[f64], w: &[f64], rows: usize) {
     let outputs = dz.len() / rows;
     let inputs = w.len() / outputs;
-    let mut da_prev = vec![0.0; rows * inputs];
+    assert_eq!(dx.len(), rows * inputs, "dx must be (rows, inputs)");
     for r in 0..rows {
         for i in 0..inputs {
             for j in 0..outputs {
-                da_prev[r * inputs + i] += dz[r * outputs + j] * w[i * outputs + j];
+                dx[r * inputs + i] += dz[r * outputs + j] * w[i * outputs + j];
             }
         }
     }
-    da_prev
 }
 
-/// The whole backward pass of one dense layer given `dz`: fills `dw` and `db`
-/// (accumulating into them) and returns `da_prev`.
+/// The backward pass of one dense layer, from `da` (the gradient of its output).
 ///
-/// - `a_prev`: (rows, inputs), `w`: (inputs, outputs), `dz`: (rows, outputs)
-/// - `dw`: (inputs, outputs), `db`: (outputs) — returns `da_prev`: (rows, inputs)
+/// - `dx`: (rows, inputs) or `None` for the first layer; `dw`: (inputs, outputs);
+///   `db`: (outputs) — all accumulated into (`+=`), zeroed by the caller
+/// - `dz`: (rows, outputs), written
+/// - `da`, `a`: (rows, outputs) — the gradient of the output, and the output the forward pass kept
+/// - `x`: (rows, inputs) — the layer's input; `layer`: `w` (inputs, outputs), `b`, `act`
+#[allow(clippy::too_many_arguments)] // the engine's argument list, in the engine's order
 pub fn dense_backward(
-    a_prev: &[f64],
-    w: &[f64],
-    dz: &[f64],
-    rows: usize,
+    dx: Option<&mut [f64]>,
     dw: &mut [f64],
     db: &mut [f64],
-) -> Vec<f64> {
-    weight_gradient(a_prev, dz, rows, dw);
-    bias_gradient(dz, rows, db);
-    input_gradient(dz, w, rows)
+    dz: &mut [f64],
+    da: &[f64],
+    a: &[f64],
+    x: &[f64],
+    layer: &DenseF64,
+    rows: usize,
+) {
+    // forward: a = f(z)      ->  dz = da ⊙ f'(a)
+    activation_backward(dz, da, a, layer.act);
+    // forward: z = x·W + b   ->  dW = xᵀ·dz,  db = Σ_rows dz,  dx = dz·Wᵀ
+    weight_gradient(dw, x, dz, rows);
+    bias_gradient(db, dz, rows);
+    if let Some(dx) = dx {
+        input_gradient(dx, dz, &layer.w, rows);
+    }
 }

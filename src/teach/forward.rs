@@ -1,75 +1,79 @@
 //! Lesson 1: the forward pass.
 //!
-//! A dense layer turns the activations of the previous layer `a_prev` into
-//! its own activations `a` in two steps:
+//! A dense layer turns its input `x` (the data for the first layer, the
+//! previous layer's output `a` for the others) into its own output `a` in two
+//! steps:
 //!
 //! ```text
-//! z = a_prev·W + b        the weighted sum ("pre-activation"), one number per neuron
-//! a = f(z)                the activation, applied to every number of z on its own
+//! z = x·W + b        the weighted sum ("pre-activation"), one number per neuron
+//! a = f(z)           the activation, applied to every number of z on its own
 //! ```
 //!
-//! The last layer of a classifier uses softmax instead of `f`, turning its
-//! weighted sums ("logits") into probabilities that add up to 1.
+//! Every layer has its own activation `f`. The output layer's is the identity:
+//! its `a` are the "logits", and softmax, which turns them into probabilities,
+//! is part of the loss ([`super::loss::softmax_cross_entropy`]), as in the engine.
 //!
 //! Shapes (one example per row of a mini-batch of `rows` examples):
 //!
 //! ```text
-//! a_prev: (rows, inputs)    row-major: a_prev[r * inputs + i]
-//! W:      (inputs, outputs) row-major: w[i * outputs + j]   (column j = the weights into neuron j)
-//! b:      (outputs)                    b[j]
-//! z, a:   (rows, outputs)   row-major: z[r * outputs + j]
+//! x:    (rows, inputs)    row-major: x[r * inputs + i]
+//! W:    (inputs, outputs) row-major: w[i * outputs + j]   (column j = the weights into neuron j)
+//! b:    (outputs)                    b[j]
+//! z, a: (rows, outputs)   row-major: z[r * outputs + j]
 //! ```
 //!
 //! This is the layout of the engine (`nn::dense`), in `f64` instead of `f32`.
+//! The engine fuses the two lines and keeps only `a`; the lesson keeps `z` too,
+//! to show it. The backward pass needs only `a` (see [`slope_from_output`]).
 
 use crate::activation::Activation;
+
+use super::network::DenseF64;
 
 /// The weighted sum of ONE neuron `j` for ONE example:
 ///
 /// ```text
-/// z_j = Σ_i a_prev_i · W[i, j] + b_j
+/// z_j = Σ_i x_i · W[i, j] + b_j
 /// ```
 ///
 /// Every input `i` is multiplied by the weight of the connection from input `i`
 /// to neuron `j`, the products are added up, and the neuron's bias is added.
 ///
-/// - `a_prev`: (inputs) — one row of the batch
+/// - `x_row`: (inputs) — one row of the batch
 /// - `w`: (inputs, outputs), row-major: `w[i * outputs + j]`
-pub fn neuron(a_prev: &[f64], w: &[f64], outputs: usize, j: usize, b_j: f64) -> f64 {
-    let inputs = a_prev.len();
+pub fn neuron(x_row: &[f64], w: &[f64], outputs: usize, j: usize, b_j: f64) -> f64 {
+    let inputs = x_row.len();
     assert_eq!(w.len(), inputs * outputs, "w must be (inputs, outputs)");
     let mut z = b_j;
     for i in 0..inputs {
-        z += a_prev[i] * w[i * outputs + j];
+        z += x_row[i] * w[i * outputs + j];
     }
     z
 }
 
-/// The weighted sums of a whole layer for a mini-batch: `z = a_prev·W + b`.
+/// The weighted sums of a whole layer for a mini-batch: `z = x·W + b`.
 ///
 /// It is [`neuron`] for every example `r` and every neuron `j`:
-/// `z[r, j] = Σ_i a_prev[r, i] · W[i, j] + b[j]`. (The bias is added to every row:
+/// `z[r, j] = Σ_i x[r, i] · W[i, j] + b[j]`. (The bias is added to every row:
 /// the same `b` is "broadcast" over the batch.)
 ///
-/// - `a_prev`: (rows, inputs), `w`: (inputs, outputs), `b`: (outputs)
-/// - returns `z`: (rows, outputs)
-pub fn dense(a_prev: &[f64], rows: usize, w: &[f64], b: &[f64]) -> Vec<f64> {
+/// - `z`: (rows, outputs), written
+/// - `x`: (rows, inputs), `w`: (inputs, outputs), `b`: (outputs)
+pub fn weighted_sum(z: &mut [f64], x: &[f64], w: &[f64], b: &[f64], rows: usize) {
     let outputs = b.len();
     assert!(
-        rows > 0 && a_prev.len().is_multiple_of(rows),
-        "a_prev must be (rows, inputs)"
+        rows > 0 && x.len().is_multiple_of(rows),
+        "x must be (rows, inputs)"
     );
-    let inputs = a_prev.len() / rows;
+    let inputs = x.len() / rows;
     assert_eq!(w.len(), inputs * outputs, "w must be (inputs, outputs)");
-    // z: (rows, outputs), row-major: z[r * outputs + j]
-    let mut z = vec![0.0; rows * outputs];
+    assert_eq!(z.len(), rows * outputs, "z must be (rows, outputs)");
     for r in 0..rows {
-        let row = &a_prev[r * inputs..(r + 1) * inputs]; // (inputs)
+        let x_row = &x[r * inputs..(r + 1) * inputs]; // (inputs)
         for j in 0..outputs {
-            z[r * outputs + j] = neuron(row, w, outputs, j, b[j]);
+            z[r * outputs + j] = neuron(x_row, w, outputs, j, b[j]);
         }
     }
-    z
 }
 
 /// One activation `a = f(z)` of one number, in `f64`.
@@ -77,7 +81,7 @@ pub fn dense(a_prev: &[f64], rows: usize, w: &[f64], b: &[f64]) -> Vec<f64> {
 /// ```text
 /// identity  f(z) = z
 /// ReLU      f(z) = max(0, z)
-/// sigmoid   f(z) = 1 / (1 + e^(-z))       squashes into (0, 1)
+/// sigmoid   f(z) = 1 / (1 + e^(-z))              squashes into (0, 1)
 /// tanh      f(z) = (e^z - e^-z) / (e^z + e^-z)   squashes into (-1, 1)
 /// ```
 ///
@@ -97,71 +101,48 @@ pub fn activation(act: Activation, z: f64) -> f64 {
     }
 }
 
-/// The slope `f'(z)` of an activation, in `f64` (used by the backward pass).
+/// The slope `f'(z)` of an activation, computed from its OUTPUT `a = f(z)`
+/// (used by the backward pass, which keeps `a`, not `z`):
 ///
 /// ```text
 /// identity  f'(z) = 1
-/// ReLU      f'(z) = 1 if z > 0, else 0      (we pick 0 at the kink z = 0, as Keras does)
-/// sigmoid   f'(z) = f(z) · (1 - f(z))
-/// tanh      f'(z) = 1 - f(z)²
+/// ReLU      f'(z) = 1 if a > 0, else 0      (a > 0 exactly when z > 0; we pick 0 at the
+///                                            kink z = 0, as Keras does)
+/// sigmoid   f'(z) = f(z) · (1 - f(z)) = a · (1 - a)
+/// tanh      f'(z) = 1 - f(z)²         = 1 - a²
 /// ```
-pub fn activation_slope(act: Activation, z: f64) -> f64 {
+///
+/// No `e^z` is computed again: the forward pass already did it.
+pub fn slope_from_output(act: Activation, a: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
         Activation::Relu => {
-            if z > 0.0 {
+            if a > 0.0 {
                 1.0
             } else {
                 0.0
             }
         }
-        Activation::Sigmoid => {
-            let s = activation(Activation::Sigmoid, z);
-            s * (1.0 - s)
-        }
-        Activation::Tanh => {
-            let t = z.tanh();
-            1.0 - t * t
-        }
+        Activation::Sigmoid => a * (1.0 - a),
+        Activation::Tanh => 1.0 - a * a,
     }
 }
 
-/// `a = f(z)` for every number of a layer: `z` and the result have the same shape.
-pub fn activate(act: Activation, z: &[f64]) -> Vec<f64> {
-    z.iter().map(|&zi| activation(act, zi)).collect()
+/// `a = f(z)` for every number of a layer.
+///
+/// - `a`: (rows, outputs), written; `z`: (rows, outputs)
+pub fn activate(a: &mut [f64], z: &[f64], act: Activation) {
+    assert_eq!(a.len(), z.len(), "a and z must have the same shape");
+    for k in 0..z.len() {
+        a[k] = activation(act, z[k]);
+    }
 }
 
-/// Softmax of every row: the logits `z` of one example become probabilities.
+/// The forward pass of one dense layer: `z = x·W + b`, then `a = f(z)`.
 ///
-/// ```text
-/// p_k = e^(z_k) / Σ_c e^(z_c)
-/// ```
-///
-/// Every `p_k` is in (0, 1) and each row adds up to 1. Subtracting the row's
-/// largest logit `m` first changes nothing mathematically
-/// (`e^(z_k - m) / Σ e^(z_c - m)`: the `e^-m` cancels) but keeps `e^z` from
-/// overflowing to infinity when a logit is large (e^710 does not fit in an f64).
-///
-/// - `z`: (rows, classes) — returns `p`: (rows, classes)
-pub fn softmax(z: &[f64], rows: usize) -> Vec<f64> {
-    assert!(
-        rows > 0 && z.len().is_multiple_of(rows),
-        "z must be (rows, classes)"
-    );
-    let classes = z.len() / rows;
-    let mut p = vec![0.0; z.len()];
-    for r in 0..rows {
-        let zr = &z[r * classes..(r + 1) * classes];
-        let m = zr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let mut sum = 0.0;
-        for k in 0..classes {
-            let e = (zr[k] - m).exp();
-            p[r * classes + k] = e;
-            sum += e;
-        }
-        for k in 0..classes {
-            p[r * classes + k] /= sum;
-        }
-    }
-    p
+/// - `a`, `z`: (rows, outputs), written (the engine keeps only `a`; the lesson keeps `z` to show it)
+/// - `x`: (rows, inputs); `layer`: `w` (inputs, outputs), `b` (outputs), `act`
+pub fn dense_forward(a: &mut [f64], z: &mut [f64], x: &[f64], layer: &DenseF64, rows: usize) {
+    weighted_sum(z, x, &layer.w, &layer.b, rows); // z = x·W + b
+    activate(a, z, layer.act); //                    a = f(z)
 }

@@ -14,7 +14,14 @@
 //! A mini-batch's loss is the **mean** over its `rows` examples:
 //! `L = (1/rows) · Σ_r L_r`. Every gradient in this module is of that mean.
 //!
-//! Shapes: `p`, `y`, `z`, `dz`: (rows, classes), row-major `[r * classes + k]`.
+//! The network's last layer has the identity as its activation: its output
+//! `a` are the logits `z`, and softmax is the first step of the loss. So the
+//! loss gives `da = ∂L/∂a` of the last layer, and the backward pass starts there
+//! ([`softmax_cross_entropy`]), exactly as in the engine (`nn::loss`).
+//!
+//! Shapes: `p`, `y`, `z`, `da`: (rows, classes), row-major `[r * classes + k]`.
+
+use crate::matrix::argmax;
 
 /// One-hot rows for a batch of labels: `y[r, k] = 1` if `k == labels[r]`, else 0.
 ///
@@ -26,6 +33,54 @@ pub fn one_hot(labels: &[usize], classes: usize) -> Vec<f64> {
         y[r * classes + label] = 1.0;
     }
     y
+}
+
+/// Softmax of one row: the logits `z` of one example become probabilities.
+///
+/// ```text
+/// p_k = e^(z_k) / Σ_c e^(z_c)
+/// ```
+///
+/// Every `p_k` is in (0, 1) and the row adds up to 1. Subtracting the row's
+/// largest logit `m` first changes nothing mathematically
+/// (`e^(z_k - m) / Σ e^(z_c - m)`: the `e^-m` cancels) but keeps `e^z` from
+/// overflowing to infinity when a logit is large (e^710 does not fit in an f64).
+///
+/// - `p`, `e`: (classes), written: the probabilities and the exponentials `e^(z_k - m)`
+/// - `z`: (classes) — returns `(m, Σ)`: the largest logit and the sum of the exponentials
+pub fn softmax_row(p: &mut [f64], e: &mut [f64], z: &[f64]) -> (f64, f64) {
+    let classes = z.len();
+    assert!(
+        p.len() == classes && e.len() == classes,
+        "p, e and z must be (classes)"
+    );
+    let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for k in 0..classes {
+        e[k] = (z[k] - m).exp();
+        sum += e[k];
+    }
+    for k in 0..classes {
+        p[k] = e[k] / sum;
+    }
+    (m, sum)
+}
+
+/// Softmax of every row ([`softmax_row`]).
+///
+/// - `p`: (rows, classes), written; `z`: (rows, classes)
+pub fn softmax(p: &mut [f64], z: &[f64], rows: usize) {
+    assert!(
+        rows > 0 && z.len().is_multiple_of(rows),
+        "z must be (rows, classes)"
+    );
+    assert_eq!(p.len(), z.len(), "p and z must have the same shape");
+    let classes = z.len() / rows;
+    let mut e = vec![0.0; classes]; // scratch: e^(z - m) of one row
+    for r in 0..rows {
+        let row = r * classes..(r + 1) * classes;
+        softmax_row(&mut p[row.clone()], &mut e, &z[row]);
+    }
 }
 
 /// The categorical cross-entropy of a batch, averaged over its rows:
@@ -55,49 +110,52 @@ pub fn cross_entropy(p: &[f64], y: &[f64], rows: usize) -> f64 {
 ///           = p_k · (δ_kc - p_c)
 /// ```
 ///
-/// - `p_row`: (classes) — returns `J`: (classes, classes), row-major `J[k * classes + c]`
-pub fn softmax_jacobian(p_row: &[f64]) -> Vec<f64> {
+/// - `jac`: (classes, classes), written, row-major `jac[k * classes + c]`; `p_row`: (classes)
+pub fn softmax_jacobian(jac: &mut [f64], p_row: &[f64]) {
     let n = p_row.len();
-    let mut jac = vec![0.0; n * n];
+    assert_eq!(jac.len(), n * n, "jac must be (classes, classes)");
     for k in 0..n {
         for c in 0..n {
             let delta = if k == c { 1.0 } else { 0.0 };
             jac[k * n + c] = p_row[k] * (delta - p_row[c]);
         }
     }
-    jac
 }
 
-/// The gradient `dz = ∂L/∂z` of the mean loss, the LONG way: by the chain rule
-/// through the softmax Jacobian.
+/// The gradient `da = ∂L/∂z` of the mean loss with respect to the logits, the
+/// LONG way: by the chain rule through the softmax Jacobian. (The logits are
+/// the output `a` of the last layer, whose activation is the identity: `a = z`.)
 ///
 /// ```text
 /// ∂L/∂p[r,k] = -(1/rows) · y[r,k] / p[r,k]                 (derivative of -ln, and of the mean)
 /// ∂L/∂z[r,c] = Σ_k ∂L/∂p[r,k] · J_r[k, c]                  (every p_k depends on every z_c)
 /// ```
 ///
-/// - `z`, `y`: (rows, classes) — returns `dz`: (rows, classes)
-pub fn output_error_long_way(z: &[f64], y: &[f64], rows: usize) -> Vec<f64> {
+/// - `da`: (rows, classes), written; `z`, `y`: (rows, classes)
+pub fn output_error_long_way(da: &mut [f64], z: &[f64], y: &[f64], rows: usize) {
     let classes = z.len() / rows;
-    let p = super::forward::softmax(z, rows);
-    let mut dz = vec![0.0; z.len()];
+    let mut p = vec![0.0; z.len()]; // (rows, classes)
+    softmax(&mut p, z, rows);
+    let mut jac = vec![0.0; classes * classes]; // (classes, classes)
     for r in 0..rows {
         let pr = &p[r * classes..(r + 1) * classes];
-        let jac = softmax_jacobian(pr); // (classes, classes)
+        softmax_jacobian(&mut jac, pr);
+        for c in 0..classes {
+            da[r * classes + c] = 0.0;
+        }
         for k in 0..classes {
             let dp = -y[r * classes + k] / pr[k] / rows as f64; // ∂L/∂p[r,k]
             for c in 0..classes {
-                dz[r * classes + c] += dp * jac[k * classes + c];
+                da[r * classes + c] += dp * jac[k * classes + c];
             }
         }
     }
-    dz
 }
 
-/// The gradient `dz = ∂L/∂z` of the mean loss, the SHORT way:
+/// The gradient `da = ∂L/∂z` of the mean loss with respect to the logits, the SHORT way:
 ///
 /// ```text
-/// dz[r,c] = (p[r,c] - y[r,c]) / rows
+/// da[r,c] = (p[r,c] - y[r,c]) / rows
 /// ```
 ///
 /// Why: put the two factors of the long way together. With `Σ_k y_k = 1`,
@@ -106,28 +164,90 @@ pub fn output_error_long_way(z: &[f64], y: &[f64], rows: usize) -> Vec<f64> {
 /// Jacobian, and no trouble when a probability is tiny. This "output error"
 /// is where the backward pass starts.
 ///
-/// - `p`, `y`: (rows, classes) — returns `dz`: (rows, classes)
-pub fn output_error(p: &[f64], y: &[f64], rows: usize) -> Vec<f64> {
+/// - `da`: (rows, classes), written; `p`, `y`: (rows, classes)
+pub fn output_error(da: &mut [f64], p: &[f64], y: &[f64], rows: usize) {
     assert_eq!(p.len(), y.len(), "p and y must have the same shape");
-    p.iter().zip(y).map(|(pk, yk)| (pk - yk) / rows as f64).collect()
+    assert_eq!(da.len(), p.len(), "da and p must have the same shape");
+    for k in 0..p.len() {
+        da[k] = (p[k] - y[k]) / rows as f64;
+    }
 }
 
-/// The predicted class of each row: the index of its largest probability.
+/// Everything the loss computes for a batch, kept for `simdnet explain`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftmaxCrossEntropy {
+    /// The largest logit of each row, (rows): subtracted before `e^`.
+    pub m: Vec<f64>,
+    /// The exponentials `e^(z[r,k] - m[r])`, (rows, classes).
+    pub e: Vec<f64>,
+    /// Their sum per row, `Σ_c e^(z[r,c] - m[r])`, (rows).
+    pub sum: Vec<f64>,
+    /// The probabilities `p = softmax(z)`, (rows, classes).
+    pub p: Vec<f64>,
+    /// The one-hot labels `y`, (rows, classes).
+    pub y: Vec<f64>,
+    /// The loss of each example, `-ln p[r, label_r]`, (rows).
+    pub losses: Vec<f64>,
+    /// The mean loss over the batch.
+    pub loss: f64,
+}
+
+/// The loss of a batch, and the gradient where the backward pass starts:
+///
+/// ```text
+/// p   = softmax(logits)                 row by row
+/// L_r = -ln p[r, label_r]               the cross-entropy of example r
+/// L   = (1/rows) · Σ_r L_r              the mean
+/// da  = ∂L/∂logits = (p - y) / rows     (see output_error: no Jacobian needed)
+/// ```
+///
+/// The engine's `nn::loss::softmax_cross_entropy` does the same, fused, in `f32`
+/// (it returns the summed loss and takes `1/rows` as a scale).
+///
+/// - `da`: (rows, classes), written: `∂L/∂a` of the last layer, whose output `a` are the logits
+/// - `logits`: (rows, classes), `labels`: (rows)
+pub fn softmax_cross_entropy(
+    da: &mut [f64],
+    logits: &[f64],
+    labels: &[usize],
+    rows: usize,
+) -> SoftmaxCrossEntropy {
+    assert_eq!(labels.len(), rows, "one label per row");
+    let classes = logits.len() / rows;
+    let y = one_hot(labels, classes); // (rows, classes)
+    let mut out = SoftmaxCrossEntropy {
+        m: vec![0.0; rows],
+        e: vec![0.0; rows * classes],
+        sum: vec![0.0; rows],
+        p: vec![0.0; rows * classes],
+        y,
+        losses: vec![0.0; rows],
+        loss: 0.0,
+    };
+    for r in 0..rows {
+        let row = r * classes..(r + 1) * classes;
+        // p = softmax(z)
+        let (m, sum) = softmax_row(&mut out.p[row.clone()], &mut out.e[row.clone()], &logits[row]);
+        out.m[r] = m;
+        out.sum[r] = sum;
+        // L_r = -ln p[r, label]
+        out.losses[r] = -out.p[r * classes + labels[r]].ln();
+    }
+    // L = mean of L_r
+    out.loss = out.losses.iter().sum::<f64>() / rows as f64;
+    // da = (p - y) / rows
+    output_error(da, &out.p, &out.y, rows);
+    out
+}
+
+/// The predicted class of each row: the index of its largest value
+/// ([`crate::matrix::argmax`], the one the engine and the CLI use).
 ///
 /// - `p`: (rows, classes) — returns (rows)
-pub fn predictions(p: &[f64], rows: usize) -> Vec<usize> {
+pub fn argmax_rows(p: &[f64], rows: usize) -> Vec<usize> {
     let classes = p.len() / rows;
     (0..rows)
-        .map(|r| {
-            let pr = &p[r * classes..(r + 1) * classes];
-            let mut best = 0;
-            for k in 1..classes {
-                if pr[k] > pr[best] {
-                    best = k;
-                }
-            }
-            best
-        })
+        .map(|r| argmax(&p[r * classes..(r + 1) * classes]))
         .collect()
 }
 
@@ -138,7 +258,7 @@ pub fn predictions(p: &[f64], rows: usize) -> Vec<usize> {
 /// - `p`: (rows, classes), `labels`: (rows)
 pub fn accuracy(p: &[f64], labels: &[usize]) -> f64 {
     let rows = labels.len();
-    let correct = predictions(p, rows)
+    let correct = argmax_rows(p, rows)
         .iter()
         .zip(labels)
         .filter(|(pred, label)| pred == label)

@@ -3,33 +3,43 @@
 //!
 //! Written for reading, not for speed: `f64` everywhere, explicit index loops,
 //! the maths in the doc comment of every function, and the shape of every
-//! buffer in a comment. The layout is the engine's: matrices are row-major
-//! `Vec<f64>`, a mini-batch has one example per row, a dense layer computes
-//! `z = a_prev·W + b` with `W: (inputs, outputs)` stored as `w[i * outputs + j]`.
-//! Gradients carry a `d` prefix: `dz = ∂L/∂z`, `dw = ∂L/∂W`, ...
+//! buffer in a comment. The layout and the steps are the engine's (`nn`), with
+//! the same names and the same argument order (outputs first): matrices are
+//! row-major `Vec<f64>`, a mini-batch has one example per row, a dense layer
+//! computes `z = x·W + b`, `a = f(z)` with `W: (inputs, outputs)` stored as
+//! `w[i * outputs + j]`, every layer has its own activation, the output layer's
+//! is the identity and softmax is part of the loss. Gradients carry a `d`
+//! prefix: `dz = ∂L/∂z`, `dw = ∂L/∂W`, ...
+//!
+//! The types end in `F64` ([`NetworkF64`], [`DenseF64`], [`OptimizerF64`],
+//! [`NetworkOptimizerF64`]) to say the one thing that differs on purpose from
+//! the engine's `Network`, `Dense` and `Optimizer`: plain `f64` vectors and
+//! loops, not the fast `f32` kernels.
 //!
 //! # Lesson plan (reading order)
 //!
 //! 1. [`forward`] — the weighted sum of one neuron ([`forward::neuron`]), of a
-//!    layer ([`forward::dense`]), the activations ReLU, sigmoid, tanh and identity
-//!    ([`forward::activation`]), and softmax ([`forward::softmax`]).
-//! 2. [`loss`] — categorical cross-entropy ([`loss::cross_entropy`]); the
-//!    gradient at the output computed the long way through the softmax Jacobian
-//!    ([`loss::output_error_long_way`]) and the short way, `(p - y) / rows`
-//!    ([`loss::output_error`]); accuracy.
+//!    layer ([`forward::weighted_sum`]), the activations ReLU, sigmoid, tanh and
+//!    identity ([`forward::activation`]), and a whole layer
+//!    ([`forward::dense_forward`]).
+//! 2. [`loss`] — softmax ([`loss::softmax`]), categorical cross-entropy
+//!    ([`loss::cross_entropy`]); the gradient at the output computed the long
+//!    way through the softmax Jacobian ([`loss::output_error_long_way`]) and the
+//!    short way, `(p - y) / rows` ([`loss::output_error`]); all of it at once
+//!    ([`loss::softmax_cross_entropy`]); accuracy.
 //! 3. [`backward`] — the chain rule, each backward line beside the forward line
-//!    it differentiates: `dz = da ⊙ f'(z)`, `dW = a_prevᵀ·dz`, `db = Σ dz`,
-//!    `da_prev = dz·Wᵀ`.
+//!    it differentiates: `dz = da ⊙ f'(a)`, `dW = xᵀ·dz`, `db = Σ dz`,
+//!    `dx = dz·Wᵀ`, and a whole layer ([`backward::dense_backward`]).
 //! 4. [`optimizers`] — SGD, momentum, RMSprop and Adam, term by term, each with
 //!    its state as an explicit struct.
-//! 5. [`network`] — the whole network ([`network::Network`]) and one full
+//! 5. [`network`] — the whole network ([`network::NetworkF64`]) and one full
 //!    training step that keeps every intermediate number ([`network::train_step`]
 //!    returns a [`network::StepTrace`]; `simdnet explain` prints it).
 //! 6. [`pitfalls`] — what goes wrong: gradients that must accumulate, the mean
 //!    over the batch, unscaled inputs, and weights that start equal.
 //!
 //! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
-//! network of [`network::Network::tiny`], and `simdnet explain --digit 0` for
+//! network of [`network::NetworkF64::tiny`], and `simdnet explain --digit 0` for
 //! the workshop's 784-16-16-10 network on the first MNIST training image.
 //!
 //! # How we know the gradients are right
@@ -49,5 +59,5 @@ pub mod network;
 pub mod optimizers;
 pub mod pitfalls;
 
-pub use network::{tiny_batch, train_step, Layer, Network, NetworkOptimizer, StepTrace};
-pub use optimizers::{Optimizer, OptimizerKind};
+pub use network::{tiny_batch, train_step, DenseF64, NetworkF64, NetworkOptimizerF64, StepTrace};
+pub use optimizers::{OptimizerF64, OptimizerKind};

@@ -1,20 +1,23 @@
 //! Lesson 5: the whole network, and one full training step with every
 //! intermediate number kept (what `simdnet explain` prints).
 //!
-//! A [`Network`] is a stack of dense layers: every hidden layer applies the
-//! same activation, the output layer applies softmax, and the loss is the
-//! categorical cross-entropy — the workshop's model
-//! `Dense(16, relu) -> Dense(16, relu) -> Dense(10, softmax)` is
-//! `Network::glorot_uniform(&[784, 16, 16, 10], Activation::Relu, &mut rng)`.
+//! A [`NetworkF64`] is a stack of dense layers ([`DenseF64`]), each with its own
+//! activation; the output layer's is the identity, so its output `a` are the
+//! logits, and softmax is part of the loss (categorical cross-entropy). The
+//! workshop's model `Dense(16, relu) -> Dense(16, relu) -> Dense(10, softmax)` is
+//! `NetworkF64::glorot_uniform(&[784, 16, 16, 10], Activation::Relu, &mut rng)`.
+//!
+//! The `F64` in the names says what differs from the engine's `nn::Network` and
+//! `nn::Dense` on purpose: plain `Vec<f64>` and loops, not the fast `f32` kernels.
+//! The steps, their names and their argument order are the engine's.
 //!
 //! One training step ([`train_step`]):
 //!
 //! ```text
-//! forward   for each layer l:   z_l = a_(l-1)·W_l + b_l,  a_l = f(z_l)     (a_0 = x, last f = softmax)
-//! error     L = mean_r -ln p[r, label_r],   dz_last = (p - y) / rows
-//! backward  for each layer l, last to first:
-//!               dW_l = a_(l-1)ᵀ·dz_l,  db_l = Σ_rows dz_l,  da_(l-1) = dz_l·W_lᵀ,
-//!               dz_(l-1) = da_(l-1) ⊙ f'(z_(l-1))
+//! forward   for l in 0..n:         z_l = x_l·W_l + b_l,  a_l = f_l(z_l)       (x_0 = x, x_l = a_(l-1))
+//! loss      p = softmax(a_(n-1)),  L = mean_r -ln p[r, label_r],  da_(n-1) = (p - y) / rows
+//! backward  for l in (0..n).rev(): dz_l = da_l ⊙ f_l'(a_l)
+//!                                  dW_l = x_lᵀ·dz_l,  db_l = Σ_rows dz_l,  da_(l-1) = dz_l·W_lᵀ
 //! update    every W_l and b_l by the optimizer; then the loss again, to compare
 //! ```
 
@@ -22,14 +25,15 @@ use rand::Rng;
 
 use crate::activation::Activation;
 
-use super::backward::{activation_backward, dense_backward};
-use super::forward::{activate, dense, softmax};
-use super::loss::{accuracy, cross_entropy, one_hot, output_error};
-use super::optimizers::{build, Optimizer, OptimizerKind};
+use super::backward::dense_backward;
+use super::forward::{dense_forward, slope_from_output};
+use super::loss::{argmax_rows, softmax_cross_entropy, SoftmaxCrossEntropy};
+use super::optimizers::{build, OptimizerF64, OptimizerKind};
 
-/// One dense layer's parameters: `z = a_prev·W + b`.
+/// One dense layer's parameters and activation: `z = x·W + b`, `a = f(z)`.
+/// (The lesson's `f64` twin of the engine's `nn::Dense`.)
 #[derive(Clone, Debug, PartialEq)]
-pub struct Layer {
+pub struct DenseF64 {
     /// Number of inputs (neurons of the previous layer, or features).
     pub inputs: usize,
     /// Number of neurons of this layer.
@@ -38,31 +42,33 @@ pub struct Layer {
     pub w: Vec<f64>,
     /// Biases, (outputs).
     pub b: Vec<f64>,
+    /// The activation `f` (the output layer's is `Identity`: softmax is in the loss).
+    pub act: Activation,
 }
 
-/// A multi-layer perceptron: hidden layers with `activation`, a softmax output layer.
+/// A multi-layer perceptron: dense layers, each with its activation; the last one's
+/// is the identity (its outputs are the logits). The `f64` twin of `nn::Network`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Network {
+pub struct NetworkF64 {
     /// The layers, first (reading the inputs) to last (producing the logits).
-    pub layers: Vec<Layer>,
-    /// The activation of every hidden layer (the output layer uses softmax).
-    pub activation: Activation,
+    pub layers: Vec<DenseF64>,
 }
 
 /// Everything the forward pass computes for a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Forward {
-    /// `z` of every layer, each (rows, outputs of that layer).
+    /// `z = x·W + b` of every layer, each (rows, outputs of that layer).
     pub z: Vec<Vec<f64>>,
-    /// `a = f(z)` of every layer, each (rows, outputs); the last one is softmax: the probabilities.
+    /// `a = f(z)` of every layer, each (rows, outputs); the last one: the logits.
     pub a: Vec<Vec<f64>>,
 }
 
-/// The gradients of the mean loss for a batch.
+/// The loss and the gradients of the mean loss for a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gradients {
-    /// `da = ∂L/∂a` of every layer's output, each (rows, outputs); the last is empty
-    /// (the output layer's error is computed directly as `dz = (p - y)/rows`).
+    /// The loss, where the backward pass starts (softmax, per-example and mean loss).
+    pub loss: SoftmaxCrossEntropy,
+    /// `da = ∂L/∂a` of every layer's output, each (rows, outputs); the last is `(p - y)/rows`.
     pub da: Vec<Vec<f64>>,
     /// `dz = ∂L/∂z` of every layer, each (rows, outputs).
     pub dz: Vec<Vec<f64>>,
@@ -72,27 +78,30 @@ pub struct Gradients {
     pub db: Vec<Vec<f64>>,
 }
 
-impl Network {
-    /// A network with the given layer `sizes` (e.g. `[3, 4, 2]`) and every weight and bias 0.
-    pub fn zeros(sizes: &[usize], activation: Activation) -> Network {
+impl NetworkF64 {
+    /// A network with the given layer `sizes` (e.g. `[3, 4, 2]`), the activation `hidden`
+    /// on every hidden layer, the identity on the output layer, and every weight and bias 0.
+    pub fn zeros(sizes: &[usize], hidden: Activation) -> NetworkF64 {
         assert!(
             sizes.len() >= 2,
             "a network needs at least an input and an output size"
         );
-        let layers = sizes
-            .windows(2)
-            .map(|s| Layer {
-                inputs: s[0],
-                outputs: s[1],
-                w: vec![0.0; s[0] * s[1]],
-                b: vec![0.0; s[1]],
+        let n = sizes.len() - 1;
+        let layers = (0..n)
+            .map(|l| DenseF64 {
+                inputs: sizes[l],
+                outputs: sizes[l + 1],
+                w: vec![0.0; sizes[l] * sizes[l + 1]],
+                b: vec![0.0; sizes[l + 1]],
+                act: if l + 1 == n { Activation::Identity } else { hidden },
             })
             .collect();
-        Network { layers, activation }
+        NetworkF64 { layers }
     }
 
-    /// The lesson's network: 3 inputs, 4 hidden neurons, 2 classes, with fixed
-    /// readable weights (not random, so every printed number can be checked by hand).
+    /// The lesson's network: 3 inputs, 4 hidden neurons with the activation `hidden`,
+    /// 2 classes (the identity: the logits), with fixed readable weights (not random,
+    /// so every printed number can be checked by hand).
     ///
     /// ```text
     /// W1 (3, 4) =  0.1 -0.2  0.3  0.0      b1 (4) = 0.1  0.0 -0.1  0.0
@@ -103,10 +112,10 @@ impl Network {
     ///              0.5 -0.3
     ///              0.1  0.2
     /// ```
-    pub fn tiny(activation: Activation) -> Network {
-        Network {
+    pub fn tiny(hidden: Activation) -> NetworkF64 {
+        NetworkF64 {
             layers: vec![
-                Layer {
+                DenseF64 {
                     inputs: 3,
                     outputs: 4,
                     #[rustfmt::skip]
@@ -116,8 +125,9 @@ impl Network {
                          0.2,  0.1, -0.3, 0.4,
                     ],
                     b: vec![0.1, 0.0, -0.1, 0.0],
+                    act: hidden,
                 },
-                Layer {
+                DenseF64 {
                     inputs: 4,
                     outputs: 2,
                     #[rustfmt::skip]
@@ -128,9 +138,9 @@ impl Network {
                          0.1,  0.2,
                     ],
                     b: vec![0.0, 0.1],
+                    act: Activation::Identity,
                 },
             ],
-            activation,
         }
     }
 
@@ -140,8 +150,8 @@ impl Network {
     /// uniformly from `(-limit, limit)`, `limit = sqrt(6 / (fan_in + fan_out))`, which
     /// keeps the spread of `z` about the same from layer to layer. Drawn in order:
     /// layer 1's W row by row, then layer 2's, and so on.
-    pub fn glorot_uniform(sizes: &[usize], activation: Activation, rng: &mut impl Rng) -> Network {
-        let mut net = Network::zeros(sizes, activation);
+    pub fn glorot_uniform(sizes: &[usize], hidden: Activation, rng: &mut impl Rng) -> NetworkF64 {
+        let mut net = NetworkF64::zeros(sizes, hidden);
         for layer in &mut net.layers {
             let limit = (6.0 / (layer.inputs + layer.outputs) as f64).sqrt();
             for wi in layer.w.iter_mut() {
@@ -165,65 +175,70 @@ impl Network {
 
     /// The forward pass of a batch `x`: (rows, inputs).
     pub fn forward(&self, x: &[f64], rows: usize) -> Forward {
-        let mut z = Vec::new();
-        let mut a: Vec<Vec<f64>> = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let a_prev = if l == 0 { x } else { &a[l - 1] }; // (rows, inputs)
-            let zl = dense(a_prev, rows, &layer.w, &layer.b); // (rows, outputs)
-            let al = if l + 1 == self.layers.len() {
-                softmax(&zl, rows)
-            } else {
-                activate(self.activation, &zl)
-            };
-            z.push(zl);
-            a.push(al);
+        let n = self.layers.len();
+        let mut fwd = Forward {
+            z: self.layers.iter().map(|l| vec![0.0; rows * l.outputs]).collect(),
+            a: self.layers.iter().map(|l| vec![0.0; rows * l.outputs]).collect(),
+        };
+        for l in 0..n {
+            // the a of layers 0..l (the last one is this layer's input), and of layers l..n
+            let (a_below, a_here) = fwd.a.split_at_mut(l);
+            // x: (rows, inputs), this layer's input: the data for the first layer
+            let x_l: &[f64] = a_below.last().map_or(x, |a| &a[..]);
+            // z = x·W + b,  a = f(z)
+            dense_forward(&mut a_here[0], &mut fwd.z[l], x_l, &self.layers[l], rows);
         }
-        Forward { z, a }
+        fwd
     }
 
     /// The mean cross-entropy loss of a batch: `x` (rows, inputs), `labels` (rows).
     pub fn loss(&self, x: &[f64], labels: &[usize]) -> f64 {
         let rows = labels.len();
         let fwd = self.forward(x, rows);
-        let classes = self.layers.last().map_or(0, |l| l.outputs);
-        cross_entropy(fwd.a.last().unwrap(), &one_hot(labels, classes), rows)
+        let logits = fwd.a.last().expect("a network has layers"); // (rows, classes)
+        let mut da = vec![0.0; logits.len()]; // (rows, classes), not needed here
+        softmax_cross_entropy(&mut da, logits, labels, rows).loss
     }
 
-    /// The backward pass: the gradients of the mean loss for the batch `x`, `labels`,
-    /// given its forward pass `fwd`.
+    /// The loss and the backward pass: the gradients of the mean loss for the batch
+    /// `x` (rows, inputs), `labels` (rows), given its forward pass `fwd`.
     pub fn backward(&self, x: &[f64], labels: &[usize], fwd: &Forward) -> Gradients {
         let rows = labels.len();
         let n = self.layers.len();
-        let classes = self.layers[n - 1].outputs;
-        let y = one_hot(labels, classes); // (rows, classes)
-        let mut grads = Gradients {
-            da: vec![Vec::new(); n],
-            dz: vec![Vec::new(); n],
-            // gradients accumulate: start every buffer at zero
-            dw: self.layers.iter().map(|l| vec![0.0; l.w.len()]).collect(),
-            db: self.layers.iter().map(|l| vec![0.0; l.b.len()]).collect(),
-        };
-        // the output error: dz_last = (p - y) / rows
-        let mut dz = output_error(&fwd.a[n - 1], &y, rows);
+        // gradients accumulate: every buffer starts at zero, once per step
+        let zeros = |len: usize| vec![0.0; len];
+        let mut da: Vec<Vec<f64>> = self.layers.iter().map(|l| zeros(rows * l.outputs)).collect();
+        let mut dz: Vec<Vec<f64>> = self.layers.iter().map(|l| zeros(rows * l.outputs)).collect();
+        let mut dw: Vec<Vec<f64>> = self.layers.iter().map(|l| zeros(l.w.len())).collect();
+        let mut db: Vec<Vec<f64>> = self.layers.iter().map(|l| zeros(l.b.len())).collect();
+
+        // loss: p = softmax(logits), L = mean -ln p[label];  da_last = dL/dlogits = (p - y) / rows
+        let loss = softmax_cross_entropy(&mut da[n - 1], &fwd.a[n - 1], labels, rows);
         for l in (0..n).rev() {
-            let layer = &self.layers[l];
-            let a_prev = if l == 0 { x } else { &fwd.a[l - 1] }; // (rows, inputs)
-                                                                 // forward: z = a_prev·W + b  =>  dW = a_prevᵀ·dz, db = Σ dz, da_prev = dz·Wᵀ
-            let da_prev = dense_backward(a_prev, &layer.w, &dz, rows, &mut grads.dw[l], &mut grads.db[l]);
-            grads.dz[l] = dz;
-            if l > 0 {
-                // forward: a_prev = f(z_prev)  =>  dz_prev = da_prev ⊙ f'(z_prev)
-                dz = activation_backward(self.activation, &fwd.z[l - 1], &da_prev);
-                grads.da[l - 1] = da_prev;
-            } else {
-                dz = Vec::new();
-            }
+            // the da of layers 0..l (the last one is this layer's dx), and of layers l..n
+            let (da_below, da_here) = da.split_at_mut(l);
+            // x: (rows, inputs), this layer's input; dx: its gradient, None for the first layer
+            let x_l: &[f64] = if l == 0 { x } else { &fwd.a[l - 1] };
+            let dx = da_below.last_mut().map(|d| &mut d[..]);
+            // a = f(z)     ->  dz = da ⊙ f'(a)
+            // z = x·W + b  ->  dW = xᵀ·dz,  db = Σ_rows dz,  dx = dz·Wᵀ
+            dense_backward(
+                dx,
+                &mut dw[l],
+                &mut db[l],
+                &mut dz[l],
+                &da_here[0],
+                &fwd.a[l],
+                x_l,
+                &self.layers[l],
+                rows,
+            );
         }
-        grads
+        Gradients { loss, da, dz, dw, db }
     }
 }
 
-/// The lesson's batch for [`Network::tiny`]: two examples of 3 features (like
+/// The lesson's batch for [`NetworkF64::tiny`]: two examples of 3 features (like
 /// pixels, already in 0..1), labelled 1 and 0.
 ///
 /// ```text
@@ -236,19 +251,19 @@ pub fn tiny_batch() -> (Vec<f64>, Vec<usize>) {
 
 /// One optimizer (with its state) per weight buffer and per bias buffer of a network.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NetworkOptimizer {
+pub struct NetworkOptimizerF64 {
     pub kind: OptimizerKind,
     pub lr: f64,
     /// The optimizer of each layer's W.
-    pub w: Vec<Optimizer>,
+    pub w: Vec<OptimizerF64>,
     /// The optimizer of each layer's b.
-    pub b: Vec<Optimizer>,
+    pub b: Vec<OptimizerF64>,
 }
 
-impl NetworkOptimizer {
+impl NetworkOptimizerF64 {
     /// Fresh optimizer state (all zeros) for every buffer of `net`.
-    pub fn new(kind: OptimizerKind, lr: f64, net: &Network) -> NetworkOptimizer {
-        NetworkOptimizer {
+    pub fn new(kind: OptimizerKind, lr: f64, net: &NetworkF64) -> NetworkOptimizerF64 {
+        NetworkOptimizerF64 {
             kind,
             lr,
             w: net.layers.iter().map(|l| build(kind, lr, l.w.len())).collect(),
@@ -262,21 +277,23 @@ impl NetworkOptimizer {
 pub struct LayerTrace {
     pub inputs: usize,
     pub outputs: usize,
-    /// The activation, or `None` for the softmax output layer.
-    pub activation: Option<Activation>,
+    /// The activation `f` (`Identity` for the output layer).
+    pub act: Activation,
     /// W before the step, (inputs, outputs).
     pub w: Vec<f64>,
     /// b before the step, (outputs).
     pub b: Vec<f64>,
-    /// `z = a_prev·W + b`, (rows, outputs).
+    /// `z = x·W + b`, (rows, outputs).
     pub z: Vec<f64>,
-    /// `a = f(z)` (softmax for the output layer), (rows, outputs).
+    /// `a = f(z)`, (rows, outputs) (the logits, for the output layer).
     pub a: Vec<f64>,
-    /// `da = ∂L/∂a`, (rows, outputs); empty for the output layer.
+    /// `da = ∂L/∂a`, (rows, outputs) (from the loss, for the output layer).
     pub da: Vec<f64>,
+    /// The slopes `f'(z)`, computed from `a`, that `dz = da ⊙ f'` used, (rows, outputs).
+    pub slope: Vec<f64>,
     /// `dz = ∂L/∂z`, (rows, outputs).
     pub dz: Vec<f64>,
-    /// `dW = a_prevᵀ·dz`, (inputs, outputs).
+    /// `dW = xᵀ·dz`, (inputs, outputs).
     pub dw: Vec<f64>,
     /// `db = Σ_rows dz`, (outputs).
     pub db: Vec<f64>,
@@ -288,6 +305,12 @@ pub struct LayerTrace {
     pub w_after: Vec<f64>,
     /// b after the step, (outputs).
     pub b_after: Vec<f64>,
+    /// The optimizer of W (hyper-parameters and state) before and after the step.
+    pub w_opt_before: OptimizerF64,
+    pub w_opt_after: OptimizerF64,
+    /// The optimizer of b before and after the step.
+    pub b_opt_before: OptimizerF64,
+    pub b_opt_after: OptimizerF64,
 }
 
 /// Every number of one training step, in the order they were computed.
@@ -303,37 +326,54 @@ pub struct StepTrace {
     pub y: Vec<f64>,
     /// One trace per layer, first to last.
     pub layers: Vec<LayerTrace>,
-    /// Softmax of the last layer, (rows, classes) (the same as `layers.last().a`).
+    /// Softmax, per example: the largest logit `m`, (rows).
+    pub softmax_max: Vec<f64>,
+    /// Softmax: the exponentials `e^(z - m)`, (rows, classes).
+    pub softmax_exp: Vec<f64>,
+    /// Softmax: their sum `Σ` per example, (rows).
+    pub softmax_sum: Vec<f64>,
+    /// Softmax of the logits, (rows, classes).
     pub probabilities: Vec<f64>,
+    /// The loss of each example, `-ln p[r, label]`, (rows).
+    pub losses: Vec<f64>,
     /// The mean cross-entropy before the step.
     pub loss: f64,
+    /// The predicted class of each example (largest p), (rows).
+    pub predicted: Vec<usize>,
+    /// How many predictions are right.
+    pub correct: usize,
     /// The fraction of the batch classified right, before the step.
     pub accuracy: f64,
-    /// `(p - y) / rows`, (rows, classes) (the same as `layers.last().dz`).
+    /// `da = (p - y) / rows`, (rows, classes) (the same as `layers.last().da`).
     pub output_error: Vec<f64>,
+    /// The optimizer and its learning rate.
+    pub kind: OptimizerKind,
+    pub lr: f64,
     /// The probabilities for the same batch after the step, (rows, classes).
     pub probabilities_after: Vec<f64>,
     /// The mean cross-entropy for the same batch after the step.
     pub loss_after: f64,
+    /// `loss_after - loss` (negative: the step went downhill).
+    pub loss_change: f64,
 }
 
 /// One full training step on the batch `x` (rows, inputs), `labels` (rows):
 /// forward, loss, backward, update of every weight and bias by `opt`, and the
 /// loss again. Updates `net` and `opt` in place and returns every intermediate.
-pub fn train_step(net: &mut Network, opt: &mut NetworkOptimizer, x: &[f64], labels: &[usize]) -> StepTrace {
+pub fn train_step(
+    net: &mut NetworkF64,
+    opt: &mut NetworkOptimizerF64,
+    x: &[f64],
+    labels: &[usize],
+) -> StepTrace {
     let rows = labels.len();
     let n = net.layers.len();
-    let classes = net.layers[n - 1].outputs;
-    let y = one_hot(labels, classes);
     let before = net.clone();
+    let opt_before = opt.clone();
 
-    // forward and error
+    // forward: for l in 0..n { dense_forward }
     let fwd = net.forward(x, rows);
-    let probabilities = fwd.a[n - 1].clone();
-    let loss = cross_entropy(&probabilities, &y, rows);
-    let acc = accuracy(&probabilities, labels);
-
-    // backward
+    // loss, then backward: for l in (0..n).rev() { dense_backward }
     let grads = net.backward(x, labels, &fwd);
 
     // update
@@ -346,39 +386,60 @@ pub fn train_step(net: &mut Network, opt: &mut NetworkOptimizer, x: &[f64], labe
 
     // the same batch again, with the new weights
     let after = net.forward(x, rows);
-    let probabilities_after = after.a[n - 1].clone();
-    let loss_after = cross_entropy(&probabilities_after, &y, rows);
+    let mut da_after = vec![0.0; after.a[n - 1].len()]; // (rows, classes), not needed
+    let loss_after = softmax_cross_entropy(&mut da_after, &after.a[n - 1], labels, rows);
 
+    let loss = grads.loss;
+    let predicted = argmax_rows(&loss.p, rows);
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
     let layers = (0..n)
-        .map(|l| LayerTrace {
-            inputs: before.layers[l].inputs,
-            outputs: before.layers[l].outputs,
-            activation: if l + 1 == n { None } else { Some(net.activation) },
-            w: before.layers[l].w.clone(),
-            b: before.layers[l].b.clone(),
-            z: fwd.z[l].clone(),
-            a: fwd.a[l].clone(),
-            da: grads.da[l].clone(),
-            dz: grads.dz[l].clone(),
-            dw: grads.dw[l].clone(),
-            db: grads.db[l].clone(),
-            w_update: w_updates[l].clone(),
-            b_update: b_updates[l].clone(),
-            w_after: net.layers[l].w.clone(),
-            b_after: net.layers[l].b.clone(),
+        .map(|l| {
+            let act = before.layers[l].act;
+            LayerTrace {
+                inputs: before.layers[l].inputs,
+                outputs: before.layers[l].outputs,
+                act,
+                w: before.layers[l].w.clone(),
+                b: before.layers[l].b.clone(),
+                z: fwd.z[l].clone(),
+                a: fwd.a[l].clone(),
+                da: grads.da[l].clone(),
+                // the same f'(a) that dense_backward multiplied da by
+                slope: fwd.a[l].iter().map(|&a| slope_from_output(act, a)).collect(),
+                dz: grads.dz[l].clone(),
+                dw: grads.dw[l].clone(),
+                db: grads.db[l].clone(),
+                w_update: w_updates[l].clone(),
+                b_update: b_updates[l].clone(),
+                w_after: net.layers[l].w.clone(),
+                b_after: net.layers[l].b.clone(),
+                w_opt_before: opt_before.w[l].clone(),
+                w_opt_after: opt.w[l].clone(),
+                b_opt_before: opt_before.b[l].clone(),
+                b_opt_after: opt.b[l].clone(),
+            }
         })
         .collect();
     StepTrace {
         rows,
         x: x.to_vec(),
         labels: labels.to_vec(),
-        y,
+        y: loss.y,
         layers,
-        output_error: grads.dz[n - 1].clone(),
-        probabilities,
-        loss,
-        accuracy: acc,
-        probabilities_after,
-        loss_after,
+        softmax_max: loss.m,
+        softmax_exp: loss.e,
+        softmax_sum: loss.sum,
+        probabilities: loss.p,
+        losses: loss.losses,
+        loss: loss.loss,
+        predicted,
+        correct,
+        accuracy: correct as f64 / rows as f64,
+        output_error: grads.da[n - 1].clone(),
+        kind: opt.kind,
+        lr: opt.lr,
+        probabilities_after: loss_after.p,
+        loss_after: loss_after.loss,
+        loss_change: loss_after.loss - loss.loss,
     }
 }

@@ -138,6 +138,10 @@ pub struct Adam {
     pub v: Vec<f64>,
     /// State: the number of steps taken so far.
     pub t: u32,
+    /// Not state, kept to show it: the bias-corrected `m̂ = m / (1 - b1^t)` of the last step.
+    pub m_hat: Vec<f64>,
+    /// Not state, kept to show it: the bias-corrected `v̂ = v / (1 - b2^t)` of the last step.
+    pub v_hat: Vec<f64>,
 }
 
 impl Adam {
@@ -150,6 +154,8 @@ impl Adam {
             m: vec![0.0; len],
             v: vec![0.0; len],
             t: 0,
+            m_hat: vec![0.0; len],
+            v_hat: vec![0.0; len],
         }
     }
 
@@ -173,9 +179,9 @@ impl Adam {
         for i in 0..w.len() {
             self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g[i];
             self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g[i] * g[i];
-            let m_hat = self.m[i] / correction1;
-            let v_hat = self.v[i] / correction2;
-            updates[i] = -self.lr * m_hat / (v_hat.sqrt() + self.eps);
+            self.m_hat[i] = self.m[i] / correction1;
+            self.v_hat[i] = self.v[i] / correction2;
+            updates[i] = -self.lr * self.m_hat[i] / (self.v_hat[i].sqrt() + self.eps);
             w[i] += updates[i];
         }
         updates
@@ -188,42 +194,45 @@ pub use crate::nn::optim::OptimizerKind;
 
 /// A fresh optimizer of this kind, with state for `len` weights and Keras' other defaults
 /// (momentum 0.9; RMSprop rho 0.9, eps 1e-7; Adam beta1 0.9, beta2 0.999, eps 1e-7).
-pub fn build(kind: OptimizerKind, lr: f64, len: usize) -> Optimizer {
+pub fn build(kind: OptimizerKind, lr: f64, len: usize) -> OptimizerF64 {
     match kind {
-        OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(lr)),
-        OptimizerKind::Momentum => Optimizer::Momentum(Momentum::new(lr, 0.9, len)),
-        OptimizerKind::RmsProp => Optimizer::RmsProp(RmsProp::new(lr, len)),
-        OptimizerKind::Adam => Optimizer::Adam(Adam::new(lr, len)),
+        OptimizerKind::Sgd => OptimizerF64::Sgd(Sgd::new(lr)),
+        OptimizerKind::Momentum => OptimizerF64::Momentum(Momentum::new(lr, 0.9, len)),
+        OptimizerKind::RmsProp => OptimizerF64::RmsProp(RmsProp::new(lr, len)),
+        OptimizerKind::Adam => OptimizerF64::Adam(Adam::new(lr, len)),
     }
 }
 
 /// Any one of the four optimizers, with its state for one buffer of weights.
+///
+/// (`F64`: the lesson's plain-`f64` optimizer, not the engine's `nn::optim::Optimizer`,
+/// which holds only hyper-parameters and keeps its state in `nn::optim::OptimizerState`.)
 #[derive(Clone, Debug, PartialEq)]
-pub enum Optimizer {
+pub enum OptimizerF64 {
     Sgd(Sgd),
     Momentum(Momentum),
     RmsProp(RmsProp),
     Adam(Adam),
 }
 
-impl Optimizer {
+impl OptimizerF64 {
     /// Updates `w` in place from its gradient `g`; returns the update added to each weight.
     pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
         match self {
-            Optimizer::Sgd(o) => o.step(w, g),
-            Optimizer::Momentum(o) => o.step(w, g),
-            Optimizer::RmsProp(o) => o.step(w, g),
-            Optimizer::Adam(o) => o.step(w, g),
+            OptimizerF64::Sgd(o) => o.step(w, g),
+            OptimizerF64::Momentum(o) => o.step(w, g),
+            OptimizerF64::RmsProp(o) => o.step(w, g),
+            OptimizerF64::Adam(o) => o.step(w, g),
         }
     }
 
     /// Which optimizer this is.
     pub fn kind(&self) -> OptimizerKind {
         match self {
-            Optimizer::Sgd(_) => OptimizerKind::Sgd,
-            Optimizer::Momentum(_) => OptimizerKind::Momentum,
-            Optimizer::RmsProp(_) => OptimizerKind::RmsProp,
-            Optimizer::Adam(_) => OptimizerKind::Adam,
+            OptimizerF64::Sgd(_) => OptimizerKind::Sgd,
+            OptimizerF64::Momentum(_) => OptimizerKind::Momentum,
+            OptimizerF64::RmsProp(_) => OptimizerKind::RmsProp,
+            OptimizerF64::Adam(_) => OptimizerKind::Adam,
         }
     }
 }

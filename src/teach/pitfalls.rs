@@ -10,8 +10,8 @@
 
 use crate::activation::Activation;
 
-use super::forward::{activation, activation_slope};
-use super::network::Network;
+use super::forward::{activation, slope_from_output};
+use super::network::NetworkF64;
 
 /// The loss of a value used twice: one input `x` feeding two neurons.
 ///
@@ -35,7 +35,7 @@ pub fn used_twice_loss(x: f64, w1: f64, w2: f64) -> f64 {
 ///
 /// With `accumulate = false` the second path *overwrites* the first (`dx = ...`
 /// instead of `dx += ...`), the classic bug: the gradient is silently wrong, and
-/// nothing crashes. (In a layer, `da_prev = dz·Wᵀ` sums over the neurons an input
+/// nothing crashes. (In a layer, `dx = dz·Wᵀ` sums over the neurons an input
 /// feeds, and `dW` sums over the examples of the batch, for the same reason.)
 pub fn used_twice(x: f64, w1: f64, w2: f64, accumulate: bool) -> f64 {
     let (z1, z2) = (w1 * x, w2 * x);
@@ -87,7 +87,7 @@ pub struct Saturation {
     pub z: f64,
     /// `a = f(z)`.
     pub a: f64,
-    /// The slope `f'(z)`: every gradient flowing back through this neuron is multiplied by it.
+    /// The slope `f'(z)` (from `a`): every gradient flowing back through this neuron is multiplied by it.
     pub slope: f64,
 }
 
@@ -96,7 +96,8 @@ pub struct Saturation {
 ///
 /// With 100 white pixels and weights of 0.02: scaled, `z = 100 · 1 · 0.02 = 2`,
 /// sigmoid(2) = 0.88 with slope 0.10; raw, `z = 100 · 255 · 0.02 = 510`,
-/// sigmoid(510) = 1.0 with slope ~1e-222 — the neuron is saturated and learns
+/// sigmoid(510) = 1.0 (to the last bit of an f64) with slope a·(1 - a) = 0 (the
+/// true slope, e^-510, is about 1e-222) — the neuron is saturated and learns
 /// nothing. (ReLU does not saturate, but z is still 255 times too big, so are the
 /// gradients of the weights, `dW = xᵀ·dz`, and one step throws the weights far away.)
 pub fn saturation(act: Activation, pixels: &[u8], weight: f64, scaled: bool) -> Saturation {
@@ -105,10 +106,11 @@ pub fn saturation(act: Activation, pixels: &[u8], weight: f64, scaled: bool) -> 
         let x = if scaled { p as f64 / 255.0 } else { p as f64 };
         z += x * weight;
     }
+    let a = activation(act, z);
     Saturation {
         z,
-        a: activation(act, z),
-        slope: activation_slope(act, z),
+        a,
+        slope: slope_from_output(act, a),
     }
 }
 
@@ -120,7 +122,7 @@ pub fn saturation(act: Activation, pixels: &[u8], weight: f64, scaled: bool) -> 
 /// update — they stay identical, and the layer works like ONE neuron. (With all
 /// weights at 0 and ReLU, it is worse: z = 0, so f'(z) = 0 and W1 never moves.)
 /// Random starting weights break this symmetry.
-pub fn hidden_units_stay_identical(net: &Network) -> bool {
+pub fn hidden_units_stay_identical(net: &NetworkF64) -> bool {
     let layer = &net.layers[0];
     let (inputs, outputs) = (layer.inputs, layer.outputs);
     (0..inputs).all(|i| (1..outputs).all(|j| layer.w[i * outputs + j] == layer.w[i * outputs])) // row i
@@ -128,8 +130,8 @@ pub fn hidden_units_stay_identical(net: &Network) -> bool {
 }
 
 /// A network with every weight at `value` and every bias at 0 (the wrong way to start).
-pub fn constant_network(sizes: &[usize], activation: Activation, value: f64) -> Network {
-    let mut net = Network::zeros(sizes, activation);
+pub fn constant_network(sizes: &[usize], hidden: Activation, value: f64) -> NetworkF64 {
+    let mut net = NetworkF64::zeros(sizes, hidden);
     for layer in &mut net.layers {
         layer.w.iter_mut().for_each(|w| *w = value);
     }

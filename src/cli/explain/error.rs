@@ -1,0 +1,79 @@
+//! Part 2 of `simdnet explain`: the loss — softmax, the cross-entropy of each
+//! example and of the batch, the accuracy, and the gradient `da = (p - y) / rows`
+//! where the backward pass starts.
+
+use super::format::{num, Out, MAX_TERMS};
+use super::Lesson;
+
+pub(super) fn error(o: &mut Out, l: &Lesson) {
+    let t = &l.trace;
+    let n = t.layers.len();
+    let classes = t.layers[n - 1].outputs;
+    let p = &t.probabilities;
+    o.title("2. error");
+    o.line(format!(
+        "softmax turns the logits z = a{n} of each example into probabilities p (part of the loss):"
+    ));
+    for r in 0..t.rows {
+        let row = r * classes..(r + 1) * classes;
+        o.line(format!(
+            "  softmax of example {r}: p[{r},k] = e^(z[{r},k] - m) / Σ_c e^(z[{r},c] - m), m = max = {}",
+            num(t.softmax_max[r])
+        ));
+        o.values("    e^(z - m) =", &t.softmax_exp[row.clone()]);
+        o.line(format!("    Σ = {}", num(t.softmax_sum[r])));
+        if classes <= MAX_TERMS {
+            for k in 0..classes {
+                o.line(format!(
+                    "    p[{r},{k}] = {} / {} = {}",
+                    num(t.softmax_exp[r * classes + k]),
+                    num(t.softmax_sum[r]),
+                    num(p[r * classes + k])
+                ));
+            }
+        }
+        o.values(&format!("  p[{r}] ="), &p[row]);
+    }
+    o.line("loss of each example: L_r = -Σ_k y[r,k]·ln p[r,k] = -ln p[r, label]");
+    for r in 0..t.rows {
+        o.line(format!(
+            "  L_{r} = -ln p[{r},{}] = -ln {} = {}",
+            t.labels[r],
+            num(p[r * classes + t.labels[r]]),
+            num(t.losses[r])
+        ));
+    }
+    let terms: Vec<String> = t.losses.iter().map(|&v| num(v)).collect();
+    o.line(format!(
+        "mean loss L = ({}) / {} = {}",
+        terms.join(" + "),
+        t.rows,
+        num(t.loss)
+    ));
+    o.line(format!(
+        "accuracy: predicted class (largest p) {:?}, labels {:?}: {} of {} right = {}",
+        t.predicted,
+        t.labels,
+        t.correct,
+        t.rows,
+        num(t.accuracy)
+    ));
+    o.blank();
+    o.line(format!(
+        "error at the output: da{n} = dL/da{n} = (p - y) / {}   (a{n} = the logits; y = one-hot label)",
+        t.rows
+    ));
+    o.line("  (softmax + cross-entropy: the 1/p of ln cancels the p of softmax; see teach::loss)");
+    for r in 0..t.rows {
+        for k in 0..classes {
+            let idx = r * classes + k;
+            o.line(format!(
+                "  da{n}[{r},{k}] = ({} - {}) / {} = {}",
+                num(p[idx]),
+                t.y[idx],
+                t.rows,
+                num(t.output_error[idx])
+            ));
+        }
+    }
+}

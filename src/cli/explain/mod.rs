@@ -1,0 +1,312 @@
+//! `simdnet explain`: one training step, every number with the formula that made it.
+//!
+//! By default it explains the tiny 3-4-2 lesson network of
+//! [`crate::teach::network::NetworkF64::tiny`] on its fixed batch of two examples;
+//! with `--digit I` the workshop's network (784-16-16-10 on MNIST; the hidden
+//! widths from `--layers`, the input size from the data set's images;
+//! Glorot-uniform weights from a seeded `StdRng`) on training image `I`.
+//!
+//! All the computing is done once, by [`crate::teach::network::train_step`],
+//! which records every number in a [`StepTrace`]; these files only print it,
+//! one file per part of the step:
+//!
+//! - `mod.rs` — the flags, `run`, and the header
+//! - `format.rs` — how numbers, sums and buffers are written
+//! - `forward.rs`, `error.rs`, `backward.rs`, `update.rs` — the four parts
+//!
+//! Small buffers are printed in full, every entry with its formula; large ones
+//! (the 784 inputs, W1 with 12,544 weights, ...) as a readable excerpt — a few
+//! entries with their formulas — and a summary (count, nonzero, min, max, mean).
+
+mod backward;
+mod error;
+mod format;
+mod forward;
+mod update;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::args::{parse_list, Flag, Parsed, UsageError};
+use super::CliError;
+use crate::activation::Activation;
+use crate::data::mnist::{load_split, Split};
+use crate::data::NUM_CLASSES;
+use crate::teach::network::{tiny_batch, train_step, NetworkF64, NetworkOptimizerF64, StepTrace};
+use crate::teach::optimizers::OptimizerKind;
+
+use format::{num, Out};
+
+pub const ABOUT: &str = "run one training step and print every number with the formula that made it";
+
+pub const FLAGS: &[Flag] = &[
+    Flag::value(
+        "step",
+        "PART",
+        Some("all"),
+        "the part to print: forward, error, backward, update or all",
+    ),
+    Flag::value(
+        "optimizer",
+        "NAME",
+        Some("sgd"),
+        "sgd, momentum, rmsprop or adam, with Keras' defaults",
+    ),
+    Flag::value(
+        "activation",
+        "NAME",
+        Some("relu"),
+        "hidden-layer activation: relu, sigmoid, tanh or identity; or one per layer: relu,tanh",
+    ),
+    Flag::value(
+        "lr",
+        "RATE",
+        None,
+        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
+    ),
+    Flag::value(
+        "digit",
+        "I",
+        None,
+        "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one",
+    ),
+    Flag::value(
+        "layers",
+        "WIDTHS",
+        Some("16,16"),
+        "hidden layer widths, comma-separated (with --digit)",
+    ),
+    Flag::value(
+        "seed",
+        "N",
+        Some("1"),
+        "seed of the Glorot-uniform starting weights (with --digit)",
+    ),
+    Flag::value(
+        "data",
+        "DIR",
+        Some("data"),
+        "folder with the MNIST files (with --digit)",
+    ),
+];
+
+/// Which part of the step to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Forward,
+    Error,
+    Backward,
+    Update,
+    All,
+}
+
+impl FromStr for Part {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Part, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "forward" => Ok(Part::Forward),
+            "error" | "loss" => Ok(Part::Error),
+            "backward" => Ok(Part::Backward),
+            "update" => Ok(Part::Update),
+            "all" => Ok(Part::All),
+            _ => Err(format!(
+                "unknown part '{s}': expected one of forward, error, backward, update, all"
+            )),
+        }
+    }
+}
+
+/// The image of `--digit`: what the header and the forward pass show of it.
+struct Digit {
+    index: usize,
+    label: u8,
+    /// The raw pixels, (image_rows · image_cols), row-major.
+    pixels: Vec<u8>,
+    image_rows: usize,
+    image_cols: usize,
+    seed: u64,
+    /// The hidden widths (`--layers`).
+    hidden: Vec<usize>,
+}
+
+/// Everything the printer needs: the trace and how it was made.
+struct Lesson {
+    part: Part,
+    lr_is_default: bool,
+    digit: Option<Digit>,
+    trace: StepTrace,
+}
+
+/// `--activation`: one name for every hidden layer, or one per hidden layer.
+fn hidden_activations(p: &Parsed, hidden_layers: usize) -> Result<Vec<Activation>, UsageError> {
+    let acts = parse_list::<Activation>(p.raw("activation").unwrap_or("relu"))
+        .map_err(|e| UsageError(format!("invalid --activation: {e}")))?;
+    match acts.len() {
+        1 => Ok(vec![acts[0]; hidden_layers]),
+        n if n == hidden_layers => Ok(acts),
+        n => Err(UsageError(format!(
+            "--activation: {n} activations for {hidden_layers} hidden layers \
+             (give one for all, or one per hidden layer)"
+        ))),
+    }
+}
+
+pub fn run(p: &Parsed) -> Result<(), CliError> {
+    let part: Part = p.get("step")?;
+    let kind: OptimizerKind = p.get("optimizer")?;
+    let lr_given: Option<f64> = p.opt("lr")?;
+    if let Some(lr) = lr_given {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(UsageError(format!(
+                "--lr must be a positive finite number, got {lr} (try {})",
+                kind.default_lr()
+            ))
+            .into());
+        }
+    }
+    let lr = lr_given.unwrap_or(kind.default_lr());
+    let digit: Option<usize> = p.opt("digit")?;
+    let seed: u64 = p.get("seed")?;
+    let data: PathBuf = p.get("data")?;
+    let hidden = parse_list::<usize>(p.raw("layers").unwrap_or(""))
+        .map_err(|e| UsageError(format!("invalid --layers: {e} (expected widths like 16,16)")))?;
+    if let Some(z) = hidden.iter().position(|&w| w == 0) {
+        return Err(UsageError(format!(
+            "--layers: hidden layer {} has 0 neurons; each needs at least 1",
+            z + 1
+        ))
+        .into());
+    }
+
+    let (mut net, x, labels, digit) = match digit {
+        None => {
+            let acts = hidden_activations(p, 1)?;
+            let (x, labels) = tiny_batch();
+            (NetworkF64::tiny(acts[0]), x, labels, None)
+        }
+        Some(i) => {
+            let acts = hidden_activations(p, hidden.len())?;
+            let train = load_split(&data, Split::Train)?;
+            if i >= train.len() {
+                return Err(crate::Error::Invalid(format!(
+                    "--digit {i} is past the {} training images in '{}' (use 0 to {})",
+                    train.len(),
+                    data.display(),
+                    train.len().saturating_sub(1)
+                ))
+                .into());
+            }
+            let pixels = train.image(i).to_vec();
+            let label = train.labels()[i];
+            // the workshop's preprocessing: flatten the image to one row, scale to 0..1
+            let x: Vec<f64> = pixels.iter().map(|&v| v as f64 / 255.0).collect();
+            let mut sizes = vec![pixels.len()];
+            sizes.extend(&hidden);
+            sizes.push(NUM_CLASSES);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut net = NetworkF64::glorot_uniform(&sizes, Activation::Relu, &mut rng);
+            for (layer, act) in net.layers.iter_mut().zip(acts) {
+                layer.act = act; // the hidden layers; the output layer stays Identity
+            }
+            let digit = Digit {
+                index: i,
+                label,
+                pixels,
+                image_rows: train.image_rows(),
+                image_cols: train.image_cols(),
+                seed,
+                hidden,
+            };
+            (net, x, vec![label as usize], Some(digit))
+        }
+    };
+    let mut opt = NetworkOptimizerF64::new(kind, lr, &net);
+    let trace = train_step(&mut net, &mut opt, &x, &labels);
+    let lesson = Lesson {
+        part,
+        lr_is_default: lr_given.is_none(),
+        digit,
+        trace,
+    };
+    print!("{}", render(&lesson));
+    Ok(())
+}
+
+fn render(l: &Lesson) -> String {
+    let mut o = Out(String::new());
+    header(&mut o, l);
+    let all = l.part == Part::All;
+    if all || l.part == Part::Forward {
+        forward::forward(&mut o, l);
+    }
+    if all || l.part == Part::Error {
+        error::error(&mut o, l);
+    }
+    if all || l.part == Part::Backward {
+        backward::backward(&mut o, l);
+    }
+    if all || l.part == Part::Update {
+        update::update(&mut o, l);
+    }
+    o.0
+}
+
+fn header(o: &mut Out, l: &Lesson) {
+    let t = &l.trace;
+    let n = t.layers.len();
+    let sizes: Vec<String> = std::iter::once(t.layers[0].inputs)
+        .chain(t.layers.iter().map(|x| x.outputs))
+        .map(|s| s.to_string())
+        .collect();
+    let params: usize = t.layers.iter().map(|x| x.w.len() + x.b.len()).sum();
+    o.line("simdnet explain: one training step, every number with the formula that made it");
+    o.blank();
+    let what = match &l.digit {
+        None => "the tiny lesson network, fixed readable weights (teach::NetworkF64::tiny)".to_string(),
+        Some(d) => {
+            let name = if d.hidden == [16, 16] && d.pixels.len() == 784 {
+                "the workshop network"
+            } else {
+                "an MLP"
+            };
+            format!("{name}, Glorot-uniform W (StdRng seed {}), b = 0", d.seed)
+        }
+    };
+    o.line(format!("network    {}: {what}", sizes.join(" -> ")));
+    let mut hidden: Vec<String> = t.layers[..n - 1].iter().map(|x| x.act.to_string()).collect();
+    hidden.dedup();
+    let hidden = if hidden.is_empty() {
+        "none".to_string()
+    } else {
+        format!("dense + {}", hidden.join(", "))
+    };
+    o.line(format!(
+        "layers     hidden: {hidden}; output: dense + {} (the logits); {params} weights and biases",
+        t.layers[n - 1].act
+    ));
+    match &l.digit {
+        None => o.line(format!(
+            "batch      {} examples of {} features (already in 0..1), one example per row",
+            t.rows, t.layers[0].inputs
+        )),
+        Some(d) => o.line(format!(
+            "batch      MNIST training image {} (label {}), {}x{} pixels flattened to {}, / 255",
+            d.index,
+            d.label,
+            d.image_rows,
+            d.image_cols,
+            d.pixels.len()
+        )),
+    }
+    o.line("loss       softmax, then categorical cross-entropy, mean over the batch");
+    o.line(format!(
+        "optimizer  {}, lr {}{}",
+        t.kind,
+        num(t.lr),
+        if l.lr_is_default { " (Keras' default)" } else { "" }
+    ));
+    o.line("notation   W (inputs, outputs), z = x·W + b, a = f(z); [r,j] = example r, neuron j; dX = dL/dX");
+}
