@@ -3,7 +3,7 @@
 //! Images stay `u8` in memory, each stored flattened (28x28 row-major = 784
 //! bytes). The engine never makes a scaled copy: the `1/255` scale
 //! (`PIXEL_SCALE` in `nn`) is applied as the GEMM packs the pixels.
-//! [`scale_pixels`] and [`one_hot`] are the workshop's explicit steps, for
+//! [`scale_pixels`] (and `teach::loss::one_hot`) are the workshop's explicit steps, for
 //! showing them (`simdnet inspect`).
 
 pub mod idx;

@@ -3,7 +3,7 @@
 //! parses flags and renders what these return.
 //!
 //! - [`machine`]: probes of this machine's peak FLOP/s and memory bandwidth.
-//! - [`bench`]: the engine's GEMM and fused kernels, verified, then timed.
+//! - [`bench`](mod@bench): the engine's GEMM and fused kernels, verified, then timed.
 //! - [`verdict`]: roofline verdicts and warnings, from the measured numbers.
 //! - [`suite`]: the sequence `simdnet bench` runs, and its results.
 //! - [`facts`]: the build facts printed beside every figure.

@@ -28,7 +28,7 @@
 //! The accumulators are a `[[V; NV]; MR]` array indexed only by loop
 //! counters with constant bounds, so LLVM unrolls every loop and keeps each
 //! accumulator in a register. A full tile is stored straight from them. An
-//! edge tile goes to [`store_edge`], a separate, non-inlined function that
+//! edge tile goes to `store_edge`, a separate, non-inlined function that
 //! takes the accumulators by reference (spilled once, after the `k` loop)
 //! and writes only the valid `rows x cols` part with partial loads and
 //! stores (masked on AVX-512): nothing outside the tile is read or written.
