@@ -51,7 +51,7 @@ impl Dense {
 /// `x_scale` lets the first layer read raw `u8` pixels with `1/255` applied as
 /// they are packed. Shapes: `a: (rows, outputs)`, `x: (rows, inputs)`.
 pub fn dense_forward<T: Element>(a: MatMut, x: MatRef<T>, x_scale: f32, layer: &Dense, par: Parallelism) {
-    // z = x·W + b and a = f(z), while z is in registers
+    // forward: z = x·W + b, a = f(z)   (the bias and f applied while z is in registers)
     let epilogue = Epilogue::BiasActivation {
         bias: &layer.b,
         act: layer.act,
@@ -78,11 +78,11 @@ pub fn dense_backward<T: Element>(
     layer: &Dense,
     par: Parallelism,
 ) {
-    // forward was a = f(z):        dz = da ⊙ f'(a),  db = Σ_rows dz   (one fused pass)
+    // forward: a = f(z)      ->  dz = da ⊙ f'(a),  and db = Σ_rows dz in the same pass
     activation_backward(dz.rb_mut(), da, a, layer.act, db);
-    // forward was z = x·W + b:     dW = xᵀ·dz
+    // forward: z = x·W + b   ->  dW = xᵀ·dz
     gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
-    //                              dx = dz·Wᵀ
+    //                        ->  dx = dz·Wᵀ
     if let Some(dx) = dx {
         gemm(1.0, dz.as_ref(), layer.w.view().t(), 0.0, dx, Epilogue::None, par);
     }
