@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::args::{Flag, Parsed, UsageError};
+use super::args::{parse_list, Flag, Parsed, UsageError};
 use super::CliError;
 use crate::data::{mnist, Dataset, Split};
 use crate::error::Error;
@@ -91,4 +91,17 @@ pub fn ascii_art(pixels: &[u8], cols: usize) -> String {
         s.push_str("|\n");
     }
     s
+}
+
+/// Parses `--layers` (hidden widths like `16,16`; empty: no hidden layer).
+pub fn hidden_layers(p: &Parsed) -> Result<Vec<usize>, UsageError> {
+    let hidden = parse_list::<usize>(p.raw("layers").unwrap_or(""))
+        .map_err(|e| UsageError(format!("invalid --layers: {e} (expected widths like 16,16)")))?;
+    if let Some(z) = hidden.iter().position(|&w| w == 0) {
+        return Err(UsageError(format!(
+            "--layers: hidden layer {} has 0 neurons; each needs at least 1",
+            z + 1
+        )));
+    }
+    Ok(hidden)
 }

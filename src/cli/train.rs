@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::args::{parse_list, Flag, Parsed, UsageError};
+use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, THREADS};
 use super::CliError;
 use crate::data::{Split, NUM_CLASSES};
@@ -76,14 +76,7 @@ struct Plan {
 }
 
 fn plan(p: &Parsed) -> Result<Plan, UsageError> {
-    let hidden = parse_list::<usize>(p.raw("layers").unwrap_or(""))
-        .map_err(|e| UsageError(format!("invalid --layers: {e} (expected widths like 16,16)")))?;
-    if let Some(z) = hidden.iter().position(|&w| w == 0) {
-        return Err(UsageError(format!(
-            "--layers: hidden layer {} has 0 neurons; each needs at least 1",
-            z + 1
-        )));
-    }
+    let hidden = common::hidden_layers(p)?;
     let activation: Activation = p.get("activation")?;
     let lr: Option<f32> = p.opt("lr")?;
     let optimizer = Optimizer::from_name(p.raw("optimizer").unwrap_or("rmsprop"), lr)

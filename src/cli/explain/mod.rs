@@ -171,15 +171,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let digit: Option<usize> = p.opt("digit")?;
     let seed: u64 = p.get("seed")?;
     let data: PathBuf = p.get("data")?;
-    let hidden = parse_list::<usize>(p.raw("layers").unwrap_or(""))
-        .map_err(|e| UsageError(format!("invalid --layers: {e} (expected widths like 16,16)")))?;
-    if let Some(z) = hidden.iter().position(|&w| w == 0) {
-        return Err(UsageError(format!(
-            "--layers: hidden layer {} has 0 neurons; each needs at least 1",
-            z + 1
-        ))
-        .into());
-    }
+    let hidden = super::common::hidden_layers(p)?;
 
     let (mut net, x, labels, digit) = match digit {
         None => {
