@@ -138,16 +138,21 @@ pub struct LayerBuffers {
 }
 
 impl LayerBuffers {
-    /// Zeroed buffers for `layer` and up to `capacity` rows.
-    pub fn new(layer: &Layer, capacity: usize) -> LayerBuffers {
+    /// Zeroed buffers for `layer` and up to `capacity` rows; without
+    /// `backward`, only the output and the loss's `da` (for evaluation).
+    pub fn new(layer: &Layer, capacity: usize, backward: bool) -> LayerBuffers {
         let outputs = layer.outputs();
+        let rows_if = |on: bool| if on { capacity } else { 0 };
         let grads = match layer {
-            Layer::Dense(d) => vec![Matrix::zeros(d.inputs(), outputs), Matrix::zeros(1, outputs)],
+            Layer::Dense(d) if backward => {
+                vec![Matrix::zeros(d.inputs(), outputs), Matrix::zeros(1, outputs)]
+            }
+            Layer::Dense(_) => Vec::new(),
         };
         LayerBuffers {
             a: Matrix::zeros(capacity, outputs),
             da: Matrix::zeros(capacity, outputs),
-            dz: Matrix::zeros(capacity, outputs),
+            dz: Matrix::zeros(rows_if(backward), outputs),
             grads,
         }
     }

@@ -200,7 +200,7 @@ impl Network {
             .par_chunks_mut(EVAL_ROWS * classes.max(1))
             .enumerate()
             .for_each_init(
-                || Workspace::new(self, EVAL_ROWS.min(x.rows()).max(1)),
+                || Workspace::for_inference(self, EVAL_ROWS.min(x.rows()).max(1)),
                 |ws, (c, out)| {
                     let r0 = c * EVAL_ROWS;
                     let rows = out.len() / classes;
@@ -249,7 +249,7 @@ impl Network {
         let parts: Vec<(f64, usize)> = (0..chunks)
             .into_par_iter()
             .map_init(
-                || Workspace::new(self, EVAL_ROWS.min(n)),
+                || Workspace::for_inference(self, EVAL_ROWS.min(n)),
                 |ws, c| {
                     let (r0, r1) = (c * EVAL_ROWS, ((c + 1) * EVAL_ROWS).min(n));
                     ws.forward(self, x.rows_range(r0, r1), x_scale, Parallelism::Sequential);
@@ -271,21 +271,34 @@ impl Network {
 #[derive(Clone, Debug)]
 pub struct Workspace {
     capacity: usize,
+    /// Whether the gradient buffers exist ([`Workspace::new`], not [`Workspace::for_inference`]).
+    backward: bool,
     /// Rows of the last forward pass.
     rows: usize,
     layers: Vec<LayerBuffers>,
 }
 
 impl Workspace {
-    /// Buffers for `net` and up to `capacity` rows.
+    /// Buffers for training `net` (forward, loss and backward) on up to `capacity` rows.
     pub fn new(net: &Network, capacity: usize) -> Workspace {
+        Workspace::with_buffers(net, capacity, true)
+    }
+
+    /// Buffers for the forward pass and the loss only (evaluation, prediction):
+    /// no gradients, so [`backward`](Self::backward) must not be called on it.
+    pub fn for_inference(net: &Network, capacity: usize) -> Workspace {
+        Workspace::with_buffers(net, capacity, false)
+    }
+
+    fn with_buffers(net: &Network, capacity: usize, backward: bool) -> Workspace {
         Workspace {
             capacity,
+            backward,
             rows: 0,
             layers: net
                 .layers
                 .iter()
-                .map(|l| LayerBuffers::new(l, capacity))
+                .map(|l| LayerBuffers::new(l, capacity, backward))
                 .collect(),
         }
     }
@@ -339,6 +352,10 @@ impl Workspace {
     /// Backward pass after [`forward`](Self::forward) and [`loss`](Self::loss):
     /// every layer's gradients, from the last layer to the first.
     pub fn backward<T: Element>(&mut self, net: &Network, x: MatRef<T>, x_scale: f32, par: Parallelism) {
+        assert!(
+            self.backward,
+            "Workspace::backward on a workspace made by for_inference: make it with Workspace::new"
+        );
         let rows = self.rows;
         for (l, layer) in net.layers.iter().enumerate().rev() {
             let _in = trace::layer(l);
