@@ -58,6 +58,7 @@ pub mod loss;
 pub mod network;
 pub mod optimizers;
 pub mod pitfalls;
+pub mod summary;
 
 pub use network::{tiny_batch, train_step, DenseF64, NetworkF64, NetworkOptimizerF64, StepTrace};
 pub use optimizers::{OptimizerF64, OptimizerKind};

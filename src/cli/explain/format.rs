@@ -2,6 +2,7 @@
 //! number, a sum of products, a row of values or a large buffer is printed.
 //! Nothing here computes a step of training.
 
+use crate::teach::summary::Summary;
 use std::fmt::Write as _;
 
 /// The widest line we print (the terminal and the notes it is pasted into).
@@ -145,18 +146,16 @@ impl Out {
     }
 }
 
-/// `count, nonzero, min, max, mean` of a buffer, in one line.
+/// The [`Summary`] of a buffer (computed by the lesson), in one line.
 pub fn stats(v: &[f64]) -> String {
-    let n = v.len();
-    let nonzero = v.iter().filter(|&&x| x != 0.0).count();
-    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
-    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mean = v.iter().sum::<f64>() / n.max(1) as f64;
+    let s = Summary::of(v);
     format!(
-        "{n} numbers, {nonzero} nonzero, min {}, max {}, mean {}",
-        num(min),
-        num(max),
-        num(mean)
+        "{} numbers, {} nonzero, min {}, max {}, mean {}",
+        s.count,
+        s.nonzero,
+        num(s.min),
+        num(s.max),
+        num(s.mean)
     )
 }
 
