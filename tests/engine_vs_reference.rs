@@ -60,9 +60,9 @@ fn reference_pass(net: &Network, x: MatRef<u8>, scale: f32, labels: &[u8]) -> Re
     let mut da: Vec<Matrix> = layers.iter().map(|l| Matrix::zeros(rows, l.outputs())).collect();
     let mut dz = da.clone();
     let loss_sum = kref::softmax_cross_entropy(
+        da[n - 1].view_mut(),
         acts[n - 1].view(),
         labels,
-        da[n - 1].view_mut(),
         1.0 / rows as f32,
     );
     let mut dw: Vec<Matrix> = layers

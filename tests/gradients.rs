@@ -137,9 +137,9 @@ fn softmax_cross_entropy_gradient() {
     let labels = [2u8, 3];
     let mut dz = [0.0f32; 8];
     let loss = softmax_cross_entropy(
+        MatMut::from_slice(&mut dz, 2, 4),
         MatRef::from_slice(&logits, 2, 4),
         &labels,
-        MatMut::from_slice(&mut dz, 2, 4),
         0.5,
     );
     let ce = |z: &[f64]| -> f64 {
@@ -170,7 +170,7 @@ fn softmax_cross_entropy_gradient() {
 #[test]
 fn cross_entropy_is_exact_for_confident_mistakes_and_nan_for_broken_logits() {
     use simdnet::kernels::reference;
-    type Kernel = fn(MatRef, &[u8], MatMut, f32) -> f64;
+    type Kernel = fn(MatMut, MatRef, &[u8], f32) -> f64;
     let kernels: [(&str, Kernel); 2] = [
         ("fast", softmax_cross_entropy),
         ("reference", reference::softmax_cross_entropy),
@@ -179,17 +179,17 @@ fn cross_entropy_is_exact_for_confident_mistakes_and_nan_for_broken_logits() {
         let mut dz = [0.0f32; 3];
         // p_y = e^-200 / (1 + ...) underflows f32, but -ln p_y is still 200.
         let loss = kernel(
+            MatMut::from_slice(&mut dz, 1, 3),
             MatRef::from_slice(&[200.0, 0.0, 0.0], 1, 3),
             &[1],
-            MatMut::from_slice(&mut dz, 1, 3),
             1.0,
         );
         assert!((loss - 200.0).abs() < 1e-3, "{name}: {loss}");
         for bad in [f32::NAN, f32::INFINITY] {
             let loss = kernel(
+                MatMut::from_slice(&mut dz, 1, 3),
                 MatRef::from_slice(&[bad, 0.0, 1.0], 1, 3),
                 &[0],
-                MatMut::from_slice(&mut dz, 1, 3),
                 1.0,
             );
             assert!(loss.is_nan(), "{name}: logits with {bad} gave loss {loss}");

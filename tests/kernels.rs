@@ -214,15 +214,15 @@ fn softmax_kernels_match_reference() {
             let (mut fast, mut want) = (vec![f32::NAN; rows * cols], vec![f32::NAN; rows * cols]);
             let grad_scale = 1.0 / rows.max(1) as f32;
             let l_fast = kernels::softmax_cross_entropy(
+                MatMut::from_slice(&mut fast, rows, cols),
                 view,
                 &labels,
-                MatMut::from_slice(&mut fast, rows, cols),
                 grad_scale,
             );
             let l_want = reference::softmax_cross_entropy(
+                MatMut::from_slice(&mut want, rows, cols),
                 view,
                 &labels,
-                MatMut::from_slice(&mut want, rows, cols),
                 grad_scale,
             );
             assert!(

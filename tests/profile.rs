@@ -179,8 +179,8 @@ mod verification {
         }
     }
 
-    fn softmax_without_scale(logits: MatRef, labels: &[u8], dz: MatMut, _scale: f32) -> f64 {
-        simdnet::kernels::softmax_cross_entropy(logits, labels, dz, 1.0)
+    fn softmax_without_scale(dz: MatMut, logits: MatRef, labels: &[u8], _scale: f32) -> f64 {
+        simdnet::kernels::softmax_cross_entropy(dz, logits, labels, 1.0)
     }
 
     fn backward_without_bias_grad(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {

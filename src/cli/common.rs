@@ -33,8 +33,8 @@ pub fn split(p: &Parsed) -> Result<Split, UsageError> {
     }
 }
 
-/// Loads one split from `--data`.
-pub fn load_split(p: &Parsed, which: Split) -> Result<Dataset, CliError> {
+/// Loads one split from the folder `--data` names.
+pub fn load_data(p: &Parsed, which: Split) -> Result<Dataset, CliError> {
     let dir = p.raw("data").unwrap_or("data");
     Ok(mnist::load_split(Path::new(dir), which)?)
 }

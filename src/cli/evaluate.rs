@@ -15,7 +15,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let path: PathBuf = p.get::<String>("model")?.into();
     let which = common::split(p)?;
     let net = model_file::load(&path)?;
-    let data = common::load_split(p, which)?;
+    let data = common::load_data(p, which)?;
     let eval = common::with_threads(p, || net.evaluate(&data))??;
     println!("Model: {}", net.describe());
     println!("Examples: {}", data.len());

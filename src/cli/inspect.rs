@@ -20,8 +20,8 @@ pub const FLAGS: &[Flag] = &[
 
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let which = common::split(p)?;
-    let train = common::load_split(p, Split::Train)?;
-    let test = common::load_split(p, Split::Test)?;
+    let train = common::load_data(p, Split::Train)?;
+    let test = common::load_data(p, Split::Test)?;
     let data = if which == Split::Train { &train } else { &test };
     let name = if which == Split::Train { "train" } else { "test" };
     let i = common::index(p, data, which)?;

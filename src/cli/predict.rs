@@ -23,7 +23,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let path: PathBuf = p.get::<String>("model")?.into();
     let which = common::split(p)?;
     let net = model_file::load(&path)?;
-    let data = common::load_split(p, which)?;
+    let data = common::load_data(p, which)?;
     let i = common::index(p, &data, which)?;
     let name = if which == crate::data::Split::Train {
         "train"

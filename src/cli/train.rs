@@ -111,8 +111,8 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
 
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let plan = plan(p)?;
-    let mut train = common::load_split(p, Split::Train)?;
-    let test = common::load_split(p, Split::Test)?;
+    let mut train = common::load_data(p, Split::Train)?;
+    let test = common::load_data(p, Split::Test)?;
     if let Some(n) = plan.limit {
         train = train.take(n);
     }

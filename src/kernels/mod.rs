@@ -123,7 +123,7 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
 ///
 /// Shapes: `logits: (batch, classes)`, `labels: (batch)`, `dz: (batch, classes)`.
 /// Returns the *sum* of the row losses (in f64).
-pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad_scale: f32) -> f64 {
+pub fn softmax_cross_entropy(mut dz: MatMut, logits: MatRef, labels: &[u8], grad_scale: f32) -> f64 {
     assert_eq!(labels.len(), logits.rows(), "softmax_cross_entropy: labels");
     assert_eq!(
         (dz.rows(), dz.cols()),
@@ -133,7 +133,7 @@ pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad
     let (rows, classes) = (logits.rows(), logits.cols());
     let _t = trace::kernel(Kind::SoftmaxCe).bytes(8 * rows * classes);
     if logits.col_stride() != 1 || logits.row_stride() != classes || dz.row_stride() != classes {
-        return reference::softmax_cross_entropy(logits, labels, dz, grad_scale);
+        return reference::softmax_cross_entropy(dz, logits, labels, grad_scale);
     }
     let z = &logits.data()[..rows * classes];
     let out = &mut dz.data()[..rows * classes];

@@ -50,7 +50,7 @@ pub(super) fn check_activation_backward(dz: &MatMut, da: &MatRef, a: &MatRef, db
 ///
 /// Shapes: `logits: (batch, classes)`, `labels: (batch)`, `dz: (batch, classes)`.
 /// Returns the *sum* of the row losses (in f64).
-pub fn softmax_cross_entropy(logits: MatRef, labels: &[u8], mut dz: MatMut, grad_scale: f32) -> f64 {
+pub fn softmax_cross_entropy(mut dz: MatMut, logits: MatRef, labels: &[u8], grad_scale: f32) -> f64 {
     assert_eq!(labels.len(), logits.rows(), "softmax_cross_entropy: labels");
     assert_eq!(
         (dz.rows(), dz.cols()),

@@ -18,13 +18,17 @@
 use crate::kernels;
 use crate::matrix::{argmax, MatMut, MatRef};
 
-/// Softmax and cross-entropy of a batch: writes `da = (p - onehot(y))·grad_scale`
-/// (pass `grad_scale = 1/rows` for the gradient of the mean loss) and returns
-/// the *sum* of the examples' losses.
+/// The loss of a batch, between the forward and the backward pass: writes
+/// `da = (p - onehot(y))·grad_scale` (pass `grad_scale = 1/rows` for the
+/// gradient of the mean loss) and returns the *sum* of the examples' losses
+/// and how many were classified correctly (before the update, as Keras counts).
 ///
-/// Shapes: `da, logits: (rows, classes)`, `labels: (rows)`.
-pub fn softmax_cross_entropy(da: MatMut, logits: MatRef, labels: &[u8], grad_scale: f32) -> f64 {
-    kernels::softmax_cross_entropy(logits, labels, da, grad_scale)
+/// Shapes: `da, logits: (rows, classes)`, `labels: (rows)`. The arithmetic is
+/// the fused kernel [`kernels::softmax_cross_entropy`].
+pub fn softmax_cross_entropy(da: MatMut, logits: MatRef, labels: &[u8], grad_scale: f32) -> (f64, usize) {
+    let correct = count_correct(logits, labels);
+    let loss = kernels::softmax_cross_entropy(da, logits, labels, grad_scale);
+    (loss, correct)
 }
 
 /// How many rows of `logits` have their largest value at the label.

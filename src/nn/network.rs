@@ -25,7 +25,7 @@ use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
-use crate::nn::loss::{count_correct, softmax_cross_entropy};
+use crate::nn::loss::softmax_cross_entropy;
 use crate::trace;
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
@@ -344,9 +344,7 @@ impl Workspace {
         let rows = self.rows;
         let out = self.layers.last_mut().expect("a network has layers");
         let logits = out.a.view().rows_range(0, rows); // (rows, classes)
-        let correct = count_correct(logits, labels);
-        let loss = softmax_cross_entropy(out.da.view_mut().rows_range(0, rows), logits, labels, grad_scale);
-        (loss, correct)
+        softmax_cross_entropy(out.da.view_mut().rows_range(0, rows), logits, labels, grad_scale)
     }
 
     /// Backward pass after [`forward`](Self::forward) and [`loss`](Self::loss):

@@ -21,7 +21,7 @@ pub type GemmFn = fn(f32, MatRef<f32>, MatRef<f32>, f32, MatMut, Epilogue);
 /// `kernels::bias_activation`'s signature.
 pub type BiasActivationFn = fn(MatMut, &[f32], Activation);
 /// `kernels::softmax_cross_entropy`'s signature.
-pub type SoftmaxCeFn = fn(MatRef, &[u8], MatMut, f32) -> f64;
+pub type SoftmaxCeFn = fn(MatMut, MatRef, &[u8], f32) -> f64;
 /// `kernels::activation_backward`'s signature.
 pub type ActivationBackwardFn = fn(MatMut, MatRef, MatRef, Activation, &mut [f32]);
 /// `OptimizerState::update`'s signature.
@@ -305,9 +305,9 @@ fn run_fused(kind: Fused, d: &mut FusedData) -> f64 {
             0.0
         }
         Fused::SoftmaxCe => kernels::softmax_cross_entropy(
+            MatMut::from_slice(&mut d.y, r, c),
             MatRef::from_slice(&d.x, r, c),
             &d.labels,
-            MatMut::from_slice(&mut d.y, r, c),
             1.0 / r as f32,
         ),
         Fused::ActivationBackward => {
@@ -371,9 +371,9 @@ pub fn verify_softmax_ce(f: SoftmaxCeFn) -> Result<(), String> {
     }
     let mut got = vec![f32::NAN; r * c];
     let loss = f(
+        MatMut::from_slice(&mut got, r, c),
         MatRef::from_slice(&logits, r, c),
         &labels,
-        MatMut::from_slice(&mut got, r, c),
         scale as f32,
     );
     compare("softmax_cross_entropy dz", &got, &want, |_| 1e-6)?;
