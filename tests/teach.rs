@@ -45,7 +45,7 @@ use simdnet::activation::Activation;
 use simdnet::teach::backward::{
     activation_backward, bias_gradient, dense_backward, input_gradient, weight_gradient,
 };
-use simdnet::teach::forward::{activate, activation, dense_forward, neuron, slope_from_output, weighted_sum};
+use simdnet::teach::forward::{activate, activation, dense_forward, neuron, df_from_output, weighted_sum};
 use simdnet::teach::loss::{
     accuracy, argmax_rows, cross_entropy, one_hot, output_error, output_error_long_way, softmax,
     softmax_cross_entropy, softmax_jacobian,
@@ -135,11 +135,11 @@ fn activations_by_hand() {
     // tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6
     assert!(close(activation(Activation::Tanh, 2f64.ln()), 0.6, 1e-12));
     // slopes from the output a: sigmoid'(0) = 0.5·(1 - 0.5), tanh'(ln 2) = 1 - 0.6², relu' = 0 at the kink
-    assert!(close(slope_from_output(Activation::Sigmoid, 0.5), 0.25, 1e-12));
-    assert!(close(slope_from_output(Activation::Tanh, 0.6), 0.64, 1e-12));
-    assert_eq!(slope_from_output(Activation::Relu, 0.0), 0.0);
-    assert_eq!(slope_from_output(Activation::Relu, 0.3), 1.0);
-    assert_eq!(slope_from_output(Activation::Identity, -7.0), 1.0);
+    assert!(close(df_from_output(Activation::Sigmoid, 0.5), 0.25, 1e-12));
+    assert!(close(df_from_output(Activation::Tanh, 0.6), 0.64, 1e-12));
+    assert_eq!(df_from_output(Activation::Relu, 0.0), 0.0);
+    assert_eq!(df_from_output(Activation::Relu, 0.3), 1.0);
+    assert_eq!(df_from_output(Activation::Identity, -7.0), 1.0);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn every_activation_slope_matches_a_central_difference() {
     for act in ALL_ACTS {
         for &z in &[-2.5, -0.3, 0.1, 0.4, 1.7, 4.0] {
             let numeric = central_difference(|t| activation(act, t), z);
-            let analytic = slope_from_output(act, activation(act, z));
+            let analytic = df_from_output(act, activation(act, z));
             assert!(
                 close(numeric, analytic, 1e-8),
                 "{act} at {z}: {numeric} vs {analytic}"

@@ -30,11 +30,11 @@
 
 use crate::activation::Activation;
 
-use super::forward::slope_from_output;
+use super::forward::df_from_output;
 use super::network::DenseF64;
 
 /// Backward through `a = f(z)`: `dz = da ⊙ f'(z)` (element by element), with
-/// `f'` computed from the stored output `a` ([`slope_from_output`]).
+/// `f'` computed from the stored output `a` ([`df_from_output`]).
 ///
 /// In the forward pass this was `a = f(z)`, each `a` depending only on its own
 /// `z`; so by the chain rule `∂L/∂z = ∂L/∂a · ∂a/∂z = da · f'(z)`.
@@ -44,7 +44,7 @@ pub fn activation_backward(dz: &mut [f64], da: &[f64], a: &[f64], act: Activatio
     assert_eq!(a.len(), da.len(), "a and da must have the same shape");
     assert_eq!(dz.len(), da.len(), "dz and da must have the same shape");
     for k in 0..dz.len() {
-        dz[k] = da[k] * slope_from_output(act, a[k]);
+        dz[k] = da[k] * df_from_output(act, a[k]);
     }
 }
 

@@ -24,7 +24,7 @@
 //!
 //! This is the layout of the engine (`nn::dense`), in `f64` instead of `f32`.
 //! The engine fuses the two lines and keeps only `a`; the lesson keeps `z` too,
-//! to show it. The backward pass needs only `a` (see [`slope_from_output`]).
+//! to show it. The backward pass needs only `a` (see [`df_from_output`]).
 
 use crate::activation::Activation;
 
@@ -113,7 +113,7 @@ pub fn activation(act: Activation, z: f64) -> f64 {
 /// ```
 ///
 /// No `e^z` is computed again: the forward pass already did it.
-pub fn slope_from_output(act: Activation, a: f64) -> f64 {
+pub fn df_from_output(act: Activation, a: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
         Activation::Relu => {

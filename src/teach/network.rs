@@ -26,7 +26,7 @@ use rand::Rng;
 use crate::activation::Activation;
 
 use super::backward::dense_backward;
-use super::forward::{dense_forward, slope_from_output};
+use super::forward::{dense_forward, df_from_output};
 use super::loss::{argmax_rows, softmax_cross_entropy, SoftmaxCrossEntropy};
 use super::optimizers::{build, OptimizerF64, OptimizerKind};
 
@@ -405,7 +405,7 @@ pub fn train_step(
                 a: fwd.a[l].clone(),
                 da: grads.da[l].clone(),
                 // the same f'(a) that dense_backward multiplied da by
-                slope: fwd.a[l].iter().map(|&a| slope_from_output(act, a)).collect(),
+                slope: fwd.a[l].iter().map(|&a| df_from_output(act, a)).collect(),
                 dz: grads.dz[l].clone(),
                 dw: grads.dw[l].clone(),
                 db: grads.db[l].clone(),

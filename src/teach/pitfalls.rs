@@ -10,7 +10,7 @@
 
 use crate::activation::Activation;
 
-use super::forward::{activation, slope_from_output};
+use super::forward::{activation, df_from_output};
 use super::network::NetworkF64;
 
 /// The loss of a value used twice: one input `x` feeding two neurons.
@@ -110,7 +110,7 @@ pub fn saturation(act: Activation, pixels: &[u8], weight: f64, scaled: bool) -> 
     Saturation {
         z,
         a,
-        slope: slope_from_output(act, a),
+        slope: df_from_output(act, a),
     }
 }
 
