@@ -1,7 +1,7 @@
 //! The fast fused kernels against `kernels::reference`.
 //!
 //! Tolerances (stated once, used everywhere):
-//! - identity, ReLU, `activation_backward`, `column_sums`: exact (`==`);
+//! - identity, ReLU, `activation_backward` (its `db` too): exact (`==`);
 //! - sigmoid and tanh: `|fast - ref| <= REL_TOL · |ref| + ABS_TOL`;
 //! - softmax (probabilities, `dz`, loss): the same bound.
 
