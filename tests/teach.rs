@@ -45,7 +45,7 @@ use simdnet::activation::Activation;
 use simdnet::teach::backward::{
     activation_backward, bias_gradient, dense_backward, input_gradient, weight_gradient,
 };
-use simdnet::teach::forward::{activate, activation, dense_forward, neuron, df_from_output, weighted_sum};
+use simdnet::teach::forward::{activate, activation, dense_forward, df_from_output, neuron, weighted_sum};
 use simdnet::teach::loss::{
     accuracy, argmax_rows, cross_entropy, one_hot, output_error, output_error_long_way, softmax,
     softmax_cross_entropy, softmax_jacobian,
