@@ -468,35 +468,21 @@ fn bit_identical_across_thread_counts() {
     }
 }
 
-/// One product that the planner must split: `m x n x k`, A or B stored
-/// transposed, A as `u8` pixels or floats.
-#[derive(Clone, Copy, Debug)]
-struct Split {
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-    u8_a: bool,
-    beta: f32,
-    act: Activation,
-}
-
 /// Shapes that split into several rayon tasks for every kernel, with `m`
 /// and `n` off the tile and task grids (edge tiles and a short last task),
 /// and `k` above every default `kc` (several loop-4 blocks per task).
 /// `mr x nr` is the default kernel's tile: the last shape is cut from it so
 /// that its grid is 2 x 2 (both m and n split, both last blocks ragged).
-fn split_shapes(mr: usize, nr: usize) -> Vec<Split> {
-    let s = |m, n, k, ta, tb, u8_a, beta, act| Split {
-        m,
-        n,
-        k,
+fn split_shapes(mr: usize, nr: usize) -> Vec<Case> {
+    let s = |m, n, k, ta, tb, u8_a, beta, act| Case {
         ta,
         tb,
         u8_a,
         beta,
-        act,
+        act: Some(act),
+        par: Parallelism::Rayon,
+        values: Values::Floats,
+        ..Case::new(m, n, k)
     };
     let (m2, n2) = (10 * mr - 3, 6 * nr - 5);
     // 4 tasks need 16 MiFLOP each: 2·m·n·k >= 4 · MIN_FLOPS_PER_EXTRA_TASK, with a margin.
@@ -545,7 +531,7 @@ fn rayon_splits_match_sequential_and_reference() {
         .collect();
     let mut rng = StdRng::seed_from_u64(17);
     for (index, &shape) in shapes.iter().enumerate() {
-        let Split { m, n, k, ta, tb, .. } = shape;
+        let Case { m, n, k, ta, tb, .. } = shape;
         let (bd, brs, bcs) = storage(k, n, tb, 1, |_, _| rng.random_range(-1.0f32..1.0));
         let b = MatRef::with_strides(&bd, k, n, brs, bcs);
         if shape.u8_a {
@@ -561,15 +547,16 @@ fn rayon_splits_match_sequential_and_reference() {
 }
 
 fn split_case<T: Element>(
-    shape: Split,
+    shape: Case,
     index: usize,
     a: MatRef<T>,
     b: MatRef<f32>,
     pools: &[rayon::ThreadPool],
 ) {
-    let Split {
+    let Case {
         m, n, k, beta, act, ..
     } = shape;
+    let act = act.expect("every split case has a bias-activation epilogue");
     let alpha = if shape.u8_a { 1.0 / 255.0 } else { 0.7 };
     let mut rng = StdRng::seed_from_u64(index as u64);
     let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
