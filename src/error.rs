@@ -25,6 +25,13 @@ pub enum Error {
     BadConfig { path: PathBuf, problem: String },
     /// An argument or setting is invalid (wrong shape, out-of-range value, ...).
     Invalid(String),
+    /// A file could not be saved, or its destination is refused before any
+    /// work starts: `problem` says why and what to do.
+    Save {
+        path: PathBuf,
+        what: String,
+        problem: String,
+    },
     /// Training produced a non-finite loss.
     Diverged { epoch: usize, step: usize, loss: f32 },
 }
@@ -57,6 +64,9 @@ impl fmt::Display for Error {
                 "'{}' is not a valid configuration file: {problem} (delete it, or recreate it with `simdnet tune`)",
                 path.display()
             ),
+            Error::Save { path, what, problem } => {
+                write!(f, "cannot save the {what} to '{}': {problem}", path.display())
+            }
             Error::Invalid(msg) => f.write_str(msg),
             Error::Diverged { epoch, step, loss } => write!(
                 f,

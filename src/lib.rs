@@ -24,16 +24,20 @@
 //! ## Floors
 //! Each module uses only modules on its own floor or below
 //! (`tests/architecture.rs` checks it):
-//! 1. [`matrix`], [`error`], [`simd`], [`activation`], [`trace`];
+//! 1. [`matrix`], [`error`], [`simd`], [`activation`], [`trace`],
+//!    [`interrupt`], [`safe_file`];
 //! 2. [`gemm`], [`kernels`];
 //! 3. [`data`], [`nn`], [`teach`];
 //! 4. [`profile`];
 //! 5. [`cli`].
 
-// Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks.
+// Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks,
+// signals and safe saving.
 pub mod activation;
 pub mod error;
+pub mod interrupt;
 pub mod matrix;
+pub mod safe_file;
 pub mod simd;
 pub mod trace;
 // Floor 2: the speed.

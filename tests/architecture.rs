@@ -4,7 +4,8 @@
 //! (`super::` stays inside a top-level module, so it cannot climb a floor.)
 //!
 //! ```text
-//! floor 1  matrix, error, simd, activation, trace   primitives
+//! floor 1  matrix, error, simd, activation, trace,  primitives
+//!          interrupt, safe_file
 //! floor 2  gemm, kernels                            the speed
 //! floor 3  data, nn, teach                          data, engine, lesson
 //! floor 4  profile                                  bench, tune, reports
@@ -20,6 +21,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("simd", 1),
     ("activation", 1),
     ("trace", 1),
+    ("interrupt", 1),
+    ("safe_file", 1),
     ("gemm", 2),
     ("kernels", 2),
     ("data", 3),

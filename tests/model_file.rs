@@ -39,7 +39,10 @@ fn save_then_load_predicts_identically() {
 #[test]
 fn save_into_a_missing_folder_fails_cleanly() {
     let err = model_file::save(&small_net(), Path::new("/nonexistent-simdnet-dir/m.bin")).unwrap_err();
-    assert!(err.to_string().contains("cannot create"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "cannot save the model to '/nonexistent-simdnet-dir/m.bin': the folder '/nonexistent-simdnet-dir' does not exist; create it (mkdir -p '/nonexistent-simdnet-dir') or choose another path"
+    );
 }
 
 #[test]

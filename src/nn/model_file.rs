@@ -12,13 +12,13 @@
 //! | … | … | per layer: `W` as `inputs × outputs` `f32` row-major, then `b` as `outputs` `f32` |
 //! | end-8 | 8 | FNV-1a 64-bit hash of every byte before it (`u64`) |
 //!
-//! Saving is atomic: the bytes go to a temporary file in the same folder,
-//! which is flushed to disk and then renamed over the target, so a crash
-//! leaves either the old file or the new one, never half of one.
+//! Saving is atomic and safe ([`crate::safe_file`]): the bytes go to a fresh
+//! temporary file in the same folder, which is flushed to disk and then
+//! renamed over the target, so a crash leaves either the old file or the new
+//! one, never half of one; only an absent path or a regular file is replaced.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -26,6 +26,7 @@ use crate::matrix::Matrix;
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::network::Network;
+use crate::safe_file;
 
 /// The first eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"SIMDNET\x01";
@@ -164,29 +165,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     Network::from_layers(inputs, layers).map_err(|e| bad(e.to_string()))
 }
 
-/// Saves `net` to `path` atomically (temporary file, flush to disk, rename).
+/// Saves `net` to `path` atomically and safely (see [`crate::safe_file`]).
 pub fn save(net: &Network, path: &Path) -> Result<()> {
-    let bytes = to_bytes(net);
-    let tmp = temp_path(path);
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io {
-            path: p,
-            action,
-            source,
-        }
-    };
-    let write = || -> Result<()> {
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("flush to disk", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("replace", path))
-    };
-    let result = write();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    safe_file::write_atomic(path, &to_bytes(net), "model")
 }
 
 /// Loads and validates a model file.
@@ -196,14 +177,6 @@ pub fn load(path: &Path) -> Result<Network> {
         problem: format!("it cannot be read ({e})"),
     })?;
     from_bytes(&bytes, path)
-}
-
-/// `dir/.name.tmp-PID`: beside the target, so the rename stays on one file system.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 #[cfg(test)]

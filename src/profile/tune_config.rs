@@ -19,12 +19,12 @@
 //! temporary file in the same folder, then a rename).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::facts::describe;
 use crate::error::{Error, Result};
 use crate::gemm::{self, BlockSizes};
+use crate::safe_file;
 
 /// The format version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -191,34 +191,9 @@ pub fn load(path: &Path) -> Result<TuneConfig> {
     parse(&text, path)
 }
 
-/// Writes a tuning file atomically: to a temporary file beside it, then renamed over it.
+/// Writes a tuning file atomically and safely (see [`crate::safe_file`]).
 pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
-    // Not `Error::Io`: its hint for missing files is about the MNIST data folder.
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| {
-            Error::Invalid(format!(
-                "cannot {action} the tuning file '{}': {e} (choose another place with --config FILE)",
-                p.display()
-            ))
-        }
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "the path names no file"))?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(to_text(cfg, comment).as_bytes())
-            .map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("write", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("replace", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    safe_file::write_atomic(path, to_text(cfg, comment).as_bytes(), "tuning file")
 }
 
 /// Applies a configuration to the GEMM (block sizes, and the kernel if named).
