@@ -11,6 +11,9 @@
 //!   symbolic link planted at that name), synced, renamed over the
 //!   destination, and the folder is synced. On any error, and on a second
 //!   Ctrl-C ([`crate::interrupt`]), the temporary file is removed.
+//! - A save killed outright (SIGKILL) cannot clean up after itself; the
+//!   next save to the same path removes such leftovers (this user's
+//!   temporary files whose process is gone).
 //! - Errors name the path the user gave, never the temporary one.
 
 use std::fs::{self, File, OpenOptions};
@@ -144,23 +147,44 @@ fn check_target(path: &Path, what: &str) -> Result<Option<fs::Permissions>> {
     Ok(Some(meta.permissions()))
 }
 
-/// Creates a fresh temporary file beside `path`, exclusively, at a random name.
-fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf)> {
-    let folder = folder_of(path);
+/// The temporary files of saves to `path` start with this (`.NAME.`) and end
+/// with [`TEMP_SUFFIX`]; between them, the writer's process id and a random number.
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    format!(".{name}.")
+}
+
+const TEMP_SUFFIX: &str = ".simdnet-tmp";
+
+/// Opens `tmp` for writing only if nothing is there: `O_CREAT|O_EXCL` fails
+/// on an existing name, a symbolic link (even a dangling one) included, so a
+/// link planted at the name is never followed.
+fn open_exclusive(tmp: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(tmp)
+}
+
+/// Creates a fresh temporary file beside `path`, exclusively, at a random name.
+fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf)> {
+    let folder = folder_of(path);
+    remove_stale_temps(path, &folder);
+    let prefix = temp_prefix(path);
     let mut last = None;
     for _ in 0..TEMP_TRIES {
-        let tmp = folder.join(format!(".{name}.{:016x}.simdnet-tmp", rand::random::<u64>()));
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        match opts.open(&tmp) {
+        let tmp = folder.join(format!(
+            "{prefix}{}.{:016x}{TEMP_SUFFIX}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        match open_exclusive(&tmp) {
             Ok(f) => return Ok((f, tmp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(refuse(path, what, explain(&e, &folder))),
@@ -168,6 +192,58 @@ fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf)> {
     }
     let e = last.unwrap_or_else(|| io::Error::other("no free temporary name"));
     Err(refuse(path, what, explain(&e, &folder)))
+}
+
+/// Removes what a save to `path` killed outright (SIGKILL, power loss) left
+/// behind: our own temporary files whose writer process is gone. Only on
+/// systems with `/proc` (Linux), where a process's liveness can be seen, and
+/// only entries owned by this user; a planted link is removed, not followed.
+fn remove_stale_temps(path: &Path, folder: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(folder) else {
+            return;
+        };
+        let prefix = temp_prefix(path);
+        let me = std::process::id();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(middle) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+            else {
+                continue;
+            };
+            let Some(pid) = middle.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let full = entry.path();
+            let owned = fs::symlink_metadata(&full)
+                .is_ok_and(|m| (m.file_type().is_file() || m.file_type().is_symlink()) && m.uid() == euid());
+            if owned {
+                let _ = fs::remove_file(&full);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, folder);
+}
+
+#[cfg(unix)]
+fn euid() -> u32 {
+    extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { geteuid() }
 }
 
 /// Writes `bytes` to `path` atomically and safely (see the module docs);
@@ -235,6 +311,45 @@ mod tests {
         write_atomic(&p, b"two", "model").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_followed() {
+        let d = scratch("planted");
+        let victim = d.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let tmp = d.join(".m.bin.1.0.simdnet-tmp");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let e = open_exclusive(&tmp).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        // A dangling link is not followed either (it would create its target).
+        let dangling = d.join(".m.bin.1.1.simdnet-tmp");
+        std::os::unix::fs::symlink(d.join("created"), &dangling).unwrap();
+        assert!(open_exclusive(&dangling).is_err());
+        assert!(!d.join("created").exists());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn leftovers_of_a_dead_writer_are_removed_and_others_kept() {
+        let d = scratch("stale");
+        let p = d.join("m.bin");
+        // Process ids above the kernel's maximum (2^22) never exist.
+        let dead = d.join(format!(".m.bin.{}.00.simdnet-tmp", (1u32 << 22) + 7));
+        let mine = d.join(format!(".m.bin.{}.00.simdnet-tmp", std::process::id()));
+        let live = d.join(".m.bin.1.00.simdnet-tmp"); // process 1 always runs
+        let other = d.join(".other.bin.4194311.00.simdnet-tmp");
+        for f in [&dead, &mine, &live, &other] {
+            fs::write(f, b"x").unwrap();
+        }
+        write_atomic(&p, b"new", "model").unwrap();
+        assert!(!dead.exists(), "a dead writer's temporary file is removed");
+        assert!(
+            mine.exists() && live.exists() && other.exists(),
+            "live writers' files and other names are kept"
+        );
     }
 
     #[test]
