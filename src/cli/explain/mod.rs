@@ -170,7 +170,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let lr = lr_given.unwrap_or(kind.default_lr());
     let digit: Option<usize> = p.opt("digit")?;
     let seed: u64 = p.get("seed")?;
-    let data: PathBuf = p.get("data")?;
+    let data: PathBuf = p.path("data")?.unwrap_or_else(|| "data".into());
     let hidden = super::common::hidden_layers(p)?;
 
     let (mut net, x, labels, digit) = match digit {
