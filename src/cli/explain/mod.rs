@@ -171,7 +171,7 @@ fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(
         Some(n) if n <= MAX_PARAMETERS => Ok(()),
         _ => {
             let shape: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-            let count = params.map_or("more than 2^64".to_string(), |n| n.to_string());
+            let count = params.map_or("over 2^64".to_string(), |n| n.to_string());
             Err(UsageError(format!(
                 "--digit: the network {} (inputs from the {image_rows}x{image_cols} images of --data) \
                  has {count} weights and biases, more than the {MAX_PARAMETERS} that explain \
