@@ -1,28 +1,11 @@
 //! The `simdnet` binary: see [`simdnet::cli`].
+//!
+//! SIGPIPE keeps the action Rust gives it (ignored): writing to a closed pipe
+//! is then an error that `simdnet::cli::output` handles, so `simdnet train
+//! --save m.bin | head -1` still saves the model, then ends quietly (exit
+//! code 141, as a shell shows for SIGPIPE). Restoring SIGPIPE's default would
+//! kill the process at its first write after `head` exits, before the save.
 
 fn main() {
-    restore_default_sigpipe();
     std::process::exit(simdnet::cli::main());
 }
-
-/// Lets `simdnet inspect | head` end quietly, as other command-line tools do.
-///
-/// Rust ignores SIGPIPE, so writing to a closed pipe makes `println!` panic;
-/// restoring the default action ends the process silently instead.
-#[cfg(unix)]
-fn restore_default_sigpipe() {
-    const SIGPIPE: i32 = 13;
-    const SIG_DFL: usize = 0;
-    extern "C" {
-        fn signal(signum: i32, handler: usize) -> usize;
-    }
-    // SAFETY: `signal` is the C library's; setting SIGPIPE to its default
-    // action, before any other thread exists, has no memory-safety
-    // preconditions. (SIGPIPE is 13 on Linux, macOS and the BSDs.)
-    unsafe {
-        signal(SIGPIPE, SIG_DFL);
-    }
-}
-
-#[cfg(not(unix))]
-fn restore_default_sigpipe() {}

@@ -2,9 +2,21 @@
 //!
 //! Each command declares its flags as a `&[Flag]`; `--help` text (with every
 //! default) is generated from the same table, so the two cannot disagree.
+//!
+//! Arguments arrive as `OsString`s (`std::env::args_os`), because a file name
+//! need not be UTF-8. The value of a path flag (its placeholder names a FILE,
+//! DIR or PATH, see [`Flag::is_path`]) is kept as it was given and read with
+//! [`Parsed::path`]; any other flag, and every flag name, must be UTF-8, or the
+//! command line is refused with a message naming the argument.
+//!
+//! A separate value that looks like a flag (`--save --quiet`) is refused: it
+//! is almost always a forgotten value. `--save=--quiet` says it on purpose.
+//! Negative numbers (`--lr -1`) are values and reach the numeric checks.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// One command-line flag.
@@ -44,6 +56,13 @@ impl Flag {
             help,
         }
     }
+
+    /// Whether the value is a path (its placeholder mentions FILE, DIR or PATH):
+    /// kept as given, even when it is not UTF-8, and read with [`Parsed::path`].
+    pub fn is_path(&self) -> bool {
+        self.value
+            .is_some_and(|v| ["FILE", "DIR", "PATH"].iter().any(|k| v.contains(k)))
+    }
 }
 
 /// A bad command line: printed with the command's usage, exit code 2.
@@ -54,47 +73,95 @@ pub struct UsageError(pub String);
 #[derive(Debug)]
 pub struct Parsed {
     command: &'static str,
-    values: HashMap<&'static str, String>,
+    /// Every value as given; only a path flag's may be non-UTF-8 (see [`parse`]).
+    values: HashMap<&'static str, OsString>,
+    /// The values that are not UTF-8 (path flags only), as text for [`Parsed::raw`].
+    lossy: HashMap<&'static str, String>,
     switches: Vec<&'static str>,
     /// `--help` was given.
     pub help: bool,
 }
 
+/// An argument for a message: as text, with any non-UTF-8 bytes shown as `\u{FFFD}`.
+fn shown(arg: &OsStr) -> String {
+    arg.to_string_lossy().into_owned()
+}
+
+/// Splits `--name=value` at the first `=`: the name (which must be UTF-8 to be
+/// a flag at all) and the value, kept as an `OsString`.
+fn split_inline(body: &OsStr) -> Option<(String, OsString)> {
+    let bytes = body.as_encoded_bytes();
+    let eq = bytes.iter().position(|&b| b == b'=')?;
+    let name = String::from_utf8_lossy(&bytes[..eq]).into_owned();
+    Some((name, os_from_tail(body, eq + 1)))
+}
+
+/// The part of `s` after its first `skip` bytes, which end on an ASCII character.
+#[cfg(unix)]
+fn os_from_tail(s: &OsStr, skip: usize) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    OsStr::from_bytes(&s.as_bytes()[skip..]).to_os_string()
+}
+
+/// The part of `s` after its first `skip` bytes, which end on an ASCII character.
+#[cfg(not(unix))]
+fn os_from_tail(s: &OsStr, skip: usize) -> OsString {
+    match s.to_str() {
+        Some(t) => OsString::from(&t[skip..]),
+        // Not Unix and not UTF-8: rare enough to show lossily (and then be refused if it matters).
+        None => OsString::from(s.to_string_lossy()[skip..].to_string()),
+    }
+}
+
+/// Whether a separate argument looks like a flag rather than a value:
+/// `--` alone, or `--` then a letter (`--quiet`). `-1` and `--5` do not.
+fn looks_like_flag(arg: &OsStr) -> bool {
+    let b = arg.as_encoded_bytes();
+    b == b"--" || (b.starts_with(b"--") && b.get(2).is_some_and(|c| c.is_ascii_alphabetic()))
+}
+
 /// Parses `args` (the arguments after the command name) against `flags`.
-pub fn parse(command: &'static str, flags: &'static [Flag], args: &[String]) -> Result<Parsed, UsageError> {
+pub fn parse<S: AsRef<OsStr>>(
+    command: &'static str,
+    flags: &'static [Flag],
+    args: &[S],
+) -> Result<Parsed, UsageError> {
     let mut parsed = Parsed {
         command,
         values: HashMap::new(),
+        lossy: HashMap::new(),
         switches: Vec::new(),
         help: false,
     };
     for f in flags {
         if let Some(d) = f.default {
-            parsed.values.insert(f.name, d.to_string());
+            parsed.values.insert(f.name, OsString::from(d));
         }
     }
     let mut i = 0;
     while i < args.len() {
-        let arg = &args[i];
+        let arg = args[i].as_ref();
         i += 1;
         if arg == "--help" || arg == "-h" {
             parsed.help = true;
             continue;
         }
-        let Some(body) = arg.strip_prefix("--") else {
+        if !arg.as_encoded_bytes().starts_with(b"--") {
             return Err(UsageError(format!(
-                "unexpected argument '{arg}' for `simdnet {command}` (flags start with --)"
+                "unexpected argument '{}' for `simdnet {command}` (flags start with --)",
+                shown(arg)
             )));
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (body, None),
+        }
+        let body = os_from_tail(arg, 2);
+        let (name, inline) = match split_inline(&body) {
+            Some((n, v)) => (n, Some(v)),
+            None => (shown(&body), None),
         };
         let Some(flag) = flags.iter().find(|f| f.name == name) else {
             let mut msg = format!("unknown flag '--{name}' for `simdnet {command}`");
             if let Some(close) = flags
                 .iter()
-                .find(|f| f.name.starts_with(name) || name.starts_with(f.name))
+                .find(|f| f.name.starts_with(name.as_str()) || name.starts_with(f.name))
             {
                 let _ = write!(msg, " (did you mean --{}?)", close.name);
             }
@@ -111,10 +178,30 @@ pub fn parse(command: &'static str, flags: &'static [Flag], args: &[String]) -> 
                 let v = match inline {
                     Some(v) => v,
                     None if i < args.len() => {
+                        let next = args[i].as_ref();
+                        if looks_like_flag(next) {
+                            return Err(UsageError(format!(
+                                "--{name} needs a value ({placeholder}), but got the flag {}; \
+                                 to give that text as the value, write --{name}={}",
+                                shown(next),
+                                shown(next)
+                            )));
+                        }
                         i += 1;
-                        args[i - 1].clone()
+                        next.to_os_string()
                     }
                     None => return Err(UsageError(format!("--{name} needs a value ({placeholder})"))),
+                };
+                if v.to_str().is_none() && !flag.is_path() {
+                    return Err(UsageError(format!(
+                        "the value '{}' of --{name} is not valid UTF-8 text; \
+                         --{name} takes {placeholder}: retype it in plain text",
+                        shown(&v)
+                    )));
+                }
+                match v.to_str() {
+                    Some(_) => parsed.lossy.remove(flag.name),
+                    None => parsed.lossy.insert(flag.name, shown(&v)),
                 };
                 parsed.values.insert(flag.name, v);
             }
@@ -130,8 +217,32 @@ impl Parsed {
     }
 
     /// The raw string value of `--name`, if set (given or defaulted).
+    ///
+    /// Only a path flag can hold a value that is not UTF-8; read those with
+    /// [`Parsed::path`], which keeps every byte. Here such a value reads lossily
+    /// (`\u{FFFD}` for the bad bytes), never as "not set".
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(|s| s.as_str())
+        let v = self.values.get(name)?;
+        v.to_str().or_else(|| self.lossy.get(name).map(String::as_str))
+    }
+
+    /// The value of path flag `--name` as a path, exactly as given (any bytes), if set.
+    /// An empty value is refused: it names no file.
+    pub fn path(&self, name: &str) -> Result<Option<PathBuf>, UsageError> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Err(UsageError(format!(
+                "--{name} of `simdnet {}` is empty: give a file or folder name",
+                self.command
+            ))),
+            Some(v) => Ok(Some(PathBuf::from(v))),
+        }
+    }
+
+    /// The value of path flag `--name`; an error if it has no value and no default.
+    pub fn required_path(&self, name: &str) -> Result<PathBuf, UsageError> {
+        self.path(name)?
+            .ok_or_else(|| UsageError(format!("`simdnet {}` needs --{name}", self.command)))
     }
 
     /// The value of `--name` parsed as `T`, if set.
@@ -139,14 +250,23 @@ impl Parsed {
     where
         T::Err: std::fmt::Display,
     {
+        let command = self.command;
         match self.values.get(name) {
             None => Ok(None),
-            Some(s) => s.parse::<T>().map(Some).map_err(|e| {
-                UsageError(format!(
-                    "invalid value '{s}' for --{name} of `simdnet {}`: {e}",
-                    self.command
-                ))
-            }),
+            Some(os) => {
+                let Some(s) = os.to_str() else {
+                    return Err(UsageError(format!(
+                        "the value '{}' of --{name} of `simdnet {command}` is not valid UTF-8 text: \
+                         retype it in plain text",
+                        shown(os)
+                    )));
+                };
+                s.parse::<T>().map(Some).map_err(|e| {
+                    UsageError(format!(
+                        "invalid value '{s}' for --{name} of `simdnet {command}`: {e}"
+                    ))
+                })
+            }
         }
     }
 
@@ -239,6 +359,76 @@ mod tests {
             .unwrap_err()
             .0
             .contains("invalid value 'x' for --epochs"));
+    }
+
+    #[test]
+    fn a_flag_where_a_value_belongs_is_refused_unless_written_with_equals() {
+        let e = parse("train", FLAGS, &args(&["--save", "--profile"]))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("--save needs a value (FILE), but got the flag --profile")
+                && e.contains("--save=--profile"),
+            "{e}"
+        );
+        // any --word, known or not, and a bare `--`
+        assert!(parse("train", FLAGS, &args(&["--save", "--nonsense"])).is_err());
+        assert!(parse("train", FLAGS, &args(&["--save", "--"])).is_err());
+        let p = parse("train", FLAGS, &args(&["--save=--profile"])).unwrap();
+        assert_eq!(p.raw("save"), Some("--profile"));
+        // negative numbers are values, for the numeric checks to judge
+        let p = parse("train", FLAGS, &args(&["--epochs", "-1"])).unwrap();
+        assert!(p
+            .get::<usize>("epochs")
+            .unwrap_err()
+            .0
+            .contains("invalid value '-1'"));
+        let p = parse("train", FLAGS, &args(&["--epochs", "--5"])).unwrap();
+        assert!(p.get::<usize>("epochs").is_err());
+    }
+
+    #[test]
+    fn empty_path_values_are_refused() {
+        let p = parse("train", FLAGS, &args(&["--save", ""])).unwrap();
+        assert!(p
+            .path("save")
+            .unwrap_err()
+            .0
+            .contains("--save of `simdnet train` is empty"));
+        let p = parse("train", FLAGS, &args(&["--save="])).unwrap();
+        assert!(p.required_path("save").is_err());
+        let p = parse("train", FLAGS, &args(&[])).unwrap();
+        assert_eq!(p.path("save").unwrap(), None);
+        assert!(p.required_path("save").unwrap_err().0.contains("needs --save"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_paths_are_kept_byte_for_byte_and_other_values_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let os = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+        let name = os(b"\xffm.bin");
+        for argv in [vec![os(b"--save"), name.clone()], vec![os(b"--save=\xffm.bin")]] {
+            let p = parse("train", FLAGS, &argv).unwrap();
+            assert_eq!(p.path("save").unwrap().unwrap().as_os_str(), name.as_os_str());
+            assert_eq!(
+                p.raw("save"),
+                Some("\u{FFFD}m.bin"),
+                "raw reads lossily, never None"
+            );
+            assert!(p.opt::<String>("save").unwrap_err().0.contains("not valid UTF-8"));
+        }
+        let e = parse("train", FLAGS, &[os(b"--epochs"), os(b"4\xff")])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("the value '4\u{FFFD}' of --epochs is not valid UTF-8"),
+            "{e}"
+        );
+        let e = parse("train", FLAGS, &[os(b"--ep\xffochs=4")]).unwrap_err().0;
+        assert!(e.contains("unknown flag '--ep\u{FFFD}ochs'"), "{e}");
+        let e = parse("train", FLAGS, &[os(b"\xff")]).unwrap_err().0;
+        assert!(e.contains("unexpected argument '\u{FFFD}'"), "{e}");
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub fn split(p: &Parsed) -> Result<Split, UsageError> {
 
 /// Loads one split from the folder `--data` names.
 pub fn load_data(p: &Parsed, which: Split) -> Result<Dataset, CliError> {
-    let dir = p.raw("data").unwrap_or("data");
-    Ok(mnist::load_split(Path::new(dir), which)?)
+    let dir = p.path("data")?.unwrap_or_else(|| "data".into());
+    Ok(mnist::load_split(Path::new(&dir), which)?)
 }
 
 /// Parses `--threads`: 1 to 1024, all cores when not given.

@@ -12,7 +12,7 @@ pub const ABOUT: &str = "loss and accuracy of a saved model on the test (or trai
 pub const FLAGS: &[Flag] = &[MODEL, SPLIT, THREADS, DATA];
 
 pub fn run(p: &Parsed) -> Result<(), CliError> {
-    let path: PathBuf = p.get::<String>("model")?.into();
+    let path: PathBuf = p.required_path("model")?;
     let which = common::split(p)?;
     let net = model_file::load(&path)?;
     let data = common::load_data(p, which)?;

@@ -13,7 +13,7 @@ pub const FLAGS: &[Flag] = &[
     Flag::value("split", "SPLIT", Some("train"), "which images: train or test"),
     Flag::switch(
         "numbers",
-        "also print the image as its 28x28 pixel values, as x_train[i] in Python",
+        "also print the image as its pixel values (28x28 for MNIST), as x_train[i] in Python",
     ),
     DATA,
 ];
@@ -25,21 +25,22 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let data = if which == Split::Train { &train } else { &test };
     let name = if which == Split::Train { "train" } else { "test" };
     let i = common::index(p, data, which)?;
+    // every size from the data set itself: MNIST's are 28x28, other IDX files need not be
     let (r, c) = (data.image_rows(), data.image_cols());
 
     println!("== Loading: shapes as stored ==");
     println!(
         "x_train: ({}, {}, {}) u8    y_train: ({},) u8",
         train.len(),
-        r,
-        c,
+        train.image_rows(),
+        train.image_cols(),
         train.len()
     );
     println!(
         "x_test:  ({}, {}, {}) u8    y_test:  ({},) u8",
         test.len(),
-        r,
-        c,
+        test.image_rows(),
+        test.image_cols(),
         test.len()
     );
     println!();
@@ -63,9 +64,9 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     println!(
         "x_train: ({}, {})    x_test: ({}, {})",
         train.len(),
-        r * c,
+        train.features(),
         test.len(),
-        r * c
+        test.features()
     );
     println!();
     let max_raw = data.image(i).iter().copied().max().unwrap_or(0);

@@ -3,6 +3,41 @@
 //! Every command is a table of flags (`FLAGS`, which also generates its
 //! `--help`) and a `run` function. Usage errors exit with code 2, every
 //! other failure with code 1 and a one-line message naming the fix.
+//!
+//! No command panics on what it is given: arguments are read as `OsString`s
+//! (a path need not be UTF-8), and `print!`/`println!`/`eprint!`/`eprintln!`
+//! are shadowed below for this whole module by macros that never panic when
+//! standard output fails (see [`output`]).
+
+// These macros shadow std's for every file under `cli/` (textual scope: they
+// must stay above the `mod` lines). Output goes through `output`, which
+// remembers the first write error instead of panicking.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::output::print(format_args!($($arg)*), false)
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::cli::output::print(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::print(format_args!($($arg)*), true)
+    };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {
+        $crate::cli::output::eprint(format_args!($($arg)*), false)
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::cli::output::eprint(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::eprint(format_args!($($arg)*), true)
+    };
+}
 
 pub mod args;
 pub mod bench;
@@ -10,9 +45,12 @@ pub mod common;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
+pub mod output;
 pub mod predict;
 pub mod train;
 pub mod tune;
+
+use std::ffi::{OsStr, OsString};
 
 use args::{Flag, Parsed, UsageError};
 
@@ -80,8 +118,22 @@ fn top_help() -> String {
 }
 
 /// Runs the CLI on `argv` (without the program name); returns the exit code.
-pub fn run(argv: &[String]) -> i32 {
-    let Some(name) = argv.first() else {
+///
+/// If standard output failed on the way, the command still ran to its end;
+/// then a closed pipe gives exit code 141 quietly, any other failure a
+/// message and exit code 1 (see [`output::outcome`]).
+pub fn run<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
+    output::reset();
+    let code = run_command(argv);
+    let (code, message) = output::outcome(code, output::finish());
+    if let Some(m) = message {
+        eprintln!("{m}");
+    }
+    code
+}
+
+fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
+    let Some(name) = argv.first().map(|a| a.as_ref()) else {
         eprint!("{}", top_help());
         return 2;
     };
@@ -94,8 +146,8 @@ pub fn run(argv: &[String]) -> i32 {
         return 0;
     }
     let cmds = commands();
-    let Some(cmd) = cmds.iter().find(|c| c.name == name) else {
-        eprintln!("error: unknown command '{name}'\n");
+    let Some(cmd) = cmds.iter().find(|c| name == c.name) else {
+        eprintln!("error: unknown command '{}'\n", name.to_string_lossy());
         eprint!("{}", top_help());
         return 2;
     };
@@ -126,8 +178,8 @@ pub fn run(argv: &[String]) -> i32 {
     }
 }
 
-/// Runs the CLI with the process arguments; returns the exit code.
+/// Runs the CLI with the process arguments (any bytes: `args_os`); returns the exit code.
 pub fn main() -> i32 {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     run(&argv)
 }

@@ -20,7 +20,7 @@ pub const FLAGS: &[Flag] = &[
 ];
 
 pub fn run(p: &Parsed) -> Result<(), CliError> {
-    let path: PathBuf = p.get::<String>("model")?.into();
+    let path: PathBuf = p.required_path("model")?;
     let which = common::split(p)?;
     let net = model_file::load(&path)?;
     let data = common::load_data(p, which)?;

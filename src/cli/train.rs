@@ -104,7 +104,7 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
             shuffle: true,
         },
         limit,
-        save: p.opt::<String>("save")?.map(PathBuf::from),
+        save: p.path("save")?,
         quiet: p.switch("quiet"),
     })
 }

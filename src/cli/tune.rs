@@ -7,8 +7,6 @@
 //! file records what was decided). The file format is in
 //! [`crate::profile::tune_config`].
 
-use std::path::PathBuf;
-
 use super::args::{Flag, Parsed, UsageError};
 use super::bench::parse_networks;
 use super::common::{self, THREADS};
@@ -59,10 +57,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     if runs == 0 || runs > 1000 {
         return Err(UsageError("--runs must be between 1 and 1000".into()).into());
     }
-    let path = p
-        .opt::<String>("config")?
-        .map(PathBuf::from)
-        .unwrap_or_else(tune_config::default_path);
+    let path = p.path("config")?.unwrap_or_else(tune_config::default_path);
     let effort = if p.switch("quick") {
         Effort::quick(runs.min(3))
     } else {

@@ -154,6 +154,34 @@ fn hidden_activations(p: &Parsed, hidden_layers: usize) -> Result<Vec<Activation
     }
 }
 
+/// The most weights and biases `--digit` explains: the lesson keeps about 14
+/// f64 copies of each (weights before and after, gradient, update, optimizer
+/// state before and after), so this is about 250 MB; 784-1024-1024-10 fits.
+pub const MAX_PARAMETERS: usize = 2_000_000;
+
+/// Refuses a network (layer `sizes`, inputs first) too big for the lesson, before
+/// anything is allocated, naming the image size, the layers and the fix.
+fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(), UsageError> {
+    let params = sizes.windows(2).try_fold(0usize, |sum, w| {
+        w[0].checked_mul(w[1])
+            .and_then(|weights| weights.checked_add(w[1]))
+            .and_then(|layer| sum.checked_add(layer))
+    });
+    match params {
+        Some(n) if n <= MAX_PARAMETERS => Ok(()),
+        _ => {
+            let shape: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+            let count = params.map_or("over 2^64".to_string(), |n| n.to_string());
+            Err(UsageError(format!(
+                "--digit: the network {} (inputs from the {image_rows}x{image_cols} images of --data) \
+                 has {count} weights and biases, more than the {MAX_PARAMETERS} that explain \
+                 prints a step of; use narrower --layers (e.g. 16,16) or smaller images",
+                shape.join(" -> ")
+            )))
+        }
+    }
+}
+
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let part: Part = p.get("step")?;
     let kind: OptimizerKind = p.get("optimizer")?;
@@ -170,7 +198,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let lr = lr_given.unwrap_or(kind.default_lr());
     let digit: Option<usize> = p.opt("digit")?;
     let seed: u64 = p.get("seed")?;
-    let data: PathBuf = p.get("data")?;
+    let data: PathBuf = p.path("data")?.unwrap_or_else(|| "data".into());
     let hidden = super::common::hidden_layers(p)?;
 
     let (mut net, x, labels, digit) = match digit {
@@ -191,13 +219,15 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
                 ))
                 .into());
             }
+            // the input layer takes the data set's own image size (28x28 for MNIST)
+            let mut sizes = vec![train.features()];
+            sizes.extend(&hidden);
+            sizes.push(NUM_CLASSES);
+            check_size(&sizes, train.image_rows(), train.image_cols())?;
             let pixels = train.image(i).to_vec();
             let label = train.labels()[i];
             // the workshop's preprocessing: flatten the image to one row, scale to 0..1
             let x: Vec<f64> = pixels.iter().map(|&v| v as f64 / 255.0).collect();
-            let mut sizes = vec![pixels.len()];
-            sizes.extend(&hidden);
-            sizes.push(NUM_CLASSES);
             let mut rng = StdRng::seed_from_u64(seed);
             let mut net = NetworkF64::glorot_uniform(&sizes, Activation::Relu, &mut rng);
             for (layer, act) in net.layers.iter_mut().zip(acts) {
