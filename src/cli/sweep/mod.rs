@@ -207,7 +207,7 @@ fn caption(plan: &Plan, val: &Dataset, test: &Dataset) -> String {
 fn split_validation(train: &Dataset) -> Result<(Dataset, Dataset), CliError> {
     let n = train.len();
     let keep = n * (10 - VALIDATION_SPLIT_TENTHS) / 10;
-    if keep == 0 || keep == n {
+    if n < 10 {
         return Err(UsageError(format!(
             "--limit {n} is too small: sweep holds out the last 10% of the training images for \
              validation; use --limit 10 or more"
