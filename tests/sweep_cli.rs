@@ -317,6 +317,10 @@ fn bad_axis_flags_are_usage_errors() {
             "error: --activation lists 2 activations but --layers 8,8,8 has 3 hidden layers: give one activation for every layer, or one per layer",
         ),
         (&["--seeds", "0"], "error: --seeds must be 1 to 100, got 0"),
+        (
+            &["--layers", "8", "--layers", "20000,20000"],
+            "error: row 2: a (20000, 20000, 10) network has 415920010 parameters, more than simdnet trains (268435456): use narrower layers",
+        ),
         (&["--limit", "5"], "error: --limit 5 is too small: sweep holds out the last 10% of the training images for validation; use --limit 10 or more"),
         (
             &["--grid", "x.grid", "--epochs", "1"],

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::cli::args::{self, parse_list, Flag, Parsed, UsageError};
 use crate::cli::CliError;
 use crate::error::Error;
+use crate::nn::network::MAX_PARAMS as MAX_PARAMS_PER_NET;
 use crate::nn::{Activation, Optimizer, OptimizerKind};
 
 /// The most rows one sweep trains.
@@ -136,7 +137,9 @@ impl Trial {
         let mut widths = vec![inputs];
         widths.extend_from_slice(&self.hidden);
         widths.push(outputs);
-        widths.windows(2).map(|p| p[0] * p[1] + p[1]).sum()
+        widths.windows(2).fold(0usize, |n, p| {
+            n.saturating_add(p[0].saturating_mul(p[1])).saturating_add(p[1])
+        })
     }
 
     /// A short description for progress lines: `(64, 64, 10) relu 4 epochs`.
@@ -296,6 +299,22 @@ fn check_row(t: &Trial) -> Result<(), String> {
         ));
     }
     t.build_optimizer().map(|_| ())
+}
+
+/// Checks, before anything trains, that every row's network is one simdnet can hold.
+pub fn check_sizes(rows: &[Trial], inputs: usize, outputs: usize) -> Result<(), UsageError> {
+    for (i, t) in rows.iter().enumerate() {
+        let params = t.params(inputs, outputs);
+        if params > MAX_PARAMS_PER_NET {
+            return Err(UsageError(format!(
+                "row {}: a {} network has {params} parameters, more than simdnet trains \
+                 ({MAX_PARAMS_PER_NET}): use narrower layers",
+                i + 1,
+                super::table::architecture(&t.hidden, outputs)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether any axis was given on the command line.

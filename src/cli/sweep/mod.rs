@@ -155,6 +155,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         train = train.take(n);
     }
     let (train, val) = split_validation(&train)?;
+    grid::check_sizes(&plan.trials, train.features(), NUM_CLASSES)?;
     if let Some(msg) = crate::profile::tune_config::apply_if_present(false)? {
         if !plan.quiet {
             eprintln!("{msg}");
