@@ -408,3 +408,73 @@ fn plot_is_refused_before_training_until_wired() {
     assert_eq!(err, "error: --plot is not supported by this build yet\n");
     assert_eq!(out, "");
 }
+
+#[test]
+fn a_row_that_diverges_is_listed_and_the_sweep_goes_on() {
+    let (out, _) = run_small(
+        &[
+            "--layers",
+            "8",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--activation",
+            "identity",
+            "--lr",
+            "0.01",
+            "--lr",
+            "1e30",
+        ],
+        0,
+    );
+    let rows = rows(&out);
+    assert!(rows[0][4].ends_with('%'), "{out}");
+    assert_eq!(rows[1][3], "Scaled inputs, SGD, lr 1e30");
+    assert_eq!(rows[1][4], "not trained");
+    assert!(
+        out.contains("Row 2 was not trained: with seed 1, training diverged: the loss became NaN at epoch 1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn progress_goes_to_stderr_one_plain_line_per_row() {
+    let (out, err) = expect(
+        &[
+            "sweep",
+            "--limit",
+            "2000",
+            "--layers",
+            "8",
+            "--layers",
+            "8",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+        ],
+        0,
+    );
+    // (A tuning file in the folder adds a line about it first.)
+    let lines: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("Sweep:")).collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(
+        lines[0].starts_with(
+            "Sweep: 2 rows x 1 seed, 1 threads; 1800 training images, 200 held out for validation, 10000 test images. Planned work: about "
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("[1/2] (8, 10) relu 1 epoch ... about "),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("[2/2] (8, 10) relu 1 epoch ... about "),
+        "{err}"
+    );
+    assert!(lines[3].starts_with("Swept 2 rows in "), "{err}");
+    assert!(!out.contains("[1/2]") && !err.contains('\r'));
+    let (_, quiet) = run_small(&["--layers", "8", "--epochs", "1"], 0);
+    assert_eq!(quiet, "");
+}

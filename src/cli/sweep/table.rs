@@ -67,7 +67,12 @@ pub fn comments(t: &Trial) -> String {
     }
     if let Some(lr) = t.lr {
         if f64::from(lr) != f64::from(t.optimizer.default_lr() as f32) {
-            c.push(format!("lr {lr}"));
+            let small_or_huge = !(1e-4..1e4).contains(&lr.abs());
+            c.push(if small_or_huge {
+                format!("lr {lr:e}")
+            } else {
+                format!("lr {lr}")
+            });
         }
     }
     if t.batch != 128 {
