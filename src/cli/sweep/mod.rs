@@ -91,16 +91,17 @@ struct Plan {
 }
 
 fn plan(p: &Parsed) -> Result<Plan, CliError> {
-    let trials = match p.opt::<String>("grid")? {
+    let trials = match p.path("grid")? {
         Some(file) => {
             if grid::any_axis(p) {
                 return Err(UsageError(format!(
-                    "give the rows either with --grid {file} or with axis flags (--layers, \
-                     --epochs, ...), not both"
+                    "give the rows either with --grid {} or with axis flags (--layers, \
+                     --epochs, ...), not both",
+                    file.display()
                 ))
                 .into());
             }
-            grid::from_file(file.as_ref())?
+            grid::from_file(&file)?
         }
         None if grid::any_axis(p) => grid::from_flags(p)?,
         None => grid::default_grid(),
@@ -120,8 +121,8 @@ fn plan(p: &Parsed) -> Result<Plan, CliError> {
     if limit == Some(0) {
         return Err(UsageError("--limit must be at least 1".into()).into());
     }
-    let csv = p.opt::<String>("csv")?.map(PathBuf::from);
-    let plot = p.opt::<String>("plot")?.map(PathBuf::from);
+    let csv = p.path("csv")?;
+    let plot = p.path("plot")?;
     // Refuse a bad destination now, not after minutes of training.
     if let Some(path) = &csv {
         crate::safe_file::check_destination(path, "sweep table")?;
