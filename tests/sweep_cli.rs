@@ -321,7 +321,7 @@ fn bad_axis_flags_are_usage_errors() {
             &["--layers", "8", "--layers", "20000,20000"],
             "error: row 2: a (20000, 20000, 10) network has 415920010 parameters, more than simdnet trains (268435456): use narrower layers",
         ),
-        (&["--limit", "5"], "error: --limit 5 is too small: sweep holds out the last 10% of the training images for validation; use --limit 10 or more"),
+        (&["--limit", "5"], "error: 5 training images are too few: sweep holds out the last 10% of them for validation; use --limit 10 or more"),
         (
             &["--grid", "x.grid", "--epochs", "1"],
             "error: give the rows either with --grid x.grid or with axis flags (--layers, --epochs, ...), not both",
@@ -461,7 +461,7 @@ fn progress_goes_to_stderr_one_plain_line_per_row() {
     assert_eq!(lines.len(), 4, "{err}");
     assert!(
         lines[0].starts_with(
-            "Sweep: 2 rows x 1 seed, 1 threads; 1800 training images, 200 held out for validation, 10000 test images. Planned work: about "
+            "Sweep: 2 rows x 1 seed, 1 thread; 1800 training images, 200 held out for validation, 10000 test images. Planned work: about "
         ),
         "{err}"
     );

@@ -175,13 +175,13 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         let svg = plot_rows(&rows)?;
         crate::safe_file::write_atomic(path, svg.as_bytes(), "sweep chart")?;
     }
+    // A table with no number in it is a failure: say why (the first row's reason).
     let trained = rows.iter().any(|r| matches!(r.outcome, Outcome::Trained { .. }));
-    match rows.iter().find_map(|r| match &r.outcome {
-        Outcome::Skipped(why) if !trained => Some(why.clone()),
-        _ => None,
-    }) {
-        Some(why) => Err(Error::Invalid(format!("no row of the sweep could be trained: {why}")).into()),
-        None => Ok(()),
+    match rows.first().map(|r| &r.outcome) {
+        Some(Outcome::Skipped(why)) if !trained => {
+            Err(Error::Invalid(format!("no row of the sweep could be trained: {why}")).into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -211,7 +211,7 @@ fn split_validation(train: &Dataset) -> Result<(Dataset, Dataset), CliError> {
     let keep = n * (10 - VALIDATION_SPLIT_TENTHS) / 10;
     if n < 10 {
         return Err(UsageError(format!(
-            "--limit {n} is too small: sweep holds out the last 10% of the training images for \
+            "{n} training images are too few: sweep holds out the last 10% of them for \
              validation; use --limit 10 or more"
         ))
         .into());
@@ -304,13 +304,14 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
     let mut progress = ProgressLine::new(plan.quiet, costs);
     if !plan.quiet {
         eprintln!(
-            "Sweep: {} row{} x {} seed{}, {} threads; {} training images, {} held out for \
+            "Sweep: {} row{} x {} seed{}, {} thread{}; {} training images, {} held out for \
              validation, {} test images. Planned work: about {} (a rough guess).",
             plan.trials.len(),
             if plan.trials.len() == 1 { "" } else { "s" },
             plan.seeds,
             if plan.seeds == 1 { "" } else { "s" },
             common::current_threads(),
+            if common::current_threads() == 1 { "" } else { "s" },
             train.len(),
             val.len(),
             test.len(),
