@@ -423,6 +423,7 @@ fn no_command_panics_on_hostile_arguments() {
     let base = |cmd: &str| -> Vec<OsString> {
         let mut b: Vec<&str> = match cmd {
             "train" => vec!["--epochs", "1", "--layers", "4", "--limit", "20"],
+            "sweep" => vec!["--quiet", "--epochs", "1", "--layers", "4"],
             "evaluate" | "predict" => vec!["--model", "m.bin"],
             "explain" => vec!["--digit", "0", "--layers", "4"],
             "bench" => vec![

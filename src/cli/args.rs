@@ -78,6 +78,9 @@ pub struct Parsed {
     /// The values that are not UTF-8 (path flags only), as text for [`Parsed::raw`].
     lossy: HashMap<&'static str, String>,
     switches: Vec<&'static str>,
+    /// Every value given for each flag, in command-line order (repeats kept;
+    /// a non-UTF-8 path reads lossily here).
+    given: HashMap<&'static str, Vec<String>>,
     /// `--help` was given.
     pub help: bool,
 }
@@ -131,6 +134,7 @@ pub fn parse<S: AsRef<OsStr>>(
         values: HashMap::new(),
         lossy: HashMap::new(),
         switches: Vec::new(),
+        given: HashMap::new(),
         help: false,
     };
     for f in flags {
@@ -203,6 +207,7 @@ pub fn parse<S: AsRef<OsStr>>(
                     Some(_) => parsed.lossy.remove(flag.name),
                     None => parsed.lossy.insert(flag.name, shown(&v)),
                 };
+                parsed.given.entry(flag.name).or_default().push(shown(&v));
                 parsed.values.insert(flag.name, v);
             }
         }
@@ -243,6 +248,14 @@ impl Parsed {
     pub fn required_path(&self, name: &str) -> Result<PathBuf, UsageError> {
         self.path(name)?
             .ok_or_else(|| UsageError(format!("`simdnet {}` needs --{name}", self.command)))
+    }
+
+    /// Every value given for `--name`, in order (a repeated flag keeps each
+    /// one; defaults are not included).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.given
+            .get(name)
+            .map_or_else(Vec::new, |v| v.iter().map(|s| s.as_str()).collect())
     }
 
     /// The value of `--name` parsed as `T`, if set.

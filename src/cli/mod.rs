@@ -47,6 +47,7 @@ pub mod explain;
 pub mod inspect;
 pub mod output;
 pub mod predict;
+pub mod sweep;
 pub mod train;
 pub mod tune;
 
@@ -98,6 +99,7 @@ pub fn commands() -> Vec<Command> {
     vec![
         command!(inspect),
         command!(train),
+        command!(sweep),
         command!(evaluate),
         command!(predict),
         command!(explain),
