@@ -105,3 +105,24 @@ pub fn hidden_layers(p: &Parsed) -> Result<Vec<usize>, UsageError> {
     }
     Ok(hidden)
 }
+
+/// Parses `--activation` for `hidden` hidden layers: one name (`relu`) means
+/// every hidden layer; a list (`relu,tanh`) gives one per hidden layer, in order.
+pub fn activations(raw: &str, hidden: usize) -> Result<Vec<crate::activation::Activation>, UsageError> {
+    let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+    let acts = names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e| UsageError(format!("invalid --activation: {e}")))
+        })
+        .collect::<Result<Vec<crate::activation::Activation>, UsageError>>()?;
+    match acts.len() {
+        1 => Ok(vec![acts[0]; hidden]),
+        n if n == hidden => Ok(acts),
+        n => Err(UsageError(format!(
+            "--activation lists {n} activations but --layers has {hidden} hidden layers: \
+             give one name for all of them or exactly {hidden}, separated by commas"
+        ))),
+    }
+}

@@ -39,10 +39,16 @@ pub const MAX_PARAMS: usize = 1 << 28;
 const EVAL_ROWS: usize = 256;
 
 /// A sequence of layers: `inputs -> layer -> ... -> logits`, with softmax in the loss.
+///
+/// Besides its layers a network knows the scale its raw inputs are read
+/// with ([`Network::input_scale`]: `1/255` turns pixels into 0..1, `1.0`
+/// trains on raw 0-255 values), so that evaluating or predicting with a
+/// saved model reads its inputs the way it was trained.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     inputs: usize,
     layers: Vec<Layer>,
+    input_scale: f32,
 }
 
 /// Loss and accuracy of a network on a data set.
@@ -58,7 +64,8 @@ impl Network {
     /// An MLP with Glorot-uniform weights and zero biases (the Keras defaults),
     /// drawn from a generator seeded with `seed`.
     ///
-    /// `hidden` lists the hidden layers' widths (may be empty: softmax regression).
+    /// `hidden` lists the hidden layers' widths (may be empty: softmax regression);
+    /// every hidden layer uses `activation` (see [`Network::mlp_with`] for one each).
     pub fn mlp(
         inputs: usize,
         hidden: &[usize],
@@ -66,6 +73,26 @@ impl Network {
         activation: Activation,
         seed: u64,
     ) -> Result<Network> {
+        Network::mlp_with(inputs, hidden, &vec![activation; hidden.len()], outputs, seed)
+    }
+
+    /// An MLP like [`Network::mlp`] whose hidden layer `l` uses `activations[l]`
+    /// (one activation per hidden layer, as Keras' `Dense(.., activation=..)`
+    /// lists them). The same seed gives the same weights as `mlp`.
+    pub fn mlp_with(
+        inputs: usize,
+        hidden: &[usize],
+        activations: &[Activation],
+        outputs: usize,
+        seed: u64,
+    ) -> Result<Network> {
+        if activations.len() != hidden.len() {
+            return Err(Error::Invalid(format!(
+                "{} activations for {} hidden layers: give one activation per hidden layer",
+                activations.len(),
+                hidden.len()
+            )));
+        }
         let mut widths = vec![inputs];
         widths.extend_from_slice(hidden);
         widths.push(outputs);
@@ -94,12 +121,16 @@ impl Network {
                     act: if l + 1 == n {
                         Activation::Identity
                     } else {
-                        activation
+                        activations[l]
                     },
                 })
             })
             .collect();
-        Ok(Network { inputs, layers })
+        Ok(Network {
+            inputs,
+            layers,
+            input_scale: PIXEL_SCALE,
+        })
     }
 
     /// A network from explicit layers; checks that their shapes chain.
@@ -123,7 +154,30 @@ impl Network {
             }
             width = layer.outputs();
         }
-        Ok(Network { inputs, layers })
+        Ok(Network {
+            inputs,
+            layers,
+            input_scale: PIXEL_SCALE,
+        })
+    }
+
+    /// The factor raw inputs are multiplied by as they are read
+    /// ([`PIXEL_SCALE`] unless set with [`Network::with_input_scale`]).
+    pub fn input_scale(&self) -> f32 {
+        self.input_scale
+    }
+
+    /// The same network reading its inputs scaled by `scale` (`1.0`: raw
+    /// 0-255 pixels, the workshop's "unscaled inputs" trial). `scale` must
+    /// be a positive finite number.
+    pub fn with_input_scale(mut self, scale: f32) -> Result<Network> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::Invalid(format!(
+                "the input scale must be a positive finite number, got {scale}"
+            )));
+        }
+        self.input_scale = scale;
+        Ok(self)
     }
 
     /// Inputs per example (784 for MNIST).
@@ -159,7 +213,7 @@ impl Network {
             .flat_map(|l| l.params().into_iter().map(<[f32]>::len))
             .collect()
     }
-    /// e.g. `784 -> 16 relu -> 16 relu -> 10 softmax`.
+    /// e.g. `784 -> 16 relu -> 16 tanh -> 10 softmax` (each layer's activation).
     pub fn describe(&self) -> String {
         let mut s = self.inputs.to_string();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -173,6 +227,9 @@ impl Network {
                     s.push_str(&format!(" -> {} {act}", l.outputs()));
                 }
             }
+        }
+        if self.input_scale != PIXEL_SCALE {
+            s.push_str(&format!(" (inputs scaled by {})", self.input_scale));
         }
         s
     }
@@ -217,9 +274,10 @@ impl Network {
         Ok(probs)
     }
 
-    /// Mean loss and accuracy on a data set of raw pixels.
+    /// Mean loss and accuracy on a data set of raw pixels, read with the
+    /// network's own [`input_scale`](Self::input_scale).
     pub fn evaluate(&self, data: &Dataset) -> Result<Evaluation> {
-        self.evaluate_view(data.images(), PIXEL_SCALE, data.labels())
+        self.evaluate_view(data.images(), self.input_scale, data.labels())
     }
 
     /// Mean loss and accuracy on `x` (scaled by `x_scale`) with `labels`.

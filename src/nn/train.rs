@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::matrix::{Element, MatRef};
-use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
+use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
 use crate::trace::{self, scope, Kind};
 
@@ -215,13 +215,14 @@ impl Trainer {
     }
 
     /// One training step on the examples `indices` of `data` (raw pixels, scaled
-    /// by 1/255). Each shard gathers its own rows, in parallel, straight into
+    /// by the network's [`Network::input_scale`]). Each shard gathers its own rows, in parallel, straight into
     /// its buffer: the batch is never copied twice.
     pub fn step_indices(&mut self, net: &mut Network, data: &Dataset, indices: &[usize]) -> (f64, usize) {
         let rows = indices.len();
         let (nshards, par) = self.plan(rows);
         let (sr, features) = (self.shard_rows, data.features());
         let shared: &Network = net;
+        let x_scale = net.input_scale();
         let grad_scale = 1.0 / rows as f32;
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
@@ -243,7 +244,7 @@ impl Trainer {
             shard.pass(
                 shared,
                 MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
-                PIXEL_SCALE,
+                x_scale,
                 grad_scale,
                 par,
             );
