@@ -309,7 +309,7 @@ fn version_1_files_load_with_pixel_scale() {
     // Saved again, it is a version 2 file that loads to the same network.
     let v2 = model_file::to_bytes(&net);
     assert_eq!(&v2[8..12], &2u32.to_le_bytes());
-    assert_eq!(v2.len(), v1_bytes().len() + 4);
+    assert_eq!(v2.len(), v1_bytes().len() + 8);
     assert_eq!(model_file::from_bytes(&v2, Path::new("new")).unwrap(), net);
 }
 
@@ -355,4 +355,93 @@ fn every_truncation_of_a_v2_file_is_an_error_not_a_panic() {
     for cut in 0..v1_bytes().len() {
         assert!(model_file::from_bytes(&v1_bytes()[..cut], Path::new("m")).is_err());
     }
+}
+
+// ---------------------------------------------------------------- weight decay
+
+#[test]
+fn weight_decay_adds_l2_times_w_to_the_weight_gradients_only() {
+    use simdnet::nn::Trainer;
+    let l2 = 0.05f32;
+    let mut net = Network::mlp_with(6, &[5, 4], &[Activation::Tanh, Activation::Sigmoid], 3, 2)
+        .unwrap()
+        .with_weight_decay(l2)
+        .unwrap();
+    // Non-zero biases, so that decaying them by mistake would show.
+    for layer in net.layers_mut() {
+        for (i, b) in layer.params_mut(1).iter_mut().enumerate() {
+            *b = 0.3 - 0.2 * i as f32;
+        }
+    }
+    let rows = 5;
+    let x = inputs(rows, 6, 7);
+    let labels: Vec<u8> = (0..rows).map(|r| (r % 3) as u8).collect();
+    // One plain SGD step with lr = 1 moves every parameter by minus its gradient.
+    let mut after = net.clone();
+    let mut trainer = Trainer::new(&after, Optimizer::sgd(1.0), rows).unwrap();
+    trainer.step(&mut after, MatRef::from_slice(&x, rows, 6), 1.0, &labels);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let p = params(&net);
+    let numeric = numeric_grads(&p, &|q| loss64(q, &x64, rows, &labels, l2 as f64, &|_, _, _| 1.0));
+    for (t, num) in numeric.iter().enumerate() {
+        let (l, k) = (t / 2, t % 2);
+        let step: Vec<f64> = net.layers()[l].params()[k]
+            .iter()
+            .zip(after.layers()[l].params()[k])
+            .map(|(&w0, &w1)| (w0 - w1) as f64)
+            .collect();
+        let e = rel_err(&step, num);
+        assert!(e < 1e-4, "tensor {t} relative error {e}");
+    }
+}
+
+#[test]
+fn zero_weight_decay_is_bit_identical_and_nonzero_shrinks_weights() {
+    let data = synthetic(150);
+    let train = |l2: Option<f32>, opt: Optimizer| {
+        let mut net = Network::mlp(36, &[8], 4, Activation::Relu, 1).unwrap();
+        if let Some(l2) = l2 {
+            net = net.with_weight_decay(l2).unwrap();
+        }
+        fit(&mut net, opt, &data, None, &cfg(2), &mut |_| {}).unwrap();
+        net
+    };
+    let norm = |n: &Network| -> f64 {
+        n.layers()[0].params()[0]
+            .iter()
+            .map(|&w| (w as f64).powi(2))
+            .sum()
+    };
+    for opt in [
+        Optimizer::sgd(0.01),
+        Optimizer::rmsprop(0.001),
+        Optimizer::adam(0.001),
+    ] {
+        let plain = train(None, opt);
+        assert_eq!(train(Some(0.0), opt), plain, "{opt}");
+        let decayed = train(Some(0.5), opt);
+        assert!(norm(&decayed) < norm(&plain), "{opt}");
+        // biases are not decayed: with decay they still move away from zero
+        assert!(decayed.layers()[0].params()[1].iter().any(|&b| b != 0.0));
+    }
+    let e = Network::mlp(36, &[8], 4, Activation::Relu, 1)
+        .unwrap()
+        .with_weight_decay(-1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the weight decay must be a finite number >= 0, got -1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn weight_decay_is_saved_in_the_model_file() {
+    let net = Network::mlp(4, &[3], 2, Activation::Relu, 1)
+        .unwrap()
+        .with_weight_decay(1e-4)
+        .unwrap();
+    let back = model_file::from_bytes(&model_file::to_bytes(&net), Path::new("m")).unwrap();
+    assert_eq!(back.weight_decay(), 1e-4);
+    assert_eq!(back, net);
 }

@@ -75,6 +75,13 @@ impl Layer {
         }
     }
 
+    /// Whether weight decay applies to trainable tensor `k` (dense: `W`, not `b`).
+    pub fn decays(&self, k: usize) -> bool {
+        match self {
+            Layer::Dense(_) => k == 0,
+        }
+    }
+
     /// Trainable tensor `k` (in [`Layer::params`] order), to update in place.
     pub fn params_mut(&mut self, k: usize) -> &mut [f32] {
         match (self, k) {

@@ -10,11 +10,12 @@
 //! | 16 | 4 | number of layers `L` (`u32`) |
 //! | 20 | 5·L | per layer: outputs (`u32`), activation code (`u8`; the output layer is softmax: 255) |
 //! | 20+5·L | 4 | input scale (`f32`: `1/255` for pixels read as 0..1, `1` for raw 0-255) |
+//! | 24+5·L | 4 | L2 weight decay used in training (`f32`, 0: none) |
 //! | … | … | per layer: `W` as `inputs × outputs` `f32` row-major, then `b` as `outputs` `f32` |
 //! | end-8 | 8 | FNV-1a 64-bit hash of every byte before it (`u64`) |
 //!
-//! Version 1 is the same without the input scale (its models read pixels
-//! scaled by `1/255`); both are read.
+//! Version 1 is the same without the fields after the layer table (its
+//! models read pixels scaled by `1/255` and have no weight decay); both are read.
 //!
 //! Saving is atomic and safe ([`crate::safe_file`]): the bytes go to a fresh
 //! temporary file in the same folder, which is flushed to disk and then
@@ -71,6 +72,7 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&net.input_scale().to_le_bytes());
+    out.extend_from_slice(&net.weight_decay().to_le_bytes());
     for layer in net.layers() {
         for v in layer.params().into_iter().flatten() {
             out.extend_from_slice(&v.to_le_bytes());
@@ -171,16 +173,22 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
         shapes.push((width, outputs, act));
         width = outputs;
     }
-    let input_scale = if version >= 2 {
+    let (input_scale, weight_decay) = if version >= 2 {
         let scale = r.f32().ok_or_else(truncated)?;
         if !(scale.is_finite() && scale > 0.0) {
             return Err(bad(format!(
                 "the input scale is {scale}, not a positive finite number"
             )));
         }
-        scale
+        let decay = r.f32().ok_or_else(truncated)?;
+        if !(decay.is_finite() && decay >= 0.0) {
+            return Err(bad(format!(
+                "the weight decay is {decay}, not a finite number >= 0"
+            )));
+        }
+        (scale, decay)
     } else {
-        PIXEL_SCALE
+        (PIXEL_SCALE, 0.0)
     };
     let expected = r.at.saturating_add(floats.saturating_mul(4));
     if body.len() != expected {
@@ -209,6 +217,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     }
     Network::from_layers(inputs, layers)
         .and_then(|net| net.with_input_scale(input_scale))
+        .and_then(|net| net.with_weight_decay(weight_decay))
         .map_err(|e| bad(e.to_string()))
 }
 

@@ -49,6 +49,8 @@ pub struct Network {
     inputs: usize,
     layers: Vec<Layer>,
     input_scale: f32,
+    /// L2 factor `λ` added to the weight matrices' gradients (`λ·w`) in training.
+    weight_decay: f32,
 }
 
 /// Loss and accuracy of a network on a data set.
@@ -130,6 +132,7 @@ impl Network {
             inputs,
             layers,
             input_scale: PIXEL_SCALE,
+            weight_decay: 0.0,
         })
     }
 
@@ -158,6 +161,7 @@ impl Network {
             inputs,
             layers,
             input_scale: PIXEL_SCALE,
+            weight_decay: 0.0,
         })
     }
 
@@ -177,6 +181,25 @@ impl Network {
             )));
         }
         self.input_scale = scale;
+        Ok(self)
+    }
+
+    /// The L2 weight decay `λ` training applies (0: none).
+    pub fn weight_decay(&self) -> f32 {
+        self.weight_decay
+    }
+
+    /// The same network trained with L2 weight decay `l2` (Keras'
+    /// `kernel_regularizer=l2(l2 / 2)`): every step adds `l2·w` to the
+    /// gradient of each weight matrix (not the biases), inside the
+    /// optimiser's update. `0` (the default) changes nothing, bit for bit.
+    pub fn with_weight_decay(mut self, l2: f32) -> Result<Network> {
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "the weight decay must be a finite number >= 0, got {l2}"
+            )));
+        }
+        self.weight_decay = l2;
         Ok(self)
     }
 

@@ -272,12 +272,14 @@ impl Trainer {
         let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
         let shards = &self.shards[..nshards];
         self.state.begin_step();
+        let l2 = net.weight_decay();
         let mut tensor = 0;
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
             for k in 0..layer.num_tensors() {
+                let decay = if layer.decays(k) { l2 } else { 0.0 };
                 let params = layer.params_mut(k);
                 self.state
-                    .update_summed(&self.optimizer, tensor, params, nshards, |s| {
+                    .update_summed_decayed(&self.optimizer, tensor, params, decay, nshards, |s| {
                         shards[s].ws.grad(l, k)
                     });
                 tensor += 1;
