@@ -309,7 +309,7 @@ fn version_1_files_load_with_pixel_scale() {
     // Saved again, it is a version 2 file that loads to the same network.
     let v2 = model_file::to_bytes(&net);
     assert_eq!(&v2[8..12], &2u32.to_le_bytes());
-    assert_eq!(v2.len(), v1_bytes().len() + 8);
+    assert_eq!(v2.len(), v1_bytes().len() + 16 + 4 * 2);
     assert_eq!(model_file::from_bytes(&v2, Path::new("new")).unwrap(), net);
 }
 
@@ -444,4 +444,54 @@ fn weight_decay_is_saved_in_the_model_file() {
     let back = model_file::from_bytes(&model_file::to_bytes(&net), Path::new("m")).unwrap();
     assert_eq!(back.weight_decay(), 1e-4);
     assert_eq!(back, net);
+}
+
+// ---------------------------------------------------------------- dropout's gradient
+
+/// The engine's gradients through a training forward pass with dropout
+/// against finite differences of the same network with the same (fixed) mask.
+fn check_dropout_gradients(act: Activation, rate: f32) {
+    let net = Network::mlp_with(6, &[7, 5], &[act, act], 3, 4)
+        .unwrap()
+        .with_dropout(rate)
+        .unwrap();
+    let rows = 6;
+    let x = inputs(rows, 6, 11);
+    let labels: Vec<u8> = (0..rows).map(|r| (r % 3) as u8).collect();
+    let xv = MatRef::from_slice(&x, rows, 6);
+    let mut ws = Workspace::new(&net, rows);
+    ws.forward_train(&net, xv, 1.0, 3, 64, Parallelism::Sequential);
+    ws.loss(&labels, 1.0 / rows as f32);
+    ws.backward(&net, xv, 1.0, Parallelism::Sequential);
+    let masks: Vec<_> = (0..3).map(|l| ws.dropout_mask(l)).collect();
+    assert!(masks[0].is_some() && masks[1].is_some() && masks[2].is_none());
+    let dropped = (0..rows)
+        .flat_map(|r| (0..7).map(move |j| (r, j)))
+        .filter(|&(r, j)| !masks[0].unwrap().keeps(r, j))
+        .count();
+    assert!(
+        dropped > 0 && dropped < rows * 7,
+        "{dropped} dropped: the mask must matter"
+    );
+    let factor = |l: usize, r: usize, j: usize| masks[l].map_or(1.0, |m| m.factor(r, j) as f64);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let numeric = numeric_grads(&params(&net), &|q| loss64(q, &x64, rows, &labels, 0.0, &factor));
+    for (t, num) in numeric.iter().enumerate() {
+        let analytic: Vec<f64> = ws.grad(t / 2, t % 2).iter().map(|&v| v as f64).collect();
+        let e = rel_err(&analytic, num);
+        assert!(e < 1e-4, "{act} dropout {rate}: tensor {t} relative error {e}");
+    }
+}
+
+#[test]
+fn dropout_gradients_with_a_fixed_mask() {
+    for act in [
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Identity,
+    ] {
+        check_dropout_gradients(act, 0.3);
+    }
+    check_dropout_gradients(Activation::Tanh, 0.75);
 }

@@ -11,11 +11,14 @@
 //! | 20 | 5·L | per layer: outputs (`u32`), activation code (`u8`; the output layer is softmax: 255) |
 //! | 20+5·L | 4 | input scale (`f32`: `1/255` for pixels read as 0..1, `1` for raw 0-255) |
 //! | 24+5·L | 4 | L2 weight decay used in training (`f32`, 0: none) |
+//! | 28+5·L | 8 | seed of the dropout masks (`u64`) |
+//! | 36+5·L | 4·L | per layer: dropout rate after it in training (`f32`, 0 ≤ rate < 1; the output layer's is 0) |
 //! | … | … | per layer: `W` as `inputs × outputs` `f32` row-major, then `b` as `outputs` `f32` |
 //! | end-8 | 8 | FNV-1a 64-bit hash of every byte before it (`u64`) |
 //!
 //! Version 1 is the same without the fields after the layer table (its
-//! models read pixels scaled by `1/255` and have no weight decay); both are read.
+//! models read pixels scaled by `1/255` and have no weight decay or
+//! dropout); both are read.
 //!
 //! Saving is atomic and safe ([`crate::safe_file`]): the bytes go to a fresh
 //! temporary file in the same folder, which is flushed to disk and then
@@ -73,6 +76,10 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
     }
     out.extend_from_slice(&net.input_scale().to_le_bytes());
     out.extend_from_slice(&net.weight_decay().to_le_bytes());
+    out.extend_from_slice(&net.dropout_seed().to_le_bytes());
+    for rate in net.dropout() {
+        out.extend_from_slice(&rate.to_le_bytes());
+    }
     for layer in net.layers() {
         for v in layer.params().into_iter().flatten() {
             out.extend_from_slice(&v.to_le_bytes());
@@ -103,6 +110,12 @@ impl<'a> Reader<'a> {
     }
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
     }
     fn f32(&mut self) -> Option<f32> {
         self.u32().map(f32::from_bits)
@@ -190,6 +203,25 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     } else {
         (PIXEL_SCALE, 0.0)
     };
+    let (dropout_seed, mut dropout) = (
+        if version >= 2 {
+            r.u64().ok_or_else(truncated)?
+        } else {
+            0
+        },
+        vec![0.0; nlayers],
+    );
+    if version >= 2 {
+        for (i, rate) in dropout.iter_mut().enumerate() {
+            *rate = r.f32().ok_or_else(truncated)?;
+            let last = i + 1 == nlayers;
+            if !(0.0..1.0).contains(rate) || (last && *rate != 0.0) {
+                return Err(bad(format!(
+                    "layer {i} has dropout rate {rate}, expected at least 0 and below 1 (0 for the output layer)"
+                )));
+            }
+        }
+    }
     let expected = r.at.saturating_add(floats.saturating_mul(4));
     if body.len() != expected {
         return Err(bad(format!(
@@ -218,6 +250,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     Network::from_layers(inputs, layers)
         .and_then(|net| net.with_input_scale(input_scale))
         .and_then(|net| net.with_weight_decay(weight_decay))
+        .and_then(|net| net.with_dropout_rates(&dropout[..nlayers - 1]))
+        .map(|net| net.with_dropout_seed(dropout_seed))
         .map_err(|e| bad(e.to_string()))
 }
 

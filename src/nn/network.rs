@@ -20,7 +20,7 @@ use crate::activation::Activation;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
-use crate::kernels;
+use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::init::glorot_uniform;
@@ -51,6 +51,11 @@ pub struct Network {
     input_scale: f32,
     /// L2 factor `λ` added to the weight matrices' gradients (`λ·w`) in training.
     weight_decay: f32,
+    /// Per layer: the inverted-dropout rate applied to its output in
+    /// training (0: none; the output layer's is always 0).
+    dropout: Vec<f32>,
+    /// Seeds the dropout masks (the seed the weights were drawn with).
+    dropout_seed: u64,
 }
 
 /// Loss and accuracy of a network on a data set.
@@ -133,6 +138,8 @@ impl Network {
             layers,
             input_scale: PIXEL_SCALE,
             weight_decay: 0.0,
+            dropout: vec![0.0; n],
+            dropout_seed: seed,
         })
     }
 
@@ -159,9 +166,11 @@ impl Network {
         }
         Ok(Network {
             inputs,
+            dropout: vec![0.0; layers.len()],
             layers,
             input_scale: PIXEL_SCALE,
             weight_decay: 0.0,
+            dropout_seed: 0,
         })
     }
 
@@ -201,6 +210,52 @@ impl Network {
         }
         self.weight_decay = l2;
         Ok(self)
+    }
+
+    /// Per layer, the inverted-dropout rate training applies to its output
+    /// (the output layer's is 0).
+    pub fn dropout(&self) -> &[f32] {
+        &self.dropout
+    }
+
+    /// The seed of the dropout masks (by default the seed of [`Network::mlp`]).
+    pub fn dropout_seed(&self) -> u64 {
+        self.dropout_seed
+    }
+
+    /// The same network trained with inverted dropout of `rate` after every
+    /// hidden layer's activation (Keras' `Dropout(rate)` after each hidden
+    /// `Dense`): in training each hidden unit of each example is dropped
+    /// with probability `rate` and the kept ones are scaled by
+    /// `1 / (1 - rate)`; evaluation and prediction never drop anything.
+    /// `0 <= rate < 1`; 0 (the default) changes nothing, bit for bit.
+    pub fn with_dropout(self, rate: f32) -> Result<Network> {
+        let rates = vec![rate; self.layers.len() - 1];
+        self.with_dropout_rates(&rates)
+    }
+
+    /// Like [`with_dropout`](Self::with_dropout) with one rate per hidden layer.
+    pub fn with_dropout_rates(mut self, rates: &[f32]) -> Result<Network> {
+        let hidden = self.layers.len() - 1;
+        if rates.len() != hidden {
+            return Err(Error::Invalid(format!(
+                "{} dropout rates for {hidden} hidden layers: give one per hidden layer",
+                rates.len()
+            )));
+        }
+        if let Some(bad) = rates.iter().find(|r| !(0.0..1.0).contains(*r)) {
+            return Err(Error::Invalid(format!(
+                "the dropout rate must be at least 0 and below 1, got {bad}"
+            )));
+        }
+        self.dropout[..hidden].copy_from_slice(rates);
+        Ok(self)
+    }
+
+    /// The same network with its dropout masks drawn from `seed`.
+    pub fn with_dropout_seed(mut self, seed: u64) -> Network {
+        self.dropout_seed = seed;
+        self
     }
 
     /// Inputs per example (784 for MNIST).
@@ -248,6 +303,9 @@ impl Network {
                         l.act.name()
                     };
                     s.push_str(&format!(" -> {} {act}", l.outputs()));
+                    if self.dropout[i] > 0.0 {
+                        s.push_str(&format!(" (dropout {})", self.dropout[i]));
+                    }
                 }
             }
         }
@@ -357,6 +415,8 @@ pub struct Workspace {
     /// Rows of the last forward pass.
     rows: usize,
     layers: Vec<LayerBuffers>,
+    /// Per layer, the dropout mask of the last forward pass (training only).
+    masks: Vec<Option<DropoutMask>>,
 }
 
 impl Workspace {
@@ -381,6 +441,7 @@ impl Workspace {
                 .iter()
                 .map(|l| LayerBuffers::new(l, capacity, backward))
                 .collect(),
+            masks: vec![None; net.layers.len()],
         }
     }
 
@@ -391,7 +452,44 @@ impl Workspace {
 
     /// Forward pass over `x: (rows, inputs)` (`rows <= capacity`), keeping
     /// every layer's output. Returns the logits, `(rows, outputs)`.
+    /// Never applies dropout (evaluation, prediction).
     pub fn forward<T: Element>(
+        &mut self,
+        net: &Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        par: Parallelism,
+    ) -> MatRef<'_> {
+        self.masks.fill(None);
+        self.forward_masked(net, x, x_scale, par)
+    }
+
+    /// The training forward pass: like [`forward`](Self::forward), with the
+    /// network's dropout applied for training step `step` (the optimiser
+    /// state's step count), `x`'s first row being row `row0` of the
+    /// mini-batch. [`backward`](Self::backward) then uses the same masks.
+    pub fn forward_train<T: Element>(
+        &mut self,
+        net: &Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        step: u64,
+        row0: usize,
+        par: Parallelism,
+    ) -> MatRef<'_> {
+        for (l, (mask, &rate)) in self.masks.iter_mut().zip(&net.dropout).enumerate() {
+            *mask = (rate > 0.0).then(|| DropoutMask::new(rate, net.dropout_seed, step, l).offset(row0, 0));
+        }
+        self.forward_masked(net, x, x_scale, par)
+    }
+
+    /// Layer `l`'s dropout mask in the last forward pass (`None`: no dropout),
+    /// for the rows of that pass.
+    pub fn dropout_mask(&self, l: usize) -> Option<DropoutMask> {
+        self.masks[l]
+    }
+
+    fn forward_masked<T: Element>(
         &mut self,
         net: &Network,
         x: MatRef<T>,
@@ -409,10 +507,11 @@ impl Workspace {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             let a = here[0].a.view_mut().rows_range(0, rows); // (rows, outputs_l)
+            let mask = self.masks[l].as_ref();
             if l == 0 {
-                layer.forward(a, x, x_scale, par);
+                layer.forward(a, x, x_scale, mask, par);
             } else {
-                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, par);
+                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, mask, par);
             }
         }
         self.logits()
@@ -441,12 +540,20 @@ impl Workspace {
             let (below, here) = self.layers.split_at_mut(l);
             match below.last_mut() {
                 // the first layer: its input is the data, which needs no gradient
-                None => layer.backward(None, &mut here[0], rows, x, x_scale, par),
+                None => layer.backward(None, &mut here[0], rows, x, x_scale, self.masks[l].as_ref(), par),
                 // any other: its input is the layer below's a, whose error da it writes
                 Some(prev) => {
                     let dx = prev.da.view_mut().rows_range(0, rows);
                     let x_l = prev.a.view().rows_range(0, rows);
-                    layer.backward(Some(dx), &mut here[0], rows, x_l, 1.0, par);
+                    layer.backward(
+                        Some(dx),
+                        &mut here[0],
+                        rows,
+                        x_l,
+                        1.0,
+                        self.masks[l].as_ref(),
+                        par,
+                    );
                 }
             }
         }

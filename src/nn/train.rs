@@ -110,17 +110,20 @@ struct Shard {
 }
 
 impl Shard {
-    /// Forward, loss and backward over `x` (this shard's rows).
+    /// Forward, loss and backward over `x` (this shard's rows, the first
+    /// being row `row0` of the mini-batch; dropout masks for step `step`).
+    #[allow(clippy::too_many_arguments)]
     fn pass<T: Element>(
         &mut self,
         net: &Network,
         x: MatRef<T>,
         x_scale: f32,
         grad_scale: f32,
+        (step, row0): (u64, usize),
         par: Parallelism,
     ) {
         let _training = trace::training();
-        self.ws.forward(net, x, x_scale, par);
+        self.ws.forward_train(net, x, x_scale, step, row0, par);
         let rows = x.rows();
         (self.loss, self.correct) = self.ws.loss(&self.labels[..rows], grad_scale);
         self.ws.backward(net, x, x_scale, par);
@@ -192,6 +195,11 @@ impl Trainer {
     /// One training step on `x: (rows, inputs)` scaled by `x_scale`, with
     /// `labels: (rows)`. Returns the summed loss and the number of rows
     /// classified correctly (before the update).
+    ///
+    /// The network's dropout masks are keyed by the optimiser state's step
+    /// count (`state.steps`, the updates made so far) and each example's
+    /// row in the batch, so a run resumed with its optimiser state draws
+    /// the same masks, on any thread count.
     pub fn step<T: Element>(
         &mut self,
         net: &mut Network,
@@ -205,10 +213,11 @@ impl Trainer {
         let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
+        let step = self.state.steps;
         let run = |(s, shard): (usize, &mut Shard)| {
             let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
-            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, par);
+            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par);
         };
         self.run_shards(nshards, run);
         self.finish_step(net, nshards)
@@ -224,6 +233,7 @@ impl Trainer {
         let shared: &Network = net;
         let x_scale = net.input_scale();
         let grad_scale = 1.0 / rows as f32;
+        let step = self.state.steps;
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             {
@@ -246,6 +256,7 @@ impl Trainer {
                 MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
                 x_scale,
                 grad_scale,
+                (step, s * sr),
                 par,
             );
             shard.pixels = pixels;
