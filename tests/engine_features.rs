@@ -495,3 +495,24 @@ fn dropout_gradients_with_a_fixed_mask() {
     }
     check_dropout_gradients(Activation::Tanh, 0.75);
 }
+
+#[test]
+fn dropout_and_weight_decay_on_the_command_line() {
+    use simdnet::cli::common::{dropout_rate, weight_decay};
+    assert_eq!(dropout_rate("0.2").unwrap(), 0.2);
+    assert_eq!(dropout_rate("0").unwrap(), 0.0);
+    for bad in ["1", "-0.1", "NaN", "half", ""] {
+        assert_eq!(
+            dropout_rate(bad).unwrap_err().0,
+            format!("invalid --dropout '{bad}': expected a fraction of units to drop, at least 0 and below 1, like 0.2")
+        );
+    }
+    assert_eq!(weight_decay("1e-4").unwrap(), 1e-4);
+    assert_eq!(weight_decay("0").unwrap(), 0.0);
+    for bad in ["-1", "inf", "NaN", "x"] {
+        assert_eq!(
+            weight_decay(bad).unwrap_err().0,
+            format!("invalid --weight-decay '{bad}': expected a finite number >= 0, like 0.0001")
+        );
+    }
+}

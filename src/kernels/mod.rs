@@ -20,9 +20,11 @@
 //! [`reference`](mod@reference) keeps the plain scalar versions.
 //!
 //! Accuracy against [`reference`](mod@reference):
-//! - exact (bit-identical): identity and ReLU in [`bias_activation`],
-//!   [`activation_backward`] (every activation: `f'` from the output is
-//!   plain arithmetic, and `db` is summed over rows in the same order);
+//! - exact (bit-identical): identity and ReLU in [`bias_activation`] and
+//!   [`bias_activation_dropout`], [`activation_backward`] and
+//!   [`activation_dropout_backward`] (every activation: `f'` from the
+//!   output is plain arithmetic, the mask is integer hashing, and `db` is
+//!   summed over rows in the same order);
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
 //!   kernels (polynomial `exp`; in `softmax_rows` the row sum is also taken
 //!   lane-wise).
