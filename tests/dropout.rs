@@ -513,3 +513,35 @@ fn a_training_step_masks_each_example_by_its_row_in_the_batch() {
         }
     }
 }
+
+#[test]
+fn a_trainer_resumed_from_its_optimizer_state_draws_the_same_masks() {
+    use simdnet::nn::Trainer;
+    let data = synthetic(256);
+    let net0 = Network::mlp(64, &[32, 16], 10, Activation::Relu, 4)
+        .unwrap()
+        .with_dropout(0.3)
+        .unwrap();
+    let batches: Vec<Vec<usize>> = (0..6)
+        .map(|b| (0..100).map(|i| (b * 37 + i * 7) % 256).collect())
+        .collect();
+    // uninterrupted: six steps
+    let mut straight = net0.clone();
+    let mut t = Trainer::new(&straight, Optimizer::adam(0.001), 100).unwrap();
+    for b in &batches {
+        t.step_indices(&mut straight, &data, b);
+    }
+    // three steps, then a fresh trainer given the saved optimiser state
+    let mut resumed = net0.clone();
+    let mut t1 = Trainer::new(&resumed, Optimizer::adam(0.001), 100).unwrap();
+    for b in &batches[..3] {
+        t1.step_indices(&mut resumed, &data, b);
+    }
+    let saved = t1.state.clone();
+    let mut t2 = Trainer::new(&resumed, Optimizer::adam(0.001), 100).unwrap();
+    t2.state = saved;
+    for b in &batches[3..] {
+        t2.step_indices(&mut resumed, &data, b);
+    }
+    assert_eq!(bits(&resumed), bits(&straight));
+}

@@ -516,3 +516,27 @@ fn dropout_and_weight_decay_on_the_command_line() {
         );
     }
 }
+
+#[test]
+fn any_byte_of_a_v2_file_changed_gives_an_error_or_a_valid_network_never_a_panic() {
+    let net = Network::mlp_with(3, &[2, 2], &[Activation::Tanh, Activation::Relu], 2, 4)
+        .unwrap()
+        .with_dropout(0.25)
+        .unwrap()
+        .with_weight_decay(0.01)
+        .unwrap();
+    let good = model_file::to_bytes(&net);
+    let n = good.len() - 8;
+    for at in 0..n {
+        for v in [0u8, 1, 0x3f, 0x7f, 0x80, 0xff] {
+            let mut b = good.clone();
+            b[at] = v;
+            let sum = model_file::fnv1a64(&b[..n]);
+            b[n..].copy_from_slice(&sum.to_le_bytes());
+            if let Ok(back) = model_file::from_bytes(&b, Path::new("m")) {
+                assert!(back.dropout().iter().all(|r| (0.0..1.0).contains(r)));
+                assert!(back.input_scale() > 0.0 && back.weight_decay() >= 0.0);
+            }
+        }
+    }
+}
