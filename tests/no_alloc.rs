@@ -42,8 +42,17 @@ fn data(n: usize, features: usize) -> Dataset {
 }
 
 fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
+    steps_allocate_with(hidden, threads, opt, 0.0, 0.0)
+}
+
+fn steps_allocate_with(hidden: &[usize], threads: usize, opt: Optimizer, dropout: f32, decay: f32) -> usize {
     let d = data(256, 784);
-    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1).unwrap();
+    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1)
+        .unwrap()
+        .with_dropout(dropout)
+        .unwrap()
+        .with_weight_decay(decay)
+        .unwrap();
     let mut trainer = Trainer::new(&net, opt, 128).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -104,6 +113,17 @@ fn training_steps_do_not_allocate() {
             steps_allocate(&[768, 64], threads, Optimizer::rmsprop(0.001)),
             0,
             "768-64, {threads} threads"
+        );
+        // Dropout (masks regenerated from a hash, never stored) and weight decay.
+        assert_eq!(
+            steps_allocate_with(&[16, 16], threads, Optimizer::rmsprop(0.001), 0.2, 1e-4),
+            0,
+            "16-16 with dropout, {threads} threads"
+        );
+        assert_eq!(
+            steps_allocate_with(&[768, 64], threads, Optimizer::adam(0.001), 0.5, 1e-4),
+            0,
+            "768-64 with dropout, {threads} threads"
         );
     }
 }

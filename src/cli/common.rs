@@ -105,3 +105,46 @@ pub fn hidden_layers(p: &Parsed) -> Result<Vec<usize>, UsageError> {
     }
     Ok(hidden)
 }
+
+/// Parses `--activation` for `hidden` hidden layers: one name (`relu`) means
+/// every hidden layer; a list (`relu,tanh`) gives one per hidden layer, in order.
+pub fn activations(raw: &str, hidden: usize) -> Result<Vec<crate::activation::Activation>, UsageError> {
+    let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+    let acts = names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e| UsageError(format!("invalid --activation: {e}")))
+        })
+        .collect::<Result<Vec<crate::activation::Activation>, UsageError>>()?;
+    match acts.len() {
+        1 => Ok(vec![acts[0]; hidden]),
+        n if n == hidden => Ok(acts),
+        n => Err(UsageError(format!(
+            "--activation lists {n} activations but --layers has {hidden} hidden layers: \
+             give one name for all of them or exactly {hidden}, separated by commas"
+        ))),
+    }
+}
+
+/// Parses `--dropout RATE`: the fraction of hidden units dropped in
+/// training, at least 0 and below 1 (Keras' `Dropout(0.2)` is `0.2`).
+pub fn dropout_rate(raw: &str) -> Result<f32, UsageError> {
+    match raw.trim().parse::<f32>() {
+        Ok(r) if (0.0..1.0).contains(&r) => Ok(r),
+        _ => Err(UsageError(format!(
+            "invalid --dropout '{raw}': expected a fraction of units to drop, at least 0 and below 1, like 0.2"
+        ))),
+    }
+}
+
+/// Parses `--weight-decay L2`: the factor `λ` of the `λ·w` added to each
+/// weight's gradient, a finite number >= 0 (like 0.0001).
+pub fn weight_decay(raw: &str) -> Result<f32, UsageError> {
+    match raw.trim().parse::<f32>() {
+        Ok(l2) if l2.is_finite() && l2 >= 0.0 => Ok(l2),
+        _ => Err(UsageError(format!(
+            "invalid --weight-decay '{raw}': expected a finite number >= 0, like 0.0001"
+        ))),
+    }
+}

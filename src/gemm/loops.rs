@@ -28,7 +28,7 @@
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};
 use super::pack::{pack_a, pack_b};
-use crate::activation::Activation;
+use super::Fused;
 use crate::matrix::{Element, MatRef};
 use std::cell::RefCell;
 
@@ -83,7 +83,8 @@ pub struct COut {
 
 /// `C = alpha·A·B + beta·C` then the epilogue, on the calling thread.
 ///
-/// `bias`, if given, holds the `n` biases of this sub-problem's columns.
+/// The epilogue's bias, if given, holds the `n` biases of this sub-problem's
+/// columns, and its dropout mask starts at this sub-problem's element (0, 0).
 ///
 /// # Safety
 /// `c` must be valid for writing (and for reading if `beta != 0`) the
@@ -96,7 +97,7 @@ pub unsafe fn gemm_on_thread<T: Element>(
     b: &MatRef<f32>,
     beta: f32,
     c: COut,
-    epilogue: Option<(&[f32], Activation)>,
+    epilogue: Fused,
     kernel: &MicroKernel,
     blocks: BlockSizes,
 ) {
@@ -122,7 +123,7 @@ unsafe fn five_loops<T: Element>(
     b: &MatRef<f32>,
     beta: f32,
     c: COut,
-    epilogue: Option<(&[f32], Activation)>,
+    epilogue: Fused,
     kernel: &MicroKernel,
     blocks: BlockSizes,
     buffers: &mut PackBuffers,
@@ -182,9 +183,9 @@ unsafe fn five_loops<T: Element>(
                 for jr in (0..nc).step_by(nr) {
                     let b_panel = &b_packed[(jr / nr) * nr * kc..][..nr * kc];
                     let cols = nr.min(nc - jr);
-                    let epi = match epilogue {
-                        Some((bias, act)) if last => Some((bias[jc + jr..].as_ptr(), act)),
-                        _ => None,
+                    let (epi, mask) = match epilogue {
+                        Some((bias, act, mask)) if last => (Some((bias[jc + jr..].as_ptr(), act)), mask),
+                        _ => (None, None),
                     };
                     // Loop 1 ("ir loop"): A~ micro-panels past the same B~ panel.
                     for ir in (0..mc).step_by(mr) {
@@ -197,6 +198,7 @@ unsafe fn five_loops<T: Element>(
                             cols,
                             beta: beta_here,
                             epilogue: epi,
+                            dropout: mask.map(|m| m.offset(ic + ir, jc + jr)),
                         };
                         // SAFETY: B~ panel: nr·kc packed floats (slice above).
                         // A: in direct mode rows ir..ir+mr <= full of the block

@@ -41,6 +41,7 @@ pub mod threads;
 pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
 
 use crate::activation::Activation;
+use crate::kernels::DropoutMask;
 use crate::matrix::{Element, MatMut, MatRef};
 use rayon::prelude::*;
 
@@ -52,6 +53,39 @@ pub enum Epilogue<'a> {
     /// `c_ij = act(c_ij + bias_j)`: a dense layer's forward pass in one call.
     /// `bias.len() == n`.
     BiasActivation { bias: &'a [f32], act: Activation },
+    /// `c_ij = act(c_ij + bias_j) · mask.factor(i, j)`: a dense layer's
+    /// forward pass with inverted dropout, in one call (training only).
+    /// The mask is a hash of each element's position, so tiles and threads
+    /// need nothing but their offset in C.
+    BiasActivationDropout {
+        bias: &'a [f32],
+        act: Activation,
+        mask: DropoutMask,
+    },
+}
+
+/// The epilogue as the loops carry it: the bias of the columns at hand, the
+/// activation, and the dropout mask shifted to the block at hand.
+pub(crate) type Fused<'a> = Option<(&'a [f32], Activation, Option<DropoutMask>)>;
+
+impl<'a> Epilogue<'a> {
+    /// The bias slice, if any.
+    fn bias(&self) -> Option<&'a [f32]> {
+        match *self {
+            Epilogue::None => None,
+            Epilogue::BiasActivation { bias, .. } | Epilogue::BiasActivationDropout { bias, .. } => {
+                Some(bias)
+            }
+        }
+    }
+
+    fn fused(self) -> Fused<'a> {
+        match self {
+            Epilogue::None => None,
+            Epilogue::BiasActivation { bias, act } => Some((bias, act, None)),
+            Epilogue::BiasActivationDropout { bias, act, mask } => Some((bias, act, Some(mask))),
+        }
+    }
 }
 
 /// Whether a GEMM may split its work across the current rayon pool.
@@ -84,7 +118,7 @@ pub(crate) fn check_shapes<T: Element>(a: &MatRef<T>, b: &MatRef<f32>, c: &MatMu
         a.rows(),
         b.cols()
     );
-    if let Epilogue::BiasActivation { bias, .. } = epilogue {
+    if let Some(bias) = epilogue.bias() {
         assert_eq!(
             bias.len(),
             b.cols(),
@@ -144,10 +178,7 @@ pub fn gemm<T: Element>(
         return;
     }
     let _t = crate::trace::kernel(trace_kind(&a, &epilogue)).flops(2 * m * n * k);
-    let epilogue = match epilogue {
-        Epilogue::None => None,
-        Epilogue::BiasActivation { bias, act } => Some((bias, act)),
-    };
+    let epilogue = epilogue.fused();
     if k == 0 {
         scale_c(beta, &mut c, epilogue);
         return;
@@ -163,7 +194,7 @@ pub fn gemm<T: Element>(
         let (i1, j1) = ((i0 + plan.m_chunk).min(m), (j0 + plan.n_chunk).min(n));
         let a_block = a.rows_range(i0, i1);
         let b_block = b.cols_range(j0, j1);
-        let epi = epilogue.map(|(bias, act)| (&bias[j0..j1], act));
+        let epi = epilogue.map(|(bias, act, mask)| (&bias[j0..j1], act, mask.map(|m| m.offset(i0, j0))));
         let out = loops::COut {
             // SAFETY: (i0, j0) is an element of the m x n view C.
             ptr: unsafe { c_ptr.get().add(i0 * rs + j0) },
@@ -189,7 +220,7 @@ pub fn gemm<T: Element>(
 fn trace_kind<T: Element>(a: &MatRef<T>, epilogue: &Epilogue) -> crate::trace::Kind {
     use crate::trace::Kind;
     match epilogue {
-        Epilogue::BiasActivation { .. } => Kind::ForwardGemm,
+        Epilogue::BiasActivation { .. } | Epilogue::BiasActivationDropout { .. } => Kind::ForwardGemm,
         Epilogue::None if a.col_stride() != 1 => Kind::BackwardGemmDw,
         Epilogue::None => Kind::BackwardGemmDx,
     }
@@ -211,7 +242,7 @@ impl SendPtr {
 }
 
 /// `k == 0`: `C = beta·C` (zero without reading C when `beta == 0`), then the epilogue.
-fn scale_c(beta: f32, c: &mut MatMut, epilogue: Option<(&[f32], Activation)>) {
+fn scale_c(beta: f32, c: &mut MatMut, epilogue: Fused) {
     for i in 0..c.rows() {
         let row = c.row_mut(i);
         if beta == 0.0 {
@@ -220,7 +251,11 @@ fn scale_c(beta: f32, c: &mut MatMut, epilogue: Option<(&[f32], Activation)>) {
             row.iter_mut().for_each(|v| *v *= beta);
         }
     }
-    if let Some((bias, act)) = epilogue {
-        crate::kernels::bias_activation(c.rb_mut(), bias, act);
+    match epilogue {
+        Some((bias, act, None)) => crate::kernels::bias_activation(c.rb_mut(), bias, act),
+        Some((bias, act, Some(mask))) => {
+            crate::kernels::bias_activation_dropout(c.rb_mut(), bias, act, &mask)
+        }
+        None => {}
     }
 }

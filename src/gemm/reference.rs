@@ -32,8 +32,12 @@ pub fn gemm<T: Element>(
             if beta != 0.0 {
                 v += beta * c.at(i, j);
             }
-            if let Epilogue::BiasActivation { bias, act } = epilogue {
-                v = act.f(v + bias[j]);
+            match epilogue {
+                Epilogue::None => {}
+                Epilogue::BiasActivation { bias, act } => v = act.f(v + bias[j]),
+                Epilogue::BiasActivationDropout { bias, act, mask } => {
+                    v = act.f(v + bias[j]) * mask.factor(i, j)
+                }
             }
             c.set(i, j, v);
         }

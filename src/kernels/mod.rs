@@ -5,7 +5,12 @@
 //!   error `(p - y) / batch` ([`softmax_cross_entropy`]); softmax alone for
 //!   predictions ([`softmax_rows`]);
 //! - backward: `dz = da ⊙ f'(a)` fused with the bias gradient `db = Σ_rows dz`
-//!   ([`activation_backward`]; for the output layer's identity, `dz = da`).
+//!   ([`activation_backward`]; for the output layer's identity, `dz = da`);
+//! - inverted dropout (training only; the mask is [`DropoutMask`], a hash,
+//!   never stored): forward `a = f(z + b) ⊙ m` ([`bias_activation_dropout`];
+//!   the network's forward pass does it in the GEMM's epilogue instead),
+//!   backward `dz = da ⊙ m ⊙ f'` ([`activation_dropout_backward`]), where
+//!   `m` is `1/(1-rate)` for kept units and 0 for dropped ones.
 //!
 //! These are the fast versions, with `wide` vectors ([`simd::V`], `LANES`
 //! floats at a time; a row's tail is handled as a zero- or `-inf`-padded
@@ -15,9 +20,11 @@
 //! [`reference`](mod@reference) keeps the plain scalar versions.
 //!
 //! Accuracy against [`reference`](mod@reference):
-//! - exact (bit-identical): identity and ReLU in [`bias_activation`],
-//!   [`activation_backward`] (every activation: `f'` from the output is
-//!   plain arithmetic, and `db` is summed over rows in the same order);
+//! - exact (bit-identical): identity and ReLU in [`bias_activation`] and
+//!   [`bias_activation_dropout`], [`activation_backward`] and
+//!   [`activation_dropout_backward`] (every activation: `f'` from the
+//!   output is plain arithmetic, the mask is integer hashing, and `db` is
+//!   summed over rows in the same order);
 //! - within a few ulp: sigmoid and tanh (polynomial `exp`), and the softmax
 //!   kernels (polynomial `exp`; in `softmax_rows` the row sum is also taken
 //!   lane-wise).
@@ -28,7 +35,10 @@
 //! `bias_activation` (identity and ReLU only) and `activation_backward`,
 //! where the scalar loop is faster and exact anyway.
 
+pub mod dropout;
 pub mod reference;
+
+pub use dropout::DropoutMask;
 
 use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
@@ -86,6 +96,57 @@ pub fn bias_activation(mut z: MatMut, bias: &[f32], act: Activation) {
         for j in (0..row.len()).step_by(LANES) {
             let x = read(row, j, 0.0) + read(bias, j, 0.0);
             write(row, j, simd::activate(act, x));
+        }
+    }
+}
+
+/// In place: `z_ij <- act(z_ij + bias_j) · m_ij`, `m` the dropout factors
+/// (`mask.factor(i, j)`: `1/(1-rate)` or 0). Shapes: `z: (batch, n)`, `bias: (n)`.
+pub fn bias_activation_dropout(mut z: MatMut, bias: &[f32], act: Activation, mask: &DropoutMask) {
+    assert_eq!(bias.len(), z.cols(), "bias_activation_dropout: bias length");
+    if z.cols() < LANES && matches!(act, Activation::Identity | Activation::Relu) {
+        return reference::bias_activation_dropout(z, bias, act, mask);
+    }
+    for i in 0..z.rows() {
+        let row = z.row_mut(i);
+        for j in (0..row.len()).step_by(LANES) {
+            let x = read(row, j, 0.0) + read(bias, j, 0.0);
+            write(row, j, simd::activate(act, x) * mask.factors(i, j));
+        }
+    }
+}
+
+/// Dropout's backward: `dz_ij = da_ij · m_ij · f'(a_ij · u)` and `db_j = Σ_i dz_ij`
+/// (overwritten), in one pass. `m` is the mask the forward pass applied
+/// (regenerated from its hash), `a` the stored output (already multiplied by
+/// `m`), and `u = mask.unscale_for(act)` turns it back into `f(z)` for the
+/// derivative (`1 - rate` for sigmoid and tanh; ReLU and identity need
+/// only the sign, exactly).
+///
+/// Shapes: `dz, da, a: (batch, n)`, `db: (n)`.
+pub fn activation_dropout_backward(
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    mask: &DropoutMask,
+    db: &mut [f32],
+) {
+    reference::check_activation_backward(&dz, &da, &a, db);
+    let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
+    if a.col_stride() != 1 || da.col_stride() != 1 || dz.cols() < LANES {
+        return reference::activation_dropout_backward(dz, da, a, act, mask, db);
+    }
+    let unscale = V::splat(mask.unscale_for(act));
+    db.fill(0.0);
+    for i in 0..dz.rows() {
+        let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
+        for j in (0..row.len()).step_by(LANES) {
+            let slope = simd::derivative_from_output(act, read(a_row, j, 0.0) * unscale);
+            let d = read(da_row, j, 0.0) * mask.factors(i, j) * slope;
+            write(row, j, d);
+            let sum = read(db, j, 0.0) + d;
+            write(db, j, sum);
         }
     }
 }

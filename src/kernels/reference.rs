@@ -1,6 +1,7 @@
 //! The plain, scalar versions of the fused kernels: the oracles the fast
 //! versions in [`super`] are tested against. Same signatures and semantics.
 
+use super::DropoutMask;
 use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
 
@@ -24,6 +25,38 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
         let row = dz.row_mut(i);
         for j in 0..row.len() {
             row[j] = da.at(i, j) * act.df_from_output(a.at(i, j));
+            db[j] += row[j];
+        }
+    }
+}
+
+/// In place: `z_ij <- act(z_ij + bias_j) · mask.factor(i, j)`. Shapes: `z: (batch, n)`, `bias: (n)`.
+pub fn bias_activation_dropout(mut z: MatMut, bias: &[f32], act: Activation, mask: &DropoutMask) {
+    assert_eq!(bias.len(), z.cols(), "bias_activation_dropout: bias length");
+    for i in 0..z.rows() {
+        for (j, (v, &b)) in z.row_mut(i).iter_mut().zip(bias).enumerate() {
+            *v = act.f(*v + b) * mask.factor(i, j);
+        }
+    }
+}
+
+/// `dz_ij = da_ij · mask.factor(i, j) · f'(a_ij · mask.unscale_for(act))`
+/// and `db_j = Σ_i dz_ij` (overwritten). Shapes: `dz, da, a: (batch, n)`, `db: (n)`.
+pub fn activation_dropout_backward(
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    mask: &DropoutMask,
+    db: &mut [f32],
+) {
+    check_activation_backward(&dz, &da, &a, db);
+    let unscale = mask.unscale_for(act);
+    db.fill(0.0);
+    for i in 0..dz.rows() {
+        let row = dz.row_mut(i);
+        for j in 0..row.len() {
+            row[j] = da.at(i, j) * mask.factor(i, j) * act.df_from_output(a.at(i, j) * unscale);
             db[j] += row[j];
         }
     }

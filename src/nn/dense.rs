@@ -13,6 +13,11 @@
 //! forward:  a = f(z)             backward: dz = da ⊙ f'(z)   (f' from the stored a)
 //! ```
 //!
+//! In training, a layer may apply inverted dropout to its output: `a = f(z) ⊙ m`
+//! with `m = 1/(1-rate)` for kept units and 0 for dropped ones, in the same
+//! GEMM epilogue; backward `dz = da ⊙ m ⊙ f'(z)`, the mask regenerated from
+//! its hash ([`DropoutMask`]).
+//!
 //! The same two functions, in plain `f64` loops with every intermediate kept,
 //! are [`crate::teach::forward::dense_forward`] and
 //! [`crate::teach::backward::dense_backward`]: same names, same argument
@@ -20,7 +25,7 @@
 
 use crate::activation::Activation;
 use crate::gemm::{gemm, Epilogue, Parallelism};
-use crate::kernels::activation_backward;
+use crate::kernels::{activation_backward, activation_dropout_backward, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 
 /// One dense layer's parameters and activation.
@@ -46,22 +51,31 @@ impl Dense {
     }
 }
 
-/// Forward: `z = x_scale·x·W + b`, `a = f(z)`, in one fused GEMM.
+/// Forward: `z = x_scale·x·W + b`, `a = f(z)` (times the dropout mask, if
+/// given), in one fused GEMM.
 ///
 /// `x_scale` lets the first layer read raw `u8` pixels with `1/255` applied as
 /// they are packed. Shapes: `a: (rows, outputs)`, `x: (rows, inputs)`.
-pub fn dense_forward<T: Element>(a: MatMut, x: MatRef<T>, x_scale: f32, layer: &Dense, par: Parallelism) {
-    // forward: z = x·W + b, a = f(z)   (the bias and f applied while z is in registers)
-    let epilogue = Epilogue::BiasActivation {
-        bias: &layer.b,
-        act: layer.act,
+pub fn dense_forward<T: Element>(
+    a: MatMut,
+    x: MatRef<T>,
+    x_scale: f32,
+    layer: &Dense,
+    dropout: Option<&DropoutMask>,
+    par: Parallelism,
+) {
+    // forward: z = x·W + b, a = f(z) [⊙ m]   (all applied while z is in registers)
+    let (bias, act) = (&layer.b[..], layer.act);
+    let epilogue = match dropout {
+        None => Epilogue::BiasActivation { bias, act },
+        Some(&mask) => Epilogue::BiasActivationDropout { bias, act, mask },
     };
     gemm(x_scale, x, layer.w.view(), 0.0, a, epilogue, par);
 }
 
 /// Backward: from `da = ∂L/∂a`, the gradients `dz`, `dW`, `db` and the error
 /// `dx = ∂L/∂x` sent to the layer below (`None` for the first layer: the
-/// inputs are data, they need no gradient).
+/// inputs are data, they need no gradient). `dropout`: the mask the forward pass applied.
 ///
 /// Shapes: `dx: (rows, inputs)`, `dw: (inputs, outputs)`, `db: (outputs)`,
 /// `dz, da, a: (rows, outputs)`, `x: (rows, inputs)`.
@@ -76,10 +90,14 @@ pub fn dense_backward<T: Element>(
     x: MatRef<T>,
     x_scale: f32,
     layer: &Dense,
+    dropout: Option<&DropoutMask>,
     par: Parallelism,
 ) {
-    // forward: a = f(z)      ->  dz = da ⊙ f'(a),  and db = Σ_rows dz in the same pass
-    activation_backward(dz.rb_mut(), da, a, layer.act, db);
+    // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
+    match dropout {
+        None => activation_backward(dz.rb_mut(), da, a, layer.act, db),
+        Some(mask) => activation_dropout_backward(dz.rb_mut(), da, a, layer.act, mask, db),
+    }
     // forward: z = x·W + b   ->  dW = xᵀ·dz
     gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
     //                        ->  dx = dz·Wᵀ

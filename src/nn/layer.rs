@@ -16,6 +16,7 @@
 //! as they are (a convolution is a GEMM once its input is packed).
 
 use crate::gemm::Parallelism;
+use crate::kernels::DropoutMask;
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
 
@@ -75,6 +76,13 @@ impl Layer {
         }
     }
 
+    /// Whether weight decay applies to trainable tensor `k` (dense: `W`, not `b`).
+    pub fn decays(&self, k: usize) -> bool {
+        match self {
+            Layer::Dense(_) => k == 0,
+        }
+    }
+
     /// Trainable tensor `k` (in [`Layer::params`] order), to update in place.
     pub fn params_mut(&mut self, k: usize) -> &mut [f32] {
         match (self, k) {
@@ -83,15 +91,25 @@ impl Layer {
         }
     }
 
-    /// Forward: `a` from `x` (scaled by `x_scale`).
-    pub fn forward<T: Element>(&self, a: MatMut, x: MatRef<T>, x_scale: f32, par: Parallelism) {
+    /// Forward: `a` from `x` (scaled by `x_scale`), with inverted dropout
+    /// if a mask is given (training).
+    pub fn forward<T: Element>(
+        &self,
+        a: MatMut,
+        x: MatRef<T>,
+        x_scale: f32,
+        dropout: Option<&DropoutMask>,
+        par: Parallelism,
+    ) {
         match self {
-            Layer::Dense(d) => dense_forward(a, x, x_scale, d, par),
+            Layer::Dense(d) => dense_forward(a, x, x_scale, d, dropout, par),
         }
     }
 
     /// Backward: from `buf.da` (and the stored `buf.a`) this layer's
     /// gradients in `buf`, and `dx`, the error of its input (`None`: not needed).
+    /// `dropout` is the mask the forward pass applied, if any.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward<T: Element>(
         &self,
         dx: Option<MatMut>,
@@ -99,6 +117,7 @@ impl Layer {
         rows: usize,
         x: MatRef<T>,
         x_scale: f32,
+        dropout: Option<&DropoutMask>,
         par: Parallelism,
     ) {
         match self {
@@ -115,6 +134,7 @@ impl Layer {
                     x,
                     x_scale,
                     d,
+                    dropout,
                     par,
                 );
             }

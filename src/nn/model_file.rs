@@ -1,16 +1,24 @@
 //! The model file: a small, versioned, checksummed binary format.
 //!
-//! All integers and floats are little-endian.
+//! All integers and floats are little-endian. Version 2 (written today):
 //!
 //! | offset | size | field |
 //! |--------|------|-------|
 //! | 0 | 8 | magic `SIMDNET\x01` |
-//! | 8 | 4 | format version (`u32`, currently 1) |
+//! | 8 | 4 | format version (`u32`, 2) |
 //! | 12 | 4 | inputs per example (`u32`) |
 //! | 16 | 4 | number of layers `L` (`u32`) |
 //! | 20 | 5·L | per layer: outputs (`u32`), activation code (`u8`; the output layer is softmax: 255) |
+//! | 20+5·L | 4 | input scale (`f32`: `1/255` for pixels read as 0..1, `1` for raw 0-255) |
+//! | 24+5·L | 4 | L2 weight decay used in training (`f32`, 0: none) |
+//! | 28+5·L | 8 | seed of the dropout masks (`u64`) |
+//! | 36+5·L | 4·L | per layer: dropout rate after it in training (`f32`, 0 ≤ rate < 1; the output layer's is 0) |
 //! | … | … | per layer: `W` as `inputs × outputs` `f32` row-major, then `b` as `outputs` `f32` |
 //! | end-8 | 8 | FNV-1a 64-bit hash of every byte before it (`u64`) |
+//!
+//! Version 1 is the same without the fields after the layer table (its
+//! models read pixels scaled by `1/255` and have no weight decay or
+//! dropout); both are read.
 //!
 //! Saving is atomic and safe ([`crate::safe_file`]): the bytes go to a fresh
 //! temporary file in the same folder, which is flushed to disk and then
@@ -25,13 +33,15 @@ use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
-use crate::nn::network::Network;
+use crate::nn::network::{Network, PIXEL_SCALE};
 use crate::safe_file;
 
 /// The first eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"SIMDNET\x01";
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes.
+pub const VERSION: u32 = 2;
+/// The oldest format version this code reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// Activation code of the softmax output layer.
 const SOFTMAX_CODE: u8 = 255;
 /// Limits that reject absurd headers before anything is allocated.
@@ -50,7 +60,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// The model as bytes (see the module docs for the layout).
 pub fn to_bytes(net: &Network) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + 4 * net.num_params());
+    let mut out = Vec::with_capacity(64 + 4 * net.num_params());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(net.inputs() as u32).to_le_bytes());
@@ -64,6 +74,12 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
             }
         }
     }
+    out.extend_from_slice(&net.input_scale().to_le_bytes());
+    out.extend_from_slice(&net.weight_decay().to_le_bytes());
+    out.extend_from_slice(&net.dropout_seed().to_le_bytes());
+    for rate in net.dropout() {
+        out.extend_from_slice(&rate.to_le_bytes());
+    }
     for layer in net.layers() {
         for v in layer.params().into_iter().flatten() {
             out.extend_from_slice(&v.to_le_bytes());
@@ -74,7 +90,39 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
     out
 }
 
-/// Parses a model from bytes; `path` only names the file in errors.
+/// Reads the body of a model file front to back; every read checks the
+/// length first, so no input can make it index out of bounds.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// The next `n` bytes, or `None` if fewer are left.
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    }
+    fn f32(&mut self) -> Option<f32> {
+        self.u32().map(f32::from_bits)
+    }
+}
+
+/// Parses a model from bytes (version 1 or 2); `path` only names the file in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     let bad = |problem: String| Error::BadModel {
         path: path.to_path_buf(),
@@ -90,36 +138,35 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
         return Err(bad(format!("the file is truncated ({} bytes)", bytes.len())));
     }
     let (body, tail) = bytes.split_at(bytes.len() - 8);
-    let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-    let version = u32_at(8);
-    if version != VERSION {
+    let mut r = Reader { bytes: body, at: 8 };
+    let truncated = || bad("the header is truncated".into());
+    let version = r.u32().ok_or_else(truncated)?;
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(bad(format!(
-            "format version {version}; this simdnet reads version {VERSION}"
+            "format version {version}; this simdnet reads versions {OLDEST_VERSION} to {VERSION}"
         )));
     }
-    let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
-    if fnv1a64(body) != stored {
+    let mut sum = [0u8; 8];
+    sum.copy_from_slice(tail);
+    if fnv1a64(body) != u64::from_le_bytes(sum) {
         return Err(bad(
             "the checksum does not match: the file is corrupt or truncated".into(),
         ));
     }
-    let inputs = u32_at(12) as usize;
-    let nlayers = u32_at(16) as usize;
+    let inputs = r.u32().ok_or_else(truncated)? as usize;
+    let nlayers = r.u32().ok_or_else(truncated)? as usize;
     if nlayers == 0 || nlayers > MAX_LAYERS || inputs == 0 || inputs > MAX_WIDTH {
         return Err(bad(format!(
             "implausible header: {inputs} inputs, {nlayers} layers"
         )));
     }
-    let header_end = 20 + 5 * nlayers;
-    if body.len() < header_end {
-        return Err(bad("the layer table is truncated".into()));
-    }
     let mut shapes = Vec::with_capacity(nlayers);
     let mut width = inputs;
-    let mut expected = header_end;
+    let mut floats = 0usize;
     for i in 0..nlayers {
-        let outputs = u32_at(20 + 5 * i) as usize;
-        let code = bytes[24 + 5 * i];
+        let table = || bad("the layer table is truncated".into());
+        let outputs = r.u32().ok_or_else(table)? as usize;
+        let code = r.u8().ok_or_else(table)?;
         if outputs == 0 || outputs > MAX_WIDTH {
             return Err(bad(format!("layer {i} has an implausible width {outputs}")));
         }
@@ -134,23 +181,61 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
             Activation::from_code(code)
                 .ok_or_else(|| bad(format!("layer {i} has unknown activation code {code}")))?
         };
-        expected += 4 * (width * outputs + outputs);
+        // widths are at most 2^20 and layers 1024: no overflow on 64-bit
+        floats = floats.saturating_add(width.saturating_mul(outputs).saturating_add(outputs));
         shapes.push((width, outputs, act));
         width = outputs;
     }
+    let (input_scale, weight_decay) = if version >= 2 {
+        let scale = r.f32().ok_or_else(truncated)?;
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(bad(format!(
+                "the input scale is {scale}, not a positive finite number"
+            )));
+        }
+        let decay = r.f32().ok_or_else(truncated)?;
+        if !(decay.is_finite() && decay >= 0.0) {
+            return Err(bad(format!(
+                "the weight decay is {decay}, not a finite number >= 0"
+            )));
+        }
+        (scale, decay)
+    } else {
+        (PIXEL_SCALE, 0.0)
+    };
+    let (dropout_seed, mut dropout) = (
+        if version >= 2 {
+            r.u64().ok_or_else(truncated)?
+        } else {
+            0
+        },
+        vec![0.0; nlayers],
+    );
+    if version >= 2 {
+        for (i, rate) in dropout.iter_mut().enumerate() {
+            *rate = r.f32().ok_or_else(truncated)?;
+            let last = i + 1 == nlayers;
+            if !(0.0..1.0).contains(rate) || (last && *rate != 0.0) {
+                return Err(bad(format!(
+                    "layer {i} has dropout rate {rate}, expected at least 0 and below 1 (0 for the output layer)"
+                )));
+            }
+        }
+    }
+    let expected = r.at.saturating_add(floats.saturating_mul(4));
     if body.len() != expected {
         return Err(bad(format!(
             "the header describes {expected} bytes of model but the file has {}",
             body.len()
         )));
     }
-    let mut floats = body[header_end..]
+    let mut values = body[r.at..]
         .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let mut layers = Vec::with_capacity(nlayers);
     for (i, &(fan_in, fan_out, act)) in shapes.iter().enumerate() {
-        let w: Vec<f32> = floats.by_ref().take(fan_in * fan_out).collect();
-        let b: Vec<f32> = floats.by_ref().take(fan_out).collect();
+        let w: Vec<f32> = values.by_ref().take(fan_in * fan_out).collect();
+        let b: Vec<f32> = values.by_ref().take(fan_out).collect();
         if w.iter().chain(&b).any(|v| !v.is_finite()) {
             return Err(bad(format!(
                 "layer {i} holds a non-finite weight (NaN or infinity)"
@@ -162,7 +247,12 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
             act,
         }));
     }
-    Network::from_layers(inputs, layers).map_err(|e| bad(e.to_string()))
+    Network::from_layers(inputs, layers)
+        .and_then(|net| net.with_input_scale(input_scale))
+        .and_then(|net| net.with_weight_decay(weight_decay))
+        .and_then(|net| net.with_dropout_rates(&dropout[..nlayers - 1]))
+        .map(|net| net.with_dropout_seed(dropout_seed))
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// Saves `net` to `path` atomically and safely (see [`crate::safe_file`]).

@@ -20,7 +20,7 @@ use crate::activation::Activation;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
-use crate::kernels;
+use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::init::glorot_uniform;
@@ -39,10 +39,23 @@ pub const MAX_PARAMS: usize = 1 << 28;
 const EVAL_ROWS: usize = 256;
 
 /// A sequence of layers: `inputs -> layer -> ... -> logits`, with softmax in the loss.
+///
+/// Besides its layers a network knows the scale its raw inputs are read
+/// with ([`Network::input_scale`]: `1/255` turns pixels into 0..1, `1.0`
+/// trains on raw 0-255 values), so that evaluating or predicting with a
+/// saved model reads its inputs the way it was trained.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     inputs: usize,
     layers: Vec<Layer>,
+    input_scale: f32,
+    /// L2 factor `λ` added to the weight matrices' gradients (`λ·w`) in training.
+    weight_decay: f32,
+    /// Per layer: the inverted-dropout rate applied to its output in
+    /// training (0: none; the output layer's is always 0).
+    dropout: Vec<f32>,
+    /// Seeds the dropout masks (the seed the weights were drawn with).
+    dropout_seed: u64,
 }
 
 /// Loss and accuracy of a network on a data set.
@@ -58,7 +71,8 @@ impl Network {
     /// An MLP with Glorot-uniform weights and zero biases (the Keras defaults),
     /// drawn from a generator seeded with `seed`.
     ///
-    /// `hidden` lists the hidden layers' widths (may be empty: softmax regression).
+    /// `hidden` lists the hidden layers' widths (may be empty: softmax regression);
+    /// every hidden layer uses `activation` (see [`Network::mlp_with`] for one each).
     pub fn mlp(
         inputs: usize,
         hidden: &[usize],
@@ -66,6 +80,26 @@ impl Network {
         activation: Activation,
         seed: u64,
     ) -> Result<Network> {
+        Network::mlp_with(inputs, hidden, &vec![activation; hidden.len()], outputs, seed)
+    }
+
+    /// An MLP like [`Network::mlp`] whose hidden layer `l` uses `activations[l]`
+    /// (one activation per hidden layer, as Keras' `Dense(.., activation=..)`
+    /// lists them). The same seed gives the same weights as `mlp`.
+    pub fn mlp_with(
+        inputs: usize,
+        hidden: &[usize],
+        activations: &[Activation],
+        outputs: usize,
+        seed: u64,
+    ) -> Result<Network> {
+        if activations.len() != hidden.len() {
+            return Err(Error::Invalid(format!(
+                "{} activations for {} hidden layers: give one activation per hidden layer",
+                activations.len(),
+                hidden.len()
+            )));
+        }
         let mut widths = vec![inputs];
         widths.extend_from_slice(hidden);
         widths.push(outputs);
@@ -94,12 +128,19 @@ impl Network {
                     act: if l + 1 == n {
                         Activation::Identity
                     } else {
-                        activation
+                        activations[l]
                     },
                 })
             })
             .collect();
-        Ok(Network { inputs, layers })
+        Ok(Network {
+            inputs,
+            layers,
+            input_scale: PIXEL_SCALE,
+            weight_decay: 0.0,
+            dropout: vec![0.0; n],
+            dropout_seed: seed,
+        })
     }
 
     /// A network from explicit layers; checks that their shapes chain.
@@ -123,7 +164,98 @@ impl Network {
             }
             width = layer.outputs();
         }
-        Ok(Network { inputs, layers })
+        Ok(Network {
+            inputs,
+            dropout: vec![0.0; layers.len()],
+            layers,
+            input_scale: PIXEL_SCALE,
+            weight_decay: 0.0,
+            dropout_seed: 0,
+        })
+    }
+
+    /// The factor raw inputs are multiplied by as they are read
+    /// ([`PIXEL_SCALE`] unless set with [`Network::with_input_scale`]).
+    pub fn input_scale(&self) -> f32 {
+        self.input_scale
+    }
+
+    /// The same network reading its inputs scaled by `scale` (`1.0`: raw
+    /// 0-255 pixels, the workshop's "unscaled inputs" trial). `scale` must
+    /// be a positive finite number.
+    pub fn with_input_scale(mut self, scale: f32) -> Result<Network> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::Invalid(format!(
+                "the input scale must be a positive finite number, got {scale}"
+            )));
+        }
+        self.input_scale = scale;
+        Ok(self)
+    }
+
+    /// The L2 weight decay `λ` training applies (0: none).
+    pub fn weight_decay(&self) -> f32 {
+        self.weight_decay
+    }
+
+    /// The same network trained with L2 weight decay `l2` (Keras'
+    /// `kernel_regularizer=l2(l2 / 2)`): every step adds `l2·w` to the
+    /// gradient of each weight matrix (not the biases), inside the
+    /// optimiser's update. `0` (the default) changes nothing, bit for bit.
+    pub fn with_weight_decay(mut self, l2: f32) -> Result<Network> {
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "the weight decay must be a finite number >= 0, got {l2}"
+            )));
+        }
+        self.weight_decay = l2;
+        Ok(self)
+    }
+
+    /// Per layer, the inverted-dropout rate training applies to its output
+    /// (the output layer's is 0).
+    pub fn dropout(&self) -> &[f32] {
+        &self.dropout
+    }
+
+    /// The seed of the dropout masks (by default the seed of [`Network::mlp`]).
+    pub fn dropout_seed(&self) -> u64 {
+        self.dropout_seed
+    }
+
+    /// The same network trained with inverted dropout of `rate` after every
+    /// hidden layer's activation (Keras' `Dropout(rate)` after each hidden
+    /// `Dense`): in training each hidden unit of each example is dropped
+    /// with probability `rate` and the kept ones are scaled by
+    /// `1 / (1 - rate)`; evaluation and prediction never drop anything.
+    /// `0 <= rate < 1`; 0 (the default) changes nothing, bit for bit.
+    pub fn with_dropout(self, rate: f32) -> Result<Network> {
+        let rates = vec![rate; self.layers.len() - 1];
+        self.with_dropout_rates(&rates)
+    }
+
+    /// Like [`with_dropout`](Self::with_dropout) with one rate per hidden layer.
+    pub fn with_dropout_rates(mut self, rates: &[f32]) -> Result<Network> {
+        let hidden = self.layers.len() - 1;
+        if rates.len() != hidden {
+            return Err(Error::Invalid(format!(
+                "{} dropout rates for {hidden} hidden layers: give one per hidden layer",
+                rates.len()
+            )));
+        }
+        if let Some(bad) = rates.iter().find(|r| !(0.0..1.0).contains(*r)) {
+            return Err(Error::Invalid(format!(
+                "the dropout rate must be at least 0 and below 1, got {bad}"
+            )));
+        }
+        self.dropout[..hidden].copy_from_slice(rates);
+        Ok(self)
+    }
+
+    /// The same network with its dropout masks drawn from `seed`.
+    pub fn with_dropout_seed(mut self, seed: u64) -> Network {
+        self.dropout_seed = seed;
+        self
     }
 
     /// Inputs per example (784 for MNIST).
@@ -159,7 +291,7 @@ impl Network {
             .flat_map(|l| l.params().into_iter().map(<[f32]>::len))
             .collect()
     }
-    /// e.g. `784 -> 16 relu -> 16 relu -> 10 softmax`.
+    /// e.g. `784 -> 16 relu -> 16 tanh -> 10 softmax` (each layer's activation).
     pub fn describe(&self) -> String {
         let mut s = self.inputs.to_string();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -171,8 +303,14 @@ impl Network {
                         l.act.name()
                     };
                     s.push_str(&format!(" -> {} {act}", l.outputs()));
+                    if self.dropout[i] > 0.0 {
+                        s.push_str(&format!(" (dropout {})", self.dropout[i]));
+                    }
                 }
             }
+        }
+        if self.input_scale != PIXEL_SCALE {
+            s.push_str(&format!(" (inputs scaled by {})", self.input_scale));
         }
         s
     }
@@ -217,9 +355,10 @@ impl Network {
         Ok(probs)
     }
 
-    /// Mean loss and accuracy on a data set of raw pixels.
+    /// Mean loss and accuracy on a data set of raw pixels, read with the
+    /// network's own [`input_scale`](Self::input_scale).
     pub fn evaluate(&self, data: &Dataset) -> Result<Evaluation> {
-        self.evaluate_view(data.images(), PIXEL_SCALE, data.labels())
+        self.evaluate_view(data.images(), self.input_scale, data.labels())
     }
 
     /// Mean loss and accuracy on `x` (scaled by `x_scale`) with `labels`.
@@ -276,6 +415,8 @@ pub struct Workspace {
     /// Rows of the last forward pass.
     rows: usize,
     layers: Vec<LayerBuffers>,
+    /// Per layer, the dropout mask of the last forward pass (training only).
+    masks: Vec<Option<DropoutMask>>,
 }
 
 impl Workspace {
@@ -300,6 +441,7 @@ impl Workspace {
                 .iter()
                 .map(|l| LayerBuffers::new(l, capacity, backward))
                 .collect(),
+            masks: vec![None; net.layers.len()],
         }
     }
 
@@ -310,7 +452,44 @@ impl Workspace {
 
     /// Forward pass over `x: (rows, inputs)` (`rows <= capacity`), keeping
     /// every layer's output. Returns the logits, `(rows, outputs)`.
+    /// Never applies dropout (evaluation, prediction).
     pub fn forward<T: Element>(
+        &mut self,
+        net: &Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        par: Parallelism,
+    ) -> MatRef<'_> {
+        self.masks.fill(None);
+        self.forward_masked(net, x, x_scale, par)
+    }
+
+    /// The training forward pass: like [`forward`](Self::forward), with the
+    /// network's dropout applied for training step `step` (the optimiser
+    /// state's step count), `x`'s first row being row `row0` of the
+    /// mini-batch. [`backward`](Self::backward) then uses the same masks.
+    pub fn forward_train<T: Element>(
+        &mut self,
+        net: &Network,
+        x: MatRef<T>,
+        x_scale: f32,
+        step: u64,
+        row0: usize,
+        par: Parallelism,
+    ) -> MatRef<'_> {
+        for (l, (mask, &rate)) in self.masks.iter_mut().zip(&net.dropout).enumerate() {
+            *mask = (rate > 0.0).then(|| DropoutMask::new(rate, net.dropout_seed, step, l).offset(row0, 0));
+        }
+        self.forward_masked(net, x, x_scale, par)
+    }
+
+    /// Layer `l`'s dropout mask in the last forward pass (`None`: no dropout),
+    /// for the rows of that pass.
+    pub fn dropout_mask(&self, l: usize) -> Option<DropoutMask> {
+        self.masks[l]
+    }
+
+    fn forward_masked<T: Element>(
         &mut self,
         net: &Network,
         x: MatRef<T>,
@@ -328,10 +507,11 @@ impl Workspace {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             let a = here[0].a.view_mut().rows_range(0, rows); // (rows, outputs_l)
+            let mask = self.masks[l].as_ref();
             if l == 0 {
-                layer.forward(a, x, x_scale, par);
+                layer.forward(a, x, x_scale, mask, par);
             } else {
-                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, par);
+                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, mask, par);
             }
         }
         self.logits()
@@ -360,12 +540,20 @@ impl Workspace {
             let (below, here) = self.layers.split_at_mut(l);
             match below.last_mut() {
                 // the first layer: its input is the data, which needs no gradient
-                None => layer.backward(None, &mut here[0], rows, x, x_scale, par),
+                None => layer.backward(None, &mut here[0], rows, x, x_scale, self.masks[l].as_ref(), par),
                 // any other: its input is the layer below's a, whose error da it writes
                 Some(prev) => {
                     let dx = prev.da.view_mut().rows_range(0, rows);
                     let x_l = prev.a.view().rows_range(0, rows);
-                    layer.backward(Some(dx), &mut here[0], rows, x_l, 1.0, par);
+                    layer.backward(
+                        Some(dx),
+                        &mut here[0],
+                        rows,
+                        x_l,
+                        1.0,
+                        self.masks[l].as_ref(),
+                        par,
+                    );
                 }
             }
         }

@@ -206,6 +206,22 @@ impl OptimizerState {
         parts: usize,
         part: impl Fn(usize) -> &'g [f32] + Sync,
     ) {
+        self.update_summed_decayed(opt, index, w, 0.0, parts, part);
+    }
+
+    /// [`update_summed`](Self::update_summed) with L2 weight decay: the
+    /// gradient used is `Σ parts + decay·w`, added chunk by chunk while `w`
+    /// is in L1 (no extra pass over memory). `decay == 0` skips the term, so
+    /// the result is bit-identical to `update_summed`.
+    pub fn update_summed_decayed<'g>(
+        &mut self,
+        opt: &Optimizer,
+        index: usize,
+        w: &mut [f32],
+        decay: f32,
+        parts: usize,
+        part: impl Fn(usize) -> &'g [f32] + Sync,
+    ) {
         assert!(parts >= 1, "optimizer: no gradient");
         for p in 0..parts {
             assert_eq!(
@@ -217,14 +233,14 @@ impl OptimizerState {
         let t = self.steps.max(1) as i32;
         let (s1, s2) = (&mut self.slot1[index], &mut self.slot2[index]);
         if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
-            update_range(opt, t, 0, w, s1, s2, parts, &part);
+            update_range(opt, t, 0, w, s1, s2, decay, parts, &part);
         } else {
             w.par_chunks_mut(UPDATE_CHUNK)
                 .zip(s1.par_chunks_mut(UPDATE_CHUNK))
                 .zip(s2.par_chunks_mut(UPDATE_CHUNK))
                 .enumerate()
                 .for_each(|(c, ((w, s1), s2))| {
-                    update_range(opt, t, c * UPDATE_CHUNK, w, s1, s2, parts, &part)
+                    update_range(opt, t, c * UPDATE_CHUNK, w, s1, s2, decay, parts, &part)
                 });
         }
     }
@@ -234,7 +250,8 @@ impl OptimizerState {
 const SUM_CHUNK: usize = 256;
 
 /// Updates `w`, the parameters `start..start + w.len()` of a tensor, with
-/// their optimiser state `s1`, `s2` and the summed gradient parts.
+/// their optimiser state `s1`, `s2` and the summed gradient parts (plus
+/// `decay·w` when `decay != 0`).
 #[allow(clippy::too_many_arguments)]
 fn update_range<'g>(
     opt: &Optimizer,
@@ -243,6 +260,7 @@ fn update_range<'g>(
     w: &mut [f32],
     s1: &mut [f32],
     s2: &mut [f32],
+    decay: f32,
     parts: usize,
     part: &(impl Fn(usize) -> &'g [f32] + Sync),
 ) {
@@ -260,6 +278,10 @@ fn update_range<'g>(
             g.iter_mut()
                 .zip(&part(p)[range.clone()])
                 .for_each(|(a, &b)| *a += b);
+        }
+        if decay != 0.0 {
+            // L2 weight decay: the gradient of (decay/2)·Σw² is decay·w.
+            g.iter_mut().zip(w.iter()).for_each(|(g, &w)| *g += decay * w);
         }
         update_chunk(opt, t, w, g, s1, s2);
     }

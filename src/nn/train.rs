@@ -20,7 +20,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::matrix::{Element, MatRef};
-use crate::nn::network::{Evaluation, Network, Workspace, PIXEL_SCALE};
+use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
 use crate::trace::{self, scope, Kind};
 
@@ -110,17 +110,20 @@ struct Shard {
 }
 
 impl Shard {
-    /// Forward, loss and backward over `x` (this shard's rows).
+    /// Forward, loss and backward over `x` (this shard's rows, the first
+    /// being row `row0` of the mini-batch; dropout masks for step `step`).
+    #[allow(clippy::too_many_arguments)]
     fn pass<T: Element>(
         &mut self,
         net: &Network,
         x: MatRef<T>,
         x_scale: f32,
         grad_scale: f32,
+        (step, row0): (u64, usize),
         par: Parallelism,
     ) {
         let _training = trace::training();
-        self.ws.forward(net, x, x_scale, par);
+        self.ws.forward_train(net, x, x_scale, step, row0, par);
         let rows = x.rows();
         (self.loss, self.correct) = self.ws.loss(&self.labels[..rows], grad_scale);
         self.ws.backward(net, x, x_scale, par);
@@ -192,6 +195,11 @@ impl Trainer {
     /// One training step on `x: (rows, inputs)` scaled by `x_scale`, with
     /// `labels: (rows)`. Returns the summed loss and the number of rows
     /// classified correctly (before the update).
+    ///
+    /// The network's dropout masks are keyed by the optimiser state's step
+    /// count (`state.steps`, the updates made so far) and each example's
+    /// row in the batch, so a run resumed with its optimiser state draws
+    /// the same masks, on any thread count.
     pub fn step<T: Element>(
         &mut self,
         net: &mut Network,
@@ -205,24 +213,27 @@ impl Trainer {
         let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
+        let step = self.state.steps;
         let run = |(s, shard): (usize, &mut Shard)| {
             let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
-            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, par);
+            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par);
         };
         self.run_shards(nshards, run);
         self.finish_step(net, nshards)
     }
 
     /// One training step on the examples `indices` of `data` (raw pixels, scaled
-    /// by 1/255). Each shard gathers its own rows, in parallel, straight into
+    /// by the network's [`Network::input_scale`]). Each shard gathers its own rows, in parallel, straight into
     /// its buffer: the batch is never copied twice.
     pub fn step_indices(&mut self, net: &mut Network, data: &Dataset, indices: &[usize]) -> (f64, usize) {
         let rows = indices.len();
         let (nshards, par) = self.plan(rows);
         let (sr, features) = (self.shard_rows, data.features());
         let shared: &Network = net;
+        let x_scale = net.input_scale();
         let grad_scale = 1.0 / rows as f32;
+        let step = self.state.steps;
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             {
@@ -243,8 +254,9 @@ impl Trainer {
             shard.pass(
                 shared,
                 MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
-                PIXEL_SCALE,
+                x_scale,
                 grad_scale,
+                (step, s * sr),
                 par,
             );
             shard.pixels = pixels;
@@ -271,12 +283,14 @@ impl Trainer {
         let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
         let shards = &self.shards[..nshards];
         self.state.begin_step();
+        let l2 = net.weight_decay();
         let mut tensor = 0;
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
             for k in 0..layer.num_tensors() {
+                let decay = if layer.decays(k) { l2 } else { 0.0 };
                 let params = layer.params_mut(k);
                 self.state
-                    .update_summed(&self.optimizer, tensor, params, nshards, |s| {
+                    .update_summed_decayed(&self.optimizer, tensor, params, decay, nshards, |s| {
                         shards[s].ws.grad(l, k)
                     });
                 tensor += 1;

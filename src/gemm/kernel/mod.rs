@@ -9,6 +9,7 @@
 //! ```text
 //! c_tile = acc + beta · c_tile          (C not read when beta == 0)
 //! c_tile = act(c_tile + bias)           (only with an epilogue, last kc block)
+//! c_tile = c_tile ⊙ dropout factors     (only with a dropout mask, training)
 //! ```
 //!
 //! Every element of C is summed in the same order, `p = 0, 1, .., kc - 1`
@@ -46,6 +47,9 @@ pub struct TileOut {
     /// `Some((bias, act))`: `c = act(c + bias[j])`, `bias` pointing at the
     /// tile's first column and valid for `cols` entries.
     pub epilogue: Option<(*const f32, Activation)>,
+    /// With an epilogue: the dropout mask, starting at the tile's element
+    /// (0, 0); `c = act(c + bias[j]) · mask.factor(i, j)`.
+    pub dropout: Option<crate::kernels::DropoutMask>,
 }
 
 /// `unsafe fn(kc, a_panel, b_panel, out)`.

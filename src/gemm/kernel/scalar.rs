@@ -76,6 +76,9 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NR: usize>(
                 }
                 if let Some((bias, act)) = out.epilogue {
                     x = act.f(x + *bias.add(j));
+                    if let Some(mask) = &out.dropout {
+                        x *= mask.factor(i, j);
+                    }
                 }
                 *c = x;
             }

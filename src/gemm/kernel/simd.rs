@@ -121,6 +121,9 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
                     }
                     if let Some((bias, act)) = out.epilogue {
                         x = simd::activate(act, x + simd::load(bias.add(v * LANES)));
+                        if let Some(mask) = &out.dropout {
+                            x *= mask.factors(i, v * LANES);
+                        }
                     }
                     simd::store(c, x);
                 }
@@ -159,7 +162,11 @@ fn store_edge<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileO
                     Some((b, _)) => simd::load_partial(b.add(col), n),
                     None => V::ZERO,
                 };
-                simd::store_partial(c, finish(acc, old, read_c, beta, bias, act), n);
+                let mut x = finish(acc, old, read_c, beta, bias, act);
+                if let (Some(mask), Some(_)) = (&out.dropout, act) {
+                    x *= mask.factors(i, col);
+                }
+                simd::store_partial(c, x, n);
             }
         }
     }
