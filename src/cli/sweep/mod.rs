@@ -20,7 +20,7 @@ use super::common::{self, DATA, THREADS};
 use super::CliError;
 use crate::data::{Dataset, Split, NUM_CLASSES};
 use crate::error::Error;
-use crate::nn::{fit, Activation, Network, TrainConfig};
+use crate::nn::{fit, Network, TrainConfig};
 use grid::{Trial, AXES};
 use table::{Outcome, Row, Spread};
 
@@ -76,8 +76,6 @@ pub const FLAGS: &[Flag] = &[
 const VALIDATION_SPLIT_TENTHS: usize = 1;
 /// The most seeds per row.
 const MAX_SEEDS: u64 = 100;
-/// The end of every message for a setting the library cannot train yet.
-const NOT_YET: &str = "not supported by this build yet";
 
 /// Everything the sweep was asked to do, checked before any data is read.
 struct Plan {
@@ -237,16 +235,6 @@ pub struct TrialOutcome {
     pub seconds: f64,
 }
 
-/// The error for a setting the library cannot train yet.
-fn not_yet(what: &str) -> CliError {
-    Error::Invalid(format!("{what} {NOT_YET}")).into()
-}
-
-/// Whether `e` is [`not_yet`]'s error (the row is skipped, the sweep goes on).
-fn is_not_yet(e: &CliError) -> bool {
-    matches!(e, CliError::Run(Error::Invalid(m)) if m.ends_with(NOT_YET))
-}
-
 /// Trains one row with one seed: builds its network, fits it on `train`
 /// quietly, then measures it on `val` and `test`. The only place a sweep trains.
 pub fn train_trial(
@@ -257,26 +245,13 @@ pub fn train_trial(
     test: &Dataset,
 ) -> Result<TrialOutcome, CliError> {
     let acts = trial.layer_activations();
-    if acts.windows(2).any(|w| w[0] != w[1]) {
-        // LEAD: wire per-layer activations (build the network with `acts`).
-        return Err(not_yet(
-            "different activations per hidden layer (--activation relu,tanh) are",
-        ));
-    }
+    let mut net = Network::mlp_with(train.features(), &trial.hidden, &acts, NUM_CLASSES, seed)?;
     if !trial.scale {
-        // LEAD: wire --no-scale (train and evaluate on raw 0-255 pixels).
-        return Err(not_yet("raw 0-255 inputs (--scale off) are"));
+        net = net.with_input_scale(1.0)?;
     }
-    if trial.dropout > 0.0 {
-        // LEAD: wire --dropout (trial.dropout after each hidden layer).
-        return Err(not_yet("--dropout above 0 is"));
-    }
-    if trial.weight_decay > 0.0 {
-        // LEAD: wire --weight-decay (trial.weight_decay as the L2 penalty).
-        return Err(not_yet("--weight-decay above 0 is"));
-    }
-    let act = acts.first().copied().unwrap_or(Activation::Relu);
-    let mut net = Network::mlp(train.features(), &trial.hidden, NUM_CLASSES, act, seed)?;
+    let mut net = net
+        .with_dropout(trial.dropout)?
+        .with_weight_decay(trial.weight_decay)?;
     let optimizer = trial.build_optimizer().map_err(Error::Invalid)?;
     let cfg = TrainConfig {
         epochs: trial.epochs,
@@ -330,10 +305,6 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
                     vals.push(o.validation_accuracy);
                     secs += o.seconds;
                 }
-                Err(e) if is_not_yet(&e) => {
-                    skipped = Some(run_message(e));
-                    break;
-                }
                 Err(CliError::Run(e @ Error::Diverged { .. })) => {
                     skipped = Some(format!("with seed {}, {e}", plan.seed + s));
                     break;
@@ -358,13 +329,6 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
     }
     progress.finish();
     Ok(rows)
-}
-
-fn run_message(e: CliError) -> String {
-    match e {
-        CliError::Run(e) => e.to_string(),
-        CliError::Usage(u) => u.0,
-    }
 }
 
 /// A rough cost in seconds on 2 threads of one run of `t`: per image and epoch
