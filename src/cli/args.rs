@@ -56,6 +56,8 @@ pub struct Parsed {
     command: &'static str,
     values: HashMap<&'static str, String>,
     switches: Vec<&'static str>,
+    /// The flags given on the command line (not defaulted).
+    given: Vec<&'static str>,
     /// `--help` was given.
     pub help: bool,
 }
@@ -66,6 +68,7 @@ pub fn parse(command: &'static str, flags: &'static [Flag], args: &[String]) -> 
         command,
         values: HashMap::new(),
         switches: Vec::new(),
+        given: Vec::new(),
         help: false,
     };
     for f in flags {
@@ -100,6 +103,7 @@ pub fn parse(command: &'static str, flags: &'static [Flag], args: &[String]) -> 
             }
             return Err(UsageError(msg));
         };
+        parsed.given.push(flag.name);
         match flag.value {
             None => {
                 if inline.is_some() {
@@ -124,6 +128,11 @@ pub fn parse(command: &'static str, flags: &'static [Flag], args: &[String]) -> 
 }
 
 impl Parsed {
+    /// Whether `--name` was given on the command line (not just defaulted).
+    pub fn given(&self, name: &str) -> bool {
+        self.given.contains(&name)
+    }
+
     /// Whether switch `--name` was given.
     pub fn switch(&self, name: &str) -> bool {
         self.switches.contains(&name)

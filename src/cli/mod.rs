@@ -23,6 +23,9 @@ pub enum CliError {
     Usage(UsageError),
     /// The command ran and failed: exit code 1.
     Run(crate::Error),
+    /// The command stopped on a signal and said so: exit with this code
+    /// (128 + the signal: 130 for Ctrl-C, 143 for SIGTERM).
+    Exit(i32),
 }
 
 impl From<UsageError> for CliError {
@@ -123,6 +126,7 @@ pub fn run(argv: &[String]) -> i32 {
             eprintln!("error: {e}");
             1
         }
+        Err(CliError::Exit(code)) => code,
     }
 }
 
