@@ -29,9 +29,13 @@ fn epoch_seconds(hidden: &[usize], data: &Dataset) -> f64 {
         batch_size: 128,
         seed: 1,
         shuffle: true,
+        early_stopping: None,
     };
     let t = Instant::now();
-    fit(&mut net, Optimizer::rmsprop(0.001), data, None, &cfg, &mut |_| {}).expect("training");
+    fit(&mut net, Optimizer::rmsprop(0.001), data, None, &cfg, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("training");
     t.elapsed().as_secs_f64()
 }
 

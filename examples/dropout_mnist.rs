@@ -17,6 +17,7 @@ fn main() -> Result<(), simdnet::Error> {
         batch_size: 128,
         seed: 1,
         shuffle: true,
+        early_stopping: None,
     };
     fit(
         &mut net,
@@ -32,6 +33,7 @@ fn main() -> Result<(), simdnet::Error> {
                     stats.epoch, stats.loss, stats.accuracy, v.loss, v.accuracy, stats.train_seconds
                 );
             }
+            std::ops::ControlFlow::Continue(())
         },
     )?;
     let e = net.evaluate(&mnist.test)?;

@@ -13,7 +13,7 @@ fn main() -> Result<(), simdnet::Error> {
         epochs: 4,
         batch_size: 128,
         seed: 1,
-        shuffle: true,
+        ..TrainConfig::default()
     };
     fit(
         &mut net,
@@ -28,6 +28,7 @@ fn main() -> Result<(), simdnet::Error> {
                     stats.epoch, stats.loss, stats.accuracy
                 );
             }
+            std::ops::ControlFlow::Continue(()) // Break would stop after this mini-batch
         },
     )?;
     let eval = net.evaluate(&mnist.test)?;

@@ -133,8 +133,9 @@ fn training_steps_agree_for_every_activation_and_optimizer() {
             );
             for step in 0..3 {
                 let before = net.clone();
-                let (loss_sum, _) =
-                    trainer.step(&mut net, MatRef::from_slice(&x, rows, inputs), 1.0 / 255.0, &y);
+                let (loss_sum, _) = trainer
+                    .step(&mut net, MatRef::from_slice(&x, rows, inputs), 1.0 / 255.0, &y)
+                    .unwrap();
                 let trace = train_step(&mut tnet, &mut topt, &x64, &labels);
                 let loss = loss_sum / rows as f64;
                 assert!(

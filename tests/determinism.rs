@@ -30,13 +30,18 @@ fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) ->
         batch_size: batch,
         seed: 7,
         shuffle: true,
+        early_stopping: None,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
-    pool.install(|| fit(&mut net, opt, &data, None, &cfg, &mut |_| {}))
-        .unwrap();
+    pool.install(|| {
+        fit(&mut net, opt, &data, None, &cfg, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+    })
+    .unwrap();
     net
 }
 

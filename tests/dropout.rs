@@ -311,6 +311,7 @@ fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network 
         batch_size: batch,
         seed: 7,
         shuffle: true,
+        early_stopping: None,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -323,7 +324,7 @@ fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network 
             &data,
             None,
             &cfg,
-            &mut |_| {},
+            &mut |_| std::ops::ControlFlow::Continue(()),
         )
     })
     .unwrap();
@@ -494,7 +495,9 @@ fn a_training_step_masks_each_example_by_its_row_in_the_batch() {
     let lr = 0.5;
     let mut stepped = net.clone();
     let mut trainer = Trainer::new(&stepped, Optimizer::sgd(lr), 128).unwrap();
-    trainer.step_indices(&mut stepped, &data, &(0..128).collect::<Vec<_>>());
+    trainer
+        .step_indices(&mut stepped, &data, &(0..128).collect::<Vec<_>>())
+        .unwrap();
     let mut ws = Workspace::new(&net, 128);
     ws.forward_train(&net, x, 1.0 / 255.0, 0, 0, Parallelism::Sequential);
     ws.loss(data.labels(), 1.0 / 128.0);
@@ -529,19 +532,19 @@ fn a_trainer_resumed_from_its_optimizer_state_draws_the_same_masks() {
     let mut straight = net0.clone();
     let mut t = Trainer::new(&straight, Optimizer::adam(0.001), 100).unwrap();
     for b in &batches {
-        t.step_indices(&mut straight, &data, b);
+        t.step_indices(&mut straight, &data, b).unwrap();
     }
     // three steps, then a fresh trainer given the saved optimiser state
     let mut resumed = net0.clone();
     let mut t1 = Trainer::new(&resumed, Optimizer::adam(0.001), 100).unwrap();
     for b in &batches[..3] {
-        t1.step_indices(&mut resumed, &data, b);
+        t1.step_indices(&mut resumed, &data, b).unwrap();
     }
     let saved = t1.state.clone();
     let mut t2 = Trainer::new(&resumed, Optimizer::adam(0.001), 100).unwrap();
     t2.state = saved;
     for b in &batches[3..] {
-        t2.step_indices(&mut resumed, &data, b);
+        t2.step_indices(&mut resumed, &data, b).unwrap();
     }
     assert_eq!(bits(&resumed), bits(&straight));
 }

@@ -156,6 +156,7 @@ fn cfg(epochs: usize) -> TrainConfig {
         batch_size: 32,
         seed: 5,
         shuffle: true,
+        early_stopping: None,
     }
 }
 
@@ -240,7 +241,10 @@ fn a_model_trained_on_raw_pixels_evaluates_the_same_after_save_and_load() {
         .unwrap()
         .with_input_scale(1.0)
         .unwrap();
-    fit(&mut net, Optimizer::sgd(1e-4), &data, None, &cfg(2), &mut |_| {}).unwrap();
+    fit(&mut net, Optimizer::sgd(1e-4), &data, None, &cfg(2), &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
     // evaluate() reads the data with the network's own scale ...
     let ev = net.evaluate(&data).unwrap();
     let raw = net.evaluate_view(data.images(), 1.0, data.labels()).unwrap();
@@ -266,7 +270,10 @@ fn training_reads_inputs_with_the_network_scale() {
             .unwrap()
             .with_input_scale(scale)
             .unwrap();
-        fit(&mut net, Optimizer::sgd(1e-4), &data, None, &cfg(1), &mut |_| {}).unwrap();
+        fit(&mut net, Optimizer::sgd(1e-4), &data, None, &cfg(1), &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         net.layers()[0].params()[0].to_vec()
     };
     assert_ne!(train(1.0), train(PIXEL_SCALE));
@@ -379,7 +386,9 @@ fn weight_decay_adds_l2_times_w_to_the_weight_gradients_only() {
     // One plain SGD step with lr = 1 moves every parameter by minus its gradient.
     let mut after = net.clone();
     let mut trainer = Trainer::new(&after, Optimizer::sgd(1.0), rows).unwrap();
-    trainer.step(&mut after, MatRef::from_slice(&x, rows, 6), 1.0, &labels);
+    trainer
+        .step(&mut after, MatRef::from_slice(&x, rows, 6), 1.0, &labels)
+        .unwrap();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let p = params(&net);
     let numeric = numeric_grads(&p, &|q| loss64(q, &x64, rows, &labels, l2 as f64, &|_, _, _| 1.0));
@@ -403,7 +412,10 @@ fn zero_weight_decay_is_bit_identical_and_nonzero_shrinks_weights() {
         if let Some(l2) = l2 {
             net = net.with_weight_decay(l2).unwrap();
         }
-        fit(&mut net, opt, &data, None, &cfg(2), &mut |_| {}).unwrap();
+        fit(&mut net, opt, &data, None, &cfg(2), &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
         net
     };
     let norm = |n: &Network| -> f64 {

@@ -166,7 +166,7 @@ fn sharded_step_gradients_match_the_whole_batch() {
     // Plain SGD with lr 1: the weight change is exactly -gradient.
     let mut net = net0.clone();
     let mut trainer = Trainer::new(&net, Optimizer::sgd(1.0), 128).unwrap();
-    trainer.step(&mut net, xv, 1.0 / 255.0, &y);
+    trainer.step(&mut net, xv, 1.0 / 255.0, &y).unwrap();
     for l in 0..net.layers().len() {
         let (before, after) = (dense(&net0, l), dense(&net, l));
         let step = |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(a, b)| a - b).collect() };

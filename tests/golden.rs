@@ -74,8 +74,9 @@ fn losses(opt: Optimizer) -> Vec<f64> {
     let mut trainer = Trainer::new(&net, opt, ROWS).unwrap();
     (0..STEPS)
         .map(|_| {
-            let (loss_sum, _correct) =
-                trainer.step(&mut net, MatRef::from_slice(&x, ROWS, INPUTS), 1.0, &labels);
+            let (loss_sum, _correct) = trainer
+                .step(&mut net, MatRef::from_slice(&x, ROWS, INPUTS), 1.0, &labels)
+                .unwrap();
             loss_sum / ROWS as f64
         })
         .collect()

@@ -77,13 +77,13 @@ fn steps_allocate_with(hidden: &[usize], threads: usize, opt: Optimizer, dropout
     let order: Vec<usize> = (0..256).rev().collect();
     pool.install(|| {
         for _ in 0..10 {
-            trainer.step_indices(&mut net, &d, &order[..128]);
-            trainer.step_indices(&mut net, &d, &order[128..228]); // a short last batch too
+            trainer.step_indices(&mut net, &d, &order[..128]).unwrap();
+            trainer.step_indices(&mut net, &d, &order[128..228]).unwrap(); // a short last batch too
         }
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         for _ in 0..3 {
-            trainer.step_indices(&mut net, &d, &order[..128]);
-            trainer.step_indices(&mut net, &d, &order[128..228]);
+            trainer.step_indices(&mut net, &d, &order[..128]).unwrap();
+            trainer.step_indices(&mut net, &d, &order[128..228]).unwrap();
         }
         ALLOCATIONS.load(Ordering::Relaxed) - before
     })

@@ -22,7 +22,7 @@ fn workshop_network_reaches_93_percent() {
         &data.train,
         None,
         &TrainConfig::default(),
-        &mut |_| {},
+        &mut |_| std::ops::ControlFlow::Continue(()),
     )
     .unwrap();
     assert!(
@@ -47,7 +47,7 @@ fn wide_network_reaches_97_5_percent_in_3_epochs() {
         &data.train,
         None,
         &cfg,
-        &mut |_| {},
+        &mut |_| std::ops::ControlFlow::Continue(()),
     )
     .unwrap();
     let eval = net.evaluate(&data.test).unwrap();
@@ -63,7 +63,10 @@ fn a_diverging_run_stops_with_a_clear_error() {
         epochs: 3,
         ..TrainConfig::default()
     };
-    let err = fit(&mut net, Optimizer::sgd(1e30), &small, None, &cfg, &mut |_| {}).unwrap_err();
+    let err = fit(&mut net, Optimizer::sgd(1e30), &small, None, &cfg, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("diverged") && msg.contains("--lr"), "{msg}");
 }

@@ -216,6 +216,11 @@ pub fn parse<S: AsRef<OsStr>>(
 }
 
 impl Parsed {
+    /// Whether `--name` was given on the command line (not just defaulted).
+    pub fn given(&self, name: &str) -> bool {
+        self.given.contains_key(name) || self.switches.contains(&name)
+    }
+
     /// Whether switch `--name` was given.
     pub fn switch(&self, name: &str) -> bool {
         self.switches.contains(&name)

@@ -62,6 +62,9 @@ pub enum CliError {
     Usage(UsageError),
     /// The command ran and failed: exit code 1.
     Run(crate::Error),
+    /// The command stopped on a signal and said so: exit with this code
+    /// (128 + the signal: 130 for Ctrl-C, 143 for SIGTERM).
+    Exit(i32),
 }
 
 impl From<UsageError> for CliError {
@@ -177,6 +180,7 @@ fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
             eprintln!("error: {e}");
             1
         }
+        Err(CliError::Exit(code)) => code,
     }
 }
 

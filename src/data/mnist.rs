@@ -106,6 +106,34 @@ impl Dataset {
             image_cols: self.image_cols,
         }
     }
+    /// Splits off the last `fraction` (0 < fraction < 1) of the images as a
+    /// validation set, as Keras' `validation_split` does (before any
+    /// shuffle; the first `floor(len * (1 - fraction))` images train):
+    /// returns `(training, validation)`, both non-empty, or an error.
+    pub fn split_tail(&self, fraction: f64) -> Result<(Dataset, Dataset)> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Invalid(format!(
+                "a validation fraction must be between 0 and 1 (exclusive), got {fraction}"
+            )));
+        }
+        let n = (self.len() as f64 * (1.0 - fraction)) as usize;
+        if n == 0 || n == self.len() {
+            return Err(Error::Invalid(format!(
+                "a validation fraction of {fraction} of {} images leaves {} for training and {} for validation; both need at least one (use more images or another fraction)",
+                self.len(),
+                n,
+                self.len() - n
+            )));
+        }
+        let f = self.features();
+        let part = |r: std::ops::Range<usize>| Dataset {
+            pixels: self.pixels[r.start * f..r.end * f].to_vec(),
+            labels: self.labels[r].to_vec(),
+            image_rows: self.image_rows,
+            image_cols: self.image_cols,
+        };
+        Ok((part(0..n), part(n..self.len())))
+    }
 }
 
 /// Both halves of MNIST.

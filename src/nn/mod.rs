@@ -7,6 +7,7 @@
 //! (shards, threads and epochs), then [`init`] and [`model_file`].
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
+pub mod checkpoint;
 pub mod dense;
 pub mod init;
 pub mod layer;
@@ -22,4 +23,6 @@ pub use dense::Dense;
 pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
-pub use train::{fit, EpochStats, Progress, TrainConfig, Trainer};
+pub use train::{
+    fit, EarlyStopping, EpochStats, Outcome, PartialEpoch, Progress, Session, TrainConfig, Trainer,
+};

@@ -324,3 +324,31 @@ fn update_chunk(opt: &Optimizer, t: i32, w: &mut [f32], g: &[f32], s1: &mut [f32
         }
     }
 }
+
+/// What checkpoints need: the state's buffers out, and back in.
+impl OptimizerState {
+    /// The per-tensor buffers: `(slot1, slot2)` (see the field docs).
+    pub fn slots(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.slot1, &self.slot2)
+    }
+
+    /// A state from saved buffers and step count; an error unless both
+    /// slots have one buffer per tensor of the given sizes.
+    pub fn from_parts(
+        sizes: &[usize],
+        slot1: Vec<Vec<f32>>,
+        slot2: Vec<Vec<f32>>,
+        steps: u64,
+    ) -> Result<OptimizerState, String> {
+        let fits = |slot: &[Vec<f32>]| {
+            slot.len() == sizes.len() && slot.iter().zip(sizes).all(|(s, &n)| s.len() == n)
+        };
+        if !fits(&slot1) || !fits(&slot2) {
+            return Err(format!(
+                "the optimiser state has tensors of {:?} values but the network's parameters are {sizes:?}",
+                slot1.iter().map(Vec::len).collect::<Vec<_>>()
+            ));
+        }
+        Ok(OptimizerState { slot1, slot2, steps })
+    }
+}

@@ -10,6 +10,7 @@
 //! order that depends on the thread count, so a seed fixes the weights bit
 //! for bit on 1, 2 or 64 threads.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -41,15 +42,32 @@ pub const SHARD_ROWS: usize = 64;
 /// 1024-1024 (1.9M) 4.4 vs 4.1 s.
 pub const SHARD_MAX_PARAMS: usize = 1 << 19;
 
+/// The most epochs a run may plan: far more than any run needs, and small
+/// enough that replaying the shuffles on resume stays quick.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Training stops as diverged when an epoch's running mean loss exceeds this
+/// many times the run's first mini-batch loss (or 1, if that was smaller),
+/// as it does when the loss stops being finite.
+///
+/// A fresh 10-class network starts near ln 10 = 2.3; a healthy run only goes
+/// down from there, while `--lr 100` climbs into the millions.
+pub const DIVERGENCE_FACTOR: f64 = 100.0;
+
 /// How to train.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// Epochs in total (at most [`MAX_EPOCHS`]).
     pub epochs: usize,
     pub batch_size: usize,
     /// Seeds the per-epoch shuffle.
     pub seed: u64,
     /// Shuffle the training set each epoch (Keras' default).
     pub shuffle: bool,
+    /// Stop when the validation loss has not improved for this many epochs,
+    /// and restore the best weights (Keras' `EarlyStopping(patience=...,
+    /// restore_best_weights=True)`). Needs a validation set.
+    pub early_stopping: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +78,7 @@ impl Default for TrainConfig {
             batch_size: 128,
             seed: 1,
             shuffle: true,
+            early_stopping: None,
         }
     }
 }
@@ -81,7 +100,9 @@ pub struct EpochStats {
     pub validation_seconds: f64,
 }
 
-/// Progress reported to the caller during [`fit`].
+/// Progress reported to the caller during [`fit`] and [`Session::next_epoch`].
+/// The callback returns [`ControlFlow::Break`] to stop training at the end of
+/// the current mini-batch (e.g. on Ctrl-C).
 #[derive(Debug)]
 pub enum Progress<'a> {
     /// After each mini-batch: running mean loss and accuracy of this epoch.
@@ -138,6 +159,8 @@ pub struct Trainer {
     batch_size: usize,
     shard_rows: usize,
     shards: Vec<Shard>,
+    /// `inputs, outputs of each layer` of the network the shards were made for.
+    widths: Vec<usize>,
 }
 
 impl Trainer {
@@ -162,6 +185,7 @@ impl Trainer {
             state: OptimizerState::new(&net.param_sizes()),
             shard_rows,
             shards,
+            widths: net.widths(),
         })
     }
 
@@ -174,27 +198,55 @@ impl Trainer {
         }
     }
 
-    /// The shards a batch of `rows` uses, and whether each GEMM should thread itself.
-    fn plan(&self, rows: usize) -> (usize, Parallelism) {
-        assert!(
-            rows > 0 && rows <= self.batch_size,
-            "a batch of {rows} rows (capacity {})",
-            self.batch_size
-        );
+    /// The largest batch this trainer takes.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The shards a batch of `rows` uses, and whether each GEMM should thread
+    /// itself; an error if the batch is empty, over capacity, or `net` is not
+    /// shaped like the network this trainer was made for.
+    fn plan(&self, net: &Network, rows: usize) -> Result<(usize, Parallelism)> {
+        if rows == 0 {
+            return Err(Error::Invalid(
+                "a training step needs at least one example; the batch is empty".into(),
+            ));
+        }
+        if rows > self.batch_size {
+            return Err(Error::Invalid(format!(
+                "a batch of {rows} examples is over this trainer's capacity of {}; make the trainer with a larger batch size",
+                self.batch_size
+            )));
+        }
+        let same_shape = net.inputs() == self.widths[0]
+            && net.layers().len() + 1 == self.widths.len()
+            && net
+                .layers()
+                .iter()
+                .zip(&self.widths[1..])
+                .all(|(l, &w)| l.outputs() == w);
+        if !same_shape {
+            return Err(Error::Invalid(format!(
+                "the network ({}) is not the one this trainer was made for (widths {:?}); make a trainer for it",
+                net.describe(),
+                self.widths
+            )));
+        }
         let nshards = rows.div_ceil(self.shard_rows);
-        (
+        Ok((
             nshards,
             if nshards == 1 {
                 Parallelism::Rayon
             } else {
                 Parallelism::Sequential
             },
-        )
+        ))
     }
 
     /// One training step on `x: (rows, inputs)` scaled by `x_scale`, with
     /// `labels: (rows)`. Returns the summed loss and the number of rows
-    /// classified correctly (before the update).
+    /// classified correctly (before the update); an error, with nothing
+    /// changed, if the shapes or labels do not fit the network.
     ///
     /// The network's dropout masks are keyed by the optimiser state's step
     /// count (`state.steps`, the updates made so far) and each example's
@@ -206,10 +258,23 @@ impl Trainer {
         x: MatRef<T>,
         x_scale: f32,
         labels: &[u8],
-    ) -> (f64, usize) {
+    ) -> Result<(f64, usize)> {
         let rows = x.rows();
-        assert_eq!(labels.len(), rows, "one label per row");
-        let (nshards, par) = self.plan(rows);
+        if labels.len() != rows {
+            return Err(Error::Invalid(format!(
+                "{} labels for a batch of {rows} examples; give one label per row",
+                labels.len()
+            )));
+        }
+        if x.cols() != net.inputs() {
+            return Err(Error::Invalid(format!(
+                "the batch has {} features per example but the network expects {} inputs",
+                x.cols(),
+                net.inputs()
+            )));
+        }
+        check_labels(net, labels.iter().copied())?;
+        let (nshards, par) = self.plan(net, rows)?;
         let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
@@ -220,15 +285,35 @@ impl Trainer {
             shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par);
         };
         self.run_shards(nshards, run);
-        self.finish_step(net, nshards)
+        Ok(self.finish_step(net, nshards))
     }
 
     /// One training step on the examples `indices` of `data` (raw pixels, scaled
     /// by the network's [`Network::input_scale`]). Each shard gathers its own rows, in parallel, straight into
     /// its buffer: the batch is never copied twice.
-    pub fn step_indices(&mut self, net: &mut Network, data: &Dataset, indices: &[usize]) -> (f64, usize) {
+    /// An error, with nothing changed, if the examples do not fit the network.
+    pub fn step_indices(
+        &mut self,
+        net: &mut Network,
+        data: &Dataset,
+        indices: &[usize],
+    ) -> Result<(f64, usize)> {
         let rows = indices.len();
-        let (nshards, par) = self.plan(rows);
+        if data.features() != net.inputs() {
+            return Err(Error::Invalid(format!(
+                "the images have {} pixels but the network expects {} inputs",
+                data.features(),
+                net.inputs()
+            )));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+            return Err(Error::Invalid(format!(
+                "example {bad} is out of range: the data set has {} examples",
+                data.len()
+            )));
+        }
+        check_labels(net, indices.iter().map(|&i| data.labels()[i]))?;
+        let (nshards, par) = self.plan(net, rows)?;
         let (sr, features) = (self.shard_rows, data.features());
         let shared: &Network = net;
         let x_scale = net.input_scale();
@@ -262,7 +347,7 @@ impl Trainer {
             shard.pixels = pixels;
         };
         self.run_shards(nshards, run);
-        self.finish_step(net, nshards)
+        Ok(self.finish_step(net, nshards))
     }
 
     /// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
@@ -300,84 +385,231 @@ impl Trainer {
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
     }
+}
 
-    /// One epoch over `data` in the order `order` (indices of examples).
-    /// Calls `on_step(step, steps, loss_sum, correct, seen)` after each batch.
-    pub fn epoch(
-        &mut self,
-        net: &mut Network,
-        data: &Dataset,
-        order: &[usize],
-        mut on_step: impl FnMut(usize, usize, f64, usize, usize) -> Result<()>,
-    ) -> Result<(f64, usize)> {
-        let steps = order.len().div_ceil(self.batch_size);
-        let (mut loss, mut correct, mut seen) = (0.0, 0, 0);
-        for (step, idx) in order.chunks(self.batch_size).enumerate() {
-            let (l, c) = self.step_indices(net, data, idx);
-            loss += l;
-            correct += c;
-            seen += idx.len();
-            on_step(step + 1, steps, loss, correct, seen)?;
-        }
-        Ok((loss, correct))
+/// An error if any label is not a class of `net` (at or above its outputs).
+fn check_labels(net: &Network, labels: impl Iterator<Item = u8>) -> Result<()> {
+    let classes = net.outputs();
+    let mut labels = labels;
+    match labels.find(|&y| y as usize >= classes) {
+        Some(bad) => Err(Error::Invalid(format!(
+            "label {bad} is out of range for a network with {classes} outputs (labels must be 0..{classes}); give the network at least {} outputs",
+            bad as usize + 1
+        ))),
+        None => Ok(()),
     }
 }
 
-/// Trains `net` on `train` for `cfg.epochs` epochs, evaluating on
-/// `validation` after each; reports progress through `on_progress`.
+/// Where an interrupted epoch stopped: the mini-batches done and the running sums.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartialEpoch {
+    /// Mini-batches of the epoch already trained.
+    pub step: usize,
+    /// Summed loss, number correct and number of examples of those mini-batches.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    /// Training time spent on them.
+    pub seconds: f64,
+}
+
+/// Early-stopping bookkeeping: the best validation loss so far and its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// Best validation loss so far (`+inf` before the first epoch).
+    pub best_loss: f64,
+    /// The epoch that reached it (0: none yet).
+    pub best_epoch: usize,
+    /// Epochs since it improved.
+    pub wait: usize,
+    /// The weights after `best_epoch`.
+    pub best: Option<Network>,
+}
+
+impl Default for EarlyStopping {
+    fn default() -> Self {
+        EarlyStopping {
+            best_loss: f64::INFINITY,
+            best_epoch: 0,
+            wait: 0,
+            best: None,
+        }
+    }
+}
+
+/// How a call to [`Session::next_epoch`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// One more epoch is done; call again for the next.
+    Epoch,
+    /// The progress callback asked to stop: the session holds the position
+    /// (mid-epoch or between epochs), ready to be checkpointed and resumed.
+    Interrupted,
+    /// All planned epochs are done.
+    Finished,
+    /// Early stopping ended training and restored the weights of `best_epoch`.
+    EarlyStopped { best_epoch: usize },
+}
+
+/// A training run that can stop and continue bit for bit: the optimiser and
+/// its state, the position (epochs done, and inside an interrupted epoch the
+/// mini-batches done with their running sums), the history, the
+/// early-stopping state and the shuffle generator.
 ///
-/// Fails with [`Error::Diverged`] as soon as the loss stops being finite.
-pub fn fit(
-    net: &mut Network,
-    optimizer: Optimizer,
-    train: &Dataset,
-    validation: Option<&Dataset>,
-    cfg: &TrainConfig,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<Vec<EpochStats>> {
-    if train.is_empty() {
-        return Err(Error::Invalid("the training set is empty".into()));
+/// The shuffle generator (`StdRng`) cannot be saved; it is re-created from
+/// the seed and the completed epochs' shuffles are replayed (cheap), so a
+/// resumed run shuffles exactly as the uninterrupted one.
+pub struct Session {
+    /// The optimiser, its state, and the shards' buffers.
+    pub trainer: Trainer,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// The position inside an interrupted epoch, if one was interrupted.
+    pub partial: Option<PartialEpoch>,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochStats>,
+    /// Mean loss of the run's first mini-batch: the reference for [`DIVERGENCE_FACTOR`].
+    pub start_loss: Option<f64>,
+    /// Early-stopping state (used when [`TrainConfig::early_stopping`] is set).
+    pub early: EarlyStopping,
+    /// Set once early stopping has ended the run: the restored epoch.
+    pub stopped_early: Option<usize>,
+    rng: rand::rngs::StdRng,
+    order: Vec<usize>,
+    /// Shuffles applied to `order` so far.
+    shuffles: usize,
+}
+
+impl Session {
+    /// A fresh run of `net` on `train` (checked against the network) with `optimizer`.
+    pub fn new(net: &Network, optimizer: Optimizer, train: &Dataset, cfg: &TrainConfig) -> Result<Session> {
+        check_run(net, train, cfg)?;
+        Session::for_examples(net, optimizer, train.len(), cfg)
     }
-    if train.features() != net.inputs() {
-        return Err(Error::Invalid(format!(
-            "the training images have {} pixels but the network expects {} inputs",
-            train.features(),
-            net.inputs()
-        )));
+
+    /// A fresh run of `net` on a training set of `examples` examples (the
+    /// data itself is checked when [`next_epoch`](Self::next_epoch) gets it).
+    pub fn for_examples(
+        net: &Network,
+        optimizer: Optimizer,
+        examples: usize,
+        cfg: &TrainConfig,
+    ) -> Result<Session> {
+        if examples == 0 {
+            return Err(Error::Invalid("the training set is empty".into()));
+        }
+        check_plan(cfg)?;
+        let batch = cfg.batch_size.min(examples).max(1);
+        Ok(Session {
+            trainer: Trainer::new(net, optimizer, batch)?,
+            epochs_done: 0,
+            partial: None,
+            history: Vec::new(),
+            start_loss: None,
+            early: EarlyStopping::default(),
+            stopped_early: None,
+            // A generator for the shuffles only, so that changing the epochs
+            // does not change the initial weights.
+            rng: rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed_5eed_5eed),
+            order: (0..examples).collect(),
+            shuffles: 0,
+        })
     }
-    let batch = cfg.batch_size.min(train.len()).max(1);
-    let mut trainer = Trainer::new(net, optimizer, batch)?;
-    // A generator for the shuffles only, so that changing the epochs does not change the initial weights.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed_5eed_5eed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut history = Vec::with_capacity(cfg.epochs);
-    for epoch in 1..=cfg.epochs {
-        let start = Instant::now();
+
+    /// The size of the training set this run is for.
+    pub fn examples(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Trains the next epoch (or the rest of an interrupted one), evaluating
+    /// on `validation` at its end; reports progress through `on_progress`.
+    ///
+    /// Fails with [`Error::Diverged`] when the loss stops being finite or
+    /// grows past [`DIVERGENCE_FACTOR`] times its start.
+    pub fn next_epoch(
+        &mut self,
+        net: &mut Network,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        cfg: &TrainConfig,
+        on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Outcome> {
+        if let Some(best_epoch) = self.stopped_early {
+            return Ok(Outcome::EarlyStopped { best_epoch });
+        }
+        if self.epochs_done >= cfg.epochs {
+            return Ok(Outcome::Finished);
+        }
+        check_run(net, train, cfg)?;
+        if train.len() != self.order.len() {
+            return Err(Error::Invalid(format!(
+                "this run trains on {} examples but was given {}; resume it with the same data",
+                self.order.len(),
+                train.len()
+            )));
+        }
+        if cfg.early_stopping.is_some() && validation.is_none() {
+            return Err(Error::Invalid(
+                "early stopping needs a validation set to watch; give one (e.g. --validation-split 0.1)"
+                    .into(),
+            ));
+        }
+        let epoch = self.epochs_done + 1;
         if cfg.shuffle {
             let _t = scope(Kind::Shuffle, 0);
-            order.shuffle(&mut rng);
+            // Replays the shuffles of the epochs before this one after a resume.
+            while self.shuffles < epoch {
+                self.order.shuffle(&mut self.rng);
+                self.shuffles += 1;
+            }
         }
-        let (loss, correct) = trainer.epoch(net, train, &order, |step, steps, loss, correct, seen| {
+        let start = Instant::now();
+        let resumed = self.partial.take().unwrap_or_default();
+        let batch = self.trainer.batch_size();
+        let steps = self.order.len().div_ceil(batch);
+        let (mut loss, mut correct, mut seen, mut step) =
+            (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
+        let mut stop = false;
+        for idx in self.order.chunks(batch).skip(resumed.step) {
+            let (l, c) = self.trainer.step_indices(net, train, idx)?;
+            step += 1;
+            loss += l;
+            correct += c;
+            seen += idx.len();
             let mean = loss / seen as f64;
-            if !mean.is_finite() {
+            let reference = *self.start_loss.get_or_insert(l / idx.len() as f64);
+            if !mean.is_finite() || mean > DIVERGENCE_FACTOR * reference.max(1.0) {
                 return Err(Error::Diverged {
                     epoch,
                     step,
                     loss: mean as f32,
                 });
             }
-            on_progress(Progress::Step {
+            let seconds = resumed.seconds + start.elapsed().as_secs_f64();
+            let flow = on_progress(Progress::Step {
                 epoch,
                 epochs: cfg.epochs,
                 step,
                 steps,
                 loss: mean,
                 accuracy: correct as f64 / seen as f64,
-                seconds: start.elapsed().as_secs_f64(),
+                seconds,
             });
-            Ok(())
-        })?;
-        let train_seconds = start.elapsed().as_secs_f64();
+            if flow.is_break() {
+                stop = true;
+                if step < steps {
+                    self.partial = Some(PartialEpoch {
+                        step,
+                        loss_sum: loss,
+                        correct,
+                        seen,
+                        seconds,
+                    });
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+        }
+        let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
         let vstart = Instant::now();
         let validation = {
             let _t = scope(Kind::Evaluation, 0);
@@ -391,11 +623,92 @@ pub fn fit(
             train_seconds,
             validation_seconds: vstart.elapsed().as_secs_f64(),
         };
-        on_progress(Progress::Epoch {
+        self.epochs_done = epoch;
+        if let (Some(_), Some(v)) = (cfg.early_stopping, stats.validation) {
+            let early = &mut self.early;
+            if v.loss < early.best_loss {
+                early.best_loss = v.loss;
+                early.best_epoch = epoch;
+                early.wait = 0;
+                early.best = Some(net.clone());
+            } else {
+                early.wait += 1;
+            }
+        }
+        stop |= on_progress(Progress::Epoch {
             epochs: cfg.epochs,
             stats: &stats,
-        });
-        history.push(stats);
+        })
+        .is_break();
+        self.history.push(stats);
+        if let Some(patience) = cfg.early_stopping {
+            if self.early.wait >= patience {
+                if let Some(best) = &self.early.best {
+                    *net = best.clone();
+                }
+                self.stopped_early = Some(self.early.best_epoch);
+                return Ok(Outcome::EarlyStopped {
+                    best_epoch: self.early.best_epoch,
+                });
+            }
+        }
+        Ok(if self.epochs_done >= cfg.epochs {
+            Outcome::Finished
+        } else if stop {
+            Outcome::Interrupted
+        } else {
+            Outcome::Epoch
+        })
     }
-    Ok(history)
+}
+
+/// The checks every run starts with: data present and shaped for `net`, a sane plan.
+fn check_run(net: &Network, train: &Dataset, cfg: &TrainConfig) -> Result<()> {
+    if train.is_empty() {
+        return Err(Error::Invalid("the training set is empty".into()));
+    }
+    if train.features() != net.inputs() {
+        return Err(Error::Invalid(format!(
+            "the training images have {} pixels but the network expects {} inputs",
+            train.features(),
+            net.inputs()
+        )));
+    }
+    check_plan(cfg)?;
+    check_labels(net, train.labels().iter().copied())
+}
+
+/// An error if `cfg` asks for too many epochs or an empty batch.
+fn check_plan(cfg: &TrainConfig) -> Result<()> {
+    if cfg.epochs > MAX_EPOCHS {
+        return Err(Error::Invalid(format!(
+            "{} epochs is more than the {MAX_EPOCHS} a run may plan; ask for fewer",
+            cfg.epochs
+        )));
+    }
+    if cfg.batch_size == 0 {
+        return Err(Error::Invalid("the batch size must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Trains `net` on `train` for `cfg.epochs` epochs, evaluating on
+/// `validation` after each; reports progress through `on_progress`, which
+/// may return [`ControlFlow::Break`] to stop at the end of the current
+/// mini-batch (the history then holds the epochs completed). For a run that
+/// can be checkpointed and resumed, use [`Session`].
+///
+/// Fails with [`Error::Diverged`] as soon as the loss stops being finite or
+/// grows past [`DIVERGENCE_FACTOR`] times its start.
+pub fn fit(
+    net: &mut Network,
+    optimizer: Optimizer,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    cfg: &TrainConfig,
+    on_progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Vec<EpochStats>> {
+    let mut session = Session::new(net, optimizer, train, cfg)?;
+    while session.next_epoch(net, train, validation, cfg, on_progress)? == Outcome::Epoch {}
+    Ok(session.history)
 }

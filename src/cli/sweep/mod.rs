@@ -258,9 +258,12 @@ pub fn train_trial(
         batch_size: trial.batch,
         seed,
         shuffle: true,
+        early_stopping: None,
     };
     let start = Instant::now();
-    fit(&mut net, optimizer, train, None, &cfg, &mut |_| {})?;
+    fit(&mut net, optimizer, train, None, &cfg, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(TrialOutcome {
         test_accuracy: net.evaluate(test)?.accuracy,

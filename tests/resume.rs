@@ -1,0 +1,461 @@
+//! Never lose a run: checkpoints, exact resume, Ctrl-C and a killed write.
+//!
+//! Through the real binary with `--limit` small; a resumed run's saved model
+//! must be byte for byte the uninterrupted run's, on 1 and 2 threads.
+
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use simdnet::data::Mnist;
+use simdnet::matrix::MatRef;
+use simdnet::nn::{checkpoint, Activation, Network, Optimizer, Outcome, Session, TrainConfig, Trainer};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+fn simdnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(args)
+        .args(["--data", DATA])
+        .output()
+        .expect("run simdnet")
+}
+
+/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
+fn expect(args: &[&str], code: i32) -> (String, String) {
+    let o = simdnet(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    (out, err)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("simdnet-resume-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn resuming_after_any_epoch_gives_the_same_weights_on_1_and_2_threads() {
+    let d = scratch("epochs");
+    let reference = d.join("ref.bin");
+    let run = ["train", "--limit", "3000", "--layers", "32,16"];
+    expect(
+        &[
+            &run[..],
+            &["--epochs", "3", "--threads", "2", "--save", s(&reference)],
+        ]
+        .concat(),
+        0,
+    );
+    let reference = std::fs::read(&reference).unwrap();
+    for k in ["1", "2"] {
+        for (first, second) in [("1", "2"), ("2", "1"), ("1", "1")] {
+            let ck = d.join(format!("k{k}-{first}{second}.ck"));
+            let model = d.join(format!("k{k}-{first}{second}.bin"));
+            let (out, _) = expect(
+                &[
+                    &run[..],
+                    &["--epochs", k, "--threads", first, "--checkpoint", s(&ck)],
+                ]
+                .concat(),
+                0,
+            );
+            assert!(out.contains(&format!("Epoch {k}/{k}")), "{out}");
+            let (out, _) = expect(
+                &[
+                    "train",
+                    "--resume",
+                    s(&ck),
+                    "--epochs",
+                    "3",
+                    "--threads",
+                    second,
+                    "--save",
+                    s(&model),
+                ],
+                0,
+            );
+            assert!(out.contains(&format!("{k} of 3 epochs done")), "{out}");
+            assert!(out.contains("Epoch 3/3") && !out.contains("Epoch 1/3"), "{out}");
+            assert!(
+                std::fs::read(&model).unwrap() == reference,
+                "stopped after {k} epochs on {first} threads, resumed on {second}: the weights differ"
+            );
+        }
+    }
+}
+
+/// A library run interrupted inside an epoch (and between two), checkpointed
+/// to bytes and read back, ends with the uninterrupted run's weights.
+#[test]
+fn a_run_interrupted_mid_epoch_resumes_bit_for_bit() {
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let (train, val) = mnist.train.take(1200).split_tail(0.25).unwrap();
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 100,
+        ..TrainConfig::default()
+    };
+    let new_net = || Network::mlp(784, &[24], 10, Activation::Tanh, 3).unwrap();
+    let opt = Optimizer::adam(0.002);
+    let mut reference = new_net();
+    let history = simdnet::nn::fit(&mut reference, opt, &train, Some(&val), &cfg, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // 900 examples, batch 100: 9 steps an epoch. Stop after global step `stop_at`.
+    for stop_at in [4, 9, 13] {
+        let mut net = new_net();
+        let mut session = Session::new(&net, opt, &train, &cfg).unwrap();
+        let mut seen = 0;
+        let mut on = |p: simdnet::nn::Progress| {
+            if let simdnet::nn::Progress::Step { .. } = p {
+                seen += 1;
+                if seen == stop_at {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        };
+        while let Outcome::Epoch = session
+            .next_epoch(&mut net, &train, Some(&val), &cfg, &mut on)
+            .unwrap()
+        {}
+        assert!(session.epochs_done < 3, "stopped at step {stop_at}");
+        let bytes = checkpoint::to_bytes(&net, &session, &cfg, &[]);
+        let ck = checkpoint::from_bytes(&bytes, "mem.ck".as_ref()).unwrap();
+        assert_eq!(ck.cfg, cfg);
+        let (mut net, mut session) = (ck.net, ck.session);
+        while let Outcome::Epoch = session
+            .next_epoch(&mut net, &train, Some(&val), &cfg, &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+        {}
+        assert_eq!(session.epochs_done, 3);
+        assert!(
+            net == reference,
+            "stopped after step {stop_at}: the weights differ"
+        );
+        // The history is whole; only the timings may differ.
+        for (a, b) in session.history.iter().zip(&history) {
+            assert_eq!(
+                (a.epoch, a.loss, a.accuracy, a.validation),
+                (b.epoch, b.loss, b.accuracy, b.validation)
+            );
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_checkpoint_resumes_exactly() {
+    let d = scratch("sigint");
+    let (reference, ck, model) = (d.join("ref.bin"), d.join("run.ck"), d.join("resumed.bin"));
+    let run = [
+        "train",
+        "--limit",
+        "4000",
+        "--layers",
+        "256,256",
+        "--epochs",
+        "8",
+        "--threads",
+        "2",
+    ];
+    expect(&[&run[..], &["--save", s(&reference)]].concat(), 0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(run)
+        .args(["--data", DATA, "--checkpoint", s(&ck)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("Epoch 1/8") {
+            let killed = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            break;
+        }
+    }
+    let out: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{out:?}\n{err}");
+    assert!(
+        !out.iter().any(|l| l.starts_with("Epoch 8/8")),
+        "it stopped early: {out:?}"
+    );
+    assert!(err.contains("Interrupted by Ctrl-C after"), "{err}");
+    assert!(
+        err.contains(&format!("Saved the checkpoint to {}", s(&ck))),
+        "{err}"
+    );
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("Resume with: simdnet "))
+        .unwrap_or_else(|| panic!("no resume hint in:\n{err}"));
+    assert!(hint.starts_with(&format!("train --resume {}", s(&ck))), "{hint}");
+    // Run the hint as printed (the paths have no spaces), adding --save.
+    let args: Vec<&str> = hint.split(' ').chain(["--save", s(&model)]).collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(&model).unwrap() == std::fs::read(&reference).unwrap(),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+}
+
+/// The temporary file of a checkpoint being written beside `ck`, if one exists.
+fn temp_beside(ck: &Path) -> Option<PathBuf> {
+    let name = ck.file_name()?.to_str()?;
+    std::fs::read_dir(ck.parent()?).ok()?.find_map(|e| {
+        let p = e.ok()?.path();
+        let n = p.file_name()?.to_str()?.to_string();
+        (n.starts_with(&format!(".{name}.")) && n.ends_with(".simdnet-tmp")).then_some(p)
+    })
+}
+
+#[test]
+fn a_kill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
+    let d = scratch("sigkill");
+    let run = [
+        "train",
+        "--limit",
+        "512",
+        "--validation-split",
+        "0.25",
+        "--layers",
+        "1024,1024",
+        "--epochs",
+        "5",
+        "--threads",
+        "2",
+    ];
+    let reference = d.join("ref.bin");
+    expect(&[&run[..], &["--save", s(&reference)]].concat(), 0);
+    let ck = d.join("run.ck");
+    let mut caught = false;
+    for _attempt in 0..6 {
+        let _ = std::fs::remove_file(&ck);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+            .args(run)
+            .args(["--data", DATA, "--checkpoint", s(&ck)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for a second checkpoint write: the first is then complete.
+        loop {
+            if ck.exists() && temp_beside(&ck).is_some() {
+                child.kill().unwrap(); // SIGKILL
+                caught = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let _ = child.wait();
+        if caught {
+            break;
+        }
+    }
+    assert!(caught, "never caught a checkpoint being written in 6 attempts");
+    let model = d.join("resumed.bin");
+    let (out, _) = expect(&["train", "--resume", s(&ck), "--save", s(&model)], 0);
+    assert!(out.contains("Resuming from"), "{out}");
+    assert!(
+        std::fs::read(&model).unwrap() == std::fs::read(&reference).unwrap(),
+        "the run resumed from the previous checkpoint differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn flags_that_contradict_the_checkpoint_are_refused() {
+    let d = scratch("contradict");
+    let ck = d.join("c.ck");
+    expect(
+        &[
+            "train",
+            "--limit",
+            "1000",
+            "--epochs",
+            "1",
+            "--checkpoint",
+            s(&ck),
+        ],
+        0,
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lr", "0.01"], "--lr 0.01 contradicts the checkpoint"),
+        (&["--layers", "32"], "--layers 32 contradicts the checkpoint"),
+        (&["--seed", "2"], "--seed 2 contradicts the checkpoint"),
+        (
+            &["--optimizer", "adam"],
+            "--optimizer adam contradicts the checkpoint",
+        ),
+        (&["--batch", "64"], "--batch 64 contradicts the checkpoint"),
+        (
+            &["--activation", "tanh"],
+            "--activation tanh contradicts the checkpoint",
+        ),
+        (&["--limit", "2000"], "--limit 2000 contradicts the checkpoint"),
+        (
+            &["--validation-split", "0.1"],
+            "--validation-split 0.1 contradicts the checkpoint",
+        ),
+    ];
+    for (extra, want) in cases {
+        let (_, err) = expect(&[&["train", "--resume", s(&ck)][..], extra].concat(), 2);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(err.contains("which was trained with --"), "{err}");
+        assert!(err.contains("drop --"), "{err}");
+    }
+    let (_, err) = expect(&["train", "--resume", s(&ck), "--lr", "0.01"], 2);
+    assert!(err.contains("which was trained with --lr 0.001"), "{err}");
+    // Flags that agree with it are fine, and --epochs may raise the total.
+    let (out, _) = expect(
+        &[
+            "train",
+            "--resume",
+            s(&ck),
+            "--seed",
+            "1",
+            "--lr",
+            "0.001",
+            "--epochs",
+            "2",
+        ],
+        0,
+    );
+    assert!(out.contains("Epoch 2/2"), "{out}");
+    let (_, err) = expect(&["train", "--resume", s(&ck), "--epochs", "1"], 2);
+    assert!(err.contains("--epochs 1 is fewer than the 2 epochs"), "{err}");
+}
+
+#[test]
+fn a_corrupt_or_truncated_checkpoint_gives_a_clear_error() {
+    let d = scratch("corrupt");
+    let ck = d.join("c.ck");
+    expect(
+        &["train", "--limit", "500", "--epochs", "1", "--checkpoint", s(&ck)],
+        0,
+    );
+    let good = std::fs::read(&ck).unwrap();
+    let bad = d.join("bad.ck");
+    let check = |bytes: &[u8], want: &str| {
+        std::fs::write(&bad, bytes).unwrap();
+        let (_, err) = expect(&["train", "--resume", s(&bad)], 1);
+        assert!(err.contains("is not a usable simdnet checkpoint"), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+    };
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    check(&flipped, "the checksum does not match");
+    check(&good[..good.len() - 100], "the checksum does not match");
+    check(&good[..10], "truncated");
+    check(b"", "the file is empty");
+    let model = d.join("m.bin");
+    expect(
+        &["train", "--limit", "500", "--epochs", "1", "--save", s(&model)],
+        0,
+    );
+    check(&std::fs::read(&model).unwrap(), "magic bytes");
+    let (_, err) = expect(&["train", "--resume", s(&d.join("absent.ck"))], 1);
+    assert!(err.contains("absent.ck"), "{err}");
+    // Every truncation and a byte flip at every 97th offset: an error, never a panic.
+    for cut in (0..good.len()).step_by(997) {
+        assert!(checkpoint::from_bytes(&good[..cut], "t.ck".as_ref()).is_err());
+    }
+    for i in (0..good.len()).step_by(97) {
+        let mut b = good.clone();
+        b[i] ^= 0xff;
+        assert!(
+            checkpoint::from_bytes(&b, "f.ck".as_ref()).is_err(),
+            "flip at {i}"
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_with_a_valid_checksum_but_bad_contents_is_refused() {
+    // Rewrites the CONF section and recomputes the checksum: the reader must
+    // still check every value rather than trust the hash.
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let train = mnist.train.take(300);
+    let net = Network::mlp(784, &[8], 10, Activation::Relu, 1).unwrap();
+    let cfg = TrainConfig::default();
+    let session = Session::new(&net, Optimizer::sgd(0.1), &train, &cfg).unwrap();
+    let good = checkpoint::to_bytes(&net, &session, &cfg, &[]);
+    let text = String::from_utf8_lossy(&good).into_owned();
+    for (from, to, want) in [
+        ("epochs-done=0", "epochs-done=9", "epochs done of"),
+        ("optimizer=sgd", "optimizer=sgx", "unknown optimizer"),
+        ("batch=128", "batch=000", "do not make a run"),
+        ("examples=300", "examples=abc", "not a valid number"),
+    ] {
+        assert_eq!(from.len(), to.len(), "same length keeps the section sizes");
+        let at = text
+            .find(from)
+            .unwrap_or_else(|| panic!("{from} not in the checkpoint"));
+        let mut b = good[..good.len() - 8].to_vec();
+        b[at..at + from.len()].copy_from_slice(to.as_bytes());
+        let sum = simdnet::nn::model_file::fnv1a64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        let err = checkpoint::from_bytes(&b, "x.ck".as_ref())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{to}: {err:?}");
+    }
+}
+
+#[test]
+fn trainer_step_returns_errors_instead_of_panicking() {
+    let mut net = Network::mlp(4, &[3], 2, Activation::Relu, 1).unwrap();
+    let mut trainer = Trainer::new(&net, Optimizer::sgd(0.1), 4).unwrap();
+    let x = [0.5f32; 8];
+    let before = net.clone();
+    let step = |t: &mut Trainer, n: &mut Network, rows: usize, cols: usize, labels: &[u8]| {
+        t.step(n, MatRef::from_slice(&x[..rows * cols], rows, cols), 1.0, labels)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(step(&mut trainer, &mut net, 2, 4, &[0, 2])
+        .contains("label 2 is out of range for a network with 2 outputs"));
+    assert!(step(&mut trainer, &mut net, 2, 4, &[0]).contains("1 labels for a batch of 2"));
+    assert!(step(&mut trainer, &mut net, 0, 4, &[]).contains("the batch is empty"));
+    assert!(step(&mut trainer, &mut net, 4, 2, &[0, 1, 0, 1])
+        .contains("2 features per example but the network expects 4"));
+    let mut wide = Network::mlp(4, &[5], 2, Activation::Relu, 1).unwrap();
+    assert!(step(&mut trainer, &mut wide, 2, 4, &[0, 1]).contains("not the one this trainer was made for"));
+    let mut small = Trainer::new(&net, Optimizer::sgd(0.1), 1).unwrap();
+    assert!(step(&mut small, &mut net, 2, 4, &[0, 1]).contains("over this trainer's capacity of 1"));
+    assert!(net == before, "a refused step changes nothing");
+    assert!(trainer
+        .step(&mut net, MatRef::from_slice(&x, 2, 4), 1.0, &[0, 1])
+        .is_ok());
+}

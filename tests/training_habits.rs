@@ -1,0 +1,395 @@
+//! What Keras users expect around training: a validation split that keeps the
+//! test set for the end, early stopping that restores the best weights, a
+//! history CSV, `--json`; and the guards: destinations refused before any
+//! work, huge `--epochs`, an exploding loss.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use simdnet::data::Mnist;
+use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+fn simdnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(args)
+        .output()
+        .expect("run simdnet")
+}
+
+/// Runs (with the bundled data unless `--data` is given) and checks the exit
+/// code; returns (stdout, stderr). No run may panic.
+fn expect(args: &[&str], code: i32) -> (String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    if !args.contains(&"--data") {
+        all.extend(["--data", DATA]);
+    }
+    let o = simdnet(&all);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    (out, err)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("simdnet-habits-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `(val_loss, val_acc)` of each `Epoch` line.
+fn val_numbers(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter(|l| l.starts_with("Epoch "))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(name)
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            };
+            (field("val_loss: "), field("val_acc: "))
+        })
+        .collect()
+}
+
+#[test]
+fn the_validation_split_holds_out_the_tail_and_the_test_set_waits_for_the_end() {
+    let (out, _) = expect(
+        &[
+            "train",
+            "--limit",
+            "1000",
+            "--validation-split",
+            "0.1",
+            "--epochs",
+            "2",
+            "--threads",
+            "2",
+        ],
+        0,
+    );
+    assert!(
+        out.contains(
+            "Data: 900 training images, 100 validation images (the last 0.1 of the training set), 10000 test images (used only for the final test)"
+        ),
+        "{out}"
+    );
+    // The per-epoch numbers are those of the last 100 of the first 1000
+    // training images: the library, given that set, prints the same.
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let (train, val) = mnist.train.take(1000).split_tail(0.1).unwrap();
+    assert_eq!((train.len(), val.len()), (900, 100));
+    assert_eq!(val.labels(), &mnist.train.labels()[900..1000]);
+    let mut net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 1).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let history = fit(
+        &mut net,
+        Optimizer::rmsprop(0.001),
+        &train,
+        Some(&val),
+        &cfg,
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    let printed = val_numbers(&out);
+    for (h, (l, a)) in history.iter().zip(&printed) {
+        let v = h.validation.unwrap();
+        assert_eq!(
+            (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy)),
+            (l.clone(), a.clone())
+        );
+    }
+    let test = net.evaluate(&mnist.test).unwrap();
+    assert!(out.contains(&format!("Test loss: {:.4}\n", test.loss)), "{out}");
+    assert!(
+        out.contains(&format!("Test accuracy: {:.4}\n", test.accuracy)),
+        "{out}"
+    );
+    assert_ne!(
+        printed.last().unwrap().0,
+        format!("{:.4}", test.loss),
+        "val != test"
+    );
+
+    let (_, err) = expect(&["train", "--validation-split", "1"], 2);
+    assert!(err.contains("--validation-split 1 is out of range"), "{err}");
+    let (_, err) = expect(&["train", "--limit", "1", "--validation-split", "0.5"], 2);
+    assert!(
+        err.contains("leaves 0 for training and 1 for validation; both need at least one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_a_split_the_output_is_as_before() {
+    let (out, _) = expect(&["train", "--limit", "2000", "--epochs", "1"], 0);
+    assert!(
+        out.contains("Data: 2000 training images, 10000 test images (validation = test set)"),
+        "{out}"
+    );
+    let (l, a) = val_numbers(&out).pop().unwrap();
+    assert!(
+        out.contains(&format!("Test loss: {l}\nTest accuracy: {a}\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn early_stopping_stops_and_restores_the_best_weights() {
+    let d = scratch("early");
+    let model = d.join("m.bin");
+    let (out, _) = expect(
+        &[
+            "train",
+            "--limit",
+            "600",
+            "--validation-split",
+            "0.5",
+            "--layers",
+            "64",
+            "--lr",
+            "0.01",
+            "--early-stopping",
+            "2",
+            "--epochs",
+            "40",
+            "--save",
+            s(&model),
+        ],
+        0,
+    );
+    let vals = val_numbers(&out);
+    assert!(vals.len() < 40, "it did not stop:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Early stopping: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let best: usize = line
+        .split("restored the weights of epoch ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(vals.len(), best + 2, "patience 2 after epoch {best}:\n{out}");
+    assert!(
+        line.contains("has not improved for 2 epochs since epoch"),
+        "{line}"
+    );
+    // The numbers after restoring (evaluated afresh) are the best epoch's.
+    let (l, a) = &vals[best - 1];
+    assert!(
+        line.ends_with(&format!("(val_loss: {l} - val_acc: {a})")),
+        "{line}\n{out}"
+    );
+    let min = vals
+        .iter()
+        .map(|(l, _)| l.parse::<f64>().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        l.parse::<f64>().unwrap(),
+        min,
+        "epoch {best} has the lowest val_loss"
+    );
+    // The saved model is the restored one: its accuracy on the validation tail matches.
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let (_, val) = mnist.train.take(600).split_tail(0.5).unwrap();
+    let net = simdnet::nn::model_file::load(&model).unwrap();
+    let v = net.evaluate(&val).unwrap();
+    assert_eq!(format!("{:.4}", v.accuracy), *a);
+
+    let (_, err) = expect(&["train", "--early-stopping", "3"], 2);
+    assert!(err.contains("--early-stopping needs --validation-split"), "{err}");
+    assert!(err.contains("must not be made on the test set"), "{err}");
+}
+
+#[test]
+fn the_history_csv_has_one_row_per_epoch() {
+    let d = scratch("history");
+    let csv = d.join("h.csv");
+    let (out, _) = expect(
+        &[
+            "train",
+            "--limit",
+            "1500",
+            "--epochs",
+            "3",
+            "--validation-split",
+            "0.2",
+            "--history",
+            s(&csv),
+        ],
+        0,
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for ((i, row), (vl, va)) in rows.iter().enumerate().zip(val_numbers(&out)) {
+        assert_eq!(row.len(), 7, "{row:?}");
+        assert_eq!(row[0], (i + 1).to_string());
+        let num = |k: usize| row[k].parse::<f64>().unwrap();
+        assert_eq!(format!("{:.4}", num(3)), vl);
+        assert_eq!(format!("{:.4}", num(4)), va);
+        assert_eq!(row[5], "0.001");
+        assert!(num(6) >= 0.0 && (0.0..=1.0).contains(&num(2)));
+    }
+}
+
+#[test]
+fn json_output_parses_and_agrees_with_the_text_run() {
+    let args = [
+        "train",
+        "--limit",
+        "1200",
+        "--epochs",
+        "2",
+        "--validation-split",
+        "0.25",
+        "--threads",
+        "1",
+    ];
+    let (text, _) = expect(&args, 0);
+    let (json, _) = expect(&[&args[..], &["--json"]].concat(), 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}:\n{json}"));
+    assert_eq!(v["model"], "784 -> 16 relu -> 16 relu -> 10 softmax");
+    assert_eq!(v["parameters"], 13002);
+    assert_eq!(v["config"]["batch"], 128);
+    assert_eq!(v["config"]["validation_split"], 0.25);
+    assert_eq!(v["data"]["train"], 900);
+    assert_eq!(v["data"]["validation"], 300);
+    assert_eq!(v["data"]["test"], 10000);
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    for (h, (l, a)) in history.iter().zip(val_numbers(&text)) {
+        assert_eq!(format!("{:.4}", h["val_loss"].as_f64().unwrap()), l);
+        assert_eq!(format!("{:.4}", h["val_accuracy"].as_f64().unwrap()), a);
+    }
+    let acc = format!("{:.4}", v["test_accuracy"].as_f64().unwrap());
+    assert!(text.contains(&format!("Test accuracy: {acc}\n")), "{acc}\n{text}");
+    assert!(!json.contains("Epoch "), "only JSON on stdout:\n{json}");
+}
+
+#[test]
+fn bad_destinations_are_refused_before_training_and_left_untouched() {
+    let d = scratch("dest");
+    // Huge work if it ever started, and data that does not exist: only a
+    // check made before loading and training can give the destination's error.
+    let doomed = [
+        "train",
+        "--layers",
+        "1024,1024",
+        "--epochs",
+        "20",
+        "--data",
+        "/nonexistent-data",
+    ];
+    let refuse = |flag: &str, path: &str, want: &str| {
+        let (out, err) = expect(&[&doomed[..], &[flag, path]].concat(), 1);
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains(&format!("'{path}'")) && err.contains(want),
+            "{flag} {path}: {err}"
+        );
+        assert!(!err.contains("nonexistent-data"), "{err}");
+    };
+    refuse("--save", "/nonexistent/m.bin", "does not exist");
+    refuse("--checkpoint", "/nonexistent/c.ck", "does not exist");
+    refuse("--history", "/nonexistent/h.csv", "does not exist");
+
+    let target = d.join("target.bin");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = d.join("link.bin");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    refuse("--save", s(&link), "symbolic link");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+
+    let fifo = d.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    refuse("--checkpoint", s(&fifo), "not a regular file");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let ro = d.join("ro.csv");
+    std::fs::write(&ro, b"old").unwrap();
+    let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&ro, perms).unwrap();
+    refuse("--history", s(&ro), "read-only");
+    assert_eq!(std::fs::read(&ro).unwrap(), b"old");
+    assert!(std::fs::metadata(&ro).unwrap().permissions().readonly());
+
+    refuse("--save", "/dev/null", "not a regular file");
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // A flag swallowed as a file name is refused too.
+    let (_, err) = expect(&["train", "--save", "--quiet"], 2);
+    assert!(
+        err.starts_with(
+            "error: --save needs a value (FILE), but got the flag --quiet; to give that text as the value, write --save=--quiet"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_epochs_are_refused_without_a_panic() {
+    for n in ["18446744073709551615", "100000000000", "1000001"] {
+        let (_, err) = expect(&["train", "--epochs", n], 2);
+        assert!(
+            err.contains(&format!("--epochs {n} is more than the maximum of 1000000")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_exploding_loss_stops_as_diverged() {
+    let (out, err) = expect(&["train", "--lr", "100", "--limit", "2000", "--epochs", "3"], 1);
+    assert!(!out.contains("Test accuracy"), "{out}");
+    assert!(err.contains("training diverged: the loss became "), "{err}");
+    assert!(err.contains("lower the learning rate with --lr"), "{err}");
+    // Stopped while the loss was still a finite number, far above its start.
+    let loss: f64 = err
+        .split("the loss became ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(loss.is_finite() && loss > 100.0 * 2.0, "{err}");
+    // A healthy run is never stopped by the rule.
+    expect(&["train", "--lr", "0.01", "--limit", "2000", "--epochs", "3"], 0);
+}
