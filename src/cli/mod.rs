@@ -10,6 +10,7 @@ pub mod common;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
+pub mod mistakes;
 pub mod predict;
 pub mod train;
 pub mod tune;
@@ -62,6 +63,7 @@ pub fn commands() -> Vec<Command> {
         command!(train),
         command!(evaluate),
         command!(predict),
+        command!(mistakes),
         command!(explain),
         command!(bench),
         command!(tune),

@@ -6,8 +6,12 @@
 //! [`scale_pixels`] (and `teach::loss::one_hot`) are the workshop's explicit steps, for
 //! showing them (`simdnet inspect`).
 
+pub mod digitize;
 pub mod idx;
+pub mod image;
 pub mod mnist;
+pub mod pgm;
+pub mod png;
 
 pub use mnist::{Dataset, Mnist, Split};
 
