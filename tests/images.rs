@@ -519,9 +519,12 @@ fn predict_image_names_the_file_and_the_problem() {
 
 // ---------------------------------------------------------------- preparation
 
+/// A pen stroke from one point to another, in pixels.
+type Segment = ((f64, f64), (f64, f64));
+
 /// A picture of anti-aliased strokes: ink 1.0 where a point is within
 /// `radius` of a segment. `light` gives black ink on white.
-fn strokes(w: usize, h: usize, segments: &[((f64, f64), (f64, f64))], radius: f64, light: bool) -> Vec<u8> {
+fn strokes(w: usize, h: usize, segments: &[Segment], radius: f64, light: bool) -> Vec<u8> {
     (0..w * h)
         .map(|i| {
             let (px, py) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
@@ -550,7 +553,7 @@ fn strokes(w: usize, h: usize, segments: &[((f64, f64), (f64, f64))], radius: f6
 }
 
 /// An ellipse ring as short segments.
-fn ring(cx: f64, cy: f64, rx: f64, ry: f64) -> Vec<((f64, f64), (f64, f64))> {
+fn ring(cx: f64, cy: f64, rx: f64, ry: f64) -> Vec<Segment> {
     let p = |k: usize| {
         let a = k as f64 * std::f64::consts::TAU / 48.0;
         (cx + rx * a.cos(), cy + ry * a.sin())
@@ -694,7 +697,7 @@ fn a_blank_picture_has_no_digit() {
 // ---------------------------------------------------------------- a digit drawn by hand
 
 /// Writes a 200x200 RGB PNG (png crate) of strokes, dark ink on white paper.
-fn drawn(name: &str, segments: &[((f64, f64), (f64, f64))], radius: f64) -> PathBuf {
+fn drawn(name: &str, segments: &[Segment], radius: f64) -> PathBuf {
     let grey = strokes(200, 200, segments, radius, true);
     let rgb: Vec<u8> = grey
         .iter()

@@ -252,7 +252,7 @@ fn ring_pgm(name: &str) -> PathBuf {
     let mut bytes = b"P5\n60 60\n255\n".to_vec();
     for y in 0..60 {
         for x in 0..60 {
-            let r = (((x as f64 - 30.0).powi(2) + (y as f64 - 30.0).powi(2)) as f64).sqrt();
+            let r = ((x as f64 - 30.0).powi(2) + (y as f64 - 30.0).powi(2)).sqrt();
             bytes.push(if (14.0..22.0).contains(&r) { 255 } else { 0 });
         }
     }
