@@ -212,15 +212,17 @@ fn png_reader_agrees_with_the_png_crate_on_every_colour_type_depth_and_filter() 
         let bits = depth as usize;
         let stride = (w as usize * samples * bits).div_ceil(8);
         // Smooth gradients plus noise, so that every filter predicts something.
-        let mut data = vec![0u8; stride * h as usize];
+        let mut smooth = vec![0u8; stride * h as usize];
         for y in 0..h as usize {
             for s in 0..w as usize * samples {
                 let max = (1u32 << bits) - 1;
                 let v = ((s as u32 * 7 + y as u32 * 11 + (rng.next() as u32 % 5)) % (max + 1)) & max;
                 let bit = s * bits;
-                data[y * stride + bit / 8] |= (v as u8) << (8 - bits - bit % 8);
+                smooth[y * stride + bit / 8] |= (v as u8) << (8 - bits - bit % 8);
             }
         }
+        // And pure noise, where the filters' corner cases (Paeth's ties) all occur.
+        let noise: Vec<u8> = (0..stride * h as usize).map(|_| rng.next()).collect();
         let entries = 1usize << bits.min(8);
         let palette: Vec<u8> = (0..entries * 3).map(|_| rng.next()).collect();
         let alphas: Vec<u8> = (0..entries / 2).map(|_| rng.next()).collect();
@@ -229,10 +231,10 @@ fn png_reader_agrees_with_the_png_crate_on_every_colour_type_depth_and_filter() 
         } else {
             &[None]
         };
-        for &trns in trns_options {
+        for (&trns, data) in trns_options.iter().flat_map(|t| [(t, &smooth), (t, &noise)]) {
             for filter in filters {
                 let pal = (colour == C::Indexed).then_some(&palette[..]);
-                let bytes = encode_reference(w, h, colour, depth, &data, pal, trns, filter);
+                let bytes = encode_reference(w, h, colour, depth, data, pal, trns, filter);
                 for f in filter_types(&bytes, h as usize, stride) {
                     seen_filters[f as usize] = true;
                 }
@@ -256,7 +258,7 @@ fn png_reader_agrees_with_the_png_crate_on_every_colour_type_depth_and_filter() 
             }
         }
     }
-    assert_eq!(cases, (kinds.len() + 4) * filters.len());
+    assert_eq!(cases, 2 * (kinds.len() + 4) * filters.len());
     assert_eq!(
         seen_filters, [true; 5],
         "every filter type must appear in some row"
@@ -496,6 +498,16 @@ fn predict_image_names_the_file_and_the_problem() {
         assert_eq!(err.lines().count(), 1, "one line: {err}");
         assert!(out.is_empty(), "{out}");
     }
+    for (path, expected) in [
+        ("/dev/zero", "it is not a regular file (a device, FIFO or socket)"),
+        ("/", "it is a folder"),
+    ] {
+        let (_, err) = expect(&["predict", "--model", s(&model), "--image", path], 1);
+        assert!(
+            err.contains(&format!("error: '{path}' is not a usable image: {expected}")),
+            "{err}"
+        );
+    }
     let (_, err) = expect(
         &["predict", "--model", s(&model), "--image", "/no/such/digit.png"],
         1,
@@ -605,6 +617,21 @@ fn preparation_centres_the_mass_fits_20x20_and_keeps_the_aspect() {
         "{:?}",
         d.scaled
     );
+
+    // A "7" and an "L": their centres of mass are far from their boxes'
+    // centres, so centring the box instead of the mass would miss (14, 14).
+    let seven = [((50.0, 35.0), (150.0, 35.0)), ((150.0, 35.0), (85.0, 175.0))];
+    let ell = [((40.0, 30.0), (40.0, 170.0)), ((40.0, 170.0), (150.0, 170.0))];
+    for (name, shape) in [("7", &seven), ("L", &ell)] {
+        let d = digitize::prepare(&grey(200, 200, strokes(200, 200, shape, 9.0, false))).unwrap();
+        let (cx, cy) = centre_of_mass(&d.pixels, SIDE).unwrap();
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{name}: centre of mass at ({cx}, {cy})"
+        );
+        let (bw, bh) = ink_box(&d.pixels);
+        assert!(bw <= BOX && bh == BOX, "{name}: ink box {bw}x{bh}");
+    }
 
     let bar = grey(
         50,

@@ -215,7 +215,7 @@ fn write_gallery(
         let top: Vec<String> = m
             .top
             .iter()
-            .map(|(c, p)| format!("{c}: {:.1}%", p * 100.0))
+            .map(|(c, p)| format!("<span>{c}: {:.1}%</span>", p * 100.0))
             .collect();
         let _ = writeln!(
             figures,
@@ -243,6 +243,7 @@ fn write_gallery(
          .rank {{ color: #777; }}\n\
          .wrong {{ color: #c0392b; }}\n\
          small {{ color: #555; }}\n\
+         small span {{ white-space: nowrap; }}\n\
          </style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{summary}. Most confident mistakes first; \
          each image is the network's input, {rows}x{cols} pixels drawn {ZOOM}x.</p>\n\
          <div class=\"grid\">\n{figures}</div>\n</body>\n</html>\n",

@@ -133,24 +133,37 @@ pub fn load(path: &Path) -> Result<Image> {
         action,
         source: e,
     };
-    let file = File::open(path).map_err(|e| io_err("open the image", e))?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
+    // Checked before opening: opening a FIFO would wait for a writer, and a
+    // device such as /dev/zero never ends.
+    let meta = std::fs::metadata(path).map_err(|e| io_err("open the image", e))?;
+    if meta.is_dir() {
         return Err(bad(path, "it is a folder; give the image file's path"));
     }
+    if !meta.is_file() {
+        return Err(bad(
+            path,
+            "it is not a regular file (a device, FIFO or socket); save the picture to a file first",
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(bad(path, &too_large()));
+    }
+    let file = File::open(path).map_err(|e| io_err("open the image", e))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_err("read the image", e))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(bad(
-            path,
-            &format!(
-                "the file is larger than {} MiB; scale the picture down first",
-                MAX_FILE_BYTES >> 20
-            ),
-        ));
+        return Err(bad(path, &too_large()));
     }
     decode(&bytes).map_err(|problem| bad(path, &problem))
+}
+
+fn too_large() -> String {
+    format!(
+        "the file is larger than {} MiB; scale the picture down first",
+        MAX_FILE_BYTES >> 20
+    )
 }
 
 /// The error for an unusable image file.

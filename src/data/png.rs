@@ -204,7 +204,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Image, String> {
     let header = parse_header(first.data)?;
     let mut palette: &[u8] = &[];
     let mut alpha: &[u8] = &[];
-    let mut idat: Vec<u8> = Vec::new();
+    let mut idat: Vec<u8> = Vec::new(); // at most the file's size
     loop {
         let chunk = next_chunk(bytes, &mut pos)?;
         match &chunk.kind {
@@ -236,9 +236,10 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Image, String> {
     if header.colour == 3 && palette.is_empty() {
         return Err("it is a palette image without a palette (PLTE): the file is damaged".into());
     }
-    let rows = inflate(&idat, &header)?;
-    let raw = unfilter(rows, &header)?;
-    expand(&raw, &header, palette, alpha)
+    let mut rows = inflate(&idat, &header)?;
+    drop(idat); // the compressed copy is no longer needed
+    unfilter(&mut rows, &header)?;
+    expand(&rows, &header, palette, alpha)
 }
 
 /// Inflates the zlib stream, reading exactly what `IHDR` promises.
@@ -283,45 +284,46 @@ fn paeth(a: u8, b: u8, c: u8) -> u8 {
     }
 }
 
-/// Undoes the row filters; returns the packed rows without their filter bytes.
-fn unfilter(data: Vec<u8>, h: &Header) -> std::result::Result<Vec<u8>, String> {
-    let stride = h.stride();
+/// Undoes the row filters in place: `data` keeps each row's filter byte,
+/// then its `stride` bytes, now unfiltered.
+fn unfilter(data: &mut [u8], h: &Header) -> std::result::Result<(), String> {
+    let line = h.stride() + 1;
     let bpp = h.filter_bpp();
-    let mut out = vec![0u8; h.height * stride];
-    let zero = vec![0u8; stride];
+    let zero = vec![0u8; line];
     for r in 0..h.height {
-        let line = &data[r * (stride + 1)..(r + 1) * (stride + 1)];
-        let (filter, src) = (line[0], &line[1..]);
-        let (done, rest) = out.split_at_mut(r * stride);
-        let prev: &[u8] = if r == 0 { &zero } else { &done[(r - 1) * stride..] };
-        let cur = &mut rest[..stride];
+        let (done, rest) = data.split_at_mut(r * line);
+        let prev: &[u8] = if r == 0 {
+            &zero[1..]
+        } else {
+            &done[(r - 1) * line + 1..]
+        };
+        let (filter, cur) = (rest[0], &mut rest[1..line]);
         match filter {
-            0 => cur.copy_from_slice(src),
+            0 => {}
             1 => {
-                for i in 0..stride {
-                    let left = if i >= bpp { cur[i - bpp] } else { 0 };
-                    cur[i] = src[i].wrapping_add(left);
+                for i in bpp..cur.len() {
+                    cur[i] = cur[i].wrapping_add(cur[i - bpp]);
                 }
             }
             2 => {
-                for i in 0..stride {
-                    cur[i] = src[i].wrapping_add(prev[i]);
+                for (c, &up) in cur.iter_mut().zip(prev) {
+                    *c = c.wrapping_add(up);
                 }
             }
             3 => {
-                for i in 0..stride {
+                for i in 0..cur.len() {
                     let left = if i >= bpp { cur[i - bpp] } else { 0 };
-                    cur[i] = src[i].wrapping_add(((left as u16 + prev[i] as u16) / 2) as u8);
+                    cur[i] = cur[i].wrapping_add(((left as u16 + prev[i] as u16) / 2) as u8);
                 }
             }
             4 => {
-                for i in 0..stride {
+                for i in 0..cur.len() {
                     let (left, up_left) = if i >= bpp {
                         (cur[i - bpp], prev[i - bpp])
                     } else {
                         (0, 0)
                     };
-                    cur[i] = src[i].wrapping_add(paeth(left, prev[i], up_left));
+                    cur[i] = cur[i].wrapping_add(paeth(left, prev[i], up_left));
                 }
             }
             f => {
@@ -331,18 +333,19 @@ fn unfilter(data: Vec<u8>, h: &Header) -> std::result::Result<Vec<u8>, String> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Unpacks the rows to one byte per sample: grey levels scaled to 0..=255,
-/// palette indices looked up (RGB, or RGBA when `tRNS` gives transparency).
+/// Unpacks the rows (each after its filter byte) to one byte per sample:
+/// grey levels scaled to 0..=255, palette indices looked up (RGB, or RGBA
+/// when `tRNS` gives transparency).
 fn expand(raw: &[u8], h: &Header, palette: &[u8], alpha: &[u8]) -> std::result::Result<Image, String> {
-    let stride = h.stride();
+    let line = h.stride() + 1;
     let per_row = h.width * h.stored_samples();
     // Samples of each row, one byte each (still indices for a palette).
     let mut samples = Vec::with_capacity(h.height * per_row);
     let depth = h.depth as usize;
-    for row in raw.chunks_exact(stride) {
+    for row in raw.chunks_exact(line).map(|l| &l[1..]) {
         if depth == 8 {
             samples.extend_from_slice(&row[..per_row]);
         } else {
