@@ -45,6 +45,7 @@ pub mod common;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
+pub mod mistakes;
 pub mod output;
 pub mod predict;
 pub mod sweep;
@@ -105,6 +106,7 @@ pub fn commands() -> Vec<Command> {
         command!(sweep),
         command!(evaluate),
         command!(predict),
+        command!(mistakes),
         command!(explain),
         command!(bench),
         command!(tune),

@@ -5,9 +5,16 @@
 //! (`PIXEL_SCALE` in `nn`) is applied as the GEMM packs the pixels.
 //! [`scale_pixels`] (and `teach::loss::one_hot`) are the workshop's explicit steps, for
 //! showing them (`simdnet inspect`).
+//!
+//! Your own pictures: [`image`] reads a PNG ([`png`]) or PGM ([`pgm`]) with
+//! bounded memory, and [`digitize`] makes it a 28x28 digit the way MNIST's were made.
 
+pub mod digitize;
 pub mod idx;
+pub mod image;
 pub mod mnist;
+pub mod pgm;
+pub mod png;
 
 pub use mnist::{Dataset, Mnist, Split};
 
