@@ -7,6 +7,7 @@
 //! (shards, threads and epochs), then [`init`] and [`model_file`].
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
+pub mod confusion;
 pub mod dense;
 pub mod init;
 pub mod layer;
