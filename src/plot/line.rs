@@ -19,6 +19,8 @@ const TITLE_SIZE: f64 = 16.0;
 const LABEL_SIZE: f64 = 13.0;
 const TICK_SIZE: f64 = 12.0;
 const LEGEND_ROW: f64 = 18.0;
+/// Pixels between the axes and the first and last ticks.
+const INSET: f64 = 8.0;
 
 /// One line of a chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,9 +140,13 @@ impl LineChart {
         let right = frame.x + frame.w - 16.0;
         let top = frame.y + 40.0 + legend_rows as f64 * LEGEND_ROW + 8.0;
         let bottom = frame.y + frame.h - 52.0;
-        let (pw, ph) = ((right - left).max(1.0), (bottom - top).max(1.0));
-        let px = |x: f64| left + xs.fraction(x) * pw;
-        let py = |y: f64| bottom - ys.fraction(y) * ph;
+        // The data keeps a few pixels off the axes, so no marker sits on one.
+        let (pw, ph) = (
+            (right - left - 2.0 * INSET).max(1.0),
+            (bottom - top - 2.0 * INSET).max(1.0),
+        );
+        let px = |x: f64| left + INSET + xs.fraction(x) * pw;
+        let py = |y: f64| bottom - INSET - ys.fraction(y) * ph;
 
         for (s, &(row, dx)) in self.series.iter().zip(&layout) {
             let color = PALETTE[s.color % PALETTE.len()];
