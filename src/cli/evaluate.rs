@@ -76,6 +76,10 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         eval,
         confusion,
     };
+    // The report first: a refused destination was caught before any work,
+    // so what is left to fail here (a full disk) comes after the numbers.
+    let json_out = p.switch("json");
+    print!("{}", if json_out { json(&report) } else { text(&report) });
     if let Some(dest) = &heat_map {
         let svg = confusion_svg(
             &heat_map_title(&report),
@@ -83,12 +87,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             &class_labels(&report.confusion),
         );
         safe_file::write_atomic(dest, svg.as_bytes(), HEAT_MAP)?;
-    }
-    if p.switch("json") {
-        print!("{}", json(&report));
-    } else {
-        print!("{}", text(&report));
-        if let Some(dest) = &heat_map {
+        if !json_out {
             println!("\nSaved the confusion heat map to {}", dest.display());
         }
     }
