@@ -193,6 +193,11 @@ fn the_matrix_text_json_and_heat_map_agree() {
         assert_eq!(json_number(line, "recall"), matrix[d][d] as f64 / row as f64);
     }
 
+    // The same on one thread as on two.
+    let (one, _) = expect(&["evaluate", "--model", m, "--json", "--threads", "1"], 0);
+    let (two, _) = expect(&["evaluate", "--model", m, "--json", "--threads", "2"], 0);
+    assert_eq!(one, two);
+
     // The heat map: 100 cells holding the same counts.
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap();

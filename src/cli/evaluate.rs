@@ -106,11 +106,12 @@ fn class_labels(c: &Confusion) -> Vec<String> {
 }
 
 fn heat_map_title(r: &Report) -> String {
+    let widths: Vec<String> = r.net.widths().iter().map(usize::to_string).collect();
     format!(
-        "Confusion matrix, {} set, accuracy {:.4}: {}",
+        "Confusion matrix: {}, {} set, accuracy {:.4}",
+        widths.join("-"),
         split_name(r.split),
-        r.eval.accuracy,
-        r.net.describe()
+        r.eval.accuracy
     )
 }
 

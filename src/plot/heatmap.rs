@@ -62,6 +62,8 @@ pub fn confusion_svg(title: &str, counts: &[Vec<u64>], labels: &[String]) -> Str
         &[("class", "title".into()), ("font-weight", "bold".into())],
     );
 
+    // Thin white lines between the cells.
+    svg.open("g", &[("stroke", "#ffffff".into()), ("stroke-width", "1".into())]);
     for (t, row) in counts.iter().enumerate() {
         let support: u64 = row.iter().sum();
         let y = TOP + t as f64 * cell;
@@ -84,8 +86,6 @@ pub fn confusion_svg(title: &str, counts: &[Vec<u64>], labels: &[String]) -> Str
                     ("data-true", t.to_string()),
                     ("data-predicted", p.to_string()),
                     ("data-count", count.to_string()),
-                    ("stroke", "#ffffff".into()),
-                    ("stroke-width", "1".into()),
                 ],
             );
             let digits = count.to_string().len() as f64;
@@ -98,12 +98,14 @@ pub fn confusion_svg(title: &str, counts: &[Vec<u64>], labels: &[String]) -> Str
                     "middle",
                     &[
                         ("class", "count".into()),
+                        ("stroke", "none".into()),
                         ("fill", if share > DARK { "#ffffff" } else { "#222222" }.into()),
                     ],
                 );
             }
         }
     }
+    svg.close("g");
     // Class labels: true classes down the left, predicted ones along the bottom.
     let tick = FONT.min(cell * 0.9);
     for i in 0..k {
