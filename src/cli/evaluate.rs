@@ -16,7 +16,8 @@ use crate::plot::confusion_svg;
 use crate::profile::json::Json;
 use crate::safe_file;
 
-pub const ABOUT: &str = "loss, accuracy and confusion matrix of a saved model on the test (or training) set";
+// (The one-line summary stays as docs/TUTORIAL.md shows it in `simdnet --help`.)
+pub const ABOUT: &str = "loss and accuracy of a saved model on the test (or training) set";
 
 pub const FLAGS: &[Flag] = &[
     MODEL,
