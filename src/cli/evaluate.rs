@@ -62,8 +62,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     })??;
     if !eval.loss.is_finite() {
         return Err(Error::Invalid(format!(
-            "the model's loss on these {} images is {} (not a number a model can have): its outputs \
-             overflow; retrain it, e.g. with a lower --lr",
+            "the model's loss on these {} images is {}: its outputs overflow, so its numbers mean \
+             nothing; retrain it, e.g. with a lower --lr",
             data.len(),
             eval.loss
         ))
