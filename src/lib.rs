@@ -28,7 +28,7 @@
 //!    [`interrupt`], [`safe_file`];
 //! 2. [`gemm`], [`kernels`];
 //! 3. [`data`], [`nn`], [`teach`];
-//! 4. [`profile`];
+//! 4. [`profile`], [`plot`];
 //! 5. [`cli`].
 
 // Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks,
@@ -47,7 +47,8 @@ pub mod kernels;
 pub mod data;
 pub mod nn;
 pub mod teach;
-// Floor 4: tools.
+// Floor 4: tools and pictures.
+pub mod plot;
 pub mod profile;
 // Floor 5: the command line.
 pub mod cli;

@@ -8,7 +8,7 @@
 //!          interrupt, safe_file
 //! floor 2  gemm, kernels                            the speed
 //! floor 3  data, nn, teach                          data, engine, lesson
-//! floor 4  profile                                  bench, tune, reports
+//! floor 4  profile, plot                            bench, tune, reports, charts
 //! floor 5  cli (and main.rs)                        the command line
 //! ```
 
@@ -29,6 +29,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("nn", 3),
     ("teach", 3),
     ("profile", 4),
+    ("plot", 4),
     ("cli", 5),
 ];
 

@@ -8,6 +8,7 @@
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
 pub mod checkpoint;
+pub mod confusion;
 pub mod dense;
 pub mod init;
 pub mod layer;
