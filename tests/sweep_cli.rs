@@ -391,11 +391,30 @@ fn raw_inputs_train_a_row_of_their_own() {
 }
 
 #[test]
-fn plot_is_refused_before_training_until_wired() {
+fn plot_draws_one_bar_per_trained_row() {
     let svg = temp("sweep.svg");
-    let (out, err) = run_small(&["--epochs", "1", "--plot", svg.to_str().unwrap()], 1);
-    assert_eq!(err, "error: --plot is not supported by this build yet\n");
-    assert_eq!(out, "");
+    let (out, _) = run_small(
+        &[
+            "--layers",
+            "8",
+            "--layers",
+            "8,8",
+            "--epochs",
+            "1",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        0,
+    );
+    let rows = rows(&out);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") || text.starts_with("<?xml"), "{text}");
+    for r in &rows {
+        // Each bar is labelled with its value, as the table prints it (one decimal).
+        let pct = r[4].trim_end_matches('%');
+        assert!(text.contains(pct), "bar for {pct} missing");
+    }
+    assert!(text.contains("Test accuracy per row of the sweep"));
 }
 
 #[test]

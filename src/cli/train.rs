@@ -19,6 +19,7 @@ use crate::nn::train::MAX_EPOCHS;
 use crate::nn::{
     Activation, EpochStats, Evaluation, Network, Optimizer, Outcome, Progress, Session, TrainConfig,
 };
+use crate::plot::{history_svg, EpochPoint};
 use crate::profile::json::Json;
 use crate::{interrupt, safe_file};
 
@@ -35,7 +36,7 @@ pub const FLAGS: &[Flag] = &[
         "activation",
         "NAME",
         Some("relu"),
-        "hidden activation: relu, sigmoid, tanh or identity",
+        "hidden activation: relu, sigmoid, tanh or identity; one for all, or one per hidden layer (relu,tanh)",
     ),
     Flag::value(
         "epochs",
@@ -44,6 +45,22 @@ pub const FLAGS: &[Flag] = &[
         "passes over the training set (at most 1000000; with --resume, the new total)",
     ),
     Flag::value("batch", "N", Some("128"), "examples per mini-batch"),
+    Flag::value(
+        "dropout",
+        "RATE",
+        Some("0"),
+        "drop this fraction of each hidden layer's outputs while training (Keras' Dropout), e.g. 0.2",
+    ),
+    Flag::value(
+        "weight-decay",
+        "L2",
+        Some("0"),
+        "L2 penalty on the weights (not the biases): adds L2·w to each weight's gradient",
+    ),
+    Flag::switch(
+        "no-scale",
+        "feed raw 0-255 pixels instead of pixels scaled to 0..1 (the workshop's \"scaled inputs\" trial)",
+    ),
     Flag::value(
         "optimizer",
         "NAME",
@@ -106,6 +123,12 @@ pub const FLAGS: &[Flag] = &[
         None,
         "write the per-epoch history as CSV (epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds)",
     ),
+    Flag::value(
+        "plot",
+        "FILE",
+        None,
+        "draw the loss and accuracy per epoch (training and validation) as an SVG chart",
+    ),
     Flag::switch("json", "print one JSON object with the results instead of text"),
     Flag::switch("quiet", "print only the final test accuracy"),
     Flag::switch("profile", "after training, print a table of where the time went"),
@@ -118,6 +141,9 @@ pub const FLAGS: &[Flag] = &[
 const FIXED_BY_CHECKPOINT: &[&str] = &[
     "layers",
     "activation",
+    "dropout",
+    "weight-decay",
+    "no-scale",
     "optimizer",
     "lr",
     "batch",
@@ -130,7 +156,12 @@ const FIXED_BY_CHECKPOINT: &[&str] = &[
 /// Everything `train` was asked to do, checked.
 struct Plan {
     hidden: Vec<usize>,
-    activation: Activation,
+    /// One per hidden layer.
+    activations: Vec<Activation>,
+    dropout: f32,
+    weight_decay: f32,
+    /// Raw 0-255 pixels (`--no-scale`) instead of 0..1.
+    no_scale: bool,
     optimizer: Optimizer,
     cfg: TrainConfig,
     limit: Option<usize>,
@@ -139,6 +170,7 @@ struct Plan {
     checkpoint: Option<PathBuf>,
     resume: Option<PathBuf>,
     history: Option<PathBuf>,
+    plot: Option<PathBuf>,
     quiet: bool,
     json: bool,
 }
@@ -157,7 +189,10 @@ impl Plan {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            ("activation".to_string(), self.activation.name().to_string()),
+            ("activation".to_string(), activation_names(&self.activations)),
+            ("dropout".to_string(), self.dropout.to_string()),
+            ("weight-decay".to_string(), self.weight_decay.to_string()),
+            ("no-scale".to_string(), self.no_scale.to_string()),
         ];
         if let Some(l) = self.limit {
             v.push(("limit".into(), l.to_string()));
@@ -185,7 +220,9 @@ impl Plan {
 
 fn plan(p: &Parsed) -> Result<Plan, UsageError> {
     let hidden = common::hidden_layers(p)?;
-    let activation: Activation = p.get("activation")?;
+    let activations = common::activations(p.raw("activation").unwrap_or("relu"), hidden.len())?;
+    let dropout = common::dropout_rate(p.raw("dropout").unwrap_or("0"))?;
+    let weight_decay = common::weight_decay(p.raw("weight-decay").unwrap_or("0"))?;
     let lr: Option<f32> = p.opt("lr")?;
     let optimizer = Optimizer::from_name(p.raw("optimizer").unwrap_or("rmsprop"), lr)
         .map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
@@ -227,7 +264,10 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
     }
     Ok(Plan {
         hidden,
-        activation,
+        activations,
+        dropout,
+        weight_decay,
+        no_scale: p.switch("no-scale"),
         optimizer,
         cfg: TrainConfig {
             epochs,
@@ -242,6 +282,7 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
         checkpoint: p.path("checkpoint")?,
         resume: p.path("resume")?,
         history: p.path("history")?,
+        plot: p.path("plot")?,
         quiet: p.switch("quiet"),
         json: p.switch("json"),
     })
@@ -274,7 +315,16 @@ fn adopt_checkpoint(p: &Parsed, plan: &mut Plan, ck: &Checkpoint, path: &Path) -
         plan.hidden = super::args::parse_list(&v).map_err(|_| bad("layers", &v))?;
     }
     if let Some(v) = parse("activation")? {
-        plan.activation = v.parse().map_err(|_| bad("activation", &v))?;
+        plan.activations = common::activations(&v, plan.hidden.len()).map_err(|_| bad("activation", &v))?;
+    }
+    if let Some(v) = parse("dropout")? {
+        plan.dropout = v.parse().map_err(|_| bad("dropout", &v))?;
+    }
+    if let Some(v) = parse("weight-decay")? {
+        plan.weight_decay = v.parse().map_err(|_| bad("weight-decay", &v))?;
+    }
+    if let Some(v) = parse("no-scale")? {
+        plan.no_scale = v.parse().map_err(|_| bad("no-scale", &v))?;
     }
     plan.limit = match parse("limit")? {
         Some(v) => Some(v.parse().map_err(|_| bad("limit", &v))?),
@@ -341,6 +391,26 @@ fn resume_command(p: &Parsed, ck: &Path) -> String {
     cmd
 }
 
+/// `relu,tanh`: one activation name per hidden layer.
+fn activation_names(acts: &[Activation]) -> String {
+    acts.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
+}
+
+/// The loss and accuracy curves of a run, as a standalone SVG.
+fn history_chart(net: &Network, history: &[EpochStats]) -> String {
+    let points: Vec<EpochPoint> = history
+        .iter()
+        .map(|h| EpochPoint {
+            epoch: h.epoch,
+            loss: h.loss,
+            accuracy: h.accuracy,
+            val_loss: h.validation.map(|v| v.loss),
+            val_accuracy: h.validation.map(|v| v.accuracy),
+        })
+        .collect();
+    history_svg(&net.describe(), &points)
+}
+
 /// The history as CSV: `epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds`.
 fn history_csv(history: &[EpochStats], lr: f32) -> String {
     let mut s = String::from("epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n");
@@ -379,6 +449,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         (&plan.save, "model"),
         (&plan.checkpoint, "checkpoint"),
         (&plan.history, "history"),
+        (&plan.plot, "chart"),
     ] {
         if let Some(path) = path {
             safe_file::check_destination(path, what)?;
@@ -413,14 +484,20 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             (ck.net, ck.session)
         }
         None => {
-            let net = Network::mlp(
+            let mut net = Network::mlp_with(
                 train.features(),
                 &plan.hidden,
+                &plan.activations,
                 NUM_CLASSES,
-                plan.activation,
                 plan.cfg.seed,
             )
             .map_err(|e| UsageError(format!("--layers: {e}")))?;
+            if plan.no_scale {
+                net = net.with_input_scale(1.0)?;
+            }
+            let net = net
+                .with_dropout(plan.dropout)?
+                .with_weight_decay(plan.weight_decay)?;
             let session = Session::new(&net, plan.optimizer, &train, &plan.cfg)?;
             (net, session)
         }
@@ -515,6 +592,9 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
                 history_csv(&session.history, plan.optimizer.lr()).as_bytes(),
                 "history",
             )?;
+        }
+        if let Some(path) = &plan.plot {
+            safe_file::write_atomic(path, history_chart(&net, &session.history).as_bytes(), "chart")?;
         }
         if outcome == Outcome::Interrupted {
             return Err(interrupted(p, &plan, &net, &session));
@@ -660,7 +740,10 @@ fn json_report(
             "config",
             Json::obj([
                 ("layers", Json::Arr(plan.hidden.iter().map(|&w| int(w)).collect())),
-                ("activation", Json::str(plan.activation.name())),
+                ("activation", Json::str(activation_names(&plan.activations))),
+                ("dropout", Json::Num(plan.dropout as f64)),
+                ("weight_decay", Json::Num(plan.weight_decay as f64)),
+                ("scaled_inputs", Json::Bool(!plan.no_scale)),
                 ("optimizer", Json::str(plan.optimizer.to_string())),
                 ("lr", Json::Num(plan.optimizer.lr() as f64)),
                 ("batch", int(plan.cfg.batch_size)),

@@ -21,6 +21,7 @@ use super::CliError;
 use crate::data::{Dataset, Split, NUM_CLASSES};
 use crate::error::Error;
 use crate::nn::{fit, Network, TrainConfig};
+use crate::plot::{bars_svg, Bar};
 use grid::{Trial, AXES};
 use table::{Outcome, Row, Spread};
 
@@ -127,9 +128,6 @@ fn plan(p: &Parsed) -> Result<Plan, CliError> {
     }
     if let Some(path) = &plot {
         crate::safe_file::check_destination(path, "sweep chart")?;
-        // LEAD: wire plot::bars_svg (then delete this early refusal, which
-        // saves the user a sweep whose chart could not be drawn).
-        return Err(Error::Invalid("--plot is not supported by this build yet".into()).into());
     }
     Ok(Plan {
         trials,
@@ -170,7 +168,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
     }
     if let Some(path) = &plan.plot {
-        let svg = plot_rows(&rows)?;
+        let svg = plot_rows(&rows);
         crate::safe_file::write_atomic(path, svg.as_bytes(), "sweep chart")?;
     }
     // A table with no number in it is a failure: say why (the first row's reason).
@@ -429,13 +427,17 @@ impl ProgressLine {
 }
 
 /// The SVG bar chart of every trained row's test accuracy (with its spread over seeds).
-fn plot_rows(rows: &[Row]) -> Result<String, CliError> {
-    // LEAD: wire plot::bars_svg, e.g.
-    //   let bars: Vec<crate::plot::Bar> = rows.iter().filter_map(|r| match &r.outcome {
-    //       Outcome::Trained { test, .. } => Some(Bar { label: r.trial.short(r.outputs),
-    //           value: test.mean * 100.0, spread: test.sd.map(|s| s * 100.0) }),
-    //       Outcome::Skipped(_) => None }).collect();
-    //   Ok(crate::plot::bars_svg("Test accuracy per row", "test accuracy (%)", &bars))
-    let _ = rows;
-    Err(Error::Invalid("--plot is not supported by this build yet".into()).into())
+fn plot_rows(rows: &[Row]) -> String {
+    let bars: Vec<Bar> = rows
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Trained { test, .. } => Some(Bar {
+                label: r.trial.short(r.outputs),
+                value: test.mean * 100.0,
+                spread: test.sd.map(|s| s * 100.0),
+            }),
+            Outcome::Skipped(_) => None,
+        })
+        .collect();
+    bars_svg("Test accuracy per row of the sweep", "test accuracy (%)", &bars)
 }
