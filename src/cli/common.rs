@@ -105,3 +105,11 @@ pub fn hidden_layers(p: &Parsed) -> Result<Vec<usize>, UsageError> {
     }
     Ok(hidden)
 }
+
+/// Loads both splits from the folder `--data` names, `(train, test)`: all four
+/// headers are checked first (one label per image; training and test images
+/// of the same size, or an error naming both files), then the bodies are read.
+pub fn load_train_test(p: &Parsed) -> Result<(Dataset, Dataset), CliError> {
+    let dir = p.raw("data").unwrap_or("data");
+    Ok(mnist::load_both(Path::new(dir))?)
+}
