@@ -119,8 +119,13 @@ fn read_small(path: &str) -> Option<String> {
 }
 
 /// The machine's limits: `(bytes, what)` for physical memory, the address
-/// space limit and the cgroup limit, those that can be read.
-fn machine_limits() -> Vec<(u64, &'static str)> {
+/// space limit and the cgroup limit, those that can be read (read once).
+fn machine_limits() -> &'static [(u64, &'static str)] {
+    static LIMITS: std::sync::OnceLock<Vec<(u64, &'static str)>> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(read_machine_limits)
+}
+
+fn read_machine_limits() -> Vec<(u64, &'static str)> {
     let mut limits = Vec::new();
     if let Some(kib) = read_small("/proc/meminfo").and_then(|t| meminfo_kib(&t, "MemTotal:")) {
         limits.push((kib.saturating_mul(1024), "physical memory"));
@@ -151,8 +156,8 @@ pub fn cap() -> Result<Cap> {
         };
     }
     let (num, den) = DEFAULT_FRACTION;
-    Ok(match machine_limits().into_iter().min_by_key(|&(b, _)| b) {
-        Some((bytes, what)) => Cap {
+    Ok(match machine_limits().iter().min_by_key(|&&(b, _)| b) {
+        Some(&(bytes, what)) => Cap {
             bytes: bytes / den * num,
             source: format!("{num}/{den} of {what}, {}", human(bytes)),
         },
