@@ -335,6 +335,9 @@ fn dev_zero_or_a_folder_as_the_tuning_file() {
 
 #[test]
 fn tune_refuses_a_folder_as_its_destination_before_searching() {
+    let o = limited(&["tune", "--quick", "--config", "/"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("Tuning for"), "the search started:\n{out}");
     let err = expect_fail(
         &["tune", "--quick", "--config", "/"],
         &[],
