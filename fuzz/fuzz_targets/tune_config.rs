@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(cfg) => assert_eq!(cfg.blocks.validate(), Ok(())),
         Err(e) => {
             let msg = e.to_string();
-            assert!(!msg.chars().any(|c| c.is_control()), "raw control character in {msg:?}");
+            assert!(
+                !msg.chars().any(|c| c.is_control()),
+                "raw control character in {msg:?}"
+            );
         }
     }
 });
