@@ -277,6 +277,47 @@ fn training_and_test_images_of_different_sizes_fail_at_load_naming_both_files() 
 
 // ---------------------------------------------------------------- model and tuning files
 
+/// Runs simdnet on a FIFO nobody writes to: it must refuse it without
+/// opening it (opening would block). Killed and failed after a minute.
+fn refuses_fifo(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simdnet"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("SIMDNET_TUNE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("{args:?} blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "lacks {needle:?}: {err}");
+}
+
+#[test]
+fn a_fifo_as_the_model_or_the_tuning_file_is_refused_without_blocking() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    refuses_fifo(&["evaluate", "--model", s(&fifo)], &[], "not a regular file");
+    refuses_fifo(
+        &["bench", "--quick"],
+        &[("SIMDNET_TUNE_CONFIG", s(&fifo))],
+        "is not a regular file",
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn dev_zero_or_a_huge_file_as_the_model() {
     expect_fail(

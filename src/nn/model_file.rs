@@ -184,16 +184,21 @@ pub fn load(path: &Path) -> Result<Network> {
         problem,
     };
     let unreadable = |e: std::io::Error| bad(format!("it cannot be read ({e})"));
-    let file = fs::File::open(path).map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
+    let regular = |meta: fs::Metadata| {
+        if meta.is_file() {
+            return Ok(meta);
+        }
         let kind = if meta.is_dir() {
             "a folder"
         } else {
             "not a regular file (a device, a pipe or a socket)"
         };
-        return Err(bad(format!("it is {kind}")));
-    }
+        Err(bad(format!("it is {kind}")))
+    };
+    // Look before opening (opening a FIFO would block), then at what was opened.
+    regular(fs::metadata(path).map_err(unreadable)?)?;
+    let file = fs::File::open(path).map_err(unreadable)?;
+    let meta = regular(file.metadata().map_err(unreadable)?)?;
     let too_big = |len: String| {
         bad(format!(
             "it is {len}, more than a model file may be ({})",

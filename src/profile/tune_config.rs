@@ -207,9 +207,16 @@ pub fn load(path: &Path) -> Result<TuneConfig> {
         action: "read the tuning file",
         source,
     };
-    let file = fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
+    // Look before opening (opening a FIFO would block), then at what was opened.
+    let meta = fs::metadata(path).map_err(io)?;
+    let (file, meta) = if meta.is_file() {
+        let file = fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        (Some(file), meta)
+    } else {
+        (None, meta)
+    };
+    let (Some(file), true) = (file, meta.is_file()) else {
         let kind = if meta.is_dir() {
             "a folder"
         } else {
@@ -219,7 +226,7 @@ pub fn load(path: &Path) -> Result<TuneConfig> {
             "the tuning file '{}' is {kind}: point {ENV_PATH} at a tuning file written by `simdnet tune` (or unset it), or pass --no-tune-config",
             path.display()
         )));
-    }
+    };
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
