@@ -91,7 +91,7 @@ fn every_malformed_config_is_a_clear_error() {
             "absurdly large",
         ),
         (
-            "version = 1\nmc = 96\nkc = 16384\nnc = 1048576\n",
+            "version = 1\nmc = 96\nkc = 4096\nnc = 16384\n",
             "absurdly large for a packed block",
         ),
         (

@@ -16,6 +16,8 @@ use super::args::{parse_list, Flag, Parsed, UsageError};
 use super::common::{self, THREADS};
 use super::CliError;
 use crate::error::Error;
+use crate::nn::memory;
+use crate::profile::bench::{mnist_widths, GemmShape};
 use crate::profile::facts::{describe, BuildFacts};
 use crate::profile::json::Json;
 use crate::profile::machine::{self, Bandwidth, Rate};
@@ -114,10 +116,51 @@ fn settings(p: &Parsed) -> Result<Settings, UsageError> {
     })
 }
 
+/// Estimated peak memory of a bench run, in bytes: the largest GEMM shape's
+/// operands twice (the engine's and the reference's, while verifying), the
+/// three bandwidth arrays, the largest fused kernel's operands (five arrays
+/// for the optimiser), and the GEMM's packing buffers per thread.
+pub fn memory_bytes(set: &Settings) -> u64 {
+    let gemm = |s: &GemmShape| {
+        let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
+        let floats = m
+            .saturating_mul(k)
+            .saturating_add(k.saturating_mul(n))
+            .saturating_add(m.saturating_mul(n))
+            .saturating_add(n);
+        floats.saturating_mul(4 * 2)
+    };
+    let mut shapes: Vec<GemmShape> = set.sizes.iter().map(|&n| GemmShape::square(n)).collect();
+    for hidden in &set.networks {
+        shapes.extend(GemmShape::training(&mnist_widths(hidden), set.batch));
+    }
+    let largest = shapes.iter().map(gemm).max().unwrap_or(0);
+    let (array, elements): (u64, u64) = if set.quick {
+        (16 << 20, 1 << 18)
+    } else {
+        (128 << 20, 1 << 24)
+    };
+    let fused = elements * 20 + (elements / 10 + 1);
+    let threads = set.threads as u64 + 1;
+    largest
+        .saturating_add(3 * array)
+        .max(fused)
+        .saturating_add(memory::packing_bytes_per_thread().saturating_mul(threads))
+        .saturating_add(memory::BASELINE_BYTES)
+}
+
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let settings = settings(p)?;
     let json = p.switch("json");
     let tune_msg = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))?;
+    memory::check(
+        memory_bytes(&settings),
+        &format!(
+            "bench with --batch {} and --layers '{}'",
+            settings.batch,
+            p.raw("layers").unwrap_or("")
+        ),
+    )?;
     if let (Some(m), false) = (&tune_msg, json) {
         println!("{m}");
     }

@@ -148,3 +148,11 @@ pub fn weight_decay(raw: &str) -> Result<f32, UsageError> {
         ))),
     }
 }
+
+/// Loads both splits from the folder `--data` names, `(train, test)`: all four
+/// headers are checked first (one label per image; training and test images
+/// of the same size, or an error naming both files), then the bodies are read.
+pub fn load_train_test(p: &Parsed) -> Result<(Dataset, Dataset), CliError> {
+    let dir = p.path("data")?.unwrap_or_else(|| "data".into());
+    Ok(mnist::load_both(&dir)?)
+}

@@ -165,6 +165,8 @@ fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
                 print!("{}", args::help_text(cmd.name, cmd.about, cmd.flags));
                 Ok(())
             } else {
+                // A bad SIMDNET_MC/KC/NC is an error before any work, whatever the command.
+                crate::gemm::blocking::check_env()?;
                 (cmd.run)(&p)
             }
         });

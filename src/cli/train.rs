@@ -11,9 +11,10 @@ use std::time::Instant;
 use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, THREADS};
 use super::CliError;
-use crate::data::{Dataset, Split, NUM_CLASSES};
+use crate::data::{Dataset, NUM_CLASSES};
 use crate::error::Error;
 use crate::nn::checkpoint::{self, Checkpoint};
+use crate::nn::memory;
 use crate::nn::model_file::{self, fnv1a64};
 use crate::nn::train::MAX_EPOCHS;
 use crate::nn::{
@@ -456,8 +457,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
     }
     interrupt::install();
-    let mut train = common::load_data(p, Split::Train)?;
-    let test = common::load_data(p, Split::Test)?;
+    let (mut train, test) = common::load_train_test(p)?;
     if let Some(n) = plan.limit {
         train = train.take(n);
     }
@@ -471,6 +471,23 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         }
         None => (train, None),
     };
+    // Refuse a network and batch that would not fit in memory before allocating them.
+    let widths: Vec<usize> = std::iter::once(train.features())
+        .chain(plan.hidden.iter().copied())
+        .chain([NUM_CLASSES])
+        .collect();
+    memory::check(
+        memory::training_bytes(&widths, plan.cfg.batch_size.min(train.len()), common::threads(p)?),
+        &format!(
+            "training --layers {} at --batch {}",
+            widths[1..widths.len() - 1]
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            plan.cfg.batch_size
+        ),
+    )?;
     let (mut net, mut session) = match resumed {
         Some(ck) => {
             if ck.get("data") != data_key.as_deref() {

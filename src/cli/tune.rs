@@ -13,6 +13,7 @@ use super::common::{self, THREADS};
 use super::CliError;
 use crate::error::Error;
 use crate::gemm;
+use crate::nn::memory;
 use crate::profile::bench::{mnist_widths, GemmShape};
 use crate::profile::facts::describe;
 use crate::profile::tune_config::{self, TuneConfig};
@@ -58,6 +59,10 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         return Err(UsageError("--runs must be between 1 and 1000".into()).into());
     }
     let path = p.path("config")?.unwrap_or_else(tune_config::default_path);
+    crate::gemm::blocking::check_env()?;
+    if !p.switch("dry-run") {
+        crate::safe_file::check_destination(&path, "tuning file")?;
+    }
     let effort = if p.switch("quick") {
         Effort::quick(runs.min(3))
     } else {
@@ -73,6 +78,13 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     if p.switch("square") {
         shapes.push(GemmShape::square(512));
     }
+    memory::check(
+        memory_bytes(&shapes, common::threads(p)?),
+        &format!(
+            "tune with --batch {batch} and --layers '{}'",
+            p.raw("layers").unwrap_or("")
+        ),
+    )?;
     let outcome = common::with_threads(p, || {
         println!(
             "Tuning for {} at batch {batch} ({} GEMM shapes) on {} threads",
@@ -141,4 +153,29 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         path.display()
     );
     Ok(())
+}
+
+/// Estimated peak memory of a tuning run, in bytes: the operands of every
+/// shape (the tuner keeps them all), the largest packing buffers its search
+/// can set (`mc` 384, `kc` 512, `nc` 8192) per thread, and the baseline.
+pub fn memory_bytes(shapes: &[GemmShape], threads: usize) -> u64 {
+    let operands = shapes
+        .iter()
+        .map(|s| {
+            let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
+            m.saturating_mul(k)
+                .saturating_add(k.saturating_mul(n))
+                .saturating_add(m.saturating_mul(n))
+                .saturating_add(n)
+                .saturating_mul(4)
+        })
+        .fold(0u64, u64::saturating_add);
+    let packing = ((384 + 64) * 512 + 8192 * 512) * 4;
+    operands
+        .saturating_add(
+            memory::packing_bytes_per_thread()
+                .max(packing)
+                .saturating_mul(threads as u64 + 1),
+        )
+        .saturating_add(memory::BASELINE_BYTES)
 }

@@ -144,62 +144,120 @@ pub struct Mnist {
 }
 
 impl Mnist {
-    /// Loads the four standard files from `dir` (see [`load_split`]), both splits in parallel.
-    /// Fails if the two splits' images differ in size.
+    /// Loads the four standard files from `dir` (see [`load_split`]). All four
+    /// headers are read and checked first: the two splits' images must have
+    /// the same size (the error names both files), and each label file as
+    /// many labels as its image file has images; then the bodies are read,
+    /// both splits in parallel.
     pub fn load(dir: &Path) -> Result<Mnist> {
-        let (train, test) = rayon::join(|| load_split(dir, Split::Train), || load_split(dir, Split::Test));
-        let (train, test) = (train?, test?);
-        if (train.image_rows, train.image_cols) != (test.image_rows, test.image_cols) {
+        let train = SplitFiles::open(dir, Split::Train)?;
+        let test = SplitFiles::open(dir, Split::Test)?;
+        check_same_size(&train.images, &test.images)?;
+        let (train, test) = rayon::join(|| train.read(), || test.read());
+        Ok(Mnist {
+            train: train?,
+            test: test?,
+        })
+    }
+}
+
+/// Fails unless the images of the two files have the same size; the error names both.
+fn check_same_size(train: &idx::ImageFile, test: &idx::ImageFile) -> Result<()> {
+    if (train.rows(), train.cols()) == (test.rows(), test.cols()) {
+        return Ok(());
+    }
+    Err(Error::BadData {
+        path: test.path().to_path_buf(),
+        problem: format!(
+            "its images are {}x{} but the training images in '{}' are {}x{}: the training and test images must have the same size (use files from the same data set)",
+            test.rows(),
+            test.cols(),
+            train.path().display(),
+            train.rows(),
+            train.cols()
+        ),
+    })
+}
+
+/// The two files of a split with their headers read and checked against each other.
+struct SplitFiles {
+    images: idx::ImageFile,
+    labels: idx::LabelFile,
+}
+
+impl SplitFiles {
+    /// Opens both files of `split` in `dir`, reads their headers, and checks
+    /// that there is one label per image (before any body is read).
+    fn open(dir: &Path, split: Split) -> Result<SplitFiles> {
+        let (img_name, lbl_name) = split.file_names();
+        let images = idx::open_images(&locate(dir, img_name)?)?;
+        let labels = idx::open_labels(&locate(dir, lbl_name)?)?;
+        if labels.count() != images.count() {
             return Err(Error::BadData {
-                path: locate(dir, Split::Test.file_names().0),
+                path: labels.path().to_path_buf(),
                 problem: format!(
-                    "its images are {}x{} but the training images are {}x{}",
-                    test.image_rows, test.image_cols, train.image_rows, train.image_cols
+                    "it has {} labels but '{}' has {} images: the two files must have one label per image",
+                    labels.count(),
+                    images.path().display(),
+                    images.count()
                 ),
             });
         }
-        Ok(Mnist { train, test })
+        Ok(SplitFiles { images, labels })
+    }
+
+    /// Reads both bodies and checks every label.
+    fn read(self) -> Result<Dataset> {
+        let lbl_path = self.labels.path().to_path_buf();
+        let (_, r, c, pixels) = self.images.read()?;
+        let labels = self.labels.read()?;
+        if let Some((i, bad)) = first_bad_label(&labels) {
+            return Err(Error::BadData {
+                path: lbl_path,
+                problem: format!("label {bad} at index {i} is out of range 0..{NUM_CLASSES}"),
+            });
+        }
+        Dataset::new(pixels, labels, r, c)
     }
 }
 
 /// Loads one split from `dir`: the standard file names of [`Split::file_names`], gzipped or
 /// raw; if a `.gz` file is absent, the same name without `.gz` is used instead. Checks the
-/// files (see [`idx`]), that there are as many labels as images and that every label is < 10.
+/// files (see [`idx`]), that there are as many labels as images (from the headers, before
+/// reading the bodies) and that every label is < 10.
 pub fn load_split(dir: &Path, split: Split) -> Result<Dataset> {
-    let (img_name, lbl_name) = split.file_names();
-    let (img_path, lbl_path) = (locate(dir, img_name), locate(dir, lbl_name));
-    let (n, r, c, pixels) = idx::read_images(&img_path)?;
-    let labels = idx::read_labels(&lbl_path)?;
-    if labels.len() != n {
-        return Err(Error::BadData {
-            path: lbl_path,
-            problem: format!(
-                "it has {} labels but '{}' has {n} images: the two files must have one label per image",
-                labels.len(),
-                img_path.display()
-            ),
-        });
-    }
-    if let Some((i, bad)) = first_bad_label(&labels) {
-        return Err(Error::BadData {
-            path: lbl_path,
-            problem: format!("label {bad} at index {i} is out of range 0..{NUM_CLASSES}"),
-        });
-    }
-    Dataset::new(pixels, labels, r, c)
+    SplitFiles::open(dir, split)?.read()
 }
 
-/// `dir/name`, or `dir/name` without its `.gz` if only that file exists.
-fn locate(dir: &Path, name: &str) -> PathBuf {
+/// Loads both splits from `dir` as [`Mnist::load`] does: `(train, test)`.
+pub fn load_both(dir: &Path) -> Result<(Dataset, Dataset)> {
+    Mnist::load(dir).map(|m| (m.train, m.test))
+}
+
+/// `dir/name`, or `dir/name` without its `.gz` if only that is present. Anything
+/// present counts, even a symbolic link whose target is missing: that is an
+/// error naming the link and its target, not a missing `.gz`.
+fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    if !path.exists() {
-        if let Some(raw) = name.strip_suffix(".gz").map(|raw| dir.join(raw)) {
-            if raw.exists() {
-                return raw;
-            }
-        }
+    let present = |p: &Path| p.symlink_metadata().is_ok();
+    let chosen = match name.strip_suffix(".gz").map(|raw| dir.join(raw)) {
+        Some(raw) if !present(&path) && present(&raw) => raw,
+        _ => path,
+    };
+    if chosen
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+        && !chosen.exists()
+    {
+        let target = std::fs::read_link(&chosen)
+            .map(|t| format!("'{}'", t.display()))
+            .unwrap_or_else(|_| "a target".into());
+        return Err(Error::Invalid(format!(
+            "cannot open '{}': it is a symbolic link to {target}, which does not exist (fix or remove the link, or point --data at a folder with the four MNIST files)",
+            chosen.display()
+        )));
     }
-    path
+    Ok(chosen)
 }
 
 /// The index and value of the first label that is not a digit 0-9.

@@ -14,9 +14,30 @@
 //! `SIMDNET_KC`, `SIMDNET_NC` (read once) and at run time with
 //! [`set_block_sizes`]. The loops round `mc` up to a multiple of the
 //! micro-kernel's `MR` and `nc` up to a multiple of its `NR`.
+//!
+//! Every size must lie in its range ([`MC_RANGE`], [`KC_RANGE`],
+//! [`NC_RANGE`]) and each packed block must fit in [`MAX_PACKED_BYTES`]
+//! ([`BlockSizes::validate`]): the packing buffers are allocated per thread,
+//! so an absurd size would exhaust memory. [`check_env`] reports a bad
+//! environment value as an error (the CLI calls it first); the library
+//! itself falls back to the defaults for such a value.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+
+use crate::error::{Error, Result};
+
+/// Allowed `mc` (rows of A~): the defaults are at most 960.
+pub const MC_RANGE: RangeInclusive<usize> = 1..=4096;
+/// Allowed `kc` (depth of a packed block): the defaults are at most 512.
+pub const KC_RANGE: RangeInclusive<usize> = 1..=4096;
+/// Allowed `nc` (columns of B~): the defaults are at most 4096.
+pub const NC_RANGE: RangeInclusive<usize> = 1..=16384;
+/// Largest packed block, A~ (`mc x kc`) or B~ (`kc x nc`), in bytes: 64 MiB.
+pub const MAX_PACKED_BYTES: usize = 64 << 20;
+/// The environment variables of the three sizes, in the order `mc`, `kc`, `nc`.
+pub const ENV_VARS: [&str; 3] = ["SIMDNET_MC", "SIMDNET_KC", "SIMDNET_NC"];
 
 /// The three cache block sizes of the BLIS loops (all in elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,34 +133,104 @@ impl BlockSizes {
     }
 
     /// The defaults for this machine and the default micro-kernel, with the
-    /// `SIMDNET_MC` / `SIMDNET_KC` / `SIMDNET_NC` overrides applied.
+    /// `SIMDNET_MC` / `SIMDNET_KC` / `SIMDNET_NC` overrides applied; if any
+    /// of them is invalid (see [`check_env`]), the defaults alone.
     pub fn from_env() -> BlockSizes {
-        let mut b = BlockSizes::for_caches(CacheSizes::detect(), super::kernel::default_kernel().nr);
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        };
-        if let Some(v) = var("SIMDNET_MC") {
-            b.mc = v;
-        }
-        if let Some(v) = var("SIMDNET_KC") {
-            b.kc = v;
-        }
-        if let Some(v) = var("SIMDNET_NC") {
-            b.nc = v;
-        }
-        b.sanitised()
+        let defaults = BlockSizes::for_caches(CacheSizes::detect(), super::kernel::default_kernel().nr);
+        env_overrides(defaults).unwrap_or(defaults)
     }
 
-    /// Every size at least 1.
+    /// Checks every size against its range and each packed block against
+    /// [`MAX_PACKED_BYTES`]; the error says which and the allowed range.
+    pub fn validate(self) -> std::result::Result<(), String> {
+        for (name, v, range) in [
+            ("mc", self.mc, MC_RANGE),
+            ("kc", self.kc, KC_RANGE),
+            ("nc", self.nc, NC_RANGE),
+        ] {
+            if !range.contains(&v) {
+                return Err(format!(
+                    "{name} = {v} is out of range (allowed {}..={})",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        for (what, rows, cols) in [
+            ("A~ (mc x kc)", self.mc, self.kc),
+            ("B~ (kc x nc)", self.kc, self.nc),
+        ] {
+            if rows * cols * 4 > MAX_PACKED_BYTES {
+                return Err(format!(
+                    "the packed block {what} = {rows} x {cols} floats is absurdly large for a packed block (at most {} MiB per thread)",
+                    MAX_PACKED_BYTES >> 20
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every size in its range, and the packed B~ block within
+    /// [`MAX_PACKED_BYTES`] (by lowering `nc`).
     fn sanitised(self) -> BlockSizes {
+        let clamp = |v: usize, r: RangeInclusive<usize>| v.clamp(*r.start(), *r.end());
+        let (mc, kc) = (clamp(self.mc, MC_RANGE), clamp(self.kc, KC_RANGE));
+        let most = |rows: usize| (MAX_PACKED_BYTES / 4 / rows).max(1);
         BlockSizes {
-            mc: self.mc.max(1),
-            kc: self.kc.max(1),
-            nc: self.nc.max(1),
+            mc: mc.min(most(kc)),
+            kc,
+            nc: clamp(self.nc, NC_RANGE).min(most(kc)),
         }
     }
+}
+
+/// `defaults` with the sizes set in the environment; an error names the
+/// first variable that is not a whole number in its range.
+fn env_overrides(defaults: BlockSizes) -> Result<BlockSizes> {
+    let mut b = defaults;
+    let ranges = [MC_RANGE, KC_RANGE, NC_RANGE];
+    for (i, name) in ENV_VARS.into_iter().enumerate() {
+        let Some(raw) = std::env::var_os(name) else {
+            continue;
+        };
+        let range = &ranges[i];
+        let allowed = format!("a whole number from {} to {}", range.start(), range.end());
+        let text = raw.to_string_lossy();
+        let v = text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|v| range.contains(v))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{name}={} is not a valid block size: it must be {allowed} (or unset it to use this machine's default)",
+                    text.escape_debug()
+                ))
+            })?;
+        match i {
+            0 => b.mc = v,
+            1 => b.kc = v,
+            _ => b.nc = v,
+        }
+    }
+    b.validate().map_err(|e| {
+        Error::Invalid(format!(
+            "the block sizes set by {} give {e}: lower them (or unset them to use this machine's defaults)",
+            ENV_VARS.join("/")
+        ))
+    })?;
+    Ok(b)
+}
+
+/// Checks `SIMDNET_MC`, `SIMDNET_KC` and `SIMDNET_NC`: each, if set, must be
+/// a whole number in its range, and the packed blocks they give must fit.
+/// The CLI calls this before any command that multiplies matrices.
+pub fn check_env() -> Result<()> {
+    env_overrides(BlockSizes::for_caches(
+        CacheSizes::detect(),
+        super::kernel::default_kernel().nr,
+    ))
+    .map(|_| ())
 }
 
 static MC: AtomicUsize = AtomicUsize::new(0);
@@ -166,7 +257,9 @@ pub fn block_sizes() -> BlockSizes {
     }
 }
 
-/// Sets the block sizes for all later GEMM calls (process-wide; zeros become 1).
+/// Sets the block sizes for all later GEMM calls (process-wide; zeros become
+/// 1, and sizes beyond their ranges are clamped into them: validate first
+/// with [`BlockSizes::validate`] to refuse them instead).
 ///
 /// Results stay deterministic for fixed block sizes; changing `kc` changes
 /// where the sum over `k` is split, so it may change the last bits.
@@ -189,6 +282,46 @@ mod tests {
         assert_eq!(parse_size("32M"), Some(32 << 20));
         assert_eq!(parse_size("12"), Some(12));
         assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn ranges_refuse_absurd_sizes() {
+        let ok = BlockSizes {
+            mc: 960,
+            kc: 512,
+            nc: 4096,
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let e = BlockSizes {
+            kc: 100_000_000,
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("kc = 100000000") && e.contains("1..=4096"), "{e}");
+        let e = BlockSizes {
+            mc: 16384,
+            kc: 16384,
+            nc: 16384,
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("mc = 16384"), "{e}");
+        let e = BlockSizes {
+            mc: 96,
+            kc: 4096,
+            nc: 16384,
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("B~") && e.contains("64 MiB"), "{e}");
+        let s = BlockSizes {
+            mc: 0,
+            kc: 100_000_000,
+            nc: 1 << 30,
+        }
+        .sanitised();
+        assert_eq!(s.validate(), Ok(()), "{s:?}");
     }
 
     #[test]

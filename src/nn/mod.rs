@@ -13,6 +13,7 @@ pub mod dense;
 pub mod init;
 pub mod layer;
 pub mod loss;
+pub mod memory;
 pub mod model_file;
 pub mod network;
 pub mod optim;

@@ -260,12 +260,60 @@ pub fn save(net: &Network, path: &Path) -> Result<()> {
     safe_file::write_atomic(path, &to_bytes(net), "model")
 }
 
-/// Loads and validates a model file.
+/// Largest model file [`load`] reads: 4 GiB (a billion parameters).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
+/// Loads and validates a model file: a regular file of at most
+/// [`MAX_FILE_BYTES`] (and within the memory cap, [`crate::nn::memory`]), read
+/// with that bound whatever its size claims, so that `/dev/zero` or a huge
+/// file fails at once.
 pub fn load(path: &Path) -> Result<Network> {
-    let bytes = fs::read(path).map_err(|e| Error::BadModel {
+    use std::io::Read;
+    let bad = |problem: String| Error::BadModel {
         path: path.to_path_buf(),
-        problem: format!("it cannot be read ({e})"),
-    })?;
+        problem,
+    };
+    let unreadable = |e: std::io::Error| bad(format!("it cannot be read ({e})"));
+    let regular = |meta: fs::Metadata| {
+        if meta.is_file() {
+            return Ok(meta);
+        }
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, a pipe or a socket)"
+        };
+        Err(bad(format!("it is {kind}")))
+    };
+    // Look before opening (opening a FIFO would block), then at what was opened.
+    regular(fs::metadata(path).map_err(unreadable)?)?;
+    let file = fs::File::open(path).map_err(unreadable)?;
+    let meta = regular(file.metadata().map_err(unreadable)?)?;
+    let too_big = |len: String| {
+        bad(format!(
+            "it is {len}, more than a model file may be ({})",
+            crate::nn::memory::human(MAX_FILE_BYTES)
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(crate::nn::memory::human(meta.len())));
+    }
+    // The bytes and the network built from them are both in memory at once.
+    crate::nn::memory::check_with(
+        meta.len().saturating_mul(2),
+        &format!("loading the model '{}'", path.display()),
+        "check that it is a model saved by `simdnet train --save`; if it is,",
+    )?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| bad("it does not fit in memory".into()))?;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big("growing while it is read".into()));
+    }
     from_bytes(&bytes, path)
 }
 

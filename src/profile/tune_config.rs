@@ -12,13 +12,18 @@
 //! ```
 //!
 //! Every key is required except `kernel`; unknown or repeated keys,
-//! non-numeric, zero or absurd values and other versions are rejected with
-//! [`Error::BadConfig`] naming the line and the problem. The file lives in
+//! non-numeric, zero or absurd values (the block sizes must lie in the
+//! GEMM's ranges, [`gemm::blocking::MC_RANGE`] and its neighbours) and other
+//! versions are rejected with [`Error::BadConfig`] naming the line and the
+//! problem; text from the file is shown escaped (no control bytes reach the
+//! terminal). Reading is bounded: only a regular file of at most
+//! [`MAX_FILE_BYTES`] is read. The file lives in
 //! the current directory as `simdnet-tune.cfg`, or wherever the environment
 //! variable `SIMDNET_TUNE_CONFIG` points. It is written atomically (a
 //! temporary file in the same folder, then a rename).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::facts::describe;
@@ -32,12 +37,10 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_PATH: &str = "simdnet-tune.cfg";
 /// The environment variable naming another tuning file.
 pub const ENV_PATH: &str = "SIMDNET_TUNE_CONFIG";
-/// Largest accepted `mc` and `kc` (elements).
-pub const MAX_MC_KC: usize = 1 << 14;
-/// Largest accepted `nc` (elements).
-pub const MAX_NC: usize = 1 << 20;
-/// Largest accepted packed block of B, `kc x nc` floats, in bytes.
-pub const MAX_PACKED_BYTES: usize = 1 << 30;
+/// Largest tuning file read: 64 KiB (a real one is about 200 bytes).
+pub const MAX_FILE_BYTES: u64 = 64 << 10;
+/// Longest piece of the file quoted in an error message (characters).
+const MAX_QUOTE: usize = 60;
 
 /// What a tuning file holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,24 @@ pub fn default_path() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_PATH),
     }
+}
+
+/// `text` as it may be shown in a message: control characters and other
+/// non-printing ones escaped (`\u{1b}`, `\n`), cut after [`MAX_QUOTE`] characters.
+pub fn quote(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_QUOTE {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || c == '\u{feff}' || c == '\u{202e}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn bad(path: &Path, problem: impl Into<String>) -> Error {
@@ -74,7 +95,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
         let Some((key, value)) = line.split_once('=') else {
             return Err(bad(
                 path,
-                format!("line {no}: expected `key = value`, found '{line}'"),
+                format!("line {no}: expected `key = value`, found '{}'", quote(line)),
             ));
         };
         let (key, value) = (key.trim(), value.trim());
@@ -82,7 +103,10 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
             let v: usize = value.parse().map_err(|_| {
                 bad(
                     path,
-                    format!("line {no}: {what} must be a whole number, found '{value}'"),
+                    format!(
+                        "line {no}: {what} must be a whole number, found '{}'",
+                        quote(value)
+                    ),
                 )
             })?;
             if v == 0 {
@@ -94,7 +118,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
             if v > max {
                 return Err(bad(
                     path,
-                    format!("line {no}: {what} = {v} is absurdly large (at most {max})"),
+                    format!("line {no}: {what} = {v} is absurdly large (allowed 1..={max})"),
                 ));
             }
             Ok(v)
@@ -111,7 +135,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
                 if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic()) {
                     return Err(bad(
                         path,
-                        format!("line {no}: kernel name '{value}' is not a name"),
+                        format!("line {no}: kernel name '{}' is not a name", quote(value)),
                     ));
                 }
                 kernel = Some(value.to_string());
@@ -120,7 +144,10 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
             _ => {
                 return Err(bad(
                     path,
-                    format!("line {no}: unknown key '{key}' (expected version, mc, kc, nc or kernel)"),
+                    format!(
+                        "line {no}: unknown key '{}' (expected version, mc, kc, nc or kernel)",
+                        quote(key)
+                    ),
                 ))
             }
         };
@@ -129,8 +156,9 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
         }
         *slot = Some(match key {
             "version" => number("version", u32::MAX as usize)?,
-            "nc" => number("nc", MAX_NC)?,
-            _ => number(key, MAX_MC_KC)?,
+            "mc" => number("mc", *gemm::blocking::MC_RANGE.end())?,
+            "kc" => number("kc", *gemm::blocking::KC_RANGE.end())?,
+            _ => number("nc", *gemm::blocking::NC_RANGE.end())?,
         });
     }
     match version {
@@ -149,17 +177,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
         kc: kc.ok_or_else(|| missing("kc"))?,
         nc: nc.ok_or_else(|| missing("nc"))?,
     };
-    if blocks.kc * blocks.nc * 4 > MAX_PACKED_BYTES {
-        return Err(bad(
-            path,
-            format!(
-                "kc x nc = {} x {} floats is absurdly large for a packed block (at most {} MiB)",
-                blocks.kc,
-                blocks.nc,
-                MAX_PACKED_BYTES >> 20
-            ),
-        ));
-    }
+    blocks.validate().map_err(|e| bad(path, e))?;
     Ok(TuneConfig { blocks, kernel })
 }
 
@@ -181,12 +199,55 @@ fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
     s
 }
 
-/// Reads and validates a tuning file.
+/// Reads and validates a tuning file: a regular file of at most
+/// [`MAX_FILE_BYTES`], UTF-8 text.
 pub fn load(path: &Path) -> Result<TuneConfig> {
-    let text = fs::read_to_string(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         action: "read the tuning file",
         source,
+    };
+    // Look before opening (opening a FIFO would block), then at what was opened.
+    let meta = fs::metadata(path).map_err(io)?;
+    let (file, meta) = if meta.is_file() {
+        let file = fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        (Some(file), meta)
+    } else {
+        (None, meta)
+    };
+    let (Some(file), true) = (file, meta.is_file()) else {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::Invalid(format!(
+            "the tuning file '{}' is {kind}: point {ENV_PATH} at a tuning file written by `simdnet tune` (or unset it), or pass --no-tune-config",
+            path.display()
+        )));
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(bad(
+            path,
+            format!(
+                "it is larger than {} KiB; a tuning file is a few lines",
+                MAX_FILE_BYTES >> 10
+            ),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "it is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })?;
     parse(&text, path)
 }
@@ -207,8 +268,11 @@ fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
 }
 
 /// Applies the tuning file at `path` if it exists and `ignore` is false;
-/// returns a line saying what was used (or why it was not).
+/// returns a line saying what was used (or why it was not). First checks
+/// the block sizes set in the environment ([`gemm::blocking::check_env`]):
+/// a bad value is an error here, not silently ignored.
 pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
+    gemm::blocking::check_env()?;
     if ignore || !path.exists() {
         return Ok(None);
     }

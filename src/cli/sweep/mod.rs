@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, THREADS};
 use super::CliError;
-use crate::data::{Dataset, Split, NUM_CLASSES};
+use crate::data::{Dataset, NUM_CLASSES};
 use crate::error::Error;
 use crate::nn::{fit, Network, TrainConfig};
 use crate::plot::{bars_svg, Bar};
@@ -146,13 +146,24 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         return Ok(());
     }
     let plan = plan(p)?;
-    let mut train = common::load_data(p, Split::Train)?;
-    let test = common::load_data(p, Split::Test)?;
+    let (mut train, test) = common::load_train_test(p)?;
     if let Some(n) = plan.limit {
         train = train.take(n);
     }
     let (train, val) = split_validation(&train)?;
     grid::check_sizes(&plan.trials, train.features(), NUM_CLASSES)?;
+    // Every row must fit in memory before the first one trains.
+    let threads = common::threads(p)?;
+    for (i, t) in plan.trials.iter().enumerate() {
+        let widths: Vec<usize> = std::iter::once(train.features())
+            .chain(t.hidden.iter().copied())
+            .chain([NUM_CLASSES])
+            .collect();
+        crate::nn::memory::check(
+            crate::nn::memory::training_bytes(&widths, t.batch.min(train.len()), threads),
+            &format!("row {} of the sweep", i + 1),
+        )?;
+    }
     if let Some(msg) = crate::profile::tune_config::apply_if_present(false)? {
         if !plan.quiet {
             eprintln!("{msg}");

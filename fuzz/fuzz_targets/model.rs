@@ -1,0 +1,24 @@
+//! The model reader (`model_file::from_bytes`) on arbitrary bytes, as they are
+//! and with the trailing checksum made to match (so that the fuzzer reaches
+//! the header and layer checks behind it).
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use simdnet::nn::model_file;
+
+fuzz_target!(|data: &[u8]| {
+    let path = Path::new("fuzz.simdnet");
+    let _ = model_file::from_bytes(data, path);
+    if data.len() >= 8 {
+        let mut fixed = data.to_vec();
+        let body = fixed.len() - 8;
+        let sum = model_file::fnv1a64(&fixed[..body]);
+        fixed[body..].copy_from_slice(&sum.to_le_bytes());
+        if let Ok(net) = model_file::from_bytes(&fixed, path) {
+            // What loads must save to the same bytes.
+            assert_eq!(model_file::to_bytes(&net), fixed);
+        }
+    }
+});
