@@ -476,6 +476,9 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         .chain(plan.hidden.iter().copied())
         .chain([NUM_CLASSES])
         .collect();
+    if resumed.is_none() {
+        Network::check_widths(&widths).map_err(|e| UsageError(format!("--layers: {e}")))?;
+    }
     memory::check(
         memory::training_bytes(&widths, plan.cfg.batch_size.min(train.len()), common::threads(p)?),
         &format!(

@@ -103,21 +103,7 @@ impl Network {
         let mut widths = vec![inputs];
         widths.extend_from_slice(hidden);
         widths.push(outputs);
-        if let Some(i) = widths.iter().position(|&w| w == 0) {
-            return Err(Error::Invalid(format!(
-                "layer {i} of {widths:?} has zero neurons: every layer needs at least one"
-            )));
-        }
-        let params = widths.windows(2).fold(0usize, |n, p| {
-            n.saturating_add(p[0].saturating_mul(p[1])).saturating_add(p[1])
-        });
-        if params > MAX_PARAMS {
-            return Err(Error::Invalid(format!(
-                "a {} network has {params} parameters, more than simdnet trains ({MAX_PARAMS}, \
-                 about 1 GiB of weights before gradients and optimiser state): use narrower layers",
-                widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
-            )));
-        }
+        Network::check_widths(&widths)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = widths.len() - 1;
         let layers = (0..n)
@@ -141,6 +127,28 @@ impl Network {
             dropout: vec![0.0; n],
             dropout_seed: seed,
         })
+    }
+
+    /// Checks the layer widths `inputs, hidden.., outputs` of a dense
+    /// network before anything is allocated: no empty layer, and at most
+    /// [`MAX_PARAMS`] parameters.
+    pub fn check_widths(widths: &[usize]) -> Result<()> {
+        if let Some(i) = widths.iter().position(|&w| w == 0) {
+            return Err(Error::Invalid(format!(
+                "layer {i} of {widths:?} has zero neurons: every layer needs at least one"
+            )));
+        }
+        let params = widths.windows(2).fold(0usize, |n, p| {
+            n.saturating_add(p[0].saturating_mul(p[1])).saturating_add(p[1])
+        });
+        if params > MAX_PARAMS {
+            return Err(Error::Invalid(format!(
+                "a {} network has {params} parameters, more than simdnet trains ({MAX_PARAMS}, \
+                 about 1 GiB of weights before gradients and optimiser state): use narrower layers",
+                widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+            )));
+        }
+        Ok(())
     }
 
     /// A network from explicit layers; checks that their shapes chain.
