@@ -320,8 +320,17 @@ fn flags_that_contradict_the_checkpoint_are_refused() {
         (&["--batch", "64"], "--batch 64 contradicts the checkpoint"),
         (
             &["--activation", "tanh"],
-            "--activation tanh contradicts the checkpoint",
+            "--activation tanh,tanh contradicts the checkpoint",
         ),
+        (
+            &["--dropout", "0.2"],
+            "--dropout 0.2 contradicts the checkpoint",
+        ),
+        (
+            &["--weight-decay", "0.001"],
+            "--weight-decay 0.001 contradicts the checkpoint",
+        ),
+        (&["--no-scale"], "--no-scale true contradicts the checkpoint"),
         (&["--limit", "2000"], "--limit 2000 contradicts the checkpoint"),
         (
             &["--validation-split", "0.1"],
