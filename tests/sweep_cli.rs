@@ -46,7 +46,7 @@ fn run_small(extra: &[&str], code: i32) -> (String, String) {
     expect(&refs, code)
 }
 
-const HEADER: &str = "| Network architecture | Activation functions | Epochs | Other comments | Accuracy | Validation accuracy | Parameters | Training time (s) |";
+const HEADER: &str = "| Network architecture | Activation functions | Epochs | Other comments | Accuracy | Validation accuracy | Parameters | Training time |";
 
 /// The table's data rows, each as its cells.
 fn rows(out: &str) -> Vec<Vec<String>> {

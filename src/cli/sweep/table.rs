@@ -17,7 +17,7 @@ pub const HEADER: [&str; 8] = [
     "Accuracy",
     "Validation accuracy",
     "Parameters",
-    "Training time (s)",
+    "Training time",
 ];
 
 /// How many of [`HEADER`]'s columns the workshop's own table has.
@@ -157,7 +157,7 @@ impl Row {
                 test.percent(),
                 validation.percent(),
                 self.params.to_string(),
-                format!("{seconds:.2}"),
+                format!("{seconds:.2}s"),
             ]),
             Outcome::Skipped(_) => cells.extend([
                 "not trained".to_string(),
