@@ -47,6 +47,7 @@ pub mod explain;
 pub mod inspect;
 pub mod output;
 pub mod predict;
+pub mod teach;
 pub mod train;
 pub mod tune;
 
@@ -101,6 +102,7 @@ pub fn commands() -> Vec<Command> {
         command!(evaluate),
         command!(predict),
         command!(explain),
+        command!(teach),
         command!(bench),
         command!(tune),
     ]

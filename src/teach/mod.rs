@@ -53,7 +53,9 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backward;
+pub mod fit;
 pub mod forward;
+pub mod gradcheck;
 pub mod loss;
 pub mod network;
 pub mod optimizers;
