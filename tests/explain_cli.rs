@@ -226,7 +226,10 @@ fn printed_after(text: &str, name: &str) -> f64 {
     }
     let w_line = lines[start + 1..]
         .iter()
-        .find(|l| l.trim_start().starts_with("w = "))
+        .find(|l| {
+            let l = l.trim_start();
+            l.starts_with("w = ") || l.starts_with("b = ")
+        })
         .unwrap();
     last_number(w_line)
 }

@@ -21,7 +21,7 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
     let n = t.layers.len();
     o.title("3. backward pass");
     o.line(format!(
-        "from the last layer to the first, starting at da{n} = (p - y) / {}, the error at the output (part 2)",
+        "from the last layer to the first, starting at da{n} = (p - y) / {}, the output error (part 2)",
         t.rows
     ));
     nielsen(o, n);
@@ -171,7 +171,7 @@ fn nielsen(o: &mut Out, n: usize) {
     o.line("Nielsen's four equations (Neural Networks and Deep Learning, ch. 2) and the lines below that");
     o.line("compute them (his δ is our dz, his w^l our Wᵀ; his vectors are one example, our rows a batch):");
     o.line(format!(
-        "  BP1  δ^L = ∇_a C ⊙ σ'(z^L)                  dz{n} = da{n} ⊙ 1, da{n} = (p - y) / rows   (the output layer)"
+        "  BP1  δ^L = ∇_a C ⊙ σ'(z^L)                  dz{n} = da{n} ⊙ 1, da{n} = (p - y) / rows"
     ));
     o.line(
         "  BP2  δ^l = ((w^(l+1))ᵀ δ^(l+1)) ⊙ σ'(z^l)    da_l = dz_(l+1)·W_(l+1)ᵀ, then dz_l = da_l ⊙ f'(a_l)",

@@ -39,17 +39,17 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
     o.title("5. gradient check");
     if let Some(b) = bug {
         o.line(format!(
-            "a deliberate bug (--bug {}): the backward pass has one line wrong, {}",
-            b.name(),
-            b.line()
+            "a deliberate bug (--bug {}): one line of the backward pass is wrong,",
+            b.name()
         ));
+        o.line(format!("  {}", b.line()));
     }
     o.line("every gradient of the backward pass against a finite difference, in f64 (teach::gradcheck):");
     o.line(format!(
-        "  numeric = (4·D(h/2) - D(h)) / 3,  D(h) = (L(θ + h) - L(θ - h)) / 2h,  h = {H}   (Richardson: the h² error cancels)"
+        "  numeric = (4·D(h/2) - D(h)) / 3, D(h) = (L(θ + h) - L(θ - h)) / 2h, h = {H} (h² cancels)"
     ));
     o.line(format!(
-        "  error = |analytic - numeric| / max(|analytic|, |numeric|);  below {RIGHT:e}: right, above {WRONG:e}: a bug"
+        "  error = |analytic - numeric| / max(|analytic|, |numeric|); below {RIGHT:e}: right, above {WRONG:e}: a bug"
     ));
     let mut wrong = 0;
     for c in checks {
@@ -103,7 +103,7 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
         let below = c.error.iter().filter(|&&e| e < RIGHT).count();
         let verdict = match c.verdict() {
             Verdict::Right => "right",
-            Verdict::Suspicious => "suspicious (a kink crossed, or a small bug)",
+            Verdict::Suspicious => "suspicious (a ReLU kink crossed, or a small bug)",
             Verdict::Wrong => {
                 wrong += 1;
                 "WRONG: a bug in the backward pass"
@@ -115,9 +115,11 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
             String::new()
         };
         o.line(format!(
-            "  {name}: {below} of {} entries below {RIGHT:e}{shown}, largest error {} at {worst_at}: {verdict}",
+            "  {name}: {below} of {} below {RIGHT:e}{shown}, largest error {} at {worst_at}:",
             c.error.len(),
             sci(worst_err)
+        ));
+        o.line(format!("    {name} is {verdict}"
         ));
     }
     o.blank();
@@ -138,12 +140,12 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
     o.blank();
     o.line("why backpropagation: the cost in multiply-adds of the matrix products, for this batch");
     o.line(format!(
-        "  forward pass {}, backward pass {} (dW = xᵀ·dz in every layer, dx = dz·Wᵀ in all but the first)",
+        "  forward pass {}, backward pass {} (dW = xᵀ·dz in every layer, dx = dz·Wᵀ but in the first)",
         thousands(c.forward),
         thousands(c.backward)
     ));
     o.line(format!(
-        "  every gradient by finite differences: 2 forward passes per parameter, 2 · {} · {} = {},",
+        "  all gradients by finite differences, 2 forward passes each: 2·{}·{} = {},",
         thousands(c.parameters),
         thousands(c.forward),
         thousands(c.finite_differences)

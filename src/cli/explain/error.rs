@@ -66,7 +66,7 @@ pub(super) fn error(o: &mut Out, l: &Lesson) {
     ));
     o.line("  (softmax + cross-entropy: the 1/p of ln cancels the p of softmax; see teach::loss)");
     o.line(format!(
-        "  shapes: p = softmax(a{n}) ({rows}x{classes}), y ({rows}x{classes}) -> da{n} ({rows}x{classes}), the shape of a{n}",
+        "  shapes: p = softmax(a{n}) ({rows}x{classes}), y ({rows}x{classes}) -> da{n} ({rows}x{classes}), as a{n}",
         rows = t.rows
     ));
     for r in 0..t.rows {
@@ -109,5 +109,6 @@ fn saturated(o: &mut Out) {
         "  the squared error's gradient is {:.0} times smaller: softmax's slope J is ~0 when saturated,",
         ce[0].abs() / se[0].abs()
     ));
-    o.line("  so it learns slowest when most wrong; cross-entropy's 1/p cancels J (teach::loss::saturated_gradients)");
+    o.line("  so it learns slowest when most wrong; cross-entropy's 1/p cancels J");
+    o.line("  (teach::loss::saturated_gradients)");
 }

@@ -66,9 +66,8 @@ pub(super) fn forward(o: &mut Out, l: &Lesson) {
             if last { ": the logits" } else { "" }
         ));
         o.line(format!(
-            "  shapes: {prev} ({rows}x{ins})·W{k} ({ins}x{outs}) -> ({rows}x{outs}), + b{k} ({outs}) on every row \
-             -> z{k} ({rows}x{outs});  a{k} = {}(z{k}) ({rows}x{outs})",
-            lt.act,
+            "  shapes: {prev} ({rows}x{ins})·W{k} ({ins}x{outs}) + b{k} ({outs}, on every row) -> z{k} ({rows}x{outs}), \
+             the shape of a{k}",
             rows = t.rows,
             ins = lt.inputs,
             outs = lt.outputs

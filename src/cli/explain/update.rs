@@ -22,17 +22,16 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
         OptimizerF64::RmsProp(r) => vec![
             format!("v = rho·v + (1 - rho)·g²   (rho {}; v starts at 0)", hp(r.rho)),
             format!("w = w - lr·g / sqrt(v + eps)   (eps {:e})", r.eps),
-            "(v is the running mean of g², not momentum's velocity. On the first step v = (1 - rho)·g², so"
-                .into(),
+            "(v is the running mean of g², not momentum's velocity. On the first step v = (1 - rho)·g²,".into(),
             format!(
-                " every weight moves by lr·|g| / sqrt({}·g² + eps) ≈ lr / sqrt({}) = {}·lr = {}, not lr;",
+                " so a weight moves lr·|g| / sqrt({}·g² + eps) ≈ lr / sqrt({}) = {}·lr = {}, not lr;",
                 hp(1.0 - r.rho),
                 hp(1.0 - r.rho),
                 num(1.0 / (1.0 - r.rho).sqrt()),
                 num(r.lr / (1.0 - r.rho).sqrt())
             ),
             format!(
-                " less where {}·g² is not much larger than eps = {:e}, |g| below about {}: eps damps those)",
+                " less where {}·g² is not much above eps = {:e}, |g| below about {}: eps damps those)",
                 hp(1.0 - r.rho),
                 r.eps,
                 hp((10.0 * r.eps / (1.0 - r.rho)).sqrt())
@@ -52,8 +51,8 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
                 "w = w - lr·m̂ / (sqrt(v̂) + eps)                    (eps {:e})",
                 a.eps
             ),
-            "(m is the running mean of g, v of g²; on the first step m̂ = g, v̂ = g²: every weight moves by about lr)"
-                .into(),
+            "(m is the running mean of g, v of g²; on the first step m̂ = g, v̂ = g²: every weight moves".into(),
+            " by about lr against the sign of its gradient)".into(),
         ],
     }
 }
@@ -149,30 +148,29 @@ fn step_size(o: &mut Out, l: &Lesson) {
             .sum::<f64>()
             + lt.b_update[j];
         o.line(format!(
-            "  layer {k}: ‖{}‖² = {}, lr·(‖{}‖² + 1) = {}·{} = {};  z{k}[0,{j}] moved x·ΔW + Δb = {} = -{}·dz{k}[0,{j}]",
-            input_name(li),
-            num(sq),
-            input_name(li),
-            hp(t.lr),
+            "  layer {k}: ‖{x}‖² + 1 = {}, lr·that = {}: z{k}[0,{j}] moved {} = -{}·dz{k}[0,{j}]",
             num(sq + 1.0),
             num(t.lr * (sq + 1.0)),
             num(dzj),
             num(t.lr * (sq + 1.0)),
+            x = input_name(li),
         ));
     }
     if l.digit.is_some() {
         let sq: f64 = t.x.iter().map(|v| v * v).sum();
         o.line(format!(
-            "  784 pixels in 0..1 give ‖x‖² = {}: layer 1 took a step {}x the learning rate, which is why one",
+            "  {} pixels in 0..1 give ‖x‖² = {}: layer 1 took a step {:.1} times the learning rate,",
+            t.x.len(),
             num(sq),
-            num(sq + 1.0)
+            sq + 1.0
         ));
         o.line(format!(
-            "  step moved the loss so far; raw 0..255 pixels would give ‖x‖² = 65025·{} = {:.0}: z1 thrown far away",
+            "  so one step moved the loss this far; raw 0..255 pixels: ‖x‖² = 65025·{} = {:.0},",
             num(sq),
             65025.0 * sq
         ));
-        o.line("  (see teach::pitfalls::saturation; RMSprop and Adam divide the size of g back out, and step ~lr)");
+        o.line("  one step would throw z1 far away (teach::pitfalls::saturation; RMSprop and Adam divide");
+        o.line("  the size of g back out: their steps are about lr whatever the input's scale)");
     }
 }
 
