@@ -119,8 +119,7 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
             c.error.len(),
             sci(worst_err)
         ));
-        o.line(format!("    {name} is {verdict}"
-        ));
+        o.line(format!("    {name} is {verdict}"));
     }
     o.blank();
     if wrong == 0 {

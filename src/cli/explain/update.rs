@@ -22,7 +22,8 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
         OptimizerF64::RmsProp(r) => vec![
             format!("v = rho·v + (1 - rho)·g²   (rho {}; v starts at 0)", hp(r.rho)),
             format!("w = w - lr·g / sqrt(v + eps)   (eps {:e})", r.eps),
-            "(v is the running mean of g², not momentum's velocity. On the first step v = (1 - rho)·g²,".into(),
+            "(v is the running mean of g², not momentum's velocity. On the first step v = (1 - rho)·g²,"
+                .into(),
             format!(
                 " so a weight moves lr·|g| / sqrt({}·g² + eps) ≈ lr / sqrt({}) = {}·lr = {}, not lr;",
                 hp(1.0 - r.rho),
@@ -51,7 +52,8 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
                 "w = w - lr·m̂ / (sqrt(v̂) + eps)                    (eps {:e})",
                 a.eps
             ),
-            "(m is the running mean of g, v of g²; on the first step m̂ = g, v̂ = g²: every weight moves".into(),
+            "(m is the running mean of g, v of g²; on the first step m̂ = g, v̂ = g²: every weight moves"
+                .into(),
             " by about lr against the sign of its gradient)".into(),
         ],
     }
