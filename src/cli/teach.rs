@@ -164,17 +164,16 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     println!("simdnet teach: the lesson's line-by-line f64 network (src/teach) learns MNIST, step by step");
     println!();
     println!(
-        "network    {} ({} hidden, {} weights and biases), Glorot-uniform, seed {seed}: the start of `train`",
+        "network    {}, {act}, {} weights and biases: Glorot-uniform, seed {seed}, as `train`",
         widths.join(" -> "),
-        act,
         net.parameter_count()
     );
     println!(
         "training   {kind}, lr {lr}, batch {batch_size}, {total} steps ({per_epoch} per epoch), {}",
         if shuffle {
-            format!("images shuffled as `train` shuffles them (seed {seed})")
+            format!("shuffled as `train` does (seed {seed})")
         } else {
-            "images in their stored order".to_string()
+            "images in stored order".to_string()
         }
     );
     println!("beside it  the engine (f32, fast kernels) from the same weights, on the same batches");
