@@ -774,3 +774,40 @@ fn the_lessons_in_the_numbers() {
         "{text}"
     );
 }
+
+/// The texts issue 11 corrected, kept corrected: each wrong sentence is gone,
+/// and the number that replaced it is the one the program prints.
+#[test]
+fn corrected_texts_stay_corrected() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    let tutorial = read("docs/TUTORIAL.md");
+    let readme = read("README.md");
+    let optimizers = read("src/teach/optimizers.rs");
+    for (text, wrong) in [
+        (&tutorial, "it takes the same small step size for every weight"),
+        (&tutorial, "between 5% and 16%"),
+        (&tutorial, "Practicals 4 and 5"),
+        (&readme, "explain --step backward --optimizer adam"),
+        (&optimizers, "every weight moves at roughly `lr` per step"),
+        (&optimizers, "so the numbers match the workshop notebook"),
+    ] {
+        assert!(!text.contains(wrong), "'{wrong}' is back");
+    }
+    assert!(tutorial.contains("the sigmoid slide writes `1/(1 + e^s)`"));
+    assert!(tutorial.contains("`--lr 0.1` SGD reaches 0.9423"));
+    // the smallest and largest probability of the untrained workshop network on image 0
+    let text = stdout(&explain(&["--digit", "0", "--data", &data_dir(), "--step", "error"]));
+    let line = text.lines().position(|l| l.starts_with("  p[0] =")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let p: Vec<f64> = lines[line]["  p[0] =".len()..]
+        .split_whitespace()
+        .chain(lines[line + 1].split_whitespace())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(p.len(), 10);
+    let (lo, hi) = p.iter().fold((1.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let claim = format!("between {:.1}% and {:.1}%", lo * 100.0, hi * 100.0);
+    assert_eq!(claim, "between 4.7% and 15.7%");
+    assert!(tutorial.contains(&claim), "the tutorial should say '{claim}'");
+}
