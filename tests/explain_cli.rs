@@ -650,6 +650,32 @@ fn check_on_the_workshop_network_and_the_cost_of_finite_differences() {
     );
     assert!(text.contains("2·13,002·12,960 = 337,011,840,"), "{text}");
     assert!(text.contains("  25,195 times the backward pass"), "{text}");
+    // every activation (the check is of the gradients before the update: the
+    // optimizer plays no part, see check_agrees_below_1e_6_for_every_activation_and_optimizer)
+    for act in ["sigmoid", "tanh", "identity", "relu,tanh"] {
+        let o = explain(&[
+            "--digit",
+            "0",
+            "--data",
+            &data,
+            "--check",
+            "--step",
+            "forward",
+            "--activation",
+            act,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        let errors = check_errors(&text);
+        assert!(
+            errors.len() > 20 && errors.iter().all(|&e| e < 1e-6),
+            "{act}: {errors:?}"
+        );
+        assert!(
+            text.contains("every gradient agrees with its finite difference"),
+            "{act}"
+        );
+    }
 }
 
 #[test]
@@ -797,7 +823,14 @@ fn corrected_texts_stay_corrected() {
     assert!(tutorial.contains("the sigmoid slide writes `1/(1 + e^s)`"));
     assert!(tutorial.contains("`--lr 0.1` SGD reaches 0.9423"));
     // the smallest and largest probability of the untrained workshop network on image 0
-    let text = stdout(&explain(&["--digit", "0", "--data", &data_dir(), "--step", "error"]));
+    let text = stdout(&explain(&[
+        "--digit",
+        "0",
+        "--data",
+        &data_dir(),
+        "--step",
+        "error",
+    ]));
     let line = text.lines().position(|l| l.starts_with("  p[0] =")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let p: Vec<f64> = lines[line]["  p[0] =".len()..]
@@ -806,7 +839,9 @@ fn corrected_texts_stay_corrected() {
         .map(|w| w.parse().unwrap())
         .collect();
     assert_eq!(p.len(), 10);
-    let (lo, hi) = p.iter().fold((1.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = p
+        .iter()
+        .fold((1.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let claim = format!("between {:.1}% and {:.1}%", lo * 100.0, hi * 100.0);
     assert_eq!(claim, "between 4.7% and 15.7%");
     assert!(tutorial.contains(&claim), "the tutorial should say '{claim}'");

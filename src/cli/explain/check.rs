@@ -67,7 +67,10 @@ pub(super) fn check(o: &mut Out, l: &Lesson, checks: &[TensorCheck], bug: Option
             format!("({rows}, {cols})")
         };
         o.line(format!(
-            "{name} {shape}:          analytic        numeric    error"
+            "{:<15}{:>14} {:>14}   error",
+            format!("{name} {shape}:"),
+            "analytic",
+            "numeric"
         ));
         let x: &[f64] = if c.layer == 0 {
             &t.x
