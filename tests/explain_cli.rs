@@ -698,6 +698,22 @@ fn a_deliberate_bug_shows_under_the_check() {
         let worst = check_errors(&text).into_iter().fold(0.0, f64::max);
         assert!(worst > 1e-2, "{bug}: largest error {worst}");
     }
+    // a network too big to check in reasonable time is refused before any work
+    let o = explain(&[
+        "--check",
+        "--digit",
+        "0",
+        "--data",
+        &data_dir(),
+        "--layers",
+        "128,128",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--check: the network has 118282 weights and biases;"),
+        "{}",
+        stderr(&o)
+    );
     let o = explain(&["--bug", "typo"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown bug 'typo': expected forgotten-slope or overwrite"));

@@ -177,6 +177,10 @@ fn hidden_activations(p: &Parsed, hidden_layers: usize) -> Result<Vec<Activation
 /// state before and after), so this is about 250 MB; 784-1024-1024-10 fits.
 pub const MAX_PARAMETERS: usize = 2_000_000;
 
+/// The most weights and biases `--check` checks: its cost grows with their square
+/// (4 forward passes per parameter); the workshop network's 13,002 take about a second.
+pub const MAX_CHECK_PARAMETERS: usize = 50_000;
+
 /// Refuses a network (layer `sizes`, inputs first) too big for the lesson, before
 /// anything is allocated, naming the image size, the layers and the fix.
 fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(), UsageError> {
@@ -265,6 +269,15 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             (net, x, vec![label as usize], Some(digit))
         }
     };
+    if check && net.parameter_count() > MAX_CHECK_PARAMETERS {
+        return Err(UsageError(format!(
+            "--check: the network has {} weights and biases; checking each by finite differences \
+             costs 4 forward passes per parameter, so --check takes at most {MAX_CHECK_PARAMETERS} \
+             (use narrower --layers, e.g. 16,16)",
+            net.parameter_count()
+        ))
+        .into());
+    }
     let net_before = net.clone();
     // the check is of the gradients at the weights before the step (the optimizer plays no part)
     let check = check.then(|| {
