@@ -226,7 +226,10 @@ fn printed_after(text: &str, name: &str) -> f64 {
     }
     let w_line = lines[start + 1..]
         .iter()
-        .find(|l| l.trim_start().starts_with("w = "))
+        .find(|l| {
+            let l = l.trim_start();
+            l.starts_with("w = ") || l.starts_with("b = ")
+        })
         .unwrap();
     last_number(w_line)
 }
@@ -582,4 +585,280 @@ fn step_error_and_step_backward_print_their_part_only() {
     let text = stdout(&explain(&["--step", "backward", "--activation", "sigmoid"]));
     assert!(text.contains("3. backward pass") && text.contains("sigmoid' = a·(1 - a)"));
     assert!(!text.contains("2. error") && !text.contains("4. update"));
+}
+
+// ---------------------------------------------------------------- round 2: check, shapes, lessons
+
+/// The `error` column of every entry line of the check (`  dW1[0,0]  analytic  numeric  error`).
+fn check_errors(text: &str) -> Vec<f64> {
+    let part = &text[text.find("5. gradient check").expect("no check part")..];
+    part.lines()
+        .filter(|l| l.starts_with("  d") && l.contains('[') && l.split_whitespace().count() == 4)
+        .map(|l| {
+            let last = l.split_whitespace().last().unwrap();
+            last.parse::<f64>()
+                .unwrap_or_else(|e| panic!("no error at the end of '{l}': {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn check_agrees_below_1e_6_for_every_activation_and_optimizer() {
+    for act in ["relu", "sigmoid", "tanh", "identity"] {
+        for opt in ["sgd", "momentum", "rmsprop", "adam"] {
+            let o = explain(&["--check", "--activation", act, "--optimizer", opt]);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            let text = stdout(&o);
+            let errors = check_errors(&text);
+            // every entry of dW1 (12), db1 (4), dW2 (8), db2 (2)
+            assert_eq!(errors.len(), 26, "{act} {opt}:\n{text}");
+            assert!(errors.iter().all(|&e| e < 1e-6), "{act} {opt}: {errors:?}");
+            for t in ["dW1", "db1", "dW2", "db2"] {
+                assert!(
+                    text.contains(&format!("    {t} is right")),
+                    "{act} {opt}: no verdict for {t}"
+                );
+            }
+            assert!(text.contains("every gradient agrees with its finite difference"));
+            assert!(!text.contains("WRONG"));
+            // the rest of the step is unchanged by --check
+            check_against_the_reference(&text, act, opt);
+            for line in text.lines() {
+                assert!(line.chars().count() <= 100, "too wide: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn check_on_the_workshop_network_and_the_cost_of_finite_differences() {
+    let data = data_dir();
+    let o = explain(&["--digit", "0", "--data", &data, "--check", "--step", "backward"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("  dW1: 12544 of 12544 below 1e-6 (all checked, 5 shown)"),
+        "{text}"
+    );
+    for t in ["dW1", "db1", "dW2", "db2", "dW3", "db3"] {
+        assert!(text.contains(&format!("    {t} is right")), "no verdict for {t}");
+    }
+    assert!(check_errors(&text).iter().all(|&e| e < 1e-6));
+    assert!(
+        text.contains("  forward pass 12,960, backward pass 13,376"),
+        "{text}"
+    );
+    assert!(text.contains("2·13,002·12,960 = 337,011,840,"), "{text}");
+    assert!(text.contains("  25,195 times the backward pass"), "{text}");
+    // every activation (the check is of the gradients before the update: the
+    // optimizer plays no part, see check_agrees_below_1e_6_for_every_activation_and_optimizer)
+    for act in ["sigmoid", "tanh", "identity", "relu,tanh"] {
+        let o = explain(&[
+            "--digit",
+            "0",
+            "--data",
+            &data,
+            "--check",
+            "--step",
+            "forward",
+            "--activation",
+            act,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        let errors = check_errors(&text);
+        assert!(
+            errors.len() > 20 && errors.iter().all(|&e| e < 1e-6),
+            "{act}: {errors:?}"
+        );
+        assert!(
+            text.contains("every gradient agrees with its finite difference"),
+            "{act}"
+        );
+    }
+}
+
+#[test]
+fn a_deliberate_bug_shows_under_the_check() {
+    for (bug, line) in [
+        ("forgotten-slope", "  dz = da   (right: dz = da ⊙ f'(a))"),
+        (
+            "overwrite",
+            "  dW[i,j] = x[r,i]·dz[r,j]   (right: dW[i,j] += x[r,i]·dz[r,j])",
+        ),
+    ] {
+        let o = explain(&["--bug", bug, "--step", "update"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains(line), "{bug}:\n{text}");
+        assert!(
+            text.contains("is WRONG: a bug in the backward pass"),
+            "{bug}:\n{text}"
+        );
+        let worst = check_errors(&text).into_iter().fold(0.0, f64::max);
+        assert!(worst > 1e-2, "{bug}: largest error {worst}");
+    }
+    // a network too big to check in reasonable time is refused before any work
+    let o = explain(&[
+        "--check",
+        "--digit",
+        "0",
+        "--data",
+        &data_dir(),
+        "--layers",
+        "128,128",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--check: the network has 118282 weights and biases;"),
+        "{}",
+        stderr(&o)
+    );
+    let o = explain(&["--bug", "typo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown bug 'typo': expected forgotten-slope or overwrite"));
+}
+
+#[test]
+fn every_shape_and_every_matrix_product_is_shown() {
+    let text = stdout(&explain(&[]));
+    for line in [
+        "  shapes: x (2x3)·W1 (3x4) + b1 (4, on every row) -> z1 (2x4), the shape of a1",
+        "  shapes: a1 (2x4)·W2 (4x2) + b2 (2, on every row) -> z2 (2x2), the shape of a2",
+        "  shapes: p = softmax(a2) (2x2), y (2x2) -> da2 (2x2), as a2",
+        "  shapes: a1ᵀ (4x2)·dz2 (2x2) -> dW2 (4x2), the shape of W2",
+        "          Σ_rows dz2 (2x2) -> db2 (2), the shape of b2",
+        "          dz2 (2x2)·W2ᵀ (2x4) -> da1 (2x4), the shape of a1",
+        "  shapes: xᵀ (3x2)·dz1 (2x4) -> dW1 (3x4), the shape of W1",
+    ] {
+        assert!(text.contains(line), "no '{line}' in:\n{text}");
+    }
+    // Nielsen's four equations, each beside the line that computes it
+    for eq in [
+        "  BP1  δ^L",
+        "  BP2  δ^l",
+        "  BP3  ∂C/∂b^l_j",
+        "  BP4  ∂C/∂w^l_jk",
+    ] {
+        assert!(text.contains(eq), "no {eq}");
+    }
+    // `--step backward` alone no longer points at an error it did not print
+    let backward = stdout(&explain(&["--step", "backward"]));
+    assert!(!backward.contains("the error above"));
+    assert!(backward.contains("starting at da2 = (p - y) / 2, the output error (part 2)"));
+}
+
+#[test]
+fn the_lessons_in_the_numbers() {
+    let data = data_dir();
+    // input scale sets the step size: 2.150082 -> 1.744392 with ‖x‖² = 91.35
+    let text = stdout(&explain(&["--digit", "0", "--data", &data, "--step", "update"]));
+    assert!(text.contains("loss before the step 2.150082, after 1.744392"));
+    assert!(
+        text.contains("  layer 1: ‖x‖² + 1 = 92.349558, lr·that = 0.923496: z1[0,13] moved -0.459448 = -0.923496·dz1[0,13]"),
+        "{text}"
+    );
+    assert!(text.contains("784 pixels in 0..1 give ‖x‖² = 91.349558"));
+    // the change of z1 printed is the step's own (x·ΔW1 + Δb1) and equals -lr·(‖x‖² + 1)·dz1
+    let line = text.lines().find(|l| l.starts_with("  layer 1: ")).unwrap();
+    let moved: f64 = line
+        .split(" moved ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let factor: f64 = line
+        .split("= -")
+        .nth(1)
+        .unwrap()
+        .split('·')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dz: f64 = printed(
+        &stdout(&explain(&["--digit", "0", "--data", &data, "--step", "backward"])),
+        "    dz1[0,13] = ",
+    );
+    assert!(
+        (moved - (-factor * dz)).abs() < 2e-6,
+        "moved {moved}, -{factor}·{dz}"
+    );
+
+    // RMSprop's first step is 3.16·lr, not lr; and v is named for what it is
+    let text = stdout(&explain(&["--optimizer", "rmsprop", "--step", "update"]));
+    assert!(
+        text.contains("≈ lr / sqrt(0.1) = 3.162278·lr = 0.003162, not lr;"),
+        "{text}"
+    );
+    assert!(text.contains("(v is the running mean of g², not momentum's velocity."));
+    // biases print as b = ..., not w = ...
+    assert!(
+        text.contains("\n         b = 0.100000 - 0.001000·(-0.098000) / sqrt("),
+        "{text}"
+    );
+    let text = stdout(&explain(&["--optimizer", "momentum", "--step", "update"]));
+    assert!(text.contains("(v is the velocity: the step itself; on the first step v = -lr·g, SGD's step)"));
+
+    // cross-entropy against the squared error on a saturated output
+    let text = stdout(&explain(&["--step", "error"]));
+    assert!(
+        text.contains(
+            "  cross-entropy  -ln p[1]          dz = p - y                       = (0.999665, -0.999665)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  the squared error's gradient is 1491 times smaller"),
+        "{text}"
+    );
+}
+
+/// The texts issue 11 corrected, kept corrected: each wrong sentence is gone,
+/// and the number that replaced it is the one the program prints.
+#[test]
+fn corrected_texts_stay_corrected() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    let tutorial = read("docs/TUTORIAL.md");
+    let readme = read("README.md");
+    let optimizers = read("src/teach/optimizers.rs");
+    for (text, wrong) in [
+        (&tutorial, "it takes the same small step size for every weight"),
+        (&tutorial, "between 5% and 16%"),
+        (&tutorial, "Practicals 4 and 5"),
+        (&readme, "explain --step backward --optimizer adam"),
+        (&optimizers, "every weight moves at roughly `lr` per step"),
+        (&optimizers, "so the numbers match the workshop notebook"),
+    ] {
+        assert!(!text.contains(wrong), "'{wrong}' is back");
+    }
+    assert!(tutorial.contains("the sigmoid slide writes `1/(1 + e^s)`"));
+    assert!(tutorial.contains("`--lr 0.1` SGD reaches 0.9423"));
+    // the smallest and largest probability of the untrained workshop network on image 0
+    let text = stdout(&explain(&[
+        "--digit",
+        "0",
+        "--data",
+        &data_dir(),
+        "--step",
+        "error",
+    ]));
+    let line = text.lines().position(|l| l.starts_with("  p[0] =")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let p: Vec<f64> = lines[line]["  p[0] =".len()..]
+        .split_whitespace()
+        .chain(lines[line + 1].split_whitespace())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(p.len(), 10);
+    let (lo, hi) = p
+        .iter()
+        .fold((1.0f64, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let claim = format!("between {:.1}% and {:.1}%", lo * 100.0, hi * 100.0);
+    assert_eq!(claim, "between 4.7% and 15.7%");
+    assert!(tutorial.contains(&claim), "the tutorial should say '{claim}'");
 }

@@ -322,10 +322,7 @@ fn flags_that_contradict_the_checkpoint_are_refused() {
             &["--activation", "tanh"],
             "--activation tanh,tanh contradicts the checkpoint",
         ),
-        (
-            &["--dropout", "0.2"],
-            "--dropout 0.2 contradicts the checkpoint",
-        ),
+        (&["--dropout", "0.2"], "--dropout 0.2 contradicts the checkpoint"),
         (
             &["--weight-decay", "0.001"],
             "--weight-decay 0.001 contradicts the checkpoint",

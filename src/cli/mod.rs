@@ -49,6 +49,7 @@ pub mod mistakes;
 pub mod output;
 pub mod predict;
 pub mod sweep;
+pub mod teach;
 pub mod train;
 pub mod tune;
 
@@ -108,6 +109,7 @@ pub fn commands() -> Vec<Command> {
         command!(predict),
         command!(mistakes),
         command!(explain),
+        command!(teach),
         command!(bench),
         command!(tune),
     ]

@@ -265,3 +265,38 @@ pub fn accuracy(p: &[f64], labels: &[usize]) -> f64 {
         .count();
     correct as f64 / rows as f64
 }
+
+/// Why cross-entropy, not the squared error: the gradient at the logits of ONE
+/// example under both losses, `(cross_entropy, squared_error)`, each (classes).
+///
+/// ```text
+/// cross-entropy  L = -ln p_label          dz_c = p_c - y_c
+/// squared error  L = ½ Σ_k (p_k - y_k)²   dz_c = Σ_k (p_k - y_k) · p_k (δ_kc - p_c)
+/// ```
+///
+/// The squared error's gradient goes through the softmax Jacobian
+/// ([`softmax_jacobian`]), whose entries are all near 0 when the output is
+/// saturated (one `p` near 1, the others near 0). So when the network is
+/// confidently WRONG, the squared error barely moves it: the learning slows
+/// down exactly when it has most to learn. Cross-entropy's `1/p` cancels the
+/// Jacobian (see [`output_error`]): its gradient is `p - y`, of order 1 when
+/// the answer is wrong. (Nielsen's chapter 3 shows the same for a sigmoid output.)
+///
+/// - `z`: (classes), the logits of one example; `label`: its class
+pub fn saturated_gradients(z: &[f64], label: usize) -> (Vec<f64>, Vec<f64>) {
+    let classes = z.len();
+    let (mut p, mut e) = (vec![0.0; classes], vec![0.0; classes]);
+    softmax_row(&mut p, &mut e, z);
+    let y = one_hot(&[label], classes);
+    let mut ce = vec![0.0; classes];
+    output_error(&mut ce, &p, &y, 1);
+    let mut jac = vec![0.0; classes * classes];
+    softmax_jacobian(&mut jac, &p);
+    let mut se = vec![0.0; classes];
+    for c in 0..classes {
+        for k in 0..classes {
+            se[c] += (p[k] - y[k]) * jac[k * classes + c];
+        }
+    }
+    (ce, se)
+}

@@ -36,24 +36,50 @@
 //!    training step that keeps every intermediate number ([`network::train_step`]
 //!    returns a [`network::StepTrace`]; `simdnet explain` prints it).
 //! 6. [`pitfalls`] — what goes wrong: gradients that must accumulate, the mean
-//!    over the batch, unscaled inputs, and weights that start equal.
+//!    over the batch, unscaled inputs, weights that start equal, the forgotten
+//!    `zero_grad`, and backward lines written wrong ([`pitfalls::wrong_backward`]).
+//! 7. [`gradcheck`] — every gradient against a finite difference, the verdict,
+//!    and what backpropagation saves ([`gradcheck::cost`]).
+//! 8. [`fit`] — the loop: the same step on batch after batch of MNIST, from the
+//!    engine's starting weights in the engine's order, so that it follows the
+//!    engine's loss curve.
 //!
 //! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
-//! network of [`network::NetworkF64::tiny`], and `simdnet explain --digit 0` for
-//! the workshop's 784-16-16-10 network on the first MNIST training image.
+//! network of [`network::NetworkF64::tiny`], `simdnet explain --digit 0` for
+//! the workshop's 784-16-16-10 network on the first MNIST training image,
+//! `--check` to check every gradient, and `simdnet teach` to watch this code
+//! learn MNIST beside the engine.
+//!
+//! # Nielsen's four equations
+//!
+//! Chapter 2 of Nielsen's *Neural Networks and Deep Learning* writes
+//! backpropagation as four equations, for one example as a column vector, with
+//! `δ` for our `dz` and `w^l` for our `Wᵀ` (outputs x inputs). Here they are
+//! and the functions that compute them, for a batch (one example per row):
+//!
+//! ```text
+//! BP1  δ^L = ∇_a C ⊙ σ'(z^L)                 loss::output_error: da = (p - y)/rows; dz = da ⊙ 1
+//! BP2  δ^l = ((w^(l+1))ᵀ δ^(l+1)) ⊙ σ'(z^l)  backward::input_gradient (da = dz·Wᵀ of the layer
+//!                                            above), then backward::activation_backward
+//! BP3  ∂C/∂b^l_j = δ^l_j                     backward::bias_gradient: db = Σ_rows dz
+//! BP4  ∂C/∂w^l_jk = a^(l-1)_k δ^l_j          backward::weight_gradient: dW = xᵀ·dz
+//! ```
 //!
 //! # How we know the gradients are right
 //!
 //! The tests (`tests/teach.rs`) check every function against numbers computed
 //! by hand, and every gradient against a central finite difference,
 //! `∂L/∂θ ≈ (L(θ + h) - L(θ - h)) / 2h`, in `f64`: per activation, for the loss,
-//! and for every weight and bias of the tiny network.
+//! and for every weight and bias of the tiny network; [`gradcheck`] does the
+//! same for any network, and `simdnet explain --check` prints it.
 
 // Index loops are the point here: they show which element meets which.
 #![allow(clippy::needless_range_loop)]
 
 pub mod backward;
+pub mod fit;
 pub mod forward;
+pub mod gradcheck;
 pub mod loss;
 pub mod network;
 pub mod optimizers;

@@ -6,8 +6,23 @@
 //! remembers between steps, one number per weight), and a `step` that updates
 //! one buffer of weights in place and returns the update it added to each.
 //!
-//! Defaults are Keras 3's, so the numbers match the workshop notebook
-//! (momentum: Keras' `SGD(momentum=0.9)`; its learning rate is SGD's 0.01).
+//! Defaults (learning rates, decays, `eps`) are Keras 3's (momentum: Keras'
+//! `SGD(momentum=0.9)`; its learning rate is SGD's 0.01). The FORMULAS are not
+//! all Keras', and neither are those of the workshop, which ran Keras 2 scripts:
+//!
+//! - SGD and momentum: the same in Keras 2, Keras 3 and here.
+//! - RMSprop: `eps` inside the square root, `g / sqrt(v + eps)`, as Keras 3 does.
+//!   Keras 2's RMSprop put it outside, `g / (sqrt(v) + eps)`; the two differ only
+//!   where `g²` is as small as `eps` (about 1e-7), so Keras 2 moves such tiny
+//!   gradients further than the numbers here.
+//! - Adam: the textbook one (Kingma & Ba, algorithm 1): `m̂` and `v̂` corrected,
+//!   then `m̂ / (sqrt(v̂) + eps)`. Keras 3 (and Keras 2) fold the corrections into
+//!   the learning rate, `lr·sqrt(1 - b2^t) / (1 - b1^t) · m / (sqrt(v) + eps)`,
+//!   which is the same step with `eps` scaled by `sqrt(1 - b2^t)` (0.03 on the
+//!   first step): again a difference only for gradients near `eps`.
+//!
+//! So `simdnet explain` reproduces a Keras step to the printed digits except for
+//! gradients of about 1e-3 or smaller under RMSprop or Adam.
 //!
 //! Shapes: `w`, `g` and every state buffer have the same length (one entry per weight).
 
@@ -86,7 +101,8 @@ pub struct RmsProp {
     pub rho: f64,
     /// Small constant that keeps the division finite (Keras default 1e-7).
     pub eps: f64,
-    /// State: `v`, the running mean of `g²`, one per weight, starting at 0.
+    /// State: `v`, the running mean of `g²`, one per weight, starting at 0
+    /// (`explain` calls it `v`, as Keras does; it is not momentum's velocity).
     pub mean_square: Vec<f64>,
 }
 
@@ -105,8 +121,13 @@ impl RmsProp {
     /// w = w - lr · g / sqrt(v + eps)      step divided by the typical size of g
     /// ```
     /// Weights with large gradients take smaller steps, weights with small
-    /// gradients larger ones: every weight moves at roughly `lr` per step.
-    /// (Keras 3 puts `eps` inside the square root, as here.)
+    /// gradients larger ones: the step no longer scales with the size of `g`.
+    /// It is NOT about `lr`: on the first step `v = (1 - rho)·g²`, so every weight
+    /// moves by `lr·|g| / sqrt((1 - rho)·g² + eps) ≈ lr / sqrt(1 - rho)`, 3.16·lr
+    /// with rho = 0.9; later steps shrink towards `lr` as `v` becomes the mean of
+    /// many `g²`. And `eps` inside the root damps gradients whose `(1 - rho)·g²`
+    /// is not much larger than `eps`: |g| below about 0.003 moves less than 3.16·lr.
+    /// (Keras 3 puts `eps` inside the square root, as here; Keras 2 put it outside.)
     pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
         assert_eq!(w.len(), g.len());
         assert_eq!(w.len(), self.mean_square.len());
@@ -168,7 +189,8 @@ impl Adam {
     /// w  = w - lr · m̂ / (sqrt(v̂) + eps)
     /// ```
     /// On the first step `m̂ = g` and `v̂ = g²`, so every weight moves by about
-    /// `lr` against the sign of its gradient.
+    /// `lr` against the sign of its gradient (Adam, unlike RMSprop, corrects its
+    /// start, so this "about lr" is true from the first step).
     pub fn step(&mut self, w: &mut [f64], g: &[f64]) -> Vec<f64> {
         assert_eq!(w.len(), g.len());
         assert_eq!(w.len(), self.m.len());

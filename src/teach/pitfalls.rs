@@ -7,11 +7,19 @@
 //!    are huge and sigmoid/tanh saturate (their slope — and so the gradient — is ~0).
 //! 4. [`hidden_units_stay_identical`]: start the weights at random, not at one
 //!    value, or every hidden neuron stays a copy of the others forever.
+//! 5. [`step_without_zero_grad`]: zero the gradients before every step (PyTorch's
+//!    `zero_grad`), or each step follows the sum of every gradient so far.
+//!
+//! And what a wrong backward line looks like under the gradient check
+//! ([`wrong_backward`], `simdnet explain --check --bug NAME`): relative errors of
+//! order 1 where the right backward pass gives 1e-9.
 
 use crate::activation::Activation;
 
+use std::str::FromStr;
+
 use super::forward::{activation, df_from_output};
-use super::network::NetworkF64;
+use super::network::{Forward, Gradients, NetworkF64, NetworkOptimizerF64};
 
 /// The loss of a value used twice: one input `x` feeding two neurons.
 ///
@@ -136,4 +144,135 @@ pub fn constant_network(sizes: &[usize], hidden: Activation, value: f64) -> Netw
         layer.w.iter_mut().for_each(|w| *w = value);
     }
     net
+}
+
+/// A deliberate mistake in one backward line, for the gradient check to catch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// `dz = da` instead of `dz = da ⊙ f'(a)`: the slope of the activation forgotten.
+    ForgottenSlope,
+    /// `dW[i,j] = x[r,i]·dz[r,j]` instead of `+=`: every example overwrites the
+    /// one before, and only the last example's share is left (pitfall 1 in a layer).
+    Overwrite,
+}
+
+impl Bug {
+    /// Every bug, in the order `--help` lists them.
+    pub const ALL: [Bug; 2] = [Bug::ForgottenSlope, Bug::Overwrite];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ForgottenSlope => "forgotten-slope",
+            Bug::Overwrite => "overwrite",
+        }
+    }
+
+    /// The wrong line, beside the right one.
+    pub fn line(self) -> &'static str {
+        match self {
+            Bug::ForgottenSlope => "dz = da   (right: dz = da ⊙ f'(a))",
+            Bug::Overwrite => "dW[i,j] = x[r,i]·dz[r,j]   (right: dW[i,j] += x[r,i]·dz[r,j])",
+        }
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bug, String> {
+        Bug::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown bug '{s}': expected forgotten-slope or overwrite"))
+    }
+}
+
+/// The backward pass of `net` with one line wrong ([`Bug`]); `fwd` is the
+/// (right) forward pass of the batch `x`, `labels`. Compare its gradients with
+/// [`super::gradcheck::check`]: the wrong ones stand out.
+pub fn wrong_backward(net: &NetworkF64, x: &[f64], labels: &[usize], fwd: &Forward, bug: Bug) -> Gradients {
+    let rows = labels.len();
+    match bug {
+        Bug::ForgottenSlope => {
+            // the backward pass of a network whose activations all have slope 1
+            let mut slope_one = net.clone();
+            for layer in &mut slope_one.layers {
+                layer.act = Activation::Identity;
+            }
+            slope_one.backward(x, labels, fwd)
+        }
+        Bug::Overwrite => {
+            let mut grads = net.backward(x, labels, fwd);
+            for (l, layer) in net.layers.iter().enumerate() {
+                let input: &[f64] = if l == 0 { x } else { &fwd.a[l - 1] };
+                let (ins, outs) = (layer.inputs, layer.outputs);
+                for r in 0..rows {
+                    for i in 0..ins {
+                        for j in 0..outs {
+                            // wrong: `=` keeps only this example's share
+                            grads.dw[l][i * outs + j] = input[r * ins + i] * grads.dz[l][r * outs + j];
+                        }
+                    }
+                }
+            }
+            grads
+        }
+    }
+}
+
+/// One training step that FORGETS to zero the gradients: the new gradients are
+/// added (`+=`) to `acc`, which still holds every gradient since the start, and
+/// the optimizer follows `acc`. With `acc` zeroed first (`zero_grad = true`) it is
+/// the right step. Returns the mean loss of the batch before the update.
+///
+/// Frameworks that accumulate (PyTorch's `loss.backward()` adds into `.grad`, so
+/// that a gradient can be summed over several batches) need `zero_grad()` before
+/// every step. Forget it and step t moves by the sum of t gradients: like momentum
+/// that never decays, the steps grow, overshoot and the loss climbs again.
+pub fn step_without_zero_grad(
+    net: &mut NetworkF64,
+    opt: &mut NetworkOptimizerF64,
+    acc: &mut GradientBuffers,
+    x: &[f64],
+    labels: &[usize],
+    zero_grad: bool,
+) -> f64 {
+    let fwd = net.forward(x, labels.len());
+    let grads = net.backward(x, labels, &fwd);
+    for l in 0..net.layers.len() {
+        let pairs = [(&mut acc.dw[l], &grads.dw[l]), (&mut acc.db[l], &grads.db[l])];
+        for (sum, g) in pairs {
+            if zero_grad {
+                sum.iter_mut().for_each(|v| *v = 0.0); // zero_grad()
+            }
+            for (s, gi) in sum.iter_mut().zip(g) {
+                *s += gi; // what loss.backward() does: accumulate
+            }
+        }
+    }
+    for (l, layer) in net.layers.iter_mut().enumerate() {
+        opt.w[l].step(&mut layer.w, &acc.dw[l]);
+        opt.b[l].step(&mut layer.b, &acc.db[l]);
+    }
+    grads.loss.loss
+}
+
+/// The gradient buffers a framework keeps between steps (PyTorch's `.grad`):
+/// one `dW` and one `db` per layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradientBuffers {
+    /// `dW` of every layer, each (inputs, outputs).
+    pub dw: Vec<Vec<f64>>,
+    /// `db` of every layer, each (outputs).
+    pub db: Vec<Vec<f64>>,
+}
+
+impl GradientBuffers {
+    /// Zeroed buffers for every layer of `net`.
+    pub fn new(net: &NetworkF64) -> GradientBuffers {
+        GradientBuffers {
+            dw: net.layers.iter().map(|l| vec![0.0; l.w.len()]).collect(),
+            db: net.layers.iter().map(|l| vec![0.0; l.b.len()]).collect(),
+        }
+    }
 }

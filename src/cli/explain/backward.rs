@@ -21,9 +21,10 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
     let n = t.layers.len();
     o.title("3. backward pass");
     o.line(format!(
-        "from the last layer to the first, starting at da{n} = (p - y) / {} (the error above)",
+        "from the last layer to the first, starting at da{n} = (p - y) / {}, the output error (part 2)",
         t.rows
     ));
+    nielsen(o, n);
     for li in (0..n).rev() {
         let lt = &t.layers[li];
         let k = li + 1;
@@ -74,6 +75,18 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
             }
         }
         o.line(format!("  the forward pass was z{k} = {prev}·W{k} + b{k}, so:"));
+        let rows = t.rows;
+        o.line(format!(
+            "  shapes: {prev}ᵀ ({ins}x{rows})·dz{k} ({rows}x{outs}) -> dW{k} ({ins}x{outs}), the shape of W{k}"
+        ));
+        o.line(format!(
+            "          Σ_rows dz{k} ({rows}x{outs}) -> db{k} ({outs}), the shape of b{k}"
+        ));
+        if li > 0 {
+            o.line(format!(
+                "          dz{k} ({rows}x{outs})·W{k}ᵀ ({outs}x{ins}) -> d{prev} ({rows}x{ins}), the shape of {prev}"
+            ));
+        }
 
         // dW = xᵀ·dz
         o.line(format!(
@@ -151,4 +164,18 @@ pub(super) fn backward(o: &mut Out, l: &Lesson) {
             }
         }
     }
+}
+
+/// Nielsen's four equations of backpropagation, and the lines of this output that compute them.
+fn nielsen(o: &mut Out, n: usize) {
+    o.line("Nielsen's four equations (Neural Networks and Deep Learning, ch. 2) and the lines below that");
+    o.line("compute them (his δ is our dz, his w^l our Wᵀ; his vectors are one example, our rows a batch):");
+    o.line(format!(
+        "  BP1  δ^L = ∇_a C ⊙ σ'(z^L)                  dz{n} = da{n} ⊙ 1, da{n} = (p - y) / rows"
+    ));
+    o.line(
+        "  BP2  δ^l = ((w^(l+1))ᵀ δ^(l+1)) ⊙ σ'(z^l)    da_l = dz_(l+1)·W_(l+1)ᵀ, then dz_l = da_l ⊙ f'(a_l)",
+    );
+    o.line("  BP3  ∂C/∂b^l_j = δ^l_j                       db = Σ_rows dz");
+    o.line("  BP4  ∂C/∂w^l_jk = a^(l-1)_k δ^l_j            dW = xᵀ·dz, x = the layer's input a_(l-1)");
 }

@@ -4,6 +4,7 @@
 
 use super::format::{num, Out, MAX_TERMS};
 use super::Lesson;
+use crate::teach::loss::saturated_gradients;
 
 pub(super) fn error(o: &mut Out, l: &Lesson) {
     let t = &l.trace;
@@ -64,6 +65,10 @@ pub(super) fn error(o: &mut Out, l: &Lesson) {
         t.rows
     ));
     o.line("  (softmax + cross-entropy: the 1/p of ln cancels the p of softmax; see teach::loss)");
+    o.line(format!(
+        "  shapes: p = softmax(a{n}) ({rows}x{classes}), y ({rows}x{classes}) -> da{n} ({rows}x{classes}), as a{n}",
+        rows = t.rows
+    ));
     for r in 0..t.rows {
         for k in 0..classes {
             let idx = r * classes + k;
@@ -76,4 +81,34 @@ pub(super) fn error(o: &mut Out, l: &Lesson) {
             ));
         }
     }
+    saturated(o);
+}
+
+/// Why cross-entropy and not the squared error: both gradients on a saturated output.
+fn saturated(o: &mut Out) {
+    let (z, label) = ([8.0, 0.0], 1);
+    let (ce, se) = saturated_gradients(&z, label);
+    o.blank();
+    o.line("why cross-entropy, not the squared error: a confidently wrong output, logits (8, 0), label 1,");
+    o.line(format!(
+        "  p = softmax = ({}, {}): saturated, and wrong",
+        num(ce[0]),
+        num(ce[1] + 1.0)
+    ));
+    o.line(format!(
+        "  cross-entropy  -ln p[1]          dz = p - y                       = ({}, {})",
+        num(ce[0]),
+        num(ce[1])
+    ));
+    o.line(format!(
+        "  squared error  ½ Σ_k (p_k - y_k)²  dz = Jᵀ·(p - y), J = softmax'  = ({}, {})",
+        num(se[0]),
+        num(se[1])
+    ));
+    o.line(format!(
+        "  the squared error's gradient is {:.0} times smaller: softmax's slope J is ~0 when saturated,",
+        ce[0].abs() / se[0].abs()
+    ));
+    o.line("  so it learns slowest when most wrong; cross-entropy's 1/p cancels J");
+    o.line("  (teach::loss::saturated_gradients)");
 }

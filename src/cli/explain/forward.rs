@@ -65,6 +65,13 @@ pub(super) fn forward(o: &mut Out, l: &Lesson) {
             lt.act,
             if last { ": the logits" } else { "" }
         ));
+        o.line(format!(
+            "  shapes: {prev} ({rows}x{ins})·W{k} ({ins}x{outs}) + b{k} ({outs}, on every row) -> z{k} ({rows}x{outs}), \
+             the shape of a{k}",
+            rows = t.rows,
+            ins = lt.inputs,
+            outs = lt.outputs
+        ));
         o.matrix(&format!("W{k}"), &lt.w, lt.inputs, lt.outputs);
         if lt.outputs <= FULL {
             o.values(&format!("  b{k} ({}):", lt.outputs), &lt.b);

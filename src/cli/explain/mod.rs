@@ -13,12 +13,14 @@
 //! - `mod.rs` — the flags, `run`, and the header
 //! - `format.rs` — how numbers, sums and buffers are written
 //! - `forward.rs`, `error.rs`, `backward.rs`, `update.rs` — the four parts
+//! - `check.rs` — with `--check`: every gradient against a finite difference
 //!
 //! Small buffers are printed in full, every entry with its formula; large ones
 //! (the 784 inputs, W1 with 12,544 weights, ...) as a readable excerpt — a few
 //! entries with their formulas — and a summary (count, nonzero, min, max, mean).
 
 mod backward;
+mod check;
 mod error;
 mod format;
 mod forward;
@@ -35,8 +37,10 @@ use super::CliError;
 use crate::activation::Activation;
 use crate::data::mnist::{load_split, Split};
 use crate::data::NUM_CLASSES;
+use crate::teach::gradcheck::{self, TensorCheck};
 use crate::teach::network::{tiny_batch, train_step, NetworkF64, NetworkOptimizerF64, StepTrace};
 use crate::teach::optimizers::OptimizerKind;
+use crate::teach::pitfalls::{wrong_backward, Bug};
 
 use format::{num, Out};
 
@@ -91,6 +95,16 @@ pub const FLAGS: &[Flag] = &[
         Some("data"),
         "folder with the MNIST files (with --digit)",
     ),
+    Flag::switch(
+        "check",
+        "check every dW and db against a central finite difference (f64), with a verdict per tensor",
+    ),
+    Flag::value(
+        "bug",
+        "NAME",
+        None,
+        "check a backward pass with one wrong line: forgotten-slope or overwrite (implies --check)",
+    ),
 ];
 
 /// Which part of the step to print.
@@ -138,6 +152,10 @@ struct Lesson {
     lr_is_default: bool,
     digit: Option<Digit>,
     trace: StepTrace,
+    /// With `--check`: the gradient check of every tensor, and the bug checked, if any.
+    check: Option<(Vec<TensorCheck>, Option<Bug>)>,
+    /// The network before the step (for the cost of the check).
+    net_before: NetworkF64,
 }
 
 /// `--activation`: one name for every hidden layer, or one per hidden layer.
@@ -158,6 +176,10 @@ fn hidden_activations(p: &Parsed, hidden_layers: usize) -> Result<Vec<Activation
 /// f64 copies of each (weights before and after, gradient, update, optimizer
 /// state before and after), so this is about 250 MB; 784-1024-1024-10 fits.
 pub const MAX_PARAMETERS: usize = 2_000_000;
+
+/// The most weights and biases `--check` checks: its cost grows with their square
+/// (4 forward passes per parameter); the workshop network's 13,002 take about a second.
+pub const MAX_CHECK_PARAMETERS: usize = 50_000;
 
 /// Refuses a network (layer `sizes`, inputs first) too big for the lesson, before
 /// anything is allocated, naming the image size, the layers and the fix.
@@ -200,6 +222,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let seed: u64 = p.get("seed")?;
     let data: PathBuf = p.path("data")?.unwrap_or_else(|| "data".into());
     let hidden = super::common::hidden_layers(p)?;
+    let bug: Option<Bug> = p.opt("bug")?;
+    let check = p.switch("check") || bug.is_some();
 
     let (mut net, x, labels, digit) = match digit {
         None => {
@@ -245,6 +269,25 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             (net, x, vec![label as usize], Some(digit))
         }
     };
+    if check && net.parameter_count() > MAX_CHECK_PARAMETERS {
+        return Err(UsageError(format!(
+            "--check: the network has {} weights and biases; checking each by finite differences \
+             costs 4 forward passes per parameter, so --check takes at most {MAX_CHECK_PARAMETERS} \
+             (use narrower --layers, e.g. 16,16)",
+            net.parameter_count()
+        ))
+        .into());
+    }
+    let net_before = net.clone();
+    // the check is of the gradients at the weights before the step (the optimizer plays no part)
+    let check = check.then(|| {
+        let fwd = net.forward(&x, labels.len());
+        let grads = match bug {
+            None => net.backward(&x, &labels, &fwd),
+            Some(b) => wrong_backward(&net, &x, &labels, &fwd, b),
+        };
+        (gradcheck::check(&net, &x, &labels, &grads), bug)
+    });
     let mut opt = NetworkOptimizerF64::new(kind, lr, &net);
     let trace = train_step(&mut net, &mut opt, &x, &labels);
     let lesson = Lesson {
@@ -252,6 +295,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         lr_is_default: lr_given.is_none(),
         digit,
         trace,
+        check,
+        net_before,
     };
     print!("{}", render(&lesson));
     Ok(())
@@ -272,6 +317,9 @@ fn render(l: &Lesson) -> String {
     }
     if all || l.part == Part::Update {
         update::update(&mut o, l);
+    }
+    if let Some((checks, bug)) = &l.check {
+        check::check(&mut o, l, checks, *bug);
     }
     o.0
 }

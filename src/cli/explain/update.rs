@@ -3,7 +3,7 @@
 //! The formulas are text; every number in them (the hyper-parameters too) is
 //! read from the trace.
 
-use super::format::{at, hp, num, par, pick, small, stats, Out, EXCERPT, FULL};
+use super::format::{at, hp, input_name, num, par, pick, small, stats, Out, EXCERPT, FULL};
 use super::Lesson;
 use crate::teach::optimizers::OptimizerF64;
 
@@ -17,10 +17,26 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
                 hp(m.momentum)
             ),
             "w = w + v".into(),
+            "(v is the velocity: the step itself; on the first step v = -lr·g, SGD's step)".into(),
         ],
         OptimizerF64::RmsProp(r) => vec![
             format!("v = rho·v + (1 - rho)·g²   (rho {}; v starts at 0)", hp(r.rho)),
             format!("w = w - lr·g / sqrt(v + eps)   (eps {:e})", r.eps),
+            "(v is the running mean of g², not momentum's velocity. On the first step v = (1 - rho)·g²,"
+                .into(),
+            format!(
+                " so a weight moves lr·|g| / sqrt({}·g² + eps) ≈ lr / sqrt({}) = {}·lr = {}, not lr;",
+                hp(1.0 - r.rho),
+                hp(1.0 - r.rho),
+                num(1.0 / (1.0 - r.rho).sqrt()),
+                num(r.lr / (1.0 - r.rho).sqrt())
+            ),
+            format!(
+                " less where {}·g² is not much above eps = {:e}, |g| below about {}: eps damps those)",
+                hp(1.0 - r.rho),
+                r.eps,
+                hp((10.0 * r.eps / (1.0 - r.rho)).sqrt())
+            ),
         ],
         OptimizerF64::Adam(a) => vec![
             format!(
@@ -36,6 +52,9 @@ fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
                 "w = w - lr·m̂ / (sqrt(v̂) + eps)                    (eps {:e})",
                 a.eps
             ),
+            "(m is the running mean of g, v of g²; on the first step m̂ = g, v̂ = g²: every weight moves"
+                .into(),
+            " by about lr against the sign of its gradient)".into(),
         ],
     }
 }
@@ -49,7 +68,7 @@ pub(super) fn update(o: &mut Out, l: &Lesson) {
         OptimizerF64::Adam(a) => a.t,
         _ => 1,
     };
-    o.line("every weight and bias, with its gradient g from the backward pass:");
+    o.line("every weight and bias, with its gradient g from the backward pass (w: a weight or a bias):");
     for r in rule(&first.w_opt_before, steps) {
         o.line(format!("  {r}"));
     }
@@ -98,6 +117,63 @@ pub(super) fn update(o: &mut Out, l: &Lesson) {
             "not lower: the step was too big, try a smaller --lr"
         }
     ));
+    step_size(o, l);
+}
+
+/// With one example and SGD (or momentum's first step, the same): how far the
+/// step moved each layer's `z`. `ΔW = -lr·xᵀ·dz` and `Δb = -lr·dz`, so
+/// `Δz = x·ΔW + Δb = -lr·(‖x‖² + 1)·dz`: the squared size of a layer's input
+/// multiplies its learning rate.
+fn step_size(o: &mut Out, l: &Lesson) {
+    let t = &l.trace;
+    let sgd_like = matches!(
+        t.layers[0].w_opt_before,
+        OptimizerF64::Sgd(_) | OptimizerF64::Momentum(_)
+    );
+    if t.rows != 1 || !sgd_like {
+        return;
+    }
+    o.blank();
+    o.line("why the loss moved this much: the input's scale sets the step size");
+    o.line("  ΔW = -lr·xᵀ·dz and Δb = -lr·dz, so a layer's z moves by Δz = x·ΔW + Δb = -lr·(‖x‖² + 1)·dz:");
+    o.line("  a gradient step on z itself, with lr multiplied by ‖x‖² + 1, the squared size of its input");
+    for (li, lt) in t.layers.iter().enumerate() {
+        let k = li + 1;
+        let x: &[f64] = if li == 0 { &t.x } else { &t.layers[li - 1].a };
+        let sq: f64 = x.iter().map(|v| v * v).sum();
+        // the change of z, from the updates themselves: x·ΔW + Δb
+        let j = (0..lt.outputs)
+            .max_by(|&a, &b| lt.dz[a].abs().total_cmp(&lt.dz[b].abs()))
+            .unwrap_or(0);
+        let dzj: f64 = (0..lt.inputs)
+            .map(|i| x[i] * lt.w_update[i * lt.outputs + j])
+            .sum::<f64>()
+            + lt.b_update[j];
+        o.line(format!(
+            "  layer {k}: ‖{x}‖² + 1 = {}, lr·that = {}: z{k}[0,{j}] moved {} = -{}·dz{k}[0,{j}]",
+            num(sq + 1.0),
+            num(t.lr * (sq + 1.0)),
+            num(dzj),
+            num(t.lr * (sq + 1.0)),
+            x = input_name(li),
+        ));
+    }
+    if l.digit.is_some() {
+        let sq: f64 = t.x.iter().map(|v| v * v).sum();
+        o.line(format!(
+            "  {} pixels in 0..1 give ‖x‖² = {}: layer 1 took a step {:.1} times the learning rate,",
+            t.x.len(),
+            num(sq),
+            sq + 1.0
+        ));
+        o.line(format!(
+            "  so one step moved the loss this far; raw 0..255 pixels: ‖x‖² = 65025·{} = {:.0},",
+            num(sq),
+            65025.0 * sq
+        ));
+        o.line("  one step would throw z1 far away (teach::pitfalls::saturation; RMSprop and Adam divide");
+        o.line("  the size of g back out: their steps are about lr whatever the input's scale)");
+    }
 }
 
 /// The update of one weight (`bias = false`, `W[idx]`) or bias of layer `li`, formula by formula.
@@ -111,6 +187,7 @@ fn update_lines(o: &mut Out, l: &Lesson, name: &str, li: usize, bias: bool, idx:
         (lt.w[idx], lt.dw[idx], lt.w_update[idx], lt.w_after[idx], b, a)
     };
     let pad = " ".repeat(name.len() + 4);
+    let w_or_b = if bias { "b" } else { "w" };
     match (before, now) {
         (OptimizerF64::Sgd(s), _) => {
             o.line(format!(
@@ -130,7 +207,12 @@ fn update_lines(o: &mut Out, l: &Lesson, name: &str, li: usize, bias: bool, idx:
                 par(g),
                 num(a.velocity[idx])
             ));
-            o.line(format!("{pad}w = {} + {} = {}", num(w), par(up), num(after)));
+            o.line(format!(
+                "{pad}{w_or_b} = {} + {} = {}",
+                num(w),
+                par(up),
+                num(after)
+            ));
         }
         (OptimizerF64::RmsProp(b), OptimizerF64::RmsProp(a)) => {
             o.line(format!(
@@ -142,7 +224,7 @@ fn update_lines(o: &mut Out, l: &Lesson, name: &str, li: usize, bias: bool, idx:
                 small(a.mean_square[idx])
             ));
             o.line(format!(
-                "{pad}w = {} - {}·{} / sqrt({} + {:e}) = {}",
+                "{pad}{w_or_b} = {} - {}·{} / sqrt({} + {:e}) = {}",
                 num(w),
                 num(b.lr),
                 par(g),
@@ -177,7 +259,7 @@ fn update_lines(o: &mut Out, l: &Lesson, name: &str, li: usize, bias: bool, idx:
                 small(a.v_hat[idx])
             ));
             o.line(format!(
-                "{pad}w = {} - {}·{} / (sqrt({}) + {:e}) = {}",
+                "{pad}{w_or_b} = {} - {}·{} / (sqrt({}) + {:e}) = {}",
                 num(w),
                 num(b.lr),
                 par(a.m_hat[idx]),
