@@ -318,7 +318,7 @@ fn bars_have_one_bar_label_and_value_per_row() {
     }
     assert_eq!(
         texts(&with_class(root, "value")),
-        ["0.9416 ± 0.0030", "0.5000", "0.2500", "n/a"]
+        ["0.9416 ± 0.003", "0.5", "0.25", "n/a"]
     );
     assert_eq!(with_class(groups[0], "error-bar").len(), 3);
     assert_eq!(with_class(root, "error-bar").len(), 3);

@@ -25,12 +25,14 @@ const BOTTOM: f64 = 56.0;
 /// Room on the right for the value written after the longest bar.
 const VALUE_ROOM: f64 = 130.0;
 
-/// A value as its label: four decimals for values like accuracies and losses.
+/// A value as its label: at most four decimals, without trailing zeros
+/// (`0.9416`, `93.75`, `0.5`), whole numbers from 1000 up.
 fn value_text(v: f64) -> String {
     if v.abs() >= 1000.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.4}")
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
