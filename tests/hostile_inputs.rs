@@ -361,6 +361,21 @@ fn dev_zero_or_a_huge_file_as_the_model() {
 }
 
 #[test]
+fn dev_zero_or_a_fifo_as_the_checkpoint_to_resume() {
+    expect_fail(
+        &["train", "--resume", "/dev/zero"],
+        &[],
+        1,
+        &["/dev/zero", "not a regular file"],
+    );
+    let dir = temp_dir("ckfifo");
+    let fifo = dir.join("run.ck");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    refuses_fifo(&["train", "--resume", s(&fifo)], &[], "not a regular file");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn dev_zero_or_a_folder_as_the_tuning_file() {
     for (args, path) in [
         (&["bench", "--quick"][..], "/dev/zero"),

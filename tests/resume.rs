@@ -291,6 +291,9 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
         std::fs::read(&model).unwrap() == std::fs::read(&reference).unwrap(),
         "the run resumed from the previous checkpoint differs from the uninterrupted one"
     );
+    // The killed writer's temporary file is gone: the resumed run's first
+    // checkpoint write removed it.
+    assert_eq!(temp_beside(&ck), None);
 }
 
 #[test]

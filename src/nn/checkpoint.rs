@@ -216,11 +216,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         action,
         source,
     };
-    let file = File::open(path).map_err(|e| io("open", e))?;
-    let meta = file.metadata().map_err(|e| io("read", e))?;
+    // Checked before opening: opening a FIFO would block, and a device has no end.
+    let meta = std::fs::metadata(path).map_err(|e| io("open", e))?;
     if !meta.is_file() {
         return Err(bad(path, "it is not a regular file".into()));
     }
+    let file = File::open(path).map_err(|e| io("open", e))?;
     if meta.len() > MAX_BYTES {
         return Err(bad(
             path,
