@@ -227,6 +227,69 @@ fn ctrl_c_stops_cleanly_and_the_checkpoint_resumes_exactly() {
     );
 }
 
+/// Sends `signal` (e.g. "-INT") to `child`.
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_leaves_no_partial_file() {
+    let d = scratch("sigint2");
+    let model = d.join("m.bin");
+    let mut caught = false;
+    for _attempt in 0..6 {
+        // A large model (4.2M parameters, 17 MB): the save that the first
+        // Ctrl-C starts takes long enough to be caught half-written.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+            .args([
+                "train",
+                "--limit",
+                "256",
+                "--layers",
+                "2048,1280",
+                "--epochs",
+                "1000",
+            ])
+            .args(["--data", DATA, "--save", s(&model)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().starts_with("Epoch 1/1000") {
+                break;
+            }
+        }
+        signal(&child, "-INT");
+        loop {
+            if temp_beside(&model).is_some() {
+                signal(&child, "-INT");
+                caught = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        drop(lines);
+        let status = child.wait().unwrap();
+        if caught {
+            assert_eq!(status.code(), Some(130), "the second Ctrl-C exits at once");
+            assert_eq!(temp_beside(&model), None, "the half-written file is removed");
+            assert!(!model.exists(), "no model was completed");
+            break;
+        }
+        let _ = std::fs::remove_file(&model);
+    }
+    assert!(caught, "never caught the save in progress in 6 attempts");
+}
+
 /// The temporary file of a checkpoint being written beside `ck`, if one exists.
 fn temp_beside(ck: &Path) -> Option<PathBuf> {
     let name = ck.file_name()?.to_str()?;
