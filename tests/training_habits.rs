@@ -393,3 +393,87 @@ fn an_exploding_loss_stops_as_diverged() {
     // A healthy run is never stopped by the rule.
     expect(&["train", "--lr", "0.01", "--limit", "2000", "--epochs", "3"], 0);
 }
+
+#[test]
+fn plot_writes_the_runs_curves_as_an_svg_chart() {
+    let d = scratch("plot");
+    let svg = d.join("h.svg");
+    let (out, _) = expect(
+        &[
+            "train",
+            "--limit",
+            "3000",
+            "--layers",
+            "16",
+            "--epochs",
+            "3",
+            "--validation-split",
+            "0.2",
+            "--plot",
+            s(&svg),
+        ],
+        0,
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("not XML: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    // Two panels (loss, accuracy), each a training and a validation series of 3 epochs.
+    let series: Vec<_> = doc
+        .descendants()
+        .filter(|n| {
+            n.attribute("class")
+                .is_some_and(|c| c.split(' ').any(|t| t == "series"))
+        })
+        .collect();
+    assert_eq!(series.len(), 4, "{text}");
+    for n in &series {
+        let d = n.attribute("d").unwrap_or("");
+        assert_eq!(d.matches(['M', 'L']).count(), 3, "one point per epoch: {d}");
+    }
+    assert!(text.contains("training") && text.contains("validation"));
+    assert_eq!(out.lines().filter(|l| l.starts_with("Epoch ")).count(), 3);
+}
+
+#[test]
+fn per_layer_activations_dropout_decay_and_raw_inputs_reach_the_network() {
+    let (out, _) = expect(
+        &[
+            "train",
+            "--limit",
+            "2000",
+            "--layers",
+            "16,8",
+            "--activation",
+            "relu,tanh",
+            "--dropout",
+            "0.2",
+            "--weight-decay",
+            "0.0001",
+            "--no-scale",
+            "--epochs",
+            "1",
+        ],
+        0,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Model: 784 -> 16 relu (dropout 0.2) -> 8 tanh (dropout 0.2) -> 10 softmax (inputs scaled by 1) (12786 parameters)"
+    );
+    assert!(
+        lines[1]
+            .starts_with("Optimizer: RMSprop(lr=0.001, rho=0.9, eps=1e-7), weight decay 0.0001, batch 128"),
+        "{}",
+        lines[1]
+    );
+    let (_, err) = expect(
+        &["train", "--layers", "16,8", "--activation", "relu,tanh,relu"],
+        2,
+    );
+    assert!(
+        err.starts_with("error: --activation lists 3 activations but --layers has 2 hidden layers"),
+        "{err}"
+    );
+    let (_, err) = expect(&["train", "--dropout", "1"], 2);
+    assert!(err.starts_with("error: invalid --dropout '1'"), "{err}");
+}

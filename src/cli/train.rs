@@ -537,8 +537,12 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         if text {
             println!("Model: {} ({} parameters)", net.describe(), net.num_params());
             println!(
-                "Optimizer: {}, batch {}, {}, seed {}, {}",
+                "Optimizer: {}{}, batch {}, {}, seed {}, {}",
                 plan.optimizer,
+                match net.weight_decay() {
+                    0.0 => String::new(),
+                    l2 => format!(", weight decay {l2}"),
+                },
                 plan.cfg.batch_size,
                 plural(plan.cfg.epochs, "epoch"),
                 plan.cfg.seed,
