@@ -163,3 +163,43 @@ fn cache_sizes_come_from_sysfs_or_are_marked_as_guesses() {
     // The real probe never fails, whatever this machine describes.
     let _ = CacheSizes::probe();
 }
+
+/// The text and JSON of aarch64's facts, checked on every host (the
+/// registers-per-vector distinction is invisible on AVX-512, where both
+/// widths are 16).
+#[test]
+fn neon_facts_read_as_four_lanes_in_two_registers() {
+    let neon = SimdFacts {
+        arch: "aarch64",
+        isa: "NEON",
+        lanes: 4,
+        vector_lanes: 8,
+        registers_per_vector: 2,
+        fma: true,
+        features: vec!["neon"],
+    };
+    assert_eq!(
+        neon.describe(),
+        "NEON on aarch64: 4 f32 lanes per register, kernel vectors of 8 lanes \
+         (wide's f32x8 = 2 registers); fused multiply-add yes; features neon"
+    );
+    let compact: String = neon.to_json().render().split_whitespace().collect();
+    assert_eq!(
+        compact,
+        r#"{"arch":"aarch64","isa":"NEON","lanes":4,"vector_lanes":8,"registers_per_vector":2,"fma":true,"features":["neon"]}"#
+    );
+    let scalar = SimdFacts {
+        arch: "arm",
+        isa: "none",
+        lanes: 1,
+        vector_lanes: 8,
+        registers_per_vector: 8,
+        fma: false,
+        features: vec![],
+    };
+    assert_eq!(
+        scalar.describe(),
+        "no SIMD on arm (scalar code): kernel vectors of 8 lanes (wide's f32x8 = 8 scalar values); \
+         fused multiply-add no; features none"
+    );
+}
