@@ -1,9 +1,24 @@
-//! The SIMD vector type simdnet compiles in, and vectorised activations.
+//! The SIMD vector type simdnet compiles in, what it maps to on this target,
+//! the one definition of fused multiply-add, and vectorised activations.
 //!
 //! [`V`] is `wide::f32x16` when the build enables AVX-512F (one zmm register)
-//! and `wide::f32x8` otherwise (one ymm register with AVX2, or two xmm
-//! registers on a baseline x86-64 build). Both the GEMM micro-kernels and the
-//! fused element-wise kernels are written against `V` and [`LANES`].
+//! and `wide::f32x8` otherwise: one ymm register with AVX/AVX2, two xmm
+//! registers on a baseline x86-64 build (SSE2), two 128-bit NEON registers on
+//! aarch64, and plain scalar code where `wide` has no SIMD (32-bit ARM).
+//! Both the GEMM micro-kernels and the fused element-wise kernels are written
+//! against `V` and [`LANES`]; [`ISA`], [`REGISTER_LANES`] and
+//! [`TARGET_FEATURES`] say what the hardware does with it.
+//!
+//! ## Fused multiply-add, and where results differ
+//! [`FUSED_MULTIPLY_ADD`] says whether this build rounds `a·b + c` once
+//! (x86/x86-64 with the `fma` feature; aarch64, whose NEON has `vfmaq_f32`
+//! and whose scalar unit has `fmadd`) or twice (x86-64 without `fma`, e.g.
+//! `-C target-cpu=x86-64`; 32-bit ARM; anything else). Every kernel, scalar
+//! and SIMD, multiplies-and-adds through [`mul_add`] / [`mul_add_f32`], so all
+//! kernels of one build agree bit for bit, and builds that fuse (x86-64 with
+//! FMA, with AVX2 or AVX-512, and aarch64) train bit-identical models for a
+//! seed. Builds without fused multiply-add give the same results up to
+//! rounding, not the same bits.
 
 use crate::activation::Activation;
 
@@ -14,6 +29,99 @@ pub type V = wide::f32x8;
 
 /// `f32` lanes in one [`V`].
 pub const LANES: usize = core::mem::size_of::<V>() / core::mem::size_of::<f32>();
+
+/// Whether `a·b + c` is fused (rounded once) in every kernel of this build:
+/// x86/x86-64 with the `fma` target feature, or aarch64 (NEON, always on
+/// there). Everywhere else it is rounded twice (see the module docs).
+pub const FUSED_MULTIPLY_ADD: bool = cfg!(any(
+    all(
+        any(target_arch = "x86_64", target_arch = "x86"),
+        target_feature = "fma"
+    ),
+    all(target_arch = "aarch64", target_feature = "neon")
+));
+
+/// `a·b + c` per lane: fused when [`FUSED_MULTIPLY_ADD`], else a multiply
+/// then an add (each rounded), exactly as [`mul_add_f32`] does per element.
+#[inline(always)]
+pub fn mul_add(a: V, b: V, c: V) -> V {
+    if FUSED_MULTIPLY_ADD {
+        // wide fuses here: `vfmadd` with FMA on x86, `vfmaq_f32` on aarch64.
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `a·b + c` for one `f32`, rounded exactly like one lane of [`mul_add`].
+#[inline(always)]
+pub fn mul_add_f32(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED_MULTIPLY_ADD {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// The instruction set [`V`]'s arithmetic compiles to on this target:
+/// `AVX-512`, `AVX2`, `AVX`, `SSE2`, `NEON`, or `none` (scalar code).
+pub const ISA: &str = if cfg!(target_feature = "avx512f") {
+    "AVX-512"
+} else if cfg!(all(
+    any(target_arch = "x86_64", target_arch = "x86"),
+    target_feature = "avx2"
+)) {
+    "AVX2"
+} else if cfg!(all(
+    any(target_arch = "x86_64", target_arch = "x86"),
+    target_feature = "avx"
+)) {
+    "AVX"
+} else if cfg!(all(
+    any(target_arch = "x86_64", target_arch = "x86"),
+    target_feature = "sse"
+)) {
+    "SSE2"
+} else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+    "NEON"
+} else {
+    "none"
+};
+
+/// `f32` lanes of one hardware vector register as [`V`] uses it: 16 (zmm),
+/// 8 (ymm), 4 (xmm or NEON q register), or 1 when [`ISA`] is `none`.
+pub const REGISTER_LANES: usize = match ISA.as_bytes() {
+    b"AVX-512" => 16,
+    b"AVX2" | b"AVX" => 8,
+    b"SSE2" | b"NEON" => 4,
+    _ => 1,
+};
+
+/// Hardware registers (or scalar values) that hold one [`V`].
+pub const REGISTERS_PER_VECTOR: usize = LANES / REGISTER_LANES;
+
+/// The SIMD-related target features of this architecture, as `(name, on)`
+/// in this build (x86: SSE2, AVX, AVX2, FMA, AVX-512F; ARM: NEON).
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+pub const TARGET_FEATURES: &[(&str, bool)] = &[
+    ("sse2", cfg!(target_feature = "sse2")),
+    ("avx", cfg!(target_feature = "avx")),
+    ("avx2", cfg!(target_feature = "avx2")),
+    ("fma", cfg!(target_feature = "fma")),
+    ("avx512f", cfg!(target_feature = "avx512f")),
+];
+/// The SIMD-related target features of this architecture, as `(name, on)`
+/// in this build (x86: SSE2, AVX, AVX2, FMA, AVX-512F; ARM: NEON).
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+pub const TARGET_FEATURES: &[(&str, bool)] = &[("neon", cfg!(target_feature = "neon"))];
+/// The SIMD-related target features of this architecture (none known here).
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm"
+)))]
+pub const TARGET_FEATURES: &[(&str, bool)] = &[];
 
 /// Loads `LANES` floats from `p` (any alignment).
 ///

@@ -176,16 +176,44 @@ fn bench_quick_json_follows_the_schema() {
     let o = simdnet(&dir, &["bench", "--quick", "--json", "--sizes", "32"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j = parse(&stdout(&o));
-    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/2".into()));
+    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/3".into()));
     assert!(num(&j, "machine.threads") >= 1.0);
-    let w = num(&j, "machine.simd_width");
-    assert!(w == 8.0 || w == 16.0);
-    for f in ["avx2", "fma", "avx512f"] {
-        assert!(matches!(
-            get(&j, &format!("machine.target_features.{f}")),
-            J::Bool(_)
-        ));
+    // The SIMD hardware, as the compiled target has it (tests/portability.rs
+    // checks the same facts against `cfg!` inside the library).
+    let simd = simdnet::profile::facts::SimdFacts::current();
+    assert_eq!(
+        get(&j, "machine.simd.arch"),
+        &J::Str(std::env::consts::ARCH.into())
+    );
+    assert_eq!(get(&j, "machine.simd.isa"), &J::Str(simd.isa.into()));
+    assert_eq!(num(&j, "machine.simd.lanes"), simd.lanes as f64);
+    assert_eq!(
+        num(&j, "machine.simd.vector_lanes"),
+        simdnet::gemm::simd_width() as f64
+    );
+    assert_eq!(
+        num(&j, "machine.simd.registers_per_vector"),
+        simd.registers_per_vector as f64
+    );
+    assert_eq!(
+        get(&j, "machine.simd.fma"),
+        &J::Bool(simdnet::simd::FUSED_MULTIPLY_ADD)
+    );
+    let features: Vec<J> = simd.features.iter().map(|f| J::Str(f.to_string())).collect();
+    assert_eq!(get(&j, "machine.simd.features"), &J::Arr(features));
+    if cfg!(target_arch = "aarch64") {
+        assert_eq!(get(&j, "machine.simd.isa"), &J::Str("NEON".into()));
+        assert_eq!(num(&j, "machine.simd.lanes"), 4.0);
+        assert_eq!(get(&j, "machine.simd.fma"), &J::Bool(true));
     }
+    if cfg!(target_feature = "avx512f") {
+        assert_eq!(get(&j, "machine.simd.isa"), &J::Str("AVX-512".into()));
+        assert_eq!(num(&j, "machine.simd.lanes"), 16.0);
+    }
+    for c in ["l1d_bytes", "l2_bytes", "l3_bytes"] {
+        assert!(num(&j, &format!("machine.caches.{c}")) > 0.0);
+    }
+    assert!(matches!(get(&j, "machine.caches.guessed"), J::Arr(_)));
     for b in ["mc", "kc", "nc"] {
         assert!(num(&j, &format!("machine.block_sizes.{b}")) >= 1.0);
     }
@@ -194,6 +222,12 @@ fn bench_quick_json_follows_the_schema() {
         panic!("machine is not an object")
     };
     assert!(!machine.contains_key("fast_gemm"), "removed in schema 2");
+    for old in ["simd_width", "target_features"] {
+        assert!(
+            !machine.contains_key(old),
+            "{old}: replaced by machine.simd in schema 3"
+        );
+    }
     assert!(matches!(get(&j, "machine.load_average"), J::Arr(v) if v.len() == 2));
     assert!(matches!(get(&j, "warnings"), J::Arr(w) if w.iter().all(|w| matches!(w, J::Str(_)))));
     for t in ["one_thread", "all_threads"] {
@@ -466,6 +500,10 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     assert!(!out.contains("Threads (training)"), "{out}");
     assert!(!out.contains("waiting"), "{out}");
     assert!(number_after(&out, "Accounted: ") >= 90.0, "{out}");
+    // The build facts the rates were measured with, as bench prints them.
+    let simd = simdnet::profile::facts::SimdFacts::current().describe();
+    assert!(out.contains(&format!("\nBuild: SIMD {simd}\n")), "{out}");
+    assert!(out.contains("\nCaches: L1d "), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -516,5 +554,12 @@ fn tune_writes_a_config_that_train_and_bench_then_use() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("other.cfg"), "{}", stdout(&o));
+    // The text report starts with the build facts.
+    let simd = simdnet::profile::facts::SimdFacts::current().describe();
+    assert!(
+        stdout(&o).contains(&format!("Build: SIMD {simd}\nCaches: L1d ")),
+        "{}",
+        stdout(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

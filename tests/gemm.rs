@@ -231,13 +231,15 @@ const ACTS: [Option<Activation>; 5] = [
     Some(Activation::Tanh),
 ];
 
-/// A (deterministic) variant of the call for shape number `index`.
+/// A (deterministic) variant of the call for shape number `index`: the same
+/// on every target (the hash is 64-bit even where `usize` is 32-bit).
 fn variant(mut case: Case, index: usize) -> Case {
-    let mut h = index.wrapping_mul(0x9E37_79B9_7F4A_7C15usize >> 1) ^ (index >> 3);
+    let index = index as u64;
+    let mut h = index.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 >> 1) ^ (index >> 3);
     let mut pick = |n: usize| {
-        let r = h % n;
-        h /= n;
-        r
+        let r = h % n as u64;
+        h /= n as u64;
+        r as usize
     };
     case.ta = pick(2) == 1;
     case.tb = pick(2) == 1;

@@ -30,8 +30,9 @@ use std::process::Command;
 const TUTORIAL: &str = "docs/TUTORIAL.md";
 const PREFIX: &str = "$ cargo run --release -- ";
 const SKIP: &str = "<!-- tutorial-test: skip (slow) -->";
-/// Whether this build fuses multiply-add (x86-64 with FMA, or aarch64).
-const FUSED: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
+/// Whether this build fuses multiply-add (x86-64 with FMA, or aarch64): the
+/// library's one definition, which every kernel uses.
+const FUSED: bool = simdnet::simd::FUSED_MULTIPLY_ADD;
 /// How far the engine's numbers may be from the tutorial's in a build without FMA.
 const NO_FMA_TOLERANCE: f64 = 0.002;
 

@@ -1,20 +1,14 @@
 // Shared by the benches (included with `include!`): the machine facts printed beside the numbers.
 
-/// One line of build and machine facts: SIMD width, target features, GEMM, block sizes, cores.
+/// One line of build and machine facts: SIMD hardware, fused multiply-add, GEMM, block sizes, cores.
 #[allow(dead_code)]
 fn machine_facts() -> String {
     use simdnet::profile::facts::{describe, BuildFacts};
     let facts = BuildFacts::current();
-    let feats: Vec<String> = facts
-        .target_features
-        .iter()
-        .map(|(n, on)| format!("{n}={}", if *on { "yes" } else { "no" }))
-        .collect();
     format!(
-        "machine: {} cores; build: SIMD width {} ({}); GEMM {} (kernel {}), block sizes {}",
+        "machine: {} cores; build: SIMD {}; GEMM {} (kernel {}), block sizes {}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        facts.simd_width,
-        feats.join(" "),
+        facts.simd.describe(),
         "BLIS-style",
         facts.micro_kernel,
         describe(facts.blocks)

@@ -18,7 +18,7 @@ use super::CliError;
 use crate::error::Error;
 use crate::nn::memory;
 use crate::profile::bench::{mnist_widths, GemmShape};
-use crate::profile::facts::{describe, BuildFacts};
+use crate::profile::facts::{caches_json, describe, describe_caches, BuildFacts};
 use crate::profile::json::Json;
 use crate::profile::machine::{self, Bandwidth, Rate};
 use crate::profile::suite::{self, Results, Settings};
@@ -53,13 +53,13 @@ pub const FLAGS: &[Flag] = &[
     ),
     Flag::switch(
         "json",
-        "print the results as JSON (schema simdnet-bench/2, see docs/PERFORMANCE.md)",
+        "print the results as JSON (schema simdnet-bench/3, see docs/PERFORMANCE.md)",
     ),
     Flag::switch("no-tune-config", "ignore the block sizes saved by `simdnet tune`"),
 ];
 
 /// The JSON schema name; bump the number on any incompatible change.
-pub const SCHEMA: &str = "simdnet-bench/2";
+pub const SCHEMA: &str = "simdnet-bench/3";
 
 /// Parses `--layers` as networks separated by `;`, each a list of hidden widths.
 pub fn parse_networks(s: &str) -> Result<Vec<Vec<usize>>, UsageError> {
@@ -191,15 +191,10 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
 }
 
 fn build_line(facts: &BuildFacts, threads: usize) -> String {
-    let feats: Vec<String> = facts
-        .target_features
-        .iter()
-        .map(|(n, on)| format!("{n} {}", if *on { "yes" } else { "no" }))
-        .collect();
     format!(
-        "Build: SIMD width {} f32 lanes ({}); GEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
-        facts.simd_width,
-        feats.join(", "),
+        "Build: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        facts.simd.describe(),
+        describe_caches(&facts.caches),
         "BLIS-style",
         facts.micro_kernel,
         describe(facts.blocks)
@@ -333,11 +328,10 @@ fn bw_json(b: &Bandwidth) -> Json {
 fn machine_json(set: &Settings, l: &Limits, tune: Option<&str>) -> Json {
     let facts = BuildFacts::current();
     let b = facts.blocks;
-    let features = facts.target_features.iter().map(|&(n, on)| (n, Json::Bool(on)));
     Json::obj([
         ("threads", Json::Int(set.threads as i64)),
-        ("simd_width", Json::Int(facts.simd_width as i64)),
-        ("target_features", Json::obj(features)),
+        ("simd", facts.simd.to_json()),
+        ("caches", caches_json(&facts.caches)),
         ("micro_kernel", Json::str(facts.micro_kernel)),
         (
             "block_sizes",

@@ -58,32 +58,76 @@ pub struct CacheSizes {
     pub l3: usize,
 }
 
+/// Where the cache sizes come from: Linux's description of cpu0's caches.
+/// The same on every architecture (x86-64, aarch64, ...) when the kernel
+/// knows the caches; some ARM boards describe none, or no L3.
+pub const CACHE_SOURCE: &str = "/sys/devices/system/cpu/cpu0/cache";
+
+/// Cache sizes and which of them were guessed rather than read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheProbe {
+    /// The sizes used for the default block sizes.
+    pub sizes: CacheSizes,
+    /// Whether L1d, L2, L3 (in that order) are guesses: [`CACHE_SOURCE`] had
+    /// no readable entry for that level.
+    pub guessed: [bool; 3],
+}
+
+impl CacheProbe {
+    /// The names of the guessed levels (`"L1d"`, `"L2"`, `"L3"`).
+    pub fn guessed_levels(&self) -> Vec<&'static str> {
+        ["L1d", "L2", "L3"]
+            .into_iter()
+            .zip(self.guessed)
+            .filter_map(|(name, g)| g.then_some(name))
+            .collect()
+    }
+}
+
 impl CacheSizes {
-    /// The sizes reported by Linux for cpu0, each falling back to a typical
-    /// modern x86 value (32 KiB, 1 MiB, 32 MiB) when not readable.
+    /// The guesses used for a level Linux does not describe: typical modern
+    /// values (32 KiB, 1 MiB, 32 MiB) on every architecture, which give the
+    /// same `kc` as most real machines (see [`BlockSizes::for_caches`]).
+    pub const GUESS: CacheSizes = CacheSizes {
+        l1d: 32 << 10,
+        l2: 1 << 20,
+        l3: 32 << 20,
+    };
+
+    /// The sizes reported by Linux for cpu0, each falling back to
+    /// [`CacheSizes::GUESS`] when not readable.
     pub fn detect() -> CacheSizes {
-        let mut sizes = CacheSizes {
-            l1d: 32 << 10,
-            l2: 1 << 20,
-            l3: 32 << 20,
-        };
-        let base = "/sys/devices/system/cpu/cpu0/cache";
+        CacheSizes::probe().sizes
+    }
+
+    /// The sizes reported by Linux for cpu0 ([`CACHE_SOURCE`]), with which
+    /// of them were guessed.
+    pub fn probe() -> CacheProbe {
+        CacheSizes::probe_dir(std::path::Path::new(CACHE_SOURCE))
+    }
+
+    /// [`CacheSizes::probe`] on a directory laid out like [`CACHE_SOURCE`].
+    pub fn probe_dir(base: &std::path::Path) -> CacheProbe {
+        let mut sizes = CacheSizes::GUESS;
+        let mut guessed = [true; 3];
         for index in 0..8 {
-            let read = |f: &str| std::fs::read_to_string(format!("{base}/index{index}/{f}")).ok();
+            let read = |f: &str| std::fs::read_to_string(base.join(format!("index{index}/{f}"))).ok();
             let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size")) else {
                 continue;
             };
-            let Some(bytes) = parse_size(size.trim()) else {
+            let Some(bytes) = parse_size(size.trim()).filter(|&b| b > 0) else {
                 continue;
             };
-            match (level.trim(), kind.trim()) {
-                ("1", "Data") => sizes.l1d = bytes,
-                ("2", "Unified" | "Data") => sizes.l2 = bytes,
-                ("3", "Unified" | "Data") => sizes.l3 = bytes,
-                _ => {}
-            }
+            let slot = match (level.trim(), kind.trim()) {
+                ("1", "Data") => 0,
+                ("2", "Unified" | "Data") => 1,
+                ("3", "Unified" | "Data") => 2,
+                _ => continue,
+            };
+            *[&mut sizes.l1d, &mut sizes.l2, &mut sizes.l3][slot] = bytes;
+            guessed[slot] = false;
         }
-        sizes
+        CacheProbe { sizes, guessed }
     }
 }
 
@@ -101,7 +145,7 @@ fn parse_size(s: &str) -> Option<usize> {
         "G" => 1 << 30,
         _ => return None,
     };
-    Some(n * mult)
+    n.checked_mul(mult)
 }
 
 /// Defaults are multiples of these. The `MR` of the kernels chosen by shape

@@ -1,12 +1,13 @@
 //! Probes of this machine's limits: peak fp32 FLOP/s and memory bandwidth.
 //!
-//! - **Peak**: each thread runs a loop of independent fused multiply-adds
-//!   `x = x·a + b` on [`ACCUMULATORS`] SIMD registers at the compiled width
-//!   (`f32x16` with AVX-512F, else `f32x8`). That many independent chains
-//!   cover the FMA latency times the FMA ports (Zen 4: 4 cycles x 2 ports of
-//!   256 bits = 8 in flight). One FMA is 2 FLOPs per lane. The operands and
-//!   the result go through `black_box`, so the loop cannot be removed or
-//!   folded.
+//! - **Peak**: each thread runs a loop of independent multiply-adds
+//!   `x = x·a + b` ([`crate::simd::mul_add`], fused where the build fuses) on
+//!   [`ACCUMULATORS`] vectors of the kernels' type [`crate::simd::V`]
+//!   (`f32x16` with AVX-512F, else `f32x8`, which is two registers with SSE2
+//!   or NEON). That many independent chains cover the FMA latency times the
+//!   FMA ports (Zen 4: 4 cycles x 2 ports of 256 bits = 8 in flight). One
+//!   multiply-add is 2 FLOPs per lane. The operands and the result go through
+//!   `black_box`, so the loop cannot be removed or folded.
 //! - **Bandwidth** (STREAM-like, arrays much larger than the last-level
 //!   cache): *read* sums an array; *copy* `c = a`; *triad* `a = b + s·c`.
 //!   Bytes are counted as STREAM does: read 4 per element, copy 8, triad 12
@@ -20,13 +21,10 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::Instant;
 
-#[cfg(target_feature = "avx512f")]
-type V = wide::f32x16;
-#[cfg(not(target_feature = "avx512f"))]
-type V = wide::f32x8;
+use crate::simd::{self, V};
 
-/// `f32` lanes of the vectors the probes use.
-pub const LANES: usize = std::mem::size_of::<V>() / 4;
+/// `f32` lanes of the vectors the probes use (those of the kernels).
+pub const LANES: usize = simd::LANES;
 /// Independent accumulator registers in the FMA loop.
 pub const ACCUMULATORS: usize = 12;
 
@@ -77,7 +75,7 @@ fn fma_loop(iters: u64) -> f32 {
     }
     for _ in 0..iters {
         for x in acc.iter_mut() {
-            *x = x.mul_add(a, b);
+            *x = simd::mul_add(*x, a, b);
         }
     }
     let mut sum = V::splat(0.0);

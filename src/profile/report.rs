@@ -29,9 +29,11 @@
 use std::fmt::Write as _;
 
 use crate::nn::EpochStats;
+use crate::profile::facts::{describe, describe_caches, BuildFacts};
 use crate::trace::{self, Kind, Record};
 
-/// The profile of a finished `fit`: timers since the last [`trace::reset`].
+/// The profile of a finished `fit`: timers since the last [`trace::reset`],
+/// then the build facts the rates were measured with.
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
     let run = Run {
         epochs: history.len(),
@@ -39,7 +41,15 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         val_wall: history.iter().map(|h| h.validation_seconds).sum(),
         threads,
     };
-    render(&trace::snapshot(), &trace::coverage(), &run)
+    let facts = BuildFacts::current();
+    format!(
+        "{}\nBuild: SIMD {}\nCaches: {}\nGEMM: micro-kernel {}, block sizes {}\n",
+        render(&trace::snapshot(), &trace::coverage(), &run),
+        facts.simd.describe(),
+        describe_caches(&facts.caches),
+        facts.micro_kernel,
+        describe(facts.blocks)
+    )
 }
 
 /// The run the timers watched: its epochs, wall seconds and threads.

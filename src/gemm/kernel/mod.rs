@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Every element of C is summed in the same order, `p = 0, 1, .., kc - 1`
-//! with one fused multiply-add per step (when the build has FMA), whatever
+//! with one multiply-add per step ([`crate::simd::mul_add`]: fused exactly
+//! when [`crate::simd::FUSED_MULTIPLY_ADD`], in every kernel), whatever
 //! the kernel shape and wherever the element sits in a tile. That is why the
 //! result does not depend on the kernel, the tiling or the thread count; only
 //! `kc` (where the sum over `k` is cut) matters. (One exception, in the

@@ -6,25 +6,14 @@
 //! to `ab` (a rank-1 update). After `kc` steps `ab` holds the tile of
 //! `A·B` for this block of `k`, and is merged into C once.
 //!
-//! It sums in exactly the order of the SIMD kernel (one fused multiply-add
-//! per step when the build has FMA), so it produces the same bits for
-//! identity and ReLU epilogues; sigmoid and tanh use the scalar `f32`
-//! functions instead of the vector approximations.
+//! It sums in exactly the order of the SIMD kernel, with the same
+//! multiply-add ([`mul_add_f32`]: fused exactly when the SIMD kernel's is, on
+//! every architecture, see [`crate::simd::FUSED_MULTIPLY_ADD`]), so it
+//! produces the same bits for identity and ReLU epilogues; sigmoid and tanh
+//! use the scalar `f32` functions instead of the vector approximations.
 
 use super::TileOut;
-
-/// `acc + a · b`, rounded like the SIMD kernel: one rounding with FMA.
-#[inline(always)]
-fn multiply_add(a: f32, b: f32, acc: f32) -> f32 {
-    #[cfg(target_feature = "fma")]
-    {
-        a.mul_add(b, acc)
-    }
-    #[cfg(not(target_feature = "fma"))]
-    {
-        acc + a * b
-    }
-}
+use crate::simd::mul_add_f32;
 
 /// The `MR x NR` scalar micro-kernel on a packed A micro-panel.
 /// See [`super::KernelFn`] for the contract.
@@ -61,7 +50,7 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NR: usize>(
             // SAFETY: the caller guarantees element (i, p) of A is readable.
             let a_ip = unsafe { *a.add(i * ra + p * pa) };
             for (ab_ij, &b_pj) in ab_row.iter_mut().zip(b_row) {
-                *ab_ij = multiply_add(a_ip, b_pj, *ab_ij);
+                *ab_ij = mul_add_f32(a_ip, b_pj, *ab_ij);
             }
         }
     }

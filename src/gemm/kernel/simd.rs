@@ -96,7 +96,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
             // SAFETY: element (i, p) of the A micro-panel.
             let ai = V::splat(unsafe { *a.add(i * ra) });
             for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
-                *acc = ai.mul_add(bv, *acc);
+                *acc = simd::mul_add(ai, bv, *acc);
             }
         }
         // SAFETY: advancing by one step stays within (or one past) the panels.
