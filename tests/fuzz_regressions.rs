@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use simdnet::cli::{args, bench, commands, common};
 use simdnet::data::idx;
-use simdnet::nn::model_file;
+use simdnet::nn::{checkpoint, model_file};
 use simdnet::profile::tune_config;
 
 /// Every case file of `target`, sorted; at least one.
@@ -62,6 +62,18 @@ fn model_cases_are_errors() {
         match model_file::from_bytes(&bytes, &case) {
             Err(e) => clean(&e.to_string(), &case),
             Ok(_) => panic!("{} was read as a model", case.display()),
+        }
+    }
+}
+
+#[test]
+fn checkpoint_cases_are_errors() {
+    let cases = cases("checkpoint");
+    assert!(cases.len() >= 6, "the checkpoint cases are missing");
+    for (case, bytes) in cases {
+        match checkpoint::from_bytes(&bytes, &case) {
+            Err(e) => clean(&e.to_string(), &case),
+            Ok(_) => panic!("{} was read as a checkpoint", case.display()),
         }
     }
 }
