@@ -92,17 +92,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let every = at_least_one(p, "every")?.unwrap_or(25);
     let batch_size = at_least_one(p, "batch")?.unwrap_or(128);
     let kind: OptimizerKind = p.get("optimizer")?;
-    let lr_given: Option<f64> = p.opt("lr")?;
-    if let Some(lr) = lr_given {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(UsageError(format!(
-                "--lr must be a positive finite number, got {lr} (try {})",
-                kind.default_lr()
-            ))
-            .into());
-        }
-    }
-    let lr = lr_given.unwrap_or(kind.default_lr());
+    let lr = super::common::given_lr(p, kind)?.unwrap_or(kind.default_lr());
     let act: Activation = p.get("activation")?;
     let seed: u64 = p.get("seed")?;
     let hidden = super::common::hidden_layers(p)?;
