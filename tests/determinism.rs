@@ -1,5 +1,8 @@
 //! A seed fixes the result, bit for bit, whatever the thread count.
 
+mod common;
+
+use common::bits;
 use simdnet::data::Dataset;
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
 
@@ -43,13 +46,6 @@ fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) ->
     })
     .unwrap();
     net
-}
-
-fn bits(net: &Network) -> Vec<u32> {
-    net.layers()
-        .iter()
-        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
-        .collect()
 }
 
 #[test]

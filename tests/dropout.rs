@@ -2,6 +2,9 @@
 //! their reference twins, off at evaluation, and determinism on any thread
 //! count. (Its gradient check is in tests/engine_features.rs.)
 
+mod common;
+
+use common::bits;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
 use simdnet::data::Dataset;
@@ -329,13 +332,6 @@ fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network 
     })
     .unwrap();
     net
-}
-
-fn bits(net: &Network) -> Vec<u32> {
-    net.layers()
-        .iter()
-        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
-        .collect()
 }
 
 #[test]

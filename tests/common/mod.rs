@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests that run the real `simdnet` binary.
+//! Helpers shared by the integration tests: running the real `simdnet`
+//! binary and checking its exit code, scratch folders, and two small
+//! network helpers (`bits`, `act64`).
 //!
 //! Cargo compiles each `tests/*.rs` as its own test binary; this folder
 //! module is not one of them. A test file takes it with `mod common;`.
@@ -8,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use simdnet::nn::{Activation, Network};
 
 /// The bundled MNIST folder, `<crate>/data`.
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
@@ -116,4 +120,22 @@ pub fn scratch(tag: &str, name: &str) -> PathBuf {
 /// A path as `&str`, for an argument list; panics if it is not UTF-8.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Every parameter of `net` as its bit pattern: equal only if bit for bit equal.
+pub fn bits(net: &Network) -> Vec<u32> {
+    net.layers()
+        .iter()
+        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
+        .collect()
+}
+
+/// `act` applied to `z` in f64, written here independently of the engine.
+pub fn act64(act: Activation, z: f64) -> f64 {
+    match act {
+        Activation::Identity => z,
+        Activation::Relu => z.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Activation::Tanh => z.tanh(),
+    }
 }
