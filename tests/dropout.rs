@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::bits;
+use common::{bits, synthetic};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
-use simdnet::data::Dataset;
 use simdnet::gemm::{self, Epilogue, Parallelism};
 use simdnet::kernels::{self, reference, DropoutMask};
 use simdnet::matrix::{MatMut, MatRef};
@@ -287,23 +286,6 @@ fn fused_kernels_match_their_reference_twins() {
             }
         }
     }
-}
-
-/// A data set of `n` 8x8 images whose label depends on the pixels.
-fn synthetic(n: usize) -> Dataset {
-    let mut s = 12345u32;
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let mut sum = 0u32;
-        for _ in 0..64 {
-            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-            let p = (s >> 24) as u8;
-            sum += p as u32;
-            pixels.push(p);
-        }
-        labels.push((sum % 10) as u8);
-    }
-    Dataset::new(pixels, labels, 8, 8).unwrap()
 }
 
 fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network {

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: running the real `simdnet`
-//! binary and checking its exit code, scratch folders, and two small
-//! network helpers (`bits`, `act64`).
+//! binary and checking its exit code, scratch folders, and small engine
+//! helpers (`bits`, `act64`, the `synthetic` 8x8 data set).
 //!
 //! Cargo compiles each `tests/*.rs` as its own test binary; this folder
 //! module is not one of them. A test file takes it with `mod common;`.
@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use simdnet::data::Dataset;
 use simdnet::nn::{Activation, Network};
 
 /// The bundled MNIST folder, `<crate>/data`.
@@ -138,4 +139,21 @@ pub fn act64(act: Activation, z: f64) -> f64 {
         Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Activation::Tanh => z.tanh(),
     }
+}
+
+/// A data set of `n` 8x8 images whose label depends on the pixels.
+pub fn synthetic(n: usize) -> Dataset {
+    let mut s = 12345u32;
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut sum = 0u32;
+        for _ in 0..64 {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            let p = (s >> 24) as u8;
+            sum += p as u32;
+            pixels.push(p);
+        }
+        labels.push((sum % 10) as u8);
+    }
+    Dataset::new(pixels, labels, 8, 8).unwrap()
 }
