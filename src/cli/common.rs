@@ -94,6 +94,14 @@ pub fn ascii_art(pixels: &[u8], cols: usize) -> String {
     s
 }
 
+/// `--lr` of the f64 teaching commands (`teach`, `explain`); see [`given_lr`].
+pub const TEACH_LR: Flag = Flag::value(
+    "lr",
+    "RATE",
+    None,
+    "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
+);
+
 /// Parses `--lr` for the f64 teaching commands (`teach`, `explain`): `None`
 /// when not given, else a positive finite number; anything else is a usage
 /// error that suggests the optimizer's default.

@@ -41,12 +41,7 @@ pub const FLAGS: &[Flag] = &[
         Some("rmsprop"),
         "sgd, momentum, rmsprop or adam, with Keras' defaults",
     ),
-    Flag::value(
-        "lr",
-        "RATE",
-        None,
-        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
-    ),
+    super::common::TEACH_LR,
     Flag::value(
         "layers",
         "WIDTHS",

@@ -65,12 +65,7 @@ pub const FLAGS: &[Flag] = &[
         Some("relu"),
         "hidden-layer activation: relu, sigmoid, tanh or identity; or one per layer: relu,tanh",
     ),
-    Flag::value(
-        "lr",
-        "RATE",
-        None,
-        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
-    ),
+    super::common::TEACH_LR,
     Flag::value(
         "digit",
         "I",
