@@ -1,9 +1,13 @@
 //! The `bench`, `tune` and `train --profile` commands end to end, through the binary.
 //! Quick modes only; no timing assertions.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{stdout, DATA};
 
 fn simdnet(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simdnet"))
@@ -17,19 +21,8 @@ fn simdnet(dir: &Path, args: &[&str]) -> Output {
         .expect("run simdnet")
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn data_dir() -> String {
-    format!("{}/data", env!("CARGO_MANIFEST_DIR"))
+    common::scratch("cli", name)
 }
 
 /// Just enough JSON to check a schema.
@@ -357,7 +350,7 @@ fn number_after(out: &str, prefix: &str) -> f64 {
 }
 
 fn train_profile(dir: &Path, threads: &str) -> String {
-    let data = data_dir();
+    let data = DATA.to_string();
     let o = simdnet(
         dir,
         &[
@@ -510,7 +503,7 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
 #[test]
 fn tune_writes_a_config_that_train_and_bench_then_use() {
     let dir = temp_dir("tune");
-    let data = data_dir();
+    let data = DATA.to_string();
     let o = simdnet(&dir, &["tune", "--quick", "--runs", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("Saved MC="), "{}", stdout(&o));

@@ -1,41 +1,14 @@
 //! The command line, end to end: every command, and every kind of bad input
 //! giving one clear message and a non-zero exit code (never a panic).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run simdnet")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let (out, err) = text(&o);
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
+use common::expect;
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::temp_file("cli", name)
 }
 
 #[test]
@@ -141,7 +114,7 @@ fn a_corrupt_model_is_refused() {
 fn a_closed_pipe_ends_quietly() {
     use std::io::Read;
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+    let mut child = common::bin()
         .args(["inspect", "--numbers"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())

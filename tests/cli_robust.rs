@@ -3,13 +3,13 @@
 //! flags, data sets whose images are not 28x28, and a battery of hostile
 //! argument lists for every command. All through the real binary.
 
+mod common;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-}
+use common::{bin, stderr, stdout};
 
 /// The bundled MNIST folder.
 fn mnist() -> PathBuf {
@@ -18,23 +18,12 @@ fn mnist() -> PathBuf {
 
 /// A fresh, empty folder for one test.
 fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-robust-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::fresh_dir(&format!("simdnet-robust-{}-{tag}", std::process::id()))
 }
 
 /// Runs `simdnet args...` in `cwd`.
 fn run_in<S: AsRef<std::ffi::OsStr>>(cwd: &Path, args: &[S]) -> Output {
     bin().args(args).current_dir(cwd).output().expect("run simdnet")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Checks a run did not panic and exited with `code`; returns its stderr.

@@ -1,29 +1,12 @@
 //! A seed fixes the result, bit for bit, whatever the thread count.
 
-use simdnet::data::Dataset;
+mod common;
+
+use common::{bits, synthetic};
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
 
-/// A small synthetic data set: 700 "images" of 8x8 whose label is a function of the pixels.
-fn synthetic() -> Dataset {
-    let n = 700;
-    let mut pixels = Vec::with_capacity(n * 64);
-    let mut labels = Vec::with_capacity(n);
-    let mut s = 12345u32;
-    for _ in 0..n {
-        let mut sum = 0u32;
-        for _ in 0..64 {
-            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-            let p = (s >> 24) as u8;
-            sum += p as u32;
-            pixels.push(p);
-        }
-        labels.push((sum % 10) as u8);
-    }
-    Dataset::new(pixels, labels, 8, 8).unwrap()
-}
-
 fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) -> Network {
-    let data = synthetic();
+    let data = synthetic(700);
     let mut net = Network::mlp(64, hidden, 10, Activation::Relu, 42).unwrap();
     let cfg = TrainConfig {
         epochs: 2,
@@ -43,13 +26,6 @@ fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) ->
     })
     .unwrap();
     net
-}
-
-fn bits(net: &Network) -> Vec<u32> {
-    net.layers()
-        .iter()
-        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
-        .collect()
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! their reference twins, off at evaluation, and determinism on any thread
 //! count. (Its gradient check is in tests/engine_features.rs.)
 
+mod common;
+
+use common::{bits, synthetic};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
-use simdnet::data::Dataset;
 use simdnet::gemm::{self, Epilogue, Parallelism};
 use simdnet::kernels::{self, reference, DropoutMask};
 use simdnet::matrix::{MatMut, MatRef};
@@ -286,23 +288,6 @@ fn fused_kernels_match_their_reference_twins() {
     }
 }
 
-/// A data set of `n` 8x8 images whose label depends on the pixels.
-fn synthetic(n: usize) -> Dataset {
-    let mut s = 12345u32;
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let mut sum = 0u32;
-        for _ in 0..64 {
-            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-            let p = (s >> 24) as u8;
-            sum += p as u32;
-            pixels.push(p);
-        }
-        labels.push((sum % 10) as u8);
-    }
-    Dataset::new(pixels, labels, 8, 8).unwrap()
-}
-
 fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network {
     let data = synthetic(500);
     let mut net = net.clone();
@@ -329,13 +314,6 @@ fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network 
     })
     .unwrap();
     net
-}
-
-fn bits(net: &Network) -> Vec<u32> {
-    net.layers()
-        .iter()
-        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
-        .collect()
 }
 
 #[test]

@@ -2,21 +2,15 @@
 //! hidden layer, the input scale (raw 0-255 pixels or 0..1), L2 weight decay,
 //! and the model file (version 2, and version 1 files still load).
 
+mod common;
+
 use std::path::Path;
 
+use common::act64;
 use simdnet::data::Dataset;
 use simdnet::gemm::Parallelism;
 use simdnet::matrix::MatRef;
 use simdnet::nn::{fit, model_file, Activation, Network, Optimizer, TrainConfig, Workspace, PIXEL_SCALE};
-
-fn act64(act: Activation, z: f64) -> f64 {
-    match act {
-        Activation::Identity => z,
-        Activation::Relu => z.max(0.0),
-        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-        Activation::Tanh => z.tanh(),
-    }
-}
 
 /// Per layer: W row-major (inputs, outputs), b, activation, inputs, outputs (in f64).
 type Params = Vec<(Vec<f64>, Vec<f64>, Activation, usize, usize)>;

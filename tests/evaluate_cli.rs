@@ -5,41 +5,17 @@
 //! that parses, a bad destination is refused before any evaluation, and a
 //! model whose outputs overflow gets a clear error instead of a NaN loss.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::expect;
 use simdnet::matrix::Matrix;
 use simdnet::nn::{model_file, Activation, Dense, Layer, Network};
 
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
-
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-evaluate-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::temp_file("evaluate", name)
 }
 
 /// A small model, trained once for all the tests of this file.

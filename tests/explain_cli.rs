@@ -4,9 +4,12 @@
 //! re-implementation of one training step of the tiny 3-4-2 network written in
 //! this file: it shares no code with `simdnet::teach`, which `explain` prints.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::DATA;
 use simdnet::data::idx;
 
 fn explain(args: &[&str]) -> Output {
@@ -35,10 +38,6 @@ fn losses(text: &str) -> (f64, f64) {
     let (before, rest) = rest.split_once(", after ").unwrap();
     let after = rest.split(':').next().unwrap();
     (before.parse().unwrap(), after.parse().unwrap())
-}
-
-fn data_dir() -> String {
-    format!("{}/data", env!("CARGO_MANIFEST_DIR"))
 }
 
 // ---------------------------------------------------------------- the reference
@@ -463,7 +462,7 @@ fn bad_command_lines_exit_2_without_a_panic() {
 
 #[test]
 fn digit_0_explains_the_workshop_network_on_a_real_five() {
-    let data = data_dir();
+    let data = DATA.to_string();
     let out = explain(&["--digit", "0", "--data", &data]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let text = stdout(&out);
@@ -567,7 +566,7 @@ fn digit_works_for_any_image_size_and_any_hidden_layers() {
 
 #[test]
 fn a_digit_past_the_data_or_a_missing_folder_is_a_run_error() {
-    let out = explain(&["--digit", "60000", "--data", &data_dir()]);
+    let out = explain(&["--digit", "60000", "--data", DATA]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--digit 60000 is past the 60000 training images"));
     let out = explain(&["--digit", "0", "--data", "/no/such/folder"]);
@@ -632,7 +631,7 @@ fn check_agrees_below_1e_6_for_every_activation_and_optimizer() {
 
 #[test]
 fn check_on_the_workshop_network_and_the_cost_of_finite_differences() {
-    let data = data_dir();
+    let data = DATA.to_string();
     let o = explain(&["--digit", "0", "--data", &data, "--check", "--step", "backward"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
@@ -699,15 +698,7 @@ fn a_deliberate_bug_shows_under_the_check() {
         assert!(worst > 1e-2, "{bug}: largest error {worst}");
     }
     // a network too big to check in reasonable time is refused before any work
-    let o = explain(&[
-        "--check",
-        "--digit",
-        "0",
-        "--data",
-        &data_dir(),
-        "--layers",
-        "128,128",
-    ]);
+    let o = explain(&["--check", "--digit", "0", "--data", DATA, "--layers", "128,128"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("--check: the network has 118282 weights and biases;"),
@@ -750,7 +741,7 @@ fn every_shape_and_every_matrix_product_is_shown() {
 
 #[test]
 fn the_lessons_in_the_numbers() {
-    let data = data_dir();
+    let data = DATA.to_string();
     // input scale sets the step size: 2.150082 -> 1.744392 with ‖x‖² = 91.35
     let text = stdout(&explain(&["--digit", "0", "--data", &data, "--step", "update"]));
     assert!(text.contains("loss before the step 2.150082, after 1.744392"));
@@ -839,14 +830,7 @@ fn corrected_texts_stay_corrected() {
     assert!(tutorial.contains("the sigmoid slide writes `1/(1 + e^s)`"));
     assert!(tutorial.contains("`--lr 0.1` SGD reaches 0.9423"));
     // the smallest and largest probability of the untrained workshop network on image 0
-    let text = stdout(&explain(&[
-        "--digit",
-        "0",
-        "--data",
-        &data_dir(),
-        "--step",
-        "error",
-    ]));
+    let text = stdout(&explain(&["--digit", "0", "--data", DATA, "--step", "error"]));
     let line = text.lines().position(|l| l.starts_with("  p[0] =")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let p: Vec<f64> = lines[line]["  p[0] =".len()..]

@@ -1,19 +1,13 @@
 //! Gradient checks: the engine's analytic gradients against central finite
 //! differences of the loss computed independently in f64.
 
+mod common;
+
+use common::act64;
 use simdnet::gemm::Parallelism;
 use simdnet::kernels::softmax_cross_entropy;
 use simdnet::matrix::{MatMut, MatRef};
 use simdnet::nn::{Activation, Network, Workspace};
-
-fn act64(act: Activation, z: f64) -> f64 {
-    match act {
-        Activation::Identity => z,
-        Activation::Relu => z.max(0.0),
-        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-        Activation::Tanh => z.tanh(),
-    }
-}
 
 /// Parameters in f64: per layer (W row-major (inputs, outputs), b, activation).
 type Params = Vec<(Vec<f64>, Vec<f64>, Activation, usize, usize)>;

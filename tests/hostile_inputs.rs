@@ -5,12 +5,15 @@
 //! batches far too large for memory. Every one must exit non-zero at once
 //! with one clear message (no panic, no abort, no allocation attempt).
 
+mod common;
+
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::s;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use simdnet::data::{idx, mnist, Mnist, Split};
@@ -67,10 +70,7 @@ fn expect_fail(args: &[&str], env: &[(&str, &str)], code: i32, needles: &[&str])
 fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("simdnet-hostile-{}-{tag}-{n}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir(&format!("simdnet-hostile-{}-{tag}-{n}", std::process::id()))
 }
 
 fn gzip_with(bytes: &[u8], level: Compression) -> Vec<u8> {
@@ -113,10 +113,6 @@ fn data_dir(tag: &str, rows: u32, cols: u32) -> PathBuf {
         fs::write(dir.join(lbl), gzip(&labels_file(20))).unwrap();
     }
     dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte.gz";

@@ -4,10 +4,12 @@
 //! MNIST-style preparation, and a digit drawn in a test and predicted by a
 //! workshop model.
 
-use std::io::{Cursor, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::io::{Cursor, Read};
+use std::path::PathBuf;
+
+use common::{expect, s};
 use flate2::Crc;
 use simdnet::data::digitize::{self, centre_of_mass, BOX, SIDE};
 use simdnet::data::image::{self, Channels, Image};
@@ -130,36 +132,8 @@ fn problem(bytes: &[u8]) -> String {
     image::decode(bytes).expect_err("a broken image must be refused")
 }
 
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
-
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-images-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::temp_file("images", name)
 }
 
 // ---------------------------------------------------------------- the PNG writer

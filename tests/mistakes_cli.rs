@@ -4,44 +4,18 @@
 //! references every PNG; models with 1 or 2 outputs, or whose outputs are
 //! NaN, get an answer or a clear error, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{expect, s};
 use simdnet::data::{mnist, Split};
 use simdnet::matrix::MatRef;
 use simdnet::nn::{argmax, model_file, Activation, Dense, Layer, Network, PIXEL_SCALE};
 use simdnet::Matrix;
 
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
-
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-mistakes-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::temp_file("mistakes", name)
 }
 
 /// A model trained briefly on the bundled data: it makes a few hundred mistakes.

@@ -3,50 +3,20 @@
 //! Through the real binary with `--limit` small; a resumed run's saved model
 //! must be byte for byte the uninterrupted run's, on 1 and 2 threads.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{expect_with_data as expect, s, DATA};
 use simdnet::data::Mnist;
 use simdnet::matrix::MatRef;
 use simdnet::nn::{checkpoint, Activation, Network, Optimizer, Outcome, Session, TrainConfig, Trainer};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
-
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .args(["--data", DATA])
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::scratch("resume", name)
 }
 
 #[test]

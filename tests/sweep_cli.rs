@@ -2,35 +2,14 @@
 //! rows, the blank handout, CSV, determinism, seeds, and bad grid
 //! specifications. Runs are small (`--limit 2000`, narrow layers, 1 epoch).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs and checks the exit code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let o = simdnet(args);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
+use common::expect;
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-sweep-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::temp_file("sweep", name)
 }
 
 /// A small, fast sweep: the flags every training test starts from.

@@ -1,13 +1,17 @@
 //! `simdnet teach`, run as a user runs it: the lesson's f64 network trains on
 //! MNIST beside the engine, and both print the same losses.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::DATA;
 
 fn teach(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simdnet"))
         .arg("teach")
         .args(args)
-        .args(["--data", &format!("{}/data", env!("CARGO_MANIFEST_DIR"))])
+        .args(["--data", DATA])
         .output()
         .expect("run simdnet")
 }

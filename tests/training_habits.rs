@@ -3,52 +3,18 @@
 //! history CSV, `--json`; and the guards: destinations refused before any
 //! work, huge `--epochs`, an exploding loss.
 
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{expect_default_data as expect, s, DATA};
 use simdnet::data::Mnist;
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
-
-fn simdnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simdnet"))
-        .args(args)
-        .output()
-        .expect("run simdnet")
-}
-
-/// Runs (with the bundled data unless `--data` is given) and checks the exit
-/// code; returns (stdout, stderr). No run may panic.
-fn expect(args: &[&str], code: i32) -> (String, String) {
-    let mut all: Vec<&str> = args.to_vec();
-    if !args.contains(&"--data") {
-        all.extend(["--data", DATA]);
-    }
-    let o = simdnet(&all);
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    (out, err)
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-habits-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::scratch("habits", name)
 }
 
 /// `(val_loss, val_acc)` of each `Epoch` line.

@@ -6,6 +6,7 @@ use super::args::{parse_list, Flag, Parsed, UsageError};
 use super::CliError;
 use crate::data::{mnist, Dataset, Split};
 use crate::error::Error;
+use crate::nn::optim::OptimizerKind;
 
 pub const DATA: Flag = Flag::value(
     "data",
@@ -91,6 +92,30 @@ pub fn ascii_art(pixels: &[u8], cols: usize) -> String {
         s.push_str("|\n");
     }
     s
+}
+
+/// `--lr` of the f64 teaching commands (`teach`, `explain`); see [`given_lr`].
+pub const TEACH_LR: Flag = Flag::value(
+    "lr",
+    "RATE",
+    None,
+    "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
+);
+
+/// Parses `--lr` for the f64 teaching commands (`teach`, `explain`): `None`
+/// when not given, else a positive finite number; anything else is a usage
+/// error that suggests the optimizer's default.
+pub fn given_lr(p: &Parsed, kind: OptimizerKind) -> Result<Option<f64>, UsageError> {
+    let lr: Option<f64> = p.opt("lr")?;
+    if let Some(lr) = lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(UsageError(format!(
+                "--lr must be a positive finite number, got {lr} (try {})",
+                kind.default_lr()
+            )));
+        }
+    }
+    Ok(lr)
 }
 
 /// Parses `--layers` (hidden widths like `16,16`; empty: no hidden layer).

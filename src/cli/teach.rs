@@ -41,12 +41,7 @@ pub const FLAGS: &[Flag] = &[
         Some("rmsprop"),
         "sgd, momentum, rmsprop or adam, with Keras' defaults",
     ),
-    Flag::value(
-        "lr",
-        "RATE",
-        None,
-        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
-    ),
+    super::common::TEACH_LR,
     Flag::value(
         "layers",
         "WIDTHS",
@@ -92,17 +87,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let every = at_least_one(p, "every")?.unwrap_or(25);
     let batch_size = at_least_one(p, "batch")?.unwrap_or(128);
     let kind: OptimizerKind = p.get("optimizer")?;
-    let lr_given: Option<f64> = p.opt("lr")?;
-    if let Some(lr) = lr_given {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(UsageError(format!(
-                "--lr must be a positive finite number, got {lr} (try {})",
-                kind.default_lr()
-            ))
-            .into());
-        }
-    }
-    let lr = lr_given.unwrap_or(kind.default_lr());
+    let lr = super::common::given_lr(p, kind)?.unwrap_or(kind.default_lr());
     let act: Activation = p.get("activation")?;
     let seed: u64 = p.get("seed")?;
     let hidden = super::common::hidden_layers(p)?;

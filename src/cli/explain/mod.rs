@@ -65,12 +65,7 @@ pub const FLAGS: &[Flag] = &[
         Some("relu"),
         "hidden-layer activation: relu, sigmoid, tanh or identity; or one per layer: relu,tanh",
     ),
-    Flag::value(
-        "lr",
-        "RATE",
-        None,
-        "learning rate > 0 [default: 0.01 for sgd, momentum; 0.001 for rmsprop, adam]",
-    ),
+    super::common::TEACH_LR,
     Flag::value(
         "digit",
         "I",
@@ -207,16 +202,7 @@ fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let part: Part = p.get("step")?;
     let kind: OptimizerKind = p.get("optimizer")?;
-    let lr_given: Option<f64> = p.opt("lr")?;
-    if let Some(lr) = lr_given {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(UsageError(format!(
-                "--lr must be a positive finite number, got {lr} (try {})",
-                kind.default_lr()
-            ))
-            .into());
-        }
-    }
+    let lr_given = super::common::given_lr(p, kind)?;
     let lr = lr_given.unwrap_or(kind.default_lr());
     let digit: Option<usize> = p.opt("digit")?;
     let seed: u64 = p.get("seed")?;

@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: running the real `simdnet`
+//! binary and checking its exit code, scratch folders, and small engine
+//! helpers (`bits`, `act64`, the `synthetic` 8x8 data set).
+//!
+//! Cargo compiles each `tests/*.rs` as its own test binary; this folder
+//! module is not one of them. A test file takes it with `mod common;`.
+//! Not every test binary uses every helper, hence the `allow(dead_code)`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use simdnet::data::Dataset;
+use simdnet::nn::{Activation, Network};
+
+/// The bundled MNIST folder, `<crate>/data`.
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+/// A `Command` for the `simdnet` binary Cargo built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_simdnet"))
+}
+
+/// Runs `simdnet args...` with the test's own working directory and nothing added.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run simdnet")
+}
+
+/// Runs `simdnet args...` in the crate's folder.
+pub fn run_in_crate(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run simdnet")
+}
+
+/// Runs `simdnet args... --data <crate>/data`: the bundled data is always added.
+pub fn run_with_data(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .args(["--data", DATA])
+        .output()
+        .expect("run simdnet")
+}
+
+/// A run's (stdout, stderr), decoded lossily.
+pub fn text(o: &Output) -> (String, String) {
+    (stdout(o), stderr(o))
+}
+
+/// A run's stdout, decoded lossily.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A run's stderr, decoded lossily.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks that the run of `args` did not panic and exited with `code`;
+/// returns (stdout, stderr). `args` only names the run in the messages.
+pub fn check(args: &[&str], o: &Output, code: i32) -> (String, String) {
+    let (out, err) = text(o);
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    (out, err)
+}
+
+/// Runs in the crate's folder and checks the exit code; returns (stdout,
+/// stderr). No run may panic.
+pub fn expect(args: &[&str], code: i32) -> (String, String) {
+    check(args, &run_in_crate(args), code)
+}
+
+/// Runs with `--data <crate>/data` always added and checks the exit code;
+/// returns (stdout, stderr). No run may panic.
+pub fn expect_with_data(args: &[&str], code: i32) -> (String, String) {
+    check(args, &run_with_data(args), code)
+}
+
+/// Runs with the bundled data unless `--data` is given, and checks the exit
+/// code; returns (stdout, stderr). No run may panic. The messages name `args`
+/// as given, without the added `--data`.
+pub fn expect_default_data(args: &[&str], code: i32) -> (String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    if !args.contains(&"--data") {
+        all.extend(["--data", DATA]);
+    }
+    check(args, &run(&all), code)
+}
+
+/// The path of `name` in the folder `simdnet-<tag>-<pid>` of the system's
+/// temporary folder, which is made if missing (and never emptied): one folder
+/// per test binary and run.
+pub fn temp_file(tag: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("simdnet-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A fresh, empty folder `<system temp>/<folder>`: removed first if it is there.
+pub fn fresh_dir(folder: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(folder);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A fresh, empty folder `simdnet-<tag>-<name>-<pid>` for one test.
+pub fn scratch(tag: &str, name: &str) -> PathBuf {
+    fresh_dir(&format!("simdnet-{tag}-{name}-{}", std::process::id()))
+}
+
+/// A path as `&str`, for an argument list; panics if it is not UTF-8.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every parameter of `net` as its bit pattern: equal only if bit for bit equal.
+pub fn bits(net: &Network) -> Vec<u32> {
+    net.layers()
+        .iter()
+        .flat_map(|l| l.params().into_iter().flatten().map(|v| v.to_bits()))
+        .collect()
+}
+
+/// `act` applied to `z` in f64, written here independently of the engine.
+pub fn act64(act: Activation, z: f64) -> f64 {
+    match act {
+        Activation::Identity => z,
+        Activation::Relu => z.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Activation::Tanh => z.tanh(),
+    }
+}
+
+/// A data set of `n` 8x8 images whose label depends on the pixels.
+pub fn synthetic(n: usize) -> Dataset {
+    let mut s = 12345u32;
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut sum = 0u32;
+        for _ in 0..64 {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            let p = (s >> 24) as u8;
+            sum += p as u32;
+            pixels.push(p);
+        }
+        labels.push((sum % 10) as u8);
+    }
+    Dataset::new(pixels, labels, 8, 8).unwrap()
+}
