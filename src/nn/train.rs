@@ -555,6 +555,8 @@ impl Session {
             ));
         }
         let epoch = self.epochs_done + 1;
+        // The epoch's wall time includes its shuffle (as the profile's timers do).
+        let start = Instant::now();
         if cfg.shuffle {
             let _t = scope(Kind::Shuffle, 0);
             // Replays the shuffles of the epochs before this one after a resume.
@@ -563,7 +565,6 @@ impl Session {
                 self.shuffles += 1;
             }
         }
-        let start = Instant::now();
         let resumed = self.partial.take().unwrap_or_default();
         let batch = self.trainer.batch_size();
         let steps = self.order.len().div_ceil(batch);
