@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{bits, synthetic};
+use common::{bits, engine_product, reference_product, synthetic};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
-use simdnet::gemm::{self, Epilogue, Parallelism};
+use simdnet::gemm::{Epilogue, Parallelism};
 use simdnet::kernels::{self, reference, DropoutMask};
 use simdnet::matrix::{MatMut, MatRef};
 use simdnet::nn::{fit, Network, Optimizer, TrainConfig, Workspace};
@@ -147,45 +147,11 @@ fn fused_forward_matches_its_reference_on_many_shapes() {
                     act,
                     mask,
                 };
-                let mut want = vec![0.0f32; m * n];
-                gemm::reference::gemm(
-                    1.0,
-                    MatRef::from_slice(&a, m, k),
-                    MatRef::from_slice(&b, k, n),
-                    0.0,
-                    MatMut::from_slice(&mut want, m, n),
-                    epi,
-                );
-                let mut want_u8 = vec![0.0f32; m * n];
-                gemm::reference::gemm(
-                    1.0 / 255.0,
-                    MatRef::from_slice(&pixels, m, k),
-                    MatRef::from_slice(&b, k, n),
-                    0.0,
-                    MatMut::from_slice(&mut want_u8, m, n),
-                    epi,
-                );
+                let want = reference_product(1.0, &a, &b, (m, k, n), epi);
+                let want_u8 = reference_product(1.0 / 255.0, &pixels, &b, (m, k, n), epi);
                 for par in [Parallelism::Sequential, Parallelism::Rayon] {
-                    let mut got = vec![f32::NAN; m * n];
-                    gemm::gemm(
-                        1.0,
-                        MatRef::from_slice(&a, m, k),
-                        MatRef::from_slice(&b, k, n),
-                        0.0,
-                        MatMut::from_slice(&mut got, m, n),
-                        epi,
-                        par,
-                    );
-                    let mut got_u8 = vec![f32::NAN; m * n];
-                    gemm::gemm(
-                        1.0 / 255.0,
-                        MatRef::from_slice(&pixels, m, k),
-                        MatRef::from_slice(&b, k, n),
-                        0.0,
-                        MatMut::from_slice(&mut got_u8, m, n),
-                        epi,
-                        par,
-                    );
+                    let got = engine_product(1.0, &a, &b, (m, k, n), epi, par);
+                    let got_u8 = engine_product(1.0 / 255.0, &pixels, &b, (m, k, n), epi, par);
                     for (got, want) in [(&got, &want), (&got_u8, &want_u8)] {
                         for (idx, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
                             let (i, j) = (idx / n, idx % n);

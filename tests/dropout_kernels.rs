@@ -2,11 +2,13 @@
 //! small cache blocks (so tiles sit at many offsets inside C), against the
 //! reference GEMM. Its own test binary: it forces process-wide settings.
 
+mod common;
+
+use common::{engine_product, reference_product};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
 use simdnet::gemm::{self, BlockSizes, Epilogue, Parallelism};
 use simdnet::kernels::DropoutMask;
-use simdnet::matrix::{MatMut, MatRef};
 
 #[test]
 fn every_kernel_and_block_size_applies_the_same_mask() {
@@ -31,30 +33,13 @@ fn every_kernel_and_block_size_applies_the_same_mask() {
                 act,
                 mask,
             };
-            let mut want = vec![0.0f32; m * n];
-            gemm::reference::gemm(
-                1.0,
-                MatRef::from_slice(&a, m, k),
-                MatRef::from_slice(&b, k, n),
-                0.0,
-                MatMut::from_slice(&mut want, m, n),
-                epi,
-            );
+            let want = reference_product(1.0, &a, &b, (m, k, n), epi);
             for name in gemm::available_kernels() {
                 gemm::set_kernel(Some(name)).unwrap();
                 for &bs in &blocks {
                     gemm::set_block_sizes(bs);
                     for par in [Parallelism::Sequential, Parallelism::Rayon] {
-                        let mut got = vec![f32::NAN; m * n];
-                        gemm::gemm(
-                            1.0,
-                            MatRef::from_slice(&a, m, k),
-                            MatRef::from_slice(&b, k, n),
-                            0.0,
-                            MatMut::from_slice(&mut got, m, n),
-                            epi,
-                            par,
-                        );
+                        let got = engine_product(1.0, &a, &b, (m, k, n), epi, par);
                         for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
                             let (i, j) = (idx / n, idx % n);
                             let what = format!("{name} {bs:?} {par:?} {m}x{n}x{k} {act}: ({i}, {j})");

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use simdnet::data::Dataset;
+use simdnet::gemm::{self, Epilogue, Parallelism};
+use simdnet::matrix::{Element, MatMut, MatRef};
 use simdnet::nn::{Activation, Network};
 
 /// The bundled MNIST folder, `<crate>/data`.
@@ -156,4 +158,47 @@ pub fn synthetic(n: usize) -> Dataset {
         labels.push((sum % 10) as u8);
     }
     Dataset::new(pixels, labels, 8, 8).unwrap()
+}
+
+/// `alpha·A·B` then `epi`, by the reference GEMM: `a: (m, k)`, `b: (k, n)`, row-major.
+pub fn reference_product<T: Element>(
+    alpha: f32,
+    a: &[T],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    epi: Epilogue,
+) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    gemm::reference::gemm(
+        alpha,
+        MatRef::from_slice(a, m, k),
+        MatRef::from_slice(b, k, n),
+        0.0,
+        MatMut::from_slice(&mut c, m, n),
+        epi,
+    );
+    c
+}
+
+/// The same product by the engine's GEMM (`c` starts as NaN, so an element
+/// it forgets to write shows).
+pub fn engine_product<T: Element>(
+    alpha: f32,
+    a: &[T],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    epi: Epilogue,
+    par: Parallelism,
+) -> Vec<f32> {
+    let mut c = vec![f32::NAN; m * n];
+    gemm::gemm(
+        alpha,
+        MatRef::from_slice(a, m, k),
+        MatRef::from_slice(b, k, n),
+        0.0,
+        MatMut::from_slice(&mut c, m, n),
+        epi,
+        par,
+    );
+    c
 }
