@@ -9,6 +9,7 @@
 //! Your own pictures: [`image`] reads a PNG ([`png`]) or PGM ([`pgm`]) with
 //! bounded memory, and [`digitize`] makes it a 28x28 digit the way MNIST's were made.
 
+pub mod dataset;
 pub mod digitize;
 pub mod idx;
 pub mod image;
@@ -16,7 +17,8 @@ pub mod mnist;
 pub mod pgm;
 pub mod png;
 
-pub use mnist::{Dataset, Mnist, Split};
+pub use dataset::Dataset;
+pub use mnist::{Mnist, Split};
 
 /// The number of classes in MNIST (digits 0-9).
 pub const NUM_CLASSES: usize = 10;
