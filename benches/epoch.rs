@@ -24,13 +24,10 @@ include!("common/facts.rs");
 /// Seconds of one epoch of `hidden` on `data`, on the current pool.
 fn epoch_seconds(hidden: &[usize], data: &Dataset) -> f64 {
     let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1).expect("network");
-    let cfg = TrainConfig {
-        epochs: 1,
-        batch_size: 128,
-        seed: 1,
-        shuffle: true,
-        early_stopping: None,
-    };
+    let cfg = TrainConfig::default()
+        .with_epochs(1)
+        .with_batch_size(128)
+        .with_seed(1);
     let t = Instant::now();
     fit(&mut net, Optimizer::rmsprop(0.001), data, None, &cfg, &mut |_| {
         std::ops::ControlFlow::Continue(())

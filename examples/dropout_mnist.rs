@@ -12,13 +12,10 @@ fn main() -> Result<(), simdnet::Error> {
     let mnist = Mnist::load("data".as_ref())?;
     let mut net = Network::mlp(784, &[512, 512], 10, Activation::Relu, 1)?.with_dropout(0.2)?;
     println!("Model: {} ({} parameters)", net.describe(), net.num_params());
-    let cfg = TrainConfig {
-        epochs,
-        batch_size: 128,
-        seed: 1,
-        shuffle: true,
-        early_stopping: None,
-    };
+    let cfg = TrainConfig::default()
+        .with_epochs(epochs)
+        .with_batch_size(128)
+        .with_seed(1);
     fit(
         &mut net,
         Optimizer::rmsprop(0.001),

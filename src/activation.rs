@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 /// A hidden-layer activation. (Softmax belongs to the loss: see `nn::loss`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Activation {
     Identity,
     Relu,

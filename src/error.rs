@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 /// What went wrong, with enough context to fix it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be opened, read or written.
     Io {

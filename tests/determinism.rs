@@ -8,13 +8,10 @@ use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
 fn train_with(threads: usize, hidden: &[usize], opt: Optimizer, batch: usize) -> Network {
     let data = synthetic(700);
     let mut net = Network::mlp(64, hidden, 10, Activation::Relu, 42).unwrap();
-    let cfg = TrainConfig {
-        epochs: 2,
-        batch_size: batch,
-        seed: 7,
-        shuffle: true,
-        early_stopping: None,
-    };
+    let cfg = TrainConfig::default()
+        .with_epochs(2)
+        .with_batch_size(batch)
+        .with_seed(7);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

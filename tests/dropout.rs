@@ -257,13 +257,10 @@ fn fused_kernels_match_their_reference_twins() {
 fn train(net: &Network, threads: usize, batch: usize, epochs: usize) -> Network {
     let data = synthetic(500);
     let mut net = net.clone();
-    let cfg = TrainConfig {
-        epochs,
-        batch_size: batch,
-        seed: 7,
-        shuffle: true,
-        early_stopping: None,
-    };
+    let cfg = TrainConfig::default()
+        .with_epochs(epochs)
+        .with_batch_size(batch)
+        .with_seed(7);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -382,10 +379,7 @@ fn dropout_is_off_at_evaluation_and_prediction() {
     assert_eq!(trained.dropout(), &[0.5, 0.5, 0.0]);
     assert_eq!(trained.evaluate(&data).unwrap(), without.evaluate(&data).unwrap());
     let x = MatRef::from_slice(data.images().data(), 300, 64);
-    assert_eq!(
-        trained.predict(x, 1.0 / 255.0).unwrap(),
-        without.predict(x, 1.0 / 255.0).unwrap()
-    );
+    assert_eq!(trained.predict(x).unwrap(), without.predict(x).unwrap());
     // A workspace's plain forward pass after a training one drops nothing.
     let mut ws = Workspace::new(&trained, 300);
     ws.forward_train(&trained, x, 1.0 / 255.0, 1, 0, Parallelism::Sequential);

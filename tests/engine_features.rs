@@ -145,13 +145,10 @@ fn synthetic(n: usize) -> Dataset {
 }
 
 fn cfg(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: 5,
-        shuffle: true,
-        early_stopping: None,
-    }
+    TrainConfig::default()
+        .with_epochs(epochs)
+        .with_batch_size(32)
+        .with_seed(5)
 }
 
 // ---------------------------------------------------------------- per-layer activations

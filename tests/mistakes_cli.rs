@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::{expect, s};
 use simdnet::data::{mnist, Split};
 use simdnet::matrix::MatRef;
-use simdnet::nn::{argmax, model_file, Activation, Dense, Layer, Network, PIXEL_SCALE};
+use simdnet::nn::{argmax, model_file, Activation, Dense, Layer, Network};
 use simdnet::Matrix;
 
 fn temp(name: &str) -> PathBuf {
@@ -87,7 +87,7 @@ fn mistakes_are_wrong_sorted_by_confidence_and_drawn_as_pngs_and_a_gallery() {
         Split::Test,
     )
     .unwrap();
-    let probs = net.predict(test.images(), PIXEL_SCALE).unwrap();
+    let probs = net.predict(test.images()).unwrap();
     let wrong: Vec<usize> = (0..test.len())
         .filter(|&i| argmax(probs.row(i)) != test.labels()[i] as usize)
         .collect();
@@ -282,7 +282,7 @@ fn a_model_whose_outputs_are_nan_says_so() {
     model_file::save(&net, &path).unwrap();
     let x = MatRef::from_slice(&[255u8; 784][..], 1, 784);
     assert!(
-        net.predict(x, PIXEL_SCALE).unwrap().row(0)[0].is_nan(),
+        net.predict(x).unwrap().row(0)[0].is_nan(),
         "the model must really output NaN"
     );
     let expected = format!(

@@ -24,8 +24,8 @@ fn save_then_load_predicts_identically() {
     let back = model_file::load(&path).unwrap();
     assert_eq!(net, back);
     let x: Vec<u8> = (0..4 * 12).map(|i| (i * 37 % 256) as u8).collect();
-    let a = net.predict(MatRef::from_slice(&x, 4, 12), 1.0 / 255.0).unwrap();
-    let b = back.predict(MatRef::from_slice(&x, 4, 12), 1.0 / 255.0).unwrap();
+    let a = net.predict(MatRef::from_slice(&x, 4, 12)).unwrap();
+    let b = back.predict(MatRef::from_slice(&x, 4, 12)).unwrap();
     assert_eq!(a, b);
     // No temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&dir)

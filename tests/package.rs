@@ -69,7 +69,10 @@ fn the_package_carries_the_licences_and_the_data_notice() {
         "data/SHA256SUMS",
         "examples/tabular.rs",
     ] {
-        assert!(files.iter().any(|f| f == needed), "{needed} is missing from the package");
+        assert!(
+            files.iter().any(|f| f == needed),
+            "{needed} is missing from the package"
+        );
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let notice = std::fs::read_to_string(root.join("NOTICE")).unwrap();

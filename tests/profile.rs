@@ -275,14 +275,9 @@ mod timers {
         assert!(covered >= 2.0 * nap, "covered {covered}s, wall {wall}s");
         assert!(covered <= wall, "covered {covered}s, wall {wall}s");
         assert!(wall - covered <= 0.010, "covered {covered}s, wall {wall}s");
-        let hist = vec![simdnet::nn::EpochStats {
-            epoch: 1,
-            loss: 1.0,
-            accuracy: 0.5,
-            validation: None,
-            train_seconds: wall,
-            validation_seconds: 0.0,
-        }];
+        let mut stats = simdnet::nn::EpochStats::new(1, 1.0, 0.5);
+        stats.train_seconds = wall;
+        let hist = vec![stats];
         let table = simdnet::profile::report::training_table(&hist, 2);
         for k in Kind::ALL {
             assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());

@@ -76,11 +76,7 @@ fn resuming_after_any_epoch_gives_the_same_weights_on_1_and_2_threads() {
 fn a_run_interrupted_mid_epoch_resumes_bit_for_bit() {
     let mnist = Mnist::load(DATA.as_ref()).unwrap();
     let (train, val) = mnist.train.take(1200).split_tail(0.25).unwrap();
-    let cfg = TrainConfig {
-        epochs: 3,
-        batch_size: 100,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig::default().with_epochs(3).with_batch_size(100);
     let new_net = || Network::mlp(784, &[24], 10, Activation::Tanh, 3).unwrap();
     let opt = Optimizer::adam(0.002);
     let mut reference = new_net();

@@ -711,6 +711,7 @@ fn train_step_first_updates_by_hand_for_every_optimizer() {
                 OptimizerKind::RmsProp => w - 0.001 * g / (0.1 * g * g + 1e-7).sqrt(),
                 // m̂ = (0.1·g) / (1 - 0.9) = g,  v̂ = (0.001·g²) / (1 - 0.999) = g²
                 OptimizerKind::Adam => w - 0.001 * g / (g.abs() + 1e-7),
+                other => panic!("no hand-computed update for {other}: add one here"),
             };
             assert!(
                 close(after, want, 1e-12),
@@ -907,6 +908,7 @@ fn the_optimizer_enum_steps_exactly_like_the_struct_it_holds() {
                     o.step(&mut w2, &g);
                 }
             }
+            other => panic!("no teaching optimiser for {other}: add one here"),
         }
         assert_eq!(w1, w2, "{kind}");
         // a zero gradient never moves a weight, whatever the optimizer (at the first steps)

@@ -198,13 +198,10 @@ fn the_shuffle_is_the_engines() {
     let train = train_set().take(1000);
     let mut engine = Network::mlp(784, &[8], 10, Activation::Relu, 3).unwrap();
     let mut net = from_engine(&engine);
-    let cfg = simdnet::nn::TrainConfig {
-        epochs: 1,
-        batch_size: 100,
-        seed: 3,
-        shuffle: true,
-        early_stopping: None,
-    };
+    let cfg = simdnet::nn::TrainConfig::default()
+        .with_epochs(1)
+        .with_batch_size(100)
+        .with_seed(3);
     simdnet::nn::fit(&mut engine, Optimizer::sgd(0.1), &train, None, &cfg, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })

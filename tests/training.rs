@@ -37,10 +37,7 @@ fn workshop_network_reaches_93_percent() {
 fn wide_network_reaches_97_5_percent_in_3_epochs() {
     let data = mnist();
     let mut net = Network::mlp(784, &[512, 512], 10, Activation::Relu, 1).unwrap();
-    let cfg = TrainConfig {
-        epochs: 3,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig::default().with_epochs(3);
     fit(
         &mut net,
         Optimizer::rmsprop(0.001),
@@ -59,10 +56,7 @@ fn a_diverging_run_stops_with_a_clear_error() {
     let data = mnist();
     let small = data.train.take(2000);
     let mut net = Network::mlp(784, &[16], 10, Activation::Relu, 1).unwrap();
-    let cfg = TrainConfig {
-        epochs: 3,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig::default().with_epochs(3);
     let err = fit(&mut net, Optimizer::sgd(1e30), &small, None, &cfg, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })

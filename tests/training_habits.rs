@@ -65,10 +65,7 @@ fn the_validation_split_holds_out_the_tail_and_the_test_set_waits_for_the_end() 
     assert_eq!((train.len(), val.len()), (900, 100));
     assert_eq!(val.labels(), &mnist.train.labels()[900..1000]);
     let mut net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 1).unwrap();
-    let cfg = TrainConfig {
-        epochs: 2,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig::default().with_epochs(2);
     let history = fit(
         &mut net,
         Optimizer::rmsprop(0.001),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, MODEL, SPLIT};
-use super::predict::{check_finite, input_scale};
+use super::predict::check_finite;
 use super::CliError;
 use crate::data::{png, Dataset, Split};
 use crate::error::Error;
@@ -77,7 +77,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         ))
         .into());
     }
-    let probs = net.predict(data.images(), input_scale(&net))?;
+    let probs = net.predict(&data)?;
     check_finite(probs.as_slice(), &model)?;
     let mut wrong: Vec<Mistake> = (0..data.len())
         .filter_map(|i| {

@@ -33,17 +33,9 @@ pub const FLAGS: &[Flag] = &[
     DATA,
 ];
 
-/// The factor that turns a raw pixel (0..=255) into the network's input.
-///
-/// Every command of this file and of `mistakes` scales pixels through this
-/// one function, so a per-network input scale is a change here only.
-pub fn input_scale(net: &Network) -> f32 {
-    net.input_scale()
-}
-
 /// The class probabilities of `pixels` (one raw image), refused if the model's outputs are not numbers.
 pub fn probabilities(net: &Network, pixels: &[u8], model: &Path) -> Result<Vec<f32>> {
-    let probs = net.predict(MatRef::from_slice(pixels, 1, pixels.len()), input_scale(net))?;
+    let probs = net.predict(MatRef::from_slice(pixels, 1, pixels.len()))?;
     let row = probs.row(0).to_vec();
     check_finite(&row, model)?;
     Ok(row)

@@ -17,7 +17,7 @@ pub mod mnist;
 pub mod pgm;
 pub mod png;
 
-pub use dataset::Dataset;
+pub use dataset::{Dataset, Input};
 pub use mnist::{Mnist, Split};
 
 /// The number of classes in MNIST (digits 0-9).
@@ -28,14 +28,14 @@ pub fn scale_pixels(pixels: &[u8]) -> Vec<f32> {
     pixels.iter().map(|&p| p as f32 / 255.0).collect()
 }
 
-/// Hints the CPU to start loading `bytes` into cache (a no-op off x86-64).
+/// Hints the CPU to start loading the memory of `items` into cache (a no-op off x86-64).
 ///
 /// Gathering a shuffled mini-batch reads rows scattered over 47 MB: without a
 /// hint each row waits a full memory latency; with it, several are in flight.
 #[inline(always)]
-pub fn prefetch(bytes: &[u8]) {
+pub fn prefetch<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
+    for line in items.chunks((64 / std::mem::size_of::<T>().max(1)).max(1)) {
         // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
         // prefetch never faults and does not change memory, and the address
         // is inside a live slice anyway.
@@ -44,5 +44,5 @@ pub fn prefetch(bytes: &[u8]) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    let _ = items;
 }

@@ -47,6 +47,7 @@ use rayon::prelude::*;
 
 /// What happens to each element of `C` after the product, while it is still hot.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Epilogue<'a> {
     /// `C` is left as `alpha·A·B + beta·C`.
     None,

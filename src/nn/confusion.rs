@@ -9,11 +9,11 @@
 
 use rayon::prelude::*;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
-use crate::matrix::argmax;
-use crate::nn::network::{Network, Workspace, PIXEL_SCALE};
+use crate::matrix::{argmax, Element, MatRef};
+use crate::nn::network::{Network, Workspace};
 
 /// Examples per task: fixed, so the work and its result do not depend on the thread count.
 const CHUNK: usize = 256;
@@ -86,33 +86,10 @@ impl Confusion {
                 "label {bad} is out of range for a network with {k} classes"
             )));
         }
-        let x = data.images();
-        let labels = data.labels();
-        let parts: Vec<Part> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map_init(
-                || Workspace::for_inference(net, CHUNK.min(n)),
-                |ws, c| {
-                    let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                    let logits = ws.forward(net, x.rows_range(r0, r1), PIXEL_SCALE, Parallelism::Sequential);
-                    let mut part = Part {
-                        counts: vec![0; k * k],
-                        non_finite: 0,
-                        first_bad: None,
-                    };
-                    for r in 0..r1 - r0 {
-                        let row = &logits.data()[r * logits.row_stride()..][..k];
-                        if row.iter().any(|v| !v.is_finite()) {
-                            part.non_finite += 1;
-                            part.first_bad.get_or_insert(r0 + r);
-                            continue;
-                        }
-                        part.counts[labels[r0 + r] as usize * k + argmax(row)] += 1;
-                    }
-                    part
-                },
-            )
-            .collect();
+        let parts = match data.input() {
+            Input::Pixels(x) => parts(net, x, net.input_scale(), data.labels()),
+            Input::Values(x) => parts(net, x, 1.0, data.labels()),
+        };
         let non_finite: usize = parts.iter().map(|p| p.non_finite).sum();
         if non_finite > 0 {
             let first = parts.iter().find_map(|p| p.first_bad).unwrap_or(0);
@@ -193,6 +170,36 @@ impl Confusion {
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// The counts of `x: (n, inputs)` (scaled by `x_scale`) against `labels`, one [`Part`] per chunk.
+fn parts<T: Element>(net: &Network, x: MatRef<T>, x_scale: f32, labels: &[u8]) -> Vec<Part> {
+    let (k, n) = (net.outputs(), x.rows());
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map_init(
+            || Workspace::for_inference(net, CHUNK.min(n)),
+            |ws, c| {
+                let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                let logits = ws.forward(net, x.rows_range(r0, r1), x_scale, Parallelism::Sequential);
+                let mut part = Part {
+                    counts: vec![0; k * k],
+                    non_finite: 0,
+                    first_bad: None,
+                };
+                for r in 0..r1 - r0 {
+                    let row = &logits.data()[r * logits.row_stride()..][..k];
+                    if row.iter().any(|v| !v.is_finite()) {
+                        part.non_finite += 1;
+                        part.first_bad.get_or_insert(r0 + r);
+                        continue;
+                    }
+                    part.counts[labels[r0 + r] as usize * k + argmax(row)] += 1;
+                }
+                part
+            },
+        )
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::nn::dense::{dense_backward, dense_forward, Dense};
 
 /// One layer of a [`crate::nn::Network`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Layer {
     /// `a = f(x·W + b)`.
     Dense(Dense),

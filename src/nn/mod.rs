@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod confusion;
 pub mod dense;
+pub mod fit;
 pub mod init;
 pub mod layer;
 pub mod loss;
@@ -17,11 +18,13 @@ pub mod memory;
 pub mod model_file;
 pub mod network;
 pub mod optim;
+pub mod predict;
 pub mod train;
 
 pub use crate::activation::Activation;
 pub use crate::matrix::argmax;
 pub use dense::Dense;
+pub use fit::Fit;
 pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};

@@ -334,3 +334,26 @@ mod tests {
         assert_eq!(net, back);
     }
 }
+
+impl Network {
+    /// Saves the network to `path` in the model file format above, atomically
+    /// and safely (the same as [`save`]).
+    ///
+    /// ```
+    /// # use simdnet::nn::{Activation, Network};
+    /// let net = Network::mlp(4, &[8], 3, Activation::Relu, 1)?;
+    /// let path = std::env::temp_dir().join(format!("doc-{}.simdnet", std::process::id()));
+    /// net.save(&path)?;
+    /// assert_eq!(Network::load(&path)?, net);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), simdnet::Error>(())
+    /// ```
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save(self, path.as_ref())
+    }
+
+    /// Loads and checks a model file written by [`Network::save`] (the same as [`load`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Network> {
+        load(path.as_ref())
+    }
+}

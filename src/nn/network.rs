@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::activation::Activation;
-use crate::data::Dataset;
+use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::kernels::{self, DropoutMask};
@@ -336,8 +336,8 @@ impl Network {
     }
 
     /// Class probabilities for each row of `x` (scaled by `x_scale` first):
-    /// a `(rows, outputs)` matrix whose rows sum to 1.
-    pub fn predict<T: Element>(&self, x: MatRef<T>, x_scale: f32) -> Result<Matrix> {
+    /// a `(rows, outputs)` matrix whose rows sum to 1. [`predict`](Self::predict) picks the scale from the input's type.
+    pub fn predict_scaled<T: Element>(&self, x: MatRef<T>, x_scale: f32) -> Result<Matrix> {
         self.check_input(&x)?;
         let mut probs = Matrix::zeros(x.rows(), self.outputs());
         let classes = self.outputs();
@@ -363,10 +363,13 @@ impl Network {
         Ok(probs)
     }
 
-    /// Mean loss and accuracy on a data set of raw pixels, read with the
-    /// network's own [`input_scale`](Self::input_scale).
+    /// Mean loss and accuracy on a data set: pixels read with the network's
+    /// own [`input_scale`](Self::input_scale), values as they are.
     pub fn evaluate(&self, data: &Dataset) -> Result<Evaluation> {
-        self.evaluate_view(data.images(), self.input_scale, data.labels())
+        match data.input() {
+            Input::Pixels(x) => self.evaluate_view(x, self.input_scale, data.labels()),
+            Input::Values(x) => self.evaluate_view(x, 1.0, data.labels()),
+        }
     }
 
     /// Mean loss and accuracy on `x` (scaled by `x_scale`) with `labels`.

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 /// An optimiser and its hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Optimizer {
     Sgd {
         lr: f32,
@@ -108,6 +109,7 @@ impl fmt::Display for Optimizer {
 
 /// The optimiser names the CLI accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OptimizerKind {
     Sgd,
     Momentum,

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::matrix::{Element, MatRef};
@@ -56,6 +56,7 @@ pub const DIVERGENCE_FACTOR: f64 = 100.0;
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TrainConfig {
     /// Epochs in total (at most [`MAX_EPOCHS`]).
     pub epochs: usize,
@@ -85,6 +86,7 @@ impl Default for TrainConfig {
 
 /// What one epoch achieved.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
@@ -104,6 +106,7 @@ pub struct EpochStats {
 /// The callback returns [`ControlFlow::Break`] to stop training at the end of
 /// the current mini-batch (e.g. on Ctrl-C).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Progress<'a> {
     /// After each mini-batch: running mean loss and accuracy of this epoch.
     Step {
@@ -124,6 +127,8 @@ pub enum Progress<'a> {
 struct Shard {
     ws: Workspace,
     pixels: Vec<u8>,
+    /// The gathered rows of a data set of f32 values (empty until one is used).
+    values: Vec<f32>,
     labels: Vec<u8>,
     /// Summed loss and number correct of the last pass.
     loss: f64,
@@ -174,6 +179,7 @@ impl Trainer {
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
                 pixels: vec![0; shard_rows * net.inputs()],
+                values: Vec::new(),
                 labels: vec![0; shard_rows],
                 loss: 0.0,
                 correct: 0,
@@ -288,8 +294,8 @@ impl Trainer {
         Ok(self.finish_step(net, nshards))
     }
 
-    /// One training step on the examples `indices` of `data` (raw pixels, scaled
-    /// by the network's [`Network::input_scale`]). Each shard gathers its own rows, in parallel, straight into
+    /// One training step on the examples `indices` of `data` (pixels scaled
+    /// by the network's [`Network::input_scale`], values as they are). Each shard gathers its own rows, in parallel, straight into
     /// its buffer: the batch is never copied twice.
     /// An error, with nothing changed, if the examples do not fit the network.
     pub fn step_indices(
@@ -298,44 +304,60 @@ impl Trainer {
         data: &Dataset,
         indices: &[usize],
     ) -> Result<(f64, usize)> {
+        match data.input() {
+            Input::Pixels(x) => self.step_rows(net, x, net.input_scale(), data.labels(), indices),
+            Input::Values(x) => self.step_rows(net, x, 1.0, data.labels(), indices),
+        }
+    }
+
+    /// [`step_indices`](Self::step_indices) on the rows `indices` of `all: (examples, features)`.
+    fn step_rows<T: Gather>(
+        &mut self,
+        net: &mut Network,
+        all: MatRef<T>,
+        x_scale: f32,
+        labels: &[u8],
+        indices: &[usize],
+    ) -> Result<(f64, usize)> {
         let rows = indices.len();
-        if data.features() != net.inputs() {
+        if all.cols() != net.inputs() {
             return Err(Error::Invalid(format!(
                 "the images have {} pixels but the network expects {} inputs",
-                data.features(),
+                all.cols(),
                 net.inputs()
             )));
         }
-        if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= all.rows()) {
             return Err(Error::Invalid(format!(
                 "example {bad} is out of range: the data set has {} examples",
-                data.len()
+                all.rows()
             )));
         }
-        check_labels(net, indices.iter().map(|&i| data.labels()[i]))?;
+        check_labels(net, indices.iter().map(|&i| labels[i]))?;
         let (nshards, par) = self.plan(net, rows)?;
-        let (sr, features) = (self.shard_rows, data.features());
+        let (sr, features) = (self.shard_rows, all.cols());
         let shared: &Network = net;
-        let x_scale = net.input_scale();
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
+        let example = |i: usize| &all.data()[i * features..(i + 1) * features];
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
+            let mut pixels = std::mem::take(T::buffer(shard));
+            pixels.resize(sr * features, T::default());
             {
-                let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
+                let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features * size_of::<T>());
                 const AHEAD: usize = 8;
                 idx.iter()
                     .take(AHEAD)
-                    .for_each(|&i| crate::data::prefetch(data.image(i)));
+                    .for_each(|&i| crate::data::prefetch(example(i)));
                 for (r, &i) in idx.iter().enumerate() {
                     if let Some(&next) = idx.get(r + AHEAD) {
-                        crate::data::prefetch(data.image(next));
+                        crate::data::prefetch(example(next));
                     }
-                    shard.pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
-                    shard.labels[r] = data.labels()[i];
+                    pixels[r * features..(r + 1) * features].copy_from_slice(example(i));
+                    shard.labels[r] = labels[i];
                 }
             }
-            let pixels = std::mem::take(&mut shard.pixels);
             shard.pass(
                 shared,
                 MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
@@ -344,7 +366,7 @@ impl Trainer {
                 (step, s * sr),
                 par,
             );
-            shard.pixels = pixels;
+            *T::buffer(shard) = pixels;
         };
         self.run_shards(nshards, run);
         Ok(self.finish_step(net, nshards))
@@ -384,6 +406,21 @@ impl Trainer {
         shards
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
+    }
+}
+
+/// The element types a shard can gather rows of, and its buffer for each.
+trait Gather: Element + Default {
+    fn buffer(shard: &mut Shard) -> &mut Vec<Self>;
+}
+impl Gather for u8 {
+    fn buffer(shard: &mut Shard) -> &mut Vec<u8> {
+        &mut shard.pixels
+    }
+}
+impl Gather for f32 {
+    fn buffer(shard: &mut Shard) -> &mut Vec<f32> {
+        &mut shard.values
     }
 }
 
@@ -439,6 +476,7 @@ impl Default for EarlyStopping {
 
 /// How a call to [`Session::next_epoch`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// One more epoch is done; call again for the next.
     Epoch,

@@ -21,7 +21,7 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Input};
 use crate::nn::Network;
 
 use super::loss::argmax_rows;
@@ -63,11 +63,16 @@ pub fn epoch_order(order: &mut [usize], rng: &mut rand::rngs::StdRng, shuffle: b
 }
 
 /// The batch of the images `indices` of `data`: `x` (rows, features) scaled to
-/// 0..1 (`pixel / 255`, the workshop's preprocessing) and the labels (rows).
+/// 0..1 (`pixel / 255`, the workshop's preprocessing; a data set of f32
+/// values is taken as it is) and the labels (rows).
 pub fn batch(data: &Dataset, indices: &[usize]) -> (Vec<f64>, Vec<usize>) {
     let mut x = Vec::with_capacity(indices.len() * data.features());
+    let f = data.features();
     for &i in indices {
-        x.extend(data.image(i).iter().map(|&p| p as f64 / 255.0));
+        match data.input() {
+            Input::Pixels(all) => x.extend(all.data()[i * f..(i + 1) * f].iter().map(|&p| p as f64 / 255.0)),
+            Input::Values(all) => x.extend(all.data()[i * f..(i + 1) * f].iter().map(|&v| v as f64)),
+        }
     }
     let labels = indices.iter().map(|&i| data.labels()[i] as usize).collect();
     (x, labels)

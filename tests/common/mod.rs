@@ -140,6 +140,7 @@ pub fn act64(act: Activation, z: f64) -> f64 {
         Activation::Relu => z.max(0.0),
         Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Activation::Tanh => z.tanh(),
+        other => panic!("no f64 reference for {other:?}: add one here"),
     }
 }
 
