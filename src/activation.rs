@@ -14,6 +14,15 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A hidden-layer activation. (Softmax belongs to the loss: see `nn::loss`.)
+///
+/// ```
+/// use simdnet::activation::Activation;
+/// let relu: Activation = "relu".parse().unwrap(); // the names the CLI takes
+/// assert_eq!(relu, Activation::Relu);
+/// assert_eq!(relu.f(-2.0), 0.0);
+/// let a = Activation::Tanh.f(0.5);
+/// assert!((Activation::Tanh.df_from_output(a) - (1.0 - a * a)).abs() < 1e-7); // f'(z) from a = f(z)
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Activation {

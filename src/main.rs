@@ -1,4 +1,5 @@
-//! The `simdnet` binary: see [`simdnet::cli`].
+//! The `simdnet` binary: its commands live in the library's `cli` module
+//! (`src/cli/`), which is not part of its documented API.
 //!
 //! SIGPIPE keeps the action Rust gives it (ignored): writing to a closed pipe
 //! is then an error that `simdnet::cli::output` handles, so `simdnet train

@@ -55,6 +55,17 @@ impl Element for u8 {
 struct Align64([f32; 16]);
 
 /// An owned, row-major `f32` matrix of shape `(rows, cols)`, 64-byte aligned.
+///
+/// ```
+/// use simdnet::Matrix;
+/// let mut m = Matrix::from_fn(2, 3, |i, j| (10 * i + j) as f32);
+/// assert_eq!(m.shape(), (2, 3));
+/// assert_eq!(m.row(1), &[10.0, 11.0, 12.0]);
+/// m.set(0, 2, -1.0);
+/// assert_eq!(m.at(0, 2), -1.0);
+/// let v = m.view(); // a borrowed MatRef, as the GEMM takes
+/// assert_eq!(v.t().at(2, 0), -1.0);
+/// ```
 #[derive(Clone)]
 pub struct Matrix {
     rows: usize,
@@ -94,10 +105,12 @@ impl Matrix {
         m
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
     }
@@ -222,9 +235,11 @@ impl<'a, T: Element> MatRef<'a, T> {
         }
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
     }
@@ -339,9 +354,11 @@ impl<'a> MatMut<'a> {
         MatMut { data, rows, cols, rs }
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
     }

@@ -1,4 +1,5 @@
-//! The `simdnet` command line: one file per command.
+//! The `simdnet` command line: one file per command. Not covered by semver:
+//! public for the binary and the integration tests, hidden from the docs.
 //!
 //! Every command is a table of flags (`FLAGS`, which also generates its
 //! `--help`) and a `run` function. Usage errors exit with code 2, every

@@ -3,7 +3,7 @@
 //! the crate builds one from [`TrainConfig::default`]).
 //!
 //! `Fit::new(&mut net, &train).epochs(4).validation(&test).run()` is
-//! [`fit`](super::train::fit) with every argument it does not name at its
+//! [`fit`](super::train::fit()) with every argument it does not name at its
 //! default; [`Session`](super::train::Session) is the form that checkpoints
 //! and resumes.
 

@@ -4,7 +4,7 @@
 //!
 //! - [`svg`]: the writer (elements, escaping of every text and attribute).
 //! - [`axis`]: linear scales with nice 1-2-5 ticks.
-//! - [`line`]: a line chart with several series, axes, ticks and a legend.
+//! - [`line`](mod@line): a line chart with several series, axes, ticks and a legend.
 //! - [`history`]: a run's loss and accuracy per epoch, two panels.
 //! - [`bars`]: a horizontal bar chart with error bars (a sweep's accuracy per row).
 //! - [`heatmap`]: a confusion matrix as a heat map.

@@ -2,6 +2,9 @@
 //! `train --profile` measure and conclude. The command line (floor 5) only
 //! parses flags and renders what these return.
 //!
+//! Not covered by semver: public for the binary, the tests and the
+//! benchmarks, hidden from the crate's documentation.
+//!
 //! - [`machine`]: probes of this machine's peak FLOP/s and memory bandwidth.
 //! - [`bench`](mod@bench): the engine's GEMM and fused kernels, verified, then timed.
 //! - [`verdict`]: roofline verdicts and warnings, from the measured numbers.

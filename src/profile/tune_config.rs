@@ -59,7 +59,7 @@ pub fn default_path() -> PathBuf {
 }
 
 /// `text` as it may be shown in a message: control characters and other
-/// non-printing ones escaped (`\u{1b}`, `\n`), cut after [`MAX_QUOTE`] characters.
+/// non-printing ones escaped (`\u{1b}`, `\n`), cut after `MAX_QUOTE` characters.
 pub fn quote(text: &str) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
