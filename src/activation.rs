@@ -26,9 +26,13 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Activation {
+    /// `f(z) = z` (the output layer's, before the softmax).
     Identity,
+    /// `max(0, z)`.
     Relu,
+    /// `1 / (1 + e^-z)`.
     Sigmoid,
+    /// `tanh z`.
     Tanh,
 }
 

@@ -14,27 +14,56 @@ use std::path::PathBuf;
 pub enum Error {
     /// A file could not be opened, read or written.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What was being done: `"open"`, `"read"`, `"write"`, ...
         action: &'static str,
+        /// The system's error.
         source: io::Error,
     },
     /// A data file (IDX) is malformed: `problem` says how.
-    BadData { path: PathBuf, problem: String },
+    BadData {
+        /// The data file.
+        path: PathBuf,
+        /// What is wrong with it, and the fix.
+        problem: String,
+    },
     /// A model file is malformed or does not fit: `problem` says how.
-    BadModel { path: PathBuf, problem: String },
+    BadModel {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it, and the fix.
+        problem: String,
+    },
     /// A configuration file (e.g. the tuning file) is malformed.
-    BadConfig { path: PathBuf, problem: String },
+    BadConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong with it, and the fix.
+        problem: String,
+    },
     /// An argument or setting is invalid (wrong shape, out-of-range value, ...).
     Invalid(String),
     /// A file could not be saved, or its destination is refused before any
     /// work starts: `problem` says why and what to do.
     Save {
+        /// The destination.
         path: PathBuf,
+        /// What was to be saved (`"model"`, `"checkpoint"`, ...).
         what: String,
+        /// Why it cannot be saved there, and the fix.
         problem: String,
     },
-    /// Training produced a non-finite loss.
-    Diverged { epoch: usize, step: usize, loss: f32 },
+    /// Training produced a non-finite loss (or one that grew past the
+    /// divergence limit).
+    Diverged {
+        /// The epoch (1-based) where it happened.
+        epoch: usize,
+        /// The mini-batch of that epoch (1-based).
+        step: usize,
+        /// The running mean loss at that point.
+        loss: f32,
+    },
 }
 
 /// `Result` with simdnet's [`Error`].

@@ -21,6 +21,7 @@ static TEMP: AtomicPtr<std::ffi::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
 /// SIGINT (Ctrl-C) and SIGTERM (`kill`), the same on Linux, macOS and the BSDs.
 pub const SIGINT: i32 = 2;
+/// SIGTERM (`kill`'s default signal).
 pub const SIGTERM: i32 = 15;
 
 #[cfg(unix)]

@@ -362,6 +362,7 @@ impl<'a> MatMut<'a> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// Distance between rows (elements).
     pub fn row_stride(&self) -> usize {
         self.rs
     }

@@ -62,9 +62,13 @@ pub const MAX_BYTES: u64 = 1 << 33;
 /// configuration, and every `key=value` of the `CONF` section (in order,
 /// including keys added by the caller).
 pub struct Checkpoint {
+    /// The network's weights at the checkpoint.
     pub net: Network,
+    /// The run, ready to continue where it stopped.
     pub session: Session,
+    /// The run's training configuration.
     pub cfg: TrainConfig,
+    /// Every `key=value` of the `CONF` section, in order.
     pub config: Vec<(String, String)>,
 }
 

@@ -317,24 +317,6 @@ pub fn load(path: &Path) -> Result<Network> {
     from_bytes(&bytes, path)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv_matches_known_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-    }
-
-    #[test]
-    fn bytes_round_trip() {
-        let net = Network::mlp(5, &[4, 3], 2, Activation::Tanh, 7).unwrap();
-        let back = from_bytes(&to_bytes(&net), Path::new("m")).unwrap();
-        assert_eq!(net, back);
-    }
-}
-
 impl Network {
     /// Saves the network to `path` in the model file format above, atomically
     /// and safely (the same as [`save`]).
@@ -355,5 +337,23 @@ impl Network {
     /// Loads and checks a model file written by [`Network::save`] (the same as [`load`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Network> {
         load(path.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_known_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let net = Network::mlp(5, &[4, 3], 2, Activation::Tanh, 7).unwrap();
+        let back = from_bytes(&to_bytes(&net), Path::new("m")).unwrap();
+        assert_eq!(net, back);
     }
 }

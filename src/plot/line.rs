@@ -38,9 +38,13 @@ pub struct Series {
 /// A line chart: title, axis titles and series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LineChart {
+    /// The title above the chart.
     pub title: String,
+    /// The x axis' title.
     pub x_label: String,
+    /// The y axis' title.
     pub y_label: String,
+    /// The lines, drawn in order and listed in the legend.
     pub series: Vec<Series>,
     /// Whether x only takes whole numbers (epochs): ticks then step by whole numbers.
     pub integer_x: bool,
@@ -49,9 +53,13 @@ pub struct LineChart {
 /// A rectangle of the canvas: top-left corner, width and height.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Frame {
+    /// Left edge.
     pub x: f64,
+    /// Top edge.
     pub y: f64,
+    /// Width.
     pub w: f64,
+    /// Height.
     pub h: f64,
 }
 

@@ -47,9 +47,19 @@ pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Param {
     /// `W` of layer `l` (0-based), entry `idx` (`i * outputs + j`).
-    Weight { layer: usize, idx: usize },
+    Weight {
+        /// The layer `l`.
+        layer: usize,
+        /// The entry.
+        idx: usize,
+    },
     /// `b` of layer `l`, entry `idx`.
-    Bias { layer: usize, idx: usize },
+    Bias {
+        /// The layer `l`.
+        layer: usize,
+        /// The entry.
+        idx: usize,
+    },
 }
 
 /// The mean loss of the batch with one parameter moved by `delta`.

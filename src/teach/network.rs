@@ -252,7 +252,9 @@ pub fn tiny_batch() -> (Vec<f64>, Vec<usize>) {
 /// One optimizer (with its state) per weight buffer and per bias buffer of a network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkOptimizerF64 {
+    /// Which optimizer.
     pub kind: OptimizerKind,
+    /// Its learning rate.
     pub lr: f64,
     /// The optimizer of each layer's W.
     pub w: Vec<OptimizerF64>,
@@ -275,7 +277,9 @@ impl NetworkOptimizerF64 {
 /// Every number of one layer during one training step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerTrace {
+    /// Inputs of the layer (rows of W).
     pub inputs: usize,
+    /// Outputs of the layer (columns of W).
     pub outputs: usize,
     /// The activation `f` (`Identity` for the output layer).
     pub act: Activation,
@@ -305,11 +309,13 @@ pub struct LayerTrace {
     pub w_after: Vec<f64>,
     /// b after the step, (outputs).
     pub b_after: Vec<f64>,
-    /// The optimizer of W (hyper-parameters and state) before and after the step.
+    /// The optimizer of W (hyper-parameters and state) before the step.
     pub w_opt_before: OptimizerF64,
+    /// The optimizer of W after the step.
     pub w_opt_after: OptimizerF64,
-    /// The optimizer of b before and after the step.
+    /// The optimizer of b before the step.
     pub b_opt_before: OptimizerF64,
+    /// The optimizer of b after the step.
     pub b_opt_after: OptimizerF64,
 }
 
@@ -346,8 +352,9 @@ pub struct StepTrace {
     pub accuracy: f64,
     /// `da = (p - y) / rows`, (rows, classes) (the same as `layers.last().da`).
     pub output_error: Vec<f64>,
-    /// The optimizer and its learning rate.
+    /// The optimizer.
     pub kind: OptimizerKind,
+    /// Its learning rate.
     pub lr: f64,
     /// The probabilities for the same batch after the step, (rows, classes).
     pub probabilities_after: Vec<f64>,

@@ -34,6 +34,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// Plain SGD with learning rate `lr`.
     pub fn new(lr: f64) -> Sgd {
         Sgd { lr }
     }
@@ -65,6 +66,7 @@ pub struct Momentum {
 }
 
 impl Momentum {
+    /// SGD with momentum for a buffer of `len` weights (velocity starts at 0).
     pub fn new(lr: f64, momentum: f64, len: usize) -> Momentum {
         Momentum {
             lr,
@@ -107,6 +109,7 @@ pub struct RmsProp {
 }
 
 impl RmsProp {
+    /// RMSprop (Keras' ρ and ε) for a buffer of `len` weights (mean square starts at 0).
     pub fn new(lr: f64, len: usize) -> RmsProp {
         RmsProp {
             lr,
@@ -166,6 +169,7 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// Adam (Keras' β1, β2 and ε) for a buffer of `len` weights (moments start at 0).
     pub fn new(lr: f64, len: usize) -> Adam {
         Adam {
             lr,
@@ -231,9 +235,13 @@ pub fn build(kind: OptimizerKind, lr: f64, len: usize) -> OptimizerF64 {
 /// which holds only hyper-parameters and keeps its state in `nn::optim::OptimizerState`.)
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimizerF64 {
+    /// Plain SGD.
     Sgd(Sgd),
+    /// SGD with momentum.
     Momentum(Momentum),
+    /// RMSprop.
     RmsProp(RmsProp),
+    /// Adam.
     Adam(Adam),
 }
 
