@@ -339,7 +339,7 @@ impl Trainer {
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
-        let example = |i: usize| &all.data()[i * features..(i + 1) * features];
+        let example = |i: usize| &all.data()[i * all.row_stride()..][..features];
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             let mut pixels = std::mem::take(T::buffer(shard));
