@@ -50,6 +50,32 @@
 //! Every fallible call returns [`Error`], whose message names the problem and
 //! the fix; a seed fixes the weights bit for bit, whatever the thread count.
 //!
+//! Underneath, every layer is one call of the SIMD GEMM with its bias and
+//! activation fused in ([`gemm::gemm`]); it also takes `u8` pixels as `A`
+//! and scales them while packing:
+//!
+//! ```
+//! use simdnet::activation::Activation;
+//! use simdnet::gemm::{gemm, Epilogue, Parallelism};
+//! use simdnet::matrix::{MatRef, Matrix};
+//!
+//! let x = [0u8, 255, 51, 102]; // (2, 2) pixels
+//! let w = Matrix::from_slice(2, 3, &[1., -1., 2., 0.5, 0.5, -1.]); // (2, 3) weights
+//! let bias = [0.0, 0.25, 0.0];
+//! let mut z = Matrix::zeros(2, 3);
+//! gemm(
+//!     1.0 / 255.0, // alpha: the pixel scale, applied while packing A
+//!     MatRef::from_slice(&x, 2, 2),
+//!     w.view(),
+//!     0.0, // beta: C is not read
+//!     z.view_mut(),
+//!     Epilogue::BiasActivation { bias: &bias, act: Activation::Relu },
+//!     Parallelism::Sequential,
+//! );
+//! // Row 0 is (0, 1): relu((0.5, 0.5 + 0.25, -1)) = (0.5, 0.75, 0).
+//! assert_eq!(z.row(0), &[0.5, 0.75, 0.0]);
+//! ```
+//!
 //! More: the [README] (the workshop on MNIST, the command line, performance),
 //! the [tutorial] (every step of the workshop with its output), and the
 //! examples: [`examples/tabular.rs`] (a table of numbers the example makes
