@@ -9,6 +9,12 @@
 //! runs never collide and the repository gets no stray files. A command with
 //! the same arguments as one already run (the README repeats the tutorial's)
 //! is not run again: its output is compared with the doc's lines once more.
+//!
+//! `SIMDNET_DOCS_UPDATE=1 cargo test --release --test tutorial` regenerates
+//! the docs' shown output instead: where the text of a shown line matches, its
+//! numbers (accuracies, losses, times) are rewritten from this run. Review the
+//! change with `git diff`, then update the `measured` marks above timed
+//! output and the prose figures that `tests/doc_numbers.rs` reports.
 
 mod doc_check;
 
@@ -17,8 +23,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use doc_check::{
-    check_output, crate_root, line_matches, parse, read_doc, shell_words, tokens, Example, Token, FUSED,
-    RUN_DOCS,
+    check_output, crate_root, line_matches, parse, read_doc, shell_words, tokens, updating, Example, Token,
+    FUSED, RUN_DOCS, UPDATE,
 };
 
 const TUTORIAL: &str = "docs/TUTORIAL.md";
@@ -88,7 +94,10 @@ fn doc_commands_run_and_print_what_the_docs_say() {
     let mut outputs: HashMap<Vec<String>, String> = HashMap::new();
     let mut wrong = Vec::new();
     for file in RUN_DOCS {
-        let examples = parse(file, &read_doc(file));
+        let doc = read_doc(file);
+        let mut lines: Vec<String> = doc.lines().map(str::to_string).collect();
+        let mut rewritten = 0;
+        let examples = parse(file, &doc);
         let (mut ran, mut reused, mut skipped) = (0, 0, Vec::new());
         for ex in &examples {
             if ex.skip {
@@ -107,8 +116,16 @@ fn doc_commands_run_and_print_what_the_docs_say() {
                     stdout
                 }
             };
-            if let Err(msg) = check_output(ex, &stdout) {
-                wrong.push(msg);
+            match check_output(ex, &stdout) {
+                Ok(matched) => {
+                    for (n, real) in matched {
+                        if lines[n - 1].trim_end() != real {
+                            lines[n - 1] = real;
+                            rewritten += 1;
+                        }
+                    }
+                }
+                Err(msg) => wrong.push(msg),
             }
         }
         println!(
@@ -117,6 +134,12 @@ fn doc_commands_run_and_print_what_the_docs_say() {
         );
         for s in &skipped {
             println!("  skipped {s}");
+        }
+        if updating() && rewritten > 0 {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            std::fs::write(crate_root().join(file), text).expect("rewrite the doc");
+            println!("{UPDATE}: rewrote {rewritten} shown lines of {file} from this run");
         }
     }
     assert!(

@@ -233,9 +233,24 @@ pub fn is_wildcard(tokens: &[Token<'_>], k: usize) -> bool {
     }
 }
 
+/// The environment variable that makes `tests/tutorial.rs` regenerate the
+/// numbers of the shown output instead of comparing them.
+pub const UPDATE: &str = "SIMDNET_DOCS_UPDATE";
+
+/// Whether the numbers of shown output are being regenerated ([`UPDATE`] is
+/// set): then any number matches any number, and only the text must agree.
+pub fn updating() -> bool {
+    std::env::var_os(UPDATE).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Whether the real output line `actual` says what the doc's line `expected` says.
 /// `engine`: the line is the engine's output, not `explain`'s (see [`tolerance`]).
 pub fn line_matches(expected: &str, actual: &str, engine: bool) -> bool {
+    line_matches_in(expected, actual, engine, false)
+}
+
+/// [`line_matches`]; with `any_number`, every number matches every number.
+fn line_matches_in(expected: &str, actual: &str, engine: bool, any_number: bool) -> bool {
     let (e, a) = (tokens(expected.trim_end()), tokens(actual.trim_end()));
     if e.len() != a.len() {
         return false;
@@ -244,7 +259,7 @@ pub fn line_matches(expected: &str, actual: &str, engine: bool) -> bool {
         match (te, ta) {
             (Token::Text(x), Token::Text(y)) if x == y => {}
             (Token::Num(x), Token::Num(y)) => {
-                if is_wildcard(&e, k) {
+                if any_number || is_wildcard(&e, k) {
                     continue;
                 }
                 if x.contains('.') {
@@ -273,9 +288,11 @@ fn is_gap(line: &str) -> bool {
 
 /// Checks that the shown lines are the real output `stdout`: runs of shown lines
 /// between `...` marks are consecutive real lines, in order, the first run at the
-/// start and the last at the end unless a `...` says otherwise. Returns what is
-/// wrong.
-pub fn check_output(ex: &Example, stdout: &str) -> Result<(), String> {
+/// start and the last at the end unless a `...` says otherwise. Returns, for
+/// each shown line, its doc line and the real line it matched; or what is
+/// wrong. While [`updating`], any number matches any number.
+pub fn check_output(ex: &Example, stdout: &str) -> Result<Vec<(usize, String)>, String> {
+    let any_number = updating();
     let actual: Vec<&str> = stdout.lines().collect();
     let trailing_blank = |v: &[&str]| v.iter().rev().take_while(|l| l.trim().is_empty()).count();
     let actual = &actual[..actual.len() - trailing_blank(&actual)];
@@ -308,13 +325,14 @@ pub fn check_output(ex: &Example, stdout: &str) -> Result<(), String> {
     let matches_at = |run: &[(usize, &str)], j: usize| -> Result<(), usize> {
         for (k, (_, want)) in run.iter().enumerate() {
             match actual.get(j + k) {
-                Some(a) if line_matches(want, a, engine) => {}
+                Some(a) if line_matches_in(want, a, engine, any_number) => {}
                 _ => return Err(k),
             }
         }
         Ok(())
     };
     let mut pos = 0;
+    let mut matched = Vec::new();
     for (r, run) in runs.iter().enumerate() {
         if run.is_empty() {
             continue;
@@ -354,6 +372,9 @@ pub fn check_output(ex: &Example, stdout: &str) -> Result<(), String> {
                     );
                 }
                 pos = j + run.len();
+                for (k, (n, _)) in run.iter().enumerate() {
+                    matched.push((*n, actual[j + k].trim_end().to_string()));
+                }
             }
             None => {
                 // Say which line: where the longest start of the run matches, the
@@ -376,5 +397,5 @@ pub fn check_output(ex: &Example, stdout: &str) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(matched)
 }
