@@ -401,7 +401,7 @@ fn figures_in(text: &str) -> Vec<(String, String)> {
             i += 1;
         }
         // Thousands: 60,000.
-        while i + 3 < b.len() + 0
+        while i + 3 < b.len()
             && b[i] == b','
             && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
             && b.get(i + 4).is_none_or(|c| !c.is_ascii_digit())
@@ -865,3 +865,76 @@ fn every_doc_is_checked() {
         "add these docs to CHECKED in tests/doc_numbers.rs: {missing:?}"
     );
 }
+
+#[test]
+fn the_checker_itself() {
+    let figures = |t: &str| -> Vec<String> { figures_in(t).into_iter().map(|(_, f)| f).collect() };
+    // Figures: decimals, exponents, percentages, numbers with a unit.
+    assert_eq!(figures("Seeds 1, 2, 3 give 0.9416, 0.9358"), ["0.9416", "0.9358"]);
+    assert_eq!(
+        figures("at 0.64 s per epoch, 7 min 40 s, 74 MB, 116 GFLOP/s"),
+        ["0.64 s", "7 min", "40 s", "74 MB", "116 GFLOP/s"]
+    );
+    assert_eq!(
+        figures("94.2% and 1e-7, 2.1e6, 28%"),
+        ["94.2%", "1e-7", "2.1e6", "28%"]
+    );
+    assert_eq!(figures("around 0.942-0.944"), ["0.942", "0.944"]);
+    assert_eq!(figures("1,500,000 (1520 s; 1277 edges)"), ["1520 s"]);
+    // Not figures: integers without a unit, names, versions.
+    assert!(figures("60,000 images of 28x28, 784-16-16-10, epoch 7, section 6, 2026").is_empty());
+    assert!(figures("x86-64, AVX-512, f32x8, u8, BP1, 16x16, Zen 5, 3rd").is_empty());
+    assert!(figures("Rust 1.89 or newer; CC BY-SA 3.0; (1.89 or later)").is_empty());
+    // Code, comments and link targets are not text.
+    let text = |l: &str| rendered_text(l, &mut false);
+    assert_eq!(
+        figures(&text("`--lr 0.001` and [x](docs/v0.5.md) <!-- 0.3 --> 0.7")),
+        ["0.7"]
+    );
+    assert_eq!(figures(&text("``a `0.5` b`` 0.25")), ["0.25"]);
+    let mut open = false;
+    assert!(figures(&rendered_text("a <!-- 0.3", &mut open)).is_empty() && open);
+    assert!(figures(&rendered_text("0.4 --> b", &mut open)).is_empty() && !open);
+    // Marks.
+    let ok = "<!-- measured: AMD EPYC (Zen 5), AVX-512, 16 f32 lanes, 2 cores; command: simdnet bench -->";
+    assert_eq!(measured_mark(ok), Ok(Some(())));
+    assert_eq!(measured_mark("plain text"), Ok(None));
+    assert!(measured_mark("<!-- measured: Zen 5, AVX-512, 16 f32 lanes -->")
+        .unwrap_err()
+        .contains("command"));
+    assert!(measured_mark("<!-- measured: Zen 5; command: x -->")
+        .unwrap_err()
+        .contains("lanes"));
+    // Claims may round, and turn a fraction into a percentage.
+    assert!(agrees("94.2%", "0.9416") && agrees("0.942", "0.9416") && agrees("93.8%", "93.8%"));
+    assert!(!agrees("94.3%", "0.9416") && !agrees("0.9416", "0.9417") && !agrees("0.9416", "x"));
+
+    // A whole doc: what counts, and how far a mark reaches.
+    let doc = format!(
+        "# A\n\nprose 0.5\n\n```text\n$ cargo run --release -- train\n\
+         Epoch 1/4 - 0.061s - acc: 0.8388\nTest accuracy: 0.9416\n```\n\n\
+         {SKIP_LINE}\n```text\n$ cargo run --release -- train --epochs 9\nTest accuracy: 0.9001\n```\n\n\
+         {ok}\nmarked 0.6\n\n## B\n\nafter the heading 0.7\n\n{ok}\nmarked 0.8\n{MEASURED_END}\n\
+         after the end 0.9\n\n```sh\nsimdnet train --lr 0.5   # reaches 0.91\n```\n\n\
+         | cmd | acc |\n|---|---|\n| `train` | 0.9416 |\n| `train --epochs 9` | 0.9000 |\n"
+    );
+    let examples_of = |f: &str| parse(f, &doc);
+    let (problems, _) = check_doc("doc.md", &doc, &[], &examples_of);
+    let found: Vec<&str> = problems.iter().map(|p| p.split('\n').next().unwrap()).collect();
+    assert_eq!(
+        found,
+        [
+            "doc.md:36: the table says 0.9000 for `train --epochs 9`, its block (line 13) says 0.9001",
+            "doc.md:3: 0.5",
+            "doc.md:7: 0.061s",
+            "doc.md:14: 0.9001",
+            "doc.md:22: 0.7",
+            "doc.md:27: 0.9",
+            "doc.md:30: 0.91",
+            "doc.md:36: 0.9000",
+        ],
+        "{problems:#?}"
+    );
+}
+
+const SKIP_LINE: &str = doc_check::SKIP;
