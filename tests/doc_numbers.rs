@@ -534,7 +534,7 @@ fn measured_mark(line: &str) -> Result<Option<()>, String> {
     let (machine, command) = body
         .split_once("; command: ")
         .ok_or_else(|| format!("a measured mark must name the command: {form}"))?;
-    if !machine.contains("lanes") || machine.split(',').count() < 3 {
+    if !machine.contains("lane") || machine.split(',').count() < 3 {
         return Err(format!(
             "a measured mark must name the machine, its SIMD instruction set and its f32 lanes: {form}"
         ));
