@@ -12,23 +12,26 @@
 //!    not figures. Nor is a number that is code: in inline code (`--lr 0.001`),
 //!    in a code block other than ```` ```text ```` (but the comments there, after
 //!    `#` or `//`, are text), in an HTML comment or a link's target; nor a
-//!    version (after `Rust`, `version`, `BY-SA`), nor part of a word (`f32`,
-//!    `x86-64`, `AVX-512`, `BP1`).
+//!    version (after `Rust`, `version`, `BY-SA`, or before `or newer`), nor
+//!    part of a word (`f32`, `x86-64`, `AVX-512`, `BP1`). Settings and
+//!    formulas in prose are written as code (`` `0.001` ``, `` `ln 10 = 2.30` ``).
 //! 2. A figure is **compared** when
 //!    - it is in the shown output of a command that `tests/tutorial.rs` runs
 //!      and compares (the convention of `tests/doc_check/mod.rs`), and is not
 //!      one of the numbers that comparison lets be anything (times, threads);
 //!    - a table row holds a `` `train ...` `` command and the figure is in the
-//!      next cell: it must be the `Test accuracy` that the command's compared
-//!      block shows (checked here);
+//!      next cell: it must be the `Test accuracy` that the command's block
+//!      shows (checked here), and that block is run (not skipped);
 //!    - it is in [`CLAIMS`]: a figure of the prose with its source, a compared
-//!      block's line or a test that asserts it (checked here).
+//!      block's line or a test that asserts it (checked here), or someone
+//!      else's published figure with where it is published (a quote).
 //! 3. A figure is **measured** when a line
 //!    `<!-- measured: MACHINE; command: COMMAND -->` comes before it with no
-//!    heading in between: the mark covers everything up to the next heading.
-//!    MACHINE names the CPU, the SIMD instruction set and its f32 lanes (`AMD
-//!    EPYC (Zen 5), AVX-512, 16 f32 lanes, 2 cores`); COMMAND reproduces the
-//!    figures.
+//!    heading in between: the mark covers everything up to the next heading,
+//!    or up to a line `<!-- end measured -->` if one comes first. MACHINE
+//!    names the CPU, the SIMD instruction set and its f32 lanes, at least three
+//!    comma-separated parts, one with `lane` (`AMD EPYC (Zen 5), AVX-512, 16 f32
+//!    lanes, 2 cores`); COMMAND reproduces the figures.
 //!
 //! Any other figure is reported as `file:line: figure`, with its line and the
 //! fix. No command runs here: the compared blocks are compared by
