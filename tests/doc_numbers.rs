@@ -818,9 +818,15 @@ fn agrees(figure: &str, source: &str) -> bool {
         (None, _) => (figure, 1.0),
     };
     let source = source.trim_end_matches('%');
-    let decimals = f.split_once('.').map_or(0, |(_, d)| d.len());
+    // Half a unit of the figure's last digit: `0.942` by 0.0005, `1.7e-11` by 0.05e-11.
+    let (mantissa, exponent) = match f.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (f, 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let half_unit = 0.5 * 10f64.powi(exponent - decimals);
     match (f.parse::<f64>(), source.parse::<f64>()) {
-        (Ok(fv), Ok(sv)) => (fv - sv * scale).abs() <= 0.5 * 10f64.powi(-(decimals as i32)) + 1e-9,
+        (Ok(fv), Ok(sv)) => (fv - sv * scale).abs() <= half_unit * (1.0 + 1e-9),
         _ => false,
     }
 }
@@ -911,6 +917,7 @@ fn the_checker_itself() {
     // Claims may round, and turn a fraction into a percentage.
     assert!(agrees("94.2%", "0.9416") && agrees("0.942", "0.9416") && agrees("93.8%", "93.8%"));
     assert!(!agrees("94.3%", "0.9416") && !agrees("0.9416", "0.9417") && !agrees("0.9416", "x"));
+    assert!(agrees("1.7e-11", "1.74e-11") && !agrees("1.7e-11", "1.8e-11") && !agrees("1e-6", "1e-7"));
 
     // A whole doc: what counts, and how far a mark reaches.
     let doc = format!(
