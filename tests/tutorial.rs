@@ -29,8 +29,8 @@ use doc_check::{
 
 const TUTORIAL: &str = "docs/TUTORIAL.md";
 
-/// A fresh directory for one test run, with `data` pointing at the crate's
-/// `data/`; removed when dropped.
+/// A fresh directory for one test run, with `data` and `docs` pointing at the crate's
+/// folders; removed when dropped.
 struct WorkDir(PathBuf);
 
 impl WorkDir {
@@ -53,7 +53,7 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        // Removes the link to data/, not the files it points at.
+        // Removes the links, not the files they point at.
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
