@@ -11,12 +11,12 @@
 pub mod grid;
 pub mod table;
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, THREADS};
+use super::progress::StatusLine;
 use super::CliError;
 use crate::data::{Dataset, NUM_CLASSES};
 use crate::error::Error;
@@ -363,10 +363,11 @@ fn duration(s: f64) -> String {
 }
 
 /// The line on stderr that shows the row running and the time left: redrawn in
-/// place on a terminal, one plain line per row otherwise.
+/// place on a terminal (cut to its width), one plain line per row otherwise
+/// (see [`StatusLine`]).
 struct ProgressLine {
     quiet: bool,
-    live: bool,
+    line: StatusLine,
     costs: Vec<f64>,
     total: f64,
     done: f64,
@@ -377,7 +378,7 @@ impl ProgressLine {
     fn new(quiet: bool, costs: Vec<f64>) -> Self {
         ProgressLine {
             quiet,
-            live: std::io::stderr().is_terminal(),
+            line: StatusLine::new(),
             total: costs.iter().sum(),
             costs,
             done: 0.0,
@@ -407,29 +408,19 @@ impl ProgressLine {
             t.short(NUM_CLASSES),
             duration(self.left())
         );
-        let mut err = std::io::stderr();
-        if self.live {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        self.line.draw(|_| line);
     }
 
     fn done(&mut self, i: usize) {
         self.done += self.costs[i];
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr();
-        if self.live {
-            let _ = write!(err, "\r\x1b[K");
-        }
-        let _ = writeln!(
-            err,
+        self.line.clear();
+        eprintln!(
             "Swept {} rows in {:.1} s",
             self.costs.len(),
             self.start.elapsed().as_secs_f64()
