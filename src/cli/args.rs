@@ -511,6 +511,34 @@ mod tests {
     }
 
     #[test]
+    fn a_flag_given_twice_is_refused_unless_it_repeats() {
+        let e = parse("train", FLAGS, &args(&["--epochs", "3", "--epochs=4"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--epochs given twice (3 and 4); give it once");
+        let e = parse("train", FLAGS, &args(&["--profile", "--profile"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--profile given twice; give it once");
+        const REPEATS: &[Flag] = &[Flag::value("layers", "W", None, "widths").repeatable()];
+        let p = parse("sweep", REPEATS, &args(&["--layers", "8", "--layers", "16"])).unwrap();
+        assert_eq!(p.all("layers"), vec!["8", "16"]);
+    }
+
+    #[test]
+    fn a_hidden_alias_reads_as_the_flag() {
+        const RENAMED: &[Flag] = &[Flag::value("index", "I", None, "image").with_alias("digit")];
+        let p = parse("explain", RENAMED, &args(&["--digit", "3"])).unwrap();
+        assert_eq!(p.get::<usize>("index").unwrap(), 3);
+        assert!(p.given("index"));
+        let e = parse("explain", RENAMED, &args(&["--digit", "3", "--index", "4"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--index given twice (3 and 4); give it once");
+        assert!(!help_text("explain", "x", RENAMED).contains("digit"));
+    }
+
+    #[test]
     fn help_lists_every_flag_with_its_default() {
         let h = help_text("train", "train a network", FLAGS);
         assert!(h.contains("--epochs N") && h.contains("[default: 4]") && h.contains("--profile"));
