@@ -674,9 +674,10 @@ fn the_fish_script_completes_commands_flags_and_values() {
     assert_eq!(complete("simdnet sweep --scale ").unwrap(), ["off", "on"]);
     assert!(complete("simdnet train --epochs ").unwrap().is_empty());
     // `train` as a value is not the command
+    // (train has --data and --dropout, predict --data and --draw)
     assert_eq!(
-        complete("simdnet predict --split train --mo").unwrap(),
-        ["--model"]
+        complete("simdnet predict --split train --d").unwrap(),
+        ["--data", "--draw"]
     );
 }
 
