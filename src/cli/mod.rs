@@ -1,8 +1,12 @@
 //! The `simdnet` command line: one file per command.
 //!
 //! Every command is a table of flags (`FLAGS`, which also generates its
-//! `--help`) and a `run` function. Usage errors exit with code 2, every
-//! other failure with code 1 and a one-line message naming the fix.
+//! `--help` and the shell completions of [`completions`]) and a `run`
+//! function. A usage error prints the error, the command's usage line and
+//! `For more information, try 'simdnet CMD --help'.` (as cargo and ripgrep
+//! do), and exits with code 2; every other failure exits with code 1 and a
+//! one-line message naming the fix. A mistyped flag or command gets the
+//! closest real name ([`suggest`]). `simdnet help CMD` is `simdnet CMD --help`.
 //!
 //! No command panics on what it is given: arguments are read as `OsString`s
 //! (a path need not be UTF-8), and `print!`/`println!`/`eprint!`/`eprintln!`
@@ -86,9 +90,13 @@ impl From<crate::Error> for CliError {
 
 /// A subcommand: its name, one line about it, its flags and what it does.
 pub struct Command {
+    /// The name typed after `simdnet`.
     pub name: &'static str,
+    /// Its line in `simdnet --help`.
     pub about: &'static str,
+    /// Its flags: they parse the command line, print `--help` and make the completions.
     pub flags: &'static [Flag],
+    /// Runs the command on its parsed flags.
     pub run: fn(&Parsed) -> Result<(), CliError>,
 }
 

@@ -44,8 +44,10 @@ use crate::teach::pitfalls::{wrong_backward, Bug};
 
 use format::{num, Out};
 
+/// The line in `simdnet --help`.
 pub const ABOUT: &str = "run one training step and print every number with the formula that made it";
 
+/// The flags of `simdnet explain`.
 pub const FLAGS: &[Flag] = &[
     Flag::value(
         "step",
@@ -108,10 +110,15 @@ pub const FLAGS: &[Flag] = &[
 /// Which part of the step to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// The forward pass.
     Forward,
+    /// The loss and the error at the output.
     Error,
+    /// The backward pass: every gradient.
     Backward,
+    /// The optimizer's update of every weight and bias.
     Update,
+    /// All four, in order.
     All,
 }
 
@@ -202,6 +209,7 @@ fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(
     }
 }
 
+/// Runs `simdnet explain`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let part: Part = p.get("step")?;
     let kind: OptimizerKind = p.get("optimizer")?;

@@ -97,14 +97,19 @@ pub struct Trial {
     pub hidden: Vec<usize>,
     /// One activation shared by every hidden layer, or one per hidden layer.
     pub activations: Vec<Activation>,
+    /// Passes over the training set.
     pub epochs: usize,
     /// Inputs divided by 255 (`true`, the workshop's "Scaled inputs") or raw 0-255.
     pub scale: bool,
+    /// The optimizer, with Keras' defaults.
     pub optimizer: OptimizerKind,
     /// The learning rate given (`None`: the optimizer's default).
     pub lr: Option<f32>,
+    /// Examples per mini-batch.
     pub batch: usize,
+    /// Dropout rate after each hidden layer.
     pub dropout: f32,
+    /// L2 penalty on the weights.
     pub weight_decay: f32,
 }
 

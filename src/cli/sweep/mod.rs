@@ -25,8 +25,10 @@ use crate::plot::{bars_svg, Bar};
 use grid::{Trial, AXES};
 use table::{Outcome, Row, Spread};
 
+/// The line in `simdnet --help`.
 pub const ABOUT: &str = "train a grid of networks and print the workshop's trials table";
 
+/// The flags of `simdnet sweep`: the axes (repeatable) and the sweep's own.
 pub const FLAGS: &[Flag] = &[
     AXES[0],
     AXES[1],
@@ -140,6 +142,7 @@ fn plan(p: &Parsed) -> Result<Plan, CliError> {
     })
 }
 
+/// Runs `simdnet sweep`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     if p.switch("blank") {
         print!("{}", table::blank());
@@ -238,7 +241,9 @@ fn split_validation(train: &Dataset) -> Result<(Dataset, Dataset), CliError> {
 /// What one training run of a row achieved.
 #[derive(Clone, Copy, Debug)]
 pub struct TrialOutcome {
+    /// Accuracy on the test set.
     pub test_accuracy: f64,
+    /// Accuracy on the held-out end of the training set.
     pub validation_accuracy: f64,
     /// Wall time of the training alone (no evaluation).
     pub seconds: f64,
