@@ -342,6 +342,14 @@ impl StatusLine {
     }
 }
 
+impl Drop for StatusLine {
+    /// A line still shown when the work ends early (an error, a stop) is
+    /// erased, so that the message that follows starts on a clean row.
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// `simdnet train`'s progress: the bar inside an epoch, and one line per epoch
 /// on stdout (as Keras prints them).
 pub struct TrainProgress {
@@ -373,7 +381,8 @@ impl TrainProgress {
                 accuracy,
                 seconds,
             } => {
-                if step == steps || !self.line.due() {
+                // After Ctrl-C the handler has written its line: draw no more.
+                if step == steps || !self.line.due() || crate::interrupt::requested() {
                     return;
                 }
                 let state = BarState {
