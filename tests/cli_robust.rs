@@ -336,7 +336,7 @@ fn explain_refuses_a_network_too_big_to_trace_before_allocating_it() {
     let err = expect_code(&o, 2, "explain --layers 100000,100000");
     assert!(
         err.starts_with(
-            "error: --digit: the network 64 -> 100000 -> 100000 -> 10 (inputs from the 8x8 \
+            "error: --index: the network 64 -> 100000 -> 100000 -> 10 (inputs from the 8x8 \
              images of --data) has 10007600010 weights and biases, more than the 2000000"
         ) && err.contains("use narrower --layers"),
         "{err}"

@@ -296,12 +296,12 @@ const CLAIMS: &[Claim] = &[
     Claim {
         file: T,
         figure: "0.116",
-        source: shown(T, "explain --digit 0", "p[0,5] (the true class)", " "),
+        source: shown(T, "explain --index 0", "p[0,5] (the true class)", " "),
     },
     Claim {
         file: T,
         figure: "0.175",
-        source: shown(T, "explain --digit 0", "p[0,5] (the true class)", "-> "),
+        source: shown(T, "explain --index 0", "p[0,5] (the true class)", "-> "),
     },
     Claim {
         file: T,
@@ -316,14 +316,14 @@ const CLAIMS: &[Claim] = &[
     Claim {
         file: T,
         figure: "2.15",
-        source: shown(T, "explain --digit 0 --step update", "loss before the step", " "),
+        source: shown(T, "explain --index 0 --step update", "loss before the step", " "),
     },
     Claim {
         file: T,
         figure: "1.74",
         source: shown(
             T,
-            "explain --digit 0 --step update",
+            "explain --index 0 --step update",
             "loss before the step",
             "after ",
         ),

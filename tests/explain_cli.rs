@@ -568,7 +568,7 @@ fn digit_works_for_any_image_size_and_any_hidden_layers() {
 fn a_digit_past_the_data_or_a_missing_folder_is_a_run_error() {
     let out = explain(&["--digit", "60000", "--data", DATA]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--digit 60000 is past the 60000 training images"));
+    assert!(stderr(&out).contains("--index 60000 is past the 60000 training images"));
     let out = explain(&["--digit", "0", "--data", "/no/such/folder"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--data DIR"));

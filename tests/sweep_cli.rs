@@ -300,7 +300,6 @@ fn bad_axis_flags_are_usage_errors() {
             &["--layers", "8", "--layers", "20000,20000"],
             "error: row 2: a (20000, 20000, 10) network has 415920010 parameters, more than simdnet trains (268435456): use narrower layers",
         ),
-        (&["--limit", "5"], "error: 5 training images are too few: sweep holds out the last 10% of them for validation; use --limit 10 or more"),
         (
             &["--grid", "x.grid", "--epochs", "1"],
             "error: give the rows either with --grid x.grid or with axis flags (--layers, --epochs, ...), not both",
@@ -311,6 +310,9 @@ fn bad_axis_flags_are_usage_errors() {
         assert_eq!(err.lines().next(), Some(*message), "{args:?}:\n{err}");
         assert_eq!(out, "");
     }
+    // (not through run_small: a second --limit would be refused as given twice)
+    let (_, err) = expect(&["sweep", "--limit", "5", "--quiet"], 2);
+    assert_eq!(err.lines().next(), Some("error: 5 training images are too few: sweep holds out the last 10% of them for validation; use --limit 10 or more"));
     // 3 x 13 x 13 alternatives: more than 500 rows.
     let mut many: Vec<String> = Vec::new();
     for f in ["8", "9", "10"] {

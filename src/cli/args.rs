@@ -9,6 +9,12 @@
 //! [`Parsed::path`]; any other flag, and every flag name, must be UTF-8, or the
 //! command line is refused with a message naming the argument.
 //!
+//! A flag given twice is refused (`--epochs 3 --epochs 4` is almost always
+//! an edit that forgot the first), unless its table entry says it repeats
+//! ([`Flag::repeatable`], sweep's alternatives). An unknown flag is refused
+//! with the closest real one suggested ([`super::suggest`]). A flag renamed
+//! for consistency keeps its old name as a hidden alias ([`Flag::with_alias`]).
+//!
 //! A separate value that looks like a flag (`--save --quiet`) is refused: it
 //! is almost always a forgotten value. `--save=--quiet` says it on purpose.
 //! Negative numbers (`--lr -1`) are values and reach the numeric checks.
@@ -30,6 +36,12 @@ pub struct Flag {
     pub default: Option<&'static str>,
     /// One line of help.
     pub help: &'static str,
+    /// Whether the flag may be given more than once (each value is kept, read
+    /// with [`Parsed::all`]); any other flag given twice is a usage error.
+    pub repeat: bool,
+    /// An old name still accepted for this flag, shown nowhere (not in help,
+    /// not in completions).
+    pub alias: Option<&'static str>,
 }
 
 impl Flag {
@@ -45,6 +57,8 @@ impl Flag {
             value: Some(placeholder),
             default,
             help,
+            repeat: false,
+            alias: None,
         }
     }
     /// A boolean switch (present or not).
@@ -54,7 +68,27 @@ impl Flag {
             value: None,
             default: None,
             help,
+            repeat: false,
+            alias: None,
         }
+    }
+
+    /// This flag, allowed more than once (see [`Flag::repeat`]).
+    pub const fn repeatable(self) -> Flag {
+        Flag { repeat: true, ..self }
+    }
+
+    /// This flag, also accepted under the hidden old name `old` (see [`Flag::alias`]).
+    pub const fn with_alias(self, old: &'static str) -> Flag {
+        Flag {
+            alias: Some(old),
+            ..self
+        }
+    }
+
+    /// Whether `name` (without dashes) names this flag, by its name or its alias.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.alias == Some(name)
     }
 
     /// Whether the value is a path (its placeholder mentions FILE, DIR or PATH):
@@ -161,13 +195,10 @@ pub fn parse<S: AsRef<OsStr>>(
             Some((n, v)) => (n, Some(v)),
             None => (shown(&body), None),
         };
-        let Some(flag) = flags.iter().find(|f| f.name == name) else {
+        let Some(flag) = flags.iter().find(|f| f.answers_to(&name)) else {
             let mut msg = format!("unknown flag '--{name}' for `simdnet {command}`");
-            if let Some(close) = flags
-                .iter()
-                .find(|f| f.name.starts_with(name.as_str()) || name.starts_with(f.name))
-            {
-                let _ = write!(msg, " (did you mean --{}?)", close.name);
+            if let Some(close) = super::suggest::flag(&name, flags) {
+                let _ = write!(msg, " (did you mean --{close}?)");
             }
             return Err(UsageError(msg));
         };
@@ -175,6 +206,9 @@ pub fn parse<S: AsRef<OsStr>>(
             None => {
                 if inline.is_some() {
                     return Err(UsageError(format!("--{name} is a switch and takes no value")));
+                }
+                if parsed.switches.contains(&flag.name) && !flag.repeat {
+                    return Err(UsageError(format!("--{} given twice; give it once", flag.name)));
                 }
                 parsed.switches.push(flag.name);
             }
@@ -202,6 +236,15 @@ pub fn parse<S: AsRef<OsStr>>(
                          --{name} takes {placeholder}: retype it in plain text",
                         shown(&v)
                     )));
+                }
+                if let Some(first) = parsed.given.get(flag.name).and_then(|v| v.first()) {
+                    if !flag.repeat {
+                        return Err(UsageError(format!(
+                            "--{} given twice ({first} and {}); give it once",
+                            flag.name,
+                            shown(&v)
+                        )));
+                    }
                 }
                 match v.to_str() {
                     Some(_) => parsed.lossy.remove(flag.name),
@@ -298,9 +341,24 @@ impl Parsed {
     }
 }
 
+/// The one-line usage of a command: `Usage: simdnet train [FLAGS]`.
+pub fn usage_line(command: &str) -> String {
+    format!("Usage: simdnet {command} [FLAGS]")
+}
+
+/// What a usage error prints (without the trailing newline): the error, the
+/// command's usage line and where to read more, as cargo and ripgrep do.
+/// `usage` is the usage line; `help` the command that prints the full help.
+pub fn error_text(message: &str, usage: &str, help: &str) -> String {
+    format!("error: {message}\n\n{usage}\n\nFor more information, try '{help}'.")
+}
+
 /// The `--help` text of a command: a usage line, a description, and every flag with its default.
 pub fn help_text(command: &str, about: &str, flags: &[Flag]) -> String {
-    let mut s = format!("simdnet {command}: {about}\n\nUsage: simdnet {command} [FLAGS]\n\nFlags:\n");
+    let mut s = format!(
+        "simdnet {command}: {about}\n\n{}\n\nFlags:\n",
+        usage_line(command)
+    );
     let width = flags
         .iter()
         .map(|f| f.name.len() + f.value.map_or(0, |v| v.len() + 1))
@@ -315,6 +373,9 @@ pub fn help_text(command: &str, about: &str, flags: &[Flag]) -> String {
         let _ = write!(s, "  --{left:<width$}  {}", f.help);
         if let Some(d) = f.default {
             let _ = write!(s, " [default: {d}]");
+        }
+        if f.repeat {
+            s.push_str(" [repeatable]");
         }
         s.push('\n');
     }
@@ -447,6 +508,34 @@ mod tests {
         assert!(e.contains("unknown flag '--ep\u{FFFD}ochs'"), "{e}");
         let e = parse("train", FLAGS, &[os(b"\xff")]).unwrap_err().0;
         assert!(e.contains("unexpected argument '\u{FFFD}'"), "{e}");
+    }
+
+    #[test]
+    fn a_flag_given_twice_is_refused_unless_it_repeats() {
+        let e = parse("train", FLAGS, &args(&["--epochs", "3", "--epochs=4"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--epochs given twice (3 and 4); give it once");
+        let e = parse("train", FLAGS, &args(&["--profile", "--profile"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--profile given twice; give it once");
+        const REPEATS: &[Flag] = &[Flag::value("layers", "W", None, "widths").repeatable()];
+        let p = parse("sweep", REPEATS, &args(&["--layers", "8", "--layers", "16"])).unwrap();
+        assert_eq!(p.all("layers"), vec!["8", "16"]);
+    }
+
+    #[test]
+    fn a_hidden_alias_reads_as_the_flag() {
+        const RENAMED: &[Flag] = &[Flag::value("index", "I", None, "image").with_alias("digit")];
+        let p = parse("explain", RENAMED, &args(&["--digit", "3"])).unwrap();
+        assert_eq!(p.get::<usize>("index").unwrap(), 3);
+        assert!(p.given("index"));
+        let e = parse("explain", RENAMED, &args(&["--digit", "3", "--index", "4"]))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "--index given twice (3 and 4); give it once");
+        assert!(!help_text("explain", "x", RENAMED).contains("digit"));
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! public for the binary and the integration tests, hidden from the docs.
 //!
 //! Every command is a table of flags (`FLAGS`, which also generates its
-//! `--help`) and a `run` function. Usage errors exit with code 2, every
-//! other failure with code 1 and a one-line message naming the fix.
+//! `--help` and the shell completions of [`completions`]) and a `run`
+//! function. A usage error prints the error, the command's usage line and
+//! `For more information, try 'simdnet CMD --help'.` (as cargo and ripgrep
+//! do), and exits with code 2; every other failure exits with code 1 and a
+//! one-line message naming the fix. A mistyped flag or command gets the
+//! closest real name ([`suggest`]). `simdnet help CMD` is `simdnet CMD --help`.
 //!
 //! No command panics on what it is given: arguments are read as `OsString`s
 //! (a path need not be UTF-8), and `print!`/`println!`/`eprint!`/`eprintln!`
@@ -43,12 +47,15 @@ macro_rules! eprintln {
 pub mod args;
 pub mod bench;
 pub mod common;
+pub mod completions;
 pub mod evaluate;
 pub mod explain;
 pub mod inspect;
 pub mod mistakes;
 pub mod output;
 pub mod predict;
+pub mod progress;
+pub mod suggest;
 pub mod sweep;
 pub mod teach;
 pub mod train;
@@ -84,9 +91,13 @@ impl From<crate::Error> for CliError {
 
 /// A subcommand: its name, one line about it, its flags and what it does.
 pub struct Command {
+    /// The name typed after `simdnet`.
     pub name: &'static str,
+    /// Its line in `simdnet --help`.
     pub about: &'static str,
+    /// Its flags: they parse the command line, print `--help` and make the completions.
     pub flags: &'static [Flag],
+    /// Runs the command on its parsed flags.
     pub run: fn(&Parsed) -> Result<(), CliError>,
 }
 
@@ -116,15 +127,101 @@ pub fn commands() -> Vec<Command> {
     ]
 }
 
-fn top_help() -> String {
-    let mut s = String::from(
-        "simdnet: train neural networks on the CPU from first principles\n\nUsage: simdnet <COMMAND> [FLAGS]\n\nCommands:\n",
+/// The commands that are not a table of flags, with their line in the top help.
+pub const BUILTINS: &[(&str, &str)] = &[("completions", completions::ABOUT), ("help", HELP_ABOUT)];
+
+const HELP_ABOUT: &str = "print the help of simdnet, or of one command (simdnet help train)";
+const HELP_USAGE: &str = "Usage: simdnet help [COMMAND]";
+const TOP_USAGE: &str = "Usage: simdnet <COMMAND> [FLAGS]";
+
+/// Every command name, in the order `simdnet --help` lists them, `completions`
+/// and `help` last.
+pub fn command_names() -> Vec<&'static str> {
+    commands()
+        .iter()
+        .map(|c| c.name)
+        .chain(BUILTINS.iter().map(|&(name, _)| name))
+        .collect()
+}
+
+/// `simdnet --help`: every command with its line.
+pub fn top_help() -> String {
+    let lines: Vec<(&str, &str)> = commands()
+        .iter()
+        .map(|c| (c.name, c.about))
+        .chain(BUILTINS.iter().copied())
+        .collect();
+    let width = lines.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut s = format!(
+        "simdnet: train neural networks on the CPU from first principles\n\n{TOP_USAGE}\n\nCommands:\n"
     );
-    for c in commands() {
-        s.push_str(&format!("  {:<9} {}\n", c.name, c.about));
+    for (name, about) in lines {
+        s.push_str(&format!("  {name:<width$}  {about}\n"));
     }
     s.push_str("\nRun `simdnet <COMMAND> --help` for the flags of a command and their defaults.\n");
     s
+}
+
+/// The `--help` of `help` itself.
+fn help_help() -> String {
+    format!(
+        "simdnet help: {HELP_ABOUT}\n\n{HELP_USAGE}\n\n`simdnet help COMMAND` prints the same as `simdnet COMMAND --help`.\n"
+    )
+}
+
+/// Prints a usage error (the error, a usage line, where to read more); returns exit code 2.
+fn usage_error(message: &str, usage: &str, help: &str) -> i32 {
+    eprintln!("{}", args::error_text(message, usage, help));
+    2
+}
+
+/// The message for a first argument that is not a command, with a suggestion.
+fn unknown_command(name: &OsStr) -> String {
+    let shown = name.to_string_lossy();
+    let mut msg = format!("unknown command '{shown}'");
+    if let Some(flag) = shown.strip_prefix("--") {
+        let flag = flag.split('=').next().unwrap_or(flag);
+        if let Some(cmd) = commands()
+            .iter()
+            .find(|c| c.flags.iter().any(|f| f.answers_to(flag)))
+        {
+            msg.push_str(&format!(
+                ": the command comes first, then its flags (e.g. `simdnet {} --{flag} ...`)",
+                cmd.name
+            ));
+        }
+        return msg;
+    }
+    if let Some(close) = suggest::command(&shown, &command_names()) {
+        msg.push_str(&format!(" (did you mean {close}?)"));
+    }
+    msg
+}
+
+/// `simdnet help [COMMAND]`: the top help, or the help of one command.
+fn help<S: AsRef<OsStr>>(rest: &[S]) -> i32 {
+    let rest: Vec<&OsStr> = rest.iter().map(|a| a.as_ref()).collect();
+    let text = match rest.as_slice() {
+        [] => top_help(),
+        [name] if *name == "--help" || *name == "-h" || *name == "help" => help_help(),
+        [name] if *name == "completions" => completions::help_text(),
+        [name] => match commands().iter().find(|c| *name == c.name) {
+            Some(c) => args::help_text(c.name, c.about, c.flags),
+            None => return usage_error(&unknown_command(name), HELP_USAGE, "simdnet --help"),
+        },
+        [_, extra, ..] => {
+            return usage_error(
+                &format!(
+                    "unexpected argument '{}' for `simdnet help`: give one command",
+                    extra.to_string_lossy()
+                ),
+                HELP_USAGE,
+                "simdnet help --help",
+            )
+        }
+    };
+    print!("{text}");
+    0
 }
 
 /// Runs the CLI on `argv` (without the program name); returns the exit code.
@@ -147,7 +244,7 @@ fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
         eprint!("{}", top_help());
         return 2;
     };
-    if name == "--help" || name == "-h" || name == "help" {
+    if name == "--help" || name == "-h" {
         print!("{}", top_help());
         return 0;
     }
@@ -155,11 +252,18 @@ fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
         println!("simdnet {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
+    if name == "help" {
+        return help(&argv[1..]);
+    }
+    if name == "completions" {
+        return match completions::run(&argv[1..]) {
+            Ok(()) => 0,
+            Err(e) => usage_error(&e.0, completions::USAGE, "simdnet completions --help"),
+        };
+    }
     let cmds = commands();
     let Some(cmd) = cmds.iter().find(|c| name == c.name) else {
-        eprintln!("error: unknown command '{}'\n", name.to_string_lossy());
-        eprint!("{}", top_help());
-        return 2;
+        return usage_error(&unknown_command(name), TOP_USAGE, "simdnet --help");
     };
     let result = args::parse(cmd.name, cmd.flags, &argv[1..])
         .map_err(CliError::from)
@@ -175,14 +279,11 @@ fn run_command<S: AsRef<OsStr>>(argv: &[S]) -> i32 {
         });
     match result {
         Ok(()) => 0,
-        Err(CliError::Usage(e)) => {
-            eprintln!(
-                "error: {}\n\n{}",
-                e.0,
-                args::help_text(cmd.name, cmd.about, cmd.flags)
-            );
-            2
-        }
+        Err(CliError::Usage(e)) => usage_error(
+            &e.0,
+            &args::usage_line(cmd.name),
+            &format!("simdnet {} --help", cmd.name),
+        ),
         Err(CliError::Run(e)) => {
             eprintln!("error: {e}");
             1

@@ -3,7 +3,7 @@
 //! training habits (validation split, early stopping, history CSV, JSON).
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,9 +17,7 @@ use crate::nn::checkpoint::{self, Checkpoint};
 use crate::nn::memory;
 use crate::nn::model_file::{self, fnv1a64};
 use crate::nn::train::MAX_EPOCHS;
-use crate::nn::{
-    Activation, EpochStats, Evaluation, Network, Optimizer, Outcome, Progress, Session, TrainConfig,
-};
+use crate::nn::{Activation, EpochStats, Evaluation, Network, Optimizer, Outcome, Session, TrainConfig};
 use crate::plot::{history_svg, EpochPoint};
 use crate::profile::json::Json;
 use crate::{interrupt, safe_file};
@@ -579,7 +577,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
                 println!("Resuming from {}: {at}", path.display());
             }
         }
-        let mut bar = ProgressBar::new(!text);
+        let mut bar = super::progress::TrainProgress::new(!text);
         if profile {
             crate::trace::reset();
             crate::trace::enable(true);
@@ -800,75 +798,4 @@ fn json_report(
 /// `1 epoch`, `4 epochs`.
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
-/// Keras-style progress: a live line on a terminal, plain lines otherwise.
-struct ProgressBar {
-    quiet: bool,
-    live: bool,
-    last_draw: Instant,
-}
-
-impl ProgressBar {
-    fn new(quiet: bool) -> Self {
-        ProgressBar {
-            quiet,
-            live: std::io::stderr().is_terminal(),
-            last_draw: Instant::now(),
-        }
-    }
-
-    fn show(&mut self, ev: Progress) {
-        if self.quiet {
-            return;
-        }
-        match ev {
-            Progress::Step {
-                epoch,
-                epochs,
-                step,
-                steps,
-                loss,
-                accuracy,
-                seconds,
-            } => {
-                // Redraw at most ten times a second on a terminal; every 10 s otherwise.
-                let every = if self.live { 0.1 } else { 10.0 };
-                if step == steps || self.last_draw.elapsed().as_secs_f64() < every {
-                    return;
-                }
-                self.last_draw = Instant::now();
-                let width = 30;
-                let done = step * width / steps;
-                let line = format!(
-                    "Epoch {epoch}/{epochs} {step:>5}/{steps} [{}{}] {seconds:.1}s - loss: {loss:.4} - acc: {accuracy:.4}",
-                    "=".repeat(done),
-                    ".".repeat(width - done)
-                );
-                let mut err = std::io::stderr();
-                if self.live {
-                    let _ = write!(err, "\r{line}\x1b[K");
-                } else {
-                    let _ = writeln!(err, "{line}");
-                }
-                let _ = err.flush();
-            }
-            Progress::Epoch { epochs, stats } => {
-                if self.live {
-                    let _ = write!(std::io::stderr(), "\r\x1b[K");
-                }
-                let mut line = format!(
-                    "Epoch {}/{epochs} - {:.3}s - loss: {:.4} - acc: {:.4}",
-                    stats.epoch, stats.train_seconds, stats.loss, stats.accuracy
-                );
-                if let Some(v) = stats.validation {
-                    line.push_str(&format!(
-                        " - val_loss: {:.4} - val_acc: {:.4}",
-                        v.loss, v.accuracy
-                    ));
-                }
-                println!("{line}");
-            }
-        }
-    }
 }

@@ -45,7 +45,7 @@
 //!    engine's loss curve.
 //!
 //! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
-//! network of [`network::NetworkF64::tiny`], `simdnet explain --digit 0` for
+//! network of [`network::NetworkF64::tiny`], `simdnet explain --index 0` for
 //! the workshop's 784-16-16-10 network on the first MNIST training image,
 //! `--check` to check every gradient, and `simdnet teach` to watch this code
 //! learn MNIST beside the engine.

@@ -2,7 +2,7 @@
 //!
 //! By default it explains the tiny 3-4-2 lesson network of
 //! [`crate::teach::network::NetworkF64::tiny`] on its fixed batch of two examples;
-//! with `--digit I` the workshop's network (784-16-16-10 on MNIST; the hidden
+//! with `--index I` the workshop's network (784-16-16-10 on MNIST; the hidden
 //! widths from `--layers`, the input size from the data set's images;
 //! Glorot-uniform weights from a seeded `StdRng`) on training image `I`.
 //!
@@ -44,8 +44,10 @@ use crate::teach::pitfalls::{wrong_backward, Bug};
 
 use format::{num, Out};
 
+/// The line in `simdnet --help`.
 pub const ABOUT: &str = "run one training step and print every number with the formula that made it";
 
+/// The flags of `simdnet explain`.
 pub const FLAGS: &[Flag] = &[
     Flag::value(
         "step",
@@ -66,29 +68,32 @@ pub const FLAGS: &[Flag] = &[
         "hidden-layer activation: relu, sigmoid, tanh or identity; or one per layer: relu,tanh",
     ),
     super::common::TEACH_LR,
+    // `--index`, as every other command names an image; `--digit`, its name
+    // before, still works (hidden).
     Flag::value(
-        "digit",
+        "index",
         "I",
         None,
         "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one",
-    ),
+    )
+    .with_alias("digit"),
     Flag::value(
         "layers",
         "WIDTHS",
         Some("16,16"),
-        "hidden layer widths, comma-separated (with --digit)",
+        "hidden layer widths, comma-separated (with --index)",
     ),
     Flag::value(
         "seed",
         "N",
         Some("1"),
-        "seed of the Glorot-uniform starting weights (with --digit)",
+        "seed of the Glorot-uniform starting weights (with --index)",
     ),
     Flag::value(
         "data",
         "DIR",
         Some("data"),
-        "folder with the MNIST files (with --digit)",
+        "folder with the MNIST files (with --index)",
     ),
     Flag::switch(
         "check",
@@ -105,10 +110,15 @@ pub const FLAGS: &[Flag] = &[
 /// Which part of the step to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// The forward pass.
     Forward,
+    /// The loss and the error at the output.
     Error,
+    /// The backward pass: every gradient.
     Backward,
+    /// The optimizer's update of every weight and bias.
     Update,
+    /// All four, in order.
     All,
 }
 
@@ -128,7 +138,7 @@ impl FromStr for Part {
     }
 }
 
-/// The image of `--digit`: what the header and the forward pass show of it.
+/// The image of `--index`: what the header and the forward pass show of it.
 struct Digit {
     index: usize,
     label: u8,
@@ -167,7 +177,7 @@ fn hidden_activations(p: &Parsed, hidden_layers: usize) -> Result<Vec<Activation
     }
 }
 
-/// The most weights and biases `--digit` explains: the lesson keeps about 14
+/// The most weights and biases `--index` explains: the lesson keeps about 14
 /// f64 copies of each (weights before and after, gradient, update, optimizer
 /// state before and after), so this is about 250 MB; 784-1024-1024-10 fits.
 pub const MAX_PARAMETERS: usize = 2_000_000;
@@ -190,7 +200,7 @@ fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(
             let shape: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
             let count = params.map_or("over 2^64".to_string(), |n| n.to_string());
             Err(UsageError(format!(
-                "--digit: the network {} (inputs from the {image_rows}x{image_cols} images of --data) \
+                "--index: the network {} (inputs from the {image_rows}x{image_cols} images of --data) \
                  has {count} weights and biases, more than the {MAX_PARAMETERS} that explain \
                  prints a step of; use narrower --layers (e.g. 16,16) or smaller images",
                 shape.join(" -> ")
@@ -199,12 +209,13 @@ fn check_size(sizes: &[usize], image_rows: usize, image_cols: usize) -> Result<(
     }
 }
 
+/// Runs `simdnet explain`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let part: Part = p.get("step")?;
     let kind: OptimizerKind = p.get("optimizer")?;
     let lr_given = super::common::given_lr(p, kind)?;
     let lr = lr_given.unwrap_or(kind.default_lr());
-    let digit: Option<usize> = p.opt("digit")?;
+    let digit: Option<usize> = p.opt("index")?;
     let seed: u64 = p.get("seed")?;
     let data: PathBuf = p.path("data")?.unwrap_or_else(|| "data".into());
     let hidden = super::common::hidden_layers(p)?;
@@ -222,7 +233,7 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             let train = load_split(&data, Split::Train)?;
             if i >= train.len() {
                 return Err(crate::Error::Invalid(format!(
-                    "--digit {i} is past the {} training images in '{}' (use 0 to {})",
+                    "--index {i} is past the {} training images in '{}' (use 0 to {})",
                     train.len(),
                     data.display(),
                     train.len().saturating_sub(1)

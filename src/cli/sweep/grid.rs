@@ -21,51 +21,59 @@ pub const MAX_GRID_LINES: usize = 1000;
 const MAX_EPOCHS: usize = 10_000;
 
 /// The flags that describe one row: the sweep's axes, spelled as `train` spells them.
+/// Each may be repeated on the command line, one alternative per time.
 pub const AXES: &[Flag] = &[
     Flag::value(
         "layers",
         "W,W,..",
         None,
         "hidden layer widths (empty: none); repeat the flag for alternatives [workshop: 16,16]",
-    ),
+    )
+    .repeatable(),
     Flag::value(
         "activation",
         "NAME[,NAME..]",
         None,
         "relu, sigmoid, tanh or identity, for every hidden layer or one per layer [workshop: relu]",
-    ),
-    Flag::value("epochs", "N", None, "passes over the training set [workshop: 4]"),
+    )
+    .repeatable(),
+    Flag::value("epochs", "N", None, "passes over the training set [workshop: 4]").repeatable(),
     Flag::value(
         "scale",
         "on|off",
         None,
         "on: pixels / 255 (Scaled inputs); off: raw 0-255 inputs [workshop: on]",
-    ),
+    )
+    .repeatable(),
     Flag::value(
         "optimizer",
         "NAME",
         None,
         "sgd, momentum, rmsprop or adam [workshop: rmsprop]",
-    ),
+    )
+    .repeatable(),
     Flag::value(
         "lr",
         "RATE",
         None,
         "learning rate [default: the optimizer's Keras default]",
-    ),
-    Flag::value("batch", "N", None, "examples per mini-batch [workshop: 128]"),
+    )
+    .repeatable(),
+    Flag::value("batch", "N", None, "examples per mini-batch [workshop: 128]").repeatable(),
     Flag::value(
         "dropout",
         "RATE",
         None,
         "dropout rate after each hidden layer, 0 to <1 [workshop: 0]",
-    ),
+    )
+    .repeatable(),
     Flag::value(
         "weight-decay",
         "L2",
         None,
         "L2 penalty on the weights, 0 or more [workshop: 0]",
-    ),
+    )
+    .repeatable(),
 ];
 
 /// A grid-file row may also say `--no-scale`, as `simdnet train` will.
@@ -89,14 +97,19 @@ pub struct Trial {
     pub hidden: Vec<usize>,
     /// One activation shared by every hidden layer, or one per hidden layer.
     pub activations: Vec<Activation>,
+    /// Passes over the training set.
     pub epochs: usize,
     /// Inputs divided by 255 (`true`, the workshop's "Scaled inputs") or raw 0-255.
     pub scale: bool,
+    /// The optimizer, with Keras' defaults.
     pub optimizer: OptimizerKind,
     /// The learning rate given (`None`: the optimizer's default).
     pub lr: Option<f32>,
+    /// Examples per mini-batch.
     pub batch: usize,
+    /// Dropout rate after each hidden layer.
     pub dropout: f32,
+    /// L2 penalty on the weights.
     pub weight_decay: f32,
 }
 

@@ -11,12 +11,12 @@
 pub mod grid;
 pub mod table;
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::args::{Flag, Parsed, UsageError};
 use super::common::{self, DATA, THREADS};
+use super::progress::StatusLine;
 use super::CliError;
 use crate::data::{Dataset, NUM_CLASSES};
 use crate::error::Error;
@@ -25,8 +25,10 @@ use crate::plot::{bars_svg, Bar};
 use grid::{Trial, AXES};
 use table::{Outcome, Row, Spread};
 
+/// The line in `simdnet --help`.
 pub const ABOUT: &str = "train a grid of networks and print the workshop's trials table";
 
+/// The flags of `simdnet sweep`: the axes (repeatable) and the sweep's own.
 pub const FLAGS: &[Flag] = &[
     AXES[0],
     AXES[1],
@@ -140,6 +142,7 @@ fn plan(p: &Parsed) -> Result<Plan, CliError> {
     })
 }
 
+/// Runs `simdnet sweep`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     if p.switch("blank") {
         print!("{}", table::blank());
@@ -238,7 +241,9 @@ fn split_validation(train: &Dataset) -> Result<(Dataset, Dataset), CliError> {
 /// What one training run of a row achieved.
 #[derive(Clone, Copy, Debug)]
 pub struct TrialOutcome {
+    /// Accuracy on the test set.
     pub test_accuracy: f64,
+    /// Accuracy on the held-out end of the training set.
     pub validation_accuracy: f64,
     /// Wall time of the training alone (no evaluation).
     pub seconds: f64,
@@ -363,10 +368,11 @@ fn duration(s: f64) -> String {
 }
 
 /// The line on stderr that shows the row running and the time left: redrawn in
-/// place on a terminal, one plain line per row otherwise.
+/// place on a terminal (cut to its width), one plain line per row otherwise
+/// (see [`StatusLine`]).
 struct ProgressLine {
     quiet: bool,
-    live: bool,
+    line: StatusLine,
     costs: Vec<f64>,
     total: f64,
     done: f64,
@@ -377,7 +383,7 @@ impl ProgressLine {
     fn new(quiet: bool, costs: Vec<f64>) -> Self {
         ProgressLine {
             quiet,
-            live: std::io::stderr().is_terminal(),
+            line: StatusLine::new(),
             total: costs.iter().sum(),
             costs,
             done: 0.0,
@@ -407,29 +413,19 @@ impl ProgressLine {
             t.short(NUM_CLASSES),
             duration(self.left())
         );
-        let mut err = std::io::stderr();
-        if self.live {
-            let _ = write!(err, "\r{line}\x1b[K");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        self.line.draw(|_| line);
     }
 
     fn done(&mut self, i: usize) {
         self.done += self.costs[i];
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr();
-        if self.live {
-            let _ = write!(err, "\r\x1b[K");
-        }
-        let _ = writeln!(
-            err,
+        self.line.clear();
+        eprintln!(
             "Swept {} rows in {:.1} s",
             self.costs.len(),
             self.start.elapsed().as_secs_f64()

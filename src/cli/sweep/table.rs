@@ -90,6 +90,7 @@ pub fn comments(t: &Trial) -> String {
 /// A set of measurements (one per seed) as `mean` or `mean ± standard deviation`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spread {
+    /// The mean over the seeds.
     pub mean: f64,
     /// The sample standard deviation; `None` for a single seed.
     pub sd: Option<f64>,
@@ -121,8 +122,11 @@ impl Spread {
 pub enum Outcome {
     /// Trained: test and validation accuracy over the seeds, mean seconds per run.
     Trained {
+        /// Test accuracy.
         test: Spread,
+        /// Validation accuracy.
         validation: Spread,
+        /// Mean seconds of training per run.
         seconds: f64,
     },
     /// Not trained; the reason is a footnote.
@@ -132,9 +136,13 @@ pub enum Outcome {
 /// One finished row.
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// What the row trains.
     pub trial: Trial,
+    /// Its network's number of weights and biases.
     pub params: usize,
+    /// Its network's number of outputs (classes).
     pub outputs: usize,
+    /// What became of it.
     pub outcome: Outcome,
 }
 
