@@ -28,7 +28,7 @@
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};
 use super::operand::AOperand;
-use super::pack::{pack_b, Lines};
+use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
 use crate::matrix::{Element, MatRef};
 use std::cell::RefCell;
@@ -270,6 +270,7 @@ pub(crate) fn direct_a<T: Element>(
     if row.unit() && !col.unit() {
         // Columns contiguous (a transposed view such as Xᵀ): copy column by column.
         for (p, dcol) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            a.prefetch_col(p0 + p + PREFETCH_AHEAD, (i0, rows));
             let s = &src[a.offset(i0, p0 + p)..][..rows];
             for (d, &x) in dcol.iter_mut().zip(s) {
                 *d = alpha * x.to_f32();
@@ -278,6 +279,7 @@ pub(crate) fn direct_a<T: Element>(
         (buf.as_ptr(), 1, rows)
     } else {
         for (i, drow) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            a.prefetch_row(i0 + i + PREFETCH_AHEAD, (p0, kc));
             let start = a.offset(i0 + i, p0);
             if col.unit() {
                 for (d, &x) in drow.iter_mut().zip(&src[start..start + kc]) {
@@ -306,11 +308,16 @@ fn direct_a_u8(
     let src = a.data();
     if row.unit() && !col.unit() {
         for (p, dcol) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            a.prefetch_col(p0 + p + PREFETCH_AHEAD, (i0, rows));
             convert_u8(&src[a.offset(i0, p0 + p)..][..rows], alpha, dcol);
         }
         (buf.as_ptr(), 1, rows)
     } else if col.unit() {
+        for i in 0..PREFETCH_AHEAD.min(rows) {
+            a.prefetch_row(i0 + i, (p0, kc));
+        }
         for (i, drow) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            a.prefetch_row(i0 + i + PREFETCH_AHEAD, (p0, kc));
             convert_u8(&src[a.offset(i0 + i, p0)..][..kc], alpha, drow);
         }
         (buf.as_ptr(), kc, 1)

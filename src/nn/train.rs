@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::gemm::Parallelism;
+use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
@@ -119,11 +119,11 @@ pub enum Progress<'a> {
     Epoch { epochs: usize, stats: &'a EpochStats },
 }
 
-/// One shard of a mini-batch: its rows' pixels and labels, gathered from the
-/// data set, and the buffers of its forward and backward pass.
+/// One shard of a mini-batch: its rows' labels and the buffers of its
+/// forward and backward pass. (Its inputs are never copied: the GEMMs pack
+/// them straight from the data set, see [`Trainer::step_rows`].)
 struct Shard {
     ws: Workspace,
-    pixels: Vec<u8>,
     labels: Vec<u8>,
     /// Summed loss and number correct of the last pass.
     loss: f64,
@@ -134,10 +134,10 @@ impl Shard {
     /// Forward, loss and backward over `x` (this shard's rows, the first
     /// being row `row0` of the mini-batch; dropout masks for step `step`).
     #[allow(clippy::too_many_arguments)]
-    fn pass<T: Element>(
+    fn pass<X: AOperand>(
         &mut self,
         net: &Network,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         grad_scale: f32,
         (step, row0): (u64, usize),
@@ -173,7 +173,6 @@ impl Trainer {
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
-                pixels: vec![0; shard_rows * net.inputs()],
                 labels: vec![0; shard_rows],
                 loss: 0.0,
                 correct: 0,
@@ -289,8 +288,8 @@ impl Trainer {
     }
 
     /// One training step on the examples `indices` of `data` (raw pixels, scaled
-    /// by the network's [`Network::input_scale`]). Each shard gathers its own rows, in parallel, straight into
-    /// its buffer: the batch is never copied twice.
+    /// by the network's [`Network::input_scale`]): [`step_rows`](Self::step_rows)
+    /// on the data set's features and labels.
     /// An error, with nothing changed, if the examples do not fit the network.
     pub fn step_indices(
         &mut self,
@@ -298,7 +297,6 @@ impl Trainer {
         data: &Dataset,
         indices: &[usize],
     ) -> Result<(f64, usize)> {
-        let rows = indices.len();
         if data.features() != net.inputs() {
             return Err(Error::Invalid(format!(
                 "the images have {} pixels but the network expects {} inputs",
@@ -306,45 +304,59 @@ impl Trainer {
                 net.inputs()
             )));
         }
-        if let Some(&bad) = indices.iter().find(|&&i| i >= data.len()) {
+        self.step_rows(net, data.images(), data.labels(), indices)
+    }
+
+    /// One training step on the rows `indices` of `features: (examples,
+    /// inputs)` (scaled by the network's [`Network::input_scale`]), with
+    /// `labels: (examples)`. Nothing is gathered: each shard's GEMMs pack
+    /// its rows straight from `features` by index ([`Gathered`]: `X` for
+    /// the forward pass, `Xᵀ` for the weight gradient), bit for bit as if
+    /// the rows had been copied first.
+    /// An error, with nothing changed, if the examples do not fit the network.
+    pub fn step_rows<T: Element>(
+        &mut self,
+        net: &mut Network,
+        features: MatRef<T>,
+        labels: &[u8],
+        indices: &[usize],
+    ) -> Result<(f64, usize)> {
+        let rows = indices.len();
+        if features.cols() != net.inputs() {
             return Err(Error::Invalid(format!(
-                "example {bad} is out of range: the data set has {} examples",
-                data.len()
+                "the examples have {} features but the network expects {} inputs",
+                features.cols(),
+                net.inputs()
             )));
         }
-        check_labels(net, indices.iter().map(|&i| data.labels()[i]))?;
+        if labels.len() != features.rows() {
+            return Err(Error::Invalid(format!(
+                "{} labels for {} examples; give one label per example",
+                labels.len(),
+                features.rows()
+            )));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i >= features.rows()) {
+            return Err(Error::Invalid(format!(
+                "example {bad} is out of range: the data set has {} examples",
+                features.rows()
+            )));
+        }
+        check_labels(net, indices.iter().map(|&i| labels[i]))?;
         let (nshards, par) = self.plan(net, rows)?;
-        let (sr, features) = (self.shard_rows, data.features());
+        let sr = self.shard_rows;
         let shared: &Network = net;
         let x_scale = net.input_scale();
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
-            {
-                let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features);
-                const AHEAD: usize = 8;
-                idx.iter()
-                    .take(AHEAD)
-                    .for_each(|&i| crate::data::prefetch(data.image(i)));
-                for (r, &i) in idx.iter().enumerate() {
-                    if let Some(&next) = idx.get(r + AHEAD) {
-                        crate::data::prefetch(data.image(next));
-                    }
-                    shard.pixels[r * features..(r + 1) * features].copy_from_slice(data.image(i));
-                    shard.labels[r] = data.labels()[i];
-                }
+            for (r, &i) in idx.iter().enumerate() {
+                shard.labels[r] = labels[i];
             }
-            let pixels = std::mem::take(&mut shard.pixels);
-            shard.pass(
-                shared,
-                MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
-                x_scale,
-                grad_scale,
-                (step, s * sr),
-                par,
-            );
-            shard.pixels = pixels;
+            // Every index was checked against `features` above.
+            let x = Gathered::new(features, idx).expect("indices checked above");
+            shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par);
         };
         self.run_shards(nshards, run);
         Ok(self.finish_step(net, nshards))
