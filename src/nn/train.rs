@@ -399,6 +399,12 @@ impl Trainer {
     }
 }
 
+/// Multiply-adds of one example's forward pass through `net`'s GEMMs
+/// (`Σ inputs_l · outputs_l`).
+fn gemm_macs_per_example(net: &Network) -> usize {
+    net.layers().iter().map(|l| l.inputs() * l.outputs()).sum()
+}
+
 /// An error if any label is not a class of `net` (at or above its outputs).
 fn check_labels(net: &Network, labels: impl Iterator<Item = u8>) -> Result<()> {
     let classes = net.outputs();
@@ -625,7 +631,9 @@ impl Session {
         let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
         let vstart = Instant::now();
         let validation = {
-            let _t = scope(Kind::Evaluation, 0);
+            // The validation pass's GEMM work, for the profile's compute limit.
+            let flops = validation.map_or(0, |v| 2 * v.len() * gemm_macs_per_example(net));
+            let _t = scope(Kind::Evaluation, 0).flops(flops);
             validation.map(|v| net.evaluate(v)).transpose()?
         };
         let stats = EpochStats {
