@@ -1,5 +1,6 @@
 //! Whole training epochs, 1 thread against 2, and their distance to the
-//! compute limit: `cargo bench --bench epoch [-- --seeds N --limit N --quick]`.
+//! compute limit: `cargo bench --bench epoch [-- --seeds N --limit N --quick]`
+//! (`--runs N` is the same as `--seeds N`).
 //!
 //! For 784-16-16-10 (the workshop network) and 784-512-512-10 (ReLU,
 //! RMSprop lr 0.001, batch 128), for seeds 1..=N (3 by default), trains two
@@ -57,6 +58,7 @@ fn epoch_gflop(widths: &[usize], train: usize, val: usize) -> f64 {
 fn main() {
     let quick = flag("--quick");
     let seeds: u64 = arg("--seeds")
+        .or_else(|| arg("--runs"))
         .and_then(|r| r.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
     let runs = seeds as usize;
