@@ -9,6 +9,12 @@
 //! tiles across the threads instead. Either way no float is ever summed in an
 //! order that depends on the thread count, so a seed fixes the weights bit
 //! for bit on 1, 2 or 64 threads.
+//!
+//! ## No gather
+//! A shard never copies its examples: its GEMMs read them straight from the
+//! data set by row index ([`crate::gemm::Gathered`], `X` for the forward
+//! pass and `Xᵀ` for the weight gradient), converting and scaling them
+//! while packing, exactly as they would a copied batch (same bits).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
