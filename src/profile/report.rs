@@ -308,6 +308,14 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
         container + untimed,
         pct(container + untimed)
     );
+    if run.threads >= 2 {
+        let together: f64 = cov.by_level[1..].iter().sum();
+        let _ = writeln!(
+            s,
+            "Threads: two or more kernels ran at once during {:.1}% of the wall time; the rest of the time at most one thread computed (serial work, waiting for the slowest shard, or cores taken by other processes).",
+            pct(together)
+        );
+    }
     s
 }
 
@@ -371,6 +379,19 @@ mod tests {
         );
         // 0.1 s fork/join + 0.2 s in no timer (1.8 - 1.6 covered).
         assert!(out.contains("  0.300s (16.7%) fork/join"), "{out}");
+        assert!(
+            out.contains("Threads: two or more kernels ran at once during 0.0% of the wall time"),
+            "{out}"
+        );
+        let mut overlapped = cov;
+        overlapped.by_level[1] = 0.9;
+        let out = render(&records, &overlapped, &run);
+        assert!(
+            out.contains("Threads: two or more kernels ran at once during 50.0% of the wall time"),
+            "{out}"
+        );
+        let one = render(&records, &cov, &Run { threads: 1, ..run });
+        assert!(!one.contains("Threads: two or more"), "{one}");
         // Without a measured peak there is no summary.
         let quiet = render(&records, &cov, &Run { peak: None, ..run });
         assert!(!quiet.contains("Compute limit"), "{quiet}");
