@@ -1,94 +1,130 @@
-//! One training epoch: `cargo bench --bench epoch [-- --runs N --limit N --quick]`.
+//! Whole training epochs, 1 thread against 2, and their distance to the
+//! compute limit: `cargo bench --bench epoch [-- --seeds N --limit N --quick]`
+//! (`--runs N` is the same as `--seeds N`).
 //!
-//! Times `fit` for one epoch (shuffle + 469 steps of batch 128 over the
-//! 60,000 training images, no validation) of 784-16-16-10 and
-//! 784-512-512-10 (ReLU, RMSprop lr 0.001), on 1 and 2 threads; the median
-//! of `runs` epochs is reported. Also times the small network with the
-//! profiler on, to show what `train --profile` costs (off, it is one relaxed
-//! atomic load per timer).
+//! For 784-16-16-10 (the workshop network) and 784-512-512-10 (ReLU,
+//! RMSprop lr 0.001, batch 128), for seeds 1..=N (3 by default), trains two
+//! epochs on 1 and on 2 threads (interleaved) and times the second, warm one
+//! *including* its validation pass over the 10,000 test images, as `train`
+//! prints it. Reports the median over seeds, the 2-thread speed-up, the GEMM
+//! work of an epoch (training and validation: 3.42 GFLOP for the workshop
+//! network, 206 for 512-512) and the ratio of the 2-thread epoch to the
+//! compute limit: that work at the 2-thread FMA peak measured in the same
+//! process (as `simdnet bench` measures it).
 //!
-//! With the reference GEMM a large-network epoch takes minutes, so unless
-//! `--limit` is given the large network trains on the first 6,400 images and
-//! the epoch time is extrapolated linearly (marked "est.").
+//! Then times the small network with the profiler on, to show what
+//! `train --profile` costs (off, it is one relaxed atomic load per timer).
+//!
+//! With `--limit N` (or `--quick`: 6,400 images) the epoch trains on the
+//! first N images only and its time is extrapolated linearly ("est.").
 
 use std::path::Path;
-use std::time::Instant;
 
-use simdnet::data::{mnist, Dataset, Split};
+use simdnet::data::{mnist, Dataset};
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
-use simdnet::profile::machine::median;
+use simdnet::profile::machine::{median, peak_samples};
 use simdnet::trace;
 
 include!("common/facts.rs");
 
-/// Seconds of one epoch of `hidden` on `data`, on the current pool.
-fn epoch_seconds(hidden: &[usize], data: &Dataset) -> f64 {
-    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1).expect("network");
+/// Seconds of the second epoch of `hidden` on `data` (training + validation
+/// on `test`, if given), on the current pool; the training part is scaled
+/// by `scale` (an epoch on part of the data, extrapolated).
+fn epoch_seconds(hidden: &[usize], data: &Dataset, test: Option<&Dataset>, seed: u64, scale: f64) -> f64 {
+    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, seed).expect("network");
     let cfg = TrainConfig::default()
-        .with_epochs(1)
+        .with_epochs(2)
         .with_batch_size(128)
-        .with_seed(1);
-    let t = Instant::now();
-    fit(&mut net, Optimizer::rmsprop(0.001), data, None, &cfg, &mut |_| {
+        .with_seed(seed)
+        .with_shuffle(true);
+    let history = fit(&mut net, Optimizer::rmsprop(0.001), data, test, &cfg, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })
     .expect("training");
-    t.elapsed().as_secs_f64()
+    let last = history.last().expect("two epochs");
+    last.train_seconds * scale + last.validation_seconds
+}
+
+/// GFLOP of an epoch's GEMMs: forward, dW and dx (none for the first layer)
+/// over `train` examples, forward over `val`.
+fn epoch_gflop(widths: &[usize], train: usize, val: usize) -> f64 {
+    let macs: Vec<f64> = widths.windows(2).map(|w| (w[0] * w[1]) as f64).collect();
+    let all: f64 = macs.iter().sum();
+    (2.0 * train as f64 * (3.0 * all - macs[0]) + 2.0 * val as f64 * all) * 1e-9
 }
 
 fn main() {
     let quick = flag("--quick");
-    let runs: usize = arg("--runs")
+    let seeds: u64 = arg("--seeds")
+        .or_else(|| arg("--runs"))
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 1 } else { 5 });
+        .unwrap_or(if quick { 1 } else { 3 });
+    let runs = seeds as usize;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    let train = mnist::load_split(&dir, Split::Train).expect("MNIST training set in data/");
+    let (train, test) = mnist::load_both(&dir).expect("MNIST in data/");
     let limit: Option<usize> = arg("--limit").and_then(|l| l.parse().ok());
     println!("{}", machine_facts());
-    println!(
-        "{:<16} {:>8} {:>8} {:>12} {:>12}   (median of {runs} epochs; RMSprop, batch 128)",
-        "network", "threads", "images", "median s", "epoch s"
-    );
+    let pools: Vec<rayon::ThreadPool> = [1, 2]
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .expect("pool")
+        })
+        .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Warm-up: page in the data, start the threads.
-    epoch_seconds(&[16, 16], &train.take(6_400.min(train.len())));
-    let small_limit = limit.unwrap_or(if quick { 6_400 } else { train.len() });
-    let large_limit = limit.unwrap_or(if quick { 6_400 } else { train.len() });
-    for (hidden, n) in [(&[16usize, 16][..], small_limit), (&[512, 512][..], large_limit)] {
-        let data = train.take(n.min(train.len()));
-        for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("pool");
-            let times: Vec<f64> = (0..runs)
-                .map(|_| pool.install(|| epoch_seconds(hidden, &data)))
-                .collect();
-            let m = median(&times);
-            let full = m * train.len() as f64 / data.len() as f64;
-            let est = if data.len() < train.len() { " est." } else { "" };
-            println!(
-                "{:<16} {:>8} {:>8} {:>12.3} {:>12.3}{est}",
-                format!(
-                    "784-{}-10",
-                    hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
-                ),
-                threads,
-                data.len(),
-                m,
-                full
-            );
+    epoch_seconds(&[16, 16], &train.take(6_400.min(train.len())), None, 1, 1.0);
+    let n = limit
+        .unwrap_or(if quick { 6_400 } else { train.len() })
+        .min(train.len());
+    let data = train.take(n);
+    let scale = train.len() as f64 / data.len() as f64;
+    let est = if data.len() < train.len() { " est." } else { "" };
+    let peak = median(&peak_samples(&pools[1], 0.2, 5));
+    println!(
+        "2-thread FMA peak: {peak:.0} GFLOP/s; epochs include validation on {} images; median of {seeds} seed(s)",
+        test.len()
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10}",
+        "network", "1t s/ep", "2t s/ep", "speed-up", "GFLOP", "limit s", "2t/limit"
+    );
+    for hidden in [&[16usize, 16][..], &[512, 512][..]] {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for seed in 1..=seeds {
+            one.push(pools[0].install(|| epoch_seconds(hidden, &data, Some(&test), seed, scale)));
+            two.push(pools[1].install(|| epoch_seconds(hidden, &data, Some(&test), seed, scale)));
         }
+        let (t1, t2) = (median(&one), median(&two));
+        let mut widths = vec![784];
+        widths.extend_from_slice(hidden);
+        widths.push(10);
+        let gflop = epoch_gflop(&widths, train.len(), test.len());
+        let limit_s = gflop / peak;
+        println!(
+            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x{est}",
+            format!(
+                "784-{}-10",
+                hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+            ),
+            t1,
+            t2,
+            t1 / t2,
+            gflop,
+            limit_s,
+            t2 / limit_s
+        );
     }
     // Profiler overhead on the small network, all threads: off vs on, alternating.
-    let data = train.take(small_limit.min(train.len()));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(3) {
         trace::enable(false);
-        off.push(epoch_seconds(&[16, 16], &data));
+        off.push(epoch_seconds(&[16, 16], &data, None, 1, 1.0));
         trace::reset();
         trace::enable(true);
-        on.push(epoch_seconds(&[16, 16], &data));
+        on.push(epoch_seconds(&[16, 16], &data, None, 1, 1.0));
         trace::enable(false);
     }
     let (off, on) = (median(&off), median(&on));

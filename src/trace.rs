@@ -46,8 +46,6 @@ pub enum Kind {
     /// Adding the shards' gradients (in shard order) and the optimiser's update
     /// of weights and biases, fused in one pass.
     Optimizer,
-    /// Gathering a shuffled mini-batch into a contiguous buffer.
-    Batching,
     /// Shuffling the example order at the start of an epoch.
     Shuffle,
     /// Evaluating on the validation set after an epoch.
@@ -61,14 +59,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 9] = [
         Kind::ForwardGemm,
         Kind::SoftmaxCe,
         Kind::BackwardGemmDw,
         Kind::BackwardGemmDx,
         Kind::ActivationBackward,
         Kind::Optimizer,
-        Kind::Batching,
         Kind::Shuffle,
         Kind::Evaluation,
         Kind::ParallelShards,
@@ -83,7 +80,6 @@ impl Kind {
             Kind::BackwardGemmDx => "backward GEMM dx = dz.WT",
             Kind::ActivationBackward => "act backward + bias grad",
             Kind::Optimizer => "sum grads + optimizer",
-            Kind::Batching => "gather mini-batch",
             Kind::Shuffle => "shuffle",
             Kind::Evaluation => "validation",
             Kind::ParallelShards => "shards fork/join, no kernel",

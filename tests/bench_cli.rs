@@ -405,11 +405,7 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
     for l in 0..2 {
         required.push((act, Some(l), "GB/s"));
     }
-    for label in [
-        "softmax + cross-entropy",
-        "sum grads + optimizer",
-        "gather mini-batch",
-    ] {
+    for label in ["softmax + cross-entropy", "sum grads + optimizer"] {
         required.push((label, None, "GB/s"));
     }
     for (label, layer, unit) in required {
@@ -482,7 +478,6 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
         "backward GEMM dx = dz.WT",
         "act backward + bias grad",
         "sum grads + optimizer",
-        "gather mini-batch",
         "shuffle",
         "validation",
         "shards fork/join, no kernel",

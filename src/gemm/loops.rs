@@ -27,7 +27,8 @@
 
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};
-use super::pack::{pack_a, pack_b};
+use super::operand::AOperand;
+use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
 use crate::matrix::{Element, MatRef};
 use std::cell::RefCell;
@@ -91,9 +92,9 @@ pub struct COut {
 /// `a.rows() x b.cols()` elements `ptr + i·rs + j`, and not be accessed by
 /// anyone else during the call.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_on_thread<T: Element>(
+pub unsafe fn gemm_on_thread<A: AOperand>(
     alpha: f32,
-    a: &MatRef<T>,
+    a: &A,
     b: &MatRef<f32>,
     beta: f32,
     c: COut,
@@ -117,9 +118,9 @@ pub unsafe fn gemm_on_thread<T: Element>(
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn five_loops<T: Element>(
+unsafe fn five_loops<A: AOperand>(
     alpha: f32,
-    a: &MatRef<T>,
+    a: &A,
     b: &MatRef<f32>,
     beta: f32,
     c: COut,
@@ -142,7 +143,7 @@ unsafe fn five_loops<T: Element>(
     // micro-kernel call only, and packing it would cost as much as the
     // multiply (the narrow shapes `n <= NR`: X·W and Xᵀ·dZ with 16 hidden
     // units, the 10 logits); and for a small f32 A, see `SMALL_A_IN_PLACE`.
-    let in_place = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0;
+    let in_place = a.in_place(alpha);
     let direct = n <= nr || (in_place && m * k <= SMALL_A_IN_PLACE);
     // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
     let kc_bound = blocks.kc.max(1);
@@ -170,13 +171,13 @@ unsafe fn five_loops<T: Element>(
                 let full = if direct { mc / mr * mr } else { 0 };
                 let mut a_direct = (a_packed.as_ptr(), 1, mr);
                 if !direct {
-                    pack_a(a, alpha, (ic, mc), (pc, kc), mr, a_packed);
+                    a.pack(alpha, (ic, mc), (pc, kc), mr, a_packed);
                 } else {
                     if full > 0 {
-                        a_direct = direct_a(a, alpha, (ic, full), (pc, kc), a_packed);
+                        a_direct = a.direct(alpha, (ic, full), (pc, kc), a_packed);
                     }
                     if full < mc {
-                        pack_a(a, alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
+                        a.pack(alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
                     }
                 }
                 // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
@@ -227,12 +228,12 @@ unsafe fn five_loops<T: Element>(
 /// (converted a whole block at a time: long contiguous runs convert fastest):
 /// returns `(ptr, ra, pa)` with element `(i, p)` at `ptr + i·ra + p·pa`.
 ///
-/// An `f32` A with `alpha == 1` is used where it is. Otherwise (u8 pixels,
-/// or a scale) the block is converted into `buf` keeping the source's
-/// orientation, so both reads and writes are contiguous (a cheap,
-/// vectorised copy, unlike packing's transpose).
-fn direct_a<T: Element>(
-    a: &MatRef<T>,
+/// An evenly strided `f32` A with `alpha == 1` is used where it is.
+/// Otherwise (u8 pixels, a scale, or rows gathered by index) the block is
+/// converted into `buf` keeping the source's orientation, so both reads and
+/// writes are contiguous (a cheap, vectorised copy, unlike packing's transpose).
+pub(crate) fn direct_a<T: Element>(
+    a: &Lines<T>,
     alpha: f32,
     (i0, rows): (usize, usize),
     (p0, kc): (usize, usize),
@@ -242,12 +243,16 @@ fn direct_a<T: Element>(
         i0 + rows <= a.rows() && p0 + kc <= a.cols(),
         "direct_a: block outside A"
     );
-    let (rs, cs) = (a.row_stride(), a.col_stride());
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0 {
+    let (row, col) = (a.row(), a.col());
+    if let (true, Some(rs), Some(cs)) = (
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0,
+        row.stride(),
+        col.stride(),
+    ) {
         // SAFETY: T is f32 (same type, checked above), and element (i0, p0)
-        // is inside the view (hence inside `data`).
+        // is inside `data` (the invariant of `Lines`).
         return (
-            unsafe { a.data().as_ptr().cast::<f32>().add(i0 * rs + p0 * cs) },
+            unsafe { a.data().as_ptr().cast::<f32>().add(a.offset(i0, p0)) },
             rs,
             cs,
         );
@@ -256,30 +261,33 @@ fn direct_a<T: Element>(
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
         // SAFETY: T is u8 (checked), so the slice reinterprets as bytes.
         let bytes = unsafe { std::slice::from_raw_parts(a.data().as_ptr().cast::<u8>(), a.data().len()) };
-        let pixels = MatRef::with_strides(bytes, a.rows(), a.cols(), rs, cs);
+        let pixels =
+            Lines::new(bytes, (a.rows(), row), (a.cols(), col)).expect("the same layout over the same bytes");
         return direct_a_u8(&pixels, alpha, (i0, rows), (p0, kc), buf);
     }
     let src = a.data();
-    // Element (i, p) of the block is src[(i0 + i)·rs + (p0 + p)·cs], inside the view.
-    if rs == 1 && cs != 1 {
+    // Element (i, p) of the block is src[a.offset(i0 + i, p0 + p)], inside `data`.
+    if row.unit() && !col.unit() {
         // Columns contiguous (a transposed view such as Xᵀ): copy column by column.
-        for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
-            let s = &src[i0 + (p0 + p) * cs..][..rows];
-            for (d, &x) in col.iter_mut().zip(s) {
+        for (p, dcol) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            a.prefetch_col(p0 + p + PREFETCH_AHEAD, (i0, rows));
+            let s = &src[a.offset(i0, p0 + p)..][..rows];
+            for (d, &x) in dcol.iter_mut().zip(s) {
                 *d = alpha * x.to_f32();
             }
         }
         (buf.as_ptr(), 1, rows)
     } else {
-        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
-            let start = (i0 + i) * rs + p0 * cs;
-            if cs == 1 {
-                for (d, &x) in row.iter_mut().zip(&src[start..start + kc]) {
+        for (i, drow) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            a.prefetch_row(i0 + i + PREFETCH_AHEAD, (p0, kc));
+            let start = a.offset(i0 + i, p0);
+            if col.unit() {
+                for (d, &x) in drow.iter_mut().zip(&src[start..start + kc]) {
                     *d = alpha * x.to_f32();
                 }
             } else {
-                for (p, d) in row.iter_mut().enumerate() {
-                    *d = alpha * src[start + p * cs].to_f32();
+                for (p, d) in drow.iter_mut().enumerate() {
+                    *d = alpha * src[a.offset(i0 + i, p0 + p)].to_f32();
                 }
             }
         }
@@ -290,28 +298,33 @@ fn direct_a<T: Element>(
 /// [`direct_a`] for `u8` pixels: the same layouts, converted 16 at a time
 /// with `wide` (`u8x16 -> i16x16 -> i32x16 -> f32x16`, then `· alpha`).
 fn direct_a_u8(
-    a: &MatRef<u8>,
+    a: &Lines<u8>,
     alpha: f32,
     (i0, rows): (usize, usize),
     (p0, kc): (usize, usize),
     buf: &mut [f32],
 ) -> (*const f32, usize, usize) {
-    let (rs, cs) = (a.row_stride(), a.col_stride());
+    let (row, col) = (a.row(), a.col());
     let src = a.data();
-    if rs == 1 && cs != 1 {
-        for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
-            convert_u8(&src[i0 + (p0 + p) * cs..][..rows], alpha, col);
+    if row.unit() && !col.unit() {
+        for (p, dcol) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+            a.prefetch_col(p0 + p + PREFETCH_AHEAD, (i0, rows));
+            convert_u8(&src[a.offset(i0, p0 + p)..][..rows], alpha, dcol);
         }
         (buf.as_ptr(), 1, rows)
-    } else if cs == 1 {
-        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
-            convert_u8(&src[(i0 + i) * rs + p0..][..kc], alpha, row);
+    } else if col.unit() {
+        for i in 0..PREFETCH_AHEAD.min(rows) {
+            a.prefetch_row(i0 + i, (p0, kc));
+        }
+        for (i, drow) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            a.prefetch_row(i0 + i + PREFETCH_AHEAD, (p0, kc));
+            convert_u8(&src[a.offset(i0 + i, p0)..][..kc], alpha, drow);
         }
         (buf.as_ptr(), kc, 1)
     } else {
-        for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
-            for (p, d) in row.iter_mut().enumerate() {
-                *d = alpha * src[(i0 + i) * rs + (p0 + p) * cs] as f32;
+        for (i, drow) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+            for (p, d) in drow.iter_mut().enumerate() {
+                *d = alpha * src[a.offset(i0 + i, p0 + p)] as f32;
             }
         }
         (buf.as_ptr(), kc, 1)

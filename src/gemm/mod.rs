@@ -5,8 +5,10 @@
 //!
 //! How the fast path is organised (read in this order):
 //! - [`blocking`]: the cache block sizes `mc`, `kc`, `nc` ([`BlockSizes`]);
+//! - [`operand`]: what A can be ([`AOperand`]): a strided view, or rows
+//!   gathered by index from the data set ([`Gathered`]), packed in place;
 //! - [`pack`]: copying blocks of A and B into micro-panels (transposes,
-//!   strides, `u8 -> f32` and `alpha` are absorbed here);
+//!   strides, row indices, `u8 -> f32` and `alpha` are absorbed here);
 //! - [`kernel`]: the micro-kernels (`scalar` and `simd`) and their register tiles;
 //! - [`loops`]: the five BLIS loops around the micro-kernel (and the
 //!   "direct" mode for `n <= NR` or a small `f32` A, which reads A in place
@@ -34,15 +36,17 @@
 pub mod blocking;
 pub mod kernel;
 pub mod loops;
+pub mod operand;
 pub mod pack;
 pub mod reference;
 pub mod threads;
 
 pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
+pub use operand::{AOperand, Gathered};
 
 use crate::activation::Activation;
 use crate::kernels::DropoutMask;
-use crate::matrix::{Element, MatMut, MatRef};
+use crate::matrix::{MatMut, MatRef};
 use rayon::prelude::*;
 
 /// What happens to each element of `C` after the product, while it is still hot.
@@ -100,7 +104,7 @@ pub enum Parallelism {
 }
 
 /// Panics with a clear message if the shapes do not fit together.
-pub(crate) fn check_shapes<T: Element>(a: &MatRef<T>, b: &MatRef<f32>, c: &MatMut, epilogue: &Epilogue) {
+pub(crate) fn check_shapes<A: AOperand>(a: &A, b: &MatRef<f32>, c: &MatMut, epilogue: &Epilogue) {
     assert_eq!(
         a.cols(),
         b.rows(),
@@ -156,7 +160,10 @@ pub fn set_kernel(name: Option<&str>) -> Result<(), String> {
 /// `C = alpha·A·B + beta·C`, then `epilogue`.
 ///
 /// Shapes: `a: (m, k)`, `b: (k, n)`, `c: (m, n)`; any strides (so `Aᵀ` and
-/// `Bᵀ` are passed as transposed views, never copied). `beta == 0` never
+/// `Bᵀ` are passed as transposed views, never copied). `a` is any
+/// [`AOperand`]: a [`MatRef`] (`u8` or `f32`), or rows gathered by index
+/// from a larger matrix ([`Gathered`], e.g. a mini-batch straight from the
+/// data set, or its transpose), packed straight from where they are. `beta == 0` never
 /// reads `C`. `alpha` is applied while packing A (`alpha·a_ip` is rounded
 /// before the multiply), `u8` elements of A are converted there too.
 ///
@@ -164,9 +171,9 @@ pub fn set_kernel(name: Option<&str>) -> Result<(), String> {
 /// is split into fixed blocks run on the current rayon pool; the result is
 /// bit-identical to [`Parallelism::Sequential`]. After the first call of a
 /// given size on a thread, no memory is allocated.
-pub fn gemm<T: Element>(
+pub fn gemm<A: AOperand>(
     alpha: f32,
-    a: MatRef<T>,
+    a: A,
     b: MatRef<f32>,
     beta: f32,
     mut c: MatMut,
@@ -218,11 +225,11 @@ pub fn gemm<T: Element>(
 /// How `train --profile` files a product: with the bias-activation epilogue it
 /// is a layer's forward pass; otherwise a transposed A (`xᵀ·dz`) is a weight
 /// gradient and anything else (`dz·Wᵀ`) an input gradient.
-fn trace_kind<T: Element>(a: &MatRef<T>, epilogue: &Epilogue) -> crate::trace::Kind {
+fn trace_kind<A: AOperand>(a: &A, epilogue: &Epilogue) -> crate::trace::Kind {
     use crate::trace::Kind;
     match epilogue {
         Epilogue::BiasActivation { .. } | Epilogue::BiasActivationDropout { .. } => Kind::ForwardGemm,
-        Epilogue::None if a.col_stride() != 1 => Kind::BackwardGemmDw,
+        Epilogue::None if a.is_transposed() => Kind::BackwardGemmDw,
         Epilogue::None => Kind::BackwardGemmDx,
     }
 }

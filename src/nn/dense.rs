@@ -24,9 +24,9 @@
 //! order (outputs first).
 
 use crate::activation::Activation;
-use crate::gemm::{gemm, Epilogue, Parallelism};
+use crate::gemm::{gemm, AOperand, Epilogue, Parallelism};
 use crate::kernels::{activation_backward, activation_dropout_backward, DropoutMask};
-use crate::matrix::{Element, MatMut, MatRef, Matrix};
+use crate::matrix::{MatMut, MatRef, Matrix};
 
 /// One dense layer's parameters and activation.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,9 +56,11 @@ impl Dense {
 ///
 /// `x_scale` lets the first layer read raw `u8` pixels with `1/255` applied as
 /// they are packed. Shapes: `a: (rows, outputs)`, `x: (rows, inputs)`.
-pub fn dense_forward<T: Element>(
+/// `x` is any GEMM operand: a view, or a mini-batch gathered by row index
+/// straight from the data set ([`crate::gemm::Gathered`]).
+pub fn dense_forward<X: AOperand>(
     a: MatMut,
-    x: MatRef<T>,
+    x: X,
     x_scale: f32,
     layer: &Dense,
     dropout: Option<&DropoutMask>,
@@ -80,14 +82,14 @@ pub fn dense_forward<T: Element>(
 /// Shapes: `dx: (rows, inputs)`, `dw: (inputs, outputs)`, `db: (outputs)`,
 /// `dz, da, a: (rows, outputs)`, `x: (rows, inputs)`.
 #[allow(clippy::too_many_arguments)]
-pub fn dense_backward<T: Element>(
+pub fn dense_backward<X: AOperand>(
     dx: Option<MatMut>,
     dw: MatMut,
     db: &mut [f32],
     mut dz: MatMut,
     da: MatRef,
     a: MatRef,
-    x: MatRef<T>,
+    x: X,
     x_scale: f32,
     layer: &Dense,
     dropout: Option<&DropoutMask>,

@@ -15,9 +15,9 @@
 //! its own buffers in [`LayerBuffers`]; the GEMM and the fused kernels stay
 //! as they are (a convolution is a GEMM once its input is packed).
 
-use crate::gemm::Parallelism;
+use crate::gemm::{AOperand, Parallelism};
 use crate::kernels::DropoutMask;
-use crate::matrix::{Element, MatMut, MatRef, Matrix};
+use crate::matrix::{MatMut, Matrix};
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
 
 /// One layer of a [`crate::nn::Network`].
@@ -94,10 +94,11 @@ impl Layer {
 
     /// Forward: `a` from `x` (scaled by `x_scale`), with inverted dropout
     /// if a mask is given (training).
-    pub fn forward<T: Element>(
+    /// `x` is any GEMM operand (a view, or rows gathered from the data set).
+    pub fn forward<X: AOperand>(
         &self,
         a: MatMut,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         dropout: Option<&DropoutMask>,
         par: Parallelism,
@@ -111,12 +112,12 @@ impl Layer {
     /// gradients in `buf`, and `dx`, the error of its input (`None`: not needed).
     /// `dropout` is the mask the forward pass applied, if any.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward<T: Element>(
+    pub fn backward<X: AOperand>(
         &self,
         dx: Option<MatMut>,
         buf: &mut LayerBuffers,
         rows: usize,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         dropout: Option<&DropoutMask>,
         par: Parallelism,

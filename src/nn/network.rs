@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::activation::Activation;
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
-use crate::gemm::Parallelism;
+use crate::gemm::{AOperand, Parallelism};
 use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
@@ -464,10 +464,10 @@ impl Workspace {
     /// Forward pass over `x: (rows, inputs)` (`rows <= capacity`), keeping
     /// every layer's output. Returns the logits, `(rows, outputs)`.
     /// Never applies dropout (evaluation, prediction).
-    pub fn forward<T: Element>(
+    pub fn forward<X: AOperand>(
         &mut self,
         net: &Network,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         par: Parallelism,
     ) -> MatRef<'_> {
@@ -479,10 +479,10 @@ impl Workspace {
     /// network's dropout applied for training step `step` (the optimiser
     /// state's step count), `x`'s first row being row `row0` of the
     /// mini-batch. [`backward`](Self::backward) then uses the same masks.
-    pub fn forward_train<T: Element>(
+    pub fn forward_train<X: AOperand>(
         &mut self,
         net: &Network,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         step: u64,
         row0: usize,
@@ -500,10 +500,10 @@ impl Workspace {
         self.masks[l]
     }
 
-    fn forward_masked<T: Element>(
+    fn forward_masked<X: AOperand>(
         &mut self,
         net: &Network,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         par: Parallelism,
     ) -> MatRef<'_> {
@@ -540,7 +540,7 @@ impl Workspace {
 
     /// Backward pass after [`forward`](Self::forward) and [`loss`](Self::loss):
     /// every layer's gradients, from the last layer to the first.
-    pub fn backward<T: Element>(&mut self, net: &Network, x: MatRef<T>, x_scale: f32, par: Parallelism) {
+    pub fn backward<X: AOperand>(&mut self, net: &Network, x: X, x_scale: f32, par: Parallelism) {
         assert!(
             self.backward,
             "Workspace::backward on a workspace made by for_inference: make it with Workspace::new"

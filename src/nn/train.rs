@@ -9,6 +9,12 @@
 //! tiles across the threads instead. Either way no float is ever summed in an
 //! order that depends on the thread count, so a seed fixes the weights bit
 //! for bit on 1, 2 or 64 threads.
+//!
+//! ## No gather
+//! A shard never copies its examples: its GEMMs read them straight from the
+//! data set by row index ([`crate::gemm::Gathered`], `X` for the forward
+//! pass and `Xᵀ` for the weight gradient), converting and scaling them
+//! while packing, exactly as they would a copied batch (same bits).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -19,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
-use crate::gemm::Parallelism;
+use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
@@ -122,13 +128,11 @@ pub enum Progress<'a> {
     Epoch { epochs: usize, stats: &'a EpochStats },
 }
 
-/// One shard of a mini-batch: its rows' pixels and labels, gathered from the
-/// data set, and the buffers of its forward and backward pass.
+/// One shard of a mini-batch: its rows' labels and the buffers of its
+/// forward and backward pass. (Its inputs are never copied: the GEMMs pack
+/// them straight from the data set, see [`Trainer::step_rows`].)
 struct Shard {
     ws: Workspace,
-    pixels: Vec<u8>,
-    /// The gathered rows of a data set of f32 values (empty until one is used).
-    values: Vec<f32>,
     labels: Vec<u8>,
     /// Summed loss and number correct of the last pass.
     loss: f64,
@@ -139,10 +143,10 @@ impl Shard {
     /// Forward, loss and backward over `x` (this shard's rows, the first
     /// being row `row0` of the mini-batch; dropout masks for step `step`).
     #[allow(clippy::too_many_arguments)]
-    fn pass<T: Element>(
+    fn pass<X: AOperand>(
         &mut self,
         net: &Network,
-        x: MatRef<T>,
+        x: X,
         x_scale: f32,
         grad_scale: f32,
         (step, row0): (u64, usize),
@@ -178,8 +182,6 @@ impl Trainer {
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
-                pixels: vec![0; shard_rows * net.inputs()],
-                values: Vec::new(),
                 labels: vec![0; shard_rows],
                 loss: 0.0,
                 correct: 0,
@@ -295,8 +297,8 @@ impl Trainer {
     }
 
     /// One training step on the examples `indices` of `data` (pixels scaled
-    /// by the network's [`Network::input_scale`], values as they are). Each shard gathers its own rows, in parallel, straight into
-    /// its buffer: the batch is never copied twice.
+    /// by the network's [`Network::input_scale`], values as they are):
+    /// [`step_rows`](Self::step_rows) on the data set's features and labels.
     /// An error, with nothing changed, if the examples do not fit the network.
     pub fn step_indices(
         &mut self,
@@ -310,63 +312,56 @@ impl Trainer {
         }
     }
 
-    /// [`step_indices`](Self::step_indices) on the rows `indices` of `all: (examples, features)`.
-    fn step_rows<T: Gather>(
+    /// One training step on the rows `indices` of `features: (examples,
+    /// inputs)`, scaled by `x_scale` (pixels: the network's
+    /// [`Network::input_scale`]; values: 1), with `labels: (examples)`. Nothing is gathered: each shard's GEMMs pack
+    /// its rows straight from `features` by index ([`Gathered`]: `X` for
+    /// the forward pass, `Xᵀ` for the weight gradient), bit for bit as if
+    /// the rows had been copied first.
+    /// An error, with nothing changed, if the examples do not fit the network.
+    pub fn step_rows<T: Element>(
         &mut self,
         net: &mut Network,
-        all: MatRef<T>,
+        features: MatRef<T>,
         x_scale: f32,
         labels: &[u8],
         indices: &[usize],
     ) -> Result<(f64, usize)> {
         let rows = indices.len();
-        if all.cols() != net.inputs() {
+        if features.cols() != net.inputs() {
             return Err(Error::Invalid(format!(
-                "the images have {} pixels but the network expects {} inputs",
-                all.cols(),
+                "the examples have {} features but the network expects {} inputs",
+                features.cols(),
                 net.inputs()
             )));
         }
-        if let Some(&bad) = indices.iter().find(|&&i| i >= all.rows()) {
+        if labels.len() != features.rows() {
+            return Err(Error::Invalid(format!(
+                "{} labels for {} examples; give one label per example",
+                labels.len(),
+                features.rows()
+            )));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i >= features.rows()) {
             return Err(Error::Invalid(format!(
                 "example {bad} is out of range: the data set has {} examples",
-                all.rows()
+                features.rows()
             )));
         }
         check_labels(net, indices.iter().map(|&i| labels[i]))?;
         let (nshards, par) = self.plan(net, rows)?;
-        let (sr, features) = (self.shard_rows, all.cols());
+        let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
-        let example = |i: usize| &all.data()[i * all.row_stride()..][..features];
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
-            let mut pixels = std::mem::take(T::buffer(shard));
-            pixels.resize(sr * features, T::default());
-            {
-                let _t = scope(Kind::Batching, 0).bytes(2 * idx.len() * features * size_of::<T>());
-                const AHEAD: usize = 8;
-                idx.iter()
-                    .take(AHEAD)
-                    .for_each(|&i| crate::data::prefetch(example(i)));
-                for (r, &i) in idx.iter().enumerate() {
-                    if let Some(&next) = idx.get(r + AHEAD) {
-                        crate::data::prefetch(example(next));
-                    }
-                    pixels[r * features..(r + 1) * features].copy_from_slice(example(i));
-                    shard.labels[r] = labels[i];
-                }
+            for (r, &i) in idx.iter().enumerate() {
+                shard.labels[r] = labels[i];
             }
-            shard.pass(
-                shared,
-                MatRef::from_slice(&pixels[..idx.len() * features], idx.len(), features),
-                x_scale,
-                grad_scale,
-                (step, s * sr),
-                par,
-            );
-            *T::buffer(shard) = pixels;
+            // Every index was checked against `features` above.
+            let x = Gathered::new(features, idx).expect("indices checked above");
+            shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par);
         };
         self.run_shards(nshards, run);
         Ok(self.finish_step(net, nshards))
@@ -409,19 +404,10 @@ impl Trainer {
     }
 }
 
-/// The element types a shard can gather rows of, and its buffer for each.
-trait Gather: Element + Default {
-    fn buffer(shard: &mut Shard) -> &mut Vec<Self>;
-}
-impl Gather for u8 {
-    fn buffer(shard: &mut Shard) -> &mut Vec<u8> {
-        &mut shard.pixels
-    }
-}
-impl Gather for f32 {
-    fn buffer(shard: &mut Shard) -> &mut Vec<f32> {
-        &mut shard.values
-    }
+/// Multiply-adds of one example's forward pass through `net`'s GEMMs
+/// (`Σ inputs_l · outputs_l`).
+fn gemm_macs_per_example(net: &Network) -> usize {
+    net.layers().iter().map(|l| l.inputs() * l.outputs()).sum()
 }
 
 /// An error if any label is not a class of `net` (at or above its outputs).
@@ -651,7 +637,9 @@ impl Session {
         let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
         let vstart = Instant::now();
         let validation = {
-            let _t = scope(Kind::Evaluation, 0);
+            // The validation pass's GEMM work, for the profile's compute limit.
+            let flops = validation.map_or(0, |v| 2 * v.len() * gemm_macs_per_example(net));
+            let _t = scope(Kind::Evaluation, 0).flops(flops);
             validation.map(|v| net.evaluate(v)).transpose()?
         };
         let stats = EpochStats {

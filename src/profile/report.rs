@@ -14,6 +14,13 @@
 //! shards: it only gets the wall time during which no kernel timer was open
 //! on any thread (waking the workers, stealing, joining).
 //!
+//! The compute limit: the GEMMs' floating-point work (training, and the
+//! validation pass) at the FMA peak of the run's threads, measured right
+//! after training. The summary says how far the run is from it and splits
+//! the rest of the wall time into four plain parts: GEMMs slower than peak,
+//! element-wise work between them, validation beyond its GEMMs, and
+//! fork/join or untimed time.
+//!
 //! Times are printed to the microsecond, so that a kernel that ran at all
 //! never shows as zero.
 //!
@@ -34,12 +41,19 @@ use crate::trace::{self, Kind, Record};
 
 /// The profile of a finished `fit`: timers since the last [`trace::reset`],
 /// then the build facts the rates were measured with.
+///
+/// Measures the machine's FMA peak on `threads` threads (about 0.2 s) for
+/// the compute-limit summary.
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
+    let peak = crate::profile::machine::pool(threads)
+        .ok()
+        .map(|pool| crate::profile::machine::median(&crate::profile::machine::peak_samples(&pool, 0.05, 3)));
     let run = Run {
         epochs: history.len(),
         train_wall: history.iter().map(|h| h.train_seconds).sum(),
         val_wall: history.iter().map(|h| h.validation_seconds).sum(),
         threads,
+        peak,
     };
     let facts = BuildFacts::current();
     format!(
@@ -53,11 +67,14 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
 }
 
 /// The run the timers watched: its epochs, wall seconds and threads.
+#[derive(Clone, Copy)]
 struct Run {
     epochs: usize,
     train_wall: f64,
     val_wall: f64,
     threads: usize,
+    /// The FMA peak of the run's threads, GFLOP/s (`None`: not measured).
+    peak: Option<f64>,
 }
 
 fn rate(r: &Record) -> String {
@@ -79,6 +96,7 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
         train_wall,
         val_wall,
         threads,
+        peak,
     } = run;
     let wall = train_wall + val_wall;
     let pct = |x: f64| if wall > 0.0 { 100.0 * x / wall } else { 0.0 };
@@ -188,6 +206,9 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
             levels.join(", ")
         );
     }
+    if let Some(peak) = peak {
+        s.push_str(&limit_summary(records, cov, run, peak));
+    }
     // Waiting: only with several threads and some training time measured (see the module docs).
     let capacity = threads as f64 * train_wall;
     if threads < 2 || capacity <= 0.0 {
@@ -207,7 +228,92 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
         );
         let _ = writeln!(
             s,
-            "  (waiting: idle at the end of each parallel section of shards, or while one thread sums gradients,\n   updates weights or gathers the next batch; a timer around work that is itself parallel, e.g. the\n   GEMMs of a one-shard large network or validation, counts once, so its thread-s is a lower bound)"
+            "  (waiting: idle at the end of each parallel section of shards, or while one thread sums gradients,\n   updates weights; a timer around work that is itself parallel, e.g. the\n   GEMMs of a one-shard large network or validation, counts once, so its thread-s is a lower bound)"
+        );
+    }
+    s
+}
+
+/// The compute limit (all GEMM work at the measured peak) and, in plain
+/// words, where the wall time beyond it went. The four parts add up to the
+/// wall time minus the limit.
+fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64) -> String {
+    let wall = run.train_wall + run.val_wall;
+    if peak <= 0.0 || wall <= 0.0 {
+        return String::new();
+    }
+    let sum = |f: &dyn Fn(&Record) -> bool, v: &dyn Fn(&Record) -> f64| -> f64 {
+        records.iter().filter(|r| f(r)).map(v).sum()
+    };
+    let is_gemm = |r: &Record| {
+        matches!(
+            r.kind,
+            Kind::ForwardGemm | Kind::BackwardGemmDw | Kind::BackwardGemmDx
+        )
+    };
+    let is_other = |r: &Record| {
+        matches!(
+            r.kind,
+            Kind::SoftmaxCe | Kind::ActivationBackward | Kind::Optimizer | Kind::Shuffle
+        )
+    };
+    let is_val = |r: &Record| r.kind == Kind::Evaluation;
+    let gflop = |f: &dyn Fn(&Record) -> bool| sum(f, &|r| r.flops as f64) * 1e-9;
+    let (train_gflop, val_gflop) = (gflop(&is_gemm), gflop(&is_val));
+    let (gemm_wall, gemm_thread) = (sum(&is_gemm, &|r| r.wall_seconds), sum(&is_gemm, &|r| r.seconds));
+    let other_wall = sum(&is_other, &|r| r.wall_seconds);
+    let val_wall = sum(&is_val, &|r| r.wall_seconds);
+    let container = sum(&|r| r.kind.is_container(), &|r| r.wall_seconds);
+    let untimed = (wall - cov.covered()).max(0.0);
+    let (train_limit, val_limit) = (train_gflop / peak, val_gflop / peak);
+    let limit = train_limit + val_limit;
+    let pct = |x: f64| 100.0 * x / wall;
+    let per_thread = peak / run.threads.max(1) as f64;
+    let gemm_rate = if gemm_thread > 0.0 {
+        train_gflop / gemm_thread
+    } else {
+        0.0
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Compute limit: {:.2} GFLOP of GEMMs ({train_gflop:.2} training + {val_gflop:.2} validation) at this machine's peak of {peak:.0} GFLOP/s on {} thread(s) (FMA loop, measured just now) take {limit:.3}s; the run took {wall:.3}s, {:.1}x the limit.",
+        train_gflop + val_gflop,
+        run.threads,
+        wall / limit.max(1e-12)
+    );
+    let _ = writeln!(s, "Where the other {:.3}s went:", (wall - limit).max(0.0));
+    let _ = writeln!(
+        s,
+        "  {:>7.3}s ({:>4.1}%) training GEMMs below peak: they ran at {gemm_rate:.1} GFLOP/s per thread, {:.0}% of a thread's {per_thread:.0} (small shapes, packing, u8 conversion; with threads, also one idling while the other works)",
+        (gemm_wall - train_limit).max(0.0),
+        pct((gemm_wall - train_limit).max(0.0)),
+        100.0 * gemm_rate / per_thread.max(1e-12)
+    );
+    let _ = writeln!(
+        s,
+        "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (softmax, activation backward, gradient sum + optimizer, shuffle)",
+        other_wall,
+        pct(other_wall)
+    );
+    let _ = writeln!(
+        s,
+        "  {:>7.3}s ({:>4.1}%) validation beyond its own GEMM limit",
+        (val_wall - val_limit).max(0.0),
+        pct((val_wall - val_limit).max(0.0))
+    );
+    let _ = writeln!(
+        s,
+        "  {:>7.3}s ({:>4.1}%) fork/join with no kernel running on any thread, and untimed code",
+        container + untimed,
+        pct(container + untimed)
+    );
+    if run.threads >= 2 {
+        let together: f64 = cov.by_level[1..].iter().sum();
+        let _ = writeln!(
+            s,
+            "Threads: two or more kernels ran at once during {:.1}% of the wall time; the rest of the time at most one thread computed (serial work, waiting for the slowest shard, or cores taken by other processes).",
+            pct(together)
         );
     }
     s
@@ -223,7 +329,72 @@ mod tests {
             train_wall: 1.0,
             val_wall: 0.0,
             threads,
+            peak: None,
         }
+    }
+
+    #[test]
+    fn the_limit_summary_splits_the_rest_of_the_wall_time_into_parts_that_add_up() {
+        let rec = |kind, flops, wall: f64| Record {
+            kind,
+            layer: 0,
+            calls: 1,
+            seconds: wall,
+            wall_seconds: wall,
+            flops,
+            bytes: 0,
+        };
+        let records = [
+            rec(Kind::ForwardGemm, 2_000_000_000, 1.0),
+            rec(Kind::Optimizer, 0, 0.2),
+            rec(Kind::Evaluation, 1_000_000_000, 0.3),
+            rec(Kind::ParallelShards, 0, 0.1),
+        ];
+        let mut cov = trace::Coverage {
+            by_level: [0.0; trace::MAX_LEVEL],
+            container_only: 0.1,
+        };
+        cov.by_level[0] = 1.5;
+        let run = Run {
+            epochs: 1,
+            train_wall: 1.5,
+            val_wall: 0.3,
+            threads: 2,
+            peak: Some(10.0),
+        };
+        let out = render(&records, &cov, &run);
+        // 3 GFLOP at 10 GFLOP/s: 0.3 s of the 1.8 s.
+        assert!(out.contains("Compute limit: 3.00 GFLOP of GEMMs (2.00 training + 1.00 validation) at this machine's peak of 10 GFLOP/s on 2 thread(s)"), "{out}");
+        assert!(
+            out.contains("take 0.300s; the run took 1.800s, 6.0x the limit."),
+            "{out}"
+        );
+        assert!(out.contains("Where the other 1.500s went:"), "{out}");
+        // GEMMs 1.0 s for 0.2 s of work; at 2 GFLOP/s per thread, 40% of a thread's 5.
+        assert!(out.contains("  0.800s (44.4%) training GEMMs below peak: they ran at 2.0 GFLOP/s per thread, 40% of a thread's 5"), "{out}");
+        assert!(out.contains("  0.200s (11.1%) element-wise work"), "{out}");
+        assert!(
+            out.contains("  0.200s (11.1%) validation beyond its own GEMM limit"),
+            "{out}"
+        );
+        // 0.1 s fork/join + 0.2 s in no timer (1.8 - 1.6 covered).
+        assert!(out.contains("  0.300s (16.7%) fork/join"), "{out}");
+        assert!(
+            out.contains("Threads: two or more kernels ran at once during 0.0% of the wall time"),
+            "{out}"
+        );
+        let mut overlapped = cov;
+        overlapped.by_level[1] = 0.9;
+        let out = render(&records, &overlapped, &run);
+        assert!(
+            out.contains("Threads: two or more kernels ran at once during 50.0% of the wall time"),
+            "{out}"
+        );
+        let one = render(&records, &cov, &Run { threads: 1, ..run });
+        assert!(!one.contains("Threads: two or more"), "{one}");
+        // Without a measured peak there is no summary.
+        let quiet = render(&records, &cov, &Run { peak: None, ..run });
+        assert!(!quiet.contains("Compute limit"), "{quiet}");
     }
 
     #[test]
