@@ -374,7 +374,7 @@ const TIME_UNITS: &[&str] = &[
 ];
 const RATE_UNITS: &[&str] = &["GFLOP/s", "TFLOP/s", "FLOP/s", "GB/s", "MB/s", "GiB/s"];
 const SIZE_UNITS: &[&str] = &["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "bytes"];
-const VERSION_BEFORE: &[&str] = &["Rust ", "version ", "BY-SA ", "v"];
+const VERSION_BEFORE: &[&str] = &["Rust ", "version ", "Version ", "BY-SA ", "v"];
 const VERSION_AFTER: &[&str] = &[" or newer", " or later"];
 
 /// The figures of a piece of rendered text (inline code already removed):
