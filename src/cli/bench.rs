@@ -152,6 +152,9 @@ pub fn memory_bytes(set: &Settings) -> u64 {
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let settings = settings(p)?;
     let json = p.switch("json");
+    if let Some(w) = crate::simd::native_warning() {
+        eprintln!("{w}");
+    }
     let tune_msg = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))?;
     memory::check(
         memory_bytes(&settings),
@@ -191,8 +194,13 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
 }
 
 fn build_line(facts: &BuildFacts, threads: usize) -> String {
+    let cpu = crate::simd::cpu_features();
+    let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
     format!(
-        "Build: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        machine::cpu_model(),
+        crate::simd::isa_of(&cpu),
+        if cpu.is_empty() { "none".to_string() } else { cpu.join(" ") },
         facts.simd.describe(),
         describe_caches(&facts.caches),
         "BLIS-style",
