@@ -198,3 +198,98 @@ fn train_and_bench_warn_once_when_the_build_and_the_cpu_differ() {
         );
     }
 }
+
+#[test]
+fn the_tuning_file_example_in_the_performance_doc_parses_as_it_is() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md")).unwrap();
+    let marker = "<!-- tuning-file example: tests/tune_file.rs parses the next block -->";
+    let after = &doc[doc.find(marker).expect("the example's marker") + marker.len()..];
+    let start = after.find("```\n").expect("a code block") + 4;
+    let block = &after[start..start + after[start..].find("```").expect("its end")];
+    let cfg = simdnet::profile::tune_config::parse(block, Path::new("PERFORMANCE.md"))
+        .unwrap_or_else(|e| panic!("the example does not load: {e}\n{block}"));
+    assert_eq!(cfg.kernel.as_deref(), Some("simd-6x16"));
+    assert!(
+        block.contains("\ncpu = ") && block.contains("\nisa = "),
+        "{block}"
+    );
+}
+
+#[test]
+fn bench_markdown_prints_the_marker_the_machine_and_the_tables() {
+    let args = ["bench", "--quick", "--markdown"];
+    let (out, _) = check(&args, &run_env(&args, &[]), 0);
+    let lines: Vec<&str> = out.lines().collect();
+    let cpu = simdnet::profile::machine::cpu_model();
+    let facts = simdnet::profile::facts::SimdFacts::current();
+    assert_eq!(
+        lines[0],
+        format!(
+            "<!-- measured: {cpu}, {}, {} lanes; command: simdnet bench --quick --markdown -->",
+            facts.isa, facts.lanes
+        )
+    );
+    assert!(
+        lines[1].starts_with(&format!("Measured on {cpu} (CPU ")),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("Regenerate with `simdnet bench --quick --markdown`."),
+        "{}",
+        lines[1]
+    );
+    for header in [
+        "| machine limit | 1 thread | 2 threads |",
+        "| GEMM on 2 threads (m x n x k) | GFLOP/s | % of peak | bound, % of roof |",
+        "| fused kernel | threads | GB/s | % of triad |",
+    ] {
+        let header = header.replace("2 threads", &threads_label());
+        assert!(lines.contains(&header.as_str()), "{header} missing:\n{out}");
+    }
+    assert!(out.contains("| square 64 (64 x 64 x 64) | "), "{out}");
+    let args = ["bench", "--quick", "--markdown", "--json"];
+    let (_, err) = check(&args, &run_env(&args, &[]), 2);
+    assert!(err.contains("--json and --markdown cannot be combined"), "{err}");
+}
+
+fn threads_label() -> String {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        1 => "1 thread".into(),
+        n => format!("{n} threads"),
+    }
+}
+
+#[test]
+fn the_readme_performance_tables_are_what_bench_markdown_prints() {
+    // The README's block starts with the marker `bench --markdown` prints and
+    // has the same rows (the figures differ from run to run, not the rows).
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- measured: ")
+        .and_then(|_| readme.find("; command: simdnet bench --markdown -->"))
+        .expect("the README has a `simdnet bench --markdown` block");
+    let start = readme[..start].rfind("<!-- measured: ").unwrap();
+    let block: Vec<&str> = readme[start..]
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .collect();
+    assert!(
+        block[1].starts_with("Measured on ")
+            && block[1].ends_with("Regenerate with `simdnet bench --markdown`."),
+        "{}",
+        block[1]
+    );
+    let label = |l: &&str| {
+        l.starts_with('|')
+            .then(|| l.split(" | ").next().unwrap().to_string())
+    };
+    let readme_rows: Vec<String> = block.iter().filter_map(label).collect();
+    let args = ["bench", "--markdown", "--runs", "1", "--threads", "2"];
+    let (out, _) = check(&args, &run_env(&args, &[]), 0);
+    let rows: Vec<String> = out.lines().collect::<Vec<_>>().iter().filter_map(label).collect();
+    assert_eq!(
+        readme_rows, rows,
+        "regenerate the README's block with `simdnet bench --markdown`"
+    );
+}
