@@ -22,8 +22,10 @@
 
 use crate::activation::Activation;
 
+/// The kernels' vector: 16 `f32` lanes with AVX-512F, else 8 (see the module docs).
 #[cfg(target_feature = "avx512f")]
 pub type V = wide::f32x16;
+/// The kernels' vector: 8 `f32` lanes without AVX-512F (see the module docs).
 #[cfg(not(target_feature = "avx512f"))]
 pub type V = wide::f32x8;
 

@@ -24,8 +24,10 @@ use crate::profile::machine::{self, Bandwidth, Rate};
 use crate::profile::suite::{self, Results, Settings};
 use crate::profile::verdict::{FusedStats, GemmStats, Limits};
 
+/// One line for the command list.
 pub const ABOUT: &str = "measure this machine's peak FLOP/s and bandwidth, and the engine against them";
 
+/// The flags of `simdnet bench`.
 pub const FLAGS: &[Flag] = &[
     THREADS,
     Flag::value(
@@ -153,6 +155,7 @@ pub fn memory_bytes(set: &Settings) -> u64 {
         .saturating_add(memory::BASELINE_BYTES)
 }
 
+/// Runs `simdnet bench`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let settings = settings(p)?;
     let json = p.switch("json");

@@ -31,7 +31,9 @@ pub const ACCUMULATORS: usize = 12;
 /// The best and the median of repeated measurements of a rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {
+    /// The best of the runs.
     pub best: f64,
+    /// The median of the runs.
     pub median: f64,
 }
 
@@ -119,8 +121,11 @@ pub fn peak_samples(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Vec<
 /// Memory bandwidth in GB/s (1e9 bytes per second).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bandwidth {
+    /// Summing one array.
     pub read: Rate,
+    /// `c = a`.
     pub copy: Rate,
+    /// `a = b + s·c`.
     pub triad: Rate,
 }
 
@@ -182,8 +187,11 @@ fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 /// The GB/s of each run of read, copy and triad (to merge runs made at different times).
 #[derive(Clone, Debug, Default)]
 pub struct BandwidthSamples {
+    /// GB/s of each *read* run.
     pub read: Vec<f64>,
+    /// GB/s of each *copy* run.
     pub copy: Vec<f64>,
+    /// GB/s of each *triad* run.
     pub triad: Vec<f64>,
 }
 

@@ -61,6 +61,7 @@ const MAX_QUOTE: usize = 60;
 /// What a tuning file holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TuneConfig {
+    /// The GEMM block sizes MC, KC, NC.
     pub blocks: BlockSizes,
     /// The micro-kernel to force, if the tuner found one better than the default choice.
     pub kernel: Option<String>,
