@@ -22,8 +22,10 @@
 
 use crate::activation::Activation;
 
+/// The kernels' vector: 16 `f32` lanes with AVX-512F, else 8 (see the module docs).
 #[cfg(target_feature = "avx512f")]
 pub type V = wide::f32x16;
+/// The kernels' vector: 8 `f32` lanes without AVX-512F (see the module docs).
 #[cfg(not(target_feature = "avx512f"))]
 pub type V = wide::f32x8;
 
@@ -258,5 +260,186 @@ pub fn derivative_from_output(act: Activation, a: V) -> V {
         Activation::Relu => a.simd_gt(V::ZERO) & V::ONE,
         Activation::Sigmoid => a * (V::ONE - a),
         Activation::Tanh => V::ONE - a * a,
+    }
+}
+
+/// The environment variable that replaces the CPU's detected SIMD features in
+/// [`build_vs_cpu_warning`]: a comma-separated list such as `avx2,fma` (x86:
+/// `sse2`, `avx`, `avx2`, `fma`, `avx512f`; ARM: `neon`). For tests and for
+/// checking what a user on another CPU would see.
+pub const ASSUME_CPU_FEATURES_ENV: &str = "SIMDNET_ASSUME_CPU_FEATURES";
+
+/// The SIMD features of [`TARGET_FEATURES`] that the CPU running this process
+/// has (`std::arch::is_x86_feature_detected!`; on aarch64 NEON is always
+/// there), or those named in [`ASSUME_CPU_FEATURES_ENV`] when it is set.
+pub fn cpu_features() -> Vec<String> {
+    if let Some(list) = std::env::var_os(ASSUME_CPU_FEATURES_ENV) {
+        return list
+            .to_string_lossy()
+            .split(',')
+            .map(|f| f.trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .collect();
+    }
+    detected_features().into_iter().map(String::from).collect()
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn detected_features() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if std::arch::is_x86_feature_detected!("sse2") {
+        v.push("sse2");
+    }
+    if std::arch::is_x86_feature_detected!("avx") {
+        v.push("avx");
+    }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        v.push("avx2");
+    }
+    if std::arch::is_x86_feature_detected!("fma") {
+        v.push("fma");
+    }
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        v.push("avx512f");
+    }
+    v
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+fn detected_features() -> Vec<&'static str> {
+    // aarch64 always has NEON; elsewhere this build uses what it was built with.
+    TARGET_FEATURES
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| *f)
+        .collect()
+}
+
+/// The SIMD instruction set a feature set gives `wide`, with its `f32` lanes
+/// per register: `AVX-512 (16 lanes)`, `AVX2 (8 lanes)`, `AVX (8 lanes)`,
+/// `SSE2 (4 lanes)`, `NEON (4 lanes)`, or `no SIMD`.
+pub fn isa_of(features: &[&str]) -> &'static str {
+    let has = |f: &str| features.contains(&f);
+    if has("avx512f") {
+        "AVX-512 (16 lanes)"
+    } else if has("avx2") {
+        "AVX2 (8 lanes)"
+    } else if has("avx") {
+        "AVX (8 lanes)"
+    } else if has("sse2") {
+        "SSE2 (4 lanes)"
+    } else if has("neon") {
+        "NEON (4 lanes)"
+    } else {
+        "no SIMD"
+    }
+}
+
+/// The fix [`build_vs_cpu_warning`] gives: build on (and for) the CPU that runs it.
+pub const NATIVE_BUILD_FIX: &str = "rebuild for this CPU with RUSTFLAGS=\"-C target-cpu=native\" cargo build --release \
+(the repository's .cargo/config.toml does this), or cargo install simdnet --config 'build.rustflags=[\"-C\",\"target-cpu=native\"]'; \
+a crate using simdnet as a library: put rustflags = [\"-C\", \"target-cpu=native\"] under [build] in its .cargo/config.toml";
+
+/// Compares the SIMD features a binary was built with (`built`, as in
+/// [`TARGET_FEATURES`]) with those of the CPU (`cpu`): `None` when they agree,
+/// else one line saying what differs and how to fix it. A CPU with features
+/// the build leaves unused runs simdnet slower than it could (a portable build
+/// or a dependent crate built without `target-cpu=native`); a build using
+/// features the CPU lacks may stop with an illegal instruction.
+pub fn build_vs_cpu_warning(built: &[(&str, bool)], cpu: &[&str]) -> Option<String> {
+    let on: Vec<&str> = built.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    let unused: Vec<&str> = built
+        .iter()
+        .filter(|(f, on)| !on && cpu.contains(f))
+        .map(|(f, _)| *f)
+        .collect();
+    let lacking: Vec<&str> = on.iter().copied().filter(|f| !cpu.contains(f)).collect();
+    let (build, cpu_isa) = (isa_of(&on), isa_of(cpu));
+    if !lacking.is_empty() {
+        return Some(format!(
+            "warning: this simdnet was built for {build} with {}, which this CPU ({cpu_isa}) lacks: it may stop with an illegal instruction; {NATIVE_BUILD_FIX}",
+            lacking.join(", ")
+        ));
+    }
+    if !unused.is_empty() {
+        return Some(format!(
+            "warning: this simdnet was built for {build} but this CPU also has {} ({cpu_isa}): it runs slower than it could; {NATIVE_BUILD_FIX}",
+            unused.join(", ")
+        ));
+    }
+    None
+}
+
+/// [`build_vs_cpu_warning`] for this binary on this CPU ([`cpu_features`]).
+pub fn native_warning() -> Option<String> {
+    let cpu = cpu_features();
+    let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
+    build_vs_cpu_warning(TARGET_FEATURES, &cpu)
+}
+
+#[cfg(test)]
+mod build_check_tests {
+    use super::*;
+
+    const AVX2_BUILD: &[(&str, bool)] = &[
+        ("sse2", true),
+        ("avx", true),
+        ("avx2", true),
+        ("fma", true),
+        ("avx512f", false),
+    ];
+    const PORTABLE_BUILD: &[(&str, bool)] = &[
+        ("sse2", true),
+        ("avx", false),
+        ("avx2", false),
+        ("fma", false),
+        ("avx512f", false),
+    ];
+    const ZEN3: &[&str] = &["sse2", "avx", "avx2", "fma"];
+    const ZEN4: &[&str] = &["sse2", "avx", "avx2", "fma", "avx512f"];
+
+    #[test]
+    fn a_native_build_says_nothing() {
+        assert_eq!(build_vs_cpu_warning(AVX2_BUILD, ZEN3), None);
+        assert_eq!(build_vs_cpu_warning(&[("neon", true)], &["neon"]), None);
+    }
+
+    #[test]
+    fn a_portable_build_on_zen3_names_what_it_leaves_unused_and_the_fix() {
+        let w = build_vs_cpu_warning(PORTABLE_BUILD, ZEN3).unwrap();
+        assert!(
+            w.starts_with("warning: this simdnet was built for SSE2 (4 lanes) but this CPU also has avx, avx2, fma (AVX2 (8 lanes)): it runs slower than it could; rebuild for this CPU with RUSTFLAGS=\"-C target-cpu=native\""),
+            "{w}"
+        );
+        assert!(w.contains("cargo install simdnet --config"), "{w}");
+        assert!(w.contains(".cargo/config.toml"), "{w}");
+        assert!(!w.contains('\n'), "one line");
+    }
+
+    #[test]
+    fn an_avx2_build_on_zen4_misses_avx512() {
+        let w = build_vs_cpu_warning(AVX2_BUILD, ZEN4).unwrap();
+        assert!(
+            w.contains("built for AVX2 (8 lanes) but this CPU also has avx512f (AVX-512 (16 lanes))"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn an_avx512_build_on_zen3_may_crash() {
+        let built: Vec<(&str, bool)> = ZEN4.iter().map(|f| (*f, true)).collect();
+        let w = build_vs_cpu_warning(&built, ZEN3).unwrap();
+        assert!(
+            w.contains("built for AVX-512 (16 lanes) with avx512f, which this CPU (AVX2 (8 lanes)) lacks"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn isa_names() {
+        assert_eq!(isa_of(ZEN4), "AVX-512 (16 lanes)");
+        assert_eq!(isa_of(ZEN3), "AVX2 (8 lanes)");
+        assert_eq!(isa_of(&["neon"]), "NEON (4 lanes)");
+        assert_eq!(isa_of(&[]), "no SIMD");
     }
 }

@@ -518,17 +518,18 @@ fn tune_writes_a_config_that_train_and_bench_then_use() {
     );
     let o = train(&["--no-tune-config"]);
     assert!(!stdout(&o).contains("Using block sizes"));
-    // A broken file is a run error (exit 1) naming the problem, not a panic.
+    // A malformed file is a run error (exit 1) naming the problem, not a panic
+    // (block sizes out of range only make it ignored with a warning: tests/tune_file.rs).
     std::fs::write(
         dir.join("simdnet-tune.cfg"),
-        "version = 1\nmc = 0\nkc = 1\nnc = 1\n",
+        "version = 1\nmc = zero\nkc = 1\nnc = 1\n",
     )
     .unwrap();
     let o = train(&[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("mc must be at least 1") && err.contains("simdnet tune"),
+        err.contains("mc must be a whole number") && err.contains("simdnet tune"),
         "{err}"
     );
     // --config writes elsewhere; SIMDNET_TUNE_CONFIG reads from there.

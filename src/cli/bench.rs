@@ -24,8 +24,10 @@ use crate::profile::machine::{self, Bandwidth, Rate};
 use crate::profile::suite::{self, Results, Settings};
 use crate::profile::verdict::{FusedStats, GemmStats, Limits};
 
+/// One line for the command list.
 pub const ABOUT: &str = "measure this machine's peak FLOP/s and bandwidth, and the engine against them";
 
+/// The flags of `simdnet bench`.
 pub const FLAGS: &[Flag] = &[
     THREADS,
     Flag::value(
@@ -56,6 +58,10 @@ pub const FLAGS: &[Flag] = &[
         "print the results as JSON (schema simdnet-bench/3, see docs/PERFORMANCE.md)",
     ),
     Flag::switch("no-tune-config", "ignore the block sizes saved by `simdnet tune`"),
+    Flag::switch(
+        "markdown",
+        "print the README's performance tables (Markdown, with the machine and this command)",
+    ),
 ];
 
 /// The JSON schema name; bump the number on any incompatible change.
@@ -149,9 +155,19 @@ pub fn memory_bytes(set: &Settings) -> u64 {
         .saturating_add(memory::BASELINE_BYTES)
 }
 
+/// Runs `simdnet bench`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let settings = settings(p)?;
     let json = p.switch("json");
+    let markdown = p.switch("markdown");
+    if json && markdown {
+        return Err(
+            UsageError("--json and --markdown cannot be combined: pick one output format".into()).into(),
+        );
+    }
+    if let Some(w) = crate::simd::native_warning() {
+        eprintln!("{w}");
+    }
     let tune_msg = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))?;
     memory::check(
         memory_bytes(&settings),
@@ -172,6 +188,8 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let results = suite::run(&settings, &say)?;
     if json {
         print!("{}", to_json(&settings, &results, tune_msg.as_deref()).render());
+    } else if markdown {
+        print!("{}", to_markdown(&settings, &results, &command_line(p)));
     } else {
         print!("{}", to_text(&settings, &results));
         for w in &results.warnings {
@@ -190,9 +208,149 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The command that reproduces this run: `simdnet bench` and the flags given.
+fn command_line(p: &Parsed) -> String {
+    let mut cmd = String::from("simdnet bench");
+    for f in FLAGS {
+        if f.name == "markdown" {
+            continue;
+        }
+        match p.raw(f.name) {
+            Some(v) if Some(v) != f.default => {
+                let _ = write!(cmd, " --{} {}", f.name, v);
+            }
+            Some(_) => {}
+            None if p.switch(f.name) => {
+                let _ = write!(cmd, " --{}", f.name);
+            }
+            None => {}
+        }
+    }
+    cmd.push_str(" --markdown");
+    cmd
+}
+
+/// The performance tables of the README, as Markdown: a `<!-- measured: ...;
+/// command: ... -->` marker line naming the machine and `command`, the machine
+/// line (and any warning that the run was disturbed), then the machine's
+/// limits, the GEMMs and the fused kernels.
+fn to_markdown(set: &Settings, r: &Results, command: &str) -> String {
+    let (l, n) = (&r.limits, set.threads);
+    let facts = BuildFacts::current();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<!-- measured: {}, {}, {} lanes; command: {command} -->",
+        machine::cpu_model(),
+        facts.simd.isa,
+        facts.simd.lanes
+    );
+    let load: Vec<String> = l.load.iter().flatten().map(|x| format!("{x:.2}")).collect();
+    let _ = writeln!(
+        s,
+        "Measured on {}. GEMM micro-kernel {}, block sizes {}. Medians of {} runs{}. Regenerate with `{command}`.",
+        machine::machine_line(n),
+        facts.micro_kernel,
+        describe(facts.blocks),
+        set.runs,
+        if load.is_empty() {
+            String::new()
+        } else {
+            format!("; 1-minute load average {}", load.join(" -> "))
+        }
+    );
+    for w in &r.warnings {
+        let _ = writeln!(s, "\nWarning from this run: {w}.");
+    }
+    let threads = |t: usize| {
+        if t == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{t} threads")
+        }
+    };
+    let _ = writeln!(
+        s,
+        "\n| machine limit | {} | {} |\n|---|---|---|",
+        threads(1),
+        threads(n)
+    );
+    let _ = writeln!(
+        s,
+        "| peak fp32 (FMA loop), GFLOP/s, best / median | {:.1} / {:.1} | {:.1} / {:.1} |",
+        l.peak1.best, l.peak1.median, l.peak_n.best, l.peak_n.median
+    );
+    for (name, one, all) in [
+        ("read", &l.bw1.read, &l.bw_n.read),
+        ("copy", &l.bw1.copy, &l.bw_n.copy),
+        ("triad", &l.bw1.triad, &l.bw_n.triad),
+    ] {
+        let _ = writeln!(
+            s,
+            "| memory {name}, GB/s | {:.1} | {:.1} |",
+            one.median, all.median
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| GEMM on {} (m x n x k) | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|",
+        threads(n)
+    );
+    for g in &r.gemms {
+        let sh = &g.shape;
+        let _ = match (&g.verified, &g.stats) {
+            (Ok(()), Some(st)) => writeln!(
+                s,
+                "| {} ({} x {} x {}) | {:.1} | {:.0}% | {}, {:.0}% |",
+                sh.name,
+                sh.m,
+                sh.n,
+                sh.k,
+                st.gflops,
+                st.percent_of_peak,
+                st.bound(),
+                st.percent_of_roof
+            ),
+            _ => writeln!(
+                s,
+                "| {} ({} x {} x {}) | failed verification | - | - |",
+                sh.name, sh.m, sh.n, sh.k
+            ),
+        };
+    }
+    let _ = writeln!(
+        s,
+        "\n| fused kernel | threads | GB/s | % of triad |\n|---|---|---|---|"
+    );
+    for f in &r.fused {
+        let _ = match &f.stats {
+            Some(st) => writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.0}% |",
+                f.kind.name(),
+                f.threads,
+                st.gbs,
+                st.percent_of_bandwidth
+            ),
+            None => writeln!(
+                s,
+                "| {} | {} | failed verification | - |",
+                f.kind.name(),
+                f.threads
+            ),
+        };
+    }
+    s
+}
+
 fn build_line(facts: &BuildFacts, threads: usize) -> String {
+    let cpu = crate::simd::cpu_features();
+    let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
     format!(
-        "Build: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        machine::cpu_model(),
+        crate::simd::isa_of(&cpu),
+        if cpu.is_empty() { "none".to_string() } else { cpu.join(" ") },
         facts.simd.describe(),
         describe_caches(&facts.caches),
         "BLIS-style",

@@ -526,6 +526,9 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     }
     let text = !plan.quiet && !plan.json;
     let profile = p.switch("profile");
+    if let Some(w) = crate::simd::native_warning() {
+        eprintln!("{w}");
+    }
     if let Some(msg) = crate::profile::tune_config::apply_if_present(p.switch("no-tune-config"))? {
         if text {
             println!("{msg}");

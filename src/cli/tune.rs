@@ -19,9 +19,11 @@ use crate::profile::facts::describe;
 use crate::profile::tune_config::{self, TuneConfig};
 use crate::profile::tuner::{self, Effort};
 
+/// One line for the command list.
 pub const ABOUT: &str =
     "search the GEMM block sizes for this machine and a network; save them for train and bench";
 
+/// The flags of `simdnet tune`.
 pub const FLAGS: &[Flag] = &[
     Flag::value(
         "layers",
@@ -48,6 +50,7 @@ pub const FLAGS: &[Flag] = &[
     Flag::switch("dry-run", "search and report, but do not write the file"),
 ];
 
+/// Runs `simdnet tune`.
 pub fn run(p: &Parsed) -> Result<(), CliError> {
     let networks = parse_networks(p.raw("layers").unwrap_or(""))?;
     let batch: usize = p.get("batch")?;

@@ -21,6 +21,9 @@
 //! The readers validate everything (magic, sizes, exact length, gzip integrity)
 //! and never panic: each failure is an [`Error`] that names the file and the problem.
 //! [`parse_images`] and [`parse_labels`] read from memory (for tests and fuzzing).
+//!
+//! A large gzipped file's body may come from a decompressed copy kept beside
+//! it ([`super::cache`]), used only when it matches the file and its checksum.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -28,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::GzDecoder;
 
+use super::cache;
 use crate::error::{Error, Result};
 use crate::nn::memory;
 
@@ -215,6 +219,8 @@ struct Input<R: BufRead> {
     stored_len: Option<u64>,
     /// Decoded bytes consumed so far.
     pos: u64,
+    /// The opened file's metadata (for the key of a cached decompressed copy).
+    meta: Option<std::fs::Metadata>,
 }
 
 impl Input<BufReader<File>> {
@@ -235,7 +241,9 @@ impl Input<BufReader<File>> {
         // A device or a pipe reports no useful length: it is bounded by its header alone.
         let stored_len = meta.is_file().then_some(meta.len());
         let buffered = BufReader::with_capacity(BUF_SIZE, file);
-        Input::new(buffered, stored_len, path).map_err(|e| io("read", e))
+        let mut input = Input::new(buffered, stored_len, path).map_err(|e| io("read", e))?;
+        input.meta = Some(meta);
+        Ok(input)
     }
 }
 
@@ -259,6 +267,7 @@ impl<R: BufRead> Input<R> {
             reader,
             stored_len,
             pos: 0,
+            meta: None,
         })
     }
 
@@ -332,6 +341,8 @@ impl<R: BufRead> Input<R> {
 struct Header<R: BufRead> {
     input: Input<R>,
     dims: Vec<u32>,
+    /// The header's bytes as read (magic and sizes).
+    head: Vec<u8>,
 }
 
 impl<R: BufRead> Header<R> {
@@ -395,7 +406,7 @@ impl<R: BufRead> Header<R> {
                 "the header's sizes ({shape}) are absurdly large: images may be at most {MAX_SIDE}x{MAX_SIDE} pixels (MNIST's are 28x28)"
             )));
         }
-        Ok(Header { input, dims })
+        Ok(Header { input, dims, head })
     }
 
     /// Reads the body of an image file.
@@ -446,6 +457,19 @@ impl<R: BufRead> Header<R> {
                 "{shape} = {promised} bytes do not fit in memory; if the file is right, free some memory"
             ))
         })?;
+        // A large gzipped file may have a verified decompressed copy beside it
+        // (see [`cache`]): then its body comes from there, else from the file.
+        let cache_key = match &input.meta {
+            Some(meta) if input.gzipped() && promised >= cache::MIN_BODY && !cache::disabled() => {
+                cache::Key::of(&input.path, meta)
+            }
+            _ => None,
+        };
+        if let Some(hit) = cache_key.and_then(|key| cache::open(&input.path, key, &self.head, promised)) {
+            if hit.read_body(&mut data, promised) {
+                return Ok(data);
+            }
+        }
         let res = (&mut input.reader).take(promised).read_to_end(&mut data);
         input.pos += data.len() as u64;
         res.map_err(|e| input.error(e))?;
@@ -468,6 +492,9 @@ impl<R: BufRead> Header<R> {
             return Err(input.bad(format!(
                 "extra bytes after the end of the data: {count} the {promised} data bytes promised by the header ({shape})"
             )));
+        }
+        if let Some(key) = cache_key {
+            cache::store(&input.path, key, &self.head, &data);
         }
         Ok(data)
     }

@@ -132,6 +132,9 @@ fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
         Some(raw) if !present(&path) && present(&raw) => raw,
         _ => path,
     };
+    if !present(&chosen) {
+        return Err(Error::Invalid(missing_data(dir, name)));
+    }
     if chosen
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink())
@@ -147,3 +150,33 @@ fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     }
     Ok(chosen)
 }
+
+/// Where the MNIST files can be downloaded (the names as in [`Split::file_names`]).
+pub const DOWNLOAD_URL: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
+
+/// The message for a missing MNIST file `name` in `dir`: which of the four
+/// files are missing, where to get them, and how to point `--data` at them.
+fn missing_data(dir: &Path, name: &str) -> String {
+    let all = [Split::Train.file_names(), Split::Test.file_names()];
+    let all = [all[0].0, all[0].1, all[1].0, all[1].1];
+    let here = |n: &str| {
+        let raw = n.strip_suffix(".gz").unwrap_or(n);
+        dir.join(n).symlink_metadata().is_ok() || dir.join(raw).symlink_metadata().is_ok()
+    };
+    let missing: Vec<&str> = all.iter().copied().filter(|n| !here(n)).collect();
+    let where_ = if !dir.is_dir() {
+        format!("the folder '{}' does not exist", dir.display())
+    } else if missing.len() == all.len() {
+        format!("the folder '{}' has none of the four MNIST files", dir.display())
+    } else {
+        format!("'{}' lacks {}", dir.display(), missing.join(", "))
+    };
+    format!(
+        "cannot open '{}': no such file ({where_}). simdnet trains on the four MNIST files {} (gzipped or not): \
+         download them from {DOWNLOAD_URL} (or copy the data/ folder of the simdnet repository, checked by its SHA256SUMS) \
+         into one folder and pass --data DIR",
+        dir.join(name).display(),
+        all.join(", ")
+    )
+}
+

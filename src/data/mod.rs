@@ -9,6 +9,7 @@
 //! Your own pictures: [`image`] reads a PNG ([`png`]) or PGM ([`pgm`]) with
 //! bounded memory, and [`digitize`] makes it a 28x28 digit the way MNIST's were made.
 
+pub mod cache;
 pub mod dataset;
 pub mod digitize;
 pub mod idx;

@@ -31,7 +31,9 @@ pub const ACCUMULATORS: usize = 12;
 /// The best and the median of repeated measurements of a rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {
+    /// The best of the runs.
     pub best: f64,
+    /// The median of the runs.
     pub median: f64,
 }
 
@@ -119,8 +121,11 @@ pub fn peak_samples(pool: &rayon::ThreadPool, seconds: f64, runs: usize) -> Vec<
 /// Memory bandwidth in GB/s (1e9 bytes per second).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bandwidth {
+    /// Summing one array.
     pub read: Rate,
+    /// `c = a`.
     pub copy: Rate,
+    /// `a = b + s·c`.
     pub triad: Rate,
 }
 
@@ -182,8 +187,11 @@ fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 /// The GB/s of each run of read, copy and triad (to merge runs made at different times).
 #[derive(Clone, Debug, Default)]
 pub struct BandwidthSamples {
+    /// GB/s of each *read* run.
     pub read: Vec<f64>,
+    /// GB/s of each *copy* run.
     pub copy: Vec<f64>,
+    /// GB/s of each *triad* run.
     pub triad: Vec<f64>,
 }
 
@@ -262,6 +270,80 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// The CPU's model name, e.g. `AMD EPYC 9R45 ...`: the first `model name`
+/// (x86) or `Model` (ARM boards) line of `/proc/cpuinfo`, read at most 256 KiB
+/// deep, with runs of spaces collapsed; `unknown CPU` where there is none.
+pub fn cpu_model() -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open("/proc/cpuinfo").and_then(|f| f.take(256 << 10).read_to_string(&mut text));
+    if read.is_err() {
+        return "unknown CPU".into();
+    }
+    model_from_cpuinfo(&text).unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The model name in the text of `/proc/cpuinfo`, with the x86 family and
+/// model numbers when given (`AMD EPYC (family 26, model 2)`: a Zen 5).
+fn model_from_cpuinfo(text: &str) -> Option<String> {
+    let field = |want: &str| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == want)
+                .then(|| value.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|v| !v.is_empty() && v.chars().all(|c| !c.is_control()))
+        })
+    };
+    let name = field("model name").or_else(|| field("Model"))?;
+    Some(match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!("{name} (family {f}, model {m})"),
+        _ => name,
+    })
+}
+
+/// The machine line stated with measured figures: CPU model, its SIMD ISA and
+/// lanes, the build's, the threads and the date (UTC), e.g. `AMD EPYC 9R45
+/// (CPU AVX-512 (16 lanes); build AVX-512 (16 lanes)), 2 threads, 2026-11-30`.
+pub fn machine_line(threads: usize) -> String {
+    let cpu = simd::cpu_features();
+    let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
+    let built: Vec<&str> = simd::TARGET_FEATURES
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| *f)
+        .collect();
+    format!(
+        "{} (CPU {}; build {}), {threads} thread{}, {}",
+        cpu_model(),
+        simd::isa_of(&cpu),
+        simd::isa_of(&built),
+        if threads == 1 { "" } else { "s" },
+        today_utc()
+    )
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, from the system clock.
+pub fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Howard Hinnant's days-to-civil conversion: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Disjoint mutable parts of `v` for the given contiguous ranges (which start at 0).
 fn split_mut<'a>(mut v: &'a mut [f32], parts: &[std::ops::Range<usize>]) -> Vec<Mutex<&'a mut [f32]>> {
     let mut out = Vec::with_capacity(parts.len());
@@ -296,5 +378,24 @@ mod tests {
         assert_eq!(a, vec![2.0; 5]);
         assert_eq!(ranges(10, 3), vec![0..3, 3..6, 6..10]);
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+    }
+
+    #[test]
+    fn dates_and_cpu_models() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_422), (2025, 11, 30));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let text =
+            "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD  EPYC 7B13 64-Core Processor\n";
+        assert_eq!(
+            model_from_cpuinfo(text).as_deref(),
+            Some("AMD EPYC 7B13 64-Core Processor")
+        );
+        let zen5 = "cpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n";
+        assert_eq!(
+            model_from_cpuinfo(zen5).as_deref(),
+            Some("AMD EPYC (family 26, model 2)")
+        );
+        assert_eq!(model_from_cpuinfo("processor: 0\n"), None);
     }
 }

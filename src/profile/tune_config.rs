@@ -5,18 +5,33 @@
 //! ```text
 //! # simdnet tuning file, written by `simdnet tune`
 //! version = 1
+//! cpu = AMD EPYC (family 25, model 1)
+//! isa = AVX2 (8 lanes)
+//! measured_kernel = simd-6x16
 //! mc = 144
 //! kc = 256
 //! nc = 4080
-//! kernel = avx2-6x16     (optional: the micro-kernel to force)
+//! kernel = simd-6x16
 //! ```
 //!
-//! Every key is required except `kernel`; unknown or repeated keys,
-//! non-numeric, zero or absurd values (the block sizes must lie in the
-//! GEMM's ranges, [`gemm::blocking::MC_RANGE`] and its neighbours) and other
-//! versions are rejected with [`Error::BadConfig`] naming the line and the
-//! problem; text from the file is shown escaped (no control bytes reach the
-//! terminal). Reading is bounded: only a regular file of at most
+//! `cpu` (the CPU's model, [`machine::cpu_model`]), `isa` (the SIMD
+//! instruction set and lanes of the build that measured,
+//! [`crate::simd::isa_of`]) and `measured_kernel` (the micro-kernel the
+//! block sizes were measured with) say where the file comes from; they are
+//! optional, so files written before they existed still load. `kernel`, the
+//! micro-kernel to force, is optional too. The other keys are required;
+//! unknown or repeated keys, non-numeric values and other versions are
+//! rejected with [`Error::BadConfig`] naming the line and the problem; text
+//! from the file is shown escaped (no control bytes reach the terminal).
+//!
+//! A file that is well-formed but does not fit this machine is *ignored with
+//! one warning* on standard error, never fatal ([`apply_from`]): written for
+//! another CPU or another SIMD instruction set, naming a micro-kernel this
+//! build does not have, or with block sizes outside the GEMM's ranges
+//! ([`gemm::blocking::MC_RANGE`] and its neighbours). The warning names the
+//! file and the fix: `simdnet tune` again, or delete the file. ([`parse`] and
+//! [`load`] still reject out-of-range block sizes as errors; block sizes set
+//! in the environment, `SIMDNET_MC` and friends, stay strict errors.) Reading is bounded: only a regular file of at most
 //! [`MAX_FILE_BYTES`] is read. The file lives in
 //! the current directory as `simdnet-tune.cfg`, or wherever the environment
 //! variable `SIMDNET_TUNE_CONFIG` points. It is written atomically (a
@@ -27,6 +42,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::facts::describe;
+use super::machine;
 use crate::error::{Error, Result};
 use crate::gemm::{self, BlockSizes};
 use crate::safe_file;
@@ -45,6 +61,7 @@ const MAX_QUOTE: usize = 60;
 /// What a tuning file holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TuneConfig {
+    /// The GEMM block sizes MC, KC, NC.
     pub blocks: BlockSizes,
     /// The micro-kernel to force, if the tuner found one better than the default choice.
     pub kernel: Option<String>,
@@ -83,9 +100,58 @@ fn bad(path: &Path, problem: impl Into<String>) -> Error {
     }
 }
 
+/// Where a tuning file was measured: its optional `cpu`, `isa` and
+/// `measured_kernel` lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The CPU's model name ([`machine::cpu_model`]).
+    pub cpu: Option<String>,
+    /// The build's SIMD instruction set and lanes ([`crate::simd::isa_of`]).
+    pub isa: Option<String>,
+    /// The micro-kernel the block sizes were measured with.
+    pub measured_kernel: Option<String>,
+}
+
+impl Origin {
+    /// This machine and build, with the micro-kernel in use now.
+    pub fn here() -> Origin {
+        Origin {
+            cpu: Some(machine::cpu_model()),
+            isa: Some(this_isa().to_string()),
+            measured_kernel: Some(gemm::micro_kernel_name().to_string()),
+        }
+    }
+}
+
+/// The SIMD instruction set and lanes of this build, as the `isa` line says it.
+fn this_isa() -> &'static str {
+    let built: Vec<&str> = crate::simd::TARGET_FEATURES
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| *f)
+        .collect();
+    crate::simd::isa_of(&built)
+}
+
+/// A well-formed file: its settings (block sizes not yet range-checked) and origin.
+struct Parsed {
+    cfg: TuneConfig,
+    origin: Origin,
+}
+
 /// Parses and validates the text of a tuning file (`path` is for messages only).
 pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
+    let parsed = parse_parts(text, path, true)?;
+    parsed.cfg.blocks.validate().map_err(|e| bad(path, e))?;
+    Ok(parsed.cfg)
+}
+
+/// Parses a tuning file and its origin lines; `strict` also rejects block
+/// sizes of 0 or above their range here, else only [`BlockSizes::validate`]
+/// (called later) judges them.
+fn parse_parts(text: &str, path: &Path, strict: bool) -> Result<Parsed> {
     let (mut version, mut mc, mut kc, mut nc, mut kernel) = (None, None, None, None, None);
+    let mut origin = Origin::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let no = i + 1;
@@ -100,6 +166,11 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
         };
         let (key, value) = (key.trim(), value.trim());
         let number = |what: &str, max: usize| -> Result<usize> {
+            let max = if strict || what == "version" {
+                max
+            } else {
+                usize::MAX
+            };
             let v: usize = value.parse().map_err(|_| {
                 bad(
                     path,
@@ -109,7 +180,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
                     ),
                 )
             })?;
-            if v == 0 {
+            if v == 0 && (strict || what == "version") {
                 return Err(bad(
                     path,
                     format!("line {no}: {what} must be at least 1, found 0"),
@@ -128,9 +199,10 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
             "mc" => &mut mc,
             "kc" => &mut kc,
             "nc" => &mut nc,
-            "kernel" => {
-                if kernel.is_some() {
-                    return Err(bad(path, format!("line {no}: 'kernel' is given twice")));
+            "kernel" | "measured_kernel" => {
+                let slot = if key == "kernel" { &mut kernel } else { &mut origin.measured_kernel };
+                if slot.is_some() {
+                    return Err(bad(path, format!("line {no}: '{key}' is given twice")));
                 }
                 if value.is_empty() || !value.chars().all(|c| c.is_ascii_graphic()) {
                     return Err(bad(
@@ -138,14 +210,28 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
                         format!("line {no}: kernel name '{}' is not a name", quote(value)),
                     ));
                 }
-                kernel = Some(value.to_string());
+                *slot = Some(value.to_string());
+                continue;
+            }
+            "cpu" | "isa" => {
+                let slot = if key == "cpu" { &mut origin.cpu } else { &mut origin.isa };
+                if slot.is_some() {
+                    return Err(bad(path, format!("line {no}: '{key}' is given twice")));
+                }
+                if value.is_empty() || value.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{202e}') {
+                    return Err(bad(
+                        path,
+                        format!("line {no}: '{key}' must be a line of text, found '{}'", quote(value)),
+                    ));
+                }
+                *slot = Some(value.to_string());
                 continue;
             }
             _ => {
                 return Err(bad(
                     path,
                     format!(
-                        "line {no}: unknown key '{}' (expected version, mc, kc, nc or kernel)",
+                        "line {no}: unknown key '{}' (expected version, cpu, isa, measured_kernel, mc, kc, nc or kernel)",
                         quote(key)
                     ),
                 ))
@@ -177,8 +263,10 @@ pub fn parse(text: &str, path: &Path) -> Result<TuneConfig> {
         kc: kc.ok_or_else(|| missing("kc"))?,
         nc: nc.ok_or_else(|| missing("nc"))?,
     };
-    blocks.validate().map_err(|e| bad(path, e))?;
-    Ok(TuneConfig { blocks, kernel })
+    Ok(Parsed {
+        cfg: TuneConfig { blocks, kernel },
+        origin,
+    })
 }
 
 /// The text of a tuning file; `comment` lines (without `#`) go on top.
@@ -189,8 +277,19 @@ fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
     for c in comment {
         s.push_str(&format!("# {c}\n"));
     }
+    s.push_str(&format!("version = {VERSION}\n"));
+    let origin = Origin::here();
+    for (key, value) in [
+        ("cpu", &origin.cpu),
+        ("isa", &origin.isa),
+        ("measured_kernel", &origin.measured_kernel),
+    ] {
+        if let Some(v) = value {
+            s.push_str(&format!("{key} = {v}\n"));
+        }
+    }
     s.push_str(&format!(
-        "version = {VERSION}\nmc = {}\nkc = {}\nnc = {}\n",
+        "mc = {}\nkc = {}\nnc = {}\n",
         cfg.blocks.mc, cfg.blocks.kc, cfg.blocks.nc
     ));
     if let Some(k) = &cfg.kernel {
@@ -202,6 +301,13 @@ fn to_text(cfg: &TuneConfig, comment: &[String]) -> String {
 /// Reads and validates a tuning file: a regular file of at most
 /// [`MAX_FILE_BYTES`], UTF-8 text.
 pub fn load(path: &Path) -> Result<TuneConfig> {
+    let parsed = load_parts(path, true)?;
+    parsed.cfg.blocks.validate().map_err(|e| bad(path, e))?;
+    Ok(parsed.cfg)
+}
+
+/// [`load`] with the origin lines; see [`parse_parts`] for `strict`.
+fn load_parts(path: &Path, strict: bool) -> Result<Parsed> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         action: "read the tuning file",
@@ -249,7 +355,7 @@ pub fn load(path: &Path) -> Result<TuneConfig> {
             ),
         )
     })?;
-    parse(&text, path)
+    parse_parts(&text, path, strict)
 }
 
 /// Writes a tuning file atomically and safely (see [`crate::safe_file`]).
@@ -257,26 +363,67 @@ pub fn save(path: &Path, cfg: &TuneConfig, comment: &[String]) -> Result<()> {
     safe_file::write_atomic(path, to_text(cfg, comment).as_bytes(), "tuning file")
 }
 
-/// Applies a configuration to the GEMM (block sizes, and the kernel if named).
-fn apply(cfg: &TuneConfig, path: &Path) -> Result<()> {
-    if let Some(k) = &cfg.kernel {
-        gemm::set_kernel(Some(k))
-            .map_err(|e| bad(path, format!("{e} (this build cannot use the tuned kernel)")))?;
+/// Why a well-formed tuning file does not fit this machine and build, if it does not.
+fn misfit(parsed: &Parsed) -> Option<String> {
+    let origin = &parsed.origin;
+    let cpu_here = machine::cpu_model();
+    let isa_here = this_isa();
+    let from = |what: &str| match &origin.cpu {
+        Some(cpu) => format!("{what} on the CPU '{}'", quote(cpu)),
+        None => what.to_string(),
+    };
+    if let Some(isa) = origin.isa.as_deref().filter(|&isa| isa != isa_here) {
+        return Some(format!(
+            "it was measured {}, but this build uses {isa_here}",
+            from(&format!("with {}", quote(isa)))
+        ));
     }
-    gemm::set_block_sizes(cfg.blocks);
-    Ok(())
+    if let Some(cpu) = origin.cpu.as_deref().filter(|&cpu| cpu != cpu_here) {
+        return Some(format!(
+            "it was measured on the CPU '{}', but this one is '{}'",
+            quote(cpu),
+            quote(&cpu_here)
+        ));
+    }
+    if let Some(k) = &parsed.cfg.kernel {
+        if !gemm::kernel::all_kernels().any(|m| m.name == k) {
+            let names: Vec<&str> = gemm::kernel::all_kernels().map(|m| m.name).collect();
+            return Some(format!(
+                "it names the micro-kernel '{}', which this build ({isa_here}) does not have (it has {})",
+                quote(k),
+                names.join(", ")
+            ));
+        }
+    }
+    parsed
+        .cfg
+        .blocks
+        .validate()
+        .err()
+        .map(|e| format!("its block sizes do not fit this build: {e}"))
+}
+
+/// The warning for a tuning file at `path` that is ignored because of `why`.
+pub fn ignored_warning(path: &Path, why: &str) -> String {
+    format!(
+        "warning: ignoring the tuning file '{}': {why}; run `simdnet tune` again on this machine, or delete the file",
+        path.display()
+    )
 }
 
 /// Applies the tuning file at `path` if it exists and `ignore` is false;
 /// returns a line saying what was used (or why it was not). First checks
 /// the block sizes set in the environment ([`gemm::blocking::check_env`]):
-/// a bad value is an error here, not silently ignored.
+/// a bad value is an error here, not silently ignored. A malformed file is an
+/// error; a well-formed file that does not fit this machine (see the module
+/// docs) is not applied: one warning ([`ignored_warning`]) goes to standard
+/// error and `Ok(None)` is returned.
 pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
     gemm::blocking::check_env()?;
     if ignore || !path.exists() {
         return Ok(None);
     }
-    let cfg = load(path)?;
+    let parsed = load_parts(path, false)?;
     let env: Vec<&str> = ["SIMDNET_MC", "SIMDNET_KC", "SIMDNET_NC"]
         .into_iter()
         .filter(|v| std::env::var_os(v).is_some())
@@ -288,7 +435,18 @@ pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
             env.join(", ")
         )));
     }
-    apply(&cfg, path)?;
+    if let Some(why) = misfit(&parsed) {
+        use std::io::Write;
+        // Nowhere to report a failure to write to standard error.
+        let _ = writeln!(std::io::stderr().lock(), "{}", ignored_warning(path, &why));
+        return Ok(None);
+    }
+    let cfg = parsed.cfg;
+    if let Some(k) = &cfg.kernel {
+        gemm::set_kernel(Some(k))
+            .map_err(|e| bad(path, format!("{e} (this build cannot use the tuned kernel)")))?;
+    }
+    gemm::set_block_sizes(cfg.blocks);
     let kernel = cfg
         .kernel
         .as_ref()

@@ -29,6 +29,7 @@ pub const MIN_GAIN: f64 = 0.02;
 /// One point of the search space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
+    /// The block sizes.
     pub blocks: BlockSizes,
     /// `None`: the engine's default choice of micro-kernel.
     pub kernel: Option<String>,
@@ -41,6 +42,7 @@ impl Setting {
         gemm::set_block_sizes(self.blocks);
         Ok(())
     }
+    /// The block sizes and the kernel, as the tools print them.
     pub fn describe(&self) -> String {
         match &self.kernel {
             Some(k) => format!("{} kernel {k}", describe(self.blocks)),
@@ -52,10 +54,15 @@ impl Setting {
 /// How hard to search.
 #[derive(Clone, Debug)]
 pub struct Effort {
+    /// Samples per measurement (the median is used).
     pub runs: usize,
+    /// Seconds each sample runs for, at least.
     pub sample_seconds: f64,
+    /// The `mc` values to try.
     pub mc: Vec<usize>,
+    /// The `kc` values to try.
     pub kc: Vec<usize>,
+    /// The `nc` values to try.
     pub nc: Vec<usize>,
     /// Alternating default/winner measurements in the final comparison.
     pub confirm_runs: usize,
@@ -107,6 +114,7 @@ impl Bench {
 /// The result of a search.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The defaults (derived from the caches), measured.
     pub default: Setting,
     /// The setting to keep (the default when nothing was better).
     pub chosen: Setting,
@@ -116,8 +124,11 @@ pub struct Outcome {
     pub shapes: Vec<(String, f64, f64)>,
     /// The best candidate found (kept or not) and why it was not kept.
     pub best: Setting,
+    /// Why `best` was not kept, if it was not.
     pub rejected_because: Option<String>,
+    /// Settings measured during the search.
     pub evaluations: usize,
+    /// Seconds the search took.
     pub seconds: f64,
 }
 
