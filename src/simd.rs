@@ -377,6 +377,19 @@ pub fn native_warning() -> Option<String> {
     build_vs_cpu_warning(TARGET_FEATURES, &cpu)
 }
 
+/// Prints [`native_warning`] to stderr, once per process: a program that
+/// trains through the library ([`crate::nn::Fit::run`]) learns that it was
+/// built without the SIMD its CPU has, and how to fix it, the way the
+/// command line's `train` and `bench` tell their users.
+pub fn warn_once_if_not_native() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(warning) = native_warning() {
+            eprintln!("{warning}");
+        }
+    });
+}
+
 #[cfg(test)]
 mod build_check_tests {
     use super::*;

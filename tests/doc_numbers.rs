@@ -43,7 +43,12 @@ use doc_check::{crate_root, is_wildcard, parse, read_doc, shell_words, tokens, E
 
 /// The docs checked: the README and every file of docs/ once its figures are
 /// marked (see [`NOT_YET_CHECKED`]).
-const CHECKED: &[&str] = &["README.md", "docs/TUTORIAL.md", "docs/FUZZING.md", "docs/PERFORMANCE.md"];
+const CHECKED: &[&str] = &[
+    "README.md",
+    "docs/TUTORIAL.md",
+    "docs/FUZZING.md",
+    "docs/PERFORMANCE.md",
+];
 /// Files of docs/ not checked (none: every doc is).
 const NOT_YET_CHECKED: &[&str] = &[];
 /// Sections (file, heading line) not checked yet, for the same reason: from the

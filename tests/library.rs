@@ -240,3 +240,48 @@ fn the_readme_library_section_is_the_workshop_example() {
         );
     }
 }
+
+/// Set in the child process of [`fit_warns_once_when_the_build_lacks_the_cpus_simd`].
+const CHILD: &str = "SIMDNET_TEST_LIBRARY_WARNING_CHILD";
+
+/// A program that trains through the library learns, once, that its build
+/// lacks SIMD the CPU has (or, here, has SIMD the CPU is said to lack): the
+/// test re-runs itself as a child with `SIMDNET_ASSUME_CPU_FEATURES` set to a
+/// CPU with no SIMD at all, so any build but a scalar one must warn; the child
+/// trains twice and the warning must appear exactly once.
+#[test]
+fn fit_warns_once_when_the_build_lacks_the_cpus_simd() {
+    const NAME: &str = "fit_warns_once_when_the_build_lacks_the_cpus_simd";
+    if std::env::var_os(CHILD).is_some() {
+        for _ in 0..2 {
+            let mut net = Network::mlp(3, &[4], 3, Activation::Relu, 1).unwrap();
+            Fit::new(&mut net, &table(64)).epochs(1).run().unwrap();
+        }
+        return;
+    }
+    let run = |assume: Option<&str>| {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([NAME, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(CHILD, "1")
+            .env_remove(ASSUME);
+        if let Some(features) = assume {
+            child.env(ASSUME, features);
+        }
+        let out = child.output().unwrap();
+        assert!(out.status.success(), "child failed: {out:?}");
+        String::from_utf8_lossy(&out.stderr)
+            .matches("warning: this simdnet was built")
+            .count()
+    };
+    use simdnet::simd::{
+        build_vs_cpu_warning, native_warning, ASSUME_CPU_FEATURES_ENV as ASSUME, TARGET_FEATURES,
+    };
+    // A CPU without SIMD: every SIMD build must warn, once.
+    let expected = build_vs_cpu_warning(TARGET_FEATURES, &[]).is_some() as usize;
+    assert_eq!(run(Some("")), expected, "a CPU without SIMD");
+    assert_eq!(expected, usize::from(TARGET_FEATURES.iter().any(|&(_, on)| on)));
+    // This CPU as it is: a native build (this repository's .cargo/config.toml)
+    // has nothing to say; a portable one warns once.
+    assert_eq!(run(None), native_warning().is_some() as usize, "this CPU");
+}

@@ -179,4 +179,3 @@ fn missing_data(dir: &Path, name: &str) -> String {
         all.join(", ")
     )
 }
-

@@ -163,6 +163,7 @@ impl<'a> Fit<'a> {
     /// naming the fix, if the data does not fit the network (width, labels),
     /// a setting is out of range, or the loss diverges.
     pub fn run(self) -> Result<Vec<EpochStats>> {
+        crate::simd::warn_once_if_not_native();
         let mut on_progress = self
             .on_progress
             .unwrap_or_else(|| Box::new(|_| ControlFlow::Continue(())));
