@@ -196,10 +196,93 @@ fn peer_isa() -> String {
     "NEON or scalar".to_string()
 }
 
+/// Seconds of CPU time used by the calling thread (Linux
+/// `CLOCK_THREAD_CPUTIME_ID`): unlike the wall clock, it does not count
+/// the time another process holds this core, so one-thread comparisons
+/// hold on a busy machine. NaN where unavailable.
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.sec as f64 + t.nsec as f64 * 1e-9;
+        }
+    }
+    #[allow(unreachable_code)]
+    f64::NAN
+}
+
+/// `SIMDNET_BENCH_KERNELS=a,b,..`: simdnet alone on one thread, once per
+/// micro-kernel named (`auto` for the choice by shape; `gemm` and `mm`
+/// for the peers on one thread), interleaved; the
+/// best of the rounds in thread CPU time (robust to a busy machine; for
+/// tuning, not for the comparison with the peers).
+#[allow(clippy::too_many_arguments)]
+fn compare_kernels(
+    names: &[String],
+    rounds: usize,
+    target: f64,
+    flops: f64,
+    label: &str,
+    name: &str,
+    len: usize,
+    call: impl Fn(&mut [f32]) + Send + Copy,
+    peers: [&(dyn Fn(&mut [f32]) + Sync); 2],
+) {
+    let mut timers: Vec<Timer> = names
+        .iter()
+        .map(|k| {
+            let mut c = vec![0.0f32; len];
+            if let Some(i) = ["gemm", "mm"].iter().position(|p| p == k) {
+                let peer = peers[i];
+                return Timer::new(false, move || peer(black_box(&mut c)));
+            }
+            let k = (k != "auto").then(|| k.clone());
+            gemm::set_kernel(k.as_deref()).expect("a kernel name from available_kernels()");
+            Timer::new(false, move || {
+                gemm::set_kernel(k.as_deref()).unwrap();
+                call(black_box(&mut c))
+            })
+        })
+        .collect();
+    for t in &mut timers {
+        t.calibrate(target);
+    }
+    let mut best = vec![f64::INFINITY; timers.len()];
+    for _ in 0..rounds {
+        for (t, best) in timers.iter_mut().zip(&mut best) {
+            let start = thread_cpu_seconds();
+            for _ in 0..t.reps {
+                (t.call)();
+            }
+            *best = best.min((thread_cpu_seconds() - start) / t.reps as f64);
+        }
+    }
+    print!("{name:<7} {label:>12}");
+    for (k, t) in names.iter().zip(&best) {
+        print!(" | {k} {:6.1}", flops / t / 1e9);
+    }
+    println!();
+    gemm::set_kernel(None).unwrap();
+}
+
 fn main() {
     let full = std::env::var("SIMDNET_BENCH_FULL").is_ok_and(|v| v != "0");
     let ours_only = std::env::var("SIMDNET_BENCH_OURS_ONLY").is_ok_and(|v| v != "0");
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let kernels: Option<Vec<String>> = std::env::var("SIMDNET_BENCH_KERNELS")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_string()).collect());
     let rounds = if full { 21 } else { 9 };
     let target = if full { 3e-3 } else { 1.5e-3 };
     rayon::ThreadPoolBuilder::new()
@@ -350,6 +433,24 @@ fn main() {
         c.fill(f32::NAN);
         peer(2, &mut c);
         verify("gemm crate", a, b, &c, n);
+
+        if let Some(names) = &kernels {
+            let seq = move |c: &mut [f32]| ours(Parallelism::Sequential, c);
+            let gemm1 = move |c: &mut [f32]| peer(1, c);
+            let peers: [&(dyn Fn(&mut [f32]) + Sync); 2] = [&gemm1, &mm];
+            compare_kernels(
+                names,
+                rounds,
+                target,
+                flops,
+                &label,
+                shape.name,
+                m * n,
+                seq,
+                peers,
+            );
+            continue;
+        }
 
         // Timers: per mode, [ours, gemm, mm] (+ ours u8 in the full run).
         let mut outs: Vec<Vec<f32>> = Vec::new();

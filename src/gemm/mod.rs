@@ -185,7 +185,11 @@ pub fn gemm<T: Element>(
     }
     let kernel = kernel::choose(n);
     let blocks = block_sizes();
-    let plan = threads::plan(m, n, k, kernel.mr, kernel.nr, par == Parallelism::Rayon);
+    let min_task = match par {
+        Parallelism::Rayon => threads::min_flops_per_task(),
+        Parallelism::Sequential => usize::MAX,
+    };
+    let plan = threads::plan_with(m, n, k, kernel.mr, kernel.nr, min_task);
     let rs = c.row_stride();
     let c_ptr = SendPtr(c.data().as_mut_ptr());
     let tasks_n = n.div_ceil(plan.n_chunk);

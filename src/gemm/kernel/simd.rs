@@ -255,3 +255,121 @@ fn finish(acc: V, c: V, read_c: bool, beta: V, bias: V, act: Option<Activation>)
         None => x,
     }
 }
+
+/// The micro-kernel with lanes along m: an `MR x NR` tile, `MR = MV · LANES`
+/// rows as `MV` vectors per column of C, `NR` columns broadcast from B~.
+///
+/// Same packed panels as [`micro_kernel`] (A~: `MR` floats per step of
+/// `k`, B~: `NR` floats per step), other register roles, per step `p`:
+///
+/// ```text
+///   a_v = A~[p, v·LANES..(v+1)·LANES]   (MV vectors, loaded)
+///   b_j = B~[p, j]                      (broadcast, one at a time)
+///   acc[j][v] += a_v · b_j              (MV · NR accumulators: columns of C)
+/// ```
+///
+/// For narrow products (the 10 logits: `n = 10` is two tiles of 5
+/// columns, not one 16-wide tile of which 6 columns are thrown away) and
+/// for AVX2, where a `24x4` tile reads its B~ panel (`4·kc` floats) from L1
+/// while the A~ panel streams (the `6x16` tile keeps `16·kc` floats of B~,
+/// 32 KiB at `kc = 512`, in a 32-48 KiB L1 shared with A).
+///
+/// The tile is written transposed: the accumulators go through a small
+/// buffer into rows, then the same `store_edge` as the other SIMD kernels
+/// (so beta, bias, activation and dropout give the same bits). Every
+/// element is still `fma(a_ip, b_pj, acc)` for `p` ascending.
+///
+/// # Safety
+/// As [`super::KernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
+#[inline(never)]
+pub unsafe fn micro_kernel_m<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: a packed panel is the contiguous strided case with pa = MR.
+    unsafe { m_body::<MR, MV, NR, true>(kc, a, 1, MR, b, out) }
+}
+
+/// [`micro_kernel_m`] reading A in place (`A[i, p]` at `a + i·ra + p·pa`):
+/// vector loads when `ra == 1` (a transposed view), else each vector is
+/// gathered element by element (correct, slow: the shape choice never
+/// sends a row-major A here, only a forced kernel does).
+///
+/// # Safety
+/// As [`super::StridedKernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
+#[inline(never)]
+pub unsafe fn micro_kernel_m_strided<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if ra == 1 {
+            m_body::<MR, MV, NR, true>(kc, a, 1, pa, b, out)
+        } else {
+            m_body::<MR, MV, NR, false>(kc, a, ra, pa, b, out)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn m_body<const MR: usize, const MV: usize, const NR: usize, const CONTIGUOUS: bool>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    const { assert!(MR == MV * LANES && NR <= LANES) };
+    let mut acc = [[V::ZERO; MV]; NR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let mut av = [V::ZERO; MV];
+        for (v, av) in av.iter_mut().enumerate() {
+            *av = if CONTIGUOUS {
+                // SAFETY: rows v·LANES.. of step p, contiguous (ra == 1).
+                unsafe { simd::load(a.add(v * LANES)) }
+            } else {
+                // SAFETY: element (v·LANES + l, p) of the A micro-panel.
+                V::from(std::array::from_fn::<f32, LANES, _>(|l| unsafe {
+                    *a.add((v * LANES + l) * ra)
+                }))
+            };
+        }
+        for (j, acc_col) in acc.iter_mut().enumerate() {
+            // SAFETY: element (p, j) of the B micro-panel.
+            let bj = V::splat(unsafe { *b.add(j) });
+            for (acc, &av) in acc_col.iter_mut().zip(&av) {
+                *acc = simd::mul_add(av, bj, *acc);
+            }
+        }
+        // SAFETY: one step along k stays within (or one past) the panels.
+        unsafe {
+            a = a.add(pa);
+            b = b.add(NR);
+        }
+    }
+    // Transpose the tile: columns of accumulators -> one vector per row.
+    let mut cols = [[0.0f32; MR]; NR];
+    for (col, acc_col) in cols.iter_mut().zip(&acc) {
+        for (v, &x) in acc_col.iter().enumerate() {
+            // SAFETY: rows v·LANES..(v+1)·LANES of a column of MR floats.
+            unsafe { simd::store(col.as_mut_ptr().add(v * LANES), x) };
+        }
+    }
+    let rows: [[V; 1]; MR] = std::array::from_fn(|i| {
+        let mut row = [0.0f32; LANES];
+        for (x, col) in row.iter_mut().zip(&cols) {
+            *x = col[i];
+        }
+        [V::from(row)]
+    });
+    store_edge::<MR, 1>(&rows, out);
+}
