@@ -135,4 +135,28 @@ mod tests {
         assert_eq!(p.m_chunk % 12, 0);
         assert_eq!(p.n_chunk % 32, 0);
     }
+
+    #[test]
+    fn the_caller_and_its_pool_set_the_smallest_task() {
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(one.install(min_flops_per_task), usize::MAX);
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        assert_eq!(two.install(min_flops_per_task), MIN_FLOPS_PER_TASK);
+        if rayon::current_num_threads() >= 2 {
+            assert_eq!(min_flops_per_task(), MIN_FLOPS_PER_TASK_OUTSIDE_POOL);
+        }
+        assert_eq!(
+            plan_with(1024, 1024, 1024, 16, 16, usize::MAX).tasks(1024, 1024),
+            1
+        );
+        // 128x16x784: two tasks inside the pool, one from outside.
+        assert_eq!(
+            plan_with(128, 16, 784, 16, 16, MIN_FLOPS_PER_TASK).tasks(128, 16),
+            2
+        );
+        assert_eq!(
+            plan_with(128, 16, 784, 16, 16, MIN_FLOPS_PER_TASK_OUTSIDE_POOL).tasks(128, 16),
+            1
+        );
+    }
 }
