@@ -227,6 +227,9 @@ fn thread_cpu_seconds() -> f64 {
 /// for the peers on one thread), interleaved; the
 /// best of the rounds in thread CPU time (robust to a busy machine; for
 /// tuning, not for the comparison with the peers).
+/// One library's product into the given C.
+type Product = dyn Fn(&mut [f32]) + Sync;
+
 #[allow(clippy::too_many_arguments)]
 fn compare_kernels(
     names: &[String],
@@ -237,7 +240,7 @@ fn compare_kernels(
     name: &str,
     len: usize,
     call: impl Fn(&mut [f32]) + Send + Copy,
-    peers: [&(dyn Fn(&mut [f32]) + Sync); 2],
+    peers: [&Product; 2],
 ) {
     let mut timers: Vec<Timer> = names
         .iter()
@@ -437,7 +440,7 @@ fn main() {
         if let Some(names) = &kernels {
             let seq = move |c: &mut [f32]| ours(Parallelism::Sequential, c);
             let gemm1 = move |c: &mut [f32]| peer(1, c);
-            let peers: [&(dyn Fn(&mut [f32]) + Sync); 2] = [&gemm1, &mm];
+            let peers: [&Product; 2] = [&gemm1, &mm];
             compare_kernels(
                 names,
                 rounds,
