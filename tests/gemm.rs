@@ -889,3 +889,30 @@ fn default_kc_does_not_depend_on_the_default_kernel() {
         );
     }
 }
+
+/// A read in place ("direct": one B~ panel) over a long `k`, for every
+/// kernel and both orientations of A: the lanes-along-m kernels copy a
+/// row-major A panel through a stack buffer in runs of steps, and the
+/// others address rows from grouped base pointers; both must cover every
+/// step in order.
+#[test]
+fn in_place_a_with_long_k_on_every_kernel() {
+    let _g = Globals::lock();
+    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        for (m, n, k) in [
+            (kernel.mr, kernel.nr, 300),
+            (2 * kernel.mr + 1, kernel.nr - 1, 517),
+        ] {
+            for ta in [false, true] {
+                let case = Case {
+                    ta,
+                    ..Case::new(m, n, k)
+                };
+                check(case, index as u64);
+            }
+        }
+    }
+    gemm::set_kernel(None).unwrap();
+}

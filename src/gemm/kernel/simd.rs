@@ -288,14 +288,14 @@ pub unsafe fn micro_kernel_m<const MR: usize, const MV: usize, const NR: usize>(
     b: *const f32,
     out: &TileOut,
 ) {
-    // SAFETY: a packed panel is the contiguous strided case with pa = MR.
-    unsafe { m_body::<MR, MV, NR, true>(kc, a, 1, MR, b, out) }
+    // SAFETY: a packed panel: rows contiguous, steps MR apart.
+    unsafe { m_body::<MR, MV, NR>(kc, a, MR, b, out) }
 }
 
 /// [`micro_kernel_m`] reading A in place (`A[i, p]` at `a + i·ra + p·pa`):
-/// vector loads when `ra == 1` (a transposed view), else each vector is
-/// gathered element by element (correct, slow: the shape choice never
-/// sends a row-major A here, only a forced kernel does).
+/// vector loads when `ra == 1` (a transposed view); otherwise (a row-major
+/// A, read in place for a small product) the panel is copied into packed
+/// order on the stack, [`M_CHUNK`] floats at a time, between runs of steps.
 ///
 /// # Safety
 /// As [`super::StridedKernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
@@ -308,40 +308,71 @@ pub unsafe fn micro_kernel_m_strided<const MR: usize, const MV: usize, const NR:
     b: *const f32,
     out: &TileOut,
 ) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if ra == 1 {
-            m_body::<MR, MV, NR, true>(kc, a, 1, pa, b, out)
-        } else {
-            m_body::<MR, MV, NR, false>(kc, a, ra, pa, b, out)
+    let mut acc = [[V::ZERO; MV]; NR];
+    if ra == 1 {
+        // SAFETY: forwarded from the caller.
+        unsafe { m_steps::<MR, MV, NR>(kc, a, pa, b, &mut acc) };
+    } else {
+        let steps = (M_CHUNK / MR).max(1);
+        let mut buf = [0.0f32; M_CHUNK];
+        let mut p0 = 0;
+        while p0 < kc {
+            let len = steps.min(kc - p0);
+            for p in 0..len {
+                for i in 0..MR {
+                    // SAFETY: element (i, p0 + p) of the A micro-panel; `buf`
+                    // holds MR·steps <= M_CHUNK floats.
+                    unsafe { *buf.get_unchecked_mut(p * MR + i) = *a.add(i * ra + (p0 + p) * pa) };
+                }
+            }
+            // SAFETY: `buf` is a packed A panel of `len` steps; B from step p0.
+            unsafe { m_steps::<MR, MV, NR>(len, buf.as_ptr(), MR, b.add(p0 * NR), &mut acc) };
+            p0 += len;
         }
     }
+    // SAFETY: forwarded from the caller.
+    unsafe { m_store::<MR, MV, NR>(&acc, out) }
 }
 
+/// Floats of the stack buffer of [`micro_kernel_m_strided`] (16 KiB; at
+/// least one step of the tallest `simd-m..` tile, 64 rows).
+const M_CHUNK: usize = 4096;
+
+/// The packed-panel path of [`micro_kernel_m`].
 #[inline(always)]
-unsafe fn m_body<const MR: usize, const MV: usize, const NR: usize, const CONTIGUOUS: bool>(
+unsafe fn m_body<const MR: usize, const MV: usize, const NR: usize>(
     kc: usize,
     a: *const f32,
-    ra: usize,
     pa: usize,
     b: *const f32,
     out: &TileOut,
 ) {
-    const { assert!(MR == MV * LANES && NR <= LANES) };
     let mut acc = [[V::ZERO; MV]; NR];
+    // SAFETY: forwarded from the caller (A rows contiguous, steps `pa` apart).
+    unsafe {
+        m_steps::<MR, MV, NR>(kc, a, pa, b, &mut acc);
+        m_store::<MR, MV, NR>(&acc, out)
+    }
+}
+
+/// `kc` steps of the lanes-along-m tile: A rows contiguous (`MR` floats
+/// from `a`, steps `pa` apart), B~ `NR` floats per step.
+#[inline(always)]
+unsafe fn m_steps<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    pa: usize,
+    b: *const f32,
+    acc_out: &mut [[V; MV]; NR],
+) {
+    const { assert!(MR == MV * LANES && NR <= LANES) };
+    let mut acc = *acc_out;
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         let mut av = [V::ZERO; MV];
         for (v, av) in av.iter_mut().enumerate() {
-            *av = if CONTIGUOUS {
-                // SAFETY: rows v·LANES.. of step p, contiguous (ra == 1).
-                unsafe { simd::load(a.add(v * LANES)) }
-            } else {
-                // SAFETY: element (v·LANES + l, p) of the A micro-panel.
-                V::from(std::array::from_fn::<f32, LANES, _>(|l| unsafe {
-                    *a.add((v * LANES + l) * ra)
-                }))
-            };
+            // SAFETY: rows v·LANES.. of this step, contiguous.
+            *av = unsafe { simd::load(a.add(v * LANES)) };
         }
         for (j, acc_col) in acc.iter_mut().enumerate() {
             // SAFETY: element (p, j) of the B micro-panel.
@@ -356,9 +387,18 @@ unsafe fn m_body<const MR: usize, const MV: usize, const NR: usize, const CONTIG
             b = b.add(NR);
         }
     }
-    // Transpose the tile: columns of accumulators -> one vector per row.
+    *acc_out = acc;
+}
+
+/// Writes the lanes-along-m tile: columns of accumulators transposed into
+/// one vector per row, then `store_edge` (beta, bias, activation, dropout).
+///
+/// # Safety
+/// `out` a valid exclusive tile of C.
+#[inline(always)]
+unsafe fn m_store<const MR: usize, const MV: usize, const NR: usize>(acc: &[[V; MV]; NR], out: &TileOut) {
     let mut cols = [[0.0f32; MR]; NR];
-    for (col, acc_col) in cols.iter_mut().zip(&acc) {
+    for (col, acc_col) in cols.iter_mut().zip(acc) {
         for (v, &x) in acc_col.iter().enumerate() {
             // SAFETY: rows v·LANES..(v+1)·LANES of a column of MR floats.
             unsafe { simd::store(col.as_mut_ptr().add(v * LANES), x) };
