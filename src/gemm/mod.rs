@@ -183,7 +183,7 @@ pub fn gemm<T: Element>(
         scale_c(beta, &mut c, epilogue);
         return;
     }
-    let kernel = kernel::choose(n);
+    let kernel = kernel::choose_for(n, k);
     let blocks = block_sizes();
     let min_task = match par {
         Parallelism::Rayon => threads::min_flops_per_task(),
