@@ -213,6 +213,15 @@ pub fn gemm<T: Element>(
     let tasks = plan.tasks(m, n);
     if tasks == 1 {
         run_task(0);
+    } else if tasks == 2 && rayon::current_thread_index().is_none() {
+        // Called from outside the pool (the main thread): run one half here
+        // and hand the other to one worker, instead of injecting the whole
+        // call into the pool (which blocks this thread, wakes a worker,
+        // which must then wake a second one for the other half).
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| run_task(1));
+            run_task(0);
+        });
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
     }

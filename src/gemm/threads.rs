@@ -70,14 +70,21 @@ pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) 
 /// when the pool has a single thread (the tasks would run one after the
 /// other, each repacking its operands). The grid may thus differ with
 /// the caller, never the result: no float is summed across tasks.
+///
+/// The thresholds are for 16-lane builds (AVX-512); with 8 lanes (AVX2) a
+/// core does about half the flops in the same time, so a task of half the
+/// flops costs as long and both thresholds are halved (measured on Zen 5
+/// running the AVX2 build, two free cores: `128x10x512` in the pool ran
+/// unsplit at 79 GFLOP/s while the `gemm` crate split it at 130).
 pub fn min_flops_per_task() -> usize {
-    if rayon::current_num_threads() < 2 {
-        usize::MAX
+    let per_16_lanes = if rayon::current_num_threads() < 2 {
+        return usize::MAX;
     } else if rayon::current_thread_index().is_some() {
         MIN_FLOPS_PER_TASK
     } else {
         MIN_FLOPS_PER_TASK_OUTSIDE_POOL
-    }
+    };
+    per_16_lanes / 16 * crate::simd::LANES.min(16)
 }
 
 /// [`plan`] with the smallest task worth a split given explicitly
@@ -141,9 +148,10 @@ mod tests {
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(one.install(min_flops_per_task), usize::MAX);
         let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        assert_eq!(two.install(min_flops_per_task), MIN_FLOPS_PER_TASK);
+        let scale = |f: usize| f / 16 * crate::simd::LANES.min(16);
+        assert_eq!(two.install(min_flops_per_task), scale(MIN_FLOPS_PER_TASK));
         if rayon::current_num_threads() >= 2 {
-            assert_eq!(min_flops_per_task(), MIN_FLOPS_PER_TASK_OUTSIDE_POOL);
+            assert_eq!(min_flops_per_task(), scale(MIN_FLOPS_PER_TASK_OUTSIDE_POOL));
         }
         assert_eq!(
             plan_with(1024, 1024, 1024, 16, 16, usize::MAX).tasks(1024, 1024),
