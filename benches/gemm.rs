@@ -1,36 +1,42 @@
-//! GEMM throughput: simdnet vs its reference, `matrixmultiply` and `gemm`.
+//! GEMM throughput: simdnet against the `gemm` crate and `matrixmultiply`,
+//! on the shapes of the network (issue 12's table), in one process.
 //!
-//! Run with `cargo bench --bench gemm` (a short default run) or
-//! `SIMDNET_BENCH_FULL=1 cargo bench --bench gemm` (squares up to 2048 and
-//! the reference on more sizes).
+//! Run with `cargo bench --bench gemm` (about half a minute) or
+//! `SIMDNET_BENCH_FULL=1 cargo bench --bench gemm` (more samples, square
+//! 2048, the 10-wide output layer with k = 16, and simdnet with u8 A).
+//! A word argument keeps only the shapes whose name or size contains it
+//! (`cargo bench --bench gemm -- 784`). `SIMDNET_BENCH_OURS_ONLY=1` times
+//! simdnet alone (for tuning; the peers show as NaN).
 //!
-//! Why no criterion: we want one table of GFLOP/s for a dozen libraries and
-//! shapes side by side on the same machine in the same run, with a
-//! predictable, short run time; its statistics (bootstrapped confidence
-//! intervals, regression against saved baselines) add minutes and a large
-//! dependency tree but nothing a ratio within one run needs. A median of
-//! several timed samples is robust to the noise of a shared machine.
+//! How every library is timed, the same way:
+//! - warm buffers, `f32` inputs, `C = A·B` (`beta = 0`), the same storage
+//!   (transposed operands are the same strided views for every library);
+//! - four modes: 1 thread and 2 threads, each called from the main thread
+//!   and from inside the rayon pool (the training loop runs inside the pool).
+//!   1 thread: simdnet `Parallelism::Sequential`, gemm `Parallelism::None`,
+//!   matrixmultiply (built without its `threading` feature: always one
+//!   thread, so its 1-thread time also stands in its 2-thread columns);
+//!   2 threads: rayon's global pool of 2 threads, simdnet
+//!   `Parallelism::Rayon`, gemm `Parallelism::Rayon(2)`;
+//! - samples interleaved: each round times every (library, mode) once, so
+//!   a burst of load from another process hits them all alike; the cell is
+//!   the median over the rounds of the time per call.
 //!
-//! Every implementation's result is checked against `gemm::reference` (on
-//! a band of rows for the large shapes) before it is timed.
+//! The ratio columns are simdnet's GFLOP/s over the best peer's in that
+//! mode (>= 0.97 counts as level). Which instruction set the peers use is
+//! printed: they choose at run time (see `peer_isa`). To compare an AVX2
+//! build with peers held to AVX2 (a Zen 3), build the bench as
+//! `MMTEST_FEATURE=avx,avx2,fma RUSTFLAGS="-C target-cpu=znver3"
+//! cargo bench --bench gemm --target-dir target-avx2`.
 //!
-//! Numbers: GFLOP/s = 2·m·n·k / seconds; the percentage is the share of
-//! this machine's nominal fp32 FMA peak (2 x 256-bit FMA per cycle per core
-//! at about 3.8 GHz: 122 GFLOP/s per core, times the threads;
-//! `SIMDNET_PEAK_GFLOPS` overrides the one-core figure). For scale: the
-//! 16x16 micro-kernel alone, on L1-resident panels, runs at about 113
-//! GFLOP/s on one core of this Zen 4 (its sustained AVX-512 clock is lower
-//! than 3.8 GHz), so ~93% of nominal is the practical ceiling.
-//!
-//! The machine is shared: when another process holds a core, the "2t"
-//! columns collapse to 1-thread speed for every library alike. Compare
-//! columns within one run, and run it a few times.
+//! Every library's result is checked against `gemm::reference` (on a band
+//! of rows) before it is timed.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::gemm::{self, reference, Epilogue, Parallelism};
 use simdnet::matrix::{Element, MatMut, MatRef};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One product to time: `C (m x n) = A (m x k) · B (k x n)`.
 struct Shape {
@@ -42,30 +48,17 @@ struct Shape {
     ta: bool,
     /// B is a transposed view (`dZ·Wᵀ`).
     tb: bool,
-    /// A holds u8 pixels in the network (`X`): also time simdnet with u8 A.
-    u8_a: bool,
 }
 
-/// The median seconds of one call of `f`, over `SAMPLES` samples of enough
-/// calls to last at least ~2 ms each.
-fn time(mut f: impl FnMut()) -> f64 {
-    const SAMPLES: usize = 9;
-    f();
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().max(Duration::from_nanos(50));
-    let reps = ((2e-3 / once.as_secs_f64()) as usize).clamp(1, 100_000);
-    let mut samples: Vec<f64> = (0..SAMPLES)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            t.elapsed().as_secs_f64() / reps as f64
-        })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[SAMPLES / 2]
+const fn shape(name: &'static str, m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Shape {
+    Shape {
+        name,
+        m,
+        n,
+        k,
+        ta,
+        tb,
+    }
 }
 
 /// Row-major storage of a `rows x cols` operand, or of its transpose when
@@ -108,129 +101,241 @@ fn verify<T: Element>(who: &str, a: MatRef<T>, b: MatRef<f32>, c: &[f32], n: usi
     }
 }
 
-fn main() {
-    let full = std::env::var("SIMDNET_BENCH_FULL").is_ok_and(|v| v != "0");
-    // For tuning: only time simdnet (peers show as NaN).
-    let ours_only = std::env::var("SIMDNET_BENCH_OURS_ONLY").is_ok_and(|v| v != "0");
-    let peak: f64 = std::env::var("SIMDNET_PEAK_GFLOPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(122.0);
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    println!(
-        "simdnet gemm bench: kernel {} (+ narrow {}), {} lanes, blocks {:?}",
-        gemm::micro_kernel_name(),
-        gemm::kernel::narrow_kernel().name,
-        gemm::simd_width(),
-        gemm::block_sizes()
-    );
-    println!("GFLOP/s (and % of peak: {peak:.0} per core, x threads)\n");
+/// Runs `f` on a worker of rayon's global pool (as `pool.install` does).
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
 
-    let mut shapes = vec![
-        Shape {
-            name: "X·W",
-            m: 128,
-            n: 16,
-            k: 784,
-            ta: false,
-            tb: false,
-            u8_a: true,
-        },
-        Shape {
-            name: "Xᵀ·dZ",
-            m: 784,
-            n: 16,
-            k: 128,
-            ta: true,
-            tb: false,
-            u8_a: true,
-        },
-        Shape {
-            name: "H·W",
-            m: 128,
-            n: 10,
-            k: 16,
-            ta: false,
-            tb: false,
-            u8_a: false,
-        },
-        Shape {
-            name: "X·W",
-            m: 128,
-            n: 512,
-            k: 784,
-            ta: false,
-            tb: false,
-            u8_a: true,
-        },
-        Shape {
-            name: "H·W",
-            m: 128,
-            n: 512,
-            k: 512,
-            ta: false,
-            tb: false,
-            u8_a: false,
-        },
-        Shape {
-            name: "Xᵀ·dZ",
-            m: 784,
-            n: 512,
-            k: 128,
-            ta: true,
-            tb: false,
-            u8_a: true,
-        },
-        Shape {
-            name: "dZ·Wᵀ",
-            m: 128,
-            n: 784,
-            k: 512,
-            ta: false,
-            tb: true,
-            u8_a: false,
-        },
-        Shape {
-            name: "H·W",
-            m: 128,
-            n: 10,
-            k: 512,
-            ta: false,
-            tb: false,
-            u8_a: false,
-        },
-    ];
-    let squares: &[usize] = if full {
-        &[64, 128, 256, 512, 1024, 2048]
-    } else {
-        &[64, 256, 512, 1024]
-    };
-    for &s in squares {
-        shapes.push(Shape {
-            name: "square",
-            m: s,
-            n: s,
-            k: s,
-            ta: false,
-            tb: false,
-            u8_a: false,
-        });
+/// One timed (library, mode): a call, and where it is made from.
+struct Timer<'a> {
+    call: Box<dyn FnMut() + Send + 'a>,
+    pool: bool,
+    reps: usize,
+    samples: Vec<f64>,
+}
+
+impl<'a> Timer<'a> {
+    fn new(pool: bool, call: impl FnMut() + Send + 'a) -> Self {
+        Timer {
+            call: Box::new(call),
+            pool,
+            reps: 1,
+            samples: Vec::new(),
+        }
     }
 
-    let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    /// Seconds per call over `reps` calls, from the main thread or the pool.
+    fn run(&mut self, reps: usize) -> f64 {
+        let call = &mut self.call;
+        let mut body = move || {
+            let t = Instant::now();
+            for _ in 0..reps {
+                call();
+            }
+            t.elapsed().as_secs_f64() / reps as f64
+        };
+        if self.pool {
+            in_pool(body)
+        } else {
+            body()
+        }
+    }
+
+    /// Warms up and picks the number of calls per sample (~`target` seconds).
+    fn calibrate(&mut self, target: f64) {
+        self.run(1);
+        let once = self.run(1).max(50e-9);
+        self.reps = ((target / once) as usize).clamp(1, 100_000);
+    }
+
+    fn sample(&mut self) {
+        let t = self.run(self.reps);
+        self.samples.push(t);
+    }
+
+    fn median(&mut self) -> f64 {
+        if self.samples.is_empty() {
+            return f64::NAN;
+        }
+        self.samples.sort_by(|a, b| a.total_cmp(b));
+        self.samples[self.samples.len() / 2]
+    }
+}
+
+/// The instruction sets the peers' runtime dispatch picks on this CPU.
+///
+/// `gemm` 0.19 is built without its `x86-v4` feature: AVX2 + FMA at best.
+/// `matrixmultiply` is built with its default `avx512` feature, so it runs
+/// AVX-512 where the CPU has it, unless this bench was compiled with
+/// `MMTEST_FEATURE=avx,avx2,fma` (matrixmultiply's own compile-time switch,
+/// read by this bench too): the way to compare an AVX2 build of simdnet
+/// with peers limited to AVX2, as on a Zen 3.
+fn peer_isa() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let allowed = |f: &str| {
+            option_env!("MMTEST_FEATURE").is_none_or(|v| v.is_empty() || v.split(',').any(|x| x == f))
+        };
+        let has = |f: &str| match f {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            _ => std::arch::is_x86_feature_detected!("fma"),
+        };
+        let v3 = has("avx2") && has("fma");
+        let mm = if allowed("avx512f") && has("avx512f") {
+            "AVX-512"
+        } else if v3 && allowed("avx2") && allowed("fma") {
+            "AVX2+FMA"
+        } else {
+            "SSE/AVX"
+        };
+        let gemm = if v3 { "AVX2+FMA" } else { "SSE/AVX" };
+        return format!("gemm 0.19 {gemm}, matrixmultiply {mm}");
+    }
+    #[allow(unreachable_code)]
+    "NEON or scalar".to_string()
+}
+
+/// Seconds of CPU time used by the calling thread (Linux
+/// `CLOCK_THREAD_CPUTIME_ID`): unlike the wall clock, it does not count
+/// the time another process holds this core, so one-thread comparisons
+/// hold on a busy machine. NaN where unavailable.
+fn thread_cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut t = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.sec as f64 + t.nsec as f64 * 1e-9;
+        }
+    }
+    #[allow(unreachable_code)]
+    f64::NAN
+}
+
+/// `SIMDNET_BENCH_KERNELS=a,b,..`: simdnet alone on one thread, once per
+/// micro-kernel named (`auto` for the choice by shape; `gemm` and `mm`
+/// for the peers on one thread), interleaved; the
+/// best of the rounds in thread CPU time (robust to a busy machine; for
+/// tuning, not for the comparison with the peers).
+/// One library's product into the given C.
+type Product = dyn Fn(&mut [f32]) + Sync;
+
+#[allow(clippy::too_many_arguments)]
+fn compare_kernels(
+    names: &[String],
+    rounds: usize,
+    target: f64,
+    flops: f64,
+    label: &str,
+    name: &str,
+    len: usize,
+    call: impl Fn(&mut [f32]) + Send + Copy,
+    peers: [&Product; 2],
+) {
+    let mut timers: Vec<Timer> = names
+        .iter()
+        .map(|k| {
+            let mut c = vec![0.0f32; len];
+            if let Some(i) = ["gemm", "mm"].iter().position(|p| p == k) {
+                let peer = peers[i];
+                return Timer::new(false, move || peer(black_box(&mut c)));
+            }
+            let k = (k != "auto").then(|| k.clone());
+            gemm::set_kernel(k.as_deref()).expect("a kernel name from available_kernels()");
+            Timer::new(false, move || {
+                gemm::set_kernel(k.as_deref()).unwrap();
+                call(black_box(&mut c))
+            })
+        })
+        .collect();
+    for t in &mut timers {
+        t.calibrate(target);
+    }
+    let mut best = vec![f64::INFINITY; timers.len()];
+    for _ in 0..rounds {
+        for (t, best) in timers.iter_mut().zip(&mut best) {
+            let start = thread_cpu_seconds();
+            for _ in 0..t.reps {
+                (t.call)();
+            }
+            *best = best.min((thread_cpu_seconds() - start) / t.reps as f64);
+        }
+    }
+    print!("{name:<7} {label:>12}");
+    for (k, t) in names.iter().zip(&best) {
+        print!(" | {k} {:6.1}", flops / t / 1e9);
+    }
+    println!();
+    gemm::set_kernel(None).unwrap();
+}
+
+fn main() {
+    let full = std::env::var("SIMDNET_BENCH_FULL").is_ok_and(|v| v != "0");
+    let ours_only = std::env::var("SIMDNET_BENCH_OURS_ONLY").is_ok_and(|v| v != "0");
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let kernels: Option<Vec<String>> = std::env::var("SIMDNET_BENCH_KERNELS")
+        .ok()
+        .map(|v| v.split(',').map(|k| k.trim().to_string()).collect());
+    let rounds = if full { 21 } else { 9 };
+    let target = if full { 3e-3 } else { 1.5e-3 };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build_global()
+        .expect("the global rayon pool is built once, before any parallel call");
     println!(
-        "{:<8} {:>15} | {:>13} {:>13} | {:>13} {:>13} | {:>13} | {:>13} {:>13} | {:>9}",
-        "shape",
-        "m x n x k",
-        "ours 1t",
-        "ours 2t",
-        "ours u8 1t",
-        "ours u8 2t",
-        "mm 1t",
-        "gemm 1t",
-        "gemm 2t",
-        "ref 1t"
+        "simdnet gemm bench: {} lanes, kernel {} (narrow {}), blocks {:?}",
+        gemm::simd_width(),
+        gemm::micro_kernel_name(),
+        gemm::kernel::narrow_kernel().name,
+        gemm::block_sizes()
     );
+    println!("peers: {}", peer_isa());
+    println!(
+        "GFLOP/s, median of {rounds} interleaved rounds; ratio = simdnet / best peer (>= 0.97 is level)\n"
+    );
+
+    let mut shapes = vec![
+        shape("square", 64, 64, 64, false, false),
+        shape("square", 128, 128, 128, false, false),
+        shape("square", 256, 256, 256, false, false),
+        shape("square", 512, 512, 512, false, false),
+        shape("square", 1024, 1024, 1024, false, false),
+        shape("X·W", 128, 16, 784, false, false),
+        shape("X·W", 128, 512, 784, false, false),
+        shape("H·W", 128, 512, 512, false, false),
+        shape("H·W", 128, 10, 512, false, false),
+        shape("Xᵀ·dZ", 784, 16, 128, true, false),
+        shape("Xᵀ·dZ", 784, 512, 128, true, false),
+        shape("dZ·Wᵀ", 128, 784, 512, false, true),
+    ];
+    if full {
+        shapes.push(shape("H·W", 128, 10, 16, false, false));
+        shapes.push(shape("square", 2048, 2048, 2048, false, false));
+    }
+
+    let modes = [
+        ("1t main", false, 1),
+        ("1t pool", true, 1),
+        ("2t main", false, 2),
+        ("2t pool", true, 2),
+    ];
+    print!("{:<7} {:>12}", "shape", "m x n x k");
+    for (mode, _, _) in modes {
+        print!(" | {:^27}", format!("{mode}: ours gemm mm ratio"));
+    }
+    println!();
+    let mut behind = vec![0usize; modes.len()];
+    let mut worst = vec![f64::INFINITY; modes.len()];
     for shape in &shapes {
         let label = format!("{}x{}x{}", shape.m, shape.n, shape.k);
         if filter
@@ -251,42 +356,23 @@ fn main() {
         let a = MatRef::with_strides(&ad, m, k, ars, acs);
         let a8 = MatRef::with_strides(&au, m, k, ars, acs);
         let b = MatRef::with_strides(&bd, k, n, brs, bcs);
-        let mut c = vec![0.0f32; m * n];
-        let cell = |secs: f64, threads: f64| {
-            let g = flops / secs / 1e9;
-            format!("{g:7.1} ({:3.0}%)", 100.0 * g / (peak * threads))
-        };
 
-        let ours = |par: Parallelism, c: &mut Vec<f32>| {
+        let ours = move |par: Parallelism, c: &mut [f32]| {
             gemm::gemm(1.0, a, b, 0.0, MatMut::from_slice(c, m, n), Epilogue::None, par)
         };
-        ours(Parallelism::Sequential, &mut c);
-        verify("simdnet", a, b, &c, n);
-        let ours_1 = time(|| ours(Parallelism::Sequential, black_box(&mut c)));
-        let ours_2 = pool2.install(|| time(|| ours(Parallelism::Rayon, black_box(&mut c))));
-
-        let (u8_1, u8_2) = if shape.u8_a {
-            let ours8 = |par: Parallelism, c: &mut Vec<f32>| {
-                gemm::gemm(
-                    1.0 / 255.0,
-                    a8,
-                    b,
-                    0.0,
-                    MatMut::from_slice(c, m, n),
-                    Epilogue::None,
-                    par,
-                )
-            };
-            ours8(Parallelism::Rayon, &mut c);
-            verify("simdnet u8", a, b, &c, n);
-            let t1 = time(|| ours8(Parallelism::Sequential, black_box(&mut c)));
-            let t2 = pool2.install(|| time(|| ours8(Parallelism::Rayon, black_box(&mut c))));
-            (cell(t1, 1.0), cell(t2, 2.0))
-        } else {
-            ("-".to_string(), "-".to_string())
+        let ours_u8 = move |par: Parallelism, c: &mut [f32]| {
+            gemm::gemm(
+                1.0 / 255.0,
+                a8,
+                b,
+                0.0,
+                MatMut::from_slice(c, m, n),
+                Epilogue::None,
+                par,
+            )
         };
-
-        let mm = |c: &mut Vec<f32>| {
+        let (ap, bp) = (ad.as_ptr() as usize, bd.as_ptr() as usize);
+        let mm = move |c: &mut [f32]| {
             // SAFETY: the strides describe the live vectors `ad`, `bd`, `c`.
             unsafe {
                 matrixmultiply::sgemm(
@@ -294,10 +380,10 @@ fn main() {
                     k,
                     n,
                     1.0,
-                    ad.as_ptr(),
+                    ap as *const f32,
                     ars as isize,
                     acs as isize,
-                    bd.as_ptr(),
+                    bp as *const f32,
                     brs as isize,
                     bcs as isize,
                     0.0,
@@ -307,16 +393,7 @@ fn main() {
                 )
             }
         };
-        c.fill(f32::NAN);
-        mm(&mut c);
-        verify("matrixmultiply", a, b, &c, n);
-        let mm_1 = if ours_only {
-            f64::NAN
-        } else {
-            time(|| mm(black_box(&mut c)))
-        };
-
-        let peer = |threads: usize, c: &mut Vec<f32>| {
+        let peer = move |threads: usize, c: &mut [f32]| {
             let par = if threads == 1 {
                 ::gemm::Parallelism::None
             } else {
@@ -333,10 +410,10 @@ fn main() {
                     1,
                     n as isize,
                     false,
-                    ad.as_ptr(),
+                    ap as *const f32,
                     acs as isize,
                     ars as isize,
-                    bd.as_ptr(),
+                    bp as *const f32,
                     bcs as isize,
                     brs as isize,
                     0.0,
@@ -348,47 +425,104 @@ fn main() {
                 )
             }
         };
+
+        // Check every library once.
+        let mut c = vec![f32::NAN; m * n];
+        ours(Parallelism::Rayon, &mut c);
+        verify("simdnet", a, b, &c, n);
         c.fill(f32::NAN);
-        peer(1, &mut c);
+        mm(&mut c);
+        verify("matrixmultiply", a, b, &c, n);
+        c.fill(f32::NAN);
+        peer(2, &mut c);
         verify("gemm crate", a, b, &c, n);
-        let (gemm_1, gemm_2) = if ours_only {
-            (f64::NAN, f64::NAN)
-        } else {
-            (
-                time(|| peer(1, black_box(&mut c))),
-                pool2.install(|| time(|| peer(2, black_box(&mut c)))),
-            )
-        };
 
-        let reference_cell =
-            if !ours_only && m * n * k <= if full { 512 * 512 * 512 } else { 128 * 128 * 128 } {
-                let t = time(|| {
-                    reference::gemm(
-                        1.0,
-                        a,
-                        b,
-                        0.0,
-                        MatMut::from_slice(black_box(&mut c), m, n),
-                        Epilogue::None,
-                    )
-                });
-                format!("{:9.2}", flops / t / 1e9)
+        if let Some(names) = &kernels {
+            let seq = move |c: &mut [f32]| ours(Parallelism::Sequential, c);
+            let gemm1 = move |c: &mut [f32]| peer(1, c);
+            let peers: [&Product; 2] = [&gemm1, &mm];
+            compare_kernels(
+                names,
+                rounds,
+                target,
+                flops,
+                &label,
+                shape.name,
+                m * n,
+                seq,
+                peers,
+            );
+            continue;
+        }
+
+        // Timers: per mode, [ours, gemm, mm] (+ ours u8 in the full run).
+        let mut outs: Vec<Vec<f32>> = Vec::new();
+        let per_mode = if full { 4 } else { 3 };
+        for _ in 0..modes.len() * per_mode {
+            outs.push(vec![0.0f32; m * n]);
+        }
+        let mut timers: Vec<Option<Timer>> = Vec::new();
+        for ((_, pool, threads), outs) in modes.iter().zip(outs.chunks_mut(per_mode)) {
+            let (pool, threads) = (*pool, *threads);
+            let par = if threads == 1 {
+                Parallelism::Sequential
             } else {
-                format!("{:>9}", "-")
+                Parallelism::Rayon
             };
-
+            let mut it = outs.iter_mut();
+            let (c0, c1, c2) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+            timers.push(Some(Timer::new(pool, move || ours(par, black_box(c0)))));
+            timers.push((!ours_only).then(|| Timer::new(pool, move || peer(threads, black_box(c1)))));
+            // matrixmultiply runs on one thread whatever the mode: timed in the
+            // 1-thread modes, its time reused in the 2-thread ones.
+            timers.push((!ours_only && threads == 1).then(|| Timer::new(pool, move || mm(black_box(c2)))));
+            if full {
+                let c3 = it.next().unwrap();
+                timers.push(Some(Timer::new(pool, move || ours_u8(par, black_box(c3)))));
+            }
+        }
+        for t in timers.iter_mut().flatten() {
+            t.calibrate(target);
+        }
+        for _ in 0..rounds {
+            for t in timers.iter_mut().flatten() {
+                t.sample();
+            }
+        }
+        let g = |t: &mut Option<Timer>| t.as_mut().map_or(f64::NAN, |t| flops / t.median() / 1e9);
+        let gflops: Vec<f64> = timers.iter_mut().map(g).collect();
+        print!("{:<7} {:>12}", shape.name, label);
+        let mut u8_cells = Vec::new();
+        for (mi, (_, _, threads)) in modes.iter().enumerate() {
+            let row = &gflops[mi * per_mode..][..per_mode];
+            let mm = if *threads == 1 {
+                row[2]
+            } else {
+                gflops[(mi - 2) * per_mode + 2]
+            };
+            let best = row[1].max(mm);
+            let ratio = row[0] / best;
+            if ratio < 0.97 {
+                behind[mi] += 1;
+            }
+            if ratio.is_finite() {
+                worst[mi] = worst[mi].min(ratio);
+            }
+            print!(" | {:6.1} {:6.1} {:6.1} {:5.2}", row[0], row[1], mm, ratio);
+            if full {
+                u8_cells.push(format!("{:.1}", row[3]));
+            }
+        }
+        println!();
+        if full {
+            println!("{:>20} simdnet with u8 A (x 1/255): {}", "", u8_cells.join(" / "));
+        }
+    }
+    println!();
+    for (mi, (mode, _, _)) in modes.iter().enumerate() {
         println!(
-            "{:<8} {:>15} | {:>13} {:>13} | {:>13} {:>13} | {:>13} | {:>13} {:>13} | {}",
-            shape.name,
-            label,
-            cell(ours_1, 1.0),
-            cell(ours_2, 2.0),
-            u8_1,
-            u8_2,
-            cell(mm_1, 1.0),
-            cell(gemm_1, 1.0),
-            cell(gemm_2, 2.0),
-            reference_cell
+            "{mode}: simdnet behind the best peer (ratio < 0.97) on {} shapes; lowest ratio {:.2}",
+            behind[mi], worst[mi]
         );
     }
 }

@@ -805,3 +805,114 @@ fn no_allocation_after_warm_up() {
         "gemm allocated after warm-up"
     );
 }
+
+/// The dropout epilogue on every kernel (the lanes-along-m kernels write
+/// their tile transposed): edge tiles around each kernel's `MR x NR`, a
+/// transposed A and B, both thread modes; bit-identical to the reference.
+#[test]
+fn dropout_epilogue_on_every_kernel() {
+    use simdnet::kernels::DropoutMask;
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(21);
+    for name in gemm::available_kernels() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for (index, &(m, n, k)) in [(mr + 1, nr - 1, 37), (2 * mr - 1, 2 * nr + 1, 5), (mr, nr, 64)]
+            .iter()
+            .enumerate()
+        {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-3i32..=3) as f32).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-3i32..=3) as f32).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-8i32..=8) as f32).collect();
+            let mask = DropoutMask::new(0.5, 7, index as u64, 1).offset(3, 0);
+            let epi = Epilogue::BiasActivationDropout {
+                bias: &bias,
+                act: Activation::Relu,
+                mask,
+            };
+            // Aᵀ and Bᵀ stored, passed as transposed views.
+            let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|x| b[(x % k) * n + x / k]).collect();
+            let mut want = vec![0.0f32; m * n];
+            reference::gemm(
+                1.0,
+                MatRef::from_slice(&a, m, k),
+                MatRef::from_slice(&b, k, n),
+                0.0,
+                MatMut::from_slice(&mut want, m, n),
+                epi,
+            );
+            for par in [Parallelism::Sequential, Parallelism::Rayon] {
+                for transposed in [false, true] {
+                    let (av, bv) = if transposed {
+                        (
+                            MatRef::from_slice(&at, k, m).t(),
+                            MatRef::from_slice(&bt, n, k).t(),
+                        )
+                    } else {
+                        (MatRef::from_slice(&a, m, k), MatRef::from_slice(&b, k, n))
+                    };
+                    let mut c = vec![f32::NAN; m * n];
+                    gemm::gemm(1.0, av, bv, 0.0, MatMut::from_slice(&mut c, m, n), epi, par);
+                    for (e, (x, y)) in c.iter().zip(&want).enumerate() {
+                        assert!(
+                            x.to_bits() == y.to_bits(),
+                            "{name}, {m}x{n}x{k}, transposed {transposed}, {par:?}: C[{}, {}] = {x}, reference {y}",
+                            e / n,
+                            e % n
+                        );
+                    }
+                }
+            }
+        }
+    }
+    gemm::set_kernel(None).unwrap();
+}
+
+/// The default `kc` (where every sum over `k` is cut, hence the trained
+/// numbers) does not follow the default kernel's width: 512 on this
+/// machine's caches whatever kernel the CPU gets by default (`simd-12x32`
+/// on Zen 5 would give 384).
+#[test]
+fn default_kc_does_not_depend_on_the_default_kernel() {
+    let _g = Globals::lock();
+    let caches = gemm::blocking::CacheSizes::detect();
+    let expected = BlockSizes::for_caches(caches, gemm::blocking::KC_PANEL_WIDTH).kc;
+    assert_eq!(BlockSizes::from_env().kc, expected);
+    if caches.l1d >= 32 << 10 && std::env::var_os("SIMDNET_KC").is_none() {
+        assert_eq!(
+            BlockSizes::from_env().kc,
+            512,
+            "default kernel {}",
+            gemm::micro_kernel_name()
+        );
+    }
+}
+
+/// A read in place ("direct": one B~ panel) over a long `k`, for every
+/// kernel and both orientations of A: the lanes-along-m kernels copy a
+/// row-major A panel through a stack buffer in runs of steps, and the
+/// others address rows from grouped base pointers; both must cover every
+/// step in order.
+#[test]
+fn in_place_a_with_long_k_on_every_kernel() {
+    let _g = Globals::lock();
+    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        for (m, n, k) in [
+            (kernel.mr, kernel.nr, 300),
+            (2 * kernel.mr + 1, kernel.nr - 1, 517),
+        ] {
+            for ta in [false, true] {
+                let case = Case {
+                    ta,
+                    ..Case::new(m, n, k)
+                };
+                check(case, index as u64);
+            }
+        }
+    }
+    gemm::set_kernel(None).unwrap();
+}

@@ -156,6 +156,14 @@ fn parse_size(s: &str) -> Option<usize> {
 /// For those the loops round `mc` and `nc` up to the next multiple of
 /// `MR` and `NR`, as they do for any size set by hand.
 const M_GRAIN: usize = 48;
+
+/// The B micro-panel width the default `kc` is derived from: 16, the `NR`
+/// of the Zen 4 and AVX2 default kernels, whatever kernel is the default
+/// on this CPU (`simd-12x32` on Zen 5). `kc` sets where the sum over `k`
+/// is cut, so the trained numbers: with 16 it is 512 on every machine
+/// with an L1d of at least 32 KiB, as before (k = 784 runs two blocks of
+/// 392; k = 512 and less, one).
+pub const KC_PANEL_WIDTH: usize = 16;
 const N_GRAIN: usize = 64;
 
 impl BlockSizes {
@@ -180,7 +188,7 @@ impl BlockSizes {
     /// `SIMDNET_MC` / `SIMDNET_KC` / `SIMDNET_NC` overrides applied; if any
     /// of them is invalid (see [`check_env`]), the defaults alone.
     pub fn from_env() -> BlockSizes {
-        let defaults = BlockSizes::for_caches(CacheSizes::detect(), super::kernel::default_kernel().nr);
+        let defaults = BlockSizes::for_caches(CacheSizes::detect(), KC_PANEL_WIDTH);
         env_overrides(defaults).unwrap_or(defaults)
     }
 
@@ -270,11 +278,7 @@ fn env_overrides(defaults: BlockSizes) -> Result<BlockSizes> {
 /// a whole number in its range, and the packed blocks they give must fit.
 /// The CLI calls this before any command that multiplies matrices.
 pub fn check_env() -> Result<()> {
-    env_overrides(BlockSizes::for_caches(
-        CacheSizes::detect(),
-        super::kernel::default_kernel().nr,
-    ))
-    .map(|_| ())
+    env_overrides(BlockSizes::for_caches(CacheSizes::detect(), KC_PANEL_WIDTH)).map(|_| ())
 }
 
 static MC: AtomicUsize = AtomicUsize::new(0);

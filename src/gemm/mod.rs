@@ -191,9 +191,13 @@ pub fn gemm<A: AOperand>(
         scale_c(beta, &mut c, epilogue);
         return;
     }
-    let kernel = kernel::choose(n);
+    let kernel = kernel::choose_for(n, k);
     let blocks = block_sizes();
-    let plan = threads::plan(m, n, k, kernel.mr, kernel.nr, par == Parallelism::Rayon);
+    let min_task = match par {
+        Parallelism::Rayon => threads::min_flops_per_task(),
+        Parallelism::Sequential => usize::MAX,
+    };
+    let plan = threads::plan_with(m, n, k, kernel.mr, kernel.nr, min_task);
     let rs = c.row_stride();
     let c_ptr = SendPtr(c.data().as_mut_ptr());
     let tasks_n = n.div_ceil(plan.n_chunk);
@@ -217,6 +221,15 @@ pub fn gemm<A: AOperand>(
     let tasks = plan.tasks(m, n);
     if tasks == 1 {
         run_task(0);
+    } else if tasks == 2 && rayon::current_thread_index().is_none() {
+        // Called from outside the pool (the main thread): run one half here
+        // and hand the other to one worker, instead of injecting the whole
+        // call into the pool (which blocks this thread, wakes a worker,
+        // which must then wake a second one for the other half).
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| run_task(1));
+            run_task(0);
+        });
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
     }

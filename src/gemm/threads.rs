@@ -23,6 +23,14 @@
 /// so the split pays from about 1 MFLOP per task on two free cores.
 pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
 
+/// [`MIN_FLOPS_PER_TASK`] for a GEMM called from a thread outside the rayon
+/// pool (the main thread): its tasks are injected into the pool and the
+/// caller blocks until a worker picks them up, a hand-off of several
+/// microseconds each way. Measured on Zen 5 (2 cores, from the main thread):
+/// `128x16x784` (3.2 MFLOP) went from 127 GFLOP/s on one thread to 96 as
+/// two tasks, `128³` (4.2 MFLOP) from 200 to 220.
+pub const MIN_FLOPS_PER_TASK_OUTSIDE_POOL: usize = 4 << 20;
+
 /// Going beyond two tasks needs this many flops per task: every extra
 /// task repacks a block of A or B. Measured by running the split plan on a
 /// one-thread pool against the unsplit call (best of 20): four tasks cost
@@ -48,14 +56,45 @@ impl Plan {
     }
 }
 
-/// The grid for an `m x n x k` product with an `mr x nr` micro-kernel.
+/// The grid for an `m x n x k` product with an `mr x nr` micro-kernel,
+/// called from inside the pool ([`MIN_FLOPS_PER_TASK`]).
 /// `parallel == false` gives a single task.
 pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) -> Plan {
+    let min_task = if parallel { MIN_FLOPS_PER_TASK } else { usize::MAX };
+    plan_with(m, n, k, mr, nr, min_task)
+}
+
+/// The smallest task worth splitting off for a GEMM called from this
+/// thread on the current pool: [`MIN_FLOPS_PER_TASK`] on a pool worker,
+/// [`MIN_FLOPS_PER_TASK_OUTSIDE_POOL`] elsewhere, and never (`usize::MAX`)
+/// when the pool has a single thread (the tasks would run one after the
+/// other, each repacking its operands). The grid may thus differ with
+/// the caller, never the result: no float is summed across tasks.
+///
+/// The thresholds are for 16-lane builds (AVX-512); with 8 lanes (AVX2) a
+/// core does about half the flops in the same time, so a task of half the
+/// flops costs as long and both thresholds are halved (measured on Zen 5
+/// running the AVX2 build, two free cores: `128x10x512` in the pool ran
+/// unsplit at 79 GFLOP/s while the `gemm` crate split it at 130).
+pub fn min_flops_per_task() -> usize {
+    let per_16_lanes = if rayon::current_num_threads() < 2 {
+        return usize::MAX;
+    } else if rayon::current_thread_index().is_some() {
+        MIN_FLOPS_PER_TASK
+    } else {
+        MIN_FLOPS_PER_TASK_OUTSIDE_POOL
+    };
+    per_16_lanes / 16 * crate::simd::LANES.min(16)
+}
+
+/// [`plan`] with the smallest task worth a split given explicitly
+/// (`usize::MAX`: a single task); see [`min_flops_per_task`].
+pub fn plan_with(m: usize, n: usize, k: usize, mr: usize, nr: usize, min_task: usize) -> Plan {
     let whole = Plan {
         m_chunk: m.max(1),
         n_chunk: n.max(1),
     };
-    if !parallel {
+    if min_task == usize::MAX {
         return whole;
     }
     let flops = 2 * m * n * k;
@@ -63,7 +102,7 @@ pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) 
     let (mut parts_m, mut parts_n) = (1usize, 1usize);
     loop {
         let (tasks, per_task) = (parts_m * parts_n * 2, flops / (parts_m * parts_n * 2));
-        let worth_it = per_task >= MIN_FLOPS_PER_TASK && (tasks <= 2 || per_task >= MIN_FLOPS_PER_EXTRA_TASK);
+        let worth_it = per_task >= min_task && (tasks <= 2 || per_task >= MIN_FLOPS_PER_EXTRA_TASK);
         if tasks > MAX_TASKS || !worth_it {
             break;
         }
@@ -102,5 +141,30 @@ mod tests {
         assert_eq!(p.tasks(1024, 1024), MAX_TASKS);
         assert_eq!(p.m_chunk % 12, 0);
         assert_eq!(p.n_chunk % 32, 0);
+    }
+
+    #[test]
+    fn the_caller_and_its_pool_set_the_smallest_task() {
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(one.install(min_flops_per_task), usize::MAX);
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let scale = |f: usize| f / 16 * crate::simd::LANES.min(16);
+        assert_eq!(two.install(min_flops_per_task), scale(MIN_FLOPS_PER_TASK));
+        if rayon::current_num_threads() >= 2 {
+            assert_eq!(min_flops_per_task(), scale(MIN_FLOPS_PER_TASK_OUTSIDE_POOL));
+        }
+        assert_eq!(
+            plan_with(1024, 1024, 1024, 16, 16, usize::MAX).tasks(1024, 1024),
+            1
+        );
+        // 128x16x784: two tasks inside the pool, one from outside.
+        assert_eq!(
+            plan_with(128, 16, 784, 16, 16, MIN_FLOPS_PER_TASK).tasks(128, 16),
+            2
+        );
+        assert_eq!(
+            plan_with(128, 16, 784, 16, 16, MIN_FLOPS_PER_TASK_OUTSIDE_POOL).tasks(128, 16),
+            1
+        );
     }
 }

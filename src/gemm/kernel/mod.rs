@@ -95,22 +95,42 @@ macro_rules! simd_kernel {
     };
 }
 
-/// The SIMD kernels compiled in; [`DEFAULT`] and [`NARROW`] index the ones
-/// chosen by shape, the others are there for tuning (`set_kernel`).
+macro_rules! simd_kernel_m {
+    ($name:literal, $mv:literal, $nr:literal) => {
+        MicroKernel {
+            name: $name,
+            mr: $mv * LANES,
+            nr: $nr,
+            run: simd::micro_kernel_m::<{ $mv * LANES }, $mv, $nr>,
+            run_strided: simd::micro_kernel_m_strided::<{ $mv * LANES }, $mv, $nr>,
+        }
+    };
+}
+
+/// The SIMD kernels compiled in; [`default_kernel`] and [`choose`] pick
+/// among them by shape and CPU, the others are there for tuning (`set_kernel`).
 ///
-/// AVX-512 (32 zmm registers): the default is 16x16, 16 accumulators + 1 B
-/// vector + 1 broadcast A value. Shapes that fill more registers (12x32:
-/// 27 of 32, 14x32: 31, 24x16: 26) were measured slower on Zen 4 (best of
-/// 30 runs, 1 thread, a sweep over kernels and kc with `set_kernel` and
-/// `set_block_sizes`): 16x16 with kc = 512 gives 101-109 GFLOP/s on the
-/// network's 512-wide shapes and squares 256-1024, 12x32 with kc = 256
-/// 94-106, 24x16 87-104.
+/// AVX-512 (32 zmm registers): on Zen 4 the default is 16x16, 16
+/// accumulators + 1 B vector + 1 broadcast A value. Shapes that fill more
+/// registers (12x32: 27 of 32, 14x32: 31, 24x16: 26) were measured slower
+/// on Zen 4 (best of 30 runs, 1 thread, a sweep over kernels and kc with
+/// `set_kernel` and `set_block_sizes`): 16x16 with kc = 512 gives 101-109
+/// GFLOP/s on the network's 512-wide shapes and squares 256-1024, 12x32
+/// with kc = 256 94-106, 24x16 87-104.
 /// Zen 4 runs a zmm FMA as two 256-bit halves, one per cycle, with latency
 /// 4: 16 independent accumulators already hide the latency, while the
 /// narrower tile halves the B micro-panel (so kc can be 512 and C is
 /// updated half as often), and m = 128 splits into whole 16-row panels.
+/// Zen 5 runs zmm FMAs at full width on two pipes: there the wider 12x32
+/// tile (fewer broadcast loads per FMA) wins on wide products (kc = 512,
+/// thread CPU time, best of 9: 128x512x512 223 GFLOP/s against 213,
+/// 784x512x128 229 / 218, 512³ 235 / 224), see [`default_kernel`].
 ///
 /// AVX2 (16 ymm registers): 6x16 uses 12 accumulators + 2 B + 1 A = 15.
+///
+/// The `simd-m..` kernels have their lanes along m ([`simd::micro_kernel_m`]):
+/// for 10 or 12 columns (two tiles of 5 or 6, not one of 16 with 6 or 4
+/// columns wasted) on AVX2.
 #[cfg(target_feature = "avx512f")]
 pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-16x16", 16, 1),
@@ -119,11 +139,19 @@ pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-8x48", 8, 3),
     simd_kernel!("simd-6x64", 6, 4),
     simd_kernel!("simd-14x32", 14, 2),
+    simd_kernel_m!("simd-m32x10", 2, 10),
+    simd_kernel_m!("simd-m64x5", 4, 5),
 ];
 #[cfg(target_feature = "avx512f")]
 const DEFAULT: usize = 0;
+/// The default on CPUs with full-width 512-bit FMAs (Zen 5): `simd-12x32`.
+#[cfg(target_feature = "avx512f")]
+const DEFAULT_FULL_WIDTH: usize = 1;
 #[cfg(target_feature = "avx512f")]
 const NARROW: usize = 0;
+/// For `LANES < n <= 12` (none on AVX-512: the 16x16 in place wins there).
+#[cfg(target_feature = "avx512f")]
+const MID: Option<[usize; 2]> = None;
 
 #[cfg(not(target_feature = "avx512f"))]
 pub const SIMD_KERNELS: &[MicroKernel] = &[
@@ -131,11 +159,21 @@ pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-12x8", 12, 1),
     simd_kernel!("simd-8x8", 8, 1),
     simd_kernel!("simd-4x24", 4, 3),
+    simd_kernel_m!("simd-m16x5", 2, 5),
+    simd_kernel_m!("simd-m16x6", 2, 6),
+    simd_kernel_m!("simd-m24x4", 3, 4),
 ];
 #[cfg(not(target_feature = "avx512f"))]
 const DEFAULT: usize = 0;
 #[cfg(not(target_feature = "avx512f"))]
+const DEFAULT_FULL_WIDTH: usize = 0;
+#[cfg(not(target_feature = "avx512f"))]
 const NARROW: usize = 1;
+/// For `LANES < n <= 10` and `10 < n <= 12`: `simd-m16x5` and `simd-m16x6`
+/// (AVX2, the 10 logits: 76 GFLOP/s against 59 for the 6x16 tile on
+/// 128x10x512, Zen 5 running AVX2 code, thread CPU time).
+#[cfg(not(target_feature = "avx512f"))]
+const MID: Option<[usize; 2]> = Some([4, 5]);
 
 /// The plain-Rust kernels (teaching versions; `scalar-4x4` is the smallest
 /// complete example of a register tile).
@@ -161,9 +199,42 @@ pub fn all_kernels() -> impl Iterator<Item = &'static MicroKernel> {
     SIMD_KERNELS.iter().chain(SCALAR_KERNELS)
 }
 
-/// The kernel used for shapes with `n > LANES`.
+/// The kernel used for wide shapes (`n > LANES`, and past the `simd-m..`
+/// range on AVX2): chosen once per process from the CPU, see
+/// [`full_width_512`].
 pub fn default_kernel() -> &'static MicroKernel {
-    &SIMD_KERNELS[DEFAULT]
+    static CHOICE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    &SIMD_KERNELS[*CHOICE.get_or_init(|| {
+        if full_width_512() {
+            DEFAULT_FULL_WIDTH
+        } else {
+            DEFAULT
+        }
+    })]
+}
+
+/// Whether this CPU runs 512-bit FMAs at full width on two pipes (AMD
+/// Zen 5 and later: family 0x1A and up), where a wider register tile pays.
+/// Zen 4 (family 0x19) splits each into two 256-bit halves; other CPUs
+/// keep the measured Zen 4 default. Always false without AVX-512 in the
+/// build (the choice only exists there).
+pub fn full_width_512() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        use std::arch::x86_64::__cpuid;
+        // cpuid exists on every x86-64 CPU, with leaves 0 and 1.
+        let (vendor, leaf1) = (__cpuid(0), __cpuid(1));
+        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        let base = (leaf1.eax >> 8) & 0xf;
+        let family = if base == 0xf {
+            base + ((leaf1.eax >> 20) & 0xff)
+        } else {
+            base
+        };
+        return amd && family >= 0x1a;
+    }
+    #[allow(unreachable_code)]
+    false
 }
 
 /// The kernel used for `n <= LANES` (one vector per tile row).
@@ -204,14 +275,28 @@ pub fn forced() -> Option<&'static MicroKernel> {
     all_kernels().nth(FORCED.load(Ordering::Relaxed))
 }
 
-/// The kernel for a product with `n` columns.
+/// The `simd-m..` kernels are chosen by shape only from this depth on: they
+/// write their tile transposed, a fixed cost per tile that a short `k`
+/// does not repay (AVX2 on Zen 5, thread CPU time: 128x10x512 77 GFLOP/s
+/// with `simd-m16x5` against 60 with `simd-6x16`, but 128x10x16 12 against 39).
+pub const MID_MIN_DEPTH: usize = 128;
+
+/// The kernel for a product with `n` columns and a large depth (see
+/// [`choose_for`]).
 pub fn choose(n: usize) -> &'static MicroKernel {
-    if let Some(k) = forced() {
-        return k;
+    choose_for(n, usize::MAX)
+}
+
+/// The kernel for a product with `n` columns and depth `k`.
+pub fn choose_for(n: usize, k: usize) -> &'static MicroKernel {
+    if let Some(kernel) = forced() {
+        return kernel;
     }
-    if n <= LANES {
-        narrow_kernel()
-    } else {
-        default_kernel()
+    match MID {
+        _ if n <= LANES => narrow_kernel(),
+        _ if k < MID_MIN_DEPTH => default_kernel(),
+        Some([upto_10, _]) if n <= 10 => &SIMD_KERNELS[upto_10],
+        Some([_, upto_12]) if n <= 12 => &SIMD_KERNELS[upto_12],
+        _ => default_kernel(),
     }
 }

@@ -70,7 +70,66 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NV: usize>(
     out: &TileOut,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { kernel_body::<MR, NV>(kc, a, ra, pa, b, out) }
+    unsafe {
+        if ra == 1 {
+            // A's columns contiguous (a transposed view): constant offsets.
+            kernel_body::<MR, NV>(kc, a, 1, pa, b, out)
+        } else {
+            strided_body::<MR, NV>(kc, a, ra, pa, b, out)
+        }
+    }
+}
+
+/// Rows of A per base pointer in [`strided_body`]: row `4g + r` is read at
+/// `base[g] + r·ra`, an addressing mode (`ra`, `2·ra` as a scaled index,
+/// `3·ra`), so no row's address waits for another's.
+const GROUP: usize = 4;
+
+/// [`kernel_body`] for A in place with any row stride `ra`. Computing
+/// `a + i·ra` row after row makes a chain of 16 dependent adds per step
+/// (measured: the strided 16x16 kernel then runs at half the FMA rate);
+/// here each group of [`GROUP`] rows has its own base pointer, advanced by
+/// `pa` each step, independently of the others. Same arithmetic, same
+/// order, same bits as the packed kernel.
+#[inline(always)]
+unsafe fn strided_body<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    let nr = NV * LANES;
+    let mut acc = [[V::ZERO; NV]; MR];
+    let mut base = [a; 8];
+    for (g, base) in base.iter_mut().enumerate().take(MR.div_ceil(GROUP)) {
+        // SAFETY: row g·GROUP < MR of the A micro-panel (or one past it).
+        *base = unsafe { a.add(g * GROUP * ra) };
+    }
+    let mut b = b;
+    for _ in 0..kc {
+        let mut bv = [V::ZERO; NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            // SAFETY: within this step's `nr` floats of the B micro-panel.
+            *bv = unsafe { simd::load(b.add(v * LANES)) };
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            // SAFETY: element (i, p) of the A micro-panel.
+            let ai = V::splat(unsafe { *base[i / GROUP].add((i % GROUP) * ra) });
+            for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+                *acc = simd::mul_add(ai, bv, *acc);
+            }
+        }
+        for base in base.iter_mut().take(MR.div_ceil(GROUP)) {
+            // SAFETY: one step along k stays within (or one past) the panel.
+            *base = unsafe { base.add(pa) };
+        }
+        // SAFETY: as above, for the B micro-panel.
+        b = unsafe { b.add(nr) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { store_tile::<MR, NV>(&acc, out) }
 }
 
 /// The micro-kernel: `kc` rank-1 updates of the register tile, then the store.
@@ -106,6 +165,18 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
         }
     }
 
+    // SAFETY: forwarded from the caller.
+    unsafe { store_tile::<MR, NV>(&acc, out) }
+}
+
+/// Writes the register tile to C (the epilogue included): a full tile
+/// straight from the registers, an edge tile through `store_edge`.
+///
+/// # Safety
+/// `out` a valid exclusive tile of C, as for [`super::KernelFn`].
+#[inline(always)]
+unsafe fn store_tile<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileOut) {
+    let nr = NV * LANES;
     let beta = V::splat(out.beta);
     let read_c = out.beta != 0.0;
     if out.rows == MR && out.cols == nr {
@@ -130,7 +201,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
             }
         }
     } else {
-        store_edge(&acc, out);
+        store_edge(acc, out);
     }
 }
 
@@ -183,4 +254,162 @@ fn finish(acc: V, c: V, read_c: bool, beta: V, bias: V, act: Option<Activation>)
         Some(act) => simd::activate(act, x + bias),
         None => x,
     }
+}
+
+/// The micro-kernel with lanes along m: an `MR x NR` tile, `MR = MV · LANES`
+/// rows as `MV` vectors per column of C, `NR` columns broadcast from B~.
+///
+/// Same packed panels as [`micro_kernel`] (A~: `MR` floats per step of
+/// `k`, B~: `NR` floats per step), other register roles, per step `p`:
+///
+/// ```text
+///   a_v = A~[p, v·LANES..(v+1)·LANES]   (MV vectors, loaded)
+///   b_j = B~[p, j]                      (broadcast, one at a time)
+///   acc[j][v] += a_v · b_j              (MV · NR accumulators: columns of C)
+/// ```
+///
+/// For narrow products (the 10 logits: `n = 10` is two tiles of 5
+/// columns, not one 16-wide tile of which 6 columns are thrown away) and
+/// for AVX2, where a `24x4` tile reads its B~ panel (`4·kc` floats) from L1
+/// while the A~ panel streams (the `6x16` tile keeps `16·kc` floats of B~,
+/// 32 KiB at `kc = 512`, in a 32-48 KiB L1 shared with A).
+///
+/// The tile is written transposed: the accumulators go through a small
+/// buffer into rows, then the same `store_edge` as the other SIMD kernels
+/// (so beta, bias, activation and dropout give the same bits). Every
+/// element is still `fma(a_ip, b_pj, acc)` for `p` ascending.
+///
+/// # Safety
+/// As [`super::KernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
+#[inline(never)]
+pub unsafe fn micro_kernel_m<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: a packed panel: rows contiguous, steps MR apart.
+    unsafe { m_body::<MR, MV, NR>(kc, a, MR, b, out) }
+}
+
+/// [`micro_kernel_m`] reading A in place (`A[i, p]` at `a + i·ra + p·pa`):
+/// vector loads when `ra == 1` (a transposed view); otherwise (a row-major
+/// A, read in place for a small product) the panel is copied into packed
+/// order on the stack, [`M_CHUNK`] floats at a time, between runs of steps.
+///
+/// # Safety
+/// As [`super::StridedKernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
+#[inline(never)]
+pub unsafe fn micro_kernel_m_strided<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    let mut acc = [[V::ZERO; MV]; NR];
+    if ra == 1 {
+        // SAFETY: forwarded from the caller.
+        unsafe { m_steps::<MR, MV, NR>(kc, a, pa, b, &mut acc) };
+    } else {
+        let steps = (M_CHUNK / MR).max(1);
+        let mut buf = [0.0f32; M_CHUNK];
+        let mut p0 = 0;
+        while p0 < kc {
+            let len = steps.min(kc - p0);
+            for p in 0..len {
+                for i in 0..MR {
+                    // SAFETY: element (i, p0 + p) of the A micro-panel; `buf`
+                    // holds MR·steps <= M_CHUNK floats.
+                    unsafe { *buf.get_unchecked_mut(p * MR + i) = *a.add(i * ra + (p0 + p) * pa) };
+                }
+            }
+            // SAFETY: `buf` is a packed A panel of `len` steps; B from step p0.
+            unsafe { m_steps::<MR, MV, NR>(len, buf.as_ptr(), MR, b.add(p0 * NR), &mut acc) };
+            p0 += len;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { m_store::<MR, MV, NR>(&acc, out) }
+}
+
+/// Floats of the stack buffer of [`micro_kernel_m_strided`] (16 KiB; at
+/// least one step of the tallest `simd-m..` tile, 64 rows).
+const M_CHUNK: usize = 4096;
+
+/// The packed-panel path of [`micro_kernel_m`].
+#[inline(always)]
+unsafe fn m_body<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    pa: usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    let mut acc = [[V::ZERO; MV]; NR];
+    // SAFETY: forwarded from the caller (A rows contiguous, steps `pa` apart).
+    unsafe {
+        m_steps::<MR, MV, NR>(kc, a, pa, b, &mut acc);
+        m_store::<MR, MV, NR>(&acc, out)
+    }
+}
+
+/// `kc` steps of the lanes-along-m tile: A rows contiguous (`MR` floats
+/// from `a`, steps `pa` apart), B~ `NR` floats per step.
+#[inline(always)]
+unsafe fn m_steps<const MR: usize, const MV: usize, const NR: usize>(
+    kc: usize,
+    a: *const f32,
+    pa: usize,
+    b: *const f32,
+    acc_out: &mut [[V; MV]; NR],
+) {
+    const { assert!(MR == MV * LANES && NR <= LANES) };
+    let mut acc = *acc_out;
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let mut av = [V::ZERO; MV];
+        for (v, av) in av.iter_mut().enumerate() {
+            // SAFETY: rows v·LANES.. of this step, contiguous.
+            *av = unsafe { simd::load(a.add(v * LANES)) };
+        }
+        for (j, acc_col) in acc.iter_mut().enumerate() {
+            // SAFETY: element (p, j) of the B micro-panel.
+            let bj = V::splat(unsafe { *b.add(j) });
+            for (acc, &av) in acc_col.iter_mut().zip(&av) {
+                *acc = simd::mul_add(av, bj, *acc);
+            }
+        }
+        // SAFETY: one step along k stays within (or one past) the panels.
+        unsafe {
+            a = a.add(pa);
+            b = b.add(NR);
+        }
+    }
+    *acc_out = acc;
+}
+
+/// Writes the lanes-along-m tile: columns of accumulators transposed into
+/// one vector per row, then `store_edge` (beta, bias, activation, dropout).
+///
+/// # Safety
+/// `out` a valid exclusive tile of C.
+#[inline(always)]
+unsafe fn m_store<const MR: usize, const MV: usize, const NR: usize>(acc: &[[V; MV]; NR], out: &TileOut) {
+    let mut cols = [[0.0f32; MR]; NR];
+    for (col, acc_col) in cols.iter_mut().zip(acc) {
+        for (v, &x) in acc_col.iter().enumerate() {
+            // SAFETY: rows v·LANES..(v+1)·LANES of a column of MR floats.
+            unsafe { simd::store(col.as_mut_ptr().add(v * LANES), x) };
+        }
+    }
+    let rows: [[V; 1]; MR] = std::array::from_fn(|i| {
+        let mut row = [0.0f32; LANES];
+        for (x, col) in row.iter_mut().zip(&cols) {
+            *x = col[i];
+        }
+        [V::from(row)]
+    });
+    store_edge::<MR, 1>(&rows, out);
 }
