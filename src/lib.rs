@@ -122,6 +122,8 @@
 //! 4. `profile`, [`plot`];
 //! 5. `cli`.
 
+#![warn(missing_docs)]
+
 // Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks,
 // signals and safe saving.
 pub mod activation;

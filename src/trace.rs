@@ -355,15 +355,19 @@ impl Drop for Scope {
 /// What one slot accumulated.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Record {
+    /// What was timed.
     pub kind: Kind,
     /// The layer (0 for kinds that are not per layer).
     pub layer: usize,
+    /// Times the scope was entered.
     pub calls: u64,
     /// Summed thread time.
     pub seconds: f64,
     /// Wall time attributed to this slot: each instant with `k` scopes open counts `1/k` to each.
     pub wall_seconds: f64,
+    /// Floating-point operations counted.
     pub flops: u64,
+    /// Bytes counted as moved (for the kernels timed by bandwidth).
     pub bytes: u64,
 }
 

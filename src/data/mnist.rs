@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// Which half of MNIST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// The 60,000 training images.
     Train,
+    /// The 10,000 test images.
     Test,
 }
 
@@ -27,7 +29,9 @@ impl Split {
 /// Both halves of MNIST.
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// The training split.
     pub train: Dataset,
+    /// The test split.
     pub test: Dataset,
 }
 

@@ -53,8 +53,11 @@ pub struct BlockSizes {
 /// Data cache sizes in bytes: `(L1d, L2, L3)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheSizes {
+    /// Level-1 data cache of one core.
     pub l1d: usize,
+    /// Level-2 cache of one core.
     pub l2: usize,
+    /// Level-3 cache (shared).
     pub l3: usize,
 }
 

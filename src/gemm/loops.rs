@@ -78,7 +78,9 @@ const SMALL_A_IN_PLACE: usize = 64 * 64;
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
 #[derive(Clone, Copy, Debug)]
 pub struct COut {
+    /// Element `(0, 0)`.
     pub ptr: *mut f32,
+    /// Distance between rows, in elements.
     pub rs: usize,
 }
 

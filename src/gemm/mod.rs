@@ -57,14 +57,22 @@ pub enum Epilogue<'a> {
     None,
     /// `c_ij = act(c_ij + bias_j)`: a dense layer's forward pass in one call.
     /// `bias.len() == n`.
-    BiasActivation { bias: &'a [f32], act: Activation },
+    BiasActivation {
+        /// One bias per column of C.
+        bias: &'a [f32],
+        /// Applied after the bias.
+        act: Activation,
+    },
     /// `c_ij = act(c_ij + bias_j) · mask.factor(i, j)`: a dense layer's
     /// forward pass with inverted dropout, in one call (training only).
     /// The mask is a hash of each element's position, so tiles and threads
     /// need nothing but their offset in C.
     BiasActivationDropout {
+        /// One bias per column of C.
         bias: &'a [f32],
+        /// Applied after the bias.
         act: Activation,
+        /// Which elements are dropped, and the factor of the kept ones.
         mask: DropoutMask,
     },
 }
@@ -99,7 +107,9 @@ impl<'a> Epilogue<'a> {
 /// fixed tiles, and every element is summed in the same order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parallelism {
+    /// On the calling thread only.
     Sequential,
+    /// Split into tasks on the current rayon pool when the product is large enough.
     Rayon,
 }
 

@@ -45,7 +45,9 @@ pub const MAX_TASKS: usize = 4;
 /// ones smaller).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// Rows of C per task.
     pub m_chunk: usize,
+    /// Columns of C per task.
     pub n_chunk: usize,
 }
 

@@ -21,19 +21,31 @@ use rayon::prelude::*;
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Optimizer {
+    /// `w -= lr·g`; with momentum μ: `v = μ·v - lr·g; w += v` (see the module docs).
     Sgd {
+        /// Learning rate.
         lr: f32,
+        /// Velocity decay (0: none).
         momentum: f32,
     },
+    /// `s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε)`.
     RmsProp {
+        /// Learning rate.
         lr: f32,
+        /// Decay of the mean square.
         rho: f32,
+        /// Keeps the division finite.
         eps: f32,
     },
+    /// Adam: bias-corrected first and second moments.
     Adam {
+        /// Learning rate.
         lr: f32,
+        /// Decay of the first moment.
         beta1: f32,
+        /// Decay of the second moment.
         beta2: f32,
+        /// Keeps the division finite.
         eps: f32,
     },
 }
@@ -111,9 +123,13 @@ impl fmt::Display for Optimizer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OptimizerKind {
+    /// Plain stochastic gradient descent.
     Sgd,
+    /// SGD with momentum.
     Momentum,
+    /// RMSprop (Keras' default in the workshop).
     RmsProp,
+    /// Adam.
     Adam,
 }
 

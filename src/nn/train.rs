@@ -66,6 +66,7 @@ pub const DIVERGENCE_FACTOR: f64 = 100.0;
 pub struct TrainConfig {
     /// Epochs in total (at most [`MAX_EPOCHS`]).
     pub epochs: usize,
+    /// Examples per mini-batch (the last one of an epoch may be smaller).
     pub batch_size: usize,
     /// Seeds the per-epoch shuffle.
     pub seed: u64,
@@ -116,16 +117,28 @@ pub struct EpochStats {
 pub enum Progress<'a> {
     /// After each mini-batch: running mean loss and accuracy of this epoch.
     Step {
+        /// The epoch under way (1-based).
         epoch: usize,
+        /// Epochs in total.
         epochs: usize,
+        /// Mini-batches done in this epoch.
         step: usize,
+        /// Mini-batches in this epoch.
         steps: usize,
+        /// Mean loss of this epoch's mini-batches so far.
         loss: f64,
+        /// Accuracy of this epoch's mini-batches so far.
         accuracy: f64,
+        /// Seconds since the epoch began.
         seconds: f64,
     },
     /// After each epoch.
-    Epoch { epochs: usize, stats: &'a EpochStats },
+    Epoch {
+        /// Epochs in total.
+        epochs: usize,
+        /// The finished epoch's statistics.
+        stats: &'a EpochStats,
+    },
 }
 
 /// One shard of a mini-batch: its rows' labels and the buffers of its
@@ -163,7 +176,9 @@ impl Shard {
 /// Everything a training step needs besides the network: the optimiser and
 /// its state, and one workspace per shard, allocated once.
 pub struct Trainer {
+    /// The update rule and its hyper-parameters.
     pub optimizer: Optimizer,
+    /// Its state: step count and moment estimates.
     pub state: OptimizerState,
     batch_size: usize,
     shard_rows: usize,
@@ -430,7 +445,9 @@ pub struct PartialEpoch {
     pub step: usize,
     /// Summed loss, number correct and number of examples of those mini-batches.
     pub loss_sum: f64,
+    /// Examples predicted right in those mini-batches.
     pub correct: usize,
+    /// Examples in those mini-batches.
     pub seen: usize,
     /// Training time spent on them.
     pub seconds: f64,
@@ -470,9 +487,13 @@ pub enum Outcome {
     /// (mid-epoch or between epochs), ready to be checkpointed and resumed.
     Interrupted,
     /// All planned epochs are done.
+    /// Every epoch asked for has run.
     Finished,
     /// Early stopping ended training and restored the weights of `best_epoch`.
-    EarlyStopped { best_epoch: usize },
+    EarlyStopped {
+        /// The epoch whose weights were restored (1-based).
+        best_epoch: usize,
+    },
 }
 
 /// A training run that can stop and continue bit for bit: the optimiser and

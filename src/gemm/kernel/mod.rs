@@ -42,6 +42,7 @@ pub struct TileOut {
     /// are computed in full from zero-padded panels but only this part is
     /// read or written.
     pub rows: usize,
+    /// Valid columns of the tile (`<= NR`).
     pub cols: usize,
     /// `c = acc + beta · c`; with `beta == 0` C is not read.
     pub beta: f32,
@@ -73,11 +74,13 @@ pub type StridedKernelFn =
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
+    /// The name `set_kernel`, `SIMDNET_KERNEL` and the tuning file use.
     pub name: &'static str,
     /// Rows of C per tile.
     pub mr: usize,
     /// Columns of C per tile.
     pub nr: usize,
+    /// The kernel on packed A and B micro-panels.
     pub run: KernelFn,
     /// The same kernel reading A in place.
     pub run_strided: StridedKernelFn,
@@ -153,6 +156,7 @@ const NARROW: usize = 0;
 #[cfg(target_feature = "avx512f")]
 const MID: Option<[usize; 2]> = None;
 
+/// The SIMD kernels compiled in (AVX2, 8 lanes: 16 ymm registers; see the AVX-512 list above).
 #[cfg(not(target_feature = "avx512f"))]
 pub const SIMD_KERNELS: &[MicroKernel] = &[
     simd_kernel!("simd-6x16", 6, 2),

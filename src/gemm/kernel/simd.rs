@@ -295,7 +295,7 @@ pub unsafe fn micro_kernel_m<const MR: usize, const MV: usize, const NR: usize>(
 /// [`micro_kernel_m`] reading A in place (`A[i, p]` at `a + i·ra + p·pa`):
 /// vector loads when `ra == 1` (a transposed view); otherwise (a row-major
 /// A, read in place for a small product) the panel is copied into packed
-/// order on the stack, [`M_CHUNK`] floats at a time, between runs of steps.
+/// order on the stack, `M_CHUNK` floats at a time, between runs of steps.
 ///
 /// # Safety
 /// As [`super::StridedKernelFn`], with `MR == MV · LANES` and `NR <= LANES`.
