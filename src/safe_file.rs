@@ -62,7 +62,7 @@ pub fn check_destination(path: &Path, what: &str) -> Result<()> {
     check_target(path, what)?;
     // A trial creation proves the folder takes new files (permissions,
     // read-only mounts, quotas of zero) before any long work starts.
-    let (file, tmp) = create_temp(path, what)?;
+    let (file, tmp, _registered) = create_temp(path, what)?;
     drop(file);
     let _ = fs::remove_file(&tmp);
     Ok(())
@@ -172,8 +172,9 @@ fn open_exclusive(tmp: &Path) -> io::Result<File> {
     opts.open(tmp)
 }
 
-/// Creates a fresh temporary file beside `path`, exclusively, at a random name.
-fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf)> {
+/// Creates a fresh temporary file beside `path`, exclusively, at a random
+/// name, registered (the returned guard) for removal by a second signal.
+fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf, TempFile)> {
     let folder = folder_of(path);
     remove_stale_temps(path, &folder);
     let prefix = temp_prefix(path);
@@ -184,8 +185,14 @@ fn create_temp(path: &Path, what: &str) -> Result<(File, PathBuf)> {
             std::process::id(),
             rand::random::<u64>()
         ));
+        // Registered before it exists: a second Ctrl-C that lands between the
+        // creation and a later registration (a thread preempted there on a
+        // busy machine) would leave the file behind. The name is this
+        // process's and random, so the handler can only unlink our file, or
+        // nothing if it is not created yet.
+        let registered = TempFile::new(&tmp);
         match open_exclusive(&tmp) {
-            Ok(f) => return Ok((f, tmp)),
+            Ok(f) => return Ok((f, tmp, registered)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(refuse(path, what, explain(&e, &folder))),
         }
@@ -251,8 +258,7 @@ fn euid() -> u32 {
 pub fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
     let perms = check_target(path, what)?;
     let folder = folder_of(path);
-    let (mut file, tmp) = create_temp(path, what)?;
-    let _registered = TempFile::new(&tmp);
+    let (mut file, tmp, _registered) = create_temp(path, what)?;
     let written = (|| -> io::Result<()> {
         file.write_all(bytes)?;
         let mode = match perms {
