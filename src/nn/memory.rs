@@ -227,7 +227,8 @@ pub fn packing_bytes_per_thread() -> u64 {
 /// on mini-batches of `batch` with `threads` threads, not counting the data
 /// set: the parameters, two optimiser slots, per shard (see
 /// [`crate::nn::train`]) a gradient of every parameter, the layer buffers
-/// (`a`, `da`, `dz`) and the gathered pixels, the evaluation's buffers per
+/// (`a`, `da`, `dz`) and the labels (the batch's inputs are packed straight
+/// from the data set, never copied), the evaluation's buffers per
 /// thread, the GEMM's packing buffers per thread and [`BASELINE_BYTES`].
 pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     let params = parameters(widths);
@@ -244,10 +245,9 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
         .skip(1)
         .map(|&w| w as u64)
         .fold(0, u64::saturating_add);
-    let inputs = widths.first().copied().unwrap_or(0) as u64;
     let per_shard = floats(params)
         .saturating_add(floats(shard_rows.saturating_mul(outputs).saturating_mul(3)))
-        .saturating_add(shard_rows.saturating_mul(inputs.saturating_add(1)));
+        .saturating_add(shard_rows);
     let evaluation = floats(EVAL_ROWS.saturating_mul(outputs).saturating_mul(2)).saturating_mul(threads);
     floats(params)
         .saturating_mul(3)
