@@ -249,10 +249,13 @@ fn flatten_moves_no_number() {
 
 // ---------------------------------------------------------------- finite differences
 
-/// (batch, height, width, c_in, kh, kw, c_out, padding): odd and even kernels,
+/// (batch, height, width, c_in, kh, kw, c_out, padding)
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, Padding);
+
+/// The conv cases: odd and even kernels,
 /// odd image sizes, several channels, batch > 1, a kernel larger than the image
 /// (same), and a kernel as large as it (valid).
-const CONV_CASES: [(usize, usize, usize, usize, usize, usize, usize, Padding); 10] = [
+const CONV_CASES: [ConvCase; 10] = [
     (2, 5, 7, 3, 3, 3, 4, Padding::Valid),
     (2, 5, 7, 3, 3, 3, 4, Padding::Same),
     (2, 5, 5, 2, 2, 2, 3, Padding::Valid),
