@@ -429,6 +429,19 @@ fn impossible_shapes_are_refused_with_the_shape_stated() {
          pooling needs images of at least 2x2; remove this pooling layer or give it a larger input \
          (less valid padding, or fewer poolings before it)"
     );
+    assert_eq!(
+        message(ImageShape::new(usize::MAX, 2, 1, 1)),
+        format!(
+            "image shape {}x2x1x1 (batch x height x width x channels) holds more numbers than \
+             memory can: use smaller images or a smaller batch",
+            usize::MAX
+        )
+    );
+    assert_eq!(
+        message(Conv2dGeometry::new(input, 1 << 40, 1 << 40, 1, Padding::Same)),
+        "conv2d: a 1099511627776x1099511627776 kernel with 1 filters on input 2x3x4x1 has \
+         more weights than memory can hold: use a smaller kernel or fewer filters"
+    );
     // the edges that are possible: a kernel exactly the image's size (valid), any kernel (same)
     assert_eq!(
         Conv2dGeometry::new(input, 3, 4, 1, Padding::Valid)

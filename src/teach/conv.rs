@@ -82,6 +82,15 @@ impl ImageShape {
                  every size must be at least 1"
             )));
         }
+        let count = [height, width, channels]
+            .iter()
+            .try_fold(batch, |n, &size| n.checked_mul(size));
+        if count.is_none_or(|n| n > isize::MAX as usize / std::mem::size_of::<f64>()) {
+            return Err(Error::Invalid(format!(
+                "image shape {shape} (batch x height x width x channels) holds more numbers than \
+                 memory can: use smaller images or a smaller batch"
+            )));
+        }
         Ok(shape)
     }
 
@@ -203,6 +212,16 @@ impl Conv2dGeometry {
                  (input {input}): the kernel height, width and the filters must be at least 1"
             )));
         }
+        let weights = [kernel_w, input.channels, filters]
+            .iter()
+            .try_fold(kernel_h, |n, &s| n.checked_mul(s));
+        if weights.is_none_or(|n| n > isize::MAX as usize / std::mem::size_of::<f64>()) {
+            return Err(Error::Invalid(format!(
+                "conv2d: a {kernel_h}x{kernel_w} kernel with {filters} filters on input {input} has \
+                 more weights than memory can hold: use a smaller kernel or fewer filters"
+            )));
+        }
+        // (kernel and image both fit in memory, so kernel - 1 + size cannot overflow)
         let (pad_top, pad_bottom, pad_left, pad_right) = match padding {
             Padding::Valid => (0, 0, 0, 0),
             Padding::Same => (
