@@ -30,8 +30,10 @@
 //! column on the RIGHT), as Keras and TensorFlow do.
 //!
 //! The backward pass takes every multiply-add of the forward pass,
-//! `z[o] += x[i] · W[k]`, and sends the gradient back along it, exactly as in a
-//! dense layer (lesson 3) — there is nothing more to it:
+//! `z[o] += x[i] · W[k]` (`o`, `i`, `k`: the places of one output, one input
+//! pixel's channel and one weight in their buffers), and sends the gradient
+//! back along it, exactly as in a dense layer (lesson 3) — there is nothing
+//! more to it:
 //!
 //! ```text
 //! forward                               backward (each line beside the one it differentiates)
@@ -43,8 +45,8 @@
 //! `dW` sums over the batch and over every position the filter visited: the
 //! same weight was used `batch · out_height · out_width` times. Written as a
 //! gather instead of a scatter, `dx` is a "full" convolution of `dz` with the
-//! flipped filter; the engine computes all three as matrix products (GEMMs)
-//! after packing the image windows ("im2col"). This lesson is what the engine
+//! flipped filter. A fast engine computes all three as matrix products
+//! (GEMMs) after packing the image windows ("im2col"); this lesson is what it
 //! is checked against.
 //!
 //! The activation `a = f(z)` after a convolution is the dense lesson's, one
@@ -347,6 +349,18 @@ pub fn input_position(o: usize, k: usize, pad: usize, size: usize) -> Option<usi
 ///
 /// - `z`: (batch, out_height, out_width, c_out), written
 /// - `x`: (batch, height, width, c_in); `w`: (kh, kw, c_in, c_out); `b`: (c_out)
+///
+/// ```
+/// use simdnet::teach::conv::{conv2d_forward, Conv2dGeometry, ImageShape, Padding};
+/// // one 3x3 image of one channel, one 2x2 filter, bias 0.5: a 2x2 output
+/// let g = Conv2dGeometry::new(ImageShape::new(1, 3, 3, 1)?, 2, 2, 1, Padding::Valid)?;
+/// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let w = [1.0, 2.0, -1.0, 0.0];
+/// let mut z = [0.0; 4];
+/// conv2d_forward(&mut z, &x, &w, &[0.5], &g);
+/// assert_eq!(z, [1.5, 3.5, 7.5, 9.5]); // z[0,0] = 1·1 + 2·2 + 4·(-1) + 5·0 + 0.5
+/// # Ok::<(), simdnet::Error>(())
+/// ```
 pub fn conv2d_forward(z: &mut [f64], x: &[f64], w: &[f64], b: &[f64], g: &Conv2dGeometry) {
     let (input, output) = (g.input, g.output);
     assert_eq!(x.len(), input.len(), "x must be {input}");

@@ -36,10 +36,12 @@
 //! already sit one after the other, in exactly the order of that row:
 //! `x[n,y,x,c]` is at `n·(H·W·C) + (y·W + x)·C + c` (for `H x W` images of
 //! `C` channels), which is element `(y·W + x)·C + c` of row `n` of a
-//! (batch, H·W·C) matrix. So flatten moves no
-//! number: it only changes the shape that reads the buffer, and its backward
-//! pass too (`dx = da`, read as an image again). The engine does no work for
-//! it; the lesson copies, to show that the copy is the identity.
+//! (batch, H·W·C) matrix. So flatten moves no number: it only changes the
+//! shape that reads the buffer, and so does its backward pass (`dx = da`, read
+//! as an image again). A fast engine need do no work for it; the lesson
+//! copies, to show that the copy is the identity. (It is also the order of
+//! Keras' `Flatten` on channels-last images, so a dense layer after it means
+//! the same weights in both.)
 
 use super::conv::ImageShape;
 use crate::error::{Error, Result};
@@ -132,6 +134,9 @@ pub fn maxpool2d_forward(a: &mut [f64], argmax: &mut [usize], x: &[f64], g: &Poo
 /// ```text
 /// forward: a[o] = x[argmax[o]]   ->   dx[argmax[o]] += da[o]
 /// ```
+///
+/// The 2x2 tiles do not overlap (stride 2), so each input gets at most one
+/// gradient; `+=` keeps the rule of every backward pass.
 ///
 /// - `dx`: (batch, height, width, channels), accumulated into (`+=`), zeroed by the caller
 /// - `da`: (batch, height / 2, width / 2, channels); `argmax`: same shape, from [`maxpool2d_forward`]
