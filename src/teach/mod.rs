@@ -43,6 +43,11 @@
 //! 8. [`fit`] — the loop: the same step on batch after batch of MNIST, from the
 //!    engine's starting weights in the engine's order, so that it follows the
 //!    engine's loss curve.
+//! 9. [`conv`] — the convolution layer for images (batch, height, width,
+//!    channels): `valid` and `same` padding, forward and backward
+//!    ([`conv::conv2d_forward`], [`conv::conv2d_backward`]).
+//! 10. [`pool`] — 2x2 max-pooling with its argmax, and flatten
+//!     ([`pool::maxpool2d_forward`], [`pool::flatten_forward`]).
 //!
 //! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
 //! network of [`network::NetworkF64::tiny`], `simdnet explain --index 0` for
@@ -77,6 +82,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backward;
+pub mod conv;
 pub mod fit;
 pub mod forward;
 pub mod gradcheck;
@@ -84,6 +90,7 @@ pub mod loss;
 pub mod network;
 pub mod optimizers;
 pub mod pitfalls;
+pub mod pool;
 pub mod summary;
 
 pub use network::{tiny_batch, train_step, DenseF64, NetworkF64, NetworkOptimizerF64, StepTrace};
