@@ -437,10 +437,14 @@ fn impossible_shapes_are_refused_with_the_shape_stated() {
             usize::MAX
         )
     );
+    // A side whose square overflows usize on 64-bit and 32-bit targets alike.
+    let huge = 1usize << (usize::BITS / 2 + 1);
     assert_eq!(
-        message(Conv2dGeometry::new(input, 1 << 40, 1 << 40, 1, Padding::Same)),
-        "conv2d: a 1099511627776x1099511627776 kernel with 1 filters on input 2x3x4x1 has \
-         more weights than memory can hold: use a smaller kernel or fewer filters"
+        message(Conv2dGeometry::new(input, huge, huge, 1, Padding::Same)),
+        format!(
+            "conv2d: a {huge}x{huge} kernel with 1 filters on input 2x3x4x1 has \
+             more weights than memory can hold: use a smaller kernel or fewer filters"
+        )
     );
     // the edges that are possible: a kernel exactly the image's size (valid), any kernel (same)
     assert_eq!(
