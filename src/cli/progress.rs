@@ -62,29 +62,7 @@ pub fn width_from(columns: Option<&str>, terminal: Option<usize>) -> usize {
         .unwrap_or(DEFAULT_WIDTH)
 }
 
-#[cfg(all(
-    unix,
-    any(
-        all(
-            any(target_os = "linux", target_os = "android"),
-            any(
-                target_arch = "x86",
-                target_arch = "x86_64",
-                target_arch = "arm",
-                target_arch = "aarch64",
-                target_arch = "riscv64",
-                target_arch = "s390x",
-                target_arch = "loongarch64"
-            )
-        ),
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )
-))]
+#[cfg(unix)]
 mod sys {
     use std::ffi::{c_int, c_ulong};
 
@@ -98,10 +76,34 @@ mod sys {
         y_pixels: u16,
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const TIOCGWINSZ: c_ulong = 0x5413;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const TIOCGWINSZ: c_ulong = 0x4008_7468;
+    /// The `TIOCGWINSZ` request where its value is known: Linux's generic one
+    /// (its MIPS, PowerPC and SPARC ports differ), and the BSDs' and macOS's.
+    /// Elsewhere none: the caller falls back to `COLUMNS` or 80.
+    const TIOCGWINSZ: Option<c_ulong> = if cfg!(all(
+        any(target_os = "linux", target_os = "android"),
+        any(
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "arm",
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "s390x",
+            target_arch = "loongarch64"
+        )
+    )) {
+        Some(0x5413)
+    } else if cfg!(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )) {
+        Some(0x4008_7468)
+    } else {
+        None
+    };
 
     extern "C" {
         fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
@@ -109,38 +111,17 @@ mod sys {
 
     /// The columns of the terminal on stderr (fd 2), if it is one and knows its size.
     pub fn stderr_columns() -> Option<usize> {
+        let request = TIOCGWINSZ?;
         let mut ws = WinSize::default();
         // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer,
         // which points at a live, properly laid out one; on a descriptor that
         // is not a terminal it fails and writes nothing.
-        let r = unsafe { ioctl(2, TIOCGWINSZ, &mut ws as *mut WinSize) };
+        let r = unsafe { ioctl(2, request, &mut ws as *mut WinSize) };
         (r == 0 && ws.cols > 0).then_some(ws.cols as usize)
     }
 }
 
-#[cfg(not(all(
-    unix,
-    any(
-        all(
-            any(target_os = "linux", target_os = "android"),
-            any(
-                target_arch = "x86",
-                target_arch = "x86_64",
-                target_arch = "arm",
-                target_arch = "aarch64",
-                target_arch = "riscv64",
-                target_arch = "s390x",
-                target_arch = "loongarch64"
-            )
-        ),
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )
-)))]
+#[cfg(not(unix))]
 mod sys {
     /// Unknown on this platform: the caller falls back to `COLUMNS` or 80.
     pub fn stderr_columns() -> Option<usize> {
