@@ -128,6 +128,7 @@
 // signals and safe saving.
 pub mod activation;
 pub mod error;
+pub mod geometry;
 pub mod interrupt;
 pub mod matrix;
 pub mod safe_file;

@@ -4,8 +4,8 @@
 //! (`super::` stays inside a top-level module, so it cannot climb a floor.)
 //!
 //! ```text
-//! floor 1  matrix, error, simd, activation, trace,  primitives
-//!          interrupt, safe_file
+//! floor 1  matrix, error, geometry, simd, activation, primitives
+//!          trace, interrupt, safe_file
 //! floor 2  gemm, kernels                            the speed
 //! floor 3  data, nn, teach                          data, engine, lesson
 //! floor 4  profile, plot                            bench, tune, reports, charts
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 const FLOORS: &[(&str, u8)] = &[
     ("matrix", 1),
     ("error", 1),
+    ("geometry", 1),
     ("simd", 1),
     ("activation", 1),
     ("trace", 1),

@@ -16,9 +16,12 @@
 //! as they are (a convolution is a GEMM once its input is packed).
 
 use crate::gemm::{AOperand, Parallelism};
+use crate::geometry::ImageShape;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, Matrix};
+use crate::nn::conv::Conv2d;
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
+use crate::nn::pool::{Flatten, MaxPool2d};
 
 /// One layer of a [`crate::nn::Network`].
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +29,12 @@ use crate::nn::dense::{dense_backward, dense_forward, Dense};
 pub enum Layer {
     /// `a = f(x·W + b)`.
     Dense(Dense),
+    /// `a = f(conv(x, W) + b)` on (h, w, c) images.
+    Conv2d(Conv2d),
+    /// 2x2, stride-2 max-pooling.
+    MaxPool2d(MaxPool2d),
+    /// An image as one row (no value moves).
+    Flatten(Flatten),
 }
 
 impl From<Dense> for Layer {
@@ -39,6 +48,9 @@ impl Layer {
     pub fn inputs(&self) -> usize {
         match self {
             Layer::Dense(d) => d.inputs(),
+            Layer::Conv2d(c) => c.inputs(),
+            Layer::MaxPool2d(p) => p.inputs(),
+            Layer::Flatten(f) => f.inputs(),
         }
     }
 
@@ -46,6 +58,30 @@ impl Layer {
     pub fn outputs(&self) -> usize {
         match self {
             Layer::Dense(d) => d.outputs(),
+            Layer::Conv2d(c) => c.outputs(),
+            Layer::MaxPool2d(p) => p.outputs(),
+            Layer::Flatten(f) => f.outputs(),
+        }
+    }
+
+    /// The shape of one output image, for the layers that write images
+    /// (convolution, pooling); `None` for rows of values (dense, flatten).
+    pub fn output_image(&self) -> Option<ImageShape> {
+        match self {
+            Layer::Conv2d(c) => Some(c.geometry.output()),
+            Layer::MaxPool2d(p) => Some(p.geometry.output()),
+            Layer::Dense(_) | Layer::Flatten(_) => None,
+        }
+    }
+
+    /// The kind's name, as Keras' `model.summary()` prints it: `dense`,
+    /// `conv2d`, `max_pooling2d`, `flatten`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Layer::Dense(_) => "dense",
+            Layer::Conv2d(_) => "conv2d",
+            Layer::MaxPool2d(_) => "max_pooling2d",
+            Layer::Flatten(_) => "flatten",
         }
     }
 
@@ -53,42 +89,51 @@ impl Layer {
     pub fn as_dense(&self) -> Option<&Dense> {
         match self {
             Layer::Dense(d) => Some(d),
+            _ => None,
         }
     }
 
-    /// The number of trainable values (dense: weights and biases).
+    /// The number of trainable values (dense, conv: weights and biases; pool, flatten: none).
     pub fn num_params(&self) -> usize {
-        match self {
-            Layer::Dense(d) => d.w.as_slice().len() + d.b.len(),
-        }
+        self.params().iter().map(|p| p.len()).sum()
     }
 
-    /// The trainable tensors, in a fixed order (dense: `W`, then `b`).
+    /// The trainable tensors, in a fixed order (dense, conv: `W`, then `b`; pool, flatten: none).
     pub fn params(&self) -> Vec<&[f32]> {
         match self {
             Layer::Dense(d) => vec![d.w.as_slice(), &d.b],
+            Layer::Conv2d(c) => vec![c.w.as_slice(), &c.b],
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => Vec::new(),
         }
     }
 
     /// The number of trainable tensors ([`Layer::params`]'s length).
     pub fn num_tensors(&self) -> usize {
         match self {
-            Layer::Dense(_) => 2,
+            Layer::Dense(_) | Layer::Conv2d(_) => 2,
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => 0,
         }
     }
 
-    /// Whether weight decay applies to trainable tensor `k` (dense: `W`, not `b`).
+    /// Whether weight decay applies to trainable tensor `k` (dense, conv: `W`, not `b`).
     pub fn decays(&self, k: usize) -> bool {
         match self {
-            Layer::Dense(_) => k == 0,
+            Layer::Dense(_) | Layer::Conv2d(_) => k == 0,
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => false,
         }
     }
 
     /// Trainable tensor `k` (in [`Layer::params`] order), to update in place.
+    ///
+    /// # Panics
+    /// If the layer has no tensor `k` (pool and flatten have none).
     pub fn params_mut(&mut self, k: usize) -> &mut [f32] {
         match (self, k) {
             (Layer::Dense(d), 0) => d.w.as_mut_slice(),
-            (Layer::Dense(d), _) => &mut d.b,
+            (Layer::Dense(d), 1) => &mut d.b,
+            (Layer::Conv2d(c), 0) => c.w.as_mut_slice(),
+            (Layer::Conv2d(c), 1) => &mut c.b,
+            (layer, k) => panic!("a {} layer has no trainable tensor {k}", layer.kind_name()),
         }
     }
 
@@ -105,6 +150,10 @@ impl Layer {
     ) {
         match self {
             Layer::Dense(d) => dense_forward(a, x, x_scale, d, dropout, par),
+            // issue 14: the engine branch replaces these with conv2d_forward, maxpool2d_forward, flatten_forward
+            Layer::Conv2d(_) | Layer::MaxPool2d(_) | Layer::Flatten(_) => {
+                todo!("engine forward for {}", self.kind_name())
+            }
         }
     }
 
@@ -140,6 +189,10 @@ impl Layer {
                     par,
                 );
             }
+            // issue 14: the engine branch replaces these with conv2d_backward, maxpool2d_backward, flatten_backward
+            Layer::Conv2d(_) | Layer::MaxPool2d(_) | Layer::Flatten(_) => {
+                todo!("engine backward for {}", self.kind_name())
+            }
         }
     }
 }
@@ -169,7 +222,10 @@ impl LayerBuffers {
             Layer::Dense(d) if backward => {
                 vec![Matrix::zeros(d.inputs(), outputs), Matrix::zeros(1, outputs)]
             }
-            Layer::Dense(_) => Vec::new(),
+            Layer::Conv2d(c) if backward => {
+                vec![Matrix::zeros(c.w.rows(), c.w.cols()), Matrix::zeros(1, c.b.len())]
+            }
+            _ => Vec::new(),
         };
         LayerBuffers {
             a: Matrix::zeros(capacity, outputs),

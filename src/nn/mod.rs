@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod confusion;
+pub mod conv;
 pub mod dense;
 pub mod fit;
 pub mod init;
@@ -18,16 +19,19 @@ pub mod memory;
 pub mod model_file;
 pub mod network;
 pub mod optim;
+pub mod pool;
 pub mod predict;
 pub mod train;
 
 pub use crate::activation::Activation;
 pub use crate::matrix::argmax;
+pub use conv::Conv2d;
 pub use dense::Dense;
 pub use fit::Fit;
 pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
+pub use pool::{Flatten, MaxPool2d};
 pub use train::{
     fit, EarlyStopping, EpochStats, Outcome, PartialEpoch, Progress, Session, TrainConfig, Trainer,
 };

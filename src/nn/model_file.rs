@@ -72,6 +72,8 @@ pub fn to_bytes(net: &Network) -> Vec<u8> {
                 out.extend_from_slice(&(l.outputs() as u32).to_le_bytes());
                 out.push(if i == last { SOFTMAX_CODE } else { l.act.code() });
             }
+            // issue 14: the model-file branch writes these (format version 3)
+            other => todo!("saving a {} layer", other.kind_name()),
         }
     }
     out.extend_from_slice(&net.input_scale().to_le_bytes());

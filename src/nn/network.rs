@@ -169,6 +169,15 @@ impl Network {
                         )));
                     }
                 }
+                other => {
+                    if other.inputs() != width {
+                        return Err(Error::Invalid(format!(
+                            "layer {i} ({}) reads {} values per example, but its input has {width}",
+                            other.kind_name(),
+                            other.inputs()
+                        )));
+                    }
+                }
             }
             width = layer.outputs();
         }
@@ -311,10 +320,34 @@ impl Network {
                         l.act.name()
                     };
                     s.push_str(&format!(" -> {} {act}", l.outputs()));
-                    if self.dropout[i] > 0.0 {
-                        s.push_str(&format!(" (dropout {})", self.dropout[i]));
-                    }
                 }
+                Layer::Conv2d(c) => {
+                    let (g, o) = (&c.geometry, c.geometry.output());
+                    s.push_str(&format!(
+                        " -> conv {}x{}x{} {} {} {}x{}x{}",
+                        g.kernel_h(),
+                        g.kernel_w(),
+                        g.filters(),
+                        g.padding(),
+                        c.act.name(),
+                        o.height(),
+                        o.width(),
+                        o.channels()
+                    ));
+                }
+                Layer::MaxPool2d(p) => {
+                    let o = p.geometry.output();
+                    s.push_str(&format!(
+                        " -> pool 2x2 {}x{}x{}",
+                        o.height(),
+                        o.width(),
+                        o.channels()
+                    ));
+                }
+                Layer::Flatten(f) => s.push_str(&format!(" -> flatten {}", f.outputs())),
+            }
+            if self.dropout[i] > 0.0 {
+                s.push_str(&format!(" (dropout {})", self.dropout[i]));
             }
         }
         if self.input_scale != PIXEL_SCALE {

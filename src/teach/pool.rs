@@ -43,52 +43,7 @@
 //! Keras' `Flatten` on channels-last images, so a dense layer after it means
 //! the same weights in both.)
 
-use super::conv::ImageShape;
-use crate::error::{Error, Result};
-
-/// The shapes of a 2x2, stride-2 max-pooling over images of a given shape.
-/// Made only by [`Pool2dGeometry::new`], which refuses images smaller than 2x2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pool2dGeometry {
-    input: ImageShape,
-    output: ImageShape,
-}
-
-impl Pool2dGeometry {
-    /// The tile: 2x2.
-    pub const SIZE: usize = 2;
-
-    /// The geometry of a 2x2 max-pooling of `input`: the output is
-    /// (batch, height / 2, width / 2, channels), rounded down.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`], stating the shape, when the images are less than 2
-    /// high or wide (the output would have no pixel).
-    pub fn new(input: ImageShape) -> Result<Pool2dGeometry> {
-        let (out_h, out_w) = (input.height() / Self::SIZE, input.width() / Self::SIZE);
-        if out_h == 0 || out_w == 0 {
-            return Err(Error::Invalid(format!(
-                "max-pool 2x2: the {}x{} images of input {input} are too small (the output would be \
-                 {out_h}x{out_w}): pooling needs images of at least 2x2; remove this pooling layer \
-                 or give it a larger input (less valid padding, or fewer poolings before it)",
-                input.height(),
-                input.width(),
-            )));
-        }
-        let output = ImageShape::new(input.batch(), out_h, out_w, input.channels())?;
-        Ok(Pool2dGeometry { input, output })
-    }
-
-    /// The shape of `x`.
-    pub fn input(&self) -> ImageShape {
-        self.input
-    }
-
-    /// The shape of `a`: (batch, height / 2, width / 2, channels), rounded down.
-    pub fn output(&self) -> ImageShape {
-        self.output
-    }
-}
+pub use crate::geometry::{ImageShape, Pool2dGeometry};
 
 /// The forward pass of 2x2 max-pooling: the largest number of each 2x2 tile,
 /// and where it was.
@@ -102,7 +57,7 @@ impl Pool2dGeometry {
 /// - `argmax`: same shape as `a`, written: indices into `x`, for the backward pass
 /// - `x`: (batch, height, width, channels)
 pub fn maxpool2d_forward(a: &mut [f64], argmax: &mut [usize], x: &[f64], g: &Pool2dGeometry) {
-    let (input, output) = (g.input, g.output);
+    let (input, output) = (g.input(), g.output());
     assert_eq!(x.len(), input.len(), "x must be {input}");
     assert_eq!(a.len(), output.len(), "a must be {output}");
     assert_eq!(argmax.len(), output.len(), "argmax must be {output}");
