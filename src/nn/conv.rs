@@ -11,9 +11,13 @@
 //! The lesson with the same steps in plain `f64` loops is
 //! [`crate::teach::conv`] (same weight layout: `W[ky,kx,ci,co]` row-major).
 
+use rand::Rng;
+
 use crate::activation::Activation;
-use crate::geometry::{Conv2dGeometry, ImageShape};
+use crate::error::Result;
+use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
 use crate::matrix::Matrix;
+use crate::nn::init::glorot_uniform_limit;
 
 /// One convolution layer's shapes, filters, biases and activation.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +34,37 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// A `kernel_h x kernel_w` convolution with `filters` output channels over
+    /// images of shape `input` (its batch is ignored: a layer sees one
+    /// example at a time), with Glorot-uniform filters (Keras' default for
+    /// `Conv2D`: `fan_in = kh·kw·c_in`, `fan_out = kh·kw·c_out`) drawn from
+    /// `rng`, and zero biases.
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] stating the shapes when the kernel does not
+    /// fit or a size is 0 ([`Conv2dGeometry::new`]).
+    pub fn new(
+        input: ImageShape,
+        kernel_h: usize,
+        kernel_w: usize,
+        filters: usize,
+        padding: Padding,
+        act: Activation,
+        rng: &mut impl Rng,
+    ) -> Result<Conv2d> {
+        let one = ImageShape::new(1, input.height(), input.width(), input.channels())?;
+        let geometry = Conv2dGeometry::new(one, kernel_h, kernel_w, filters, padding)?;
+        let taps = kernel_h * kernel_w;
+        let (rows, cols) = (taps * input.channels(), filters);
+        let w = glorot_uniform_limit(rows, cols, taps * input.channels() + taps * filters, rng);
+        Ok(Conv2d {
+            geometry,
+            w,
+            b: vec![0.0; filters],
+            act,
+        })
+    }
+
     /// Values per example this layer reads: `h·w·c_in`.
     pub fn inputs(&self) -> usize {
         self.geometry.input().image_len()

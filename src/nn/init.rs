@@ -9,8 +9,16 @@ use crate::matrix::Matrix;
 ///
 /// Shape: `(fan_in, fan_out)`, filled row by row from `rng`.
 pub fn glorot_uniform(fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Matrix {
-    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-    let mut w = Matrix::zeros(fan_in, fan_out);
+    glorot_uniform_limit(fan_in, fan_out, fan_in + fan_out, rng)
+}
+
+/// A `(rows, cols)` matrix filled row by row from `rng` with
+/// `U(-limit, limit)`, `limit = sqrt(6 / fans)`: Glorot uniform where the
+/// fans are not the matrix's sides (a convolution's filters: `fans =
+/// kh·kw·c_in + kh·kw·c_out`).
+pub fn glorot_uniform_limit(rows: usize, cols: usize, fans: usize, rng: &mut impl Rng) -> Matrix {
+    let limit = (6.0 / fans as f64).sqrt() as f32;
+    let mut w = Matrix::zeros(rows, cols);
     for v in w.as_mut_slice() {
         *v = rng.random_range(-limit..limit);
     }

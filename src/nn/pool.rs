@@ -3,6 +3,7 @@
 //!
 //! The lesson with the same steps in plain `f64` loops is [`crate::teach::pool`].
 
+use crate::error::Result;
 use crate::geometry::{ImageShape, Pool2dGeometry};
 
 /// A 2x2, stride-2 max-pooling layer.
@@ -13,6 +14,18 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
+    /// A 2x2 max-pooling of images of shape `input` (its batch is ignored).
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] stating the shape when the images are
+    /// smaller than 2x2 ([`Pool2dGeometry::new`]).
+    pub fn new(input: ImageShape) -> Result<MaxPool2d> {
+        let one = ImageShape::new(1, input.height(), input.width(), input.channels())?;
+        Ok(MaxPool2d {
+            geometry: Pool2dGeometry::new(one)?,
+        })
+    }
+
     /// Values per example this layer reads: `h·w·c`.
     pub fn inputs(&self) -> usize {
         self.geometry.input().image_len()
@@ -32,6 +45,14 @@ pub struct Flatten {
 }
 
 impl Flatten {
+    /// Flatten images of shape `input` (its batch is ignored).
+    pub fn new(input: ImageShape) -> Flatten {
+        // a checked shape with batch 1 is a checked shape
+        let one = ImageShape::new(1, input.height(), input.width(), input.channels())
+            .expect("batch 1 of a valid shape is valid");
+        Flatten { shape: one }
+    }
+
     /// Values per example, in and out: `h·w·c`.
     pub fn inputs(&self) -> usize {
         self.shape.image_len()
