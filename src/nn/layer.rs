@@ -95,7 +95,12 @@ impl Layer {
 
     /// The number of trainable values (dense, conv: weights and biases; pool, flatten: none).
     pub fn num_params(&self) -> usize {
-        self.params().iter().map(|p| p.len()).sum()
+        // no Vec: the training step asks for this, and a step allocates nothing
+        match self {
+            Layer::Dense(d) => d.w.as_slice().len() + d.b.len(),
+            Layer::Conv2d(c) => c.w.as_slice().len() + c.b.len(),
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => 0,
+        }
     }
 
     /// The trainable tensors, in a fixed order (dense, conv: `W`, then `b`; pool, flatten: none).
