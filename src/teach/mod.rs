@@ -83,6 +83,7 @@
 
 pub mod backward;
 pub mod conv;
+pub mod conv_network;
 pub mod fit;
 pub mod forward;
 pub mod gradcheck;

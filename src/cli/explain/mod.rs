@@ -21,6 +21,8 @@
 
 mod backward;
 mod check;
+mod conv;
+mod conv_back;
 mod error;
 mod format;
 mod forward;
@@ -98,6 +100,11 @@ pub const FLAGS: &[Flag] = &[
     Flag::switch(
         "check",
         "check every dW and db against a central finite difference (f64), with a verdict per tensor",
+    ),
+    Flag::switch(
+        "conv",
+        "a tiny convolutional network instead: a 6x6 image from MNIST training image --index (default 0), \
+         one 3x3 filter, 2x2 max-pool, dense 10",
     ),
     Flag::value(
         "bug",
@@ -221,6 +228,30 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let hidden = super::common::hidden_layers(p)?;
     let bug: Option<Bug> = p.opt("bug")?;
     let check = p.switch("check") || bug.is_some();
+    if p.switch("conv") {
+        if p.given("layers") {
+            return Err(UsageError(
+                "--layers sets the hidden dense layers of the MLP; the network of --conv has none \
+                 (conv 3x3, max-pool, dense 10): drop --layers, or drop --conv"
+                    .into(),
+            )
+            .into());
+        }
+        let act = hidden_activations(p, 1)
+            .map_err(|UsageError(e)| UsageError(format!("{e} (--conv has one: the convolution's)")))?[0];
+        return conv::run(&conv::ConvRequest {
+            part,
+            kind,
+            lr,
+            lr_is_default: lr_given.is_none(),
+            index: digit.unwrap_or(0),
+            seed,
+            data: &data,
+            act,
+            check,
+            bug,
+        });
+    }
 
     let (mut net, x, labels, digit) = match digit {
         None => {
