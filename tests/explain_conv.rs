@@ -8,6 +8,9 @@
 //!   routing, the loss, the filter gradient and the update;
 //! - the flags: usage errors, `--step` filters, `--check`, `--bug`, determinism.
 
+// Index loops are the point here: they show which number meets which.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::{expect_default_data, DATA};
