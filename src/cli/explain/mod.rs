@@ -5,6 +5,9 @@
 //! with `--index I` the workshop's network (784-16-16-10 on MNIST; the hidden
 //! widths from `--layers`, the input size from the data set's images;
 //! Glorot-uniform weights from a seeded `StdRng`) on training image `I`.
+//! With `--conv`, a tiny convolutional network instead (lesson 11,
+//! [`crate::teach::conv_network`]) on a 6x6 image made from training image
+//! `I` (0 unless `--index`): `conv.rs` and `conv_back.rs` print it.
 //!
 //! All the computing is done once, by [`crate::teach::network::train_step`],
 //! which records every number in a [`StepTrace`]; these files only print it,
@@ -14,6 +17,7 @@
 //! - `format.rs` — how numbers, sums and buffers are written
 //! - `forward.rs`, `error.rs`, `backward.rs`, `update.rs` — the four parts
 //! - `check.rs` — with `--check`: every gradient against a finite difference
+//! - `conv.rs`, `conv_back.rs` — the same parts for `--conv`
 //!
 //! Small buffers are printed in full, every entry with its formula; large ones
 //! (the 784 inputs, W1 with 12,544 weights, ...) as a readable excerpt — a few
