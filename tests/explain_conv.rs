@@ -279,6 +279,21 @@ fn printed_numbers_match_a_recomputation_from_the_printed_inputs() {
         close(printed_dz1[k], dz1[k], "dz1");
     }
     close(sum_value(&text, "    db1 ="), dz1.iter().sum(), "db1");
+    // dx: every window that covered a pixel sends it W1·dz1
+    let dx = numbers_after(&text, "  dx (6, 6):", 36);
+    for y in 0..6 {
+        for x_ in 0..6 {
+            let mut d = 0.0;
+            for oy in 0..4 {
+                for ox in 0..4 {
+                    if (oy..oy + 3).contains(&y) && (ox..ox + 3).contains(&x_) {
+                        d += w1[(y - oy) * 3 + x_ - ox] * dz1[oy * 4 + ox];
+                    }
+                }
+            }
+            close(dx[y * 6 + x_], d, &format!("dx[{y},{x_}]"));
+        }
+    }
 
     // the update: SGD, lr 0.01
     for k in 0..9 {
@@ -341,7 +356,9 @@ fn step_prints_only_its_part() {
     }
     assert!(!all.contains("== 5. gradient check"));
     for (step, keep) in [("forward", 0), ("error", 1), ("backward", 2), ("update", 3)] {
-        let (text, _) = explain(&["--conv", "--step", step], 0);
+        // `--part` is `--step`'s other name
+        let flag = if keep % 2 == 0 { "--step" } else { "--part" };
+        let (text, _) = explain(&["--conv", flag, step], 0);
         for (k, p) in parts.iter().enumerate() {
             assert_eq!(text.contains(p), k == keep, "--step {step}: {p}");
         }

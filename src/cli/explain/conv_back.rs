@@ -172,6 +172,46 @@ pub(super) fn backward(o: &mut Out, l: &ConvLesson) {
     );
     o.line("  layer below would receive (the image is data, not weights: nothing uses it here)");
     grid(o, "dx", &g.dx, side, side);
+    // one dx in full: the pixel that the most windows with a gradient covered
+    let covers = |y: usize, x: usize| -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for ky in 0..k {
+            for kx in 0..k {
+                if y >= ky && x >= kx && y - ky < out && x - kx < out {
+                    v.push((ky, kx));
+                }
+            }
+        }
+        v
+    };
+    let live_at = |y: usize, x: usize| {
+        covers(y, x)
+            .iter()
+            .filter(|&&(ky, kx)| g.dz1[(y - ky) * out + x - kx] != 0.0)
+            .count()
+    };
+    let (y, x) = (0..side * side)
+        .map(|i| (i / side, i % side))
+        .fold((0, 0), |b, p| {
+            if live_at(p.0, p.1) > live_at(b.0, b.1) {
+                p
+            } else {
+                b
+            }
+        });
+    let terms: Vec<String> = covers(y, x)
+        .iter()
+        .map(|&(ky, kx)| prod(t.net.w[ky * k + kx], g.dz1[(y - ky) * out + x - kx]))
+        .collect();
+    o.line(format!(
+        "    dx[{y},{x}]: the {} windows that covered it, W1[ky,kx]·dz1[{y}-ky, {x}-kx] for each:",
+        terms.len()
+    ));
+    o.sum(
+        &format!("    dx[{y},{x}] ="),
+        &terms,
+        &format!("= {}", num(g.dx[y * side + x])),
+    );
 }
 
 pub(super) fn update(o: &mut Out, l: &ConvLesson) {

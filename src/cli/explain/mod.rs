@@ -60,7 +60,8 @@ pub const FLAGS: &[Flag] = &[
         "PART",
         Some("all"),
         "the part to print: forward, error, backward, update or all",
-    ),
+    )
+    .with_alias("part"),
     Flag::value(
         "optimizer",
         "NAME",
@@ -80,7 +81,8 @@ pub const FLAGS: &[Flag] = &[
         "index",
         "I",
         None,
-        "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one",
+        "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one \
+         (with --conv: the digit the 6x6 image is made from)",
     )
     .with_alias("digit"),
     Flag::value(
