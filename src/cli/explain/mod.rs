@@ -95,13 +95,13 @@ pub const FLAGS: &[Flag] = &[
         "seed",
         "N",
         Some("1"),
-        "seed of the Glorot-uniform starting weights (with --index)",
+        "seed of the Glorot-uniform starting weights (with --index or --conv)",
     ),
     Flag::value(
         "data",
         "DIR",
         Some("data"),
-        "folder with the MNIST files (with --index)",
+        "folder with the MNIST files (with --index or --conv)",
     ),
     Flag::switch(
         "check",
