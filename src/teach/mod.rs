@@ -48,12 +48,18 @@
 //!    ([`conv::conv2d_forward`], [`conv::conv2d_backward`]).
 //! 10. [`pool`] — 2x2 max-pooling with its argmax, and flatten
 //!     ([`pool::maxpool2d_forward`], [`pool::flatten_forward`]).
+//! 11. [`conv_network`] — lessons 9 and 10 in front of a dense layer: a tiny
+//!     convolutional network ([`conv_network::ConvNetworkF64`]) and one full
+//!     training step that keeps every number ([`conv_network::conv_train_step`]),
+//!     how the pool routes its gradient and how the filter gradient sums over
+//!     the positions; every gradient checked ([`conv_network::check`]).
 //!
 //! Then run `simdnet explain` to see every number of a step of the tiny 3-4-2
 //! network of [`network::NetworkF64::tiny`], `simdnet explain --index 0` for
 //! the workshop's 784-16-16-10 network on the first MNIST training image,
-//! `--check` to check every gradient, and `simdnet teach` to watch this code
-//! learn MNIST beside the engine.
+//! `--check` to check every gradient, `simdnet explain --conv` for every number
+//! of a step of lesson 11's convolutional network on a real digit, and
+//! `simdnet teach` to watch this code learn MNIST beside the engine.
 //!
 //! # Nielsen's four equations
 //!
@@ -83,6 +89,7 @@
 
 pub mod backward;
 pub mod conv;
+pub mod conv_network;
 pub mod fit;
 pub mod forward;
 pub mod gradcheck;

@@ -7,7 +7,7 @@ use super::Lesson;
 use crate::activation::Activation;
 
 /// How `f'` is computed from the stored output `a`.
-fn slope_rule(act: Activation) -> &'static str {
+pub(super) fn slope_rule(act: Activation) -> &'static str {
     match act {
         Activation::Identity => "1",
         Activation::Relu => "1 if a > 0 else 0",

@@ -8,7 +8,7 @@ use crate::teach::gradcheck::{cost, TensorCheck, Verdict, H, RIGHT, WRONG};
 use crate::teach::pitfalls::Bug;
 
 /// An error or a gradient in scientific notation, short enough for a column.
-fn sci(x: f64) -> String {
+pub(super) fn sci(x: f64) -> String {
     if x == 0.0 {
         "0".into()
     } else {
@@ -17,7 +17,7 @@ fn sci(x: f64) -> String {
 }
 
 /// A gradient with enough digits to see where the two agree.
-fn grad(x: f64) -> String {
+pub(super) fn grad(x: f64) -> String {
     format!("{x:>14.6e}")
 }
 

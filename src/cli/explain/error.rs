@@ -6,29 +6,78 @@ use super::format::{num, Out, MAX_TERMS};
 use super::Lesson;
 use crate::teach::loss::saturated_gradients;
 
+/// What the loss part prints, from either network's trace.
+pub(super) struct LossView<'a> {
+    /// Examples in the batch.
+    pub rows: usize,
+    /// Classes (logits per example).
+    pub classes: usize,
+    /// The name of the logits, e.g. `a2` (the dense network) or `z4` (the conv one).
+    pub logits: String,
+    /// Softmax: the largest logit of each example, the exponentials, their sums.
+    pub max: &'a [f64],
+    pub exp: &'a [f64],
+    pub sum: &'a [f64],
+    /// The probabilities, the one-hot labels, each example's loss and the mean.
+    pub p: &'a [f64],
+    pub y: &'a [f64],
+    pub losses: &'a [f64],
+    pub loss: f64,
+    pub labels: &'a [usize],
+    pub predicted: &'a [usize],
+    pub correct: usize,
+    /// `(p - y) / rows`.
+    pub output_error: &'a [f64],
+}
+
 pub(super) fn error(o: &mut Out, l: &Lesson) {
     let t = &l.trace;
     let n = t.layers.len();
-    let classes = t.layers[n - 1].outputs;
-    let p = &t.probabilities;
+    loss_part(
+        o,
+        &LossView {
+            rows: t.rows,
+            classes: t.layers[n - 1].outputs,
+            logits: format!("a{n}"),
+            max: &t.softmax_max,
+            exp: &t.softmax_exp,
+            sum: &t.softmax_sum,
+            p: &t.probabilities,
+            y: &t.y,
+            losses: &t.losses,
+            loss: t.loss,
+            labels: &t.labels,
+            predicted: &t.predicted,
+            correct: t.correct,
+            output_error: &t.output_error,
+        },
+    );
+}
+
+/// Part 2 for any network: softmax, the loss, the accuracy and `da = (p - y) / rows`.
+pub(super) fn loss_part(o: &mut Out, t: &LossView) {
+    let n = &t.logits;
+    let classes = t.classes;
+    let p = t.p;
+    let accuracy = t.correct as f64 / t.rows as f64;
     o.title("2. error");
     o.line(format!(
-        "softmax turns the logits z = a{n} of each example into probabilities p (part of the loss):"
+        "softmax turns the logits z = {n} of each example into probabilities p (part of the loss):"
     ));
     for r in 0..t.rows {
         let row = r * classes..(r + 1) * classes;
         o.line(format!(
             "  softmax of example {r}: p[{r},k] = e^(z[{r},k] - m) / Σ_c e^(z[{r},c] - m), m = max = {}",
-            num(t.softmax_max[r])
+            num(t.max[r])
         ));
-        o.values("    e^(z - m) =", &t.softmax_exp[row.clone()]);
-        o.line(format!("    Σ = {}", num(t.softmax_sum[r])));
+        o.values("    e^(z - m) =", &t.exp[row.clone()]);
+        o.line(format!("    Σ = {}", num(t.sum[r])));
         if classes <= MAX_TERMS {
             for k in 0..classes {
                 o.line(format!(
                     "    p[{r},{k}] = {} / {} = {}",
-                    num(t.softmax_exp[r * classes + k]),
-                    num(t.softmax_sum[r]),
+                    num(t.exp[r * classes + k]),
+                    num(t.sum[r]),
                     num(p[r * classes + k])
                 ));
             }
@@ -57,23 +106,23 @@ pub(super) fn error(o: &mut Out, l: &Lesson) {
         t.labels,
         t.correct,
         t.rows,
-        num(t.accuracy)
+        num(accuracy)
     ));
     o.blank();
     o.line(format!(
-        "error at the output: da{n} = dL/da{n} = (p - y) / {}   (a{n} = the logits; y = one-hot label)",
+        "error at the output: d{n} = dL/d{n} = (p - y) / {}   ({n} = the logits; y = one-hot label)",
         t.rows
     ));
     o.line("  (softmax + cross-entropy: the 1/p of ln cancels the p of softmax; see teach::loss)");
     o.line(format!(
-        "  shapes: p = softmax(a{n}) ({rows}x{classes}), y ({rows}x{classes}) -> da{n} ({rows}x{classes}), as a{n}",
+        "  shapes: p = softmax({n}) ({rows}x{classes}), y ({rows}x{classes}) -> d{n} ({rows}x{classes}), as {n}",
         rows = t.rows
     ));
     for r in 0..t.rows {
         for k in 0..classes {
             let idx = r * classes + k;
             o.line(format!(
-                "  da{n}[{r},{k}] = ({} - {}) / {} = {}",
+                "  d{n}[{r},{k}] = ({} - {}) / {} = {}",
                 num(p[idx]),
                 t.y[idx],
                 t.rows,

@@ -5,6 +5,9 @@
 //! with `--index I` the workshop's network (784-16-16-10 on MNIST; the hidden
 //! widths from `--layers`, the input size from the data set's images;
 //! Glorot-uniform weights from a seeded `StdRng`) on training image `I`.
+//! With `--conv`, a tiny convolutional network instead (lesson 11,
+//! [`crate::teach::conv_network`]) on a 6x6 image made from training image
+//! `I` (0 unless `--index`): `conv.rs` and `conv_back.rs` print it.
 //!
 //! All the computing is done once, by [`crate::teach::network::train_step`],
 //! which records every number in a [`StepTrace`]; these files only print it,
@@ -14,6 +17,7 @@
 //! - `format.rs` — how numbers, sums and buffers are written
 //! - `forward.rs`, `error.rs`, `backward.rs`, `update.rs` — the four parts
 //! - `check.rs` — with `--check`: every gradient against a finite difference
+//! - `conv.rs`, `conv_back.rs` — the same parts for `--conv`
 //!
 //! Small buffers are printed in full, every entry with its formula; large ones
 //! (the 784 inputs, W1 with 12,544 weights, ...) as a readable excerpt — a few
@@ -21,6 +25,8 @@
 
 mod backward;
 mod check;
+mod conv;
+mod conv_back;
 mod error;
 mod format;
 mod forward;
@@ -54,7 +60,8 @@ pub const FLAGS: &[Flag] = &[
         "PART",
         Some("all"),
         "the part to print: forward, error, backward, update or all",
-    ),
+    )
+    .with_alias("part"),
     Flag::value(
         "optimizer",
         "NAME",
@@ -74,7 +81,8 @@ pub const FLAGS: &[Flag] = &[
         "index",
         "I",
         None,
-        "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one",
+        "the workshop's network (784-16-16-10) on MNIST training image I, not the tiny one \
+         (with --conv: the digit the 6x6 image is made from)",
     )
     .with_alias("digit"),
     Flag::value(
@@ -87,17 +95,22 @@ pub const FLAGS: &[Flag] = &[
         "seed",
         "N",
         Some("1"),
-        "seed of the Glorot-uniform starting weights (with --index)",
+        "seed of the Glorot-uniform starting weights (with --index or --conv)",
     ),
     Flag::value(
         "data",
         "DIR",
         Some("data"),
-        "folder with the MNIST files (with --index)",
+        "folder with the MNIST files (with --index or --conv)",
     ),
     Flag::switch(
         "check",
         "check every dW and db against a central finite difference (f64), with a verdict per tensor",
+    ),
+    Flag::switch(
+        "conv",
+        "a tiny convolutional network instead: a 6x6 image from MNIST training image --index (default 0), \
+         one 3x3 filter, 2x2 max-pool, dense 10",
     ),
     Flag::value(
         "bug",
@@ -221,6 +234,30 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     let hidden = super::common::hidden_layers(p)?;
     let bug: Option<Bug> = p.opt("bug")?;
     let check = p.switch("check") || bug.is_some();
+    if p.switch("conv") {
+        if p.given("layers") {
+            return Err(UsageError(
+                "--layers sets the hidden dense layers of the MLP; the network of --conv has none \
+                 (conv 3x3, max-pool, dense 10): drop --layers, or drop --conv"
+                    .into(),
+            )
+            .into());
+        }
+        let act = hidden_activations(p, 1)
+            .map_err(|UsageError(e)| UsageError(format!("{e} (--conv has one: the convolution's)")))?[0];
+        return conv::run(&conv::ConvRequest {
+            part,
+            kind,
+            lr,
+            lr_is_default: lr_given.is_none(),
+            index: digit.unwrap_or(0),
+            seed,
+            data: &data,
+            act,
+            check,
+            bug,
+        });
+    }
 
     let (mut net, x, labels, digit) = match digit {
         None => {

@@ -8,7 +8,7 @@ use super::Lesson;
 use crate::teach::optimizers::OptimizerF64;
 
 /// The rule of the optimizer, with its hyper-parameters from `opt`.
-fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
+pub(super) fn rule(opt: &OptimizerF64, t: u32) -> Vec<String> {
     match opt {
         OptimizerF64::Sgd(_) => vec!["w = w - lr·g".to_string()],
         OptimizerF64::Momentum(m) => vec![
@@ -186,8 +186,22 @@ fn update_lines(o: &mut Out, l: &Lesson, name: &str, li: usize, bias: bool, idx:
         let (b, a) = (&lt.w_opt_before, &lt.w_opt_after);
         (lt.w[idx], lt.dw[idx], lt.w_update[idx], lt.w_after[idx], b, a)
     };
-    let pad = " ".repeat(name.len() + 4);
     let w_or_b = if bias { "b" } else { "w" };
+    param_update_lines(o, name, w_or_b, [w, g, up, after], before, now, idx);
+}
+
+/// The update of one number `name` (`w_or_b`: `w` or `b` in the formula), entry `idx`
+/// of its buffer: `[w, g, update, after]` and its optimizer before and after, formula by formula.
+pub(super) fn param_update_lines(
+    o: &mut Out,
+    name: &str,
+    w_or_b: &str,
+    [w, g, up, after]: [f64; 4],
+    before: &OptimizerF64,
+    now: &OptimizerF64,
+    idx: usize,
+) {
+    let pad = " ".repeat(name.len() + 4);
     match (before, now) {
         (OptimizerF64::Sgd(s), _) => {
             o.line(format!(
