@@ -21,6 +21,7 @@ pub mod network;
 pub mod optim;
 pub mod pool;
 pub mod predict;
+pub mod spec;
 pub mod train;
 
 pub use crate::activation::Activation;
@@ -32,6 +33,7 @@ pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
 pub use pool::{Flatten, MaxPool2d};
+pub use spec::Arch;
 pub use train::{
     fit, EarlyStopping, EpochStats, Outcome, PartialEpoch, Progress, Session, TrainConfig, Trainer,
 };
