@@ -40,6 +40,7 @@ fn bad_specs_name_the_item_and_the_fix() {
         ("conv3x3x8full,flatten,dense10", "item 1 (conv3x3x8full) has an unknown padding 'full': a convolution is convKHxKWxFILTERS with an optional padding same or valid, e.g. conv5x5x6same or conv3x3x32"),
         ("conv5x5x6p1,flatten,dense10", "item 1 (conv5x5x6p1) pads 1 on each side: simdnet pads 0 (valid, p0) or (K-1)/2 (same, p2 for a 5x5 kernel); write conv5x5x6same or conv5x5x6"),
         ("conv4x4x6p2,flatten,dense10", "item 1 (conv4x4x6p2) pads 2 on each side, but a 4x4 kernel is not square and odd, so no symmetric padding keeps its size: write conv4x4x6same (the extra row and column go bottom and right, as in Keras) or conv4x4x6"),
+        ("conv4x4x6p1,flatten,dense10", "item 1 (conv4x4x6p1) pads 1 on each side, but a 4x4 kernel is not square and odd, so no symmetric padding keeps its size: write conv4x4x6same (the extra row and column go bottom and right, as in Keras) or conv4x4x6"),
         ("conv99x3x8,flatten,dense10", "item 1 (conv99x3x8) has kernel height 99, more than simdnet allows (64)"),
         ("pool3,flatten,dense10", "item 1 (pool3) is not a pooling simdnet has: only 2x2 max-pooling with stride 2 (pool2)"),
         ("dense,dense10", "item 1 (dense) gives no units: write denseN, e.g. dense128"),

@@ -937,9 +937,27 @@ fn json_report(
                         .as_ref()
                         .map_or(Json::Null, |a| Json::str(a.canonical())),
                 ),
-                ("layers", Json::Arr(plan.hidden.iter().map(|&w| int(w)).collect())),
-                ("activation", Json::str(activation_names(&plan.activations))),
-                ("dropout", Json::Num(plan.dropout as f64)),
+                (
+                    "layers",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::Arr(plan.hidden.iter().map(|&w| int(w)).collect()),
+                    },
+                ),
+                (
+                    "activation",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::str(activation_names(&plan.activations)),
+                    },
+                ),
+                (
+                    "dropout",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::Num(plan.dropout as f64),
+                    },
+                ),
                 ("weight_decay", Json::Num(plan.weight_decay as f64)),
                 ("scaled_inputs", Json::Bool(!plan.no_scale)),
                 ("optimizer", Json::str(plan.optimizer.to_string())),
