@@ -125,6 +125,7 @@ fn preset_parameter_counts_match_the_formulas() {
     assert_eq!(keras, 1_199_882);
     for (name, want) in [("lenet", lenet), ("keras-cnn", keras)] {
         let net = Arch::preset(name).unwrap().build(mnist(), 10, 1).unwrap();
+        assert_eq!(spec::spec_of(&net), spec::preset(name).unwrap());
         assert_eq!(net.num_params(), want, "{name}");
         let arch = Arch::preset(name).unwrap();
         let shapes = arch.shapes(mnist(), 10).unwrap();
@@ -269,6 +270,9 @@ fn v3_round_trips_bit_for_bit_and_dense_models_stay_v2() {
         assert_eq!(back.dropout(), net.dropout());
         assert_eq!(back.dropout_seed(), net.dropout_seed());
         assert_eq!(spec::summary(&back), spec::summary(&net));
+        // The spec read back from the network builds the same shapes.
+        let again = Arch::parse(&spec::spec_of(&back)).unwrap();
+        assert_eq!(spec::spec_of(&back), again.canonical());
     }
     let path = common::temp_file("model-spec", "cnn.simdnet");
     small_cnn().save(&path).unwrap();

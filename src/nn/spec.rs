@@ -680,6 +680,47 @@ fn describe_item(l: &LayerSpec) -> String {
     s
 }
 
+/// The spec that builds a network of `net`'s shape (`conv5x5x6same,relu,pool2,...,dense10`),
+/// with its dropout; for a network of dense layers, the same items (`dense16,relu,dense10`).
+pub fn spec_of(net: &Network) -> String {
+    let mut items = Vec::new();
+    let last = net.layers().len().saturating_sub(1);
+    for (i, layer) in net.layers().iter().enumerate() {
+        let act = match layer {
+            Layer::Conv2d(c) => {
+                let g = &c.geometry;
+                items.push(format!(
+                    "conv{}x{}x{}{}",
+                    g.kernel_h(),
+                    g.kernel_w(),
+                    g.filters(),
+                    if g.padding() == Padding::Same { "same" } else { "" }
+                ));
+                Some(c.act)
+            }
+            Layer::MaxPool2d(_) => {
+                items.push("pool2".into());
+                None
+            }
+            Layer::Flatten(_) => {
+                items.push("flatten".into());
+                None
+            }
+            Layer::Dense(d) => {
+                items.push(format!("dense{}", d.outputs()));
+                (i != last).then_some(d.act)
+            }
+        };
+        if let Some(act) = act.filter(|a| *a != Activation::Identity) {
+            items.push(act.name().to_string());
+        }
+        if let Some(rate) = net.dropout().get(i).filter(|r| **r > 0.0) {
+            items.push(format!("dropout{rate}"));
+        }
+    }
+    items.join(",")
+}
+
 /// `61,706`: thousands separated by commas, as Keras prints parameter counts.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
