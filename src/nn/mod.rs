@@ -4,7 +4,8 @@
 //! Read in this order: [`dense`] (one layer's forward and backward),
 //! [`layer`] (what every kind of layer provides), [`loss`], [`network`] (the
 //! forward, loss and backward loops over the layers), [`optim`], [`train`]
-//! (shards, threads and epochs), then [`init`] and [`model_file`].
+//! (shards, threads and epochs), then [`init`] and [`model_file`]; [`spec`]
+//! says a network in one line (`train --arch`, the presets, the summary).
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
 pub mod checkpoint;
