@@ -306,7 +306,11 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
     let lr: Option<f32> = p.opt("lr")?;
     // A convolutional network trains with Adam by default (the PyTorch runs: Adam 1e-3).
     let default_optimizer = if arch.is_some() { "adam" } else { "rmsprop" };
-    let optimizer = Optimizer::from_name(p.raw("optimizer").unwrap_or(default_optimizer), lr)
+    let name = match p.raw("optimizer") {
+        Some(given) if p.given("optimizer") => given,
+        _ => default_optimizer,
+    };
+    let optimizer = Optimizer::from_name(name, lr)
         .map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
     let mut epochs: usize = p.get("epochs")?;
     if !p.given("epochs") {
