@@ -207,3 +207,187 @@ fn sweep_takes_a_network_axis() {
         "{err}"
     );
 }
+
+#[test]
+fn lenet_trains_then_evaluates_predicts_and_lists_its_mistakes() {
+    let dir = scratch("cnn-cli", "lenet");
+    let model = dir.join("lenet.simdnet");
+    let (out, _) = expect_default_data(
+        &[
+            "train",
+            "--model",
+            "lenet",
+            "--limit",
+            "2000",
+            "--epochs",
+            "1",
+            "--save",
+            s(&model),
+        ],
+        0,
+    );
+    assert!(
+        out.starts_with(&format!(
+            "Model: lenet ({LENET_SPEC})\nInput shape: (28, 28, 1)\n"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Total params: 61,706\n"), "{out}");
+    assert!(out.contains("Optimizer: Adam(lr=0.001"), "{out}");
+    assert!(out.contains("batch 128, 1 epoch, seed 1"), "{out}");
+    let accuracy: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Test accuracy: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        accuracy > 0.3,
+        "16 Adam steps of LeNet-5 should beat chance by far: {accuracy}"
+    );
+    let saved = std::fs::read(&model).unwrap();
+    assert_eq!(
+        saved[8..12],
+        3u32.to_le_bytes(),
+        "a CNN is saved as model file version 3"
+    );
+
+    let (out, _) = expect_default_data(&["evaluate", "--model", s(&model)], 0);
+    assert!(out.starts_with("Model: 784 -> conv 5x5x6 same relu 28x28x6 -> pool 2x2 14x14x6 -> conv 5x5x16 valid relu 10x10x16"), "{out}");
+    assert!(
+        out.contains(&format!("Accuracy: {accuracy:.4}\n")),
+        "evaluate agrees with train:\n{out}"
+    );
+
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/img/my7.png");
+    let (out, _) = expect(&["predict", "--model", s(&model), "--image", image], 0);
+    assert!(
+        out.contains("Probabilities:\n") && out.contains("Predicted: "),
+        "{out}"
+    );
+    let (out, _) = expect_default_data(&["predict", "--model", s(&model), "--index", "0"], 0);
+    assert!(out.contains("Actual value: 7\n"), "{out}");
+
+    let gallery = dir.join("gallery");
+    let (out, _) = expect_default_data(
+        &[
+            "mistakes",
+            "--model",
+            s(&model),
+            "--top",
+            "3",
+            "--out",
+            s(&gallery),
+        ],
+        0,
+    );
+    assert!(out.contains("#1 test["), "{out}");
+    assert!(gallery.join("index.html").is_file());
+
+    let (out, _) = expect(&["summary", "--model", s(&model)], 0);
+    assert!(out.contains("Total params: 61,706\n"), "{out}");
+}
+
+#[test]
+fn a_cnn_checkpoint_resumes_bit_for_bit_and_keeps_its_network() {
+    let dir = scratch("cnn-cli", "ckpt");
+    let arch = "conv3x3x4,relu,pool2,dropout0.2,flatten,dense10";
+    let (straight, ck, resumed) = (
+        dir.join("straight.simdnet"),
+        dir.join("run.ckpt"),
+        dir.join("resumed.simdnet"),
+    );
+    let common = ["--arch", arch, "--limit", "600", "--quiet"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        ["train"]
+            .iter()
+            .chain(&common)
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_default_data(&a, 0)
+    };
+    run(with(&["--epochs", "2", "--save", s(&straight)]));
+    run(with(&["--epochs", "1", "--checkpoint", s(&ck)]));
+    // The resume takes the network from the checkpoint: no --arch needed.
+    expect_default_data(
+        &[
+            "train",
+            "--resume",
+            s(&ck),
+            "--epochs",
+            "2",
+            "--quiet",
+            "--save",
+            s(&resumed),
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(&straight).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+    let (_, err) = expect_default_data(&["train", "--resume", s(&ck), "--model", "lenet"], 2);
+    assert!(
+        err.contains(&format!(
+            "error: --model lenet ({LENET_SPEC}) contradicts the checkpoint '{}', which was trained with --arch {arch}",
+            ck.display()
+        )),
+        "{err}"
+    );
+    let (_, err) = expect_default_data(&["train", "--resume", s(&ck), "--layers", "16"], 2);
+    assert!(err.contains("--layers 16 contradicts the checkpoint"), "{err}");
+    // The same spec written another way is the same network.
+    expect_default_data(
+        &[
+            "train",
+            "--resume",
+            s(&ck),
+            "--arch",
+            "CONV3x3x4valid,relu,pool2,dropout0.2,flatten,dense10",
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+        0,
+    );
+}
+
+#[test]
+fn sweep_puts_a_cnn_row_in_the_table_and_the_csv() {
+    let dir = scratch("cnn-cli", "sweep");
+    let csv = dir.join("t.csv");
+    let (out, _) = expect_default_data(
+        &[
+            "sweep",
+            "--arch",
+            "conv3x3x4,relu,pool2,flatten,dense10",
+            "--epochs",
+            "1",
+            "--limit",
+            "500",
+            "--quiet",
+            "--csv",
+            s(&csv),
+        ],
+        0,
+    );
+    assert!(
+        out.contains("| conv3x3x4,relu,pool2,flatten,dense10 | ReLU, softmax | 1 | Scaled inputs, Adam | "),
+        "{out}"
+    );
+    assert!(
+        out.contains(" | 6810 | "),
+        "parameters: 3·3·4+4 + 13·13·4·10+10:\n{out}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text.contains(
+            "\"conv3x3x4,relu,pool2,flatten,dense10\",\"ReLU, softmax\",1,\"Scaled inputs, Adam\","
+        ),
+        "{text}"
+    );
+}

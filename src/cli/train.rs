@@ -310,8 +310,8 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
         Some(given) if p.given("optimizer") => given,
         _ => default_optimizer,
     };
-    let optimizer = Optimizer::from_name(name, lr)
-        .map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
+    let optimizer =
+        Optimizer::from_name(name, lr).map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
     let mut epochs: usize = p.get("epochs")?;
     if !p.given("epochs") {
         epochs = match model_name.as_str() {
@@ -410,15 +410,6 @@ fn adopt_checkpoint(p: &Parsed, plan: &mut Plan, ck: &Checkpoint, path: &Path) -
             )));
         }
     }
-    if let Some(a) = theirs_arch {
-        plan.arch = Some(Arch::parse(a).map_err(|_| {
-            UsageError(format!(
-                "the checkpoint '{}' has an invalid arch={a:?}; resume from another checkpoint",
-                path.display()
-            ))
-        })?);
-        plan.model_name = ck.get("model").unwrap_or("--arch").to_string();
-    }
     for &flag in FIXED_BY_CHECKPOINT {
         if !p.given(flag) {
             continue;
@@ -431,6 +422,15 @@ fn adopt_checkpoint(p: &Parsed, plan: &mut Plan, ck: &Checkpoint, path: &Path) -
                 path.display()
             )));
         }
+    }
+    if let Some(a) = theirs_arch {
+        plan.arch = Some(Arch::parse(a).map_err(|_| {
+            UsageError(format!(
+                "the checkpoint '{}' has an invalid arch={a:?}; resume from another checkpoint",
+                path.display()
+            ))
+        })?);
+        plan.model_name = ck.get("model").unwrap_or("--arch").to_string();
     }
     let parse = |k: &str| -> Result<Option<String>, UsageError> { Ok(ck.get(k).map(str::to_string)) };
     let bad = |k: &str, v: &str| {
