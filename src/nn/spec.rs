@@ -867,6 +867,29 @@ pub fn count_params(arch: &Arch, input: InputShape, shapes: &[InputShape]) -> us
     params
 }
 
+/// The multiply-adds of one example's forward pass through a spec for
+/// `input` (after [`Arch::shapes`] has passed): a convolution does
+/// `oh·ow·kh·kw·c_in·c_out`, a dense layer `in·out` (its weights).
+pub fn multiply_adds(arch: &Arch, input: InputShape, shapes: &[InputShape]) -> usize {
+    let mut prev = input;
+    let mut macs = 0usize;
+    for (l, &next) in arch.layers.iter().zip(shapes) {
+        macs = macs.saturating_add(match (l.kind, prev, next) {
+            (
+                LayerKind::Conv {
+                    kernel_h, kernel_w, ..
+                },
+                InputShape::Image(i),
+                InputShape::Image(o),
+            ) => o.image_len() * kernel_h * kernel_w * i.channels(),
+            (LayerKind::Dense { units }, p, _) => p.len().saturating_mul(units),
+            _ => 0,
+        });
+        prev = next;
+    }
+    macs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,6 +900,19 @@ mod tests {
         assert_eq!(thousands(850), "850");
         assert_eq!(thousands(61706), "61,706");
         assert_eq!(thousands(1199882), "1,199,882");
+    }
+
+    #[test]
+    fn lenet_does_the_multiply_adds_of_the_issue() {
+        // The issue: 2.5 MFLOP per training example (forward 2·MACs, backward twice that).
+        let input = InputShape::Image(ImageShape::new(1, 28, 28, 1).unwrap());
+        let arch = Arch::preset("lenet").unwrap();
+        let macs = multiply_adds(&arch, input, &arch.shapes(input, 10).unwrap());
+        assert_eq!(
+            macs,
+            28 * 28 * 6 * 25 + 10 * 10 * 16 * 25 * 6 + 400 * 120 + 120 * 84 + 84 * 10
+        );
+        assert_eq!((6 * macs + 50_000) / 100_000, 25, "{macs}");
     }
 
     #[test]

@@ -375,7 +375,14 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
 /// 0.045 s and the 512-512 one at 0.7 s per epoch of 60,000 images), plus the
 /// evaluation of `eval_images` (a forward pass, about a third of a step).
 fn cost(t: &Trial, input: InputShape, images: usize, eval_images: usize) -> f64 {
-    let per_image = 5.3e-7 + 1.67e-11 * t.params(input, NUM_CLASSES) as f64;
+    // Per multiply-add of the forward pass: a dense layer does one per weight.
+    let work = match &t.arch {
+        Some((_, arch)) => arch
+            .shapes(input, NUM_CLASSES)
+            .map_or(0, |shapes| spec::multiply_adds(arch, input, &shapes)),
+        None => t.params(input, NUM_CLASSES),
+    };
+    let per_image = 5.3e-7 + 1.67e-11 * work as f64;
     per_image * (images * t.epochs) as f64 + per_image * eval_images as f64 / 3.0
 }
 
