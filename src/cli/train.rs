@@ -934,7 +934,13 @@ fn json_report(
         (
             "config",
             Json::obj([
-                ("model", Json::str(&plan.model_name)),
+                (
+                    "model",
+                    match plan.model_name.as_str() {
+                        "--arch" => Json::Null,
+                        name => Json::str(name),
+                    },
+                ),
                 (
                     "arch",
                     plan.arch
