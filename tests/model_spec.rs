@@ -266,7 +266,11 @@ fn v3_round_trips_bit_for_bit_and_dense_models_stay_v2() {
         assert_eq!(bytes[8..12], 3u32.to_le_bytes());
         let back = model_file::from_bytes(&bytes, Path::new("m")).unwrap();
         assert_eq!(back, net);
-        assert_eq!(model_file::to_bytes(&back), bytes, "what loads saves to the same bytes");
+        assert_eq!(
+            model_file::to_bytes(&back),
+            bytes,
+            "what loads saves to the same bytes"
+        );
         assert_eq!(bits(&back), bits(&net));
         assert_eq!(back.dropout(), net.dropout());
         assert_eq!(back.dropout_seed(), net.dropout_seed());
