@@ -108,9 +108,14 @@ fn class_labels(c: &Confusion) -> Vec<String> {
 
 fn heat_map_title(r: &Report) -> String {
     let widths: Vec<String> = r.net.widths().iter().map(usize::to_string).collect();
+    let dense_only = r.net.layers().iter().all(|l| l.as_dense().is_some());
     format!(
         "Confusion matrix: {}, {} set, accuracy {:.4}",
-        widths.join("-"),
+        if dense_only {
+            widths.join("-")
+        } else {
+            crate::nn::spec::spec_of(r.net)
+        },
         split_name(r.split),
         r.eval.accuracy
     )

@@ -56,6 +56,7 @@ pub mod output;
 pub mod predict;
 pub mod progress;
 pub mod suggest;
+pub mod summary;
 pub mod sweep;
 pub mod teach;
 pub mod train;
@@ -116,6 +117,7 @@ pub fn commands() -> Vec<Command> {
     vec![
         command!(inspect),
         command!(train),
+        command!(summary),
         command!(sweep),
         command!(evaluate),
         command!(predict),

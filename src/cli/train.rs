@@ -16,15 +16,29 @@ use crate::error::Error;
 use crate::nn::checkpoint::{self, Checkpoint};
 use crate::nn::memory;
 use crate::nn::model_file::{self, fnv1a64};
+use crate::nn::spec::{self, Arch, InputShape};
 use crate::nn::train::MAX_EPOCHS;
 use crate::nn::{Activation, EpochStats, Evaluation, Network, Optimizer, Outcome, Session, TrainConfig};
 use crate::plot::{history_svg, EpochPoint};
 use crate::profile::json::Json;
 use crate::{interrupt, safe_file};
 
-pub const ABOUT: &str = "train an MLP on MNIST (defaults: the workshop's 784-16-16-10 network)";
+pub const ABOUT: &str =
+    "train a network on MNIST (defaults: the workshop's 784-16-16-10 network; --model lenet for a CNN)";
 
 pub const FLAGS: &[Flag] = &[
+    Flag::value(
+        "model",
+        "NAME",
+        Some("mlp"),
+        "mlp (the --layers network), lenet (LeNet-5: conv5x5x6same,relu,pool2,conv5x5x16,relu,pool2,flatten,dense120,relu,dense84,relu,dense10) or keras-cnn (Keras' mnist_cnn: conv3x3x32,relu,conv3x3x64,relu,pool2,dropout0.25,flatten,dense128,relu,dropout0.5,dense10); lenet and keras-cnn default to --optimizer adam (lr 0.001) and --epochs 10 (lenet) or 12 (keras-cnn)",
+    ),
+    Flag::value(
+        "arch",
+        "SPEC",
+        None,
+        "any network, as comma-separated items: convKHxKWxF (stride 1, padding valid; convKHxKWxFsame keeps the size, and p2 is accepted where it equals same), pool2 (2x2 max-pool), flatten (required before a dense layer that follows an image: nothing is flattened silently), denseN, an activation (relu, tanh, sigmoid, identity; none: identity) or dropoutR for the layer before; it must end with dense10, the softmax output; e.g. conv3x3x8,relu,pool2,flatten,dense10; defaults to --optimizer adam (lr 0.001)",
+    ),
     Flag::value(
         "layers",
         "W,W,..",
@@ -154,6 +168,11 @@ const FIXED_BY_CHECKPOINT: &[&str] = &[
 
 /// Everything `train` was asked to do, checked.
 struct Plan {
+    /// The network as a spec (`--model lenet`, `--model keras-cnn`, `--arch`);
+    /// `None`: the MLP of `--layers`.
+    arch: Option<Arch>,
+    /// How the network was asked for: `lenet`, `keras-cnn`, `--arch`, or `mlp`.
+    model_name: String,
     hidden: Vec<usize>,
     /// One per hidden layer.
     activations: Vec<Activation>,
@@ -179,6 +198,21 @@ impl Plan {
     /// as `(flag, canonical value)`; besides those [`checkpoint::to_bytes`]
     /// writes itself (epochs, batch, seed, optimizer, lr, early-stopping).
     fn pairs(&self) -> Vec<(String, String)> {
+        if let Some(arch) = &self.arch {
+            let mut v = vec![
+                ("model".to_string(), self.model_name.clone()),
+                ("arch".to_string(), arch.canonical()),
+                ("weight-decay".to_string(), self.weight_decay.to_string()),
+                ("no-scale".to_string(), self.no_scale.to_string()),
+            ];
+            if let Some(l) = self.limit {
+                v.push(("limit".into(), l.to_string()));
+            }
+            if let Some(f) = self.validation_split {
+                v.push(("validation-split".into(), f.to_string()));
+            }
+            return v;
+        }
         let mut v = vec![
             (
                 "layers".to_string(),
@@ -217,15 +251,75 @@ impl Plan {
     }
 }
 
+/// `--model` and `--arch`: the network as a spec (`None`: the MLP of
+/// `--layers`), and the name it was asked for by; refuses the MLP's flags
+/// beside a spec.
+fn network_choice(p: &Parsed) -> Result<(Option<Arch>, String), UsageError> {
+    let name = p.raw("model").unwrap_or("mlp");
+    if p.given("model") && p.given("arch") {
+        return Err(UsageError(format!(
+            "--model {name} and --arch both say which network to train: give one of them"
+        )));
+    }
+    let (arch, shown) = if let Some(spec) = p.raw("arch") {
+        let arch = Arch::parse(spec).map_err(|e| UsageError(format!("--arch: {e}")))?;
+        (Some(arch), "--arch")
+    } else if name == "mlp" {
+        (None, "mlp")
+    } else {
+        let arch = Arch::preset(name).ok_or_else(|| {
+            UsageError(format!(
+                "unknown --model '{name}': expected mlp, {} (or --arch SPEC for any other network)",
+                spec::PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        (Some(arch), name)
+    };
+    if arch.is_some() {
+        for flag in ["layers", "activation", "dropout"] {
+            if p.given(flag) {
+                let by = if shown == "--arch" {
+                    "--arch".to_string()
+                } else {
+                    format!("--model {shown}")
+                };
+                return Err(UsageError(format!(
+                    "--{flag} is for the MLP (--model mlp), but {by} already says every layer: drop --{flag}, or say it in --arch (e.g. {})",
+                    match flag {
+                        "layers" => "dense128,relu,dense10",
+                        "activation" => "conv3x3x8,tanh,...",
+                        _ => "...,dense128,relu,dropout0.5,dense10",
+                    }
+                )));
+            }
+        }
+    }
+    Ok((arch, shown.to_string()))
+}
+
 fn plan(p: &Parsed) -> Result<Plan, UsageError> {
+    let (arch, model_name) = network_choice(p)?;
     let hidden = common::hidden_layers(p)?;
     let activations = common::activations(p.raw("activation").unwrap_or("relu"), hidden.len())?;
     let dropout = common::dropout_rate(p.raw("dropout").unwrap_or("0"))?;
     let weight_decay = common::weight_decay(p.raw("weight-decay").unwrap_or("0"))?;
     let lr: Option<f32> = p.opt("lr")?;
-    let optimizer = Optimizer::from_name(p.raw("optimizer").unwrap_or("rmsprop"), lr)
-        .map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
-    let epochs: usize = p.get("epochs")?;
+    // A convolutional network trains with Adam by default (the PyTorch runs: Adam 1e-3).
+    let default_optimizer = if arch.is_some() { "adam" } else { "rmsprop" };
+    let name = match p.raw("optimizer") {
+        Some(given) if p.given("optimizer") => given,
+        _ => default_optimizer,
+    };
+    let optimizer =
+        Optimizer::from_name(name, lr).map_err(|e| UsageError(format!("--optimizer/--lr: {e}")))?;
+    let mut epochs: usize = p.get("epochs")?;
+    if !p.given("epochs") {
+        epochs = match model_name.as_str() {
+            "lenet" => 10,
+            "keras-cnn" => 12,
+            _ => epochs,
+        };
+    }
     if epochs == 0 {
         return Err(UsageError("--epochs must be at least 1".into()));
     }
@@ -262,6 +356,8 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
         ));
     }
     Ok(Plan {
+        arch,
+        model_name,
         hidden,
         activations,
         dropout,
@@ -290,6 +386,30 @@ fn plan(p: &Parsed) -> Result<Plan, UsageError> {
 /// With `--resume`: refuses flags that contradict the checkpoint, then takes
 /// the checkpoint's settings (only `--epochs` may change, upwards).
 fn adopt_checkpoint(p: &Parsed, plan: &mut Plan, ck: &Checkpoint, path: &Path) -> Result<(), UsageError> {
+    // The network: --model and --arch must say the checkpoint's (compared as canonical specs).
+    let theirs_arch = ck.get("arch");
+    if p.given("model") || p.given("arch") {
+        let mine = plan.arch.as_ref().map(Arch::canonical);
+        if mine.as_deref() != theirs_arch {
+            let said = |name: &str, arch: Option<&str>| match (name, arch) {
+                ("--arch", Some(a)) => format!("--arch {a}"),
+                (n, Some(a)) => format!("--model {n} ({a})"),
+                (_, None) => "--model mlp".to_string(),
+            };
+            let given = if p.given("arch") {
+                "--arch"
+            } else {
+                plan.model_name.as_str()
+            };
+            let theirs_name = ck.get("model").unwrap_or("--arch");
+            return Err(UsageError(format!(
+                "{} contradicts the checkpoint '{}', which was trained with {}; drop it (a resumed run keeps its network) or start a new run without --resume",
+                said(given, mine.as_deref()),
+                path.display(),
+                said(theirs_name, theirs_arch)
+            )));
+        }
+    }
     for &flag in FIXED_BY_CHECKPOINT {
         if !p.given(flag) {
             continue;
@@ -302,6 +422,15 @@ fn adopt_checkpoint(p: &Parsed, plan: &mut Plan, ck: &Checkpoint, path: &Path) -
                 path.display()
             )));
         }
+    }
+    if let Some(a) = theirs_arch {
+        plan.arch = Some(Arch::parse(a).map_err(|_| {
+            UsageError(format!(
+                "the checkpoint '{}' has an invalid arch={a:?}; resume from another checkpoint",
+                path.display()
+            ))
+        })?);
+        plan.model_name = ck.get("model").unwrap_or("--arch").to_string();
     }
     let parse = |k: &str| -> Result<Option<String>, UsageError> { Ok(ck.get(k).map(str::to_string)) };
     let bad = |k: &str, v: &str| {
@@ -390,6 +519,23 @@ fn resume_command(p: &Parsed, ck: &Path) -> String {
     cmd
 }
 
+/// The flag that said the network, for messages: `--model lenet`, `--arch`.
+fn spec_flag(plan: &Plan) -> String {
+    match plan.model_name.as_str() {
+        "--arch" => "--arch".into(),
+        name => format!("--model {name}"),
+    }
+}
+
+/// `lenet (conv5x5x6same,relu,...)` or the spec of `--arch`.
+fn model_title(plan: &Plan) -> String {
+    let spec = plan.arch.as_ref().map(Arch::canonical).unwrap_or_default();
+    match plan.model_name.as_str() {
+        "--arch" | "mlp" => spec,
+        name => format!("{name} ({spec})"),
+    }
+}
+
 /// `relu,tanh`: one activation name per hidden layer.
 fn activation_names(acts: &[Activation]) -> String {
     acts.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
@@ -470,25 +616,40 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         None => (train, None),
     };
     // Refuse a network and batch that would not fit in memory before allocating them.
-    let widths: Vec<usize> = std::iter::once(train.features())
-        .chain(plan.hidden.iter().copied())
-        .chain([NUM_CLASSES])
-        .collect();
-    if resumed.is_none() {
-        Network::check_widths(&widths).map_err(|e| UsageError(format!("--layers: {e}")))?;
+    let batch = plan.cfg.batch_size.min(train.len());
+    let input = InputShape::of(&train);
+    let flag = spec_flag(&plan);
+    if let Some(arch) = &plan.arch {
+        let shapes = arch
+            .shapes(input, NUM_CLASSES)
+            .map_err(|e| UsageError(format!("{flag}: {e}")))?;
+        let params = spec::count_params(arch, input, &shapes);
+        memory::check_with(
+            spec::training_bytes(&shapes, params, batch, common::threads(p)?),
+            &format!("training {flag} at --batch {}", plan.cfg.batch_size),
+            "use a smaller --batch, or fewer filters or units, or",
+        )?;
+    } else {
+        let widths: Vec<usize> = std::iter::once(train.features())
+            .chain(plan.hidden.iter().copied())
+            .chain([NUM_CLASSES])
+            .collect();
+        if resumed.is_none() {
+            Network::check_widths(&widths).map_err(|e| UsageError(format!("--layers: {e}")))?;
+        }
+        memory::check(
+            memory::training_bytes(&widths, batch, common::threads(p)?),
+            &format!(
+                "training --layers {} at --batch {}",
+                widths[1..widths.len() - 1]
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                plan.cfg.batch_size
+            ),
+        )?;
     }
-    memory::check(
-        memory::training_bytes(&widths, plan.cfg.batch_size.min(train.len()), common::threads(p)?),
-        &format!(
-            "training --layers {} at --batch {}",
-            widths[1..widths.len() - 1]
-                .iter()
-                .map(|w| w.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            plan.cfg.batch_size
-        ),
-    )?;
     let (mut net, mut session) = match resumed {
         Some(ck) => {
             if ck.get("data") != data_key.as_deref() {
@@ -502,20 +663,24 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             (ck.net, ck.session)
         }
         None => {
-            let mut net = Network::mlp_with(
-                train.features(),
-                &plan.hidden,
-                &plan.activations,
-                NUM_CLASSES,
-                plan.cfg.seed,
-            )
-            .map_err(|e| UsageError(format!("--layers: {e}")))?;
+            let mut net = match &plan.arch {
+                Some(arch) => arch
+                    .build(input, NUM_CLASSES, plan.cfg.seed)
+                    .map_err(|e| UsageError(format!("{flag}: {e}")))?,
+                None => Network::mlp_with(
+                    train.features(),
+                    &plan.hidden,
+                    &plan.activations,
+                    NUM_CLASSES,
+                    plan.cfg.seed,
+                )
+                .map_err(|e| UsageError(format!("--layers: {e}")))?
+                .with_dropout(plan.dropout)?,
+            };
             if plan.no_scale {
                 net = net.with_input_scale(1.0)?;
             }
-            let net = net
-                .with_dropout(plan.dropout)?
-                .with_weight_decay(plan.weight_decay)?;
+            let net = net.with_weight_decay(plan.weight_decay)?;
             let session = Session::new(&net, plan.optimizer, &train, &plan.cfg)?;
             (net, session)
         }
@@ -536,7 +701,12 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
     }
     common::with_threads(p, || -> Result<(), CliError> {
         if text {
-            println!("Model: {} ({} parameters)", net.describe(), net.num_params());
+            if plan.arch.is_some() {
+                println!("Model: {}", model_title(&plan));
+                print!("{}", spec::summary(&net));
+            } else {
+                println!("Model: {} ({} parameters)", net.describe(), net.num_params());
+            }
             println!(
                 "Optimizer: {}{}, batch {}, {}, seed {}, {}",
                 plan.optimizer,
@@ -764,9 +934,40 @@ fn json_report(
         (
             "config",
             Json::obj([
-                ("layers", Json::Arr(plan.hidden.iter().map(|&w| int(w)).collect())),
-                ("activation", Json::str(activation_names(&plan.activations))),
-                ("dropout", Json::Num(plan.dropout as f64)),
+                (
+                    "model",
+                    match plan.model_name.as_str() {
+                        "--arch" => Json::Null,
+                        name => Json::str(name),
+                    },
+                ),
+                (
+                    "arch",
+                    plan.arch
+                        .as_ref()
+                        .map_or(Json::Null, |a| Json::str(a.canonical())),
+                ),
+                (
+                    "layers",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::Arr(plan.hidden.iter().map(|&w| int(w)).collect()),
+                    },
+                ),
+                (
+                    "activation",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::str(activation_names(&plan.activations)),
+                    },
+                ),
+                (
+                    "dropout",
+                    match plan.arch {
+                        Some(_) => Json::Null,
+                        None => Json::Num(plan.dropout as f64),
+                    },
+                ),
                 ("weight_decay", Json::Num(plan.weight_decay as f64)),
                 ("scaled_inputs", Json::Bool(!plan.no_scale)),
                 ("optimizer", Json::str(plan.optimizer.to_string())),

@@ -34,6 +34,7 @@
 //! every parallel GEMM also pays a cross-thread hand-off.
 
 pub mod blocking;
+pub mod im2col;
 pub mod kernel;
 pub mod loops;
 pub mod operand;
@@ -42,6 +43,7 @@ pub mod reference;
 pub mod threads;
 
 pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
+pub use im2col::{Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
 
 use crate::activation::Activation;

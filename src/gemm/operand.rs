@@ -13,20 +13,22 @@
 //! - [`AOperand::direct`]: the block in the source's own orientation, for the
 //!   direct mode (read in place when possible, else a non-transposing copy).
 //!
-//! A convolution's input unfolded by `im2col` (issue 14) is one more
-//! implementation: its element `(i, p)` (output position, filter tap) is an
-//! input pixel or a padding zero, and packing writes the micro-panels
-//! straight from the image, so the unfolded matrix is never stored.
+//! A convolution's input unfolded by `im2col` ([`super::Im2col`]) is one
+//! more implementation: its element `(i, p)` (output position, filter tap)
+//! is an input pixel or a padding zero, and packing writes the micro-panels
+//! straight from the image, so the unfolded matrix is never stored. Its
+//! images come from either of the others ([`AOperand::image_rows`]).
 //!
 //! The trait is sealed: the loops trust the pointers [`AOperand::direct`]
 //! returns, so only this crate implements it.
 
+use super::im2col::ImageRows;
 use super::loops;
 use super::pack::{pack_a, Axis, Lines};
 use crate::error::{Error, Result};
 use crate::matrix::{Element, MatRef};
 
-mod sealed {
+pub(super) mod sealed {
     /// Only the crate's operands can be packed (their pointers are trusted).
     pub trait Sealed {}
 }
@@ -58,6 +60,12 @@ pub trait AOperand: sealed::Sealed + Copy + Send + Sync {
     /// Whether [`direct`](Self::direct) reads A where it is, for this
     /// `alpha` (only `f32` elements, evenly strided, `alpha == 1`).
     fn in_place(&self, alpha: f32) -> bool;
+
+    /// The operand's rows as images, for a convolution's packing
+    /// ([`super::Im2col`]): `Some` for an untransposed operand whose rows
+    /// are contiguous (a row-major view, rows gathered by index), `None`
+    /// otherwise (a transposed view, an `Im2col` itself).
+    fn image_rows(&self) -> Option<ImageRows<'_, Self::Elem>>;
 
     /// Packs `alpha · A[i0..i0+mc, p0..p0+kc]` into `dst` as `ceil(mc/mr)`
     /// micro-panels of `mr x kc` (see [`super::pack`]; rows past `mc` are zero).
@@ -100,6 +108,9 @@ impl<T: Element> AOperand for MatRef<'_, T> {
     }
     fn in_place(&self, alpha: f32) -> bool {
         std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && alpha == 1.0
+    }
+    fn image_rows(&self) -> Option<ImageRows<'_, T>> {
+        ImageRows::from_view(self)
     }
     fn pack(&self, alpha: f32, rows: (usize, usize), depth: (usize, usize), mr: usize, dst: &mut [f32]) {
         pack_a(&Lines::from(self), alpha, rows, depth, mr, dst)
@@ -256,6 +267,21 @@ impl<T: Element> AOperand for Gathered<'_, T> {
     }
     fn in_place(&self, _alpha: f32) -> bool {
         false
+    }
+    fn image_rows(&self) -> Option<ImageRows<'_, T>> {
+        if self.transposed {
+            return None;
+        }
+        let (data, rs) = (self.base.data(), self.base.row_stride());
+        if self.base.col_stride() != 1 && self.base.cols() > 1 {
+            return None;
+        }
+        ImageRows::new(
+            data,
+            self.index.len(),
+            self.base.cols(),
+            Axis::Index(self.index, rs),
+        )
     }
     fn pack(&self, alpha: f32, rows: (usize, usize), depth: (usize, usize), mr: usize, dst: &mut [f32]) {
         pack_a(&self.lines(), alpha, rows, depth, mr, dst)

@@ -216,7 +216,7 @@ impl<T: Element> Lines<'_, T> {
 /// `row(i) + p` readable and `dst + p·ld_dst + i` writable for all
 /// `i < rows`, `p < cols`.
 #[inline(always)]
-unsafe fn transpose_scaled(
+pub(crate) unsafe fn transpose_scaled(
     row: impl Fn(usize) -> *const f32,
     rows: usize,
     cols: usize,

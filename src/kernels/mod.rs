@@ -35,7 +35,9 @@
 //! `bias_activation` (identity and ReLU only) and `activation_backward`,
 //! where the scalar loop is faster and exact anyway.
 
+pub mod conv;
 pub mod dropout;
+pub mod pool;
 pub mod reference;
 
 pub use dropout::DropoutMask;

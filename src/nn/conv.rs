@@ -8,15 +8,35 @@
 //! `z, a: (rows, oh·ow·c_out)`, which is the same memory as
 //! `(rows·oh·ow, c_out)`: one row per output position, one column per filter.
 //!
+//! Every step is a GEMM on a packed view of an image, never an unfolded copy
+//! ([`crate::gemm::Im2col`]); beside each forward line, its backward lines:
+//!
+//! ```text
+//! forward:  z = im2col(x)·W + b     backward: dW = im2col(x)ᵀ·dz,  db = Σ_rows Σ_positions dz
+//!                                             dx = im2col_full(dz)·W_flipped   (a "full" convolution)
+//! forward:  a = f(z) [⊙ m]          backward: dz = da [⊙ m] ⊙ f'(a)
+//! ```
+//!
+//! `z` and `a` are written as `(rows·oh·ow, c_out)` by the GEMM, with the
+//! bias and activation in its epilogue; `dx` is a gather, not a scatter
+//! (each input pixel's gradient is one dot product of the `dz` around it
+//! with the filters turned by 180°), so it needs no atomics and is
+//! deterministic. Dropout (training) multiplies the `(rows, outputs)` output
+//! by the mask keyed by its row and column, as for a dense layer.
+//!
 //! The lesson with the same steps in plain `f64` loops is
-//! [`crate::teach::conv`] (same weight layout: `W[ky,kx,ci,co]` row-major).
+//! [`crate::teach::conv`] (same weight layout: `W[ky,kx,ci,co]` row-major),
+//! with the same names and argument order (outputs first).
 
 use rand::Rng;
 
 use crate::activation::Activation;
 use crate::error::Result;
+use crate::gemm::{gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
-use crate::matrix::Matrix;
+use crate::kernels::conv::{apply_dropout, channel_dropout_backward, flip_filters};
+use crate::kernels::{activation_backward, DropoutMask};
+use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
 
 /// One convolution layer's shapes, filters, biases and activation.
@@ -76,5 +96,136 @@ impl Conv2d {
     /// The shape of one output image (batch 1).
     pub fn output_shape(&self) -> ImageShape {
         self.geometry.output()
+    }
+}
+
+/// The same numbers as `(rows, cols)`: a contiguous `m` read with another shape.
+pub(crate) fn reshape_mut<'m>(m: &'m mut MatMut<'_>, rows: usize, cols: usize) -> MatMut<'m> {
+    assert!(
+        m.row_stride() == m.cols() || m.rows() <= 1,
+        "reshape: the rows of a {}x{} view are not contiguous",
+        m.rows(),
+        m.cols()
+    );
+    assert_eq!(m.rows() * m.cols(), rows * cols, "reshape: sizes");
+    MatMut::from_slice(&mut m.data()[..rows * cols], rows, cols)
+}
+
+/// [`reshape_mut`] for a read-only view.
+pub(crate) fn reshape<'a>(m: MatRef<'a>, rows: usize, cols: usize) -> MatRef<'a> {
+    assert!(
+        (m.row_stride() == m.cols() && m.col_stride() == 1) || m.rows() <= 1,
+        "reshape: the rows of a {}x{} view are not contiguous",
+        m.rows(),
+        m.cols()
+    );
+    assert_eq!(m.rows() * m.cols(), rows * cols, "reshape: sizes");
+    MatRef::from_slice(&m.data()[..rows * cols], rows, cols)
+}
+
+/// The images in the rows of `x` as `im2col` over `win`.
+fn unfold<X: AOperand>(x: &X, win: Window) -> Im2col<'_, X::Elem> {
+    let images = x
+        .image_rows()
+        .expect("a convolution reads rows of images: a row-major view or rows gathered by index");
+    Im2col::from_rows(images, win).expect("each row of x holds one h·w·c_in image")
+}
+
+/// Forward: `z = x_scale·conv(x, W) + b`, `a = f(z)` (times the dropout mask,
+/// if given): one GEMM `im2col(x)·W` writing `a` as `(rows·oh·ow, c_out)`,
+/// the bias and activation in its epilogue.
+///
+/// Shapes: `a: (rows, oh·ow·c_out)`, `x: (rows, h·w·c_in)`: a row-major view
+/// (`u8` pixels or `f32`) or rows gathered by index from the data set.
+pub fn conv2d_forward<X: AOperand>(
+    mut a: MatMut,
+    x: X,
+    x_scale: f32,
+    layer: &Conv2d,
+    dropout: Option<&DropoutMask>,
+    par: Parallelism,
+) {
+    let (rows, g) = (x.rows(), &layer.geometry);
+    assert_eq!(
+        (a.rows(), a.cols()),
+        (rows, layer.outputs()),
+        "conv2d_forward: a must be (rows, oh·ow·c_out)"
+    );
+    let win = Window::forward(g);
+    // forward: z = im2col(x)·W + b, a = f(z)   (bias and f while z is in registers)
+    let z = reshape_mut(&mut a, rows * win.positions(), g.filters());
+    let epilogue = Epilogue::BiasActivation {
+        bias: &layer.b,
+        act: layer.act,
+    };
+    gemm(x_scale, unfold(&x, win), layer.w.view(), 0.0, z, epilogue, par);
+    //          a = a ⊙ m   (training)
+    if let Some(mask) = dropout {
+        apply_dropout(a, mask);
+    }
+}
+
+/// Backward: from `da = ∂L/∂a`, the gradients `dz`, `dW`, `db` and the
+/// error `dx = ∂L/∂x` sent to the layer below (`None` for the first layer).
+/// `w_flipped` is a `(kh·kw·c_out, c_in)` buffer for the filters turned by
+/// 180° (rewritten from `W` whenever `dx` is asked for); `dropout`: the mask
+/// the forward pass applied.
+///
+/// Shapes: `dx: (rows, h·w·c_in)`, `dw: (kh·kw·c_in, c_out)`, `db: (c_out)`,
+/// `dz, da, a: (rows, oh·ow·c_out)`, `x: (rows, h·w·c_in)` as in [`conv2d_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward<X: AOperand>(
+    dx: Option<MatMut>,
+    w_flipped: &mut Matrix,
+    dw: MatMut,
+    db: &mut [f32],
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    x: X,
+    x_scale: f32,
+    layer: &Conv2d,
+    dropout: Option<&DropoutMask>,
+    par: Parallelism,
+) {
+    let (rows, g) = (x.rows(), &layer.geometry);
+    let win = Window::forward(g);
+    let (positions, filters) = (rows * win.positions(), g.filters());
+    // forward: a = f(z) [⊙ m]  ->  dz = da [⊙ m] ⊙ f'(a),  db = Σ_rows Σ_positions dz, in one pass
+    match dropout {
+        None => activation_backward(
+            reshape_mut(&mut dz, positions, filters),
+            reshape(da, positions, filters),
+            reshape(a, positions, filters),
+            layer.act,
+            db,
+        ),
+        Some(mask) => channel_dropout_backward(dz.rb_mut(), da, a, layer.act, mask, db),
+    }
+    let dz_view = reshape(dz.as_ref(), positions, filters);
+    // forward: z = im2col(x)·W + b  ->  dW = im2col(x)ᵀ·dz
+    gemm(
+        x_scale,
+        unfold(&x, win).t(),
+        dz_view,
+        0.0,
+        dw,
+        Epilogue::None,
+        par,
+    );
+    //                               ->  dx = im2col_full(dz)·W_flipped
+    if let Some(mut dx) = dx {
+        let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
+        assert_eq!(
+            w_flipped.shape(),
+            (g.kernel_h() * g.kernel_w() * filters, g.input().channels()),
+            "conv2d_backward: w_flipped must be (kh·kw·c_out, c_in)"
+        );
+        flip_filters(w_flipped.as_mut_slice(), layer.w.as_slice(), kernel, channels);
+        let full = Window::input_gradient(g);
+        let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
+        let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
+        let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
+        gemm(1.0, dz_full, w_flipped.view(), 0.0, dx, Epilogue::None, par);
     }
 }

@@ -19,9 +19,11 @@ use crate::gemm::{AOperand, Parallelism};
 use crate::geometry::ImageShape;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, Matrix};
-use crate::nn::conv::Conv2d;
+use crate::nn::conv::{conv2d_backward, conv2d_forward, Conv2d};
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
-use crate::nn::pool::{Flatten, MaxPool2d};
+use crate::nn::pool::{
+    flatten_backward, flatten_forward, maxpool2d_backward, maxpool2d_forward, Flatten, MaxPool2d,
+};
 
 /// One layer of a [`crate::nn::Network`].
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +76,17 @@ impl Layer {
         }
     }
 
+    /// The shape of one input image, for the layers that read images
+    /// (convolution, pooling, flatten); `None` for dense layers.
+    pub fn input_image(&self) -> Option<ImageShape> {
+        match self {
+            Layer::Conv2d(c) => Some(c.geometry.input()),
+            Layer::MaxPool2d(p) => Some(p.geometry.input()),
+            Layer::Flatten(f) => Some(f.shape),
+            Layer::Dense(_) => None,
+        }
+    }
+
     /// The kind's name, as Keras' `model.summary()` prints it: `dense`,
     /// `conv2d`, `max_pooling2d`, `flatten`.
     pub fn kind_name(&self) -> &'static str {
@@ -82,6 +95,20 @@ impl Layer {
             Layer::Conv2d(_) => "conv2d",
             Layer::MaxPool2d(_) => "max_pooling2d",
             Layer::Flatten(_) => "flatten",
+        }
+    }
+
+    /// Multiply-adds of one example's forward pass through this layer's GEMM
+    /// (dense: `inputs·outputs`; conv: `oh·ow · kh·kw·c_in · c_out`; pool, flatten: 0).
+    /// Training does about three times this (forward, `dW`, `dx`).
+    pub fn forward_macs(&self) -> usize {
+        match self {
+            Layer::Dense(d) => d.inputs() * d.outputs(),
+            Layer::Conv2d(c) => {
+                let g = &c.geometry;
+                g.output().height() * g.output().width() * g.weight_len()
+            }
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => 0,
         }
     }
 
@@ -95,7 +122,7 @@ impl Layer {
 
     /// The number of trainable values (dense, conv: weights and biases; pool, flatten: none).
     pub fn num_params(&self) -> usize {
-        // no Vec: the training step asks for this, and a step allocates nothing
+        // (counted without `params()`'s Vec: the optimiser asks once per step, which must not allocate)
         match self {
             Layer::Dense(d) => d.w.as_slice().len() + d.b.len(),
             Layer::Conv2d(c) => c.w.as_slice().len() + c.b.len(),
@@ -145,9 +172,12 @@ impl Layer {
     /// Forward: `a` from `x` (scaled by `x_scale`), with inverted dropout
     /// if a mask is given (training).
     /// `x` is any GEMM operand (a view, or rows gathered from the data set).
+    /// Max-pooling writes where each maximum was into `argmax` (its
+    /// [`LayerBuffers`]'s; empty for the other kinds).
     pub fn forward<X: AOperand>(
         &self,
         a: MatMut,
+        argmax: &mut [u32],
         x: X,
         x_scale: f32,
         dropout: Option<&DropoutMask>,
@@ -155,10 +185,9 @@ impl Layer {
     ) {
         match self {
             Layer::Dense(d) => dense_forward(a, x, x_scale, d, dropout, par),
-            // issue 14: the engine branch replaces these with conv2d_forward, maxpool2d_forward, flatten_forward
-            Layer::Conv2d(_) | Layer::MaxPool2d(_) | Layer::Flatten(_) => {
-                todo!("engine forward for {}", self.kind_name())
-            }
+            Layer::Conv2d(c) => conv2d_forward(a, x, x_scale, c, dropout, par),
+            Layer::MaxPool2d(p) => maxpool2d_forward(a, argmax, x, x_scale, p, dropout),
+            Layer::Flatten(_) => flatten_forward(a, x, x_scale, dropout),
         }
     }
 
@@ -176,9 +205,16 @@ impl Layer {
         dropout: Option<&DropoutMask>,
         par: Parallelism,
     ) {
+        let LayerBuffers {
+            a,
+            da,
+            dz,
+            grads,
+            argmax,
+            w_flipped,
+        } = buf;
         match self {
             Layer::Dense(d) => {
-                let LayerBuffers { a, da, dz, grads } = buf;
                 let (dw, db) = grads.split_at_mut(1);
                 dense_backward(
                     dx,
@@ -194,9 +230,33 @@ impl Layer {
                     par,
                 );
             }
-            // issue 14: the engine branch replaces these with conv2d_backward, maxpool2d_backward, flatten_backward
-            Layer::Conv2d(_) | Layer::MaxPool2d(_) | Layer::Flatten(_) => {
-                todo!("engine backward for {}", self.kind_name())
+            Layer::Conv2d(c) => {
+                let (dw, db) = grads.split_at_mut(1);
+                conv2d_backward(
+                    dx,
+                    w_flipped,
+                    dw[0].view_mut(),
+                    db[0].as_mut_slice(),
+                    dz.view_mut().rows_range(0, rows),
+                    da.view().rows_range(0, rows),
+                    a.view().rows_range(0, rows),
+                    x,
+                    x_scale,
+                    c,
+                    dropout,
+                    par,
+                );
+            }
+            // no weights: only the error of the input, if the layer below needs it
+            Layer::MaxPool2d(p) => {
+                if let Some(dx) = dx {
+                    maxpool2d_backward(dx, da.view().rows_range(0, rows), argmax, p, dropout);
+                }
+            }
+            Layer::Flatten(_) => {
+                if let Some(dx) = dx {
+                    flatten_backward(dx, da.view().rows_range(0, rows), dropout);
+                }
             }
         }
     }
@@ -215,6 +275,12 @@ pub struct LayerBuffers {
     /// The gradient of each trainable tensor, in [`Layer::params`] order and
     /// shape (dense: `dW (inputs, outputs)`, `db` as a `(1, outputs)` matrix).
     pub(crate) grads: Vec<Matrix>,
+    /// Max-pooling: where each output's maximum was, `(capacity, outputs)`
+    /// flat (empty for the other kinds).
+    pub(crate) argmax: Vec<u32>,
+    /// Convolution, training: the filters turned by 180° for the input
+    /// gradient, `(kh·kw·c_out, c_in)` (empty otherwise).
+    pub(crate) w_flipped: Matrix,
 }
 
 impl LayerBuffers {
@@ -223,6 +289,8 @@ impl LayerBuffers {
     pub fn new(layer: &Layer, capacity: usize, backward: bool) -> LayerBuffers {
         let outputs = layer.outputs();
         let rows_if = |on: bool| if on { capacity } else { 0 };
+        // dz: only the layers with an activation (dense, conv) need it
+        let has_dz = backward && matches!(layer, Layer::Dense(_) | Layer::Conv2d(_));
         let grads = match layer {
             Layer::Dense(d) if backward => {
                 vec![Matrix::zeros(d.inputs(), outputs), Matrix::zeros(1, outputs)]
@@ -232,11 +300,24 @@ impl LayerBuffers {
             }
             _ => Vec::new(),
         };
+        let argmax = match layer {
+            Layer::MaxPool2d(_) => vec![0; capacity * outputs],
+            _ => Vec::new(),
+        };
+        let w_flipped = match layer {
+            Layer::Conv2d(c) if backward => Matrix::zeros(
+                c.geometry.kernel_h() * c.geometry.kernel_w() * c.geometry.filters(),
+                c.geometry.input().channels(),
+            ),
+            _ => Matrix::zeros(0, 0),
+        };
         LayerBuffers {
             a: Matrix::zeros(capacity, outputs),
             da: Matrix::zeros(capacity, outputs),
-            dz: Matrix::zeros(rows_if(backward), outputs),
+            dz: Matrix::zeros(rows_if(has_dz), outputs),
             grads,
+            argmax,
+            w_flipped,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Read in this order: [`dense`] (one layer's forward and backward),
 //! [`layer`] (what every kind of layer provides), [`loss`], [`network`] (the
 //! forward, loss and backward loops over the layers), [`optim`], [`train`]
-//! (shards, threads and epochs), then [`init`] and [`model_file`].
+//! (shards, threads and epochs), then [`init`] and [`model_file`]; [`spec`]
+//! says a network in one line (`train --arch`, the presets, the summary).
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod network;
 pub mod optim;
 pub mod pool;
 pub mod predict;
+pub mod spec;
 pub mod train;
 
 pub use crate::activation::Activation;
@@ -32,6 +34,7 @@ pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
 pub use pool::{Flatten, MaxPool2d};
+pub use spec::Arch;
 pub use train::{
     fit, EarlyStopping, EpochStats, Outcome, PartialEpoch, Progress, Session, TrainConfig, Trainer,
 };

@@ -1,6 +1,7 @@
 //! The model file: a small, versioned, checksummed binary format.
 //!
-//! All integers and floats are little-endian. Version 2 (written today):
+//! All integers and floats are little-endian. Version 2 (written for
+//! networks of dense layers only, so that older simdnets read them):
 //!
 //! | offset | size | field |
 //! |--------|------|-------|
@@ -16,9 +17,25 @@
 //! | … | … | per layer: `W` as `inputs × outputs` `f32` row-major, then `b` as `outputs` `f32` |
 //! | end-8 | 8 | FNV-1a 64-bit hash of every byte before it (`u64`) |
 //!
-//! Version 1 is the same without the fields after the layer table (its
+//! Version 3 (written for networks with convolution, pooling or flatten
+//! layers) is version 2 with a layer table that says each layer's kind:
+//! per layer a kind byte, then
+//!
+//! | kind | fields after it |
+//! |------|-----------------|
+//! | 0 dense | outputs (`u32`), activation code (`u8`; 255 for the softmax output layer) |
+//! | 1 conv2d | input height, width, channels (`u32` each), kernel height, width (`u32` each), filters (`u32`), padding (`u8`: 0 valid, 1 same), activation code (`u8`) |
+//! | 2 max-pool 2x2 | input height, width, channels (`u32` each) |
+//! | 3 flatten | input height, width, channels (`u32` each) |
+//!
+//! and the weights of a conv layer are its filters, `(kh·kw·c_in) × c_out`
+//! `f32` row-major, then its `c_out` biases (pool and flatten have none).
+//! Every image shape must chain: a layer's input image is the previous
+//! layer's output image (or, for the first, has `inputs` values).
+//!
+//! Version 1 is version 2 without the fields after the layer table (its
 //! models read pixels scaled by `1/255` and have no weight decay or
-//! dropout); both are read.
+//! dropout); all three are read.
 //!
 //! Saving is atomic and safe ([`crate::safe_file`]): the bytes go to a fresh
 //! temporary file in the same folder, which is flushed to disk and then
@@ -30,16 +47,22 @@ use std::path::Path;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
 use crate::matrix::Matrix;
+use crate::nn::conv::Conv2d;
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Network, PIXEL_SCALE};
+use crate::nn::pool::{Flatten, MaxPool2d};
 use crate::safe_file;
 
 /// The first eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"SIMDNET\x01";
-/// The format version this code writes.
-pub const VERSION: u32 = 2;
+/// The newest format version this code writes (for networks with image
+/// layers; a network of dense layers is written as [`DENSE_VERSION`]).
+pub const VERSION: u32 = 3;
+/// The version written for a network of dense layers only.
+pub const DENSE_VERSION: u32 = 2;
 /// The oldest format version this code reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// Activation code of the softmax output layer.
@@ -47,6 +70,13 @@ const SOFTMAX_CODE: u8 = 255;
 /// Limits that reject absurd headers before anything is allocated.
 const MAX_LAYERS: usize = 1024;
 const MAX_WIDTH: usize = 1 << 20;
+/// The largest kernel side a model file may hold.
+const MAX_KERNEL: usize = 1 << 10;
+/// Layer kind codes of version 3.
+const KIND_DENSE: u8 = 0;
+const KIND_CONV: u8 = 1;
+const KIND_POOL: u8 = 2;
+const KIND_FLATTEN: u8 = 3;
 
 /// FNV-1a, 64 bit: a simple checksum that catches corruption and truncation.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -62,18 +92,48 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 pub fn to_bytes(net: &Network) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 4 * net.num_params());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    let dense_only = net.layers().iter().all(|l| matches!(l, Layer::Dense(_)));
+    let version = if dense_only { DENSE_VERSION } else { VERSION };
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(net.inputs() as u32).to_le_bytes());
     out.extend_from_slice(&(net.layers().len() as u32).to_le_bytes());
     let last = net.layers().len() - 1;
+    let put_u32 = |out: &mut Vec<u8>, v: usize| out.extend_from_slice(&(v as u32).to_le_bytes());
+    let put_image = |out: &mut Vec<u8>, s: ImageShape| {
+        for v in [s.height(), s.width(), s.channels()] {
+            put_u32(out, v);
+        }
+    };
     for (i, layer) in net.layers().iter().enumerate() {
         match layer {
             Layer::Dense(l) => {
-                out.extend_from_slice(&(l.outputs() as u32).to_le_bytes());
+                if !dense_only {
+                    out.push(KIND_DENSE);
+                }
+                put_u32(&mut out, l.outputs());
                 out.push(if i == last { SOFTMAX_CODE } else { l.act.code() });
             }
-            // issue 14: the model-file branch writes these (format version 3)
-            other => todo!("saving a {} layer", other.kind_name()),
+            Layer::Conv2d(c) => {
+                let g = &c.geometry;
+                out.push(KIND_CONV);
+                put_image(&mut out, g.input());
+                for v in [g.kernel_h(), g.kernel_w(), g.filters()] {
+                    put_u32(&mut out, v);
+                }
+                out.push(match g.padding() {
+                    Padding::Valid => 0,
+                    Padding::Same => 1,
+                });
+                out.push(c.act.code());
+            }
+            Layer::MaxPool2d(p) => {
+                out.push(KIND_POOL);
+                put_image(&mut out, p.geometry.input());
+            }
+            Layer::Flatten(f) => {
+                out.push(KIND_FLATTEN);
+                put_image(&mut out, f.shape);
+            }
         }
     }
     out.extend_from_slice(&net.input_scale().to_le_bytes());
@@ -124,7 +184,22 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses a model from bytes (version 1 or 2); `path` only names the file in errors.
+/// One layer of the table, read and checked; the weights come later.
+enum Shape {
+    Dense {
+        fan_in: usize,
+        fan_out: usize,
+        act: Activation,
+    },
+    Conv {
+        geometry: Conv2dGeometry,
+        act: Activation,
+    },
+    Pool(ImageShape),
+    Flatten(ImageShape),
+}
+
+/// Parses a model from bytes (version 1, 2 or 3); `path` only names the file in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     let bad = |problem: String| Error::BadModel {
         path: path.to_path_buf(),
@@ -164,29 +239,135 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
     }
     let mut shapes = Vec::with_capacity(nlayers);
     let mut width = inputs;
+    // The previous layer's output image (None: a row of values, or the input).
+    let mut image: Option<ImageShape> = None;
     let mut floats = 0usize;
     for i in 0..nlayers {
         let table = || bad("the layer table is truncated".into());
-        let outputs = r.u32().ok_or_else(table)? as usize;
-        let code = r.u8().ok_or_else(table)?;
-        if outputs == 0 || outputs > MAX_WIDTH {
-            return Err(bad(format!("layer {i} has an implausible width {outputs}")));
+        let kind = if version >= 3 {
+            r.u8().ok_or_else(table)?
+        } else {
+            KIND_DENSE
+        };
+        let last = i + 1 == nlayers;
+        if last && kind != KIND_DENSE {
+            return Err(bad(format!(
+                "the output layer has kind {kind}, expected a dense (softmax) layer"
+            )));
         }
-        let act = if i + 1 == nlayers {
-            if code != SOFTMAX_CODE {
+        let read_image = |r: &mut Reader| -> Result<ImageShape> {
+            let mut v = [0usize; 3];
+            for x in &mut v {
+                *x = r.u32().ok_or_else(table)? as usize;
+            }
+            let n = v[0].saturating_mul(v[1]).saturating_mul(v[2]);
+            if v.contains(&0) || n > MAX_WIDTH || n != width {
                 return Err(bad(format!(
-                    "the output layer has activation code {code}, expected softmax"
+                    "layer {i} reads {}x{}x{} images, but its input has {width} values",
+                    v[0], v[1], v[2]
                 )));
             }
-            Activation::Identity
-        } else {
-            Activation::from_code(code)
-                .ok_or_else(|| bad(format!("layer {i} has unknown activation code {code}")))?
+            let shape = ImageShape::new(1, v[0], v[1], v[2]).map_err(|e| bad(e.to_string()))?;
+            if image.is_some_and(|prev| prev != shape) {
+                return Err(bad(format!(
+                    "layer {i} reads {}x{}x{} images, but the layer before it writes other images",
+                    v[0], v[1], v[2]
+                )));
+            }
+            Ok(shape)
         };
-        // widths are at most 2^20 and layers 1024: no overflow on 64-bit
-        floats = floats.saturating_add(width.saturating_mul(outputs).saturating_add(outputs));
-        shapes.push((width, outputs, act));
+        let shape = match kind {
+            KIND_DENSE => {
+                let outputs = r.u32().ok_or_else(table)? as usize;
+                let code = r.u8().ok_or_else(table)?;
+                if outputs == 0 || outputs > MAX_WIDTH {
+                    return Err(bad(format!("layer {i} has an implausible width {outputs}")));
+                }
+                let act = if last {
+                    if code != SOFTMAX_CODE {
+                        return Err(bad(format!(
+                            "the output layer has activation code {code}, expected softmax"
+                        )));
+                    }
+                    Activation::Identity
+                } else {
+                    Activation::from_code(code)
+                        .ok_or_else(|| bad(format!("layer {i} has unknown activation code {code}")))?
+                };
+                Shape::Dense {
+                    fan_in: width,
+                    fan_out: outputs,
+                    act,
+                }
+            }
+            KIND_CONV => {
+                let input = read_image(&mut r)?;
+                let mut k = [0usize; 3];
+                for x in &mut k {
+                    *x = r.u32().ok_or_else(table)? as usize;
+                }
+                let pad = r.u8().ok_or_else(table)?;
+                let code = r.u8().ok_or_else(table)?;
+                if k[0] > MAX_KERNEL || k[1] > MAX_KERNEL || k[2] > MAX_WIDTH {
+                    return Err(bad(format!(
+                        "layer {i} has an implausible {}x{} kernel with {} filters",
+                        k[0], k[1], k[2]
+                    )));
+                }
+                let padding = match pad {
+                    0 => Padding::Valid,
+                    1 => Padding::Same,
+                    p => return Err(bad(format!("layer {i} has unknown padding code {p}"))),
+                };
+                let act = Activation::from_code(code)
+                    .ok_or_else(|| bad(format!("layer {i} has unknown activation code {code}")))?;
+                let geometry = Conv2dGeometry::new(input, k[0], k[1], k[2], padding)
+                    .map_err(|e| bad(format!("layer {i}: {e}")))?;
+                if geometry.output().image_len() > MAX_WIDTH {
+                    return Err(bad(format!(
+                        "layer {i} writes {} values per example, more than a model may",
+                        geometry.output().image_len()
+                    )));
+                }
+                Shape::Conv { geometry, act }
+            }
+            KIND_POOL => {
+                let input = read_image(&mut r)?;
+                if input.height() < 2 || input.width() < 2 {
+                    return Err(bad(format!(
+                        "layer {i} pools {}x{} images, smaller than 2x2",
+                        input.height(),
+                        input.width()
+                    )));
+                }
+                Shape::Pool(input)
+            }
+            KIND_FLATTEN => Shape::Flatten(read_image(&mut r)?),
+            k => return Err(bad(format!("layer {i} has unknown kind {k}"))),
+        };
+        // widths are at most 2^20, kernels 2^10 and layers 1024: saturating is only a guard
+        let (outputs, out_image, params) = match &shape {
+            Shape::Dense { fan_in, fan_out, .. } => (
+                *fan_out,
+                None,
+                fan_in.saturating_mul(*fan_out).saturating_add(*fan_out),
+            ),
+            Shape::Conv { geometry, .. } => (
+                geometry.output().image_len(),
+                Some(geometry.output()),
+                geometry.weight_len().saturating_add(geometry.filters()),
+            ),
+            Shape::Pool(input) => {
+                let out = ImageShape::new(1, input.height() / 2, input.width() / 2, input.channels())
+                    .map_err(|e| bad(e.to_string()))?;
+                (out.image_len(), Some(out), 0)
+            }
+            Shape::Flatten(input) => (input.image_len(), None, 0),
+        };
+        floats = floats.saturating_add(params);
+        shapes.push(shape);
         width = outputs;
+        image = out_image;
     }
     let (input_scale, weight_decay) = if version >= 2 {
         let scale = r.f32().ok_or_else(truncated)?;
@@ -235,19 +416,30 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let mut layers = Vec::with_capacity(nlayers);
-    for (i, &(fan_in, fan_out, act)) in shapes.iter().enumerate() {
-        let w: Vec<f32> = values.by_ref().take(fan_in * fan_out).collect();
-        let b: Vec<f32> = values.by_ref().take(fan_out).collect();
-        if w.iter().chain(&b).any(|v| !v.is_finite()) {
-            return Err(bad(format!(
-                "layer {i} holds a non-finite weight (NaN or infinity)"
-            )));
-        }
-        layers.push(Layer::Dense(Dense {
-            w: Matrix::from_slice(fan_in, fan_out, &w),
-            b,
-            act,
-        }));
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let mut params = |rows: usize, cols: usize| -> Result<(Matrix, Vec<f32>)> {
+            let w: Vec<f32> = values.by_ref().take(rows * cols).collect();
+            let b: Vec<f32> = values.by_ref().take(cols).collect();
+            if w.iter().chain(&b).any(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "layer {i} holds a non-finite weight (NaN or infinity)"
+                )));
+            }
+            Ok((Matrix::from_slice(rows, cols, &w), b))
+        };
+        layers.push(match shape {
+            Shape::Dense { fan_in, fan_out, act } => {
+                let (w, b) = params(fan_in, fan_out)?;
+                Layer::Dense(Dense { w, b, act })
+            }
+            Shape::Conv { geometry, act } => {
+                let rows = geometry.kernel_h() * geometry.kernel_w() * geometry.input().channels();
+                let (w, b) = params(rows, geometry.filters())?;
+                Layer::Conv2d(Conv2d { geometry, w, b, act })
+            }
+            Shape::Pool(input) => Layer::MaxPool2d(MaxPool2d::new(input).map_err(|e| bad(e.to_string()))?),
+            Shape::Flatten(input) => Layer::Flatten(Flatten::new(input)),
+        });
     }
     Network::from_layers(inputs, layers)
         .and_then(|net| net.with_input_scale(input_scale))

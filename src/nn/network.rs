@@ -179,6 +179,27 @@ impl Network {
                     }
                 }
             }
+            // an image layer after an image layer reads the same (h, w, c), not only as many numbers
+            if let (Some(prev), Some(here)) = (
+                i.checked_sub(1).and_then(|p| layers[p].output_image()),
+                layer.input_image(),
+            ) {
+                if (prev.height(), prev.width(), prev.channels())
+                    != (here.height(), here.width(), here.channels())
+                {
+                    return Err(Error::Invalid(format!(
+                        "layer {i} ({}) reads {}x{}x{} images, but layer {} writes {}x{}x{}",
+                        layer.kind_name(),
+                        here.height(),
+                        here.width(),
+                        here.channels(),
+                        i - 1,
+                        prev.height(),
+                        prev.width(),
+                        prev.channels()
+                    )));
+                }
+            }
             width = layer.outputs();
         }
         Ok(Network {
@@ -550,12 +571,20 @@ impl Workspace {
         for (l, layer) in net.layers.iter().enumerate() {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
-            let a = here[0].a.view_mut().rows_range(0, rows); // (rows, outputs_l)
+            let LayerBuffers { a, argmax, .. } = &mut here[0];
+            let a = a.view_mut().rows_range(0, rows); // (rows, outputs_l)
             let mask = self.masks[l].as_ref();
             if l == 0 {
-                layer.forward(a, x, x_scale, mask, par);
+                layer.forward(a, argmax, x, x_scale, mask, par);
             } else {
-                layer.forward(a, below[l - 1].a.view().rows_range(0, rows), 1.0, mask, par);
+                layer.forward(
+                    a,
+                    argmax,
+                    below[l - 1].a.view().rows_range(0, rows),
+                    1.0,
+                    mask,
+                    par,
+                );
             }
         }
         self.logits()
@@ -619,7 +648,8 @@ impl Workspace {
         self.layers[l].da.view().rows_range(0, self.rows)
     }
 
-    /// Layer `l`'s `dz = ∂L/∂z` of the last backward pass, `(rows, outputs_l)`.
+    /// Layer `l`'s `dz = ∂L/∂z` of the last backward pass, `(rows, outputs_l)`
+    /// (dense and convolution layers: pooling and flatten have no `z`).
     pub fn dz(&self, l: usize) -> MatRef<'_> {
         self.layers[l].dz.view().rows_range(0, self.rows)
     }

@@ -9,6 +9,7 @@ use crate::cli::args::{self, parse_list, Flag, Parsed, UsageError};
 use crate::cli::CliError;
 use crate::error::Error;
 use crate::nn::network::MAX_PARAMS as MAX_PARAMS_PER_NET;
+use crate::nn::spec::{self, Arch, InputShape};
 use crate::nn::{Activation, Optimizer, OptimizerKind};
 
 /// The most rows one sweep trains.
@@ -23,6 +24,13 @@ const MAX_EPOCHS: usize = 10_000;
 /// The flags that describe one row: the sweep's axes, spelled as `train` spells them.
 /// Each may be repeated on the command line, one alternative per time.
 pub const AXES: &[Flag] = &[
+    Flag::value(
+        "arch",
+        "SPEC|NAME",
+        None,
+        "a network as `train --arch` says it, or lenet or keras-cnn (then Adam unless --optimizer; --layers, --activation and --dropout do not apply); repeat the flag for alternatives",
+    )
+    .repeatable(),
     Flag::value(
         "layers",
         "W,W,..",
@@ -78,6 +86,7 @@ pub const AXES: &[Flag] = &[
 
 /// A grid-file row may also say `--no-scale`, as `simdnet train` will.
 const ROW_FLAGS: &[Flag] = &[
+    AXES[9],
     AXES[0],
     AXES[1],
     AXES[2],
@@ -93,6 +102,9 @@ const ROW_FLAGS: &[Flag] = &[
 /// One row of the table: everything that decides how its network is trained.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trial {
+    /// The network as a spec, with how it was named (`lenet`, or the spec
+    /// itself); `None`: the MLP of `hidden` and `activations`.
+    pub arch: Option<(String, Arch)>,
     /// Hidden layer widths (empty: softmax regression).
     pub hidden: Vec<usize>,
     /// One activation shared by every hidden layer, or one per hidden layer.
@@ -117,6 +129,7 @@ impl Default for Trial {
     /// The workshop's row: `(16, 16, 10) | ReLU, ReLU, softmax | 4 | Scaled inputs`.
     fn default() -> Self {
         Trial {
+            arch: None,
             hidden: vec![16, 16],
             activations: vec![Activation::Relu],
             epochs: 4,
@@ -145,9 +158,15 @@ impl Trial {
         Optimizer::from_name(self.optimizer.name(), self.lr)
     }
 
-    /// Weights and biases of this row's network on `inputs` pixels and `outputs` classes.
-    pub fn params(&self, inputs: usize, outputs: usize) -> usize {
-        let mut widths = vec![inputs];
+    /// Weights and biases of this row's network on inputs of shape `input`
+    /// and `outputs` classes (0 for a spec that does not fit them).
+    pub fn params(&self, input: InputShape, outputs: usize) -> usize {
+        if let Some((_, arch)) = &self.arch {
+            return arch
+                .shapes(input, outputs)
+                .map_or(0, |shapes| spec::count_params(arch, input, &shapes));
+        }
+        let mut widths = vec![input.len()];
         widths.extend_from_slice(&self.hidden);
         widths.push(outputs);
         widths.windows(2).fold(0usize, |n, p| {
@@ -155,8 +174,23 @@ impl Trial {
         })
     }
 
+    /// The "Network architecture" cell: `(16, 16, 10)`, or the spec's name.
+    pub fn architecture(&self, outputs: usize) -> String {
+        match &self.arch {
+            Some((name, _)) => name.clone(),
+            None => super::table::architecture(&self.hidden, outputs),
+        }
+    }
+
     /// A short description for progress lines: `(64, 64, 10) relu 4 epochs`.
     pub fn short(&self, outputs: usize) -> String {
+        if let Some((name, _)) = &self.arch {
+            return format!(
+                "{name} {} epoch{}",
+                self.epochs,
+                if self.epochs == 1 { "" } else { "s" }
+            );
+        }
         let acts: Vec<&str> = if self.hidden.is_empty() {
             vec![]
         } else if self.activations.len() == 1 {
@@ -283,8 +317,25 @@ fn set_weight_decay(t: &mut Trial, v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Each axis and how its value applies to a row, in [`AXES`] order.
+fn set_arch(t: &mut Trial, v: &str) -> Result<(), String> {
+    let v = v.trim();
+    let (name, arch) = match Arch::preset(v) {
+        Some(arch) => (v.to_string(), arch),
+        None => {
+            let arch = Arch::parse(v).map_err(|e| e.to_string())?;
+            (arch.canonical(), arch)
+        }
+    };
+    t.arch = Some((name, arch));
+    // A convolutional network trains with Adam unless --optimizer says otherwise (as in train).
+    t.optimizer = OptimizerKind::Adam;
+    Ok(())
+}
+
+/// Each axis and how its value applies to a row, the network first (so that
+/// `--optimizer` overrides the spec's Adam).
 const SETTERS: &[(&str, Setter)] = &[
+    ("arch", set_arch),
     ("layers", set_layers),
     ("activation", set_activation),
     ("epochs", set_epochs),
@@ -314,10 +365,28 @@ fn check_row(t: &Trial) -> Result<(), String> {
     t.build_optimizer().map(|_| ())
 }
 
+/// `--arch` says every layer: refuses the MLP's axes beside it.
+fn check_arch_alone(given: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    if !given("arch") {
+        return Ok(());
+    }
+    match ["layers", "activation", "dropout"].into_iter().find(|f| given(f)) {
+        Some(f) => Err(format!(
+            "--{f} is for the MLP rows, but --arch already says every layer: drop --{f}, or put it in the spec (sweep the MLP in a separate run or grid line)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks, before anything trains, that every row's network is one simdnet can hold.
-pub fn check_sizes(rows: &[Trial], inputs: usize, outputs: usize) -> Result<(), UsageError> {
+pub fn check_sizes(rows: &[Trial], input: InputShape, outputs: usize) -> Result<(), UsageError> {
     for (i, t) in rows.iter().enumerate() {
-        let params = t.params(inputs, outputs);
+        if let Some((name, arch)) = &t.arch {
+            arch.shapes(input, outputs)
+                .map_err(|e| UsageError(format!("row {}: --arch {name}: {e}", i + 1)))?;
+            continue;
+        }
+        let params = t.params(input, outputs);
         if params > MAX_PARAMS_PER_NET {
             return Err(UsageError(format!(
                 "row {}: a {} network has {params} parameters, more than simdnet trains \
@@ -339,6 +408,7 @@ pub fn any_axis(p: &Parsed) -> bool {
 /// alternatives, the first axis varying slowest; an axis not given keeps the
 /// workshop's value.
 pub fn from_flags(p: &Parsed) -> Result<Vec<Trial>, UsageError> {
+    check_arch_alone(&|f| !p.all(f).is_empty()).map_err(UsageError)?;
     let mut rows = vec![Trial::default()];
     for &(name, set) in SETTERS {
         let values = p.all(name);
@@ -405,6 +475,7 @@ fn parse_row(words: &[String]) -> Result<Trial, String> {
     if p.help {
         return Err("--help is not a row flag".into());
     }
+    check_arch_alone(&|f| !p.all(f).is_empty())?;
     let mut t = Trial::default();
     for &(name, set) in SETTERS {
         let values = p.all(name);

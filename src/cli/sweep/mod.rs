@@ -20,6 +20,7 @@ use super::progress::StatusLine;
 use super::CliError;
 use crate::data::{Dataset, NUM_CLASSES};
 use crate::error::Error;
+use crate::nn::spec::{self, InputShape};
 use crate::nn::{fit, Network, TrainConfig};
 use crate::plot::{bars_svg, Bar};
 use grid::{Trial, AXES};
@@ -39,6 +40,7 @@ pub const FLAGS: &[Flag] = &[
     AXES[6],
     AXES[7],
     AXES[8],
+    AXES[9],
     Flag::value(
         "grid",
         "FILE",
@@ -154,10 +156,26 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
         train = train.take(n);
     }
     let (train, val) = split_validation(&train)?;
-    grid::check_sizes(&plan.trials, train.features(), NUM_CLASSES)?;
+    let input = InputShape::of(&train);
+    grid::check_sizes(&plan.trials, input, NUM_CLASSES)?;
     // Every row must fit in memory before the first one trains.
     let threads = common::threads(p)?;
     for (i, t) in plan.trials.iter().enumerate() {
+        if let Some((_, arch)) = &t.arch {
+            let shapes = arch
+                .shapes(input, NUM_CLASSES)
+                .map_err(|e| UsageError(format!("row {}: {e}", i + 1)))?;
+            crate::nn::memory::check(
+                spec::training_bytes(
+                    &shapes,
+                    t.params(input, NUM_CLASSES),
+                    t.batch.min(train.len()),
+                    threads,
+                ),
+                &format!("row {} of the sweep", i + 1),
+            )?;
+            continue;
+        }
         let widths: Vec<usize> = std::iter::once(train.features())
             .chain(t.hidden.iter().copied())
             .chain([NUM_CLASSES])
@@ -258,14 +276,18 @@ pub fn train_trial(
     val: &Dataset,
     test: &Dataset,
 ) -> Result<TrialOutcome, CliError> {
-    let acts = trial.layer_activations();
-    let mut net = Network::mlp_with(train.features(), &trial.hidden, &acts, NUM_CLASSES, seed)?;
+    let mut net = match &trial.arch {
+        Some((_, arch)) => arch.build(InputShape::of(train), NUM_CLASSES, seed)?,
+        None => {
+            let acts = trial.layer_activations();
+            Network::mlp_with(train.features(), &trial.hidden, &acts, NUM_CLASSES, seed)?
+                .with_dropout(trial.dropout)?
+        }
+    };
     if !trial.scale {
         net = net.with_input_scale(1.0)?;
     }
-    let mut net = net
-        .with_dropout(trial.dropout)?
-        .with_weight_decay(trial.weight_decay)?;
+    let mut net = net.with_weight_decay(trial.weight_decay)?;
     let optimizer = trial.build_optimizer().map_err(Error::Invalid)?;
     let cfg = TrainConfig {
         epochs: trial.epochs,
@@ -291,7 +313,7 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
     let costs: Vec<f64> = plan
         .trials
         .iter()
-        .map(|t| cost(t, train.features(), train.len(), val.len() + test.len()) * plan.seeds as f64)
+        .map(|t| cost(t, InputShape::of(train), train.len(), val.len() + test.len()) * plan.seeds as f64)
         .collect();
     let mut progress = ProgressLine::new(plan.quiet, costs);
     if !plan.quiet {
@@ -331,7 +353,7 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
         }
         progress.done(i);
         rows.push(Row {
-            params: trial.params(train.features(), NUM_CLASSES),
+            params: trial.params(InputShape::of(train), NUM_CLASSES),
             outputs: NUM_CLASSES,
             trial: trial.clone(),
             outcome: match skipped {
@@ -352,8 +374,15 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
 /// a fixed part plus a part per parameter (fitted to the workshop network at
 /// 0.045 s and the 512-512 one at 0.7 s per epoch of 60,000 images), plus the
 /// evaluation of `eval_images` (a forward pass, about a third of a step).
-fn cost(t: &Trial, features: usize, images: usize, eval_images: usize) -> f64 {
-    let per_image = 5.3e-7 + 1.67e-11 * t.params(features, NUM_CLASSES) as f64;
+fn cost(t: &Trial, input: InputShape, images: usize, eval_images: usize) -> f64 {
+    // Per multiply-add of the forward pass: a dense layer does one per weight.
+    let work = match &t.arch {
+        Some((_, arch)) => arch
+            .shapes(input, NUM_CLASSES)
+            .map_or(0, |shapes| spec::multiply_adds(arch, input, &shapes)),
+        None => t.params(input, NUM_CLASSES),
+    };
+    let per_image = 5.3e-7 + 1.67e-11 * work as f64;
     per_image * (images * t.epochs) as f64 + per_image * eval_images as f64 / 3.0
 }
 

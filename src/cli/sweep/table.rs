@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::grid::Trial;
+use crate::nn::spec::LayerKind;
 use crate::nn::{Activation, OptimizerKind};
 
 /// The workshop's columns, then the ones sweep adds.
@@ -44,6 +45,17 @@ fn keras_name(a: Activation) -> &'static str {
 
 /// `ReLU, ReLU, softmax`: every layer's activation.
 pub fn activations(t: &Trial) -> String {
+    if let Some((_, arch)) = &t.arch {
+        let weighted: Vec<&str> = arch
+            .layers()
+            .iter()
+            .filter(|l| !matches!(l.kind, LayerKind::Pool | LayerKind::Flatten))
+            .map(|l| keras_name(l.act))
+            .collect();
+        let mut names = weighted[..weighted.len().saturating_sub(1)].to_vec();
+        names.push("softmax");
+        return names.join(", ");
+    }
     let mut names: Vec<&str> = t.layer_activations().into_iter().map(keras_name).collect();
     names.push("softmax");
     names.join(", ")
@@ -151,7 +163,7 @@ impl Row {
     pub fn cells(&self) -> Vec<String> {
         let t = &self.trial;
         let mut cells = vec![
-            architecture(&t.hidden, self.outputs),
+            t.architecture(self.outputs),
             activations(t),
             t.epochs.to_string(),
             comments(t),

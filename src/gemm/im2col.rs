@@ -1,0 +1,536 @@
+//! A convolution's input as a GEMM operand, never unfolded in memory ("im2col").
+//!
+//! A stride-1 convolution over images kept as rows of a matrix (one example's
+//! `(height, width, channels)` image per row, NHWC) is one product
+//! `z = im2col(x)·W`, where `im2col(x)` has one row per output position of
+//! every image and one column per filter tap:
+//!
+//! ```text
+//! im2col(x): (images·out_h·out_w, kh·kw·c)
+//!   element (q, t), q = (n·out_h + oy)·out_w + ox,  t = (ky·kw + kx)·c + ci:
+//!   x[n, oy + ky - pad_top, ox + kx - pad_left, ci], or 0 outside the image (padding)
+//! ```
+//!
+//! [`Im2col`] is that matrix as an [`AOperand`]: packing reads each element
+//! from the image where it is (converting `u8` pixels and applying `alpha`),
+//! so the unfolded matrix (`kh·kw` times the image) is never stored. Its
+//! transpose ([`AOperand::t`]) is the operand of the weight gradient
+//! `dW = im2col(x)ᵀ·dz`. The [`Window`] is general (any padding on the top
+//! and left, any output size; everything outside the image reads as 0), so
+//! the same operand serves the input gradient as a "full" convolution of
+//! `dz` ([`Window::input_gradient`]).
+//!
+//! Speed: along a row of `im2col`, the taps of one window row (`kx, ci`)
+//! are `kw·c` consecutive numbers of the image, so packing copies runs, not
+//! single elements: a row-major block (the direct mode, and the transposed
+//! operand's micro-panels) is filled run by run; the untransposed
+//! micro-panels are filled through a small on-stack block, transposed in
+//! registers by 8x8 tiles.
+
+use super::operand::{sealed, AOperand};
+use super::pack::{transpose_scaled, Axis};
+use crate::geometry::{input_position, Conv2dGeometry};
+use crate::matrix::{Element, MatRef};
+
+/// Images stored as rows of a matrix: row `r`'s `len` numbers are
+/// contiguous from `data[row.at(r)]` (a row-major view, or rows picked by
+/// index from a data set).
+#[derive(Clone, Copy, Debug)]
+pub struct ImageRows<'a, T: Element> {
+    data: &'a [T],
+    rows: usize,
+    len: usize,
+    row: Axis<'a>,
+}
+
+impl<'a, T: Element> ImageRows<'a, T> {
+    /// Rows of `len` contiguous numbers at `row.at(r)` in `data`, `r < rows`;
+    /// `None` if one would reach past `data`.
+    pub fn new(data: &'a [T], rows: usize, len: usize, row: Axis<'a>) -> Option<Self> {
+        if rows > 0 && len > 0 {
+            let last = match row {
+                Axis::Stride(s) => (rows - 1).checked_mul(s)?,
+                Axis::Index(index, s) => index.get(..rows)?.iter().max()?.checked_mul(s)?,
+            };
+            if last.checked_add(len)? > data.len() {
+                return None;
+            }
+        } else if matches!(row, Axis::Index(index, _) if index.len() < rows) {
+            return None;
+        }
+        Some(ImageRows { data, rows, len, row })
+    }
+
+    /// The rows of a view whose columns are contiguous (`None` otherwise).
+    pub fn from_view(x: &MatRef<'a, T>) -> Option<Self> {
+        if x.col_stride() != 1 && x.cols() > 1 {
+            return None;
+        }
+        ImageRows::new(x.data(), x.rows(), x.cols(), Axis::Stride(x.row_stride()))
+    }
+
+    /// Rows (images).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Numbers per row.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no numbers at all.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 || self.len == 0
+    }
+
+    /// Row `r` (`r < rows`).
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [T] {
+        assert!(r < self.rows, "ImageRows: row {r} of {}", self.rows);
+        &self.data[self.row.at(r)..][..self.len]
+    }
+}
+
+/// The geometry of a convolution's windows, as packing reads them: input
+/// images `height x width x channels`, a `kernel_h x kernel_w` window, its
+/// top-left corner at `(oy - pad_top, ox - pad_left)` for output position
+/// `(oy, ox)`, `out_h x out_w` positions. Anything outside the image is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Input image rows.
+    pub height: usize,
+    /// Input image columns.
+    pub width: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Window rows `kh`.
+    pub kernel_h: usize,
+    /// Window columns `kw`.
+    pub kernel_w: usize,
+    /// Rows of zeros above the image.
+    pub pad_top: usize,
+    /// Columns of zeros left of the image.
+    pub pad_left: usize,
+    /// Output positions per column.
+    pub out_h: usize,
+    /// Output positions per row.
+    pub out_w: usize,
+}
+
+impl Window {
+    /// The windows of a convolution's forward pass (and of its weight
+    /// gradient): over `x`, as [`Conv2dGeometry`] says.
+    pub fn forward(g: &Conv2dGeometry) -> Window {
+        let (input, output) = (g.input(), g.output());
+        Window {
+            height: input.height(),
+            width: input.width(),
+            channels: input.channels(),
+            kernel_h: g.kernel_h(),
+            kernel_w: g.kernel_w(),
+            pad_top: g.pad_top(),
+            pad_left: g.pad_left(),
+            out_h: output.height(),
+            out_w: output.width(),
+        }
+    }
+
+    /// The windows of the input gradient as a "full" convolution over `dz`
+    /// (`out_h x out_w x c_out` images): padding `kh - 1 - pad_top` on top and
+    /// `kw - 1 - pad_left` on the left, one position per input pixel:
+    /// `dx = im2col_full(dz)·W_flipped`, with
+    /// `W_flipped[(ky, kx, co), ci] = W[(kh-1-ky, kw-1-kx, ci), co]`.
+    pub fn input_gradient(g: &Conv2dGeometry) -> Window {
+        let (input, output) = (g.input(), g.output());
+        Window {
+            height: output.height(),
+            width: output.width(),
+            channels: output.channels(),
+            kernel_h: g.kernel_h(),
+            kernel_w: g.kernel_w(),
+            pad_top: g.kernel_h() - 1 - g.pad_top(),
+            pad_left: g.kernel_w() - 1 - g.pad_left(),
+            out_h: input.height(),
+            out_w: input.width(),
+        }
+    }
+
+    /// Numbers per input image: `height·width·channels`.
+    pub fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// Output positions per image: `out_h·out_w`.
+    pub fn positions(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Taps per window (columns of `im2col`): `kh·kw·channels`.
+    pub fn taps(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.channels
+    }
+}
+
+/// `im2col(x)` (or its transpose) for images `x` stored as rows: a
+/// `(rows·out_h·out_w, kh·kw·c)` GEMM operand read straight from the images
+/// (see the module doc).
+///
+/// ```
+/// use simdnet::gemm::{gemm, Epilogue, Im2col, Parallelism, Window};
+/// use simdnet::{MatRef, Matrix};
+/// // one 3x3 image, one channel; a 2x2 window, no padding: 2x2 positions
+/// let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let win = Window { height: 3, width: 3, channels: 1, kernel_h: 2, kernel_w: 2,
+///                    pad_top: 0, pad_left: 0, out_h: 2, out_w: 2 };
+/// let a = Im2col::new(MatRef::from_slice(&x, 1, 9), win).unwrap(); // (4, 4)
+/// assert_eq!(a.at(1, 0..4), vec![2.0, 3.0, 5.0, 6.0]); // the window at (0, 1)
+/// let w = Matrix::from_slice(4, 1, &[1.0, 2.0, -1.0, 0.0]);
+/// let mut z = Matrix::zeros(4, 1);
+/// gemm(1.0, a, w.view(), 0.0, z.view_mut(), Epilogue::None, Parallelism::Sequential);
+/// assert_eq!(z.as_slice(), &[1.0, 3.0, 7.0, 9.0]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Im2col<'a, T: Element> {
+    src: ImageRows<'a, T>,
+    win: Window,
+    /// Rows `m0..m1` (output positions) of the untransposed matrix.
+    m: (usize, usize),
+    /// Columns `k0..k1` (taps) of the untransposed matrix.
+    k: (usize, usize),
+    transposed: bool,
+}
+
+/// Taps per on-stack block when packing untransposed micro-panels.
+const CHUNK: usize = 64;
+/// The largest micro-kernel `mr` the on-stack block holds.
+const MAX_MR: usize = 64;
+
+impl<'a, T: Element> Im2col<'a, T> {
+    /// `im2col` of the images in the rows of `x` (`(images, h·w·c)`,
+    /// contiguous columns); `None` if the rows are not `win.image_len()`
+    /// long or not contiguous.
+    pub fn new(x: MatRef<'a, T>, win: Window) -> Option<Self> {
+        Im2col::from_rows(ImageRows::from_view(&x)?, win)
+    }
+
+    /// `im2col` of the images `rows` (a view, or rows gathered by index:
+    /// [`AOperand::image_rows`]); `None` if the rows are not `win.image_len()` long.
+    pub fn from_rows(rows: ImageRows<'a, T>, win: Window) -> Option<Self> {
+        if rows.len() != win.image_len() {
+            return None;
+        }
+        Some(Im2col {
+            m: (0, rows.rows() * win.positions()),
+            k: (0, win.taps()),
+            src: rows,
+            win,
+            transposed: false,
+        })
+    }
+
+    /// The window geometry.
+    pub fn window(&self) -> Window {
+        self.win
+    }
+
+    /// Row `i` of the operand (as seen, transposed or not), columns `cols`, as `f32`.
+    pub fn at(&self, i: usize, cols: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = vec![0.0; cols.len()];
+        if self.transposed {
+            for (j, o) in cols.zip(&mut out) {
+                self.fill(self.m.0 + j, self.k.0 + i, 1, 1.0, std::slice::from_mut(o));
+            }
+        } else {
+            self.fill(self.m.0 + i, self.k.0 + cols.start, cols.len(), 1.0, &mut out);
+        }
+        out
+    }
+
+    /// `dst[j] = alpha · im2col[q, t0 + j]` for `j < dst.len()` (absolute
+    /// row `q`, absolute taps), copying runs of the image.
+    #[inline]
+    fn fill(&self, q: usize, t0: usize, len: usize, alpha: f32, dst: &mut [f32]) {
+        let w = &self.win;
+        let positions = w.positions();
+        let (n, pos) = (q / positions, q % positions);
+        let (oy, ox) = (pos / w.out_w, pos % w.out_w);
+        let image = self.src.row(n);
+        let c = w.channels;
+        let run_len = w.kernel_w * c;
+        // The taps of window row ky that read inside the image: kx in kx_lo..kx_hi.
+        let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
+        let kx_hi = (w.width + w.pad_left)
+            .saturating_sub(ox)
+            .min(w.kernel_w)
+            .max(kx_lo);
+        let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+        let dst = &mut dst[..len];
+        let (mut t, end, mut j) = (t0, t0 + len, 0);
+        while t < end {
+            let ky = t / run_len;
+            let r = t - ky * run_len;
+            let run = (run_len - r).min(end - t);
+            let out = &mut dst[j..j + run];
+            match input_position(oy, ky, w.pad_top, w.height) {
+                None => out.fill(0.0),
+                Some(iy) => {
+                    // elements r..r+run of the window row: e < e_lo and e >= e_hi are padding
+                    let lo = e_lo.clamp(r, r + run) - r;
+                    let hi = e_hi.clamp(r, r + run) - r;
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if hi > lo {
+                        // element e of the window row is image[(iy·width + ox - pad_left)·c + e]
+                        let start = (iy * w.width + ox) * c + r + lo - w.pad_left * c;
+                        convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
+                    }
+                }
+            }
+            j += run;
+            t += run;
+        }
+    }
+}
+
+/// `dst[i] = alpha · src[i]` as `f32` (vectorised by the compiler).
+#[inline(always)]
+fn convert<T: Element>(src: &[T], alpha: f32, dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = alpha * s.to_f32();
+    }
+}
+
+impl<T: Element> sealed::Sealed for Im2col<'_, T> {}
+
+impl<T: Element> AOperand for Im2col<'_, T> {
+    type Elem = T;
+
+    fn rows(&self) -> usize {
+        if self.transposed {
+            self.k.1 - self.k.0
+        } else {
+            self.m.1 - self.m.0
+        }
+    }
+    fn cols(&self) -> usize {
+        if self.transposed {
+            self.m.1 - self.m.0
+        } else {
+            self.k.1 - self.k.0
+        }
+    }
+    fn rows_range(self, r0: usize, r1: usize) -> Self {
+        assert!(
+            r0 <= r1 && r1 <= self.rows(),
+            "Im2col: rows {r0}..{r1} of {}",
+            self.rows()
+        );
+        if self.transposed {
+            Im2col {
+                k: (self.k.0 + r0, self.k.0 + r1),
+                ..self
+            }
+        } else {
+            Im2col {
+                m: (self.m.0 + r0, self.m.0 + r1),
+                ..self
+            }
+        }
+    }
+    fn t(self) -> Self {
+        Im2col {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+    fn is_transposed(&self) -> bool {
+        self.transposed
+    }
+    fn in_place(&self, _alpha: f32) -> bool {
+        false
+    }
+    fn image_rows(&self) -> Option<ImageRows<'_, T>> {
+        None
+    }
+    fn pack(
+        &self,
+        alpha: f32,
+        (i0, mc): (usize, usize),
+        (p0, kc): (usize, usize),
+        mr: usize,
+        dst: &mut [f32],
+    ) {
+        assert!(
+            i0 + mc <= self.rows() && p0 + kc <= self.cols(),
+            "Im2col::pack: block outside A"
+        );
+        let panels = mc.div_ceil(mr);
+        assert!(dst.len() >= panels * mr * kc, "Im2col::pack: buffer too small");
+        for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
+            let first = i0 + r * mr;
+            let rows = mr.min(i0 + mc - first);
+            if self.transposed {
+                // A = im2colᵀ: column p of the panel is position p0 + p, taps
+                // first..first + rows: one run-copy per column.
+                for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
+                    self.fill(self.m.0 + p0 + p, self.k.0 + first, rows, alpha, col);
+                    col[rows..].fill(0.0);
+                }
+            } else {
+                assert!(mr <= MAX_MR, "Im2col::pack: mr {mr} above {MAX_MR}");
+                // Rows are positions: fill up to CHUNK taps of each row into a
+                // row-major block on the stack, then transpose it into the panel.
+                let mut block = [0.0f32; MAX_MR * CHUNK];
+                for pc in (0..kc).step_by(CHUNK) {
+                    let width = CHUNK.min(kc - pc);
+                    for i in 0..rows {
+                        let row = &mut block[i * CHUNK..i * CHUNK + width];
+                        self.fill(self.m.0 + first + i, self.k.0 + p0 + pc, width, alpha, row);
+                    }
+                    let base = block.as_ptr();
+                    // SAFETY: rows i < rows <= MAX_MR of the block hold `width`
+                    // floats each; the panel holds kc·mr floats and
+                    // (pc + p)·mr + i < kc·mr for p < width, i < rows <= mr.
+                    unsafe {
+                        transpose_scaled(
+                            |i| base.add(i * CHUNK),
+                            rows,
+                            width,
+                            panel.as_mut_ptr().add(pc * mr),
+                            mr,
+                            1.0,
+                        )
+                    };
+                }
+                for i in rows..mr {
+                    for p in 0..kc {
+                        panel[p * mr + i] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+    fn direct(
+        &self,
+        alpha: f32,
+        (i0, rows): (usize, usize),
+        (p0, kc): (usize, usize),
+        buf: &mut [f32],
+    ) -> (*const f32, usize, usize) {
+        assert!(
+            i0 + rows <= self.rows() && p0 + kc <= self.cols(),
+            "Im2col::direct: block outside A"
+        );
+        assert!(buf.len() >= rows * kc, "Im2col::direct: buffer too small");
+        if self.transposed {
+            // element (i, p) = im2col[p0 + p, i0 + i]: one run-copy per position p
+            for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
+                self.fill(self.m.0 + p0 + p, self.k.0 + i0, rows, alpha, col);
+            }
+            (buf.as_ptr(), 1, rows)
+        } else {
+            for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
+                self.fill(self.m.0 + i0 + i, self.k.0 + p0, kc, alpha, row);
+            }
+            (buf.as_ptr(), kc, 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], images: usize, w: &Window) -> Vec<Vec<f32>> {
+        let mut rows = Vec::new();
+        for n in 0..images {
+            for oy in 0..w.out_h {
+                for ox in 0..w.out_w {
+                    let mut row = Vec::new();
+                    for ky in 0..w.kernel_h {
+                        for kx in 0..w.kernel_w {
+                            for ci in 0..w.channels {
+                                let (py, px) = (oy + ky, ox + kx);
+                                let inside = py >= w.pad_top
+                                    && py - w.pad_top < w.height
+                                    && px >= w.pad_left
+                                    && px - w.pad_left < w.width;
+                                row.push(if inside {
+                                    let (iy, ix) = (py - w.pad_top, px - w.pad_left);
+                                    x[n * w.image_len() + (iy * w.width + ix) * w.channels + ci]
+                                } else {
+                                    0.0
+                                });
+                            }
+                        }
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn every_block_packs_the_unfolded_matrix() {
+        let win = Window {
+            height: 4,
+            width: 5,
+            channels: 2,
+            kernel_h: 3,
+            kernel_w: 2,
+            pad_top: 2,
+            pad_left: 1,
+            out_h: 5,
+            out_w: 6,
+        };
+        let images = 2;
+        let x: Vec<f32> = (0..images * win.image_len()).map(|i| i as f32 + 1.0).collect();
+        let want = naive(&x, images, &win);
+        let a = Im2col::new(MatRef::from_slice(&x, images, win.image_len()), win).unwrap();
+        let (m, k) = (a.rows(), a.cols());
+        assert_eq!((m, k), (images * 30, 12));
+        for mr in [4, 12, 16] {
+            for (i0, mc, p0, kc) in [(0, m, 0, k), (3, 17, 1, 9), (50, 10, 5, 7)] {
+                let mut dst = vec![f32::NAN; mc.div_ceil(mr) * mr * kc];
+                a.pack(2.0, (i0, mc), (p0, kc), mr, &mut dst);
+                for i in 0..mc.div_ceil(mr) * mr {
+                    for p in 0..kc {
+                        let got = dst[(i / mr) * mr * kc + p * mr + i % mr];
+                        let expect = if i < mc { 2.0 * want[i0 + i][p0 + p] } else { 0.0 };
+                        assert_eq!(got, expect, "mr {mr} block {i0},{p0}: ({i}, {p})");
+                    }
+                }
+                // the transpose
+                let t = a.t();
+                let (tm, tk) = (mc.min(k - p0), kc);
+                if i0 + tk <= m {
+                    let mut dst = vec![f32::NAN; tm.div_ceil(mr) * mr * tk];
+                    t.pack(1.0, (p0, tm), (i0, tk), mr, &mut dst);
+                    for i in 0..tm {
+                        for p in 0..tk {
+                            let got = dst[(i / mr) * mr * tk + p * mr + i % mr];
+                            assert_eq!(got, want[i0 + p][p0 + i]);
+                        }
+                    }
+                }
+            }
+        }
+        let mut buf = vec![0.0; m * k];
+        let (ptr, ra, pa) = a.rows_range(7, 20).direct(1.0, (1, 5), (2, 6), &mut buf);
+        for i in 0..5 {
+            for p in 0..6 {
+                // SAFETY: inside the block just written.
+                assert_eq!(unsafe { *ptr.add(i * ra + p * pa) }, want[8 + i][2 + p]);
+            }
+        }
+        let (ptr, ra, pa) = a.t().direct(1.0, (3, 4), (10, 9), &mut buf);
+        for i in 0..4 {
+            for p in 0..9 {
+                // SAFETY: inside the block just written.
+                assert_eq!(unsafe { *ptr.add(i * ra + p * pa) }, want[10 + p][3 + i]);
+            }
+        }
+    }
+}
