@@ -293,6 +293,100 @@ impl<'a, T: Element> Im2col<'a, T> {
     }
 }
 
+impl<T: Element> Im2col<'_, T> {
+    /// Rows `q0..q0 + count` (absolute positions) of [`fill`](Self::fill)
+    /// at once, row `j` at `dst[j·ld..][..len]`: the runs of the taps are
+    /// found once, and the position advances without a division.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_block(
+        &self,
+        q0: usize,
+        count: usize,
+        t0: usize,
+        len: usize,
+        alpha: f32,
+        dst: &mut [f32],
+        ld: usize,
+    ) {
+        if count == 0 || len == 0 {
+            return;
+        }
+        assert!(
+            dst.len() >= (count - 1) * ld + len,
+            "Im2col: block buffer too small"
+        );
+        let w = &self.win;
+        let c = w.channels;
+        let run_len = w.kernel_w * c;
+        // The taps t0..t0+len as runs inside one window row: (offset in the row, ky, first element, length).
+        const MAX_RUNS: usize = 64;
+        let mut runs = [(0usize, 0usize, 0usize, 0usize); MAX_RUNS];
+        let (mut nruns, mut t, end) = (0, t0, t0 + len);
+        while t < end {
+            if nruns == MAX_RUNS {
+                // (a window taller than MAX_RUNS rows: one position at a time)
+                for j in 0..count {
+                    self.fill(q0 + j, t0, len, alpha, &mut dst[j * ld..]);
+                }
+                return;
+            }
+            let ky = t / run_len;
+            let r = t - ky * run_len;
+            let run = (run_len - r).min(end - t);
+            runs[nruns] = (t - t0, ky, r, run);
+            nruns += 1;
+            t += run;
+        }
+        let runs = &runs[..nruns];
+        let positions = w.positions();
+        let (mut n, pos) = (q0 / positions, q0 % positions);
+        let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
+        let mut image = self.src.row(n);
+        let (row_elems, pad_elems) = (w.width * c, w.pad_left * c);
+        for j in 0..count {
+            let row = &mut dst[j * ld..j * ld + len];
+            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
+            let kx_hi = (w.width + w.pad_left)
+                .saturating_sub(ox)
+                .min(w.kernel_w)
+                .max(kx_lo);
+            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+            for &(off, ky, r, run) in runs {
+                let out = &mut row[off..off + run];
+                match input_position(oy, ky, w.pad_top, w.height) {
+                    None => out.fill(0.0),
+                    Some(iy) => {
+                        let lo = e_lo.clamp(r, r + run) - r;
+                        let hi = e_hi.clamp(r, r + run) - r;
+                        if lo > 0 {
+                            out[..lo].fill(0.0);
+                        }
+                        if hi < run {
+                            out[hi..].fill(0.0);
+                        }
+                        if hi > lo {
+                            let start = iy * row_elems + ox * c + r + lo - pad_elems;
+                            convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
+                        }
+                    }
+                }
+            }
+            ox += 1;
+            if ox == w.out_w {
+                ox = 0;
+                oy += 1;
+                if oy == w.out_h {
+                    oy = 0;
+                    n += 1;
+                    if j + 1 < count {
+                        image = self.src.row(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `dst[i] = alpha · src[i]` as `f32` (vectorised by the compiler).
 #[inline(always)]
 fn convert<T: Element>(src: &[T], alpha: f32, dst: &mut [f32]) {
@@ -373,9 +467,11 @@ impl<T: Element> AOperand for Im2col<'_, T> {
             if self.transposed {
                 // A = im2colᵀ: column p of the panel is position p0 + p, taps
                 // first..first + rows: one run-copy per column.
-                for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
-                    self.fill(self.m.0 + p0 + p, self.k.0 + first, rows, alpha, col);
-                    col[rows..].fill(0.0);
+                self.fill_block(self.m.0 + p0, kc, self.k.0 + first, rows, alpha, panel, mr);
+                if rows < mr {
+                    for col in panel.chunks_exact_mut(mr) {
+                        col[rows..].fill(0.0);
+                    }
                 }
             } else {
                 assert!(mr <= MAX_MR, "Im2col::pack: mr {mr} above {MAX_MR}");
@@ -384,10 +480,8 @@ impl<T: Element> AOperand for Im2col<'_, T> {
                 let mut block = [0.0f32; MAX_MR * CHUNK];
                 for pc in (0..kc).step_by(CHUNK) {
                     let width = CHUNK.min(kc - pc);
-                    for i in 0..rows {
-                        let row = &mut block[i * CHUNK..i * CHUNK + width];
-                        self.fill(self.m.0 + first + i, self.k.0 + p0 + pc, width, alpha, row);
-                    }
+                    let q = self.m.0 + first;
+                    self.fill_block(q, rows, self.k.0 + p0 + pc, width, alpha, &mut block, CHUNK);
                     let base = block.as_ptr();
                     // SAFETY: rows i < rows <= MAX_MR of the block hold `width`
                     // floats each; the panel holds kc·mr floats and
@@ -425,14 +519,10 @@ impl<T: Element> AOperand for Im2col<'_, T> {
         assert!(buf.len() >= rows * kc, "Im2col::direct: buffer too small");
         if self.transposed {
             // element (i, p) = im2col[p0 + p, i0 + i]: one run-copy per position p
-            for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
-                self.fill(self.m.0 + p0 + p, self.k.0 + i0, rows, alpha, col);
-            }
+            self.fill_block(self.m.0 + p0, kc, self.k.0 + i0, rows, alpha, buf, rows);
             (buf.as_ptr(), 1, rows)
         } else {
-            for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
-                self.fill(self.m.0 + i0 + i, self.k.0 + p0, kc, alpha, row);
-            }
+            self.fill_block(self.m.0 + i0, rows, self.k.0 + p0, kc, alpha, buf, kc);
             (buf.as_ptr(), kc, 1)
         }
     }

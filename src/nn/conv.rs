@@ -34,10 +34,15 @@ use crate::activation::Activation;
 use crate::error::Result;
 use crate::gemm::{gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
-use crate::kernels::conv::{apply_dropout, channel_dropout_backward, flip_filters};
+use crate::kernels::conv::{
+    apply_dropout, channel_dropout_backward, flip_filters, single_channel_forward, single_channel_sums,
+    single_channel_weight_gradient, SingleChannel, SINGLE_MAX_WEIGHTS,
+};
 use crate::kernels::{activation_backward, DropoutMask};
 use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
+use crate::simd::V;
+use crate::trace::{self, Kind};
 
 /// One convolution layer's shapes, filters, biases and activation.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,6 +128,23 @@ pub(crate) fn reshape<'a>(m: MatRef<'a>, rows: usize, cols: usize) -> MatRef<'a>
     MatRef::from_slice(&m.data()[..rows * cols], rows, cols)
 }
 
+/// The single-channel kernels' shape, if `layer` reads one channel and fits them.
+fn single_channel(layer: &Conv2d) -> Option<SingleChannel> {
+    let g = &layer.geometry;
+    let shape = SingleChannel {
+        height: g.input().height(),
+        width: g.input().width(),
+        kernel_h: g.kernel_h(),
+        kernel_w: g.kernel_w(),
+        pad_top: g.pad_top(),
+        pad_left: g.pad_left(),
+        out_h: g.output().height(),
+        out_w: g.output().width(),
+        filters: g.filters(),
+    };
+    (g.input().channels() == 1 && shape.fits()).then_some(shape)
+}
+
 /// The images in the rows of `x` as `im2col` over `win`.
 fn unfold<X: AOperand>(x: &X, win: Window) -> Im2col<'_, X::Elem> {
     let images = x
@@ -152,6 +174,19 @@ pub fn conv2d_forward<X: AOperand>(
         "conv2d_forward: a must be (rows, oh·ow·c_out)"
     );
     let win = Window::forward(g);
+    if let Some(shape) = single_channel(layer) {
+        // one input channel (a grey first layer): the filter slid along each row, see SingleChannel
+        let _t = trace::kernel(Kind::ForwardGemm).flops(2 * rows * layer.outputs() * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        for r in 0..rows {
+            let params = (layer.w.as_slice(), &layer.b[..], layer.act);
+            single_channel_forward(a.row_mut(r), images.row(r), x_scale, params, &shape);
+        }
+        if let Some(mask) = dropout {
+            apply_dropout(a, mask);
+        }
+        return;
+    }
     // forward: z = im2col(x)·W + b, a = f(z)   (bias and f while z is in registers)
     let z = reshape_mut(&mut a, rows * win.positions(), g.filters());
     let epilogue = Epilogue::BiasActivation {
@@ -204,15 +239,32 @@ pub fn conv2d_backward<X: AOperand>(
     }
     let dz_view = reshape(dz.as_ref(), positions, filters);
     // forward: z = im2col(x)·W + b  ->  dW = im2col(x)ᵀ·dz
-    gemm(
-        x_scale,
-        unfold(&x, win).t(),
-        dz_view,
-        0.0,
-        dw,
-        Epilogue::None,
-        par,
-    );
+    if let Some(shape) = single_channel(layer) {
+        let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        let mut sums = [V::ZERO; SINGLE_MAX_WEIGHTS];
+        let sums = &mut sums[..layer.w.as_slice().len()];
+        for r in 0..rows {
+            let dz_row = &dz_view.data()[r * layer.outputs()..][..layer.outputs()];
+            single_channel_weight_gradient(sums, images.row(r), x_scale, dz_row, &shape);
+        }
+        let mut dw = dw;
+        assert!(
+            dw.row_stride() == dw.cols(),
+            "conv2d_backward: dw must be contiguous"
+        );
+        single_channel_sums(&mut dw.data()[..sums.len()], sums);
+    } else {
+        gemm(
+            x_scale,
+            unfold(&x, win).t(),
+            dz_view,
+            0.0,
+            dw,
+            Epilogue::None,
+            par,
+        );
+    }
     //                               ->  dx = im2col_full(dz)·W_flipped
     if let Some(mut dx) = dx {
         let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
