@@ -165,6 +165,14 @@ fn layer_times(name: &str, net: &Network, data: &Dataset) {
     }
 }
 
+/// This thread's time on the CPU (Linux: /proc/thread-self/schedstat; 0 elsewhere).
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns * 1e-9)
+}
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let (train, _test) = mnist::load_both(&dir).expect("MNIST in data/");

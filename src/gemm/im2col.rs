@@ -205,6 +205,8 @@ pub struct Im2col<'a, T: Element> {
 const CHUNK: usize = 64;
 /// The largest micro-kernel `mr` the on-stack block holds.
 const MAX_MR: usize = 64;
+/// Floats of the on-stack block when packing transposed micro-panels (32 KiB).
+const TRANSPOSED_BLOCK: usize = 8192;
 
 impl<'a, T: Element> Im2col<'a, T> {
     /// `im2col` of the images in the rows of `x` (`(images, h·w·c)`,
@@ -395,6 +397,44 @@ fn convert<T: Element>(src: &[T], alpha: f32, dst: &mut [f32]) {
     }
 }
 
+/// The adjoint of unfolding ("col2im"): adds each element of `cols`, one
+/// image's `(out_h·out_w, kh·kw·c)` unfolded matrix, to the image pixel it
+/// was read from (`image += fold(cols)`); elements of the padding are dropped.
+/// Positions and taps are visited in order, so the sums are always made in
+/// the same order.
+///
+/// Shapes: `image: height·width·channels`, `cols: out_h·out_w·kh·kw·channels`.
+pub fn col2im_add(image: &mut [f32], cols: &[f32], w: &Window) {
+    assert_eq!(image.len(), w.image_len(), "col2im_add: image");
+    assert_eq!(cols.len(), w.positions() * w.taps(), "col2im_add: cols");
+    let (c, taps) = (w.channels, w.taps());
+    let run_len = w.kernel_w * c;
+    for oy in 0..w.out_h {
+        for ox in 0..w.out_w {
+            let row = &cols[(oy * w.out_w + ox) * taps..][..taps];
+            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
+            let kx_hi = (w.width + w.pad_left)
+                .saturating_sub(ox)
+                .min(w.kernel_w)
+                .max(kx_lo);
+            if kx_hi == kx_lo {
+                continue;
+            }
+            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+            for ky in 0..w.kernel_h {
+                let Some(iy) = input_position(oy, ky, w.pad_top, w.height) else {
+                    continue;
+                };
+                let start = (iy * w.width + ox) * c + e_lo - w.pad_left * c;
+                let dst = &mut image[start..start + (e_hi - e_lo)];
+                for (d, &v) in dst.iter_mut().zip(&row[ky * run_len + e_lo..ky * run_len + e_hi]) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
 impl<T: Element> sealed::Sealed for Im2col<'_, T> {}
 
 impl<T: Element> AOperand for Im2col<'_, T> {
@@ -461,6 +501,26 @@ impl<T: Element> AOperand for Im2col<'_, T> {
         );
         let panels = mc.div_ceil(mr);
         assert!(dst.len() >= panels * mr * kc, "Im2col::pack: buffer too small");
+        if self.transposed && mc <= TRANSPOSED_BLOCK {
+            // A = im2colᵀ: rows are taps, the depth is positions. Each
+            // position's taps i0..i0 + mc are filled once into a block on the
+            // stack (a few positions at a time), then cut into the panels'
+            // mr-wide columns: one pass over the image per position, not one per panel.
+            let mut block = [0.0f32; TRANSPOSED_BLOCK];
+            let chunk = TRANSPOSED_BLOCK / mc;
+            for pc in (0..kc).step_by(chunk) {
+                let np = chunk.min(kc - pc);
+                self.fill_block(self.m.0 + p0 + pc, np, self.k.0 + i0, mc, alpha, &mut block, mc);
+                for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
+                    let rows = mr.min(mc - r * mr);
+                    for (j, d) in panel[pc * mr..(pc + np) * mr].chunks_exact_mut(mr).enumerate() {
+                        d[..rows].copy_from_slice(&block[j * mc + r * mr..][..rows]);
+                        d[rows..].fill(0.0);
+                    }
+                }
+            }
+            return;
+        }
         for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
             let first = i0 + r * mr;
             let rows = mr.min(i0 + mc - first);

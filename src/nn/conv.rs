@@ -32,7 +32,7 @@ use rand::Rng;
 
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::gemm::{gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
+use crate::gemm::{col2im_add, gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
 use crate::kernels::conv::{
     apply_dropout, channel_dropout_backward, flip_filters, single_channel_forward, single_channel_sums,
@@ -200,10 +200,41 @@ pub fn conv2d_forward<X: AOperand>(
     }
 }
 
+/// Whether the input gradient is computed by unfolded columns and their
+/// fold, `dcols = dz·Wᵀ` then `dx = col2im(dcols)`, rather than as a full
+/// convolution: for few input channels (`c_in < LANES`: the full
+/// convolution's GEMM would have `n = c_in` columns, most of a vector
+/// wasted, and its depth `kh·kw·c_out` is mostly padding) when the columns
+/// are no more numbers than the full convolution's unfolded matrix.
+/// (LeNet-5's second convolution: 6 input channels.)
+fn folds_columns(layer: &Conv2d) -> bool {
+    let g = &layer.geometry;
+    let (input, output) = (g.input(), g.output());
+    let taps = g.kernel_h() * g.kernel_w();
+    let columns = output.height() * output.width() * taps * input.channels();
+    let full = input.height() * input.width() * taps * g.filters();
+    input.channels() < crate::simd::LANES && columns <= full
+}
+
+/// The shape of the scratch buffer [`conv2d_backward`] needs for the input
+/// gradient over up to `capacity` rows: the filters turned by 180°,
+/// `(kh·kw·c_out, c_in)`, or the unfolded columns of `dx`,
+/// `(capacity·oh·ow, kh·kw·c_in)` (see `folds_columns` in the source).
+pub fn input_gradient_scratch(layer: &Conv2d, capacity: usize) -> (usize, usize) {
+    let g = &layer.geometry;
+    if folds_columns(layer) {
+        let o = g.output();
+        (capacity * o.height() * o.width(), g.weight_len() / g.filters())
+    } else {
+        (g.kernel_h() * g.kernel_w() * g.filters(), g.input().channels())
+    }
+}
+
 /// Backward: from `da = ∂L/∂a`, the gradients `dz`, `dW`, `db` and the
 /// error `dx = ∂L/∂x` sent to the layer below (`None` for the first layer).
-/// `w_flipped` is a `(kh·kw·c_out, c_in)` buffer for the filters turned by
-/// 180° (rewritten from `W` whenever `dx` is asked for); `dropout`: the mask
+/// `scratch` is the input gradient's buffer, shaped by
+/// [`input_gradient_scratch`] (the filters turned by 180°, rewritten from
+/// `W` at every call, or the unfolded columns of `dx`); `dropout`: the mask
 /// the forward pass applied.
 ///
 /// Shapes: `dx: (rows, h·w·c_in)`, `dw: (kh·kw·c_in, c_out)`, `db: (c_out)`,
@@ -211,7 +242,7 @@ pub fn conv2d_forward<X: AOperand>(
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<X: AOperand>(
     dx: Option<MatMut>,
-    w_flipped: &mut Matrix,
+    scratch: &mut Matrix,
     dw: MatMut,
     db: &mut [f32],
     mut dz: MatMut,
@@ -266,18 +297,36 @@ pub fn conv2d_backward<X: AOperand>(
         );
     }
     //                               ->  dx = im2col_full(dz)·W_flipped
-    if let Some(mut dx) = dx {
-        let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
-        assert_eq!(
-            w_flipped.shape(),
-            (g.kernel_h() * g.kernel_w() * filters, g.input().channels()),
-            "conv2d_backward: w_flipped must be (kh·kw·c_out, c_in)"
+    let Some(mut dx) = dx else {
+        return;
+    };
+    if folds_columns(layer) {
+        //                                   (few input channels: dcols = dz·Wᵀ, dx = col2im(dcols))
+        let taps = win.taps();
+        assert!(
+            scratch.rows() >= positions && scratch.cols() == taps,
+            "conv2d_backward: the scratch buffer must be (rows·oh·ow, kh·kw·c_in)"
         );
-        flip_filters(w_flipped.as_mut_slice(), layer.w.as_slice(), kernel, channels);
-        let full = Window::input_gradient(g);
-        let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
-        let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
-        let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
-        gemm(1.0, dz_full, w_flipped.view(), 0.0, dx, Epilogue::None, par);
+        let dcols = scratch.view_mut().rows_range(0, positions);
+        gemm(1.0, dz_view, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
+        let per_row = win.positions() * taps;
+        for r in 0..rows {
+            let image = dx.row_mut(r);
+            image.fill(0.0);
+            col2im_add(image, &scratch.as_slice()[r * per_row..][..per_row], &win);
+        }
+        return;
     }
+    let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
+    assert_eq!(
+        scratch.shape(),
+        (g.kernel_h() * g.kernel_w() * filters, g.input().channels()),
+        "conv2d_backward: the scratch buffer must be W_flipped, (kh·kw·c_out, c_in)"
+    );
+    flip_filters(scratch.as_mut_slice(), layer.w.as_slice(), kernel, channels);
+    let full = Window::input_gradient(g);
+    let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
+    let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
+    let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
+    gemm(1.0, dz_full, scratch.view(), 0.0, dx, Epilogue::None, par);
 }

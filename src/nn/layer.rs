@@ -19,7 +19,7 @@ use crate::gemm::{AOperand, Parallelism};
 use crate::geometry::ImageShape;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, Matrix};
-use crate::nn::conv::{conv2d_backward, conv2d_forward, Conv2d};
+use crate::nn::conv::{conv2d_backward, conv2d_forward, input_gradient_scratch, Conv2d};
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
 use crate::nn::pool::{
     flatten_backward, flatten_forward, maxpool2d_backward, maxpool2d_forward, Flatten, MaxPool2d,
@@ -278,8 +278,8 @@ pub struct LayerBuffers {
     /// Max-pooling: where each output's maximum was, `(capacity, outputs)`
     /// flat (empty for the other kinds).
     pub(crate) argmax: Vec<u32>,
-    /// Convolution, training: the filters turned by 180° for the input
-    /// gradient, `(kh·kw·c_out, c_in)` (empty otherwise).
+    /// Convolution, training: the input gradient's scratch buffer, shaped
+    /// by [`crate::nn::conv::input_gradient_scratch`] (empty otherwise).
     pub(crate) w_flipped: Matrix,
 }
 
@@ -305,10 +305,10 @@ impl LayerBuffers {
             _ => Vec::new(),
         };
         let w_flipped = match layer {
-            Layer::Conv2d(c) if backward => Matrix::zeros(
-                c.geometry.kernel_h() * c.geometry.kernel_w() * c.geometry.filters(),
-                c.geometry.input().channels(),
-            ),
+            Layer::Conv2d(c) if backward => {
+                let (rows, cols) = input_gradient_scratch(c, capacity);
+                Matrix::zeros(rows, cols)
+            }
             _ => Matrix::zeros(0, 0),
         };
         LayerBuffers {
