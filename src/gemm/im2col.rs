@@ -201,8 +201,8 @@ pub struct Im2col<'a, T: Element> {
     transposed: bool,
 }
 
-/// Taps per on-stack block when packing untransposed micro-panels.
-const CHUNK: usize = 64;
+/// Floats of the on-stack block when packing untransposed micro-panels (16 KiB).
+const BLOCK: usize = 4096;
 /// The largest micro-kernel `mr` the on-stack block holds.
 const MAX_MR: usize = 64;
 /// Floats of the on-stack block when packing transposed micro-panels (32 KiB).
@@ -521,6 +521,7 @@ impl<T: Element> AOperand for Im2col<'_, T> {
             }
             return;
         }
+        let mut block = [0.0f32; BLOCK];
         for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
             let first = i0 + r * mr;
             let rows = mr.min(i0 + mc - first);
@@ -535,20 +536,27 @@ impl<T: Element> AOperand for Im2col<'_, T> {
                 }
             } else {
                 assert!(mr <= MAX_MR, "Im2col::pack: mr {mr} above {MAX_MR}");
-                // Rows are positions: fill up to CHUNK taps of each row into a
-                // row-major block on the stack, then transpose it into the panel.
-                let mut block = [0.0f32; MAX_MR * CHUNK];
-                for pc in (0..kc).step_by(CHUNK) {
-                    let width = CHUNK.min(kc - pc);
+                // Rows are positions: fill up to `width` taps of each row into
+                // a row-major block on the stack (the whole depth when it
+                // fits: the runs are found once per panel), then transpose it
+                // into the panel.
+                let width_max = if kc * mr <= BLOCK {
+                    kc
+                } else {
+                    (BLOCK / mr / 8 * 8).max(8)
+                };
+                for pc in (0..kc).step_by(width_max) {
+                    let width = width_max.min(kc - pc);
                     let q = self.m.0 + first;
-                    self.fill_block(q, rows, self.k.0 + p0 + pc, width, alpha, &mut block, CHUNK);
+                    self.fill_block(q, rows, self.k.0 + p0 + pc, width, alpha, &mut block, width_max);
                     let base = block.as_ptr();
                     // SAFETY: rows i < rows <= MAX_MR of the block hold `width`
-                    // floats each; the panel holds kc·mr floats and
-                    // (pc + p)·mr + i < kc·mr for p < width, i < rows <= mr.
+                    // floats each, width_max apart (rows·width_max <= BLOCK);
+                    // the panel holds kc·mr floats and (pc + p)·mr + i < kc·mr
+                    // for p < width, i < rows <= mr.
                     unsafe {
                         transpose_scaled(
-                            |i| base.add(i * CHUNK),
+                            |i| base.add(i * width_max),
                             rows,
                             width,
                             panel.as_mut_ptr().add(pc * mr),
@@ -620,6 +628,33 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn deep_blocks_pack_in_pieces() {
+        // 3·3·40 = 360 taps: a 16-row panel of all of them is more than the on-stack block
+        let win = Window {
+            height: 5,
+            width: 4,
+            channels: 40,
+            kernel_h: 3,
+            kernel_w: 3,
+            pad_top: 1,
+            pad_left: 1,
+            out_h: 5,
+            out_w: 4,
+        };
+        let x: Vec<f32> = (0..win.image_len()).map(|i| i as f32 * 0.5).collect();
+        let want = naive(&x, 1, &win);
+        let a = Im2col::new(MatRef::from_slice(&x, 1, win.image_len()), win).unwrap();
+        let (m, k) = (a.rows(), a.cols());
+        let mut dst = vec![f32::NAN; m.div_ceil(16) * 16 * k];
+        a.pack(1.0, (0, m), (0, k), 16, &mut dst);
+        for i in 0..m {
+            for p in 0..k {
+                assert_eq!(dst[(i / 16) * 16 * k + p * 16 + i % 16], want[i][p], "({i}, {p})");
+            }
+        }
     }
 
     #[test]

@@ -303,3 +303,60 @@ pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
         *d = a.to_array().iter().sum();
     }
 }
+
+/// A convolution's `dz = da ⊙ f'(a)` and `db[co] = Σ_rows Σ_positions dz`
+/// (overwritten) for fewer channels than a vector has lanes: `dz` a whole
+/// vector at a time along each `(rows, outputs)` row, then `db` summed in
+/// the order of the `(rows·positions, channels)` view's rows, as
+/// [`super::activation_backward`] on that view would (whose narrow rows
+/// would take its scalar path). Same bits.
+///
+/// Shapes: `dz, da, a: (rows, positions·channels)`, `db: (channels)`.
+pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+    let channels = db.len();
+    assert!(
+        channels > 0 && dz.cols().is_multiple_of(channels),
+        "channel_activation_backward: {} outputs are not a whole number of {channels} channels",
+        dz.cols()
+    );
+    assert_eq!(
+        (da.rows(), da.cols()),
+        (dz.rows(), dz.cols()),
+        "channel_activation_backward: da"
+    );
+    assert_eq!(
+        (a.rows(), a.cols()),
+        (dz.rows(), dz.cols()),
+        "channel_activation_backward: a"
+    );
+    assert!(
+        da.col_stride() == 1 && a.col_stride() == 1,
+        "channel_activation_backward: rows must be contiguous"
+    );
+    let _t = crate::trace::kernel(crate::trace::Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
+    db.fill(0.0);
+    let n = dz.cols();
+    for i in 0..dz.rows() {
+        let (da_row, a_row) = (
+            &da.data()[i * da.row_stride()..][..n],
+            &a.data()[i * a.row_stride()..][..n],
+        );
+        let row = dz.row_mut(i);
+        let mut j = 0;
+        while j + LANES <= n {
+            let dav = V::from(<[f32; LANES]>::try_from(&da_row[j..j + LANES]).expect("LANES floats"));
+            let av = V::from(<[f32; LANES]>::try_from(&a_row[j..j + LANES]).expect("LANES floats"));
+            let d = dav * crate::simd::derivative_from_output(act, av);
+            row[j..j + LANES].copy_from_slice(&d.to_array());
+            j += LANES;
+        }
+        for k in j..n {
+            row[k] = da_row[k] * act.df_from_output(a_row[k]);
+        }
+        for position in row.chunks_exact(channels) {
+            for (s, &d) in db.iter_mut().zip(position) {
+                *s += d;
+            }
+        }
+    }
+}

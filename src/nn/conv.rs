@@ -35,8 +35,9 @@ use crate::error::Result;
 use crate::gemm::{col2im_add, gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
 use crate::kernels::conv::{
-    apply_dropout, channel_dropout_backward, flip_filters, single_channel_forward, single_channel_sums,
-    single_channel_weight_gradient, SingleChannel, SINGLE_MAX_WEIGHTS,
+    apply_dropout, channel_activation_backward, channel_dropout_backward, flip_filters,
+    single_channel_forward, single_channel_sums, single_channel_weight_gradient, SingleChannel,
+    SINGLE_MAX_WEIGHTS,
 };
 use crate::kernels::{activation_backward, DropoutMask};
 use crate::matrix::{MatMut, MatRef, Matrix};
@@ -259,6 +260,9 @@ pub fn conv2d_backward<X: AOperand>(
     let (positions, filters) = (rows * win.positions(), g.filters());
     // forward: a = f(z) [⊙ m]  ->  dz = da [⊙ m] ⊙ f'(a),  db = Σ_rows Σ_positions dz, in one pass
     match dropout {
+        None if filters < crate::simd::LANES => {
+            channel_activation_backward(dz.rb_mut(), da, a, layer.act, db)
+        }
         None => activation_backward(
             reshape_mut(&mut dz, positions, filters),
             reshape(da, positions, filters),
