@@ -569,9 +569,9 @@ fn train_bits(threads: usize, data: &Dataset) -> Vec<u32> {
         .build()
         .unwrap();
     let mut net = dropout_cnn();
-    let mut trainer = Trainer::new(&net, Optimizer::adam(1e-3), 100).unwrap();
     let order: Vec<usize> = (0..data.len()).rev().collect();
     pool.install(|| {
+        let mut trainer = Trainer::new(&net, Optimizer::adam(1e-3), 100).unwrap();
         for batch in order.chunks(100).chain(order.chunks(57)) {
             trainer.step_indices(&mut net, data, batch).unwrap();
         }
