@@ -389,6 +389,18 @@ impl<T: Element> Im2col<'_, T> {
     }
 }
 
+/// Copies the first `N` floats of each `from` slice to each `cols` slice (of `N` floats).
+#[inline(always)]
+fn copy_columns<'a, const N: usize>(
+    cols: impl Iterator<Item = &'a mut [f32]>,
+    from: impl Iterator<Item = &'a [f32]>,
+) {
+    for (d, s) in cols.zip(from) {
+        let d: &mut [f32; N] = d.try_into().expect("N floats");
+        *d = *<&[f32; N]>::try_from(&s[..N]).expect("N floats");
+    }
+}
+
 /// `dst[i] = alpha · src[i]` as `f32` (vectorised by the compiler).
 #[inline(always)]
 fn convert<T: Element>(src: &[T], alpha: f32, dst: &mut [f32]) {
@@ -513,9 +525,20 @@ impl<T: Element> AOperand for Im2col<'_, T> {
                 self.fill_block(self.m.0 + p0 + pc, np, self.k.0 + i0, mc, alpha, &mut block, mc);
                 for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
                     let rows = mr.min(mc - r * mr);
-                    for (j, d) in panel[pc * mr..(pc + np) * mr].chunks_exact_mut(mr).enumerate() {
-                        d[..rows].copy_from_slice(&block[j * mc + r * mr..][..rows]);
-                        d[rows..].fill(0.0);
+                    let cols = panel[pc * mr..(pc + np) * mr].chunks_exact_mut(mr);
+                    let from = block[r * mr..].chunks(mc);
+                    match (rows == mr, mr) {
+                        // whole columns of the kernels' usual heights: fixed-size copies, inlined
+                        (true, 12) => copy_columns::<12>(cols, from),
+                        (true, 16) => copy_columns::<16>(cols, from),
+                        (true, 6) => copy_columns::<6>(cols, from),
+                        (true, 8) => copy_columns::<8>(cols, from),
+                        _ => {
+                            for (d, s) in cols.zip(from) {
+                                d[..rows].copy_from_slice(&s[..rows]);
+                                d[rows..].fill(0.0);
+                            }
+                        }
                     }
                 }
             }

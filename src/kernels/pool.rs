@@ -8,7 +8,9 @@
 //! larger), exactly as [`crate::teach::pool`]. For an odd height or width
 //! the last row or column is read by no tile and gets a zero gradient.
 
+use crate::kernels::DropoutMask;
 use crate::matrix::Element;
+use crate::simd::LANES;
 
 /// One image: `a[(py·(w/2) + px)·c + ci] = max` of the 2x2 tile at
 /// `(2py, 2px)` of `x` (scaled by `x_scale`), `argmax[..]` its index in `x`.
@@ -51,15 +53,33 @@ pub fn maxpool2d_forward_image<T: Element>(
     }
 }
 
-/// One image's backward pass: `dx[argmax[o]] = da[o] · factor(o)` (the
-/// tiles do not overlap; `factor`: the dropout factor of output `o`, or 1),
-/// every other element of `dx` 0.
+/// One image's backward pass: `dx[argmax[o]] = da[o] · m[o]` (the tiles do
+/// not overlap; `m`: the dropout factors of row `row` of the layer's output,
+/// if the forward pass dropped), every other element of `dx` 0.
 ///
 /// Shapes: `dx: h·w·c`; `da, argmax: (h/2)·(w/2)·c`.
-pub fn maxpool2d_backward_image(dx: &mut [f32], da: &[f32], argmax: &[u32], factor: impl Fn(usize) -> f32) {
+pub fn maxpool2d_backward_image(
+    dx: &mut [f32],
+    da: &[f32],
+    argmax: &[u32],
+    dropout: Option<(&DropoutMask, usize)>,
+) {
     assert_eq!(da.len(), argmax.len(), "maxpool2d_backward_image: argmax");
     dx.fill(0.0);
-    for (o, (&g, &i)) in da.iter().zip(argmax).enumerate() {
-        dx[i as usize] = g * factor(o);
+    match dropout {
+        None => {
+            for (&g, &i) in da.iter().zip(argmax) {
+                dx[i as usize] = g;
+            }
+        }
+        Some((mask, row)) => {
+            // the factors LANES at a time: the row's hash once per vector, not once per element
+            for (c, (g, i)) in da.chunks(LANES).zip(argmax.chunks(LANES)).enumerate() {
+                let f = mask.factors(row, c * LANES).to_array();
+                for ((&g, &i), &f) in g.iter().zip(i).zip(&f) {
+                    dx[i as usize] = g * f;
+                }
+            }
+        }
     }
 }
