@@ -618,3 +618,41 @@ fn a_cnn_step_on_a_copied_batch_equals_the_step_on_gathered_rows() {
     }
     assert_eq!(common::bits(&n1), common::bits(&n2));
 }
+
+#[test]
+fn evaluate_and_predict_work_on_a_cnn_without_dropout() {
+    let data = common::synthetic(300);
+    let net = dropout_cnn();
+    let pixels = match data.input() {
+        simdnet::data::Input::Pixels(x) => x,
+        _ => unreachable!("synthetic() holds pixels"),
+    };
+    // the training workspace's forward pass without dropout, 100 rows at a time
+    let mut ws = Workspace::new(&net, 100);
+    let (mut loss, mut correct) = (0.0, 0);
+    for r0 in (0..300).step_by(100) {
+        ws.forward(
+            &net,
+            pixels.rows_range(r0, r0 + 100),
+            net.input_scale(),
+            Parallelism::Sequential,
+        );
+        let (l, c) = ws.loss(&data.labels()[r0..r0 + 100], 1.0);
+        loss += l;
+        correct += c;
+    }
+    let e = net.evaluate(&data).unwrap();
+    assert!(
+        (e.loss - loss / 300.0).abs() < 1e-9,
+        "evaluate {} vs workspace {}",
+        e.loss,
+        loss / 300.0
+    );
+    assert_eq!(e.accuracy, correct as f64 / 300.0);
+    let p = net.predict(&data).unwrap();
+    assert_eq!(p.shape(), (300, 10));
+    for r in 0..300 {
+        let sum: f32 = p.row(r).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "row {r} sums to {sum}");
+    }
+}
