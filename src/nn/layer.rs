@@ -285,7 +285,9 @@ pub struct LayerBuffers {
 
 impl LayerBuffers {
     /// Zeroed buffers for `layer` and up to `capacity` rows; without
-    /// `backward`, only the output and the loss's `da` (for evaluation).
+    /// `backward`, only the output, max-pooling's argmax, and for a dense
+    /// layer the loss's `da` (for evaluation; [`crate::nn::Workspace`] gives
+    /// whatever layer comes last its `da`).
     pub fn new(layer: &Layer, capacity: usize, backward: bool) -> LayerBuffers {
         let outputs = layer.outputs();
         let rows_if = |on: bool| if on { capacity } else { 0 };
@@ -313,7 +315,8 @@ impl LayerBuffers {
         };
         LayerBuffers {
             a: Matrix::zeros(capacity, outputs),
-            da: Matrix::zeros(capacity, outputs),
+            // (inference needs da only where the loss writes it, the last layer: see Workspace)
+            da: Matrix::zeros(rows_if(backward || matches!(layer, Layer::Dense(_))), outputs),
             dz: Matrix::zeros(rows_if(has_dz), outputs),
             grads,
             argmax,
