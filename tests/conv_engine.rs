@@ -656,3 +656,30 @@ fn evaluate_and_predict_work_on_a_cnn_without_dropout() {
         assert!((sum - 1.0).abs() < 1e-5, "row {r} sums to {sum}");
     }
 }
+
+#[test]
+fn max_pool_over_many_channels_matches_the_lesson_with_ties() {
+    // 19 channels (whole vectors and a remainder), values from a set of 3: many ties
+    let (h, w, c) = (5, 6, 19);
+    let x: Vec<f32> = (0..2 * h * w * c).map(|k| ((k * 7 + k / 5) % 3) as f32).collect();
+    let layer = MaxPool2d::new(ImageShape::new(1, h, w, c).unwrap()).unwrap();
+    let outputs = layer.outputs();
+    let (mut a, mut argmax) = (vec![f32::NAN; 2 * outputs], vec![u32::MAX; 2 * outputs]);
+    let xv = MatRef::from_slice(&x, 2, h * w * c);
+    maxpool2d_forward(
+        MatMut::from_slice(&mut a, 2, outputs),
+        &mut argmax,
+        xv,
+        0.5,
+        &layer,
+        None,
+    );
+    let gp = Pool2dGeometry::new(ImageShape::new(2, h, w, c).unwrap()).unwrap();
+    let (mut a64, mut arg64) = (vec![0.0; 2 * outputs], vec![0; 2 * outputs]);
+    teach::pool::maxpool2d_forward(&mut a64, &mut arg64, &f64s(&x), &gp);
+    for (k, (&i, &j)) in argmax.iter().zip(&arg64).enumerate() {
+        let r = k / outputs;
+        assert_eq!(i as usize + r * h * w * c, j, "output {k}");
+        assert_eq!(a[k] as f64, 0.5 * a64[k], "output {k}");
+    }
+}

@@ -10,7 +10,8 @@
 
 use crate::kernels::DropoutMask;
 use crate::matrix::Element;
-use crate::simd::LANES;
+use crate::simd::{LANES, V};
+use std::any::TypeId;
 
 /// One image: `a[(py·(w/2) + px)·c + ci] = max` of the 2x2 tile at
 /// `(2py, 2px)` of `x` (scaled by `x_scale`), `argmax[..]` its index in `x`.
@@ -37,7 +38,33 @@ pub fn maxpool2d_forward_image<T: Element>(
             let tl = ((2 * py) * w + 2 * px) * c;
             let corners = [tl, tl + c, tl + w * c, tl + w * c + c];
             let (a, argmax) = (&mut a[o..o + c], &mut argmax[o..o + c]);
-            for ci in 0..c {
+            // whole vectors of channels: compare and select lane-wise (same rule:
+            // a later corner replaces the best only if strictly larger)
+            let vectors = if TypeId::of::<T>() == TypeId::of::<f32>() {
+                c / LANES * LANES
+            } else {
+                0
+            };
+            for c0 in (0..vectors).step_by(LANES) {
+                let load = |at: usize| {
+                    let lanes: [f32; LANES] = std::array::from_fn(|l| x[at + l].to_f32());
+                    V::from(lanes)
+                };
+                let mut value = load(corners[0] + c0);
+                let mut best = V::splat(corners[0] as f32);
+                for &corner in &corners[1..] {
+                    let v = load(corner + c0);
+                    let larger = v.simd_gt(value);
+                    value = larger.select(v, value);
+                    best = larger.select(V::splat(corner as f32), best);
+                }
+                let (value, best) = ((value * V::splat(x_scale)).to_array(), best.to_array());
+                for l in 0..LANES {
+                    a[c0 + l] = value[l];
+                    argmax[c0 + l] = best[l] as u32 + (c0 + l) as u32;
+                }
+            }
+            for ci in vectors..c {
                 let mut best = corners[0] + ci;
                 let mut value = x[best].to_f32();
                 for &corner in &corners[1..] {
