@@ -126,7 +126,8 @@ fn check_conv(h: usize, w: usize, (kh, kw): (usize, usize), (c_in, c_out): (usiz
     );
     assert_close(&format!("{name}: z"), &a, &z, 1e-5);
 
-    let mut w_flipped = Matrix::zeros(kh * kw * c_out, c_in);
+    let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(&layer, batch);
+    let mut w_flipped = Matrix::zeros(sr, sc);
     let (mut gw, mut gb) = (vec![f32::NAN; layer.w.as_slice().len()], vec![f32::NAN; c_out]);
     let (mut gx, mut dz) = (vec![f32::NAN; batch * inputs], vec![f32::NAN; batch * outputs]);
     conv2d_backward(
@@ -153,7 +154,7 @@ fn convolution_matches_seven_plain_loops_on_sizes_1_to_9() {
     for h in 1..=9 {
         for w in 1..=9 {
             for (k, kernel) in [(1, 1), (2, 3), (3, 3), (4, 2), (5, 5)].into_iter().enumerate() {
-                let channels = [(1, 1), (2, 3), (3, 5), (1, 6), (2, 2)][(h + w + k) % 5];
+                let channels = [(1, 1), (2, 3), (3, 5), (1, 6), (2, 2), (4, 2)][(h + w + k) % 6];
                 for padding in [Padding::Valid, Padding::Same] {
                     check_conv(h, w, kernel, channels, padding);
                 }
@@ -217,7 +218,8 @@ fn convolution_reads_gathered_pixels_as_the_copied_batch() {
         Parallelism::Sequential,
     );
     assert_eq!(a1, a2);
-    let mut wf = Matrix::zeros(9 * 20, 1);
+    let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(&layer, 5);
+    let mut wf = Matrix::zeros(sr, sc);
     let (mut dw1, mut dw2) = (Matrix::zeros(9, 20), Matrix::zeros(9, 20));
     let (mut db1, mut db2) = (vec![0.0; 20], vec![0.0; 20]);
     let mut dz = vec![0.0; 5 * outputs];
@@ -567,9 +569,9 @@ fn train_bits(threads: usize, data: &Dataset) -> Vec<u32> {
         .build()
         .unwrap();
     let mut net = dropout_cnn();
-    let mut trainer = Trainer::new(&net, Optimizer::adam(1e-3), 100).unwrap();
     let order: Vec<usize> = (0..data.len()).rev().collect();
     pool.install(|| {
+        let mut trainer = Trainer::new(&net, Optimizer::adam(1e-3), 100).unwrap();
         for batch in order.chunks(100).chain(order.chunks(57)) {
             trainer.step_indices(&mut net, data, batch).unwrap();
         }
@@ -615,4 +617,69 @@ fn a_cnn_step_on_a_copied_batch_equals_the_step_on_gathered_rows() {
         assert_eq!(r1, r2);
     }
     assert_eq!(common::bits(&n1), common::bits(&n2));
+}
+
+#[test]
+fn evaluate_and_predict_work_on_a_cnn_without_dropout() {
+    let data = common::synthetic(300);
+    let net = dropout_cnn();
+    let pixels = match data.input() {
+        simdnet::data::Input::Pixels(x) => x,
+        _ => unreachable!("synthetic() holds pixels"),
+    };
+    // the training workspace's forward pass without dropout, 100 rows at a time
+    let mut ws = Workspace::new(&net, 100);
+    let (mut loss, mut correct) = (0.0, 0);
+    for r0 in (0..300).step_by(100) {
+        ws.forward(
+            &net,
+            pixels.rows_range(r0, r0 + 100),
+            net.input_scale(),
+            Parallelism::Sequential,
+        );
+        let (l, c) = ws.loss(&data.labels()[r0..r0 + 100], 1.0);
+        loss += l;
+        correct += c;
+    }
+    let e = net.evaluate(&data).unwrap();
+    assert!(
+        (e.loss - loss / 300.0).abs() < 1e-9,
+        "evaluate {} vs workspace {}",
+        e.loss,
+        loss / 300.0
+    );
+    assert_eq!(e.accuracy, correct as f64 / 300.0);
+    let p = net.predict(&data).unwrap();
+    assert_eq!(p.shape(), (300, 10));
+    for r in 0..300 {
+        let sum: f32 = p.row(r).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "row {r} sums to {sum}");
+    }
+}
+
+#[test]
+fn max_pool_over_many_channels_matches_the_lesson_with_ties() {
+    // 19 channels (whole vectors and a remainder), values from a set of 3: many ties
+    let (h, w, c) = (5, 6, 19);
+    let x: Vec<f32> = (0..2 * h * w * c).map(|k| ((k * 7 + k / 5) % 3) as f32).collect();
+    let layer = MaxPool2d::new(ImageShape::new(1, h, w, c).unwrap()).unwrap();
+    let outputs = layer.outputs();
+    let (mut a, mut argmax) = (vec![f32::NAN; 2 * outputs], vec![u32::MAX; 2 * outputs]);
+    let xv = MatRef::from_slice(&x, 2, h * w * c);
+    maxpool2d_forward(
+        MatMut::from_slice(&mut a, 2, outputs),
+        &mut argmax,
+        xv,
+        0.5,
+        &layer,
+        None,
+    );
+    let gp = Pool2dGeometry::new(ImageShape::new(2, h, w, c).unwrap()).unwrap();
+    let (mut a64, mut arg64) = (vec![0.0; 2 * outputs], vec![0; 2 * outputs]);
+    teach::pool::maxpool2d_forward(&mut a64, &mut arg64, &f64s(&x), &gp);
+    for (k, (&i, &j)) in argmax.iter().zip(&arg64).enumerate() {
+        let r = k / outputs;
+        assert_eq!(i as usize + r * h * w * c, j, "output {k}");
+        assert_eq!(a[k] as f64, 0.5 * a64[k], "output {k}");
+    }
 }

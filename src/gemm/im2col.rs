@@ -201,10 +201,12 @@ pub struct Im2col<'a, T: Element> {
     transposed: bool,
 }
 
-/// Taps per on-stack block when packing untransposed micro-panels.
-const CHUNK: usize = 64;
+/// Floats of the on-stack block when packing untransposed micro-panels (16 KiB).
+const BLOCK: usize = 4096;
 /// The largest micro-kernel `mr` the on-stack block holds.
 const MAX_MR: usize = 64;
+/// Floats of the on-stack block when packing transposed micro-panels (32 KiB).
+const TRANSPOSED_BLOCK: usize = 8192;
 
 impl<'a, T: Element> Im2col<'a, T> {
     /// `im2col` of the images in the rows of `x` (`(images, h·w·c)`,
@@ -293,11 +295,155 @@ impl<'a, T: Element> Im2col<'a, T> {
     }
 }
 
+impl<T: Element> Im2col<'_, T> {
+    /// Rows `q0..q0 + count` (absolute positions) of [`fill`](Self::fill)
+    /// at once, row `j` at `dst[j·ld..][..len]`: the runs of the taps are
+    /// found once, and the position advances without a division.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_block(
+        &self,
+        q0: usize,
+        count: usize,
+        t0: usize,
+        len: usize,
+        alpha: f32,
+        dst: &mut [f32],
+        ld: usize,
+    ) {
+        if count == 0 || len == 0 {
+            return;
+        }
+        assert!(
+            dst.len() >= (count - 1) * ld + len,
+            "Im2col: block buffer too small"
+        );
+        let w = &self.win;
+        let c = w.channels;
+        let run_len = w.kernel_w * c;
+        // The taps t0..t0+len as runs inside one window row: (offset in the row, ky, first element, length).
+        const MAX_RUNS: usize = 64;
+        let mut runs = [(0usize, 0usize, 0usize, 0usize); MAX_RUNS];
+        let (mut nruns, mut t, end) = (0, t0, t0 + len);
+        while t < end {
+            if nruns == MAX_RUNS {
+                // (a window taller than MAX_RUNS rows: one position at a time)
+                for j in 0..count {
+                    self.fill(q0 + j, t0, len, alpha, &mut dst[j * ld..]);
+                }
+                return;
+            }
+            let ky = t / run_len;
+            let r = t - ky * run_len;
+            let run = (run_len - r).min(end - t);
+            runs[nruns] = (t - t0, ky, r, run);
+            nruns += 1;
+            t += run;
+        }
+        let runs = &runs[..nruns];
+        let positions = w.positions();
+        let (mut n, pos) = (q0 / positions, q0 % positions);
+        let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
+        let mut image = self.src.row(n);
+        let (row_elems, pad_elems) = (w.width * c, w.pad_left * c);
+        for j in 0..count {
+            let row = &mut dst[j * ld..j * ld + len];
+            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
+            let kx_hi = (w.width + w.pad_left)
+                .saturating_sub(ox)
+                .min(w.kernel_w)
+                .max(kx_lo);
+            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+            for &(off, ky, r, run) in runs {
+                let out = &mut row[off..off + run];
+                match input_position(oy, ky, w.pad_top, w.height) {
+                    None => out.fill(0.0),
+                    Some(iy) => {
+                        let lo = e_lo.clamp(r, r + run) - r;
+                        let hi = e_hi.clamp(r, r + run) - r;
+                        if lo > 0 {
+                            out[..lo].fill(0.0);
+                        }
+                        if hi < run {
+                            out[hi..].fill(0.0);
+                        }
+                        if hi > lo {
+                            let start = iy * row_elems + ox * c + r + lo - pad_elems;
+                            convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
+                        }
+                    }
+                }
+            }
+            ox += 1;
+            if ox == w.out_w {
+                ox = 0;
+                oy += 1;
+                if oy == w.out_h {
+                    oy = 0;
+                    n += 1;
+                    if j + 1 < count {
+                        image = self.src.row(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies the first `N` floats of each `from` slice to each `cols` slice (of `N` floats).
+#[inline(always)]
+fn copy_columns<'a, const N: usize>(
+    cols: impl Iterator<Item = &'a mut [f32]>,
+    from: impl Iterator<Item = &'a [f32]>,
+) {
+    for (d, s) in cols.zip(from) {
+        let d: &mut [f32; N] = d.try_into().expect("N floats");
+        *d = *<&[f32; N]>::try_from(&s[..N]).expect("N floats");
+    }
+}
+
 /// `dst[i] = alpha · src[i]` as `f32` (vectorised by the compiler).
 #[inline(always)]
 fn convert<T: Element>(src: &[T], alpha: f32, dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = alpha * s.to_f32();
+    }
+}
+
+/// The adjoint of unfolding ("col2im"): adds each element of `cols`, one
+/// image's `(out_h·out_w, kh·kw·c)` unfolded matrix, to the image pixel it
+/// was read from (`image += fold(cols)`); elements of the padding are dropped.
+/// Positions and taps are visited in order, so the sums are always made in
+/// the same order.
+///
+/// Shapes: `image: height·width·channels`, `cols: out_h·out_w·kh·kw·channels`.
+pub fn col2im_add(image: &mut [f32], cols: &[f32], w: &Window) {
+    assert_eq!(image.len(), w.image_len(), "col2im_add: image");
+    assert_eq!(cols.len(), w.positions() * w.taps(), "col2im_add: cols");
+    let (c, taps) = (w.channels, w.taps());
+    let run_len = w.kernel_w * c;
+    for oy in 0..w.out_h {
+        for ox in 0..w.out_w {
+            let row = &cols[(oy * w.out_w + ox) * taps..][..taps];
+            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
+            let kx_hi = (w.width + w.pad_left)
+                .saturating_sub(ox)
+                .min(w.kernel_w)
+                .max(kx_lo);
+            if kx_hi == kx_lo {
+                continue;
+            }
+            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+            for ky in 0..w.kernel_h {
+                let Some(iy) = input_position(oy, ky, w.pad_top, w.height) else {
+                    continue;
+                };
+                let start = (iy * w.width + ox) * c + e_lo - w.pad_left * c;
+                let dst = &mut image[start..start + (e_hi - e_lo)];
+                for (d, &v) in dst.iter_mut().zip(&row[ky * run_len + e_lo..ky * run_len + e_hi]) {
+                    *d += v;
+                }
+            }
+        }
     }
 }
 
@@ -367,34 +513,73 @@ impl<T: Element> AOperand for Im2col<'_, T> {
         );
         let panels = mc.div_ceil(mr);
         assert!(dst.len() >= panels * mr * kc, "Im2col::pack: buffer too small");
+        if self.transposed && mc <= TRANSPOSED_BLOCK {
+            // A = im2colᵀ: rows are taps, the depth is positions. Each
+            // position's taps i0..i0 + mc are filled once into a block on the
+            // stack (a few positions at a time), then cut into the panels'
+            // mr-wide columns: one pass over the image per position, not one per panel.
+            let mut block = [0.0f32; TRANSPOSED_BLOCK];
+            let chunk = TRANSPOSED_BLOCK / mc;
+            for pc in (0..kc).step_by(chunk) {
+                let np = chunk.min(kc - pc);
+                self.fill_block(self.m.0 + p0 + pc, np, self.k.0 + i0, mc, alpha, &mut block, mc);
+                for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
+                    let rows = mr.min(mc - r * mr);
+                    let cols = panel[pc * mr..(pc + np) * mr].chunks_exact_mut(mr);
+                    let from = block[r * mr..].chunks(mc);
+                    match (rows == mr, mr) {
+                        // whole columns of the kernels' usual heights: fixed-size copies, inlined
+                        (true, 12) => copy_columns::<12>(cols, from),
+                        (true, 16) => copy_columns::<16>(cols, from),
+                        (true, 6) => copy_columns::<6>(cols, from),
+                        (true, 8) => copy_columns::<8>(cols, from),
+                        _ => {
+                            for (d, s) in cols.zip(from) {
+                                d[..rows].copy_from_slice(&s[..rows]);
+                                d[rows..].fill(0.0);
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        let mut block = [0.0f32; BLOCK];
         for (r, panel) in dst.chunks_exact_mut(mr * kc).take(panels).enumerate() {
             let first = i0 + r * mr;
             let rows = mr.min(i0 + mc - first);
             if self.transposed {
                 // A = im2colᵀ: column p of the panel is position p0 + p, taps
                 // first..first + rows: one run-copy per column.
-                for (p, col) in panel.chunks_exact_mut(mr).enumerate() {
-                    self.fill(self.m.0 + p0 + p, self.k.0 + first, rows, alpha, col);
-                    col[rows..].fill(0.0);
+                self.fill_block(self.m.0 + p0, kc, self.k.0 + first, rows, alpha, panel, mr);
+                if rows < mr {
+                    for col in panel.chunks_exact_mut(mr) {
+                        col[rows..].fill(0.0);
+                    }
                 }
             } else {
                 assert!(mr <= MAX_MR, "Im2col::pack: mr {mr} above {MAX_MR}");
-                // Rows are positions: fill up to CHUNK taps of each row into a
-                // row-major block on the stack, then transpose it into the panel.
-                let mut block = [0.0f32; MAX_MR * CHUNK];
-                for pc in (0..kc).step_by(CHUNK) {
-                    let width = CHUNK.min(kc - pc);
-                    for i in 0..rows {
-                        let row = &mut block[i * CHUNK..i * CHUNK + width];
-                        self.fill(self.m.0 + first + i, self.k.0 + p0 + pc, width, alpha, row);
-                    }
+                // Rows are positions: fill up to `width` taps of each row into
+                // a row-major block on the stack (the whole depth when it
+                // fits: the runs are found once per panel), then transpose it
+                // into the panel.
+                let width_max = if kc * mr <= BLOCK {
+                    kc
+                } else {
+                    (BLOCK / mr / 8 * 8).max(8)
+                };
+                for pc in (0..kc).step_by(width_max) {
+                    let width = width_max.min(kc - pc);
+                    let q = self.m.0 + first;
+                    self.fill_block(q, rows, self.k.0 + p0 + pc, width, alpha, &mut block, width_max);
                     let base = block.as_ptr();
                     // SAFETY: rows i < rows <= MAX_MR of the block hold `width`
-                    // floats each; the panel holds kc·mr floats and
-                    // (pc + p)·mr + i < kc·mr for p < width, i < rows <= mr.
+                    // floats each, width_max apart (rows·width_max <= BLOCK);
+                    // the panel holds kc·mr floats and (pc + p)·mr + i < kc·mr
+                    // for p < width, i < rows <= mr.
                     unsafe {
                         transpose_scaled(
-                            |i| base.add(i * CHUNK),
+                            |i| base.add(i * width_max),
                             rows,
                             width,
                             panel.as_mut_ptr().add(pc * mr),
@@ -425,14 +610,10 @@ impl<T: Element> AOperand for Im2col<'_, T> {
         assert!(buf.len() >= rows * kc, "Im2col::direct: buffer too small");
         if self.transposed {
             // element (i, p) = im2col[p0 + p, i0 + i]: one run-copy per position p
-            for (p, col) in buf.chunks_exact_mut(rows).take(kc).enumerate() {
-                self.fill(self.m.0 + p0 + p, self.k.0 + i0, rows, alpha, col);
-            }
+            self.fill_block(self.m.0 + p0, kc, self.k.0 + i0, rows, alpha, buf, rows);
             (buf.as_ptr(), 1, rows)
         } else {
-            for (i, row) in buf.chunks_exact_mut(kc).take(rows).enumerate() {
-                self.fill(self.m.0 + i0 + i, self.k.0 + p0, kc, alpha, row);
-            }
+            self.fill_block(self.m.0 + i0, rows, self.k.0 + p0, kc, alpha, buf, kc);
             (buf.as_ptr(), kc, 1)
         }
     }
@@ -470,6 +651,33 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn deep_blocks_pack_in_pieces() {
+        // 3·3·40 = 360 taps: a 16-row panel of all of them is more than the on-stack block
+        let win = Window {
+            height: 5,
+            width: 4,
+            channels: 40,
+            kernel_h: 3,
+            kernel_w: 3,
+            pad_top: 1,
+            pad_left: 1,
+            out_h: 5,
+            out_w: 4,
+        };
+        let x: Vec<f32> = (0..win.image_len()).map(|i| i as f32 * 0.5).collect();
+        let want = naive(&x, 1, &win);
+        let a = Im2col::new(MatRef::from_slice(&x, 1, win.image_len()), win).unwrap();
+        let (m, k) = (a.rows(), a.cols());
+        let mut dst = vec![f32::NAN; m.div_ceil(16) * 16 * k];
+        a.pack(1.0, (0, m), (0, k), 16, &mut dst);
+        for i in 0..m {
+            for p in 0..k {
+                assert_eq!(dst[(i / 16) * 16 * k + p * 16 + i % 16], want[i][p], "({i}, {p})");
+            }
+        }
     }
 
     #[test]

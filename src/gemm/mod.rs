@@ -43,7 +43,7 @@ pub mod reference;
 pub mod threads;
 
 pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
-pub use im2col::{Im2col, ImageRows, Window};
+pub use im2col::{col2im_add, Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
 
 use crate::activation::Activation;

@@ -100,3 +100,263 @@ pub fn flip_filters(
         }
     }
 }
+
+/// The shapes of a convolution over single-channel images (`c_in = 1`, the
+/// grey first layer of an MNIST network), for [`single_channel_forward`]
+/// and [`single_channel_weight_gradient`].
+///
+/// Such a layer is a poor GEMM: its depth `kh·kw` (9, 25) is too short to
+/// repay packing and its `c_out` (6, 32) fills few lanes of a tile. These
+/// kernels slide the filter along each output row instead, `LANES` output
+/// columns at a time, over a zero-padded `f32` copy of the image on the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SingleChannel {
+    /// Image rows.
+    pub height: usize,
+    /// Image columns.
+    pub width: usize,
+    /// Filter rows.
+    pub kernel_h: usize,
+    /// Filter columns.
+    pub kernel_w: usize,
+    /// Rows of zeros above the image.
+    pub pad_top: usize,
+    /// Columns of zeros left of the image.
+    pub pad_left: usize,
+    /// Output rows.
+    pub out_h: usize,
+    /// Output columns.
+    pub out_w: usize,
+    /// Output channels `c_out`.
+    pub filters: usize,
+}
+
+/// The largest padded image the single-channel kernels take (floats).
+const SINGLE_MAX_PADDED: usize = 4096;
+/// The most filters the single-channel kernels take: with more, a GEMM's
+/// tile is full (Keras' 32-filter first layer ran 0.8 ms per 64 images as a
+/// GEMM, 2.2 ms here, its output stores interleaved one float at a time).
+const SINGLE_MAX_FILTERS: usize = 16;
+/// Filters the single-channel forward kernel computes at once (accumulators in registers).
+const GROUP: usize = 8;
+/// The most weights (`kh·kw·c_out`) the single-channel weight gradient accumulates.
+pub const SINGLE_MAX_WEIGHTS: usize = 320;
+
+impl SingleChannel {
+    /// Distance between rows of the padded image: every vector read stays inside.
+    fn stride(&self) -> usize {
+        self.out_w + self.kernel_w - 1 + LANES
+    }
+
+    /// Rows of the padded image.
+    fn padded_h(&self) -> usize {
+        self.out_h + self.kernel_h - 1
+    }
+
+    /// Whether the kernels take this shape (small enough for their stack buffers).
+    pub fn fits(&self) -> bool {
+        self.stride() * self.padded_h() <= SINGLE_MAX_PADDED
+            && self.filters <= SINGLE_MAX_FILTERS
+            && self.kernel_h * self.kernel_w * self.filters <= SINGLE_MAX_WEIGHTS
+    }
+
+    /// `p = x_scale · x` with its padding of zeros, row stride [`Self::stride`].
+    fn pad<T: crate::matrix::Element>(&self, p: &mut [f32; SINGLE_MAX_PADDED], x: &[T], x_scale: f32) {
+        assert!(self.fits(), "single-channel convolution: shape too large");
+        assert_eq!(x.len(), self.height * self.width, "single-channel convolution: x");
+        let (stride, rows) = (self.stride(), self.padded_h());
+        p[..stride * rows].fill(0.0);
+        let cols = self.out_w + self.kernel_w - 1;
+        for iy in 0..self.height {
+            let py = iy + self.pad_top;
+            if py >= rows {
+                break;
+            }
+            let n = self.width.min(cols.saturating_sub(self.pad_left));
+            let dst = &mut p[py * stride + self.pad_left..][..n];
+            for (d, &s) in dst.iter_mut().zip(&x[iy * self.width..][..n]) {
+                *d = x_scale * s.to_f32();
+            }
+        }
+    }
+}
+
+/// One image's forward pass of a single-channel convolution:
+/// `z[(oy·out_w + ox)·c_out + co] = act(b[co] + Σ_ky Σ_kx x_scale·x[oy+ky-pad_top, ox+kx-pad_left] · W[ky,kx,co])`.
+///
+/// Shapes: `z: out_h·out_w·c_out`, `x: height·width`, `w: (kh·kw, c_out)`, `b: (c_out)`.
+pub fn single_channel_forward<T: crate::matrix::Element>(
+    z: &mut [f32],
+    x: &[T],
+    x_scale: f32,
+    (w, b, act): (&[f32], &[f32], Activation),
+    g: &SingleChannel,
+) {
+    let f = g.filters;
+    assert_eq!(z.len(), g.out_h * g.out_w * f, "single_channel_forward: z");
+    assert!(
+        w.len() == g.kernel_h * g.kernel_w * f && b.len() == f,
+        "single_channel_forward: w, b"
+    );
+    let mut p = [0.0f32; SINGLE_MAX_PADDED];
+    g.pad(&mut p, x, x_scale);
+    let (stride, taps) = (g.stride(), g.kernel_h * g.kernel_w);
+    // Filters in groups of GROUP, so that the accumulators stay in registers;
+    // a last partial group computes zero filters it does not store.
+    let mut wg = [0.0f32; SINGLE_MAX_WEIGHTS * GROUP];
+    for co0 in (0..f).step_by(GROUP) {
+        let count = GROUP.min(f - co0);
+        for t in 0..taps {
+            for c in 0..GROUP {
+                wg[t * GROUP + c] = if c < count { w[t * f + co0 + c] } else { 0.0 };
+            }
+        }
+        let mut bias = [0.0f32; GROUP];
+        bias[..count].copy_from_slice(&b[co0..co0 + count]);
+        for oy in 0..g.out_h {
+            for ox0 in (0..g.out_w).step_by(LANES) {
+                let mut acc: [V; GROUP] = std::array::from_fn(|c| V::splat(bias[c]));
+                for ky in 0..g.kernel_h {
+                    let row = &p[(oy + ky) * stride + ox0..];
+                    for kx in 0..g.kernel_w {
+                        let v =
+                            V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
+                        let wt: &[f32; GROUP] = wg[(ky * g.kernel_w + kx) * GROUP..][..GROUP]
+                            .try_into()
+                            .expect("GROUP floats");
+                        for c in 0..GROUP {
+                            acc[c] = crate::simd::mul_add(v, V::splat(wt[c]), acc[c]);
+                        }
+                    }
+                }
+                let n = LANES.min(g.out_w - ox0);
+                let out = &mut z[(oy * g.out_w + ox0) * f..][..n * f];
+                for (c, a) in acc.iter().take(count).enumerate() {
+                    let v = crate::simd::activate(act, *a).to_array();
+                    for (l, &value) in v.iter().take(n).enumerate() {
+                        out[l * f + co0 + c] = value;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds one image's share of a single-channel convolution's weight gradient
+/// to `acc` (lane-wise partial sums; [`single_channel_sums`] turns them into `dW`):
+/// `dW[ky,kx,co] += Σ_oy Σ_ox x_scale·x[oy+ky-pad_top, ox+kx-pad_left] · dz[(oy·out_w + ox)·c_out + co]`.
+///
+/// Shapes: `acc: kh·kw·c_out` vectors, `x: height·width`, `dz: out_h·out_w·c_out`.
+pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
+    acc: &mut [V],
+    x: &[T],
+    x_scale: f32,
+    dz: &[f32],
+    g: &SingleChannel,
+) {
+    let f = g.filters;
+    assert_eq!(
+        dz.len(),
+        g.out_h * g.out_w * f,
+        "single_channel_weight_gradient: dz"
+    );
+    assert_eq!(
+        acc.len(),
+        g.kernel_h * g.kernel_w * f,
+        "single_channel_weight_gradient: acc"
+    );
+    let mut p = [0.0f32; SINGLE_MAX_PADDED];
+    g.pad(&mut p, x, x_scale);
+    let stride = g.stride();
+    for oy in 0..g.out_h {
+        for ox0 in (0..g.out_w).step_by(LANES) {
+            // dz of these LANES positions, one vector per filter (0 past the row's end)
+            let n = LANES.min(g.out_w - ox0);
+            let block = &dz[(oy * g.out_w + ox0) * f..][..n * f];
+            let mut d = [V::ZERO; SINGLE_MAX_FILTERS];
+            for (co, d) in d.iter_mut().take(f).enumerate() {
+                let mut lanes = [0.0f32; LANES];
+                for (l, v) in lanes.iter_mut().take(n).enumerate() {
+                    *v = block[l * f + co];
+                }
+                *d = V::from(lanes);
+            }
+            for ky in 0..g.kernel_h {
+                let row = &p[(oy + ky) * stride + ox0..];
+                for kx in 0..g.kernel_w {
+                    let v = V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
+                    let sums = &mut acc[(ky * g.kernel_w + kx) * f..][..f];
+                    for (s, dv) in sums.iter_mut().zip(&d) {
+                        *s = crate::simd::mul_add(v, *dv, *s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dw[k] = Σ_lanes acc[k]` (in lane order): the weight gradient from the
+/// partial sums of [`single_channel_weight_gradient`].
+pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
+    assert_eq!(dw.len(), acc.len(), "single_channel_sums: sizes");
+    for (d, a) in dw.iter_mut().zip(acc) {
+        *d = a.to_array().iter().sum();
+    }
+}
+
+/// A convolution's `dz = da ⊙ f'(a)` and `db[co] = Σ_rows Σ_positions dz`
+/// (overwritten) for fewer channels than a vector has lanes: `dz` a whole
+/// vector at a time along each `(rows, outputs)` row, then `db` summed in
+/// the order of the `(rows·positions, channels)` view's rows, as
+/// [`super::activation_backward`] on that view would (whose narrow rows
+/// would take its scalar path). Same bits.
+///
+/// Shapes: `dz, da, a: (rows, positions·channels)`, `db: (channels)`.
+pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+    let channels = db.len();
+    assert!(
+        channels > 0 && dz.cols().is_multiple_of(channels),
+        "channel_activation_backward: {} outputs are not a whole number of {channels} channels",
+        dz.cols()
+    );
+    assert_eq!(
+        (da.rows(), da.cols()),
+        (dz.rows(), dz.cols()),
+        "channel_activation_backward: da"
+    );
+    assert_eq!(
+        (a.rows(), a.cols()),
+        (dz.rows(), dz.cols()),
+        "channel_activation_backward: a"
+    );
+    assert!(
+        da.col_stride() == 1 && a.col_stride() == 1,
+        "channel_activation_backward: rows must be contiguous"
+    );
+    let _t = crate::trace::kernel(crate::trace::Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
+    db.fill(0.0);
+    let n = dz.cols();
+    for i in 0..dz.rows() {
+        let (da_row, a_row) = (
+            &da.data()[i * da.row_stride()..][..n],
+            &a.data()[i * a.row_stride()..][..n],
+        );
+        let row = dz.row_mut(i);
+        let mut j = 0;
+        while j + LANES <= n {
+            let dav = V::from(<[f32; LANES]>::try_from(&da_row[j..j + LANES]).expect("LANES floats"));
+            let av = V::from(<[f32; LANES]>::try_from(&a_row[j..j + LANES]).expect("LANES floats"));
+            let d = dav * crate::simd::derivative_from_output(act, av);
+            row[j..j + LANES].copy_from_slice(&d.to_array());
+            j += LANES;
+        }
+        for k in j..n {
+            row[k] = da_row[k] * act.df_from_output(a_row[k]);
+        }
+        for position in row.chunks_exact(channels) {
+            for (s, &d) in db.iter_mut().zip(position) {
+                *s += d;
+            }
+        }
+    }
+}

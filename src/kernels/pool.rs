@@ -8,7 +8,10 @@
 //! larger), exactly as [`crate::teach::pool`]. For an odd height or width
 //! the last row or column is read by no tile and gets a zero gradient.
 
+use crate::kernels::DropoutMask;
 use crate::matrix::Element;
+use crate::simd::{LANES, V};
+use std::any::TypeId;
 
 /// One image: `a[(py·(w/2) + px)·c + ci] = max` of the 2x2 tile at
 /// `(2py, 2px)` of `x` (scaled by `x_scale`), `argmax[..]` its index in `x`.
@@ -35,7 +38,33 @@ pub fn maxpool2d_forward_image<T: Element>(
             let tl = ((2 * py) * w + 2 * px) * c;
             let corners = [tl, tl + c, tl + w * c, tl + w * c + c];
             let (a, argmax) = (&mut a[o..o + c], &mut argmax[o..o + c]);
-            for ci in 0..c {
+            // whole vectors of channels: compare and select lane-wise (same rule:
+            // a later corner replaces the best only if strictly larger)
+            let vectors = if TypeId::of::<T>() == TypeId::of::<f32>() {
+                c / LANES * LANES
+            } else {
+                0
+            };
+            for c0 in (0..vectors).step_by(LANES) {
+                let load = |at: usize| {
+                    let lanes: [f32; LANES] = std::array::from_fn(|l| x[at + l].to_f32());
+                    V::from(lanes)
+                };
+                let mut value = load(corners[0] + c0);
+                let mut best = V::splat(corners[0] as f32);
+                for &corner in &corners[1..] {
+                    let v = load(corner + c0);
+                    let larger = v.simd_gt(value);
+                    value = larger.select(v, value);
+                    best = larger.select(V::splat(corner as f32), best);
+                }
+                let (value, best) = ((value * V::splat(x_scale)).to_array(), best.to_array());
+                for l in 0..LANES {
+                    a[c0 + l] = value[l];
+                    argmax[c0 + l] = best[l] as u32 + (c0 + l) as u32;
+                }
+            }
+            for ci in vectors..c {
                 let mut best = corners[0] + ci;
                 let mut value = x[best].to_f32();
                 for &corner in &corners[1..] {
@@ -51,15 +80,33 @@ pub fn maxpool2d_forward_image<T: Element>(
     }
 }
 
-/// One image's backward pass: `dx[argmax[o]] = da[o] · factor(o)` (the
-/// tiles do not overlap; `factor`: the dropout factor of output `o`, or 1),
-/// every other element of `dx` 0.
+/// One image's backward pass: `dx[argmax[o]] = da[o] · m[o]` (the tiles do
+/// not overlap; `m`: the dropout factors of row `row` of the layer's output,
+/// if the forward pass dropped), every other element of `dx` 0.
 ///
 /// Shapes: `dx: h·w·c`; `da, argmax: (h/2)·(w/2)·c`.
-pub fn maxpool2d_backward_image(dx: &mut [f32], da: &[f32], argmax: &[u32], factor: impl Fn(usize) -> f32) {
+pub fn maxpool2d_backward_image(
+    dx: &mut [f32],
+    da: &[f32],
+    argmax: &[u32],
+    dropout: Option<(&DropoutMask, usize)>,
+) {
     assert_eq!(da.len(), argmax.len(), "maxpool2d_backward_image: argmax");
     dx.fill(0.0);
-    for (o, (&g, &i)) in da.iter().zip(argmax).enumerate() {
-        dx[i as usize] = g * factor(o);
+    match dropout {
+        None => {
+            for (&g, &i) in da.iter().zip(argmax) {
+                dx[i as usize] = g;
+            }
+        }
+        Some((mask, row)) => {
+            // the factors LANES at a time: the row's hash once per vector, not once per element
+            for (c, (g, i)) in da.chunks(LANES).zip(argmax.chunks(LANES)).enumerate() {
+                let f = mask.factors(row, c * LANES).to_array();
+                for ((&g, &i), &f) in g.iter().zip(i).zip(&f) {
+                    dx[i as usize] = g * f;
+                }
+            }
+        }
     }
 }

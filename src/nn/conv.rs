@@ -32,12 +32,18 @@ use rand::Rng;
 
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::gemm::{gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
+use crate::gemm::{col2im_add, gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
-use crate::kernels::conv::{apply_dropout, channel_dropout_backward, flip_filters};
+use crate::kernels::conv::{
+    apply_dropout, channel_activation_backward, channel_dropout_backward, flip_filters,
+    single_channel_forward, single_channel_sums, single_channel_weight_gradient, SingleChannel,
+    SINGLE_MAX_WEIGHTS,
+};
 use crate::kernels::{activation_backward, DropoutMask};
 use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
+use crate::simd::V;
+use crate::trace::{self, Kind};
 
 /// One convolution layer's shapes, filters, biases and activation.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,6 +129,23 @@ pub(crate) fn reshape<'a>(m: MatRef<'a>, rows: usize, cols: usize) -> MatRef<'a>
     MatRef::from_slice(&m.data()[..rows * cols], rows, cols)
 }
 
+/// The single-channel kernels' shape, if `layer` reads one channel and fits them.
+fn single_channel(layer: &Conv2d) -> Option<SingleChannel> {
+    let g = &layer.geometry;
+    let shape = SingleChannel {
+        height: g.input().height(),
+        width: g.input().width(),
+        kernel_h: g.kernel_h(),
+        kernel_w: g.kernel_w(),
+        pad_top: g.pad_top(),
+        pad_left: g.pad_left(),
+        out_h: g.output().height(),
+        out_w: g.output().width(),
+        filters: g.filters(),
+    };
+    (g.input().channels() == 1 && shape.fits()).then_some(shape)
+}
+
 /// The images in the rows of `x` as `im2col` over `win`.
 fn unfold<X: AOperand>(x: &X, win: Window) -> Im2col<'_, X::Elem> {
     let images = x
@@ -152,6 +175,19 @@ pub fn conv2d_forward<X: AOperand>(
         "conv2d_forward: a must be (rows, oh·ow·c_out)"
     );
     let win = Window::forward(g);
+    if let Some(shape) = single_channel(layer) {
+        // one input channel (a grey first layer): the filter slid along each row, see SingleChannel
+        let _t = trace::kernel(Kind::ForwardGemm).flops(2 * rows * layer.outputs() * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        for r in 0..rows {
+            let params = (layer.w.as_slice(), &layer.b[..], layer.act);
+            single_channel_forward(a.row_mut(r), images.row(r), x_scale, params, &shape);
+        }
+        if let Some(mask) = dropout {
+            apply_dropout(a, mask);
+        }
+        return;
+    }
     // forward: z = im2col(x)·W + b, a = f(z)   (bias and f while z is in registers)
     let z = reshape_mut(&mut a, rows * win.positions(), g.filters());
     let epilogue = Epilogue::BiasActivation {
@@ -165,10 +201,41 @@ pub fn conv2d_forward<X: AOperand>(
     }
 }
 
+/// Whether the input gradient is computed by unfolded columns and their
+/// fold, `dcols = dz·Wᵀ` then `dx = col2im(dcols)`, rather than as a full
+/// convolution: for few input channels (`c_in < LANES`: the full
+/// convolution's GEMM would have `n = c_in` columns, most of a vector
+/// wasted, and its depth `kh·kw·c_out` is mostly padding) when the columns
+/// are no more numbers than the full convolution's unfolded matrix.
+/// (LeNet-5's second convolution: 6 input channels.)
+fn folds_columns(layer: &Conv2d) -> bool {
+    let g = &layer.geometry;
+    let (input, output) = (g.input(), g.output());
+    let taps = g.kernel_h() * g.kernel_w();
+    let columns = output.height() * output.width() * taps * input.channels();
+    let full = input.height() * input.width() * taps * g.filters();
+    input.channels() < crate::simd::LANES && columns <= full
+}
+
+/// The shape of the scratch buffer [`conv2d_backward`] needs for the input
+/// gradient over up to `capacity` rows: the filters turned by 180°,
+/// `(kh·kw·c_out, c_in)`, or the unfolded columns of `dx`,
+/// `(capacity·oh·ow, kh·kw·c_in)` (see `folds_columns` in the source).
+pub fn input_gradient_scratch(layer: &Conv2d, capacity: usize) -> (usize, usize) {
+    let g = &layer.geometry;
+    if folds_columns(layer) {
+        let o = g.output();
+        (capacity * o.height() * o.width(), g.weight_len() / g.filters())
+    } else {
+        (g.kernel_h() * g.kernel_w() * g.filters(), g.input().channels())
+    }
+}
+
 /// Backward: from `da = ∂L/∂a`, the gradients `dz`, `dW`, `db` and the
 /// error `dx = ∂L/∂x` sent to the layer below (`None` for the first layer).
-/// `w_flipped` is a `(kh·kw·c_out, c_in)` buffer for the filters turned by
-/// 180° (rewritten from `W` whenever `dx` is asked for); `dropout`: the mask
+/// `scratch` is the input gradient's buffer, shaped by
+/// [`input_gradient_scratch`] (the filters turned by 180°, rewritten from
+/// `W` at every call, or the unfolded columns of `dx`); `dropout`: the mask
 /// the forward pass applied.
 ///
 /// Shapes: `dx: (rows, h·w·c_in)`, `dw: (kh·kw·c_in, c_out)`, `db: (c_out)`,
@@ -176,7 +243,7 @@ pub fn conv2d_forward<X: AOperand>(
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<X: AOperand>(
     dx: Option<MatMut>,
-    w_flipped: &mut Matrix,
+    scratch: &mut Matrix,
     dw: MatMut,
     db: &mut [f32],
     mut dz: MatMut,
@@ -193,6 +260,9 @@ pub fn conv2d_backward<X: AOperand>(
     let (positions, filters) = (rows * win.positions(), g.filters());
     // forward: a = f(z) [⊙ m]  ->  dz = da [⊙ m] ⊙ f'(a),  db = Σ_rows Σ_positions dz, in one pass
     match dropout {
+        None if filters < crate::simd::LANES => {
+            channel_activation_backward(dz.rb_mut(), da, a, layer.act, db)
+        }
         None => activation_backward(
             reshape_mut(&mut dz, positions, filters),
             reshape(da, positions, filters),
@@ -204,28 +274,63 @@ pub fn conv2d_backward<X: AOperand>(
     }
     let dz_view = reshape(dz.as_ref(), positions, filters);
     // forward: z = im2col(x)·W + b  ->  dW = im2col(x)ᵀ·dz
-    gemm(
-        x_scale,
-        unfold(&x, win).t(),
-        dz_view,
-        0.0,
-        dw,
-        Epilogue::None,
-        par,
-    );
-    //                               ->  dx = im2col_full(dz)·W_flipped
-    if let Some(mut dx) = dx {
-        let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
-        assert_eq!(
-            w_flipped.shape(),
-            (g.kernel_h() * g.kernel_w() * filters, g.input().channels()),
-            "conv2d_backward: w_flipped must be (kh·kw·c_out, c_in)"
+    if let Some(shape) = single_channel(layer) {
+        let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        let mut sums = [V::ZERO; SINGLE_MAX_WEIGHTS];
+        let sums = &mut sums[..layer.w.as_slice().len()];
+        for r in 0..rows {
+            let dz_row = &dz_view.data()[r * layer.outputs()..][..layer.outputs()];
+            single_channel_weight_gradient(sums, images.row(r), x_scale, dz_row, &shape);
+        }
+        let mut dw = dw;
+        assert!(
+            dw.row_stride() == dw.cols(),
+            "conv2d_backward: dw must be contiguous"
         );
-        flip_filters(w_flipped.as_mut_slice(), layer.w.as_slice(), kernel, channels);
-        let full = Window::input_gradient(g);
-        let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
-        let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
-        let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
-        gemm(1.0, dz_full, w_flipped.view(), 0.0, dx, Epilogue::None, par);
+        single_channel_sums(&mut dw.data()[..sums.len()], sums);
+    } else {
+        gemm(
+            x_scale,
+            unfold(&x, win).t(),
+            dz_view,
+            0.0,
+            dw,
+            Epilogue::None,
+            par,
+        );
     }
+    //                               ->  dx = im2col_full(dz)·W_flipped
+    let Some(mut dx) = dx else {
+        return;
+    };
+    if folds_columns(layer) {
+        //                                   (few input channels: dcols = dz·Wᵀ, dx = col2im(dcols))
+        let taps = win.taps();
+        assert!(
+            scratch.rows() >= positions && scratch.cols() == taps,
+            "conv2d_backward: the scratch buffer must be (rows·oh·ow, kh·kw·c_in)"
+        );
+        let dcols = scratch.view_mut().rows_range(0, positions);
+        gemm(1.0, dz_view, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
+        let per_row = win.positions() * taps;
+        for r in 0..rows {
+            let image = dx.row_mut(r);
+            image.fill(0.0);
+            col2im_add(image, &scratch.as_slice()[r * per_row..][..per_row], &win);
+        }
+        return;
+    }
+    let (kernel, channels) = ((g.kernel_h(), g.kernel_w()), (g.input().channels(), filters));
+    assert_eq!(
+        scratch.shape(),
+        (g.kernel_h() * g.kernel_w() * filters, g.input().channels()),
+        "conv2d_backward: the scratch buffer must be W_flipped, (kh·kw·c_out, c_in)"
+    );
+    flip_filters(scratch.as_mut_slice(), layer.w.as_slice(), kernel, channels);
+    let full = Window::input_gradient(g);
+    let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
+    let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
+    let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
+    gemm(1.0, dz_full, scratch.view(), 0.0, dx, Epilogue::None, par);
 }

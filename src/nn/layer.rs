@@ -19,7 +19,7 @@ use crate::gemm::{AOperand, Parallelism};
 use crate::geometry::ImageShape;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, Matrix};
-use crate::nn::conv::{conv2d_backward, conv2d_forward, Conv2d};
+use crate::nn::conv::{conv2d_backward, conv2d_forward, input_gradient_scratch, Conv2d};
 use crate::nn::dense::{dense_backward, dense_forward, Dense};
 use crate::nn::pool::{
     flatten_backward, flatten_forward, maxpool2d_backward, maxpool2d_forward, Flatten, MaxPool2d,
@@ -278,14 +278,16 @@ pub struct LayerBuffers {
     /// Max-pooling: where each output's maximum was, `(capacity, outputs)`
     /// flat (empty for the other kinds).
     pub(crate) argmax: Vec<u32>,
-    /// Convolution, training: the filters turned by 180° for the input
-    /// gradient, `(kh·kw·c_out, c_in)` (empty otherwise).
+    /// Convolution, training: the input gradient's scratch buffer, shaped
+    /// by [`crate::nn::conv::input_gradient_scratch`] (empty otherwise).
     pub(crate) w_flipped: Matrix,
 }
 
 impl LayerBuffers {
     /// Zeroed buffers for `layer` and up to `capacity` rows; without
-    /// `backward`, only the output and the loss's `da` (for evaluation).
+    /// `backward`, only the output, max-pooling's argmax, and for a dense
+    /// layer the loss's `da` (for evaluation; [`crate::nn::Workspace`] gives
+    /// whatever layer comes last its `da`).
     pub fn new(layer: &Layer, capacity: usize, backward: bool) -> LayerBuffers {
         let outputs = layer.outputs();
         let rows_if = |on: bool| if on { capacity } else { 0 };
@@ -305,15 +307,16 @@ impl LayerBuffers {
             _ => Vec::new(),
         };
         let w_flipped = match layer {
-            Layer::Conv2d(c) if backward => Matrix::zeros(
-                c.geometry.kernel_h() * c.geometry.kernel_w() * c.geometry.filters(),
-                c.geometry.input().channels(),
-            ),
+            Layer::Conv2d(c) if backward => {
+                let (rows, cols) = input_gradient_scratch(c, capacity);
+                Matrix::zeros(rows, cols)
+            }
             _ => Matrix::zeros(0, 0),
         };
         LayerBuffers {
             a: Matrix::zeros(capacity, outputs),
-            da: Matrix::zeros(capacity, outputs),
+            // (inference needs da only where the loss writes it, the last layer: see Workspace)
+            da: Matrix::zeros(rows_if(backward || matches!(layer, Layer::Dense(_))), outputs),
             dz: Matrix::zeros(rows_if(has_dz), outputs),
             grads,
             argmax,

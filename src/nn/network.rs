@@ -504,7 +504,15 @@ impl Workspace {
             layers: net
                 .layers
                 .iter()
-                .map(|l| LayerBuffers::new(l, capacity, backward))
+                .enumerate()
+                .map(|(i, l)| {
+                    let mut buffers = LayerBuffers::new(l, capacity, backward);
+                    if i + 1 == net.layers.len() && buffers.da.rows() < capacity {
+                        // the loss writes the last layer's da, also in inference
+                        buffers.da = Matrix::zeros(capacity, l.outputs());
+                    }
+                    buffers
+                })
                 .collect(),
             masks: vec![None; net.layers.len()],
         }

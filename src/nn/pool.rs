@@ -141,9 +141,7 @@ pub fn maxpool2d_backward(
     for (r, arg) in argmax.chunks_exact(outputs).take(rows).enumerate() {
         let da_row = &da.data()[r * da.row_stride()..][..outputs];
         // forward: a[o] = x[argmax[o]] [⊙ m]  ->  dx[argmax[o]] = da[o] [⊙ m]
-        maxpool2d_backward_image(dx.row_mut(r), da_row, arg, |o| {
-            dropout.map_or(1.0, |m| m.factor(r, o))
-        });
+        maxpool2d_backward_image(dx.row_mut(r), da_row, arg, dropout.map(|m| (m, r)));
     }
 }
 
