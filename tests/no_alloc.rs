@@ -1,15 +1,21 @@
-//! A training step allocates nothing once its workspaces exist.
+//! A training step allocates nothing once its workspaces exist: dense
+//! networks (sharded and GEMM-threaded, with dropout and weight decay) and a
+//! convolutional one (convolutions, max-pooling, flatten, dropout).
 //!
 //! A counting global allocator wraps the system one; after every worker has
 //! packed once (each thread's packing buffers grow to their bound the first
 //! time that thread packs) and ten warm-up steps of each batch size, the
-//! count must not move.
+//! count must not move. One test function, because the allocator counts
+//! every thread of the process: a second test running beside it would count.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rand::SeedableRng;
 use simdnet::data::Dataset;
-use simdnet::nn::{Activation, Network, Optimizer, Trainer};
+use simdnet::geometry::{ImageShape, Padding};
+use simdnet::matrix::Matrix;
+use simdnet::nn::{Activation, Conv2d, Dense, Flatten, Layer, MaxPool2d, Network, Optimizer, Trainer};
 
 struct Counting;
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -35,10 +41,51 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn data(n: usize, features: usize) -> Dataset {
-    let pixels = (0..n * features).map(|i| (i * 31 % 256) as u8).collect();
+fn data(n: usize, rows: usize, cols: usize) -> Dataset {
+    let pixels = (0..n * rows * cols).map(|i| (i * 31 % 256) as u8).collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    Dataset::new(pixels, labels, 1, features).unwrap()
+    Dataset::new(pixels, labels, rows, cols).unwrap()
+}
+
+/// 12x12x1 -> conv 3x3x8 same relu -> conv 3x3x20 valid relu -> pool ->
+/// flatten 500 -> dense 32 relu -> dense 10, dropout after the second
+/// conv, the pool and the dense layer.
+fn cnn() -> Network {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let img = |h, w, c| ImageShape::new(1, h, w, c).unwrap();
+    let layers = vec![
+        Layer::Conv2d(
+            Conv2d::new(img(12, 12, 1), 3, 3, 8, Padding::Same, Activation::Relu, &mut rng).unwrap(),
+        ),
+        Layer::Conv2d(
+            Conv2d::new(
+                img(12, 12, 8),
+                3,
+                3,
+                20,
+                Padding::Valid,
+                Activation::Relu,
+                &mut rng,
+            )
+            .unwrap(),
+        ),
+        Layer::MaxPool2d(MaxPool2d::new(img(10, 10, 20)).unwrap()),
+        Layer::Flatten(Flatten::new(img(5, 5, 20))),
+        Layer::Dense(Dense {
+            w: Matrix::from_fn(500, 32, |i, j| ((i * 7 + j * 3) % 11) as f32 / 110.0 - 0.05),
+            b: vec![0.0; 32],
+            act: Activation::Relu,
+        }),
+        Layer::Dense(Dense {
+            w: Matrix::from_fn(32, 10, |i, j| ((i * 5 + j) % 7) as f32 / 35.0 - 0.1),
+            b: vec![0.0; 10],
+            act: Activation::Identity,
+        }),
+    ];
+    Network::from_layers(144, layers)
+        .unwrap()
+        .with_dropout_rates(&[0.0, 0.1, 0.25, 0.0, 0.5])
+        .unwrap()
 }
 
 fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
@@ -46,13 +93,17 @@ fn steps_allocate(hidden: &[usize], threads: usize, opt: Optimizer) -> usize {
 }
 
 fn steps_allocate_with(hidden: &[usize], threads: usize, opt: Optimizer, dropout: f32, decay: f32) -> usize {
-    let d = data(256, 784);
-    let mut net = Network::mlp(784, hidden, 10, Activation::Relu, 1)
+    let net = Network::mlp(784, hidden, 10, Activation::Relu, 1)
         .unwrap()
         .with_dropout(dropout)
         .unwrap()
         .with_weight_decay(decay)
         .unwrap();
+    net_steps_allocate(net, &data(256, 1, 784), threads, opt)
+}
+
+/// Allocations in six training steps of `net` on `d` after the warm-up.
+fn net_steps_allocate(mut net: Network, d: &Dataset, threads: usize, opt: Optimizer) -> usize {
     let mut trainer = Trainer::new(&net, opt, 128).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -77,13 +128,13 @@ fn steps_allocate_with(hidden: &[usize], threads: usize, opt: Optimizer, dropout
     let order: Vec<usize> = (0..256).rev().collect();
     pool.install(|| {
         for _ in 0..10 {
-            trainer.step_indices(&mut net, &d, &order[..128]).unwrap();
-            trainer.step_indices(&mut net, &d, &order[128..228]).unwrap(); // a short last batch too
+            trainer.step_indices(&mut net, d, &order[..128]).unwrap();
+            trainer.step_indices(&mut net, d, &order[128..228]).unwrap(); // a short last batch too
         }
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         for _ in 0..3 {
-            trainer.step_indices(&mut net, &d, &order[..128]).unwrap();
-            trainer.step_indices(&mut net, &d, &order[128..228]).unwrap();
+            trainer.step_indices(&mut net, d, &order[..128]).unwrap();
+            trainer.step_indices(&mut net, d, &order[128..228]).unwrap();
         }
         ALLOCATIONS.load(Ordering::Relaxed) - before
     })
@@ -124,6 +175,11 @@ fn training_steps_do_not_allocate() {
             steps_allocate_with(&[768, 64], threads, Optimizer::adam(0.001), 0.5, 1e-4),
             0,
             "768-64 with dropout, {threads} threads"
+        );
+        assert_eq!(
+            net_steps_allocate(cnn(), &data(256, 12, 12), threads, Optimizer::adam(0.001)),
+            0,
+            "CNN with dropout, {threads} threads"
         );
     }
 }
