@@ -1,7 +1,10 @@
 //! The model file: round trip, atomic save, and every way a file can be bad.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{model_load_err, reseal};
 use simdnet::matrix::MatRef;
 use simdnet::nn::{model_file, Activation, Network};
 
@@ -56,28 +59,14 @@ fn saving_over_an_existing_model_replaces_it_whole() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn load_err(bytes: &[u8]) -> String {
-    model_file::from_bytes(bytes, Path::new("bad.simdnet"))
-        .unwrap_err()
-        .to_string()
-}
-
-/// Recomputes the trailing checksum so that a test reaches the checks after it.
-fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
-    let n = bytes.len() - 8;
-    let sum = model_file::fnv1a64(&bytes[..n]);
-    bytes[n..].copy_from_slice(&sum.to_le_bytes());
-    bytes
-}
-
 #[test]
 fn corrupt_and_truncated_files_are_rejected_with_a_reason() {
     let good = model_file::to_bytes(&small_net());
-    assert!(load_err(&[]).contains("empty"));
-    assert!(load_err(b"hello world, not a model").contains("magic"));
-    assert!(load_err(&good[..20]).contains("truncated"));
+    assert!(model_load_err(&[]).contains("empty"));
+    assert!(model_load_err(b"hello world, not a model").contains("magic"));
+    assert!(model_load_err(&good[..20]).contains("truncated"));
     for cut in [good.len() - 1, good.len() / 2, 40] {
-        let e = load_err(&good[..cut]);
+        let e = model_load_err(&good[..cut]);
         assert!(
             e.contains("checksum") || e.contains("truncated"),
             "cut {cut}: {e}"
@@ -85,26 +74,26 @@ fn corrupt_and_truncated_files_are_rejected_with_a_reason() {
     }
     let mut flipped = good.clone();
     flipped[100] ^= 0x40;
-    assert!(load_err(&flipped).contains("checksum"));
+    assert!(model_load_err(&flipped).contains("checksum"));
     let mut version = good.clone();
     version[8] = 9;
-    assert!(load_err(&reseal(version)).contains("version 9"));
+    assert!(model_load_err(&reseal(version)).contains("version 9"));
     let mut act = good.clone();
     act[24] = 77; // first layer's activation code
-    assert!(load_err(&reseal(act)).contains("activation code 77"));
+    assert!(model_load_err(&reseal(act)).contains("activation code 77"));
     let mut width = good.clone();
     width[20] = 0;
     width[21] = 0; // first layer's width 7 -> 0
-    assert!(load_err(&reseal(width)).contains("width"));
+    assert!(model_load_err(&reseal(width)).contains("width"));
     let mut nan = good.clone();
     let at = nan.len() - 12;
     nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    assert!(load_err(&reseal(nan)).contains("non-finite"));
+    assert!(model_load_err(&reseal(nan)).contains("non-finite"));
     let mut extra = good.clone();
     extra.splice(good.len() - 8..good.len() - 8, [0u8; 4]);
-    assert!(load_err(&reseal(extra)).contains("describes"));
+    assert!(model_load_err(&reseal(extra)).contains("describes"));
     // Every message says how to get a good model.
-    assert!(load_err(&[]).contains("simdnet train --save"));
+    assert!(model_load_err(&[]).contains("simdnet train --save"));
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::bits;
+use common::{bits, model_load_err, reseal};
 use simdnet::geometry::ImageShape;
 use simdnet::nn::spec::{self, Arch, InputShape};
 use simdnet::nn::{model_file, Activation, Layer, Network};
@@ -245,20 +245,6 @@ fn small_cnn() -> Network {
         .unwrap()
 }
 
-fn load_err(bytes: &[u8]) -> String {
-    model_file::from_bytes(bytes, Path::new("bad.simdnet"))
-        .unwrap_err()
-        .to_string()
-}
-
-/// Recomputes the trailing checksum so that a test reaches the checks after it.
-fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
-    let n = bytes.len() - 8;
-    let sum = model_file::fnv1a64(&bytes[..n]);
-    bytes[n..].copy_from_slice(&sum.to_le_bytes());
-    bytes
-}
-
 #[test]
 fn v3_round_trips_bit_for_bit_and_dense_models_stay_v2() {
     for net in [keras_net(), small_cnn()] {
@@ -293,7 +279,7 @@ fn v3_round_trips_bit_for_bit_and_dense_models_stay_v2() {
 fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
     let good = model_file::to_bytes(&small_cnn());
     for cut in [good.len() - 1, good.len() - 9, good.len() / 2, 40, 30, 21] {
-        let e = load_err(&good[..cut]);
+        let e = model_load_err(&good[..cut]);
         assert!(
             e.contains("checksum") || e.contains("truncated"),
             "cut {cut}: {e}"
@@ -301,7 +287,7 @@ fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
         // Resealed, the checksum passes and the bounded reads must say truncated.
         let mut cut_bytes = good[..cut].to_vec();
         cut_bytes.extend_from_slice(&[0; 8]);
-        let e = load_err(&reseal(cut_bytes));
+        let e = model_load_err(&reseal(cut_bytes));
         assert!(
             e.contains("truncated") || e.contains("describes"),
             "resealed cut {cut}: {e}"
@@ -313,7 +299,7 @@ fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
     let edit = |at: usize, bytes: &[u8]| {
         let mut b = good.clone();
         b[at..at + bytes.len()].copy_from_slice(bytes);
-        load_err(&reseal(b))
+        model_load_err(&reseal(b))
     };
     assert!(
         edit(20, &[9]).contains("layer 0 has unknown kind 9"),
@@ -332,7 +318,7 @@ fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
     let mut b = good.clone();
     b[33..37].copy_from_slice(&9u32.to_le_bytes());
     b[45] = 0;
-    let e = load_err(&reseal(b));
+    let e = model_load_err(&reseal(b));
     assert!(e.contains("layer 0: conv2d: a 9x3 kernel does not fit"), "{e}");
     let e = edit(33, &u32::MAX.to_le_bytes());
     assert!(e.contains("implausible"), "{e}");
@@ -343,7 +329,7 @@ fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
     let mut swapped = good.clone();
     swapped[48..52].copy_from_slice(&6u32.to_le_bytes());
     swapped[52..56].copy_from_slice(&7u32.to_le_bytes());
-    let e = load_err(&reseal(swapped));
+    let e = model_load_err(&reseal(swapped));
     assert!(
         e.contains("layer 1 reads 6x7x4 images, but the layer before it writes other images"),
         "{e}"
@@ -354,15 +340,15 @@ fn corrupt_and_truncated_v3_files_are_refused_with_a_reason() {
     let mut b = model_file::to_bytes(&net.build(input, 3, 1).unwrap());
     assert_eq!(b[33], 0, "layer 1 is dense");
     b[33] = 3;
-    let e = load_err(&reseal(b));
+    let e = model_load_err(&reseal(b));
     assert!(e.contains("the output layer has kind 3"), "{e}");
     // A NaN weight in the conv filters.
     let mut nan = good.clone();
     let at = good.len() - 8 - 4 * small_cnn().num_params();
     nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    assert!(load_err(&reseal(nan)).contains("layer 0 holds a non-finite weight"));
+    assert!(model_load_err(&reseal(nan)).contains("layer 0 holds a non-finite weight"));
     // Every message says how to get a good model.
-    assert!(load_err(&good[..30]).contains("simdnet train --save"));
+    assert!(model_load_err(&good[..30]).contains("simdnet train --save"));
 }
 
 #[test]

@@ -203,3 +203,18 @@ pub fn engine_product<T: Element>(
     );
     c
 }
+
+/// The message `model_file::from_bytes` refuses `bytes` with.
+pub fn model_load_err(bytes: &[u8]) -> String {
+    simdnet::nn::model_file::from_bytes(bytes, std::path::Path::new("bad.simdnet"))
+        .unwrap_err()
+        .to_string()
+}
+
+/// Recomputes a model file's trailing checksum so that a test reaches the checks after it.
+pub fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = bytes.len() - 8;
+    let sum = simdnet::nn::model_file::fnv1a64(&bytes[..n]);
+    bytes[n..].copy_from_slice(&sum.to_le_bytes());
+    bytes
+}
