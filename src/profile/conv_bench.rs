@@ -337,11 +337,14 @@ fn compare(what: &str, got: &[f32], want: &[(f64, f64)]) -> Result<(), String> {
 pub const VERIFY_ROWS: usize = 2;
 
 /// Checks `forward` and `backward` on `case` against plain `f64` loops on
-/// [`VERIFY_ROWS`] random images: the output `a`, then `dW`, `db` and (unless
+/// [`VERIFY_ROWS`] random images, with random biases: the output `a`, then `dW`, `db` and (unless
 /// the layer is its model's first) `dx`. The error names the layer, the pass
 /// and the first wrong element.
 pub fn verify_conv(case: &ConvCase, forward: ConvForwardFn, backward: ConvBackwardFn) -> Result<(), String> {
-    let c = &case.conv;
+    // A built layer's biases are 0, which would hide a kernel that loses them: draw some.
+    let mut c = case.conv.clone();
+    c.b = uniform(c.b.len(), -0.5, 0.5, 3);
+    let c = &c;
     let mut d = ConvData::new(case, VERIFY_ROWS, 5);
     d.forward(forward, c);
     d.backward(backward, c, !case.first);
@@ -361,8 +364,9 @@ pub fn verify_conv(case: &ConvCase, forward: ConvForwardFn, backward: ConvBackwa
 /// One warm-up of everything, then up to `runs` rounds while under `budget`
 /// seconds (at least one); each round times the forward pass, the dW-only
 /// backward pass and, for a layer that is not the first, the whole backward
-/// pass right after it: dx's time is the difference of those two (at least
-/// a nanosecond).
+/// pass right after it. dx's times are the differences of those two matched
+/// by rank (fastest whole minus fastest dW-only, and so on: its median and
+/// best are the differences of theirs, at least a nanosecond).
 pub fn time_conv(case: &ConvCase, rows: usize, runs: usize, budget: f64) -> Vec<(ConvPass, Vec<f64>)> {
     let c = &case.conv;
     let mut d = ConvData::new(case, rows, 13);
@@ -373,18 +377,27 @@ pub fn time_conv(case: &ConvCase, rows: usize, runs: usize, budget: f64) -> Vec<
     };
     d.forward(engine_forward, c);
     d.backward(engine_backward, c, !case.first);
-    let (mut fwd, mut dw, mut dx) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fwd, mut dw, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     while fwd.is_empty() || (fwd.len() < runs && start.elapsed().as_secs_f64() < budget) {
         fwd.push(time(&mut || d.forward(engine_forward, c)));
         let only_dw = time(&mut || d.backward(engine_backward, c, false));
         dw.push(only_dw);
         if !case.first {
-            let whole = time(&mut || d.backward(engine_backward, c, true));
-            dx.push((whole - only_dw).max(1e-9));
+            whole.push(time(&mut || d.backward(engine_backward, c, true)));
         }
         black_box((&d.a, &d.dw, &d.dx));
     }
+    let by_rank = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let dx: Vec<f64> = by_rank(&whole)
+        .iter()
+        .zip(by_rank(&dw))
+        .map(|(w, d)| (w - d).max(1e-9))
+        .collect();
     let mut out = vec![(ConvPass::Forward, fwd), (ConvPass::WeightGradient, dw)];
     if !case.first {
         out.push((ConvPass::InputGradient, dx));
