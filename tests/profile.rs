@@ -279,8 +279,15 @@ mod timers {
         stats.train_seconds = wall;
         let hist = vec![stats];
         let table = simdnet::profile::report::training_table(&hist, 2);
+        // Every kind of a dense network is listed, even unused; the convolutional
+        // network's kinds only when they recorded something.
         for k in Kind::ALL {
-            assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
+            assert_eq!(
+                table.contains(k.label()),
+                !k.image_only(),
+                "{} in\n{table}",
+                k.label()
+            );
         }
         // The table's share is the coverage over the wall time, to its one decimal.
         let line = table
@@ -299,6 +306,29 @@ mod timers {
         );
         trace::reset();
         assert!(trace::snapshot().is_empty());
+        // Inside a convolution, a GEMM's timer is filed under the conv kind; outside, back to the GEMM's.
+        trace::enable(true);
+        {
+            let _training = trace::training();
+            let _layer = trace::layer(2);
+            {
+                let _conv = trace::convolution();
+                let _t = trace::kernel(Kind::BackwardGemmDx).flops(10);
+                let _u = trace::kernel(Kind::ActivationBackward).bytes(10);
+            }
+            let _v = trace::kernel(Kind::BackwardGemmDx).flops(10);
+        }
+        trace::enable(false);
+        let kinds: Vec<(Kind, usize)> = trace::snapshot().iter().map(|r| (r.kind, r.layer)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::BackwardGemmDx, 2),
+                (Kind::ConvBackwardDx, 2),
+                (Kind::ActivationBackward, 2)
+            ]
+        );
+        trace::reset();
     }
 }
 
