@@ -50,6 +50,22 @@ pub enum Kind {
     Shuffle,
     /// Evaluating on the validation set after an epoch.
     Evaluation,
+    /// A convolution's forward GEMM `z = im2col(x)·W` with its fused bias and
+    /// activation (the GEMM [`Kind::ForwardGemm`] run inside [`convolution`]).
+    ConvForward,
+    /// A convolution's filter gradient `dW = im2col(x)ᵀ·dz`.
+    ConvBackwardDw,
+    /// A convolution's input gradient: the full convolution `im2col_full(dz)·W_flipped`,
+    /// or the columns `dz·Wᵀ` before their fold (see [`Kind::Col2im`]).
+    ConvBackwardDx,
+    /// Folding a convolution's input-gradient columns back into images (col2im).
+    Col2im,
+    /// 2x2 max-pooling forward: each tile's maximum and where it was.
+    PoolForward,
+    /// 2x2 max-pooling backward: each gradient routed to its tile's maximum.
+    PoolBackward,
+    /// Flatten, forward and backward (a copy of each row, with the dropout mask).
+    Flatten,
     /// The fork/join of a mini-batch's shards. A *container*: it is open on the
     /// calling thread for the whole parallel section and is attributed only the
     /// wall time during which no other timer is open on any thread (scheduling,
@@ -59,11 +75,18 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 16] = [
         Kind::ForwardGemm,
+        Kind::ConvForward,
+        Kind::PoolForward,
+        Kind::Flatten,
         Kind::SoftmaxCe,
         Kind::BackwardGemmDw,
+        Kind::ConvBackwardDw,
         Kind::BackwardGemmDx,
+        Kind::ConvBackwardDx,
+        Kind::Col2im,
+        Kind::PoolBackward,
         Kind::ActivationBackward,
         Kind::Optimizer,
         Kind::Shuffle,
@@ -83,6 +106,52 @@ impl Kind {
             Kind::Shuffle => "shuffle",
             Kind::Evaluation => "validation",
             Kind::ParallelShards => "shards fork/join, no kernel",
+            Kind::ConvForward => "conv fwd im2col.W+bias+act",
+            Kind::ConvBackwardDw => "conv dW = im2col(x)T.dz",
+            Kind::ConvBackwardDx => "conv dx GEMM (dz with W)",
+            Kind::Col2im => "conv dx fold (col2im)",
+            Kind::PoolForward => "max-pool forward (argmax)",
+            Kind::PoolBackward => "max-pool backward (route)",
+            Kind::Flatten => "flatten copy (fwd + bwd)",
+        }
+    }
+
+    /// Whether this kind only occurs in convolutional networks: the report
+    /// leaves out its row when it recorded nothing (a dense network's table
+    /// is unchanged).
+    pub fn image_only(self) -> bool {
+        matches!(
+            self,
+            Kind::ConvForward
+                | Kind::ConvBackwardDw
+                | Kind::ConvBackwardDx
+                | Kind::Col2im
+                | Kind::PoolForward
+                | Kind::PoolBackward
+                | Kind::Flatten
+        )
+    }
+
+    /// Whether this kind is a matrix product (its FLOPs count towards the compute limit).
+    pub fn is_gemm(self) -> bool {
+        matches!(
+            self,
+            Kind::ForwardGemm
+                | Kind::BackwardGemmDw
+                | Kind::BackwardGemmDx
+                | Kind::ConvForward
+                | Kind::ConvBackwardDw
+                | Kind::ConvBackwardDx
+        )
+    }
+
+    /// The kind a GEMM of this kind is filed under inside a convolution ([`convolution`]).
+    fn in_convolution(self) -> Kind {
+        match self {
+            Kind::ForwardGemm => Kind::ConvForward,
+            Kind::BackwardGemmDw => Kind::ConvBackwardDw,
+            Kind::BackwardGemmDx => Kind::ConvBackwardDx,
+            other => other,
         }
     }
 
@@ -97,7 +166,7 @@ impl Kind {
         matches!(
             self,
             Kind::ForwardGemm | Kind::BackwardGemmDw | Kind::BackwardGemmDx | Kind::ActivationBackward
-        )
+        ) || self.image_only()
     }
 
     fn index(self) -> usize {
@@ -242,6 +311,32 @@ thread_local! {
     static TRAINING: Cell<bool> = const { Cell::new(false) };
     /// The layer this thread's kernels work for (see [`layer`]).
     static LAYER: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread runs a convolution's products (see [`convolution`]).
+    static CONV: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, files this thread's GEMM timers ([`Kind::ForwardGemm`],
+/// [`Kind::BackwardGemmDw`], [`Kind::BackwardGemmDx`]) under the
+/// convolution kinds ([`Kind::ConvForward`], ...): a convolution layer opens
+/// it around its passes, so the GEMM needs no idea of what it multiplies.
+#[must_use = "the convolution lasts until the guard is dropped"]
+pub struct Convolution {
+    was: bool,
+}
+
+impl Drop for Convolution {
+    #[inline(always)]
+    fn drop(&mut self) {
+        CONV.with(|c| c.set(self.was));
+    }
+}
+
+/// Marks this thread's products as a convolution's until the guard drops.
+#[inline]
+pub fn convolution() -> Convolution {
+    Convolution {
+        was: CONV.with(|c| c.replace(true)),
+    }
 }
 
 /// While alive, marks the current thread's work as part of a training pass
@@ -299,6 +394,11 @@ pub fn kernel(kind: Kind) -> Scope {
             bytes: 0,
         };
     }
+    let kind = if CONV.with(|c| c.get()) {
+        kind.in_convolution()
+    } else {
+        kind
+    };
     scope(kind, LAYER.with(|l| l.get()))
 }
 

@@ -169,7 +169,7 @@ fn bench_quick_json_follows_the_schema() {
     let o = simdnet(&dir, &["bench", "--quick", "--json", "--sizes", "32"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j = parse(&stdout(&o));
-    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/3".into()));
+    assert_eq!(get(&j, "schema"), &J::Str("simdnet-bench/4".into()));
     assert!(num(&j, "machine.threads") >= 1.0);
     // The SIMD hardware, as the compiled target has it (tests/portability.rs
     // checks the same facts against `cfg!` inside the library).
@@ -272,6 +272,138 @@ fn bench_quick_json_follows_the_schema() {
             assert!(num(k, f) > 0.0, "{f}");
         }
     }
+    // --quick times LeNet-5's two convolutions: fwd and dW for the first, fwd, dW and dx for the second.
+    let J::Arr(conv) = get(&j, "conv") else {
+        panic!("conv is not an array")
+    };
+    let rows: Vec<(String, String)> = conv
+        .iter()
+        .map(|c| match (get(c, "name"), get(c, "pass")) {
+            (J::Str(n), J::Str(p)) => (n.clone(), p.clone()),
+            other => panic!("name and pass are not strings: {other:?}"),
+        })
+        .collect();
+    let want = [
+        ("lenet L0 5x5x6 same 28x28x1", "fwd"),
+        ("lenet L0 5x5x6 same 28x28x1", "dW"),
+        ("lenet L2 5x5x16 valid 14x14x6", "fwd"),
+        ("lenet L2 5x5x16 valid 14x14x6", "dW"),
+        ("lenet L2 5x5x16 valid 14x14x6", "dx"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect();
+    assert_eq!(rows, want);
+    for c in conv {
+        assert_eq!(get(c, "model"), &J::Str("lenet".into()));
+        assert_eq!(get(c, "verified"), &J::Bool(true));
+        assert_eq!(get(c, "error"), &J::Null);
+        assert_eq!(num(c, "images"), 64.0);
+        assert!(num(c, "layer") >= 0.0);
+        for k in [
+            "flops",
+            "median_s",
+            "best_s",
+            "gflops",
+            "percent_of_peak",
+            "intensity_flops_per_byte",
+            "roof_gflops",
+            "percent_of_roof",
+        ] {
+            let v = num(c, k);
+            assert!(v.is_finite() && v > 0.0, "{k} = {v}");
+        }
+        assert!(matches!(get(c, "bound"), J::Str(s) if s == "compute" || s == "memory"));
+        assert!(matches!(get(c, "input_hwc"), J::Arr(v) if v.len() == 3));
+        assert!(matches!(get(c, "padding"), J::Str(s) if s == "same" || s == "valid"));
+    }
+    // LeNet-5's first layer: 64 images x 28·28·6 outputs x 25 taps x 2 FLOPs.
+    assert_eq!(num(&conv[0], "flops"), 64.0 * 28.0 * 28.0 * 6.0 * 25.0 * 2.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The text and Markdown reports list every convolution layer's passes with
+/// finite, positive rates; `--models` picks the models, '' none, and an
+/// unknown name is a usage error naming the known ones.
+#[test]
+fn bench_times_the_convolutions_of_the_cnn_models() {
+    let dir = temp_dir("bench-conv");
+    let o = simdnet(
+        &dir,
+        &[
+            "bench",
+            "--quick",
+            "--sizes",
+            "",
+            "--layers",
+            "4",
+            "--models",
+            "keras-cnn,lenet",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(
+        out.contains("\nConvolutions on ") && out.contains("one 64-image training shard"),
+        "{out}"
+    );
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("  keras-cnn L") || l.starts_with("  lenet L"))
+        .collect();
+    // keras-cnn: 2 + 3 passes, then lenet: 2 + 3, in the order given.
+    assert_eq!(rows.len(), 10, "{out}");
+    assert!(
+        rows[0].starts_with("  keras-cnn L0 3x3x32 valid 28x28x1"),
+        "{out}"
+    );
+    assert!(
+        rows[2].starts_with("  keras-cnn L1 3x3x64 valid 26x26x32"),
+        "{out}"
+    );
+    for row in &rows {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        // name (5 words), pass, MFLOP, median ms, best ms, GFLOP/s, % peak, flop/B, bound, % roof
+        assert_eq!(f.len(), 14, "{row}");
+        assert!(["fwd", "dW", "dx"].contains(&f[5]), "{row}");
+        for (i, v) in f.iter().enumerate().take(12).skip(6) {
+            let v = v.trim_end_matches('%');
+            let x: f64 = v.parse().unwrap_or_else(|_| panic!("'{v}' in '{row}'"));
+            // (best ms, printed to the microsecond, is only checked to be a number >= 0:
+            // dx's is a difference of two timings)
+            assert!(x.is_finite() && (x > 0.0 || (i == 8 && x == 0.0)), "{row}");
+        }
+        let roof: f64 = f[13].trim_end_matches('%').parse().unwrap();
+        assert!(roof.is_finite() && roof > 0.0, "{row}");
+        assert!(f[12] == "compute" || f[12] == "memory", "{row}");
+    }
+    // Markdown: one table row per pass.
+    let o = simdnet(
+        &dir,
+        &["bench", "--quick", "--sizes", "", "--layers", "4", "--markdown"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = stdout(&o);
+    assert!(
+        md.contains(" images | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|\n"),
+        "{md}"
+    );
+    assert!(md.contains("\n| lenet L2 5x5x16 valid 14x14x6 | dx | "), "{md}");
+    // No models: no table.
+    let o = simdnet(
+        &dir,
+        &["bench", "--quick", "--sizes", "", "--layers", "4", "--models", ""],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout(&o).contains("Convolutions on"), "{}", stdout(&o));
+    // An unknown model.
+    let o = simdnet(&dir, &["bench", "--quick", "--models", "lenet,vgg"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "--models: unknown model 'vgg' (expected lenet, keras-cnn, separated by commas, or '' for none)"
+        ),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -549,6 +681,107 @@ fn tune_writes_a_config_that_train_and_bench_then_use() {
         stdout(&o).contains(&format!("Build: SIMD {simd}\nCaches: L1d ")),
         "{}",
         stdout(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// LeNet-5 under `train --profile`: the convolutions' rows are named as
+/// such, max-pooling and flatten have their own rows with a GB/s rate, and
+/// the timers still account for the run's wall time.
+#[test]
+fn train_profile_shows_the_convolution_and_pool_rows_of_lenet() {
+    let dir = temp_dir("profile-lenet");
+    let data = DATA.to_string();
+    let o = simdnet(
+        &dir,
+        &[
+            "train",
+            "--data",
+            &data,
+            "--model",
+            "lenet",
+            "--limit",
+            "640",
+            "--epochs",
+            "1",
+            "--threads",
+            "2",
+            "--profile",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let (rows, total_thread, _) = profile_rows(&out);
+    let find = |label: &str, layer: usize| {
+        rows.iter()
+            .find(|r| r.label == label && r.layer == Some(layer))
+            .unwrap_or_else(|| panic!("no '{label}' row for layer {layer} in\n{out}"))
+    };
+    // LeNet-5: conv 0, pool 1, conv 2, pool 3, flatten 4, dense 5, 6, 7.
+    let mut required = vec![
+        ("conv fwd im2col.W+bias+act", 0, "GFLOP/s"),
+        ("conv fwd im2col.W+bias+act", 2, "GFLOP/s"),
+        ("conv dW = im2col(x)T.dz", 0, "GFLOP/s"),
+        ("conv dW = im2col(x)T.dz", 2, "GFLOP/s"),
+        ("conv dx GEMM (dz with W)", 2, "GFLOP/s"),
+        ("flatten copy (fwd + bwd)", 4, "GB/s"),
+    ];
+    for l in [1, 3] {
+        required.push(("max-pool forward (argmax)", l, "GB/s"));
+        required.push(("max-pool backward (route)", l, "GB/s"));
+    }
+    for l in 5..8 {
+        required.push(("forward GEMM + bias + act", l, "GFLOP/s"));
+    }
+    for (label, layer, unit) in required {
+        let r = find(label, layer);
+        assert!(
+            r.calls > 0 && r.thread_s.unwrap_or(0.0) > 0.0,
+            "{label} {layer}: no time in\n{out}"
+        );
+        match &r.rate {
+            Some((v, u)) if u == unit && v.is_finite() && *v > 0.0 => {}
+            other => panic!("{label} {layer}: rate {other:?}, expected {unit} in\n{out}"),
+        }
+    }
+    // The convolutions' products are not filed as dense GEMMs, nor the first layer's dx computed.
+    for label in [
+        "forward GEMM + bias + act",
+        "backward GEMM dW = xT.dz",
+        "backward GEMM dx = dz.WT",
+    ] {
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.label == label && r.layer.is_some_and(|l| l < 5)),
+            "{label}\n{out}"
+        );
+    }
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.label.starts_with("conv dx") && r.layer == Some(0)),
+        "{out}"
+    );
+    // Forward and backward pool run once per shard, like the convolutions.
+    assert_eq!(
+        find("max-pool forward (argmax)", 1).calls,
+        find("conv fwd im2col.W+bias+act", 0).calls
+    );
+    // Flatten's two directions share a row: twice the calls.
+    assert_eq!(
+        find("flatten copy (fwd + bwd)", 4).calls,
+        2 * find("max-pool forward (argmax)", 3).calls
+    );
+    assert!(total_thread > 0.0, "{out}");
+    let accounted = number_after(&out, "Accounted: ");
+    assert!(
+        (95.0..=100.0).contains(&accounted),
+        "accounted {accounted}%\n{out}"
+    );
+    assert!(
+        out.contains("gradient sum + optimizer, shuffle, max-pool, flatten, col2im)"),
+        "{out}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

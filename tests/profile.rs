@@ -279,8 +279,15 @@ mod timers {
         stats.train_seconds = wall;
         let hist = vec![stats];
         let table = simdnet::profile::report::training_table(&hist, 2);
+        // Every kind of a dense network is listed, even unused; the convolutional
+        // network's kinds only when they recorded something.
         for k in Kind::ALL {
-            assert!(table.contains(k.label()), "{} missing in\n{table}", k.label());
+            assert_eq!(
+                table.contains(k.label()),
+                !k.image_only(),
+                "{} in\n{table}",
+                k.label()
+            );
         }
         // The table's share is the coverage over the wall time, to its one decimal.
         let line = table
@@ -299,5 +306,125 @@ mod timers {
         );
         trace::reset();
         assert!(trace::snapshot().is_empty());
+        // Inside a convolution, a GEMM's timer is filed under the conv kind; outside, back to the GEMM's.
+        trace::enable(true);
+        {
+            let _training = trace::training();
+            let _layer = trace::layer(2);
+            {
+                let _conv = trace::convolution();
+                let _t = trace::kernel(Kind::BackwardGemmDx).flops(10);
+                let _u = trace::kernel(Kind::ActivationBackward).bytes(10);
+            }
+            let _v = trace::kernel(Kind::BackwardGemmDx).flops(10);
+        }
+        trace::enable(false);
+        let kinds: Vec<(Kind, usize)> = trace::snapshot().iter().map(|r| (r.kind, r.layer)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::BackwardGemmDx, 2),
+                (Kind::ConvBackwardDx, 2),
+                (Kind::ActivationBackward, 2)
+            ]
+        );
+        trace::reset();
+    }
+}
+
+/// `bench --models`' check of the convolution layers: the engine passes on
+/// every layer of both presets, and each kind of wrong kernel is rejected
+/// with a message naming the layer and the pass.
+mod conv_verification {
+    use simdnet::matrix::{MatMut, MatRef, Matrix};
+    use simdnet::nn::Conv2d;
+    use simdnet::profile::conv_bench::{engine_backward, engine_forward, verify_conv, ConvCase};
+
+    /// Forgets the bias.
+    fn forward_without_bias(a: MatMut, x: MatRef<f32>, layer: &Conv2d) {
+        let mut no_bias = layer.clone();
+        no_bias.b.iter_mut().for_each(|b| *b = 0.0);
+        engine_forward(a, x, &no_bias);
+    }
+
+    /// Computes dW and dx with the filters of the next output channel (a wrong index).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_with_shifted_filters(
+        dx: Option<MatMut>,
+        scratch: &mut Matrix,
+        dw: MatMut,
+        db: &mut [f32],
+        dz: MatMut,
+        da: MatRef,
+        a: MatRef,
+        x: MatRef<f32>,
+        layer: &Conv2d,
+    ) {
+        let mut shifted = layer.clone();
+        let w = shifted.w.as_mut_slice();
+        w.rotate_left(1);
+        engine_backward(dx, scratch, dw, db, dz, da, a, x, &shifted);
+    }
+
+    /// Leaves dx as it found it (unwritten: NaN in the benchmark's buffers).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_without_dx(
+        _dx: Option<MatMut>,
+        scratch: &mut Matrix,
+        dw: MatMut,
+        db: &mut [f32],
+        dz: MatMut,
+        da: MatRef,
+        a: MatRef,
+        x: MatRef<f32>,
+        layer: &Conv2d,
+    ) {
+        engine_backward(None, scratch, dw, db, dz, da, a, x, layer);
+    }
+
+    /// The filter gradient of one image too few (the last row's terms dropped).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_one_image_short(
+        dx: Option<MatMut>,
+        scratch: &mut Matrix,
+        dw: MatMut,
+        db: &mut [f32],
+        dz: MatMut,
+        da: MatRef,
+        a: MatRef,
+        x: MatRef<f32>,
+        layer: &Conv2d,
+    ) {
+        let mut da = da.to_matrix();
+        let last = da.rows() - 1;
+        da.row_mut(last).fill(0.0);
+        engine_backward(dx, scratch, dw, db, dz, da.view(), a, x, layer);
+    }
+
+    #[test]
+    fn the_engine_passes_on_every_layer_of_both_presets() {
+        for model in ["lenet", "keras-cnn"] {
+            for case in ConvCase::of_model(model).unwrap() {
+                verify_conv(&case, engine_forward, engine_backward).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_convolution_kernels_are_rejected() {
+        let lenet = ConvCase::of_model("lenet").unwrap();
+        let second = &lenet[1];
+        // (the built layers' biases are 0: verification draws random ones, or a lost bias would pass)
+        let e = verify_conv(&lenet[0], forward_without_bias, engine_backward).unwrap_err();
+        assert!(
+            e.starts_with("lenet L0 5x5x6 same 28x28x1 fwd a: element "),
+            "{e}"
+        );
+        let e = verify_conv(second, engine_forward, backward_with_shifted_filters).unwrap_err();
+        assert!(e.starts_with("lenet L2 5x5x16 valid 14x14x6 dx: element "), "{e}");
+        let e = verify_conv(second, engine_forward, backward_without_dx).unwrap_err();
+        assert!(e.contains(" dx: element 0 is NaN, the reference gives "), "{e}");
+        let e = verify_conv(&lenet[0], engine_forward, backward_one_image_short).unwrap_err();
+        assert!(e.starts_with("lenet L0 5x5x6 same 28x28x1 dW: element "), "{e}");
     }
 }

@@ -3,7 +3,9 @@
 //! In one run: peak fp32 FLOP/s (an FMA loop), STREAM-like memory bandwidth
 //! (read, copy, triad), each on one thread and on all threads; then the GEMM
 //! on square shapes and on the shapes of training the given networks, with a
-//! roofline verdict; then the fused kernels in GB/s. Every kernel is checked
+//! roofline verdict; then the fused kernels in GB/s; then the convolution
+//! layers of the preset CNNs (`--models`), each pass on one training shard,
+//! with the same verdict. Every kernel is checked
 //! against a plain reference first and is not reported if it fails. `--json`
 //! prints the same numbers in a stable schema (see `docs/PERFORMANCE.md`).
 //!
@@ -18,6 +20,7 @@ use super::CliError;
 use crate::error::Error;
 use crate::nn::memory;
 use crate::profile::bench::{mnist_widths, GemmShape};
+use crate::profile::conv_bench::{self, ConvCase};
 use crate::profile::facts::{caches_json, describe, describe_caches, BuildFacts};
 use crate::profile::json::Json;
 use crate::profile::machine::{self, Bandwidth, Rate};
@@ -38,6 +41,12 @@ pub const FLAGS: &[Flag] = &[
     ),
     Flag::value("batch", "N", Some("128"), "mini-batch size of those networks"),
     Flag::value(
+        "models",
+        "M,M,..",
+        Some("lenet,keras-cnn"),
+        "CNN models whose convolution layers to time on a 64-image shard (lenet, keras-cnn; empty: none)",
+    ),
+    Flag::value(
         "sizes",
         "N,N,..",
         Some("256,512,1024"),
@@ -55,7 +64,7 @@ pub const FLAGS: &[Flag] = &[
     ),
     Flag::switch(
         "json",
-        "print the results as JSON (schema simdnet-bench/3, see docs/PERFORMANCE.md)",
+        "print the results as JSON (schema simdnet-bench/4, see docs/PERFORMANCE.md)",
     ),
     Flag::switch("no-tune-config", "ignore the block sizes saved by `simdnet tune`"),
     Flag::switch(
@@ -65,7 +74,24 @@ pub const FLAGS: &[Flag] = &[
 ];
 
 /// The JSON schema name; bump the number on any incompatible change.
-pub const SCHEMA: &str = "simdnet-bench/3";
+pub const SCHEMA: &str = "simdnet-bench/4";
+
+/// Parses `--models`: preset CNN names separated by commas (empty: none).
+pub fn parse_models(s: &str) -> Result<Vec<String>, UsageError> {
+    let mut out: Vec<String> = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !conv_bench::MODELS.contains(&name) {
+            return Err(UsageError(format!(
+                "--models: unknown model '{name}' (expected {}, separated by commas, or '' for none)",
+                conv_bench::MODELS.join(", ")
+            )));
+        }
+        if !out.iter().any(|m| m == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
 
 /// Parses `--layers` as networks separated by `;`, each a list of hidden widths.
 pub fn parse_networks(s: &str) -> Result<Vec<Vec<usize>>, UsageError> {
@@ -103,6 +129,7 @@ fn settings(p: &Parsed) -> Result<Settings, UsageError> {
         return Err(UsageError("--runs must be between 1 and 1000".into()));
     }
     let networks = parse_networks(p.raw("layers").unwrap_or(""))?;
+    let models = parse_models(p.raw("models").unwrap_or(""))?;
     let quick_default = |name: &str| quick && !given(name);
     Ok(Settings {
         threads,
@@ -119,6 +146,12 @@ fn settings(p: &Parsed) -> Result<Settings, UsageError> {
         },
         runs: if quick_default("runs") { 3 } else { runs },
         quick,
+        // --quick: LeNet-5 only (its convolutions take milliseconds).
+        models: if quick_default("models") {
+            vec!["lenet".to_string()]
+        } else {
+            models
+        },
     })
 }
 
@@ -148,6 +181,14 @@ pub fn memory_bytes(set: &Settings) -> u64 {
     };
     let fused = elements * 20 + (elements / 10 + 1);
     let threads = set.threads as u64 + 1;
+    let conv = set
+        .models
+        .iter()
+        .flat_map(|m| ConvCase::of_model(m).unwrap_or_default())
+        .map(|c| c.buffer_bytes(conv_bench::BENCH_ROWS))
+        .max()
+        .unwrap_or(0);
+    let largest = largest.max(conv);
     largest
         .saturating_add(3 * array)
         .max(fused)
@@ -318,6 +359,34 @@ fn to_markdown(set: &Settings, r: &Results, command: &str) -> String {
             ),
         };
     }
+    if !r.convs.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| convolution on {}, {} images | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|",
+            threads(n),
+            conv_bench::BENCH_ROWS
+        );
+        for c in &r.convs {
+            let _ = match &c.stats {
+                Some(st) => writeln!(
+                    s,
+                    "| {} | {} | {:.1} | {:.0}% | {}, {:.0}% |",
+                    c.case.name(),
+                    c.pass.name(),
+                    st.gflops,
+                    st.percent_of_peak,
+                    st.bound(),
+                    st.percent_of_roof
+                ),
+                None => writeln!(
+                    s,
+                    "| {} | {} | failed verification | - | - |",
+                    c.case.name(),
+                    c.pass.name()
+                ),
+            };
+        }
+    }
     let _ = writeln!(
         s,
         "\n| fused kernel | threads | GB/s | % of triad |\n|---|---|---|---|"
@@ -468,6 +537,53 @@ fn to_text(set: &Settings, r: &Results) -> String {
             ),
         };
     }
+    s.push_str(&conv_text(set, r));
+    s
+}
+
+/// The convolution table of the text report (nothing without `--models`).
+fn conv_text(set: &Settings, r: &Results) -> String {
+    let mut s = String::new();
+    if r.convs.is_empty() {
+        return s;
+    }
+    let n = set.threads;
+    let _ = writeln!(
+        s,
+        "\nConvolutions on {n} thread(s), one {}-image training shard (median of up to {} runs; useful FLOPs 2.rows.oh.ow.c_out.kh.kw.c_in per pass; dx = whole backward - dW-only; roof as for the GEMMs):",
+        conv_bench::BENCH_ROWS,
+        set.runs
+    );
+    let _ = writeln!(
+        s,
+        "  {:<34} {:>4} {:>7} {:>10} {:>10} {:>8} {:>7} {:>7} {:>8} {:>7}",
+        "layer", "pass", "MFLOP", "median ms", "best ms", "GFLOP/s", "% peak", "flop/B", "bound", "% roof"
+    );
+    for c in &r.convs {
+        let _ = match &c.stats {
+            Some(st) => writeln!(
+                s,
+                "  {:<34} {:>4} {:>7.1} {:>10.3} {:>10.3} {:>8.2} {:>6.1}% {:>7.1} {:>8} {:>6.1}%",
+                c.case.name(),
+                c.pass.name(),
+                c.flops() * 1e-6,
+                st.median_s * 1e3,
+                st.best_s * 1e3,
+                st.gflops,
+                st.percent_of_peak,
+                st.intensity,
+                st.bound(),
+                st.percent_of_roof
+            ),
+            None => writeln!(
+                s,
+                "  {:<34} {:>4}  FAILED VERIFICATION, not timed: {}",
+                c.case.name(),
+                c.pass.name(),
+                c.verified.as_ref().err().map_or("no timing", |e| e.as_str())
+            ),
+        };
+    }
     s
 }
 
@@ -550,6 +666,48 @@ fn to_json(set: &Settings, r: &Results, tune: Option<&str>) -> Json {
             ("percent_of_bandwidth", f(|s| s.percent_of_bandwidth)),
         ])
     });
+    let conv = r.convs.iter().map(|c| {
+        let f = |x: fn(&GemmStats) -> f64| Json::opt(c.stats.as_ref().map(x));
+        let g = &c.case.conv.geometry;
+        let shape = |i: crate::geometry::ImageShape| {
+            Json::Arr(vec![
+                Json::Int(i.height() as i64),
+                Json::Int(i.width() as i64),
+                Json::Int(i.channels() as i64),
+            ])
+        };
+        Json::obj([
+            ("name", Json::str(c.case.name())),
+            ("model", Json::str(&c.case.model)),
+            ("layer", Json::Int(c.case.layer as i64)),
+            ("pass", Json::str(c.pass.name())),
+            ("input_hwc", shape(g.input())),
+            ("output_hwc", shape(g.output())),
+            (
+                "kernel_hw",
+                Json::Arr(vec![
+                    Json::Int(g.kernel_h() as i64),
+                    Json::Int(g.kernel_w() as i64),
+                ]),
+            ),
+            ("padding", Json::str(g.padding().to_string())),
+            ("images", Json::Int(c.rows as i64)),
+            ("flops", Json::Num(c.flops())),
+            ("verified", Json::Bool(c.verified.is_ok())),
+            ("error", error(&c.verified)),
+            ("median_s", f(|s| s.median_s)),
+            ("best_s", f(|s| s.best_s)),
+            ("gflops", f(|s| s.gflops)),
+            ("percent_of_peak", f(|s| s.percent_of_peak)),
+            ("intensity_flops_per_byte", Json::Num(c.flops() / c.min_bytes())),
+            ("roof_gflops", f(|s| s.roof)),
+            (
+                "bound",
+                c.stats.as_ref().map_or(Json::Null, |s| Json::str(s.bound())),
+            ),
+            ("percent_of_roof", f(|s| s.percent_of_roof)),
+        ])
+    });
     Json::obj([
         ("schema", Json::str(SCHEMA)),
         ("machine", machine_json(set, l, tune)),
@@ -570,6 +728,7 @@ fn to_json(set: &Settings, r: &Results, tune: Option<&str>) -> Json {
         ),
         ("gemm", Json::Arr(gemm.collect())),
         ("kernels", Json::Arr(kernels.collect())),
+        ("conv", Json::Arr(conv.collect())),
         ("warnings", Json::Arr(r.warnings.iter().map(Json::str).collect())),
     ])
 }

@@ -175,6 +175,7 @@ pub fn conv2d_forward<X: AOperand>(
         "conv2d_forward: a must be (rows, oh·ow·c_out)"
     );
     let win = Window::forward(g);
+    let _conv = trace::convolution();
     if let Some(shape) = single_channel(layer) {
         // one input channel (a grey first layer): the filter slid along each row, see SingleChannel
         let _t = trace::kernel(Kind::ForwardGemm).flops(2 * rows * layer.outputs() * win.taps());
@@ -258,6 +259,7 @@ pub fn conv2d_backward<X: AOperand>(
     let (rows, g) = (x.rows(), &layer.geometry);
     let win = Window::forward(g);
     let (positions, filters) = (rows * win.positions(), g.filters());
+    let _conv = trace::convolution();
     // forward: a = f(z) [⊙ m]  ->  dz = da [⊙ m] ⊙ f'(a),  db = Σ_rows Σ_positions dz, in one pass
     match dropout {
         None if filters < crate::simd::LANES => {
@@ -314,6 +316,7 @@ pub fn conv2d_backward<X: AOperand>(
         let dcols = scratch.view_mut().rows_range(0, positions);
         gemm(1.0, dz_view, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
         let per_row = win.positions() * taps;
+        let _t = trace::kernel(Kind::Col2im).bytes(4 * rows * (per_row + 2 * layer.inputs()));
         for r in 0..rows {
             let image = dx.row_mut(r);
             image.fill(0.0);

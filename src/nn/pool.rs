@@ -23,6 +23,7 @@ use crate::kernels::conv::apply_dropout;
 use crate::kernels::pool::{maxpool2d_backward_image, maxpool2d_forward_image};
 use crate::kernels::DropoutMask;
 use crate::matrix::{Element, MatMut, MatRef};
+use crate::trace::{self, Kind};
 
 /// A 2x2, stride-2 max-pooling layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +108,7 @@ pub fn maxpool2d_forward<X: AOperand>(
         argmax.len() >= rows * outputs,
         "maxpool2d_forward: argmax too short"
     );
+    let _t = trace::kernel(Kind::PoolForward).bytes(4 * rows * (layer.inputs() + 2 * outputs));
     let x = images(&x);
     let shape = (input.height(), input.width(), input.channels());
     for (r, arg) in argmax.chunks_exact_mut(outputs).take(rows).enumerate() {
@@ -138,6 +140,7 @@ pub fn maxpool2d_backward(
         "maxpool2d_backward: dx"
     );
     assert_eq!(da.cols(), outputs, "maxpool2d_backward: da");
+    let _t = trace::kernel(Kind::PoolBackward).bytes(4 * rows * (2 * outputs + layer.inputs()));
     for (r, arg) in argmax.chunks_exact(outputs).take(rows).enumerate() {
         let da_row = &da.data()[r * da.row_stride()..][..outputs];
         // forward: a[o] = x[argmax[o]] [⊙ m]  ->  dx[argmax[o]] = da[o] [⊙ m]
@@ -149,6 +152,7 @@ pub fn maxpool2d_backward(
 /// mask if given. Shapes: `a, x: (rows, h·w·c)`.
 pub fn flatten_forward<X: AOperand>(mut a: MatMut, x: X, x_scale: f32, dropout: Option<&DropoutMask>) {
     assert_eq!((a.rows(), a.cols()), (x.rows(), x.cols()), "flatten_forward: a");
+    let _t = trace::kernel(Kind::Flatten).bytes(8 * x.rows() * x.cols());
     let x = images(&x);
     for r in 0..x.rows() {
         // forward: a = x
@@ -170,6 +174,7 @@ pub fn flatten_backward(mut dx: MatMut, da: MatRef, dropout: Option<&DropoutMask
         (da.rows(), da.cols()),
         "flatten_backward: dx"
     );
+    let _t = trace::kernel(Kind::Flatten).bytes(8 * da.rows() * da.cols());
     for r in 0..da.rows() {
         let da_row = &da.data()[r * da.row_stride()..][..da.cols()];
         // forward: a = x  ->  dx = da

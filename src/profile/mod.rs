@@ -7,6 +7,7 @@
 //!
 //! - [`machine`]: probes of this machine's peak FLOP/s and memory bandwidth.
 //! - [`bench`](mod@bench): the engine's GEMM and fused kernels, verified, then timed.
+//! - [`conv_bench`]: the preset CNNs' convolution layers, each pass verified, then timed.
 //! - [`verdict`]: roofline verdicts and warnings, from the measured numbers.
 //! - [`suite`]: the sequence `simdnet bench` runs, and its results.
 //! - [`facts`]: the build facts printed beside every figure.
@@ -15,6 +16,7 @@
 //! - [`tuner`], [`tune_config`]: the block-size search and the file it writes.
 
 pub mod bench;
+pub mod conv_bench;
 pub mod facts;
 pub mod json;
 pub mod machine;

@@ -117,7 +117,7 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
     let (mut sum_thread, mut sum_wall, mut train_busy) = (0.0, 0.0, 0.0);
     for kind in Kind::ALL {
         let rows: Vec<&Record> = records.iter().filter(|r| r.kind == kind).collect();
-        if rows.is_empty() {
+        if rows.is_empty() && !kind.image_only() {
             let _ = writeln!(
                 s,
                 "{:<27} {:>5} {:>8} {:>10.6} {:>10.6} {:>6.1}%",
@@ -245,17 +245,25 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
     let sum = |f: &dyn Fn(&Record) -> bool, v: &dyn Fn(&Record) -> f64| -> f64 {
         records.iter().filter(|r| f(r)).map(v).sum()
     };
-    let is_gemm = |r: &Record| {
-        matches!(
-            r.kind,
-            Kind::ForwardGemm | Kind::BackwardGemmDw | Kind::BackwardGemmDx
-        )
-    };
+    let is_gemm = |r: &Record| r.kind.is_gemm();
     let is_other = |r: &Record| {
         matches!(
             r.kind,
-            Kind::SoftmaxCe | Kind::ActivationBackward | Kind::Optimizer | Kind::Shuffle
+            Kind::SoftmaxCe
+                | Kind::ActivationBackward
+                | Kind::Optimizer
+                | Kind::Shuffle
+                | Kind::PoolForward
+                | Kind::PoolBackward
+                | Kind::Flatten
+                | Kind::Col2im
         )
+    };
+    // A convolutional network's element-wise kinds are named only when it has some.
+    let images = if records.iter().any(|r| r.kind.image_only() && !r.kind.is_gemm()) {
+        ", max-pool, flatten, col2im"
+    } else {
+        ""
     };
     let is_val = |r: &Record| r.kind == Kind::Evaluation;
     let gflop = |f: &dyn Fn(&Record) -> bool| sum(f, &|r| r.flops as f64) * 1e-9;
@@ -294,7 +302,7 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
     );
     let _ = writeln!(
         s,
-        "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (softmax, activation backward, gradient sum + optimizer, shuffle)",
+        "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (softmax, activation backward, gradient sum + optimizer, shuffle{images})",
         other_wall,
         pct(other_wall)
     );

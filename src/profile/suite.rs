@@ -4,7 +4,9 @@
 //!    thread and on the pool.
 //! 2. The GEMM ([`super::bench`]) on square shapes and on the shapes of
 //!    training the given MNIST networks, each verified, then timed.
-//! 3. The fused kernels, each verified, then timed.
+//! 3. The fused kernels, each verified, then timed; then the convolution
+//!    layers of the given CNN models ([`super::conv_bench`]), each verified,
+//!    then its passes timed on one training shard.
 //! 4. The machine again. Other work on the machine only ever lowers a
 //!    measurement, so the samples of both passes are merged and the best kept.
 //!
@@ -12,6 +14,7 @@
 //! to the `say` callback, and the caller renders the [`Results`].
 
 use super::bench::{self as pb, mnist_widths, Fused, GemmShape};
+use super::conv_bench::{self as cb, ConvCase, ConvPass};
 use super::machine::{self, Rate, StreamArrays};
 use super::verdict::{self, FusedStats, GemmStats, Limits};
 
@@ -28,6 +31,8 @@ pub struct Settings {
     pub runs: usize,
     /// Smaller arrays and shorter runs: rough numbers, fast.
     pub quick: bool,
+    /// The CNN models whose convolution layers to time ([`cb::MODELS`]).
+    pub models: Vec<String>,
 }
 
 impl Settings {
@@ -92,6 +97,35 @@ pub struct GemmResult {
     pub stats: Option<GemmStats>,
 }
 
+/// One pass of one convolution layer, timed on [`cb::BENCH_ROWS`] images
+/// (only if the layer passed verification).
+#[derive(Clone, Debug)]
+pub struct ConvResult {
+    /// The layer.
+    pub case: ConvCase,
+    /// The pass.
+    pub pass: ConvPass,
+    /// Images per timed pass.
+    pub rows: usize,
+    /// The layer's verification (shared by its passes).
+    pub verified: Result<(), String>,
+    /// Run times in seconds (empty when not verified).
+    pub times: Vec<f64>,
+    /// The roofline verdict (`None` when not timed).
+    pub stats: Option<GemmStats>,
+}
+
+impl ConvResult {
+    /// Useful FLOPs of the pass ([`ConvCase::flops`]).
+    pub fn flops(&self) -> f64 {
+        self.case.flops(self.rows)
+    }
+    /// Its least traffic in bytes ([`ConvCase::min_bytes`]).
+    pub fn min_bytes(&self) -> f64 {
+        self.case.min_bytes(self.rows)
+    }
+}
+
 /// One fused kernel: verified, then timed (only if verified).
 #[derive(Clone, Debug)]
 pub struct FusedResult {
@@ -111,6 +145,8 @@ pub struct Results {
     pub limits: Limits,
     pub gemms: Vec<GemmResult>,
     pub fused: Vec<FusedResult>,
+    /// The convolution layers' passes, model by model, layer by layer.
+    pub convs: Vec<ConvResult>,
     /// Signs that the measurements were disturbed ([`verdict::warnings`]).
     pub warnings: Vec<String>,
 }
@@ -120,7 +156,13 @@ impl Results {
     pub fn failures(&self) -> Vec<String> {
         let gemm = self.gemms.iter().filter_map(|g| g.verified.as_ref().err());
         let fused = self.fused.iter().filter_map(|f| f.verified.as_ref().err());
-        gemm.chain(fused).cloned().collect()
+        // A layer's passes share its verification: name it once.
+        let conv = self
+            .convs
+            .iter()
+            .filter(|c| c.pass == ConvPass::Forward)
+            .filter_map(|c| c.verified.as_ref().err());
+        gemm.chain(fused).chain(conv).cloned().collect()
     }
 }
 
@@ -184,6 +226,28 @@ pub fn run(s: &Settings, say: &(dyn Fn(&str) + Sync)) -> crate::Result<Results> 
             .collect()
     });
 
+    let mut convs = Vec::new();
+    for model in &s.models {
+        for case in ConvCase::of_model(model).map_err(crate::Error::Invalid)? {
+            say(&format!("convolution {}...", case.name()));
+            let verified = pool_n.install(|| cb::verify_conv(&case, cb::engine_forward, cb::engine_backward));
+            let timed = match verified {
+                Ok(()) => pool_n.install(|| cb::time_conv(&case, cb::BENCH_ROWS, s.runs, s.gemm_budget())),
+                Err(_) => case.passes().into_iter().map(|p| (p, Vec::new())).collect(),
+            };
+            for (pass, times) in timed {
+                convs.push(ConvResult {
+                    case: case.clone(),
+                    pass,
+                    rows: cb::BENCH_ROWS,
+                    verified: verified.clone(),
+                    times,
+                    stats: None,
+                });
+            }
+        }
+    }
+
     let second = measure(2);
     peak1.extend(second.0);
     peak_n.extend(second.1);
@@ -204,6 +268,9 @@ pub fn run(s: &Settings, say: &(dyn Fn(&str) + Sync)) -> crate::Result<Results> 
     for f in &mut fused {
         f.stats = FusedStats::new(f.kind, f.elements, &f.times, &limits);
     }
+    for c in &mut convs {
+        c.stats = GemmStats::from_work(c.flops(), c.min_bytes(), &c.times, &limits);
+    }
     let timed: Vec<(&str, GemmStats)> = gemms
         .iter()
         .filter_map(|g| Some((g.shape.name.as_str(), g.stats?)))
@@ -214,6 +281,7 @@ pub fn run(s: &Settings, say: &(dyn Fn(&str) + Sync)) -> crate::Result<Results> 
         limits,
         gemms,
         fused,
+        convs,
         warnings,
     })
 }

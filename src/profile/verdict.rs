@@ -53,13 +53,20 @@ pub struct GemmStats {
 impl GemmStats {
     /// The verdict on `shape` from its run times (`None` when it was not timed).
     pub fn new(shape: &GemmShape, times: &[f64], l: &Limits) -> Option<GemmStats> {
+        GemmStats::from_work(shape.flops(), shape.min_bytes(), times, l)
+    }
+
+    /// The verdict on any work of `flops` FLOPs over `min_bytes` bytes of
+    /// least traffic (a convolution pass) from its run times (`None` when it
+    /// was not timed).
+    pub fn from_work(flops: f64, min_bytes: f64, times: &[f64], l: &Limits) -> Option<GemmStats> {
         if times.is_empty() {
             return None;
         }
         let median_s = median(times);
         let best_s = times.iter().copied().fold(f64::INFINITY, f64::min);
-        let gflops = shape.flops() / median_s * 1e-9;
-        let intensity = shape.intensity();
+        let gflops = flops / median_s * 1e-9;
+        let intensity = flops / min_bytes;
         let (peak, bw) = (l.peak_n.best, l.bw_n.triad.best);
         let roof = peak.min(intensity * bw);
         Some(GemmStats {
