@@ -242,6 +242,88 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
     }
 }
 
+/// Vectors of `dz` (one per filter and `LANES` positions) that
+/// [`weight_gradient_in_registers`] keeps on the stack (32 KiB).
+const MAX_DZ_VECTORS: usize = 512;
+/// Taps per group of sums kept in registers: `TAP_GROUP·F` accumulators
+/// (18 for `F = 6`), `F` vectors of `dz`, one of `x`.
+const TAP_GROUP: usize = 3;
+
+/// [`single_channel_weight_gradient`] for `F` filters with the sums of
+/// [`TAP_GROUP`] taps in registers: `dz` is turned into one vector per
+/// filter and `LANES` positions once, then each group of taps runs over
+/// every position, its sums loaded from `acc` before and stored after.
+/// Every lane's sum takes the same products in the same order (positions
+/// row by row, `LANES` at a time, images in the caller's order) as the
+/// loop with the sums in memory: the same bits.
+/// (LeNet-5's first layer, 1 thread, one 64-image shard: 0.45 -> 0.21 ms.)
+fn weight_gradient_in_registers<const F: usize>(
+    acc: &mut [V],
+    p: &[f32; SINGLE_MAX_PADDED],
+    dz: &[f32],
+    g: &SingleChannel,
+) {
+    let (stride, chunks, taps) = (g.stride(), g.out_w.div_ceil(LANES), g.kernel_h * g.kernel_w);
+    let mut d = [V::ZERO; MAX_DZ_VECTORS];
+    for oy in 0..g.out_h {
+        for c in 0..chunks {
+            let ox0 = c * LANES;
+            let n = LANES.min(g.out_w - ox0);
+            let block = &dz[(oy * g.out_w + ox0) * F..][..n * F];
+            for co in 0..F {
+                let mut lanes = [0.0f32; LANES];
+                for (l, v) in lanes.iter_mut().take(n).enumerate() {
+                    *v = block[l * F + co];
+                }
+                d[(oy * chunks + c) * F + co] = V::from(lanes);
+            }
+        }
+    }
+    let d = &d[..g.out_h * chunks * F];
+    let full = taps / TAP_GROUP * TAP_GROUP;
+    for t0 in (0..full).step_by(TAP_GROUP) {
+        tap_group::<F, TAP_GROUP>(acc, p, d, g, t0, stride, chunks);
+    }
+    for t0 in full..taps {
+        tap_group::<F, 1>(acc, p, d, g, t0, stride, chunks);
+    }
+}
+
+/// The sums of taps `t0..t0 + G` (all `F` filters) over every position, in registers.
+#[inline(always)]
+fn tap_group<const F: usize, const G: usize>(
+    acc: &mut [V],
+    p: &[f32; SINGLE_MAX_PADDED],
+    d: &[V],
+    g: &SingleChannel,
+    t0: usize,
+    stride: usize,
+    chunks: usize,
+) {
+    let offset: [usize; G] = std::array::from_fn(|i| {
+        let t = t0 + i;
+        (t / g.kernel_w) * stride + t % g.kernel_w
+    });
+    let mut sums: [[V; F]; G] = std::array::from_fn(|i| std::array::from_fn(|co| acc[(t0 + i) * F + co]));
+    for oy in 0..g.out_h {
+        for c in 0..chunks {
+            let dv: &[V; F] = d[(oy * chunks + c) * F..][..F].try_into().expect("F vectors");
+            let at = oy * stride + c * LANES;
+            for (sums, &off) in sums.iter_mut().zip(&offset) {
+                let v = V::from(
+                    *<&[f32; LANES]>::try_from(&p[at + off..at + off + LANES]).expect("LANES floats"),
+                );
+                for (s, &dv) in sums.iter_mut().zip(dv) {
+                    *s = crate::simd::mul_add(v, dv, *s);
+                }
+            }
+        }
+    }
+    for (i, sums) in sums.iter().enumerate() {
+        acc[(t0 + i) * F..][..F].copy_from_slice(sums);
+    }
+}
+
 /// Adds one image's share of a single-channel convolution's weight gradient
 /// to `acc` (lane-wise partial sums; [`single_channel_sums`] turns them into `dW`):
 /// `dW[ky,kx,co] += Σ_oy Σ_ox x_scale·x[oy+ky-pad_top, ox+kx-pad_left] · dz[(oy·out_w + ox)·c_out + co]`.
@@ -268,6 +350,10 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
     g.pad(&mut p, x, x_scale);
     let stride = g.stride();
+    if f == 6 && g.out_h * g.out_w.div_ceil(LANES) * 6 <= MAX_DZ_VECTORS {
+        // LeNet-5's first layer: the sums in registers (see `weight_gradient_in_registers`)
+        return weight_gradient_in_registers::<6>(acc, &p, dz, g);
+    }
     for oy in 0..g.out_h {
         for ox0 in (0..g.out_w).step_by(LANES) {
             // dz of these LANES positions, one vector per filter (0 past the row's end)
