@@ -246,8 +246,9 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
 /// [`weight_gradient_in_registers`] keeps on the stack (32 KiB).
 const MAX_DZ_VECTORS: usize = 512;
 /// Taps per group of sums kept in registers: `TAP_GROUP·F` accumulators
-/// (18 for `F = 6`), `F` vectors of `dz`, one of `x`.
-const TAP_GROUP: usize = 3;
+/// (18 for `F = 6`), `F` vectors of `dz`, one of `x`: 25 of AVX-512's 32
+/// registers; one tap (13 registers) with AVX2's 16.
+const TAP_GROUP: usize = if LANES >= 16 { 3 } else { 1 };
 
 /// [`single_channel_weight_gradient`] for `F` filters with the sums of
 /// [`TAP_GROUP`] taps in registers: `dz` is turned into one vector per
