@@ -200,31 +200,50 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
     );
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
     g.pad(&mut p, x, x_scale);
+    if f == 6 {
+        // LeNet-5's first layer: one group of 6, no lanes of zero filters
+        forward_groups::<6>(z, &p, (w, b, act), g);
+    } else {
+        forward_groups::<GROUP>(z, &p, (w, b, act), g);
+    }
+}
+
+/// [`single_channel_forward`] on the padded image `p`, the filters in groups
+/// of `G` (each filter's sum is the same whatever `G`: bias, then the taps
+/// in order). LeNet-5 (6 filters) with `G = 6` does no FMA on zero filters
+/// (`G = 8` did 8 per tap).
+fn forward_groups<const G: usize>(
+    z: &mut [f32],
+    p: &[f32; SINGLE_MAX_PADDED],
+    (w, b, act): (&[f32], &[f32], Activation),
+    g: &SingleChannel,
+) {
+    let f = g.filters;
     let (stride, taps) = (g.stride(), g.kernel_h * g.kernel_w);
-    // Filters in groups of GROUP, so that the accumulators stay in registers;
+    // Filters in groups of G, so that the accumulators stay in registers;
     // a last partial group computes zero filters it does not store.
     let mut wg = [0.0f32; SINGLE_MAX_WEIGHTS * GROUP];
-    for co0 in (0..f).step_by(GROUP) {
-        let count = GROUP.min(f - co0);
+    for co0 in (0..f).step_by(G) {
+        let count = G.min(f - co0);
         for t in 0..taps {
-            for c in 0..GROUP {
-                wg[t * GROUP + c] = if c < count { w[t * f + co0 + c] } else { 0.0 };
+            for c in 0..G {
+                wg[t * G + c] = if c < count { w[t * f + co0 + c] } else { 0.0 };
             }
         }
-        let mut bias = [0.0f32; GROUP];
+        let mut bias = [0.0f32; G];
         bias[..count].copy_from_slice(&b[co0..co0 + count]);
         for oy in 0..g.out_h {
             for ox0 in (0..g.out_w).step_by(LANES) {
-                let mut acc: [V; GROUP] = std::array::from_fn(|c| V::splat(bias[c]));
+                let mut acc: [V; G] = std::array::from_fn(|c| V::splat(bias[c]));
                 for ky in 0..g.kernel_h {
                     let row = &p[(oy + ky) * stride + ox0..];
                     for kx in 0..g.kernel_w {
                         let v =
                             V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                        let wt: &[f32; GROUP] = wg[(ky * g.kernel_w + kx) * GROUP..][..GROUP]
+                        let wt: &[f32; G] = wg[(ky * g.kernel_w + kx) * G..][..G]
                             .try_into()
-                            .expect("GROUP floats");
-                        for c in 0..GROUP {
+                            .expect("G floats");
+                        for c in 0..G {
                             acc[c] = crate::simd::mul_add(v, V::splat(wt[c]), acc[c]);
                         }
                     }
