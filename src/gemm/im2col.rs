@@ -201,6 +201,11 @@ pub struct Im2col<'a, T: Element> {
     transposed: bool,
 }
 
+/// Window rows shorter than this many numbers (`kw·c`) are copied tap by
+/// tap from a table of offsets rather than run by run (fill_block).
+const SHORT_RUN: usize = 16;
+/// The most taps copied tap by tap from the table.
+const MAX_GATHER: usize = 64;
 /// Floats of the on-stack block when packing untransposed micro-panels (16 KiB).
 const BLOCK: usize = 4096;
 /// The largest micro-kernel `mr` the on-stack block holds.
@@ -340,6 +345,22 @@ impl<T: Element> Im2col<'_, T> {
             t += run;
         }
         let runs = &runs[..nruns];
+        // A window wholly inside the image (every position of a `valid`
+        // convolution) needs no clipping: each run starts at a fixed offset
+        // from the window's top-left number, and short runs (one channel:
+        // runs of kw numbers) are read tap by tap from a table of offsets.
+        let mut run_src = [0usize; MAX_RUNS];
+        for (s, &(_, ky, r, _)) in run_src.iter_mut().zip(runs) {
+            *s = ky * w.width * c + r;
+        }
+        let gather = run_len < SHORT_RUN && len <= MAX_GATHER;
+        let mut tap_src = [0usize; MAX_GATHER];
+        if gather {
+            for (j, s) in tap_src.iter_mut().take(len).enumerate() {
+                let t = t0 + j;
+                *s = (t / run_len) * w.width * c + t % run_len;
+            }
+        }
         let positions = w.positions();
         let (mut n, pos) = (q0 / positions, q0 % positions);
         let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
@@ -347,6 +368,35 @@ impl<T: Element> Im2col<'_, T> {
         let (row_elems, pad_elems) = (w.width * c, w.pad_left * c);
         for j in 0..count {
             let row = &mut dst[j * ld..j * ld + len];
+            let inside = oy >= w.pad_top
+                && oy - w.pad_top + w.kernel_h <= w.height
+                && ox >= w.pad_left
+                && ox - w.pad_left + w.kernel_w <= w.width;
+            if inside {
+                let src = &image[(oy - w.pad_top) * row_elems + (ox - w.pad_left) * c..];
+                if gather {
+                    for (d, &o) in row.iter_mut().zip(&tap_src[..len]) {
+                        *d = alpha * src[o].to_f32();
+                    }
+                } else {
+                    for (&(off, _, _, run), &o) in runs.iter().zip(&run_src) {
+                        convert(&src[o..o + run], alpha, &mut row[off..off + run]);
+                    }
+                }
+                ox += 1;
+                if ox == w.out_w {
+                    ox = 0;
+                    oy += 1;
+                    if oy == w.out_h {
+                        oy = 0;
+                        n += 1;
+                        if j + 1 < count {
+                            image = self.src.row(n);
+                        }
+                    }
+                }
+                continue;
+            }
             let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
             let kx_hi = (w.width + w.pad_left)
                 .saturating_sub(ox)

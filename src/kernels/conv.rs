@@ -200,31 +200,50 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
     );
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
     g.pad(&mut p, x, x_scale);
+    if f == 6 {
+        // LeNet-5's first layer: one group of 6, no lanes of zero filters
+        forward_groups::<6>(z, &p, (w, b, act), g);
+    } else {
+        forward_groups::<GROUP>(z, &p, (w, b, act), g);
+    }
+}
+
+/// [`single_channel_forward`] on the padded image `p`, the filters in groups
+/// of `G` (each filter's sum is the same whatever `G`: bias, then the taps
+/// in order). LeNet-5 (6 filters) with `G = 6` does no FMA on zero filters
+/// (`G = 8` did 8 per tap).
+fn forward_groups<const G: usize>(
+    z: &mut [f32],
+    p: &[f32; SINGLE_MAX_PADDED],
+    (w, b, act): (&[f32], &[f32], Activation),
+    g: &SingleChannel,
+) {
+    let f = g.filters;
     let (stride, taps) = (g.stride(), g.kernel_h * g.kernel_w);
-    // Filters in groups of GROUP, so that the accumulators stay in registers;
+    // Filters in groups of G, so that the accumulators stay in registers;
     // a last partial group computes zero filters it does not store.
     let mut wg = [0.0f32; SINGLE_MAX_WEIGHTS * GROUP];
-    for co0 in (0..f).step_by(GROUP) {
-        let count = GROUP.min(f - co0);
+    for co0 in (0..f).step_by(G) {
+        let count = G.min(f - co0);
         for t in 0..taps {
-            for c in 0..GROUP {
-                wg[t * GROUP + c] = if c < count { w[t * f + co0 + c] } else { 0.0 };
+            for c in 0..G {
+                wg[t * G + c] = if c < count { w[t * f + co0 + c] } else { 0.0 };
             }
         }
-        let mut bias = [0.0f32; GROUP];
+        let mut bias = [0.0f32; G];
         bias[..count].copy_from_slice(&b[co0..co0 + count]);
         for oy in 0..g.out_h {
             for ox0 in (0..g.out_w).step_by(LANES) {
-                let mut acc: [V; GROUP] = std::array::from_fn(|c| V::splat(bias[c]));
+                let mut acc: [V; G] = std::array::from_fn(|c| V::splat(bias[c]));
                 for ky in 0..g.kernel_h {
                     let row = &p[(oy + ky) * stride + ox0..];
                     for kx in 0..g.kernel_w {
                         let v =
                             V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                        let wt: &[f32; GROUP] = wg[(ky * g.kernel_w + kx) * GROUP..][..GROUP]
+                        let wt: &[f32; G] = wg[(ky * g.kernel_w + kx) * G..][..G]
                             .try_into()
-                            .expect("GROUP floats");
-                        for c in 0..GROUP {
+                            .expect("G floats");
+                        for c in 0..G {
                             acc[c] = crate::simd::mul_add(v, V::splat(wt[c]), acc[c]);
                         }
                     }
@@ -239,6 +258,89 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
                 }
             }
         }
+    }
+}
+
+/// Vectors of `dz` (one per filter and `LANES` positions) that
+/// [`weight_gradient_in_registers`] keeps on the stack (32 KiB).
+const MAX_DZ_VECTORS: usize = 512;
+/// Taps per group of sums kept in registers: `TAP_GROUP·F` accumulators
+/// (18 for `F = 6`), `F` vectors of `dz`, one of `x`: 25 of AVX-512's 32
+/// registers; one tap (13 registers) with AVX2's 16.
+const TAP_GROUP: usize = if LANES >= 16 { 3 } else { 1 };
+
+/// [`single_channel_weight_gradient`] for `F` filters with the sums of
+/// [`TAP_GROUP`] taps in registers: `dz` is turned into one vector per
+/// filter and `LANES` positions once, then each group of taps runs over
+/// every position, its sums loaded from `acc` before and stored after.
+/// Every lane's sum takes the same products in the same order (positions
+/// row by row, `LANES` at a time, images in the caller's order) as the
+/// loop with the sums in memory: the same bits.
+/// (LeNet-5's first layer, 1 thread, one 64-image shard: 0.45 -> 0.21 ms.)
+fn weight_gradient_in_registers<const F: usize>(
+    acc: &mut [V],
+    p: &[f32; SINGLE_MAX_PADDED],
+    dz: &[f32],
+    g: &SingleChannel,
+) {
+    let (stride, chunks, taps) = (g.stride(), g.out_w.div_ceil(LANES), g.kernel_h * g.kernel_w);
+    let mut d = [V::ZERO; MAX_DZ_VECTORS];
+    for oy in 0..g.out_h {
+        for c in 0..chunks {
+            let ox0 = c * LANES;
+            let n = LANES.min(g.out_w - ox0);
+            let block = &dz[(oy * g.out_w + ox0) * F..][..n * F];
+            for co in 0..F {
+                let mut lanes = [0.0f32; LANES];
+                for (l, v) in lanes.iter_mut().take(n).enumerate() {
+                    *v = block[l * F + co];
+                }
+                d[(oy * chunks + c) * F + co] = V::from(lanes);
+            }
+        }
+    }
+    let d = &d[..g.out_h * chunks * F];
+    let full = taps / TAP_GROUP * TAP_GROUP;
+    for t0 in (0..full).step_by(TAP_GROUP) {
+        tap_group::<F, TAP_GROUP>(acc, p, d, g, t0, stride, chunks);
+    }
+    for t0 in full..taps {
+        tap_group::<F, 1>(acc, p, d, g, t0, stride, chunks);
+    }
+}
+
+/// The sums of taps `t0..t0 + G` (all `F` filters) over every position, in registers.
+#[inline(always)]
+fn tap_group<const F: usize, const G: usize>(
+    acc: &mut [V],
+    p: &[f32; SINGLE_MAX_PADDED],
+    d: &[V],
+    g: &SingleChannel,
+    t0: usize,
+    stride: usize,
+    chunks: usize,
+) {
+    let offset: [usize; G] = std::array::from_fn(|i| {
+        let t = t0 + i;
+        (t / g.kernel_w) * stride + t % g.kernel_w
+    });
+    let mut sums: [[V; F]; G] = std::array::from_fn(|i| std::array::from_fn(|co| acc[(t0 + i) * F + co]));
+    for oy in 0..g.out_h {
+        for c in 0..chunks {
+            let dv: &[V; F] = d[(oy * chunks + c) * F..][..F].try_into().expect("F vectors");
+            let at = oy * stride + c * LANES;
+            for (sums, &off) in sums.iter_mut().zip(&offset) {
+                let v = V::from(
+                    *<&[f32; LANES]>::try_from(&p[at + off..at + off + LANES]).expect("LANES floats"),
+                );
+                for (s, &dv) in sums.iter_mut().zip(dv) {
+                    *s = crate::simd::mul_add(v, dv, *s);
+                }
+            }
+        }
+    }
+    for (i, sums) in sums.iter().enumerate() {
+        acc[(t0 + i) * F..][..F].copy_from_slice(sums);
     }
 }
 
@@ -268,6 +370,10 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
     g.pad(&mut p, x, x_scale);
     let stride = g.stride();
+    if f == 6 && g.out_h * g.out_w.div_ceil(LANES) * 6 <= MAX_DZ_VECTORS {
+        // LeNet-5's first layer: the sums in registers (see `weight_gradient_in_registers`)
+        return weight_gradient_in_registers::<6>(acc, &p, dz, g);
+    }
     for oy in 0..g.out_h {
         for ox0 in (0..g.out_w).step_by(LANES) {
             // dz of these LANES positions, one vector per filter (0 past the row's end)
