@@ -797,24 +797,13 @@ pub fn summary(net: &Network) -> String {
         }
     }
     let head = ("Layer (type)", "Output shape", "Param #");
-    let w0 = rows
-        .iter()
-        .map(|r| r.0.len())
-        .chain([head.0.len()])
-        .max()
-        .unwrap_or(0);
-    let w1 = rows
-        .iter()
-        .map(|r| r.1.len())
-        .chain([head.1.len()])
-        .max()
-        .unwrap_or(0);
-    let w2 = rows
-        .iter()
-        .map(|r| r.2.len())
-        .chain([head.2.len()])
-        .max()
-        .unwrap_or(0);
+    // each column as wide as its widest cell, the heading included
+    let width = |cell: fn(&(String, String, String)) -> usize, head: &str| {
+        rows.iter().map(cell).chain([head.len()]).max().unwrap_or(0)
+    };
+    let w0 = width(|r| r.0.len(), head.0);
+    let w1 = width(|r| r.1.len(), head.1);
+    let w2 = width(|r| r.2.len(), head.2);
     let rule = "=".repeat(w0 + w1 + w2 + 4);
     let mut s = String::new();
     let _ = writeln!(s, "Input shape: {}", shape_text(network_input(net)));
