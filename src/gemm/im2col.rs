@@ -667,6 +667,101 @@ impl<T: Element> AOperand for Im2col<'_, T> {
             (buf.as_ptr(), kc, 1)
         }
     }
+    fn gathers(&self, alpha: f32) -> bool {
+        // In place: f32 numbers, no scale, no padding to read as zeros.
+        let f32_data = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+        f32_data && alpha == 1.0 && self.windows_inside()
+    }
+    fn gather_depth(&self, alpha: f32, (p0, kc): (usize, usize), offs: &mut [usize]) -> bool {
+        if !self.gathers(alpha) {
+            return false;
+        }
+        assert!(
+            p0 + kc <= self.cols() && offs.len() >= kc,
+            "Im2col::gather_depth: block outside A"
+        );
+        let offs = &mut offs[..kc];
+        if self.transposed {
+            // depth = output positions: the windows' top-left numbers
+            self.position_offsets(self.m.0 + p0, offs);
+        } else {
+            // depth = taps: their offsets inside a window
+            for (p, o) in offs.iter_mut().enumerate() {
+                *o = self.tap_offset(self.k.0 + p0 + p);
+            }
+        }
+        true
+    }
+    fn gather_rows(&self, (i0, rows): (usize, usize), ptrs: &mut [*const f32]) {
+        assert!(
+            i0 + rows <= self.rows() && ptrs.len() >= rows,
+            "Im2col::gather_rows: rows outside A"
+        );
+        // T is f32 (gather_depth checked it before this is called); every
+        // pointer + offset below is a number of an image (`windows_inside`).
+        let base = self.src.data.as_ptr().cast::<f32>();
+        let ptrs = &mut ptrs[..rows];
+        if self.transposed {
+            for (i, ptr) in ptrs.iter_mut().enumerate() {
+                *ptr = base.wrapping_add(self.tap_offset(self.k.0 + i0 + i));
+            }
+        } else {
+            let mut offs = [0usize; 64];
+            for (chunk, ptrs) in ptrs.chunks_mut(64).enumerate() {
+                let offs = &mut offs[..ptrs.len()];
+                self.position_offsets(self.m.0 + i0 + 64 * chunk, offs);
+                for (ptr, &o) in ptrs.iter_mut().zip(offs.iter()) {
+                    *ptr = base.wrapping_add(o);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Element> Im2col<'_, T> {
+    /// Whether every window lies inside its image (no padding read: a
+    /// `valid` convolution, or a full one over padded images), so that
+    /// every element is a number of the image.
+    fn windows_inside(&self) -> bool {
+        let w = &self.win;
+        w.pad_top == 0
+            && w.pad_left == 0
+            && w.out_h + w.kernel_h - 1 <= w.height
+            && w.out_w + w.kernel_w - 1 <= w.width
+    }
+
+    /// The offset in the images' data of tap `t` from its window's
+    /// top-left number: `ky·width·c + (kx·c + ci)` (a window row is one run).
+    fn tap_offset(&self, t: usize) -> usize {
+        let w = &self.win;
+        let run_len = w.kernel_w * w.channels;
+        (t / run_len) * w.width * w.channels + t % run_len
+    }
+
+    /// The offsets in the images' data of the top-left numbers of the
+    /// windows of positions `q0..q0 + dst.len()` (absolute), one by one.
+    fn position_offsets(&self, q0: usize, dst: &mut [usize]) {
+        let w = &self.win;
+        let positions = w.positions();
+        let (mut n, pos) = (q0 / positions, q0 % positions);
+        let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
+        let mut row = self.src.row.at(n);
+        for d in dst {
+            *d = row + (oy * w.width + ox) * w.channels;
+            ox += 1;
+            if ox == w.out_w {
+                ox = 0;
+                oy += 1;
+                if oy == w.out_h {
+                    oy = 0;
+                    n += 1;
+                    if n < self.src.rows {
+                        row = self.src.row.at(n);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

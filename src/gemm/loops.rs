@@ -57,11 +57,15 @@ impl Aligned {
     }
 }
 
-/// One thread's packing buffers: A~ and B~.
+/// One thread's packing buffers: A~ and B~, and for an A read in place by
+/// the gather kernel (a convolution's unfolded input) its depth offsets and
+/// row pointers.
 #[derive(Default)]
 struct PackBuffers {
     a: Aligned,
     b: Aligned,
+    offs: Vec<usize>,
+    rows: Vec<*const f32>,
 }
 
 thread_local! {
@@ -154,6 +158,22 @@ unsafe fn five_loops<A: AOperand>(
     let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
     let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
     let b_packed = buffers.b.get(nc_max * kc_max, b_bound);
+    // The gather kernel reads A in place through row pointers and depth
+    // offsets (see `AOperand::gather_depth`): in direct mode, where each A
+    // element is used once, it replaces the copy. Same sums, same bits.
+    let gather_kernel = kernel.run_gather.filter(|_| direct);
+    if gather_kernel.is_some() {
+        let rows_bound = blocks.mc.div_ceil(mr).max(1) * mr + mr;
+        if buffers.offs.len() < kc_max {
+            buffers.offs.resize(kc_max.max(kc_bound), 0);
+        }
+        if buffers.rows.len() < mc_max + mr {
+            buffers
+                .rows
+                .resize((mc_max + mr).max(rows_bound), std::ptr::null());
+        }
+    }
+    let (offs, row_ptrs) = (&mut buffers.offs, &mut buffers.rows);
 
     // Loop 5 (BLIS "jc loop"): blocks of nc columns of B and C.
     for jc in (0..n).step_by(nc_max) {
@@ -164,6 +184,7 @@ unsafe fn five_loops<A: AOperand>(
             pack_b(b, (pc, kc), (jc, nc), nr, b_packed);
             let beta_here = if pc == 0 { beta } else { 1.0 };
             let last = pc + kc == k;
+            let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
             // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
@@ -172,7 +193,13 @@ unsafe fn five_loops<A: AOperand>(
                 // micro-panel is packed. Otherwise pack the whole A~ block.
                 let full = if direct { mc / mr * mr } else { 0 };
                 let mut a_direct = (a_packed.as_ptr(), 1, mr);
-                if !direct {
+                if gather.is_some() {
+                    // every panel in place; a last partial one repeats its last
+                    // row (computed, never stored: the tile is clipped to mc rows)
+                    a.gather_rows((ic, mc), row_ptrs);
+                    let last_row = row_ptrs[mc - 1];
+                    row_ptrs[mc..mc.div_ceil(mr) * mr].fill(last_row);
+                } else if !direct {
                     a.pack(alpha, (ic, mc), (pc, kc), mr, a_packed);
                 } else {
                     if full > 0 {
@@ -209,7 +236,16 @@ unsafe fn five_loops<A: AOperand>(
                         // else a packed mr·kc panel of `a_packed` / `a_tail`.
                         // `out` is a valid exclusive tile of C, clipped to m x n.
                         unsafe {
-                            if ir < full {
+                            if let Some(run_gather) = gather {
+                                // rows ir..ir+mr of the block, each read at ptr + offs[p]
+                                (run_gather)(
+                                    kc,
+                                    row_ptrs.as_ptr().add(ir),
+                                    offs.as_ptr(),
+                                    b_panel.as_ptr(),
+                                    &out,
+                                )
+                            } else if ir < full {
                                 let (ptr, ra, pa) = a_direct;
                                 (kernel.run_strided)(kc, ptr.add(ir * ra), ra, pa, b_panel.as_ptr(), &out)
                             } else if direct {

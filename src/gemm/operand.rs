@@ -84,6 +84,29 @@ pub trait AOperand: sealed::Sealed + Copy + Send + Sync {
         depth: (usize, usize),
         buf: &mut [f32],
     ) -> (*const f32, usize, usize);
+
+    /// Whether [`gather_depth`](Self::gather_depth) reads A in place for
+    /// this `alpha` (the default: never).
+    fn gathers(&self, _alpha: f32) -> bool {
+        false
+    }
+
+    /// For the gather micro-kernel ([`super::kernel::GatherKernelFn`]):
+    /// writes `offs[p]` for the depth `p0..p0+kc` so that element `(i, p)` of
+    /// `alpha · A` is the `f32` at `ptrs[i] + offs[p]` ([`gather_rows`](Self::gather_rows)),
+    /// and returns `true`; `false` (the default) when A cannot be read so
+    /// for this `alpha` (then `gather_rows` is not called).
+    /// `offs.len() >= kc`.
+    fn gather_depth(&self, _alpha: f32, _depth: (usize, usize), _offs: &mut [usize]) -> bool {
+        false
+    }
+
+    /// The row pointers for [`gather_depth`](Self::gather_depth): `ptrs[i]`
+    /// for rows `i0..i0+rows` (`ptrs.len() >= rows`). Only called after
+    /// `gather_depth` returned `true`; valid while `self`'s data is.
+    fn gather_rows(&self, _rows: (usize, usize), _ptrs: &mut [*const f32]) {
+        unreachable!("gather_rows on an operand whose gather_depth is false")
+    }
 }
 
 impl<T: Element> sealed::Sealed for MatRef<'_, T> {}

@@ -209,24 +209,48 @@ pub fn conv2d_forward<X: AOperand>(
 /// wasted, and its depth `kh·kw·c_out` is mostly padding) when the columns
 /// are no more numbers than the full convolution's unfolded matrix.
 /// (LeNet-5's second convolution: 6 input channels.)
+///
+/// Also for deep filters (`c_out >= 32`, Keras' second convolution): the
+/// product `dz·Wᵀ` then has `kh·kw·c_in` columns and depth `c_out`, a shape
+/// the wide micro-kernels run near their peak, and no multiply-add reads a
+/// padding zero; the full convolution's product has only `c_in` columns (a
+/// register tile of few columns waits on its broadcasts) and, for a `valid`
+/// layer, a border of zeros in each window. The columns are made and folded
+/// a few images at a time (`FOLD_BYTES`), so they never leave L2.
+/// Measured (Keras conv2, 3x3x64 on 26x26x32, one 64-image shard, 1
+/// thread, Zen 5): the full convolution 10.1-11.0 ms, the fold below 6-7 ms.
 fn folds_columns(layer: &Conv2d) -> bool {
     let g = &layer.geometry;
     let (input, output) = (g.input(), g.output());
     let taps = g.kernel_h() * g.kernel_w();
     let columns = output.height() * output.width() * taps * input.channels();
     let full = input.height() * input.width() * taps * g.filters();
-    input.channels() < crate::simd::LANES && columns <= full
+    (input.channels() < crate::simd::LANES && columns <= full) || g.filters() >= 32
+}
+
+/// The most bytes of unfolded columns `dcols` made before they are folded
+/// into `dx` (at least one image's): about half of a 1 MiB L2.
+const FOLD_BYTES: usize = 512 * 1024;
+
+/// Images whose unfolded input-gradient columns are made at once (at least 1).
+fn fold_images(layer: &Conv2d, rows: usize) -> usize {
+    let g = &layer.geometry;
+    let per_image = g.output().height() * g.output().width() * (g.weight_len() / g.filters());
+    (FOLD_BYTES / (4 * per_image)).clamp(1, rows.max(1))
 }
 
 /// The shape of the scratch buffer [`conv2d_backward`] needs for the input
 /// gradient over up to `capacity` rows: the filters turned by 180°,
-/// `(kh·kw·c_out, c_in)`, or the unfolded columns of `dx`,
-/// `(capacity·oh·ow, kh·kw·c_in)` (see `folds_columns` in the source).
+/// `(kh·kw·c_out, c_in)`, or the unfolded columns of `dx` for a few images
+/// at a time, `(images·oh·ow, kh·kw·c_in)` (see `folds_columns` in the source).
 pub fn input_gradient_scratch(layer: &Conv2d, capacity: usize) -> (usize, usize) {
     let g = &layer.geometry;
     if folds_columns(layer) {
         let o = g.output();
-        (capacity * o.height() * o.width(), g.weight_len() / g.filters())
+        (
+            fold_images(layer, capacity) * o.height() * o.width(),
+            g.weight_len() / g.filters(),
+        )
     } else {
         (g.kernel_h() * g.kernel_w() * g.filters(), g.input().channels())
     }
@@ -307,20 +331,25 @@ pub fn conv2d_backward<X: AOperand>(
         return;
     };
     if folds_columns(layer) {
-        //                                   (few input channels: dcols = dz·Wᵀ, dx = col2im(dcols))
-        let taps = win.taps();
+        //                                   (dcols = dz·Wᵀ, dx = col2im(dcols), a few images at a time)
+        let (taps, per_image) = (win.taps(), win.positions());
+        let images = fold_images(layer, rows);
         assert!(
-            scratch.rows() >= positions && scratch.cols() == taps,
-            "conv2d_backward: the scratch buffer must be (rows·oh·ow, kh·kw·c_in)"
+            scratch.rows() >= images * per_image && scratch.cols() == taps,
+            "conv2d_backward: the scratch buffer must be (images·oh·ow, kh·kw·c_in)"
         );
-        let dcols = scratch.view_mut().rows_range(0, positions);
-        gemm(1.0, dz_view, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
-        let per_row = win.positions() * taps;
-        let _t = trace::kernel(Kind::Col2im).bytes(4 * rows * (per_row + 2 * layer.inputs()));
-        for r in 0..rows {
-            let image = dx.row_mut(r);
-            image.fill(0.0);
-            col2im_add(image, &scratch.as_slice()[r * per_row..][..per_row], &win);
+        let per_row = per_image * taps;
+        for r0 in (0..rows).step_by(images) {
+            let n = images.min(rows - r0);
+            let dcols = scratch.view_mut().rows_range(0, n * per_image);
+            let dz_rows = dz_view.rows_range(r0 * per_image, (r0 + n) * per_image);
+            gemm(1.0, dz_rows, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
+            let _t = trace::kernel(Kind::Col2im).bytes(4 * n * (per_row + 2 * layer.inputs()));
+            for r in 0..n {
+                let image = dx.row_mut(r0 + r);
+                image.fill(0.0);
+                col2im_add(image, &scratch.as_slice()[r * per_row..][..per_row], &win);
+            }
         }
         return;
     }

@@ -71,6 +71,18 @@ pub type KernelFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, out: &Til
 pub type StridedKernelFn =
     unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, out: &TileOut);
 
+/// `unsafe fn(kc, rows, offs, b_panel, out)`: a [`KernelFn`] that reads
+/// element `(i, p)` of its A micro-panel at `rows[i] + offs[p]`: A in place
+/// where neither its rows nor its columns are evenly spaced (a convolution's
+/// unfolded input, [`crate::gemm::Im2col`]: one pointer per output
+/// position, one offset per filter tap, or the other way round).
+///
+/// # Safety
+/// As [`KernelFn`], with `rows` readable for `MR` pointers, `offs` for `kc`
+/// offsets, and `rows[i] + offs[p]` readable for `i < MR`, `p < kc`.
+pub type GatherKernelFn =
+    unsafe fn(kc: usize, rows: *const *const f32, offs: *const usize, b: *const f32, out: &TileOut);
+
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
@@ -84,6 +96,10 @@ pub struct MicroKernel {
     pub run: KernelFn,
     /// The same kernel reading A in place.
     pub run_strided: StridedKernelFn,
+    /// The same kernel reading A in place through row pointers and depth
+    /// offsets (`None`: the kernel has its lanes along m and needs rows of A
+    /// evenly spaced).
+    pub run_gather: Option<GatherKernelFn>,
 }
 
 macro_rules! simd_kernel {
@@ -94,6 +110,7 @@ macro_rules! simd_kernel {
             nr: $nv * LANES,
             run: simd::micro_kernel::<$mr, $nv>,
             run_strided: simd::micro_kernel_strided::<$mr, $nv>,
+            run_gather: Some(simd::micro_kernel_gather::<$mr, $nv>),
         }
     };
 }
@@ -106,6 +123,7 @@ macro_rules! simd_kernel_m {
             nr: $nr,
             run: simd::micro_kernel_m::<{ $mv * LANES }, $mv, $nr>,
             run_strided: simd::micro_kernel_m_strided::<{ $mv * LANES }, $mv, $nr>,
+            run_gather: None,
         }
     };
 }
@@ -199,6 +217,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         nr: 4,
         run: scalar::micro_kernel::<4, 4>,
         run_strided: scalar::micro_kernel_strided::<4, 4>,
+        run_gather: Some(scalar::micro_kernel_gather::<4, 4>),
     },
     MicroKernel {
         name: "scalar-8x8",
@@ -206,6 +225,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         nr: 8,
         run: scalar::micro_kernel::<8, 8>,
         run_strided: scalar::micro_kernel_strided::<8, 8>,
+        run_gather: Some(scalar::micro_kernel_gather::<8, 8>),
     },
 ];
 

@@ -42,13 +42,46 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NR: usize>(
     b: *const f32,
     out: &TileOut,
 ) {
+    // SAFETY: the caller guarantees element (i, p) of A is readable.
+    let a_at = |i: usize, p: usize| unsafe { *a.add(i * ra + p * pa) };
+    // SAFETY: forwarded from the caller.
+    unsafe { tile::<MR, NR>(kc, a_at, b, out) }
+}
+
+/// The same, reading `A[i, p]` in place at `rows[i] + offs[p]`.
+///
+/// # Safety
+/// As [`super::GatherKernelFn`].
+pub unsafe fn micro_kernel_gather<const MR: usize, const NR: usize>(
+    kc: usize,
+    rows: *const *const f32,
+    offs: *const usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    // SAFETY: the caller guarantees MR row pointers, kc offsets and element (i, p) readable.
+    let a_at = |i: usize, p: usize| unsafe { *(*rows.add(i)).add(*offs.add(p)) };
+    // SAFETY: forwarded from the caller.
+    unsafe { tile::<MR, NR>(kc, a_at, b, out) }
+}
+
+/// The register tile: `kc` rank-1 updates with `A[i, p] = a_at(i, p)`, then the store.
+///
+/// # Safety
+/// `b` readable for `NR · kc` floats; `out` as for [`super::KernelFn`].
+#[inline(always)]
+unsafe fn tile<const MR: usize, const NR: usize>(
+    kc: usize,
+    a_at: impl Fn(usize, usize) -> f32,
+    b: *const f32,
+    out: &TileOut,
+) {
     // SAFETY: the caller guarantees `NR · kc` readable floats of B~.
     let b = unsafe { std::slice::from_raw_parts(b, NR * kc) };
     let mut ab = [[0.0f32; NR]; MR];
     for (p, b_row) in b.chunks_exact(NR).enumerate() {
         for (i, ab_row) in ab.iter_mut().enumerate() {
-            // SAFETY: the caller guarantees element (i, p) of A is readable.
-            let a_ip = unsafe { *a.add(i * ra + p * pa) };
+            let a_ip = a_at(i, p);
             for (ab_ij, &b_pj) in ab_row.iter_mut().zip(b_row) {
                 *ab_ij = mul_add_f32(a_ip, b_pj, *ab_ij);
             }

@@ -80,6 +80,57 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NV: usize>(
     }
 }
 
+/// The same micro-kernel reading `A[i, p]` in place at `rows[i] + offs[p]`:
+/// a convolution's unfolded input read from the images (see
+/// [`super::GatherKernelFn`]). Each step loads one offset and adds it to
+/// every row's pointer (an addressing mode, no dependent chain). Same
+/// arithmetic, same order, same bits as the packed kernel.
+///
+/// # Safety
+/// As [`super::GatherKernelFn`].
+#[inline(never)]
+pub unsafe fn micro_kernel_gather<const MR: usize, const NV: usize>(
+    kc: usize,
+    rows: *const *const f32,
+    offs: *const usize,
+    b: *const f32,
+    out: &TileOut,
+) {
+    let nr = NV * LANES;
+    let mut acc = [[V::ZERO; NV]; MR];
+    let mut row = [std::ptr::null::<f32>(); MR];
+    for (i, row) in row.iter_mut().enumerate() {
+        // SAFETY: the caller guarantees MR row pointers.
+        *row = unsafe { *rows.add(i) };
+    }
+    let mut b = b;
+    for p in 0..kc {
+        // SAFETY: the caller guarantees kc offsets.
+        let o = unsafe { *offs.add(p) };
+        let mut bv = [V::ZERO; NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            // SAFETY: within this step's `nr` floats of the B micro-panel.
+            *bv = unsafe { simd::load(b.add(v * LANES)) };
+        }
+        for (acc_row, &r) in acc.iter_mut().zip(&row) {
+            // SAFETY: element (i, p) of A, readable by the caller's guarantee.
+            let ai = V::splat(unsafe { *r.add(o) });
+            for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+                *acc = simd::mul_add(ai, bv, *acc);
+            }
+        }
+        // SAFETY: as above, for the B micro-panel.
+        b = unsafe { b.add(nr) };
+    }
+    // A copy for the store: `acc` itself never has its address taken, so
+    // LLVM keeps it in registers (otherwise, since the row pointers come
+    // from memory, it must assume they may point into `acc` and stores
+    // every accumulator at every step).
+    let tile = acc;
+    // SAFETY: forwarded from the caller.
+    unsafe { store_tile::<MR, NV>(&tile, out) }
+}
+
 /// Rows of A per base pointer in [`strided_body`]: row `4g + r` is read at
 /// `base[g] + r·ra`, an addressing mode (`ra`, `2·ra` as a scaled index,
 /// `3·ra`), so no row's address waits for another's.
