@@ -170,6 +170,10 @@ fn convolution_matches_seven_plain_loops_on_packed_and_threaded_shapes() {
     check_conv(10, 9, (3, 3), (64, 40), Padding::Same);
     check_conv(12, 12, (5, 5), (6, 16), Padding::Valid);
     check_conv(7, 11, (4, 4), (33, 70), Padding::Same);
+    // deep filters (c_out >= 32): dx folded from dz·Wᵀ a few images at a time;
+    // here one image per fold (16·16·288 floats of columns), so two folds
+    check_conv(16, 16, (3, 3), (32, 32), Padding::Same);
+    check_conv(12, 12, (3, 3), (20, 36), Padding::Valid);
 }
 
 #[test]
