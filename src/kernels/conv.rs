@@ -459,10 +459,36 @@ pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: A
         for k in j..n {
             row[k] = da_row[k] * act.df_from_output(a_row[k]);
         }
-        for position in row.chunks_exact(channels) {
-            for (s, &d) in db.iter_mut().zip(position) {
-                *s += d;
+        match channels {
+            // a fixed channel count keeps the sums in registers (LeNet-5's 6 filters: 0.20 -> 0.06 ms a shard)
+            1 => sum_channels::<1>(row, db),
+            2 => sum_channels::<2>(row, db),
+            3 => sum_channels::<3>(row, db),
+            4 => sum_channels::<4>(row, db),
+            6 => sum_channels::<6>(row, db),
+            8 => sum_channels::<8>(row, db),
+            _ => {
+                for position in row.chunks_exact(channels) {
+                    for (s, &d) in db.iter_mut().zip(position) {
+                        *s += d;
+                    }
+                }
             }
         }
     }
+}
+
+/// `db[c] += Σ_positions row[position·C + c]`, position after position (the
+/// order of the loop it replaces), with the `C` sums in registers.
+#[inline(always)]
+fn sum_channels<const C: usize>(row: &[f32], db: &mut [f32]) {
+    let db: &mut [f32; C] = db.try_into().expect("C channel sums");
+    let mut sums = *db;
+    for position in row.chunks_exact(C) {
+        let position: &[f32; C] = position.try_into().expect("C channels");
+        for (s, &d) in sums.iter_mut().zip(position) {
+            *s += d;
+        }
+    }
+    *db = sums;
 }
