@@ -164,6 +164,21 @@ fn convolution_matches_seven_plain_loops_on_sizes_1_to_9() {
 }
 
 #[test]
+fn single_channel_layers_match_seven_plain_loops_for_many_filter_counts() {
+    // a grey first layer (one input channel, up to 16 filters) runs its own
+    // kernels, the filters slid along each row a vector of positions at a
+    // time, in groups of filters (6 for LeNet-5, whose weight gradient keeps
+    // its sums in registers; 8 otherwise, a last group partly empty)
+    for filters in [2, 3, 5, 6, 8, 12, 15, 16] {
+        check_conv(28, 28, (5, 5), (1, filters), Padding::Same);
+        check_conv(13, 9, (3, 3), (1, filters), Padding::Valid);
+        check_conv(6, 30, (2, 4), (1, filters), Padding::Same);
+    }
+    // the largest padded image the kernels take (64 x 64 floats with the row margin)
+    check_conv(60, 44, (5, 5), (1, 6), Padding::Same);
+}
+
+#[test]
 fn convolution_matches_seven_plain_loops_on_packed_and_threaded_shapes() {
     // n > 16 filters (packed micro-panels, not the direct mode), taps past one
     // kc block (3·3·64 = 576), and enough work to be split across threads.
