@@ -203,7 +203,10 @@ pub fn gemm<A: AOperand>(
         scale_c(beta, &mut c, epilogue);
         return;
     }
-    let kernel = kernel::choose_for(n, k);
+    let mut kernel = kernel::choose_for(n, k);
+    if a.gathers(alpha) {
+        kernel = kernel::choose_for_gather(n, kernel);
+    }
     let blocks = block_sizes();
     let min_task = match par {
         Parallelism::Rayon => threads::min_flops_per_task(),
