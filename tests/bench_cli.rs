@@ -383,7 +383,7 @@ fn bench_times_the_convolutions_of_the_cnn_models() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = stdout(&o);
     assert!(
-        md.contains(" images | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|\n"),
+        md.contains("-image shard per thread | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|\n"),
         "{md}"
     );
     assert!(md.contains("\n| lenet L2 5x5x16 valid 14x14x6 | dx | "), "{md}");

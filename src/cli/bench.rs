@@ -185,7 +185,10 @@ pub fn memory_bytes(set: &Settings) -> u64 {
         .models
         .iter()
         .flat_map(|m| ConvCase::of_model(m).unwrap_or_default())
-        .map(|c| c.buffer_bytes(conv_bench::BENCH_ROWS))
+        .map(|c| {
+            c.buffer_bytes(conv_bench::BENCH_ROWS)
+                .saturating_mul(set.threads as u64)
+        })
         .max()
         .unwrap_or(0);
     let largest = largest.max(conv);
@@ -362,7 +365,7 @@ fn to_markdown(set: &Settings, r: &Results, command: &str) -> String {
     if !r.convs.is_empty() {
         let _ = writeln!(
             s,
-            "\n| convolution on {}, {} images | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|",
+            "\n| convolution on {}, a {}-image shard per thread | pass | GFLOP/s | % of peak | bound, % of roof |\n|---|---|---|---|---|",
             threads(n),
             conv_bench::BENCH_ROWS
         );
@@ -550,7 +553,7 @@ fn conv_text(set: &Settings, r: &Results) -> String {
     let n = set.threads;
     let _ = writeln!(
         s,
-        "\nConvolutions on {n} thread(s), one {}-image training shard (median of up to {} runs; useful FLOPs 2.rows.oh.ow.c_out.kh.kw.c_in per pass; dx = whole backward - dW-only; roof as for the GEMMs):",
+        "\nConvolutions on {n} thread(s), one {}-image training shard per thread at once, as training runs them; times per shard (median of up to {} runs; useful FLOPs 2.rows.oh.ow.c_out.kh.kw.c_in per pass; dx = whole backward - dW-only; roof as for the GEMMs):",
         conv_bench::BENCH_ROWS,
         set.runs
     );

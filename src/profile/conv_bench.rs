@@ -49,12 +49,14 @@ pub type ConvForwardFn = fn(MatMut, MatRef<f32>, &Conv2d);
 pub type ConvBackwardFn =
     fn(Option<MatMut>, &mut Matrix, MatMut, &mut [f32], MatMut, MatRef, MatRef, MatRef<f32>, &Conv2d);
 
-/// The engine's forward pass ([`conv2d_forward`]), allowed to use the current rayon pool.
+/// The engine's forward pass ([`conv2d_forward`]) on one thread, as a
+/// training shard runs it.
 pub fn engine_forward(a: MatMut, x: MatRef<f32>, layer: &Conv2d) {
-    conv2d_forward(a, x, 1.0, layer, None, Parallelism::Rayon);
+    conv2d_forward(a, x, 1.0, layer, None, Parallelism::Sequential);
 }
 
-/// The engine's backward pass ([`conv2d_backward`]), allowed to use the current rayon pool.
+/// The engine's backward pass ([`conv2d_backward`]) on one thread, as a
+/// training shard runs it.
 #[allow(clippy::too_many_arguments)]
 pub fn engine_backward(
     dx: Option<MatMut>,
@@ -79,7 +81,7 @@ pub fn engine_backward(
         1.0,
         layer,
         None,
-        Parallelism::Rayon,
+        Parallelism::Sequential,
     );
 }
 
@@ -359,7 +361,12 @@ pub fn verify_conv(case: &ConvCase, forward: ConvForwardFn, backward: ConvBackwa
     Ok(())
 }
 
-/// Run times of the passes of one layer on `rows` images: `(pass, seconds)`.
+/// Run times of the passes of one layer on `rows` images: `(pass, seconds)`,
+/// measured as training runs them: one shard of `rows` images per thread of
+/// the current rayon pool, all at once, each on its own thread (shards are
+/// training's parallel tasks; a shard's GEMMs do not split further). A time
+/// is the wall time of all the shards divided by their number: the seconds
+/// per shard when every thread works.
 ///
 /// One warm-up of everything, then up to `runs` rounds while under `budget`
 /// seconds (at least one); each round times the forward pass, the dW-only
@@ -368,25 +375,31 @@ pub fn verify_conv(case: &ConvCase, forward: ConvForwardFn, backward: ConvBackwa
 /// by rank (fastest whole minus fastest dW-only, and so on: its median and
 /// best are the differences of theirs, at least a nanosecond).
 pub fn time_conv(case: &ConvCase, rows: usize, runs: usize, budget: f64) -> Vec<(ConvPass, Vec<f64>)> {
+    use rayon::prelude::*;
     let c = &case.conv;
-    let mut d = ConvData::new(case, rows, 13);
-    let time = |f: &mut dyn FnMut()| {
+    let shards = rayon::current_num_threads().max(1);
+    let mut data: Vec<ConvData> = (0..shards)
+        .map(|s| ConvData::new(case, rows, 13 + 7 * s as u64))
+        .collect();
+    let time = |data: &mut Vec<ConvData>, f: &(dyn Fn(&mut ConvData) + Sync)| {
         let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
+        data.par_iter_mut().with_max_len(1).for_each(f);
+        t.elapsed().as_secs_f64() / shards as f64
     };
-    d.forward(engine_forward, c);
-    d.backward(engine_backward, c, !case.first);
+    let forward = |d: &mut ConvData| d.forward(engine_forward, c);
+    let only_dw = |d: &mut ConvData| d.backward(engine_backward, c, false);
+    let whole_backward = |d: &mut ConvData| d.backward(engine_backward, c, !case.first);
+    time(&mut data, &forward);
+    time(&mut data, &whole_backward);
     let (mut fwd, mut dw, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     while fwd.is_empty() || (fwd.len() < runs && start.elapsed().as_secs_f64() < budget) {
-        fwd.push(time(&mut || d.forward(engine_forward, c)));
-        let only_dw = time(&mut || d.backward(engine_backward, c, false));
-        dw.push(only_dw);
+        fwd.push(time(&mut data, &forward));
+        dw.push(time(&mut data, &only_dw));
         if !case.first {
-            whole.push(time(&mut || d.backward(engine_backward, c, true)));
+            whole.push(time(&mut data, &whole_backward));
         }
-        black_box((&d.a, &d.dw, &d.dx));
+        black_box(data.iter().map(|d| (&d.a, &d.dw, &d.dx)).count());
     }
     let by_rank = |v: &[f64]| {
         let mut v = v.to_vec();
