@@ -25,7 +25,11 @@
 //! single elements: a row-major block (the direct mode, and the transposed
 //! operand's micro-panels) is filled run by run; the untransposed
 //! micro-panels are filled through a small on-stack block, transposed in
-//! registers by 8x8 tiles.
+//! registers by 8x8 tiles. When every window lies inside its image (no
+//! padding: a `valid` layer) and the images are `f32` with no scale, nothing
+//! is copied: the GEMM's gather micro-kernel reads element `(q, t)` at
+//! `pointer[q] + offset[t]` (one pointer per output position, one offset per
+//! tap; or, transposed, the other way round), see [`AOperand::gather_depth`].
 
 use super::operand::{sealed, AOperand};
 use super::pack::{transpose_scaled, Axis};

@@ -23,7 +23,11 @@
 //! a scale: a contiguous, vectorised copy, no transpose); only a last
 //! partial micro-panel is packed (zero-padded). Each element is still
 //! computed as `fma(alpha·a, b, acc)` in the same order, so both modes give
-//! the same bits.
+//! the same bits. An A whose rows and depth are not evenly spaced but can be
+//! read in place (a `valid` convolution's unfolded `f32` input,
+//! [`super::Im2col`]) is read by the gather micro-kernel instead, through a
+//! pointer per row and an offset per step of `k` ([`AOperand::gather_depth`]):
+//! no copy at all, the same bits again.
 
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};

@@ -18,10 +18,12 @@
 //! ```
 //!
 //! `z` and `a` are written as `(rows·oh·ow, c_out)` by the GEMM, with the
-//! bias and activation in its epilogue; `dx` is a gather, not a scatter
-//! (each input pixel's gradient is one dot product of the `dz` around it
-//! with the filters turned by 180°), so it needs no atomics and is
-//! deterministic. Dropout (training) multiplies the `(rows, outputs)` output
+//! bias and activation in its epilogue. `dx` is computed one of two ways,
+//! both deterministic (no atomics, a fixed order): as the full convolution
+//! above (each input pixel's gradient one dot product of the `dz` around it
+//! with the filters turned by 180°), or, for few input channels or at least
+//! 32 filters, as the unfolded columns `dcols = dz·Wᵀ` folded back into
+//! images (`col2im`, a few images at a time; see `folds_columns`). Dropout (training) multiplies the `(rows, outputs)` output
 //! by the mask keyed by its row and column, as for a dense layer.
 //!
 //! The lesson with the same steps in plain `f64` loops is

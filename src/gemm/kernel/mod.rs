@@ -300,7 +300,8 @@ const GATHER_NARROW: Option<usize> = Some(2);
 const GATHER_NARROW: Option<usize> = None;
 
 /// The kernel for a product with `n` columns whose A the gather kernel
-/// reads (see [`GATHER_NARROW`]), given the one [`choose_for`] picked.
+/// reads (`simd-24x16` for `n <= LANES` on AVX-512, see `GATHER_NARROW` in
+/// the source), given the one [`choose_for`] picked.
 pub fn choose_for_gather(n: usize, chosen: &'static MicroKernel) -> &'static MicroKernel {
     match GATHER_NARROW {
         Some(i) if n <= LANES && forced().is_none() => &SIMD_KERNELS[i],
