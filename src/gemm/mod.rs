@@ -157,6 +157,27 @@ pub fn micro_kernel_name() -> &'static str {
     kernel::forced().unwrap_or(kernel::default_kernel()).name
 }
 
+/// `dst = srcᵀ`: a transposing copy by 8 x 8 blocks transposed in registers
+/// (the same bits: only moved).
+///
+/// Shapes: `dst: (n, m)`, `src: (m, n)` with contiguous rows.
+pub fn transpose_into(mut dst: MatMut, src: MatRef<f32>) {
+    let (m, n) = (src.rows(), src.cols());
+    assert_eq!((dst.rows(), dst.cols()), (n, m), "transpose_into: shapes");
+    assert!(
+        src.col_stride() == 1 || n <= 1,
+        "transpose_into: src's rows must be contiguous"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rs, ld) = (src.row_stride(), dst.row_stride());
+    let (from, to) = (src.data().as_ptr(), dst.data().as_mut_ptr());
+    // SAFETY: row i of src holds n floats from from + i·rs, and dst's
+    // element (p, i) is to + p·ld + i, inside its data, for i < m, p < n.
+    unsafe { pack::transpose_scaled(|i| from.add(i * rs), m, n, to, ld, 1.0) };
+}
+
 /// Names of every micro-kernel compiled in (SIMD ones first).
 pub fn available_kernels() -> Vec<&'static str> {
     kernel::all_kernels().map(|k| k.name).collect()
