@@ -143,7 +143,8 @@ thread_local! {
 /// `W·dzᵀ` reads `W` where it is and packs only `dzᵀ`, and the transpose of
 /// `dx` is half the numbers of `W`. Each element is the same sum over the
 /// same `k` (the outputs) in the same order: the same bits.
-/// Measured (Keras' dense 9216 -> 128, one 64-image shard, 1 thread, Zen 5): 1.37 -> TBD ms.
+/// Measured (Keras' dense 9216 -> 128, one 64-image shard, 1 thread, Zen 5): the
+/// product 1.37 -> 0.68 ms, the whole pass 28.2 -> 27.4 ms (medians of 3).
 fn transposed_input_gradient_pays(dx: &MatMut, layer: &Dense) -> bool {
     let (rows, inputs, outputs) = (dx.rows(), layer.w.rows(), layer.w.cols());
     inputs >= 8 * outputs && outputs >= rows && rows > 0
