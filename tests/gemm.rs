@@ -18,41 +18,17 @@
 //! and `bit_identical_across_thread_counts`, whose shapes are asserted to split.
 //!
 //! Tests that change the process-wide block sizes or kernel, or that check
-//! bit-identity across thread pools, hold `GLOBALS`.
+//! bit-identity across thread pools, hold `common::Globals`.
 
+mod common;
+
+use common::Globals;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
 use simdnet::gemm::{self, reference, BlockSizes, Epilogue, Parallelism};
 use simdnet::matrix::{Element, MatMut, MatRef};
-use std::sync::Mutex;
-
-static GLOBALS: Mutex<()> = Mutex::new(());
-
 /// Absolute tolerance for the vectorised sigmoid and tanh epilogues.
 const ACT_TOL: f32 = 2e-6;
-
-/// Holds the globals lock and restores the default kernel and block sizes on drop.
-struct Globals {
-    _lock: std::sync::MutexGuard<'static, ()>,
-    saved: BlockSizes,
-}
-
-impl Globals {
-    fn lock() -> Globals {
-        let lock = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
-        Globals {
-            _lock: lock,
-            saved: gemm::block_sizes(),
-        }
-    }
-}
-
-impl Drop for Globals {
-    fn drop(&mut self) {
-        gemm::set_block_sizes(self.saved);
-        gemm::set_kernel(None).unwrap();
-    }
-}
 
 /// Row-major storage of a `rows x cols` operand, possibly stored transposed
 /// (`trans`: the view is `.t()` of a `cols x rows` matrix) and with `pad`
@@ -370,12 +346,7 @@ fn network_shapes() {
 #[test]
 fn block_and_tile_edges_for_every_kernel() {
     let _g = Globals::lock();
-    for name in gemm::available_kernels() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = simdnet::gemm::kernel::all_kernels()
-            .find(|k| k.name == name)
-            .unwrap();
-        let (mr, nr) = (kernel.mr, kernel.nr);
+    for (_, mr, nr) in common::forced_kernels() {
         let blocks = BlockSizes {
             mc: 2 * mr,
             kc: 7,
@@ -814,10 +785,7 @@ fn dropout_epilogue_on_every_kernel() {
     use simdnet::kernels::DropoutMask;
     let _g = Globals::lock();
     let mut rng = StdRng::seed_from_u64(21);
-    for name in gemm::available_kernels() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
-        let (mr, nr) = (kernel.mr, kernel.nr);
+    for (name, mr, nr) in common::forced_kernels() {
         for (index, &(m, n, k)) in [(mr + 1, nr - 1, 37), (2 * mr - 1, 2 * nr + 1, 5), (mr, nr, 64)]
             .iter()
             .enumerate()

@@ -13,62 +13,36 @@
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::gemm::{self, AOperand, BlockSizes, Epilogue, Gathered, Im2col, Parallelism, Window};
 use simdnet::matrix::{MatMut, MatRef};
-use std::sync::Mutex;
 
-/// The kernel and block sizes are process-wide.
-static GLOBALS: Mutex<()> = Mutex::new(());
+mod common;
 
-/// Restores the default kernel and block sizes on drop.
-struct Globals {
-    _lock: std::sync::MutexGuard<'static, ()>,
-    saved: BlockSizes,
-}
-
-impl Globals {
-    fn lock() -> Globals {
-        let lock = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
-        Globals {
-            _lock: lock,
-            saved: gemm::block_sizes(),
-        }
-    }
-}
-
-impl Drop for Globals {
-    fn drop(&mut self) {
-        gemm::set_block_sizes(self.saved);
-        gemm::set_kernel(None).unwrap();
-    }
-}
+use common::Globals;
 
 /// `im2col` of `images` images `x` (each `win.image_len()`), written out:
-/// `(images·out_h·out_w, kh·kw·c)` row-major.
+/// `(images·out_h·out_w, kh·kw·c)` row-major, element `(q, t)` decoded from
+/// its two indices (position `q = (n·out_h + oy)·out_w + ox`, tap
+/// `t = (ky·kw + kx)·c + ci`), padding read as 0.
 fn unfold(x: &[f32], images: usize, w: &Window) -> Vec<f32> {
-    let mut out = Vec::new();
-    for n in 0..images {
-        for oy in 0..w.out_h {
-            for ox in 0..w.out_w {
-                for ky in 0..w.kernel_h {
-                    for kx in 0..w.kernel_w {
-                        for ci in 0..w.channels {
-                            let (py, px) = (oy + ky, ox + kx);
-                            let inside = py >= w.pad_top
-                                && py - w.pad_top < w.height
-                                && px >= w.pad_left
-                                && px - w.pad_left < w.width;
-                            out.push(if inside {
-                                let (iy, ix) = (py - w.pad_top, px - w.pad_left);
-                                x[n * w.image_len() + (iy * w.width + ix) * w.channels + ci]
-                            } else {
-                                0.0
-                            });
-                        }
-                    }
-                }
-            }
+    let (positions, taps) = (w.out_h * w.out_w, w.taps());
+    let element = |q: usize, t: usize| {
+        let (n, oy, ox) = (q / positions, q % positions / w.out_w, q % w.out_w);
+        let (ky, kx, ci) = (
+            t / (w.kernel_w * w.channels),
+            t / w.channels % w.kernel_w,
+            t % w.channels,
+        );
+        let (py, px) = (
+            (oy + ky) as isize - w.pad_top as isize,
+            (ox + kx) as isize - w.pad_left as isize,
+        );
+        if py < 0 || px < 0 || py as usize >= w.height || px as usize >= w.width {
+            return 0.0;
         }
-    }
-    out
+        x[n * w.image_len() + (py as usize * w.width + px as usize) * w.channels + ci]
+    };
+    (0..images * positions * taps)
+        .map(|e| element(e / taps, e % taps))
+        .collect()
 }
 
 fn valid(height: usize, width: usize, channels: usize, kernel_h: usize, kernel_w: usize) -> Window {
@@ -128,11 +102,7 @@ fn check(win: Window, images: usize, filters: usize, rng: &mut StdRng, label: &s
         ("view", product(from_view, w)),
         ("rows by index", product(from_index, w)),
     ] {
-        let bad = got
-            .iter()
-            .zip(&want)
-            .position(|(g, e)| g.to_bits() != e.to_bits());
-        assert!(bad.is_none(), "{label}, forward, {how}: element {bad:?} differs");
+        common::assert_same_bits(&got, &want, &format!("{label}, forward, {how}"));
     }
     // weight gradient: im2col(x)ᵀ·dz
     let dz = random(rng, m * filters);
@@ -142,14 +112,7 @@ fn check(win: Window, images: usize, filters: usize, rng: &mut StdRng, label: &s
         ("view", product(from_view.t(), dz)),
         ("rows by index", product(from_index.t(), dz)),
     ] {
-        let bad = got
-            .iter()
-            .zip(&want)
-            .position(|(g, e)| g.to_bits() != e.to_bits());
-        assert!(
-            bad.is_none(),
-            "{label}, weight gradient, {how}: element {bad:?} differs"
-        );
+        common::assert_same_bits(&got, &want, &format!("{label}, weight gradient, {how}"));
     }
 }
 
@@ -157,12 +120,7 @@ fn check(win: Window, images: usize, filters: usize, rng: &mut StdRng, label: &s
 fn in_place_windows_give_the_bits_of_the_unfolded_matrix_on_every_kernel() {
     let _g = Globals::lock();
     let mut rng = StdRng::seed_from_u64(11);
-    for name in gemm::available_kernels() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = simdnet::gemm::kernel::all_kernels()
-            .find(|k| k.name == name)
-            .unwrap();
-        let (mr, nr) = (kernel.mr, kernel.nr);
+    for (name, mr, nr) in common::forced_kernels() {
         // small blocks: several kc blocks (k = taps, or positions), several mc blocks, edge tiles
         gemm::set_block_sizes(BlockSizes {
             mc: 2 * mr,

@@ -387,17 +387,8 @@ impl<T: Element> Im2col<'_, T> {
                         convert(&src[o..o + run], alpha, &mut row[off..off + run]);
                     }
                 }
-                ox += 1;
-                if ox == w.out_w {
-                    ox = 0;
-                    oy += 1;
-                    if oy == w.out_h {
-                        oy = 0;
-                        n += 1;
-                        if j + 1 < count {
-                            image = self.src.row(n);
-                        }
-                    }
+                if next_position(w, (&mut n, &mut oy, &mut ox)) && j + 1 < count {
+                    image = self.src.row(n);
                 }
                 continue;
             }
@@ -427,20 +418,29 @@ impl<T: Element> Im2col<'_, T> {
                     }
                 }
             }
-            ox += 1;
-            if ox == w.out_w {
-                ox = 0;
-                oy += 1;
-                if oy == w.out_h {
-                    oy = 0;
-                    n += 1;
-                    if j + 1 < count {
-                        image = self.src.row(n);
-                    }
-                }
+            if next_position(w, (&mut n, &mut oy, &mut ox)) && j + 1 < count {
+                image = self.src.row(n);
             }
         }
     }
+}
+
+/// Steps the output position `(n, oy, ox)` (image, row, column) to the next
+/// one in row-major order; `true` when it moves on to the next image.
+#[inline(always)]
+fn next_position(w: &Window, (n, oy, ox): (&mut usize, &mut usize, &mut usize)) -> bool {
+    *ox += 1;
+    if *ox < w.out_w {
+        return false;
+    }
+    *ox = 0;
+    *oy += 1;
+    if *oy < w.out_h {
+        return false;
+    }
+    *oy = 0;
+    *n += 1;
+    true
 }
 
 /// Copies the first `N` floats of each `from` slice to each `cols` slice (of `N` floats).
@@ -752,17 +752,8 @@ impl<T: Element> Im2col<'_, T> {
         let mut row = self.src.row.at(n);
         for d in dst {
             *d = row + (oy * w.width + ox) * w.channels;
-            ox += 1;
-            if ox == w.out_w {
-                ox = 0;
-                oy += 1;
-                if oy == w.out_h {
-                    oy = 0;
-                    n += 1;
-                    if n < self.src.rows {
-                        row = self.src.row.at(n);
-                    }
-                }
+            if next_position(w, (&mut n, &mut oy, &mut ox)) && n < self.src.rows {
+                row = self.src.row.at(n);
             }
         }
     }

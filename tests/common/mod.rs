@@ -218,3 +218,52 @@ pub fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes[n..].copy_from_slice(&sum.to_le_bytes());
     bytes
 }
+
+/// The GEMM's kernel and block sizes are process-wide: a test that changes
+/// them, or compares bits that depend on them, holds this.
+static GEMM_GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the GEMM settings' lock; restores the default kernel and the block
+/// sizes it found when dropped.
+pub struct Globals {
+    _lock: std::sync::MutexGuard<'static, ()>,
+    saved: gemm::BlockSizes,
+}
+
+impl Globals {
+    /// Waits for the lock (a test that panicked while holding it does not poison it).
+    pub fn lock() -> Globals {
+        let lock = GEMM_GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+        Globals {
+            _lock: lock,
+            saved: gemm::block_sizes(),
+        }
+    }
+}
+
+impl Drop for Globals {
+    fn drop(&mut self) {
+        gemm::set_block_sizes(self.saved);
+        gemm::set_kernel(None).unwrap();
+    }
+}
+
+/// Every micro-kernel compiled in, forced one after the other as the
+/// iterator advances: `(name, mr, nr)`. Hold [`Globals`] (its drop goes back
+/// to choosing by shape).
+pub fn forced_kernels() -> impl Iterator<Item = (&'static str, usize, usize)> {
+    gemm::available_kernels().into_iter().map(|name| {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        (name, kernel.mr, kernel.nr)
+    })
+}
+
+/// Panics naming `what` and the first element whose bits differ.
+pub fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let bad = got.iter().zip(want).position(|(g, e)| g.to_bits() != e.to_bits());
+    if let Some(i) = bad {
+        panic!("{what}: element {i} differs: {} against {}", got[i], want[i]);
+    }
+}
