@@ -4,8 +4,8 @@
 //! (read, copy, triad), each on one thread and on all threads; then the GEMM
 //! on square shapes and on the shapes of training the given networks, with a
 //! roofline verdict; then the fused kernels in GB/s; then the convolution
-//! layers of the preset CNNs (`--models`), each pass on one training shard,
-//! with the same verdict. Every kernel is checked
+//! layers of the preset CNNs (`--models`), each pass on one training shard
+//! per thread (as training runs them), with the same verdict. Every kernel is checked
 //! against a plain reference first and is not reported if it fails. `--json`
 //! prints the same numbers in a stable schema (see `docs/PERFORMANCE.md`).
 //!
@@ -44,7 +44,7 @@ pub const FLAGS: &[Flag] = &[
         "models",
         "M,M,..",
         Some("lenet,keras-cnn"),
-        "CNN models whose convolution layers to time on a 64-image shard (lenet, keras-cnn; empty: none)",
+        "CNN models whose convolution layers to time on a 64-image shard per thread (lenet, keras-cnn; empty: none)",
     ),
     Flag::value(
         "sizes",
