@@ -336,9 +336,11 @@ mod timers {
 /// every layer of both presets, and each kind of wrong kernel is rejected
 /// with a message naming the layer and the pass.
 mod conv_verification {
-    use simdnet::matrix::{MatMut, MatRef, Matrix};
+    use simdnet::matrix::{MatMut, MatRef};
     use simdnet::nn::Conv2d;
-    use simdnet::profile::conv_bench::{engine_backward, engine_forward, verify_conv, ConvCase};
+    use simdnet::profile::conv_bench::{
+        engine_backward, engine_forward, verify_conv, BackwardBuffers, ConvCase,
+    };
 
     /// Forgets the bias.
     fn forward_without_bias(a: MatMut, x: MatRef<f32>, layer: &Conv2d) {
@@ -348,57 +350,23 @@ mod conv_verification {
     }
 
     /// Computes dW and dx with the filters of the next output channel (a wrong index).
-    #[allow(clippy::too_many_arguments)]
-    fn backward_with_shifted_filters(
-        dx: Option<MatMut>,
-        scratch: &mut Matrix,
-        dw: MatMut,
-        db: &mut [f32],
-        dz: MatMut,
-        da: MatRef,
-        a: MatRef,
-        x: MatRef<f32>,
-        layer: &Conv2d,
-    ) {
+    fn backward_with_shifted_filters(b: BackwardBuffers, layer: &Conv2d) {
         let mut shifted = layer.clone();
-        let w = shifted.w.as_mut_slice();
-        w.rotate_left(1);
-        engine_backward(dx, scratch, dw, db, dz, da, a, x, &shifted);
+        shifted.w.as_mut_slice().rotate_left(1);
+        engine_backward(b, &shifted);
     }
 
     /// Leaves dx as it found it (unwritten: NaN in the benchmark's buffers).
-    #[allow(clippy::too_many_arguments)]
-    fn backward_without_dx(
-        _dx: Option<MatMut>,
-        scratch: &mut Matrix,
-        dw: MatMut,
-        db: &mut [f32],
-        dz: MatMut,
-        da: MatRef,
-        a: MatRef,
-        x: MatRef<f32>,
-        layer: &Conv2d,
-    ) {
-        engine_backward(None, scratch, dw, db, dz, da, a, x, layer);
+    fn backward_without_dx(b: BackwardBuffers, layer: &Conv2d) {
+        engine_backward(BackwardBuffers { dx: None, ..b }, layer);
     }
 
     /// The filter gradient of one image too few (the last row's terms dropped).
-    #[allow(clippy::too_many_arguments)]
-    fn backward_one_image_short(
-        dx: Option<MatMut>,
-        scratch: &mut Matrix,
-        dw: MatMut,
-        db: &mut [f32],
-        dz: MatMut,
-        da: MatRef,
-        a: MatRef,
-        x: MatRef<f32>,
-        layer: &Conv2d,
-    ) {
-        let mut da = da.to_matrix();
+    fn backward_one_image_short(b: BackwardBuffers, layer: &Conv2d) {
+        let mut da = b.da.to_matrix();
         let last = da.rows() - 1;
         da.row_mut(last).fill(0.0);
-        engine_backward(dx, scratch, dw, db, dz, da.view(), a, x, layer);
+        engine_backward(BackwardBuffers { da: da.view(), ..b }, layer);
     }
 
     #[test]

@@ -43,11 +43,31 @@ pub const MODELS: [&str; 2] = ["lenet", "keras-cnn"];
 
 /// A convolution's forward pass as the benchmark calls it: `a = f(conv(x, W) + b)`.
 pub type ConvForwardFn = fn(MatMut, MatRef<f32>, &Conv2d);
-/// A convolution's backward pass as the benchmark calls it:
-/// `(dx, scratch, dW, db, dz, da, a, x, layer)`, as [`conv2d_backward`] without
-/// scale, dropout or parallelism.
-pub type ConvBackwardFn =
-    fn(Option<MatMut>, &mut Matrix, MatMut, &mut [f32], MatMut, MatRef, MatRef, MatRef<f32>, &Conv2d);
+/// The buffers of one backward pass, in [`conv2d_backward`]'s order (outputs
+/// first): `dx` (`None`: no input gradient), the input-gradient scratch,
+/// `dW`, `db`, `dz`, then the inputs `da`, `a` and `x`.
+pub struct BackwardBuffers<'a> {
+    /// `∂L/∂x`, if wanted.
+    pub dx: Option<MatMut<'a>>,
+    /// The scratch buffer of [`input_gradient_scratch`].
+    pub scratch: &'a mut Matrix,
+    /// `∂L/∂W`.
+    pub dw: MatMut<'a>,
+    /// `∂L/∂b`.
+    pub db: &'a mut [f32],
+    /// `∂L/∂z`.
+    pub dz: MatMut<'a>,
+    /// `∂L/∂a`, from the layer above.
+    pub da: MatRef<'a>,
+    /// The forward pass's output.
+    pub a: MatRef<'a>,
+    /// The forward pass's input.
+    pub x: MatRef<'a, f32>,
+}
+
+/// A convolution's backward pass as the benchmark calls it: as
+/// [`conv2d_backward`] without scale, dropout or parallelism.
+pub type ConvBackwardFn = fn(BackwardBuffers, &Conv2d);
 
 /// The engine's forward pass ([`conv2d_forward`]) on one thread, as a
 /// training shard runs it.
@@ -57,19 +77,8 @@ pub fn engine_forward(a: MatMut, x: MatRef<f32>, layer: &Conv2d) {
 
 /// The engine's backward pass ([`conv2d_backward`]) on one thread, as a
 /// training shard runs it.
-#[allow(clippy::too_many_arguments)]
-pub fn engine_backward(
-    dx: Option<MatMut>,
-    scratch: &mut Matrix,
-    dw: MatMut,
-    db: &mut [f32],
-    dz: MatMut,
-    da: MatRef,
-    a: MatRef,
-    x: MatRef<f32>,
-    layer: &Conv2d,
-) {
-    conv2d_backward(
+pub fn engine_backward(b: BackwardBuffers, layer: &Conv2d) {
+    let BackwardBuffers {
         dx,
         scratch,
         dw,
@@ -78,11 +87,9 @@ pub fn engine_backward(
         da,
         a,
         x,
-        1.0,
-        layer,
-        None,
-        Parallelism::Sequential,
-    );
+    } = b;
+    let par = Parallelism::Sequential;
+    conv2d_backward(dx, scratch, dw, db, dz, da, a, x, 1.0, layer, None, par);
 }
 
 /// One pass of a convolution layer.
@@ -246,17 +253,17 @@ impl ConvData {
         let dw = MatMut::from_slice(&mut self.dw, c.w.rows(), c.w.cols());
         // The engine adds db into its buffer: start from 0 as training does.
         self.db.fill(0.0);
-        f(
+        let buffers = BackwardBuffers {
             dx,
-            &mut self.scratch,
+            scratch: &mut self.scratch,
             dw,
-            &mut self.db,
-            MatMut::from_slice(&mut self.dz, rows, o),
-            MatRef::from_slice(&self.da, rows, o),
-            MatRef::from_slice(&self.a, rows, o),
-            MatRef::from_slice(&self.x, rows, i),
-            c,
-        );
+            db: &mut self.db,
+            dz: MatMut::from_slice(&mut self.dz, rows, o),
+            da: MatRef::from_slice(&self.da, rows, o),
+            a: MatRef::from_slice(&self.a, rows, o),
+            x: MatRef::from_slice(&self.x, rows, i),
+        };
+        f(buffers, c);
     }
 }
 
@@ -442,30 +449,13 @@ mod tests {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn wrong_dx(
-        dx: Option<MatMut>,
-        scratch: &mut Matrix,
-        dw: MatMut,
-        db: &mut [f32],
-        dz: MatMut,
-        da: MatRef,
-        a: MatRef,
-        x: MatRef<f32>,
-        layer: &Conv2d,
-    ) {
-        let mut dx = dx;
-        engine_backward(
-            dx.as_mut().map(|m| m.rb_mut()),
-            scratch,
-            dw,
-            db,
-            dz,
-            da,
-            a,
-            x,
-            layer,
-        );
+    fn wrong_dx(b: BackwardBuffers, layer: &Conv2d) {
+        let mut dx = b.dx;
+        let b = BackwardBuffers {
+            dx: dx.as_mut().map(|m| m.rb_mut()),
+            ..b
+        };
+        engine_backward(b, layer);
         if let Some(mut dx) = dx {
             dx.row_mut(1)[7] += 1e-2;
         }
