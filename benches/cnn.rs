@@ -188,15 +188,7 @@ fn main() {
     }
     let only = arg("--only");
     println!("{}", machine_facts());
-    let pools: Vec<rayon::ThreadPool> = [1, 2]
-        .iter()
-        .map(|&t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .expect("pool")
-        })
-        .collect();
+    let pools = pools_of_1_and_2();
     let peak1 = median(&peak_samples(&pools[0], 0.2, 5));
     let peak2 = median(&peak_samples(&pools[1], 0.2, 5));
     let steps_per_epoch = train.len().div_ceil(128);

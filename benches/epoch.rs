@@ -64,15 +64,7 @@ fn main() {
     let (train, test) = mnist::load_both(&dir).expect("MNIST in data/");
     let limit: Option<usize> = arg("--limit").and_then(|l| l.parse().ok());
     println!("{}", machine_facts());
-    let pools: Vec<rayon::ThreadPool> = [1, 2]
-        .iter()
-        .map(|&t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .expect("pool")
-        })
-        .collect();
+    let pools = pools_of_1_and_2();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Warm-up: page in the data, start the threads.
     epoch_seconds(&[16, 16], &train.take(6_400.min(train.len())), None, 1, 1.0);

@@ -28,3 +28,14 @@ fn arg(name: &str) -> Option<String> {
 fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
+
+/// Rayon pools of 1 and 2 threads, for timing one against the other.
+#[allow(dead_code)]
+fn pools_of_1_and_2() -> [rayon::ThreadPool; 2] {
+    [1, 2].map(|t| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .expect("a thread pool")
+    })
+}
