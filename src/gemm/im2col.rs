@@ -160,6 +160,17 @@ impl Window {
         }
     }
 
+    /// The elements `e_lo..e_hi` of a window row (`e = kx·channels + ci`)
+    /// that read inside the image at output column `ox`; the others are padding.
+    fn inside_elements(&self, ox: usize) -> (usize, usize) {
+        let kx_lo = self.pad_left.saturating_sub(ox).min(self.kernel_w);
+        let kx_hi = (self.width + self.pad_left)
+            .saturating_sub(ox)
+            .min(self.kernel_w)
+            .max(kx_lo);
+        (kx_lo * self.channels, kx_hi * self.channels)
+    }
+
     /// Numbers per input image: `height·width·channels`.
     pub fn image_len(&self) -> usize {
         self.height * self.width * self.channels
@@ -267,37 +278,15 @@ impl<'a, T: Element> Im2col<'a, T> {
         let (n, pos) = (q / positions, q % positions);
         let (oy, ox) = (pos / w.out_w, pos % w.out_w);
         let image = self.src.row(n);
-        let c = w.channels;
-        let run_len = w.kernel_w * c;
-        // The taps of window row ky that read inside the image: kx in kx_lo..kx_hi.
-        let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
-        let kx_hi = (w.width + w.pad_left)
-            .saturating_sub(ox)
-            .min(w.kernel_w)
-            .max(kx_lo);
-        let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+        let run_len = w.kernel_w * w.channels;
+        let inside = w.inside_elements(ox);
         let dst = &mut dst[..len];
         let (mut t, end, mut j) = (t0, t0 + len, 0);
         while t < end {
             let ky = t / run_len;
             let r = t - ky * run_len;
             let run = (run_len - r).min(end - t);
-            let out = &mut dst[j..j + run];
-            match input_position(oy, ky, w.pad_top, w.height) {
-                None => out.fill(0.0),
-                Some(iy) => {
-                    // elements r..r+run of the window row: e < e_lo and e >= e_hi are padding
-                    let lo = e_lo.clamp(r, r + run) - r;
-                    let hi = e_hi.clamp(r, r + run) - r;
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    if hi > lo {
-                        // element e of the window row is image[(iy·width + ox - pad_left)·c + e]
-                        let start = (iy * w.width + ox) * c + r + lo - w.pad_left * c;
-                        convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
-                    }
-                }
-            }
+            fill_run(&mut dst[j..j + run], image, w, (oy, ox), (ky, r), inside, alpha);
             j += run;
             t += run;
         }
@@ -369,7 +358,7 @@ impl<T: Element> Im2col<'_, T> {
         let (mut n, pos) = (q0 / positions, q0 % positions);
         let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
         let mut image = self.src.row(n);
-        let (row_elems, pad_elems) = (w.width * c, w.pad_left * c);
+        let row_elems = w.width * c;
         for j in 0..count {
             let row = &mut dst[j * ld..j * ld + len];
             let inside = oy >= w.pad_top
@@ -392,36 +381,52 @@ impl<T: Element> Im2col<'_, T> {
                 }
                 continue;
             }
-            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
-            let kx_hi = (w.width + w.pad_left)
-                .saturating_sub(ox)
-                .min(w.kernel_w)
-                .max(kx_lo);
-            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
+            let inside = w.inside_elements(ox);
             for &(off, ky, r, run) in runs {
-                let out = &mut row[off..off + run];
-                match input_position(oy, ky, w.pad_top, w.height) {
-                    None => out.fill(0.0),
-                    Some(iy) => {
-                        let lo = e_lo.clamp(r, r + run) - r;
-                        let hi = e_hi.clamp(r, r + run) - r;
-                        if lo > 0 {
-                            out[..lo].fill(0.0);
-                        }
-                        if hi < run {
-                            out[hi..].fill(0.0);
-                        }
-                        if hi > lo {
-                            let start = iy * row_elems + ox * c + r + lo - pad_elems;
-                            convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
-                        }
-                    }
-                }
+                fill_run(
+                    &mut row[off..off + run],
+                    image,
+                    w,
+                    (oy, ox),
+                    (ky, r),
+                    inside,
+                    alpha,
+                );
             }
             if next_position(w, (&mut n, &mut oy, &mut ox)) && j + 1 < count {
                 image = self.src.row(n);
             }
         }
+    }
+}
+
+/// `out = alpha ·` elements `r..r + out.len()` of window row `ky` at output
+/// position `(oy, ox)` of `image`: its numbers where the window is inside the
+/// image (elements `inside`, see [`Window::inside_elements`]), zeros elsewhere.
+#[inline(always)]
+fn fill_run<T: Element>(
+    out: &mut [f32],
+    image: &[T],
+    w: &Window,
+    (oy, ox): (usize, usize),
+    (ky, r): (usize, usize),
+    (e_lo, e_hi): (usize, usize),
+    alpha: f32,
+) {
+    let Some(iy) = input_position(oy, ky, w.pad_top, w.height) else {
+        out.fill(0.0);
+        return;
+    };
+    let run = out.len();
+    let lo = e_lo.clamp(r, r + run) - r;
+    let hi = e_hi.clamp(r, r + run) - r;
+    out[..lo].fill(0.0);
+    out[hi..].fill(0.0);
+    if hi > lo {
+        // element e of the window row is image[(iy·width + ox - pad_left)·c + e]
+        let c = w.channels;
+        let start = (iy * w.width + ox) * c + r + lo - w.pad_left * c;
+        convert(&image[start..start + (hi - lo)], alpha, &mut out[lo..hi]);
     }
 }
 
@@ -478,15 +483,10 @@ pub fn col2im_add(image: &mut [f32], cols: &[f32], w: &Window) {
     for oy in 0..w.out_h {
         for ox in 0..w.out_w {
             let row = &cols[(oy * w.out_w + ox) * taps..][..taps];
-            let kx_lo = w.pad_left.saturating_sub(ox).min(w.kernel_w);
-            let kx_hi = (w.width + w.pad_left)
-                .saturating_sub(ox)
-                .min(w.kernel_w)
-                .max(kx_lo);
-            if kx_hi == kx_lo {
+            let (e_lo, e_hi) = w.inside_elements(ox);
+            if e_hi == e_lo {
                 continue;
             }
-            let (e_lo, e_hi) = (kx_lo * c, kx_hi * c);
             for ky in 0..w.kernel_h {
                 let Some(iy) = input_position(oy, ky, w.pad_top, w.height) else {
                     continue;
