@@ -11,6 +11,7 @@
 //!   `W_flipped[(ky, kx, co), ci] = W[(kh-1-ky, kw-1-kx, ci), co]`.
 
 use crate::activation::Activation;
+use crate::geometry::Conv2dGeometry;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, MatRef};
 use crate::simd::{LANES, V};
@@ -110,25 +111,52 @@ pub fn flip_filters(
 /// kernels slide the filter along each output row instead, `LANES` output
 /// columns at a time, over a zero-padded `f32` copy of the image on the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SingleChannel {
+pub struct SingleChannel(Conv2dGeometry);
+
+impl SingleChannel {
+    /// The kernels' view of a convolution `g` (batch 1) reading one channel,
+    /// if these kernels take its shape (`None` otherwise: more channels, or
+    /// too large for their stack buffers, see [`SingleChannel::fits`]).
+    pub fn new(g: &Conv2dGeometry) -> Option<SingleChannel> {
+        let shape = SingleChannel(*g);
+        (g.input().channels() == 1 && shape.fits()).then_some(shape)
+    }
     /// Image rows.
-    pub height: usize,
+    fn height(&self) -> usize {
+        self.0.input().height()
+    }
     /// Image columns.
-    pub width: usize,
+    fn width(&self) -> usize {
+        self.0.input().width()
+    }
     /// Filter rows.
-    pub kernel_h: usize,
+    fn kernel_h(&self) -> usize {
+        self.0.kernel_h()
+    }
     /// Filter columns.
-    pub kernel_w: usize,
+    fn kernel_w(&self) -> usize {
+        self.0.kernel_w()
+    }
     /// Rows of zeros above the image.
-    pub pad_top: usize,
+    fn pad_top(&self) -> usize {
+        self.0.pad_top()
+    }
     /// Columns of zeros left of the image.
-    pub pad_left: usize,
+    fn pad_left(&self) -> usize {
+        self.0.pad_left()
+    }
     /// Output rows.
-    pub out_h: usize,
+    fn out_h(&self) -> usize {
+        self.0.output().height()
+    }
     /// Output columns.
-    pub out_w: usize,
+    fn out_w(&self) -> usize {
+        self.0.output().width()
+    }
     /// Output channels `c_out`.
-    pub filters: usize,
+    fn filters(&self) -> usize {
+        self.0.filters()
+    }
 }
 
 /// The largest padded image the single-channel kernels take (floats).
@@ -145,36 +173,40 @@ pub const SINGLE_MAX_WEIGHTS: usize = 320;
 impl SingleChannel {
     /// Distance between rows of the padded image: every vector read stays inside.
     fn stride(&self) -> usize {
-        self.out_w + self.kernel_w - 1 + LANES
+        self.out_w() + self.kernel_w() - 1 + LANES
     }
 
     /// Rows of the padded image.
     fn padded_h(&self) -> usize {
-        self.out_h + self.kernel_h - 1
+        self.out_h() + self.kernel_h() - 1
     }
 
     /// Whether the kernels take this shape (small enough for their stack buffers).
     pub fn fits(&self) -> bool {
         self.stride() * self.padded_h() <= SINGLE_MAX_PADDED
-            && self.filters <= SINGLE_MAX_FILTERS
-            && self.kernel_h * self.kernel_w * self.filters <= SINGLE_MAX_WEIGHTS
+            && self.filters() <= SINGLE_MAX_FILTERS
+            && self.kernel_h() * self.kernel_w() * self.filters() <= SINGLE_MAX_WEIGHTS
     }
 
     /// `p = x_scale · x` with its padding of zeros, row stride [`Self::stride`].
     fn pad<T: crate::matrix::Element>(&self, p: &mut [f32; SINGLE_MAX_PADDED], x: &[T], x_scale: f32) {
         assert!(self.fits(), "single-channel convolution: shape too large");
-        assert_eq!(x.len(), self.height * self.width, "single-channel convolution: x");
+        assert_eq!(
+            x.len(),
+            self.height() * self.width(),
+            "single-channel convolution: x"
+        );
         let (stride, rows) = (self.stride(), self.padded_h());
         p[..stride * rows].fill(0.0);
-        let cols = self.out_w + self.kernel_w - 1;
-        for iy in 0..self.height {
-            let py = iy + self.pad_top;
+        let cols = self.out_w() + self.kernel_w() - 1;
+        for iy in 0..self.height() {
+            let py = iy + self.pad_top();
             if py >= rows {
                 break;
             }
-            let n = self.width.min(cols.saturating_sub(self.pad_left));
-            let dst = &mut p[py * stride + self.pad_left..][..n];
-            for (d, &s) in dst.iter_mut().zip(&x[iy * self.width..][..n]) {
+            let n = self.width().min(cols.saturating_sub(self.pad_left()));
+            let dst = &mut p[py * stride + self.pad_left()..][..n];
+            for (d, &s) in dst.iter_mut().zip(&x[iy * self.width()..][..n]) {
                 *d = x_scale * s.to_f32();
             }
         }
@@ -192,10 +224,10 @@ pub fn single_channel_forward<T: crate::matrix::Element>(
     (w, b, act): (&[f32], &[f32], Activation),
     g: &SingleChannel,
 ) {
-    let f = g.filters;
-    assert_eq!(z.len(), g.out_h * g.out_w * f, "single_channel_forward: z");
+    let f = g.filters();
+    assert_eq!(z.len(), g.out_h() * g.out_w() * f, "single_channel_forward: z");
     assert!(
-        w.len() == g.kernel_h * g.kernel_w * f && b.len() == f,
+        w.len() == g.kernel_h() * g.kernel_w() * f && b.len() == f,
         "single_channel_forward: w, b"
     );
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
@@ -218,8 +250,8 @@ fn forward_groups<const G: usize>(
     (w, b, act): (&[f32], &[f32], Activation),
     g: &SingleChannel,
 ) {
-    let f = g.filters;
-    let (stride, taps) = (g.stride(), g.kernel_h * g.kernel_w);
+    let f = g.filters();
+    let (stride, taps) = (g.stride(), g.kernel_h() * g.kernel_w());
     // Filters in groups of G, so that the accumulators stay in registers;
     // a last partial group computes zero filters it does not store.
     let mut wg = [0.0f32; SINGLE_MAX_WEIGHTS * GROUP];
@@ -232,15 +264,15 @@ fn forward_groups<const G: usize>(
         }
         let mut bias = [0.0f32; G];
         bias[..count].copy_from_slice(&b[co0..co0 + count]);
-        for oy in 0..g.out_h {
-            for ox0 in (0..g.out_w).step_by(LANES) {
+        for oy in 0..g.out_h() {
+            for ox0 in (0..g.out_w()).step_by(LANES) {
                 let mut acc: [V; G] = std::array::from_fn(|c| V::splat(bias[c]));
-                for ky in 0..g.kernel_h {
+                for ky in 0..g.kernel_h() {
                     let row = &p[(oy + ky) * stride + ox0..];
-                    for kx in 0..g.kernel_w {
+                    for kx in 0..g.kernel_w() {
                         let v =
                             V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                        let wt: &[f32; G] = wg[(ky * g.kernel_w + kx) * G..][..G]
+                        let wt: &[f32; G] = wg[(ky * g.kernel_w() + kx) * G..][..G]
                             .try_into()
                             .expect("G floats");
                         for c in 0..G {
@@ -248,8 +280,8 @@ fn forward_groups<const G: usize>(
                         }
                     }
                 }
-                let n = LANES.min(g.out_w - ox0);
-                let out = &mut z[(oy * g.out_w + ox0) * f..][..n * f];
+                let n = LANES.min(g.out_w() - ox0);
+                let out = &mut z[(oy * g.out_w() + ox0) * f..][..n * f];
                 for (c, a) in acc.iter().take(count).enumerate() {
                     let v = crate::simd::activate(act, *a).to_array();
                     for (l, &value) in v.iter().take(n).enumerate() {
@@ -283,13 +315,13 @@ fn weight_gradient_in_registers<const F: usize>(
     dz: &[f32],
     g: &SingleChannel,
 ) {
-    let (stride, chunks, taps) = (g.stride(), g.out_w.div_ceil(LANES), g.kernel_h * g.kernel_w);
+    let (stride, chunks, taps) = (g.stride(), g.out_w().div_ceil(LANES), g.kernel_h() * g.kernel_w());
     let mut d = [V::ZERO; MAX_DZ_VECTORS];
-    for oy in 0..g.out_h {
+    for oy in 0..g.out_h() {
         for c in 0..chunks {
             let ox0 = c * LANES;
-            let n = LANES.min(g.out_w - ox0);
-            let block = &dz[(oy * g.out_w + ox0) * F..][..n * F];
+            let n = LANES.min(g.out_w() - ox0);
+            let block = &dz[(oy * g.out_w() + ox0) * F..][..n * F];
             for co in 0..F {
                 let mut lanes = [0.0f32; LANES];
                 for (l, v) in lanes.iter_mut().take(n).enumerate() {
@@ -299,7 +331,7 @@ fn weight_gradient_in_registers<const F: usize>(
             }
         }
     }
-    let d = &d[..g.out_h * chunks * F];
+    let d = &d[..g.out_h() * chunks * F];
     let full = taps / TAP_GROUP * TAP_GROUP;
     for t0 in (0..full).step_by(TAP_GROUP) {
         tap_group::<F, TAP_GROUP>(acc, p, d, g, t0, stride, chunks);
@@ -322,10 +354,10 @@ fn tap_group<const F: usize, const G: usize>(
 ) {
     let offset: [usize; G] = std::array::from_fn(|i| {
         let t = t0 + i;
-        (t / g.kernel_w) * stride + t % g.kernel_w
+        (t / g.kernel_w()) * stride + t % g.kernel_w()
     });
     let mut sums: [[V; F]; G] = std::array::from_fn(|i| std::array::from_fn(|co| acc[(t0 + i) * F + co]));
-    for oy in 0..g.out_h {
+    for oy in 0..g.out_h() {
         for c in 0..chunks {
             let dv: &[V; F] = d[(oy * chunks + c) * F..][..F].try_into().expect("F vectors");
             let at = oy * stride + c * LANES;
@@ -356,29 +388,29 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     dz: &[f32],
     g: &SingleChannel,
 ) {
-    let f = g.filters;
+    let f = g.filters();
     assert_eq!(
         dz.len(),
-        g.out_h * g.out_w * f,
+        g.out_h() * g.out_w() * f,
         "single_channel_weight_gradient: dz"
     );
     assert_eq!(
         acc.len(),
-        g.kernel_h * g.kernel_w * f,
+        g.kernel_h() * g.kernel_w() * f,
         "single_channel_weight_gradient: acc"
     );
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
     g.pad(&mut p, x, x_scale);
     let stride = g.stride();
-    if f == 6 && g.out_h * g.out_w.div_ceil(LANES) * 6 <= MAX_DZ_VECTORS {
+    if f == 6 && g.out_h() * g.out_w().div_ceil(LANES) * 6 <= MAX_DZ_VECTORS {
         // LeNet-5's first layer: the sums in registers (see `weight_gradient_in_registers`)
         return weight_gradient_in_registers::<6>(acc, &p, dz, g);
     }
-    for oy in 0..g.out_h {
-        for ox0 in (0..g.out_w).step_by(LANES) {
+    for oy in 0..g.out_h() {
+        for ox0 in (0..g.out_w()).step_by(LANES) {
             // dz of these LANES positions, one vector per filter (0 past the row's end)
-            let n = LANES.min(g.out_w - ox0);
-            let block = &dz[(oy * g.out_w + ox0) * f..][..n * f];
+            let n = LANES.min(g.out_w() - ox0);
+            let block = &dz[(oy * g.out_w() + ox0) * f..][..n * f];
             let mut d = [V::ZERO; SINGLE_MAX_FILTERS];
             for (co, d) in d.iter_mut().take(f).enumerate() {
                 let mut lanes = [0.0f32; LANES];
@@ -387,11 +419,11 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
                 }
                 *d = V::from(lanes);
             }
-            for ky in 0..g.kernel_h {
+            for ky in 0..g.kernel_h() {
                 let row = &p[(oy + ky) * stride + ox0..];
-                for kx in 0..g.kernel_w {
+                for kx in 0..g.kernel_w() {
                     let v = V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                    let sums = &mut acc[(ky * g.kernel_w + kx) * f..][..f];
+                    let sums = &mut acc[(ky * g.kernel_w() + kx) * f..][..f];
                     for (s, dv) in sums.iter_mut().zip(&d) {
                         *s = crate::simd::mul_add(v, *dv, *s);
                     }

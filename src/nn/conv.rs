@@ -133,19 +133,7 @@ pub(crate) fn reshape<'a>(m: MatRef<'a>, rows: usize, cols: usize) -> MatRef<'a>
 
 /// The single-channel kernels' shape, if `layer` reads one channel and fits them.
 fn single_channel(layer: &Conv2d) -> Option<SingleChannel> {
-    let g = &layer.geometry;
-    let shape = SingleChannel {
-        height: g.input().height(),
-        width: g.input().width(),
-        kernel_h: g.kernel_h(),
-        kernel_w: g.kernel_w(),
-        pad_top: g.pad_top(),
-        pad_left: g.pad_left(),
-        out_h: g.output().height(),
-        out_w: g.output().width(),
-        filters: g.filters(),
-    };
-    (g.input().channels() == 1 && shape.fits()).then_some(shape)
+    SingleChannel::new(&layer.geometry)
 }
 
 /// The images in the rows of `x` as `im2col` over `win`.
