@@ -8,7 +8,7 @@ mod common;
 
 use rand::SeedableRng;
 use simdnet::data::Dataset;
-use simdnet::gemm::{Gathered, Parallelism};
+use simdnet::gemm::{AOperand, Gathered, Parallelism};
 use simdnet::geometry::{Conv2dGeometry, ImageShape, Padding, Pool2dGeometry};
 use simdnet::matrix::{MatMut, MatRef, Matrix};
 use simdnet::nn::conv::{conv2d_backward, conv2d_forward};
@@ -217,70 +217,39 @@ fn convolution_reads_gathered_pixels_as_the_copied_batch() {
         .collect();
     let copied = MatRef::from_slice(&copy, 5, 64);
     let gathered = Gathered::new(pixels, &index).unwrap();
-    let outputs = layer.outputs();
-    let (mut a1, mut a2) = (vec![0.0; 5 * outputs], vec![1.0; 5 * outputs]);
-    let s = 1.0 / 255.0;
-    conv2d_forward(
-        MatMut::from_slice(&mut a1, 5, outputs),
-        copied,
-        s,
-        &layer,
-        None,
-        Parallelism::Sequential,
-    );
-    conv2d_forward(
-        MatMut::from_slice(&mut a2, 5, outputs),
-        gathered,
-        s,
-        &layer,
-        None,
-        Parallelism::Sequential,
-    );
-    assert_eq!(a1, a2);
-    let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(&layer, 5);
-    let mut wf = Matrix::zeros(sr, sc);
-    let (mut dw1, mut dw2) = (Matrix::zeros(9, 20), Matrix::zeros(9, 20));
-    let (mut db1, mut db2) = (vec![0.0; 20], vec![0.0; 20]);
-    let mut dz = vec![0.0; 5 * outputs];
-    let da: Vec<f32> = (0..5 * outputs).map(|k| eighth(k, 9)).collect();
-    for (x, dw, db) in [(None, &mut dw1, &mut db1), (Some(gathered), &mut dw2, &mut db2)] {
-        let dzv = MatMut::from_slice(&mut dz, 5, outputs);
-        let (dav, av) = (
-            MatRef::from_slice(&da, 5, outputs),
-            MatRef::from_slice(&a1, 5, outputs),
-        );
+    // the forward pass, then dW and db, from the copied rows and from the same rows by index
+    fn passes<X: AOperand>(x: X, layer: &Conv2d, da: &[f32]) -> (Vec<f32>, Matrix, Vec<f32>) {
+        let (rows, outputs, s) = (x.rows(), layer.outputs(), 1.0 / 255.0);
         let par = Parallelism::Sequential;
-        match x {
-            None => conv2d_backward(
-                None,
-                &mut wf,
-                dw.view_mut(),
-                db,
-                dzv,
-                dav,
-                av,
-                copied,
-                s,
-                &layer,
-                None,
-                par,
-            ),
-            Some(g) => conv2d_backward(
-                None,
-                &mut wf,
-                dw.view_mut(),
-                db,
-                dzv,
-                dav,
-                av,
-                g,
-                s,
-                &layer,
-                None,
-                par,
-            ),
-        }
+        let mut a = vec![f32::NAN; rows * outputs];
+        conv2d_forward(MatMut::from_slice(&mut a, rows, outputs), x, s, layer, None, par);
+        let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(layer, rows);
+        let mut scratch = Matrix::zeros(sr, sc);
+        let (mut dw, mut db) = (
+            Matrix::zeros(layer.w.rows(), layer.w.cols()),
+            vec![0.0; layer.b.len()],
+        );
+        let mut dz = vec![0.0; rows * outputs];
+        conv2d_backward(
+            None,
+            &mut scratch,
+            dw.view_mut(),
+            &mut db,
+            MatMut::from_slice(&mut dz, rows, outputs),
+            MatRef::from_slice(da, rows, outputs),
+            MatRef::from_slice(&a, rows, outputs),
+            x,
+            s,
+            layer,
+            None,
+            par,
+        );
+        (a, dw, db)
     }
+    let da: Vec<f32> = (0..5 * layer.outputs()).map(|k| eighth(k, 9)).collect();
+    let (a1, dw1, db1) = passes(copied, &layer, &da);
+    let (a2, dw2, db2) = passes(gathered, &layer, &da);
+    assert_eq!(a1, a2);
     assert_eq!(dw1, dw2);
     assert_eq!(db1, db2);
 }
