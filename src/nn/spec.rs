@@ -132,6 +132,14 @@ impl LayerSpec {
             LayerKind::Dense { units } => format!("dense{units}"),
         }
     }
+
+    /// The error's text for a second `what` (activation, dropout) given to this layer.
+    fn second(&self, what: &str) -> String {
+        format!(
+            "is a second {what} for {} (item {}): give one {what} per layer",
+            self.token, self.item
+        )
+    }
 }
 
 /// A parsed architecture spec (see the module docs): layers with their
@@ -402,14 +410,7 @@ impl Arch {
                         ));
                     }
                     if act_given {
-                        return Err(item_error(
-                            item,
-                            token,
-                            format!(
-                                "is a second activation for {} (item {}): give one activation per layer",
-                                prev.token, prev.item
-                            ),
-                        ));
+                        return Err(item_error(item, token, prev.second("activation")));
                     }
                     prev.act = act;
                     act_given = true;
@@ -423,14 +424,7 @@ impl Arch {
                         ));
                     };
                     if dropout_given {
-                        return Err(item_error(
-                            item,
-                            token,
-                            format!(
-                                "is a second dropout for {} (item {}): give one dropout per layer",
-                                prev.token, prev.item
-                            ),
-                        ));
+                        return Err(item_error(item, token, prev.second("dropout")));
                     }
                     prev.dropout = rate;
                     dropout_given = true;
