@@ -165,16 +165,15 @@ unsafe fn five_loops<A: AOperand>(
     // The gather kernel reads A in place through row pointers and depth
     // offsets (see `AOperand::gather_depth`): in direct mode, where each A
     // element is used once, it replaces the copy. Same sums, same bits.
-    let gather_kernel = kernel.run_gather.filter(|_| direct);
+    let gather_kernel = kernel.run_gather.filter(|_| direct && a.gathers(alpha));
     if gather_kernel.is_some() {
+        // grown once to the most any shape needs (kc_max <= kc_bound, mc_max + mr <= rows_bound)
         let rows_bound = blocks.mc.div_ceil(mr).max(1) * mr + mr;
         if buffers.offs.len() < kc_max {
-            buffers.offs.resize(kc_max.max(kc_bound), 0);
+            buffers.offs.resize(kc_bound, 0);
         }
         if buffers.rows.len() < mc_max + mr {
-            buffers
-                .rows
-                .resize((mc_max + mr).max(rows_bound), std::ptr::null());
+            buffers.rows.resize(rows_bound, std::ptr::null());
         }
     }
     let (offs, row_ptrs) = (&mut buffers.offs, &mut buffers.rows);
