@@ -1,5 +1,6 @@
 //! Convolutional networks on MNIST, 1 thread against 2, and their distance
-//! to the compute limit: `cargo bench --bench cnn [-- --steps N --runs N --epoch --only lenet|keras]`.
+//! to the compute limit: `cargo bench --bench cnn [-- --steps N --runs N --epoch --only lenet|keras]`;
+//! `-- --layers [--only lenet|keras] [--passes N]` times each layer of one shard (20 passes).
 //!
 //! Builds LeNet-5 (conv 5x5x6 same relu, pool, conv 5x5x16 valid relu, pool,
 //! flatten, dense 120 relu, dense 84 relu, dense 10) and Keras' mnist_cnn
@@ -134,7 +135,7 @@ fn layer_times(name: &str, net: &Network, data: &Dataset) {
     };
     let mut ws = Workspace::new(net, rows);
     let labels = &data.labels()[..rows];
-    let passes = 20;
+    let passes: usize = arg("--passes").and_then(|p| p.parse().ok()).unwrap_or(20);
     let mut pass = || {
         let _training = simdnet::trace::training();
         ws.forward_train(net, pixels, 1.0 / 255.0, 0, 0, Sequential);
@@ -181,12 +182,16 @@ fn main() {
     let (train, _test) = mnist::load_both(&dir).expect("MNIST in data/");
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
     let whole_epoch = flag("--epoch");
+    let only = arg("--only");
     if flag("--layers") {
-        layer_times("lenet", &lenet(1), &train);
-        layer_times("keras-cnn", &keras_cnn(1), &train);
+        if only.as_deref() != Some("keras") {
+            layer_times("lenet", &lenet(1), &train);
+        }
+        if only.as_deref() != Some("lenet") {
+            layer_times("keras-cnn", &keras_cnn(1), &train);
+        }
         return;
     }
-    let only = arg("--only");
     println!("{}", machine_facts());
     let pools = pools_of_1_and_2();
     let peak1 = median(&peak_samples(&pools[0], 0.2, 5));

@@ -22,6 +22,8 @@
 
 use crate::activation::Activation;
 
+pub mod interleave;
+
 /// The kernels' vector: 16 `f32` lanes with AVX-512F, else 8 (see the module docs).
 #[cfg(target_feature = "avx512f")]
 pub type V = wide::f32x16;
@@ -101,6 +103,17 @@ pub const REGISTER_LANES: usize = match ISA.as_bytes() {
 
 /// Hardware registers (or scalar values) that hold one [`V`].
 pub const REGISTERS_PER_VECTOR: usize = LANES / REGISTER_LANES;
+
+/// How many [`V`] values the vector register file holds at once: 32 with
+/// AVX-512 (zmm) and on aarch64 (32 q registers, two per `V`: 16), 16 with
+/// AVX/AVX2 (ymm), 8 with SSE2 (16 xmm, two per `V`); a rough 16 elsewhere.
+pub const VECTOR_REGISTERS: usize = match ISA.as_bytes() {
+    b"AVX-512" => 32,
+    b"AVX2" | b"AVX" => 16,
+    b"SSE2" => 8,
+    b"NEON" => 16,
+    _ => 16,
+};
 
 /// The SIMD-related target features of this architecture, as `(name, on)`
 /// in this build (x86: SSE2, AVX, AVX2, FMA, AVX-512F; ARM: NEON).

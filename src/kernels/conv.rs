@@ -14,6 +14,7 @@ use crate::activation::Activation;
 use crate::geometry::Conv2dGeometry;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, MatRef};
+use crate::simd::interleave::Interleave;
 use crate::simd::{LANES, V};
 
 /// In place: `a_ij <- a_ij · m_ij` (`mask.factor(i, j)`: `1/(1-rate)` or 0).
@@ -255,6 +256,7 @@ fn forward_groups<const G: usize>(
     // Filters in groups of G, so that the accumulators stay in registers;
     // a last partial group computes zero filters it does not store.
     let mut wg = [0.0f32; SINGLE_MAX_WEIGHTS * GROUP];
+    let interleave = Interleave::<G>::new();
     for co0 in (0..f).step_by(G) {
         let count = G.min(f - co0);
         for t in 0..taps {
@@ -264,33 +266,82 @@ fn forward_groups<const G: usize>(
         }
         let mut bias = [0.0f32; G];
         bias[..count].copy_from_slice(&b[co0..co0 + count]);
-        for oy in 0..g.out_h() {
+        let two_rows = 2 * G + 2 <= crate::simd::VECTOR_REGISTERS;
+        let mut oy = 0;
+        while oy < g.out_h() {
+            let rows = if two_rows && oy + 1 < g.out_h() { 2 } else { 1 };
             for ox0 in (0..g.out_w()).step_by(LANES) {
-                let mut acc: [V; G] = std::array::from_fn(|c| V::splat(bias[c]));
-                for ky in 0..g.kernel_h() {
-                    let row = &p[(oy + ky) * stride + ox0..];
-                    for kx in 0..g.kernel_w() {
-                        let v =
-                            V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                        let wt: &[f32; G] = wg[(ky * g.kernel_w() + kx) * G..][..G]
-                            .try_into()
-                            .expect("G floats");
+                let at = oy * stride + ox0;
+                let sums = if rows == 2 {
+                    window_sums::<G, 2>(p, &wg, at, g, &bias)
+                } else {
+                    let [one] = window_sums::<G, 1>(p, &wg, at, g, &bias);
+                    [one, [V::ZERO; G]]
+                };
+                let n = LANES.min(g.out_w() - ox0);
+                for (r, acc) in sums.iter().take(rows).enumerate() {
+                    let out = &mut z[((oy + r) * g.out_w() + ox0) * f..][..n * f];
+                    if f == G {
+                        // one group holds every filter: the positions' outputs are
+                        // n·f consecutive floats, interleaved in registers
+                        let mut a = [V::ZERO; G];
                         for c in 0..G {
-                            acc[c] = crate::simd::mul_add(v, V::splat(wt[c]), acc[c]);
+                            a[c] = crate::simd::activate(act, acc[c]);
+                        }
+                        interleave.store(out, &a, n);
+                        continue;
+                    }
+                    for (c, a) in acc.iter().take(count).enumerate() {
+                        let v = crate::simd::activate(act, *a).to_array();
+                        for (l, &value) in v.iter().take(n).enumerate() {
+                            out[l * f + co0 + c] = value;
                         }
                     }
                 }
-                let n = LANES.min(g.out_w() - ox0);
-                let out = &mut z[(oy * g.out_w() + ox0) * f..][..n * f];
-                for (c, a) in acc.iter().take(count).enumerate() {
-                    let v = crate::simd::activate(act, *a).to_array();
-                    for (l, &value) in v.iter().take(n).enumerate() {
-                        out[l * f + co0 + c] = value;
-                    }
+            }
+            oy += rows;
+        }
+    }
+}
+
+/// The `G` filters' sums (bias first, then the taps row by row) for `LANES`
+/// output columns of `R` consecutive output rows, the first window's corner
+/// at `p[at]`. Each row's sums are those of a one-row call: `R = 2` only
+/// gives the multiply-adds two independent chains to hide their latency.
+/// (No `array::from_fn` here or in the caller: a closure holding `&acc`
+/// kept every accumulator in memory, stored after every multiply-add.)
+#[inline(always)]
+fn window_sums<const G: usize, const R: usize>(
+    p: &[f32; SINGLE_MAX_PADDED],
+    wg: &[f32; SINGLE_MAX_WEIGHTS * GROUP],
+    at: usize,
+    g: &SingleChannel,
+    bias: &[f32; G],
+) -> [[V; G]; R] {
+    let (stride, kh, kw) = (g.stride(), g.kernel_h(), g.kernel_w());
+    assert!(
+        at + (R - 1 + kh - 1) * stride + kw - 1 + LANES <= p.len() && kh * kw * G <= wg.len(),
+        "window_sums: the windows leave the padded image"
+    );
+    let mut acc = [[V::ZERO; G]; R];
+    for row in acc.iter_mut() {
+        for c in 0..G {
+            row[c] = V::splat(bias[c]);
+        }
+    }
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let wt: &[f32; G] = wg[(ky * kw + kx) * G..][..G].try_into().expect("G floats");
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: at + (r + ky)·stride + kx + LANES <= p.len() (asserted above)
+                let v = unsafe { crate::simd::load(p.as_ptr().add(at + (r + ky) * stride + kx)) };
+                for c in 0..G {
+                    acc[c] = crate::simd::mul_add(v, V::splat(wt[c]), acc[c]);
                 }
             }
         }
     }
+    acc
 }
 
 /// Vectors of `dz` (one per filter and `LANES` positions) that
