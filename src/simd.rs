@@ -236,6 +236,24 @@ pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
     }
 }
 
+/// `out[l] = (a ++ b)[idx[l]]`: lanes picked from the 32 of two vectors
+/// (`vpermt2ps`; `idx[l] < 32`).
+#[cfg(target_feature = "avx512f")]
+#[inline(always)]
+pub fn permute2(a: V, idx: &[u32; 16], b: V) -> V {
+    use core::arch::x86_64::{__m512, _mm512_loadu_si512, _mm512_permutex2var_ps};
+    // SAFETY: V is f32x16 under AVX-512, the same 64 bytes as __m512; `idx`
+    // is 16 readable u32s; the intrinsics need only AVX-512F, which this build has
+    unsafe {
+        let i = _mm512_loadu_si512(idx.as_ptr().cast());
+        core::mem::transmute::<__m512, V>(_mm512_permutex2var_ps(
+            core::mem::transmute::<V, __m512>(a),
+            i,
+            core::mem::transmute::<V, __m512>(b),
+        ))
+    }
+}
+
 /// `e^x` per lane: wide's range-reduced polynomial (about 1 ulp).
 #[inline(always)]
 pub fn exp(x: V) -> V {

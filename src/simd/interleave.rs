@@ -69,29 +69,25 @@ impl<const F: usize> Tables<F> {
     #[cfg(target_feature = "avx512f")]
     #[inline(always)]
     fn permute(&self, v: &[V; F], k: usize) -> V {
-        use core::arch::x86_64::{__m512, _mm512_loadu_si512, _mm512_mask_blend_ps, _mm512_permutex2var_ps};
-        let reg = |x: V| -> __m512 {
-            // SAFETY: V is f32x16 under AVX-512, the same 64 bytes as __m512
-            unsafe { core::mem::transmute::<V, __m512>(x) }
-        };
-        let mut out = reg(V::ZERO);
+        use core::arch::x86_64::{__m512, _mm512_mask_blend_ps};
+        let mut out = V::ZERO;
         for q in 0..F.div_ceil(2) {
-            let (a, b) = (v[2 * q], v[(2 * q + 1).min(F - 1)]);
-            // SAFETY: the index row is 16 readable u32s; the intrinsics need
-            // only AVX-512F, which this build has
-            let picked = unsafe {
-                let i = _mm512_loadu_si512(self.idx[k][q].as_ptr().cast());
-                _mm512_permutex2var_ps(reg(a), i, reg(b))
-            };
+            let picked = super::permute2(v[2 * q], &self.idx[k][q], v[(2 * q + 1).min(F - 1)]);
             out = if q == 0 {
                 picked
             } else {
-                // SAFETY: as above
-                unsafe { _mm512_mask_blend_ps(self.mask[k][q], out, picked) }
+                // SAFETY: V is f32x16 under AVX-512, the same 64 bytes as
+                // __m512; the blend needs only AVX-512F, which this build has
+                unsafe {
+                    core::mem::transmute::<__m512, V>(_mm512_mask_blend_ps(
+                        self.mask[k][q],
+                        core::mem::transmute::<V, __m512>(out),
+                        core::mem::transmute::<V, __m512>(picked),
+                    ))
+                }
             };
         }
-        // SAFETY: as above, the other way
-        unsafe { core::mem::transmute::<__m512, V>(out) }
+        out
     }
 }
 
