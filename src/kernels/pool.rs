@@ -311,4 +311,48 @@ mod tests {
             }
         }
     }
+
+    /// The backward pass against its rule (`dx[argmax[o]] = da[o]·m[o]`,
+    /// every other number 0), with and without dropout, on the shapes of
+    /// the forward test: ties, odd sizes, narrow and wide channels; `dx`
+    /// starts as garbage, so a number left unwritten fails.
+    #[test]
+    fn backward_routes_each_gradient_to_its_argmax() {
+        for (h, w, c) in [
+            (6, 5, 6),
+            (28, 28, 6),
+            (7, 9, 2),
+            (5, 11, 3),
+            (9, 7, 5),
+            (4, 6, 7),
+            (3, 5, LANES - 1),
+            (2, 2, 1),
+            (4, 4, LANES),
+            (5, 4, LANES + 3),
+        ] {
+            let x: Vec<f32> = (0..h * w * c).map(|k| ((k * 7 + k / 5) % 3) as f32).collect();
+            let n = (h / 2) * (w / 2) * c;
+            let (mut a, mut argmax) = (vec![0.0; n], vec![0; n]);
+            maxpool2d_forward_image(&mut a, &mut argmax, &x, 1.0, (h, w, c));
+            let da: Vec<f32> = (0..n).map(|o| o as f32 * 0.25 - 3.0).collect();
+            let mask = DropoutMask::new(0.5, 7, 3, 1);
+            for dropout in [None, Some((&mask, 2))] {
+                let mut dx = vec![f32::NAN; h * w * c];
+                maxpool2d_backward_image(&mut dx, &da, &argmax, dropout);
+                let mut want = vec![0.0f32; h * w * c];
+                for o in 0..n {
+                    let f = dropout.map_or(1.0, |(m, row)| m.factor(row, o));
+                    want[argmax[o] as usize] = da[o] * f;
+                }
+                for (i, (&got, &want)) in dx.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{h}x{w}x{c}, dropout {}: dx[{i}]",
+                        dropout.is_some()
+                    );
+                }
+            }
+        }
+    }
 }
