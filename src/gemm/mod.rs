@@ -229,11 +229,11 @@ pub fn gemm<A: AOperand>(
         kernel = kernel::choose_for_gather(n, kernel);
     }
     let blocks = block_sizes();
-    let min_task = match par {
-        Parallelism::Rayon => threads::min_flops_per_task(),
-        Parallelism::Sequential => usize::MAX,
+    let (min_task, max_tasks) = match par {
+        Parallelism::Rayon => (threads::min_flops_per_task(), threads::max_tasks()),
+        Parallelism::Sequential => (usize::MAX, 1),
     };
-    let plan = threads::plan_with(m, n, k, kernel.mr, kernel.nr, min_task);
+    let plan = threads::plan_with(m, n, k, (kernel.mr, kernel.nr), min_task, max_tasks);
     let rs = c.row_stride();
     let c_ptr = SendPtr(c.data().as_mut_ptr());
     let tasks_n = n.div_ceil(plan.n_chunk);
