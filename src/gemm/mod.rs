@@ -13,7 +13,7 @@
 //! - [`loops`]: the five BLIS loops around the micro-kernel (and the
 //!   "direct" mode for `n <= NR` or a small `f32` A, which reads A in place
 //!   or through a non-transposing copy instead of packing it);
-//! - [`threads`]: splitting C into fixed blocks for rayon.
+//! - [`threads`]: splitting C into blocks, one rayon task each.
 //!
 //! Determinism: every element of C is summed in the same order (`p = 0..k`
 //! within each `kc` block, blocks in order), whatever the thread count, the

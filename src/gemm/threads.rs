@@ -1,17 +1,19 @@
 //! Splitting one GEMM into tasks for the rayon pool.
 //!
-//! The output C is cut into a fixed grid of `m_chunk x n_chunk` blocks; each
+//! The output C is cut into a grid of `m_chunk x n_chunk` blocks; each
 //! block is an independent GEMM (its own packing, all of `k`) run as one
-//! rayon task. The grid depends only on the shape and the micro-kernel,
-//! never on the number of threads, and no float is ever summed across
-//! tasks, so the result is bit-identical on any pool (and to
-//! [`Parallelism::Sequential`](super::Parallelism)).
+//! rayon task. No float is ever summed across tasks, so the result is
+//! bit-identical whatever the grid: on any pool, from any caller, and to
+//! [`Parallelism::Sequential`](super::Parallelism). The grid itself depends
+//! on the shape, the micro-kernel and the pool ([`min_flops_per_task`]: one
+//! task on a one-thread pool; [`max_tasks`]: two on a two-thread pool).
 //!
 //! Splitting costs repacking: splitting rows repacks B in every row block,
 //! splitting columns repacks A. The planner halves whichever side has more
 //! micro-tiles (for `m > n` that is m, which duplicates the smaller B), and
 //! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] (or, past two
-//! tasks, [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches [`MAX_TASKS`].
+//! tasks, [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches the most tasks
+//! allowed ([`max_tasks`], at most [`MAX_TASKS`]).
 
 /// A task must do at least this many flops (`2·m·n·k` of its block) to be
 /// worth a rayon task: waking a sleeping worker and joining costs a few

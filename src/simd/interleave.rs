@@ -93,7 +93,9 @@ impl<const F: usize> Tables<F> {
 
 /// Writes `F` channel vectors interleaved (`out[l·F + c] = v[c][l]`).
 #[derive(Clone, Copy)]
-pub struct Interleave<const F: usize>(&'static Tables<F>);
+pub struct Interleave<const F: usize>(
+    #[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))] &'static Tables<F>,
+);
 
 impl<const F: usize> Default for Interleave<F> {
     fn default() -> Self {
@@ -141,7 +143,9 @@ impl<const F: usize> Interleave<F> {
 
 /// Reads interleaved floats as `F` channel vectors (`v[c][l] = src[l·F + c]`).
 #[derive(Clone, Copy)]
-pub struct Deinterleave<const F: usize>(&'static Tables<F>);
+pub struct Deinterleave<const F: usize>(
+    #[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))] &'static Tables<F>,
+);
 
 impl<const F: usize> Default for Deinterleave<F> {
     fn default() -> Self {
