@@ -14,7 +14,7 @@ use crate::activation::Activation;
 use crate::geometry::Conv2dGeometry;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, MatRef};
-use crate::simd::interleave::{Deinterleave, Interleave};
+use crate::simd::interleave::Interleave;
 use crate::simd::{LANES, V};
 
 /// In place: `a_ij <- a_ij · m_ij` (`mask.factor(i, j)`: `1/(1-rate)` or 0).
@@ -383,7 +383,7 @@ const TAP_GROUP: usize = if LANES >= 16 { 4 } else { 1 };
 /// row by row, `LANES` at a time, images in the caller's order) as the
 /// loop with the sums in memory: the same bits.
 /// (LeNet-5's first layer, 1 thread, one 64-image shard: 0.45 -> 0.21 ms;
-/// `dz` turned by register permutes ([`Deinterleave`]) instead of one float
+/// `dz` turned by register permutes ([`Interleave::load`]) instead of one float
 /// at a time: 0.178 -> 0.134 ms.)
 fn weight_gradient_in_registers<const F: usize>(
     acc: &mut [V],
@@ -393,7 +393,7 @@ fn weight_gradient_in_registers<const F: usize>(
 ) {
     let (stride, chunks, taps) = (g.stride(), g.out_w().div_ceil(LANES), g.kernel_h() * g.kernel_w());
     let mut d = [V::ZERO; MAX_DZ_VECTORS];
-    let deinterleave = Deinterleave::<F>::new();
+    let deinterleave = Interleave::<F>::new();
     for oy in 0..g.out_h() {
         for c in 0..chunks {
             let ox0 = c * LANES;

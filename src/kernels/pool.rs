@@ -90,6 +90,20 @@ pub fn maxpool2d_forward_image<T: Element>(
     }
 }
 
+/// Lane by lane, the largest of a tile's four corners (given in order as
+/// `(values, indices as f32)`) and its index: a later corner wins only if
+/// strictly larger, so ties go to the first.
+#[inline(always)]
+fn largest_corner(corners: [(V, V); 4]) -> (V, V) {
+    let (mut value, mut best) = corners[0];
+    for &(v, index) in &corners[1..] {
+        let larger = v.simd_gt(value);
+        value = larger.select(v, value);
+        best = larger.select(index, best);
+    }
+    (value, best)
+}
+
 /// [`maxpool2d_forward_image`] for `f32` images: the same lane-wise
 /// compare and select (a later corner wins only if strictly larger), a
 /// vector of channels at a time, the last `c mod LANES` channels with
@@ -126,14 +140,7 @@ fn forward_image_f32_vectors(
                         crate::simd::load_partial(xs.add(at + c0), n)
                     }
                 };
-                let mut value = load(corners[0]);
-                let mut best = V::splat(corners[0] as f32);
-                for &corner in &corners[1..] {
-                    let v = load(corner);
-                    let larger = v.simd_gt(value);
-                    value = larger.select(v, value);
-                    best = larger.select(V::splat(corner as f32), best);
-                }
+                let (value, best) = largest_corner(corners.map(|at| (load(at), V::splat(at as f32))));
                 // SAFETY: o + c0 + n <= oh·ow·c <= a.len() (asserted above)
                 unsafe {
                     if n == LANES {
@@ -206,12 +213,7 @@ fn forward_image_f32_narrow(
                 (permute2(b0, &left, b1), base(bottom) + left_f),
                 (permute2(b0, &right, b1), base(bottom) + right_f),
             ];
-            let (mut value, mut best) = corners[0];
-            for &(v, index) in &corners[1..] {
-                let larger = v.simd_gt(value);
-                value = larger.select(v, value);
-                best = larger.select(index, best);
-            }
+            let (value, best) = largest_corner(corners);
             let o = py * row_len + j0;
             // indices below 2^24 (the caller's condition) are exact in f32
             let index: V = int_bits(best.fast_trunc_int());

@@ -17,7 +17,7 @@
 
 use super::{LANES, V};
 
-/// The most channels [`Interleave`] and [`Deinterleave`] take: 8 pairs of vectors.
+/// The most channels [`Interleave`] takes: 8 pairs of vectors.
 pub const MAX_CHANNELS: usize = 16;
 
 /// For output vector `k` and input pair `q`: the `vpermt2ps` index of each
@@ -91,11 +91,16 @@ impl<const F: usize> Tables<F> {
     }
 }
 
-/// Writes `F` channel vectors interleaved (`out[l·F + c] = v[c][l]`).
+/// `F` channel vectors to and from interleaved floats: [`Interleave::store`]
+/// (`out[l·F + c] = v[c][l]`) and [`Interleave::load`] (`v[c][l] = src[l·F + c]`).
 #[derive(Clone, Copy)]
-pub struct Interleave<const F: usize>(
-    #[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))] &'static Tables<F>,
-);
+#[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))]
+pub struct Interleave<const F: usize> {
+    /// The permutes of `store`.
+    to_memory: &'static Tables<F>,
+    /// The permutes of `load`.
+    from_memory: &'static Tables<F>,
+}
 
 impl<const F: usize> Default for Interleave<F> {
     fn default() -> Self {
@@ -104,9 +109,12 @@ impl<const F: usize> Default for Interleave<F> {
 }
 
 impl<const F: usize> Interleave<F> {
-    /// The tables for `F` channels (`1..=16`).
+    /// The tables for `F` channels (`1..=16`), made at compile time.
     pub fn new() -> Self {
-        Interleave(&Tables::INTERLEAVE)
+        Interleave {
+            to_memory: &Tables::INTERLEAVE,
+            from_memory: &Tables::DEINTERLEAVE,
+        }
     }
 
     /// `out[l·F + c] = v[c][l]` for `l < n` (`n <= LANES`); the rest of
@@ -118,7 +126,7 @@ impl<const F: usize> Interleave<F> {
         {
             let total = n * F;
             for k in 0..total.div_ceil(LANES) {
-                let w = self.0.permute(v, k);
+                let w = self.to_memory.permute(v, k);
                 let at = k * LANES;
                 // SAFETY: at + min(LANES, total - at) <= total <= out.len() (asserted)
                 unsafe {
@@ -139,31 +147,12 @@ impl<const F: usize> Interleave<F> {
             }
         }
     }
-}
-
-/// Reads interleaved floats as `F` channel vectors (`v[c][l] = src[l·F + c]`).
-#[derive(Clone, Copy)]
-pub struct Deinterleave<const F: usize>(
-    #[cfg_attr(not(target_feature = "avx512f"), allow(dead_code))] &'static Tables<F>,
-);
-
-impl<const F: usize> Default for Deinterleave<F> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const F: usize> Deinterleave<F> {
-    /// The tables for `F` channels (`1..=16`).
-    pub fn new() -> Self {
-        Deinterleave(&Tables::DEINTERLEAVE)
-    }
 
     /// `v[c][l] = src[l·F + c]` for `l < n` (`n <= LANES`), 0 in lanes `l >= n`.
     /// Shapes: `src: >= n·F`.
     #[inline(always)]
     pub fn load(&self, src: &[f32], n: usize) -> [V; F] {
-        assert!(n <= LANES && src.len() >= n * F, "Deinterleave::load: sizes");
+        assert!(n <= LANES && src.len() >= n * F, "Interleave::load: sizes");
         #[cfg(target_feature = "avx512f")]
         {
             let total = n * F;
@@ -180,7 +169,7 @@ impl<const F: usize> Deinterleave<F> {
                     }
                 }
             });
-            std::array::from_fn(|c| self.0.permute(&rows, c))
+            std::array::from_fn(|c| self.from_memory.permute(&rows, c))
         }
         #[cfg(not(target_feature = "avx512f"))]
         {
@@ -220,7 +209,7 @@ mod tests {
             }
             // load: the inverse, zeros past n, nothing read past n·F
             let src: Vec<f32> = (0..n * F).map(|g| (100 * (g % F) + g / F + 1) as f32).collect();
-            let back = Deinterleave::<F>::new().load(&src, n);
+            let back = Interleave::<F>::new().load(&src, n);
             for (c, w) in back.iter().enumerate() {
                 for (l, &x) in w.to_array().iter().enumerate() {
                     let want = if l < n { (100 * c + l + 1) as f32 } else { 0.0 };
