@@ -266,8 +266,10 @@ fn forward_groups<const G: usize>(
         }
         let mut bias = [0.0f32; G];
         bias[..count].copy_from_slice(&b[co0..co0 + count]);
-        // as many rows as the registers hold: R·G sums, G weights, an input vector
-        let fits = |rows: usize| (rows + 1) * G + 2 <= crate::simd::VECTOR_REGISTERS;
+        // up to 3 rows, as many as the registers hold R·G sums and two more
+        // vectors (the weights, once broadcast, take registers left over or
+        // are read from memory: AVX2's 16 registers take 2 rows of 6 filters)
+        let fits = |rows: usize| rows * G + 2 <= crate::simd::VECTOR_REGISTERS;
         let mut oy = 0;
         while oy < g.out_h() {
             let left = g.out_h() - oy;
