@@ -183,11 +183,12 @@ fn main() {
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
     let whole_epoch = flag("--epoch");
     let only = arg("--only");
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.starts_with(o));
     if flag("--layers") {
-        if only.as_deref() != Some("keras") {
+        if wanted("lenet") {
             layer_times("lenet", &lenet(1), &train);
         }
-        if only.as_deref() != Some("lenet") {
+        if wanted("keras-cnn") {
             layer_times("keras-cnn", &keras_cnn(1), &train);
         }
         return;
@@ -212,7 +213,7 @@ fn main() {
     type Make = fn(u64) -> Network;
     let nets: [(&str, Make, usize); 2] = [("lenet", lenet, 120), ("keras-cnn", keras_cnn, 24)];
     for (name, make, default_steps) in nets {
-        if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
+        if !wanted(name) {
             continue;
         }
         let steps = arg("--steps")

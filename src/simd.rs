@@ -105,8 +105,8 @@ pub const REGISTER_LANES: usize = match ISA.as_bytes() {
 pub const REGISTERS_PER_VECTOR: usize = LANES / REGISTER_LANES;
 
 /// How many [`V`] values the vector register file holds at once: 32 with
-/// AVX-512 (zmm) and on aarch64 (32 q registers, two per `V`: 16), 16 with
-/// AVX/AVX2 (ymm), 8 with SSE2 (16 xmm, two per `V`); a rough 16 elsewhere.
+/// AVX-512 (zmm); 16 with AVX/AVX2 (ymm) and on aarch64 (32 q registers,
+/// two per `V`); 8 with SSE2 (16 xmm, two per `V`); 16 assumed elsewhere.
 pub const VECTOR_REGISTERS: usize = match ISA.as_bytes() {
     b"AVX-512" => 32,
     b"AVX2" | b"AVX" => 16,
