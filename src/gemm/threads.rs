@@ -47,7 +47,7 @@ pub const MAX_TASKS: usize = 4;
 /// up to a power of two, at least 2 and at most [`MAX_TASKS`]. On two
 /// threads, four tasks repack A and B twice each and, when the rows split
 /// unevenly (128 rows as 72 + 56 for a 12-row kernel), one thread gets the
-/// two larger blocks. Measured on Zen 5 (2 cores), 784-512-512-10 epoch
+/// two larger blocks. Measured on Zen 5 (2 cores, AVX-512, 16 lanes), 784-512-512-10 epoch
 /// (training and validation): 0.85-0.87 s with four tasks, 0.80-0.81 with two.
 pub fn max_tasks() -> usize {
     rayon::current_num_threads()

@@ -325,7 +325,7 @@ fn forward_groups<const G: usize>(
 /// at `p[at]`. Each row's sums are those of a one-row call: more rows only
 /// give the multiply-adds independent chains to hide their latency and
 /// share each broadcast weight (LeNet-5's first layer, one 64-image shard,
-/// Zen 5: 1 row 0.157 ms, 2 rows 0.13-0.14, 3 rows 0.12).
+/// Zen 5, AVX-512: 1 row 0.157 ms, 2 rows 0.13-0.14, 3 rows 0.12).
 /// (No `array::from_fn` here or in the caller: a closure holding `&acc`
 /// kept every accumulator in memory, stored after every multiply-add.)
 #[inline(always)]
@@ -373,7 +373,7 @@ const MAX_DZ_VECTORS: usize = 512;
 /// Taps per group of sums kept in registers: `TAP_GROUP·F` accumulators
 /// (24 for `F = 6`), `F` vectors of `dz`, one of `x`: 31 of AVX-512's 32
 /// registers; one tap (13 registers) with AVX2's 16. (LeNet-5's first
-/// layer, one 64-image shard, Zen 5: 3 taps 0.135-0.146 ms, 4 taps
+/// layer, one 64-image shard, Zen 5, AVX-512: 3 taps 0.135-0.146 ms, 4 taps
 /// 0.127-0.137, 5 taps 0.158-0.173.)
 const TAP_GROUP: usize = if LANES >= 16 { 4 } else { 1 };
 
