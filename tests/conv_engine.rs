@@ -671,3 +671,98 @@ fn max_pool_over_many_channels_matches_the_lesson_with_ties() {
         assert_eq!(a[k] as f64, 0.5 * a64[k], "output {k}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// A first one-channel convolution and its pool run image by image
+// (nn::fused): the same bits as the two layers run one after the other.
+
+/// `got` and `want` as the same f32 bits (`+0` and `-0` equal when `signed_zero`).
+fn assert_same_bits(what: &str, got: &[f32], want: &[f32], signed_zero: bool) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let same = if signed_zero { g == w } else { g.to_bits() == w.to_bits() };
+        assert!(same, "{what}[{i}]: image by image {g}, layer by layer {w}");
+    }
+}
+
+fn check_first_block_bits<X: AOperand + Copy>(x: X, x_scale: f32, net: &Network, name: &str) {
+    let rows = x.rows();
+    let labels: Vec<u8> = (0..rows).map(|r| (r % 3) as u8).collect();
+    let mut ws = Workspace::new(net, rows);
+    ws.forward(net, x, x_scale, Parallelism::Sequential);
+    ws.loss(&labels, 1.0 / rows as f32);
+    ws.backward(net, x, x_scale, Parallelism::Sequential);
+
+    let (Layer::Conv2d(conv), Layer::MaxPool2d(pool)) = (&net.layers()[0], &net.layers()[1]) else {
+        panic!("{name}: the block is a convolution and a pool");
+    };
+    let seq = Parallelism::Sequential;
+    let mut a0 = Matrix::zeros(rows, conv.outputs());
+    conv2d_forward(a0.view_mut(), x, x_scale, conv, None, seq);
+    assert_same_bits(&format!("{name}: a0"), ws.output(0).to_matrix().as_slice(), a0.as_slice(), false);
+    let (mut a1, mut argmax) = (Matrix::zeros(rows, pool.outputs()), vec![0u32; rows * pool.outputs()]);
+    maxpool2d_forward(a1.view_mut(), &mut argmax, a0.view(), 1.0, pool, None);
+    assert_same_bits(&format!("{name}: a1"), ws.output(1).to_matrix().as_slice(), a1.as_slice(), false);
+
+    let mut da0 = Matrix::zeros(rows, conv.outputs());
+    maxpool2d_backward(da0.view_mut(), ws.da(1), &argmax, pool, None);
+    let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(conv, rows);
+    let mut scratch = Matrix::zeros(sr, sc);
+    let mut dw = Matrix::zeros(conv.w.rows(), conv.w.cols());
+    let (mut db, mut dz) = (vec![f32::NAN; conv.b.len()], Matrix::zeros(rows, conv.outputs()));
+    conv2d_backward(
+        None,
+        &mut scratch,
+        dw.view_mut(),
+        &mut db,
+        dz.view_mut(),
+        da0.view(),
+        a0.view(),
+        x,
+        x_scale,
+        conv,
+        None,
+        seq,
+    );
+    // dz0 may hold -0 where the layer-by-layer path multiplied a negative 0-routed error
+    assert_same_bits(&format!("{name}: dz0"), ws.dz(0).to_matrix().as_slice(), dz.as_slice(), true);
+    assert_same_bits(&format!("{name}: dW0"), ws.grad(0, 0), dw.as_slice(), false);
+    assert_same_bits(&format!("{name}: db0"), ws.grad(0, 1), &db, false);
+}
+
+#[test]
+fn a_first_one_channel_convolution_and_its_pool_run_image_by_image_with_the_same_bits() {
+    let shapes = [
+        // (h, w, kernel, filters, padding): LeNet-5's first block, odd sizes, few and many filters
+        (28, 28, 5, 6, Padding::Same),
+        (9, 7, 3, 4, Padding::Valid),
+        (5, 5, 2, 3, Padding::Same),
+        (8, 11, 3, 16, Padding::Same),
+        (7, 7, 1, 1, Padding::Valid),
+    ];
+    let acts = [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Identity];
+    for (k, &(h, w, kernel, filters, padding)) in shapes.iter().enumerate() {
+        let act = acts[k % acts.len()];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
+        let img = |h, w, c| ImageShape::new(1, h, w, c).unwrap();
+        let mut conv = Conv2d::new(img(h, w, 1), kernel, kernel, filters, padding, act, &mut rng).unwrap();
+        conv.b = (0..filters).map(|j| 0.1 * eighth(j, k)).collect();
+        let out = conv.output_shape();
+        let pool = MaxPool2d::new(out).unwrap();
+        let pooled = pool.geometry.output();
+        let flat = pooled.image_len();
+        let layers = vec![
+            Layer::Conv2d(conv),
+            Layer::MaxPool2d(pool),
+            Layer::Flatten(Flatten::new(pooled)),
+            dense(flat, 3, Activation::Identity, 7 + k),
+        ];
+        let net = Network::from_layers(h * w, layers).unwrap();
+        let rows = 5;
+        let pixels: Vec<u8> = (0..rows * h * w).map(|i| (i * 37 % 256) as u8).collect();
+        let floats: Vec<f32> = (0..rows * h * w).map(|i| eighth(i, 100 + k)).collect();
+        let name = format!("{h}x{w} kernel {kernel}x{kernel}x{filters} {padding} {act:?}");
+        check_first_block_bits(MatRef::from_slice(&pixels, rows, h * w), 1.0 / 255.0, &net, &format!("{name} u8"));
+        check_first_block_bits(MatRef::from_slice(&floats, rows, h * w), 1.0, &net, &format!("{name} f32"));
+    }
+}

@@ -531,7 +531,15 @@ pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
 /// would take its scalar path). Same bits.
 ///
 /// Shapes: `dz, da, a: (rows, positions·channels)`, `db: (channels)`.
-pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+pub fn channel_activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+    db.fill(0.0);
+    channel_activation_backward_add(dz, da, a, act, db);
+}
+
+/// [`channel_activation_backward`] adding to `db` instead of overwriting
+/// it: called on rows `0..r` and then on rows `r..`, the same sums in the
+/// same order, so the same bits, as one call on all of them.
+pub fn channel_activation_backward_add(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     let channels = db.len();
     assert!(
         channels > 0 && dz.cols().is_multiple_of(channels),
@@ -553,7 +561,6 @@ pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: A
         "channel_activation_backward: rows must be contiguous"
     );
     let _t = crate::trace::kernel(crate::trace::Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
-    db.fill(0.0);
     let n = dz.cols();
     for i in 0..dz.rows() {
         let (da_row, a_row) = (
@@ -572,19 +579,25 @@ pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: A
         for k in j..n {
             row[k] = da_row[k] * act.df_from_output(a_row[k]);
         }
-        match channels {
-            // a fixed channel count keeps the sums in registers (LeNet-5's 6 filters: 0.20 -> 0.06 ms a shard)
-            1 => sum_channels::<1>(row, db),
-            2 => sum_channels::<2>(row, db),
-            3 => sum_channels::<3>(row, db),
-            4 => sum_channels::<4>(row, db),
-            6 => sum_channels::<6>(row, db),
-            8 => sum_channels::<8>(row, db),
-            _ => {
-                for position in row.chunks_exact(channels) {
-                    for (s, &d) in db.iter_mut().zip(position) {
-                        *s += d;
-                    }
+        channel_sums_add(db, row);
+    }
+}
+
+/// `db[c] += Σ_positions row[position·C + c]` for `C = db.len()` channels,
+/// position after position (the order of [`channel_activation_backward`]).
+pub fn channel_sums_add(db: &mut [f32], row: &[f32]) {
+    match db.len() {
+        // a fixed channel count keeps the sums in registers (LeNet-5's 6 filters: 0.20 -> 0.06 ms a shard)
+        1 => sum_channels::<1>(row, db),
+        2 => sum_channels::<2>(row, db),
+        3 => sum_channels::<3>(row, db),
+        4 => sum_channels::<4>(row, db),
+        6 => sum_channels::<6>(row, db),
+        8 => sum_channels::<8>(row, db),
+        channels => {
+            for position in row.chunks_exact(channels) {
+                for (s, &d) in db.iter_mut().zip(position) {
+                    *s += d;
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! larger), exactly as [`crate::teach::pool`]. For an odd height or width
 //! the last row or column is read by no tile and gets a zero gradient.
 
+use crate::activation::Activation;
 use crate::kernels::DropoutMask;
 use crate::matrix::Element;
 use crate::simd::{LANES, V};
@@ -262,6 +263,31 @@ pub fn maxpool2d_backward_image(
                 }
             }
         }
+    }
+}
+
+/// One image's backward pass through a max-pool and the activation of the
+/// layer below it at once: `dz[argmax[o]] = da[o] · f'(a[o])`, every other
+/// element of `dz` 0. The same numbers as [`maxpool2d_backward_image`]
+/// followed by `dz = dx ⊙ f'(x)` on the pool's input `x` (the pool copies
+/// each maximum, so `a[o] = x[argmax[o]]`; elsewhere `dx` is 0), without
+/// reading `x` or writing `dx`.
+///
+/// Shapes: `dz: h·w·c`; `da, argmax, a: (h/2)·(w/2)·c`.
+pub fn maxpool2d_activation_backward_image(
+    dz: &mut [f32],
+    da: &[f32],
+    argmax: &[u32],
+    a: &[f32],
+    act: Activation,
+) {
+    assert!(
+        da.len() == argmax.len() && a.len() == argmax.len(),
+        "maxpool2d_activation_backward_image: da, argmax, a"
+    );
+    dz.fill(0.0);
+    for ((&g, &i), &a) in da.iter().zip(argmax).zip(a) {
+        dz[i as usize] = g * act.df_from_output(a);
     }
 }
 

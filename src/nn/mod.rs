@@ -13,6 +13,7 @@ pub mod confusion;
 pub mod conv;
 pub mod dense;
 pub mod fit;
+pub(crate) mod fused;
 pub mod init;
 pub mod layer;
 pub mod loss;

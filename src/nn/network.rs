@@ -22,10 +22,14 @@ use crate::error::{Error, Result};
 use crate::gemm::{AOperand, Parallelism};
 use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
+use crate::kernels::conv::SingleChannel;
+use crate::nn::conv::Conv2d;
 use crate::nn::dense::Dense;
+use crate::nn::fused;
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
 use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::pool::MaxPool2d;
 use crate::trace;
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
@@ -576,7 +580,16 @@ impl Workspace {
             self.capacity
         );
         self.rows = rows;
-        for (l, layer) in net.layers.iter().enumerate() {
+        let mut first = 0;
+        if let Some(block) = self.conv_pool(net) {
+            // LeNet-5's first convolution and its pool, image by image (see nn::fused)
+            let (conv, pool) = self.layers.split_at_mut(1);
+            let (LayerBuffers { a: a0, .. }, LayerBuffers { a: a1, argmax, .. }) = (&mut conv[0], &mut pool[0]);
+            let (a0, a1) = (a0.view_mut().rows_range(0, rows), a1.view_mut().rows_range(0, rows));
+            fused::conv_pool_forward(a0, a1, argmax, x, x_scale, (block.0, &block.1, block.2));
+            first = 2;
+        }
+        for (l, layer) in net.layers.iter().enumerate().skip(first) {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             let LayerBuffers { a, argmax, .. } = &mut here[0];
@@ -616,7 +629,9 @@ impl Workspace {
             "Workspace::backward on a workspace made by for_inference: make it with Workspace::new"
         );
         let rows = self.rows;
-        for (l, layer) in net.layers.iter().enumerate().rev() {
+        let block = self.conv_pool(net);
+        let last = if block.is_some() { 2 } else { 0 };
+        for (l, layer) in net.layers.iter().enumerate().skip(last).rev() {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             match below.last_mut() {
@@ -638,6 +653,29 @@ impl Workspace {
                 }
             }
         }
+        if let Some((conv, shape, pool)) = block {
+            // LeNet-5's first convolution and its pool, image by image (see nn::fused)
+            let (l0, l1) = self.layers.split_at_mut(1);
+            let LayerBuffers { dz, grads, .. } = &mut l0[0];
+            let (dw, db) = grads.split_at_mut(1);
+            fused::conv_pool_backward(
+                dz.view_mut().rows_range(0, rows),
+                dw[0].view_mut(),
+                db[0].as_mut_slice(),
+                l1[0].da.view().rows_range(0, rows),
+                &l1[0].argmax,
+                l1[0].a.view().rows_range(0, rows),
+                x,
+                x_scale,
+                (conv, &shape, pool),
+            );
+        }
+    }
+
+    /// The first two layers when they run image by image ([`fused::conv_pool`]).
+    fn conv_pool<'n>(&self, net: &'n Network) -> Option<(&'n Conv2d, SingleChannel, &'n MaxPool2d)> {
+        let dropout = |l: usize| self.masks.get(l).is_some_and(|m| m.is_some());
+        fused::conv_pool(&net.layers, &[dropout(0), dropout(1)])
     }
 
     /// The logits of the last forward pass, `(rows, outputs)`.
@@ -652,6 +690,12 @@ impl Workspace {
 
     /// Layer `l`'s `da = ∂L/∂a` of the last backward pass (the loss wrote the
     /// last layer's, the layer above every other one's), `(rows, outputs_l)`.
+    ///
+    /// One exception: a first one-channel convolution followed by a max-pool
+    /// without dropout (LeNet-5's first block) runs image by image, and the
+    /// pool's error goes straight into the convolution's `dz` (see the
+    /// source of `nn::fused`): that layer's `da` is never written (zeros in
+    /// a new workspace). Its [`dz`](Self::dz) and gradients are exact.
     pub fn da(&self, l: usize) -> MatRef<'_> {
         self.layers[l].da.view().rows_range(0, self.rows)
     }
