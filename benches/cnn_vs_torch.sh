@@ -3,6 +3,7 @@
 # side by side on this machine, in one run:
 #
 #   bash benches/cnn_vs_torch.sh [SEEDS [EPOCHS [THREADS]]]     (defaults: 3 seeds, 2 epochs, 2 threads)
+#   NETS=lenet bash benches/cnn_vs_torch.sh                     (one network only)
 #
 # For each network (LeNet-5, Keras' mnist_cnn) and each seed 1..SEEDS, it runs
 # `simdnet train --model NET` and `../shared/peers/torch_cnn.py --arch NET`
@@ -51,7 +52,7 @@ last_torch_epoch() { # the last entry of train_s in the PEER_RESULT json
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 printf '\n%-10s %6s %12s %12s %8s %14s %10s\n' network seeds "simdnet s" "torch s" "speed-up" "limit s" "x limit"
-for net in lenet keras-cnn; do
+for net in ${NETS:-lenet keras-cnn}; do
     ours="" theirs=""
     for seed in $(seq 1 "$seeds"); do
         s=$("$bin" train --model "$net" --epochs "$epochs" --seed "$seed" --threads "$threads" 2>/dev/null | last_simdnet_epoch)
