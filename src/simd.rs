@@ -140,7 +140,9 @@ pub const TARGET_FEATURES: &[(&str, bool)] = &[];
 
 /// Asks the CPU to bring `data` into L1 ahead of its use (one software
 /// prefetch per 64-byte line; a hint: no fault, no effect on any value).
-/// x86 only; elsewhere it does nothing.
+/// x86-64 only; elsewhere it does nothing. Rows gathered from a shuffled
+/// data set are scattered over all of it (47 MB for MNIST): without a hint
+/// each one waits a full memory latency; with it, several are in flight.
 #[inline(always)]
 pub fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
@@ -148,7 +150,8 @@ pub fn prefetch<T>(data: &[T]) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let (p, bytes) = (data.as_ptr().cast::<i8>(), std::mem::size_of_val(data));
         for offset in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults; the address is inside `data`.
+            // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
+            // prefetch never faults and changes no memory; the address is inside `data`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(offset)) };
         }
     }

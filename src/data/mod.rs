@@ -29,21 +29,3 @@ pub fn scale_pixels(pixels: &[u8]) -> Vec<f32> {
     pixels.iter().map(|&p| p as f32 / 255.0).collect()
 }
 
-/// Hints the CPU to start loading the memory of `items` into cache (a no-op off x86-64).
-///
-/// Gathering a shuffled mini-batch reads rows scattered over 47 MB: without a
-/// hint each row waits a full memory latency; with it, several are in flight.
-#[inline(always)]
-pub fn prefetch<T>(items: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in items.chunks((64 / std::mem::size_of::<T>().max(1)).max(1)) {
-        // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
-        // prefetch never faults and does not change memory, and the address
-        // is inside a live slice anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = items;
-}

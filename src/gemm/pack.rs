@@ -163,27 +163,6 @@ impl<'a, T: Element> From<&MatRef<'a, T>> for Lines<'a, T> {
 /// hint each one waits a full memory latency.
 pub const PREFETCH_AHEAD: usize = 6;
 
-/// Hints the CPU to start loading `elements` into cache (a no-op off x86-64).
-#[inline(always)]
-pub fn prefetch<T>(elements: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (start, bytes) = (elements.as_ptr().cast::<u8>(), std::mem::size_of_val(elements));
-        for offset in (0..bytes).step_by(64) {
-            // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
-            // prefetch never faults and does not change memory, and the
-            // address is inside a live slice anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    start.add(offset).cast(),
-                );
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = elements;
-}
-
 impl<T: Element> Lines<'_, T> {
     /// For a gathered (indexed) row axis: prefetches row `i`'s columns
     /// `p0..p0+kc`, if `i` is a row. Nothing for an evenly strided axis
@@ -192,7 +171,7 @@ impl<T: Element> Lines<'_, T> {
     pub fn prefetch_row(&self, i: usize, (p0, kc): (usize, usize)) {
         if matches!(self.row, Axis::Index(..)) && i < self.rows && self.col.unit() {
             let start = self.offset(i, p0);
-            prefetch(&self.data[start..start + kc]);
+            crate::simd::prefetch(&self.data[start..start + kc]);
         }
     }
 
@@ -202,7 +181,7 @@ impl<T: Element> Lines<'_, T> {
     pub fn prefetch_col(&self, p: usize, (i0, rows): (usize, usize)) {
         if matches!(self.col, Axis::Index(..)) && p < self.cols && self.row.unit() {
             let start = self.offset(i0, p);
-            prefetch(&self.data[start..start + rows]);
+            crate::simd::prefetch(&self.data[start..start + rows]);
         }
     }
 }
