@@ -23,6 +23,14 @@ pub trait Element: Copy + Send + Sync + fmt::Debug + 'static {
     fn to_f32(self) -> f32;
 }
 
+/// `s` as `f32` numbers if its elements are `f32` (`None` for pixels):
+/// for the kernels that read only `f32` data in place.
+pub fn as_f32<T: Element>(s: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same TypeId), so the slice is the same memory as `[f32]`.
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+}
+
 /// The index of the largest value of `v` (the first one on ties; 0 for an
 /// empty slice). A network's prediction is the `argmax` of a row of its outputs.
 pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {

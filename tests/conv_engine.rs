@@ -192,6 +192,24 @@ fn convolution_matches_seven_plain_loops_on_packed_and_threaded_shapes() {
 }
 
 #[test]
+fn one_vector_of_filters_over_windows_inside_matches_seven_plain_loops() {
+    // LANES filters and no padding read: the direct kernels (kernels::conv_direct)
+    // on AVX-512, a tile of positions or taps read from one pointer; elsewhere the GEMM
+    let lanes = simdnet::simd::LANES;
+    for (h, w, kernel, c_in) in [
+        (14, 14, (5, 5), 6),
+        (9, 9, (3, 3), 4),
+        (8, 13, (2, 3), 3),
+        (6, 6, (3, 3), 2),
+        (15, 13, (3, 1), 7),
+    ] {
+        for padding in [Padding::Valid, Padding::Same] {
+            check_conv(h, w, kernel, (c_in, lanes), padding);
+        }
+    }
+}
+
+#[test]
 fn convolution_reads_gathered_pixels_as_the_copied_batch() {
     // The first layer reads u8 pixels straight from the data set by row index.
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -680,7 +698,11 @@ fn max_pool_over_many_channels_matches_the_lesson_with_ties() {
 fn assert_same_bits(what: &str, got: &[f32], want: &[f32], signed_zero: bool) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let same = if signed_zero { g == w } else { g.to_bits() == w.to_bits() };
+        let same = if signed_zero {
+            g == w
+        } else {
+            g.to_bits() == w.to_bits()
+        };
         assert!(same, "{what}[{i}]: image by image {g}, layer by layer {w}");
     }
 }
@@ -699,10 +721,23 @@ fn check_first_block_bits<X: AOperand + Copy>(x: X, x_scale: f32, net: &Network,
     let seq = Parallelism::Sequential;
     let mut a0 = Matrix::zeros(rows, conv.outputs());
     conv2d_forward(a0.view_mut(), x, x_scale, conv, None, seq);
-    assert_same_bits(&format!("{name}: a0"), ws.output(0).to_matrix().as_slice(), a0.as_slice(), false);
-    let (mut a1, mut argmax) = (Matrix::zeros(rows, pool.outputs()), vec![0u32; rows * pool.outputs()]);
+    assert_same_bits(
+        &format!("{name}: a0"),
+        ws.output(0).to_matrix().as_slice(),
+        a0.as_slice(),
+        false,
+    );
+    let (mut a1, mut argmax) = (
+        Matrix::zeros(rows, pool.outputs()),
+        vec![0u32; rows * pool.outputs()],
+    );
     maxpool2d_forward(a1.view_mut(), &mut argmax, a0.view(), 1.0, pool, None);
-    assert_same_bits(&format!("{name}: a1"), ws.output(1).to_matrix().as_slice(), a1.as_slice(), false);
+    assert_same_bits(
+        &format!("{name}: a1"),
+        ws.output(1).to_matrix().as_slice(),
+        a1.as_slice(),
+        false,
+    );
 
     let mut da0 = Matrix::zeros(rows, conv.outputs());
     maxpool2d_backward(da0.view_mut(), ws.da(1), &argmax, pool, None);
@@ -725,7 +760,12 @@ fn check_first_block_bits<X: AOperand + Copy>(x: X, x_scale: f32, net: &Network,
         seq,
     );
     // dz0 may hold -0 where the layer-by-layer path multiplied a negative 0-routed error
-    assert_same_bits(&format!("{name}: dz0"), ws.dz(0).to_matrix().as_slice(), dz.as_slice(), true);
+    assert_same_bits(
+        &format!("{name}: dz0"),
+        ws.dz(0).to_matrix().as_slice(),
+        dz.as_slice(),
+        true,
+    );
     assert_same_bits(&format!("{name}: dW0"), ws.grad(0, 0), dw.as_slice(), false);
     assert_same_bits(&format!("{name}: db0"), ws.grad(0, 1), &db, false);
 }
@@ -740,7 +780,12 @@ fn a_first_one_channel_convolution_and_its_pool_run_image_by_image_with_the_same
         (8, 11, 3, 16, Padding::Same),
         (7, 7, 1, 1, Padding::Valid),
     ];
-    let acts = [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Identity];
+    let acts = [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Identity,
+    ];
     for (k, &(h, w, kernel, filters, padding)) in shapes.iter().enumerate() {
         let act = acts[k % acts.len()];
         let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
@@ -762,7 +807,17 @@ fn a_first_one_channel_convolution_and_its_pool_run_image_by_image_with_the_same
         let pixels: Vec<u8> = (0..rows * h * w).map(|i| (i * 37 % 256) as u8).collect();
         let floats: Vec<f32> = (0..rows * h * w).map(|i| eighth(i, 100 + k)).collect();
         let name = format!("{h}x{w} kernel {kernel}x{kernel}x{filters} {padding} {act:?}");
-        check_first_block_bits(MatRef::from_slice(&pixels, rows, h * w), 1.0 / 255.0, &net, &format!("{name} u8"));
-        check_first_block_bits(MatRef::from_slice(&floats, rows, h * w), 1.0, &net, &format!("{name} f32"));
+        check_first_block_bits(
+            MatRef::from_slice(&pixels, rows, h * w),
+            1.0 / 255.0,
+            &net,
+            &format!("{name} u8"),
+        );
+        check_first_block_bits(
+            MatRef::from_slice(&floats, rows, h * w),
+            1.0,
+            &net,
+            &format!("{name} f32"),
+        );
     }
 }

@@ -28,4 +28,3 @@ pub const NUM_CLASSES: usize = 10;
 pub fn scale_pixels(pixels: &[u8]) -> Vec<f32> {
     pixels.iter().map(|&p| p as f32 / 255.0).collect()
 }
-

@@ -539,7 +539,13 @@ pub fn channel_activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activ
 /// [`channel_activation_backward`] adding to `db` instead of overwriting
 /// it: called on rows `0..r` and then on rows `r..`, the same sums in the
 /// same order, so the same bits, as one call on all of them.
-pub fn channel_activation_backward_add(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+pub fn channel_activation_backward_add(
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    db: &mut [f32],
+) {
     let channels = db.len();
     assert!(
         channels > 0 && dz.cols().is_multiple_of(channels),

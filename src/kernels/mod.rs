@@ -36,6 +36,7 @@
 //! where the scalar loop is faster and exact anyway.
 
 pub mod conv;
+pub mod conv_direct;
 pub mod dropout;
 pub mod pool;
 pub mod reference;

@@ -41,8 +41,9 @@ use crate::kernels::conv::{
     single_channel_forward, single_channel_sums, single_channel_weight_gradient, SingleChannel,
     SINGLE_MAX_WEIGHTS,
 };
+use crate::kernels::conv_direct::{direct_forward, direct_weight_gradient, Direct};
 use crate::kernels::{activation_backward, DropoutMask};
-use crate::matrix::{MatMut, MatRef, Matrix};
+use crate::matrix::{as_f32, MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
 use crate::simd::V;
 use crate::trace::{self, Kind};
@@ -136,6 +137,15 @@ fn single_channel(layer: &Conv2d) -> Option<SingleChannel> {
     SingleChannel::new(&layer.geometry)
 }
 
+/// The direct kernels' shape ([`Direct`]), if they take `layer` reading
+/// images of `X` (`f32` images, no scale).
+fn direct<X: AOperand>(layer: &Conv2d, x_scale: f32) -> Option<Direct> {
+    let f32_images = std::any::TypeId::of::<X::Elem>() == std::any::TypeId::of::<f32>();
+    (f32_images && x_scale == 1.0)
+        .then(|| Direct::new(&layer.geometry))
+        .flatten()
+}
+
 /// The images in the rows of `x` as `im2col` over `win`.
 fn unfold<X: AOperand>(x: &X, win: Window) -> Im2col<'_, X::Elem> {
     let images = x
@@ -173,6 +183,20 @@ pub fn conv2d_forward<X: AOperand>(
         for r in 0..rows {
             let params = (layer.w.as_slice(), &layer.b[..], layer.act);
             single_channel_forward(a.row_mut(r), images.row(r), x_scale, params, &shape);
+        }
+        if let Some(mask) = dropout {
+            apply_dropout(a, mask);
+        }
+        return;
+    }
+    if let Some(shape) = direct::<X>(layer, x_scale).filter(Direct::forward) {
+        // one vector of filters over windows inside the image: rows of positions in registers, see Direct
+        let _t = trace::kernel(Kind::ForwardGemm).flops(2 * rows * layer.outputs() * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        for r in 0..rows {
+            let image = as_f32(images.row(r)).expect("direct: f32 images");
+            let params = (layer.w.as_slice(), &layer.b[..], layer.act);
+            direct_forward(a.row_mut(r), image, params, &shape);
         }
         if let Some(mask) = dropout {
             apply_dropout(a, mask);
@@ -305,6 +329,19 @@ pub fn conv2d_backward<X: AOperand>(
             "conv2d_backward: dw must be contiguous"
         );
         single_channel_sums(&mut dw.data()[..sums.len()], sums);
+    } else if let Some(shape) = direct::<X>(layer, x_scale).filter(Direct::weight_gradient) {
+        let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        let (outputs, dz) = (layer.outputs(), dz_view.data());
+        let image = |r: usize| {
+            let x = as_f32(images.row(r)).expect("direct: f32 images");
+            (x, &dz[r * outputs..][..outputs])
+        };
+        // the GEMM's depth blocks (see gemm::loops), so that the sums and their bits are the GEMM's
+        let kc = positions.div_ceil(positions.div_ceil(crate::gemm::block_sizes().kc.max(1)).max(1));
+        let mut dw = dw;
+        let n = layer.w.as_slice().len();
+        direct_weight_gradient(&mut dw.data()[..n], &image, rows, kc.max(1), &shape);
     } else {
         gemm(
             x_scale,

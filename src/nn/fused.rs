@@ -26,8 +26,8 @@
 
 use crate::gemm::AOperand;
 use crate::kernels::conv::{
-    channel_sums_add, single_channel_forward, single_channel_sums,
-    single_channel_weight_gradient, SingleChannel, SINGLE_MAX_WEIGHTS,
+    channel_sums_add, single_channel_forward, single_channel_sums, single_channel_weight_gradient,
+    SingleChannel, SINGLE_MAX_WEIGHTS,
 };
 use crate::kernels::pool::{maxpool2d_activation_backward_image, maxpool2d_forward_image};
 use crate::matrix::{MatMut, MatRef};
@@ -68,7 +68,10 @@ pub(crate) fn conv_pool_forward<X: AOperand>(
     let (outputs, pooled) = (conv.outputs(), pool.outputs());
     assert_eq!((a0.rows(), a0.cols()), (rows, outputs), "conv_pool_forward: a0");
     assert_eq!((a1.rows(), a1.cols()), (rows, pooled), "conv_pool_forward: a1");
-    assert!(argmax.len() >= rows * pooled, "conv_pool_forward: argmax too short");
+    assert!(
+        argmax.len() >= rows * pooled,
+        "conv_pool_forward: argmax too short"
+    );
     let images = x.image_rows().expect("a convolution reads rows of images");
     let input = pool.geometry.input();
     let pool_shape = (input.height(), input.width(), input.channels());
@@ -113,7 +116,11 @@ pub(crate) fn conv_pool_backward<X: AOperand>(
 ) {
     let rows = x.rows();
     let (outputs, pooled) = (conv.outputs(), pool.outputs());
-    assert_eq!((da1.rows(), da1.cols()), (rows, pooled), "conv_pool_backward: da1");
+    assert_eq!(
+        (da1.rows(), da1.cols()),
+        (rows, pooled),
+        "conv_pool_backward: da1"
+    );
     assert!(
         da1.col_stride() == 1 && dw.row_stride() == dw.cols(),
         "conv_pool_backward: da1's rows and dw must be contiguous"

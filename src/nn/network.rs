@@ -20,9 +20,9 @@ use crate::activation::Activation;
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::{AOperand, Parallelism};
+use crate::kernels::conv::SingleChannel;
 use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
-use crate::kernels::conv::SingleChannel;
 use crate::nn::conv::Conv2d;
 use crate::nn::dense::Dense;
 use crate::nn::fused;
@@ -584,8 +584,12 @@ impl Workspace {
         if let Some(block) = self.conv_pool(net) {
             // LeNet-5's first convolution and its pool, image by image (see nn::fused)
             let (conv, pool) = self.layers.split_at_mut(1);
-            let (LayerBuffers { a: a0, .. }, LayerBuffers { a: a1, argmax, .. }) = (&mut conv[0], &mut pool[0]);
-            let (a0, a1) = (a0.view_mut().rows_range(0, rows), a1.view_mut().rows_range(0, rows));
+            let (LayerBuffers { a: a0, .. }, LayerBuffers { a: a1, argmax, .. }) =
+                (&mut conv[0], &mut pool[0]);
+            let (a0, a1) = (
+                a0.view_mut().rows_range(0, rows),
+                a1.view_mut().rows_range(0, rows),
+            );
             fused::conv_pool_forward(a0, a1, argmax, x, x_scale, (block.0, &block.1, block.2));
             first = 2;
         }
