@@ -431,6 +431,12 @@ impl Scope {
         self.flops = flops as u64;
         self
     }
+    /// Declares the floating-point operations of work whose count is known
+    /// only once it is done (a product that skips zeros).
+    #[inline(always)]
+    pub fn set_flops(&mut self, flops: usize) {
+        self.flops = flops as u64;
+    }
     /// Declares the bytes this work reads and writes (for GB/s).
     #[inline(always)]
     pub fn bytes(mut self, bytes: usize) -> Scope {

@@ -86,7 +86,20 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
 
 /// The engine's forward and backward for one convolution (identity
 /// activation, so `a = z` and `dz = da`), against [`naive`].
-fn check_conv(h: usize, w: usize, (kh, kw): (usize, usize), (c_in, c_out): (usize, usize), padding: Padding) {
+fn check_conv(h: usize, w: usize, kernel: (usize, usize), channels: (usize, usize), padding: Padding) {
+    check_conv_keeping(h, w, kernel, channels, padding, 1);
+}
+
+/// [`check_conv`] with only one `dz` in `keep` not zero (a max-pool above
+/// keeps one in 4): the input gradient then skips the zeros (gemm::sparse).
+fn check_conv_keeping(
+    h: usize,
+    w: usize,
+    (kh, kw): (usize, usize),
+    (c_in, c_out): (usize, usize),
+    padding: Padding,
+    keep: usize,
+) {
     let batch = 2;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let input = ImageShape::new(1, h, w, c_in).unwrap();
@@ -102,7 +115,15 @@ fn check_conv(h: usize, w: usize, (kh, kw): (usize, usize), (c_in, c_out): (usiz
     }
     let (inputs, outputs) = (layer.inputs(), layer.outputs());
     let x: Vec<f32> = (0..batch * inputs).map(|k| eighth(k, salt + 2)).collect();
-    let dz_in: Vec<f32> = (0..batch * outputs).map(|k| eighth(k, salt + 3)).collect();
+    let dz_in: Vec<f32> = (0..batch * outputs)
+        .map(|k| {
+            if (k / 3) % keep == 0 {
+                eighth(k, salt + 3)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let g = Conv2dGeometry::new(
         ImageShape::new(batch, h, w, c_in).unwrap(),
         kh,
@@ -112,7 +133,7 @@ fn check_conv(h: usize, w: usize, (kh, kw): (usize, usize), (c_in, c_out): (usiz
     )
     .unwrap();
     let (z, dw, db, dx) = naive(&x, layer.w.as_slice(), &layer.b, &dz_in, &g, batch);
-    let name = format!("{h}x{w}x{c_in} kernel {kh}x{kw}x{c_out} {padding}");
+    let name = format!("{h}x{w}x{c_in} kernel {kh}x{kw}x{c_out} {padding} dz 1 in {keep}");
 
     let xv = MatRef::from_slice(&x, batch, inputs);
     let mut a = vec![f32::NAN; batch * outputs];
@@ -206,6 +227,20 @@ fn one_vector_of_filters_over_windows_inside_matches_seven_plain_loops() {
         for padding in [Padding::Valid, Padding::Same] {
             check_conv(h, w, kernel, (c_in, lanes), padding);
         }
+    }
+}
+
+#[test]
+fn input_gradients_of_mostly_zero_errors_match_seven_plain_loops() {
+    // dz with one entry in 4 (a max-pool above) or fewer not zero: the
+    // columns dz·Wᵀ skip the zeros (gemm::sparse) before the fold; one in 1
+    // and one in 2 take the GEMM. Few input channels and deep filters, two
+    // and more folds (LeNet-5's second layer, Keras' second), odd sizes.
+    for keep in [1, 2, 4, 9] {
+        check_conv_keeping(14, 14, (5, 5), (6, 16), Padding::Valid, keep);
+        check_conv_keeping(9, 7, (3, 3), (3, 5), Padding::Same, keep);
+        check_conv_keeping(16, 16, (3, 3), (32, 32), Padding::Same, keep);
+        check_conv_keeping(11, 13, (3, 2), (20, 36), Padding::Valid, keep);
     }
 }
 

@@ -298,6 +298,13 @@ fn ensure_init() {
     });
 }
 
+/// The depth of the blocks [`super::gemm`] sums a product of depth `k` in,
+/// with the current block sizes ([`super::loops::balanced_depth`]): for
+/// kernels that must give the GEMM's bits.
+pub fn depth_block(k: usize) -> usize {
+    super::loops::balanced_depth(k, block_sizes().kc)
+}
+
 /// The block sizes the next GEMM call will use.
 pub fn block_sizes() -> BlockSizes {
     ensure_init();

@@ -127,6 +127,14 @@ pub unsafe fn gemm_on_thread<A: AOperand>(
     })
 }
 
+/// The depth of the blocks a product of depth `k` is summed in, given the
+/// block size `kc`: balanced, so `k = 784` with `kc = 256` runs 4 blocks of
+/// 196, not 256 + 256 + 256 + 16 (a thin last block pays the C update for
+/// little work). Each block is summed from zero, then added to C.
+pub fn balanced_depth(k: usize, kc: usize) -> usize {
+    k.div_ceil(k.div_ceil(kc.max(1)).max(1)).max(1)
+}
+
 #[allow(clippy::too_many_arguments)]
 unsafe fn five_loops<A: AOperand>(
     alpha: f32,
@@ -141,9 +149,7 @@ unsafe fn five_loops<A: AOperand>(
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (mr, nr) = (kernel.mr, kernel.nr);
-    // kc is balanced: k = 784 with kc = 256 runs 4 blocks of 196, not
-    // 256 + 256 + 256 + 16 (a thin last block pays the C update for little work).
-    let kc_max = k.div_ceil(k.div_ceil(blocks.kc.max(1)).max(1)).max(1);
+    let kc_max = balanced_depth(k, blocks.kc);
     let mc_max = blocks.mc.div_ceil(mr).max(1) * mr;
     let mc_max = mc_max.min(m.div_ceil(mr) * mr);
     let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;

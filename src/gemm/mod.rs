@@ -40,11 +40,13 @@ pub mod loops;
 pub mod operand;
 pub mod pack;
 pub mod reference;
+pub mod sparse;
 pub mod threads;
 
-pub use blocking::{block_sizes, set_block_sizes, BlockSizes};
+pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};
 pub use im2col::{col2im_add, Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
+pub use sparse::{nonzeros, sparse_a_product, SPARSE_ENOUGH};
 
 use crate::activation::Activation;
 use crate::kernels::DropoutMask;

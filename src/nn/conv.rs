@@ -34,7 +34,10 @@ use rand::Rng;
 
 use crate::activation::Activation;
 use crate::error::Result;
-use crate::gemm::{col2im_add, gemm, AOperand, Epilogue, Im2col, ImageRows, Parallelism, Window};
+use crate::gemm::{
+    col2im_add, depth_block, gemm, nonzeros, sparse_a_product, transpose_into, AOperand, Epilogue, Im2col,
+    ImageRows, Parallelism, Window, SPARSE_ENOUGH,
+};
 use crate::geometry::{Conv2dGeometry, ImageShape, Padding};
 use crate::kernels::conv::{
     apply_dropout, channel_activation_backward, channel_dropout_backward, flip_filters,
@@ -256,13 +259,14 @@ fn fold_images(layer: &Conv2d, rows: usize) -> usize {
 /// The shape of the scratch buffer [`conv2d_backward`] needs for the input
 /// gradient over up to `capacity` rows: the filters turned by 180°,
 /// `(kh·kw·c_out, c_in)`, or the unfolded columns of `dx` for a few images
-/// at a time, `(images·oh·ow, kh·kw·c_in)` (see `folds_columns` in the source).
+/// at a time and below them `Wᵀ`, `(images·oh·ow + c_out, kh·kw·c_in)` (see
+/// `folds_columns` in the source).
 pub fn input_gradient_scratch(layer: &Conv2d, capacity: usize) -> (usize, usize) {
     let g = &layer.geometry;
     if folds_columns(layer) {
         let o = g.output();
         (
-            fold_images(layer, capacity) * o.height() * o.width(),
+            fold_images(layer, capacity) * o.height() * o.width() + g.filters(),
             g.weight_len() / g.filters(),
         )
     } else {
@@ -337,11 +341,10 @@ pub fn conv2d_backward<X: AOperand>(
             let x = as_f32(images.row(r)).expect("direct: f32 images");
             (x, &dz[r * outputs..][..outputs])
         };
-        // the GEMM's depth blocks (see gemm::loops), so that the sums and their bits are the GEMM's
-        let kc = positions.div_ceil(positions.div_ceil(crate::gemm::block_sizes().kc.max(1)).max(1));
         let mut dw = dw;
         let n = layer.w.as_slice().len();
-        direct_weight_gradient(&mut dw.data()[..n], &image, rows, kc.max(1), &shape);
+        // in the GEMM's depth blocks, so that the sums and their bits are the GEMM's
+        direct_weight_gradient(&mut dw.data()[..n], &image, rows, depth_block(positions), &shape);
     } else {
         gemm(
             x_scale,
@@ -362,20 +365,32 @@ pub fn conv2d_backward<X: AOperand>(
         let (taps, per_image) = (win.taps(), win.positions());
         let images = fold_images(layer, rows);
         assert!(
-            scratch.rows() >= images * per_image && scratch.cols() == taps,
-            "conv2d_backward: the scratch buffer must be (images·oh·ow, kh·kw·c_in)"
+            scratch.rows() >= images * per_image + filters && scratch.cols() == taps,
+            "conv2d_backward: the scratch buffer must be (images·oh·ow + c_out, kh·kw·c_in)"
         );
         let per_row = per_image * taps;
+        // Wᵀ, (c_out, kh·kw·c_in), in the scratch's last rows, below the columns
+        let (columns, w_t) = scratch.as_mut_slice().split_at_mut(images * per_row);
+        let mut w_t = MatMut::from_slice(&mut w_t[..filters * taps], filters, taps);
+        transpose_into(w_t.rb_mut(), layer.w.view());
         for r0 in (0..rows).step_by(images) {
             let n = images.min(rows - r0);
-            let dcols = scratch.view_mut().rows_range(0, n * per_image);
+            let dcols = MatMut::from_slice(&mut columns[..n * per_row], n * per_image, taps);
             let dz_rows = dz_view.rows_range(r0 * per_image, (r0 + n) * per_image);
-            gemm(1.0, dz_rows, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
+            if nonzeros(dz_rows) as f32 <= SPARSE_ENOUGH * (dz_rows.rows() * filters) as f32 {
+                // dz below a max-pool is mostly zeros: each row of dcols adds the rows of Wᵀ its non-zeros pick
+                let mut t = trace::kernel(Kind::BackwardGemmDx);
+                let threads = matches!(par, Parallelism::Rayon);
+                let madds = sparse_a_product(dcols, dz_rows, w_t.as_ref(), depth_block(filters), threads);
+                t.set_flops(2 * madds);
+            } else {
+                gemm(1.0, dz_rows, layer.w.view().t(), 0.0, dcols, Epilogue::None, par);
+            }
             let _t = trace::kernel(Kind::Col2im).bytes(4 * n * (per_row + 2 * layer.inputs()));
             for r in 0..n {
                 let image = dx.row_mut(r0 + r);
                 image.fill(0.0);
-                col2im_add(image, &scratch.as_slice()[r * per_row..][..per_row], &win);
+                col2im_add(image, &columns[r * per_row..][..per_row], &win);
             }
         }
         return;
