@@ -231,9 +231,10 @@ fn one_vector_of_filters_over_windows_inside_matches_seven_plain_loops() {
 }
 
 #[test]
-fn input_gradients_of_mostly_zero_errors_match_seven_plain_loops() {
+fn gradients_of_mostly_zero_errors_match_seven_plain_loops() {
     // dz with one entry in 4 (a max-pool above) or fewer not zero: the
-    // columns dz·Wᵀ skip the zeros (gemm::sparse) before the fold; one in 1
+    // columns dz·Wᵀ skip the zeros (gemm::sparse) before the fold, and so
+    // does dW for windows inside the image (kernels::conv_sparse); one in 1
     // and one in 2 take the GEMM. Few input channels and deep filters, two
     // and more folds (LeNet-5's second layer, Keras' second), odd sizes.
     for keep in [1, 2, 4, 9] {

@@ -45,6 +45,7 @@ use crate::kernels::conv::{
     SINGLE_MAX_WEIGHTS,
 };
 use crate::kernels::conv_direct::{direct_forward, direct_weight_gradient, Direct};
+use crate::kernels::conv_sparse::{sparse_gradient_fits, sparse_weight_gradient, sparse_work_len};
 use crate::kernels::{activation_backward, DropoutMask};
 use crate::matrix::{as_f32, MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
@@ -147,6 +148,29 @@ fn direct<X: AOperand>(layer: &Conv2d, x_scale: f32) -> Option<Direct> {
     (f32_images && x_scale == 1.0)
         .then(|| Direct::new(&layer.geometry))
         .flatten()
+}
+
+/// Whether [`sparse_weight_gradient`] can compute `layer`'s weight gradient
+/// reading images of `X` (`f32`, no scale, [`sparse_gradient_fits`]), with
+/// room in `scratch` for its working space ([`sparse_work_len`]).
+fn sparse_gradient<X: AOperand>(layer: &Conv2d, x_scale: f32, scratch: &Matrix, positions: usize) -> bool {
+    let f32_images = std::any::TypeId::of::<X::Elem>() == std::any::TypeId::of::<f32>();
+    let g = &layer.geometry;
+    let room = scratch.as_slice().len() >= sparse_work_len(g, depth_block(positions));
+    f32_images && x_scale == 1.0 && sparse_gradient_fits(g) && room
+}
+
+/// Rows of an error matrix whose zeros are counted to choose between the
+/// products that skip them and the GEMM (a sample: the choice changes the
+/// time, never a bit; counting all of Keras' 9.4 MB took 1 ms a shard).
+const DENSITY_SAMPLE: usize = 1024;
+
+/// Whether at most [`SPARSE_ENOUGH`] of the numbers in `m`'s first rows
+/// ([`DENSITY_SAMPLE`]) are not zero: then the products that skip the zeros
+/// beat the GEMM (see `gemm::sparse`).
+fn sparse_enough(m: MatRef) -> bool {
+    let sample = m.rows_range(0, m.rows().min(DENSITY_SAMPLE));
+    nonzeros(sample) as f32 <= SPARSE_ENOUGH * (sample.rows() * sample.cols()) as f32
 }
 
 /// The images in the rows of `x` as `im2col` over `win`.
@@ -317,6 +341,8 @@ pub fn conv2d_backward<X: AOperand>(
         Some(mask) => channel_dropout_backward(dz.rb_mut(), da, a, layer.act, mask, db),
     }
     let dz_view = reshape(dz.as_ref(), positions, filters);
+    // below a max-pool, dz is mostly zeros: products that skip them then beat the GEMM
+    let sparse = sparse_enough(dz_view);
     // forward: z = im2col(x)·W + b  ->  dW = im2col(x)ᵀ·dz
     if let Some(shape) = single_channel(layer) {
         let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
@@ -333,6 +359,18 @@ pub fn conv2d_backward<X: AOperand>(
             "conv2d_backward: dw must be contiguous"
         );
         single_channel_sums(&mut dw.data()[..sums.len()], sums);
+    } else if sparse && sparse_gradient::<X>(layer, x_scale, scratch, positions) {
+        // dz below a max-pool is mostly zeros: each non-zero adds its window to a row of dWᵀ
+        let mut t = trace::kernel(Kind::BackwardGemmDw);
+        let images = x.image_rows().expect("a convolution reads rows of images");
+        let image = |r: usize| as_f32(images.row(r)).expect("sparse: f32 images");
+        // the working space in the scratch (dx needs it only later)
+        let kc = depth_block(positions);
+        let work = &mut scratch.as_mut_slice()[..sparse_work_len(g, kc)];
+        let mut dw = dw;
+        let n = layer.w.as_slice().len();
+        let madds = sparse_weight_gradient(&mut dw.data()[..n], work, &image, dz_view, g, kc);
+        t.set_flops(2 * madds);
     } else if let Some(shape) = direct::<X>(layer, x_scale).filter(Direct::weight_gradient) {
         let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
         let images = x.image_rows().expect("a convolution reads rows of images");
@@ -377,7 +415,7 @@ pub fn conv2d_backward<X: AOperand>(
             let n = images.min(rows - r0);
             let dcols = MatMut::from_slice(&mut columns[..n * per_row], n * per_image, taps);
             let dz_rows = dz_view.rows_range(r0 * per_image, (r0 + n) * per_image);
-            if nonzeros(dz_rows) as f32 <= SPARSE_ENOUGH * (dz_rows.rows() * filters) as f32 {
+            if sparse {
                 // dz below a max-pool is mostly zeros: each row of dcols adds the rows of Wᵀ its non-zeros pick
                 let mut t = trace::kernel(Kind::BackwardGemmDx);
                 let threads = matches!(par, Parallelism::Rayon);
