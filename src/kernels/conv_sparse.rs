@@ -13,6 +13,13 @@
 //! in order, each row by row), in blocks of `kc` positions each summed from
 //! zero and then added to the sum of the blocks before it. A zero term
 //! leaves a sum as it is (never `-0`), so the bits are the same.
+//!
+//! Measured (one 64-image shard, 1 thread, Zen 5, AVX-512,
+//! `cargo bench --bench cnn -- --layers`): Keras' second layer 6.3 -> 4.4
+//! ms against the GEMM; LeNet-5's second 0.14 -> 0.13 ms against
+//! [`super::conv_direct`]. Summing each filter's row in memory, position
+//! by position, was slower: 3.7-5.5 ms and 0.27-0.45 ms (every non-zero a
+//! read-modify-write of the same sums, a chain through store forwarding).
 
 use crate::gemm::transpose_into;
 use crate::geometry::Conv2dGeometry;
