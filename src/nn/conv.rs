@@ -26,6 +26,12 @@
 //! images (`col2im`, a few images at a time; see `folds_columns`). Dropout (training) multiplies the `(rows, outputs)` output
 //! by the mask keyed by its row and column, as for a dense layer.
 //!
+//! Three kinds of layer take other kernels for the same sums, with the
+//! same bits: one input channel ([`SingleChannel`]), one vector of filters
+//! over windows inside the image ([`Direct`]), and errors `dz` that are
+//! mostly zeros, as below a max-pool: `dcols = dz·Wᵀ` and `dW` then skip
+//! them ([`sparse_a_product`], [`sparse_weight_gradient`]).
+//!
 //! The lesson with the same steps in plain `f64` loops is
 //! [`crate::teach::conv`] (same weight layout: `W[ky,kx,ci,co]` row-major),
 //! with the same names and argument order (outputs first).
