@@ -20,9 +20,15 @@ use crate::matrix::{MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 use rayon::prelude::*;
 
-/// Vectors of a row of C summed in registers at once (Keras' 3x3x32 input
-/// gradient: 288 columns, 18 vectors, in one pass over the row's non-zeros).
-const CHUNK: usize = 24;
+/// Vectors of a row of C summed in registers at once, with room for B's
+/// (24 with AVX-512: Keras' 3x3x32 input gradient, 288 columns, 18 vectors,
+/// in one pass over the row's non-zeros; 8 with AVX2's 16 registers, 4
+/// with SSE2's 8).
+const CHUNK: usize = if crate::simd::VECTOR_REGISTERS > 12 {
+    crate::simd::VECTOR_REGISTERS - 8
+} else {
+    4
+};
 
 /// `row_chunk::<NV>(args)` for the `NV` of a runtime count of vectors (one of the listed).
 macro_rules! seq_vectors {

@@ -26,8 +26,14 @@ use crate::geometry::Conv2dGeometry;
 use crate::matrix::{MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
-/// The most vectors a filter's row of sums may take (in registers).
-const MAX_SUMS: usize = 24;
+/// The most vectors a filter's row of sums may take: they stay in
+/// registers, with room for the window's vectors (24 with AVX-512's 32
+/// registers, 8 with AVX2's 16, 4 with SSE2's 8).
+const MAX_SUMS: usize = if simd::VECTOR_REGISTERS > 12 {
+    simd::VECTOR_REGISTERS - 8
+} else {
+    4
+};
 
 /// The floats [`sparse_weight_gradient`] needs in its working space for a
 /// convolution `g` with depth blocks of `kc` positions: a block of `dzᵀ`
@@ -120,7 +126,10 @@ fn filter_major<'a, const A: usize>(
         let block = kc.min(total_positions - q0);
         // dzᵀ of the block, (filters, block): a vector compare then covers LANES positions
         let dz_t = &mut dz_t[..filters * block];
-        transpose_into(MatMut::from_slice(dz_t, filters, block), dz.rows_range(q0, q0 + block));
+        transpose_into(
+            MatMut::from_slice(dz_t, filters, block),
+            dz.rows_range(q0, q0 + block),
+        );
         for f in 0..filters {
             let column = &dz_t[f * block..][..block];
             let mut acc = [V::ZERO; A];
@@ -190,21 +199,50 @@ mod tests {
             let h = (i.wrapping_mul(2654435761) ^ salt.wrapping_mul(40503)).wrapping_mul(2246822519) >> 9;
             (h % 2001) as f32 / 1000.0 - 1.0
         };
-        for (h, w, c, (kh, kw), filters) in [(14, 14, 6, (5, 5), 16), (8, 7, 3, (3, 2), 5), (6, 6, 32, (3, 3), 20)] {
-            let g = Conv2dGeometry::new(ImageShape::new(1, h, w, c).unwrap(), kh, kw, filters, Padding::Valid).unwrap();
+        for (h, w, c, (kh, kw), filters) in [
+            (14, 14, 6, (5, 5), 16),
+            (8, 7, 3, (3, 2), 5),
+            (6, 6, 32, (3, 3), 20),
+        ] {
+            let g = Conv2dGeometry::new(
+                ImageShape::new(1, h, w, c).unwrap(),
+                kh,
+                kw,
+                filters,
+                Padding::Valid,
+            )
+            .unwrap();
+            if !sparse_gradient_fits(&g) {
+                // a filter's sums take more registers than this build has (AVX2: LeNet-5's)
+                let wide_registers = simd::VECTOR_REGISTERS >= 32;
+                assert!(!wide_registers, "{h}x{w}x{c} {kh}x{kw}: fits with 32 registers");
+                continue;
+            }
             let (oh, ow, taps, rows) = (h - kh + 1, w - kw + 1, kh * kw * c, 3);
             let x: Vec<f32> = (0..rows * h * w * c).map(|i| value(i, 1)).collect();
             for keep in [1, 4, 11] {
                 let dz: Vec<f32> = (0..rows * oh * ow * filters)
                     .map(|i| if i % keep == 0 { value(i, 2) } else { 0.0 })
                     .collect();
-                let image = |r: usize| (&x[r * h * w * c..][..h * w * c], &dz[r * oh * ow * filters..][..oh * ow * filters]);
+                let image = |r: usize| {
+                    (
+                        &x[r * h * w * c..][..h * w * c],
+                        &dz[r * oh * ow * filters..][..oh * ow * filters],
+                    )
+                };
                 let pixels = |r: usize| image(r).0;
                 let dz_view = MatRef::from_slice(&dz, rows * oh * ow, filters);
                 for kc in [1, 7, 1000] {
-                    let (mut got, mut work) = (vec![f32::NAN; filters * taps], vec![f32::NAN; sparse_work_len(&g, kc)]);
+                    let (mut got, mut work) = (
+                        vec![f32::NAN; filters * taps],
+                        vec![f32::NAN; sparse_work_len(&g, kc)],
+                    );
                     let madds = sparse_weight_gradient(&mut got, &mut work, &pixels, dz_view, &g, kc);
-                    assert_eq!(madds, dz.iter().filter(|&&e| e != 0.0).count() * taps, "multiply-adds");
+                    assert_eq!(
+                        madds,
+                        dz.iter().filter(|&&e| e != 0.0).count() * taps,
+                        "multiply-adds"
+                    );
                     for f in 0..filters {
                         for t in 0..taps {
                             let (ky, j) = (t / (kw * c), t % (kw * c));
@@ -213,7 +251,8 @@ mod tests {
                                 let (xr, dzr) = image(r);
                                 for pos in 0..oh * ow {
                                     let (oy, ox) = (pos / ow, pos % ow);
-                                    sum = xr[((oy + ky) * w + ox) * c + j].mul_add(dzr[pos * filters + f], sum);
+                                    sum =
+                                        xr[((oy + ky) * w + ox) * c + j].mul_add(dzr[pos * filters + f], sum);
                                     count += 1;
                                     if count % kc == 0 {
                                         total = if count == kc { sum } else { sum + total };
@@ -225,7 +264,8 @@ mod tests {
                                 total = if count < kc { sum } else { sum + total };
                             }
                             let got = got[t * filters + f];
-                            let name = format!("{h}x{w}x{c} {kh}x{kw}x{filters} 1 in {keep} kc {kc}: dW[{t}][{f}]");
+                            let name =
+                                format!("{h}x{w}x{c} {kh}x{kw}x{filters} 1 in {keep} kc {kc}: dW[{t}][{f}]");
                             assert_eq!(got.to_bits(), total.to_bits(), "{name}: {got} vs {total}");
                         }
                     }
