@@ -31,6 +31,14 @@ pub fn as_f32<T: Element>(s: &[T]) -> Option<&[f32]> {
         .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
 }
 
+/// For the unit tests: a number in `-1..=1` (thousandths) from a hash of
+/// `i` and `salt`, so that no two tests draw the same data.
+#[cfg(test)]
+pub(crate) fn test_number(i: usize, salt: usize) -> f32 {
+    let h = (i.wrapping_mul(2654435761) ^ salt.wrapping_mul(40503)).wrapping_mul(2246822519) >> 9;
+    (h % 2001) as f32 / 1000.0 - 1.0
+}
+
 /// The index of the largest value of `v` (the first one on ties; 0 for an
 /// empty slice). A network's prediction is the `argmax` of a row of its outputs.
 pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {

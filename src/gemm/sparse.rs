@@ -195,16 +195,13 @@ fn row_chunk<const NV: usize>(
 mod tests {
     use super::*;
     use crate::gemm::{depth_block, gemm, Epilogue, Parallelism};
+    use crate::matrix::test_number as value;
     use crate::matrix::Matrix;
 
     /// The GEMM's bits on rows of every density, widths that end mid-vector
     /// and mid-chunk, depths over one and several `kc` blocks, 1 and 2 threads.
     #[test]
     fn sparse_product_has_the_gemm_bits() {
-        let value = |i: usize, salt: usize| {
-            let h = (i.wrapping_mul(2654435761) ^ salt.wrapping_mul(40503)).wrapping_mul(2246822519) >> 9;
-            (h % 2001) as f32 / 1000.0 - 1.0
-        };
         for (m, k, n) in [
             (1, 1, 1),
             (7, 16, 150),

@@ -339,12 +339,7 @@ fn add_block<const T: usize>(out: &mut [f32], acc: &[V; T], first: bool) {
 mod tests {
     use super::*;
     use crate::geometry::{ImageShape, Padding};
-
-    /// A number in `-1..1` from a hash of `i` and `salt` (no two tests alike).
-    fn value(i: usize, salt: usize) -> f32 {
-        let h = (i.wrapping_mul(2654435761) ^ salt.wrapping_mul(40503)).wrapping_mul(2246822519) >> 9;
-        (h % 2001) as f32 / 1000.0 - 1.0
-    }
+    use crate::matrix::test_number as value;
 
     fn geometry(h: usize, w: usize, c: usize, (kh, kw): (usize, usize), padding: Padding) -> Conv2dGeometry {
         let input = ImageShape::new(1, h, w, c).unwrap();

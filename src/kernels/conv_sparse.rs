@@ -190,15 +190,12 @@ fn filter_major<'a, const A: usize>(
 mod tests {
     use super::*;
     use crate::geometry::{ImageShape, Padding};
+    use crate::matrix::test_number as value;
 
     /// Against the GEMM's sums written out (every position, zeros
     /// included, blocks of kc): the same bits, on sparse and dense errors.
     #[test]
     fn sparse_weight_gradient_sums_as_the_gemm() {
-        let value = |i: usize, salt: usize| {
-            let h = (i.wrapping_mul(2654435761) ^ salt.wrapping_mul(40503)).wrapping_mul(2246822519) >> 9;
-            (h % 2001) as f32 / 1000.0 - 1.0
-        };
         for (h, w, c, (kh, kw), filters) in [
             (14, 14, 6, (5, 5), 16),
             (8, 7, 3, (3, 2), 5),
