@@ -531,21 +531,7 @@ pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
 /// would take its scalar path). Same bits.
 ///
 /// Shapes: `dz, da, a: (rows, positions·channels)`, `db: (channels)`.
-pub fn channel_activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
-    db.fill(0.0);
-    channel_activation_backward_add(dz, da, a, act, db);
-}
-
-/// [`channel_activation_backward`] adding to `db` instead of overwriting
-/// it: called on rows `0..r` and then on rows `r..`, the same sums in the
-/// same order, so the same bits, as one call on all of them.
-pub fn channel_activation_backward_add(
-    mut dz: MatMut,
-    da: MatRef,
-    a: MatRef,
-    act: Activation,
-    db: &mut [f32],
-) {
+pub fn channel_activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     let channels = db.len();
     assert!(
         channels > 0 && dz.cols().is_multiple_of(channels),
@@ -567,6 +553,7 @@ pub fn channel_activation_backward_add(
         "channel_activation_backward: rows must be contiguous"
     );
     let _t = crate::trace::kernel(crate::trace::Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
+    db.fill(0.0);
     let n = dz.cols();
     for i in 0..dz.rows() {
         let (da_row, a_row) = (
