@@ -354,7 +354,11 @@ pub fn conv2d_backward<X: AOperand>(
     }
     let dz_view = reshape(dz.as_ref(), positions, filters);
     // below a max-pool, dz is mostly zeros: products that skip them then beat the GEMM
-    let sparse = sparse_enough(dz_view);
+    // (counted only if one of them could run: dW's, or dx's by unfolded columns)
+    let sparse_dw =
+        single_channel(layer).is_none() && sparse_gradient::<X>(layer, x_scale, scratch, positions);
+    let sparse_dx = dx.is_some() && folds_columns(layer);
+    let sparse = (sparse_dw || sparse_dx) && sparse_enough(dz_view);
     // forward: z = im2col(x)·W + b  ->  dW = im2col(x)ᵀ·dz
     if let Some(shape) = single_channel(layer) {
         let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
@@ -371,7 +375,7 @@ pub fn conv2d_backward<X: AOperand>(
             "conv2d_backward: dw must be contiguous"
         );
         single_channel_sums(&mut dw.data()[..sums.len()], sums);
-    } else if sparse && sparse_gradient::<X>(layer, x_scale, scratch, positions) {
+    } else if sparse && sparse_dw {
         // dz below a max-pool is mostly zeros: each non-zero adds its window to a row of dWᵀ
         let mut t = trace::kernel(Kind::BackwardGemmDw);
         let images = x.image_rows().expect("a convolution reads rows of images");
