@@ -37,6 +37,7 @@
 
 pub mod conv;
 pub mod conv_direct;
+pub mod conv_pooled;
 pub mod conv_sparse;
 pub mod dropout;
 pub mod pool;

@@ -1,5 +1,7 @@
-//! A first convolution over one channel (a grey image) and the max-pool
-//! right after it, run image by image: LeNet-5's first block.
+//! Two blocks of a convolution and the max-pool right after it, run image
+//! by image.
+//!
+//! ## A first convolution over one channel (LeNet-5's first block)
 //!
 //! Each image goes through both layers before the next one starts, so what
 //! one writes the other reads from L1 instead of from L3: the convolution's
@@ -23,13 +25,39 @@
 //!
 //! Only without dropout on either layer (the masks are keyed by whole
 //! mini-batch rows; the layer-by-layer path handles them).
+//!
+//! ## Any other convolution followed by a max-pool: the backward pass
+//!
+//! Below the pool at most a quarter of the convolution's `dz` is non-zero,
+//! so its backward pass goes straight from the pool's error to `dW`, `db`
+//! and the input's error `dx`, each non-zero adding one window
+//! ([`crate::kernels::conv_pooled`]): no `dz`, no unfolded columns, no
+//! fold. Its layer-by-layer lines, and what they become, per image `r`:
+//!
+//! ```text
+//! pool:  da0[argmax[o]] = da1[o] [⊙ m[o]]     conv: dz0 = da0 ⊙ f'(a0)
+//!        dW = im2col(x)ᵀ·dz0,  db = Σ dz0,  dx = col2im(dz0·Wᵀ)
+//! here:  for each o with g = da1[o] [⊙ m[o]]·f'(a0[argmax[o]]) != 0, at the window p = argmax[o]:
+//!        dW[·,f] += g·window(x, p),  db[f] += g,  window(dx, p) += g·W[·,f]
+//! ```
+//!
+//! For a convolution that does not drop out (the pool may), whose input is
+//! another layer's output (`f32` images), and whose windows lie inside the
+//! image ([`Pooled`]). The sums are in another order than the GEMMs', so the
+//! bits differ from the layer-by-layer pass by rounding (tested against it
+//! in tests/conv_engine.rs).
 
 use crate::gemm::AOperand;
 use crate::kernels::conv::{
     channel_sums_add, single_channel_forward, single_channel_sums, single_channel_weight_gradient,
     SingleChannel, SINGLE_MAX_WEIGHTS,
 };
+use crate::kernels::conv_pooled::{
+    pad_filters, pooled_entries, pooled_input_gradient, pooled_weight_gradient, pooled_weight_sums,
+    Entry, Pooled, Run,
+};
 use crate::kernels::pool::{maxpool2d_activation_backward_image, maxpool2d_forward_image};
+use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, MatRef};
 use crate::nn::conv::Conv2d;
 use crate::nn::layer::Layer;
@@ -151,4 +179,109 @@ pub(crate) fn conv_pool_backward<X: AOperand>(
         single_channel_weight_gradient(sums, images.row(r), x_scale, dz0_row, shape);
     }
     single_channel_sums(&mut dw.data()[..sums.len()], sums);
+}
+
+/// The working space of [`pooled_conv_backward`] for one convolution,
+/// allocated once: the entries of one image, the filter gradient's sums and
+/// the filters as window rows.
+#[derive(Clone, Debug)]
+pub(crate) struct PooledScratch {
+    shape: Pooled,
+    entries: Vec<Entry>,
+    runs: Vec<Run>,
+    sums: Vec<V>,
+    w_rows: Vec<V>,
+}
+
+impl PooledScratch {
+    /// For `layers[l]`, if it is a convolution that a max-pool follows, is
+    /// not the first layer, and [`Pooled`] takes it.
+    pub(crate) fn new(layers: &[Layer], l: usize) -> Option<PooledScratch> {
+        let (Some(Layer::Conv2d(conv)), Some(Layer::MaxPool2d(_))) = (layers.get(l), layers.get(l + 1)) else {
+            return None;
+        };
+        let shape = Pooled::new(&conv.geometry).filter(|_| l > 0)?;
+        Some(PooledScratch {
+            shape,
+            entries: vec![Entry::default(); shape.pooled()],
+            runs: vec![Run::default(); shape.runs_len()],
+            sums: vec![V::ZERO; shape.rows_len()],
+            w_rows: vec![V::ZERO; shape.rows_len()],
+        })
+    }
+}
+
+/// Backward through a convolution (layer `l`) and the max-pool after it,
+/// image by image, from the pool's error `da1`: the convolution's `dW` and
+/// `db` (overwritten) and the error of its input `dx` (see the module docs).
+/// `dropout`: the pool's mask, if its output was dropped.
+///
+/// Shapes: `dx, x: (rows, h·w·c_in)`, `dw: (kh·kw·c_in, c_out)`, `db: (c_out)`,
+/// `da1: (rows, (oh/2)·(ow/2)·c_out)`, `argmax` as from the pool's forward
+/// pass, `a0: (rows, oh·ow·c_out)` (the convolution's output).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pooled_conv_backward(
+    mut dx: MatMut,
+    mut dw: MatMut,
+    db: &mut [f32],
+    da1: MatRef,
+    argmax: &[u32],
+    a0: MatRef,
+    x: MatRef,
+    (l, conv, dropout): (usize, &Conv2d, Option<&DropoutMask>),
+    scratch: &mut PooledScratch,
+) {
+    let rows = x.rows();
+    let PooledScratch {
+        shape,
+        entries,
+        runs,
+        sums,
+        w_rows,
+    } = scratch;
+    let (pooled, outputs, inputs) = (shape.pooled(), conv.outputs(), conv.inputs());
+    assert!(
+        da1.rows() == rows && da1.cols() == pooled && a0.rows() == rows && a0.cols() == outputs,
+        "pooled_conv_backward: da1, a0"
+    );
+    assert!(
+        dx.rows() == rows && dx.cols() == inputs && x.cols() == inputs,
+        "pooled_conv_backward: dx, x"
+    );
+    let contiguous = |m: &MatRef| m.col_stride() == 1;
+    assert!(
+        contiguous(&da1) && contiguous(&a0) && contiguous(&x) && dw.row_stride() == dw.cols(),
+        "pooled_conv_backward: rows and dw must be contiguous"
+    );
+    assert!(argmax.len() >= rows * pooled, "pooled_conv_backward: argmax too short");
+    db.fill(0.0);
+    sums.fill(V::ZERO);
+    pad_filters(w_rows, conv.w.as_slice(), shape);
+    for (r, arg) in argmax.chunks_exact(pooled).take(rows).enumerate() {
+        let k = {
+            let _in = trace::layer(l + 1);
+            let _t = trace::kernel(Kind::PoolBackward).bytes(4 * 3 * pooled);
+            let (da1_row, a0_row) = (row_of(da1, r, pooled), row_of(a0, r, outputs));
+            // forward: a1[o] = a0[argmax[o]] [⊙ m], a0 = f(z0)  ->  g = da1[o] [⊙ m]·f'(a0[argmax[o]]),  db += g
+            pooled_entries(entries, runs, db, da1_row, arg, a0_row, conv.act, dropout.map(|m| (m, r)), shape)
+        };
+        let (_in, _conv) = (trace::layer(l), trace::convolution());
+        {
+            let mut t = trace::kernel(Kind::BackwardGemmDw);
+            // forward: z0 = conv(x, W) + b  ->  dW[·,f] += g·window(x, p)
+            let madds = pooled_weight_gradient(sums, row_of(x, r, inputs), entries, &runs[..k], shape);
+            t.set_flops(2 * madds);
+        }
+        let mut t = trace::kernel(Kind::BackwardGemmDx);
+        //                                ->  window(dx, p) += g·W[·,f]
+        let madds = pooled_input_gradient(dx.row_mut(r), w_rows, entries, &runs[..k], shape);
+        t.set_flops(2 * madds);
+    }
+    let n = conv.w.as_slice().len();
+    pooled_weight_sums(&mut dw.data()[..n], sums, shape);
+}
+
+/// The first `n` numbers of row `r` of `m` (unit column stride).
+fn row_of<'a>(m: MatRef<'a>, r: usize, n: usize) -> &'a [f32] {
+    &m.data()[r * m.row_stride()..][..n]
 }

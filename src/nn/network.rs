@@ -25,7 +25,7 @@ use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::conv::Conv2d;
 use crate::nn::dense::Dense;
-use crate::nn::fused;
+use crate::nn::fused::{self, PooledScratch};
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
 use crate::nn::loss::softmax_cross_entropy;
@@ -486,6 +486,10 @@ pub struct Workspace {
     layers: Vec<LayerBuffers>,
     /// Per layer, the dropout mask of the last forward pass (training only).
     masks: Vec<Option<DropoutMask>>,
+    /// Per layer, training only: for a convolution whose output a max-pool
+    /// reads, the working space of their backward pass by scattering
+    /// ([`fused::pooled_conv_backward`]).
+    pooled: Vec<Option<PooledScratch>>,
 }
 
 impl Workspace {
@@ -519,6 +523,9 @@ impl Workspace {
                 })
                 .collect(),
             masks: vec![None; net.layers.len()],
+            pooled: (0..net.layers.len())
+                .map(|l| backward.then(|| PooledScratch::new(&net.layers, l)).flatten())
+                .collect(),
         }
     }
 
@@ -635,7 +642,17 @@ impl Workspace {
         let rows = self.rows;
         let block = self.conv_pool(net);
         let last = if block.is_some() { 2 } else { 0 };
+        let mut skip = false;
         for (l, layer) in net.layers.iter().enumerate().skip(last).rev() {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            if l > last && self.pooled_block(net, l - 1) {
+                // a convolution and its max-pool at once, by scattering (see nn::fused)
+                self.pooled_conv_backward(net, l - 1);
+                skip = true;
+                continue;
+            }
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             match below.last_mut() {
@@ -674,6 +691,41 @@ impl Workspace {
                 (conv, &shape, pool),
             );
         }
+    }
+
+    /// Whether layer `l`, a convolution, and the max-pool after it run
+    /// their backward pass at once ([`fused::pooled_conv_backward`]): the
+    /// convolution did not drop out.
+    fn pooled_block(&self, net: &Network, l: usize) -> bool {
+        let conv_drops = self.masks.get(l).is_some_and(|m| m.is_some());
+        self.pooled.get(l).is_some_and(|p| p.is_some()) && !conv_drops && l > 0 && l < net.layers.len()
+    }
+
+    /// The backward pass of layers `l` (a convolution) and `l + 1` (its
+    /// max-pool) after [`pooled_block`](Self::pooled_block): `dW`, `db` of
+    /// layer `l` and the error `da` of layer `l - 1`.
+    fn pooled_conv_backward(&mut self, net: &Network, l: usize) {
+        let rows = self.rows;
+        let Layer::Conv2d(conv) = &net.layers[l] else {
+            unreachable!("pooled_block checked a convolution")
+        };
+        let pool_mask = self.masks[l + 1];
+        let scratch = self.pooled[l].as_mut().expect("pooled_block checked the scratch");
+        let (below, here) = self.layers.split_at_mut(l);
+        let (conv_buffers, pool_buffers) = here.split_at_mut(1);
+        let (input, conv_buffers, pool_buffers) = (&mut below[l - 1], &mut conv_buffers[0], &pool_buffers[0]);
+        let (dw, db) = conv_buffers.grads.split_at_mut(1);
+        fused::pooled_conv_backward(
+            input.da.view_mut().rows_range(0, rows),
+            dw[0].view_mut(),
+            db[0].as_mut_slice(),
+            pool_buffers.da.view().rows_range(0, rows),
+            &pool_buffers.argmax,
+            conv_buffers.a.view().rows_range(0, rows),
+            input.a.view().rows_range(0, rows),
+            (l, conv, pool_mask.as_ref()),
+            scratch,
+        );
     }
 
     /// The first two layers when they run image by image ([`fused::conv_pool`]).

@@ -1,0 +1,543 @@
+//! The backward pass of a convolution whose output goes straight into a
+//! 2x2 max-pool (LeNet-5's second convolution, Keras' mnist_cnn's second),
+//! computed from the pool's error one image at a time, by scattering.
+//!
+//! The pool sends each of its output errors to one of four inputs, so at
+//! most a quarter of the convolution's `dz` is non-zero (with ReLU, fewer:
+//! LeNet-5's about 16%, Keras' about 7%). The layer-by-layer pass writes
+//! all of `dz`, then multiplies it as a matrix twice (the filter gradient,
+//! and the input gradient's unfolded columns, which it then folds back
+//! into images). Here each non-zero is an [`Entry`]: the window it came
+//! from, its filter, its value. Each entry adds one window of the input to
+//! its filter's gradient and its filter to one window of the input's error:
+//!
+//! ```text
+//! forward:  a1[o] = a0[p] [⊙ m[o]], p = argmax[o]      backward: g = da1[o] [⊙ m[o]]·f'(a0[p])  (one entry, if g != 0)
+//! forward:  a0 = f(z0)                                           db[f] += g
+//! forward:  z0[y,x,f] = Σ_{ky,kx,ci} x[y+ky, x+kx, ci]·W[ky,kx,ci,f] + b[f]
+//!           backward, for each window row ky:  dW[ky,·,·,f] += g·x[y+ky, x.., ·]
+//!                                              dx[y+ky, x.., ·] += g·W[ky,·,·,f]
+//! ```
+//!
+//! A window row is `kw·c_in` consecutive numbers in an NHWC image, a few
+//! vectors ([`Pooled`]'s segment), so each entry costs `kh` runs of vector
+//! multiply-adds, nothing for the zeros. The entries of one pool tile are
+//! sorted by position, so the entries of one position share their loads of
+//! `x` and their sums into `dx` stay in registers.
+//!
+//! The sums are in a fixed order (images in order; in each, the pool's
+//! tiles in order, positions in order, filters in order), so the result
+//! does not depend on the thread count; it is not the GEMM's order, so the
+//! bits differ from the layer-by-layer pass (by rounding; tested against
+//! it and against plain loops in tests/conv_engine.rs).
+
+use crate::activation::Activation;
+use crate::geometry::Conv2dGeometry;
+use crate::kernels::DropoutMask;
+use crate::simd::{self, LANES, V};
+
+/// The most vectors in one window row (`kw·c_in` numbers) the kernels take:
+/// Keras' second convolution, 3x32 numbers, is 6 with AVX-512 and 12 with 8 lanes.
+pub const MAX_VECTORS: usize = 12;
+
+/// The shapes of a convolution the scattering kernels take: windows inside
+/// the image (no padding read), a window row of at most [`MAX_VECTORS`]
+/// vectors, an output of at least 2x2 (one pool tile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pooled {
+    /// Numbers in one input image row, `w·c_in`.
+    row: usize,
+    /// Input channels.
+    c_in: usize,
+    /// Window rows.
+    kh: usize,
+    /// Numbers in one window row, `kw·c_in`.
+    seg: usize,
+    /// Vectors per window row, `⌈seg / LANES⌉`.
+    nv: usize,
+    /// Output (the pool's input) width.
+    ow: usize,
+    /// The pool's output height and width.
+    ph: usize,
+    pw: usize,
+    /// Filters.
+    c_out: usize,
+    /// Numbers in one input image, `h·w·c_in`.
+    image: usize,
+}
+
+impl Pooled {
+    /// The kernels' view of `g` (batch 1), if they take it.
+    pub fn new(g: &Conv2dGeometry) -> Option<Pooled> {
+        let (input, output) = (g.input(), g.output());
+        let (h, w, c_in) = (input.height(), input.width(), input.channels());
+        let (kh, kw) = (g.kernel_h(), g.kernel_w());
+        let inside = g.pad_top() == 0
+            && g.pad_left() == 0
+            && output.height() + kh - 1 <= h
+            && output.width() + kw - 1 <= w;
+        let seg = kw * c_in;
+        let nv = seg.div_ceil(LANES);
+        let fits = inside && nv <= MAX_VECTORS && output.height() >= 2 && output.width() >= 2;
+        let image = h * w * c_in;
+        // entries index x with u32; the pool's router compares output indices as f32 (exact below 2^24)
+        let small = image < u32::MAX as usize && output.height() * output.width() * g.filters() < 1 << 24;
+        (fits && small).then_some(Pooled {
+            row: w * c_in,
+            c_in,
+            kh,
+            seg,
+            nv,
+            ow: output.width(),
+            ph: output.height() / 2,
+            pw: output.width() / 2,
+            c_out: g.filters(),
+            image,
+        })
+    }
+
+    /// The pool's outputs per image: the most entries one image can have.
+    pub fn pooled(&self) -> usize {
+        self.ph * self.pw * self.c_out
+    }
+
+    /// The most runs one image can have: four per pool tile and `LANES` filters.
+    pub fn runs_len(&self) -> usize {
+        4 * self.ph * self.pw * self.c_out.div_ceil(LANES)
+    }
+
+    /// Vectors in the filters' window rows ([`pad_filters`]) and in the
+    /// filter gradient's sums ([`pooled_weight_gradient`]): `c_out·kh·nv`.
+    pub fn rows_len(&self) -> usize {
+        self.c_out * self.kh * self.nv
+    }
+
+    /// The largest `at` an entry can have (the last window's first number).
+    fn last_window(&self) -> usize {
+        self.image - (self.kh - 1) * self.row - self.seg
+    }
+
+    /// Numbers in the last vector of a window row.
+    fn tail(&self) -> usize {
+        self.seg - (self.nv - 1) * LANES
+    }
+}
+
+/// One non-zero error of the convolution's output: `g = ∂L/∂z` for filter
+/// `filter` at the position of its [`Run`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Entry {
+    /// The filter (output channel).
+    pub filter: u32,
+    /// The error.
+    pub g: f32,
+}
+
+/// The entries of one position: `entries[previous run's end..end]`, whose
+/// window starts at `x[at]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    /// The window's first number in the input image: `y·w·c_in + x·c_in`.
+    pub at: u32,
+    /// One past the run's last entry.
+    pub end: u32,
+}
+
+/// The filters as window rows: row `(f·kh + ky)` is `W[ky,·,·,f]`, the
+/// `kw·c_in` numbers one window row meets, zero-padded to `nv` vectors.
+///
+/// Shapes: `rows: c_out·kh·nv` vectors ([`Pooled::rows_len`]),
+/// `w: (kh·kw·c_in, c_out)` row-major.
+pub fn pad_filters(rows: &mut [V], w: &[f32], s: &Pooled) {
+    assert!(
+        rows.len() >= s.rows_len() && w.len() == s.kh * s.seg * s.c_out,
+        "pad_filters: sizes"
+    );
+    for f in 0..s.c_out {
+        for ky in 0..s.kh {
+            let mut row = [0.0f32; MAX_VECTORS * LANES];
+            for (j, r) in row[..s.seg].iter_mut().enumerate() {
+                *r = w[(ky * s.seg + j) * s.c_out + f];
+            }
+            let first = (f * s.kh + ky) * s.nv;
+            for (v, out) in rows[first..first + s.nv].iter_mut().enumerate() {
+                // SAFETY: `row` has MAX_VECTORS >= nv vectors
+                *out = unsafe { simd::load(row.as_ptr().add(v * LANES)) };
+            }
+        }
+    }
+}
+
+/// One image's entries: the pool routes `da1[o]` (times the dropout
+/// factor, if the pool's output was dropped) to its tile's maximum
+/// `p = argmax[o]`, where the activation's derivative multiplies it,
+/// `g = da1[o]·m[o]·f'(a0[p])`; each `g != 0` is an entry, and `db[f] += g`.
+/// Each tile's entries come by position, then filter, in runs of one
+/// position (for up to `LANES` filters at a time). Returns the number of runs.
+///
+/// Shapes: `entries: >= ph·pw·c_out`, `runs: >= runs_len()`, `db: c_out`, `da1, argmax:
+/// ph·pw·c_out` (one image of the pool's output), `a0: oh·ow·c_out` (the
+/// convolution's output). `dropout`: the pool's mask and this image's row.
+///
+/// # Panics
+/// If an `argmax` is not in its own tile (it did not come from this pool).
+#[allow(clippy::too_many_arguments)]
+pub fn pooled_entries(
+    entries: &mut [Entry],
+    runs: &mut [Run],
+    db: &mut [f32],
+    da1: &[f32],
+    argmax: &[u32],
+    a0: &[f32],
+    act: Activation,
+    dropout: Option<(&DropoutMask, usize)>,
+    s: &Pooled,
+) -> usize {
+    let pooled = s.pooled();
+    assert!(
+        entries.len() >= pooled
+            && runs.len() >= s.runs_len()
+            && db.len() == s.c_out
+            && da1.len() == pooled
+            && argmax.len() == pooled
+            && a0.len() >= 2 * s.ph * s.ow * s.c_out,
+        "pooled_entries: sizes"
+    );
+    // the activation's derivative, chosen once (each closure is `simd::derivative_from_output`)
+    match act {
+        Activation::Relu => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+            simd::derivative_from_output(Activation::Relu, a)
+        }),
+        Activation::Identity => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+            simd::derivative_from_output(Activation::Identity, a)
+        }),
+        Activation::Sigmoid => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+            simd::derivative_from_output(Activation::Sigmoid, a)
+        }),
+        Activation::Tanh => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+            simd::derivative_from_output(Activation::Tanh, a)
+        }),
+    }
+}
+
+/// [`pooled_entries`] with the derivative `df` (per lane, from the output).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn route(
+    entries: &mut [Entry],
+    runs: &mut [Run],
+    db: &mut [f32],
+    da1: &[f32],
+    argmax: &[u32],
+    a0: &[f32],
+    dropout: Option<(&DropoutMask, usize)>,
+    s: &Pooled,
+    df: impl Fn(V) -> V,
+) -> usize {
+    let c = s.c_out;
+    // argmax[o] - (corner + f): 0, c (right), ow·c (down) or ow·c + c, as floats (exact: < 2^24)
+    let (down_by, right_by) = (s.ow * c, c);
+    let (down_f, right_f) = (V::splat(down_by as f32), V::splat(right_by as f32));
+    let (mut n, mut k) = (0, 0);
+    for py in 0..s.ph {
+        for px in 0..s.pw {
+            let cell = (py * s.pw + px) * c;
+            let corner = (2 * py * s.ow + 2 * px) * c;
+            let at = 2 * py * s.row + 2 * px * s.c_in;
+            // each of the tile's four windows, in order: (0, 0), (0, 1), (1, 0), (1, 1)
+            let windows = [at, at + s.c_in, at + s.row, at + s.row + s.c_in];
+            for f0 in (0..c).step_by(LANES) {
+                let len = LANES.min(c - f0);
+                let lanes = ((1u64 << len) - 1) as u32;
+                let mut offsets = [f32::NAN; LANES];
+                for (j, d) in offsets[..len].iter_mut().enumerate() {
+                    let o = cell + f0 + j;
+                    *d = argmax[o].wrapping_sub((corner + f0 + j) as u32) as f32;
+                }
+                let d = V::from(offsets);
+                let right = d.simd_eq(right_f) | d.simd_eq(down_f + right_f);
+                let down = d.simd_eq(down_f) | d.simd_eq(down_f + right_f);
+                let valid = (right | down | d.simd_eq(V::ZERO)).to_bitmask() & lanes;
+                assert!(
+                    valid == lanes,
+                    "pooled_entries: an argmax of outputs {}..{} is not in its 2x2 tile",
+                    cell + f0,
+                    cell + f0 + len
+                );
+                // SAFETY: the tile's last input, corner + ow·c + c + f0 + len - 1, is below
+                // 2·ph·ow·c <= a0.len() (2·pw <= ow); cell + f0 + len <= pooled = da1.len()
+                let (g, sums) = unsafe {
+                    let at = |k: usize| simd::load_partial(a0.as_ptr().add(corner + k + f0), len);
+                    let a = down.bitselect(
+                        right.bitselect(at(down_by + right_by), at(down_by)),
+                        right.bitselect(at(right_by), at(0)),
+                    );
+                    let da = simd::load_partial(da1.as_ptr().add(cell + f0), len);
+                    // backward: g = da1[o] [⊙ m]·f'(a0[argmax[o]])
+                    let da = match dropout {
+                        Some((mask, r)) => da * mask.factors(r, cell + f0),
+                        None => da,
+                    };
+                    let g = da * df(a);
+                    // backward: db[f] += g
+                    (g, simd::load_partial(db.as_ptr().add(f0), len) + g)
+                };
+                // SAFETY: f0 + len <= c = db.len()
+                unsafe { simd::store_partial(db.as_mut_ptr().add(f0), sums, len) };
+                let nonzero = !g.simd_eq(V::ZERO).to_bitmask() & lanes;
+                let values = g.to_array();
+                let quarter = [!(down | right), right & !down, down & !right, down & right];
+                for (window, q) in windows.iter().zip(quarter) {
+                    let mut bits = q.to_bitmask() & nonzero;
+                    if bits == 0 {
+                        continue;
+                    }
+                    while bits != 0 {
+                        let j = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        entries[n] = Entry {
+                            filter: (f0 + j) as u32,
+                            g: values[j],
+                        };
+                        n += 1;
+                    }
+                    runs[k] = Run {
+                        at: *window as u32,
+                        end: n as u32,
+                    };
+                    k += 1;
+                }
+            }
+        }
+    }
+    k
+}
+
+/// Each run's entries and window, checked: the window inside the image,
+/// the entries in order inside `entries`.
+fn checked<'e>(entries: &'e [Entry], runs: &'e [Run], s: &Pooled) -> impl Iterator<Item = (usize, &'e [Entry])> {
+    let last = s.last_window();
+    let mut start = 0;
+    runs.iter().map(move |run| {
+        let (at, end) = (run.at as usize, run.end as usize);
+        assert!(
+            at <= last && start <= end && end <= entries.len(),
+            "conv_pooled: a run outside the image or the entries"
+        );
+        let run_entries = &entries[start..end];
+        start = end;
+        (at, run_entries)
+    })
+}
+
+/// Calls `$kernel::<KH, NV>` for the window shapes with a kernel (rows of
+/// sums in registers: `KH·NV <= 24`), else `$any`.
+macro_rules! by_window {
+    ($s:expr, $kernel:ident, $any:ident, ($($arg:expr),*)) => {
+        match ($s.kh, $s.nv) {
+            (3, 1) => $kernel::<3, 1>($($arg),*),
+            (3, 2) => $kernel::<3, 2>($($arg),*),
+            (3, 3) => $kernel::<3, 3>($($arg),*),
+            (3, 4) => $kernel::<3, 4>($($arg),*),
+            (3, 6) => $kernel::<3, 6>($($arg),*),
+            (5, 1) => $kernel::<5, 1>($($arg),*),
+            (5, 2) => $kernel::<5, 2>($($arg),*),
+            (5, 3) => $kernel::<5, 3>($($arg),*),
+            (5, 4) => $kernel::<5, 4>($($arg),*),
+            _ => $any($($arg),*),
+        }
+    };
+}
+
+/// One image's part of the filter gradient: for each entry and window row
+/// `ky`, `rows[f·kh + ky] += g·x[at + ky·w·c_in ..][..kw·c_in]` (the sums,
+/// window rows like [`pad_filters`]'; [`pooled_weight_sums`] turns them
+/// into `dW`). Returns the multiply-adds done.
+///
+/// Shapes: `rows: c_out·kh·nv` vectors, `x: h·w·c_in` (one input image),
+/// `entries, runs` from [`pooled_entries`].
+pub fn pooled_weight_gradient(rows: &mut [V], x: &[f32], entries: &[Entry], runs: &[Run], s: &Pooled) -> usize {
+    assert!(
+        rows.len() >= s.rows_len() && x.len() == s.image,
+        "pooled_weight_gradient: sizes"
+    );
+    by_window!(s, weight_runs, weight_runs_any, (rows, x, entries, runs, s));
+    runs.last().map_or(0, |r| r.end as usize) * s.kh * s.seg
+}
+
+/// Window row `ky`'s vector `v` of the window at `x[at]` (the last vector
+/// of a row holds its `tail` numbers, zeros after them).
+///
+/// # Safety
+/// `at <= s.last_window()`, `ky < kh`, `v < nv`, `x.len() == s.image`.
+#[inline(always)]
+unsafe fn window_vector(x: &[f32], at: usize, ky: usize, v: usize, s: &Pooled) -> V {
+    // SAFETY: at + (kh - 1)·row + seg <= h·w·c_in = x.len(), and vector v reads
+    // inside the window row's seg numbers (the last one only its tail)
+    unsafe {
+        let p = x.as_ptr().add(at + ky * s.row + v * LANES);
+        if v + 1 < s.nv {
+            simd::load(p)
+        } else {
+            simd::load_partial(p, s.tail())
+        }
+    }
+}
+
+/// [`pooled_weight_gradient`] for `KH·NV`-vector windows: each run's
+/// window in registers, added to each of its entries' filter rows.
+#[inline(always)]
+fn weight_runs<const KH: usize, const NV: usize>(
+    rows: &mut [V],
+    x: &[f32],
+    entries: &[Entry],
+    runs: &[Run],
+    s: &Pooled,
+) {
+    debug_assert_eq!((KH, NV), (s.kh, s.nv));
+    for (at, run) in checked(entries, runs, s) {
+        let mut xs = [[V::ZERO; NV]; KH];
+        for (ky, row) in xs.iter_mut().enumerate() {
+            for (v, xv) in row.iter_mut().enumerate() {
+                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; x.len() == image
+                *xv = unsafe { window_vector(x, at, ky, v, s) };
+            }
+        }
+        for e in run {
+            let sums = &mut rows[e.filter as usize * KH * NV..][..KH * NV];
+            let g = V::splat(e.g);
+            for (sums, xs) in sums.chunks_exact_mut(NV).zip(&xs) {
+                for (sum, &xv) in sums.iter_mut().zip(xs) {
+                    // backward: dW[ky,·,·,f] += g·x[y+ky, x.., ·]
+                    *sum = simd::mul_add(g, xv, *sum);
+                }
+            }
+        }
+    }
+}
+
+/// [`pooled_weight_gradient`] for any window: one vector at a time.
+fn weight_runs_any(rows: &mut [V], x: &[f32], entries: &[Entry], runs: &[Run], s: &Pooled) {
+    for (at, run) in checked(entries, runs, s) {
+        for ky in 0..s.kh {
+            for v in 0..s.nv {
+                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; x.len() == image
+                let xv = unsafe { window_vector(x, at, ky, v, s) };
+                for e in run {
+                    let sum = &mut rows[(e.filter as usize * s.kh + ky) * s.nv + v];
+                    // backward: dW[ky,·,·,f] += g·x[y+ky, x.., ·]
+                    *sum = simd::mul_add(V::splat(e.g), xv, *sum);
+                }
+            }
+        }
+    }
+}
+
+/// The filter gradient from the window-row sums of
+/// [`pooled_weight_gradient`]: `dw[(ky·kw·c_in + j)·c_out + f] =
+/// rows[f·kh + ky][j]`. Shapes: `dw: (kh·kw·c_in, c_out)`.
+pub fn pooled_weight_sums(dw: &mut [f32], rows: &[V], s: &Pooled) {
+    assert!(
+        dw.len() == s.kh * s.seg * s.c_out && rows.len() >= s.rows_len(),
+        "pooled_weight_sums: sizes"
+    );
+    for f in 0..s.c_out {
+        for ky in 0..s.kh {
+            let first = (f * s.kh + ky) * s.nv;
+            for (v, sums) in rows[first..first + s.nv].iter().enumerate() {
+                for (l, &sum) in sums.to_array().iter().enumerate() {
+                    let j = v * LANES + l;
+                    if j < s.seg {
+                        dw[(ky * s.seg + j) * s.c_out + f] = sum;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One image's input gradient: `dx = 0`, then for each entry and window
+/// row `ky`, `dx[at + ky·w·c_in ..][..kw·c_in] += g·W[ky,·,·,f]` (the
+/// entries of one position summed in registers first). Returns the
+/// multiply-adds done.
+///
+/// Shapes: `dx: h·w·c_in` (one image), `w_rows: c_out·kh·nv` vectors from
+/// [`pad_filters`], `entries, runs` from [`pooled_entries`].
+pub fn pooled_input_gradient(dx: &mut [f32], w_rows: &[V], entries: &[Entry], runs: &[Run], s: &Pooled) -> usize {
+    assert!(
+        dx.len() == s.image && w_rows.len() >= s.rows_len(),
+        "pooled_input_gradient: sizes"
+    );
+    dx.fill(0.0);
+    by_window!(s, input_runs, input_runs_any, (dx, w_rows, entries, runs, s));
+    runs.last().map_or(0, |r| r.end as usize) * s.kh * s.seg
+}
+
+/// Adds `sum` to window row `ky`'s vector `v` of the window at `dx[at]`
+/// (the last vector of a row: only its `tail` numbers).
+///
+/// # Safety
+/// `at <= s.last_window()`, `ky < kh`, `v < nv`, `dx.len() == s.image`.
+#[inline(always)]
+unsafe fn add_to_window(dx: &mut [f32], at: usize, ky: usize, v: usize, sum: V, s: &Pooled) {
+    // SAFETY: as in `window_vector`, for writing
+    unsafe {
+        let p = dx.as_mut_ptr().add(at + ky * s.row + v * LANES);
+        if v + 1 < s.nv {
+            simd::store(p, simd::load(p) + sum);
+        } else {
+            let tail = s.tail();
+            simd::store_partial(p, simd::load_partial(p, tail) + sum, tail);
+        }
+    }
+}
+
+/// [`pooled_input_gradient`] for `KH·NV`-vector windows: each run's sum
+/// in registers, then added to its window of `dx`.
+#[inline(always)]
+fn input_runs<const KH: usize, const NV: usize>(
+    dx: &mut [f32],
+    w_rows: &[V],
+    entries: &[Entry],
+    runs: &[Run],
+    s: &Pooled,
+) {
+    debug_assert_eq!((KH, NV), (s.kh, s.nv));
+    for (at, run) in checked(entries, runs, s) {
+        let mut sums = [[V::ZERO; NV]; KH];
+        for e in run {
+            let w = &w_rows[e.filter as usize * KH * NV..][..KH * NV];
+            let g = V::splat(e.g);
+            for (sums, w) in sums.iter_mut().zip(w.chunks_exact(NV)) {
+                for (sum, &wv) in sums.iter_mut().zip(w) {
+                    // backward: dx[y+ky, x.., ·] += g·W[ky,·,·,f]
+                    *sum = simd::mul_add(g, wv, *sum);
+                }
+            }
+        }
+        for (ky, sums) in sums.iter().enumerate() {
+            for (v, &sum) in sums.iter().enumerate() {
+                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; dx.len() == image
+                unsafe { add_to_window(dx, at, ky, v, sum, s) };
+            }
+        }
+    }
+}
+
+/// [`pooled_input_gradient`] for any window: one vector at a time.
+fn input_runs_any(dx: &mut [f32], w_rows: &[V], entries: &[Entry], runs: &[Run], s: &Pooled) {
+    for (at, run) in checked(entries, runs, s) {
+        for ky in 0..s.kh {
+            for v in 0..s.nv {
+                let mut sum = V::ZERO;
+                for e in run {
+                    let wv = w_rows[(e.filter as usize * s.kh + ky) * s.nv + v];
+                    // backward: dx[y+ky, x.., ·] += g·W[ky,·,·,f]
+                    sum = simd::mul_add(V::splat(e.g), wv, sum);
+                }
+                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; dx.len() == image
+                unsafe { add_to_window(dx, at, ky, v, sum, s) };
+            }
+        }
+    }
+}
