@@ -275,6 +275,35 @@ pub fn permute2(a: V, idx: &[u32; 16], b: V) -> V {
     }
 }
 
+/// The lanes of `v` whose bit is set in `mask`, moved to the front in
+/// order; the other lanes 0 (`vcompressps` into a register with AVX-512).
+#[inline(always)]
+pub fn compress(v: V, mask: u32) -> V {
+    #[cfg(target_feature = "avx512f")]
+    {
+        use core::arch::x86_64::{__m512, _mm512_maskz_compress_ps};
+        // SAFETY: V is f32x16 under AVX-512, the same 64 bytes as __m512; the
+        // intrinsic needs only AVX-512F, which this build has
+        unsafe {
+            core::mem::transmute::<__m512, V>(_mm512_maskz_compress_ps(
+                mask as u16,
+                core::mem::transmute::<V, __m512>(v),
+            ))
+        }
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        let (lanes, mut out, mut n) = (v.to_array(), [0.0f32; LANES], 0);
+        for (l, &x) in lanes.iter().enumerate() {
+            if mask >> l & 1 != 0 {
+                out[n] = x;
+                n += 1;
+            }
+        }
+        V::from(out)
+    }
+}
+
 /// `e^x` per lane: wide's range-reduced polynomial (about 1 ulp).
 #[inline(always)]
 pub fn exp(x: V) -> V {

@@ -123,23 +123,38 @@ impl Pooled {
     }
 }
 
-/// One non-zero error of the convolution's output: `g = ∂L/∂z` for filter
-/// `filter` at the position of its [`Run`].
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Entry {
-    /// The filter (output channel).
-    pub filter: u32,
-    /// The error.
-    pub g: f32,
+/// The non-zero errors of the convolution's output, `g = ∂L/∂z`, one
+/// image's, each with its filter, in runs of one position ([`Run`]).
+/// Both arrays have `LANES` numbers of room past the last error (written
+/// whole vectors at a time).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Errors {
+    /// The filter (output channel) of each error.
+    pub filters: Vec<u32>,
+    /// The errors.
+    pub values: Vec<f32>,
+    /// The positions: `filters, values[previous run's end..end]` are at `at`.
+    pub runs: Vec<Run>,
 }
 
-/// The entries of one position: `entries[previous run's end..end]`, whose
-/// window starts at `x[at]`.
+impl Errors {
+    /// Room for the errors of one image of `s`'s shape.
+    pub fn new(s: &Pooled) -> Errors {
+        Errors {
+            filters: vec![0; s.pooled() + LANES],
+            values: vec![0.0; s.pooled() + LANES],
+            runs: vec![Run::default(); s.runs_len()],
+        }
+    }
+}
+
+/// The errors of one position: `[previous run's end..end]` of
+/// [`Errors`]' arrays, whose window starts at `x[at]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Run {
     /// The window's first number in the input image: `y·w·c_in + x·c_in`.
     pub at: u32,
-    /// One past the run's last entry.
+    /// One past the run's last error.
     pub end: u32,
 }
 
@@ -168,23 +183,22 @@ pub fn pad_filters(rows: &mut [V], w: &[f32], s: &Pooled) {
     }
 }
 
-/// One image's entries: the pool routes `da1[o]` (times the dropout
+/// One image's errors: the pool routes `da1[o]` (times the dropout
 /// factor, if the pool's output was dropped) to its tile's maximum
 /// `p = argmax[o]`, where the activation's derivative multiplies it,
-/// `g = da1[o]·m[o]·f'(a0[p])`; each `g != 0` is an entry, and `db[f] += g`.
-/// Each tile's entries come by position, then filter, in runs of one
-/// position (for up to `LANES` filters at a time). Returns the number of runs.
+/// `g = da1[o]·m[o]·f'(a0[p])`; each `g != 0` goes into `errors`, and
+/// `db[f] += g`. `LANES` filters at a time, each tile's errors come by
+/// position, then filter, in runs of one position. Returns the number of runs.
 ///
-/// Shapes: `entries: >= ph·pw·c_out`, `runs: >= runs_len()`, `db: c_out`, `da1, argmax:
+/// Shapes: `errors` from [`Errors::new`], `db: c_out`, `da1, argmax:
 /// ph·pw·c_out` (one image of the pool's output), `a0: oh·ow·c_out` (the
 /// convolution's output). `dropout`: the pool's mask and this image's row.
 ///
 /// # Panics
 /// If an `argmax` is not in its own tile (it did not come from this pool).
 #[allow(clippy::too_many_arguments)]
-pub fn pooled_entries(
-    entries: &mut [Entry],
-    runs: &mut [Run],
+pub fn pooled_errors(
+    errors: &mut Errors,
     db: &mut [f32],
     da1: &[f32],
     argmax: &[u32],
@@ -195,37 +209,37 @@ pub fn pooled_entries(
 ) -> usize {
     let pooled = s.pooled();
     assert!(
-        entries.len() >= pooled
-            && runs.len() >= s.runs_len()
+        errors.values.len() >= pooled + LANES
+            && errors.filters.len() >= pooled + LANES
+            && errors.runs.len() >= s.runs_len()
             && db.len() == s.c_out
             && da1.len() == pooled
             && argmax.len() == pooled
             && a0.len() >= 2 * s.ph * s.ow * s.c_out,
-        "pooled_entries: sizes"
+        "pooled_errors: sizes"
     );
     // the activation's derivative, chosen once (each closure is `simd::derivative_from_output`)
     match act {
-        Activation::Relu => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+        Activation::Relu => route(errors, db, da1, argmax, a0, dropout, s, |a| {
             simd::derivative_from_output(Activation::Relu, a)
         }),
-        Activation::Identity => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+        Activation::Identity => route(errors, db, da1, argmax, a0, dropout, s, |a| {
             simd::derivative_from_output(Activation::Identity, a)
         }),
-        Activation::Sigmoid => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+        Activation::Sigmoid => route(errors, db, da1, argmax, a0, dropout, s, |a| {
             simd::derivative_from_output(Activation::Sigmoid, a)
         }),
-        Activation::Tanh => route(entries, runs, db, da1, argmax, a0, dropout, s, |a| {
+        Activation::Tanh => route(errors, db, da1, argmax, a0, dropout, s, |a| {
             simd::derivative_from_output(Activation::Tanh, a)
         }),
     }
 }
 
-/// [`pooled_entries`] with the derivative `df` (per lane, from the output).
+/// [`pooled_errors`] with the derivative `df` (per lane, from the output).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn route(
-    entries: &mut [Entry],
-    runs: &mut [Run],
+    errors: &mut Errors,
     db: &mut [f32],
     da1: &[f32],
     argmax: &[u32],
@@ -239,16 +253,15 @@ fn route(
     let (down_by, right_by) = (s.ow * c, c);
     let (down_f, right_f) = (V::splat(down_by as f32), V::splat(right_by as f32));
     let (mut n, mut k) = (0, 0);
-    for py in 0..s.ph {
-        for px in 0..s.pw {
-            let cell = (py * s.pw + px) * c;
-            let corner = (2 * py * s.ow + 2 * px) * c;
-            let at = 2 * py * s.row + 2 * px * s.c_in;
-            // each of the tile's four windows, in order: (0, 0), (0, 1), (1, 0), (1, 1)
-            let windows = [at, at + s.c_in, at + s.row, at + s.row + s.c_in];
-            for f0 in (0..c).step_by(LANES) {
-                let len = LANES.min(c - f0);
-                let lanes = ((1u64 << len) - 1) as u32;
+    for f0 in (0..c).step_by(LANES) {
+        let len = LANES.min(c - f0);
+        let lanes = ((1u64 << len) - 1) as u32;
+        // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
+        let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| f32::from_bits((f0 + j) as u32)));
+        for py in 0..s.ph {
+            for px in 0..s.pw {
+                let cell = (py * s.pw + px) * c;
+                let corner = (2 * py * s.ow + 2 * px) * c;
                 let mut offsets = [f32::NAN; LANES];
                 for (j, d) in offsets[..len].iter_mut().enumerate() {
                     let o = cell + f0 + j;
@@ -260,7 +273,7 @@ fn route(
                 let valid = (right | down | d.simd_eq(V::ZERO)).to_bitmask() & lanes;
                 assert!(
                     valid == lanes,
-                    "pooled_entries: an argmax of outputs {}..{} is not in its 2x2 tile",
+                    "pooled_errors: an argmax of outputs {}..{} is not in its 2x2 tile",
                     cell + f0,
                     cell + f0 + len
                 );
@@ -285,27 +298,25 @@ fn route(
                 // SAFETY: f0 + len <= c = db.len()
                 unsafe { simd::store_partial(db.as_mut_ptr().add(f0), sums, len) };
                 let nonzero = !g.simd_eq(V::ZERO).to_bitmask() & lanes;
-                let values = g.to_array();
-                let quarter = [!(down | right), right & !down, down & !right, down & right];
-                for (window, q) in windows.iter().zip(quarter) {
-                    let mut bits = q.to_bitmask() & nonzero;
-                    if bits == 0 {
-                        continue;
+                // the tile's four windows in order, (0, 0), (0, 1), (1, 0), (1, 1), and which errors each has
+                let at = 2 * py * s.row + 2 * px * s.c_in;
+                let windows = [at, at + s.c_in, at + s.row, at + s.row + s.c_in];
+                let quarters = [!(down | right), right & !down, down & !right, down & right];
+                for (window, quarter) in windows.into_iter().zip(quarters) {
+                    let mask = quarter.to_bitmask() & nonzero;
+                    // SAFETY: n <= the errors so far <= pooled, and both arrays have pooled + LANES
+                    unsafe {
+                        simd::store(errors.values.as_mut_ptr().add(n), simd::compress(g, mask));
+                        let ids = errors.filters.as_mut_ptr().add(n).cast::<f32>();
+                        simd::store(ids, simd::compress(filters, mask));
                     }
-                    while bits != 0 {
-                        let j = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        entries[n] = Entry {
-                            filter: (f0 + j) as u32,
-                            g: values[j],
-                        };
-                        n += 1;
-                    }
-                    runs[k] = Run {
-                        at: *window as u32,
+                    n += mask.count_ones() as usize;
+                    // a run for this window if it has errors (k counts at most one per window)
+                    errors.runs[k] = Run {
+                        at: window as u32,
                         end: n as u32,
                     };
-                    k += 1;
+                    k += (mask != 0) as usize;
                 }
             }
         }
@@ -313,20 +324,20 @@ fn route(
     k
 }
 
-/// Each run's entries and window, checked: the window inside the image,
-/// the entries in order inside `entries`.
-fn checked<'e>(entries: &'e [Entry], runs: &'e [Run], s: &Pooled) -> impl Iterator<Item = (usize, &'e [Entry])> {
-    let last = s.last_window();
+/// Each of the first `runs` runs' window and errors (filters, values),
+/// checked: the window inside the image, the runs in order inside the arrays.
+fn checked<'e>(errors: &'e Errors, runs: usize, s: &Pooled) -> impl Iterator<Item = (usize, &'e [u32], &'e [f32])> {
+    let (last, n) = (s.last_window(), errors.filters.len().min(errors.values.len()));
     let mut start = 0;
-    runs.iter().map(move |run| {
+    errors.runs[..runs].iter().map(move |run| {
         let (at, end) = (run.at as usize, run.end as usize);
         assert!(
-            at <= last && start <= end && end <= entries.len(),
-            "conv_pooled: a run outside the image or the entries"
+            at <= last && start <= end && end <= n,
+            "conv_pooled: a run outside the image or the errors"
         );
-        let run_entries = &entries[start..end];
+        let run = (at, &errors.filters[start..end], &errors.values[start..end]);
         start = end;
-        (at, run_entries)
+        run
     })
 }
 
@@ -355,14 +366,14 @@ macro_rules! by_window {
 /// into `dW`). Returns the multiply-adds done.
 ///
 /// Shapes: `rows: c_out·kh·nv` vectors, `x: h·w·c_in` (one input image),
-/// `entries, runs` from [`pooled_entries`].
-pub fn pooled_weight_gradient(rows: &mut [V], x: &[f32], entries: &[Entry], runs: &[Run], s: &Pooled) -> usize {
+/// `errors` and its first `runs` runs from [`pooled_errors`].
+pub fn pooled_weight_gradient(rows: &mut [V], x: &[f32], errors: &Errors, runs: usize, s: &Pooled) -> usize {
     assert!(
         rows.len() >= s.rows_len() && x.len() == s.image,
         "pooled_weight_gradient: sizes"
     );
-    by_window!(s, weight_runs, weight_runs_any, (rows, x, entries, runs, s));
-    runs.last().map_or(0, |r| r.end as usize) * s.kh * s.seg
+    by_window!(s, weight_runs, weight_runs_any, (rows, x, errors, runs, s));
+    runs.checked_sub(1).map_or(0, |r| errors.runs[r].end as usize) * s.kh * s.seg
 }
 
 /// Window row `ky`'s vector `v` of the window at `x[at]` (the last vector
@@ -390,12 +401,12 @@ unsafe fn window_vector(x: &[f32], at: usize, ky: usize, v: usize, s: &Pooled) -
 fn weight_runs<const KH: usize, const NV: usize>(
     rows: &mut [V],
     x: &[f32],
-    entries: &[Entry],
-    runs: &[Run],
+    errors: &Errors,
+    runs: usize,
     s: &Pooled,
 ) {
     debug_assert_eq!((KH, NV), (s.kh, s.nv));
-    for (at, run) in checked(entries, runs, s) {
+    for (at, filters, values) in checked(errors, runs, s) {
         let mut xs = [[V::ZERO; NV]; KH];
         for (ky, row) in xs.iter_mut().enumerate() {
             for (v, xv) in row.iter_mut().enumerate() {
@@ -403,9 +414,9 @@ fn weight_runs<const KH: usize, const NV: usize>(
                 *xv = unsafe { window_vector(x, at, ky, v, s) };
             }
         }
-        for e in run {
-            let sums = &mut rows[e.filter as usize * KH * NV..][..KH * NV];
-            let g = V::splat(e.g);
+        for (&f, &g) in filters.iter().zip(values) {
+            let sums = &mut rows[f as usize * KH * NV..][..KH * NV];
+            let g = V::splat(g);
             for (sums, xs) in sums.chunks_exact_mut(NV).zip(&xs) {
                 for (sum, &xv) in sums.iter_mut().zip(xs) {
                     // backward: dW[ky,·,·,f] += g·x[y+ky, x.., ·]
@@ -417,16 +428,16 @@ fn weight_runs<const KH: usize, const NV: usize>(
 }
 
 /// [`pooled_weight_gradient`] for any window: one vector at a time.
-fn weight_runs_any(rows: &mut [V], x: &[f32], entries: &[Entry], runs: &[Run], s: &Pooled) {
-    for (at, run) in checked(entries, runs, s) {
+fn weight_runs_any(rows: &mut [V], x: &[f32], errors: &Errors, runs: usize, s: &Pooled) {
+    for (at, filters, values) in checked(errors, runs, s) {
         for ky in 0..s.kh {
             for v in 0..s.nv {
                 // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; x.len() == image
                 let xv = unsafe { window_vector(x, at, ky, v, s) };
-                for e in run {
-                    let sum = &mut rows[(e.filter as usize * s.kh + ky) * s.nv + v];
+                for (&f, &g) in filters.iter().zip(values) {
+                    let sum = &mut rows[(f as usize * s.kh + ky) * s.nv + v];
                     // backward: dW[ky,·,·,f] += g·x[y+ky, x.., ·]
-                    *sum = simd::mul_add(V::splat(e.g), xv, *sum);
+                    *sum = simd::mul_add(V::splat(g), xv, *sum);
                 }
             }
         }
@@ -462,15 +473,15 @@ pub fn pooled_weight_sums(dw: &mut [f32], rows: &[V], s: &Pooled) {
 /// multiply-adds done.
 ///
 /// Shapes: `dx: h·w·c_in` (one image), `w_rows: c_out·kh·nv` vectors from
-/// [`pad_filters`], `entries, runs` from [`pooled_entries`].
-pub fn pooled_input_gradient(dx: &mut [f32], w_rows: &[V], entries: &[Entry], runs: &[Run], s: &Pooled) -> usize {
+/// [`pad_filters`], `errors` and its first `runs` runs from [`pooled_errors`].
+pub fn pooled_input_gradient(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s: &Pooled) -> usize {
     assert!(
         dx.len() == s.image && w_rows.len() >= s.rows_len(),
         "pooled_input_gradient: sizes"
     );
     dx.fill(0.0);
-    by_window!(s, input_runs, input_runs_any, (dx, w_rows, entries, runs, s));
-    runs.last().map_or(0, |r| r.end as usize) * s.kh * s.seg
+    by_window!(s, input_runs, input_runs_any, (dx, w_rows, errors, runs, s));
+    runs.checked_sub(1).map_or(0, |r| errors.runs[r].end as usize) * s.kh * s.seg
 }
 
 /// Adds `sum` to window row `ky`'s vector `v` of the window at `dx[at]`
@@ -498,16 +509,16 @@ unsafe fn add_to_window(dx: &mut [f32], at: usize, ky: usize, v: usize, sum: V, 
 fn input_runs<const KH: usize, const NV: usize>(
     dx: &mut [f32],
     w_rows: &[V],
-    entries: &[Entry],
-    runs: &[Run],
+    errors: &Errors,
+    runs: usize,
     s: &Pooled,
 ) {
     debug_assert_eq!((KH, NV), (s.kh, s.nv));
-    for (at, run) in checked(entries, runs, s) {
+    for (at, filters, values) in checked(errors, runs, s) {
         let mut sums = [[V::ZERO; NV]; KH];
-        for e in run {
-            let w = &w_rows[e.filter as usize * KH * NV..][..KH * NV];
-            let g = V::splat(e.g);
+        for (&f, &g) in filters.iter().zip(values) {
+            let w = &w_rows[f as usize * KH * NV..][..KH * NV];
+            let g = V::splat(g);
             for (sums, w) in sums.iter_mut().zip(w.chunks_exact(NV)) {
                 for (sum, &wv) in sums.iter_mut().zip(w) {
                     // backward: dx[y+ky, x.., ·] += g·W[ky,·,·,f]
@@ -525,15 +536,15 @@ fn input_runs<const KH: usize, const NV: usize>(
 }
 
 /// [`pooled_input_gradient`] for any window: one vector at a time.
-fn input_runs_any(dx: &mut [f32], w_rows: &[V], entries: &[Entry], runs: &[Run], s: &Pooled) {
-    for (at, run) in checked(entries, runs, s) {
+fn input_runs_any(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s: &Pooled) {
+    for (at, filters, values) in checked(errors, runs, s) {
         for ky in 0..s.kh {
             for v in 0..s.nv {
                 let mut sum = V::ZERO;
-                for e in run {
-                    let wv = w_rows[(e.filter as usize * s.kh + ky) * s.nv + v];
+                for (&f, &g) in filters.iter().zip(values) {
+                    let wv = w_rows[(f as usize * s.kh + ky) * s.nv + v];
                     // backward: dx[y+ky, x.., ·] += g·W[ky,·,·,f]
-                    sum = simd::mul_add(V::splat(e.g), wv, sum);
+                    sum = simd::mul_add(V::splat(g), wv, sum);
                 }
                 // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; dx.len() == image
                 unsafe { add_to_window(dx, at, ky, v, sum, s) };

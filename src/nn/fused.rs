@@ -53,8 +53,8 @@ use crate::kernels::conv::{
     SingleChannel, SINGLE_MAX_WEIGHTS,
 };
 use crate::kernels::conv_pooled::{
-    pad_filters, pooled_entries, pooled_input_gradient, pooled_weight_gradient, pooled_weight_sums,
-    Entry, Pooled, Run,
+    pad_filters, pooled_errors, pooled_input_gradient, pooled_weight_gradient, pooled_weight_sums,
+    Errors, Pooled,
 };
 use crate::kernels::pool::{maxpool2d_activation_backward_image, maxpool2d_forward_image};
 use crate::kernels::DropoutMask;
@@ -187,8 +187,7 @@ pub(crate) fn conv_pool_backward<X: AOperand>(
 #[derive(Clone, Debug)]
 pub(crate) struct PooledScratch {
     shape: Pooled,
-    entries: Vec<Entry>,
-    runs: Vec<Run>,
+    errors: Errors,
     sums: Vec<V>,
     w_rows: Vec<V>,
 }
@@ -203,8 +202,7 @@ impl PooledScratch {
         let shape = Pooled::new(&conv.geometry).filter(|_| l > 0)?;
         Some(PooledScratch {
             shape,
-            entries: vec![Entry::default(); shape.pooled()],
-            runs: vec![Run::default(); shape.runs_len()],
+            errors: Errors::new(&shape),
             sums: vec![V::ZERO; shape.rows_len()],
             w_rows: vec![V::ZERO; shape.rows_len()],
         })
@@ -234,8 +232,7 @@ pub(crate) fn pooled_conv_backward(
     let rows = x.rows();
     let PooledScratch {
         shape,
-        entries,
-        runs,
+        errors,
         sums,
         w_rows,
     } = scratch;
@@ -263,18 +260,18 @@ pub(crate) fn pooled_conv_backward(
             let _t = trace::kernel(Kind::PoolBackward).bytes(4 * 3 * pooled);
             let (da1_row, a0_row) = (row_of(da1, r, pooled), row_of(a0, r, outputs));
             // forward: a1[o] = a0[argmax[o]] [⊙ m], a0 = f(z0)  ->  g = da1[o] [⊙ m]·f'(a0[argmax[o]]),  db += g
-            pooled_entries(entries, runs, db, da1_row, arg, a0_row, conv.act, dropout.map(|m| (m, r)), shape)
+            pooled_errors(errors, db, da1_row, arg, a0_row, conv.act, dropout.map(|m| (m, r)), shape)
         };
         let (_in, _conv) = (trace::layer(l), trace::convolution());
         {
             let mut t = trace::kernel(Kind::BackwardGemmDw);
             // forward: z0 = conv(x, W) + b  ->  dW[·,f] += g·window(x, p)
-            let madds = pooled_weight_gradient(sums, row_of(x, r, inputs), entries, &runs[..k], shape);
+            let madds = pooled_weight_gradient(sums, row_of(x, r, inputs), errors, k, shape);
             t.set_flops(2 * madds);
         }
         let mut t = trace::kernel(Kind::BackwardGemmDx);
         //                                ->  window(dx, p) += g·W[·,f]
-        let madds = pooled_input_gradient(dx.row_mut(r), w_rows, entries, &runs[..k], shape);
+        let madds = pooled_input_gradient(dx.row_mut(r), w_rows, errors, k, shape);
         t.set_flops(2 * madds);
     }
     let n = conv.w.as_slice().len();
