@@ -187,8 +187,8 @@ pub fn pad_filters(rows: &mut [V], w: &[f32], s: &Pooled) {
 /// factor, if the pool's output was dropped) to its tile's maximum
 /// `p = argmax[o]`, where the activation's derivative multiplies it,
 /// `g = da1[o]·m[o]·f'(a0[p])`; each `g != 0` goes into `errors`, and
-/// `db[f] += g`. `LANES` filters at a time, each tile's errors come by
-/// position, then filter, in runs of one position. Returns the number of runs.
+/// `db[f] += g`. Tile by tile, `LANES` filters at a time, the errors come
+/// by position, then filter, in runs of one position. Returns the number of runs.
 ///
 /// Shapes: `errors` from [`Errors::new`], `db: c_out`, `da1, argmax:
 /// ph·pw·c_out` (one image of the pool's output), `a0: oh·ow·c_out` (the
@@ -253,19 +253,28 @@ fn route(
     let (down_by, right_by) = (s.ow * c, c);
     let (down_f, right_f) = (V::splat(down_by as f32), V::splat(right_by as f32));
     let (mut n, mut k) = (0, 0);
-    for f0 in (0..c).step_by(LANES) {
-        let len = LANES.min(c - f0);
-        let lanes = ((1u64 << len) - 1) as u32;
-        // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
-        let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| f32::from_bits((f0 + j) as u32)));
-        for py in 0..s.ph {
-            for px in 0..s.pw {
-                let cell = (py * s.pw + px) * c;
-                let corner = (2 * py * s.ow + 2 * px) * c;
+    for py in 0..s.ph {
+        for px in 0..s.pw {
+            let cell = (py * s.pw + px) * c;
+            let corner = (2 * py * s.ow + 2 * px) * c;
+            for f0 in (0..c).step_by(LANES) {
+                let len = LANES.min(c - f0);
+                let lanes = ((1u64 << len) - 1) as u32;
+                // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
+                let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| f32::from_bits((f0 + j) as u32)));
                 let mut offsets = [f32::NAN; LANES];
-                for (j, d) in offsets[..len].iter_mut().enumerate() {
-                    let o = cell + f0 + j;
-                    *d = argmax[o].wrapping_sub((corner + f0 + j) as u32) as f32;
+                let first = (corner + f0) as u32;
+                if len == LANES {
+                    // (a whole vector: a loop the compiler vectorizes)
+                    let arg = &argmax[cell + f0..cell + f0 + LANES];
+                    for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
+                        *d = a.wrapping_sub(first + j as u32) as f32;
+                    }
+                } else {
+                    let arg = &argmax[cell + f0..cell + f0 + len];
+                    for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
+                        *d = a.wrapping_sub(first + j as u32) as f32;
+                    }
                 }
                 let d = V::from(offsets);
                 let right = d.simd_eq(right_f) | d.simd_eq(down_f + right_f);
@@ -292,11 +301,18 @@ fn route(
                         None => da,
                     };
                     let g = da * df(a);
-                    // backward: db[f] += g
-                    (g, simd::load_partial(db.as_ptr().add(f0), len) + g)
+                    (g, db.as_mut_ptr().add(f0))
                 };
+                // backward: db[f] += g   (whole vectors unmasked: the next tile's load of them
+                // then takes the value straight from this store; from a masked store it waits)
                 // SAFETY: f0 + len <= c = db.len()
-                unsafe { simd::store_partial(db.as_mut_ptr().add(f0), sums, len) };
+                unsafe {
+                    if len == LANES {
+                        simd::store(sums, simd::load(sums) + g);
+                    } else {
+                        simd::store_partial(sums, simd::load_partial(sums, len) + g, len);
+                    }
+                }
                 let nonzero = !g.simd_eq(V::ZERO).to_bitmask() & lanes;
                 // the tile's four windows in order, (0, 0), (0, 1), (1, 0), (1, 1), and which errors each has
                 let at = 2 * py * s.row + 2 * px * s.c_in;

@@ -255,6 +255,10 @@ pub(crate) fn pooled_conv_backward(
     sums.fill(V::ZERO);
     pad_filters(w_rows, conv.w.as_slice(), shape);
     for (r, arg) in argmax.chunks_exact(pooled).take(rows).enumerate() {
+        if r + 1 < rows {
+            // the next image's convolution output, written in the forward pass, is likely in no cache
+            crate::simd::prefetch(row_of(a0, r + 1, outputs));
+        }
         let k = {
             let _in = trace::layer(l + 1);
             let _t = trace::kernel(Kind::PoolBackward).bytes(4 * 3 * pooled);
