@@ -857,3 +857,117 @@ fn a_first_one_channel_convolution_and_its_pool_run_image_by_image_with_the_same
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A convolution below a max-pool (not the first layer) runs its backward
+// pass from the pool's error by scattering (nn::fused, kernels::conv_pooled):
+// the same gradients as the two layers' own backward passes, up to rounding.
+
+#[test]
+fn a_convolution_below_a_max_pool_scatters_the_layer_by_layer_gradients() {
+    let img = |h, w, c| ImageShape::new(1, h, w, c).unwrap();
+    // (h, w, c_in of the second convolution, kernel, filters, activation, the pool's dropout)
+    let cases = [
+        // LeNet-5's second block, Keras' (smaller), odd outputs, filters not a vector, kh 4
+        (14, 14, 6, 5, 16, Activation::Relu, 0.0),
+        (12, 12, 32, 3, 64, Activation::Relu, 0.25),
+        (9, 8, 3, 3, 19, Activation::Tanh, 0.5),
+        (10, 11, 5, 4, 7, Activation::Sigmoid, 0.0),
+        (6, 7, 2, 2, 33, Activation::Identity, 0.25),
+    ];
+    for (k, &(h, w, c_in, kernel, filters, act, rate)) in cases.iter().enumerate() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(40 + k as u64);
+        // a first convolution makes the second one's input an f32 image (2x the size, pooled)
+        let c0 = Conv2d::new(
+            img(2 * h, 2 * w, 1),
+            3,
+            3,
+            c_in,
+            Padding::Same,
+            Activation::Relu,
+            &mut rng,
+        )
+        .unwrap();
+        let p1 = MaxPool2d::new(img(2 * h, 2 * w, c_in)).unwrap();
+        let mut c2 = Conv2d::new(
+            img(h, w, c_in),
+            kernel,
+            kernel,
+            filters,
+            Padding::Valid,
+            act,
+            &mut rng,
+        )
+        .unwrap();
+        c2.b = (0..filters).map(|j| 0.1 * eighth(j, k)).collect();
+        let p3 = MaxPool2d::new(c2.output_shape()).unwrap();
+        let pooled = p3.geometry.output();
+        let layers = vec![
+            Layer::Conv2d(c0),
+            Layer::MaxPool2d(p1),
+            Layer::Conv2d(c2.clone()),
+            Layer::MaxPool2d(p3.clone()),
+            Layer::Flatten(Flatten::new(pooled)),
+            dense(pooled.image_len(), 4, Activation::Identity, 9 + k),
+        ];
+        let inputs = 4 * h * w;
+        let net = Network::from_layers(inputs, layers)
+            .unwrap()
+            .with_dropout_rates(&[0.0, 0.0, 0.0, rate, 0.0])
+            .unwrap()
+            .with_dropout_seed(3);
+        let rows = 5;
+        let floats: Vec<f32> = (0..rows * inputs).map(|i| eighth(i, 50 + k)).collect();
+        let x = MatRef::from_slice(&floats, rows, inputs);
+        let labels: Vec<u8> = (0..rows).map(|r| (r % 4) as u8).collect();
+        let mut ws = Workspace::new(&net, rows);
+        ws.forward_train(&net, x, 1.0, 9, 0, Parallelism::Sequential);
+        ws.loss(&labels, 1.0 / rows as f32);
+        ws.backward(&net, x, 1.0, Parallelism::Sequential);
+        let name = format!("{h}x{w}x{c_in} kernel {kernel}x{kernel}x{filters} {act:?} dropout {rate}");
+
+        // the same layers' own backward passes, from the same pool error and forward outputs
+        let seq = Parallelism::Sequential;
+        let mask = ws.dropout_mask(3);
+        assert_eq!(mask.is_some(), rate > 0.0, "{name}: the pool's mask");
+        let mut argmax = vec![0u32; rows * p3.outputs()];
+        let mut a3 = Matrix::zeros(rows, p3.outputs());
+        maxpool2d_forward(a3.view_mut(), &mut argmax, ws.output(2), 1.0, &p3, mask.as_ref());
+        let mut da2 = Matrix::zeros(rows, c2.outputs());
+        maxpool2d_backward(da2.view_mut(), ws.da(3), &argmax, &p3, mask.as_ref());
+        let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(&c2, rows);
+        let mut scratch = Matrix::zeros(sr, sc);
+        let mut dw = Matrix::zeros(c2.w.rows(), c2.w.cols());
+        let (mut db, mut dz) = (vec![f32::NAN; c2.b.len()], Matrix::zeros(rows, c2.outputs()));
+        let mut da1 = Matrix::zeros(rows, c2.inputs());
+        conv2d_backward(
+            Some(da1.view_mut()),
+            &mut scratch,
+            dw.view_mut(),
+            &mut db,
+            dz.view_mut(),
+            da2.view(),
+            ws.output(2),
+            ws.output(1),
+            1.0,
+            &c2,
+            None,
+            seq,
+        );
+        let near = |what: &str, got: &[f32], want: &[f32]| {
+            assert_close(&format!("{name}: {what}"), got, &f64s(want), 1e-5);
+        };
+        near("dW2", ws.grad(2, 0), dw.as_slice());
+        near("db2", ws.grad(2, 1), &db);
+        near("da1", ws.da(1).to_matrix().as_slice(), da1.as_slice());
+        assert!(
+            da1.as_slice().iter().any(|&v| v != 0.0),
+            "{name}: some error reaches the input"
+        );
+        // (the block writes no dz and no da for the convolution: they stay as a new workspace has them)
+        assert!(
+            ws.dz(2).to_matrix().as_slice().iter().all(|&v| v == 0.0),
+            "{name}: the scattering path ran"
+        );
+    }
+}

@@ -261,7 +261,9 @@ fn route(
                 let len = LANES.min(c - f0);
                 let lanes = ((1u64 << len) - 1) as u32;
                 // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
-                let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| f32::from_bits((f0 + j) as u32)));
+                let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| {
+                    f32::from_bits((f0 + j) as u32)
+                }));
                 let mut offsets = [f32::NAN; LANES];
                 let first = (corner + f0) as u32;
                 if len == LANES {
@@ -342,7 +344,11 @@ fn route(
 
 /// Each of the first `runs` runs' window and errors (filters, values),
 /// checked: the window inside the image, the runs in order inside the arrays.
-fn checked<'e>(errors: &'e Errors, runs: usize, s: &Pooled) -> impl Iterator<Item = (usize, &'e [u32], &'e [f32])> {
+fn checked<'e>(
+    errors: &'e Errors,
+    runs: usize,
+    s: &Pooled,
+) -> impl Iterator<Item = (usize, &'e [u32], &'e [f32])> {
     let (last, n) = (s.last_window(), errors.filters.len().min(errors.values.len()));
     let mut start = 0;
     errors.runs[..runs].iter().map(move |run| {
@@ -490,7 +496,13 @@ pub fn pooled_weight_sums(dw: &mut [f32], rows: &[V], s: &Pooled) {
 ///
 /// Shapes: `dx: h·w·c_in` (one image), `w_rows: c_out·kh·nv` vectors from
 /// [`pad_filters`], `errors` and its first `runs` runs from [`pooled_errors`].
-pub fn pooled_input_gradient(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s: &Pooled) -> usize {
+pub fn pooled_input_gradient(
+    dx: &mut [f32],
+    w_rows: &[V],
+    errors: &Errors,
+    runs: usize,
+    s: &Pooled,
+) -> usize {
     assert!(
         dx.len() == s.image && w_rows.len() >= s.rows_len(),
         "pooled_input_gradient: sizes"
@@ -566,5 +578,243 @@ fn input_runs_any(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s:
                 unsafe { add_to_window(dx, at, ky, v, sum, s) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{ImageShape, Padding};
+    use crate::kernels::pool::maxpool2d_forward_image;
+    use crate::matrix::test_number;
+
+    /// The three gradients by their definition, in f64, from the same
+    /// errors `dz` (the pool's routing and the derivative written out).
+    struct Reference {
+        dw: Vec<f64>,
+        db: Vec<f64>,
+        dx: Vec<Vec<f64>>,
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        (h, w, c_in, kh, kw, c_out): (usize, usize, usize, usize, usize, usize),
+        x: &[Vec<f32>],
+        wts: &[f32],
+        da1: &[Vec<f32>],
+        argmax: &[Vec<u32>],
+        a0: &[Vec<f32>],
+        act: Activation,
+        mask: Option<&DropoutMask>,
+    ) -> Reference {
+        let (oh, ow) = (h - kh + 1, w - kw + 1);
+        let mut r = Reference {
+            dw: vec![0.0; kh * kw * c_in * c_out],
+            db: vec![0.0; c_out],
+            dx: Vec::new(),
+        };
+        for img in 0..x.len() {
+            // dz: the pool's error at its argmax, times the derivative
+            let mut dz = vec![0.0f32; oh * ow * c_out];
+            for (o, &p) in argmax[img].iter().enumerate() {
+                let m = mask.map_or(1.0, |m| m.factor(img, o));
+                dz[p as usize] = da1[img][o] * m * act.df_from_output(a0[img][p as usize]);
+            }
+            let mut dx = vec![0.0f64; h * w * c_in];
+            for y in 0..oh {
+                for xo in 0..ow {
+                    for f in 0..c_out {
+                        let g = dz[(y * ow + xo) * c_out + f] as f64;
+                        r.db[f] += g;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                for ci in 0..c_in {
+                                    let i = ((y + ky) * w + xo + kx) * c_in + ci;
+                                    let k = ((ky * kw + kx) * c_in + ci) * c_out + f;
+                                    r.dw[k] += g * x[img][i] as f64;
+                                    dx[i] += g * wts[k] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            r.dx.push(dx);
+        }
+        r
+    }
+
+    fn assert_near(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}[{i}]: kernels {g}, definition {w}"
+            );
+        }
+    }
+
+    /// Every kernel of the file against the gradients by their definition,
+    /// over several images: window rows of 1 to 6 vectors and the
+    /// any-shape kernels (kh 2 and 4), filters in one vector, more, and a
+    /// part of one, odd outputs (the pool drops a row or column), every
+    /// activation, with and without the pool's dropout, errors with zeros.
+    #[test]
+    fn the_scattered_gradients_match_their_definition() {
+        let acts = [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Identity,
+        ];
+        // (h, w, c_in, kh, kw, c_out)
+        let shapes = [
+            (14, 14, 6, 5, 5, 16),
+            (10, 10, 32, 3, 3, 64),
+            (9, 7, 3, 3, 3, 5),
+            (8, 9, 5, 4, 4, LANES + 4),
+            (7, 6, 2, 2, 3, LANES + 3),
+            (12, 11, 7, 5, 5, 33),
+            (6, 6, 1, 3, 3, 1),
+            (5, 8, 9, 3, 2, 2 * LANES),
+        ];
+        let mut taken = 0;
+        for (k, &(h, w, c_in, kh, kw, c_out)) in shapes.iter().enumerate() {
+            let input = ImageShape::new(1, h, w, c_in).unwrap();
+            let g = Conv2dGeometry::new(input, kh, kw, c_out, Padding::Valid).unwrap();
+            let Some(s) = Pooled::new(&g) else {
+                // a window row of more than MAX_VECTORS vectors: only with few lanes
+                assert!((kw * c_in).div_ceil(LANES) > MAX_VECTORS, "{k}: not taken");
+                continue;
+            };
+            taken += 1;
+            let (oh, ow) = (h - kh + 1, w - kw + 1);
+            let act = acts[k % acts.len()];
+            let images = 3;
+            let wts: Vec<f32> = (0..kh * kw * c_in * c_out)
+                .map(|i| test_number(i, 10 + k))
+                .collect();
+            let x: Vec<Vec<f32>> = (0..images)
+                .map(|r| (0..h * w * c_in).map(|i| test_number(i, 100 * r + k)).collect())
+                .collect();
+            // a0 = f(something): values the activation can have, with ties for the pool
+            let a0: Vec<Vec<f32>> = (0..images)
+                .map(|r| {
+                    (0..oh * ow * c_out)
+                        .map(|i| {
+                            let t = (test_number(i, 200 + 100 * r + k) * 4.0).round() / 4.0;
+                            act.f(t)
+                        })
+                        .collect()
+                })
+                .collect();
+            let pooled = s.pooled();
+            let (mut argmax, mut a1) = (Vec::new(), vec![0.0; pooled]);
+            for a0 in &a0 {
+                let mut arg = vec![0; pooled];
+                maxpool2d_forward_image(&mut a1, &mut arg, a0, 1.0, (oh, ow, c_out));
+                argmax.push(arg);
+            }
+            // errors with zeros: every third one
+            let da1: Vec<Vec<f32>> = (0..images)
+                .map(|r| {
+                    (0..pooled)
+                        .map(|o| {
+                            if o % 3 == 1 {
+                                0.0
+                            } else {
+                                test_number(o, 300 + 100 * r + k)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let mask = DropoutMask::new(0.25, 3, 1, 2);
+            for dropout in [None, Some(&mask)] {
+                let what = format!(
+                    "{h}x{w}x{c_in} kernel {kh}x{kw}x{c_out} {act:?} dropout {}",
+                    dropout.is_some()
+                );
+                let want = reference(
+                    (h, w, c_in, kh, kw, c_out),
+                    &x,
+                    &wts,
+                    &da1,
+                    &argmax,
+                    &a0,
+                    act,
+                    dropout,
+                );
+                let mut errors = Errors::new(&s);
+                let (mut db, mut sums, mut w_rows) = (
+                    vec![0.0; c_out],
+                    vec![V::ZERO; s.rows_len()],
+                    vec![V::ZERO; s.rows_len()],
+                );
+                pad_filters(&mut w_rows, &wts, &s);
+                for r in 0..images {
+                    let runs = pooled_errors(
+                        &mut errors,
+                        &mut db,
+                        &da1[r],
+                        &argmax[r],
+                        &a0[r],
+                        act,
+                        dropout.map(|m| (m, r)),
+                        &s,
+                    );
+                    let nonzero = errors.runs[..runs].last().map_or(0, |run| run.end as usize);
+                    pooled_weight_gradient(&mut sums, &x[r], &errors, runs, &s);
+                    let mut dx = vec![f32::NAN; h * w * c_in];
+                    let madds = pooled_input_gradient(&mut dx, &w_rows, &errors, runs, &s);
+                    assert_eq!(madds, nonzero * kh * kw * c_in, "{what}: multiply-adds");
+                    assert_near(&format!("{what}: image {r} dx"), &dx, &want.dx[r]);
+                }
+                let mut dw = vec![f32::NAN; wts.len()];
+                pooled_weight_sums(&mut dw, &sums, &s);
+                assert_near(&format!("{what}: dW"), &dw, &want.dw);
+                assert_near(&format!("{what}: db"), &db, &want.db);
+            }
+        }
+        assert!(taken >= 6, "most shapes taken");
+    }
+
+    /// Which shapes the kernels take: windows inside the image only.
+    #[test]
+    fn only_windows_inside_the_image() {
+        let input = ImageShape::new(1, 10, 10, 4).unwrap();
+        let valid = Conv2dGeometry::new(input, 3, 3, 8, Padding::Valid).unwrap();
+        let same = Conv2dGeometry::new(input, 3, 3, 8, Padding::Same).unwrap();
+        assert!(Pooled::new(&valid).is_some());
+        assert!(Pooled::new(&same).is_none());
+        // a 1x1 output has no pool tile
+        let tiny =
+            Conv2dGeometry::new(ImageShape::new(1, 3, 3, 1).unwrap(), 3, 3, 2, Padding::Valid).unwrap();
+        assert!(Pooled::new(&tiny).is_none());
+    }
+
+    /// An argmax outside its tile is refused, not followed.
+    #[test]
+    #[should_panic(expected = "is not in its 2x2 tile")]
+    fn an_argmax_outside_its_tile_panics() {
+        let input = ImageShape::new(1, 6, 6, 2).unwrap();
+        let g = Conv2dGeometry::new(input, 3, 3, 3, Padding::Valid).unwrap();
+        let s = Pooled::new(&g).unwrap();
+        let mut errors = Errors::new(&s);
+        let (mut db, pooled) = (vec![0.0; 3], s.pooled());
+        let mut argmax = vec![0u32; pooled];
+        // output 0 of tile (0, 0): its own position 0; all the others point there too
+        argmax[pooled - 1] = 0;
+        let (da1, a0) = (vec![1.0; pooled], vec![1.0; 4 * 4 * 3]);
+        pooled_errors(
+            &mut errors,
+            &mut db,
+            &da1,
+            &argmax,
+            &a0,
+            Activation::Identity,
+            None,
+            &s,
+        );
     }
 }

@@ -53,8 +53,8 @@ use crate::kernels::conv::{
     SingleChannel, SINGLE_MAX_WEIGHTS,
 };
 use crate::kernels::conv_pooled::{
-    pad_filters, pooled_errors, pooled_input_gradient, pooled_weight_gradient, pooled_weight_sums,
-    Errors, Pooled,
+    pad_filters, pooled_errors, pooled_input_gradient, pooled_weight_gradient, pooled_weight_sums, Errors,
+    Pooled,
 };
 use crate::kernels::pool::{maxpool2d_activation_backward_image, maxpool2d_forward_image};
 use crate::kernels::DropoutMask;
@@ -196,7 +196,8 @@ impl PooledScratch {
     /// For `layers[l]`, if it is a convolution that a max-pool follows, is
     /// not the first layer, and [`Pooled`] takes it.
     pub(crate) fn new(layers: &[Layer], l: usize) -> Option<PooledScratch> {
-        let (Some(Layer::Conv2d(conv)), Some(Layer::MaxPool2d(_))) = (layers.get(l), layers.get(l + 1)) else {
+        let (Some(Layer::Conv2d(conv)), Some(Layer::MaxPool2d(_))) = (layers.get(l), layers.get(l + 1))
+        else {
             return None;
         };
         let shape = Pooled::new(&conv.geometry).filter(|_| l > 0)?;
@@ -250,7 +251,10 @@ pub(crate) fn pooled_conv_backward(
         contiguous(&da1) && contiguous(&a0) && contiguous(&x) && dw.row_stride() == dw.cols(),
         "pooled_conv_backward: rows and dw must be contiguous"
     );
-    assert!(argmax.len() >= rows * pooled, "pooled_conv_backward: argmax too short");
+    assert!(
+        argmax.len() >= rows * pooled,
+        "pooled_conv_backward: argmax too short"
+    );
     db.fill(0.0);
     sums.fill(V::ZERO);
     pad_filters(w_rows, conv.w.as_slice(), shape);
@@ -264,7 +268,16 @@ pub(crate) fn pooled_conv_backward(
             let _t = trace::kernel(Kind::PoolBackward).bytes(4 * 3 * pooled);
             let (da1_row, a0_row) = (row_of(da1, r, pooled), row_of(a0, r, outputs));
             // forward: a1[o] = a0[argmax[o]] [⊙ m], a0 = f(z0)  ->  g = da1[o] [⊙ m]·f'(a0[argmax[o]]),  db += g
-            pooled_errors(errors, db, da1_row, arg, a0_row, conv.act, dropout.map(|m| (m, r)), shape)
+            pooled_errors(
+                errors,
+                db,
+                da1_row,
+                arg,
+                a0_row,
+                conv.act,
+                dropout.map(|m| (m, r)),
+                shape,
+            )
         };
         let (_in, _conv) = (trace::layer(l), trace::convolution());
         {
