@@ -26,6 +26,11 @@
 //! images (`col2im`, a few images at a time; see `folds_columns`). Dropout (training) multiplies the `(rows, outputs)` output
 //! by the mask keyed by its row and column, as for a dense layer.
 //!
+//! In training, a convolution that a max-pool reads (other than a first
+//! one-channel layer) skips all of this: the network runs the two layers'
+//! backward passes at once, straight from the pool's error
+//! ([`crate::nn::fused`]'s source, [`crate::kernels::conv_pooled`]).
+//!
 //! Three kinds of layer take other kernels for the same sums, with the
 //! same bits: one input channel ([`SingleChannel`]), one vector of filters
 //! over windows inside the image ([`Direct`]), and errors `dz` that are

@@ -747,17 +747,24 @@ impl Workspace {
     /// Layer `l`'s `da = ∂L/∂a` of the last backward pass (the loss wrote the
     /// last layer's, the layer above every other one's), `(rows, outputs_l)`.
     ///
-    /// One exception: a first one-channel convolution followed by a max-pool
-    /// without dropout (LeNet-5's first block) runs image by image, and the
-    /// pool's error goes straight into the convolution's `dz` (see the
-    /// source of `nn::fused`): that layer's `da` is never written (zeros in
-    /// a new workspace). Its [`dz`](Self::dz) and gradients are exact.
+    /// Two exceptions, where a convolution and the max-pool after it run
+    /// their backward pass together (see the source of `nn::fused`):
+    /// - a first one-channel convolution followed by a max-pool without
+    ///   dropout (LeNet-5's first block): the pool's error goes straight into
+    ///   the convolution's `dz`, and the convolution's `da` is never written
+    ///   (zeros in a new workspace). Its [`dz`](Self::dz) and gradients are exact;
+    /// - any later convolution without dropout followed by a max-pool
+    ///   (LeNet-5's and Keras' second convolutions): the pool's error goes
+    ///   straight into the gradients and the error of the convolution's
+    ///   input, and neither the convolution's `da` nor its `dz` is written.
     pub fn da(&self, l: usize) -> MatRef<'_> {
         self.layers[l].da.view().rows_range(0, self.rows)
     }
 
     /// Layer `l`'s `dz = ∂L/∂z` of the last backward pass, `(rows, outputs_l)`
-    /// (dense and convolution layers: pooling and flatten have no `z`).
+    /// (dense and convolution layers: pooling and flatten have no `z`; not
+    /// written for a convolution below a max-pool other than the first, see
+    /// [`da`](Self::da)).
     pub fn dz(&self, l: usize) -> MatRef<'_> {
         self.layers[l].dz.view().rows_range(0, self.rows)
     }
