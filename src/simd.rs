@@ -275,10 +275,53 @@ pub fn permute2(a: V, idx: &[u32; 16], b: V) -> V {
     }
 }
 
+/// For [`compress`] with AVX2: for each 8-bit mask, the lanes it selects
+/// in order, then lane 0 repeated (a permutation for `vpermps`).
+#[cfg(all(target_feature = "avx2", not(target_feature = "avx512f")))]
+const COMPRESS_8: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut n) = (0, 0);
+        while lane < 8 {
+            if mask >> lane & 1 != 0 {
+                table[mask][n] = lane as u32;
+                n += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
 /// The lanes of `v` whose bit is set in `mask`, moved to the front in
-/// order; the other lanes 0 (`vcompressps` into a register with AVX-512).
+/// order; the other lanes 0 (`vcompressps` into a register with AVX-512,
+/// a table of `vpermps` permutations with AVX2).
 #[inline(always)]
 pub fn compress(v: V, mask: u32) -> V {
+    #[cfg(all(target_feature = "avx2", not(target_feature = "avx512f")))]
+    {
+        use core::arch::x86_64::{__m256, _mm256_loadu_si256, _mm256_permutevar8x32_ps};
+        let mask = mask & 0xff;
+        let kept = V::from(core::array::from_fn::<f32, LANES, _>(|l| {
+            if l < mask.count_ones() as usize {
+                f32::from_bits(u32::MAX)
+            } else {
+                0.0
+            }
+        }));
+        // SAFETY: V is f32x8 with AVX2, the same 32 bytes as __m256; the table
+        // row is 8 readable u32s; the intrinsics need only AVX2, which this build has
+        let moved = unsafe {
+            let idx = _mm256_loadu_si256(COMPRESS_8[mask as usize].as_ptr().cast());
+            core::mem::transmute::<__m256, V>(_mm256_permutevar8x32_ps(
+                core::mem::transmute::<V, __m256>(v),
+                idx,
+            ))
+        };
+        moved & kept
+    }
     #[cfg(target_feature = "avx512f")]
     {
         use core::arch::x86_64::{__m512, _mm512_maskz_compress_ps};
@@ -291,7 +334,7 @@ pub fn compress(v: V, mask: u32) -> V {
             ))
         }
     }
-    #[cfg(not(target_feature = "avx512f"))]
+    #[cfg(not(any(target_feature = "avx512f", target_feature = "avx2")))]
     {
         let (lanes, mut out, mut n) = (v.to_array(), [0.0f32; LANES], 0);
         for (l, &x) in lanes.iter().enumerate() {

@@ -342,14 +342,17 @@ fn route(
     k
 }
 
-/// Each of the first `runs` runs' window and errors (filters, values),
-/// checked: the window inside the image, the runs in order inside the arrays.
+/// Each of the first `runs` runs' window, whether its rows can be read as
+/// whole vectors ([`whole`]), and its errors (filters, values), checked:
+/// the window inside the image, the runs in order inside the arrays.
+#[allow(clippy::type_complexity)]
 fn checked<'e>(
     errors: &'e Errors,
     runs: usize,
     s: &Pooled,
-) -> impl Iterator<Item = (usize, &'e [u32], &'e [f32])> {
+) -> impl Iterator<Item = (usize, bool, &'e [u32], &'e [f32])> {
     let (last, n) = (s.last_window(), errors.filters.len().min(errors.values.len()));
+    let s = *s;
     let mut start = 0;
     errors.runs[..runs].iter().map(move |run| {
         let (at, end) = (run.at as usize, run.end as usize);
@@ -357,10 +360,20 @@ fn checked<'e>(
             at <= last && start <= end && end <= n,
             "conv_pooled: a run outside the image or the errors"
         );
-        let run = (at, &errors.filters[start..end], &errors.values[start..end]);
+        let run = (at, whole(at, &s), &errors.filters[start..end], &errors.values[start..end]);
         start = end;
         run
     })
+}
+
+/// Whether the window at `at` can be read and written as whole vectors:
+/// its last row's `nv` vectors end inside the image. The numbers past a
+/// window row then read only reach lanes of the sums nobody reads, and the
+/// filters' padding zeros add `±0` to them in `dx`, which changes no number
+/// (each starts at `+0`). Only the last windows of the image are not whole
+/// (and, with AVX-512, cost nothing more: masked loads and stores).
+fn whole(at: usize, s: &Pooled) -> bool {
+    at + (s.kh - 1) * s.row + s.nv * LANES <= s.image
 }
 
 /// Calls `$kernel::<KH, NV>` for the window shapes with a kernel (rows of
@@ -399,17 +412,20 @@ pub fn pooled_weight_gradient(rows: &mut [V], x: &[f32], errors: &Errors, runs: 
 }
 
 /// Window row `ky`'s vector `v` of the window at `x[at]` (the last vector
-/// of a row holds its `tail` numbers, zeros after them).
+/// of a row holds its `tail` numbers, then the next ones if the window is
+/// `whole`, else zeros).
 ///
 /// # Safety
-/// `at <= s.last_window()`, `ky < kh`, `v < nv`, `x.len() == s.image`.
+/// `at <= s.last_window()`, `whole == whole(at, s)`, `ky < kh`, `v < nv`,
+/// `x.len() == s.image`.
 #[inline(always)]
-unsafe fn window_vector(x: &[f32], at: usize, ky: usize, v: usize, s: &Pooled) -> V {
+unsafe fn window_vector(x: &[f32], (at, whole): (usize, bool), ky: usize, v: usize, s: &Pooled) -> V {
     // SAFETY: at + (kh - 1)·row + seg <= h·w·c_in = x.len(), and vector v reads
-    // inside the window row's seg numbers (the last one only its tail)
+    // inside the window row's seg numbers (the last one only its tail), or,
+    // if whole, at + (kh - 1)·row + nv·LANES <= x.len()
     unsafe {
         let p = x.as_ptr().add(at + ky * s.row + v * LANES);
-        if v + 1 < s.nv {
+        if v + 1 < s.nv || whole {
             simd::load(p)
         } else {
             simd::load_partial(p, s.tail())
@@ -428,12 +444,12 @@ fn weight_runs<const KH: usize, const NV: usize>(
     s: &Pooled,
 ) {
     debug_assert_eq!((KH, NV), (s.kh, s.nv));
-    for (at, filters, values) in checked(errors, runs, s) {
+    for (at, whole, filters, values) in checked(errors, runs, s) {
         let mut xs = [[V::ZERO; NV]; KH];
         for (ky, row) in xs.iter_mut().enumerate() {
             for (v, xv) in row.iter_mut().enumerate() {
-                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; x.len() == image
-                *xv = unsafe { window_vector(x, at, ky, v, s) };
+                // SAFETY: `checked`: at <= last_window, whole(at); ky < kh, v < nv; x.len() == image
+                *xv = unsafe { window_vector(x, (at, whole), ky, v, s) };
             }
         }
         for (&f, &g) in filters.iter().zip(values) {
@@ -451,11 +467,11 @@ fn weight_runs<const KH: usize, const NV: usize>(
 
 /// [`pooled_weight_gradient`] for any window: one vector at a time.
 fn weight_runs_any(rows: &mut [V], x: &[f32], errors: &Errors, runs: usize, s: &Pooled) {
-    for (at, filters, values) in checked(errors, runs, s) {
+    for (at, whole, filters, values) in checked(errors, runs, s) {
         for ky in 0..s.kh {
             for v in 0..s.nv {
-                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; x.len() == image
-                let xv = unsafe { window_vector(x, at, ky, v, s) };
+                // SAFETY: `checked`: at <= last_window, whole(at); ky < kh, v < nv; x.len() == image
+                let xv = unsafe { window_vector(x, (at, whole), ky, v, s) };
                 for (&f, &g) in filters.iter().zip(values) {
                     let sum = &mut rows[(f as usize * s.kh + ky) * s.nv + v];
                     // backward: dW[ky,·,·,f] += g·x[y+ky, x.., ·]
@@ -513,16 +529,18 @@ pub fn pooled_input_gradient(
 }
 
 /// Adds `sum` to window row `ky`'s vector `v` of the window at `dx[at]`
-/// (the last vector of a row: only its `tail` numbers).
+/// (the last vector of a row: only its `tail` numbers, unless the window is
+/// `whole` and the lanes after them are `±0`).
 ///
 /// # Safety
-/// `at <= s.last_window()`, `ky < kh`, `v < nv`, `dx.len() == s.image`.
+/// `at <= s.last_window()`, `whole == whole(at, s)`, `ky < kh`, `v < nv`,
+/// `dx.len() == s.image`.
 #[inline(always)]
-unsafe fn add_to_window(dx: &mut [f32], at: usize, ky: usize, v: usize, sum: V, s: &Pooled) {
+unsafe fn add_to_window(dx: &mut [f32], (at, whole): (usize, bool), ky: usize, v: usize, sum: V, s: &Pooled) {
     // SAFETY: as in `window_vector`, for writing
     unsafe {
         let p = dx.as_mut_ptr().add(at + ky * s.row + v * LANES);
-        if v + 1 < s.nv {
+        if v + 1 < s.nv || whole {
             simd::store(p, simd::load(p) + sum);
         } else {
             let tail = s.tail();
@@ -542,7 +560,7 @@ fn input_runs<const KH: usize, const NV: usize>(
     s: &Pooled,
 ) {
     debug_assert_eq!((KH, NV), (s.kh, s.nv));
-    for (at, filters, values) in checked(errors, runs, s) {
+    for (at, whole, filters, values) in checked(errors, runs, s) {
         let mut sums = [[V::ZERO; NV]; KH];
         for (&f, &g) in filters.iter().zip(values) {
             let w = &w_rows[f as usize * KH * NV..][..KH * NV];
@@ -556,8 +574,8 @@ fn input_runs<const KH: usize, const NV: usize>(
         }
         for (ky, sums) in sums.iter().enumerate() {
             for (v, &sum) in sums.iter().enumerate() {
-                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; dx.len() == image
-                unsafe { add_to_window(dx, at, ky, v, sum, s) };
+                // SAFETY: `checked`: at <= last_window, whole(at); ky < kh, v < nv; dx.len() == image
+                unsafe { add_to_window(dx, (at, whole), ky, v, sum, s) };
             }
         }
     }
@@ -565,7 +583,7 @@ fn input_runs<const KH: usize, const NV: usize>(
 
 /// [`pooled_input_gradient`] for any window: one vector at a time.
 fn input_runs_any(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s: &Pooled) {
-    for (at, filters, values) in checked(errors, runs, s) {
+    for (at, whole, filters, values) in checked(errors, runs, s) {
         for ky in 0..s.kh {
             for v in 0..s.nv {
                 let mut sum = V::ZERO;
@@ -574,8 +592,8 @@ fn input_runs_any(dx: &mut [f32], w_rows: &[V], errors: &Errors, runs: usize, s:
                     // backward: dx[y+ky, x.., ·] += g·W[ky,·,·,f]
                     sum = simd::mul_add(V::splat(g), wv, sum);
                 }
-                // SAFETY: `checked`: at <= last_window; ky < kh, v < nv; dx.len() == image
-                unsafe { add_to_window(dx, at, ky, v, sum, s) };
+                // SAFETY: `checked`: at <= last_window, whole(at); ky < kh, v < nv; dx.len() == image
+                unsafe { add_to_window(dx, (at, whole), ky, v, sum, s) };
             }
         }
     }

@@ -204,7 +204,7 @@ impl PooledScratch {
         else {
             return None;
         };
-        if crate::simd::VECTOR_REGISTERS < 32 {
+        if !matches!(crate::simd::ISA, "AVX-512" | "AVX2") {
             return None;
         }
         let shape = Pooled::new(&conv.geometry).filter(|_| l > 0)?;
