@@ -580,3 +580,35 @@ mod build_check_tests {
         assert_eq!(isa_of(&[]), "no SIMD");
     }
 }
+
+#[cfg(test)]
+mod compress_tests {
+    use super::*;
+
+    /// `compress` against its rule written out, for every mask of the
+    /// lanes (and bits above them, which it ignores), on distinct lanes
+    /// including the bits of small integers (as `conv_pooled` moves them).
+    #[test]
+    fn compress_moves_the_selected_lanes_to_the_front_in_order() {
+        let lanes: [f32; LANES] = core::array::from_fn(|l| {
+            if l % 2 == 0 {
+                l as f32 + 0.5
+            } else {
+                f32::from_bits(l as u32 + 3)
+            }
+        });
+        let v = V::from(lanes);
+        let above = !((1u32 << LANES) - 1);
+        for mask in 0..1u32 << LANES {
+            let got = compress(v, mask | above).to_array();
+            let want: Vec<f32> = (0..LANES)
+                .filter(|l| mask >> l & 1 != 0)
+                .map(|l| lanes[l])
+                .collect();
+            for (l, g) in got.iter().enumerate() {
+                let w = want.get(l).copied().unwrap_or(0.0);
+                assert_eq!(g.to_bits(), w.to_bits(), "mask {mask:#b}: lane {l}");
+            }
+        }
+    }
+}

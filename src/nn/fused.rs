@@ -43,7 +43,7 @@
 //!
 //! For a convolution that does not drop out (the pool may), whose input is
 //! another layer's output (`f32` images), and whose windows lie inside the
-//! image ([`Pooled`]), in AVX-512 builds (see [`PooledScratch::new`]). The sums are in another order than the GEMMs', so the
+//! image ([`Pooled`]), in AVX-512 and AVX2 builds (see [`PooledScratch::new`]). The sums are in another order than the GEMMs', so the
 //! bits differ from the layer-by-layer pass by rounding (tested against it
 //! in tests/conv_engine.rs).
 
@@ -194,11 +194,8 @@ pub(crate) struct PooledScratch {
 
 impl PooledScratch {
     /// For `layers[l]`, if it is a convolution that a max-pool follows, is
-    /// not the first layer, and [`Pooled`] takes it; only with AVX-512 (32
-    /// vector registers, and masked loads and stores for the window rows'
-    /// last vectors). With AVX2 the layer-by-layer pass is faster: LeNet-5's
-    /// epoch took 1.51 s this way against its 1.40 s (Zen 5 running the
-    /// `znver3` build, 2 threads, medians of 3 alternated runs).
+    /// not the first layer, and [`Pooled`] takes it; with AVX-512 or AVX2
+    /// (fast compresses; elsewhere the layer-by-layer pass runs).
     pub(crate) fn new(layers: &[Layer], l: usize) -> Option<PooledScratch> {
         let (Some(Layer::Conv2d(conv)), Some(Layer::MaxPool2d(_))) = (layers.get(l), layers.get(l + 1))
         else {
