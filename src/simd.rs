@@ -180,6 +180,25 @@ pub unsafe fn store(p: *mut f32, v: V) {
     unsafe { core::ptr::write_unaligned(p.cast::<V>(), v) }
 }
 
+/// With AVX2: the lane mask of the first `n <= 8` lanes (all ones in each
+/// lane below `n`), for `vmaskmovps`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    not(target_feature = "avx512f")
+))]
+#[inline(always)]
+fn first_lanes_avx2(n: usize) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::{_mm256_cmpgt_epi32, _mm256_set1_epi32, _mm256_setr_epi32};
+    // SAFETY: the intrinsics need only AVX2, which this build has
+    unsafe {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+}
+
 /// Loads the first `n <= LANES` floats from `p`, zero in the other lanes.
 ///
 /// # Safety
@@ -196,7 +215,22 @@ pub unsafe fn load_partial(p: *const f32, n: usize) -> V {
         // `f32x16`, the same 64 bytes as `__m512`.
         unsafe { core::mem::transmute::<core::arch::x86_64::__m512, V>(_mm512_maskz_loadu_ps(mask, p)) }
     }
-    #[cfg(not(target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
+    {
+        use core::arch::x86_64::{__m256, _mm256_maskload_ps};
+        // SAFETY: `vmaskmovps` reads only the first `n` floats, which the caller
+        // guarantees readable (masked-off lanes never fault); `V` is `f32x8`,
+        // the same 32 bytes as `__m256`.
+        unsafe { core::mem::transmute::<__m256, V>(_mm256_maskload_ps(p, first_lanes_avx2(n))) }
+    }
+    #[cfg(not(any(
+        target_feature = "avx512f",
+        all(target_arch = "x86_64", target_feature = "avx2")
+    )))]
     {
         let mut buf = [0.0f32; LANES];
         // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
@@ -225,7 +259,27 @@ pub unsafe fn load_partial_or(p: *const f32, n: usize, fill: f32) -> V {
             ))
         }
     }
-    #[cfg(not(target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
+    {
+        use core::arch::x86_64::{
+            __m256, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_maskload_ps, _mm256_set1_ps,
+        };
+        let mask = first_lanes_avx2(n);
+        // SAFETY: as in `load_partial`: only the first `n` floats are read.
+        unsafe {
+            let loaded = _mm256_maskload_ps(p, mask);
+            let v = _mm256_blendv_ps(_mm256_set1_ps(fill), loaded, _mm256_castsi256_ps(mask));
+            core::mem::transmute::<__m256, V>(v)
+        }
+    }
+    #[cfg(not(any(
+        target_feature = "avx512f",
+        all(target_arch = "x86_64", target_feature = "avx2")
+    )))]
     {
         let mut buf = [fill; LANES];
         // SAFETY: the caller guarantees `n` readable floats; `buf` has LANES >= n.
@@ -249,7 +303,21 @@ pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
         // caller guarantees writable; `V` is `f32x16`, the same 64 bytes as `__m512`.
         unsafe { _mm512_mask_storeu_ps(p, mask, core::mem::transmute::<V, core::arch::x86_64::__m512>(v)) }
     }
-    #[cfg(not(target_feature = "avx512f"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
+    {
+        use core::arch::x86_64::{__m256, _mm256_maskstore_ps};
+        // SAFETY: `vmaskmovps` writes only the first `n` floats, which the caller
+        // guarantees writable; `V` is `f32x8`, the same 32 bytes as `__m256`.
+        unsafe { _mm256_maskstore_ps(p, first_lanes_avx2(n), core::mem::transmute::<V, __m256>(v)) }
+    }
+    #[cfg(not(any(
+        target_feature = "avx512f",
+        all(target_arch = "x86_64", target_feature = "avx2")
+    )))]
     {
         let buf = v.to_array();
         // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
@@ -608,6 +676,51 @@ mod compress_tests {
             for (l, g) in got.iter().enumerate() {
                 let w = want.get(l).copied().unwrap_or(0.0);
                 assert_eq!(g.to_bits(), w.to_bits(), "mask {mask:#b}: lane {l}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    /// The partial loads and stores against their rule for every count:
+    /// the first `n` lanes from memory, the rest zero or `fill`; a store
+    /// writes the first `n` numbers and leaves the ones after them.
+    #[test]
+    fn partial_loads_and_stores_touch_the_first_n_numbers_only() {
+        let source: Vec<f32> = (0..LANES).map(|l| l as f32 * 1.5 - 4.0).collect();
+        for n in 0..=LANES {
+            // SAFETY: `source` has LANES >= n readable floats
+            let (zeros, filled) = unsafe {
+                (
+                    load_partial(source.as_ptr(), n),
+                    load_partial_or(source.as_ptr(), n, -7.0),
+                )
+            };
+            let (zeros, filled) = (zeros.to_array(), filled.to_array());
+            for (l, &s) in source.iter().enumerate() {
+                let want = if l < n { s } else { 0.0 };
+                assert_eq!(zeros[l], want, "load_partial, n {n}: lane {l}");
+                let want = if l < n { s } else { -7.0 };
+                assert_eq!(filled[l], want, "load_partial_or, n {n}: lane {l}");
+            }
+            let mut out = vec![f32::NAN; LANES + 1];
+            // SAFETY: `out` has LANES + 1 >= n writable floats
+            unsafe {
+                store_partial(
+                    out.as_mut_ptr(),
+                    V::from(core::array::from_fn::<f32, LANES, _>(|l| source[l])),
+                    n,
+                )
+            };
+            for (l, &o) in out.iter().enumerate() {
+                if l < n {
+                    assert_eq!(o, source[l], "store_partial, n {n}: number {l}");
+                } else {
+                    assert!(o.is_nan(), "store_partial, n {n}: number {l} was written");
+                }
             }
         }
     }
