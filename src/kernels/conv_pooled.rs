@@ -7,12 +7,13 @@
 //! LeNet-5's about 16%, Keras' about 7%). The layer-by-layer pass writes
 //! all of `dz`, then multiplies it as a matrix twice (the filter gradient,
 //! and the input gradient's unfolded columns, which it then folds back
-//! into images). Here each non-zero is an [`Entry`]: the window it came
-//! from, its filter, its value. Each entry adds one window of the input to
-//! its filter's gradient and its filter to one window of the input's error:
+//! into images). Here each non-zero error is kept with its filter, in
+//! runs of one window position ([`Errors`]), and adds one window of the
+//! input to its filter's gradient and its filter to one window of the
+//! input's error:
 //!
 //! ```text
-//! forward:  a1[o] = a0[p] [⊙ m[o]], p = argmax[o]      backward: g = da1[o] [⊙ m[o]]·f'(a0[p])  (one entry, if g != 0)
+//! forward:  a1[o] = a0[p] [⊙ m[o]], p = argmax[o]      backward: g = da1[o] [⊙ m[o]]·f'(a0[p])  (kept if g != 0)
 //! forward:  a0 = f(z0)                                           db[f] += g
 //! forward:  z0[y,x,f] = Σ_{ky,kx,ci} x[y+ky, x+kx, ci]·W[ky,kx,ci,f] + b[f]
 //!           backward, for each window row ky:  dW[ky,·,·,f] += g·x[y+ky, x.., ·]
@@ -20,16 +21,21 @@
 //! ```
 //!
 //! A window row is `kw·c_in` consecutive numbers in an NHWC image, a few
-//! vectors ([`Pooled`]'s segment), so each entry costs `kh` runs of vector
-//! multiply-adds, nothing for the zeros. The entries of one pool tile are
-//! sorted by position, so the entries of one position share their loads of
-//! `x` and their sums into `dx` stay in registers.
+//! vectors ([`Pooled`]'s `nv`), so each error costs `kh·nv` vector
+//! multiply-adds for each gradient, nothing for the zeros. The errors of
+//! one position come together (a run), so they share their loads of `x`,
+//! and their sums into `dx` stay in registers until the run ends.
+//!
+//! Measured, one 64-image shard, 1 thread, Zen 5, AVX-512 (`cargo bench
+//! --bench cnn -- --layers`): LeNet-5's second convolution and pool,
+//! backward, 0.41 -> 0.16 ms; Keras' 9.4 -> 4.9 ms.
 //!
 //! The sums are in a fixed order (images in order; in each, the pool's
-//! tiles in order, positions in order, filters in order), so the result
-//! does not depend on the thread count; it is not the GEMM's order, so the
-//! bits differ from the layer-by-layer pass (by rounding; tested against
-//! it and against plain loops in tests/conv_engine.rs).
+//! tiles in order, `LANES` filters at a time, positions in order, filters
+//! in order), so the result does not depend on the thread count; it is not
+//! the GEMM's order, so the bits differ from the layer-by-layer pass by
+//! rounding (tested against it in tests/conv_engine.rs, and against the
+//! gradients' definition below).
 
 use crate::activation::Activation;
 use crate::geometry::Conv2dGeometry;

@@ -29,7 +29,7 @@
 //! In training, a convolution that a max-pool reads (other than a first
 //! one-channel layer) skips all of this: the network runs the two layers'
 //! backward passes at once, straight from the pool's error
-//! ([`crate::nn::fused`]'s source, [`crate::kernels::conv_pooled`]).
+//! (the source of `nn::fused`, and [`crate::kernels::conv_pooled`]).
 //!
 //! Three kinds of layer take other kernels for the same sums, with the
 //! same bits: one input channel ([`SingleChannel`]), one vector of filters
