@@ -15,6 +15,11 @@
 //! of `kc` each added to the sum of the blocks before it; a zero term
 //! `0·b` added to a sum leaves it as it is (the sum is never `-0`), so for
 //! a finite B the bits are the same.
+//!
+//! (In training, a convolution whose output a max-pool reads skips `dz`
+//! altogether in AVX-512 and AVX2 builds, see `kernels::conv_pooled`; this
+//! product serves the layer's own backward pass, as for a convolution that
+//! drops out.)
 
 use crate::matrix::{MatMut, MatRef};
 use crate::simd::{self, LANES, V};

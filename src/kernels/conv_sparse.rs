@@ -20,6 +20,12 @@
 //! [`super::conv_direct`]. Summing each filter's row in memory, position
 //! by position, was slower: 3.7-5.5 ms and 0.27-0.45 ms (every non-zero a
 //! read-modify-write of the same sums, a chain through store forwarding).
+//!
+//! In training, a convolution whose output a max-pool reads takes neither
+//! this nor the GEMM in AVX-512 and AVX2 builds: its backward pass starts
+//! from the pool's error ([`super::conv_pooled`]). This kernel serves the
+//! layer's own backward pass (`nn::conv::conv2d_backward`), as for a
+//! convolution that drops out.
 
 use crate::gemm::transpose_into;
 use crate::geometry::Conv2dGeometry;
