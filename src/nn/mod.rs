@@ -8,6 +8,7 @@
 //! says a network in one line (`train --arch`, the presets, the summary).
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
+pub mod awake;
 pub mod checkpoint;
 pub mod confusion;
 pub mod conv;

@@ -27,6 +27,7 @@ use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
+use crate::nn::awake::with_workers_awake;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
@@ -622,48 +623,57 @@ impl Session {
         let resumed = self.partial.take().unwrap_or_default();
         let batch = self.trainer.batch_size();
         let steps = self.order.len().div_ceil(batch);
-        let (mut loss, mut correct, mut seen, mut step) =
-            (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
-        let mut stop = false;
-        for idx in self.order.chunks(batch).skip(resumed.step) {
-            let (l, c) = self.trainer.step_indices(net, train, idx)?;
-            step += 1;
-            loss += l;
-            correct += c;
-            seen += idx.len();
-            let mean = loss / seen as f64;
-            let reference = *self.start_loss.get_or_insert(l / idx.len() as f64);
-            if !mean.is_finite() || mean > DIVERGENCE_FACTOR * reference.max(1.0) {
-                return Err(Error::Diverged {
-                    epoch,
-                    step,
-                    loss: mean as f32,
-                });
-            }
-            let seconds = resumed.seconds + start.elapsed().as_secs_f64();
-            let flow = on_progress(Progress::Step {
-                epoch,
-                epochs: cfg.epochs,
-                step,
-                steps,
-                loss: mean,
-                accuracy: correct as f64 / seen as f64,
-                seconds,
-            });
-            if flow.is_break() {
-                stop = true;
-                if step < steps {
-                    self.partial = Some(PartialEpoch {
+        // The steps, with the pool's other workers polling for the shards and
+        // GEMM tasks instead of sleeping between them (see `awake`).
+        let steps_run = with_workers_awake(|| -> Result<ControlFlow<Outcome, (f64, usize, bool)>> {
+            let (mut loss, mut correct, mut seen, mut step) =
+                (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
+            let mut stop = false;
+            for idx in self.order.chunks(batch).skip(resumed.step) {
+                let (l, c) = self.trainer.step_indices(net, train, idx)?;
+                step += 1;
+                loss += l;
+                correct += c;
+                seen += idx.len();
+                let mean = loss / seen as f64;
+                let reference = *self.start_loss.get_or_insert(l / idx.len() as f64);
+                if !mean.is_finite() || mean > DIVERGENCE_FACTOR * reference.max(1.0) {
+                    return Err(Error::Diverged {
+                        epoch,
                         step,
-                        loss_sum: loss,
-                        correct,
-                        seen,
-                        seconds,
+                        loss: mean as f32,
                     });
-                    return Ok(Outcome::Interrupted);
+                }
+                let seconds = resumed.seconds + start.elapsed().as_secs_f64();
+                let flow = on_progress(Progress::Step {
+                    epoch,
+                    epochs: cfg.epochs,
+                    step,
+                    steps,
+                    loss: mean,
+                    accuracy: correct as f64 / seen as f64,
+                    seconds,
+                });
+                if flow.is_break() {
+                    stop = true;
+                    if step < steps {
+                        self.partial = Some(PartialEpoch {
+                            step,
+                            loss_sum: loss,
+                            correct,
+                            seen,
+                            seconds,
+                        });
+                        return Ok(ControlFlow::Break(Outcome::Interrupted));
+                    }
                 }
             }
-        }
+            Ok(ControlFlow::Continue((loss, correct, stop)))
+        })?;
+        let (loss, correct, mut stop) = match steps_run {
+            ControlFlow::Break(outcome) => return Ok(outcome),
+            ControlFlow::Continue(run) => run,
+        };
         let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
         let vstart = Instant::now();
         let validation = {
