@@ -76,7 +76,7 @@ fn poll_until(done: &AtomicBool) {
             Some(rayon::Yield::Executed) => idle = 0,
             _ => {
                 idle += 1;
-                if idle % POLLS_PER_OS_YIELD == 0 {
+                if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
