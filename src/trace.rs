@@ -33,6 +33,9 @@ use std::time::Instant;
 /// The kinds of work in a training run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// A shard's examples read once from the data set, converted to `f32`
+    /// and scaled (`u8` pixels · 1/255), for both of the first layer's GEMMs.
+    InputConvert,
     /// `a = f(x·W + b)`: the forward GEMM with its fused bias and activation.
     ForwardGemm,
     /// Softmax and cross-entropy, giving the loss and `dz = p - y`.
@@ -75,7 +78,8 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
+        Kind::InputConvert,
         Kind::ForwardGemm,
         Kind::ConvForward,
         Kind::PoolForward,
@@ -97,6 +101,7 @@ impl Kind {
     /// A short label for reports.
     pub fn label(self) -> &'static str {
         match self {
+            Kind::InputConvert => "examples u8 -> f32, scaled",
             Kind::ForwardGemm => "forward GEMM + bias + act",
             Kind::SoftmaxCe => "softmax + cross-entropy",
             Kind::BackwardGemmDw => "backward GEMM dW = xT.dz",

@@ -148,6 +148,9 @@ pub enum Progress<'a> {
 /// them straight from the data set, see [`Trainer::step_rows`].)
 struct Shard {
     ws: Workspace,
+    /// The shard's examples as `f32`, scaled, when the first layer is dense
+    /// and the network small (see [`Shard::pass`]); empty otherwise.
+    x: Vec<f32>,
     labels: Vec<u8>,
     /// Summed loss and number correct of the last pass.
     loss: f64,
@@ -157,6 +160,13 @@ struct Shard {
 impl Shard {
     /// Forward, loss and backward over `x` (this shard's rows, the first
     /// being row `row0` of the mini-batch; dropout masks for step `step`).
+    ///
+    /// With a conversion buffer (`self.x`) and examples that are not
+    /// already scaled `f32`s, the rows are first read once into it,
+    /// converted and scaled exactly as the GEMMs' packing would (`x_scale ·
+    /// f32(x)`, rounded once): both first-layer GEMMs (`x·W` and `xᵀ·dz`)
+    /// then read it in place instead of each converting the scattered rows
+    /// again. The same values reach the same multiply-adds: the same bits.
     #[allow(clippy::too_many_arguments)]
     fn pass<X: AOperand>(
         &mut self,
@@ -168,10 +178,37 @@ impl Shard {
         par: Parallelism,
     ) {
         let _training = trace::training();
-        self.ws.forward_train(net, x, x_scale, step, row0, par);
+        let (rows, inputs) = (x.rows(), x.cols());
+        if self.x.len() >= rows * inputs && !x.in_place(x_scale) {
+            let buf = &mut self.x[..rows * inputs];
+            let _t = trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
+            let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (0, inputs), buf);
+            drop(_t);
+            if std::ptr::eq(ptr, self.x.as_ptr()) && ra == inputs && pa == 1 {
+                let xf = MatRef::from_slice(&self.x[..rows * inputs], rows, inputs);
+                return Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, xf, 1.0, grad_scale, (step, row0), par);
+            }
+        }
+        Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, x, x_scale, grad_scale, (step, row0), par);
+    }
+
+    /// Forward, loss and backward of [`pass`](Self::pass) on `x` as given.
+    #[allow(clippy::too_many_arguments)]
+    fn run<X: AOperand>(
+        ws: &mut Workspace,
+        labels: &[u8],
+        (loss, correct): (&mut f64, &mut usize),
+        net: &Network,
+        x: X,
+        x_scale: f32,
+        grad_scale: f32,
+        (step, row0): (u64, usize),
+        par: Parallelism,
+    ) {
+        ws.forward_train(net, x, x_scale, step, row0, par);
         let rows = x.rows();
-        (self.loss, self.correct) = self.ws.loss(&self.labels[..rows], grad_scale);
-        self.ws.backward(net, x, x_scale, par);
+        (*loss, *correct) = ws.loss(&labels[..rows], grad_scale);
+        ws.backward(net, x, x_scale, par);
     }
 }
 
@@ -199,6 +236,7 @@ impl Trainer {
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
+                x: vec![0.0; if converts_input(net) { shard_rows * net.inputs() } else { 0 }],
                 labels: vec![0; shard_rows],
                 loss: 0.0,
                 correct: 0,
@@ -427,6 +465,16 @@ impl Trainer {
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
     }
+}
+
+/// Whether each shard converts its examples to `f32` once (see
+/// [`Shard::pass`]): when the first layer is dense (a convolution reads its
+/// pixels through its own kernels) and the network is small enough to be
+/// sharded ([`SHARD_MAX_PARAMS`]). Measured on Zen 5 (AVX-512, 16 lanes),
+/// one 64-row shard of 784-16-16-10 on one thread: `x·W` 9.5 µs and `xᵀ·dz`
+/// 9.2 µs from the `u8` rows (in cache) against 7.5 and 7.3 µs from `f32`.
+fn converts_input(net: &Network) -> bool {
+    matches!(net.layers().first(), Some(Layer::Dense(_))) && net.num_params() <= SHARD_MAX_PARAMS
 }
 
 /// Multiply-adds of one example's forward pass through `net`'s GEMMs

@@ -250,6 +250,7 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
         matches!(
             r.kind,
             Kind::SoftmaxCe
+                | Kind::InputConvert
                 | Kind::ActivationBackward
                 | Kind::Optimizer
                 | Kind::Shuffle
@@ -302,7 +303,7 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
     );
     let _ = writeln!(
         s,
-        "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (softmax, activation backward, gradient sum + optimizer, shuffle{images})",
+        "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (examples to f32, softmax, activation backward, gradient sum + optimizer, shuffle{images})",
         other_wall,
         pct(other_wall)
     );
