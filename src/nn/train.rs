@@ -176,6 +176,7 @@ impl Shard {
         grad_scale: f32,
         (step, row0): (u64, usize),
         par: Parallelism,
+        inputs_read: impl Fn(),
     ) {
         let _training = trace::training();
         let (rows, inputs) = (x.rows(), x.cols());
@@ -184,11 +185,13 @@ impl Shard {
             let _t = trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
             let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (0, inputs), buf);
             drop(_t);
+            inputs_read();
             if std::ptr::eq(ptr, self.x.as_ptr()) && ra == inputs && pa == 1 {
                 let xf = MatRef::from_slice(&self.x[..rows * inputs], rows, inputs);
                 return Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, xf, 1.0, grad_scale, (step, row0), par);
             }
         }
+        inputs_read();
         Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, x, x_scale, grad_scale, (step, row0), par);
     }
 
@@ -224,6 +227,9 @@ pub struct Trainer {
     shards: Vec<Shard>,
     /// `inputs, outputs of each layer` of the network the shards were made for.
     widths: Vec<usize>,
+    /// The examples of the next step, if known ([`Trainer::expect_next`]):
+    /// each shard prefetches its part while it computes.
+    next: Vec<usize>,
 }
 
 impl Trainer {
@@ -249,6 +255,7 @@ impl Trainer {
             shard_rows,
             shards,
             widths: net.widths(),
+            next: Vec::with_capacity(batch_size),
         })
     }
 
@@ -267,6 +274,17 @@ impl Trainer {
         } else {
             SHARD_ROWS.min(batch_size)
         }
+    }
+
+    /// Tells the trainer which examples the next [`step_rows`](Self::step_rows)
+    /// (or [`step_indices`](Self::step_indices)) will read, so that each shard
+    /// prefetches them while it computes this step (rows scattered over a
+    /// shuffled data set otherwise each wait on memory). Only a hint: at most
+    /// the batch size is kept, indices out of range are ignored, and nothing
+    /// computed changes.
+    pub fn expect_next(&mut self, indices: &[usize]) {
+        self.next.clear();
+        self.next.extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
     }
 
     /// The largest batch this trainer takes.
@@ -353,7 +371,7 @@ impl Trainer {
         let run = |(s, shard): (usize, &mut Shard)| {
             let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
-            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par);
+            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par, || {});
         };
         self.run_shards(nshards, run);
         Ok(self.finish_step(net, nshards))
@@ -417,6 +435,7 @@ impl Trainer {
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
+        let next = std::mem::take(&mut self.next);
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             for (r, &i) in idx.iter().enumerate() {
@@ -424,9 +443,19 @@ impl Trainer {
             }
             // Every index was checked against `features` above.
             let x = Gathered::new(features, idx).expect("indices checked above");
-            shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par);
+            // While this shard computes, bring the rows it will read next step
+            // into this core's caches (a hint: never read here, no effect on values).
+            let prefetch_next = || {
+                let next = next.get(s * sr..((s + 1) * sr).min(next.len())).unwrap_or(&[]);
+                let (data, stride, width) = (features.data(), features.row_stride(), features.cols());
+                for &i in next.iter().filter(|&&i| i < features.rows()) {
+                    crate::simd::prefetch(&data[i * stride..i * stride + width]);
+                }
+            };
+            shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par, prefetch_next);
         };
         self.run_shards(nshards, run);
+        self.next = next;
         Ok(self.finish_step(net, nshards))
     }
 
@@ -677,7 +706,9 @@ impl Session {
             let (mut loss, mut correct, mut seen, mut step) =
                 (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
             let mut stop = false;
-            for idx in self.order.chunks(batch).skip(resumed.step) {
+            let mut chunks = self.order.chunks(batch).skip(resumed.step).peekable();
+            while let Some(idx) = chunks.next() {
+                self.trainer.expect_next(chunks.peek().copied().unwrap_or(&[]));
                 let (l, c) = self.trainer.step_indices(net, train, idx)?;
                 step += 1;
                 loss += l;
