@@ -16,8 +16,9 @@
 //! current pool polls for jobs instead of sleeping: it takes any job
 //! there is ([`rayon::yield_now`]: a shard, a GEMM task, a chunk of the
 //! optimiser) and between jobs spins with a pause hint, offering the core
-//! to the OS every few thousand polls. Nothing is computed differently,
-//! only picked up sooner: results are the same bits.
+//! to the OS every few microseconds, and after 2 ms without a job polls
+//! only every 200 µs. Nothing is computed differently, only picked up
+//! sooner: results are the same bits.
 //!
 //! The price is CPU time: the workers of the pool the closure runs on use
 //! their cores fully until it returns (they are the cores `--threads`
@@ -27,9 +28,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Polls without finding a job between two offers of the core to the OS
 /// (`std::thread::yield_now`): each poll is a pause plus a look at the
-/// other workers' queues, well under a microsecond, so the OS gets a
-/// chance every few hundred microseconds of idleness.
-const POLLS_PER_OS_YIELD: u32 = 1024;
+/// other workers' queues, well under a microsecond, so a process sharing
+/// the core gets it within a few microseconds (with the cores
+/// oversubscribed, e.g. tests running beside training, a worker that only
+/// spun would hold its core for a whole time slice).
+const POLLS_PER_OS_YIELD: u32 = 64;
+
+/// Idle this long without a job, a worker polls only every [`NAP`]: the
+/// thread running the closure is then doing long serial work (a
+/// checkpoint, a report), and a training step's gaps are far shorter.
+const IDLE_BEFORE_NAPS: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The pause between polls of a worker idle for [`IDLE_BEFORE_NAPS`].
+const NAP: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Runs `f` on the current thread while every other worker of the current
 /// rayon pool polls for work instead of sleeping; returns `f`'s result.
@@ -71,15 +82,19 @@ impl Drop for Stop<'_> {
 /// Runs whatever jobs the pool has until `done` is set.
 fn poll_until(done: &AtomicBool) {
     let mut idle = 0u32;
+    let mut idle_since = None;
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => idle = 0,
+            Some(rayon::Yield::Executed) => (idle, idle_since) = (0, None),
             _ => {
                 idle += 1;
-                if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
+                if !idle.is_multiple_of(POLLS_PER_OS_YIELD) {
+                    std::hint::spin_loop();
+                } else if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() < IDLE_BEFORE_NAPS
+                {
                     std::thread::yield_now();
                 } else {
-                    std::hint::spin_loop();
+                    std::thread::sleep(NAP);
                 }
             }
         }

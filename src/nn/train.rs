@@ -182,17 +182,38 @@ impl Shard {
         let (rows, inputs) = (x.rows(), x.cols());
         if self.x.len() >= rows * inputs && !x.in_place(x_scale) {
             let buf = &mut self.x[..rows * inputs];
-            let _t = trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
+            let _t =
+                trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
             let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (0, inputs), buf);
             drop(_t);
             inputs_read();
             if std::ptr::eq(ptr, self.x.as_ptr()) && ra == inputs && pa == 1 {
                 let xf = MatRef::from_slice(&self.x[..rows * inputs], rows, inputs);
-                return Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, xf, 1.0, grad_scale, (step, row0), par);
+                return Self::run(
+                    &mut self.ws,
+                    &self.labels,
+                    (&mut self.loss, &mut self.correct),
+                    net,
+                    xf,
+                    1.0,
+                    grad_scale,
+                    (step, row0),
+                    par,
+                );
             }
         }
         inputs_read();
-        Self::run(&mut self.ws, &self.labels, (&mut self.loss, &mut self.correct), net, x, x_scale, grad_scale, (step, row0), par);
+        Self::run(
+            &mut self.ws,
+            &self.labels,
+            (&mut self.loss, &mut self.correct),
+            net,
+            x,
+            x_scale,
+            grad_scale,
+            (step, row0),
+            par,
+        );
     }
 
     /// Forward, loss and backward of [`pass`](Self::pass) on `x` as given.
@@ -242,7 +263,14 @@ impl Trainer {
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
-                x: vec![0.0; if converts_input(net) { shard_rows * net.inputs() } else { 0 }],
+                x: vec![
+                    0.0;
+                    if converts_input(net) {
+                        shard_rows * net.inputs()
+                    } else {
+                        0
+                    }
+                ],
                 labels: vec![0; shard_rows],
                 loss: 0.0,
                 correct: 0,
@@ -284,7 +312,8 @@ impl Trainer {
     /// computed changes.
     pub fn expect_next(&mut self, indices: &[usize]) {
         self.next.clear();
-        self.next.extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
+        self.next
+            .extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
     }
 
     /// The largest batch this trainer takes.
@@ -371,7 +400,15 @@ impl Trainer {
         let run = |(s, shard): (usize, &mut Shard)| {
             let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
             shard.labels[..r1 - r0].copy_from_slice(&labels[r0..r1]);
-            shard.pass(shared, x.rows_range(r0, r1), x_scale, grad_scale, (step, r0), par, || {});
+            shard.pass(
+                shared,
+                x.rows_range(r0, r1),
+                x_scale,
+                grad_scale,
+                (step, r0),
+                par,
+                || {},
+            );
         };
         self.run_shards(nshards, run);
         Ok(self.finish_step(net, nshards))
