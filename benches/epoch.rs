@@ -22,7 +22,7 @@ use std::path::Path;
 
 use simdnet::data::{mnist, Dataset};
 use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
-use simdnet::profile::machine::{median, peak_samples};
+use simdnet::profile::machine::{core_round_trip_ns, median, peak_samples};
 use simdnet::trace;
 
 include!("common/facts.rs");
@@ -76,7 +76,8 @@ fn main() {
     let est = if data.len() < train.len() { " est." } else { "" };
     let peak = median(&peak_samples(&pools[1], 0.2, 5));
     println!(
-        "2-thread FMA peak: {peak:.0} GFLOP/s; epochs include validation on {} images; median of {seeds} seed(s)",
+        "2-thread FMA peak: {peak:.0} GFLOP/s; core-to-core round trip {}; epochs include validation on {} images; median of {seeds} seed(s)",
+        core_round_trip_ns().map_or("n/a".into(), |ns| format!("{ns:.0} ns")),
         test.len()
     );
     println!(

@@ -439,6 +439,12 @@ fn to_text(set: &Settings, r: &Results) -> String {
     if !load.is_empty() {
         let _ = writeln!(s, "Load average (1 min) before -> after: {}", load.join(" -> "));
     }
+    if let Some(ns) = machine::core_round_trip_ns() {
+        let _ = writeln!(
+            s,
+            "Core-to-core round trip: {ns:.0} ns (a cache line between two threads; every fork/join of a training step pays a few)"
+        );
+    }
     let _ = writeln!(
         s,
         "\nPeak fp32 (FMA loop, {} x {}-lane accumulators per thread; best / median of 2 x {} runs, before and after the engine):",
