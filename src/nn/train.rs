@@ -11,10 +11,18 @@
 //! for bit on 1, 2 or 64 threads.
 //!
 //! ## No gather
-//! A shard never copies its examples: its GEMMs read them straight from the
-//! data set by row index ([`crate::gemm::Gathered`], `X` for the forward
-//! pass and `Xᵀ` for the weight gradient), converting and scaling them
-//! while packing, exactly as they would a copied batch (same bits).
+//! A shard never copies its examples into a batch: its GEMMs read them
+//! straight from the data set by row index ([`crate::gemm::Gathered`], `X`
+//! for the forward pass and `Xᵀ` for the weight gradient), converting and
+//! scaling them while packing, exactly as they would a copied batch (same
+//! bits). In a small network whose first layer is dense, each shard instead
+//! reads its rows once into an `f32` buffer, converted and scaled the same
+//! way, for both first-layer GEMMs (see `Shard::pass`), and prefetches the
+//! next step's rows while it computes ([`Trainer::expect_next`]).
+//!
+//! ## Workers kept awake
+//! Through an epoch's steps the pool's other workers poll for work instead
+//! of sleeping between the parallel sections ([`crate::nn::awake`]).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
