@@ -24,7 +24,8 @@
 //! their cores fully until it returns (they are the cores `--threads`
 //! asked for).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Polls without finding a job between two offers of the core to the OS
 /// (`std::thread::yield_now`): each poll is a pause plus a look at the
@@ -47,27 +48,37 @@ const NAP: std::time::Duration = std::time::Duration::from_micros(200);
 ///
 /// Called from outside a pool, or on a pool of one thread, it just runs `f`.
 pub fn with_workers_awake<R>(f: impl FnOnce() -> R) -> R {
+    with_workers_awake_counted(f, Arc::default())
+}
+
+/// [`with_workers_awake`], counting in `polling` the workers polling at
+/// any moment (for the tests: it must fall back to 0 once `f` is done).
+fn with_workers_awake_counted<R>(f: impl FnOnce() -> R, polling: Arc<AtomicUsize>) -> R {
     let Some(owner) = rayon::current_thread_index() else {
         return f();
     };
     if rayon::current_num_threads() < 2 {
         return f();
     }
-    let done = AtomicBool::new(false);
-    rayon::in_place_scope(|s| {
-        s.spawn_broadcast(|_, ctx| {
-            // The thread running `f` gets its copy when it next looks for
-            // work (while waiting on a join inside `f`, or after it):
-            // it must not spin, or nobody would run `f`.
-            if ctx.index() != owner {
-                poll_until(&done);
-            }
-        });
-        // Set `done` however `f` ends: if it panics, the scope still waits
-        // for every worker's copy, and they would poll for ever.
-        let _stop = Stop(&done);
-        f()
-    })
+    let done = Arc::new(AtomicBool::new(false));
+    // Not a scope: `f`'s thread must not wait at the end for the others to
+    // notice `done` (with the cores oversubscribed, one may be off its core
+    // for a whole time slice); each stops at its next poll.
+    let flag = Arc::clone(&done);
+    rayon::spawn_broadcast(move |ctx| {
+        // The thread running `f` gets its copy when it next looks for work
+        // (while waiting on a join inside `f`, or after it): it must not
+        // poll, or nobody would run `f`.
+        if ctx.index() != owner {
+            polling.fetch_add(1, Ordering::AcqRel);
+            poll_until(&flag);
+            polling.fetch_sub(1, Ordering::AcqRel);
+        }
+    });
+    // Set `done` however `f` ends, also if it panics: the others would
+    // otherwise poll for ever.
+    let _stop = Stop(&done);
+    f()
 }
 
 /// Sets its flag when dropped (also while a panic unwinds).
@@ -155,22 +166,44 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_in_the_closure_reaches_the_caller_and_frees_the_workers() {
-        // On another thread, so that a hang fails the test instead of stalling it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-            let caught =
-                pool.install(|| std::panic::catch_unwind(|| with_workers_awake(|| panic!("boom"))).is_err());
-            // the pool still runs work on both threads afterwards
-            let n = pool.install(|| (0..1000u32).into_par_iter().filter(|i| i % 3 == 0).count());
-            tx.send((caught, n)).unwrap();
-        });
-        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
-        assert_eq!(
-            got,
-            Ok((true, 334)),
-            "the panic must reach the caller, and the polling workers stop"
-        );
+    fn the_workers_stop_polling_when_the_closure_returns_or_panics() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for panics in [false, true] {
+            let polling = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&polling);
+            let (seen, caught) = pool.install(|| {
+                let seen = AtomicUsize::new(0);
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    with_workers_awake_counted(
+                        || {
+                            // until both other workers poll (at most 10 s)
+                            let t = std::time::Instant::now();
+                            while counted.load(Ordering::Acquire) < 2 && t.elapsed().as_secs() < 10 {
+                                std::hint::spin_loop();
+                            }
+                            seen.store(counted.load(Ordering::Acquire), Ordering::Release);
+                            if panics {
+                                panic!("boom");
+                            }
+                        },
+                        Arc::clone(&counted),
+                    )
+                }));
+                (seen.load(Ordering::Acquire), caught.is_err())
+            });
+            assert_eq!(
+                (seen, caught),
+                (2, panics),
+                "both other workers polled; panicked: {panics}"
+            );
+            let t = std::time::Instant::now();
+            while polling.load(Ordering::Acquire) > 0 {
+                assert!(
+                    t.elapsed().as_secs() < 10,
+                    "workers still polling (panicked: {panics})"
+                );
+                std::thread::yield_now();
+            }
+        }
     }
 }
