@@ -2,7 +2,8 @@
 //! row index (`Trainer::step_indices`, `Trainer::step_rows`) give the
 //! weights, bit for bit, of steps on the same rows copied into a contiguous
 //! batch first (`Trainer::step`), for `u8` pixels and `f32` features, on
-//! small (several shards) and large (one shard, threaded GEMMs) networks;
+//! small (several shards) and large (one shard, threaded GEMMs) networks,
+//! with or without a hint of the next rows (`Trainer::expect_next`);
 //! and bad rows or labels are errors, with nothing changed.
 
 mod common;
@@ -53,6 +54,12 @@ fn indexed_steps_give_the_bits_of_copied_batches() {
                     let x = MatRef::from_slice(&pixels, batch.len(), features);
                     let scale = copied.input_scale();
                     let a = t_copied.step(&mut copied, x, scale, &labels).unwrap();
+                    // A hint of the next rows (here some out of range, and
+                    // more than a batch) only prefetches: the same bits.
+                    let hint: Vec<usize> = (0..200)
+                        .map(|i| if i % 3 == 0 { usize::MAX - i } else { i * 5 })
+                        .collect();
+                    t_indexed.expect_next(&hint);
                     let b = t_indexed.step_indices(&mut indexed, &data, &batch).unwrap();
                     let c = t_floats
                         .step_rows(&mut floats, f32_view, scale, data.labels(), &batch)
