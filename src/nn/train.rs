@@ -188,48 +188,28 @@ impl Shard {
     ) {
         let _training = trace::training();
         let (rows, inputs) = (x.rows(), x.cols());
-        if self.x.len() >= rows * inputs && !x.in_place(x_scale) {
-            let buf = &mut self.x[..rows * inputs];
-            let _t =
-                trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
-            let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (0, inputs), buf);
-            drop(_t);
+        if self.x.len() < rows * inputs || x.in_place(x_scale) {
             inputs_read();
-            if std::ptr::eq(ptr, self.x.as_ptr()) && ra == inputs && pa == 1 {
-                let xf = MatRef::from_slice(&self.x[..rows * inputs], rows, inputs);
-                return Self::run(
-                    &mut self.ws,
-                    &self.labels,
-                    (&mut self.loss, &mut self.correct),
-                    net,
-                    xf,
-                    1.0,
-                    grad_scale,
-                    (step, row0),
-                    par,
-                );
-            }
+            return self.run(net, x, x_scale, grad_scale, (step, row0), par);
         }
+        // Taken out for the pass (no allocation: the Vec moves), put back after.
+        let mut buf = std::mem::take(&mut self.x);
+        let t = trace::kernel(Kind::InputConvert).bytes(rows * inputs * (std::mem::size_of::<X::Elem>() + 4));
+        let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (0, inputs), &mut buf[..rows * inputs]);
+        drop(t);
         inputs_read();
-        Self::run(
-            &mut self.ws,
-            &self.labels,
-            (&mut self.loss, &mut self.correct),
-            net,
-            x,
-            x_scale,
-            grad_scale,
-            (step, row0),
-            par,
-        );
+        if std::ptr::eq(ptr, buf.as_ptr()) && ra == inputs && pa == 1 {
+            let xf = MatRef::from_slice(&buf[..rows * inputs], rows, inputs);
+            self.run(net, xf, 1.0, grad_scale, (step, row0), par);
+        } else {
+            self.run(net, x, x_scale, grad_scale, (step, row0), par);
+        }
+        self.x = buf;
     }
 
     /// Forward, loss and backward of [`pass`](Self::pass) on `x` as given.
-    #[allow(clippy::too_many_arguments)]
     fn run<X: AOperand>(
-        ws: &mut Workspace,
-        labels: &[u8],
-        (loss, correct): (&mut f64, &mut usize),
+        &mut self,
         net: &Network,
         x: X,
         x_scale: f32,
@@ -237,10 +217,10 @@ impl Shard {
         (step, row0): (u64, usize),
         par: Parallelism,
     ) {
-        ws.forward_train(net, x, x_scale, step, row0, par);
+        self.ws.forward_train(net, x, x_scale, step, row0, par);
         let rows = x.rows();
-        (*loss, *correct) = ws.loss(&labels[..rows], grad_scale);
-        ws.backward(net, x, x_scale, par);
+        (self.loss, self.correct) = self.ws.loss(&self.labels[..rows], grad_scale);
+        self.ws.backward(net, x, x_scale, par);
     }
 }
 
