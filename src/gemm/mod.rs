@@ -13,7 +13,9 @@
 //! - [`loops`]: the five BLIS loops around the micro-kernel (and the
 //!   "direct" mode for `n <= NR` or a small `f32` A, which reads A in place
 //!   or through a non-transposing copy instead of packing it);
-//! - [`threads`]: splitting C into blocks, one rayon task each.
+//! - [`threads`]: splitting C into blocks, one rayon task each;
+//! - [`depth_split`]: a product cut along its depth, blocks computed apart
+//!   and summed with the same bits.
 //!
 //! Determinism: every element of C is summed in the same order (`p = 0..k`
 //! within each `kc` block, blocks in order), whatever the thread count, the
@@ -34,6 +36,7 @@
 //! every parallel GEMM also pays a cross-thread hand-off.
 
 pub mod blocking;
+pub mod depth_split;
 pub mod im2col;
 pub mod kernel;
 pub mod loops;
@@ -44,6 +47,7 @@ pub mod sparse;
 pub mod threads;
 
 pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};
+pub use depth_split::{depth_blocks, gemm_depth_block, sum_depth_blocks};
 pub use im2col::{col2im_add, Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
 pub use sparse::{nonzeros, sparse_a_product, SPARSE_ENOUGH};
@@ -211,6 +215,22 @@ pub fn gemm<A: AOperand>(
     a: A,
     b: MatRef<f32>,
     beta: f32,
+    c: MatMut,
+    epilogue: Epilogue,
+    par: Parallelism,
+) {
+    let kind = trace_kind(&a, &epilogue);
+    gemm_filed_as(kind, alpha, a, b, beta, c, epilogue, par)
+}
+
+/// [`gemm`], its time filed by `train --profile` under `kind`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_filed_as<A: AOperand>(
+    kind: crate::trace::Kind,
+    alpha: f32,
+    a: A,
+    b: MatRef<f32>,
+    beta: f32,
     mut c: MatMut,
     epilogue: Epilogue,
     par: Parallelism,
@@ -220,7 +240,7 @@ pub fn gemm<A: AOperand>(
     if m == 0 || n == 0 {
         return;
     }
-    let _t = crate::trace::kernel(trace_kind(&a, &epilogue)).flops(2 * m * n * k);
+    let _t = crate::trace::kernel(kind).flops(2 * m * n * k);
     let epilogue = epilogue.fused();
     if k == 0 {
         scale_c(beta, &mut c, epilogue);

@@ -96,10 +96,7 @@ pub fn dense_backward<X: AOperand>(
     par: Parallelism,
 ) {
     // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
-    match dropout {
-        None => activation_backward(dz.rb_mut(), da, a, layer.act, db),
-        Some(mask) => activation_dropout_backward(dz.rb_mut(), da, a, layer.act, mask, db),
-    }
+    dense_backward_dz(dz.rb_mut(), db, da, a, layer, dropout);
     // forward: z = x·W + b   ->  dW = xᵀ·dz
     gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
     //                        ->  dx = dz·Wᵀ
@@ -127,6 +124,26 @@ pub fn dense_backward<X: AOperand>(
         } else {
             gemm(1.0, dz.as_ref(), layer.w.view().t(), 0.0, dx, Epilogue::None, par);
         }
+    }
+}
+
+/// The element-wise half of [`dense_backward`]: `dz = da [⊙ m] ⊙ f'(a)`
+/// and `db = Σ_rows dz`, without the products. For a first layer whose
+/// `dW` is computed apart, in slices of its inputs (`crate::nn::split`).
+///
+/// Shapes: `dz, da, a: (rows, outputs)`, `db: (outputs)`.
+pub fn dense_backward_dz(
+    dz: MatMut,
+    db: &mut [f32],
+    da: MatRef,
+    a: MatRef,
+    layer: &Dense,
+    dropout: Option<&DropoutMask>,
+) {
+    // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
+    match dropout {
+        None => activation_backward(dz, da, a, layer.act, db),
+        Some(mask) => activation_dropout_backward(dz, da, a, layer.act, mask, db),
     }
 }
 

@@ -227,8 +227,8 @@ pub fn packing_bytes_per_thread() -> u64 {
 /// on mini-batches of `batch` with `threads` threads, not counting the data
 /// set: the parameters, two optimiser slots, per shard (see
 /// [`crate::nn::train`]) a gradient of every parameter, the layer buffers
-/// (`a`, `da`, `dz`) and the labels (the batch's inputs are packed straight
-/// from the data set, never copied), the evaluation's buffers per
+/// (`a`, `da`, `dz`) and the labels, a small network's examples as `f32`
+/// (per shard, and for the first layer's split), the evaluation's buffers per
 /// thread, the GEMM's packing buffers per thread and [`BASELINE_BYTES`].
 pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     let params = parameters(widths);
@@ -249,9 +249,29 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
         .saturating_add(floats(shard_rows.saturating_mul(outputs).saturating_mul(3)))
         .saturating_add(shard_rows);
     let evaluation = floats(EVAL_ROWS.saturating_mul(outputs).saturating_mul(2)).saturating_mul(threads);
+    // A sharded network's examples as f32: once per shard, and once in the
+    // first layer's split (`nn::split`), with its per-shard dW and
+    // partial outputs (two, or more when inputs are over 1024).
+    let (inputs, first) = (widths[0] as u64, widths.get(1).map_or(0, |&w| w as u64));
+    let copies = if params <= SHARD_MAX_PARAMS as u64 {
+        floats(
+            batch
+                .saturating_mul(inputs)
+                .saturating_mul(2)
+                .saturating_add(shards.saturating_mul(inputs).saturating_mul(first))
+                .saturating_add(
+                    batch
+                        .saturating_mul(first)
+                        .saturating_mul(inputs.div_ceil(512).max(2)),
+                ),
+        )
+    } else {
+        0
+    };
     floats(params)
         .saturating_mul(3)
         .saturating_add(per_shard.saturating_mul(shards))
+        .saturating_add(copies)
         .saturating_add(evaluation)
         .saturating_add(packing_bytes_per_thread().saturating_mul(threads + 1))
         .saturating_add(BASELINE_BYTES)

@@ -25,6 +25,7 @@ pub mod optim;
 pub mod pool;
 pub mod predict;
 pub mod spec;
+pub(crate) mod split;
 pub mod train;
 
 pub use crate::activation::Activation;

@@ -24,7 +24,7 @@ use crate::kernels::conv::SingleChannel;
 use crate::kernels::{self, DropoutMask};
 use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::conv::Conv2d;
-use crate::nn::dense::Dense;
+use crate::nn::dense::{dense_backward_dz, Dense};
 use crate::nn::fused::{self, PooledScratch};
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
@@ -600,26 +600,84 @@ impl Workspace {
             fused::conv_pool_forward(a0, a1, argmax, x, x_scale, (block.0, &block.1, block.2));
             first = 2;
         }
-        for (l, layer) in net.layers.iter().enumerate().skip(first) {
+        if first == 0 {
+            let _in = trace::layer(0);
+            let LayerBuffers { a, argmax, .. } = &mut self.layers[0];
+            let a = a.view_mut().rows_range(0, rows); // (rows, outputs_0)
+            net.layers[0].forward(a, argmax, x, x_scale, self.masks[0].as_ref(), par);
+            first = 1;
+        }
+        self.forward_from(net, first, par)
+    }
+
+    /// The forward pass through layers `first..`, each reading the output of
+    /// the layer below (rows of the current pass).
+    fn forward_from(&mut self, net: &Network, first: usize, par: Parallelism) -> MatRef<'_> {
+        let rows = self.rows;
+        for (l, layer) in net.layers.iter().enumerate().skip(first.max(1)) {
             let _in = trace::layer(l);
             let (below, here) = self.layers.split_at_mut(l);
             let LayerBuffers { a, argmax, .. } = &mut here[0];
             let a = a.view_mut().rows_range(0, rows); // (rows, outputs_l)
-            let mask = self.masks[l].as_ref();
-            if l == 0 {
-                layer.forward(a, argmax, x, x_scale, mask, par);
-            } else {
-                layer.forward(
-                    a,
-                    argmax,
-                    below[l - 1].a.view().rows_range(0, rows),
-                    1.0,
-                    mask,
-                    par,
-                );
-            }
+            let x = below[l - 1].a.view().rows_range(0, rows); // (rows, outputs_l-1)
+            layer.forward(a, argmax, x, 1.0, self.masks[l].as_ref(), par);
         }
         self.logits()
+    }
+
+    /// A training pass whose first layer's output is computed elsewhere
+    /// (`crate::nn::split`), part 1: sets the pass to `rows` rows and the
+    /// dropout masks of step `step`, rows from `row0` of the mini-batch (as
+    /// [`forward_train`](Self::forward_train)), and returns the first
+    /// layer's output `a: (rows, outputs_0)` to be written, with its mask.
+    pub(crate) fn begin_split_pass(
+        &mut self,
+        net: &Network,
+        rows: usize,
+        step: u64,
+        row0: usize,
+    ) -> (MatMut<'_>, Option<DropoutMask>) {
+        assert!(
+            rows <= self.capacity,
+            "workspace holds {} rows, got {rows}",
+            self.capacity
+        );
+        self.rows = rows;
+        for (l, (mask, &rate)) in self.masks.iter_mut().zip(&net.dropout).enumerate() {
+            *mask = (rate > 0.0).then(|| DropoutMask::new(rate, net.dropout_seed, step, l).offset(row0, 0));
+        }
+        (self.layers[0].a.view_mut().rows_range(0, rows), self.masks[0])
+    }
+
+    /// Part 2, after the first layer's output is written: the forward pass
+    /// through the other layers, the loss (as [`loss`](Self::loss)), and the
+    /// backward pass down to the first layer's `dz` and `db`, but not its
+    /// `dW` (computed elsewhere from [`dz`](Self::dz)`(0)`).
+    pub(crate) fn finish_split_pass(
+        &mut self,
+        net: &Network,
+        labels: &[u8],
+        grad_scale: f32,
+        par: Parallelism,
+    ) -> (f64, usize) {
+        self.forward_from(net, 1, par);
+        let result = self.loss(labels, grad_scale);
+        self.backward_layers(net, 1, None::<(MatRef<f32>, f32)>, par);
+        let rows = self.rows;
+        let Layer::Dense(first) = &net.layers[0] else {
+            unreachable!("a split pass needs a dense first layer")
+        };
+        let _in = trace::layer(0);
+        let LayerBuffers { a, da, dz, grads, .. } = &mut self.layers[0];
+        dense_backward_dz(
+            dz.view_mut().rows_range(0, rows),
+            grads[1].as_mut_slice(),
+            da.view().rows_range(0, rows),
+            a.view().rows_range(0, rows),
+            first,
+            self.masks[0].as_ref(),
+        );
+        result
     }
 
     /// After [`forward`](Self::forward): the summed softmax cross-entropy of
@@ -639,41 +697,10 @@ impl Workspace {
             self.backward,
             "Workspace::backward on a workspace made by for_inference: make it with Workspace::new"
         );
-        let rows = self.rows;
         let block = self.conv_pool(net);
         let last = if block.is_some() { 2 } else { 0 };
-        let mut skip = false;
-        for (l, layer) in net.layers.iter().enumerate().skip(last).rev() {
-            if std::mem::take(&mut skip) {
-                continue;
-            }
-            if l > last && self.pooled_block(net, l - 1) {
-                // a convolution and its max-pool at once, by scattering (see nn::fused)
-                self.pooled_conv_backward(net, l - 1);
-                skip = true;
-                continue;
-            }
-            let _in = trace::layer(l);
-            let (below, here) = self.layers.split_at_mut(l);
-            match below.last_mut() {
-                // the first layer: its input is the data, which needs no gradient
-                None => layer.backward(None, &mut here[0], rows, x, x_scale, self.masks[l].as_ref(), par),
-                // any other: its input is the layer below's a, whose error da it writes
-                Some(prev) => {
-                    let dx = prev.da.view_mut().rows_range(0, rows);
-                    let x_l = prev.a.view().rows_range(0, rows);
-                    layer.backward(
-                        Some(dx),
-                        &mut here[0],
-                        rows,
-                        x_l,
-                        1.0,
-                        self.masks[l].as_ref(),
-                        par,
-                    );
-                }
-            }
-        }
+        self.backward_layers(net, last, Some((x, x_scale)), par);
+        let rows = self.rows;
         if let Some((conv, shape, pool)) = block {
             // LeNet-5's first convolution and its pool, image by image (see nn::fused)
             let (l0, l1) = self.layers.split_at_mut(1);
@@ -690,6 +717,54 @@ impl Workspace {
                 x_scale,
                 (conv, &shape, pool),
             );
+        }
+    }
+
+    /// The backward pass of layers `lowest..` (the last first), each from
+    /// its `da`; the first layer (`lowest == 0`) reads the data `x`, given
+    /// then, and sends no error down.
+    fn backward_layers<X: AOperand>(
+        &mut self,
+        net: &Network,
+        lowest: usize,
+        x: Option<(X, f32)>,
+        par: Parallelism,
+    ) {
+        let rows = self.rows;
+        let mut skip = false;
+        for (l, layer) in net.layers.iter().enumerate().skip(lowest).rev() {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            if l > lowest && self.pooled_block(net, l - 1) {
+                // a convolution and its max-pool at once, by scattering (see nn::fused)
+                self.pooled_conv_backward(net, l - 1);
+                skip = true;
+                continue;
+            }
+            let _in = trace::layer(l);
+            let (below, here) = self.layers.split_at_mut(l);
+            match below.last_mut() {
+                // the first layer: its input is the data, which needs no gradient
+                None => {
+                    let (x, x_scale) = x.expect("the first layer's backward pass needs the data");
+                    layer.backward(None, &mut here[0], rows, x, x_scale, self.masks[l].as_ref(), par)
+                }
+                // any other: its input is the layer below's a, whose error da it writes
+                Some(prev) => {
+                    let dx = prev.da.view_mut().rows_range(0, rows);
+                    let x_l = prev.a.view().rows_range(0, rows);
+                    layer.backward(
+                        Some(dx),
+                        &mut here[0],
+                        rows,
+                        x_l,
+                        1.0,
+                        self.masks[l].as_ref(),
+                        par,
+                    );
+                }
+            }
         }
     }
 

@@ -264,6 +264,66 @@ impl OptimizerState {
     }
 }
 
+/// One tensor's optimiser state ([`OptimizerState::tensor`]), to update
+/// the tensor in disjoint slices, from several threads: each slice's
+/// update is element by element, so it has the bits of the whole
+/// tensor's.
+pub struct TensorSlots<'s> {
+    t: i32,
+    s1: &'s mut [f32],
+    s2: &'s mut [f32],
+}
+
+impl OptimizerState {
+    /// Tensor `index`'s state, for [`TensorSlots::update_summed_decayed`]
+    /// on slices of it (after [`begin_step`](Self::begin_step)).
+    pub fn tensor(&mut self, index: usize) -> TensorSlots<'_> {
+        TensorSlots {
+            t: self.steps.max(1) as i32,
+            s1: &mut self.slot1[index],
+            s2: &mut self.slot2[index],
+        }
+    }
+}
+
+impl<'s> TensorSlots<'s> {
+    /// The state in consecutive slices of `len` elements (the last may be
+    /// shorter), as a parallel iterator to zip with the parameters' slices.
+    pub fn par_chunks(self, len: usize) -> impl IndexedParallelIterator<Item = TensorSlots<'s>> {
+        let t = self.t;
+        self.s1
+            .par_chunks_mut(len)
+            .zip(self.s2.par_chunks_mut(len))
+            .map(move |(s1, s2)| TensorSlots { t, s1, s2 })
+    }
+
+    /// [`OptimizerState::update_summed_decayed`] on the parameters this
+    /// state covers: `w` and every `part(p)` are that slice of the tensor.
+    pub fn update_summed_decayed<'g>(
+        self,
+        opt: &Optimizer,
+        w: &mut [f32],
+        decay: f32,
+        parts: usize,
+        part: impl Fn(usize) -> &'g [f32] + Sync,
+    ) {
+        assert!(parts >= 1, "optimizer: no gradient");
+        assert_eq!(
+            w.len(),
+            self.s1.len(),
+            "optimizer: parameter and state lengths differ"
+        );
+        for p in 0..parts {
+            assert_eq!(
+                w.len(),
+                part(p).len(),
+                "optimizer: parameter and gradient lengths differ"
+            );
+        }
+        update_range(opt, self.t, 0, w, self.s1, self.s2, decay, parts, &part);
+    }
+}
+
 /// Gradient elements summed per pass: a stack buffer that stays in L1.
 const SUM_CHUNK: usize = 256;
 

@@ -20,6 +20,14 @@
 //! way, for both first-layer GEMMs (see `Shard::pass`), and prefetches the
 //! next step's rows while it computes ([`Trainer::expect_next`]).
 //!
+//! ## The first layer split along its inputs
+//! In a small network with two or more threads, the first dense layer's
+//! inputs are cut where its GEMM cuts its depth (784 inputs: two blocks of
+//! 392) and each slice is one task for the first layer's products and the
+//! update of its rows of `W`; the shards then run the rest of the forward
+//! and backward pass (see `nn::split` in the source). The same sums in the
+//! same order: the bits of the unsplit step.
+//!
 //! ## Workers kept awake
 //! Through an epoch's steps the pool's other workers poll for work instead
 //! of sleeping between the parallel sections ([`crate::nn::awake`]).
@@ -39,6 +47,7 @@ use crate::nn::awake::with_workers_awake;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
+use crate::nn::split::Split;
 use crate::trace::{self, scope, Kind};
 
 /// Examples per shard of a mini-batch: each shard is one parallel task.
@@ -239,6 +248,8 @@ pub struct Trainer {
     /// The examples of the next step, if known ([`Trainer::expect_next`]):
     /// each shard prefetches its part while it computes.
     next: Vec<usize>,
+    /// The first layer split along its inputs, if it is ([`Split`]).
+    split: Option<Split>,
 }
 
 impl Trainer {
@@ -248,6 +259,9 @@ impl Trainer {
             return Err(Error::Invalid("the batch size must be at least 1".into()));
         }
         let shard_rows = Self::shard_rows_for(net, batch_size);
+        let split = converts_input(net)
+            .then(|| Split::plan(net, batch_size, shard_rows))
+            .flatten();
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
@@ -272,6 +286,7 @@ impl Trainer {
             shards,
             widths: net.widths(),
             next: Vec::with_capacity(batch_size),
+            split,
         })
     }
 
@@ -302,6 +317,16 @@ impl Trainer {
         self.next.clear();
         self.next
             .extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
+    }
+
+    /// How many slices the first layer's inputs are split in, one task each
+    /// (`nn::split` in the source: each thread keeps its slice of the
+    /// examples, of `W` and of the optimiser state); 0 when they are not (a
+    /// convolution first, a network above [`SHARD_MAX_PARAMS`], or inputs the
+    /// GEMM sums in one depth block). A step splits them only on more than
+    /// one thread; the bits are the same either way.
+    pub fn first_layer_parts(&self) -> usize {
+        self.split.as_ref().map_or(0, |s| s.parts.len())
     }
 
     /// The largest batch this trainer takes.
@@ -381,6 +406,9 @@ impl Trainer {
         }
         check_labels(net, labels.iter().copied())?;
         let (nshards, par) = self.plan(net, rows)?;
+        if self.splits(net, &x, x_scale) {
+            return Ok(self.step_split(net, x, x_scale, |r| labels[r], |_, _| {}, nshards));
+        }
         let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
@@ -398,8 +426,8 @@ impl Trainer {
                 || {},
             );
         };
-        self.run_shards(nshards, run);
-        Ok(self.finish_step(net, nshards))
+        run_shards(&mut self.shards, nshards, run);
+        Ok(self.finish_step(net, nshards, false))
     }
 
     /// One training step on the examples `indices` of `data` (pixels scaled
@@ -456,11 +484,32 @@ impl Trainer {
         }
         check_labels(net, indices.iter().map(|&i| labels[i]))?;
         let (nshards, par) = self.plan(net, rows)?;
+        let next = std::mem::take(&mut self.next);
+        let batch = Gathered::new(features, indices).expect("indices checked above");
+        if self.splits(net, &batch, x_scale) {
+            // While a part computes, bring its slice of the next step's rows
+            // into its core's caches (a hint: never read here, no effect on values).
+            let prefetch_next = |k0: usize, k1: usize| {
+                let (data, stride) = (features.data(), features.row_stride());
+                for &i in next.iter().filter(|&&i| i < features.rows()) {
+                    crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
+                }
+            };
+            let result = self.step_split(
+                net,
+                batch,
+                x_scale,
+                |r| labels[indices[r]],
+                prefetch_next,
+                nshards,
+            );
+            self.next = next;
+            return Ok(result);
+        }
         let sr = self.shard_rows;
         let shared: &Network = net;
         let grad_scale = 1.0 / rows as f32;
         let step = self.state.steps;
-        let next = std::mem::take(&mut self.next);
         let run = |(s, shard): (usize, &mut Shard)| {
             let idx = &indices[s * sr..((s + 1) * sr).min(rows)];
             for (r, &i) in idx.iter().enumerate() {
@@ -479,33 +528,130 @@ impl Trainer {
             };
             shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par, prefetch_next);
         };
-        self.run_shards(nshards, run);
+        run_shards(&mut self.shards, nshards, run);
         self.next = next;
-        Ok(self.finish_step(net, nshards))
+        Ok(self.finish_step(net, nshards, false))
     }
 
-    /// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
-    fn run_shards(&mut self, nshards: usize, run: impl Fn((usize, &mut Shard)) + Sync + Send) {
-        let _fork_join = scope(Kind::ParallelShards, 0);
-        self.shards[..nshards]
-            .par_iter_mut()
-            .enumerate()
-            .with_max_len(1)
-            .for_each(run);
+    /// Whether this step on `x` runs with the first layer split along its
+    /// inputs ([`Split`]): planned for this network, the GEMM still cuts
+    /// its depth there, `x` is not an `f32` batch read in place, and there
+    /// is more than one thread to run the parts (on one, the split only
+    /// adds work: 24.3 -> 25.0 ms an epoch of the workshop network, Zen 5).
+    /// Both ways give the same bits.
+    fn splits<X: AOperand>(&self, net: &Network, x: &X, x_scale: f32) -> bool {
+        match (&self.split, net.layers().first()) {
+            (Some(split), Some(Layer::Dense(first))) => {
+                rayon::current_num_threads() > 1 && split.fits(first) && !x.in_place(x_scale)
+            }
+            _ => false,
+        }
     }
 
-    /// Adds the shards' gradients in shard order, updates the parameters, and
-    /// returns the summed loss and number correct.
-    fn finish_step(&mut self, net: &mut Network, nshards: usize) -> (f64, usize) {
+    /// One step with the first layer split along its inputs (see
+    /// [`Split`]'s module for the three phases): `x` is the whole batch,
+    /// `label(r)` the label of its row `r`, `prefetch_next(k0, k1)` hints the
+    /// next step's inputs `k0..k1`.
+    fn step_split<X: AOperand>(
+        &mut self,
+        net: &mut Network,
+        x: X,
+        x_scale: f32,
+        label: impl Fn(usize) -> u8 + Sync,
+        prefetch_next: impl Fn(usize, usize) + Sync,
+        nshards: usize,
+    ) -> (f64, usize) {
+        let (rows, sr) = (x.rows(), self.shard_rows);
+        let grad_scale = 1.0 / rows as f32;
+        let step = self.state.steps;
+        let split = self.split.as_mut().expect("step_split needs a split");
+        let Some(Layer::Dense(first)) = net.layers().first() else {
+            unreachable!("a split first layer is dense")
+        };
+        // 1. Each part: its slice of the inputs, converted, times its rows of W.
+        {
+            let _fork_join = scope(Kind::ParallelShards, 0);
+            split.parts.par_iter_mut().with_max_len(1).for_each(|part| {
+                let (_training, _in) = (trace::training(), trace::layer(0));
+                part.forward(x, x_scale, first, &prefetch_next);
+            });
+        }
+        // 2. Each shard: its rows of the first layer's output, then the rest
+        //    of the forward pass, the loss, and the backward pass down to dz0.
+        let (shared, parts): (&Network, &Split) = (net, split);
+        run_shards(&mut self.shards, nshards, |(s, shard)| {
+            let _training = trace::training();
+            let (r0, r1) = (s * sr, ((s + 1) * sr).min(rows));
+            for (r, l) in (r0..r1).zip(shard.labels.iter_mut()) {
+                *l = label(r);
+            }
+            let (a0, mask) = shard.ws.begin_split_pass(shared, r1 - r0, step, r0);
+            {
+                let _in = trace::layer(0);
+                parts.first_output(a0, (r0, r1), first, mask);
+            }
+            let labels = &shard.labels[..r1 - r0];
+            (shard.loss, shard.correct) =
+                shard
+                    .ws
+                    .finish_split_pass(shared, labels, grad_scale, Parallelism::Sequential);
+        });
+        // 3. Each part: its rows of dW (shard by shard), summed into the update of its rows of W.
+        self.state.begin_step();
+        let decay = if net.layers()[0].decays(0) {
+            net.weight_decay()
+        } else {
+            0.0
+        };
+        let shards = &self.shards;
+        let Some(Layer::Dense(first)) = net.layers_mut().first_mut() else {
+            unreachable!("a split first layer is dense")
+        };
+        let split = self.split.as_mut().expect("step_split needs a split");
+        let part_len = split.part_len();
+        {
+            let _fork_join = scope(Kind::ParallelShards, 0);
+            let optimizer = &self.optimizer;
+            split
+                .parts
+                .par_iter_mut()
+                .zip(first.w.as_mut_slice().par_chunks_mut(part_len))
+                .zip(self.state.tensor(0).par_chunks(part_len))
+                .with_max_len(1)
+                .for_each(|((part, w), slots)| {
+                    let (_training, _in) = (trace::training(), trace::layer(0));
+                    let dz0 = |s: usize| shards[s].ws.dz(0);
+                    part.backward_update((rows, sr, nshards), dz0, w, slots, optimizer, decay);
+                });
+        }
+        self.finish_step(net, nshards, true)
+    }
+
+    /// Adds the shards' gradients in shard order, updates the parameters
+    /// (all but the first tensor, `W` of the first layer, if `first_done`:
+    /// then the step has begun), and returns the summed loss and number
+    /// correct.
+    fn finish_step(&mut self, net: &mut Network, nshards: usize, first_done: bool) -> (f64, usize) {
         // Update every parameter tensor (W0, b0, W1, b1, ...) from the sum of
         // the shards' gradients, added in shard order as it is consumed.
-        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
+        let done = if first_done {
+            net.inputs() * net.layers()[0].outputs()
+        } else {
+            0
+        };
+        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * (net.num_params() - done));
         let shards = &self.shards[..nshards];
-        self.state.begin_step();
+        if !first_done {
+            self.state.begin_step();
+        }
         let l2 = net.weight_decay();
         let mut tensor = 0;
         for (l, layer) in net.layers_mut().iter_mut().enumerate() {
             for k in 0..layer.num_tensors() {
+                if first_done && tensor == 0 {
+                    tensor += 1;
+                    continue;
+                }
                 let decay = if layer.decays(k) { l2 } else { 0.0 };
                 let params = layer.params_mut(k);
                 self.state
@@ -519,6 +665,16 @@ impl Trainer {
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
     }
+}
+
+/// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
+fn run_shards(shards: &mut [Shard], nshards: usize, run: impl Fn((usize, &mut Shard)) + Sync + Send) {
+    let _fork_join = scope(Kind::ParallelShards, 0);
+    shards[..nshards]
+        .par_iter_mut()
+        .enumerate()
+        .with_max_len(1)
+        .for_each(run);
 }
 
 /// Whether each shard converts its examples to `f32` once (see

@@ -1,0 +1,194 @@
+//! The first dense layer split along its inputs, one slice per task.
+//!
+//! In a small network (the workshop's 784-16-16-10: 12,544 of its 13,002
+//! parameters are the first layer's `W`) each data-parallel shard reads all
+//! of `W` and writes a whole `dW`; both cross between the cores every step
+//! (the shards' `dW` to be added, the updated `W` to be read), and one
+//! thread updates `W` while the other waits. Here the first layer's inputs
+//! are cut where [`gemm`](crate::gemm::gemm) cuts its depth anyway (784
+//! inputs: two blocks of 392, see [`crate::gemm::depth_split`]), and each
+//! slice, a *part*, is one task:
+//!
+//! ```text
+//! part p  (one task each):  z_p  = x[:, p]·W[p, :]              all rows of the batch   (rows, outputs)
+//! shard s (one task each):  a0   = f(z_0 + z_1 + .. + b)         its rows: sum_depth_blocks
+//!                           the other layers forward, the loss, backward down to dz0, db0
+//! part p  (one task each):  dW[p, :] = Σ_s x_s[:, p]ᵀ·dz0_s      each shard apart, added in shard order
+//!                           W[p, :] updated by the optimiser     (its state's slice with it)
+//! ```
+//!
+//! Every number is summed exactly as in the unsplit step (the same depth
+//! blocks, the same shards added in the same order): the same bits, on any
+//! thread count. What changes is where the data lives: a part's slice of
+//! the examples, of `W` and of the optimiser state stay with one task (one
+//! core: rayon hands the tasks out the same way every step), only the
+//! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
+
+use crate::gemm::{depth_blocks, gemm_depth_block, sum_depth_blocks, AOperand, Epilogue, Parallelism};
+use crate::matrix::{MatMut, MatRef};
+use crate::nn::dense::Dense;
+use crate::nn::layer::Layer;
+use crate::nn::optim::{Optimizer, TensorSlots};
+use crate::nn::Network;
+use crate::trace::{self, scope, Kind};
+
+/// The parts of a first layer split along its inputs, and their buffers.
+pub(crate) struct Split {
+    /// Inputs per part (the GEMM's depth block for the first layer).
+    depth: usize,
+    /// The first layer's outputs.
+    outputs: usize,
+    pub(crate) parts: Vec<Part>,
+}
+
+/// One slice `k0..k1` of the first layer's inputs and what its task keeps.
+pub(crate) struct Part {
+    k0: usize,
+    k1: usize,
+    /// `x[:, k0..k1]` of the batch, converted and scaled: `(rows, k1 - k0)`.
+    x: Vec<f32>,
+    /// `z_p = x[:, k0..k1]·W[k0..k1, :]`: `(rows, outputs)`.
+    z: Vec<f32>,
+    /// Per shard, its `dW[k0..k1, :]`: `(k1 - k0, outputs)`.
+    dw: Vec<Vec<f32>>,
+}
+
+impl Split {
+    /// The split of `net`'s first layer for batches of up to `batch` rows in
+    /// shards of `shard_rows`, if it has one: a dense first layer whose
+    /// product is summed in two or more depth blocks (see
+    /// [`depth_blocks`]).
+    pub(crate) fn plan(net: &Network, batch: usize, shard_rows: usize) -> Option<Split> {
+        let Some(Layer::Dense(first)) = net.layers().first() else {
+            return None;
+        };
+        let (k, n) = (first.inputs(), first.outputs());
+        let depth = depth_blocks(n, k)?;
+        let nshards = batch.div_ceil(shard_rows);
+        let parts = (0..k.div_ceil(depth))
+            .map(|p| {
+                let (k0, k1) = (p * depth, ((p + 1) * depth).min(k));
+                Part {
+                    k0,
+                    k1,
+                    x: vec![0.0; batch * (k1 - k0)],
+                    z: vec![0.0; batch * n],
+                    dw: vec![vec![0.0; (k1 - k0) * n]; nshards],
+                }
+            })
+            .collect();
+        Some(Split {
+            depth,
+            outputs: n,
+            parts,
+        })
+    }
+
+    /// Parameters per part: `depth · outputs` rows of `W` (the last part may have fewer).
+    pub(crate) fn part_len(&self) -> usize {
+        self.depth * self.outputs
+    }
+
+    /// Whether the GEMM still cuts the first layer's depth where the parts
+    /// do (block sizes can change after the split was planned: then the
+    /// step runs unsplit).
+    pub(crate) fn fits(&self, first: &Dense) -> bool {
+        depth_blocks(first.outputs(), first.inputs()) == Some(self.depth)
+    }
+
+    /// The rows `r0..r1` of the first layer's output, `a0 = f(Σ_p z_p + b)`
+    /// (times the dropout mask), written to `a: (r1 - r0, outputs)`.
+    pub(crate) fn first_output(
+        &self,
+        a: MatMut,
+        (r0, r1): (usize, usize),
+        first: &Dense,
+        mask: Option<crate::kernels::DropoutMask>,
+    ) {
+        let _t = trace::kernel(Kind::ForwardGemm);
+        let n = self.outputs;
+        let (bias, act) = (&first.b[..], first.act);
+        let epilogue = match mask {
+            None => Epilogue::BiasActivation { bias, act },
+            Some(mask) => Epilogue::BiasActivationDropout { bias, act, mask },
+        };
+        let z = |p: usize| MatRef::from_slice(&self.parts[p].z[r0 * n..r1 * n], r1 - r0, n);
+        sum_depth_blocks(a, self.parts.len(), z, epilogue);
+    }
+}
+
+impl Part {
+    /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch)
+    /// once, converted and scaled (`x_scale · x`, rounded once, as the
+    /// GEMM's packing would), then `z_p = x[:, k0..k1]·W[k0..k1, :]`.
+    /// `inputs_read(k0, k1)` runs once the slice is read (the caller
+    /// prefetches the next step's there).
+    pub(crate) fn forward<X: AOperand>(
+        &mut self,
+        x: X,
+        x_scale: f32,
+        first: &Dense,
+        inputs_read: impl Fn(usize, usize),
+    ) {
+        let (rows, kp, n) = (x.rows(), self.k1 - self.k0, first.outputs());
+        let buf = &mut self.x[..rows * kp];
+        {
+            let _t =
+                trace::kernel(Kind::InputConvert).bytes(rows * kp * (std::mem::size_of::<X::Elem>() + 4));
+            let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (self.k0, kp), buf);
+            if !(std::ptr::eq(ptr, buf.as_ptr()) && ra == kp && pa == 1) {
+                // A read in place (f32, scale 1): copy it, element by element as it is.
+                for (i, row) in buf.chunks_exact_mut(kp).enumerate() {
+                    for (p, v) in row.iter_mut().enumerate() {
+                        // SAFETY: `direct` returns element (i, p) of the block at
+                        // ptr + i·ra + p·pa, valid for i < rows, p < kp.
+                        *v = unsafe { *ptr.add(i * ra + p * pa) };
+                    }
+                }
+            }
+        }
+        inputs_read(self.k0, self.k1);
+        let x = MatRef::from_slice(&self.x[..rows * kp], rows, kp);
+        let w = first.w.view().rows_range(self.k0, self.k1);
+        let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
+        gemm_depth_block(x, w, z, Parallelism::Sequential);
+    }
+
+    /// Backward and update, part 3: for each of `nshards` shards of
+    /// `shard_rows` rows (out of `rows`), its `dW[k0..k1, :] = x_s[:, k0..k1]ᵀ·dz0_s`
+    /// (`dz0(s)`: `(rows_s, outputs)`), then `w` (= `W[k0..k1, :]`, flat)
+    /// updated from their sum in shard order, with `slots`, its optimiser
+    /// state, and L2 `decay`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_update<'d>(
+        &mut self,
+        (rows, shard_rows, nshards): (usize, usize, usize),
+        dz0: impl Fn(usize) -> MatRef<'d, f32>,
+        w: &mut [f32],
+        slots: TensorSlots,
+        optimizer: &Optimizer,
+        decay: f32,
+    ) {
+        let kp = self.k1 - self.k0;
+        for (s, dw) in self.dw.iter_mut().enumerate().take(nshards) {
+            let (r0, r1) = (s * shard_rows, ((s + 1) * shard_rows).min(rows));
+            let x = MatRef::from_slice(&self.x[r0 * kp..r1 * kp], r1 - r0, kp);
+            let dz = dz0(s);
+            let n = dz.cols();
+            // forward: z = x·W + b   ->  dW = xᵀ·dz   (this part's rows of dW)
+            crate::gemm::gemm(
+                1.0,
+                x.t(),
+                dz,
+                0.0,
+                MatMut::from_slice(&mut dw[..kp * n], kp, n),
+                Epilogue::None,
+                Parallelism::Sequential,
+            );
+        }
+        let len = w.len();
+        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * len);
+        let dw = &self.dw;
+        slots.update_summed_decayed(optimizer, w, decay, nshards, |s| &dw[s][..len]);
+    }
+}

@@ -1,0 +1,128 @@
+//! The first dense layer split along its inputs across threads (one task
+//! per depth block of its GEMM, `nn::split`) gives the weights, bit for bit,
+//! of the unsplit step (one thread), for every activation, dropout, weight
+//! decay and optimiser, full and short batches (two shards, one), two and
+//! three parts, `u8` pixels read by index and `f32` batches copied first.
+
+mod common;
+
+use common::bits;
+use simdnet::data::Dataset;
+use simdnet::gemm::depth_block;
+use simdnet::matrix::MatRef;
+use simdnet::nn::{Activation, Network, Optimizer, Trainer};
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+/// `n` random images of `inputs` pixels (as one row each), labels 0..9.
+fn data(n: usize, inputs: usize) -> Dataset {
+    let mut s = 0x2545_f491u32;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let pixels: Vec<u8> = (0..n * inputs).map(|_| (next() >> 24) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|_| (next() % 10) as u8).collect();
+    Dataset::new(pixels, labels, 1, inputs).unwrap()
+}
+
+/// Batches of 128 (two shards), 100 (64 + 36) and 10 (one shard).
+fn batches(n: usize) -> Vec<Vec<usize>> {
+    [128, 100, 10, 128, 100]
+        .iter()
+        .enumerate()
+        .map(|(b, &len)| (0..len).map(|i| (i * 7919 + b * 131 + i * i) % n).collect())
+        .collect()
+}
+
+/// The weights after the batches on `threads` threads, through
+/// `step_indices` (`u8` read by index) or `step` (an `f32` copy, scaled
+/// by the network's input scale as it is read).
+fn train(threads: usize, net0: &Network, opt: Optimizer, d: &Dataset, indexed: bool) -> (Vec<u32>, usize) {
+    pool(threads).install(|| {
+        let mut net = net0.clone();
+        let mut trainer = Trainer::new(&net, opt, 128).unwrap();
+        let as_f32: Vec<f32> = d.pixels().iter().map(|&p| p as f32).collect();
+        for batch in batches(d.len()) {
+            if indexed {
+                trainer.step_indices(&mut net, d, &batch).unwrap();
+            } else {
+                let x: Vec<f32> = batch
+                    .iter()
+                    .flat_map(|&i| as_f32[i * d.features()..(i + 1) * d.features()].to_vec())
+                    .collect();
+                let labels: Vec<u8> = batch.iter().map(|&i| d.labels()[i]).collect();
+                let scale = net.input_scale();
+                trainer
+                    .step(
+                        &mut net,
+                        MatRef::from_slice(&x, batch.len(), d.features()),
+                        scale,
+                        &labels,
+                    )
+                    .unwrap();
+            }
+        }
+        (bits(&net), trainer.first_layer_parts())
+    })
+}
+
+#[test]
+fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
+    let cases: Vec<(usize, Network, Optimizer)> = vec![
+        (
+            784,
+            Network::mlp(784, &[16, 16], 10, Activation::Relu, 1).unwrap(),
+            Optimizer::rmsprop(0.001),
+        ),
+        (
+            784,
+            Network::mlp(784, &[32], 10, Activation::Tanh, 2)
+                .unwrap()
+                .with_dropout(0.3)
+                .unwrap()
+                .with_weight_decay(1e-3)
+                .unwrap(),
+            Optimizer::adam(0.01),
+        ),
+        (
+            1100,
+            Network::mlp(1100, &[24, 12], 10, Activation::Sigmoid, 3)
+                .unwrap()
+                .with_dropout(0.2)
+                .unwrap(),
+            Optimizer::momentum(0.05, 0.9),
+        ),
+    ];
+    let mut split_cases = 0;
+    for (inputs, net, opt) in cases {
+        let d = data(300, inputs);
+        let parts = inputs.div_ceil(depth_block(inputs));
+        for indexed in [true, false] {
+            let (reference, planned) = train(1, &net, opt, &d, indexed);
+            assert_eq!(planned, if parts >= 2 { parts } else { 0 }, "{inputs} inputs");
+            if planned >= 2 {
+                split_cases += 1;
+            }
+            for threads in [2, 3] {
+                let (got, _) = train(threads, &net, opt, &d, indexed);
+                let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
+                assert!(
+                    bad.is_none(),
+                    "{} ({opt}), {threads} threads, indexed {indexed}: parameter {bad:?} differs",
+                    net.describe()
+                );
+            }
+        }
+    }
+    // With the default block sizes (kc >= 256) 784 and 1100 inputs are
+    // summed in 2-4 blocks, so the split ran.
+    assert!(split_cases >= 4, "only {split_cases} cases were split");
+}
