@@ -553,12 +553,21 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
     }
     // The input layer's dx is never needed, so never computed.
     assert!(!rows.iter().any(|r| r.label == dx && r.layer == Some(0)), "{out}");
-    // Every layer's forward and dW GEMMs run once per shard of every batch.
-    let calls = find(fwd, Some(0)).calls;
-    for l in 0..3 {
-        assert_eq!(find(fwd, Some(l)).calls, calls, "{out}");
-        assert_eq!(find(dw, Some(l)).calls, calls, "{out}");
+    // Layers 1 and 2 run their forward and dW GEMMs once per shard of every
+    // batch (2048 images: 16 batches of two 64-row shards). On two threads the
+    // first layer is split along its inputs (nn::split) in as many parts as
+    // its GEMM has depth blocks: its forward product runs once per part and
+    // its parts are summed once per shard (both filed as its forward GEMM),
+    // its dW once per part and shard.
+    let (steps, shards) = (16, 2);
+    let parts = 784usize.div_ceil(simdnet::gemm::depth_block(784)) as u64;
+    for l in 1..3 {
+        assert_eq!(find(fwd, Some(l)).calls, steps * shards, "layer {l}\n{out}");
+        assert_eq!(find(dw, Some(l)).calls, steps * shards, "layer {l}\n{out}");
     }
+    assert!(parts >= 2, "784 inputs in {parts} depth block(s)");
+    assert_eq!(find(fwd, Some(0)).calls, steps * (parts + shards), "{out}");
+    assert_eq!(find(dw, Some(0)).calls, steps * parts * shards, "{out}");
     // The totals are the sums of the rows (each printed to the microsecond).
     let sum_thread: f64 = rows.iter().filter_map(|r| r.thread_s).sum();
     let sum_wall: f64 = rows.iter().map(|r| r.wall_s).sum();

@@ -149,6 +149,15 @@ fn training_steps_do_not_allocate() {
         128,
         "768-64 must take the one-shard path"
     );
+    let split = Network::mlp(784, &[512, 512], 10, Activation::Relu, 1).unwrap();
+    assert_eq!(Trainer::shard_rows_for(&split, 128), 128, "512-512: one shard");
+    assert_eq!(
+        Trainer::new(&split, Optimizer::rmsprop(0.001), 128)
+            .unwrap()
+            .first_layer_parts(),
+        2,
+        "512-512: its first layer split in two"
+    );
     for threads in [1, 2] {
         assert_eq!(
             steps_allocate(&[16, 16], threads, Optimizer::rmsprop(0.001)),
@@ -164,6 +173,12 @@ fn training_steps_do_not_allocate() {
             steps_allocate(&[768, 64], threads, Optimizer::rmsprop(0.001)),
             0,
             "768-64, {threads} threads"
+        );
+        // One shard whose first layer is split along its inputs (nn::split).
+        assert_eq!(
+            steps_allocate(&[512, 512], threads, Optimizer::rmsprop(0.001)),
+            0,
+            "512-512, {threads} threads"
         );
         // Dropout (masks regenerated from a hash, never stored) and weight decay.
         assert_eq!(

@@ -1,8 +1,9 @@
 //! The first dense layer split along its inputs across threads (one task
 //! per depth block of its GEMM, `nn::split`) gives the weights, bit for bit,
 //! of the unsplit step (one thread), for every activation, dropout, weight
-//! decay and optimiser, full and short batches (two shards, one), two and
-//! three parts, `u8` pixels read by index and `f32` batches copied first.
+//! decay and optimiser, full and short batches (two shards, one), a large
+//! network (one shard, threaded GEMMs), two and three parts, `u8` pixels
+//! read by index and `f32` batches copied first.
 
 mod common;
 
@@ -93,6 +94,15 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
             Optimizer::adam(0.01),
         ),
         (
+            // Over SHARD_MAX_PARAMS: one shard, the other layers' GEMMs threaded.
+            784,
+            Network::mlp(784, &[512, 512], 10, Activation::Relu, 4)
+                .unwrap()
+                .with_dropout(0.1)
+                .unwrap(),
+            Optimizer::rmsprop(0.001),
+        ),
+        (
             1100,
             Network::mlp(1100, &[24, 12], 10, Activation::Sigmoid, 3)
                 .unwrap()
@@ -122,7 +132,11 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
             }
         }
     }
+    // A large network with a wide first layer is not split (ONE_SHARD_MAX_OUTPUTS).
+    let wide = Network::mlp(784, &[1024, 512], 10, Activation::Relu, 1).unwrap();
+    let trainer = Trainer::new(&wide, Optimizer::sgd(0.01), 128).unwrap();
+    assert_eq!(trainer.first_layer_parts(), 0, "784-1024-512-10");
     // With the default block sizes (kc >= 256) 784 and 1100 inputs are
     // summed in 2-4 blocks, so the split ran.
-    assert!(split_cases >= 4, "only {split_cases} cases were split");
+    assert!(split_cases >= 6, "only {split_cases} cases were split");
 }

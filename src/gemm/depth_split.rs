@@ -3,7 +3,7 @@
 //! the one [`gemm`](super::gemm) over the whole depth.
 //!
 //! [`gemm`](super::gemm) sums a product of depth `k` in blocks of
-//! [`depth_block`](super::depth_block)`(k)` (loop 4 of [`super::loops`]):
+//! [`depth_block`]`(k)` (loop 4 of [`super::loops`]):
 //! block 0 is written to C, each later block's accumulator `acc` is added
 //! as `acc + 1·c`, and the last one then gets the epilogue. So if block `p`
 //! is computed alone (`gemm` over `A[.., p·d..]`, `B[p·d.., ..]`, beta 0,
@@ -15,8 +15,7 @@
 //! ```
 //!
 //! is the one call's result, bit for bit. The training loop uses it to let
-//! each thread own a slice of the first layer's inputs (rows of `W`):
-//! see `crate::nn::split`.
+//! each thread own a slice of the first layer's inputs (rows of `W`).
 
 use super::blocking::depth_block;
 use super::kernel::{choose_for, SCALAR_KERNELS};

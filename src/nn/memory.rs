@@ -249,25 +249,26 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
         .saturating_add(floats(shard_rows.saturating_mul(outputs).saturating_mul(3)))
         .saturating_add(shard_rows);
     let evaluation = floats(EVAL_ROWS.saturating_mul(outputs).saturating_mul(2)).saturating_mul(threads);
-    // A sharded network's examples as f32: once per shard, and once in the
-    // first layer's split (`nn::split`), with its per-shard dW and
-    // partial outputs (two, or more when inputs are over 1024).
+    // A sharded network's examples as f32, once per shard; and the first
+    // layer's split (`nn::split`): the examples again, a dW of the first
+    // layer per shard and the parts' partial outputs (two parts, more when
+    // inputs are over 1024).
     let (inputs, first) = (widths[0] as u64, widths.get(1).map_or(0, |&w| w as u64));
-    let copies = if params <= SHARD_MAX_PARAMS as u64 {
-        floats(
-            batch
-                .saturating_mul(inputs)
-                .saturating_mul(2)
-                .saturating_add(shards.saturating_mul(inputs).saturating_mul(first))
-                .saturating_add(
-                    batch
-                        .saturating_mul(first)
-                        .saturating_mul(inputs.div_ceil(512).max(2)),
-                ),
-        )
+    let small = params <= SHARD_MAX_PARAMS as u64;
+    let shard_copies = if small { batch.saturating_mul(inputs) } else { 0 };
+    let split = if small || first <= crate::nn::split::ONE_SHARD_MAX_OUTPUTS as u64 {
+        batch
+            .saturating_mul(inputs)
+            .saturating_add(shards.saturating_mul(inputs).saturating_mul(first))
+            .saturating_add(
+                batch
+                    .saturating_mul(first)
+                    .saturating_mul(inputs.div_ceil(512).max(2)),
+            )
     } else {
         0
     };
+    let copies = floats(shard_copies.saturating_add(split));
     floats(params)
         .saturating_mul(3)
         .saturating_add(per_shard.saturating_mul(shards))

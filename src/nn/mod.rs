@@ -4,7 +4,8 @@
 //! Read in this order: [`dense`] (one layer's forward and backward),
 //! [`layer`] (what every kind of layer provides), [`loss`], [`network`] (the
 //! forward, loss and backward loops over the layers), [`optim`], [`train`]
-//! (shards, threads and epochs), then [`init`] and [`model_file`]; [`spec`]
+//! (shards, threads and epochs; [`split`]: the first layer cut along its
+//! inputs across threads), then [`init`] and [`model_file`]; [`spec`]
 //! says a network in one line (`train --arch`, the presets, the summary).
 //! [`crate::teach`] has the same steps with the same names in plain `f64`.
 
@@ -25,7 +26,7 @@ pub mod optim;
 pub mod pool;
 pub mod predict;
 pub mod spec;
-pub(crate) mod split;
+pub mod split;
 pub mod train;
 
 pub use crate::activation::Activation;

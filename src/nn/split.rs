@@ -29,6 +29,7 @@ use crate::matrix::{MatMut, MatRef};
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::optim::{Optimizer, TensorSlots};
+use crate::nn::train::SHARD_MAX_PARAMS;
 use crate::nn::Network;
 use crate::trace::{self, scope, Kind};
 
@@ -65,6 +66,9 @@ impl Split {
         let (k, n) = (first.inputs(), first.outputs());
         let depth = depth_blocks(n, k)?;
         let nshards = batch.div_ceil(shard_rows);
+        if net.num_params() > SHARD_MAX_PARAMS && n > ONE_SHARD_MAX_OUTPUTS {
+            return None;
+        }
         let parts = (0..k.div_ceil(depth))
             .map(|p| {
                 let (k0, k1) = (p * depth, ((p + 1) * depth).min(k));
@@ -97,25 +101,56 @@ impl Split {
     }
 
     /// The rows `r0..r1` of the first layer's output, `a0 = f(Σ_p z_p + b)`
-    /// (times the dropout mask), written to `a: (r1 - r0, outputs)`.
+    /// (times the dropout mask), written to `a: (r1 - r0, outputs)`; with
+    /// [`Parallelism::Rayon`], in two halves of rows at once (a large
+    /// network's one shard).
     pub(crate) fn first_output(
         &self,
-        a: MatMut,
+        mut a: MatMut,
         (r0, r1): (usize, usize),
         first: &Dense,
         mask: Option<crate::kernels::DropoutMask>,
+        par: Parallelism,
     ) {
+        let (n, rows) = (self.outputs, r1 - r0);
+        if par == Parallelism::Rayon && rows >= 2 && rows * n >= PARALLEL_SUM_MIN {
+            let (h, rs) = (rows / 2, a.row_stride());
+            let data = &mut a.data()[..(rows - 1) * rs + n];
+            let (top, bottom) = data.split_at_mut(h * rs);
+            let top = MatMut::with_row_stride(top, h, n, rs);
+            let bottom = MatMut::with_row_stride(bottom, rows - h, n, rs);
+            let seq = Parallelism::Sequential;
+            rayon::join(
+                || self.first_output(top, (r0, r0 + h), first, mask, seq),
+                || self.first_output(bottom, (r0 + h, r1), first, mask.map(|m| m.offset(h, 0)), seq),
+            );
+            return;
+        }
         let _t = trace::kernel(Kind::ForwardGemm);
-        let n = self.outputs;
         let (bias, act) = (&first.b[..], first.act);
         let epilogue = match mask {
             None => Epilogue::BiasActivation { bias, act },
             Some(mask) => Epilogue::BiasActivationDropout { bias, act, mask },
         };
-        let z = |p: usize| MatRef::from_slice(&self.parts[p].z[r0 * n..r1 * n], r1 - r0, n);
+        let z = |p: usize| MatRef::from_slice(&self.parts[p].z[r0 * n..r1 * n], rows, n);
         sum_depth_blocks(a, self.parts.len(), z, epilogue);
     }
 }
+
+/// A large network (one shard, threaded GEMMs) splits its first layer only
+/// up to this many outputs. Measured on Zen 5 (AVX-512, 16 lanes, 2
+/// threads, epoch without validation, split against unsplit): 784-512-512-10
+/// 0.502 -> 0.490 s and 784-1024-10 0.516 -> 0.508 s, but 784-1024-1024-10
+/// 1.51 -> 1.57 s (best of 5) and 784-2048-10 1.34 -> 1.49 s: the parts'
+/// `(rows, outputs)` sums and their wide `W` slices outgrow what the split
+/// saves. (Sharded networks, up to [`SHARD_MAX_PARAMS`] parameters, always
+/// split: 784-64-64-10 43.3 -> 39.7 ms, 784-256-256-10 217 -> 203 ms,
+/// 784-512-10 281 -> 265 ms.)
+pub const ONE_SHARD_MAX_OUTPUTS: usize = 512;
+
+/// Elements of the first layer's output from which [`Split::first_output`]
+/// splits its sum in two tasks (a large network's one shard: 128 x 512).
+const PARALLEL_SUM_MIN: usize = 1 << 14;
 
 impl Part {
     /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch)

@@ -25,7 +25,7 @@
 //! inputs are cut where its GEMM cuts its depth (784 inputs: two blocks of
 //! 392) and each slice is one task for the first layer's products and the
 //! update of its rows of `W`; the shards then run the rest of the forward
-//! and backward pass (see `nn::split` in the source). The same sums in the
+//! and backward pass (see [`crate::nn::split`]). The same sums in the
 //! same order: the bits of the unsplit step.
 //!
 //! ## Workers kept awake
@@ -259,9 +259,7 @@ impl Trainer {
             return Err(Error::Invalid("the batch size must be at least 1".into()));
         }
         let shard_rows = Self::shard_rows_for(net, batch_size);
-        let split = converts_input(net)
-            .then(|| Split::plan(net, batch_size, shard_rows))
-            .flatten();
+        let split = Split::plan(net, batch_size, shard_rows);
         let shards = (0..batch_size.div_ceil(shard_rows))
             .map(|_| Shard {
                 ws: Workspace::new(net, shard_rows),
@@ -320,7 +318,7 @@ impl Trainer {
     }
 
     /// How many slices the first layer's inputs are split in, one task each
-    /// (`nn::split` in the source: each thread keeps its slice of the
+    /// ([`crate::nn::split`]: each thread keeps its slice of the
     /// examples, of `W` and of the optimiser state); 0 when they are not (a
     /// convolution first, a network above [`SHARD_MAX_PARAMS`], or inputs the
     /// GEMM sums in one depth block). A step splits them only on more than
@@ -407,7 +405,7 @@ impl Trainer {
         check_labels(net, labels.iter().copied())?;
         let (nshards, par) = self.plan(net, rows)?;
         if self.splits(net, &x, x_scale) {
-            return Ok(self.step_split(net, x, x_scale, |r| labels[r], |_, _| {}, nshards));
+            return Ok(self.step_split(net, x, x_scale, |r| labels[r], |_, _| {}, (nshards, par)));
         }
         let sr = self.shard_rows;
         let shared: &Network = net;
@@ -501,7 +499,7 @@ impl Trainer {
                 x_scale,
                 |r| labels[indices[r]],
                 prefetch_next,
-                nshards,
+                (nshards, par),
             );
             self.next = next;
             return Ok(result);
@@ -559,7 +557,7 @@ impl Trainer {
         x_scale: f32,
         label: impl Fn(usize) -> u8 + Sync,
         prefetch_next: impl Fn(usize, usize) + Sync,
-        nshards: usize,
+        (nshards, par): (usize, Parallelism),
     ) -> (f64, usize) {
         let (rows, sr) = (x.rows(), self.shard_rows);
         let grad_scale = 1.0 / rows as f32;
@@ -588,13 +586,10 @@ impl Trainer {
             let (a0, mask) = shard.ws.begin_split_pass(shared, r1 - r0, step, r0);
             {
                 let _in = trace::layer(0);
-                parts.first_output(a0, (r0, r1), first, mask);
+                parts.first_output(a0, (r0, r1), first, mask, par);
             }
             let labels = &shard.labels[..r1 - r0];
-            (shard.loss, shard.correct) =
-                shard
-                    .ws
-                    .finish_split_pass(shared, labels, grad_scale, Parallelism::Sequential);
+            (shard.loss, shard.correct) = shard.ws.finish_split_pass(shared, labels, grad_scale, par);
         });
         // 3. Each part: its rows of dW (shard by shard), summed into the update of its rows of W.
         self.state.begin_step();
