@@ -21,12 +21,14 @@
 //! next step's rows while it computes ([`Trainer::expect_next`]).
 //!
 //! ## The first layer split along its inputs
-//! In a small network with two or more threads, the first dense layer's
-//! inputs are cut where its GEMM cuts its depth (784 inputs: two blocks of
-//! 392) and each slice is one task for the first layer's products and the
-//! update of its rows of `W`; the shards then run the rest of the forward
-//! and backward pass (see [`crate::nn::split`]). The same sums in the
-//! same order: the bits of the unsplit step.
+//! On two or more threads, the first dense layer's inputs are cut where
+//! its GEMM cuts its depth (784 inputs: two blocks of 392) and each slice
+//! is one task: it reads its slice of the batch once (converted and scaled
+//! like the shards' buffers above), computes the first layer's products on
+//! it and updates its rows of `W`; the shards run the rest of the forward
+//! and backward pass (see [`crate::nn::split`]; large networks too, up to
+//! [`crate::nn::split::ONE_SHARD_MAX_OUTPUTS`] first-layer outputs). The
+//! same sums in the same order: the bits of the unsplit step.
 //!
 //! ## Workers kept awake
 //! Through an epoch's steps the pool's other workers poll for work instead
