@@ -153,9 +153,10 @@ pub const ONE_SHARD_MAX_OUTPUTS: usize = 512;
 const PARALLEL_SUM_MIN: usize = 1 << 14;
 
 impl Part {
-    /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch)
-    /// once, converted and scaled (`x_scale · x`, rounded once, as the
-    /// GEMM's packing would), then `z_p = x[:, k0..k1]·W[k0..k1, :]`.
+    /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch, an
+    /// operand not read in place and not transposed) once, converted and
+    /// scaled (`x_scale · x`, rounded once, as the GEMM's packing would),
+    /// then `z_p = x[:, k0..k1]·W[k0..k1, :]`.
     /// `inputs_read(k0, k1)` runs once the slice is read (the caller
     /// prefetches the next step's there).
     pub(crate) fn forward<X: AOperand>(
@@ -171,16 +172,12 @@ impl Part {
             let _t =
                 trace::kernel(Kind::InputConvert).bytes(rows * kp * (std::mem::size_of::<X::Elem>() + 4));
             let (ptr, ra, pa) = x.direct(x_scale, (0, rows), (self.k0, kp), buf);
-            if !(std::ptr::eq(ptr, buf.as_ptr()) && ra == kp && pa == 1) {
-                // A read in place (f32, scale 1): copy it, element by element as it is.
-                for (i, row) in buf.chunks_exact_mut(kp).enumerate() {
-                    for (p, v) in row.iter_mut().enumerate() {
-                        // SAFETY: `direct` returns element (i, p) of the block at
-                        // ptr + i·ra + p·pa, valid for i < rows, p < kp.
-                        *v = unsafe { *ptr.add(i * ra + p * pa) };
-                    }
-                }
-            }
+            // An operand that is not read in place is copied into `buf` as it
+            // is oriented: rows of `kp` (the trainer splits no other).
+            assert!(
+                std::ptr::eq(ptr, buf.as_ptr()) && (ra, pa) == (kp, 1),
+                "split first layer: the batch was not copied row by row"
+            );
         }
         inputs_read(self.k0, self.k1);
         let x = MatRef::from_slice(&self.x[..rows * kp], rows, kp);

@@ -542,7 +542,10 @@ impl Trainer {
     fn splits<X: AOperand>(&self, net: &Network, x: &X, x_scale: f32) -> bool {
         match (&self.split, net.layers().first()) {
             (Some(split), Some(Layer::Dense(first))) => {
-                rayon::current_num_threads() > 1 && split.fits(first) && !x.in_place(x_scale)
+                rayon::current_num_threads() > 1
+                    && split.fits(first)
+                    && !x.in_place(x_scale)
+                    && !x.is_transposed()
             }
             _ => false,
         }
