@@ -3,13 +3,14 @@
 # 784-16-16-10 and Keras' mnist_mlp, 784-512-512-10 with dropout 0.2), side
 # by side on this machine, in one run:
 #
-#   bash benches/mlp_vs_peers.sh [SEEDS [EPOCHS [THREADS]]]     (defaults: 3 seeds, 3 epochs, 2 threads)
+#   bash benches/mlp_vs_peers.sh [SEEDS [EPOCHS [THREADS]]]     (defaults: 3 seeds, 4 epochs, 2 threads)
 #
 # For each network and each seed 1..SEEDS it runs `simdnet train`, then
 # ../shared/peers/torch_mlp.py (and for the workshop network numpy_mlp.py)
 # one after the other, so all see the same machine load, and takes each run's
 # LAST epoch, training plus the pass over the 10,000 test images (the first
-# epoch also pays for warm-up). It prints the medians over seeds, each peer's
+# epochs also pay for warm-up: on this VM the first two epochs of a process
+# run up to twice as long). It prints the medians over seeds, each peer's
 # time over simdnet's, and simdnet's epoch against the compute limit: the
 # epoch's GEMM work (forward, weight and input gradients, no input gradient
 # for the first layer, over 60,000 images; the forward pass over 10,000) at
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 seeds=${1:-3}
-epochs=${2:-3}
+epochs=${2:-4}
 threads=${3:-2}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PEERS_PYTHON:-/tmp/peers/bin/python}
