@@ -3,7 +3,9 @@
 //! of the unsplit step (one thread), for every activation, dropout, weight
 //! decay and optimiser, full and short batches (two shards, one), a large
 //! network (one shard, threaded GEMMs), two and three parts, `u8` pixels
-//! read by index and `f32` batches copied first.
+//! read by index and `f32` batches copied first; and a session whose steps
+//! run the next step's first phase ahead gives those bits too, even when
+//! the network is changed between two of its calls.
 
 mod common;
 
@@ -11,7 +13,8 @@ use common::bits;
 use simdnet::data::Dataset;
 use simdnet::gemm::depth_block;
 use simdnet::matrix::MatRef;
-use simdnet::nn::{Activation, Network, Optimizer, Trainer};
+use simdnet::nn::{Activation, Layer, Network, Optimizer, Outcome, Progress, Session, TrainConfig, Trainer};
+use std::ops::ControlFlow;
 
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
@@ -139,4 +142,60 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
     // With the default block sizes (kc >= 256) 784 and 1100 inputs are
     // summed in 2-4 blocks, so the split ran.
     assert!(split_cases >= 6, "only {split_cases} cases were split");
+}
+
+/// The weights after a session of two epochs of `net` on `d`, on `threads`
+/// threads, stopped by its progress callback after step 3 and continued
+/// after the first layer's weights were changed from outside: on two
+/// threads each step runs the next step's first phase ahead
+/// (`Trainer::look_ahead`), and what ran ahead of the interrupted step must
+/// not be used once the network has changed.
+fn interrupted_and_changed(threads: usize, net0: &Network, d: &Dataset) -> Vec<u32> {
+    pool(threads).install(|| {
+        let mut net = net0.clone();
+        let cfg = TrainConfig::default()
+            .with_epochs(2)
+            .with_batch_size(64)
+            .with_seed(5);
+        let opt = Optimizer::rmsprop(0.001);
+        let mut session = Session::new(&net, opt, d, &cfg).unwrap();
+        let mut steps = 0;
+        let mut stop_after_3 = |p: Progress| match p {
+            Progress::Step { .. } => {
+                steps += 1;
+                if steps == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            _ => ControlFlow::Continue(()),
+        };
+        let outcome = session
+            .next_epoch(&mut net, d, None, &cfg, &mut stop_after_3)
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Interrupted), "{outcome:?}");
+        let Layer::Dense(first) = &mut net.layers_mut()[0] else {
+            unreachable!()
+        };
+        first.w.as_mut_slice().iter_mut().for_each(|w| *w *= -1.5);
+        while let Outcome::Epoch = session
+            .next_epoch(&mut net, d, None, &cfg, &mut |_| ControlFlow::Continue(()))
+            .unwrap()
+        {}
+        assert_eq!(session.epochs_done, 2);
+        bits(&net)
+    })
+}
+
+#[test]
+fn a_network_changed_between_calls_is_not_run_ahead_of() {
+    let d = data(640, 784);
+    let net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 7).unwrap();
+    let reference = interrupted_and_changed(1, &net, &d);
+    for threads in [2, 3] {
+        let got = interrupted_and_changed(threads, &net, &d);
+        let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
+        assert!(bad.is_none(), "{threads} threads: parameter {bad:?} differs");
+    }
 }

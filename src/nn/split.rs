@@ -166,7 +166,21 @@ impl Part {
         first: &Dense,
         inputs_read: impl Fn(usize, usize),
     ) {
-        let (rows, kp, n) = (x.rows(), self.k1 - self.k0, first.outputs());
+        let w = first.w.view().rows_range(self.k0, self.k1);
+        self.forward_with(x, x_scale, w, inputs_read);
+    }
+
+    /// [`forward`](Self::forward) with this part's rows of `W` given:
+    /// `w: (k1 - k0, outputs)`.
+    pub(crate) fn forward_with<X: AOperand>(
+        &mut self,
+        x: X,
+        x_scale: f32,
+        w: MatRef<f32>,
+        inputs_read: impl Fn(usize, usize),
+    ) {
+        let (rows, kp, n) = (x.rows(), self.k1 - self.k0, w.cols());
+        assert_eq!(w.rows(), kp, "split first layer: the part's rows of W");
         let buf = &mut self.x[..rows * kp];
         {
             let _t =
@@ -181,7 +195,6 @@ impl Part {
         }
         inputs_read(self.k0, self.k1);
         let x = MatRef::from_slice(&self.x[..rows * kp], rows, kp);
-        let w = first.w.view().rows_range(self.k0, self.k1);
         let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
         gemm_depth_block(x, w, z, Parallelism::Sequential);
     }

@@ -252,6 +252,37 @@ pub struct Trainer {
     next: Vec<usize>,
     /// The first layer split along its inputs, if it is ([`Split`]).
     split: Option<Split>,
+    /// The examples of the step after next ([`Trainer::look_ahead`]):
+    /// prefetched while the next step's first phase runs ahead.
+    after: Vec<usize>,
+    /// Set by [`Trainer::look_ahead`] for one step: that step may run the
+    /// next one's first phase of the split first layer at its end.
+    pipeline: bool,
+    /// What that first phase was run ahead for.
+    ahead: Ahead,
+}
+
+/// The examples, data set and scale the split first layer's first phase
+/// was last run ahead for ([`Trainer::look_ahead`]); valid for the one step
+/// that follows, on the weights that step starts from.
+#[derive(Default)]
+struct Ahead {
+    valid: bool,
+    indices: Vec<usize>,
+    /// The data set's address, rows, columns and row stride, and the scale's bits.
+    key: (usize, usize, usize, usize, u32),
+}
+
+impl Ahead {
+    fn key<T: Element>(features: &MatRef<T>, x_scale: f32) -> (usize, usize, usize, usize, u32) {
+        (
+            features.data().as_ptr() as usize,
+            features.rows(),
+            features.cols(),
+            features.row_stride(),
+            x_scale.to_bits(),
+        )
+    }
 }
 
 impl Trainer {
@@ -287,6 +318,12 @@ impl Trainer {
             widths: net.widths(),
             next: Vec::with_capacity(batch_size),
             split,
+            after: Vec::with_capacity(batch_size),
+            pipeline: false,
+            ahead: Ahead {
+                indices: Vec::with_capacity(batch_size),
+                ..Ahead::default()
+            },
         })
     }
 
@@ -317,6 +354,29 @@ impl Trainer {
         self.next.clear();
         self.next
             .extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
+    }
+
+    /// For [`Session::next_epoch`]: the next step's examples (as
+    /// [`expect_next`](Self::expect_next)) and those of the step after,
+    /// with the promise that nothing but that next step changes the network
+    /// in between. The next step then ends by running the following step's
+    /// first phase of a split first layer (its slice of the inputs read and
+    /// multiplied by its rows of `W`, just updated: see [`crate::nn::split`]),
+    /// in the same parallel section as its update, and the step after skips
+    /// it if its examples, data set and scale are the ones named here. The
+    /// same numbers, one parallel section a step fewer.
+    pub(crate) fn look_ahead(&mut self, next: &[usize], after: &[usize]) {
+        self.expect_next(next);
+        self.after.clear();
+        self.after
+            .extend_from_slice(&after[..after.len().min(self.batch_size)]);
+        self.pipeline = true;
+    }
+
+    /// Drops what [`look_ahead`](Self::look_ahead) set up or ran ahead.
+    pub(crate) fn forget_ahead(&mut self) {
+        self.pipeline = false;
+        self.ahead.valid = false;
     }
 
     /// How many slices the first layer's inputs are split in, one task each
@@ -390,6 +450,7 @@ impl Trainer {
         x_scale: f32,
         labels: &[u8],
     ) -> Result<(f64, usize)> {
+        self.forget_ahead();
         let rows = x.rows();
         if labels.len() != rows {
             return Err(Error::Invalid(format!(
@@ -407,7 +468,16 @@ impl Trainer {
         check_labels(net, labels.iter().copied())?;
         let (nshards, par) = self.plan(net, rows)?;
         if self.splits(net, &x, x_scale) {
-            return Ok(self.step_split(net, x, x_scale, |r| labels[r], |_, _| {}, (nshards, par)));
+            let first_done = false;
+            let then = None::<(MatRef<T>, fn(usize, usize))>;
+            return Ok(self.step_split(
+                net,
+                (x, x_scale, first_done),
+                |r| labels[r],
+                |_, _| {},
+                (nshards, par),
+                then,
+            ));
         }
         let sr = self.shard_rows;
         let shared: &Network = net;
@@ -461,6 +531,9 @@ impl Trainer {
         labels: &[u8],
         indices: &[usize],
     ) -> Result<(f64, usize)> {
+        // What look_ahead set up is for this step only.
+        let (pipelined, ahead) = (self.pipeline, self.ahead.valid);
+        self.forget_ahead();
         let rows = indices.len();
         if features.cols() != net.inputs() {
             return Err(Error::Invalid(format!(
@@ -495,15 +568,39 @@ impl Trainer {
                     crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
                 }
             };
+            // The first phase was run ahead for exactly these examples?
+            let key = Ahead::key(&features, x_scale);
+            let first_done = ahead && self.ahead.key == key && self.ahead.indices == indices;
+            // Run the next step's ahead (look_ahead), if its examples are a batch of this data set.
+            let fits = !next.is_empty() && next.len() <= self.batch_size;
+            let next_batch = if pipelined && fits {
+                Gathered::new(features, &next).ok()
+            } else {
+                None
+            };
+            let after = std::mem::take(&mut self.after);
+            let prefetch_after = |k0: usize, k1: usize| {
+                let (data, stride) = (features.data(), features.row_stride());
+                for &i in after.iter().filter(|&&i| i < features.rows()) {
+                    crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
+                }
+            };
             let result = self.step_split(
                 net,
-                batch,
-                x_scale,
+                (batch, x_scale, first_done),
                 |r| labels[indices[r]],
                 prefetch_next,
                 (nshards, par),
+                next_batch.map(|b| (b, prefetch_after)),
             );
+            if next_batch.is_some() {
+                self.ahead.valid = true;
+                self.ahead.key = key;
+                self.ahead.indices.clear();
+                self.ahead.indices.extend_from_slice(&next);
+            }
             self.next = next;
+            self.after = after;
             return Ok(result);
         }
         let sr = self.shard_rows;
@@ -555,14 +652,19 @@ impl Trainer {
     /// [`Split`]'s module for the three phases): `x` is the whole batch,
     /// `label(r)` the label of its row `r`, `prefetch_next(k0, k1)` hints the
     /// next step's inputs `k0..k1`.
-    fn step_split<X: AOperand>(
+    ///
+    /// `first_done`: the first phase already ran for `x` (at the end of the
+    /// step before, see [`look_ahead`](Self::look_ahead)). `then`: the next
+    /// step's batch, whose first phase this step runs at its end (each part
+    /// right after updating its rows of `W`), with its prefetch hint.
+    fn step_split<X: AOperand, P: Fn(usize, usize) + Sync>(
         &mut self,
         net: &mut Network,
-        x: X,
-        x_scale: f32,
+        (x, x_scale, first_done): (X, f32, bool),
         label: impl Fn(usize) -> u8 + Sync,
         prefetch_next: impl Fn(usize, usize) + Sync,
         (nshards, par): (usize, Parallelism),
+        then: Option<(X, P)>,
     ) -> (f64, usize) {
         let (rows, sr) = (x.rows(), self.shard_rows);
         let grad_scale = 1.0 / rows as f32;
@@ -572,7 +674,7 @@ impl Trainer {
             unreachable!("a split first layer is dense")
         };
         // 1. Each part: its slice of the inputs, converted, times its rows of W.
-        {
+        if !first_done {
             let _fork_join = scope(Kind::ParallelShards, 0);
             split.parts.par_iter_mut().with_max_len(1).for_each(|part| {
                 let (_training, _in) = (trace::training(), trace::layer(0));
@@ -596,7 +698,8 @@ impl Trainer {
             let labels = &shard.labels[..r1 - r0];
             (shard.loss, shard.correct) = shard.ws.finish_split_pass(shared, labels, grad_scale, par);
         });
-        // 3. Each part: its rows of dW (shard by shard), summed into the update of its rows of W.
+        // 3. Each part: its rows of dW (shard by shard), summed into the update
+        //    of its rows of W; then, if asked, the next step's phase 1 on them.
         self.state.begin_step();
         let decay = if net.layers()[0].decays(0) {
             net.weight_decay()
@@ -608,7 +711,7 @@ impl Trainer {
             unreachable!("a split first layer is dense")
         };
         let split = self.split.as_mut().expect("step_split needs a split");
-        let part_len = split.part_len();
+        let (part_len, n) = (split.part_len(), first.outputs());
         {
             let _fork_join = scope(Kind::ParallelShards, 0);
             let optimizer = &self.optimizer;
@@ -622,6 +725,10 @@ impl Trainer {
                     let (_training, _in) = (trace::training(), trace::layer(0));
                     let dz0 = |s: usize| shards[s].ws.dz(0);
                     part.backward_update((rows, sr, nshards), dz0, w, slots, optimizer, decay);
+                    if let Some((next, prefetch_after)) = &then {
+                        let w = MatRef::from_slice(w, w.len() / n, n);
+                        part.forward_with(*next, x_scale, w, prefetch_after);
+                    }
                 });
         }
         self.finish_step(net, nshards, true)
@@ -883,13 +990,16 @@ impl Session {
         let steps = self.order.len().div_ceil(batch);
         // The steps, with the pool's other workers polling for the shards and
         // GEMM tasks instead of sleeping between them (see `awake`).
+        self.trainer.forget_ahead();
         let steps_run = with_workers_awake(|| -> Result<ControlFlow<Outcome, (f64, usize, bool)>> {
             let (mut loss, mut correct, mut seen, mut step) =
                 (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
             let mut stop = false;
-            let mut chunks = self.order.chunks(batch).skip(resumed.step).peekable();
-            while let Some(idx) = chunks.next() {
-                self.trainer.expect_next(chunks.peek().copied().unwrap_or(&[]));
+            let chunk = |i: usize| self.order.chunks(batch).nth(i).unwrap_or(&[]);
+            for i in resumed.step..steps {
+                let idx = chunk(i);
+                // Nothing but the next step touches the network in between.
+                self.trainer.look_ahead(chunk(i + 1), chunk(i + 2));
                 let (l, c) = self.trainer.step_indices(net, train, idx)?;
                 step += 1;
                 loss += l;
@@ -929,7 +1039,10 @@ impl Session {
                 }
             }
             Ok(ControlFlow::Continue((loss, correct, stop)))
-        })?;
+        });
+        // Whatever ran ahead was for this loop's next step only.
+        self.trainer.forget_ahead();
+        let steps_run = steps_run?;
         let (loss, correct, mut stop) = match steps_run {
             ControlFlow::Break(outcome) => return Ok(outcome),
             ControlFlow::Continue(run) => run,
@@ -1038,4 +1151,48 @@ pub fn fit(
     let mut session = Session::new(net, optimizer, train, cfg)?;
     while session.next_epoch(net, train, validation, cfg, on_progress)? == Outcome::Epoch {}
     Ok(session.history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Activation;
+
+    /// What [`Trainer::look_ahead`] lets a step run ahead is used only by a
+    /// step on exactly those examples: a step on others computes its own
+    /// first phase, and the weights are those of steps that never ran ahead.
+    #[test]
+    fn a_step_on_other_examples_than_looked_ahead_computes_its_own_first_phase() {
+        let n = 300;
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i * 7 % 10) as u8).collect();
+        let d = Dataset::new(pixels, labels, 1, 784).unwrap();
+        let net0 = Network::mlp(784, &[16], 10, Activation::Relu, 1).unwrap();
+        let (a, b, c): (Vec<usize>, Vec<usize>, Vec<usize>) =
+            ((0..128).collect(), (100..228).collect(), (150..278).collect());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            let opt = Optimizer::rmsprop(0.001);
+            let mut plain = net0.clone();
+            let mut trainer = Trainer::new(&plain, opt, 128).unwrap();
+            for batch in [&a, &b, &c] {
+                trainer.step_indices(&mut plain, &d, batch).unwrap();
+            }
+            let mut ahead = net0.clone();
+            let mut trainer = Trainer::new(&ahead, opt, 128).unwrap();
+            assert_eq!(trainer.first_layer_parts(), 2);
+            trainer.look_ahead(&c, &[]);
+            trainer.step_indices(&mut ahead, &d, &a).unwrap();
+            assert!(
+                trainer.ahead.valid,
+                "the step ran the next one's first phase ahead"
+            );
+            trainer.step_indices(&mut ahead, &d, &b).unwrap(); // not c: its own first phase
+            assert!(!trainer.ahead.valid);
+            trainer.step_indices(&mut ahead, &d, &c).unwrap();
+            assert!(plain == ahead, "the weights differ");
+        });
+    }
 }
