@@ -23,19 +23,9 @@ set -euo pipefail
 seeds=${1:-3}
 epochs=${2:-2}
 threads=${3:-2}
-root=$(cd "$(dirname "$0")/.." && pwd)
-py=${PEERS_PYTHON:-/tmp/peers/bin/python}
-peers=${PEERS_DIR:-$root/../shared/peers}
-bin=$root/target/release/simdnet
-
-[ -x "$py" ] || { echo "error: no Python with torch at $py: set PEERS_PYTHON, or see $peers/README.md" >&2; exit 1; }
-[ -f "$peers/torch_cnn.py" ] || { echo "error: $peers/torch_cnn.py not found: set PEERS_DIR" >&2; exit 1; }
-(cd "$root" && cargo build --release --quiet)
-
-lscpu | grep -E 'Model name|^CPU\(s\)' | sed 's/  */ /g'
-peak=$("$bin" bench --json --sizes "" --layers "" --threads "$threads" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_gflops"]["all_threads"]["best"])')
-echo "FMA peak on $threads threads (simdnet bench): $peak GFLOP/s"
+peer_script=torch_cnn.py
+# shellcheck source=benches/peers_setup.sh
+source "$(dirname "$0")/peers_setup.sh"
 
 # training GFLOP per 60,000-image epoch: 2 x (3 x forward MACs - the first layer's input gradient)
 declare -A gflop=(

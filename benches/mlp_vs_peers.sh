@@ -25,20 +25,10 @@ set -euo pipefail
 seeds=${1:-3}
 epochs=${2:-4}
 threads=${3:-2}
-root=$(cd "$(dirname "$0")/.." && pwd)
-py=${PEERS_PYTHON:-/tmp/peers/bin/python}
-peers=${PEERS_DIR:-$root/../shared/peers}
-bin=$root/target/release/simdnet
-
-[ -x "$py" ] || { echo "error: no Python with torch at $py: set PEERS_PYTHON, or see $peers/README.md" >&2; exit 1; }
-[ -f "$peers/torch_mlp.py" ] || { echo "error: $peers/torch_mlp.py not found: set PEERS_DIR" >&2; exit 1; }
 [ "$epochs" -ge 2 ] || { echo "error: EPOCHS must be at least 2 (the last epoch is timed, the first warms up)" >&2; exit 2; }
-(cd "$root" && cargo build --release --quiet)
-
-lscpu | grep -E 'Model name|^CPU\(s\)' | sed 's/  */ /g'
-peak=$("$bin" bench --json --sizes "" --layers "" --threads "$threads" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_gflops"]["all_threads"]["best"])')
-echo "FMA peak on $threads threads (simdnet bench): $peak GFLOP/s"
+peer_script=torch_mlp.py
+# shellcheck source=benches/peers_setup.sh
+source "$(dirname "$0")/peers_setup.sh"
 
 # GFLOP per epoch: 60,000 x 2 x (3 x MACs - the first layer's input gradient) + 10,000 x 2 x MACs
 gflop() { # layer widths, e.g. 784 16 16 10
