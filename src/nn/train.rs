@@ -562,12 +562,7 @@ impl Trainer {
         if self.splits(net, &batch, x_scale) {
             // While a part computes, bring its slice of the next step's rows
             // into its core's caches (a hint: never read here, no effect on values).
-            let prefetch_next = |k0: usize, k1: usize| {
-                let (data, stride) = (features.data(), features.row_stride());
-                for &i in next.iter().filter(|&&i| i < features.rows()) {
-                    crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
-                }
-            };
+            let prefetch_next = |k0: usize, k1: usize| prefetch_columns(features, &next, (k0, k1));
             // The first phase was run ahead for exactly these examples?
             let key = Ahead::key(&features, x_scale);
             let first_done = ahead && self.ahead.key == key && self.ahead.indices == indices;
@@ -579,12 +574,7 @@ impl Trainer {
                 None
             };
             let after = std::mem::take(&mut self.after);
-            let prefetch_after = |k0: usize, k1: usize| {
-                let (data, stride) = (features.data(), features.row_stride());
-                for &i in after.iter().filter(|&&i| i < features.rows()) {
-                    crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
-                }
-            };
+            let prefetch_after = |k0: usize, k1: usize| prefetch_columns(features, &after, (k0, k1));
             let result = self.step_split(
                 net,
                 (batch, x_scale, first_done),
@@ -618,10 +608,7 @@ impl Trainer {
             // into this core's caches (a hint: never read here, no effect on values).
             let prefetch_next = || {
                 let next = next.get(s * sr..((s + 1) * sr).min(next.len())).unwrap_or(&[]);
-                let (data, stride, width) = (features.data(), features.row_stride(), features.cols());
-                for &i in next.iter().filter(|&&i| i < features.rows()) {
-                    crate::simd::prefetch(&data[i * stride..i * stride + width]);
-                }
+                prefetch_columns(features, next, (0, features.cols()));
             };
             shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par, prefetch_next);
         };
@@ -771,6 +758,15 @@ impl Trainer {
         shards
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
+    }
+}
+
+/// Brings columns `k0..k1` of the rows `rows` of `features` into this core's
+/// caches (a hint: nothing is read; rows out of range are skipped).
+fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (usize, usize)) {
+    let (data, stride) = (features.data(), features.row_stride());
+    for &i in rows.iter().filter(|&&i| i < features.rows()) {
+        crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
     }
 }
 
