@@ -240,27 +240,33 @@ impl OptimizerState {
         parts: usize,
         part: impl Fn(usize) -> &'g [f32] + Sync,
     ) {
-        assert!(parts >= 1, "optimizer: no gradient");
-        for p in 0..parts {
-            assert_eq!(
-                w.len(),
-                part(p).len(),
-                "optimizer: parameter and gradient lengths differ"
-            );
-        }
-        let t = self.steps.max(1) as i32;
-        let (s1, s2) = (&mut self.slot1[index], &mut self.slot2[index]);
+        let slots = self.tensor(index);
         if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
-            update_range(opt, t, 0, w, s1, s2, decay, parts, &part);
+            slots.update_summed_decayed(opt, w, decay, parts, part);
         } else {
+            check_lengths(w.len(), slots.s1.len(), parts, &part);
             w.par_chunks_mut(UPDATE_CHUNK)
-                .zip(s1.par_chunks_mut(UPDATE_CHUNK))
-                .zip(s2.par_chunks_mut(UPDATE_CHUNK))
+                .zip(slots.par_chunks(UPDATE_CHUNK))
                 .enumerate()
-                .for_each(|(c, ((w, s1), s2))| {
-                    update_range(opt, t, c * UPDATE_CHUNK, w, s1, s2, decay, parts, &part)
+                .for_each(|(c, (w, slots))| {
+                    let range = c * UPDATE_CHUNK..c * UPDATE_CHUNK + w.len();
+                    slots.update_summed_decayed(opt, w, decay, parts, |p| &part(p)[range.clone()])
                 });
         }
+    }
+}
+
+/// Panics with a clear message unless the parameters, their optimiser state
+/// and every gradient part have the same length (and there is a part).
+fn check_lengths<'g>(params: usize, state: usize, parts: usize, part: &impl Fn(usize) -> &'g [f32]) {
+    assert!(parts >= 1, "optimizer: no gradient");
+    assert_eq!(params, state, "optimizer: parameter and state lengths differ");
+    for p in 0..parts {
+        assert_eq!(
+            params,
+            part(p).len(),
+            "optimizer: parameter and gradient lengths differ"
+        );
     }
 }
 
@@ -307,34 +313,21 @@ impl<'s> TensorSlots<'s> {
         parts: usize,
         part: impl Fn(usize) -> &'g [f32] + Sync,
     ) {
-        assert!(parts >= 1, "optimizer: no gradient");
-        assert_eq!(
-            w.len(),
-            self.s1.len(),
-            "optimizer: parameter and state lengths differ"
-        );
-        for p in 0..parts {
-            assert_eq!(
-                w.len(),
-                part(p).len(),
-                "optimizer: parameter and gradient lengths differ"
-            );
-        }
-        update_range(opt, self.t, 0, w, self.s1, self.s2, decay, parts, &part);
+        check_lengths(w.len(), self.s1.len(), parts, &part);
+        update_range(opt, self.t, w, self.s1, self.s2, decay, parts, &part);
     }
 }
 
 /// Gradient elements summed per pass: a stack buffer that stays in L1.
 const SUM_CHUNK: usize = 256;
 
-/// Updates `w`, the parameters `start..start + w.len()` of a tensor, with
-/// their optimiser state `s1`, `s2` and the summed gradient parts (plus
-/// `decay·w` when `decay != 0`).
+/// Updates `w` (a tensor, or a slice of one) with its optimiser state
+/// `s1`, `s2` and the summed gradient parts `part(p)`, each as long as `w`
+/// (plus `decay·w` when `decay != 0`).
 #[allow(clippy::too_many_arguments)]
 fn update_range<'g>(
     opt: &Optimizer,
     t: i32,
-    start: usize,
     w: &mut [f32],
     s1: &mut [f32],
     s2: &mut [f32],
@@ -349,7 +342,7 @@ fn update_range<'g>(
         .zip(s2.chunks_mut(SUM_CHUNK))
         .enumerate()
     {
-        let range = start + c * SUM_CHUNK..start + c * SUM_CHUNK + w.len();
+        let range = c * SUM_CHUNK..c * SUM_CHUNK + w.len();
         let g = &mut g[..w.len()];
         g.copy_from_slice(&part(0)[range.clone()]);
         for p in 1..parts {
