@@ -163,8 +163,9 @@ pub enum Progress<'a> {
 }
 
 /// One shard of a mini-batch: its rows' labels and the buffers of its
-/// forward and backward pass. (Its inputs are never copied: the GEMMs pack
-/// them straight from the data set, see [`Trainer::step_rows`].)
+/// forward and backward pass. (Its inputs are not gathered into a batch:
+/// the GEMMs pack them straight from the data set, see
+/// [`Trainer::step_rows`], or a small network reads them once into `x`.)
 struct Shard {
     ws: Workspace,
     /// The shard's examples as `f32`, scaled, when the first layer is dense
@@ -621,7 +622,8 @@ impl Trainer {
     /// inputs ([`Split`]): planned for this network, the GEMM still cuts
     /// its depth there, `x` is not an `f32` batch read in place, and there
     /// is more than one thread to run the parts (on one, the split only
-    /// adds work: 24.3 -> 25.0 ms an epoch of the workshop network, Zen 5).
+    /// adds work: 24.3 -> 25.0 ms an epoch of the workshop network, Zen 5,
+    /// AVX-512, 16 lanes).
     /// Both ways give the same bits.
     fn splits<X: AOperand>(&self, net: &Network, x: &X, x_scale: f32) -> bool {
         match (&self.split, net.layers().first()) {
