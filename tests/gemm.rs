@@ -858,6 +858,76 @@ fn default_kc_does_not_depend_on_the_default_kernel() {
     }
 }
 
+/// An `f32` A read in place with several B~ panels (up to 128·1024
+/// elements, for the kernels that broadcast A) gives the bits of the same A
+/// packed into A~ (here: the same rows through `gemm::Gathered`, which is
+/// always packed), for every kernel, both orientations of A, a bias and
+/// activation epilogue, row blocks past `mc` and a partial last
+/// micro-panel; and it matches the reference.
+#[test]
+fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(17);
+    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for (m, n, k) in [
+            (2 * mr + 1, 2 * nr + 3, 300),
+            (250, 3 * nr, 129),
+            (128, 2 * nr, 1024),
+        ] {
+            for ta in [false, true] {
+                check(
+                    Case {
+                        ta,
+                        ..Case::new(m, n, k)
+                    },
+                    index as u64,
+                );
+            }
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let at = transpose(&a, m, k);
+            let rows: Vec<usize> = (0..m).collect();
+            let cols: Vec<usize> = (0..k).collect();
+            let bv = MatRef::from_slice(&b, k, n);
+            let run = |x: &dyn Fn(MatMut)| {
+                let mut c = vec![f32::NAN; m * n];
+                x(MatMut::from_slice(&mut c, m, n));
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            let epi = || Epilogue::BiasActivation {
+                bias: &bias,
+                act: Activation::Tanh,
+            };
+            let seq = Parallelism::Sequential;
+            let in_place = run(&|c| gemm::gemm(1.0, MatRef::from_slice(&a, m, k), bv, 0.0, c, epi(), seq));
+            let packed = run(&|c| {
+                let g = gemm::Gathered::new(MatRef::from_slice(&a, m, k), &rows).unwrap();
+                gemm::gemm(1.0, g, bv, 0.0, c, epi(), seq)
+            });
+            assert_eq!(in_place, packed, "{name}: {m}x{n}x{k}, row-major A");
+            let in_place_t =
+                run(&|c| gemm::gemm(1.0, MatRef::from_slice(&at, k, m).t(), bv, 0.0, c, epi(), seq));
+            let packed_t = run(&|c| {
+                let g = gemm::Gathered::new(MatRef::from_slice(&at, k, m), &cols).unwrap();
+                gemm::gemm(1.0, g.t(), bv, 0.0, c, epi(), seq)
+            });
+            assert_eq!(in_place_t, packed_t, "{name}: {m}x{n}x{k}, transposed A");
+        }
+    }
+    gemm::set_kernel(None).unwrap();
+}
+
+/// Transposes a row-major `(rows, cols)` slice.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|j| (0..rows).map(move |i| x[i * cols + j]))
+        .collect()
+}
+
 /// A read in place ("direct": one B~ panel) over a long `k`, for every
 /// kernel and both orientations of A: the lanes-along-m kernels copy a
 /// row-major A panel through a stack buffer in runs of steps, and the

@@ -17,7 +17,7 @@
 //! with 16 or 10 units): each A element is used by exactly one micro-kernel
 //! call, so transposing it into A~ would cost as much as the multiply. (A
 //! small `f32` A with `alpha = 1` is also read in place, whatever `n`: it
-//! stays in L1 between B~ panels, see `SMALL_A_IN_PLACE`.)
+//! stays in L1 or L2 between B~ panels, see `small_a_in_place`.)
 //! Instead the strided micro-kernel reads A where it is (`f32`, `alpha = 1`),
 //! or from a block converted to `f32` in A's own orientation (`u8` pixels or
 //! a scale: a contiguous, vectorised copy, no transpose); only a last
@@ -82,6 +82,30 @@ thread_local! {
 /// several B~ panels: it stays in L1 between them, and packing it would be
 /// pure overhead (measured: 64³ goes from ~87 to ~91 GFLOP/s).
 const SMALL_A_IN_PLACE: usize = 64 * 64;
+
+/// With a kernel whose lanes run along n (it broadcasts A, so it reads any
+/// row stride at the same cost) and at least two B~ panels, an `f32` A of
+/// up to this many elements (512 KiB: the network's 128-row activations
+/// and errors, up to 1024 wide) is read in place too: its block sits in L2
+/// either way, and the copy into A~ was a whole extra pass over it. Measured
+/// on Zen 5 (`cargo bench --bench gemm`, simdnet alone, two builds
+/// alternated, medians of 5 runs, 1 thread): AVX-512 (16 lanes, 12x32)
+/// 128³ 203 -> 228 GFLOP/s, 256³ 225 -> 235, the others level; AVX2
+/// (8 lanes, 6x16) 128³ 111 -> 119, 128x512x512 112 -> 117. The lanes-along-m
+/// kernels need A~ (their strided form loads A one float at a time), and
+/// with a single full B~ panel plus a sliver (n = 10 with 8-wide panels)
+/// the copy still paid (AVX2 128x10x512: 79 -> 77 in place).
+const LANES_N_A_IN_PLACE: usize = 128 * 1024;
+
+/// The largest `f32` A (in elements) that `kernel` reads in place for an
+/// `n`-column product ([`SMALL_A_IN_PLACE`], [`LANES_N_A_IN_PLACE`]).
+fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
+    if kernel.broadcasts_a() && n >= 2 * kernel.nr {
+        LANES_N_A_IN_PLACE
+    } else {
+        SMALL_A_IN_PLACE
+    }
+}
 
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
 #[derive(Clone, Copy, Debug)]
@@ -158,9 +182,9 @@ unsafe fn five_loops<A: AOperand>(
     // there is a single B~ micro-panel: each A element is then used by one
     // micro-kernel call only, and packing it would cost as much as the
     // multiply (the narrow shapes `n <= NR`: X·W and Xᵀ·dZ with 16 hidden
-    // units, the 10 logits); and for a small f32 A, see `SMALL_A_IN_PLACE`.
+    // units, the 10 logits); and for a small f32 A, see `small_a_in_place`.
     let in_place = a.in_place(alpha);
-    let direct = n <= nr || (in_place && m * k <= SMALL_A_IN_PLACE);
+    let direct = n <= nr || (in_place && m * k <= small_a_in_place(kernel, n));
     // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
     let kc_bound = blocks.kc.max(1);
     let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;

@@ -102,6 +102,15 @@ pub struct MicroKernel {
     pub run_gather: Option<GatherKernelFn>,
 }
 
+impl MicroKernel {
+    /// Whether the kernel broadcasts elements of A (its lanes run along n),
+    /// so that reading A in place costs the same at any row stride. The
+    /// lanes-along-m kernels load A~ as vectors and have no gather form.
+    pub fn broadcasts_a(&self) -> bool {
+        self.run_gather.is_some()
+    }
+}
+
 macro_rules! simd_kernel {
     ($name:literal, $mr:literal, $nv:literal) => {
         MicroKernel {
