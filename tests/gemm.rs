@@ -921,6 +921,78 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
     gemm::set_kernel(None).unwrap();
 }
 
+/// A row-major B read in place (its full panels, for at most 256 rows of A
+/// and at least two panels) gives the bits of the same B packed into B~
+/// (here: the same numbers as a column-major view, which is always packed),
+/// for every kernel, with A read in place, transposed, or packed (gathered
+/// rows), a partial last panel, two depth blocks (k > kc), a padded row
+/// stride and a bias and activation epilogue; and it matches the reference.
+#[test]
+fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(23);
+    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for (m, n, k) in [(2 * mr + 1, 2 * nr + 3, 300), (256, 3 * nr, 700), (mr, 2 * nr, 1)] {
+            for ta in [false, true] {
+                check(
+                    Case {
+                        ta,
+                        ..Case::new(m, n, k)
+                    },
+                    index as u64,
+                );
+            }
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let at = transpose(&a, m, k);
+            let pad = 5;
+            let b: Vec<f32> = (0..k * (n + pad))
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect();
+            let b_rows = MatRef::with_strides(&b, k, n, n + pad, 1);
+            let b_copy: Vec<f32> = (0..k).flat_map(|p| b[p * (n + pad)..][..n].to_vec()).collect();
+            let bt = transpose(&b_copy, k, n);
+            let b_cols = MatRef::from_slice(&bt, n, k).t();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let rows: Vec<usize> = (0..m).collect();
+            let run = |x: &dyn Fn(MatMut)| {
+                let mut c = vec![f32::NAN; m * n];
+                x(MatMut::from_slice(&mut c, m, n));
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            let epi = || Epilogue::BiasActivation {
+                bias: &bias,
+                act: Activation::Tanh,
+            };
+            let seq = Parallelism::Sequential;
+            for b_view in [b_rows, b_cols] {
+                assert_eq!((b_view.rows(), b_view.cols()), (k, n));
+            }
+            let a_rows = MatRef::from_slice(&a, m, k);
+            let a_cols = MatRef::from_slice(&at, k, m).t();
+            for (what, a_view) in [("row-major A", a_rows), ("transposed A", a_cols)] {
+                let in_place = run(&|c| gemm::gemm(1.0, a_view, b_rows, 0.0, c, epi(), seq));
+                let packed = run(&|c| gemm::gemm(1.0, a_view, b_cols, 0.0, c, epi(), seq));
+                assert_eq!(in_place, packed, "{name}: {m}x{n}x{k}, {what}");
+            }
+            let gathered = |b_view| {
+                run(&|c| {
+                    let g = gemm::Gathered::new(a_rows, &rows).unwrap();
+                    gemm::gemm(1.0, g, b_view, 0.0, c, epi(), seq)
+                })
+            };
+            assert_eq!(
+                gathered(b_rows),
+                gathered(b_cols),
+                "{name}: {m}x{n}x{k}, packed A"
+            );
+        }
+    }
+    gemm::set_kernel(None).unwrap();
+}
+
 /// Transposes a row-major `(rows, cols)` slice.
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols)

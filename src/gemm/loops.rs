@@ -107,6 +107,37 @@ fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
     }
 }
 
+/// Rows of A (of one task's block) up to which B's full micro-panels are
+/// read in place, see [`reads_b_in_place`].
+const B_IN_PLACE_MAX_M: usize = 256;
+
+/// Whether the micro-kernel reads B's full `NR`-column panels where they are
+/// (rows `row_stride` apart) instead of from a packed B~: for a row-major B
+/// (`col_stride == 1`), at least two panels wide, and at most
+/// [`B_IN_PLACE_MAX_M`] rows of A, so that each panel serves few enough
+/// micro-tiles that the copy into B~ costs more than the strided reads.
+/// A last partial panel is still packed (zero-padded), and the numbers and
+/// their order are those of B~: the same bits. Measured on Zen 5
+/// (`cargo bench --bench gemm`, simdnet alone, in place against packed,
+/// alternated, medians of 5 runs, 1 thread, GFLOP/s):
+///
+/// | shape (m x n x k) | AVX-512 (16 lanes, 12x32) | AVX2 (8 lanes, 6x16) |
+/// |---|---|---|
+/// | 64³ | 198 -> 214 | 103 -> 111 |
+/// | 256³ | 232 -> 245 | 116 -> 121 |
+/// | 128x512x784 | 216 -> 235 | 109 -> 114 |
+/// | 128x512x512 | 224 -> 240 | 111 -> 119 |
+/// | 512³ (not taken) | 225 -> 238 | 119 -> 116 |
+/// | 1024³ (not taken) | 206 -> 211 | 109 -> 74 |
+/// | 784x512x128 (not taken) | 241 -> 234 | 121 -> 112 |
+///
+/// With many rows of A each panel is re-read by many micro-tiles, and rows
+/// of B a multiple of 4 KiB apart all fall in the same L1 set (1024³ with
+/// AVX2); a single narrow panel (`n = 16`) gained nothing.
+fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
+    b.col_stride() == 1 && m <= B_IN_PLACE_MAX_M && n >= 2 * nr
+}
+
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
 #[derive(Clone, Copy, Debug)]
 pub struct COut {
@@ -196,6 +227,9 @@ unsafe fn five_loops<A: AOperand>(
     // offsets (see `AOperand::gather_depth`): in direct mode, where each A
     // element is used once, it replaces the copy. Same sums, same bits.
     let gather_kernel = kernel.run_gather.filter(|_| direct && a.gathers(alpha));
+    let b_in_place = kernel
+        .run_b_in_place
+        .filter(|_| gather_kernel.is_none() && reads_b_in_place(b, m, n, nr));
     if gather_kernel.is_some() {
         // grown once to the most any shape needs (kc_max <= kc_bound, mc_max + mr <= rows_bound)
         let rows_bound = blocks.mc.div_ceil(mr).max(1) * mr + mr;
@@ -214,7 +248,12 @@ unsafe fn five_loops<A: AOperand>(
         // Loop 4 ("pc loop"): rank-kc updates; pack B~ once per block.
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
-            pack_b(b, (pc, kc), (jc, nc), nr, b_packed);
+            // B~: every panel, or with B in place only a last partial one
+            // (into the first slot).
+            let b_full = if b_in_place.is_some() { nc / nr * nr } else { 0 };
+            if b_full < nc {
+                pack_b(b, (pc, kc), (jc + b_full, nc - b_full), nr, b_packed);
+            }
             let beta_here = if pc == 0 { beta } else { 1.0 };
             let last = pc + kc == k;
             let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
@@ -244,7 +283,18 @@ unsafe fn five_loops<A: AOperand>(
                 }
                 // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
                 for jr in (0..nc).step_by(nr) {
-                    let b_panel = &b_packed[(jr / nr) * nr * kc..][..nr * kc];
+                    // (pointer, step between rows) of this B micro-panel
+                    let (b_ptr, pb) = if jr < b_full {
+                        // SAFETY: element (pc, jc + jr) is inside B: pc < k,
+                        // jc + jr + nr <= jc + b_full <= n.
+                        (
+                            unsafe { b.data().as_ptr().add(pc * b.row_stride() + jc + jr) },
+                            b.row_stride(),
+                        )
+                    } else {
+                        let slot = (jr - b_full) / nr;
+                        (b_packed[slot * nr * kc..][..nr * kc].as_ptr(), nr)
+                    };
                     let cols = nr.min(nc - jr);
                     let (epi, mask) = match epilogue {
                         Some((bias, act, mask)) if last => (Some((bias[jc + jr..].as_ptr(), act)), mask),
@@ -263,29 +313,35 @@ unsafe fn five_loops<A: AOperand>(
                             epilogue: epi,
                             dropout: mask.map(|m| m.offset(ic + ir, jc + jr)),
                         };
-                        // SAFETY: B~ panel: nr·kc packed floats (slice above).
+                        // SAFETY: B: nr·kc packed floats (slice above), or a
+                        // full panel of B in place: rows pc..pc+kc <= k, columns
+                        // jc+jr..+nr <= n, `pb` apart.
                         // A: in direct mode rows ir..ir+mr <= full of the block
                         // returned by `direct_a`, with its strides,
                         // else a packed mr·kc panel of `a_packed` / `a_tail`.
                         // `out` is a valid exclusive tile of C, clipped to m x n.
                         unsafe {
-                            if let Some(run_gather) = gather {
+                            if let (Some(run), true) = (b_in_place, jr < b_full) {
+                                let (a_ptr, ra, pa) = if ir < full {
+                                    let (ptr, ra, pa) = a_direct;
+                                    (ptr.add(ir * ra), ra, pa)
+                                } else if direct {
+                                    (a_tail.as_ptr(), 1, mr)
+                                } else {
+                                    (a_packed[(ir / mr) * mr * kc..][..mr * kc].as_ptr(), 1, mr)
+                                };
+                                run(kc, a_ptr, ra, pa, b_ptr, pb, &out)
+                            } else if let Some(run_gather) = gather {
                                 // rows ir..ir+mr of the block, each read at ptr + offs[p]
-                                (run_gather)(
-                                    kc,
-                                    row_ptrs.as_ptr().add(ir),
-                                    offs.as_ptr(),
-                                    b_panel.as_ptr(),
-                                    &out,
-                                )
+                                (run_gather)(kc, row_ptrs.as_ptr().add(ir), offs.as_ptr(), b_ptr, &out)
                             } else if ir < full {
                                 let (ptr, ra, pa) = a_direct;
-                                (kernel.run_strided)(kc, ptr.add(ir * ra), ra, pa, b_panel.as_ptr(), &out)
+                                (kernel.run_strided)(kc, ptr.add(ir * ra), ra, pa, b_ptr, &out)
                             } else if direct {
-                                (kernel.run)(kc, a_tail.as_ptr(), b_panel.as_ptr(), &out)
+                                (kernel.run)(kc, a_tail.as_ptr(), b_ptr, &out)
                             } else {
                                 let a_panel = &a_packed[(ir / mr) * mr * kc..][..mr * kc];
-                                (kernel.run)(kc, a_panel.as_ptr(), b_panel.as_ptr(), &out)
+                                (kernel.run)(kc, a_panel.as_ptr(), b_ptr, &out)
                             }
                         }
                     }

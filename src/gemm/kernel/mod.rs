@@ -83,6 +83,16 @@ pub type StridedKernelFn =
 pub type GatherKernelFn =
     unsafe fn(kc: usize, rows: *const *const f32, offs: *const usize, b: *const f32, out: &TileOut);
 
+/// `unsafe fn(kc, a, ra, pa, b, pb, out)`: a [`StridedKernelFn`] that also
+/// reads B in place: step `p` of its B micro-panel is the `NR` floats at
+/// `b + p·pb` (a full panel of a row-major B, `pb` its row stride; a packed
+/// A~ panel is `(ra, pa) = (1, MR)`).
+///
+/// # Safety
+/// As [`StridedKernelFn`], with `b + p·pb .. + NR` readable for `p < kc`.
+pub type InPlaceBKernelFn =
+    unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, pb: usize, out: &TileOut);
+
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
@@ -100,6 +110,9 @@ pub struct MicroKernel {
     /// offsets (`None`: the kernel has its lanes along m and needs rows of A
     /// evenly spaced).
     pub run_gather: Option<GatherKernelFn>,
+    /// The same kernel reading B in place too (`None`: the scalar and the
+    /// lanes-along-m kernels, which always read a packed B~).
+    pub run_b_in_place: Option<InPlaceBKernelFn>,
 }
 
 impl MicroKernel {
@@ -120,6 +133,7 @@ macro_rules! simd_kernel {
             run: simd::micro_kernel::<$mr, $nv>,
             run_strided: simd::micro_kernel_strided::<$mr, $nv>,
             run_gather: Some(simd::micro_kernel_gather::<$mr, $nv>),
+            run_b_in_place: Some(simd::micro_kernel_b_in_place::<$mr, $nv>),
         }
     };
 }
@@ -133,6 +147,7 @@ macro_rules! simd_kernel_m {
             run: simd::micro_kernel_m::<{ $mv * LANES }, $mv, $nr>,
             run_strided: simd::micro_kernel_m_strided::<{ $mv * LANES }, $mv, $nr>,
             run_gather: None,
+            run_b_in_place: None,
         }
     };
 }
@@ -227,6 +242,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         run: scalar::micro_kernel::<4, 4>,
         run_strided: scalar::micro_kernel_strided::<4, 4>,
         run_gather: Some(scalar::micro_kernel_gather::<4, 4>),
+        run_b_in_place: None,
     },
     MicroKernel {
         name: "scalar-8x8",
@@ -235,6 +251,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         run: scalar::micro_kernel::<8, 8>,
         run_strided: scalar::micro_kernel_strided::<8, 8>,
         run_gather: Some(scalar::micro_kernel_gather::<8, 8>),
+        run_b_in_place: None,
     },
 ];
 

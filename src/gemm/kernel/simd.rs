@@ -51,7 +51,7 @@ pub unsafe fn micro_kernel<const MR: usize, const NV: usize>(
     out: &TileOut,
 ) {
     // SAFETY: a packed panel is the strided case with strides (1, MR).
-    unsafe { kernel_body::<MR, NV>(kc, a, 1, MR, b, out) }
+    unsafe { kernel_body::<MR, NV>(kc, a, 1, MR, b, NV * LANES, out) }
 }
 
 /// The same micro-kernel reading A in place: `A[i, p]` at `a + i·ra + p·pa`
@@ -73,9 +73,38 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NV: usize>(
     unsafe {
         if ra == 1 {
             // A's columns contiguous (a transposed view): constant offsets.
-            kernel_body::<MR, NV>(kc, a, 1, pa, b, out)
+            kernel_body::<MR, NV>(kc, a, 1, pa, b, NV * LANES, out)
         } else {
-            strided_body::<MR, NV>(kc, a, ra, pa, b, out)
+            strided_body::<MR, NV>(kc, a, ra, pa, b, NV * LANES, out)
+        }
+    }
+}
+
+/// The same micro-kernel reading B in place as well: step `p` of the B
+/// micro-panel is the `NR` floats at `b + p·pb` (a full panel of a
+/// row-major B, `pb` its row stride; `pb = NR` is a packed B~ panel). Same
+/// arithmetic, same order, same bits as the packed kernel.
+///
+/// # Safety
+/// As [`super::InPlaceBKernelFn`].
+#[inline(never)]
+pub unsafe fn micro_kernel_b_in_place<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    pb: usize,
+    out: &TileOut,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if ra == 1 {
+            // A's columns contiguous (a transposed view, or a packed A~
+            // panel): constant offsets.
+            kernel_body::<MR, NV>(kc, a, 1, pa, b, pb, out)
+        } else {
+            strided_body::<MR, NV>(kc, a, ra, pa, b, pb, out)
         }
     }
 }
@@ -149,9 +178,9 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
     ra: usize,
     pa: usize,
     b: *const f32,
+    pb: usize,
     out: &TileOut,
 ) {
-    let nr = NV * LANES;
     let mut acc = [[V::ZERO; NV]; MR];
     let mut base = [a; 8];
     for (g, base) in base.iter_mut().enumerate().take(MR.div_ceil(GROUP)) {
@@ -176,14 +205,15 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
             // SAFETY: one step along k stays within (or one past) the panel.
             *base = unsafe { base.add(pa) };
         }
-        // SAFETY: as above, for the B micro-panel.
-        b = unsafe { b.add(nr) };
+        // SAFETY: as above, for the B micro-panel (one step is `pb` floats).
+        b = unsafe { b.add(pb) };
     }
     // SAFETY: forwarded from the caller.
     unsafe { store_tile::<MR, NV>(&acc, out) }
 }
 
-/// The micro-kernel: `kc` rank-1 updates of the register tile, then the store.
+/// The micro-kernel: `kc` rank-1 updates of the register tile, then the
+/// store (`pb`: floats from one step's B row to the next; `NR` when packed).
 #[inline(always)]
 unsafe fn kernel_body<const MR: usize, const NV: usize>(
     kc: usize,
@@ -191,9 +221,9 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
     ra: usize,
     pa: usize,
     b: *const f32,
+    pb: usize,
     out: &TileOut,
 ) {
-    let nr = NV * LANES;
     let mut acc = [[V::ZERO; NV]; MR];
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
@@ -212,7 +242,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
         // SAFETY: advancing by one step stays within (or one past) the panels.
         unsafe {
             a = a.add(pa);
-            b = b.add(nr);
+            b = b.add(pb);
         }
     }
 
