@@ -159,6 +159,21 @@ pub fn prefetch<T>(data: &[T]) {
     let _ = data;
 }
 
+/// Asks the CPU to bring the line holding `p` into L1 (a hint: `p` may
+/// point anywhere, it is never read; no effect on any value). x86-64 only.
+#[inline(always)]
+pub fn prefetch_line(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: `_mm_prefetch` needs SSE, part of every x86-64 CPU; a
+        // prefetch never faults, whatever the address, and changes no memory.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Loads `LANES` floats from `p` (any alignment).
 ///
 /// # Safety
