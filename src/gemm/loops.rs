@@ -113,9 +113,11 @@ const B_IN_PLACE_MAX_M: usize = 256;
 
 /// Whether the micro-kernel reads B's full `NR`-column panels where they are
 /// (rows `row_stride` apart) instead of from a packed B~: for a row-major B
-/// (`col_stride == 1`), at least two panels wide, and at most
-/// [`B_IN_PLACE_MAX_M`] rows of A, so that each panel serves few enough
-/// micro-tiles that the copy into B~ costs more than the strided reads.
+/// (`col_stride == 1`) and at most [`B_IN_PLACE_MAX_M`] rows of A, so that
+/// each panel serves few enough micro-tiles that the copy into B~ costs more
+/// than the strided reads; and B at least two panels wide, or one panel
+/// whose rows are contiguous (`n = NR = row_stride`: B is already laid out
+/// as B~; AVX2 128x16x784 113 -> 117 GFLOP/s).
 /// A last partial panel is still packed (zero-padded), and the numbers and
 /// their order are those of B~: the same bits. Measured on Zen 5
 /// (`cargo bench --bench gemm`, simdnet alone, in place against packed,
@@ -133,9 +135,9 @@ const B_IN_PLACE_MAX_M: usize = 256;
 ///
 /// With many rows of A each panel is re-read by many micro-tiles, and rows
 /// of B a multiple of 4 KiB apart all fall in the same L1 set (1024³ with
-/// AVX2); a single narrow panel (`n = 16`) gained nothing.
+/// AVX2).
 fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
-    b.col_stride() == 1 && m <= B_IN_PLACE_MAX_M && n >= 2 * nr
+    b.col_stride() == 1 && m <= B_IN_PLACE_MAX_M && (n >= 2 * nr || (n == nr && b.row_stride() == nr))
 }
 
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
