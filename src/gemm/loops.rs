@@ -28,6 +28,12 @@
 //! [`super::Im2col`]) is read by the gather micro-kernel instead, through a
 //! pointer per row and an offset per step of `k` ([`AOperand::gather_depth`]):
 //! no copy at all, the same bits again.
+//!
+//! B in place: for a row-major B and few rows of A (a mini-batch's
+//! products, see `reads_b_in_place`), B~ is skipped too and the kernel reads
+//! each full `NR`-column panel of B where it is, one row of B per step of
+//! `k`; only a last partial panel is packed. The same numbers in the same
+//! order: the same bits.
 
 use super::blocking::BlockSizes;
 use super::kernel::{MicroKernel, TileOut};
