@@ -922,8 +922,9 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
 }
 
 /// A row-major B read in place (its full panels, for at most 256 rows of A
-/// and at least two panels) gives the bits of the same B packed into B~
-/// (here: the same numbers as a column-major view, which is always packed),
+/// and at least two panels, or one panel whose rows are contiguous) gives
+/// the bits of the same B packed into B~ (here: the same numbers as a
+/// column-major view, which is always packed),
 /// for every kernel, with A read in place, transposed, or packed (gathered
 /// rows), a partial last panel, two depth blocks (k > kc), a padded row
 /// stride and a bias and activation epilogue; and it matches the reference.
@@ -935,7 +936,14 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
         gemm::set_kernel(Some(name)).unwrap();
         let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
         let (mr, nr) = (kernel.mr, kernel.nr);
-        for (m, n, k) in [(2 * mr + 1, 2 * nr + 3, 300), (256, 3 * nr, 700), (mr, 2 * nr, 1)] {
+        let shapes = [
+            (2 * mr + 1, 2 * nr + 3, 300, 5),
+            (256, 3 * nr, 700, 5),
+            (mr, 2 * nr, 1, 5),
+            // one panel whose rows are contiguous, as in B~
+            (2 * mr + 1, nr, 300, 0),
+        ];
+        for (m, n, k, pad) in shapes {
             for ta in [false, true] {
                 check(
                     Case {
@@ -947,7 +955,6 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
             }
             let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let at = transpose(&a, m, k);
-            let pad = 5;
             let b: Vec<f32> = (0..k * (n + pad))
                 .map(|_| rng.random_range(-1.0f32..1.0))
                 .collect();
