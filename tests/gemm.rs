@@ -877,27 +877,17 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
             (250, 3 * nr, 129),
             (128, 2 * nr, 1024),
         ] {
-            for ta in [false, true] {
-                check(
-                    Case {
-                        ta,
-                        ..Case::new(m, n, k)
-                    },
-                    index as u64,
-                );
-            }
-            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            check_both_orientations_of_a(m, n, k, index as u64);
+            let (a, b, bias) = (
+                uniform(&mut rng, m * k),
+                uniform(&mut rng, k * n),
+                uniform(&mut rng, n),
+            );
             let at = transpose(&a, m, k);
             let rows: Vec<usize> = (0..m).collect();
             let cols: Vec<usize> = (0..k).collect();
             let bv = MatRef::from_slice(&b, k, n);
-            let run = |x: &dyn Fn(MatMut)| {
-                let mut c = vec![f32::NAN; m * n];
-                x(MatMut::from_slice(&mut c, m, n));
-                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-            };
+            let run = |x: &dyn Fn(MatMut)| product_bits(m, n, x);
             let epi = || Epilogue::BiasActivation {
                 bias: &bias,
                 act: Activation::Tanh,
@@ -924,10 +914,10 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
 /// A row-major B read in place (its full panels, for at most 256 rows of A
 /// and at least two panels, or one panel whose rows are contiguous) gives
 /// the bits of the same B packed into B~ (here: the same numbers as a
-/// column-major view, which is always packed),
-/// for every kernel, with A read in place, transposed, or packed (gathered
-/// rows), a partial last panel, two depth blocks (k > kc), a padded row
-/// stride and a bias and activation epilogue; and it matches the reference.
+/// column-major view, which is always packed), for every kernel, with A
+/// read in place, transposed, or packed (gathered rows), a partial last
+/// panel, two depth blocks (k > kc), a padded row stride and a bias and
+/// activation epilogue; and it matches the reference.
 #[test]
 fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
     let _g = Globals::lock();
@@ -944,39 +934,24 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
             (2 * mr + 1, nr, 300, 0),
         ];
         for (m, n, k, pad) in shapes {
-            for ta in [false, true] {
-                check(
-                    Case {
-                        ta,
-                        ..Case::new(m, n, k)
-                    },
-                    index as u64,
-                );
-            }
-            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            check_both_orientations_of_a(m, n, k, index as u64);
+            let (a, b, bias) = (
+                uniform(&mut rng, m * k),
+                uniform(&mut rng, k * (n + pad)),
+                uniform(&mut rng, n),
+            );
             let at = transpose(&a, m, k);
-            let b: Vec<f32> = (0..k * (n + pad))
-                .map(|_| rng.random_range(-1.0f32..1.0))
-                .collect();
             let b_rows = MatRef::with_strides(&b, k, n, n + pad, 1);
             let b_copy: Vec<f32> = (0..k).flat_map(|p| b[p * (n + pad)..][..n].to_vec()).collect();
             let bt = transpose(&b_copy, k, n);
             let b_cols = MatRef::from_slice(&bt, n, k).t();
-            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let rows: Vec<usize> = (0..m).collect();
-            let run = |x: &dyn Fn(MatMut)| {
-                let mut c = vec![f32::NAN; m * n];
-                x(MatMut::from_slice(&mut c, m, n));
-                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
-            };
+            let run = |x: &dyn Fn(MatMut)| product_bits(m, n, x);
             let epi = || Epilogue::BiasActivation {
                 bias: &bias,
                 act: Activation::Tanh,
             };
             let seq = Parallelism::Sequential;
-            for b_view in [b_rows, b_cols] {
-                assert_eq!((b_view.rows(), b_view.cols()), (k, n));
-            }
             let a_rows = MatRef::from_slice(&a, m, k);
             let a_cols = MatRef::from_slice(&at, k, m).t();
             for (what, a_view) in [("row-major A", a_rows), ("transposed A", a_cols)] {
@@ -998,6 +973,31 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
         }
     }
     gemm::set_kernel(None).unwrap();
+}
+
+/// `len` values in -1..1.
+fn uniform(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The bits of the `m x n` product that `gemm_into` writes into a C of NaNs.
+fn product_bits(m: usize, n: usize, gemm_into: impl Fn(MatMut)) -> Vec<u32> {
+    let mut c = vec![f32::NAN; m * n];
+    gemm_into(MatMut::from_slice(&mut c, m, n));
+    c.iter().map(|v| v.to_bits()).collect()
+}
+
+/// `check` with A row-major and transposed, the rest as `Case::new`.
+fn check_both_orientations_of_a(m: usize, n: usize, k: usize, seed: u64) {
+    for ta in [false, true] {
+        check(
+            Case {
+                ta,
+                ..Case::new(m, n, k)
+            },
+            seed,
+        );
+    }
 }
 
 /// Transposes a row-major `(rows, cols)` slice.
@@ -1022,13 +1022,7 @@ fn in_place_a_with_long_k_on_every_kernel() {
             (kernel.mr, kernel.nr, 300),
             (2 * kernel.mr + 1, kernel.nr - 1, 517),
         ] {
-            for ta in [false, true] {
-                let case = Case {
-                    ta,
-                    ..Case::new(m, n, k)
-                };
-                check(case, index as u64);
-            }
+            check_both_orientations_of_a(m, n, k, index as u64);
         }
     }
     gemm::set_kernel(None).unwrap();
