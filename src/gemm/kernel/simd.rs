@@ -69,15 +69,8 @@ pub unsafe fn micro_kernel_strided<const MR: usize, const NV: usize>(
     b: *const f32,
     out: &TileOut,
 ) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if ra == 1 {
-            // A's columns contiguous (a transposed view): constant offsets.
-            kernel_body::<MR, NV>(kc, a, 1, pa, b, NV * LANES, out)
-        } else {
-            strided_body::<MR, NV>(kc, a, ra, pa, b, NV * LANES, out)
-        }
-    }
+    // SAFETY: forwarded from the caller; a packed B~ panel steps NR floats.
+    unsafe { any_a_body::<MR, NV>(kc, a, ra, pa, b, NV * LANES, out) }
 }
 
 /// The same micro-kernel reading B in place as well: step `p` of the B
@@ -98,10 +91,28 @@ pub unsafe fn micro_kernel_b_in_place<const MR: usize, const NV: usize>(
     out: &TileOut,
 ) {
     // SAFETY: forwarded from the caller.
+    unsafe { any_a_body::<MR, NV>(kc, a, ra, pa, b, pb, out) }
+}
+
+/// The body for an A at `a + i·ra + p·pa`: [`kernel_body`] when A's
+/// columns are contiguous (`ra == 1`: a transposed view or a packed A~
+/// panel, constant offsets), [`strided_body`] otherwise.
+///
+/// # Safety
+/// As [`super::InPlaceBKernelFn`].
+#[inline(always)]
+unsafe fn any_a_body<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    pb: usize,
+    out: &TileOut,
+) {
+    // SAFETY: forwarded from the caller.
     unsafe {
         if ra == 1 {
-            // A's columns contiguous (a transposed view, or a packed A~
-            // panel): constant offsets.
             kernel_body::<MR, NV>(kc, a, 1, pa, b, pb, out)
         } else {
             strided_body::<MR, NV>(kc, a, ra, pa, b, pb, out)
