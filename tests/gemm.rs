@@ -498,6 +498,26 @@ fn rayon_splits_match_sequential_and_reference() {
         "{last:?}: {p:?}"
     );
 
+    // Called from this thread (outside any pool), every shape splits when
+    // the global pool has two threads or more (into two tasks on two
+    // threads: the case `join_here_or_there` runs).
+    if rayon::current_thread_index().is_none() && rayon::current_num_threads() >= 2 {
+        use simdnet::gemm::threads::{max_tasks, min_flops_per_task, plan_with};
+        let first = shapes[0];
+        let p = plan_with(
+            first.m,
+            first.n,
+            first.k,
+            (default.mr, default.nr),
+            min_flops_per_task(),
+            max_tasks(),
+        );
+        assert!(
+            p.tasks(first.m, first.n) >= 2,
+            "{first:?} from outside the pool: {p:?}"
+        );
+    }
+
     let pools: Vec<rayon::ThreadPool> = [2, 3]
         .iter()
         .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap())
@@ -618,6 +638,18 @@ fn split_case<T: Element>(
                     idx.wrapping_sub(2) % ldc,
                     parallel[idx],
                     sequential[idx]
+                );
+            }
+        }
+        // From this thread, outside any pool: on a global pool of two or more
+        // threads, two tasks, one run here and the other on a worker if one
+        // takes it in time, else here too (`threads::join_here_or_there`).
+        for round in 0..3 {
+            let outside = run(Parallelism::Rayon);
+            if let Some(idx) = (0..outside.len()).find(|&e| outside[e].to_bits() != sequential[e].to_bits()) {
+                panic!(
+                    "{what}, called from outside the pool (round {round}): element {idx} is {}, sequential {}",
+                    outside[idx], sequential[idx]
                 );
             }
         }

@@ -280,14 +280,9 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
     if tasks == 1 {
         run_task(0);
     } else if tasks == 2 && rayon::current_thread_index().is_none() {
-        // Called from outside the pool (the main thread): run one half here
-        // and hand the other to one worker, instead of injecting the whole
-        // call into the pool (which blocks this thread, wakes a worker,
-        // which must then wake a second one for the other half).
-        rayon::in_place_scope(|s| {
-            s.spawn(|_| run_task(1));
-            run_task(0);
-        });
+        // Called from outside the pool (the main thread): one half here, the
+        // other on a worker if one takes it in time (see `join_here_or_there`).
+        threads::join_here_or_there(|| run_task(0), || run_task(1), rayon::spawn);
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
     }

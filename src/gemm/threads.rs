@@ -14,6 +14,13 @@
 //! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] (or, past two
 //! tasks, [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches the most tasks
 //! allowed ([`max_tasks`], at most [`MAX_TASKS`]).
+//!
+//! Called from a thread outside the pool with two tasks, the caller runs
+//! one and a worker the other if it takes it in time, else the caller runs
+//! both ([`join_here_or_there`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
 
 /// A task must do at least this many flops (`2·m·n·k` of its block) to be
 /// worth a rayon task: waking a sleeping worker and joining costs a few
@@ -145,9 +152,252 @@ pub fn plan_with(
     }
 }
 
+/// Runs `here` on the calling thread, a thread outside any rayon pool,
+/// and `there` on a worker of the pool that `spawn` hands jobs to, if a
+/// worker starts it before `here` is done; otherwise the caller runs
+/// `there` too. Returns when both have run.
+///
+/// For a GEMM of two tasks called from outside the pool (the main
+/// thread): the caller computes one half at once, instead of injecting
+/// the whole call into the pool and blocking (which wakes a worker, which
+/// must then wake a second one for the other half). With a scope
+/// (`rayon::in_place_scope`), the caller had to wait at the end for a
+/// worker to run the other half, however long that worker took to wake:
+/// on a virtual machine, from time to time longer than the whole product
+/// (Zen 5, 2 vCPUs, AVX2 build, `cargo bench --bench gemm`: 1024³ from the
+/// main thread at 124 GFLOP/s, the speed of one thread, in some runs).
+/// Here whichever of the caller and a worker claims `there` first runs it;
+/// the other never touches it. Measured on Zen 5 (2 vCPUs), 2 threads from
+/// the main thread (`SIMDNET_BENCH_OURS_ONLY=1 cargo bench --bench gemm`,
+/// the scope and this alternated, medians of 10 rounds, GFLOP/s): AVX2
+/// build (8 lanes) 128³ 111 -> 212, 128x512x512 214 -> 231, `dZ·Wᵀ`
+/// 128x784x512 212 -> 223; AVX-512 (16 lanes) 256³ 344 -> 421, 128x512x512
+/// 381 -> 457, 128x512x784 378 -> 421; the other shapes level.
+///
+/// A panic in `there` on the worker is raised again on the caller.
+pub fn join_here_or_there<H, T>(here: H, there: T, spawn: impl FnOnce(Box<dyn FnOnce() + Send>))
+where
+    H: FnOnce(),
+    T: FnOnce() + Send,
+{
+    let shared = Arc::new(Claim {
+        state: AtomicU8::new(OPEN),
+        panicked: AtomicBool::new(false),
+        caller: std::thread::current(),
+    });
+    // `there` stays on this stack frame; the worker gets its address and
+    // calls it only after claiming it, while this frame waits (`Settle`).
+    let mut there = Some(there);
+    let there: *mut Option<T> = &mut there;
+    let job = SendPtr(there.cast::<()>());
+    let worker = Arc::clone(&shared);
+    spawn(Box::new(move || {
+        let job = job;
+        if worker.claim(TAKEN) {
+            // SAFETY: the claim succeeded, so the caller neither runs nor
+            // drops `there` and keeps its frame until the state is DONE
+            // (`Settle::drop`); `job` points at that frame's `Option<T>`.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+                run_claimed::<T>(job.0)
+            }));
+            worker.panicked.store(run.is_err(), Ordering::Relaxed);
+            // the caller may return (and free `there`) as soon as it sees DONE
+            let caller = worker.caller.clone();
+            worker.state.store(DONE, Ordering::Release);
+            caller.unpark();
+        }
+    }));
+    // Whatever happens in `here` (even a panic), settle `there` before this
+    // frame goes: run or drop it if unclaimed, else wait for the worker.
+    let settle = Settle {
+        shared: &shared,
+        there,
+    };
+    here();
+    drop(settle);
+    if shared.panicked.load(Ordering::Relaxed) {
+        panic!("a GEMM task panicked on a worker thread");
+    }
+}
+
+/// `there` was not claimed yet.
+const OPEN: u8 = 0;
+/// A worker claimed `there` and runs it.
+const TAKEN: u8 = 1;
+/// The worker is done with `there`.
+const DONE: u8 = 2;
+/// The caller claimed `there` (ran it, or dropped it after a panic).
+const CALLER: u8 = 3;
+
+/// What the caller and the worker share in [`join_here_or_there`].
+struct Claim {
+    state: AtomicU8,
+    panicked: AtomicBool,
+    caller: std::thread::Thread,
+}
+
+impl Claim {
+    /// Claims `there` for `who` (`TAKEN` or `CALLER`); `false` if the other side has it.
+    fn claim(&self, who: u8) -> bool {
+        self.state
+            .compare_exchange(OPEN, who, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// On drop, in the caller: runs `there` if nobody claimed it (or drops it
+/// unrun while a panic unwinds), else waits until the worker is done.
+struct Settle<'a, T: FnOnce()> {
+    shared: &'a Claim,
+    /// The caller's `Option<T>` (a raw pointer: the worker may use it meanwhile).
+    there: *mut Option<T>,
+}
+
+impl<T: FnOnce()> Drop for Settle<'_, T> {
+    fn drop(&mut self) {
+        if self.shared.claim(CALLER) {
+            // SAFETY: claimed by the caller: the worker never touches it, and
+            // the `Option<T>` lives in the caller's frame, which outlives `self`.
+            if let Some(there) = unsafe { &mut *self.there }.take() {
+                if !std::thread::panicking() {
+                    there();
+                }
+            }
+            return;
+        }
+        // A worker has it: spin a little (it is usually nearly done), then park.
+        let mut spins = 0u32;
+        while self.shared.state.load(Ordering::Acquire) != DONE {
+            if spins < 1 << 14 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::park_timeout(std::time::Duration::from_micros(100));
+            }
+        }
+    }
+}
+
+/// Takes the closure out of the `Option<T>` at `job` and runs it.
+///
+/// # Safety
+/// `job` points at a live `Option<T>` that nobody else touches meanwhile.
+unsafe fn run_claimed<T: FnOnce()>(job: *mut ()) {
+    // SAFETY: forwarded from the caller.
+    if let Some(there) = unsafe { &mut *job.cast::<Option<T>>() }.take() {
+        there();
+    }
+}
+
+/// A raw pointer a job may carry to another thread ([`join_here_or_there`]
+/// guarantees its target outlives every use).
+struct SendPtr(*mut ());
+// SAFETY: the pointee is only used by whoever claims it, one thread at a time.
+unsafe impl Send for SendPtr {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn both_halves_run_once_on_borrowed_data_whoever_takes_the_second() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (mut on_worker, mut on_caller) = (0, 0);
+        for i in 0..2000usize {
+            let mut out = [0usize; 2];
+            let (first, second) = out.split_at_mut(1);
+            let caller = std::thread::current().id();
+            let ran_on = std::sync::Mutex::new(None);
+            join_here_or_there(
+                || first[0] = i + 1,
+                || {
+                    second[0] = 2 * i + 1;
+                    *ran_on.lock().unwrap() = Some(std::thread::current().id());
+                },
+                |job| pool.spawn(job),
+            );
+            assert_eq!(out, [i + 1, 2 * i + 1], "round {i}");
+            if ran_on.into_inner().unwrap() == Some(caller) {
+                on_caller += 1;
+            } else {
+                on_worker += 1;
+            }
+        }
+        assert_eq!(on_worker + on_caller, 2000);
+    }
+
+    #[test]
+    fn the_caller_runs_both_when_no_worker_is_free() {
+        // The pool's only worker is blocked until after the call returns:
+        // waiting for it (as a scope does) would never end.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let (release, blocked) = mpsc::channel::<()>();
+        pool.spawn(move || blocked.recv().unwrap());
+        let (done, finished) = mpsc::channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (r1, r2) = (Arc::clone(&runs), Arc::clone(&runs));
+        std::thread::spawn(move || {
+            let caller = std::thread::current().id();
+            let mut there_on = None;
+            join_here_or_there(
+                || {
+                    r1.fetch_add(1, Ordering::Relaxed);
+                },
+                || {
+                    r2.fetch_add(1, Ordering::Relaxed);
+                    there_on = Some(std::thread::current().id());
+                },
+                |job| pool.spawn(job),
+            );
+            done.send(there_on == Some(caller)).unwrap();
+        });
+        let on_caller = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("join_here_or_there waited for a worker that could not start");
+        assert!(on_caller, "the second half ran elsewhere than on the caller");
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_panic_in_either_half_reaches_the_caller_and_nothing_runs_twice() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for round in 0..50 {
+            let started = AtomicBool::new(false);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                join_here_or_there(
+                    || {
+                        // give a worker time to take the other half
+                        let t = std::time::Instant::now();
+                        while !started.load(Ordering::Acquire) && t.elapsed() < Duration::from_millis(50) {
+                            std::hint::spin_loop();
+                        }
+                    },
+                    || {
+                        started.store(true, Ordering::Release);
+                        panic!("second half fails");
+                    },
+                    |job| pool.spawn(job),
+                )
+            }));
+            assert!(result.is_err(), "round {round}: the panic was lost");
+            let runs = AtomicUsize::new(0);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                join_here_or_there(
+                    || panic!("first half fails"),
+                    || {
+                        runs.fetch_add(1, Ordering::Relaxed);
+                    },
+                    |job| pool.spawn(job),
+                )
+            }));
+            assert!(result.is_err(), "round {round}: the panic was lost");
+            assert!(runs.load(Ordering::Relaxed) <= 1, "round {round}");
+        }
+    }
 
     #[test]
     fn small_problems_stay_whole() {
