@@ -19,8 +19,12 @@
 //!   2 threads: rayon's global pool of 2 threads, simdnet
 //!   `Parallelism::Rayon`, gemm `Parallelism::Rayon(2)`;
 //! - samples interleaved: each round times every (library, mode) once, so
-//!   a burst of load from another process hits them all alike; the cell is
-//!   the median over the rounds of the time per call.
+//!   a burst of load from another process hits them all alike, and the
+//!   libraries of a mode take turns going first (the first 2-thread call
+//!   after the 1-thread modes wakes the pool's sleeping workers: with a
+//!   fixed order simdnet always paid that, up to 10% on the 16-wide
+//!   shapes from inside the pool); the cell is the median over the rounds
+//!   of the time per call.
 //!
 //! The ratio columns are simdnet's GFLOP/s over the best peer's in that
 //! mode (>= 0.97 counts as level). Which instruction set the peers use is
@@ -484,9 +488,19 @@ fn main() {
         for t in timers.iter_mut().flatten() {
             t.calibrate(target);
         }
-        for _ in 0..rounds {
-            for t in timers.iter_mut().flatten() {
-                t.sample();
+        // Each round times every (library, mode), mode by mode, with the
+        // libraries of a mode in turn first: the first call of a mode finds
+        // the pool as the previous mode left it (its workers asleep after
+        // the 1-thread modes), and no library should always be the one
+        // that wakes it.
+        for round in 0..rounds {
+            for mode in timers.chunks_mut(per_mode) {
+                let mut present: Vec<&mut Timer> = mode.iter_mut().flatten().collect();
+                let first = round % present.len();
+                present.rotate_left(first);
+                for t in present {
+                    t.sample();
+                }
             }
         }
         let g = |t: &mut Option<Timer>| t.as_mut().map_or(f64::NAN, |t| flops / t.median() / 1e9);
