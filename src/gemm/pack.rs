@@ -400,6 +400,16 @@ pub fn pack_b(
 mod tests {
     use super::*;
 
+    /// `data` as a row-major `rows x cols` matrix, or as the transpose of a
+    /// row-major `cols x rows` one (`rows x cols` either way).
+    fn view(data: &[f32], (rows, cols): (usize, usize), transposed: bool) -> MatRef<'_, f32> {
+        if transposed {
+            MatRef::from_slice(data, cols, rows).t()
+        } else {
+            MatRef::from_slice(data, rows, cols)
+        }
+    }
+
     /// `pack_a` against its definition: element `(i, p)` of micro-panel `r`
     /// is `alpha · A[i0 + r·mr + i, p0 + p]`, zero past the block's rows;
     /// for every `mr` the kernels use (and odd ones), row-major and
@@ -411,11 +421,7 @@ mod tests {
         let data: Vec<f32> = (0..rows * cols).map(|v| (v as f32 * 0.37).sin()).collect();
         let alpha = 0.75;
         for transposed in [false, true] {
-            let a = if transposed {
-                MatRef::from_slice(&data, cols, rows).t()
-            } else {
-                MatRef::from_slice(&data, rows, cols)
-            };
+            let a = view(&data, (rows, cols), transposed);
             let (m, k) = (a.rows(), a.cols());
             for mr in [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 16] {
                 for (i0, mc) in [(0, m), (3, 13), (m - 7, 7), (1, mr), (5, 1)] {
@@ -455,11 +461,7 @@ mod tests {
         let (rows, cols) = (43, 39);
         let data: Vec<f32> = (0..rows * cols).map(|v| (v as f32 * 0.53).cos()).collect();
         for transposed in [false, true] {
-            let b = if transposed {
-                MatRef::from_slice(&data, cols, rows).t()
-            } else {
-                MatRef::from_slice(&data, rows, cols)
-            };
+            let b = view(&data, (rows, cols), transposed);
             let (k, n) = (b.rows(), b.cols());
             for nr in [1, 3, 4, 6, 8, 10, 16, 24, 32] {
                 for (j0, nc) in [(0, n), (3, 13), (n - 7, 7), (1, nr.min(n - 1)), (5, 1)] {
