@@ -17,7 +17,7 @@
 //!
 //! Called from a thread outside the pool with two tasks, the caller runs
 //! one and a worker the other if it takes it in time, else the caller runs
-//! both ([`join_here_or_there`]).
+//! both (`join_here_or_there`).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -175,7 +175,7 @@ pub fn plan_with(
 /// 381 -> 457, 128x512x784 378 -> 421; the other shapes level.
 ///
 /// A panic in `there` on the worker is raised again on the caller.
-pub fn join_here_or_there<H, T>(here: H, there: T, spawn: impl FnOnce(Box<dyn FnOnce() + Send>))
+pub(crate) fn join_here_or_there<H, T>(here: H, there: T, spawn: impl FnOnce(Box<dyn FnOnce() + Send>))
 where
     H: FnOnce(),
     T: FnOnce() + Send,
