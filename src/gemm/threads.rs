@@ -30,15 +30,17 @@ use std::sync::Arc;
 /// machine): one call goes from 35 µs sequential to 20 µs as two 1.6-MFLOP
 /// tasks; splitting `128³` (4.2 MFLOP) on a one-thread pool costs 2-5%,
 /// so the split pays from about 1 MFLOP per task on two free cores.
+///
+/// The same holds for a GEMM called from outside the pool (the main
+/// thread): its two tasks go through `join_here_or_there`, where a worker
+/// that comes late costs little (the caller runs both halves). It used to
+/// wait for the worker, and such calls split only from 4 MFLOP per task;
+/// with the same threshold as inside, measured on Zen 5 (2 threads from the
+/// main thread, simdnet alone, the two builds alternated, medians of 10
+/// rounds, GFLOP/s): AVX-512 (16 lanes) `128³` 239 -> 413, `X·W`
+/// 128x16x784 227 -> 396, `Xᵀ·dZ` 784x16x128 244 -> 405; AVX2 (8 lanes)
+/// `X·W` 128x16x784 126 -> 221, `H·W` 128x10x512 82 -> 127.
 pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
-
-/// [`MIN_FLOPS_PER_TASK`] for a GEMM called from a thread outside the rayon
-/// pool (the main thread): its tasks are injected into the pool and the
-/// caller blocks until a worker picks them up, a hand-off of several
-/// microseconds each way. Measured on Zen 5 (2 cores, from the main thread):
-/// `128x16x784` (3.2 MFLOP) went from 127 GFLOP/s on one thread to 96 as
-/// two tasks, `128³` (4.2 MFLOP) from 200 to 220.
-pub const MIN_FLOPS_PER_TASK_OUTSIDE_POOL: usize = 4 << 20;
 
 /// Going beyond two tasks needs this many flops per task: every extra
 /// task repacks a block of A or B. Measured by running the split plan on a
@@ -87,27 +89,22 @@ pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) 
     plan_with(m, n, k, (mr, nr), min_task, MAX_TASKS)
 }
 
-/// The smallest task worth splitting off for a GEMM called from this
-/// thread on the current pool: [`MIN_FLOPS_PER_TASK`] on a pool worker,
-/// [`MIN_FLOPS_PER_TASK_OUTSIDE_POOL`] elsewhere, and never (`usize::MAX`)
-/// when the pool has a single thread (the tasks would run one after the
-/// other, each repacking its operands). The grid may thus differ with
-/// the caller, never the result: no float is summed across tasks.
+/// The smallest task worth splitting off for a GEMM on the current pool
+/// (from a worker of it or from outside): [`MIN_FLOPS_PER_TASK`], and never
+/// (`usize::MAX`) when the pool has a single thread (the tasks would run
+/// one after the other, each repacking its operands). The grid may thus
+/// differ with the pool, never the result: no float is summed across tasks.
 ///
-/// The thresholds are for 16-lane builds (AVX-512); with 8 lanes (AVX2) a
+/// The threshold is for 16-lane builds (AVX-512); with 8 lanes (AVX2) a
 /// core does about half the flops in the same time, so a task of half the
-/// flops costs as long and both thresholds are halved (measured on Zen 5
+/// flops costs as long and the threshold is halved (measured on Zen 5
 /// running the AVX2 build, two free cores: `128x10x512` in the pool ran
 /// unsplit at 79 GFLOP/s while the `gemm` crate split it at 130).
 pub fn min_flops_per_task() -> usize {
-    let per_16_lanes = if rayon::current_num_threads() < 2 {
+    if rayon::current_num_threads() < 2 {
         return usize::MAX;
-    } else if rayon::current_thread_index().is_some() {
-        MIN_FLOPS_PER_TASK
-    } else {
-        MIN_FLOPS_PER_TASK_OUTSIDE_POOL
-    };
-    per_16_lanes / 16 * crate::simd::LANES.min(16)
+    }
+    MIN_FLOPS_PER_TASK / 16 * crate::simd::LANES.min(16)
 }
 
 /// [`plan`] with the smallest task worth a split (`usize::MAX`: a single
@@ -418,26 +415,27 @@ mod tests {
     }
 
     #[test]
-    fn the_caller_and_its_pool_set_the_smallest_task() {
+    fn the_pool_sets_the_smallest_task() {
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(one.install(min_flops_per_task), usize::MAX);
         let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let scale = |f: usize| f / 16 * crate::simd::LANES.min(16);
         assert_eq!(two.install(min_flops_per_task), scale(MIN_FLOPS_PER_TASK));
+        // from outside any pool, the global pool's: the same threshold
         if rayon::current_num_threads() >= 2 {
-            assert_eq!(min_flops_per_task(), scale(MIN_FLOPS_PER_TASK_OUTSIDE_POOL));
+            assert_eq!(min_flops_per_task(), scale(MIN_FLOPS_PER_TASK));
         }
         assert_eq!(
             plan_with(1024, 1024, 1024, (16, 16), usize::MAX, MAX_TASKS).tasks(1024, 1024),
             1
         );
-        // 128x16x784: two tasks inside the pool, one from outside.
+        // 128x16x784 (3.2 MFLOP): two tasks; 64x16x784, one.
         assert_eq!(
             plan_with(128, 16, 784, (16, 16), MIN_FLOPS_PER_TASK, MAX_TASKS).tasks(128, 16),
             2
         );
         assert_eq!(
-            plan_with(128, 16, 784, (16, 16), MIN_FLOPS_PER_TASK_OUTSIDE_POOL, MAX_TASKS).tasks(128, 16),
+            plan_with(64, 16, 784, (16, 16), MIN_FLOPS_PER_TASK, MAX_TASKS).tasks(64, 16),
             1
         );
         // two threads: two tasks; three or four: up to four
