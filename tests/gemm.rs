@@ -900,9 +900,8 @@ fn default_kc_does_not_depend_on_the_default_kernel() {
 fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
     let _g = Globals::lock();
     let mut rng = StdRng::seed_from_u64(17);
-    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+    on_every_kernel(|index, kernel| {
+        let name = kernel.name;
         let (mr, nr) = (kernel.mr, kernel.nr);
         for (m, n, k) in [
             (2 * mr + 1, 2 * nr + 3, 300),
@@ -939,8 +938,7 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
             });
             assert_eq!(in_place_t, packed_t, "{name}: {m}x{n}x{k}, transposed A");
         }
-    }
-    gemm::set_kernel(None).unwrap();
+    });
 }
 
 /// A row-major B read in place (its full panels, for at most 256 rows of A
@@ -954,9 +952,8 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
 fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
     let _g = Globals::lock();
     let mut rng = StdRng::seed_from_u64(23);
-    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+    on_every_kernel(|index, kernel| {
+        let name = kernel.name;
         let (mr, nr) = (kernel.mr, kernel.nr);
         let shapes = [
             (2 * mr + 1, 2 * nr + 3, 300, 5),
@@ -1003,8 +1000,7 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
                 "{name}: {m}x{n}x{k}, packed A"
             );
         }
-    }
-    gemm::set_kernel(None).unwrap();
+    });
 }
 
 /// `len` values in -1..1.
@@ -1039,6 +1035,17 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Runs `f(index, kernel)` with each available micro-kernel forced in turn
+/// (`gemm::set_kernel`), then lets the shape choose again.
+fn on_every_kernel(mut f: impl FnMut(usize, &gemm::kernel::MicroKernel)) {
+    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
+        gemm::set_kernel(Some(name)).unwrap();
+        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+        f(index, kernel);
+    }
+    gemm::set_kernel(None).unwrap();
+}
+
 /// A read in place ("direct": one B~ panel) over a long `k`, for every
 /// kernel and both orientations of A: the lanes-along-m kernels copy a
 /// row-major A panel through a stack buffer in runs of steps, and the
@@ -1047,15 +1054,12 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[test]
 fn in_place_a_with_long_k_on_every_kernel() {
     let _g = Globals::lock();
-    for (index, name) in gemm::available_kernels().into_iter().enumerate() {
-        gemm::set_kernel(Some(name)).unwrap();
-        let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
+    on_every_kernel(|index, kernel| {
         for (m, n, k) in [
             (kernel.mr, kernel.nr, 300),
             (2 * kernel.mr + 1, kernel.nr - 1, 517),
         ] {
             check_both_orientations_of_a(m, n, k, index as u64);
         }
-    }
-    gemm::set_kernel(None).unwrap();
+    });
 }
