@@ -899,6 +899,8 @@ fn default_kc_does_not_depend_on_the_default_kernel() {
 #[test]
 fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
     let _g = Globals::lock();
+    // on every machine, whatever its L1d (`Globals` lets it decide again)
+    gemm::loops::set_wide_in_place(Some(true));
     let mut rng = StdRng::seed_from_u64(17);
     on_every_kernel(|index, kernel| {
         let name = kernel.name;
@@ -951,6 +953,7 @@ fn in_place_a_with_several_b_panels_has_the_bits_of_packed_a_on_every_kernel() {
 #[test]
 fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
     let _g = Globals::lock();
+    gemm::loops::set_wide_in_place(Some(true));
     let mut rng = StdRng::seed_from_u64(23);
     on_every_kernel(|index, kernel| {
         let name = kernel.name;

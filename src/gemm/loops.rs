@@ -30,18 +30,22 @@
 //! no copy at all, the same bits again.
 //!
 //! B in place: for a row-major B and few rows of A (a mini-batch's
-//! products, see `reads_b_in_place`), B~ is skipped too and the kernel reads
+//! products, see `reads_b_in_place`; two or more panels only on machines
+//! whose L1d is large enough, see [`reads_wide_in_place`]), B~ is skipped
+//! too and the kernel reads
 //! each full `NR`-column panel of B where it is, one row of B per step of
 //! `k`; only a last partial panel is packed. The same numbers in the same
 //! order: the same bits.
 
-use super::blocking::BlockSizes;
+use super::blocking::{BlockSizes, CacheSizes};
 use super::kernel::{MicroKernel, TileOut};
 use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
 use crate::matrix::{Element, MatRef};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 /// One cache line of floats: the allocation unit of [`Aligned`].
 #[repr(C, align(64))]
@@ -104,13 +108,65 @@ const SMALL_A_IN_PLACE: usize = 64 * 64;
 const LANES_N_A_IN_PLACE: usize = 128 * 1024;
 
 /// The largest `f32` A (in elements) that `kernel` reads in place for an
-/// `n`-column product ([`SMALL_A_IN_PLACE`], [`LANES_N_A_IN_PLACE`]).
+/// `n`-column product ([`SMALL_A_IN_PLACE`]; [`LANES_N_A_IN_PLACE`] when
+/// [`reads_wide_in_place`]).
 fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
-    if kernel.broadcasts_a() && n >= 2 * kernel.nr {
+    if kernel.broadcasts_a() && n >= 2 * kernel.nr && reads_wide_in_place() {
         LANES_N_A_IN_PLACE
     } else {
         SMALL_A_IN_PLACE
     }
+}
+
+/// The smallest L1 data cache with which the wide in-place reads are on by
+/// default: an A of up to [`LANES_N_A_IN_PLACE`] elements and a B of two or
+/// more panels (see [`reads_b_in_place`]) read where they are rather than
+/// packed. They were measured to pay on Zen 5 (48 KiB L1d, 12-way). On
+/// Zen 3 (32 KiB, 8-way) they cost 10-25%: there a B~ micro-panel of
+/// depth 512 (32 KiB) already fills L1, and B's rows read in place, a
+/// power of two apart, fold onto a few of its sets. Measured there
+/// (2026-12-01, AMD EPYC family 25 model 1, AVX2, 8 lanes; `cargo bench
+/// --bench gemm` kernel mode, 1 thread, ratio to the `gemm` crate in the
+/// same process, medians of 10 rounds, in place -> packed): 128x512x784
+/// 0.74 -> 0.94, 128x512x512 0.71 -> 0.95, 256³ 0.81 -> 0.92, 784x512x128
+/// 0.80 -> 0.91. Zen 4 (32 KiB) was not measured: it gets the packed
+/// layout, BLIS's own.
+pub const WIDE_IN_PLACE_MIN_L1D: usize = 48 << 10;
+
+/// [`set_wide_in_place`]'s choice: 0 by L1d size, 1 on, 2 off.
+static WIDE_IN_PLACE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the wide in-place reads are on by default with an L1 data cache
+/// of `l1d` bytes ([`WIDE_IN_PLACE_MIN_L1D`]).
+pub fn wide_in_place_pays(l1d: usize) -> bool {
+    l1d >= WIDE_IN_PLACE_MIN_L1D
+}
+
+/// Whether the next GEMM reads a wide B, and an A of more than
+/// [`SMALL_A_IN_PLACE`] elements, in place (forced by
+/// [`set_wide_in_place`], else [`wide_in_place_pays`] for this machine's
+/// L1d). Either way the bits are the same.
+pub fn reads_wide_in_place() -> bool {
+    static BY_CACHE: OnceLock<bool> = OnceLock::new();
+    match WIDE_IN_PLACE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => *BY_CACHE.get_or_init(|| wide_in_place_pays(CacheSizes::detect().l1d)),
+    }
+}
+
+/// Forces the wide in-place reads on or off for every later GEMM
+/// (process-wide), or with `None` lets this machine's L1d decide: for
+/// tests, which must cover both layouts on every machine, and for timing.
+pub fn set_wide_in_place(on: Option<bool>) {
+    WIDE_IN_PLACE.store(
+        match on {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        },
+        Ordering::Relaxed,
+    );
 }
 
 /// Rows of A (of one task's block) up to which B's full micro-panels are
@@ -141,9 +197,12 @@ const B_IN_PLACE_MAX_M: usize = 256;
 ///
 /// With many rows of A each panel is re-read by many micro-tiles, and rows
 /// of B a multiple of 4 KiB apart all fall in the same L1 set (1024³ with
-/// AVX2).
+/// AVX2). With an L1d under [`WIDE_IN_PLACE_MIN_L1D`] only the single
+/// contiguous panel is read in place.
 fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
-    b.col_stride() == 1 && m <= B_IN_PLACE_MAX_M && (n >= 2 * nr || (n == nr && b.row_stride() == nr))
+    b.col_stride() == 1
+        && m <= B_IN_PLACE_MAX_M
+        && ((n >= 2 * nr && reads_wide_in_place()) || (n == nr && b.row_stride() == nr))
 }
 
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
@@ -533,5 +592,32 @@ unsafe fn convert_16(s: *const u8, alpha: f32, d: *mut f32) {
         let wide = f32x16::from_i32x16(i32x16::from(i16x16::from(u8x16::from(bytes))));
         // SAFETY: as above.
         unsafe { std::ptr::write_unaligned(d.cast::<f32x16>(), wide * f32x16::splat(alpha)) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wide in-place reads follow the L1d size unless forced, and the
+    /// single contiguous B panel is read in place either way.
+    #[test]
+    fn wide_in_place_reads_follow_the_l1d_unless_forced() {
+        assert!(!wide_in_place_pays(32 << 10), "Zen 3's 32 KiB L1d");
+        assert!(wide_in_place_pays(48 << 10), "Zen 5's 48 KiB L1d");
+        let data = vec![0.0f32; 300 * 64];
+        let wide = MatRef::from_slice(&data, 300, 64);
+        let one_panel = MatRef::from_slice(&data[..300 * 16], 300, 16);
+        for forced in [Some(false), Some(true), None] {
+            set_wide_in_place(forced);
+            let on = forced.unwrap_or_else(|| wide_in_place_pays(CacheSizes::detect().l1d));
+            assert_eq!(reads_wide_in_place(), on, "{forced:?}");
+            assert_eq!(reads_b_in_place(&wide, 128, 64, 16), on, "{forced:?}");
+            assert!(reads_b_in_place(&one_panel, 128, 16, 16), "{forced:?}");
+            assert!(
+                !reads_b_in_place(&wide, 257, 64, 16),
+                "more rows than B_IN_PLACE_MAX_M"
+            );
+        }
     }
 }

@@ -223,8 +223,8 @@ pub fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
 /// them, or compares bits that depend on them, holds this.
 static GEMM_GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Holds the GEMM settings' lock; restores the default kernel and the block
-/// sizes it found when dropped.
+/// Holds the GEMM settings' lock; restores the default kernel, the block
+/// sizes it found and the machine's choice of in-place reads when dropped.
 pub struct Globals {
     _lock: std::sync::MutexGuard<'static, ()>,
     saved: gemm::BlockSizes,
@@ -245,6 +245,7 @@ impl Drop for Globals {
     fn drop(&mut self) {
         gemm::set_block_sizes(self.saved);
         gemm::set_kernel(None).unwrap();
+        gemm::loops::set_wide_in_place(None);
     }
 }
 
