@@ -151,7 +151,7 @@ pub fn reads_wide_in_place() -> bool {
     match WIDE_IN_PLACE.load(Ordering::Relaxed) {
         1 => true,
         2 => false,
-        _ => *BY_CACHE.get_or_init(|| wide_in_place_pays(CacheSizes::detect().l1d)),
+        _ => *BY_CACHE.get_or_init(|| wide_in_place_pays(l1d_bytes())),
     }
 }
 
@@ -198,11 +198,32 @@ const B_IN_PLACE_MAX_M: usize = 256;
 /// With many rows of A each panel is re-read by many micro-tiles, and rows
 /// of B a multiple of 4 KiB apart all fall in the same L1 set (1024³ with
 /// AVX2). With an L1d under [`WIDE_IN_PLACE_MIN_L1D`] only the single
-/// contiguous panel is read in place.
+/// contiguous panel and a B within half of L1 are read in place
+/// ([`reads_wide_b_in_place`]).
 fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
     b.col_stride() == 1
         && m <= B_IN_PLACE_MAX_M
-        && ((n >= 2 * nr && reads_wide_in_place()) || (n == nr && b.row_stride() == nr))
+        && ((n >= 2 * nr && reads_wide_b_in_place(b)) || (n == nr && b.row_stride() == nr))
+}
+
+/// [`reads_wide_in_place`] for this B, and with an L1d under
+/// [`WIDE_IN_PLACE_MIN_L1D`] (unless forced) also a B whose rows span at
+/// most half of it: its lines are contiguous or nearly so, none folds onto
+/// another's set, and packing it costs about as much as the product
+/// (measured on Zen 3, 32 KiB L1d, AVX2, 8 lanes: 64³ with B packed 0.82-0.85
+/// of the `gemm` crate, in place 0.90-0.94).
+fn reads_wide_b_in_place(b: &MatRef<f32>) -> bool {
+    match WIDE_IN_PLACE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => reads_wide_in_place() || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2,
+    }
+}
+
+/// This machine's L1 data cache, read once ([`CacheSizes::detect`]).
+fn l1d_bytes() -> usize {
+    static L1D: OnceLock<usize> = OnceLock::new();
+    *L1D.get_or_init(|| CacheSizes::detect().l1d)
 }
 
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
