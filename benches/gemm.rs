@@ -297,11 +297,12 @@ fn main() {
         .build_global()
         .expect("the global rayon pool is built once, before any parallel call");
     println!(
-        "simdnet gemm bench: {} lanes, kernel {} (narrow {}), blocks {:?}",
+        "simdnet gemm bench: {} lanes, kernel {} (narrow {}), blocks {:?}, {}",
         gemm::simd_width(),
         gemm::micro_kernel_name(),
         gemm::kernel::narrow_kernel().name,
-        gemm::block_sizes()
+        gemm::block_sizes(),
+        simdnet::profile::facts::describe_in_place(gemm::loops::reads_wide_in_place())
     );
     println!("peers: {}", peer_isa());
     println!(

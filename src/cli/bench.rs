@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::nn::memory;
 use crate::profile::bench::{mnist_widths, GemmShape};
 use crate::profile::conv_bench::{self, ConvCase};
-use crate::profile::facts::{caches_json, describe, describe_caches, BuildFacts};
+use crate::profile::facts::{caches_json, describe, describe_caches, describe_in_place, BuildFacts};
 use crate::profile::json::Json;
 use crate::profile::machine::{self, Bandwidth, Rate};
 use crate::profile::suite::{self, Results, Settings};
@@ -419,7 +419,7 @@ fn build_line(facts: &BuildFacts, threads: usize) -> String {
     let cpu = crate::simd::cpu_features();
     let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
     format!(
-        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}; {threads} threads",
+        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}, {}; {threads} threads",
         machine::cpu_model(),
         crate::simd::isa_of(&cpu),
         if cpu.is_empty() { "none".to_string() } else { cpu.join(" ") },
@@ -427,7 +427,8 @@ fn build_line(facts: &BuildFacts, threads: usize) -> String {
         describe_caches(&facts.caches),
         "BLIS-style",
         facts.micro_kernel,
-        describe(facts.blocks)
+        describe(facts.blocks),
+        describe_in_place(facts.wide_in_place)
     )
 }
 

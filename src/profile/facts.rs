@@ -117,6 +117,9 @@ pub struct BuildFacts {
     pub micro_kernel: &'static str,
     /// The block sizes in use (after any tuning file was applied).
     pub blocks: BlockSizes,
+    /// Whether a wide B and a large A are read where they are rather than
+    /// packed ([`gemm::loops::reads_wide_in_place`]).
+    pub wide_in_place: bool,
 }
 
 impl BuildFacts {
@@ -127,6 +130,7 @@ impl BuildFacts {
             caches: CacheSizes::probe(),
             micro_kernel: gemm::micro_kernel_name(),
             blocks: gemm::block_sizes(),
+            wide_in_place: gemm::loops::reads_wide_in_place(),
         }
     }
 }
@@ -134,6 +138,18 @@ impl BuildFacts {
 /// `MC=.. KC=.. NC=..`, as the tools print block sizes.
 pub fn describe(b: BlockSizes) -> String {
     format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
+}
+
+/// How the tools print [`BuildFacts::wide_in_place`].
+pub fn describe_in_place(on: bool) -> String {
+    if on {
+        "wide operands read in place".to_string()
+    } else {
+        format!(
+            "wide operands packed (L1d under {} KiB)",
+            gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10
+        )
+    }
 }
 
 /// A size in bytes as `48 KiB` / `2 MiB` (whole units when exact).

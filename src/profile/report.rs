@@ -36,7 +36,7 @@
 use std::fmt::Write as _;
 
 use crate::nn::EpochStats;
-use crate::profile::facts::{describe, describe_caches, BuildFacts};
+use crate::profile::facts::{describe, describe_caches, describe_in_place, BuildFacts};
 use crate::trace::{self, Kind, Record};
 
 /// The profile of a finished `fit`: timers since the last [`trace::reset`],
@@ -57,12 +57,13 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
     };
     let facts = BuildFacts::current();
     format!(
-        "{}\nBuild: SIMD {}\nCaches: {}\nGEMM: micro-kernel {}, block sizes {}\n",
+        "{}\nBuild: SIMD {}\nCaches: {}\nGEMM: micro-kernel {}, block sizes {}, {}\n",
         render(&trace::snapshot(), &trace::coverage(), &run),
         facts.simd.describe(),
         describe_caches(&facts.caches),
         facts.micro_kernel,
-        describe(facts.blocks)
+        describe(facts.blocks),
+        describe_in_place(facts.wide_in_place)
     )
 }
 
