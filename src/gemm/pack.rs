@@ -322,7 +322,9 @@ pub fn pack_a<T: Element>(
 /// 8 MB pass over other memory 31 -> 41 GFLOP/s, warm level (70-76);
 /// `train --layers 512,512 --limit 12800`, one epoch, 0.81-0.84 -> 0.73-0.78 s
 /// on 2 threads and 1.36 -> 1.17 s on 1 (16 rows ahead: 0.76 and 1.27 s;
-/// 64: 0.80 s). On Zen 5 (AVX-512), 16 rows ahead had measured level.
+/// 64: 0.80 s); the builds with and without it alternated, 12 and 8 rounds:
+/// 0.725 -> 0.630 s on 2 threads, 0.882 -> 0.844 s on 1. On Zen 5
+/// (AVX-512), 16 rows ahead had measured level.
 const B_PREFETCH_ROWS: usize = 32;
 
 /// Packs `B[p0..p0+kc, j0..j0+nc]` into `dst` as `ceil(nc/nr)` micro-panels
