@@ -119,8 +119,8 @@ fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
 }
 
 /// The smallest L1 data cache with which the wide in-place reads are on by
-/// default: an A of up to [`LANES_N_A_IN_PLACE`] elements and a B of two or
-/// more panels (see [`reads_b_in_place`]) read where they are rather than
+/// default: an A of up to `LANES_N_A_IN_PLACE` elements and a B of two or
+/// more panels (see `reads_b_in_place`) read where they are rather than
 /// packed. They were measured to pay on Zen 5 (48 KiB L1d, 12-way). On
 /// Zen 3 (32 KiB, 8-way) they cost 10-25%: there a B~ micro-panel of
 /// depth 512 (32 KiB) already fills L1, and B's rows read in place, a
@@ -143,7 +143,7 @@ pub fn wide_in_place_pays(l1d: usize) -> bool {
 }
 
 /// Whether the next GEMM reads a wide B, and an A of more than
-/// [`SMALL_A_IN_PLACE`] elements, in place (forced by
+/// `SMALL_A_IN_PLACE` elements, in place (forced by
 /// [`set_wide_in_place`], else [`wide_in_place_pays`] for this machine's
 /// L1d). Either way the bits are the same.
 pub fn reads_wide_in_place() -> bool {
