@@ -147,11 +147,15 @@ pub fn wide_in_place_pays(l1d: usize) -> bool {
 /// [`set_wide_in_place`], else [`wide_in_place_pays`] for this machine's
 /// L1d). Either way the bits are the same.
 pub fn reads_wide_in_place() -> bool {
-    static BY_CACHE: OnceLock<bool> = OnceLock::new();
+    forced_wide_in_place().unwrap_or_else(|| wide_in_place_pays(l1d_bytes()))
+}
+
+/// The choice [`set_wide_in_place`] forced, if any.
+fn forced_wide_in_place() -> Option<bool> {
     match WIDE_IN_PLACE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => *BY_CACHE.get_or_init(|| wide_in_place_pays(l1d_bytes())),
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
     }
 }
 
@@ -213,11 +217,9 @@ fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
 /// (measured on Zen 3, 32 KiB L1d, AVX2, 8 lanes: 64³ with B packed 0.82-0.85
 /// of the `gemm` crate, in place 0.90-0.94).
 fn reads_wide_b_in_place(b: &MatRef<f32>) -> bool {
-    match WIDE_IN_PLACE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => reads_wide_in_place() || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2,
-    }
+    forced_wide_in_place().unwrap_or_else(|| {
+        wide_in_place_pays(l1d_bytes()) || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2
+    })
 }
 
 /// This machine's L1 data cache, read once ([`CacheSizes::detect`]).
@@ -631,7 +633,7 @@ mod tests {
         let one_panel = MatRef::from_slice(&data[..300 * 16], 300, 16);
         for forced in [Some(false), Some(true), None] {
             set_wide_in_place(forced);
-            let on = forced.unwrap_or_else(|| wide_in_place_pays(CacheSizes::detect().l1d));
+            let on = forced.unwrap_or_else(|| wide_in_place_pays(l1d_bytes()));
             assert_eq!(reads_wide_in_place(), on, "{forced:?}");
             assert_eq!(reads_b_in_place(&wide, 128, 64, 16), on, "{forced:?}");
             assert!(reads_b_in_place(&one_panel, 128, 16, 16), "{forced:?}");
