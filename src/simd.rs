@@ -34,6 +34,20 @@ pub type V = wide::f32x8;
 /// `f32` lanes in one [`V`].
 pub const LANES: usize = core::mem::size_of::<V>() / core::mem::size_of::<f32>();
 
+/// The width of the kernels' lane-wise partial sums on every build, so
+/// that 8- and 16-lane builds add the same numbers in the same order and
+/// train the same bits: a kernel that sums across positions or filters
+/// keeps `SUM_LANES` partial sums (one vector with AVX-512, [`SUM_VECTORS`]
+/// with 8 lanes) and combines them in lane order. (With only `LANES` sums,
+/// an 8-lane build trained LeNet-5 to other bits than AVX-512.)
+pub const SUM_LANES: usize = 16;
+/// Vectors of [`SUM_LANES`] numbers: 1 with AVX-512, 2 with 8 lanes.
+pub const SUM_VECTORS: usize = SUM_LANES / LANES;
+const _: () = assert!(
+    SUM_LANES.is_multiple_of(LANES),
+    "SUM_LANES must be a multiple of LANES"
+);
+
 /// Whether `a·b + c` is fused (rounded once) in every kernel of this build:
 /// x86/x86-64 with the `fma` target feature, or aarch64 (NEON, always on
 /// there). Everywhere else it is rounded twice (see the module docs).

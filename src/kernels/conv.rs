@@ -15,7 +15,7 @@ use crate::geometry::Conv2dGeometry;
 use crate::kernels::DropoutMask;
 use crate::matrix::{MatMut, MatRef};
 use crate::simd::interleave::Interleave;
-use crate::simd::{LANES, V};
+use crate::simd::{LANES, SUM_VECTORS, V};
 
 /// In place: `a_ij <- a_ij · m_ij` (`mask.factor(i, j)`: `1/(1-rate)` or 0).
 /// Shape: `a: (rows, outputs)`, the mask keyed by its row and column.
@@ -383,7 +383,9 @@ const TAP_GROUP: usize = if LANES >= 16 { 4 } else { 1 };
 /// [`single_channel_weight_gradient`] for `F` filters with the sums of
 /// [`TAP_GROUP`] taps in registers: `dz` is turned into one vector per
 /// filter and `LANES` positions once, then each group of taps runs over
-/// every position, its sums loaded from `acc` before and stored after.
+/// every position, its sums loaded from `acc` before and stored after
+/// (with 8 lanes, once per vector of [`SUM_VECTORS`]: the even chunks of
+/// each row, then the odd ones).
 /// Every lane's sum takes the same products in the same order (positions
 /// row by row, `LANES` at a time, images in the caller's order) as the
 /// loop with the sums in memory: the same bits.
@@ -410,22 +412,25 @@ fn weight_gradient_in_registers<const F: usize>(
     }
     let d = &d[..g.out_h() * chunks * F];
     let full = taps / TAP_GROUP * TAP_GROUP;
-    for t0 in (0..full).step_by(TAP_GROUP) {
-        tap_group::<F, TAP_GROUP>(acc, p, d, g, t0, stride, chunks);
-    }
-    for t0 in full..taps {
-        tap_group::<F, 1>(acc, p, d, g, t0, stride, chunks);
+    for half in 0..SUM_VECTORS.min(chunks) {
+        for t0 in (0..full).step_by(TAP_GROUP) {
+            tap_group::<F, TAP_GROUP>(acc, p, d, g, (t0, half), stride, chunks);
+        }
+        for t0 in full..taps {
+            tap_group::<F, 1>(acc, p, d, g, (t0, half), stride, chunks);
+        }
     }
 }
 
-/// The sums of taps `t0..t0 + G` (all `F` filters) over every position, in registers.
+/// The sums of taps `t0..t0 + G` (all `F` filters) over every position of
+/// the chunks `half, half + SUM_VECTORS, ..` of each row, in registers.
 #[inline(always)]
 fn tap_group<const F: usize, const G: usize>(
     acc: &mut [V],
     p: &[f32; SINGLE_MAX_PADDED],
     d: &[V],
     g: &SingleChannel,
-    t0: usize,
+    (t0, half): (usize, usize),
     stride: usize,
     chunks: usize,
 ) {
@@ -433,7 +438,8 @@ fn tap_group<const F: usize, const G: usize>(
         let t = t0 + i;
         (t / g.kernel_w()) * stride + t % g.kernel_w()
     });
-    let mut sums: [[V; F]; G] = std::array::from_fn(|i| std::array::from_fn(|co| acc[(t0 + i) * F + co]));
+    let at_sum = |i: usize, co: usize| ((t0 + i) * F + co) * SUM_VECTORS + half;
+    let mut sums: [[V; F]; G] = std::array::from_fn(|i| std::array::from_fn(|co| acc[at_sum(i, co)]));
     // every read below stays inside `p` and `d` (checked once here, so that
     // the loop has no bounds checks: they were a third of its instructions)
     let last = (g.out_h() - 1) * stride + (chunks - 1) * LANES;
@@ -442,7 +448,7 @@ fn tap_group<const F: usize, const G: usize>(
         "tap_group: reads outside the padded image or dz"
     );
     for oy in 0..g.out_h() {
-        for c in 0..chunks {
+        for c in (half..chunks).step_by(SUM_VECTORS) {
             // SAFETY: (oy·chunks + c + 1)·F <= out_h·chunks·F <= d.len() (asserted)
             let dv: &[V; F] = unsafe { &*d.as_ptr().add((oy * chunks + c) * F).cast::<[V; F]>() };
             let at = oy * stride + c * LANES;
@@ -456,15 +462,18 @@ fn tap_group<const F: usize, const G: usize>(
         }
     }
     for (i, sums) in sums.iter().enumerate() {
-        acc[(t0 + i) * F..][..F].copy_from_slice(sums);
+        for (co, &s) in sums.iter().enumerate() {
+            acc[at_sum(i, co)] = s;
+        }
     }
 }
 
 /// Adds one image's share of a single-channel convolution's weight gradient
-/// to `acc` (lane-wise partial sums; [`single_channel_sums`] turns them into `dW`):
+/// to `acc` ([`SUM_LANES`](crate::simd::SUM_LANES) partial sums per weight: position `ox` of a row in sum `ox mod 16`; [`single_channel_sums`] turns them into `dW`):
 /// `dW[ky,kx,co] += Σ_oy Σ_ox x_scale·x[oy+ky-pad_top, ox+kx-pad_left] · dz[(oy·out_w + ox)·c_out + co]`.
 ///
-/// Shapes: `acc: kh·kw·c_out` vectors, `x: height·width`, `dz: out_h·out_w·c_out`.
+/// Shapes: `acc: kh·kw·c_out·SUM_VECTORS` vectors (weight `k`'s sums at
+/// `k·SUM_VECTORS..`), `x: height·width`, `dz: out_h·out_w·c_out`.
 pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     acc: &mut [V],
     x: &[T],
@@ -480,7 +489,7 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     );
     assert_eq!(
         acc.len(),
-        g.kernel_h() * g.kernel_w() * f,
+        g.kernel_h() * g.kernel_w() * f * SUM_VECTORS,
         "single_channel_weight_gradient: acc"
     );
     let mut p = [0.0f32; SINGLE_MAX_PADDED];
@@ -491,7 +500,9 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
         return weight_gradient_in_registers::<6>(acc, &p, dz, g);
     }
     for oy in 0..g.out_h() {
-        for ox0 in (0..g.out_w()).step_by(LANES) {
+        for (c, ox0) in (0..g.out_w()).step_by(LANES).enumerate() {
+            #[allow(clippy::modulo_one)] // SUM_VECTORS is 1 with AVX-512
+            let half = c % SUM_VECTORS;
             // dz of these LANES positions, one vector per filter (0 past the row's end)
             let n = LANES.min(g.out_w() - ox0);
             let block = &dz[(oy * g.out_w() + ox0) * f..][..n * f];
@@ -507,8 +518,8 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
                 let row = &p[(oy + ky) * stride + ox0..];
                 for kx in 0..g.kernel_w() {
                     let v = V::from(<[f32; LANES]>::try_from(&row[kx..kx + LANES]).expect("LANES floats"));
-                    let sums = &mut acc[(ky * g.kernel_w() + kx) * f..][..f];
-                    for (s, dv) in sums.iter_mut().zip(&d) {
+                    let sums = &mut acc[(ky * g.kernel_w() + kx) * f * SUM_VECTORS..][..f * SUM_VECTORS];
+                    for (s, dv) in sums.iter_mut().skip(half).step_by(SUM_VECTORS).zip(&d) {
                         *s = crate::simd::mul_add(v, *dv, *s);
                     }
                 }
@@ -517,12 +528,13 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     }
 }
 
-/// `dw[k] = Σ_lanes acc[k]` (in lane order): the weight gradient from the
-/// partial sums of [`single_channel_weight_gradient`].
+/// `dw[k]` = the sum of weight `k`'s [`SUM_LANES`](crate::simd::SUM_LANES) partial sums, in order
+/// (the lanes of `acc[k·SUM_VECTORS]`, then of the next vector): the weight
+/// gradient from [`single_channel_weight_gradient`]'s sums.
 pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
-    assert_eq!(dw.len(), acc.len(), "single_channel_sums: sizes");
-    for (d, a) in dw.iter_mut().zip(acc) {
-        *d = a.to_array().iter().sum();
+    assert_eq!(dw.len() * SUM_VECTORS, acc.len(), "single_channel_sums: sizes");
+    for (d, a) in dw.iter_mut().zip(acc.chunks_exact(SUM_VECTORS)) {
+        *d = a.iter().flat_map(|v| v.to_array()).sum();
     }
 }
 

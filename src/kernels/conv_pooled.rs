@@ -40,7 +40,7 @@
 use crate::activation::Activation;
 use crate::geometry::Conv2dGeometry;
 use crate::kernels::DropoutMask;
-use crate::simd::{self, LANES, V};
+use crate::simd::{self, LANES, SUM_LANES, SUM_VECTORS, V};
 
 /// The most vectors in one window row (`kw·c_in` numbers) the kernels take:
 /// Keras' second convolution, 3x32 numbers, is 6 with AVX-512 and 12 with 8 lanes.
@@ -263,84 +263,97 @@ fn route(
         for px in 0..s.pw {
             let cell = (py * s.pw + px) * c;
             let corner = (2 * py * s.ow + 2 * px) * c;
-            for f0 in (0..c).step_by(LANES) {
-                let len = LANES.min(c - f0);
-                let lanes = ((1u64 << len) - 1) as u32;
-                // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
-                let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| {
-                    f32::from_bits((f0 + j) as u32)
-                }));
-                let mut offsets = [f32::NAN; LANES];
-                let first = (corner + f0) as u32;
-                if len == LANES {
-                    // (a whole vector: a loop the compiler vectorizes)
-                    let arg = &argmax[cell + f0..cell + f0 + LANES];
-                    for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
-                        *d = a.wrapping_sub(first + j as u32) as f32;
-                    }
-                } else {
-                    let arg = &argmax[cell + f0..cell + f0 + len];
-                    for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
-                        *d = a.wrapping_sub(first + j as u32) as f32;
-                    }
-                }
-                let d = V::from(offsets);
-                let right = d.simd_eq(right_f) | d.simd_eq(down_f + right_f);
-                let down = d.simd_eq(down_f) | d.simd_eq(down_f + right_f);
-                let valid = (right | down | d.simd_eq(V::ZERO)).to_bitmask() & lanes;
-                assert!(
-                    valid == lanes,
-                    "pooled_errors: an argmax of outputs {}..{} is not in its 2x2 tile",
-                    cell + f0,
-                    cell + f0 + len
-                );
-                // SAFETY: the tile's last input, corner + ow·c + c + f0 + len - 1, is below
-                // 2·ph·ow·c <= a0.len() (2·pw <= ow); cell + f0 + len <= pooled = da1.len()
-                let (g, sums) = unsafe {
-                    let at = |k: usize| simd::load_partial(a0.as_ptr().add(corner + k + f0), len);
-                    let a = down.bitselect(
-                        right.bitselect(at(down_by + right_by), at(down_by)),
-                        right.bitselect(at(right_by), at(0)),
-                    );
-                    let da = simd::load_partial(da1.as_ptr().add(cell + f0), len);
-                    // backward: g = da1[o] [⊙ m]·f'(a0[argmax[o]])
-                    let da = match dropout {
-                        Some((mask, r)) => da * mask.factors(r, cell + f0),
-                        None => da,
-                    };
-                    let g = da * df(a);
-                    (g, db.as_mut_ptr().add(f0))
-                };
-                // backward: db[f] += g   (whole vectors unmasked: the next tile's load of them
-                // then takes the value straight from this store; from a masked store it waits)
-                // SAFETY: f0 + len <= c = db.len()
-                unsafe {
+            // the tile's four windows in order, (0, 0), (0, 1), (1, 0), (1, 1)
+            let at = 2 * py * s.row + 2 * px * s.c_in;
+            let windows = [at, at + s.c_in, at + s.row, at + s.row + s.c_in];
+            // SUM_LANES filters at a time whatever the width (with 8 lanes, two
+            // vectors' worth), so that each window's run holds the same errors
+            // in the same order at 8 and 16 lanes, and `dx` gets the same bits
+            for f00 in (0..c).step_by(SUM_LANES) {
+                let parts = (c - f00).div_ceil(LANES).min(SUM_VECTORS);
+                // each vector's errors, filter numbers, and which errors each window has
+                let mut routed = [(V::ZERO, V::ZERO, [0u32; 4]); SUM_VECTORS];
+                for (part, routed) in routed.iter_mut().enumerate().take(parts) {
+                    let f0 = f00 + part * LANES;
+                    let len = LANES.min(c - f0);
+                    let lanes = ((1u64 << len) - 1) as u32;
+                    // the filter numbers f0.., as the bits of the lanes (moved, never computed with)
+                    let filters = V::from(core::array::from_fn::<f32, LANES, _>(|j| {
+                        f32::from_bits((f0 + j) as u32)
+                    }));
+                    let mut offsets = [f32::NAN; LANES];
+                    let first = (corner + f0) as u32;
                     if len == LANES {
-                        simd::store(sums, simd::load(sums) + g);
+                        // (a whole vector: a loop the compiler vectorizes)
+                        let arg = &argmax[cell + f0..cell + f0 + LANES];
+                        for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
+                            *d = a.wrapping_sub(first + j as u32) as f32;
+                        }
                     } else {
-                        simd::store_partial(sums, simd::load_partial(sums, len) + g, len);
+                        let arg = &argmax[cell + f0..cell + f0 + len];
+                        for (j, (d, &a)) in offsets.iter_mut().zip(arg).enumerate() {
+                            *d = a.wrapping_sub(first + j as u32) as f32;
+                        }
                     }
-                }
-                let nonzero = !g.simd_eq(V::ZERO).to_bitmask() & lanes;
-                // the tile's four windows in order, (0, 0), (0, 1), (1, 0), (1, 1), and which errors each has
-                let at = 2 * py * s.row + 2 * px * s.c_in;
-                let windows = [at, at + s.c_in, at + s.row, at + s.row + s.c_in];
-                let quarters = [!(down | right), right & !down, down & !right, down & right];
-                for (window, quarter) in windows.into_iter().zip(quarters) {
-                    let mask = quarter.to_bitmask() & nonzero;
-                    // SAFETY: n <= the errors so far <= pooled, and both arrays have pooled + LANES
+                    let d = V::from(offsets);
+                    let right = d.simd_eq(right_f) | d.simd_eq(down_f + right_f);
+                    let down = d.simd_eq(down_f) | d.simd_eq(down_f + right_f);
+                    let valid = (right | down | d.simd_eq(V::ZERO)).to_bitmask() & lanes;
+                    assert!(
+                        valid == lanes,
+                        "pooled_errors: an argmax of outputs {}..{} is not in its 2x2 tile",
+                        cell + f0,
+                        cell + f0 + len
+                    );
+                    // SAFETY: the tile's last input, corner + ow·c + c + f0 + len - 1, is below
+                    // 2·ph·ow·c <= a0.len() (2·pw <= ow); cell + f0 + len <= pooled = da1.len()
+                    let (g, sums) = unsafe {
+                        let at = |k: usize| simd::load_partial(a0.as_ptr().add(corner + k + f0), len);
+                        let a = down.bitselect(
+                            right.bitselect(at(down_by + right_by), at(down_by)),
+                            right.bitselect(at(right_by), at(0)),
+                        );
+                        let da = simd::load_partial(da1.as_ptr().add(cell + f0), len);
+                        // backward: g = da1[o] [⊙ m]·f'(a0[argmax[o]])
+                        let da = match dropout {
+                            Some((mask, r)) => da * mask.factors(r, cell + f0),
+                            None => da,
+                        };
+                        let g = da * df(a);
+                        (g, db.as_mut_ptr().add(f0))
+                    };
+                    // backward: db[f] += g   (whole vectors unmasked: the next tile's load of them
+                    // then takes the value straight from this store; from a masked store it waits)
+                    // SAFETY: f0 + len <= c = db.len()
                     unsafe {
-                        simd::store(errors.values.as_mut_ptr().add(n), simd::compress(g, mask));
-                        let ids = errors.filters.as_mut_ptr().add(n).cast::<f32>();
-                        simd::store(ids, simd::compress(filters, mask));
+                        if len == LANES {
+                            simd::store(sums, simd::load(sums) + g);
+                        } else {
+                            simd::store_partial(sums, simd::load_partial(sums, len) + g, len);
+                        }
                     }
-                    n += mask.count_ones() as usize;
+                    let nonzero = !g.simd_eq(V::ZERO).to_bitmask() & lanes;
+                    let quarters = [!(down | right), right & !down, down & !right, down & right];
+                    *routed = (g, filters, quarters.map(|q| q.to_bitmask() & nonzero));
+                }
+                for (w, window) in windows.into_iter().enumerate() {
+                    let start = n;
+                    for &(g, filters, masks) in &routed[..parts] {
+                        let mask = masks[w];
+                        // SAFETY: n <= the errors so far <= pooled, and both arrays have pooled + LANES
+                        unsafe {
+                            simd::store(errors.values.as_mut_ptr().add(n), simd::compress(g, mask));
+                            let ids = errors.filters.as_mut_ptr().add(n).cast::<f32>();
+                            simd::store(ids, simd::compress(filters, mask));
+                        }
+                        n += mask.count_ones() as usize;
+                    }
                     // a run for this window if it has errors (k counts at most one per window)
                     errors.runs[k] = Run {
                         at: window as u32,
                         end: n as u32,
                     };
-                    k += (mask != 0) as usize;
+                    k += (n != start) as usize;
                 }
             }
         }

@@ -60,7 +60,7 @@ use crate::kernels::conv_sparse::{sparse_gradient_fits, sparse_weight_gradient, 
 use crate::kernels::{activation_backward, DropoutMask};
 use crate::matrix::{as_f32, MatMut, MatRef, Matrix};
 use crate::nn::init::glorot_uniform_limit;
-use crate::simd::V;
+use crate::simd::{SUM_VECTORS, V};
 use crate::trace::{self, Kind};
 
 /// One convolution layer's shapes, filters, biases and activation.
@@ -368,8 +368,8 @@ pub fn conv2d_backward<X: AOperand>(
     if let Some(shape) = single_channel(layer) {
         let _t = trace::kernel(Kind::BackwardGemmDw).flops(2 * positions * filters * win.taps());
         let images = x.image_rows().expect("a convolution reads rows of images");
-        let mut sums = [V::ZERO; SINGLE_MAX_WEIGHTS];
-        let sums = &mut sums[..layer.w.as_slice().len()];
+        let mut sums = [V::ZERO; SINGLE_MAX_WEIGHTS * SUM_VECTORS];
+        let sums = &mut sums[..layer.w.as_slice().len() * SUM_VECTORS];
         for r in 0..rows {
             let dz_row = &dz_view.data()[r * layer.outputs()..][..layer.outputs()];
             single_channel_weight_gradient(sums, images.row(r), x_scale, dz_row, &shape);
@@ -379,7 +379,7 @@ pub fn conv2d_backward<X: AOperand>(
             dw.row_stride() == dw.cols(),
             "conv2d_backward: dw must be contiguous"
         );
-        single_channel_sums(&mut dw.data()[..sums.len()], sums);
+        single_channel_sums(&mut dw.data()[..sums.len() / SUM_VECTORS], sums);
     } else if sparse && sparse_dw {
         // dz below a max-pool is mostly zeros: each non-zero adds its window to a row of dWᵀ
         let mut t = trace::kernel(Kind::BackwardGemmDw);

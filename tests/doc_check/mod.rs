@@ -17,12 +17,11 @@
 //! The engine's numbers (every command but `explain`, which computes in f64)
 //! are the same on every machine whose build fuses multiply-add: each GEMM
 //! element is summed in one fixed order with one FMA per term, whatever the
-//! SIMD width (checked with AVX-512 and AVX2 builds). Except, for now, a
-//! convolutional network's ([`Example::width_dependent`]): some of its
-//! kernels sum lane by lane, so an 8-lane build (AVX2) trains it to other
-//! numbers than the 16-lane one (AVX-512) the docs were made with (LeNet-5,
-//! two epochs, on a Zen 3: test image 8 at 0.988576, the docs' 0.974383);
-//! on such a build only the text of those outputs is compared. A build without FMA
+//! SIMD width (checked with AVX-512 and AVX2 builds), and every kernel that
+//! sums lane by lane keeps 16 partial sums on every build
+//! (`simdnet::simd::SUM_LANES`), so convolutional networks too (until
+//! 2026-12-01 an 8-lane build trained LeNet-5 to other numbers, and this
+//! test compared those outputs as text only there). A build without FMA
 //! (`-C target-cpu=x86-64`) rounds every product separately and trains to
 //! slightly different numbers; there the engine's numbers may differ by
 //! [`NO_FMA_TOLERANCE`] instead. A block right after [`SKIP`] is not run (its
@@ -45,9 +44,6 @@ pub const SKIP: &str = "<!-- tutorial-test: skip (slow) -->";
 pub const FUSED: bool = simdnet::simd::FUSED_MULTIPLY_ADD;
 /// How far the engine's numbers may be from the docs' in a build without FMA.
 pub const NO_FMA_TOLERANCE: f64 = 0.002;
-/// The SIMD width (`f32` lanes) of the build the docs' outputs come from
-/// (AVX-512): a convolutional network's numbers are compared only there.
-pub const DOCS_LANES: usize = 16;
 
 /// The crate's folder.
 pub fn crate_root() -> &'static Path {
@@ -89,16 +85,6 @@ impl Example {
     /// Whether the output comes from the f32 engine (every command but `explain`).
     pub fn engine(&self) -> bool {
         self.args.first().is_none_or(|c| c != "explain")
-    }
-
-    /// Whether the output's numbers depend on the SIMD width: a command that
-    /// trains or runs a convolutional network (`--model lenet`, `--model
-    /// keras-cnn`, or a model file saved from one, named after it), but not
-    /// `summary`, which only counts.
-    pub fn width_dependent(&self) -> bool {
-        let conv = |m: &String| m.starts_with("lenet") || m.starts_with("keras-cnn");
-        self.args.first().is_some_and(|c| c != "summary")
-            && self.args.windows(2).any(|w| w[0] == "--model" && conv(&w[1]))
     }
 
     /// The number after `prefix` on the first shown line starting with it.
@@ -310,11 +296,7 @@ fn is_gap(line: &str) -> bool {
 /// each shown line, its doc line and the real line it matched; or what is
 /// wrong. While [`updating`], any number matches any number.
 pub fn check_output(ex: &Example, stdout: &str) -> Result<Vec<(usize, String)>, String> {
-    // a convolutional network's numbers on a build of another SIMD width: the
-    // text only (its numbers, and the bars of `#` drawn from them, may differ)
-    let loose = ex.width_dependent() && simdnet::simd::LANES != DOCS_LANES;
-    let any_number = updating() || loose;
-    let unbar = |l: &str| if loose { l.replace('#', "") } else { l.to_string() };
+    let any_number = updating();
     let actual: Vec<&str> = stdout.lines().collect();
     let trailing_blank = |v: &[&str]| v.iter().rev().take_while(|l| l.trim().is_empty()).count();
     let actual = &actual[..actual.len() - trailing_blank(&actual)];
@@ -347,7 +329,7 @@ pub fn check_output(ex: &Example, stdout: &str) -> Result<Vec<(usize, String)>, 
     let matches_at = |run: &[(usize, &str)], j: usize| -> Result<(), usize> {
         for (k, (_, want)) in run.iter().enumerate() {
             match actual.get(j + k) {
-                Some(a) if line_matches_in(&unbar(want), &unbar(a), engine, any_number) => {}
+                Some(a) if line_matches_in(want, a, engine, any_number) => {}
                 _ => return Err(k),
             }
         }
