@@ -700,6 +700,71 @@ mod tests {
         }
     }
 
+    /// The errors are routed [`SUM_LANES`] filters at a time on every build:
+    /// one run per window and group of 16 filters, its filters in order, so
+    /// that `dx` adds the same numbers in the same order at 8 and 16 lanes.
+    /// (Routed `LANES` at a time, an 8-lane build made up to twice the runs,
+    /// and trained LeNet-5 to other bits than AVX-512.)
+    #[test]
+    fn errors_come_in_one_run_per_window_and_16_filters_at_every_width() {
+        for c_out in [16, 40] {
+            let (h, w, c_in, k) = (10, 10, 3, 3);
+            let input = ImageShape::new(1, h, w, c_in).unwrap();
+            let g = Conv2dGeometry::new(input, k, k, c_out, Padding::Valid).unwrap();
+            let s = Pooled::new(&g).unwrap();
+            let (oh, ow) = (h - k + 1, w - k + 1);
+            // distinct outputs, so each tile's maximum is one of its four windows
+            let a0: Vec<f32> = (0..oh * ow * c_out)
+                .map(|i| test_number(i, 7) + i as f32 * 1e-4)
+                .collect();
+            let pooled = s.pooled();
+            let (mut argmax, mut a1) = (vec![0; pooled], vec![0.0; pooled]);
+            maxpool2d_forward_image(&mut a1, &mut argmax, &a0, 1.0, (oh, ow, c_out));
+            let da1 = vec![0.5f32; pooled];
+            let mut errors = Errors::new(&s);
+            let mut db = vec![0.0; c_out];
+            let runs = pooled_errors(
+                &mut errors,
+                &mut db,
+                &da1,
+                &argmax,
+                &a0,
+                Activation::Identity,
+                None,
+                &s,
+            );
+            // the runs each tile and group of 16 filters must make: one per window its maxima are in
+            let window = |p: u32| {
+                let (pos, ox) = (p as usize / c_out, p as usize / c_out % ow);
+                (pos / ow % 2, ox % 2)
+            };
+            let mut want = Vec::new();
+            for tile in 0..pooled / c_out {
+                for f0 in (0..c_out).step_by(SUM_LANES) {
+                    for quarter in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let filters: Vec<u32> = (f0..c_out.min(f0 + SUM_LANES))
+                            .filter(|&f| window(argmax[tile * c_out + f]) == quarter)
+                            .map(|f| f as u32)
+                            .collect();
+                        if !filters.is_empty() {
+                            want.push(filters);
+                        }
+                    }
+                }
+            }
+            let mut start = 0;
+            let got: Vec<Vec<u32>> = errors.runs[..runs]
+                .iter()
+                .map(|run| {
+                    let filters = errors.filters[start..run.end as usize].to_vec();
+                    start = run.end as usize;
+                    filters
+                })
+                .collect();
+            assert_eq!(got, want, "{c_out} filters: the runs' filters");
+        }
+    }
+
     /// Every kernel of the file against the gradients by their definition,
     /// over several images: window rows of 1 to 6 vectors and the
     /// any-shape kernels (kh 2 and 4), filters in one vector, more, and a
