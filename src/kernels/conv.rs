@@ -469,7 +469,9 @@ fn tap_group<const F: usize, const G: usize>(
 }
 
 /// Adds one image's share of a single-channel convolution's weight gradient
-/// to `acc` ([`SUM_LANES`](crate::simd::SUM_LANES) partial sums per weight: position `ox` of a row in sum `ox mod 16`; [`single_channel_sums`] turns them into `dW`):
+/// to `acc` ([`SUM_LANES`](crate::simd::SUM_LANES) partial sums per weight,
+/// position `ox` of a row in sum `ox mod 16`; [`single_channel_sums`] turns
+/// them into `dW`):
 /// `dW[ky,kx,co] += Σ_oy Σ_ox x_scale·x[oy+ky-pad_top, ox+kx-pad_left] · dz[(oy·out_w + ox)·c_out + co]`.
 ///
 /// Shapes: `acc: kh·kw·c_out·SUM_VECTORS` vectors (weight `k`'s sums at
@@ -528,9 +530,9 @@ pub fn single_channel_weight_gradient<T: crate::matrix::Element>(
     }
 }
 
-/// `dw[k]` = the sum of weight `k`'s [`SUM_LANES`](crate::simd::SUM_LANES) partial sums, in order
-/// (the lanes of `acc[k·SUM_VECTORS]`, then of the next vector): the weight
-/// gradient from [`single_channel_weight_gradient`]'s sums.
+/// `dw[k]` = the sum of weight `k`'s [`SUM_LANES`](crate::simd::SUM_LANES)
+/// partial sums, in order (the lanes of `acc[k·SUM_VECTORS]`, then of the
+/// next vector): the weight gradient from [`single_channel_weight_gradient`]'s sums.
 pub fn single_channel_sums(dw: &mut [f32], acc: &[V]) {
     assert_eq!(dw.len() * SUM_VECTORS, acc.len(), "single_channel_sums: sizes");
     for (d, a) in dw.iter_mut().zip(acc.chunks_exact(SUM_VECTORS)) {

@@ -43,9 +43,9 @@
 //!
 //! For a convolution that does not drop out (the pool may), whose input is
 //! another layer's output (`f32` images), and whose windows lie inside the
-//! image ([`Pooled`]), on every build (see [`PooledScratch::new`]). The sums are in another order than the GEMMs', so the
-//! bits differ from the layer-by-layer pass by rounding (tested against it
-//! in tests/conv_engine.rs).
+//! image ([`Pooled`]), on every build (see [`PooledScratch::new`]). The
+//! sums are in another order than the GEMMs', so the bits differ from the
+//! layer-by-layer pass by rounding (tested against it in tests/conv_engine.rs).
 
 use crate::gemm::AOperand;
 use crate::kernels::conv::{
