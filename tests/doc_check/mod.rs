@@ -242,11 +242,16 @@ pub fn updating() -> bool {
     std::env::var_os(UPDATE).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Whether an output's numbers go unchecked: the engine's (`engine`, every
+/// command but `explain`) in a build without FMA (see the module docs).
+fn numbers_free(engine: bool) -> bool {
+    engine && !FUSED
+}
+
 /// Whether the real output line `actual` says what the doc's line `expected` says.
-/// `engine`: the line is the engine's output, not `explain`'s (its numbers
-/// are free in a build without FMA, see the module docs).
+/// `engine`: the line is the engine's output, not `explain`'s ([`numbers_free`]).
 pub fn line_matches(expected: &str, actual: &str, engine: bool) -> bool {
-    line_matches_in(expected, actual, engine && !FUSED)
+    line_matches_in(expected, actual, numbers_free(engine))
 }
 
 /// [`line_matches`]; with `any_number`, every number matches every number.
@@ -293,7 +298,7 @@ fn is_gap(line: &str) -> bool {
 /// wrong. While [`updating`], any number matches any number.
 pub fn check_output(ex: &Example, stdout: &str) -> Result<Vec<(usize, String)>, String> {
     // without FMA, the engine's outputs as text (see the module docs)
-    let loose = ex.engine() && !FUSED;
+    let loose = numbers_free(ex.engine());
     let any_number = updating() || loose;
     let unbar = |l: &str| if loose { l.replace('#', "") } else { l.to_string() };
     let actual: Vec<&str> = stdout.lines().collect();
