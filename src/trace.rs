@@ -36,6 +36,12 @@ pub enum Kind {
     /// A shard's examples read once from the data set, converted to `f32`
     /// and scaled (`u8` pixels · 1/255), for both of the first layer's GEMMs.
     InputConvert,
+    /// The rows of the next steps' examples (scattered over the data set)
+    /// hinted into this core's caches ([`crate::simd::prefetch`]): the
+    /// thread waits while the memory system takes the requests, so this is
+    /// what fetching the data set from RAM costs the step (bytes: the cache
+    /// lines hinted).
+    Prefetch,
     /// `a = f(x·W + b)`: the forward GEMM with its fused bias and activation.
     ForwardGemm,
     /// Softmax and cross-entropy, giving the loss and `dz = p - y`.
@@ -78,8 +84,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::InputConvert,
+        Kind::Prefetch,
         Kind::ForwardGemm,
         Kind::ConvForward,
         Kind::PoolForward,
@@ -102,6 +109,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::InputConvert => "examples u8 -> f32, scaled",
+            Kind::Prefetch => "prefetch next examples",
             Kind::ForwardGemm => "forward GEMM + bias + act",
             Kind::SoftmaxCe => "softmax + cross-entropy",
             Kind::BackwardGemmDw => "backward GEMM dW = xT.dz",
@@ -447,6 +455,12 @@ impl Scope {
     pub fn bytes(mut self, bytes: usize) -> Scope {
         self.bytes = bytes as u64;
         self
+    }
+    /// Declares the bytes of work whose size is known only once it is done
+    /// (the lines a prefetch touched).
+    #[inline(always)]
+    pub fn set_bytes(&mut self, bytes: usize) {
+        self.bytes = bytes as u64;
     }
 }
 

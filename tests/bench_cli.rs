@@ -537,7 +537,12 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
     for l in 0..2 {
         required.push((act, Some(l), "GB/s"));
     }
-    for label in ["softmax + cross-entropy", "sum grads + optimizer"] {
+    // The next steps' rows hinted into the cache: GB/s of the lines requested.
+    for label in [
+        "softmax + cross-entropy",
+        "sum grads + optimizer",
+        "prefetch next examples",
+    ] {
         required.push((label, None, "GB/s"));
     }
     for (label, layer, unit) in required {
@@ -613,6 +618,7 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     let dir = temp_dir("profile-1");
     let out = train_profile(&dir, "1");
     for label in [
+        "prefetch next examples",
         "forward GEMM + bias + act",
         "softmax + cross-entropy",
         "backward GEMM dW = xT.dz",

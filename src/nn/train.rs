@@ -764,12 +764,22 @@ impl Trainer {
 }
 
 /// Brings columns `k0..k1` of the rows `rows` of `features` into this core's
-/// caches (a hint: nothing is read; rows out of range are skipped).
+/// caches (a hint: nothing is read; rows out of range are skipped). Timed
+/// as [`Kind::Prefetch`]: the requests stall the thread while the memory
+/// system is busy with them.
 fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (usize, usize)) {
-    let (data, stride) = (features.data(), features.row_stride());
-    for &i in rows.iter().filter(|&&i| i < features.rows()) {
-        crate::simd::prefetch(&data[i * stride + k0..i * stride + k1]);
+    if rows.is_empty() || k1 <= k0 {
+        return;
     }
+    let (data, stride) = (features.data(), features.row_stride());
+    let mut t = trace::kernel(Kind::Prefetch);
+    let mut lines = 0;
+    for &i in rows.iter().filter(|&&i| i < features.rows()) {
+        let row = &data[i * stride + k0..i * stride + k1];
+        crate::simd::prefetch(row);
+        lines += crate::simd::lines_touched(row);
+    }
+    t.set_bytes(64 * lines);
 }
 
 /// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.

@@ -17,9 +17,9 @@
 //! The compute limit: the GEMMs' floating-point work (training, and the
 //! validation pass) at the FMA peak of the run's threads, measured right
 //! after training. The summary says how far the run is from it and splits
-//! the rest of the wall time into four plain parts: GEMMs slower than peak,
-//! element-wise work between them, validation beyond its GEMMs, and
-//! fork/join or untimed time.
+//! the rest of the wall time into five plain parts: GEMMs slower than peak,
+//! element-wise work between them, fetching the next examples from
+//! memory, validation beyond its GEMMs, and fork/join or untimed time.
 //!
 //! Times are printed to the microsecond, so that a kernel that ran at all
 //! never shows as zero.
@@ -236,7 +236,7 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
 }
 
 /// The compute limit (all GEMM work at the measured peak) and, in plain
-/// words, where the wall time beyond it went. The four parts add up to the
+/// words, where the wall time beyond it went. The five parts add up to the
 /// wall time minus the limit.
 fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64) -> String {
     let wall = run.train_wall + run.val_wall;
@@ -268,11 +268,13 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
         ""
     };
     let is_val = |r: &Record| r.kind == Kind::Evaluation;
+    let is_fetch = |r: &Record| r.kind == Kind::Prefetch;
     let gflop = |f: &dyn Fn(&Record) -> bool| sum(f, &|r| r.flops as f64) * 1e-9;
     let (train_gflop, val_gflop) = (gflop(&is_gemm), gflop(&is_val));
     let gemm_wall = sum(&is_gemm, &|r| r.wall_seconds);
     let other_wall = sum(&is_other, &|r| r.wall_seconds);
     let val_wall = sum(&is_val, &|r| r.wall_seconds);
+    let fetch_wall = sum(&is_fetch, &|r| r.wall_seconds);
     let container = sum(&|r| r.kind.is_container(), &|r| r.wall_seconds);
     let untimed = (wall - cov.covered()).max(0.0);
     let (train_limit, val_limit) = (train_gflop / peak, val_gflop / peak);
@@ -307,6 +309,12 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
         "  {:>7.3}s ({:>4.1}%) element-wise work between the GEMMs (examples to f32, softmax, activation backward, gradient sum + optimizer, shuffle{images})",
         other_wall,
         pct(other_wall)
+    );
+    let _ = writeln!(
+        s,
+        "  {:>7.3}s ({:>4.1}%) fetching the next steps' examples from RAM (prefetched rows, scattered over the data set)",
+        fetch_wall,
+        pct(fetch_wall)
     );
     let _ = writeln!(
         s,
@@ -360,13 +368,14 @@ mod tests {
             rec(Kind::ForwardGemm, 2_000_000_000, 1.0),
             rec(Kind::Optimizer, 0, 0.2),
             rec(Kind::Evaluation, 1_000_000_000, 0.3),
+            rec(Kind::Prefetch, 0, 0.1),
             rec(Kind::ParallelShards, 0, 0.1),
         ];
         let mut cov = trace::Coverage {
             by_level: [0.0; trace::MAX_LEVEL],
             container_only: 0.1,
         };
-        cov.by_level[0] = 1.5;
+        cov.by_level[0] = 1.6;
         let run = Run {
             epochs: 1,
             train_wall: 1.5,
@@ -386,11 +395,24 @@ mod tests {
         assert!(out.contains("  0.800s (44.4%) training GEMMs below peak: over the wall time they took they ran at 2.0 GFLOP/s, 20% of the 10 of 2 thread(s)"), "{out}");
         assert!(out.contains("  0.200s (11.1%) element-wise work"), "{out}");
         assert!(
+            out.contains("  0.100s ( 5.6%) fetching the next steps' examples from RAM"),
+            "{out}"
+        );
+        assert!(
             out.contains("  0.200s (11.1%) validation beyond its own GEMM limit"),
             "{out}"
         );
-        // 0.1 s fork/join + 0.2 s in no timer (1.8 - 1.6 covered).
-        assert!(out.contains("  0.300s (16.7%) fork/join"), "{out}");
+        // 0.1 s fork/join + 0.1 s in no timer (1.8 - 1.7 covered).
+        assert!(out.contains("  0.200s (11.1%) fork/join"), "{out}");
+        // The five parts add up to what the limit leaves: 0.8 + 0.2 + 0.1 + 0.2 + 0.2.
+        let parts: f64 = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Where the other"))
+            .skip(1)
+            .take(5)
+            .map(|l| l.trim().split('s').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert!((parts - 1.5).abs() < 1e-9, "{parts} in\n{out}");
         assert!(
             out.contains("Threads: two or more kernels ran at once during 0.0% of the wall time"),
             "{out}"
