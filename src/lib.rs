@@ -125,10 +125,11 @@
 #![warn(missing_docs)]
 
 // Floor 1: matrices, errors, the SIMD vector type, activations, timer hooks,
-// signals and safe saving.
+// signals, safe saving and huge pages.
 pub mod activation;
 pub mod error;
 pub mod geometry;
+pub mod huge_pages;
 pub mod interrupt;
 pub mod matrix;
 pub mod safe_file;

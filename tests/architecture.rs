@@ -23,6 +23,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("activation", 1),
     ("trace", 1),
     ("interrupt", 1),
+    ("huge_pages", 1),
     ("safe_file", 1),
     ("gemm", 2),
     ("kernels", 2),
