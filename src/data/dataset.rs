@@ -240,8 +240,8 @@ impl Dataset {
     fn part(&self, r: std::ops::Range<usize>) -> Dataset {
         let f = self.features();
         let features = match &self.features {
-            Features::Pixels(p) => Features::Pixels(p[r.start * f..r.end * f].to_vec()),
-            Features::Values(v) => Features::Values(v[r.start * f..r.end * f].to_vec()),
+            Features::Pixels(p) => Features::Pixels(copy_on_huge_pages(&p[r.start * f..r.end * f])),
+            Features::Values(v) => Features::Values(copy_on_huge_pages(&v[r.start * f..r.end * f])),
         };
         Dataset {
             features,
@@ -284,4 +284,13 @@ pub(crate) fn first_bad_label(labels: &[u8]) -> Option<(usize, u8)> {
         .copied()
         .enumerate()
         .find(|&(_, l)| l as usize >= NUM_CLASSES)
+}
+/// A copy of `src` in a buffer that asked for huge pages before it was
+/// filled (see [`crate::huge_pages`]): a part of a data set is read in
+/// shuffled order like the whole.
+fn copy_on_huge_pages<T: Copy>(src: &[T]) -> Vec<T> {
+    let mut copy = Vec::with_capacity(src.len());
+    crate::huge_pages::advise(&copy);
+    copy.extend_from_slice(src);
+    copy
 }
