@@ -285,6 +285,7 @@ pub(crate) fn first_bad_label(labels: &[u8]) -> Option<(usize, u8)> {
         .enumerate()
         .find(|&(_, l)| l as usize >= NUM_CLASSES)
 }
+
 /// A copy of `src` in a buffer that asked for huge pages before it was
 /// filled (see [`crate::huge_pages`]): a part of a data set is read in
 /// shuffled order like the whole.
