@@ -11,11 +11,12 @@
 //! pages inside a buffer's allocation, before it is filled: the pages are
 //! then made huge when first written.
 //!
-//! Measured on an AMD EPYC Zen 3 (AVX2, 8 lanes, 2 threads), the workshop
-//! network, transparent huge pages in mode `always` against `madvise`
-//! (alternated runs): the prefetch row 0.015 against 0.036-0.041 thread-s
-//! over four epochs, the whole `simdnet train` process 0.249 against 0.276 s
-//! (medians of 5).
+//! Measured on an AMD EPYC Zen 3 (AVX2, 8 lanes, 2 threads, mode
+//! `madvise`), the workshop network, builds without and with the request
+//! alternated: the prefetch row 0.035-0.045 -> 0.019-0.021 thread-s over
+//! four epochs, the whole `simdnet train` process 0.312 -> 0.269 s (median
+//! of 7); docs/PERFORMANCE.md has the table. [`describe`] names the mode
+//! for `bench` and `train --profile`.
 //!
 //! It changes no byte. Elsewhere than Linux, in mode `never`, or if the
 //! call fails, nothing happens.
@@ -42,6 +43,34 @@ pub fn advise<T>(buf: &Vec<T>) -> usize {
     }
 }
 
+/// Where Linux says which transparent-huge-page mode is in force.
+pub const MODE_SOURCE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// The mode in force in the text of [`MODE_SOURCE`] (`always [madvise]
+/// never` gives `madvise`): the word in brackets.
+pub fn mode_of(setting: &str) -> Option<&str> {
+    let start = setting.find('[')? + 1;
+    let end = start + setting[start..].find(']')?;
+    Some(&setting[start..end]).filter(|m| !m.is_empty())
+}
+
+/// One line for `bench` and `train --profile`: the mode, and what it means
+/// for the data sets' pixels.
+pub fn describe() -> String {
+    let setting = std::fs::read_to_string(MODE_SOURCE).unwrap_or_default();
+    describe_mode(mode_of(&setting))
+}
+
+fn describe_mode(mode: Option<&str>) -> String {
+    match mode {
+        Some("always") => "transparent, mode always (every large buffer may get them)".into(),
+        Some("madvise") => "transparent, mode madvise (the data sets' pixels ask for them)".into(),
+        Some("never") => "transparent, mode never: the data sets are on small pages (slower to fetch)".into(),
+        Some(other) => format!("transparent, mode {other}"),
+        None => format!("unknown ({MODE_SOURCE} not readable)"),
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn madvise_hugepage(addr: usize, len: usize) -> bool {
     /// `MADV_HUGEPAGE` in Linux's `<asm-generic/mman-common.h>`, the same on every architecture.
@@ -65,6 +94,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_mode_is_the_word_in_brackets() {
+        assert_eq!(mode_of("always [madvise] never\n"), Some("madvise"));
+        assert_eq!(mode_of("[always] madvise never"), Some("always"));
+        assert_eq!(mode_of("always madvise [never]"), Some("never"));
+        assert_eq!(mode_of("always madvise never"), None);
+        assert_eq!(mode_of("[]"), None);
+        assert_eq!(mode_of(""), None);
+        assert!(describe_mode(Some("madvise")).contains("the data sets' pixels ask for them"));
+        assert!(describe_mode(Some("never")).contains("small pages"));
+        assert!(describe_mode(None).starts_with("unknown ("));
+        // This machine's line is one of them.
+        let line = describe();
+        assert!(
+            line.starts_with("transparent, mode ") || line.starts_with("unknown ("),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn a_buffer_without_a_whole_huge_page_is_left_alone() {
         assert_eq!(advise(&Vec::<u8>::new()), 0);
         assert_eq!(advise(&vec![7u8; 4096]), 0);
@@ -77,7 +125,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_large_buffer_gets_huge_pages_when_the_system_offers_them() {
-        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+        let mode = std::fs::read_to_string(MODE_SOURCE).unwrap_or_default();
         let len = 9 * HUGE_PAGE + 12345;
         let mut buf: Vec<u8> = Vec::with_capacity(len);
         let covered = advise(&buf);

@@ -639,6 +639,8 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     let simd = simdnet::profile::facts::SimdFacts::current().describe();
     assert!(out.contains(&format!("\nBuild: SIMD {simd}\n")), "{out}");
     assert!(out.contains("\nCaches: L1d "), "{out}");
+    let huge = format!("\nHuge pages: {}\nGEMM: ", simdnet::huge_pages::describe());
+    assert!(out.contains(&huge), "{out}");
     // and whether the wide operands were packed, which this machine's L1d decides
     let in_place = simdnet::gemm::loops::reads_wide_in_place();
     let line = simdnet::profile::facts::describe_in_place(in_place);
@@ -703,6 +705,9 @@ fn tune_writes_a_config_that_train_and_bench_then_use() {
     );
     let line = simdnet::profile::facts::describe_in_place(simdnet::gemm::loops::reads_wide_in_place());
     assert!(stdout(&o).contains(&format!(", {line}; ")), "{}", stdout(&o));
+    // and the huge-page mode the data sets are fetched under
+    let huge = format!("\nHuge pages: {}\nGEMM: ", simdnet::huge_pages::describe());
+    assert!(stdout(&o).contains(&huge), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

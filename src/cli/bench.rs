@@ -419,12 +419,13 @@ fn build_line(facts: &BuildFacts, threads: usize) -> String {
     let cpu = crate::simd::cpu_features();
     let cpu: Vec<&str> = cpu.iter().map(String::as_str).collect();
     format!(
-        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nGEMM: {}, micro-kernel {}, block sizes {}, {}; {threads} threads",
+        "CPU: {}: {}, features {}\nBuild: SIMD {}\nCaches: {}\nHuge pages: {}\nGEMM: {}, micro-kernel {}, block sizes {}, {}; {threads} threads",
         machine::cpu_model(),
         crate::simd::isa_of(&cpu),
         if cpu.is_empty() { "none".to_string() } else { cpu.join(" ") },
         facts.simd.describe(),
         describe_caches(&facts.caches),
+        crate::huge_pages::describe(),
         "BLIS-style",
         facts.micro_kernel,
         describe(facts.blocks),

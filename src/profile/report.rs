@@ -57,10 +57,11 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
     };
     let facts = BuildFacts::current();
     format!(
-        "{}\nBuild: SIMD {}\nCaches: {}\nGEMM: micro-kernel {}, block sizes {}, {}\n",
+        "{}\nBuild: SIMD {}\nCaches: {}\nHuge pages: {}\nGEMM: micro-kernel {}, block sizes {}, {}\n",
         render(&trace::snapshot(), &trace::coverage(), &run),
         facts.simd.describe(),
         describe_caches(&facts.caches),
+        crate::huge_pages::describe(),
         facts.micro_kernel,
         describe(facts.blocks),
         describe_in_place(facts.wide_in_place)
