@@ -109,9 +109,22 @@ const LANES_N_A_IN_PLACE: usize = 128 * 1024;
 
 /// The largest `f32` A (in elements) that `kernel` reads in place for an
 /// `n`-column product ([`SMALL_A_IN_PLACE`]; [`LANES_N_A_IN_PLACE`] when
-/// [`reads_wide_in_place`]).
-fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
-    if kernel.broadcasts_a() && n >= 2 * kernel.nr && reads_wide_in_place() {
+/// [`reads_wide_in_place`], or for an A whose rows are contiguous
+/// (`rows_contiguous`) unless the wide reads are forced off).
+///
+/// A with contiguous rows is read in place on every machine, B still
+/// packed where the L1d is small: each of the kernel's rows then streams
+/// along its own row of A. Measured on Zen 3 (AMD EPYC family 25 model 1,
+/// AVX2, 8 lanes, 32 KiB L1d; `cargo bench --bench gemm` kernel mode, 1
+/// thread, ratio to the `gemm` crate in the same process, two runs of
+/// each build, packed -> in place): 128³ 0.89 -> 0.96 (both runs), 256³
+/// 0.93-0.94 -> 0.95-1.00, 64³ 0.80-0.88 -> 0.91, the 512-wide
+/// network products level. A transposed A (`Xᵀ·dZ` 784x512x128, each step
+/// a column of A, rows of A 3 KiB apart) was slower in place: 0.94-1.00 ->
+/// 0.80-0.82; it stays packed.
+fn small_a_in_place(kernel: &MicroKernel, n: usize, rows_contiguous: bool) -> usize {
+    let wide = reads_wide_in_place() || (rows_contiguous && forced_wide_in_place().is_none());
+    if kernel.broadcasts_a() && n >= 2 * kernel.nr && wide {
         LANES_N_A_IN_PLACE
     } else {
         SMALL_A_IN_PLACE
@@ -121,7 +134,8 @@ fn small_a_in_place(kernel: &MicroKernel, n: usize) -> usize {
 /// The smallest L1 data cache with which the wide in-place reads are on by
 /// default: an A of up to `LANES_N_A_IN_PLACE` elements and a B of two or
 /// more panels (see `reads_b_in_place`) read where they are rather than
-/// packed. They were measured to pay on Zen 5 (48 KiB L1d, 12-way). On
+/// packed. (Below it an A with contiguous rows is still read in place, see
+/// `small_a_in_place`; a transposed A and a wide B are packed.) They were measured to pay on Zen 5 (48 KiB L1d, 12-way). On
 /// Zen 3 (32 KiB, 8-way) they cost 10-25%: there a B~ micro-panel of
 /// depth 512 (32 KiB) already fills L1, and B's rows read in place, a
 /// power of two apart, fold onto a few of its sets. Measured there
@@ -305,7 +319,7 @@ unsafe fn five_loops<A: AOperand>(
     // multiply (the narrow shapes `n <= NR`: X·W and Xᵀ·dZ with 16 hidden
     // units, the 10 logits); and for a small f32 A, see `small_a_in_place`.
     let in_place = a.in_place(alpha);
-    let direct = n <= nr || (in_place && m * k <= small_a_in_place(kernel, n));
+    let direct = n <= nr || (in_place && m * k <= small_a_in_place(kernel, n, !a.is_transposed()));
     // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
     let kc_bound = blocks.kc.max(1);
     let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
@@ -641,6 +655,29 @@ mod tests {
                 !reads_b_in_place(&wide, 257, 64, 16),
                 "more rows than B_IN_PLACE_MAX_M"
             );
+            // A with contiguous rows: in place unless forced off; a transposed
+            // A only with the wide reads on.
+            let kernel = super::super::kernel::default_kernel();
+            let n = 2 * kernel.nr;
+            let rows_in_place = forced != Some(false);
+            for (rows_contiguous, want) in [(true, rows_in_place), (false, on)] {
+                let limit = if want {
+                    LANES_N_A_IN_PLACE
+                } else {
+                    SMALL_A_IN_PLACE
+                };
+                assert_eq!(
+                    small_a_in_place(kernel, n, rows_contiguous),
+                    limit,
+                    "{forced:?}, rows contiguous {rows_contiguous}"
+                );
+            }
+            assert_eq!(
+                small_a_in_place(kernel, kernel.nr, true),
+                SMALL_A_IN_PLACE,
+                "one B panel"
+            );
         }
+        set_wide_in_place(None);
     }
 }

@@ -146,7 +146,7 @@ pub fn describe_in_place(on: bool) -> String {
         "wide operands read in place".to_string()
     } else {
         format!(
-            "wide operands packed (L1d under {} KiB)",
+            "wide B and transposed A packed (L1d under {} KiB)",
             gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10
         )
     }
