@@ -7,6 +7,10 @@
 //! A word argument keeps only the shapes whose name or size contains it
 //! (`cargo bench --bench gemm -- 784`). `SIMDNET_BENCH_OURS_ONLY=1` times
 //! simdnet alone (for tuning; the peers show as NaN).
+//! `SIMDNET_BENCH_KERNELS=auto,gemm,mm` times simdnet (and any kernels
+//! named) against the peers on one thread, the best thread CPU time of
+//! the rounds; `SIMDNET_BENCH_COLD=1` with it flushes the caches before
+//! every call.
 //!
 //! How every library is timed, the same way:
 //! - warm buffers, `f32` inputs, `C = A·B` (`beta = 0`), the same storage
@@ -226,6 +230,29 @@ fn thread_cpu_seconds() -> f64 {
     f64::NAN
 }
 
+/// `SIMDNET_BENCH_COLD=1` (with `SIMDNET_BENCH_KERNELS`): before each
+/// timed call, read and write `COLD_FLOATS` other floats (64 MiB, twice
+/// the 32 MiB L3 of the Zen 3 and Zen 4 machines), so that the call finds
+/// A, B and C out of the caches, as a layer's GEMMs find the weights the
+/// optimiser has just streamed. Only the call is timed.
+fn cold_caches() -> bool {
+    std::env::var("SIMDNET_BENCH_COLD").is_ok_and(|v| v != "0")
+}
+
+/// Floats [`evict`] walks through: 64 MiB.
+const COLD_FLOATS: usize = 16 << 20;
+
+/// At most this many calls per sample with `SIMDNET_BENCH_COLD` (each one
+/// costs a pass over 64 MiB).
+const COLD_REPS: usize = 8;
+
+/// Reads one float per cache line of `other` and writes one, pushing the
+/// operands of the last call out of the caches.
+fn evict(other: &mut [f32]) {
+    let sum: f32 = other.iter().step_by(16).sum();
+    other[0] = black_box(sum) * 0.0 + 1.0;
+}
+
 /// `SIMDNET_BENCH_KERNELS=a,b,..`: simdnet alone on one thread, once per
 /// micro-kernel named (`auto` for the choice by shape; `gemm` and `mm`
 /// for the peers on one thread), interleaved; the
@@ -266,13 +293,30 @@ fn compare_kernels(
         t.calibrate(target);
     }
     let mut best = vec![f64::INFINITY; timers.len()];
+    // SIMDNET_BENCH_COLD: each call finds its operands out of the caches
+    let mut cold = cold_caches().then(|| vec![1.0f32; COLD_FLOATS]);
     for _ in 0..rounds {
         for (t, best) in timers.iter_mut().zip(&mut best) {
-            let start = thread_cpu_seconds();
-            for _ in 0..t.reps {
-                (t.call)();
-            }
-            *best = best.min((thread_cpu_seconds() - start) / t.reps as f64);
+            let per_call = match &mut cold {
+                None => {
+                    let start = thread_cpu_seconds();
+                    for _ in 0..t.reps {
+                        (t.call)();
+                    }
+                    (thread_cpu_seconds() - start) / t.reps as f64
+                }
+                Some(other) => {
+                    let (reps, mut sum) = (t.reps.min(COLD_REPS), 0.0);
+                    for _ in 0..reps {
+                        evict(other);
+                        let start = thread_cpu_seconds();
+                        (t.call)();
+                        sum += thread_cpu_seconds() - start;
+                    }
+                    sum / reps as f64
+                }
+            };
+            *best = best.min(per_call);
         }
     }
     print!("{name:<7} {label:>12}");
