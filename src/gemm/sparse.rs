@@ -232,7 +232,11 @@ mod tests {
                     for p0 in (0..k).step_by(kc) {
                         let mut block = 0.0f32;
                         for p in p0..(p0 + kc).min(k) {
-                            block = a.as_slice()[i * k + p].mul_add(b.as_slice()[p * n + j], block);
+                            block = crate::simd::mul_add_f32(
+                                a.as_slice()[i * k + p],
+                                b.as_slice()[p * n + j],
+                                block,
+                            );
                         }
                         total = if p0 == 0 { block } else { block + total };
                     }

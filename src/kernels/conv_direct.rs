@@ -380,7 +380,8 @@ mod tests {
                     for (f, s) in sums.iter_mut().enumerate() {
                         for ky in 0..kh {
                             for j in 0..run {
-                                *s = window(r, oy, ox, ky, j).mul_add(wt[(ky * run + j) * LANES + f], *s);
+                                let x = window(r, oy, ox, ky, j);
+                                *s = crate::simd::mul_add_f32(x, wt[(ky * run + j) * LANES + f], *s);
                             }
                         }
                     }
@@ -409,8 +410,9 @@ mod tests {
                         for r in 0..rows {
                             for pos in 0..oh * ow {
                                 let (oy, ox) = (pos / ow, pos % ow);
-                                block = window(r, oy, ox, ky, j)
-                                    .mul_add(dz[(r * oh * ow + pos) * LANES + f], block);
+                                let x = window(r, oy, ox, ky, j);
+                                block =
+                                    crate::simd::mul_add_f32(x, dz[(r * oh * ow + pos) * LANES + f], block);
                                 count += 1;
                                 if count == kc {
                                     total = Some(total.map_or(block, |t| block + t));

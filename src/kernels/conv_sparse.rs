@@ -254,8 +254,8 @@ mod tests {
                                 let (xr, dzr) = image(r);
                                 for pos in 0..oh * ow {
                                     let (oy, ox) = (pos / ow, pos % ow);
-                                    sum =
-                                        xr[((oy + ky) * w + ox) * c + j].mul_add(dzr[pos * filters + f], sum);
+                                    let x = xr[((oy + ky) * w + ox) * c + j];
+                                    sum = crate::simd::mul_add_f32(x, dzr[pos * filters + f], sum);
                                     count += 1;
                                     if count % kc == 0 {
                                         total = if count == kc { sum } else { sum + total };
