@@ -57,9 +57,22 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A run's stderr, decoded lossily.
+/// A run's stderr, decoded lossily, without the line a build for fewer SIMD
+/// features than this CPU has prints first (`simd::native_warning`: a
+/// portable build of the tests, `RUSTFLAGS="-C target-cpu=x86-64"`, on an
+/// AVX2 machine); that warning is checked on its own (`tests/tune_file.rs`).
 pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    without_build_warning(&String::from_utf8_lossy(&o.stderr))
+}
+
+/// `text` without its first line equal to `simd::native_warning()`, if
+/// this build has one on this CPU (the binary under test is built with the
+/// same flags and runs on the same CPU, so it prints the same line).
+pub fn without_build_warning(text: &str) -> String {
+    match simdnet::simd::native_warning() {
+        Some(warning) => text.replacen(&format!("{warning}\n"), "", 1),
+        None => text.to_string(),
+    }
 }
 
 /// Checks that the run of `args` did not panic and exited with `code`;
