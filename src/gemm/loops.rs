@@ -118,8 +118,8 @@ const LANES_N_A_IN_PLACE: usize = 128 * 1024;
 /// AVX2, 8 lanes, 32 KiB L1d; `cargo bench --bench gemm` kernel mode, 1
 /// thread, ratio to the `gemm` crate in the same process, two runs of
 /// each build, packed -> in place): 128³ 0.89 -> 0.96 (both runs), 256³
-/// 0.93-0.94 -> 0.95-1.00, 64³ 0.80-0.88 -> 0.91, the 512-wide
-/// network products level. A transposed A (`Xᵀ·dZ` 784x512x128, each step
+/// 0.93-0.94 -> 0.95-1.00, the 512-wide network products level (64³,
+/// 4096 elements, was read in place already). A transposed A (`Xᵀ·dZ` 784x512x128, each step
 /// a column of A, rows of A 3 KiB apart) was slower in place: 0.94-1.00 ->
 /// 0.80-0.82; it stays packed.
 fn small_a_in_place(kernel: &MicroKernel, n: usize, rows_contiguous: bool) -> usize {
