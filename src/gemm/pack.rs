@@ -394,28 +394,13 @@ pub fn pack_a<T: Element>(
     }
 }
 
-/// How many rows ahead `pack_b` prefetches a row-major B where it packs one
-/// micro-panel at a time (a last partial panel; the full ones go through
-/// [`pack_b_rows`]): its rows are a whole row of B apart (2 KiB for a 512-wide
-/// `W`), a stride the hardware prefetchers follow too slowly when B comes
-/// from memory, as a layer's weights do in training right after the
-/// optimiser has streamed them. Measured on Zen 3 (AMD EPYC family 25
-/// model 1, AVX2, 8 lanes, 2026-12-01; the setting alternated by an
-/// environment variable, medians of 6-10 rounds): 128x512x512 after an
-/// 8 MB pass over other memory 31 -> 41 GFLOP/s, warm level (70-76);
-/// `train --layers 512,512 --limit 12800`, one epoch, 0.81-0.84 -> 0.73-0.78 s
-/// on 2 threads and 1.36 -> 1.17 s on 1 (16 rows ahead: 0.76 and 1.27 s;
-/// 64: 0.80 s); the builds with and without it alternated, 12 and 8 rounds:
-/// 0.725 -> 0.630 s on 2 threads, 0.882 -> 0.844 s on 1. On Zen 5
-/// (AVX-512), 16 rows ahead had measured level.
-const B_PREFETCH_ROWS: usize = 32;
-
 /// Rows of B that [`pack_b_rows`] copies into every panel before moving on.
 const B_ROWS_AT_ONCE: usize = 8;
 
-/// Copies `panels` full micro-panels of a row-major B (`kc` rows `rs`
-/// apart from `src`, `panels · nr` columns) into `dst`, `B_ROWS_AT_ONCE`
-/// rows at a time across all panels.
+/// Copies the `ceil(cols / nr)` micro-panels of a row-major B (`kc` rows
+/// `rs` apart from `src`, `cols` columns) into `dst`, `B_ROWS_AT_ONCE` rows
+/// at a time across all panels, as whole vectors (partial ones at the right
+/// edge, zeros past it).
 ///
 /// Panel by panel, each panel's `kc` rows are read one line each, a whole
 /// row of B apart: for a 512-wide B (2 KiB rows, a power of two) all of
@@ -430,22 +415,31 @@ const B_ROWS_AT_ONCE: usize = 8;
 /// two runs of each build): 128x512x784 0.92-0.94 -> 0.98-1.01,
 /// 128x512x512 0.91-0.92 -> 0.97-0.99. Training
 /// (`train --layers 512,512 --limit 12800`, 1 epoch, 10 alternated rounds)
-/// was level: 0.663 against 0.654 s on 1 thread.
+/// was level: 0.663 against 0.654 s on 1 thread, without the software
+/// prefetch 32 rows ahead that the panel-by-panel copy needed for a B
+/// fresh from memory.
 ///
 /// # Safety
-/// `src + p·rs .. + panels·nr` readable for `p < kc`; `dst` writable for
-/// `panels · nr · kc` floats.
+/// `src + p·rs .. + cols` readable for `p < kc`; `dst` writable for
+/// `ceil(cols / nr) · nr · kc` floats; `nr` a multiple of `LANES`.
 #[inline(never)]
-unsafe fn pack_b_rows(src: *const f32, rs: usize, kc: usize, panels: usize, nr: usize, dst: *mut f32) {
+unsafe fn pack_b_rows(src: *const f32, rs: usize, kc: usize, cols: usize, nr: usize, dst: *mut f32) {
     for p0 in (0..kc).step_by(B_ROWS_AT_ONCE) {
         let rows = B_ROWS_AT_ONCE.min(kc - p0);
-        for q in 0..panels {
+        for q in 0..cols.div_ceil(nr) {
+            let valid = cols - q * nr; // columns from panel q on (at least nr but in the last)
             for p in p0..p0 + rows {
                 for col in (0..nr).step_by(LANES) {
-                    // SAFETY: row p < kc, columns q·nr + col .. + LANES <=
-                    // panels·nr; destination inside panel q.
+                    let n = valid.saturating_sub(col).min(LANES);
+                    // SAFETY: row p < kc, columns q·nr + col .. + n <= cols;
+                    // the destination is inside panel q.
                     unsafe {
-                        let v = simd::load(src.add(p * rs + q * nr + col));
+                        let s = src.add(p * rs + q * nr + col);
+                        let v = match n {
+                            LANES => simd::load(s),
+                            0 => V::ZERO,
+                            _ => simd::load_partial(s, n),
+                        };
                         simd::store(dst.add(q * nr * kc + p * nr + col), v);
                     }
                 }
@@ -473,60 +467,19 @@ pub fn pack_b(
     assert!(dst.len() >= panels * nr * kc, "pack_b: buffer too small");
     let (rs, cs) = (b.row_stride(), b.col_stride());
     let src = b.data().as_ptr();
-    // Full panels of a row-major B with a SIMD kernel: a few rows at a time
-    // across all of them (see `pack_b_rows`); the rest panel by panel.
-    let full = if cs == 1 && nr.is_multiple_of(LANES) {
-        nc / nr
-    } else {
-        0
-    };
-    if full > 0 {
-        // SAFETY: rows p0..p0+kc and columns j0..j0+full·nr <= j0+nc are
-        // inside the view (asserted above); `dst` holds `panels >= full`
-        // panels of kc·nr floats.
-        unsafe { pack_b_rows(src.add(p0 * rs + j0), rs, kc, full, nr, dst.as_mut_ptr()) };
+    if cs == 1 && nr.is_multiple_of(LANES) {
+        // Row-major source, SIMD kernel: a few rows at a time across all panels.
+        // SAFETY: rows p0..p0+kc and columns j0..j0+nc are inside the view
+        // (asserted above); `dst` holds the `panels` panels of kc·nr floats.
+        unsafe { pack_b_rows(src.add(p0 * rs + j0), rs, kc, nc, nr, dst.as_mut_ptr()) };
+        return;
     }
-    for (q, panel) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate().skip(full) {
+    for (q, panel) in dst.chunks_exact_mut(nr * kc).take(panels).enumerate() {
         let first = j0 + q * nr;
         let cols = nr.min(j0 + nc - first);
         // Bounds (for the SAFETY comments below): element (p, j) with p0 + p < b.rows() and
         // first + j < j0 + nc <= b.cols() is inside the view, hence in `data`.
-        if cs == 1 && nr.is_multiple_of(LANES) {
-            // Row-major source, SIMD kernel: copy each row of the micro-panel
-            // as whole vectors (partial ones at the edge, zeros past it).
-            let d = panel.as_mut_ptr();
-            let next_panel = q + 1 < panels;
-            for p in 0..kc {
-                // SAFETY: element (p0 + p, first) is inside the view.
-                let s = unsafe { src.add((p0 + p) * rs + first) };
-                // The row B_PREFETCH_ROWS ahead in this panel, or near its end
-                // the first rows of the next one (a hint: never read here).
-                let ahead = if p + B_PREFETCH_ROWS < kc {
-                    Some(s.wrapping_add(B_PREFETCH_ROWS * rs))
-                } else {
-                    next_panel.then(|| src.wrapping_add((p0 + p + B_PREFETCH_ROWS - kc) * rs + first + nr))
-                };
-                if let Some(row) = ahead {
-                    for col in (0..nr).step_by(16) {
-                        simd::prefetch_line(row.wrapping_add(col));
-                    }
-                }
-                for col in (0..nr).step_by(LANES) {
-                    let n = cols.saturating_sub(col).min(LANES);
-                    // SAFETY: reads columns first + col .. + n < first + cols of
-                    // row p0 + p (inside the view); writes p·nr + col .. + LANES
-                    // <= kc·nr (inside the panel).
-                    unsafe {
-                        let v = match n {
-                            LANES => simd::load(s.add(col)),
-                            0 => V::ZERO,
-                            _ => simd::load_partial(s.add(col), n),
-                        };
-                        simd::store(d.add(p * nr + col), v);
-                    }
-                }
-            }
-        } else if cs == 1 {
+        if cs == 1 {
             // Row-major source: each row of the micro-panel is contiguous.
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 // SAFETY: elements (p0 + p, first .. first + cols) are inside
