@@ -252,7 +252,7 @@ fn check_train_on_screen(raw: &str, width: usize) {
     }
     let mut screen = Screen::new(width);
     // (a portable build's warning line first, see `common::without_build_warning`)
-    screen.feed(&common::without_build_warning(&raw.replace("\r\n", "\n")).replace('\n', "\r\n"));
+    screen.feed(&common::without_build_warning(raw));
     let lines = screen.lines();
     let kinds = [
         "Model: ",

@@ -67,12 +67,16 @@ pub fn stderr(o: &Output) -> String {
 
 /// `text` without its first line equal to `simd::native_warning()`, if
 /// this build has one on this CPU (the binary under test is built with the
-/// same flags and runs on the same CPU, so it prints the same line).
+/// same flags and runs on the same CPU, so it prints the same line), ended
+/// by `\n` or, as a terminal shows it, `\r\n`.
 pub fn without_build_warning(text: &str) -> String {
-    match simdnet::simd::native_warning() {
-        Some(warning) => text.replacen(&format!("{warning}\n"), "", 1),
-        None => text.to_string(),
-    }
+    let Some(warning) = simdnet::simd::native_warning() else {
+        return text.to_string();
+    };
+    let line = [format!("{warning}\r\n"), format!("{warning}\n")]
+        .into_iter()
+        .find(|line| text.contains(line.as_str()));
+    line.map_or_else(|| text.to_string(), |line| text.replacen(&line, "", 1))
 }
 
 /// Checks that the run of `args` did not panic and exited with `code`;
