@@ -228,7 +228,8 @@ const DEFAULT_FULL_WIDTH: usize = 0;
 const NARROW: usize = 1;
 /// For `LANES < n <= 10` and `10 < n <= 12`: `simd-m16x5` and `simd-m16x6`
 /// (AVX2, the 10 logits: 76 GFLOP/s against 59 for the 6x16 tile on
-/// 128x10x512, Zen 5 running AVX2 code, thread CPU time).
+/// 128x10x512, Zen 5 running AVX2 code, thread CPU time), with an L1d of
+/// at least [`MID_MIN_L1D`].
 #[cfg(not(target_feature = "avx512f"))]
 const MID: Option<[usize; 2]> = Some([4, 5]);
 
@@ -374,6 +375,28 @@ pub fn forced() -> Option<&'static MicroKernel> {
 /// with `simd-m16x5` against 60 with `simd-6x16`, but 128x10x16 12 against 39).
 pub const MID_MIN_DEPTH: usize = 128;
 
+/// The smallest L1 data cache with which [`choose_for`] gives the
+/// `simd-m..` kernels their columns (`MID` in the source, AVX2 builds).
+/// They need A transposed into A~ (lanes along m), a copy the 6x16 tile,
+/// reading A in place with 10 of its 16 columns used, does not make.
+/// That pays on Zen 5 (48 KiB L1d, see [`MID_MIN_DEPTH`]) but not on Zen 3
+/// (32 KiB). Measured there (AMD EPYC family 25 model 1, AVX2, 8 lanes,
+/// 2026-12-01, 1 thread, ratio to the `gemm` crate in the same process,
+/// `simd-m16x5` -> `simd-6x16`): 128x10x512 alone, warm 0.82 -> 0.91 and
+/// with the caches flushed to L3 before each call 0.86 -> 0.91 (medians of
+/// 2000 calls); in a 784-512-512-10 training step's sequence of products
+/// with an optimiser pass between steps (two runs of each build, medians
+/// of 11 x 20 steps) `H·W` 128x10x512 0.55-0.60 -> 0.87-0.92 and `Hᵀ·dZ`
+/// 512x10x128 0.71-0.73 -> 0.87. Zen 4 (32 KiB)
+/// builds for AVX-512, where the choice does not exist.
+pub const MID_MIN_L1D: usize = 48 << 10;
+
+/// Whether this machine's L1d is at least [`MID_MIN_L1D`]; read once.
+fn mid_pays() -> bool {
+    static PAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAYS.get_or_init(|| super::blocking::CacheSizes::detect().l1d >= MID_MIN_L1D)
+}
+
 /// The kernel for a product with `n` columns and a large depth (see
 /// [`choose_for`]).
 pub fn choose(n: usize) -> &'static MicroKernel {
@@ -385,6 +408,12 @@ pub fn choose_for(n: usize, k: usize) -> &'static MicroKernel {
     if let Some(kernel) = forced() {
         return kernel;
     }
+    choose_by_shape(n, k, mid_pays())
+}
+
+/// [`choose_for`] without a forced kernel, `mid` saying whether the
+/// `simd-m..` kernels may be chosen ([`MID_MIN_L1D`]).
+fn choose_by_shape(n: usize, k: usize, mid: bool) -> &'static MicroKernel {
     match MID {
         _ if n <= LANES => narrow_kernel(),
         // n = 64 or 128 (a CNN's filters, Keras' dense 128): 6x64 measured faster; on
@@ -393,8 +422,31 @@ pub fn choose_for(n: usize, k: usize) -> &'static MicroKernel {
             wide_64().unwrap_or(default_kernel())
         }
         _ if k < MID_MIN_DEPTH => default_kernel(),
-        Some([upto_10, _]) if n <= 10 => &SIMD_KERNELS[upto_10],
-        Some([_, upto_12]) if n <= 12 => &SIMD_KERNELS[upto_12],
+        Some([upto_10, _]) if n <= 10 && mid => &SIMD_KERNELS[upto_10],
+        Some([_, upto_12]) if n <= 12 && mid => &SIMD_KERNELS[upto_12],
         _ => default_kernel(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_along_m_kernels_only_where_the_l1d_lets_them_pay() {
+        let default = default_kernel().name;
+        for (n, k) in [(10, 512), (12, 512), (9, 128)] {
+            // without them, the wide kernel (as for any n past LANES)
+            assert_eq!(choose_by_shape(n, k, false).name, default, "n = {n}, k = {k}");
+            let with_mid = choose_by_shape(n, k, true).name;
+            match MID {
+                Some(_) => assert!(with_mid.starts_with("simd-m"), "n = {n}: {with_mid}"),
+                None => assert_eq!(with_mid, default, "n = {n}"),
+            }
+        }
+        // a short depth, a narrow or a wide product: never theirs
+        for (n, k) in [(10, 16), (LANES, 512), (512, 512)] {
+            assert!(!choose_by_shape(n, k, true).name.starts_with("simd-m"), "n = {n}, k = {k}");
+        }
     }
 }
