@@ -359,6 +359,7 @@ unsafe fn five_loops<A: AOperand>(
                 pack_b(b, (pc, kc), (jc + b_full, nc - b_full), nr, b_packed);
             }
             let beta_here = if pc == 0 { beta } else { 1.0 };
+            let prefetch = beta_here != 0.0 || m * n * std::mem::size_of::<f32>() >= PREFETCH_C_MIN_BYTES;
             let last = pc + kc == k;
             let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
             // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
@@ -418,14 +419,16 @@ unsafe fn five_loops<A: AOperand>(
                             dropout: mask.map(|m| m.offset(ic + ir, jc + jr)),
                         };
                         // C's lines one tile ahead (a block's first tile
-                        // before its own kernel), whether or not C is read
-                        if ir == 0 && jr == 0 {
-                            prefetch_c(out.c, c.rs, (out.rows, cols));
-                        }
-                        let (ni, nj) = if ir + mr < mc { (ir + mr, jr) } else { (0, jr + nr) };
-                        if nj < nc {
-                            let next = c.ptr.wrapping_add((ic + ni) * c.rs + jc + nj);
-                            prefetch_c(next, c.rs, (mr.min(mc - ni), nr.min(nc - nj)));
+                        // before its own kernel)
+                        if prefetch {
+                            if ir == 0 && jr == 0 {
+                                prefetch_c(out.c, c.rs, (out.rows, cols));
+                            }
+                            let (ni, nj) = if ir + mr < mc { (ir + mr, jr) } else { (0, jr + nr) };
+                            if nj < nc {
+                                let next = c.ptr.wrapping_add((ic + ni) * c.rs + jc + nj);
+                                prefetch_c(next, c.rs, (mr.min(mc - ni), nr.min(nc - nj)));
+                            }
                         }
                         // SAFETY: B: nr·kc packed floats (slice above), or a
                         // full panel of B in place: rows pc..pc+kc <= k, columns
@@ -465,6 +468,17 @@ unsafe fn five_loops<A: AOperand>(
     }
 }
 
+/// The smallest output (`m x n` floats of one call, in bytes) whose tiles
+/// prefetch C when they overwrite it (`beta == 0`; a tile that adds to C
+/// always prefetches). Below it C is most likely still in cache, and the
+/// prefetches cost more than they save: on Zen 3 (AMD EPYC family 25
+/// model 1, AVX2, 8 lanes, warm, medians of 20000-100000 calls, ratio to
+/// the `gemm` crate) 64³ (16 KiB) ran 0.90-0.93 without, 0.84-0.87 with;
+/// 128³ (64 KiB) 0.93-0.94 and 0.90-0.91. From 256 KiB (a 128x512 layer
+/// output) the gain below outweighs a warm cost of 1-3% (256³ 0.98-0.99 ->
+/// 0.96, 128x512x512 0.99-1.00 -> 0.97-0.98).
+const PREFETCH_C_MIN_BYTES: usize = 128 << 10;
+
 /// Prefetches every line of the `rows x cols` tile of C at `c` (rows `rs`
 /// apart): the loop calls it one tile ahead of the micro-kernel. A hint:
 /// nothing is read, no value changes.
@@ -473,8 +487,8 @@ unsafe fn five_loops<A: AOperand>(
 /// to fetch each line before its stores can complete: an output buffer
 /// used again a step later (a layer's activations, a weight gradient) is
 /// in L3 or memory by then, and its tiles' stores waited for it one line
-/// at a time. Only the tiles that add to C (`beta != 0`) prefetched their
-/// own lines before. Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2,
+/// at a time. Only the tiles that add to C (`beta != 0`) prefetched, their
+/// own lines, before. Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2,
 /// 8 lanes, 1 thread, 2026-12-01, alternated builds, 4 runs each in a slow
 /// and a fast state of the host):
 /// - one 784-512-512-10 training step's eight products in sequence (f32,
@@ -486,18 +500,21 @@ unsafe fn five_loops<A: AOperand>(
 ///   0.42-0.65 -> 0.72-0.90 (prefetching the tile's own lines instead of
 ///   the next tile's: 0.68-0.72); the whole step 1.08-1.17x the `gemm`
 ///   crate's time -> 0.92-1.03x;
+/// - `128x512x512` alone with C flushed to memory before each call: 0.91-0.95
+///   -> 0.98-1.06;
 /// - `train --layers 512,512 --epochs 1 --limit 20000`, 8 alternated
 ///   rounds: 1 thread 1.18 -> 1.05 s, 2 threads 0.75 -> 0.67 s; the
 ///   workshop network level (0.054 / 0.056 s: its outputs stay in cache).
 #[inline(never)]
 fn prefetch_c(c: *const f32, rs: usize, (rows, cols): (usize, usize)) {
-    let last = cols.max(1) - 1;
+    // each line the row's `cols` floats touch, once
+    let bytes = cols.max(1) * std::mem::size_of::<f32>();
     for i in 0..rows {
         let row = c.wrapping_add(i * rs);
-        for j in (0..last).step_by(16) {
-            crate::simd::prefetch_line(row.wrapping_add(j));
+        let (start, end) = (row as usize / 64, (row as usize + bytes - 1) / 64);
+        for line in start..=end {
+            crate::simd::prefetch_line((line * 64) as *const f32);
         }
-        crate::simd::prefetch_line(row.wrapping_add(last));
     }
 }
 
