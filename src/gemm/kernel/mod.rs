@@ -446,7 +446,10 @@ mod tests {
         }
         // a short depth, a narrow or a wide product: never theirs
         for (n, k) in [(10, 16), (LANES, 512), (512, 512)] {
-            assert!(!choose_by_shape(n, k, true).name.starts_with("simd-m"), "n = {n}, k = {k}");
+            assert!(
+                !choose_by_shape(n, k, true).name.starts_with("simd-m"),
+                "n = {n}, k = {k}"
+            );
         }
     }
 }
