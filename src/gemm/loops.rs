@@ -359,7 +359,9 @@ unsafe fn five_loops<A: AOperand>(
                 pack_b(b, (pc, kc), (jc + b_full, nc - b_full), nr, b_packed);
             }
             let beta_here = if pc == 0 { beta } else { 1.0 };
-            let prefetch = beta_here != 0.0 || m * n * std::mem::size_of::<f32>() >= PREFETCH_C_MIN_BYTES;
+            // (prefetching is x86-64 only: elsewhere skip the addresses too)
+            let prefetch = cfg!(target_arch = "x86_64")
+                && (beta_here != 0.0 || m * n * std::mem::size_of::<f32>() >= PREFETCH_C_MIN_BYTES);
             let ahead = PREFETCH_C_DEPTH.div_ceil(kc).min(PREFETCH_C_TILES);
             let last = pc + kc == k;
             let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
