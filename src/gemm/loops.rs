@@ -422,8 +422,8 @@ unsafe fn five_loops<A: AOperand>(
                             epilogue: epi,
                             dropout: mask.map(|m| m.offset(ic + ir, jc + jr)),
                         };
-                        // C's lines one tile ahead (a block's first tile
-                        // before its own kernel)
+                        // C's lines `ahead` tiles ahead (at a block's first
+                        // tile, those of the tiles up to there as well)
                         if prefetch {
                             // tiles in loop order: t = (jr / nr)·tiles_m + ir / mr
                             let t = (jr / nr) * tiles_m + ir / mr;
@@ -492,7 +492,9 @@ const PREFETCH_C_MIN_BYTES: usize = 128 << 10;
 /// family 25 model 1, AVX2, 8 lanes, 1 thread; `cargo bench --bench step`,
 /// two runs, ratio to the best peer): `dZ·Wᵀ` 128x512x10 (depth 10)
 /// 0.64-0.73 one tile ahead, 0.71-0.78 with 40 steps (4 tiles), 0.81-0.83
-/// with 100 (10 tiles), 0.80-0.84 with 200 (16 tiles).
+/// with 100 (10 tiles), 0.80-0.84 with 200 (16 tiles); with 128 (13 tiles)
+/// 0.71-1.02 over twelve later runs: a 50 µs product, it swings that much
+/// between runs of the same build.
 const PREFETCH_C_DEPTH: usize = 128;
 
 /// The most tiles ahead [`prefetch_c`] runs (see [`PREFETCH_C_DEPTH`]).
@@ -507,8 +509,10 @@ const PREFETCH_C_TILES: usize = 16;
 /// to fetch each line before its stores can complete: an output buffer
 /// used again a step later (a layer's activations, a weight gradient) is
 /// in L3 or memory by then, and its tiles' stores waited for it one line
-/// at a time. Only the tiles that add to C (`beta != 0`) prefetched, their
-/// own lines, before. Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2,
+/// at a time. Only the tiles that add to C (`beta != 0`, a depth block
+/// after the first) prefetched, their own lines, before (measured on Zen 5,
+/// 1 thread: 1024³ 207-211 -> 212-220 GFLOP/s with AVX-512, 111-113 ->
+/// 114-116 with AVX2). Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2,
 /// 8 lanes, 1 thread, 2026-12-01, alternated builds, 4 runs each in a slow
 /// and a fast state of the host):
 /// - one 784-512-512-10 training step's eight products in sequence (f32,
@@ -533,6 +537,7 @@ fn prefetch_c(c: *const f32, rs: usize, (rows, cols): (usize, usize)) {
         let row = c.wrapping_add(i * rs);
         let (start, end) = (row as usize / 64, (row as usize + bytes - 1) / 64);
         for line in start..=end {
+            // an address to prefetch, never dereferenced
             crate::simd::prefetch_line((line * 64) as *const f32);
         }
     }
