@@ -46,6 +46,8 @@ use simdnet::matrix::{Element, MatMut, MatRef};
 use std::hint::black_box;
 use std::time::Instant;
 
+include!("common/peers.rs");
+
 /// One product to time: `C (m x n) = A (m x k) · B (k x n)`.
 struct Shape {
     name: &'static str,
@@ -421,58 +423,20 @@ fn main() {
             )
         };
         let (ap, bp) = (ad.as_ptr() as usize, bd.as_ptr() as usize);
-        let mm = move |c: &mut [f32]| {
-            // SAFETY: the strides describe the live vectors `ad`, `bd`, `c`.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    ap as *const f32,
-                    ars as isize,
-                    acs as isize,
-                    bp as *const f32,
-                    brs as isize,
-                    bcs as isize,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            }
+        let strides = Strides {
+            m,
+            n,
+            k,
+            ars,
+            acs,
+            brs,
+            bcs,
         };
-        let peer = move |threads: usize, c: &mut [f32]| {
-            let par = if threads == 1 {
-                ::gemm::Parallelism::None
-            } else {
-                ::gemm::Parallelism::Rayon(threads)
-            };
-            // SAFETY: as above. `gemm` computes dst = alpha·dst + beta·lhs·rhs
-            // and does not read dst when `read_dst` is false.
-            unsafe {
-                ::gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    ap as *const f32,
-                    acs as isize,
-                    ars as isize,
-                    bp as *const f32,
-                    bcs as isize,
-                    brs as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                )
-            }
+        // SAFETY (both): the strides describe the live vectors `ad` and `bd`.
+        let mm =
+            move |c: &mut [f32]| unsafe { matrixmultiply(strides, ap as *const f32, bp as *const f32, c) };
+        let peer = move |threads: usize, c: &mut [f32]| unsafe {
+            gemm_crate(strides, ap as *const f32, bp as *const f32, c, threads)
         };
 
         // Check every library once.

@@ -40,6 +40,8 @@ use simdnet::gemm::{self, reference, Epilogue, Parallelism};
 use simdnet::matrix::{MatMut, MatRef};
 use std::time::Instant;
 
+include!("common/peers.rs");
+
 /// Examples per mini-batch (the workshop's).
 const BATCH: usize = 128;
 /// Whole steps each library runs per round.
@@ -172,6 +174,15 @@ impl Net {
         // element (i, q) of op(A) at i·ars + q·acs; (q, j) of op(B) at q·brs + j·bcs
         let (ars, acs) = if p.a_t { (1, a.cols) } else { (a.cols, 1) };
         let (brs, bcs) = if p.b_t { (1, b.cols) } else { (b.cols, 1) };
+        let strides = Strides {
+            m,
+            n,
+            k,
+            ars,
+            acs,
+            brs,
+            bcs,
+        };
         match lib {
             "ours" => {
                 let av = MatRef::with_strides(&a.data, m, k, ars, acs);
@@ -191,60 +202,9 @@ impl Net {
                     par,
                 );
             }
-            "gemm" => {
-                let par = if threads == 1 {
-                    ::gemm::Parallelism::None
-                } else {
-                    ::gemm::Parallelism::Rayon(threads)
-                };
-                // SAFETY: the strides describe the live buffers `a`, `b` and
-                // `c` (m x n, row-major); `gemm` computes dst = alpha·dst +
-                // beta·lhs·rhs and does not read dst when `read_dst` is false.
-                unsafe {
-                    ::gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        c.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        a.data.as_ptr(),
-                        acs as isize,
-                        ars as isize,
-                        b.data.as_ptr(),
-                        bcs as isize,
-                        brs as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    )
-                }
-            }
-            _ => {
-                // SAFETY: as above; matrixmultiply reads C only when beta != 0.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.data.as_ptr(),
-                        ars as isize,
-                        acs as isize,
-                        b.data.as_ptr(),
-                        brs as isize,
-                        bcs as isize,
-                        0.0,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                }
-            }
+            // SAFETY (both): the strides describe the live buffers `a` and `b`.
+            "gemm" => unsafe { gemm_crate(strides, a.data.as_ptr(), b.data.as_ptr(), &mut c, threads) },
+            _ => unsafe { matrixmultiply(strides, a.data.as_ptr(), b.data.as_ptr(), &mut c) },
         }
         self.mats[p.c].data = c;
     }
