@@ -298,10 +298,11 @@ fn main() {
                     let mut per = vec![0.0f64; np];
                     let start = Instant::now();
                     for _ in 0..STEPS {
-                        for (pi, p) in net.products.clone().iter().enumerate() {
+                        for (pi, spent) in per.iter_mut().enumerate() {
+                            let p = net.products[pi];
                             let t = Instant::now();
-                            net.run(p, libs[li], threads);
-                            per[pi] += t.elapsed().as_secs_f64();
+                            net.run(&p, libs[li], threads);
+                            *spent += t.elapsed().as_secs_f64();
                         }
                         net.update();
                     }

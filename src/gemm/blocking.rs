@@ -87,6 +87,12 @@ impl CacheProbe {
     }
 }
 
+/// This machine's L1 data cache in bytes, read once ([`CacheSizes::detect`]).
+pub(crate) fn l1d_bytes() -> usize {
+    static L1D: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *L1D.get_or_init(|| CacheSizes::detect().l1d)
+}
+
 impl CacheSizes {
     /// The guesses used for a level Linux does not describe: typical modern
     /// values (32 KiB, 1 MiB, 32 MiB) on every architecture, which give the

@@ -37,7 +37,7 @@
 //! `k`; only a last partial panel is packed. The same numbers in the same
 //! order: the same bits.
 
-use super::blocking::{BlockSizes, CacheSizes};
+use super::blocking::{l1d_bytes, BlockSizes};
 use super::kernel::{MicroKernel, TileOut};
 use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
@@ -45,7 +45,6 @@ use super::Fused;
 use crate::matrix::{Element, MatRef};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
 
 /// One cache line of floats: the allocation unit of [`Aligned`].
 #[repr(C, align(64))]
@@ -234,12 +233,6 @@ fn reads_wide_b_in_place(b: &MatRef<f32>) -> bool {
     forced_wide_in_place().unwrap_or_else(|| {
         wide_in_place_pays(l1d_bytes()) || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2
     })
-}
-
-/// This machine's L1 data cache, read once ([`CacheSizes::detect`]).
-fn l1d_bytes() -> usize {
-    static L1D: OnceLock<usize> = OnceLock::new();
-    *L1D.get_or_init(|| CacheSizes::detect().l1d)
 }
 
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.

@@ -391,10 +391,9 @@ pub const MID_MIN_DEPTH: usize = 128;
 /// builds for AVX-512, where the choice does not exist.
 pub const MID_MIN_L1D: usize = 48 << 10;
 
-/// Whether this machine's L1d is at least [`MID_MIN_L1D`]; read once.
+/// Whether this machine's L1d is at least [`MID_MIN_L1D`].
 fn mid_pays() -> bool {
-    static PAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PAYS.get_or_init(|| super::blocking::CacheSizes::detect().l1d >= MID_MIN_L1D)
+    super::blocking::l1d_bytes() >= MID_MIN_L1D
 }
 
 /// The kernel for a product with `n` columns and a large depth (see
