@@ -19,10 +19,15 @@ use simdnet::data::Split;
 const N: usize = 1400;
 const IMAGES: &str = "t10k-images-idx3-ubyte.gz";
 
-/// `n` pseudo-random pixels from `seed`.
+/// The pixels of `N` pseudo-random images from `seed`.
 fn pixels(seed: u32) -> Vec<u8> {
+    pixels_of(seed, N)
+}
+
+/// The pixels of `n` pseudo-random images from `seed`.
+fn pixels_of(seed: u32, n: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..N * 784)
+    (0..n * 784)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 17;
@@ -50,9 +55,14 @@ fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
 
 /// Writes one split (`t10k` or `train`) of `N` images made from `seed` into `dir`.
 fn write_split(dir: &Path, prefix: &str, seed: u32) {
-    let images = idx(0x803, &[N as u32, 28, 28], &pixels(seed));
-    let labels: Vec<u8> = (0..N).map(|i| (i % 10) as u8).collect();
-    let labels = idx(0x801, &[N as u32], &labels);
+    write_split_of(dir, prefix, seed, N)
+}
+
+/// Writes one split (`t10k` or `train`) of `n` images made from `seed` into `dir`.
+fn write_split_of(dir: &Path, prefix: &str, seed: u32, n: usize) {
+    let images = idx(0x803, &[n as u32, 28, 28], &pixels_of(seed, n));
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let labels = idx(0x801, &[n as u32], &labels);
     fs::write(dir.join(format!("{prefix}-images-idx3-ubyte.gz")), gzip(&images)).unwrap();
     fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), gzip(&labels)).unwrap();
 }
@@ -150,6 +160,48 @@ fn a_tampered_copy_is_not_used_and_is_rewritten() {
     );
     assert_eq!(got, pixels(4));
     assert_eq!(fs::read(&cache).unwrap()[at], bytes[at] ^ 0x01, "rewritten");
+}
+
+/// A copy is read in pieces of 4 MiB, one task each (`src/data/cache.rs`):
+/// a body of three pieces, the last one short, comes back whole and in
+/// order, and a byte changed in the last piece is caught.
+#[test]
+fn a_copy_of_several_read_pieces_is_read_whole_and_checked_whole() {
+    const PIECE: usize = 4 << 20;
+    let n = (2 * PIECE + PIECE / 3) / 784;
+    let dir = scratch("cache", "pieces");
+    write_split_of(&dir, "t10k", 7, n);
+    assert_eq!(test_pixels(&dir), pixels_of(7, n));
+    // Damage the deflate data, keeping size, trailer and time, as above:
+    // only a load that takes the body from the copy succeeds.
+    let gz = dir.join(IMAGES);
+    let (mtime, good_gz) = (
+        fs::metadata(&gz).unwrap().modified().unwrap(),
+        fs::read(&gz).unwrap(),
+    );
+    let mut bad_gz = good_gz.clone();
+    let at = bad_gz.len() / 2;
+    bad_gz[at] ^= 0xff;
+    fs::write(&gz, &bad_gz).unwrap();
+    set_mtime(&gz, mtime);
+    assert!(
+        test_pixels(&dir) == pixels_of(7, n),
+        "the body came whole from the copy"
+    );
+    // A byte of the copy's last piece changed: not believed, the (mended)
+    // file is read instead and the copy rewritten.
+    fs::write(&gz, &good_gz).unwrap();
+    set_mtime(&gz, mtime);
+    let cache = cache_of(&dir);
+    let mut bytes = fs::read(&cache).unwrap();
+    let at = 56 + 2 * PIECE + 1000;
+    bytes[at] ^= 0x10;
+    fs::write(&cache, &bytes).unwrap();
+    assert!(
+        test_pixels(&dir) == pixels_of(7, n),
+        "the changed byte in the last piece is not believed"
+    );
+    assert_eq!(fs::read(&cache).unwrap()[at], bytes[at] ^ 0x10, "rewritten");
 }
 
 /// Makes the folder read-only; where that does not stop writes (running as

@@ -125,6 +125,8 @@ impl Key {
 /// the body is not read (nor checked) yet.
 pub struct Hit {
     file: File,
+    /// Where the body starts in the file.
+    body_at: u64,
     key: Key,
     /// CRC of the IDX header, to be continued over the body.
     crc: Crc,
@@ -159,25 +161,89 @@ pub fn open(gz: &Path, key: Key, idx_header: &[u8], body_len: u64) -> Option<Hit
     }
     let mut crc = Crc::new();
     crc.update(idx_header);
-    Some(Hit { file, key, crc })
+    let body_at = (FIXED + h) as u64;
+    Some(Hit {
+        file,
+        body_at,
+        key,
+        crc,
+    })
 }
 
 impl Hit {
     /// Reads the body into `data` (empty, with room for `body_len` bytes) and
     /// checks it against the `.gz`'s trailer. Returns whether `data` now holds
     /// the verified body; on `false` `data` is cleared (and keeps its room).
+    ///
+    /// The body is read in pieces of [`CRC_PIECE`] bytes on the rayon pool,
+    /// each piece checksummed while it is still in cache. Most of a read
+    /// into a fresh buffer is the kernel zeroing the pages it first touches
+    /// (huge pages, see [`crate::huge_pages`]); one thread per piece shares
+    /// that out. Measured on an AMD EPYC Zen 3 (2 threads), MNIST's 47 MB of
+    /// training images, read and checksummed: 19-28 ms in one sequential
+    /// read, 12-20 ms in pieces.
     pub fn read_body(mut self, data: &mut Vec<u8>, body_len: u64) -> bool {
-        let ok =
-            (&mut self.file).take(body_len).read_to_end(data).is_ok() && data.len() as u64 == body_len && {
-                let body = crc_of(data);
-                self.crc.combine(&body);
-                self.crc.sum() == self.key.crc() && self.crc.amount() == self.key.size_mod_2_32()
-            };
+        let ok = match usize::try_from(body_len) {
+            Ok(len) if data.is_empty() && data.capacity() >= len => match self.read_pieces(data, len) {
+                Some(body) => {
+                    self.crc.combine(&body);
+                    self.crc.sum() == self.key.crc() && self.crc.amount() == self.key.size_mod_2_32()
+                }
+                None => false,
+            },
+            _ => false,
+        };
         if !ok {
             data.clear();
         }
         ok
     }
+
+    /// Fills `data` with the `len` body bytes, piece by piece in parallel,
+    /// and returns their CRC; `None` if a piece cannot be read in full.
+    #[cfg(unix)]
+    fn read_pieces(&self, data: &mut Vec<u8>, len: usize) -> Option<Crc> {
+        use rayon::prelude::*;
+        use std::os::unix::fs::FileExt;
+        let pieces: Option<Vec<Crc>> = data.spare_capacity_mut()[..len]
+            .par_chunks_mut(CRC_PIECE)
+            .enumerate()
+            .map(|(i, piece)| {
+                let piece = zeroed(piece);
+                self.file
+                    .read_exact_at(piece, self.body_at + (i * CRC_PIECE) as u64)
+                    .ok()?;
+                let mut c = Crc::new();
+                c.update(piece);
+                Some(c)
+            })
+            .collect();
+        // SAFETY: every byte of the first `len` was written by `zeroed`
+        // (and then by the read) in the loop above.
+        unsafe { data.set_len(len) };
+        Some(pieces?.into_iter().fold(Crc::new(), |mut a, b| {
+            a.combine(&b);
+            a
+        }))
+    }
+
+    /// [`read_pieces`](Self::read_pieces) where there is no positioned read:
+    /// one sequential read, then the checksum.
+    #[cfg(not(unix))]
+    fn read_pieces(&mut self, data: &mut Vec<u8>, len: usize) -> Option<Crc> {
+        self.file.seek(SeekFrom::Start(self.body_at)).ok()?;
+        (&mut self.file).take(len as u64).read_to_end(data).ok()?;
+        (data.len() == len).then(|| crc_of(data))
+    }
+}
+
+/// Zeroes `piece` and returns it as initialised bytes (to be read into).
+#[cfg(unix)]
+fn zeroed(piece: &mut [std::mem::MaybeUninit<u8>]) -> &mut [u8] {
+    piece.fill(std::mem::MaybeUninit::new(0));
+    // SAFETY: every byte was just written, and `MaybeUninit<u8>` has the
+    // layout of `u8`.
+    unsafe { &mut *(piece as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) }
 }
 
 /// Writes the cached copy of `gz` (made from `key`'s file, whose IDX header
