@@ -352,10 +352,33 @@ pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
         not(target_feature = "avx512f")
     ))]
     {
-        use core::arch::x86_64::{__m256, _mm256_maskstore_ps};
-        // SAFETY: `vmaskmovps` writes only the first `n` floats, which the caller
-        // guarantees writable; `V` is `f32x8`, the same 32 bytes as `__m256`.
-        unsafe { _mm256_maskstore_ps(p, first_lanes_avx2(n), core::mem::transmute::<V, __m256>(v)) }
+        use core::arch::x86_64::{
+            __m256, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm_castps_si128, _mm_movehl_ps,
+            _mm_store_ss, _mm_storel_epi64, _mm_storeu_ps,
+        };
+        // Not `vmaskmovps`: on AMD Zen 2 and 3 its store form is microcoded
+        // and far slower than the at most three plain stores below.
+        // SAFETY: the caller guarantees `n` writable floats from `p`, and
+        // each store below writes only floats `p + at .. p + at + w` with
+        // `at + w <= n`; `V` is `f32x8`, the same 32 bytes as `__m256`.
+        unsafe {
+            let v = core::mem::transmute::<V, __m256>(v);
+            if n == LANES {
+                return store(p, core::mem::transmute::<__m256, V>(v));
+            }
+            let (mut x, mut at) = (_mm256_castps256_ps128(v), 0);
+            if n >= 4 {
+                _mm_storeu_ps(p, x);
+                (x, at) = (_mm256_extractf128_ps::<1>(v), 4);
+            }
+            if n - at >= 2 {
+                _mm_storel_epi64(p.add(at).cast(), _mm_castps_si128(x));
+                (x, at) = (_mm_movehl_ps(x, x), at + 2);
+            }
+            if n > at {
+                _mm_store_ss(p.add(at), x);
+            }
+        }
     }
     #[cfg(not(any(
         target_feature = "avx512f",
