@@ -175,7 +175,7 @@ impl Hit {
     /// checks it against the `.gz`'s trailer. Returns whether `data` now holds
     /// the verified body; on `false` `data` is cleared (and keeps its room).
     ///
-    /// The body is read in pieces of [`CRC_PIECE`] bytes on the rayon pool,
+    /// The body is read in pieces of `CRC_PIECE` (4 MiB) on the rayon pool,
     /// each piece checksummed while it is still in cache. Most of a read
     /// into a fresh buffer is the kernel zeroing the pages it first touches
     /// (huge pages, see [`crate::huge_pages`]); one thread per piece shares
