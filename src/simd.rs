@@ -352,13 +352,48 @@ pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
         not(target_feature = "avx512f")
     ))]
     {
+        use core::arch::x86_64::{__m256, _mm256_maskstore_ps};
+        // SAFETY: `vmaskmovps` writes only the first `n` floats, which the caller
+        // guarantees writable; `V` is `f32x8`, the same 32 bytes as `__m256`.
+        unsafe { _mm256_maskstore_ps(p, first_lanes_avx2(n), core::mem::transmute::<V, __m256>(v)) }
+    }
+    #[cfg(not(any(
+        target_feature = "avx512f",
+        all(target_arch = "x86_64", target_feature = "avx2")
+    )))]
+    {
+        let buf = v.to_array();
+        // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+    }
+}
+
+/// [`store_partial`] for results that are not read back at once (a GEMM's
+/// edge tiles): with AVX2, a full vector is one plain store and a partial
+/// one at most three (4, 2 and 1 floats) instead of `vmaskmovps`, whose
+/// store form AMD's Zen 3 runs in microcode: 3.7 ns a store against 0.93
+/// (docs/PERFORMANCE.md, "Partial stores on Zen 3"). Not for a sum kept in
+/// memory and read back at once: the pooled convolution's input gradient,
+/// which adds into its windows with a partial load and a partial store,
+/// took twice as long on Zen 3 with these stores (probably because a load
+/// of floats that several smaller stores are still writing must wait for
+/// them). Elsewhere it is [`store_partial`].
+///
+/// # Safety
+/// `p..p + n` must be writable.
+#[inline(always)]
+pub unsafe fn store_partial_plain(p: *mut f32, v: V, n: usize) {
+    debug_assert!(n <= LANES);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
+    {
         use core::arch::x86_64::{
             __m256, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm_castps_si128, _mm_movehl_ps,
             _mm_store_ss, _mm_storel_epi64, _mm_storeu_ps,
         };
-        // Not `vmaskmovps`: its store form is microcoded on AMD's Zen 3, 3.7 ns
-        // a store against 0.93 for the at most three plain stores below
-        // (docs/PERFORMANCE.md, "Partial stores on Zen 3").
         // SAFETY: the caller guarantees `n` writable floats from `p`, and
         // each store below writes only floats `p + at .. p + at + w` with
         // `at + w <= n`; `V` is `f32x8`, the same 32 bytes as `__m256`.
@@ -381,14 +416,14 @@ pub unsafe fn store_partial(p: *mut f32, v: V, n: usize) {
             }
         }
     }
-    #[cfg(not(any(
-        target_feature = "avx512f",
-        all(target_arch = "x86_64", target_feature = "avx2")
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
     )))]
-    {
-        let buf = v.to_array();
-        // SAFETY: the caller guarantees `n` writable floats; `buf` has LANES >= n.
-        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p, n) };
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe {
+        store_partial(p, v, n)
     }
 }
 
@@ -773,20 +808,27 @@ mod partial_tests {
                 let want = if l < n { s } else { -7.0 };
                 assert_eq!(filled[l], want, "load_partial_or, n {n}: lane {l}");
             }
-            let mut out = vec![f32::NAN; LANES + 1];
-            // SAFETY: `out` has LANES + 1 >= n writable floats
-            unsafe {
-                store_partial(
-                    out.as_mut_ptr(),
-                    V::from(core::array::from_fn::<f32, LANES, _>(|l| source[l])),
-                    n,
-                )
-            };
-            for (l, &o) in out.iter().enumerate() {
-                if l < n {
-                    assert_eq!(o, source[l], "store_partial, n {n}: number {l}");
-                } else {
-                    assert!(o.is_nan(), "store_partial, n {n}: number {l} was written");
+            type Store = unsafe fn(*mut f32, V, usize);
+            let stores: [(&str, Store); 2] = [
+                ("store_partial", store_partial),
+                ("store_partial_plain", store_partial_plain),
+            ];
+            for (name, store) in stores {
+                let mut out = vec![f32::NAN; LANES + 1];
+                // SAFETY: `out` has LANES + 1 >= n writable floats
+                unsafe {
+                    store(
+                        out.as_mut_ptr(),
+                        V::from(core::array::from_fn::<f32, LANES, _>(|l| source[l])),
+                        n,
+                    )
+                };
+                for (l, &o) in out.iter().enumerate() {
+                    if l < n {
+                        assert_eq!(o, source[l], "{name}, n {n}: number {l}");
+                    } else {
+                        assert!(o.is_nan(), "{name}, n {n}: number {l} was written");
+                    }
                 }
             }
         }

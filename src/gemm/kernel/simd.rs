@@ -329,7 +329,7 @@ fn store_edge<const MR: usize, const NV: usize>(acc: &[[V; NV]; MR], out: &TileO
                 if let (Some(mask), Some(_)) = (&out.dropout, act) {
                     x *= mask.factors(i, col);
                 }
-                simd::store_partial(c, x, n);
+                simd::store_partial_plain(c, x, n);
             }
         }
     }
