@@ -52,7 +52,7 @@ const FIXED: usize = 8 + 8 + 8 + 4 + 8 + 4;
 /// Longest IDX header stored (4 bytes of magic and up to 255 sizes would be
 /// more, but this module only serves image and label files: at most 16 bytes).
 const MAX_IDX_HEADER: usize = 64;
-/// Threads share the CRC of a body in pieces of this many bytes.
+/// Threads read and checksum a body in pieces of this many bytes.
 const CRC_PIECE: usize = 4 << 20;
 
 /// Whether [`ENV_DISABLE`] turns the cache off.
@@ -181,7 +181,7 @@ impl Hit {
     /// (huge pages, see [`crate::huge_pages`]); one thread per piece shares
     /// that out. Measured on an AMD EPYC Zen 3 (2 threads), MNIST's 47 MB of
     /// training images, read and checksummed: 19-28 ms in one sequential
-    /// read, 12-20 ms in pieces.
+    /// read, 12-15 ms in pieces (5 runs each).
     pub fn read_body(mut self, data: &mut Vec<u8>, body_len: u64) -> bool {
         let ok = match usize::try_from(body_len) {
             Ok(len) if data.is_empty() && data.capacity() >= len => match self.read_pieces(data, len) {
