@@ -205,7 +205,7 @@ impl Hit {
     fn read_pieces(&self, data: &mut Vec<u8>, len: usize) -> Option<Crc> {
         use rayon::prelude::*;
         use std::os::unix::fs::FileExt;
-        let pieces: Option<Vec<Crc>> = data.spare_capacity_mut()[..len]
+        let body = data.spare_capacity_mut()[..len]
             .par_chunks_mut(CRC_PIECE)
             .enumerate()
             .map(|(i, piece)| {
@@ -217,14 +217,11 @@ impl Hit {
                 c.update(piece);
                 Some(c)
             })
-            .collect();
+            .try_reduce(Crc::new, |a, b| Some(combined(a, b)));
         // SAFETY: every byte of the first `len` was written by `zeroed`
         // (and then by the read) in the loop above.
         unsafe { data.set_len(len) };
-        Some(pieces?.into_iter().fold(Crc::new(), |mut a, b| {
-            a.combine(&b);
-            a
-        }))
+        body
     }
 
     /// [`read_pieces`](Self::read_pieces) where there is no positioned read:
@@ -285,8 +282,11 @@ fn crc_of(bytes: &[u8]) -> Crc {
             c.update(piece);
             c
         })
-        .reduce(Crc::new, |mut a, b| {
-            a.combine(&b);
-            a
-        })
+        .reduce(Crc::new, combined)
+}
+
+/// The CRC of `a`'s bytes followed by `b`'s (pieces combined in order).
+fn combined(mut a: Crc, b: Crc) -> Crc {
+    a.combine(&b);
+    a
 }
