@@ -424,10 +424,25 @@ const B_ROWS_AT_ONCE: usize = 8;
 /// `ceil(cols / nr) · nr · kc` floats; `nr` a multiple of `LANES`.
 #[inline(never)]
 unsafe fn pack_b_rows(src: *const f32, rs: usize, kc: usize, cols: usize, nr: usize, dst: *mut f32) {
+    let full = cols / nr;
     for p0 in (0..kc).step_by(B_ROWS_AT_ONCE) {
         let rows = B_ROWS_AT_ONCE.min(kc - p0);
-        for q in 0..cols.div_ceil(nr) {
-            let valid = cols - q * nr; // columns from panel q on (at least nr but in the last)
+        // Full panels: whole vectors, no test per vector.
+        for q in 0..full {
+            for p in p0..p0 + rows {
+                for col in (0..nr).step_by(LANES) {
+                    // SAFETY: row p < kc, columns q·nr + col .. + LANES <= cols;
+                    // the destination is inside panel q.
+                    unsafe {
+                        let v = simd::load(src.add(p * rs + q * nr + col));
+                        simd::store(dst.add(q * nr * kc + p * nr + col), v);
+                    }
+                }
+            }
+        }
+        // The last panel, when it is partial: zeros past `cols`.
+        for q in full..cols.div_ceil(nr) {
+            let valid = cols - q * nr;
             for p in p0..p0 + rows {
                 for col in (0..nr).step_by(LANES) {
                     let n = valid.saturating_sub(col).min(LANES);
