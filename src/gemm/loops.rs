@@ -437,7 +437,19 @@ unsafe fn five_loops<A: AOperand>(
                         // else a packed mr·kc panel of `a_packed` / `a_tail`.
                         // `out` is a valid exclusive tile of C, clipped to m x n.
                         unsafe {
-                            if let (Some(run), true) = (b_in_place, jr < b_full) {
+                            let short = kernel.run_short.filter(|_| out.rows < mr && gather.is_none());
+                            if let Some(run) = short {
+                                // A block's last tile, of fewer than MR rows
+                                // (computing only those): its A~ panel is packed,
+                                // in `a_packed` or as a direct block's tail
+                                // (the panels read in place, ir < full, are full).
+                                let a_ptr = if direct {
+                                    a_tail.as_ptr()
+                                } else {
+                                    a_packed[(ir / mr) * mr * kc..][..mr * kc].as_ptr()
+                                };
+                                run(out.rows, kc, a_ptr, 1, mr, b_ptr, pb, &out)
+                            } else if let (Some(run), true) = (b_in_place, jr < b_full) {
                                 let (a_ptr, ra, pa) = if ir < full {
                                     let (ptr, ra, pa) = a_direct;
                                     (ptr.add(ir * ra), ra, pa)

@@ -39,8 +39,9 @@ pub struct TileOut {
     /// Distance between rows of C (elements); columns are contiguous.
     pub rs_c: usize,
     /// Valid rows (`<= MR`) and columns (`<= NR`) of the tile: edge tiles
-    /// are computed in full from zero-padded panels but only this part is
-    /// read or written.
+    /// are computed from zero-padded panels (in full, except the rows a
+    /// [`MicroKernel::run_short`] leaves out) but only this part is read or
+    /// written.
     pub rows: usize,
     /// Valid columns of the tile (`<= NR`).
     pub cols: usize,
@@ -93,6 +94,23 @@ pub type GatherKernelFn =
 pub type InPlaceBKernelFn =
     unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, pb: usize, out: &TileOut);
 
+/// `unsafe fn(rows, kc, a, ra, pa, b, pb, out)`: an [`InPlaceBKernelFn`]
+/// for a tile whose `rows` (`== out.rows`, `<= MR`) valid rows are fewer
+/// than `MR`: it computes no row past them.
+///
+/// # Safety
+/// As [`InPlaceBKernelFn`], for the first `rows` rows of A only.
+pub type ShortKernelFn = unsafe fn(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    ra: usize,
+    pa: usize,
+    b: *const f32,
+    pb: usize,
+    out: &TileOut,
+);
+
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
@@ -113,6 +131,10 @@ pub struct MicroKernel {
     /// The same kernel reading B in place too (`None`: the scalar and the
     /// lanes-along-m kernels, which always read a packed B~).
     pub run_b_in_place: Option<InPlaceBKernelFn>,
+    /// The same kernel for a tile of fewer than `mr` rows, computing only
+    /// those (`None`: the scalar and the lanes-along-m kernels, which
+    /// compute the whole tile and store its valid part).
+    pub run_short: Option<ShortKernelFn>,
 }
 
 impl MicroKernel {
@@ -134,6 +156,7 @@ macro_rules! simd_kernel {
             run_strided: simd::micro_kernel_strided::<$mr, $nv>,
             run_gather: Some(simd::micro_kernel_gather::<$mr, $nv>),
             run_b_in_place: Some(simd::micro_kernel_b_in_place::<$mr, $nv>),
+            run_short: Some(simd::micro_kernel_short::<$mr, $nv>),
         }
     };
 }
@@ -148,6 +171,7 @@ macro_rules! simd_kernel_m {
             run_strided: simd::micro_kernel_m_strided::<{ $mv * LANES }, $mv, $nr>,
             run_gather: None,
             run_b_in_place: None,
+            run_short: None,
         }
     };
 }
@@ -244,6 +268,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         run_strided: scalar::micro_kernel_strided::<4, 4>,
         run_gather: Some(scalar::micro_kernel_gather::<4, 4>),
         run_b_in_place: None,
+        run_short: None,
     },
     MicroKernel {
         name: "scalar-8x8",
@@ -253,6 +278,7 @@ pub const SCALAR_KERNELS: &[MicroKernel] = &[
         run_strided: scalar::micro_kernel_strided::<8, 8>,
         run_gather: Some(scalar::micro_kernel_gather::<8, 8>),
         run_b_in_place: None,
+        run_short: None,
     },
 ];
 
