@@ -429,6 +429,15 @@ unsafe fn five_loops<A: AOperand>(
                                 }
                             }
                         }
+                        // The packed A~ panel of rows ir..: a direct block's
+                        // packed tail, or a panel of the packed block.
+                        let packed = || {
+                            if direct {
+                                a_tail.as_ptr()
+                            } else {
+                                a_packed[(ir / mr) * mr * kc..][..mr * kc].as_ptr()
+                            }
+                        };
                         // SAFETY: B: nr·kc packed floats (slice above), or a
                         // full panel of B in place: rows pc..pc+kc <= k, columns
                         // jc+jr..+nr <= n, `pb` apart.
@@ -440,23 +449,15 @@ unsafe fn five_loops<A: AOperand>(
                             let short = kernel.run_short.filter(|_| out.rows < mr && gather.is_none());
                             if let Some(run) = short {
                                 // A block's last tile, of fewer than MR rows
-                                // (computing only those): its A~ panel is packed,
-                                // in `a_packed` or as a direct block's tail
+                                // (computing only those): its A~ panel is packed
                                 // (the panels read in place, ir < full, are full).
-                                let a_ptr = if direct {
-                                    a_tail.as_ptr()
-                                } else {
-                                    a_packed[(ir / mr) * mr * kc..][..mr * kc].as_ptr()
-                                };
-                                run(out.rows, kc, a_ptr, 1, mr, b_ptr, pb, &out)
+                                run(out.rows, kc, packed(), 1, mr, b_ptr, pb, &out)
                             } else if let (Some(run), true) = (b_in_place, jr < b_full) {
                                 let (a_ptr, ra, pa) = if ir < full {
                                     let (ptr, ra, pa) = a_direct;
                                     (ptr.add(ir * ra), ra, pa)
-                                } else if direct {
-                                    (a_tail.as_ptr(), 1, mr)
                                 } else {
-                                    (a_packed[(ir / mr) * mr * kc..][..mr * kc].as_ptr(), 1, mr)
+                                    (packed(), 1, mr)
                                 };
                                 run(kc, a_ptr, ra, pa, b_ptr, pb, &out)
                             } else if let Some(run_gather) = gather {
@@ -465,11 +466,8 @@ unsafe fn five_loops<A: AOperand>(
                             } else if ir < full {
                                 let (ptr, ra, pa) = a_direct;
                                 (kernel.run_strided)(kc, ptr.add(ir * ra), ra, pa, b_ptr, &out)
-                            } else if direct {
-                                (kernel.run)(kc, a_tail.as_ptr(), b_ptr, &out)
                             } else {
-                                let a_panel = &a_packed[(ir / mr) * mr * kc..][..mr * kc];
-                                (kernel.run)(kc, a_panel.as_ptr(), b_ptr, &out)
+                                (kernel.run)(kc, packed(), b_ptr, &out)
                             }
                         }
                     }
