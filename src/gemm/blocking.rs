@@ -8,6 +8,8 @@
 //!   rounding), not full `kc` blocks and a thin remainder.
 //! - `mc`: rows of the packed block A~ (`mc x kc` floats), which lives in L2.
 //! - `nc`: columns of the packed block B~ (`kc x nc` floats), which lives in L3.
+//!   (For an A read in place the loops take fewer, to keep B~ within half
+//!   of L2: reading A once per block of columns costs nothing there.)
 //!
 //! Defaults come from the cache sizes in `/sys/devices/system/cpu/cpu0/cache`,
 //! can be overridden with the environment variables `SIMDNET_MC`,
@@ -91,6 +93,12 @@ impl CacheProbe {
 pub(crate) fn l1d_bytes() -> usize {
     static L1D: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *L1D.get_or_init(|| CacheSizes::detect().l1d)
+}
+
+/// This machine's L2 cache (of one core) in bytes, read once ([`CacheSizes::detect`]).
+pub(crate) fn l2_bytes() -> usize {
+    static L2: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *L2.get_or_init(|| CacheSizes::detect().l2)
 }
 
 impl CacheSizes {

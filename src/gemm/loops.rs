@@ -37,7 +37,7 @@
 //! `k`; only a last partial panel is packed. The same numbers in the same
 //! order: the same bits.
 
-use super::blocking::{l1d_bytes, BlockSizes};
+use super::blocking::{l1d_bytes, l2_bytes, BlockSizes};
 use super::kernel::{MicroKernel, TileOut};
 use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
@@ -235,6 +235,26 @@ fn reads_wide_b_in_place(b: &MatRef<f32>) -> bool {
     })
 }
 
+/// The columns of one B~ block (`nc`, at most the `nc` given) when A is
+/// read where it is: as many whole `nr`-wide panels as keep the `kc x nc`
+/// block within half of an L2 of `l2` bytes, at least one panel.
+///
+/// The block sizes' `nc` lets B~ grow to a quarter of L3 (BLIS' layout,
+/// where A~ is packed and packing it again for every block of columns
+/// would cost). An A read in place costs nothing more to read once per
+/// block, and a B~ block that fits in L2 is packed and then read from L2
+/// rather than L3. The products this decides are the network's `H·W` and
+/// `dZ·Wᵀ` (`A`: 128 rows of activations or errors); a packed A, or a B
+/// read in place, keeps `nc`. The same sums in the same order: the same bits.
+///
+/// Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes, 512 KiB
+/// L2, `kc = 512`: 128 columns here against 512 or 784), see
+/// `docs/PERFORMANCE.md`.
+fn nc_within_l2(nc: usize, kc: usize, nr: usize, l2: usize) -> usize {
+    let panels = (l2 / 2 / (kc.max(1) * std::mem::size_of::<f32>() * nr.max(1))).max(1);
+    nc.min(panels * nr.max(1))
+}
+
 /// The output of one (sub-)problem: element `(i, j)` at `ptr + i·rs + j`.
 #[derive(Clone, Copy, Debug)]
 pub struct COut {
@@ -304,8 +324,6 @@ unsafe fn five_loops<A: AOperand>(
     let kc_max = balanced_depth(k, blocks.kc);
     let mc_max = blocks.mc.div_ceil(mr).max(1) * mr;
     let mc_max = mc_max.min(m.div_ceil(mr) * mr);
-    let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;
-    let nc_max = nc_max.min(n.div_ceil(nr) * nr);
     // A is read in place or copied without transposing ("direct") when
     // there is a single B~ micro-panel: each A element is then used by one
     // micro-kernel call only, and packing it would cost as much as the
@@ -313,13 +331,6 @@ unsafe fn five_loops<A: AOperand>(
     // units, the 10 logits); and for a small f32 A, see `small_a_in_place`.
     let in_place = a.in_place(alpha);
     let direct = n <= nr || (in_place && m * k <= small_a_in_place(kernel, n, !a.is_transposed()));
-    // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
-    let kc_bound = blocks.kc.max(1);
-    let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
-    let b_bound = blocks.nc.div_ceil(nr).max(1) * nr * kc_bound;
-    let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
-    let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
-    let b_packed = buffers.b.get(nc_max * kc_max, b_bound);
     // The gather kernel reads A in place through row pointers and depth
     // offsets (see `AOperand::gather_depth`): in direct mode, where each A
     // element is used once, it replaces the copy. Same sums, same bits.
@@ -327,6 +338,22 @@ unsafe fn five_loops<A: AOperand>(
     let b_in_place = kernel
         .run_b_in_place
         .filter(|_| gather_kernel.is_none() && reads_b_in_place(b, m, n, nr));
+    let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;
+    let nc_max = nc_max.min(n.div_ceil(nr) * nr);
+    // An A read where it is costs nothing to read again for the next block
+    // of columns: there B~ is kept within L2 (see `nc_within_l2`).
+    let nc_max = if direct && in_place && b_in_place.is_none() {
+        nc_within_l2(nc_max, kc_max, nr, l2_bytes())
+    } else {
+        nc_max
+    };
+    // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
+    let kc_bound = blocks.kc.max(1);
+    let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
+    let b_bound = blocks.nc.div_ceil(nr).max(1) * nr * kc_bound;
+    let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
+    let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
+    let b_packed = buffers.b.get(nc_max * kc_max, b_bound);
     if gather_kernel.is_some() {
         // grown once to the most any shape needs (kc_max <= kc_bound, mc_max + mr <= rows_bound)
         let rows_bound = blocks.mc.div_ceil(mr).max(1) * mr + mr;
@@ -714,6 +741,26 @@ unsafe fn convert_16(s: *const u8, alpha: f32, d: *mut f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With A read in place, B~ blocks stay within half of L2: whole
+    /// panels, at least one, never more columns than the block sizes give.
+    #[test]
+    fn b_blocks_stay_within_half_of_l2() {
+        let kib = 1 << 10;
+        // Zen 3: 512 KiB L2, depth 512, 16-wide panels: 128 columns (256 KiB).
+        assert_eq!(nc_within_l2(4096, 512, 16, 512 * kib), 128);
+        // k = 784 in two blocks of 392: 10 panels (245 KiB).
+        assert_eq!(nc_within_l2(4096, 392, 16, 512 * kib), 160);
+        // Zen 5: 1 MiB L2, 32-wide panels.
+        assert_eq!(nc_within_l2(4096, 512, 32, 1024 * kib), 256);
+        assert_eq!(nc_within_l2(4096, 4096, 16, 64 * kib), 16, "at least one panel");
+        assert_eq!(nc_within_l2(64, 512, 16, 512 * kib), 64, "at most the nc given");
+        assert_eq!(
+            nc_within_l2(4096, 0, 0, 0),
+            1,
+            "degenerate sizes do not divide by zero"
+        );
+    }
 
     /// The wide in-place reads follow the L1d size unless forced, and the
     /// single contiguous B panel is read in place either way.
