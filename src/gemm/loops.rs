@@ -130,6 +130,14 @@ fn small_a_in_place(kernel: &MicroKernel, n: usize, rows_contiguous: bool) -> us
     }
 }
 
+/// Whether the loops read `a` where it is, with no copy, in a product (or
+/// a task of one) of `n` columns: an `f32` A with `alpha = 1`, of at most
+/// [`small_a_in_place`] elements. (With `n <= NR` every A is read directly,
+/// in place or through a non-transposing copy.)
+pub(crate) fn reads_a_in_place<A: AOperand>(a: &A, alpha: f32, kernel: &MicroKernel, n: usize) -> bool {
+    a.in_place(alpha) && a.rows() * a.cols() <= small_a_in_place(kernel, n, !a.is_transposed())
+}
+
 /// The smallest L1 data cache with which the wide in-place reads are on by
 /// default: an A of up to `LANES_N_A_IN_PLACE` elements and a B of two or
 /// more panels (see `reads_b_in_place`) read where they are rather than
@@ -329,8 +337,8 @@ unsafe fn five_loops<A: AOperand>(
     // micro-kernel call only, and packing it would cost as much as the
     // multiply (the narrow shapes `n <= NR`: X·W and Xᵀ·dZ with 16 hidden
     // units, the 10 logits); and for a small f32 A, see `small_a_in_place`.
-    let in_place = a.in_place(alpha);
-    let direct = n <= nr || (in_place && m * k <= small_a_in_place(kernel, n, !a.is_transposed()));
+    let a_in_place = reads_a_in_place(a, alpha, kernel, n);
+    let direct = n <= nr || a_in_place;
     // The gather kernel reads A in place through row pointers and depth
     // offsets (see `AOperand::gather_depth`): in direct mode, where each A
     // element is used once, it replaces the copy. Same sums, same bits.
@@ -342,7 +350,7 @@ unsafe fn five_loops<A: AOperand>(
     let nc_max = nc_max.min(n.div_ceil(nr) * nr);
     // An A read where it is costs nothing to read again for the next block
     // of columns: there B~ is kept within L2 (see `nc_within_l2`).
-    let nc_max = if direct && in_place && b_in_place.is_none() {
+    let nc_max = if a_in_place && b_in_place.is_none() {
         nc_within_l2(nc_max, kc_max, nr, l2_bytes())
     } else {
         nc_max

@@ -255,7 +255,10 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
         Parallelism::Rayon => (threads::min_flops_per_task(), threads::max_tasks()),
         Parallelism::Sequential => (usize::MAX, 1),
     };
-    let plan = threads::plan_with(m, n, k, (kernel.mr, kernel.nr), min_task, max_tasks);
+    // A read in place by every task of half the columns (or fewer) is shared, not repacked.
+    let a_in_place = loops::reads_a_in_place(&a, alpha, kernel, n.div_ceil(2));
+    let limits = (min_task, max_tasks);
+    let plan = threads::plan_sharing_a(m, n, k, (kernel.mr, kernel.nr), limits, a_in_place);
     let rs = c.row_stride();
     let c_ptr = SendPtr(c.data().as_mut_ptr());
     let tasks_n = n.div_ceil(plan.n_chunk);
