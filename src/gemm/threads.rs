@@ -128,11 +128,12 @@ pub fn plan_with(
 /// of fewer columns packs nothing more, while a task of fewer rows packs B
 /// again, so the columns are halved first, as long as a half keeps two or
 /// more micro-panels. Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2,
-/// 8 lanes, `cargo bench --bench gemm`, the two builds alternated, median
-/// of 6 runs of the ratio to the best peer, host in a slow state): 128³
-/// 2t main 1.255 -> 1.360, 2t pool 0.965 -> 1.005; 256³ 0.975 -> 1.025
-/// and 0.945 -> 1.015. The network's 128-row products had more columns
-/// than rows of micro-tiles and were split by columns already.
+/// 8 lanes, `cargo bench --bench gemm`, the two ways alternated, median of
+/// 6 runs of the ratio to the best peer, two such sets, host in a slow
+/// state): 128³ 2t main 1.22-1.26 -> 1.33-1.36, 2t pool 0.92-0.97 ->
+/// 0.97-1.01; 256³ 0.98-0.99 -> 1.03-1.05 and 0.94-0.95 -> 0.96-1.02. The
+/// network's 128-row products had more columns than rows of micro-tiles
+/// and were split by columns already.
 pub fn plan_sharing_a(
     m: usize,
     n: usize,
