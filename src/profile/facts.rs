@@ -140,16 +140,19 @@ pub fn describe(b: BlockSizes) -> String {
     format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
 }
 
-/// How the tools print [`BuildFacts::wide_in_place`].
+/// How the tools print [`BuildFacts::wide_in_place`], and that a packed B~
+/// beside an A read in place takes fewer columns than `NC`, to stay within
+/// half of L2 (see `gemm::loops`).
 pub fn describe_in_place(on: bool) -> String {
-    if on {
+    let operands = if on {
         "wide operands read in place".to_string()
     } else {
         format!(
             "wide B and transposed A packed (L1d under {} KiB)",
             gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10
         )
-    }
+    };
+    format!("{operands}; B~ within half of L2 when A is read in place")
 }
 
 /// A size in bytes as `48 KiB` / `2 MiB` (whole units when exact).
