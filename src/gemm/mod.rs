@@ -255,8 +255,9 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
         Parallelism::Rayon => (threads::min_flops_per_task(), threads::max_tasks()),
         Parallelism::Sequential => (usize::MAX, 1),
     };
-    // A read in place by every task of half the columns (or fewer) is shared, not repacked.
-    let a_in_place = loops::reads_a_in_place(&a, alpha, kernel, n.div_ceil(2));
+    // A read in place by every task of half the columns (or fewer) is shared,
+    // not repacked; a call that will not split (sequential) need not ask.
+    let a_in_place = min_task != usize::MAX && loops::reads_a_in_place(&a, alpha, kernel, n.div_ceil(2));
     let limits = (min_task, max_tasks);
     let plan = threads::plan_sharing_a(m, n, k, (kernel.mr, kernel.nr), limits, a_in_place);
     let rs = c.row_stride();
