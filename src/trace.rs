@@ -201,6 +201,15 @@ struct Counters {
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Floating-point operations skipped by products that skip zeros
+/// ([`Scope::set_flops_skipping`]), since the last [`reset`].
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The floating-point operations the products skipped (multiplications by
+/// zero that a dense product would have done) since the last [`reset`].
+pub fn skipped_flops() -> u64 {
+    SKIPPED.load(Relaxed)
+}
 static COUNTERS: Counters = Counters {
     calls: [ZERO; SLOTS],
     nanos: [ZERO; SLOTS],
@@ -289,6 +298,7 @@ pub fn reset() {
     c.level = [0.0; MAX_LEVEL];
     c.container_only = 0.0;
     drop(c);
+    SKIPPED.store(0, Relaxed);
     for i in 0..SLOTS {
         COUNTERS.calls[i].store(0, Relaxed);
         COUNTERS.nanos[i].store(0, Relaxed);
@@ -304,6 +314,8 @@ pub struct Scope {
     slot: usize,
     flops: u64,
     bytes: u64,
+    /// Floating-point operations a product skipped (multiplications by zero).
+    skipped: u64,
 }
 
 /// Starts timing `kind` of `layer` (use layer 0 for kinds that are not per layer).
@@ -316,6 +328,7 @@ pub fn scope(kind: Kind, layer: usize) -> Scope {
         slot,
         flops: 0,
         bytes: 0,
+        skipped: 0,
     }
 }
 
@@ -405,6 +418,7 @@ pub fn kernel(kind: Kind) -> Scope {
             slot: 0,
             flops: 0,
             bytes: 0,
+            skipped: 0,
         };
     }
     let kind = if CONV.with(|c| c.get()) {
@@ -450,6 +464,14 @@ impl Scope {
     pub fn set_flops(&mut self, flops: usize) {
         self.flops = flops as u64;
     }
+    /// Declares the floating-point operations of a product that skips the
+    /// zeros of an operand: `done` counted as [`set_flops`](Self::set_flops),
+    /// the rest of `full` (the dense product's) as skipped ([`skipped_flops`]).
+    #[inline(always)]
+    pub fn set_flops_skipping(&mut self, done: usize, full: usize) {
+        self.flops = done as u64;
+        self.skipped = full.saturating_sub(done) as u64;
+    }
     /// Declares the bytes this work reads and writes (for GB/s).
     #[inline(always)]
     pub fn bytes(mut self, bytes: usize) -> Scope {
@@ -473,6 +495,7 @@ impl Drop for Scope {
             COUNTERS.nanos[self.slot].fetch_add(ns, Relaxed);
             COUNTERS.flops[self.slot].fetch_add(self.flops, Relaxed);
             COUNTERS.bytes[self.slot].fetch_add(self.bytes, Relaxed);
+            SKIPPED.fetch_add(self.skipped, Relaxed);
         }
     }
 }

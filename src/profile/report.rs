@@ -54,6 +54,7 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         val_wall: history.iter().map(|h| h.validation_seconds).sum(),
         threads,
         peak,
+        skipped_flops: trace::skipped_flops(),
     };
     let facts = BuildFacts::current();
     format!(
@@ -77,6 +78,8 @@ struct Run {
     threads: usize,
     /// The FMA peak of the run's threads, GFLOP/s (`None`: not measured).
     peak: Option<f64>,
+    /// Floating-point operations the products skipped ([`trace::skipped_flops`]).
+    skipped_flops: u64,
 }
 
 fn rate(r: &Record) -> String {
@@ -99,6 +102,7 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
         val_wall,
         threads,
         peak,
+        ..
     } = run;
     let wall = train_wall + val_wall;
     let pct = |x: f64| if wall > 0.0 { 100.0 * x / wall } else { 0.0 };
@@ -210,6 +214,7 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
     }
     if let Some(peak) = peak {
         s.push_str(&limit_summary(records, cov, run, peak));
+        s.push_str(&skipped_summary(records, run, peak));
     }
     // Waiting: only with several threads and some training time measured (see the module docs).
     let capacity = threads as f64 * train_wall;
@@ -234,6 +239,29 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
         );
     }
     s
+}
+
+/// When products skipped multiplications by zero (the first layer's
+/// inputs, see [`crate::gemm::sparse_rows`]): how much, and the limit had they
+/// been done, as `cargo bench --bench epoch` counts it (every product of the
+/// network in full).
+fn skipped_summary(records: &[Record], run: &Run, peak: f64) -> String {
+    let (wall, skipped) = (run.train_wall + run.val_wall, run.skipped_flops);
+    if skipped == 0 || peak <= 0.0 || wall <= 0.0 {
+        return String::new();
+    }
+    let done: u64 = records
+        .iter()
+        .filter(|r| r.kind.is_gemm() || r.kind == Kind::Evaluation)
+        .map(|r| r.flops)
+        .sum();
+    let full = (done + skipped) as f64 * 1e-9;
+    format!(
+        "Zeros skipped: the first layer's products multiplied only its non-zero inputs (on two or more threads) and left out {:.2} GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is {full:.2} GFLOP, {:.3}s at the peak: the run took {:.1}x that.\n",
+        skipped as f64 * 1e-9,
+        full / peak,
+        wall / (full / peak).max(1e-12)
+    )
 }
 
 /// The compute limit (all GEMM work at the measured peak) and, in plain
@@ -351,7 +379,54 @@ mod tests {
             val_wall: 0.0,
             threads,
             peak: None,
+            skipped_flops: 0,
         }
+    }
+
+    /// Products that skipped zeros: the work left out, and the limit had
+    /// it been done (the GEMM work of the network in full, as the epoch
+    /// bench counts it).
+    #[test]
+    fn skipped_work_is_named_with_the_limit_counting_it() {
+        let rec = |kind, flops| Record {
+            kind,
+            layer: 0,
+            calls: 1,
+            seconds: 0.5,
+            wall_seconds: 0.5,
+            flops,
+            bytes: 0,
+        };
+        let records = [
+            rec(Kind::ForwardGemm, 1_000_000_000),
+            rec(Kind::Evaluation, 500_000_000),
+            rec(Kind::Optimizer, 0),
+        ];
+        let run = Run {
+            epochs: 1,
+            train_wall: 0.9,
+            val_wall: 0.1,
+            threads: 2,
+            peak: Some(10.0),
+            skipped_flops: 3_500_000_000,
+        };
+        let out = skipped_summary(&records, &run, 10.0);
+        // 1.5 GFLOP done + 3.5 skipped = 5 GFLOP, 0.5 s at 10 GFLOP/s; the run took 1 s.
+        assert_eq!(
+            out,
+            "Zeros skipped: the first layer's products multiplied only its non-zero inputs (on two or more threads) and left out 3.50 GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is 5.00 GFLOP, 0.500s at the peak: the run took 2.0x that.\n"
+        );
+        assert_eq!(
+            skipped_summary(
+                &records,
+                &Run {
+                    skipped_flops: 0,
+                    ..run
+                },
+                10.0
+            ),
+            ""
+        );
     }
 
     #[test]
@@ -383,8 +458,10 @@ mod tests {
             val_wall: 0.3,
             threads: 2,
             peak: Some(10.0),
+            skipped_flops: 0,
         };
         let out = render(&records, &cov, &run);
+        assert!(!out.contains("Zeros skipped"), "{out}");
         // 3 GFLOP at 10 GFLOP/s: 0.3 s of the 1.8 s.
         assert!(out.contains("Compute limit: 3.00 GFLOP of GEMMs (2.00 training + 1.00 validation) at this machine's peak of 10 GFLOP/s on 2 thread(s)"), "{out}");
         assert!(
