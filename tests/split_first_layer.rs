@@ -3,7 +3,9 @@
 //! of the unsplit step (one thread), for every activation, dropout, weight
 //! decay and optimiser, full and short batches (two shards, one), a large
 //! network (one shard, threaded GEMMs), two and three parts, `u8` pixels
-//! read by index and `f32` batches copied first; and a session whose steps
+//! read by index and `f32` batches copied first, inputs mostly zero (which
+//! the parts multiply by their non-zeros alone) and not, weights or errors
+//! that are not finite; and a session whose steps
 //! run the next step's first phase ahead gives those bits too, even when
 //! the network is changed between two of its calls.
 
@@ -23,8 +25,9 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .unwrap()
 }
 
-/// `n` random images of `inputs` pixels (as one row each), labels 0..9.
-fn data(n: usize, inputs: usize) -> Dataset {
+/// `n` random images of `inputs` pixels (as one row each), labels 0..9;
+/// with `zeros`, four pixels in five are 0 (as in MNIST: 81%).
+fn data_with(n: usize, inputs: usize, zeros: bool) -> Dataset {
     let mut s = 0x2545_f491u32;
     let mut next = || {
         s ^= s << 13;
@@ -32,7 +35,16 @@ fn data(n: usize, inputs: usize) -> Dataset {
         s ^= s << 5;
         s
     };
-    let pixels: Vec<u8> = (0..n * inputs).map(|_| (next() >> 24) as u8).collect();
+    let pixels: Vec<u8> = (0..n * inputs)
+        .map(|_| {
+            let v = next();
+            if zeros && v % 5 != 0 {
+                0
+            } else {
+                (v >> 24) as u8
+            }
+        })
+        .collect();
     let labels: Vec<u8> = (0..n).map(|_| (next() % 10) as u8).collect();
     Dataset::new(pixels, labels, 1, inputs).unwrap()
 }
@@ -48,8 +60,15 @@ fn batches(n: usize) -> Vec<Vec<usize>> {
 
 /// The weights after the batches on `threads` threads, through
 /// `step_indices` (`u8` read by index) or `step` (an `f32` copy, scaled
-/// by the network's input scale as it is read).
-fn train(threads: usize, net0: &Network, opt: Optimizer, d: &Dataset, indexed: bool) -> (Vec<u32>, usize) {
+/// by the network's input scale as it is read), the first layer's parts,
+/// and how many of them held the last step's inputs as their non-zeros.
+fn train_counted(
+    threads: usize,
+    net0: &Network,
+    opt: Optimizer,
+    d: &Dataset,
+    indexed: bool,
+) -> (Vec<u32>, usize, usize) {
     pool(threads).install(|| {
         let mut net = net0.clone();
         let mut trainer = Trainer::new(&net, opt, 128).unwrap();
@@ -74,7 +93,11 @@ fn train(threads: usize, net0: &Network, opt: Optimizer, d: &Dataset, indexed: b
                     .unwrap();
             }
         }
-        (bits(&net), trainer.first_layer_parts())
+        (
+            bits(&net),
+            trainer.first_layer_parts(),
+            trainer.first_layer_sparse_parts(),
+        )
     })
 }
 
@@ -114,34 +137,88 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
             Optimizer::momentum(0.05, 0.9),
         ),
     ];
-    let mut split_cases = 0;
+    let (mut split_cases, mut sparse_cases) = (0, 0);
     for (inputs, net, opt) in cases {
-        let d = data(300, inputs);
         let parts = inputs.div_ceil(depth_block(inputs));
-        for indexed in [true, false] {
-            let (reference, planned) = train(1, &net, opt, &d, indexed);
-            assert_eq!(planned, if parts >= 2 { parts } else { 0 }, "{inputs} inputs");
-            if planned >= 2 {
-                split_cases += 1;
-            }
-            for threads in [2, 3] {
-                let (got, _) = train(threads, &net, opt, &d, indexed);
-                let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
-                assert!(
-                    bad.is_none(),
-                    "{} ({opt}), {threads} threads, indexed {indexed}: parameter {bad:?} differs",
-                    net.describe()
-                );
+        for zeros in [false, true] {
+            let d = data_with(300, inputs, zeros);
+            for indexed in [true, false] {
+                let (reference, planned, none) = train_counted(1, &net, opt, &d, indexed);
+                assert_eq!(planned, if parts >= 2 { parts } else { 0 }, "{inputs} inputs");
+                assert_eq!(none, 0, "one thread does not split");
+                if planned >= 2 {
+                    split_cases += 1;
+                }
+                for threads in [2, 3] {
+                    let (got, _, sparse) = train_counted(threads, &net, opt, &d, indexed);
+                    let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
+                    assert!(
+                        bad.is_none(),
+                        "{} ({opt}), {threads} threads, indexed {indexed}, mostly zeros {zeros}: parameter {bad:?} differs",
+                        net.describe()
+                    );
+                    // Mostly zeros and at most 128 outputs: the parts multiplied the non-zeros.
+                    let narrow = net.layers()[0].outputs() <= 128;
+                    assert_eq!(
+                        sparse,
+                        if zeros && narrow { planned } else { 0 },
+                        "{}, zeros {zeros}",
+                        net.describe()
+                    );
+                    sparse_cases += usize::from(sparse > 0);
+                }
             }
         }
     }
+    assert!(
+        sparse_cases >= 8,
+        "only {sparse_cases} cases multiplied the non-zeros alone"
+    );
     // A large network with a wide first layer is not split (ONE_SHARD_MAX_OUTPUTS).
     let wide = Network::mlp(784, &[1024, 512], 10, Activation::Relu, 1).unwrap();
     let trainer = Trainer::new(&wide, Optimizer::sgd(0.01), 128).unwrap();
     assert_eq!(trainer.first_layer_parts(), 0, "784-1024-512-10");
     // With the default block sizes (kc >= 256) 784 and 1100 inputs are
     // summed in 2-4 blocks, so the split ran.
-    assert!(split_cases >= 6, "only {split_cases} cases were split");
+    assert!(split_cases >= 12, "only {split_cases} cases were split");
+}
+
+/// Weights or errors that are not finite: `0·inf` is NaN in the GEMM, so
+/// the parts must not skip the zeros then (the bits, NaNs included, of one
+/// thread).
+#[test]
+fn infinite_weights_or_errors_give_the_bits_of_the_unsplit_step() {
+    // pixel 0 is zero in every image: skipped, an inf there would leave
+    // no trace, where the GEMM's `0·inf` makes an output NaN in every row
+    let d = data_with(300, 784, true);
+    let mut pixels = d.pixels().to_vec();
+    for row in pixels.chunks_mut(784) {
+        row[0] = 0;
+    }
+    let d = Dataset::new(pixels, d.labels().to_vec(), 1, 784).unwrap();
+    for layer in [0, 1] {
+        let mut net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 1).unwrap();
+        if let Layer::Dense(dense) = &mut net.layers_mut()[layer] {
+            dense.w.as_mut_slice()[0] = f32::INFINITY;
+        }
+        let opt = Optimizer::sgd(0.01);
+        let (reference, _, _) = train_counted(1, &net, opt, &d, true);
+        assert!(
+            reference.iter().any(|&b| !f32::from_bits(b).is_finite()),
+            "layer {layer}: nothing infinite to compare"
+        );
+        let (got, parts, sparse) = train_counted(2, &net, opt, &d, true);
+        let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
+        assert!(bad.is_none(), "inf in layer {layer}: parameter {bad:?} differs");
+        // an inf in W: only the part whose rows hold it multiplies in full;
+        // non-finite errors: both parts, for the weight gradient
+        let full = if layer == 0 { 1 } else { 2 };
+        assert_eq!(
+            (parts, sparse),
+            (2, 2 - full),
+            "layer {layer}: parts that multiplied in full"
+        );
+    }
 }
 
 /// The weights after a session of two epochs of `net` on `d`, on `threads`
@@ -190,12 +267,18 @@ fn interrupted_and_changed(threads: usize, net0: &Network, d: &Dataset) -> Vec<u
 
 #[test]
 fn a_network_changed_between_calls_is_not_run_ahead_of() {
-    let d = data(640, 784);
-    let net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 7).unwrap();
-    let reference = interrupted_and_changed(1, &net, &d);
-    for threads in [2, 3] {
-        let got = interrupted_and_changed(threads, &net, &d);
-        let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
-        assert!(bad.is_none(), "{threads} threads: parameter {bad:?} differs");
+    // inputs dense, and mostly zero (the parts multiply their non-zeros)
+    for zeros in [false, true] {
+        let d = data_with(640, 784, zeros);
+        let net = Network::mlp(784, &[16, 16], 10, Activation::Relu, 7).unwrap();
+        let reference = interrupted_and_changed(1, &net, &d);
+        for threads in [2, 3] {
+            let got = interrupted_and_changed(threads, &net, &d);
+            let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
+            assert!(
+                bad.is_none(),
+                "{threads} threads, mostly zeros {zeros}: parameter {bad:?} differs"
+            );
+        }
     }
 }

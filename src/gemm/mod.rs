@@ -44,6 +44,7 @@ pub mod operand;
 pub mod pack;
 pub mod reference;
 pub mod sparse;
+pub mod sparse_rows;
 pub mod threads;
 
 pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};

@@ -24,7 +24,13 @@
 //! core: rayon hands the tasks out the same way every step), only the
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
 
-use crate::gemm::{depth_blocks, gemm_depth_block, sum_depth_blocks, AOperand, Epilogue, Parallelism};
+use crate::gemm::sparse_rows::{
+    all_finite, sparse_rows_product, sparse_rows_weight_gradient, SparseRows, SPARSE_ROWS_ENOUGH,
+    SPARSE_ROWS_MAX_N,
+};
+use crate::gemm::{
+    depth_block, depth_blocks, gemm_depth_block, sum_depth_blocks, AOperand, Epilogue, Parallelism,
+};
 use crate::matrix::{MatMut, MatRef};
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
@@ -32,6 +38,20 @@ use crate::nn::optim::{Optimizer, TensorSlots};
 use crate::nn::train::SHARD_MAX_PARAMS;
 use crate::nn::Network;
 use crate::trace::{self, scope, Kind};
+
+/// How a part holds its slice of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// Converted in full, in `Part::x`.
+    Dense,
+    /// As its non-zeros, in `Part::sparse`.
+    Sparse,
+}
+
+/// After a batch too dense for the sparse products, the steps that read
+/// their slice in full before trying again (which costs a pass over the
+/// slice when it fails).
+const DENSE_RETRY: u32 = 64;
 
 /// The parts of a first layer split along its inputs, and their buffers.
 pub(crate) struct Split {
@@ -46,8 +66,15 @@ pub(crate) struct Split {
 pub(crate) struct Part {
     k0: usize,
     k1: usize,
-    /// `x[:, k0..k1]` of the batch, converted and scaled: `(rows, k1 - k0)`.
+    /// `x[:, k0..k1]` of the batch, converted and scaled: `(rows, k1 - k0)`
+    /// (when `held` is [`Held::Dense`]).
     x: Vec<f32>,
+    /// The same rows as lists of their non-zeros (when `held` is [`Held::Sparse`]).
+    sparse: SparseRows,
+    /// Which of the two holds this step's slice of the batch.
+    held: Held,
+    /// Steps left before a batch found too dense is read as sparse again.
+    dense_for: u32,
     /// `z_p = x[:, k0..k1]·W[k0..k1, :]`: `(rows, outputs)`.
     z: Vec<f32>,
     /// Per shard, its `dW[k0..k1, :]`: `(k1 - k0, outputs)`.
@@ -76,6 +103,13 @@ impl Split {
                     k0,
                     k1,
                     x: vec![0.0; batch * (k1 - k0)],
+                    sparse: if n <= SPARSE_ROWS_MAX_N {
+                        SparseRows::with_capacity(batch, k1 - k0)
+                    } else {
+                        SparseRows::default()
+                    },
+                    held: Held::Dense,
+                    dense_for: 0,
                     z: vec![0.0; batch * n],
                     dw: vec![vec![0.0; (k1 - k0) * n]; nshards],
                 }
@@ -153,6 +187,11 @@ pub const ONE_SHARD_MAX_OUTPUTS: usize = 512;
 const PARALLEL_SUM_MIN: usize = 1 << 14;
 
 impl Part {
+    /// Whether this step's slice of the batch is held as its non-zeros.
+    pub(crate) fn holds_sparse(&self) -> bool {
+        self.held == Held::Sparse
+    }
+
     /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch, an
     /// operand not read in place and not transposed) once, converted and
     /// scaled (`x_scale · x`, rounded once, as the GEMM's packing would),
@@ -172,6 +211,11 @@ impl Part {
 
     /// [`forward`](Self::forward) with this part's rows of `W` given:
     /// `w: (k1 - k0, outputs)`.
+    ///
+    /// A slice mostly of zeros (MNIST's pixels: 81%) is held as its
+    /// non-zeros and multiplied by them alone ([`crate::gemm::sparse_rows`]),
+    /// when that has the GEMM's bits: `W` finite. Otherwise it is converted
+    /// in full and multiplied by the GEMM.
     pub(crate) fn forward_with<X: AOperand>(
         &mut self,
         x: X,
@@ -181,6 +225,9 @@ impl Part {
     ) {
         let (rows, kp, n) = (x.rows(), self.k1 - self.k0, w.cols());
         assert_eq!(w.rows(), kp, "split first layer: the part's rows of W");
+        if self.forward_sparse(x, x_scale, w, &inputs_read) {
+            return;
+        }
         let buf = &mut self.x[..rows * kp];
         {
             let _t =
@@ -193,10 +240,49 @@ impl Part {
                 "split first layer: the batch was not copied row by row"
             );
         }
+        self.held = Held::Dense;
         inputs_read(self.k0, self.k1);
         let x = MatRef::from_slice(&self.x[..rows * kp], rows, kp);
         let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
         gemm_depth_block(x, w, z, Parallelism::Sequential);
+    }
+
+    /// The forward product from the slice's non-zeros, if it may be (see
+    /// [`forward_with`](Self::forward_with)): returns whether it ran.
+    fn forward_sparse<X: AOperand>(
+        &mut self,
+        x: X,
+        x_scale: f32,
+        w: MatRef<f32>,
+        inputs_read: &impl Fn(usize, usize),
+    ) -> bool {
+        let (rows, kp, n) = (x.rows(), self.k1 - self.k0, w.cols());
+        if self.dense_for > 0 {
+            self.dense_for -= 1;
+            return false;
+        }
+        let Some(images) = x.image_rows() else {
+            return false;
+        };
+        let w_rows = &w.data()[..kp * w.row_stride()];
+        if n > SPARSE_ROWS_MAX_N || w.row_stride() != n || !all_finite(w_rows) {
+            return false;
+        }
+        {
+            let _t = trace::kernel(Kind::InputConvert).bytes(rows * kp * std::mem::size_of::<X::Elem>());
+            self.sparse.read(rows, |r| images.row(r), self.k0, x_scale);
+        }
+        if self.sparse.density() > SPARSE_ROWS_ENOUGH {
+            self.dense_for = DENSE_RETRY;
+            return false;
+        }
+        self.held = Held::Sparse;
+        inputs_read(self.k0, self.k1);
+        let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
+        let mut t = trace::kernel(Kind::ForwardGemm);
+        let done = sparse_rows_product(z, &self.sparse, w);
+        t.set_flops_skipping(2 * done, 2 * rows * kp * n);
+        true
     }
 
     /// Backward and update, part 3: for each of `nshards` shards of
@@ -215,12 +301,32 @@ impl Part {
         decay: f32,
     ) {
         let kp = self.k1 - self.k0;
-        for (s, dw) in self.dw.iter_mut().enumerate().take(nshards) {
+        for s in 0..nshards {
             let (r0, r1) = (s * shard_rows, ((s + 1) * shard_rows).min(rows));
-            let x = MatRef::from_slice(&self.x[r0 * kp..r1 * kp], r1 - r0, kp);
             let dz = dz0(s);
             let n = dz.cols();
+            let dw = &mut self.dw[s];
             // forward: z = x·W + b   ->  dW = xᵀ·dz   (this part's rows of dW)
+            if self.held == Held::Sparse {
+                // the GEMM's bits need a finite dz and one block of depth
+                let rs = dz.row_stride();
+                let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
+                if depth_block(r1 - r0) >= r1 - r0 && finite {
+                    let mut t = trace::kernel(Kind::BackwardGemmDw);
+                    let done = sparse_rows_weight_gradient(
+                        MatMut::from_slice(&mut dw[..kp * n], kp, n),
+                        &self.sparse,
+                        (r0, r1),
+                        dz,
+                    );
+                    t.set_flops_skipping(2 * done, 2 * (r1 - r0) * kp * n);
+                    continue;
+                }
+                // else the GEMM, on the slice written out in full
+                self.sparse.scatter(&mut self.x[..rows * kp]);
+                self.held = Held::Dense;
+            }
+            let x = MatRef::from_slice(&self.x[r0 * kp..r1 * kp], r1 - r0, kp);
             crate::gemm::gemm(
                 1.0,
                 x.t(),

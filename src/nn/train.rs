@@ -390,6 +390,17 @@ impl Trainer {
         self.split.as_ref().map_or(0, |s| s.parts.len())
     }
 
+    /// How many of the first layer's parts held the last step's inputs as
+    /// their non-zeros and multiplied only those ([`crate::gemm::sparse_rows`]:
+    /// inputs mostly zero, such as MNIST's pixels, and finite weights): 0
+    /// when none did (the inputs too dense, or the step not split). The
+    /// bits are the same either way.
+    pub fn first_layer_sparse_parts(&self) -> usize {
+        self.split
+            .as_ref()
+            .map_or(0, |s| s.parts.iter().filter(|p| p.holds_sparse()).count())
+    }
+
     /// The largest batch this trainer takes.
     pub fn batch_size(&self) -> usize {
         self.batch_size

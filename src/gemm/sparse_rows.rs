@@ -1,0 +1,740 @@
+//! Products of rows kept as lists of their non-zeros: a first layer's
+//! inputs when most pixels are zero.
+//!
+//! An MNIST image is 81% zeros (19.1% of the training set's pixels are
+//! not). A first layer's GEMM multiplies every one of them, twice a step:
+//! `z = x·W` and `dW = xᵀ·dz`. Here each row of `x` is read once into a
+//! list of `(column, scale·value)` pairs for its non-zeros ([`SparseRows`]),
+//! and both products add up only those:
+//!
+//! ```text
+//! forward   z[r, :]  = Σ_(c, v) in row r   v · W[c, :]      columns in order, from zero
+//! backward  dW[c, :] = Σ_r, (c, v) in row r  v · dz[r, :]   rows in order, from zero
+//! ```
+//!
+//! The sums are the GEMM's, term for term: each element is one depth block
+//! summed from zero, in the same order, with the same multiply-add
+//! ([`simd::mul_add`]). A zero term `0·w` added to a sum leaves it as it is
+//! when `w` is finite (the sum is never `-0`), so for a finite `W` (and a
+//! finite `dz`) the bits are the GEMM's; the caller checks that
+//! ([`all_finite`]) and otherwise uses the GEMM.
+//!
+//! Narrow outputs (up to two vectors: the workshop's 16 hidden units) run
+//! four rows at once, so that four rows' sums, not one, wait on each
+//! multiply-add's latency; wider ones run one row at a time, their vectors
+//! independent already.
+
+use crate::gemm::pack::PREFETCH_AHEAD;
+use crate::matrix::{as_f32, Element, MatMut, MatRef};
+use crate::simd::{self, LANES, V};
+
+/// The largest share of non-zeros for which the products here are used
+/// instead of the GEMM (the caller's choice, per batch). Measured on Zen 3
+/// (AMD EPYC family 25 model 1, AVX2, 8 lanes), 128 rows of 392 columns
+/// times 392x16: see `docs/PERFORMANCE.md`, "The first layer's zeros skipped".
+pub const SPARSE_ROWS_ENOUGH: f32 = 0.5;
+
+/// The widest output (`n`, columns of `W`) the products here serve: a
+/// row of `W` must stay in cache for every non-zero that selects it
+/// (at 392 rows, 128 columns are 196 KiB).
+pub const SPARSE_ROWS_MAX_N: usize = 128;
+
+/// Rows interleaved by the narrow forward product.
+const GROUP: usize = 4;
+
+/// The non-zero entries of `rows` rows of `cols` columns, each scaled,
+/// in order of row, then of column. The buffers are sized once
+/// ([`SparseRows::with_capacity`]) and reused: reading rows allocates
+/// nothing.
+#[derive(Clone, Debug, Default)]
+pub struct SparseRows {
+    rows: usize,
+    cols: usize,
+    /// Row `r`'s entries are `start[r]..start[r + 1]`.
+    start: Vec<usize>,
+    /// Column of each entry (`< cols`).
+    col: Vec<u32>,
+    /// `scale · value` of each entry.
+    val: Vec<f32>,
+    /// The rows by their count of entries (count in the high half, row in
+    /// the low): rows taken four at a time in this order have about as
+    /// many entries each, so few are left to sum one row at a time.
+    by_count: Vec<u64>,
+}
+
+impl SparseRows {
+    /// Room for up to `rows` rows of `cols` columns (every entry non-zero).
+    pub fn with_capacity(rows: usize, cols: usize) -> SparseRows {
+        SparseRows {
+            rows: 0,
+            cols,
+            start: vec![0; rows + 1],
+            col: vec![0; rows * cols],
+            val: vec![0.0; rows * cols],
+            by_count: vec![0; rows],
+        }
+    }
+
+    /// Rows read by the last [`read`](Self::read).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns of each row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Non-zero entries kept.
+    pub fn nonzeros(&self) -> usize {
+        self.start[self.rows]
+    }
+
+    /// The share of entries that are non-zero (0 for no rows).
+    pub fn density(&self) -> f32 {
+        let all = self.rows * self.cols;
+        if all == 0 {
+            0.0
+        } else {
+            self.nonzeros() as f32 / all as f32
+        }
+    }
+
+    /// Row `r`'s columns and scaled values.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        assert!(r < self.rows, "SparseRows: row {r} of {}", self.rows);
+        let (s, e) = (self.start[r], self.start[r + 1]);
+        (&self.col[s..e], &self.val[s..e])
+    }
+
+    /// Reads `row(r)[k0..k0 + cols]` of `rows` rows and keeps `scale · x`
+    /// of the entries that are not zero (NaN is kept, as the GEMM would
+    /// add it). The value is rounded once, as the GEMM's packing converts
+    /// and scales (`scale · (x as f32)`).
+    ///
+    /// Panics if `rows` or the columns exceed the capacity, or a row is
+    /// shorter than `k0 + cols`.
+    pub fn read<'a, T: Element>(
+        &mut self,
+        rows: usize,
+        row: impl Fn(usize) -> &'a [T],
+        k0: usize,
+        scale: f32,
+    ) {
+        assert!(
+            rows < self.start.len(),
+            "SparseRows: {rows} rows, room for {}",
+            self.start.len() - 1
+        );
+        assert!(rows <= u32::MAX as usize, "SparseRows: {rows} rows");
+        let cols = self.cols;
+        let mut n = 0;
+        // rows gathered from a data set are scattered over it: each is hinted
+        // a few rows ahead, or waits a full memory latency
+        for r in 0..PREFETCH_AHEAD.min(rows) {
+            simd::prefetch(&row(r)[k0..k0 + cols]);
+        }
+        for r in 0..rows {
+            if r + PREFETCH_AHEAD < rows {
+                simd::prefetch(&row(r + PREFETCH_AHEAD)[k0..k0 + cols]);
+            }
+            self.start[r] = n;
+            let x = &row(r)[k0..k0 + cols];
+            // the rest of the buffers: a row has room for `cols` entries at least,
+            // and the vector stores of `read_u8` use more when it is there
+            let (col, val) = (&mut self.col[n..], &mut self.val[n..]);
+            n += if let Some(bytes) = as_u8(x) {
+                read_u8(bytes, scale, col, val)
+            } else if let Some(floats) = as_f32(x) {
+                read_f32(floats, scale, col, val)
+            } else {
+                read_any(x, scale, col, val)
+            };
+        }
+        self.start[rows] = n;
+        self.rows = rows;
+        for (r, key) in self.by_count[..rows].iter_mut().enumerate() {
+            *key = ((self.start[r + 1] - self.start[r]) as u64) << 32 | r as u64;
+        }
+        // in place: no allocation
+        self.by_count[..rows].sort_unstable();
+    }
+
+    /// The `i`-th row in order of entry count.
+    fn row_by_count(&self, i: usize) -> usize {
+        (self.by_count[i] & u32::MAX as u64) as usize
+    }
+
+    /// Writes the rows out in full into `dst` (`rows x cols`, row-major),
+    /// zeros where no entry is kept: the operand the GEMM would have read.
+    pub fn scatter(&self, dst: &mut [f32]) {
+        let cols = self.cols;
+        assert!(
+            dst.len() >= self.rows * cols,
+            "SparseRows::scatter: buffer too small"
+        );
+        for r in 0..self.rows {
+            let out = &mut dst[r * cols..(r + 1) * cols];
+            out.fill(0.0);
+            let (col, val) = self.row(r);
+            for (&c, &v) in col.iter().zip(val) {
+                out[c as usize] = v;
+            }
+        }
+    }
+}
+
+/// `x` as bytes if its elements are `u8` pixels.
+fn as_u8<T: Element>(x: &[T]) -> Option<&[u8]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>())
+        // SAFETY: T is u8 (same TypeId): the same memory as `[u8]`.
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len()) })
+}
+
+/// The non-zero bytes of `x`, eight or sixteen at a time with no branch
+/// per byte where the build has AVX2 or AVX-512 ([`pack_nonzero_bytes`]).
+fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
+    let mut n = 0;
+    let mut q0 = 0;
+    if let Some(step) = PACK_BYTES {
+        // 32 bytes at a time: skipped at once when all zero (an image's
+        // margins), else packed `step` by `step`
+        let room = val.len().min(col.len());
+        while q0 + 32 <= x.len() && n + 32 <= room {
+            let block = &x[q0..q0 + 32];
+            let word = |i: usize| u64::from_le_bytes(block[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            if word(0) | word(1) | word(2) | word(3) != 0 {
+                for q in (q0..q0 + 32).step_by(step) {
+                    // SAFETY: `step` bytes at q < x.len() - step, and room for `step` entries at n
+                    n += unsafe {
+                        pack_nonzero_bytes(
+                            x[q..].as_ptr(),
+                            q as u32,
+                            scale,
+                            col[n..].as_mut_ptr(),
+                            val[n..].as_mut_ptr(),
+                        )
+                    };
+                }
+            }
+            q0 += 32;
+        }
+        while q0 + step <= x.len() && n + step <= room {
+            // SAFETY: as above
+            n += unsafe {
+                pack_nonzero_bytes(
+                    x[q0..].as_ptr(),
+                    q0 as u32,
+                    scale,
+                    col[n..].as_mut_ptr(),
+                    val[n..].as_mut_ptr(),
+                )
+            };
+            q0 += step;
+        }
+    }
+    for (c, &b) in x.iter().enumerate().skip(q0) {
+        if b != 0 {
+            col[n] = c as u32;
+            val[n] = scale * b as f32;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Bytes [`pack_nonzero_bytes`] reads at once (`None`: no vector version).
+const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
+    Some(8)
+} else {
+    None
+};
+
+/// Writes the non-zero bytes among the eight at `bytes` to the front of
+/// `val` (as `scale · b`, rounded once) and their columns (`q0 +` their
+/// place) to the front of `col`; returns how many. All eight slots may be
+/// written. (AVX-512 builds use it too: their `vpcompressd` would need its
+/// own path, and on Zen 4 only its register form is fast.)
+///
+/// # Safety
+/// Eight bytes readable at `bytes`, eight slots writable at `col` and `val`.
+#[inline(always)]
+#[allow(unused_variables)]
+unsafe fn pack_nonzero_bytes(bytes: *const u8, q0: u32, scale: f32, col: *mut u32, val: *mut f32) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's; the intrinsics need AVX2, which this build has;
+        // the table row is eight readable u32s
+        unsafe {
+            let ints = _mm256_cvtepu8_epi32(_mm_loadl_epi64(bytes.cast()));
+            let zero = _mm256_cmpeq_epi32(ints, _mm256_setzero_si256());
+            let keep = !(_mm256_movemask_ps(_mm256_castsi256_ps(zero)) as u32) & 0xff;
+            let vals = _mm256_mul_ps(_mm256_cvtepi32_ps(ints), _mm256_set1_ps(scale));
+            // the table row lists the kept lanes in order: their columns are q0 + it
+            let order = _mm256_loadu_si256(simd::COMPRESS_8[keep as usize].as_ptr().cast());
+            _mm256_storeu_ps(val, _mm256_permutevar8x32_ps(vals, order));
+            _mm256_storeu_si256(col.cast(), _mm256_add_epi32(order, _mm256_set1_epi32(q0 as i32)));
+            keep.count_ones() as usize
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    {
+        unreachable!("pack_nonzero_bytes: no vector version in this build")
+    }
+}
+
+/// The non-zero floats of `x` (NaN counts), a vector compare at a time.
+fn read_f32(x: &[f32], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
+    let mut n = 0;
+    for q0 in (0..x.len()).step_by(LANES) {
+        let len = LANES.min(x.len() - q0);
+        // SAFETY: q0 + len <= x.len()
+        let v = unsafe { simd::load_partial(x.as_ptr().add(q0), len) };
+        let mut nonzero = !v.simd_eq(V::ZERO).to_bitmask() & ((1u32 << len) - 1);
+        while nonzero != 0 {
+            let c = q0 + nonzero.trailing_zeros() as usize;
+            nonzero &= nonzero - 1;
+            col[n] = c as u32;
+            val[n] = scale * x[c];
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Any other element type, one at a time.
+fn read_any<T: Element>(x: &[T], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
+    let mut n = 0;
+    for (c, &e) in x.iter().enumerate() {
+        let f = e.to_f32();
+        if f != 0.0 {
+            col[n] = c as u32;
+            val[n] = scale * f;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Whether every number of `x` is finite (the condition for the products
+/// here to have the GEMM's bits, see the module).
+pub fn all_finite(x: &[f32]) -> bool {
+    let mut bad = V::ZERO;
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        // SAFETY: a whole vector of `c`
+        let v = unsafe { simd::load(c.as_ptr()) };
+        // x·0 is ±0 for a finite x, NaN for ±inf and NaN (whose bits, or-ed
+        // in, keep an exponent of all ones)
+        bad |= v * V::ZERO;
+    }
+    bad.simd_eq(V::ZERO).to_bitmask() == (1u32 << LANES) - 1 && tail.iter().all(|x| x.is_finite())
+}
+
+/// Vectors of a row of `z` summed in registers at once by the one-row
+/// product (as in [`super::sparse`]: room left for the loads).
+const CHUNK: usize = if simd::VECTOR_REGISTERS > 12 {
+    simd::VECTOR_REGISTERS - 8
+} else {
+    4
+};
+
+/// `product_row::<NV>(args)` for the `NV` of a runtime count of vectors.
+macro_rules! seq_vectors {
+    ($count:expr, $args:expr, $($nv:literal)*) => {{
+        let (row, a, r, w, cols) = $args;
+        match $count {
+            $($nv => product_row::<$nv>(row, a, r, w, cols),)*
+            _ => unreachable!("at most CHUNK vectors"),
+        }
+    }};
+}
+
+/// `z = a·w`: `z: (a.rows(), n)` overwritten, `w: (a.cols(), n)` with its
+/// rows contiguous; each row summed over its entries in column order from
+/// zero (one depth block of the GEMM). Returns the multiply-adds done.
+pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
+    let (m, n) = (a.rows(), w.cols());
+    assert!(
+        (z.rows(), z.cols()) == (m, n) && w.rows() == a.cols(),
+        "sparse_rows_product: shapes"
+    );
+    assert!(
+        w.col_stride() == 1 || n <= 1,
+        "sparse_rows_product: W's rows must be contiguous"
+    );
+    if m == 0 || n == 0 {
+        return 0;
+    }
+    let (ldw, ldz) = (w.row_stride(), z.row_stride());
+    let w = (w.data(), ldw);
+    let z = z.data();
+    let (vectors, full) = (n.div_ceil(LANES), n % LANES == 0);
+    // rows in order of entry count: four at a time, the rest one by one
+    let mut i = 0;
+    if vectors <= 2 {
+        while i + GROUP <= m {
+            let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
+            match (vectors, full) {
+                (1, true) => product_group::<1, true>(z, ldz, a, rows, w, n),
+                (1, false) => product_group::<1, false>(z, ldz, a, rows, w, n),
+                (_, true) => product_group::<2, true>(z, ldz, a, rows, w, n),
+                (_, false) => product_group::<2, false>(z, ldz, a, rows, w, n),
+            }
+            i += GROUP;
+        }
+    }
+    for i in i..m {
+        let r = a.row_by_count(i);
+        for j0 in (0..n).step_by(CHUNK * LANES) {
+            let cols = (CHUNK * LANES).min(n - j0);
+            let row = &mut z[r * ldz..r * ldz + n];
+            seq_vectors!(cols.div_ceil(LANES), (row, a, r, w, (j0, cols)), 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+        }
+    }
+    a.nonzeros() * n
+}
+
+/// Loads vector `v` of `NV`, the last one holding `last` floats (all
+/// `LANES` when `FULL`).
+///
+/// # Safety
+/// `p + v·LANES` and the floats after it up to the chunk's end are readable.
+#[inline(always)]
+unsafe fn load_vector<const NV: usize, const FULL: bool>(p: *const f32, v: usize, last: usize) -> V {
+    // SAFETY: the caller's
+    unsafe {
+        if FULL || v + 1 < NV {
+            simd::load(p.add(v * LANES))
+        } else {
+            simd::load_partial(p.add(v * LANES), last)
+        }
+    }
+}
+
+/// Stores vector `v` of `NV`, as [`load_vector`] reads it.
+///
+/// # Safety
+/// As [`load_vector`], writable.
+#[inline(always)]
+unsafe fn store_vector<const NV: usize, const FULL: bool>(p: *mut f32, v: usize, last: usize, x: V) {
+    // SAFETY: the caller's
+    unsafe {
+        if FULL || v + 1 < NV {
+            simd::store(p.add(v * LANES), x)
+        } else {
+            simd::store_partial(p.add(v * LANES), x, last)
+        }
+    }
+}
+
+/// Checks that rows `0..rows` of a matrix with row stride `ld`, columns
+/// `j0..j0 + cols`, lie inside `data`.
+fn check_rows(data: &[f32], rows: usize, ld: usize, (j0, cols): (usize, usize)) {
+    assert!(
+        rows == 0 || (rows - 1) * ld + j0 + cols <= data.len(),
+        "sparse rows: a matrix shorter than its shape"
+    );
+}
+
+/// Rows `rs` of `z` (all `n <= NV·LANES` columns), their sums interleaved
+/// entry by entry while every row has one.
+fn product_group<const NV: usize, const FULL: bool>(
+    z: &mut [f32],
+    ldz: usize,
+    a: &SparseRows,
+    rs: [usize; GROUP],
+    (w, ldw): (&[f32], usize),
+    n: usize,
+) {
+    let last = n - (NV - 1) * LANES;
+    check_rows(w, a.cols(), ldw, (0, n));
+    check_rows(z, a.rows(), ldz, (0, n));
+    let rows: [(&[u32], &[f32]); GROUP] = std::array::from_fn(|g| a.row(rs[g]));
+    let mut acc = [[V::ZERO; NV]; GROUP];
+    let common = rows.iter().map(|(c, _)| c.len()).min().unwrap_or(0);
+    let w = w.as_ptr();
+    // the entries all four rows have, as slices of exactly that length
+    let cols: [&[u32]; GROUP] = std::array::from_fn(|g| &rows[g].0[..common]);
+    let vals: [&[f32]; GROUP] = std::array::from_fn(|g| &rows[g].1[..common]);
+    // SAFETY (every load of W below): a column kept by `SparseRows::read`
+    // is below `a.cols()`, and rows 0..a.cols() of W, columns 0..n, are
+    // inside `w` (checked above).
+    for e in 0..common {
+        for g in 0..GROUP {
+            let x = V::splat(vals[g][e]);
+            let p = unsafe { w.add(cols[g][e] as usize * ldw) };
+            for (v, acc) in acc[g].iter_mut().enumerate() {
+                *acc = simd::mul_add(x, unsafe { load_vector::<NV, FULL>(p, v, last) }, *acc);
+            }
+        }
+    }
+    for (g, (col, val)) in rows.iter().enumerate() {
+        for (&c, &x) in col[common..].iter().zip(&val[common..]) {
+            let x = V::splat(x);
+            let p = unsafe { w.add(c as usize * ldw) };
+            for (v, acc) in acc[g].iter_mut().enumerate() {
+                *acc = simd::mul_add(x, unsafe { load_vector::<NV, FULL>(p, v, last) }, *acc);
+            }
+        }
+        let out = z[rs[g] * ldz..].as_mut_ptr();
+        for (v, &x) in acc[g].iter().enumerate() {
+            // SAFETY: columns 0..n of row rs[g] < a.rows() of z (checked above)
+            unsafe { store_vector::<NV, FULL>(out, v, last, x) };
+        }
+    }
+}
+
+/// Columns `j0..j0 + cols` (`cols <= NV·LANES`) of row `r` of `z`.
+#[inline(always)]
+fn product_row<const NV: usize>(
+    row: &mut [f32],
+    a: &SparseRows,
+    r: usize,
+    (w, ldw): (&[f32], usize),
+    (j0, cols): (usize, usize),
+) {
+    let last = cols - (NV - 1) * LANES;
+    check_rows(w, a.cols(), ldw, (j0, cols));
+    let (col, val) = a.row(r);
+    let mut acc = [V::ZERO; NV];
+    for (&c, &x) in col.iter().zip(val) {
+        let x = V::splat(x);
+        // SAFETY: row c < a.cols() of W, columns j0..j0 + cols (checked above)
+        let p = unsafe { w.as_ptr().add(c as usize * ldw + j0) };
+        for (v, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above
+            *acc = simd::mul_add(x, unsafe { load_vector::<NV, false>(p, v, last) }, *acc);
+        }
+    }
+    let out = &mut row[j0..j0 + cols];
+    for (v, &x) in acc.iter().enumerate() {
+        // SAFETY: columns j0..j0 + cols of the row
+        unsafe { store_vector::<NV, false>(out.as_mut_ptr(), v, last, x) };
+    }
+}
+
+/// `dw = a[r0..r1]ᵀ·dz`: `dw: (a.cols(), n)` overwritten, `dz: (r1 - r0, n)`
+/// with its rows contiguous; each element summed over the rows in order
+/// from zero (one depth block of the GEMM: the caller keeps `r1 - r0`
+/// within one). Returns the multiply-adds done.
+pub fn sparse_rows_weight_gradient(
+    mut dw: MatMut,
+    a: &SparseRows,
+    (r0, r1): (usize, usize),
+    dz: MatRef,
+) -> usize {
+    let n = dz.cols();
+    assert!(
+        r0 <= r1 && r1 <= a.rows() && dz.rows() == r1 - r0 && (dw.rows(), dw.cols()) == (a.cols(), n),
+        "sparse_rows_weight_gradient: shapes"
+    );
+    assert!(
+        dz.col_stride() == 1 || n <= 1,
+        "sparse_rows_weight_gradient: dz's rows must be contiguous"
+    );
+    let ldw = dw.row_stride();
+    let dw = dw.data();
+    for p in 0..a.cols() {
+        dw[p * ldw..p * ldw + n].fill(0.0);
+    }
+    let dz = (dz.data(), dz.row_stride());
+    let mut done = 0;
+    // four vectors of columns at a time (two when they are all)
+    let step = if n <= 2 * LANES { 2 * LANES } else { 4 * LANES };
+    for j0 in (0..n).step_by(step) {
+        let cols = step.min(n - j0);
+        let args = (&mut *dw, ldw, a, (r0, r1), dz, (j0, cols));
+        done += match (cols.div_ceil(LANES), cols % LANES == 0) {
+            (1, true) => gradient_chunk::<1, true>(args),
+            (1, false) => gradient_chunk::<1, false>(args),
+            (2, true) => gradient_chunk::<2, true>(args),
+            (2, false) => gradient_chunk::<2, false>(args),
+            (3, true) => gradient_chunk::<3, true>(args),
+            (3, false) => gradient_chunk::<3, false>(args),
+            (_, true) => gradient_chunk::<4, true>(args),
+            (_, false) => gradient_chunk::<4, false>(args),
+        };
+    }
+    done
+}
+
+/// Columns `j0..j0 + cols` (`cols <= NV·LANES`) of `dw`: for each row of
+/// `a` in order, its `dz` row added into the rows of `dw` its entries select.
+#[allow(clippy::type_complexity)]
+fn gradient_chunk<const NV: usize, const FULL: bool>(
+    (dw, ldw, a, (r0, r1), (dz, ldz), (j0, cols)): (
+        &mut [f32],
+        usize,
+        &SparseRows,
+        (usize, usize),
+        (&[f32], usize),
+        (usize, usize),
+    ),
+) -> usize {
+    let last = cols - (NV - 1) * LANES;
+    check_rows(dz, r1 - r0, ldz, (j0, cols));
+    check_rows(dw, a.cols(), ldw, (j0, cols));
+    let out = dw.as_mut_ptr();
+    let mut done = 0;
+    for r in r0..r1 {
+        // SAFETY: row r - r0 < r1 - r0 of dz, columns j0..j0 + cols (checked above)
+        let p = unsafe { dz.as_ptr().add((r - r0) * ldz + j0) };
+        // SAFETY: as above
+        let d: [V; NV] = std::array::from_fn(|v| unsafe { load_vector::<NV, FULL>(p, v, last) });
+        let (col, val) = a.row(r);
+        done += col.len() * cols;
+        for (&c, &x) in col.iter().zip(val) {
+            let x = V::splat(x);
+            // SAFETY: row c < a.cols() of dw, columns j0..j0 + cols (checked above)
+            let q = unsafe { out.add(c as usize * ldw + j0) };
+            for (v, &d) in d.iter().enumerate() {
+                // SAFETY: as above
+                unsafe {
+                    let s = load_vector::<NV, FULL>(q, v, last);
+                    store_vector::<NV, FULL>(q, v, last, simd::mul_add(x, d, s));
+                }
+            }
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::{gemm, Epilogue, Parallelism};
+    use crate::matrix::test_number as value;
+    use crate::matrix::Matrix;
+
+    /// Pixels of every density: empty rows, full rows, and between.
+    fn pixels(m: usize, k: usize, salt: usize) -> Vec<u8> {
+        (0..m * k)
+            .map(|i| {
+                let (r, c) = (i / k, i % k);
+                let keep = match r % 4 {
+                    0 => false,
+                    1 => true,
+                    _ => (c * 7 + r) % (2 + r % 5) == 0,
+                };
+                if keep {
+                    ((i * 37 + salt) % 255 + 1) as u8
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The forward product has the GEMM's bits on the converted rows: for
+    /// widths within one vector, two, one row chunk and more; rows in whole
+    /// groups of four and not; columns read from an offset.
+    #[test]
+    fn the_forward_product_has_the_gemm_bits() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (5, 9, 3),
+            (8, 40, 8),
+            (13, 392, 16),
+            (7, 33, 10),
+            (9, 64, 17),
+            (6, 50, 100),
+        ] {
+            let k0 = 3;
+            let px = pixels(m, k + k0, n);
+            let scale = 1.0 / 255.0;
+            let mut a = SparseRows::with_capacity(m, k);
+            a.read(m, |r| &px[r * (k + k0)..(r + 1) * (k + k0)], k0, scale);
+            let dense = Matrix::from_fn(m, k, |r, c| scale * px[r * (k + k0) + k0 + c] as f32);
+            let w = Matrix::from_fn(k, n, |p, j| value(p * n + j, 5));
+            let mut want = Matrix::zeros(m, n);
+            gemm(
+                1.0,
+                dense.view(),
+                w.view(),
+                0.0,
+                want.view_mut(),
+                Epilogue::None,
+                Parallelism::Sequential,
+            );
+            let mut got = Matrix::from_fn(m, n, |_, _| f32::NAN);
+            let done = sparse_rows_product(got.view_mut(), &a, w.view());
+            assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
+            let nz = dense.as_slice().iter().filter(|&&x| x != 0.0).count();
+            assert_eq!((done, a.nonzeros()), (nz * n, nz), "{m}x{n}x{k}");
+            // the rows written out are the operand the GEMM read
+            let mut out = vec![f32::NAN; m * k];
+            a.scatter(&mut out);
+            assert_eq!(bits(&out), bits(dense.as_slice()));
+        }
+    }
+
+    /// The weight gradient has the GEMM's bits (`xᵀ·dz` over a range of rows).
+    #[test]
+    fn the_weight_gradient_has_the_gemm_bits() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (6, 9, 3),
+            (64, 392, 16),
+            (7, 33, 10),
+            (9, 20, 40),
+            (5, 12, 70),
+        ] {
+            let px = pixels(m + 4, k, n);
+            let mut a = SparseRows::with_capacity(m + 4, k);
+            a.read(m + 4, |r| &px[r * k..(r + 1) * k], 0, 0.5);
+            let (r0, r1) = (2, m + 2);
+            let x = Matrix::from_fn(m, k, |r, c| 0.5 * px[(r + r0) * k + c] as f32);
+            let dz = Matrix::from_fn(m, n, |r, j| value(r * n + j, 6));
+            let mut want = Matrix::zeros(k, n);
+            gemm(
+                1.0,
+                x.view().t(),
+                dz.view(),
+                0.0,
+                want.view_mut(),
+                Epilogue::None,
+                Parallelism::Sequential,
+            );
+            let mut got = Matrix::from_fn(k, n, |_, _| f32::NAN);
+            sparse_rows_weight_gradient(got.view_mut(), &a, (r0, r1), dz.view());
+            assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
+        }
+    }
+
+    /// Floats: zeros and negative zeros dropped, NaN kept (as the GEMM adds
+    /// it), the scale applied once.
+    #[test]
+    fn floats_keep_their_non_zeros_and_nan() {
+        let x = [0.0, -0.0, 1.5, f32::NAN, 0.0, -2.0, 0.0, 0.0, 0.0, 3.0, 0.0];
+        let mut a = SparseRows::with_capacity(1, x.len());
+        a.read(1, |_| &x[..], 0, 2.0);
+        let (col, val) = a.row(0);
+        assert_eq!(col, [2, 3, 5, 9]);
+        assert_eq!(val[0], 3.0);
+        assert!(val[1].is_nan());
+        assert_eq!((val[2], val[3]), (-4.0, 6.0));
+        assert!((a.density() - 4.0 / 11.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn all_finite_finds_infinities_and_nan_anywhere() {
+        for len in [0, 1, 7, LANES, 3 * LANES + 5] {
+            let ok: Vec<f32> = (0..len).map(|i| value(i, 7)).collect();
+            assert!(all_finite(&ok), "{len}");
+            for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                for at in 0..len {
+                    let mut x = ok.clone();
+                    x[at] = bad;
+                    assert!(!all_finite(&x), "{bad} at {at} of {len}");
+                }
+            }
+        }
+    }
+}
