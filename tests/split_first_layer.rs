@@ -103,6 +103,9 @@ fn train_counted(
 
 #[test]
 fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
+    // one thread's step unsplit, the reference (tests/one_thread_sparse.rs
+    // splits it)
+    simdnet::nn::split::set_one_thread_sparse(false);
     let cases: Vec<(usize, Network, Optimizer)> = vec![
         (
             784,
@@ -188,6 +191,7 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
 /// thread).
 #[test]
 fn infinite_weights_or_errors_give_the_bits_of_the_unsplit_step() {
+    simdnet::nn::split::set_one_thread_sparse(false);
     // pixel 0 is zero in every image: skipped, an inf there would leave
     // no trace, where the GEMM's `0·inf` makes an output NaN in every row
     let d = data_with(300, 784, true);
@@ -267,6 +271,7 @@ fn interrupted_and_changed(threads: usize, net0: &Network, d: &Dataset) -> Vec<u
 
 #[test]
 fn a_network_changed_between_calls_is_not_run_ahead_of() {
+    simdnet::nn::split::set_one_thread_sparse(false);
     // inputs dense, and mostly zero (the parts multiply their non-zeros)
     for zeros in [false, true] {
         let d = data_with(640, 784, zeros);

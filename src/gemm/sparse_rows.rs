@@ -188,6 +188,23 @@ impl SparseRows {
     }
 }
 
+/// Whether the first `sample` rows of `rows` (all, if fewer) hold at most
+/// [`SPARSE_ROWS_ENOUGH`] non-zeros: a cheap look before choosing the
+/// products here (the choice changes no bits).
+pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) -> bool {
+    let n = sample.min(rows.rows());
+    if n == 0 || rows.is_empty() {
+        return false;
+    }
+    let nonzero: usize = (0..n)
+        .map(|r| match as_u8(rows.row(r)) {
+            Some(bytes) => bytes.iter().filter(|&&b| b != 0).count(),
+            None => rows.row(r).iter().filter(|x| x.to_f32() != 0.0).count(),
+        })
+        .sum();
+    nonzero as f32 <= SPARSE_ROWS_ENOUGH * (n * rows.len()) as f32
+}
+
 /// `x` as bytes if its elements are `u8` pixels.
 fn as_u8<T: Element>(x: &[T]) -> Option<&[u8]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>())

@@ -39,6 +39,23 @@ use crate::nn::train::SHARD_MAX_PARAMS;
 use crate::nn::Network;
 use crate::trace::{self, scope, Kind};
 
+/// Whether one thread splits the first layer when its inputs are mostly
+/// zero ([`set_one_thread_sparse`]).
+static ONE_THREAD_SPARSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Lets one thread split the first layer when the batch is mostly zero, so
+/// that it multiplies the non-zeros alone (the default), or not: for the
+/// tests, which compare the split step with the unsplit one, and for
+/// timing. Process-wide; the bits are the same either way.
+pub fn set_one_thread_sparse(on: bool) {
+    ONE_THREAD_SPARSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether one thread splits the first layer for mostly-zero inputs ([`set_one_thread_sparse`]).
+pub(crate) fn one_thread_sparse() -> bool {
+    ONE_THREAD_SPARSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a part holds its slice of the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Held {
@@ -125,6 +142,12 @@ impl Split {
     /// Parameters per part: `depth · outputs` rows of `W` (the last part may have fewer).
     pub(crate) fn part_len(&self) -> usize {
         self.depth * self.outputs
+    }
+
+    /// Whether the parts may multiply the non-zeros of `first`'s inputs alone
+    /// (at most [`SPARSE_ROWS_MAX_N`] outputs).
+    pub(crate) fn narrow_enough(&self) -> bool {
+        self.outputs <= SPARSE_ROWS_MAX_N
     }
 
     /// Whether the GEMM still cuts the first layer's depth where the parts

@@ -43,6 +43,7 @@ use rayon::prelude::*;
 
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
+use crate::gemm::sparse_rows::mostly_zero;
 use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
 use crate::nn::awake::with_workers_awake;
@@ -629,20 +630,28 @@ impl Trainer {
         Ok(self.finish_step(net, nshards, false))
     }
 
+    /// Rows of a batch [`splits`](Self::splits) looks at on one thread to
+    /// tell whether it is mostly zero.
+    const SPARSE_SAMPLE_ROWS: usize = 8;
+
     /// Whether this step on `x` runs with the first layer split along its
     /// inputs ([`Split`]): planned for this network, the GEMM still cuts
     /// its depth there, `x` is not an `f32` batch read in place, and there
-    /// is more than one thread to run the parts (on one, the split only
-    /// adds work: 24.3 -> 25.0 ms an epoch of the workshop network, Zen 5,
-    /// AVX-512, 16 lanes).
+    /// is more than one thread to run the parts, or one and the batch is
+    /// mostly zero (its first rows, [`mostly_zero`]), so that the parts
+    /// multiply its non-zeros alone. (On one thread with dense inputs the
+    /// split only adds work: 24.3 -> 25.0 ms an epoch of the workshop
+    /// network, Zen 5, AVX-512, 16 lanes.)
     /// Both ways give the same bits.
     fn splits<X: AOperand>(&self, net: &Network, x: &X, x_scale: f32) -> bool {
         match (&self.split, net.layers().first()) {
             (Some(split), Some(Layer::Dense(first))) => {
-                rayon::current_num_threads() > 1
-                    && split.fits(first)
-                    && !x.in_place(x_scale)
-                    && !x.is_transposed()
+                let threads = rayon::current_num_threads() > 1
+                    || (crate::nn::split::one_thread_sparse()
+                        && split.narrow_enough()
+                        && x.image_rows()
+                            .is_some_and(|rows| mostly_zero(&rows, Self::SPARSE_SAMPLE_ROWS)));
+                threads && split.fits(first) && !x.in_place(x_scale) && !x.is_transposed()
             }
             _ => false,
         }
