@@ -214,13 +214,14 @@ fn infinite_weights_or_errors_give_the_bits_of_the_unsplit_step() {
         let (got, parts, sparse) = train_counted(2, &net, opt, &d, true);
         let bad = got.iter().zip(&reference).position(|(g, r)| g != r);
         assert!(bad.is_none(), "inf in layer {layer}: parameter {bad:?} differs");
-        // an inf in W: only the part whose rows hold it multiplies in full;
-        // non-finite errors: both parts, for the weight gradient
-        let full = if layer == 0 { 1 } else { 2 };
-        assert_eq!(
-            (parts, sparse),
-            (2, 2 - full),
-            "layer {layer}: parts that multiplied in full"
+        // an inf in W: the part whose rows hold it multiplies in full (and
+        // both do once the errors are not finite: on aarch64 ReLU passes a
+        // NaN on, on x86-64 it gives 0); an inf in the second layer: both
+        // parts, for the weight gradient
+        let most = if layer == 0 { 1 } else { 0 };
+        assert!(
+            parts == 2 && sparse <= most,
+            "layer {layer}: {sparse} of {parts} parts multiplied the non-zeros"
         );
     }
 }
