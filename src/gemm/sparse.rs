@@ -28,8 +28,8 @@ use rayon::prelude::*;
 /// Vectors of a row of C summed in registers at once, with room for B's
 /// (24 with AVX-512: Keras' 3x3x32 input gradient, 288 columns, 18 vectors,
 /// in one pass over the row's non-zeros; 8 with AVX2's 16 registers, 4
-/// with SSE2's 8).
-const CHUNK: usize = if crate::simd::VECTOR_REGISTERS > 12 {
+/// with SSE2's 8). (Also `sparse_rows`' one-row product's.)
+pub(crate) const CHUNK: usize = if crate::simd::VECTOR_REGISTERS > 12 {
     crate::simd::VECTOR_REGISTERS - 8
 } else {
     4

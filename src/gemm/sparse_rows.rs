@@ -25,6 +25,8 @@
 //! independent already.
 
 use crate::gemm::pack::PREFETCH_AHEAD;
+// vectors of a row of `z` summed in registers at once by the one-row product
+use crate::gemm::sparse::CHUNK;
 use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
@@ -353,14 +355,6 @@ pub fn all_finite(x: &[f32]) -> bool {
     }
     bad.simd_eq(V::ZERO).to_bitmask() == (1u32 << LANES) - 1 && tail.iter().all(|x| x.is_finite())
 }
-
-/// Vectors of a row of `z` summed in registers at once by the one-row
-/// product (as in [`super::sparse`]: room left for the loads).
-const CHUNK: usize = if simd::VECTOR_REGISTERS > 12 {
-    simd::VECTOR_REGISTERS - 8
-} else {
-    4
-};
 
 /// `product_row::<NV>(args)` for the `NV` of a runtime count of vectors.
 macro_rules! seq_vectors {
