@@ -446,9 +446,14 @@ pub fn permute2(a: V, idx: &[u32; 16], b: V) -> V {
 }
 
 /// For [`compress`] with AVX2, and `gemm::sparse_rows`' packing of
-/// non-zero bytes (AVX-512 builds too): for each 8-bit mask, the lanes it
-/// selects in order, then lane 0 repeated (a permutation for `vpermps`).
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+/// non-zero bytes (AVX-512 builds have `vcompressps` for both): for each
+/// 8-bit mask, the lanes it selects in order, then lane 0 repeated (a
+/// permutation for `vpermps`).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    not(target_feature = "avx512f")
+))]
 pub(crate) const COMPRESS_8: [[u32; 8]; 256] = {
     let mut table = [[0u32; 8]; 256];
     let mut mask = 0;

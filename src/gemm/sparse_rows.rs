@@ -31,14 +31,21 @@ use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
 /// The largest share of non-zeros for which the products here are used
-/// instead of the GEMM (the caller's choice, per batch). Measured on Zen 3
-/// (AMD EPYC family 25 model 1, AVX2, 8 lanes, 1 thread, in cache), a
-/// 128x392 slice of MNIST's pixels times 392x16 and its weight gradient
-/// (two 64-row shards), with pixels set at random to raise the density,
-/// read + product + gradients against convert + the GEMMs: 0.18 non-zero
-/// 32 against 44 µs, 0.24 42 against 45, 0.29 47 against 46, 0.34 51
-/// against 44. MNIST's slices hold 18-20%; Fashion-MNIST's half.
-pub const SPARSE_ROWS_ENOUGH: f32 = 0.25;
+/// instead of the GEMM (the caller's choice, per batch). Measured, 1
+/// thread, in cache, a 128x392 slice of MNIST's pixels times 392x16 and
+/// its weight gradient (two 64-row shards), read + product + gradients
+/// against convert + the GEMMs, µs:
+/// - Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes), pixels set at
+///   random to raise the density: 0.18 non-zero 32 against 44, 0.24 42
+///   against 45, 0.29 47 against 46, 0.34 51 against 44. Break-even 27-29%.
+/// - Zen 5 (family 26 model 2, AVX-512, 16 lanes: the GEMM does twice the
+///   work a cycle, the lists about the same), pixels zeroed at random to
+///   lower it: 0.09 17 against 21, 0.12 23-26 against 26-32, 0.15 25.5-26
+///   against 25-26, 0.18 23-27 against 20-25. Break-even 14-15%.
+///
+/// MNIST's slices hold 18-20%, Fashion-MNIST's half: on AVX-512 both take
+/// the GEMM.
+pub const SPARSE_ROWS_ENOUGH: f32 = if LANES >= 16 { 0.12 } else { 0.25 };
 
 /// The widest output (`n`, columns of `W`) the products here serve: a
 /// row of `W` must stay in cache for every non-zero that selects it
@@ -214,8 +221,8 @@ fn as_u8<T: Element>(x: &[T]) -> Option<&[u8]> {
         .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len()) })
 }
 
-/// The non-zero bytes of `x`, eight or sixteen at a time with no branch
-/// per byte where the build has AVX2 or AVX-512 ([`pack_nonzero_bytes`]).
+/// The non-zero bytes of `x`, sixteen or eight at a time with no branch
+/// per byte where the build has AVX-512 or AVX2 ([`pack_nonzero_bytes`]).
 fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
     let mut n = 0;
     let mut q0 = 0;
@@ -267,24 +274,52 @@ fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
 }
 
 /// Bytes [`pack_nonzero_bytes`] reads at once (`None`: no vector version).
-const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
+const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+    Some(16)
+} else if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
     Some(8)
 } else {
     None
 };
 
-/// Writes the non-zero bytes among the eight at `bytes` to the front of
-/// `val` (as `scale · b`, rounded once) and their columns (`q0 +` their
-/// place) to the front of `col`; returns how many. All eight slots may be
-/// written. (AVX-512 builds use it too: their `vpcompressd` would need its
-/// own path, and on Zen 4 only its register form is fast.)
+/// Writes the non-zero bytes among the [`PACK_BYTES`] at `bytes` (sixteen
+/// with AVX-512, eight with AVX2) to the front of `val` (as `scale · b`,
+/// rounded once) and their columns (`q0 +` their place) to the front of
+/// `col`; returns how many. All the slots may be written. AVX-512 moves the
+/// kept lanes with `vcompressps`/`vpcompressd` into a register, then stores
+/// it whole (the forms that store to memory are slow on Zen 4); AVX2 with a
+/// table of `vpermps` permutations. On Zen 5 (16 lanes) the sixteen-byte
+/// version read a 128x392 slice of MNIST in 7.1-9.1 µs against 8.7-10.3
+/// for the eight-byte one.
 ///
 /// # Safety
-/// Eight bytes readable at `bytes`, eight slots writable at `col` and `val`.
+/// [`PACK_BYTES`] bytes readable at `bytes`, as many slots writable at
+/// `col` and `val`.
 #[inline(always)]
 #[allow(unused_variables)]
 unsafe fn pack_nonzero_bytes(bytes: *const u8, q0: u32, scale: f32, col: *mut u32, val: *mut f32) -> usize {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's; the intrinsics need AVX-512F, which this build has
+        unsafe {
+            let ints = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.cast()));
+            let keep = _mm512_test_epi32_mask(ints, ints);
+            let vals = _mm512_mul_ps(_mm512_cvtepi32_ps(ints), _mm512_set1_ps(scale));
+            let cols = _mm512_add_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(q0 as i32),
+            );
+            _mm512_storeu_ps(val, _mm512_maskz_compress_ps(keep, vals));
+            _mm512_storeu_si512(col.cast(), _mm512_maskz_compress_epi32(keep, cols));
+            keep.count_ones() as usize
+        }
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
     {
         use std::arch::x86_64::*;
         // SAFETY: the caller's; the intrinsics need AVX2, which this build has;
