@@ -97,16 +97,21 @@ pub fn plan(m: usize, n: usize, k: usize, mr: usize, nr: usize, parallel: bool) 
 /// one after the other, each repacking its operands). The grid may thus
 /// differ with the pool, never the result: no float is summed across tasks.
 ///
-/// The threshold is for 16-lane builds (AVX-512); with 8 lanes (AVX2) a
-/// core does about half the flops in the same time, so a task of half the
-/// flops costs as long and the threshold is halved (measured on Zen 5
-/// running the AVX2 build, two free cores: `128x10x512` in the pool ran
-/// unsplit at 79 GFLOP/s while the `gemm` crate split it at 130).
+/// With 8 lanes (AVX2) and more the threshold is half of that (512 Ki
+/// flops); with fewer lanes a core does fewer flops in the same time, so a
+/// task of fewer flops costs as long and the threshold falls in step with
+/// the lanes. Measured on Zen 5 (2 cores): the AVX2 build (8 lanes), in
+/// the pool, ran `128x10x512` (1.3 MFLOP, the 512-wide network's output
+/// layer) unsplit at 79 GFLOP/s while the `gemm` crate split it at 130;
+/// the AVX-512 build (16 lanes), with 1 Mi flops, unsplit at 87-117
+/// against the crate's 97-108, and split (512 Ki) at 134-166
+/// (`cargo bench --bench gemm`, the two builds alternated, three runs
+/// each; the epoch bench level).
 pub fn min_flops_per_task() -> usize {
     if rayon::current_num_threads() < 2 {
         return usize::MAX;
     }
-    MIN_FLOPS_PER_TASK / 16 * crate::simd::LANES.min(16)
+    MIN_FLOPS_PER_TASK / 16 * crate::simd::LANES.min(8)
 }
 
 /// [`plan`] with the smallest task worth a split (`usize::MAX`: a single
@@ -445,11 +450,21 @@ mod tests {
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(one.install(min_flops_per_task), usize::MAX);
         let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let scale = |f: usize| f / 16 * crate::simd::LANES.min(16);
-        assert_eq!(two.install(min_flops_per_task), scale(MIN_FLOPS_PER_TASK));
+        let want = if crate::simd::LANES >= 8 {
+            512 << 10
+        } else {
+            (1 << 20) / 16 * crate::simd::LANES
+        };
+        assert_eq!(two.install(min_flops_per_task), want);
         // from outside any pool, the global pool's: the same threshold
         if rayon::current_num_threads() >= 2 {
-            assert_eq!(min_flops_per_task(), scale(MIN_FLOPS_PER_TASK));
+            assert_eq!(min_flops_per_task(), want);
+        }
+        // the 512-wide network's output layer, 128x10x512 (1.3 MFLOP), in
+        // two tasks on a two-thread pool, with AVX2 and with AVX-512
+        if crate::simd::LANES >= 8 {
+            let limits = (two.install(min_flops_per_task), 2);
+            assert_eq!(plan_sharing_a(128, 10, 512, (16, 16), limits, true).tasks(128, 10), 2);
         }
         assert_eq!(
             plan_with(1024, 1024, 1024, (16, 16), usize::MAX, MAX_TASKS).tasks(1024, 1024),
