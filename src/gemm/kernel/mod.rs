@@ -459,14 +459,19 @@ mod tests {
 
     #[test]
     fn lanes_along_m_kernels_only_where_the_l1d_lets_them_pay() {
-        let default = default_kernel().name;
         for (n, k) in [(10, 512), (12, 512), (9, 128)] {
-            // without them, the wide kernel (as for any n past LANES)
-            assert_eq!(choose_by_shape(n, k, false).name, default, "n = {n}, k = {k}");
+            // without them, the narrow kernel up to LANES columns (AVX-512:
+            // 16), past it the wide one
+            let plain = if n <= LANES {
+                narrow_kernel().name
+            } else {
+                default_kernel().name
+            };
+            assert_eq!(choose_by_shape(n, k, false).name, plain, "n = {n}, k = {k}");
             let with_mid = choose_by_shape(n, k, true).name;
             match MID {
                 Some(_) => assert!(with_mid.starts_with("simd-m"), "n = {n}: {with_mid}"),
-                None => assert_eq!(with_mid, default, "n = {n}"),
+                None => assert_eq!(with_mid, plain, "n = {n}"),
             }
         }
         // a short depth, a narrow or a wide product: never theirs
