@@ -464,7 +464,10 @@ mod tests {
         // two tasks on a two-thread pool, with AVX2 and with AVX-512
         if crate::simd::LANES >= 8 {
             let limits = (two.install(min_flops_per_task), 2);
-            assert_eq!(plan_sharing_a(128, 10, 512, (16, 16), limits, true).tasks(128, 10), 2);
+            assert_eq!(
+                plan_sharing_a(128, 10, 512, (16, 16), limits, true).tasks(128, 10),
+                2
+            );
         }
         assert_eq!(
             plan_with(1024, 1024, 1024, (16, 16), usize::MAX, MAX_TASKS).tasks(1024, 1024),

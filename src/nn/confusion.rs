@@ -13,7 +13,8 @@ use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::Parallelism;
 use crate::matrix::{argmax, Element, MatRef};
-use crate::nn::network::{Network, Workspace};
+use crate::nn::network::Network;
+use crate::nn::per_thread::PerThread;
 
 /// Examples per task: fixed, so the work and its result do not depend on the thread count.
 const CHUNK: usize = 256;
@@ -175,11 +176,11 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
 /// The counts of `x: (n, inputs)` (scaled by `x_scale`) against `labels`, one [`Part`] per chunk.
 fn parts<T: Element>(net: &Network, x: MatRef<T>, x_scale: f32, labels: &[u8]) -> Vec<Part> {
     let (k, n) = (net.outputs(), x.rows());
+    let workspaces = PerThread::new(net, CHUNK.min(n));
     (0..n.div_ceil(CHUNK))
         .into_par_iter()
-        .map_init(
-            || Workspace::for_inference(net, CHUNK.min(n)),
-            |ws, c| {
+        .map(|c| {
+            workspaces.with(|ws| {
                 let (r0, r1) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
                 let logits = ws.forward(net, x.rows_range(r0, r1), x_scale, Parallelism::Sequential);
                 let mut part = Part {
@@ -197,8 +198,8 @@ fn parts<T: Element>(net: &Network, x: MatRef<T>, x_scale: f32, labels: &[u8]) -
                     part.counts[labels[r0 + r] as usize * k + argmax(row)] += 1;
                 }
                 part
-            },
-        )
+            })
+        })
         .collect()
 }
 

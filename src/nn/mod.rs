@@ -23,6 +23,7 @@ pub mod memory;
 pub mod model_file;
 pub mod network;
 pub mod optim;
+pub(crate) mod per_thread;
 pub mod pool;
 pub mod predict;
 pub mod spec;

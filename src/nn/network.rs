@@ -29,6 +29,7 @@ use crate::nn::fused::{self, PooledScratch};
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
 use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::per_thread::PerThread;
 use crate::nn::pool::MaxPool2d;
 use crate::trace;
 
@@ -399,13 +400,13 @@ impl Network {
         self.check_input(&x)?;
         let mut probs = Matrix::zeros(x.rows(), self.outputs());
         let classes = self.outputs();
+        let workspaces = PerThread::new(self, EVAL_ROWS.min(x.rows()).max(1));
         probs
             .as_mut_slice()
             .par_chunks_mut(EVAL_ROWS * classes.max(1))
             .enumerate()
-            .for_each_init(
-                || Workspace::for_inference(self, EVAL_ROWS.min(x.rows()).max(1)),
-                |ws, (c, out)| {
+            .for_each(|(c, out)| {
+                workspaces.with(|ws| {
                     let r0 = c * EVAL_ROWS;
                     let rows = out.len() / classes;
                     let logits = ws.forward(
@@ -416,8 +417,8 @@ impl Network {
                     );
                     out.copy_from_slice(&logits.data()[..rows * classes]);
                     kernels::softmax_rows(MatMut::from_slice(out, rows, classes));
-                },
-            );
+                })
+            });
         Ok(probs)
     }
 
@@ -454,16 +455,16 @@ impl Network {
             return Err(Error::Invalid("cannot evaluate on an empty data set".into()));
         }
         let chunks = n.div_ceil(EVAL_ROWS);
+        let workspaces = PerThread::new(self, EVAL_ROWS.min(n));
         let parts: Vec<(f64, usize)> = (0..chunks)
             .into_par_iter()
-            .map_init(
-                || Workspace::for_inference(self, EVAL_ROWS.min(n)),
-                |ws, c| {
+            .map(|c| {
+                workspaces.with(|ws| {
                     let (r0, r1) = (c * EVAL_ROWS, ((c + 1) * EVAL_ROWS).min(n));
                     ws.forward(self, x.rows_range(r0, r1), x_scale, Parallelism::Sequential);
                     ws.loss(&labels[r0..r1], 1.0)
-                },
-            )
+                })
+            })
             .collect();
         let (loss, correct) = parts.iter().fold((0.0, 0), |(l, c), &(pl, pc)| (l + pl, c + pc));
         Ok(Evaluation {
@@ -527,6 +528,11 @@ impl Workspace {
                 .map(|l| backward.then(|| PooledScratch::new(&net.layers, l)).flatten())
                 .collect(),
         }
+    }
+
+    /// Rows of the last forward pass (0 before the first).
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// The row capacity.
