@@ -350,8 +350,17 @@ fn update_range<'g>(
             continue;
         }
         let g = &mut g[..w.len()];
-        g.copy_from_slice(&part(0)[range.clone()]);
-        for p in 1..parts {
+        let first = &part(0)[range.clone()];
+        if parts >= 2 {
+            // the first two added as they are read (the shards of a 2-thread step)
+            let second = &part(1)[range.clone()];
+            for ((g, &a), &b) in g.iter_mut().zip(first).zip(second) {
+                *g = a + b;
+            }
+        } else {
+            g.copy_from_slice(first);
+        }
+        for p in 2..parts {
             g.iter_mut()
                 .zip(&part(p)[range.clone()])
                 .for_each(|(a, &b)| *a += b);
@@ -463,18 +472,20 @@ mod tests {
     use super::*;
 
     /// One gradient with no decay is read where it is; the same gradient
-    /// plus a second of zeros goes through the buffer that sums them. Both
-    /// give the same bits, for every optimiser, over several steps and a
-    /// length that ends in a partial chunk.
+    /// cut into two or three parts goes through the buffer that sums them
+    /// (the first two added as they are read, a third after). The parts are
+    /// multiples of 1/64, so their sums are exact: all give the same bits,
+    /// for every optimiser, over several steps and a length that ends in a
+    /// partial chunk.
     #[test]
     fn one_gradient_read_in_place_gives_the_summed_bits() {
         let n = 3 * SUM_CHUNK + 37;
         let grad = |step: usize| -> Vec<f32> {
             (0..n)
-                .map(|i| ((i * 37 + step * 11) % 101) as f32 * 0.013 - 0.6)
+                .map(|i| ((i * 37 + step * 11) % 101) as f32 / 64.0 - 0.75)
                 .collect()
         };
-        let zeros = vec![0.0f32; n];
+        let (quarter, eighth) = (vec![0.25f32; n], vec![0.125f32; n]);
         for opt in [
             Optimizer::sgd(0.01),
             Optimizer::momentum(0.01, 0.9),
@@ -482,16 +493,19 @@ mod tests {
             Optimizer::adam(0.001),
         ] {
             let w0: Vec<f32> = (0..n).map(|i| (i % 17) as f32 * 0.05 + 0.01).collect();
-            let (mut one, mut two) = (w0.clone(), w0);
-            let (mut s_one, mut s_two) = (OptimizerState::new(&[n]), OptimizerState::new(&[n]));
+            let mut w = [w0.clone(), w0.clone(), w0];
+            let mut states: Vec<OptimizerState> = (0..3).map(|_| OptimizerState::new(&[n])).collect();
             for step in 0..4 {
                 let g = grad(step);
-                s_one.begin_step();
-                s_one.update_summed(&opt, 0, &mut one, 1, |_| &g[..]);
-                s_two.begin_step();
-                s_two.update_summed(&opt, 0, &mut two, 2, |p| if p == 0 { &g[..] } else { &zeros[..] });
+                let rest: Vec<f32> = g.iter().map(|x| x - 0.25).collect();
+                let cuts: [Vec<&[f32]>; 3] = [vec![&g], vec![&rest, &quarter], vec![&rest, &eighth, &eighth]];
+                for ((w, state), parts) in w.iter_mut().zip(&mut states).zip(&cuts) {
+                    state.begin_step();
+                    state.update_summed(&opt, 0, w, parts.len(), |p| parts[p]);
+                }
                 let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&one), bits(&two), "{opt}, step {step}");
+                assert_eq!(bits(&w[0]), bits(&w[1]), "{opt}, step {step}: two parts");
+                assert_eq!(bits(&w[0]), bits(&w[2]), "{opt}, step {step}: three parts");
             }
         }
     }
