@@ -13,8 +13,10 @@
 //! micro-tiles (for `m > n` that is m, which duplicates the smaller B), or,
 //! for an A the loops read where it is (nothing of A is packed, see
 //! [`plan_sharing_a`]), the columns first; and
-//! stops when a task would drop below [`MIN_FLOPS_PER_TASK`] (or, past two
-//! tasks, [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches the most tasks
+//! stops when a task would drop below the pool's smallest task
+//! ([`min_flops_per_task`]: [`MIN_FLOPS_PER_TASK`] scaled to the lanes,
+//! 512 Ki flops with 8 or more; past two tasks,
+//! [`MIN_FLOPS_PER_EXTRA_TASK`]) or the grid reaches the most tasks
 //! allowed ([`max_tasks`], at most [`MAX_TASKS`]).
 //!
 //! Called from a thread outside the pool with two tasks, the caller runs
@@ -42,6 +44,9 @@ use std::sync::Arc;
 /// rounds, GFLOP/s): AVX-512 (16 lanes) `128³` 239 -> 413, `X·W`
 /// 128x16x784 227 -> 396, `Xᵀ·dZ` 784x16x128 244 -> 405; AVX2 (8 lanes)
 /// `X·W` 128x16x784 126 -> 221, `H·W` 128x10x512 82 -> 127.
+///
+/// What a pool of two or more threads uses is [`min_flops_per_task`]: this
+/// scaled to the build's lanes, half of it with 8 lanes or more.
 pub const MIN_FLOPS_PER_TASK: usize = 1 << 20;
 
 /// Going beyond two tasks needs this many flops per task: every extra
