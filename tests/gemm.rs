@@ -792,6 +792,13 @@ fn no_allocation_after_warm_up() {
             let c = MatMut::from_slice(&mut c[..m * n], m, n);
             gemm::gemm(1.0 / 255.0, a, b, 0.0, c, epilogue, Parallelism::Sequential);
         }
+        // the first layer's weight gradient over two shards, tile by tile
+        let xf = &w[..128 * 392];
+        let shard = |s: usize| {
+            let x = MatRef::from_slice(&xf[s * 64 * 392..(s + 1) * 64 * 392], 64, 392).t();
+            (x, MatRef::from_slice(&w[..64 * 512], 64, 512))
+        };
+        gemm::sum_of_products(2, shard, MatMut::from_slice(&mut c[..392 * 512], 392, 512));
     };
     let fresh = ALLOCATIONS.with(|c| c.get());
     step();
@@ -1065,4 +1072,119 @@ fn in_place_a_with_long_k_on_every_kernel() {
             check_both_orientations_of_a(m, n, k, index as u64);
         }
     });
+}
+
+/// `sum_of_products` against the products computed apart (`gemm`, beta 0)
+/// and added in order, bit for bit: every kernel; A as the weight
+/// gradient's transposed view, row-major, and a strided window; B with a
+/// padded row; tile edges in m and n around every kernel's `MR x NR`;
+/// one to three terms of unequal depths (a last shard of fewer rows).
+#[test]
+fn sum_of_products_has_the_bits_of_the_products_added_in_order() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(41);
+    on_every_kernel(|_, kernel| {
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        let ms = [1, mr - 1, mr + 1, 2 * mr + 3, 50];
+        let ns = [1, nr - 1, nr, nr + 3, 2 * nr + 5];
+        let depth_sets: [&[usize]; 4] = [&[64, 64], &[64, 32], &[9], &[1, 4, 7]];
+        for (t, depths) in depth_sets.iter().enumerate() {
+            let (m, n) = (ms[t % ms.len()], ns[(t + 1) % ns.len()]);
+            for &(m, n) in &[(m, n), (ms[(t + 2) % ms.len()], ns[t % ns.len()])] {
+                for layout in 0..3 {
+                    check_sum_of_products(&mut rng, m, n, depths, layout, kernel.name);
+                }
+            }
+        }
+    });
+}
+
+/// One case of `sum_of_products_has_the_bits_of_the_products_added_in_order`:
+/// `layout` 0 stores each A transposed (`x_sᵀ`, as the weight gradient
+/// reads the shards), 1 row-major, 2 a window of a wider matrix.
+fn check_sum_of_products(
+    rng: &mut StdRng,
+    m: usize,
+    n: usize,
+    depths: &[usize],
+    layout: usize,
+    kernel: &str,
+) {
+    let pad = 3;
+    let a_data: Vec<Vec<f32>> = depths
+        .iter()
+        .map(|&k| uniform(rng, (m + pad) * (k + pad)))
+        .collect();
+    let b_data: Vec<Vec<f32>> = depths.iter().map(|&k| uniform(rng, k * (n + pad))).collect();
+    let a = |s: usize| {
+        let (k, d) = (depths[s], &a_data[s]);
+        match layout {
+            0 => MatRef::from_slice(&d[..k * m], k, m).t(),
+            1 => MatRef::from_slice(&d[..m * k], m, k),
+            // rows m of length k + pad, the first k columns: row stride k + pad
+            _ => MatRef::from_slice(&d[..m * (k + pad)], m, k + pad).cols_range(0, k),
+        }
+    };
+    let b = |s: usize| MatRef::from_slice(&b_data[s], depths[s], n + pad).cols_range(0, n);
+    // apart: each product into its own buffer, then added in order
+    let mut apart = vec![0.0f32; m * n];
+    for s in 0..depths.len() {
+        let mut p = vec![f32::NAN; m * n];
+        gemm::gemm(
+            1.0,
+            a(s),
+            b(s),
+            0.0,
+            MatMut::from_slice(&mut p, m, n),
+            Epilogue::None,
+            Parallelism::Sequential,
+        );
+        for (c, p) in apart.iter_mut().zip(&p) {
+            *c = if s == 0 { *p } else { *c + *p };
+        }
+    }
+    let summed = product_bits(m, n, |c| gemm::sum_of_products(depths.len(), |s| (a(s), b(s)), c));
+    let apart: Vec<u32> = apart.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(
+        summed, apart,
+        "kernel {kernel}, {m}x{n}, depths {depths:?}, layout {layout}"
+    );
+}
+
+/// No term gives zeros; a term deeper than one depth block, or a term of
+/// the wrong shape, is refused with a message naming it.
+#[test]
+fn sum_of_products_edges_and_refusals() {
+    let _g = Globals::lock();
+    let mut c = vec![f32::NAN; 6];
+    gemm::sum_of_products(0, |_| unreachable!(), MatMut::from_slice(&mut c, 2, 3));
+    assert_eq!(c, vec![0.0; 6]);
+    let deep = gemm::block_sizes().kc + 1;
+    assert!(!gemm::one_block_each([64, deep]));
+    assert!(gemm::one_block_each([64, 64, 1]));
+    let a = vec![1.0f32; 2 * deep];
+    let b = vec![1.0f32; deep * 3];
+    let refused = |term: &(dyn Fn(usize) -> (MatRef<'static, f32>, MatRef<'static, f32>) + Sync)| {
+        let mut c = vec![0.0f32; 6];
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gemm::sum_of_products(1, term, MatMut::from_slice(&mut c, 2, 3))
+        }))
+        .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_default())
+    };
+    let a: &'static [f32] = a.leak();
+    let b: &'static [f32] = b.leak();
+    let too_deep =
+        refused(&|_| (MatRef::from_slice(a, 2, deep), MatRef::from_slice(b, deep, 3))).unwrap_err();
+    assert!(
+        too_deep.contains("term 0 has depth") && too_deep.contains("more than one block"),
+        "{too_deep}"
+    );
+    let misfit = refused(&|_| {
+        (
+            MatRef::from_slice(&a[..4], 2, 2),
+            MatRef::from_slice(&b[..6], 3, 2),
+        )
+    })
+    .unwrap_err();
+    assert!(misfit.contains("term 0 is 2x2 times 3x2, C is 2x3"), "{misfit}");
 }

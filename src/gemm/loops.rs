@@ -53,13 +53,13 @@ struct Line([f32; 16]);
 
 /// A run of 64-byte-aligned `f32`s that only grows (packing buffers).
 #[derive(Default)]
-struct Aligned(Vec<Line>);
+pub(crate) struct Aligned(Vec<Line>);
 
 impl Aligned {
     /// At least `len` floats. When it must grow, it grows to `bound` (at
     /// least `len`): the most any shape needs under the current block sizes,
     /// so that a thread allocates once, not once per new shape it meets.
-    fn get(&mut self, len: usize, bound: usize) -> &mut [f32] {
+    pub(crate) fn get(&mut self, len: usize, bound: usize) -> &mut [f32] {
         let lines = len.div_ceil(16);
         if self.0.len() < lines {
             self.0 = vec![Line([0.0; 16]); lines.max(bound.div_ceil(16))];

@@ -15,7 +15,9 @@
 //!   or through a non-transposing copy instead of packing it);
 //! - [`threads`]: splitting C into blocks, one rayon task each;
 //! - [`depth_split`]: a product cut along its depth, blocks computed apart
-//!   and summed with the same bits.
+//!   and summed with the same bits;
+//! - [`summed`]: a sum of products (a weight gradient over the shards of
+//!   a batch) added tile by tile, with the bits of the products added apart.
 //!
 //! Determinism: every element of C is summed in the same order (`p = 0..k`
 //! within each `kc` block, blocks in order), whatever the thread count, the
@@ -45,6 +47,7 @@ pub mod pack;
 pub mod reference;
 pub mod sparse;
 pub mod sparse_rows;
+pub mod summed;
 pub mod threads;
 
 pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};
@@ -52,6 +55,7 @@ pub use depth_split::{depth_blocks, gemm_depth_block, sum_depth_blocks};
 pub use im2col::{col2im_add, Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
 pub use sparse::{nonzeros, sparse_a_product, SPARSE_ENOUGH};
+pub use summed::{one_block_each, sum_of_products};
 
 use crate::activation::Activation;
 use crate::kernels::DropoutMask;
