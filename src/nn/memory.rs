@@ -227,8 +227,8 @@ pub fn packing_bytes_per_thread() -> u64 {
 /// on mini-batches of `batch` with `threads` threads, not counting the data
 /// set: the parameters, two optimiser slots, per shard (see
 /// [`crate::nn::train`]) a gradient of every parameter, the layer buffers
-/// (`a`, `da`, `dz`) and the labels, a small network's examples as `f32`
-/// (per shard, and for the first layer's split), the evaluation's buffers per
+/// (`a`, `da`, `dz`) and the labels, the examples as `f32` (per shard,
+/// and for the first layer's split), the evaluation's buffers per
 /// thread, the GEMM's packing buffers per thread and [`BASELINE_BYTES`].
 pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     let params = parameters(widths);
@@ -249,13 +249,13 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
         .saturating_add(floats(shard_rows.saturating_mul(outputs).saturating_mul(3)))
         .saturating_add(shard_rows);
     let evaluation = floats(EVAL_ROWS.saturating_mul(outputs).saturating_mul(2)).saturating_mul(threads);
-    // A sharded network's examples as f32, once per shard; and the first
-    // layer's split (`nn::split`): the examples again, a dW of the first
-    // layer per shard and the parts' partial outputs (two parts, more when
-    // inputs are over 1024).
+    // The examples as f32, once per shard (the shards of a batch: a batch's
+    // worth); and the first layer's split (`nn::split`): the examples again,
+    // a dW of the first layer per shard and the parts' partial outputs (two
+    // parts, more when inputs are over 1024).
     let (inputs, first) = (widths[0] as u64, widths.get(1).map_or(0, |&w| w as u64));
     let small = params <= SHARD_MAX_PARAMS as u64;
-    let shard_copies = if small { batch.saturating_mul(inputs) } else { 0 };
+    let shard_copies = batch.saturating_mul(inputs);
     let split = if small || first <= crate::nn::split::ONE_SHARD_MAX_OUTPUTS as u64 {
         batch
             .saturating_mul(inputs)
