@@ -1187,4 +1187,20 @@ fn sum_of_products_edges_and_refusals() {
     })
     .unwrap_err();
     assert!(misfit.contains("term 0 is 2x2 times 3x2, C is 2x3"), "{misfit}");
+    // A term that itself calls sum_of_products (re-entered on this thread:
+    // its own buffers, no panic), and both results right.
+    let (a1, b1) = (&a[..4], &b[..6]);
+    let term = || (MatRef::from_slice(a1, 2, 2), MatRef::from_slice(b1, 2, 3));
+    let mut outer = vec![0.0f32; 6];
+    gemm::sum_of_products(
+        2,
+        |_| {
+            let mut inner = vec![0.0f32; 6];
+            gemm::sum_of_products(1, |_| term(), MatMut::from_slice(&mut inner, 2, 3));
+            assert_eq!(inner, vec![2.0; 6]);
+            term()
+        },
+        MatMut::from_slice(&mut outer, 2, 3),
+    );
+    assert_eq!(outer, vec![4.0; 6]);
 }

@@ -114,9 +114,8 @@ pub fn sum_of_products<'a>(
     let mc_max = (blocks.mc.div_ceil(mr).max(1) * mr).min(m.div_ceil(mr) * mr);
     let rs = c.row_stride();
     let c_ptr = c.data().as_mut_ptr();
-    BUFFERS.with(|cell| {
-        let mut buffers = cell.borrow_mut();
-        let (b_buf, a_buf) = &mut *buffers;
+    let body = |buffers: &mut (Aligned, Aligned)| {
+        let (b_buf, a_buf) = buffers;
         let b_packed = b_buf.get(nc_max * depth, nc_max * depth);
         let a_tile = a_buf.get(mr * depth, mr * depth);
         for jc in (0..n).step_by(nc_max) {
@@ -161,6 +160,11 @@ pub fn sum_of_products<'a>(
                 }
             }
         }
+    };
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => body(&mut buffers),
+        // re-entered on this thread (from a `term` closure): fresh buffers
+        Err(_) => body(&mut Default::default()),
     });
 }
 
