@@ -1078,7 +1078,8 @@ fn in_place_a_with_long_k_on_every_kernel() {
 /// and added in order, bit for bit: every kernel; A as the weight
 /// gradient's transposed view, row-major, and a strided window; B with a
 /// padded row; tile edges in m and n around every kernel's `MR x NR`;
-/// one to three terms of unequal depths (a last shard of fewer rows).
+/// one to ten terms of unequal depths (a last shard of fewer rows, an
+/// empty one).
 #[test]
 fn sum_of_products_has_the_bits_of_the_products_added_in_order() {
     let _g = Globals::lock();
@@ -1087,7 +1088,15 @@ fn sum_of_products_has_the_bits_of_the_products_added_in_order() {
         let (mr, nr) = (kernel.mr, kernel.nr);
         let ms = [1, mr - 1, mr + 1, 2 * mr + 3, 50];
         let ns = [1, nr - 1, nr, nr + 3, 2 * nr + 5];
-        let depth_sets: [&[usize]; 4] = [&[64, 64], &[64, 32], &[9], &[1, 4, 7]];
+        // (more than 8 products: they run in groups of 8)
+        let depth_sets: [&[usize]; 6] = [
+            &[64, 64],
+            &[64, 32],
+            &[9],
+            &[1, 4, 7],
+            &[0, 4],
+            &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3],
+        ];
         for (t, depths) in depth_sets.iter().enumerate() {
             let (m, n) = (ms[t % ms.len()], ns[(t + 1) % ns.len()]);
             for &(m, n) in &[(m, n), (ms[(t + 2) % ms.len()], ns[t % ns.len()])] {

@@ -49,6 +49,12 @@ thread_local! {
     static BUFFERS: RefCell<(Aligned, Aligned)> = RefCell::new((Aligned::default(), Aligned::default()));
 }
 
+/// Products run together on each tile. Their views are taken once per
+/// group rather than once per tile (a `term` closure builds them), and a
+/// group after the first adds to C as any later product does: the same
+/// order for every element, the same bits.
+const GROUP: usize = 8;
+
 /// Whether products of depths `depths` are each summed by `gemm` in one
 /// depth block, as [`sum_of_products`] requires.
 pub fn one_block_each(depths: impl IntoIterator<Item = usize>) -> bool {
@@ -118,43 +124,46 @@ pub fn sum_of_products<'a>(
         let (b_buf, a_buf) = buffers;
         let b_packed = b_buf.get(nc_max * depth, nc_max * depth);
         let a_tile = a_buf.get(mr * depth, mr * depth);
-        for jc in (0..n).step_by(nc_max) {
-            let nc = nc_max.min(n - jc);
-            let panels = nc.div_ceil(nr);
-            // B~: product s's panels start at panels·nr·(k_0 + .. + k_{s-1})
-            let mut at = 0;
-            for s in 0..terms {
-                let (_, b) = term(s);
-                let k = b.rows();
-                pack_b(&b, (0, k), (jc, nc), nr, &mut b_packed[at..]);
-                at += panels * nr * k;
-            }
-            for ic in (0..m).step_by(mc_max) {
-                let mc = mc_max.min(m - ic);
-                for jr in (0..nc).step_by(nr) {
-                    for ir in (0..mc).step_by(mr) {
-                        let mut at = 0;
-                        for s in 0..terms {
-                            let (a, _) = term(s);
-                            let k = a.cols();
-                            let b_panel = &b_packed[at + (jr / nr) * nr * k..][..nr * k];
-                            at += panels * nr * k;
-                            let out = TileOut {
-                                // SAFETY: (ic + ir, jc + jr) is an element of
-                                // the m x n view C.
-                                c: unsafe { c_ptr.add((ic + ir) * rs + jc + jr) },
-                                rs_c: rs,
-                                rows: mr.min(mc - ir),
-                                cols: nr.min(nc - jr),
-                                beta: if s == 0 { 0.0 } else { 1.0 },
-                                epilogue: None,
-                                dropout: None,
-                            };
-                            // SAFETY: `out` is a tile of C, which this call
-                            // borrows mutably, clipped to m x n; `b_panel`
-                            // holds nr·k packed floats; rows ic + ir.. of A
-                            // exist (see `tile`).
-                            unsafe { tile(kernel, &a, ic + ir, b_panel, a_tile, &out) };
+        for g0 in (0..terms).step_by(GROUP) {
+            let count = GROUP.min(terms - g0);
+            // this group's views, taken once (padded with its last one)
+            let views: [_; GROUP] = std::array::from_fn(|i| term(g0 + i.min(count - 1)));
+            let views = &views[..count];
+            for jc in (0..n).step_by(nc_max) {
+                let nc = nc_max.min(n - jc);
+                let panels = nc.div_ceil(nr);
+                // B~: product i's panels start at panels·nr·(k_0 + .. + k_{i-1})
+                let mut at = 0;
+                for (_, b) in views.iter().filter(|(_, b)| b.rows() > 0) {
+                    pack_b(b, (0, b.rows()), (jc, nc), nr, &mut b_packed[at..]);
+                    at += panels * nr * b.rows();
+                }
+                for ic in (0..m).step_by(mc_max) {
+                    let mc = mc_max.min(m - ic);
+                    for jr in (0..nc).step_by(nr) {
+                        for ir in (0..mc).step_by(mr) {
+                            let mut at = 0;
+                            for (i, (a, _)) in views.iter().enumerate() {
+                                let k = a.cols();
+                                let b_panel = &b_packed[at + (jr / nr) * nr * k..][..nr * k];
+                                at += panels * nr * k;
+                                let out = TileOut {
+                                    // SAFETY: (ic + ir, jc + jr) is an element of
+                                    // the m x n view C.
+                                    c: unsafe { c_ptr.add((ic + ir) * rs + jc + jr) },
+                                    rs_c: rs,
+                                    rows: mr.min(mc - ir),
+                                    cols: nr.min(nc - jr),
+                                    beta: if g0 + i == 0 { 0.0 } else { 1.0 },
+                                    epilogue: None,
+                                    dropout: None,
+                                };
+                                // SAFETY: `out` is a tile of C, which this call
+                                // borrows mutably, clipped to m x n; `b_panel`
+                                // holds nr·k packed floats; rows ic + ir.. of A
+                                // exist (see `tile`).
+                                unsafe { tile(kernel, a, ic + ir, b_panel, a_tile, &out) };
+                            }
                         }
                     }
                 }
@@ -194,7 +203,10 @@ unsafe fn tile(
     // mr·k floats; and nr·k floats of `b_panel`; they write `out`, valid
     // by the caller's guarantee.
     unsafe {
-        if kernel.broadcasts_a() && out.rows == mr {
+        if k == 0 {
+            // an empty product: zeros written, or added (reads nothing)
+            (kernel.run)(0, a_tile.as_ptr(), b_panel.as_ptr(), out)
+        } else if kernel.broadcasts_a() && out.rows == mr {
             (kernel.run_strided)(k, a_here, ra, pa, b_panel.as_ptr(), out)
         } else if let (Some(run), true) = (short, kernel.broadcasts_a()) {
             run(out.rows, k, a_here, ra, pa, b_panel.as_ptr(), kernel.nr, out)
