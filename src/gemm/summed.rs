@@ -106,12 +106,7 @@ pub fn sum_of_products<'a>(
         }
         return;
     }
-    let transposed = term(0).0.is_transposed();
-    let kind = if transposed {
-        crate::trace::Kind::BackwardGemmDw
-    } else {
-        crate::trace::Kind::BackwardGemmDx
-    };
+    let kind = super::trace_kind(&term(0).0, &super::Epilogue::None);
     let _t = crate::trace::kernel(kind).flops(2 * m * n * depth);
     let kernel = choose_for(n, term(0).0.cols());
     let blocks = block_sizes();
