@@ -1088,14 +1088,18 @@ fn sum_of_products_has_the_bits_of_the_products_added_in_order() {
         let (mr, nr) = (kernel.mr, kernel.nr);
         let ms = [1, mr - 1, mr + 1, 2 * mr + 3, 50];
         let ns = [1, nr - 1, nr, nr + 3, 2 * nr + 5];
-        // (more than 8 products: they run in groups of 8)
-        let depth_sets: [&[usize]; 6] = [
+        // More than 8 products run in groups of 8; products whose depths
+        // add up to more than kc in smaller groups (here 3).
+        let kc = gemm::block_sizes().kc;
+        let deep = [kc - 5, 7, kc / 2, kc / 2 + 1, 3];
+        let depth_sets: [&[usize]; 7] = [
             &[64, 64],
             &[64, 32],
             &[9],
             &[1, 4, 7],
             &[0, 4],
             &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3],
+            &deep,
         ];
         for (t, depths) in depth_sets.iter().enumerate() {
             let (m, n) = (ms[t % ms.len()], ns[(t + 1) % ns.len()]);

@@ -87,6 +87,31 @@ thread_local! {
     static BUFFERS: RefCell<PackBuffers> = RefCell::new(PackBuffers::default());
 }
 
+/// The most floats A~ and B~ hold for any shape under `blocks` with an
+/// `mr x nr` kernel, which each buffer grows to the first time it grows:
+/// `kc_max <= kc`, `mc_max <= mc` rounded up to `mr` (plus one `mr x kc`
+/// tile), `nc_max <= nc` rounded up to `nr`.
+pub(crate) fn buffer_bounds(blocks: BlockSizes, mr: usize, nr: usize) -> (usize, usize) {
+    let kc_bound = blocks.kc.max(1);
+    let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
+    let b_bound = blocks.nc.div_ceil(nr).max(1) * nr * kc_bound;
+    (a_bound, b_bound)
+}
+
+/// Runs `f` with this thread's A~ and B~ buffers, the ones `gemm` packs
+/// into (fresh ones when re-entered on this thread), for another driver of
+/// the micro-kernels ([`super::summed`]): a worker that packed once has
+/// grown them to [`buffer_bounds`] and allocates nothing more.
+pub(crate) fn with_pack_buffers<R>(f: impl FnOnce(&mut Aligned, &mut Aligned) -> R) -> R {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let PackBuffers { a, b, .. } = &mut *buffers;
+            f(a, b)
+        }
+        Err(_) => f(&mut Aligned::default(), &mut Aligned::default()),
+    })
+}
+
 /// An `f32` A of at most this many elements is read in place even with
 /// several B~ panels: it stays in L1 between them, and packing it would be
 /// pure overhead (measured: 64³ goes from ~87 to ~91 GFLOP/s).
@@ -355,10 +380,8 @@ unsafe fn five_loops<A: AOperand>(
     } else {
         nc_max
     };
-    // Shape-independent bounds: kc_max <= kc, mc_max <= mc rounded up to MR, nc_max likewise.
+    let (a_bound, b_bound) = buffer_bounds(blocks, mr, nr);
     let kc_bound = blocks.kc.max(1);
-    let a_bound = (blocks.mc.div_ceil(mr).max(1) * mr + mr) * kc_bound;
-    let b_bound = blocks.nc.div_ceil(nr).max(1) * nr * kc_bound;
     let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
     let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
     let b_packed = buffers.b.get(nc_max * kc_max, b_bound);

@@ -25,7 +25,10 @@
 //! it at the same cost at any row stride), except a last tile of fewer
 //! than `MR` rows on a kernel without a short form, and every tile on a
 //! kernel with its lanes along m: those are packed. B is packed once per
-//! block of columns, every product's panels side by side.
+//! block of columns, a group of products' panels side by side, into the
+//! buffers `gemm` packs into on this thread: a group's depths add up to at
+//! most `kc`, so its B~ fits the size every buffer grows to the first time
+//! (a worker that has run one `gemm` allocates nothing here).
 //!
 //! Measured on Zen 5 (AMD EPYC family 26 model 2, AVX-512, 16 lanes, one
 //! thread, warm, medians of 9 x 50 calls): the first layer's gradient for
@@ -36,23 +39,16 @@
 
 use super::blocking::{block_sizes, depth_block};
 use super::kernel::{choose_for, MicroKernel, TileOut};
-use super::loops::Aligned;
+use super::loops::{buffer_bounds, with_pack_buffers};
 use super::operand::AOperand;
 use super::pack::pack_b;
 use crate::matrix::{MatMut, MatRef};
-use std::cell::RefCell;
 
-thread_local! {
-    /// B~ (every product's panels of one block of columns) and one packed
-    /// A~ tile, reused by every call on this thread: after the first call
-    /// of a given size, nothing is allocated.
-    static BUFFERS: RefCell<(Aligned, Aligned)> = RefCell::new((Aligned::default(), Aligned::default()));
-}
-
-/// Products run together on each tile. Their views are taken once per
-/// group rather than once per tile (a `term` closure builds them), and a
-/// group after the first adds to C as any later product does: the same
-/// order for every element, the same bits.
+/// Most products run together on each tile (fewer when their depths add
+/// up to more than `kc`). Their views are taken once per group rather than
+/// once per tile (a `term` closure builds them), and a group after the
+/// first adds to C as any later product does: the same order for every
+/// element, the same bits.
 const GROUP: usize = 8;
 
 /// Whether products of depths `depths` are each summed by `gemm` in one
@@ -115,15 +111,28 @@ pub fn sum_of_products<'a>(
     let mc_max = (blocks.mc.div_ceil(mr).max(1) * mr).min(m.div_ceil(mr) * mr);
     let rs = c.row_stride();
     let c_ptr = c.data().as_mut_ptr();
-    let body = |buffers: &mut (Aligned, Aligned)| {
-        let (b_buf, a_buf) = buffers;
-        let b_packed = b_buf.get(nc_max * depth, nc_max * depth);
-        let a_tile = a_buf.get(mr * depth, mr * depth);
-        for g0 in (0..terms).step_by(GROUP) {
-            let count = GROUP.min(terms - g0);
+    let (a_bound, b_bound) = buffer_bounds(blocks, mr, nr);
+    let kc = blocks.kc.max(1);
+    with_pack_buffers(|a_buf, b_buf| {
+        let k_most = (0..terms).map(|s| term(s).0.cols()).max().unwrap_or(0);
+        let a_tile = a_buf.get(mr * k_most, a_bound);
+        let mut g0 = 0;
+        while g0 < terms {
+            // A group: up to GROUP products whose depths add up to at most
+            // kc (each is one depth block, so at least one fits), so that
+            // their B~ fits the buffer `gemm` grew to its bound.
+            let (mut count, mut group_depth) = (0, 0);
+            while count < GROUP && g0 + count < terms {
+                let k = term(g0 + count).0.cols();
+                if count > 0 && group_depth + k > kc {
+                    break;
+                }
+                (count, group_depth) = (count + 1, group_depth + k);
+            }
             // this group's views, taken once (padded with its last one)
             let views: [_; GROUP] = std::array::from_fn(|i| term(g0 + i.min(count - 1)));
             let views = &views[..count];
+            let b_packed = b_buf.get(nc_max * group_depth, b_bound);
             for jc in (0..n).step_by(nc_max) {
                 let nc = nc_max.min(n - jc);
                 let panels = nc.div_ceil(nr);
@@ -157,18 +166,14 @@ pub fn sum_of_products<'a>(
                                 // borrows mutably, clipped to m x n; `b_panel`
                                 // holds nr·k packed floats; rows ic + ir.. of A
                                 // exist (see `tile`).
-                                unsafe { tile(kernel, a, ic + ir, b_panel, a_tile, &out) };
+                                unsafe { tile(kernel, a, ic + ir, b_panel, &mut a_tile[..], &out) };
                             }
                         }
                     }
                 }
             }
+            g0 += count;
         }
-    };
-    BUFFERS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buffers) => body(&mut buffers),
-        // re-entered on this thread (from a `term` closure): fresh buffers
-        Err(_) => body(&mut Default::default()),
     });
 }
 
