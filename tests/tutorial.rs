@@ -282,6 +282,9 @@ fn the_checker_itself() {
         "Epoch 1/4 - 12.500s - loss: 0.5813, seed 1, 8 threads",
         false
     ));
+    assert!(line_matches("seed 1, 2 threads", "seed 1, 1 thread", false));
+    assert!(!line_matches("seed 1, 2 threads", "seed 1, 1 threat", false));
+    assert!(!line_matches("seed 1, 2 threads", "seed 1, 2 threads.", false));
     // The engine's numbers: one unit of the last digit where multiply-add is
     // fused, anything without (its text still compared).
     assert_eq!(
