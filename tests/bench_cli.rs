@@ -367,9 +367,9 @@ fn bench_times_the_convolutions_of_the_cnn_models() {
         for (i, v) in f.iter().enumerate().take(12).skip(6) {
             let v = v.trim_end_matches('%');
             let x: f64 = v.parse().unwrap_or_else(|_| panic!("'{v}' in '{row}'"));
-            // (best ms, printed to the microsecond, is only checked to be a number >= 0:
-            // dx's is a difference of two timings)
-            assert!(x.is_finite() && (x > 0.0 || (i == 8 && x == 0.0)), "{row}");
+            // (every pass is timed itself, dx too: it used to be the whole backward
+            // pass minus the dW-only one, which a busy machine made zero)
+            assert!(x.is_finite() && x > 0.0, "{i}: {row}");
         }
         let roof: f64 = f[13].trim_end_matches('%').parse().unwrap();
         assert!(roof.is_finite() && roof > 0.0, "{row}");

@@ -1051,3 +1051,98 @@ fn a_convolution_below_a_max_pool_scatters_the_layer_by_layer_gradients() {
         );
     }
 }
+
+/// `conv2d_input_gradient` (what `bench --models` times as dx) gives the
+/// bits of the `dx` that `conv2d_backward` computes, from the `dz` it left:
+/// a full convolution of `dz` (LeNet-5's second layer), unfolded columns
+/// folded back (Keras' second layer), and a `dz` mostly zeros, as below a
+/// max-pool, where the columns skip them.
+#[test]
+fn the_input_gradient_alone_has_the_bits_of_the_backward_pass() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let img = |h, w, c| ImageShape::new(1, h, w, c).unwrap();
+    let layers = [
+        Conv2d::new(
+            img(14, 14, 6),
+            5,
+            5,
+            16,
+            Padding::Valid,
+            Activation::Relu,
+            &mut rng,
+        )
+        .unwrap(),
+        Conv2d::new(
+            img(26, 26, 32),
+            3,
+            3,
+            64,
+            Padding::Valid,
+            Activation::Relu,
+            &mut rng,
+        )
+        .unwrap(),
+    ];
+    let par = Parallelism::Sequential;
+    for layer in &layers {
+        for sparse in [false, true] {
+            let (rows, inputs, outputs) = (3, layer.inputs(), layer.outputs());
+            let x: Vec<f32> = (0..rows * inputs).map(|i| eighth(i, 1)).collect();
+            // below a max-pool 3 of 4 errors are zero
+            let da: Vec<f32> = (0..rows * outputs)
+                .map(|i| if sparse && i % 4 != 0 { 0.0 } else { eighth(i, 2) })
+                .collect();
+            let mut a = vec![f32::NAN; rows * outputs];
+            let xr = MatRef::from_slice(&x, rows, inputs);
+            conv2d_forward(
+                MatMut::from_slice(&mut a, rows, outputs),
+                xr,
+                1.0,
+                layer,
+                None,
+                par,
+            );
+            let (sr, sc) = simdnet::nn::conv::input_gradient_scratch(layer, rows);
+            let mut scratch = Matrix::zeros(sr, sc);
+            let (mut dw, mut db) = (
+                Matrix::zeros(layer.w.rows(), layer.w.cols()),
+                vec![0.0; layer.b.len()],
+            );
+            let (mut dz, mut dx) = (vec![0.0; rows * outputs], vec![f32::NAN; rows * inputs]);
+            conv2d_backward(
+                Some(MatMut::from_slice(&mut dx, rows, inputs)),
+                &mut scratch,
+                dw.view_mut(),
+                &mut db,
+                MatMut::from_slice(&mut dz, rows, outputs),
+                MatRef::from_slice(&da, rows, outputs),
+                MatRef::from_slice(&a, rows, outputs),
+                xr,
+                1.0,
+                layer,
+                None,
+                par,
+            );
+            let mut alone = vec![f32::NAN; rows * inputs];
+            simdnet::nn::conv::conv2d_input_gradient(
+                MatMut::from_slice(&mut alone, rows, inputs),
+                &mut Matrix::zeros(sr, sc),
+                MatRef::from_slice(&dz, rows, outputs),
+                layer,
+                par,
+            );
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(
+                dx.iter().any(|&v| v != 0.0),
+                "{:?}: dx is all zeros",
+                layer.geometry
+            );
+            assert_eq!(
+                bits(&alone),
+                bits(&dx),
+                "{:?}, sparse dz {sparse}",
+                layer.geometry
+            );
+        }
+    }
+}

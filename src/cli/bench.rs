@@ -561,7 +561,7 @@ fn conv_text(set: &Settings, r: &Results) -> String {
     let n = set.threads;
     let _ = writeln!(
         s,
-        "\nConvolutions on {n} thread(s), one {}-image training shard per thread at once, as training runs them; times per shard (median of up to {} runs; useful FLOPs 2.rows.oh.ow.c_out.kh.kw.c_in per pass; dx = whole backward - dW-only; roof as for the GEMMs):",
+        "\nConvolutions on {n} thread(s), one {}-image training shard per thread at once, as training runs them; times per shard (median of up to {} runs; useful FLOPs 2.rows.oh.ow.c_out.kh.kw.c_in per pass; dx timed alone from the dW pass's dz; roof as for the GEMMs):",
         conv_bench::BENCH_ROWS,
         set.runs
     );

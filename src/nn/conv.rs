@@ -416,9 +416,45 @@ pub fn conv2d_backward<X: AOperand>(
         );
     }
     //                               ->  dx = im2col_full(dz)·W_flipped
-    let Some(mut dx) = dx else {
-        return;
-    };
+    if let Some(dx) = dx {
+        input_gradient(dx, scratch, dz.as_ref(), layer, sparse, par);
+    }
+}
+
+/// The input gradient alone, from `dz` as [`conv2d_backward`] leaves it:
+/// `dx = im2col_full(dz)·W_flipped`, or `dcols = dz·Wᵀ` folded back into
+/// images (see `folds_columns`), in `scratch` shaped by
+/// [`input_gradient_scratch`]. For timing it apart (`bench --models`);
+/// training runs it inside [`conv2d_backward`].
+///
+/// Shapes: `dx: (rows, h·w·c_in)`, `dz: (rows, oh·ow·c_out)`.
+pub fn conv2d_input_gradient(dx: MatMut, scratch: &mut Matrix, dz: MatRef, layer: &Conv2d, par: Parallelism) {
+    assert_eq!(
+        dx.rows(),
+        dz.rows(),
+        "conv2d_input_gradient: dx and dz differ in rows"
+    );
+    let positions = dz.rows() * Window::forward(&layer.geometry).positions();
+    // the choice conv2d_backward makes when it computes dx
+    let sparse = folds_columns(layer) && sparse_enough(reshape(dz, positions, layer.geometry.filters()));
+    let _conv = trace::convolution();
+    input_gradient(dx, scratch, dz, layer, sparse, par);
+}
+
+/// `dx` from `dz` (see [`conv2d_input_gradient`]); `sparse`: the unfolded
+/// columns are made by the product that skips `dz`'s zeros.
+fn input_gradient(
+    mut dx: MatMut,
+    scratch: &mut Matrix,
+    dz: MatRef,
+    layer: &Conv2d,
+    sparse: bool,
+    par: Parallelism,
+) {
+    let (rows, g) = (dx.rows(), &layer.geometry);
+    let win = Window::forward(g);
+    let (positions, filters) = (rows * win.positions(), g.filters());
+    let dz_view = reshape(dz, positions, filters);
     if folds_columns(layer) {
         //                                   (dcols = dz·Wᵀ, dx = col2im(dcols), a few images at a time)
         let (taps, per_image) = (win.taps(), win.positions());
@@ -462,7 +498,7 @@ pub fn conv2d_backward<X: AOperand>(
     );
     flip_filters(scratch.as_mut_slice(), layer.w.as_slice(), kernel, channels);
     let full = Window::input_gradient(g);
-    let dz_images = ImageRows::from_view(&dz.as_ref()).expect("dz is row-major");
+    let dz_images = ImageRows::from_view(&dz).expect("dz is row-major");
     let dz_full = Im2col::from_rows(dz_images, full).expect("dz rows are oh·ow·c_out");
     let dx = reshape_mut(&mut dx, rows * full.positions(), g.input().channels());
     gemm(1.0, dz_full, scratch.view(), 0.0, dx, Epilogue::None, par);

@@ -8,10 +8,9 @@
 //! - **dW**: [`conv2d_backward`] without an input gradient, i.e.
 //!   `dz = da ⊙ f'(a)`, `db`, and `dW = im2col(x)ᵀ·dz` (the first layer's
 //!   whole backward pass in training);
-//! - **dx**: the input gradient alone, timed as the paired difference
-//!   between the whole backward pass and the dW-only pass (median of the
-//!   differences); not for a model's first layer, whose input gradient
-//!   training never computes.
+//! - **dx**: the input gradient alone ([`conv2d_input_gradient`], from the
+//!   `dz` the dW pass left, as the whole backward pass runs it); not for a
+//!   model's first layer, whose input gradient training never computes.
 //!
 //! Each pass counts the *useful* FLOPs of the convolution,
 //! `2·rows·oh·ow·c_out·kh·kw·c_in` (what PyTorch and the issue count; the
@@ -33,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use crate::gemm::Parallelism;
 use crate::geometry::{input_position, ImageShape};
 use crate::matrix::{MatMut, MatRef, Matrix};
-use crate::nn::conv::{conv2d_backward, conv2d_forward, input_gradient_scratch};
+use crate::nn::conv::{conv2d_backward, conv2d_forward, conv2d_input_gradient, input_gradient_scratch};
 use crate::nn::spec::InputShape;
 use crate::nn::train::SHARD_ROWS;
 use crate::nn::{Arch, Conv2d, Layer};
@@ -247,6 +246,15 @@ impl ConvData {
         f(a, MatRef::from_slice(&self.x, self.rows, c.inputs()), c);
     }
 
+    /// The engine's input gradient alone, from the `dz` the last backward
+    /// pass left (one thread, as a training shard runs it).
+    fn input_gradient(&mut self, c: &Conv2d) {
+        let (rows, i, o) = (self.rows, c.inputs(), c.outputs());
+        let dx = MatMut::from_slice(&mut self.dx, rows, i);
+        let dz = MatRef::from_slice(&self.dz, rows, o);
+        conv2d_input_gradient(dx, &mut self.scratch, dz, c, Parallelism::Sequential);
+    }
+
     fn backward(&mut self, f: ConvBackwardFn, c: &Conv2d, with_dx: bool) {
         let (rows, i, o) = (self.rows, c.inputs(), c.outputs());
         let dx = with_dx.then(|| MatMut::from_slice(&mut self.dx, rows, i));
@@ -377,10 +385,10 @@ pub fn verify_conv(case: &ConvCase, forward: ConvForwardFn, backward: ConvBackwa
 ///
 /// One warm-up of everything, then up to `runs` rounds while under `budget`
 /// seconds (at least one); each round times the forward pass, the dW-only
-/// backward pass and, for a layer that is not the first, the whole backward
-/// pass right after it. dx's times are the differences of those two matched
-/// by rank (fastest whole minus fastest dW-only, and so on: its median and
-/// best are the differences of theirs, at least a nanosecond).
+/// backward pass and, for a layer that is not the first, the input gradient
+/// from the `dz` that pass left. (dx used to be timed as the whole backward
+/// pass minus the dW-only one: on a busy machine the difference came out
+/// at zero or below.)
 pub fn time_conv(case: &ConvCase, rows: usize, runs: usize, budget: f64) -> Vec<(ConvPass, Vec<f64>)> {
     use rayon::prelude::*;
     let c = &case.conv;
@@ -395,29 +403,22 @@ pub fn time_conv(case: &ConvCase, rows: usize, runs: usize, budget: f64) -> Vec<
     };
     let forward = |d: &mut ConvData| d.forward(engine_forward, c);
     let only_dw = |d: &mut ConvData| d.backward(engine_backward, c, false);
-    let whole_backward = |d: &mut ConvData| d.backward(engine_backward, c, !case.first);
+    let only_dx = |d: &mut ConvData| d.input_gradient(c);
     time(&mut data, &forward);
-    time(&mut data, &whole_backward);
-    let (mut fwd, mut dw, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+    time(&mut data, &only_dw);
+    if !case.first {
+        time(&mut data, &only_dx);
+    }
+    let (mut fwd, mut dw, mut dx) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     while fwd.is_empty() || (fwd.len() < runs && start.elapsed().as_secs_f64() < budget) {
         fwd.push(time(&mut data, &forward));
         dw.push(time(&mut data, &only_dw));
         if !case.first {
-            whole.push(time(&mut data, &whole_backward));
+            dx.push(time(&mut data, &only_dx));
         }
         black_box(&data);
     }
-    let by_rank = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let dx: Vec<f64> = by_rank(&whole)
-        .iter()
-        .zip(by_rank(&dw))
-        .map(|(w, d)| (w - d).max(1e-9))
-        .collect();
     let mut out = vec![(ConvPass::Forward, fwd), (ConvPass::WeightGradient, dw)];
     if !case.first {
         out.push((ConvPass::InputGradient, dx));
