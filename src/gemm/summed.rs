@@ -74,7 +74,7 @@ pub fn sum_of_products<'a>(
     mut c: MatMut,
 ) {
     let (m, n) = (c.rows(), c.cols());
-    let mut depth = 0;
+    let (mut depth, mut k_most) = (0, 0);
     for s in 0..terms {
         let (a, b) = term(s);
         assert!(
@@ -92,6 +92,7 @@ pub fn sum_of_products<'a>(
             depth_block(a.cols())
         );
         depth += a.cols();
+        k_most = k_most.max(a.cols());
     }
     if m == 0 || n == 0 {
         return;
@@ -114,7 +115,6 @@ pub fn sum_of_products<'a>(
     let (a_bound, b_bound) = buffer_bounds(blocks, mr, nr);
     let kc = blocks.kc.max(1);
     with_pack_buffers(|a_buf, b_buf| {
-        let k_most = (0..terms).map(|s| term(s).0.cols()).max().unwrap_or(0);
         let a_tile = a_buf.get(mr * k_most, a_bound);
         let mut g0 = 0;
         while g0 < terms {
@@ -166,7 +166,7 @@ pub fn sum_of_products<'a>(
                                 // borrows mutably, clipped to m x n; `b_panel`
                                 // holds nr·k packed floats; rows ic + ir.. of A
                                 // exist (see `tile`).
-                                unsafe { tile(kernel, a, ic + ir, b_panel, &mut a_tile[..], &out) };
+                                unsafe { tile(kernel, a, ic + ir, b_panel, a_tile, &out) };
                             }
                         }
                     }
