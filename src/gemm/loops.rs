@@ -38,7 +38,7 @@
 //! order: the same bits.
 
 use super::blocking::{l1d_bytes, l2_bytes, BlockSizes};
-use super::kernel::{MicroKernel, TileOut};
+use super::kernel::{MicroKernel, NextTile, TileOut};
 use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
@@ -416,6 +416,13 @@ unsafe fn five_loops<A: AOperand>(
             let ahead = PREFETCH_C_DEPTH.div_ceil(kc).min(PREFETCH_C_TILES);
             let last = pc + kc == k;
             let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
+            // At a depth between the two bounds, the kernel prefetches the
+            // next tile itself, a line per step (see `NextTile`); the loop
+            // then prefetches only a block's first tile.
+            let in_kernel = prefetch
+                && kernel.prefetches_next
+                && gather.is_none()
+                && (NextTile::most_lines(mr, nr)..PREFETCH_IN_KERNEL_BELOW).contains(&kc);
             // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
@@ -472,10 +479,17 @@ unsafe fn five_loops<A: AOperand>(
                             beta: beta_here,
                             epilogue: epi,
                             dropout: mask.map(|m| m.offset(ic + ir, jc + jr)),
+                            next: if in_kernel {
+                                next_tile(c, (ic, mc), (jc + jr, jc + nc), ir, (mr, nr))
+                            } else {
+                                None
+                            },
                         };
-                        // C's lines `ahead` tiles ahead (at a block's first
-                        // tile, those of the tiles up to there as well)
-                        if prefetch {
+                        if in_kernel && ir == 0 && jr == 0 {
+                            prefetch_c(out.c, c.rs, (out.rows, out.cols));
+                        } else if prefetch && !in_kernel {
+                            // C's lines `ahead` tiles ahead (at a block's first
+                            // tile, those of the tiles up to there as well)
                             // tiles in loop order: t = (jr / nr)·tiles_m + ir / mr
                             let t = (jr / nr) * tiles_m + ir / mr;
                             let first = if t == 0 { 0 } else { t + ahead };
@@ -535,6 +549,29 @@ unsafe fn five_loops<A: AOperand>(
     }
 }
 
+/// The tile after the one at row `ir` of the block of rows `ic..ic + mc`
+/// and columns `col..col + nr`, in the loops' order: the one below it, or
+/// at the top of the next panel of columns; `None` past `end`, the block
+/// of columns' end.
+fn next_tile(
+    c: COut,
+    (ic, mc): (usize, usize),
+    (col, end): (usize, usize),
+    ir: usize,
+    (mr, nr): (usize, usize),
+) -> Option<NextTile> {
+    let (row, col) = if ir + mr < mc {
+        (ic + ir + mr, col)
+    } else {
+        (ic, col + nr)
+    };
+    (col < end).then(|| NextTile {
+        c: c.ptr.wrapping_add(row * c.rs + col),
+        rows: mr.min(ic + mc - row),
+        cols: nr.min(end - col),
+    })
+}
+
 /// The smallest output (`m x n` floats of one call, in bytes) whose tiles
 /// prefetch C when they overwrite it (`beta == 0`; a tile that adds to C
 /// always prefetches). Below it C is most likely still in cache, and the
@@ -546,7 +583,9 @@ unsafe fn five_loops<A: AOperand>(
 /// 0.96, 128x512x512 0.99-1.00 -> 0.97-0.98).
 const PREFETCH_C_MIN_BYTES: usize = 128 << 10;
 
-/// How far ahead [`prefetch_c`] runs, in steps of depth: C's lines are
+/// How far ahead [`prefetch_c`] runs (for depths outside the range where the
+/// kernel prefetches the next tile itself, see [`PREFETCH_IN_KERNEL_BELOW`]),
+/// in steps of depth: C's lines are
 /// prefetched `ceil(PREFETCH_C_DEPTH / kc)` tiles ahead (one tile from
 /// `kc = 128` on, at most [`PREFETCH_C_TILES`]), so a short product still
 /// gives them a few hundred cycles to arrive. Measured on Zen 3 (AMD EPYC
@@ -557,6 +596,16 @@ const PREFETCH_C_MIN_BYTES: usize = 128 << 10;
 /// 0.71-1.02 over twelve later runs: a 50 µs product, it swings that much
 /// between runs of the same build.
 const PREFETCH_C_DEPTH: usize = 128;
+
+/// The depth from which the loop prefetches C before each micro-kernel
+/// call ([`prefetch_c`]) rather than the kernel in its first steps
+/// ([`NextTile`]). Measured on Zen 4 (AMD EPYC family 25 model 17,
+/// AVX-512, 16 lanes, `simd-16x16`, 1 thread, warm operands, medians of 7
+/// alternated runs, GFLOP/s, before the call / in the kernel): depth 64
+/// (`Xᵀ·dZ` 784x512x64) 84.3-84.6 / 92.1-93.2; 128 (784x512x128)
+/// 93.9-94.0 / 97.4-100.2; but 512 (`H·W` 128x512x512) 97.1-98.6 /
+/// 92.2-95.6 and 784 (128x512x784) 92.7-94.5 / 88.3-94.5.
+const PREFETCH_IN_KERNEL_BELOW: usize = 256;
 
 /// The most tiles ahead [`prefetch_c`] runs (see [`PREFETCH_C_DEPTH`]).
 const PREFETCH_C_TILES: usize = 16;
@@ -772,6 +821,38 @@ unsafe fn convert_16(s: *const u8, alpha: f32, d: *mut f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `next_tile` names the tile the loops run next within a block of
+    /// rows and columns (down a panel of columns, then the next panel's
+    /// top), with its clipped size, and none after the last.
+    #[test]
+    fn the_next_tile_is_the_one_the_loops_run_next() {
+        let rs = 1000;
+        let c = COut {
+            ptr: std::ptr::null_mut(),
+            rs,
+        };
+        for (ic, mc, jc, nc, mr, nr) in [
+            (0, 128, 0, 512, 16, 16),
+            (240, 100, 4096, 37, 12, 32),
+            (0, 5, 0, 10, 6, 16),
+        ] {
+            let mut order = Vec::new();
+            for jr in (0..nc).step_by(nr) {
+                for ir in (0..mc).step_by(mr) {
+                    order.push((ir, jr));
+                }
+            }
+            for (t, &(ir, jr)) in order.iter().enumerate() {
+                let got = next_tile(c, (ic, mc), (jc + jr, jc + nc), ir, (mr, nr));
+                let want = order
+                    .get(t + 1)
+                    .map(|&(i, j)| ((ic + i) * rs + jc + j, mr.min(mc - i), nr.min(nc - j)));
+                let got = got.map(|n| (n.c as usize / 4, n.rows, n.cols));
+                assert_eq!(got, want, "tile {t} of {mc} x {nc} in {mr} x {nr} tiles");
+            }
+        }
+    }
 
     /// With A read in place, B~ blocks stay within half of L2: whole
     /// panels, at least one, never more columns than the block sizes give.

@@ -161,6 +161,7 @@ pub fn sum_of_products<'a>(
                                     beta: if g0 + i == 0 { 0.0 } else { 1.0 },
                                     epilogue: None,
                                     dropout: None,
+                                    next: None,
                                 };
                                 // SAFETY: `out` is a tile of C, which this call
                                 // borrows mutably, clipped to m x n; `b_panel`

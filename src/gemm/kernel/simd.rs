@@ -35,7 +35,7 @@
 //! is read or written. A full tile with an epilogue goes to
 //! `store_full_epilogue`, the same way.
 
-use super::TileOut;
+use super::{NextLines, TileOut};
 use crate::activation::Activation;
 use crate::simd::{self, LANES, V};
 
@@ -236,7 +236,7 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
         *base = unsafe { a.add(g * GROUP * ra) };
     }
     let mut b = b;
-    for _ in 0..kc {
+    let mut step = || {
         let mut bv = [V::ZERO; NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             // SAFETY: within this step's `nr` floats of the B micro-panel.
@@ -255,6 +255,16 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
         }
         // SAFETY: as above, for the B micro-panel (one step is `pb` floats).
         b = unsafe { b.add(pb) };
+    };
+    // the first steps each prefetch a line of the next tile, see `NextTile`
+    let mut next = NextLines::of(out);
+    let prefetching = kc.min(next.left);
+    for _ in 0..prefetching {
+        step();
+        next.issue();
+    }
+    for _ in prefetching..kc {
+        step();
     }
     // SAFETY: forwarded from the caller.
     unsafe { store_tile::<MR, NV>(acc, out) }
@@ -274,7 +284,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
     let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
+    let mut step = || {
         let mut bv = [V::ZERO; NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             // SAFETY: within this step's `nr` floats of the B micro-panel.
@@ -292,6 +302,16 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
             a = a.add(pa);
             b = b.add(pb);
         }
+    };
+    // the first steps each prefetch a line of the next tile, see `NextTile`
+    let mut next = NextLines::of(out);
+    let prefetching = kc.min(next.left);
+    for _ in 0..prefetching {
+        step();
+        next.issue();
+    }
+    for _ in prefetching..kc {
+        step();
     }
 
     // SAFETY: forwarded from the caller.
