@@ -236,35 +236,27 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
         *base = unsafe { a.add(g * GROUP * ra) };
     }
     let mut b = b;
-    let mut step = || {
-        let mut bv = [V::ZERO; NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            // SAFETY: within this step's `nr` floats of the B micro-panel.
-            *bv = unsafe { simd::load(b.add(v * LANES)) };
-        }
-        for (i, acc_row) in acc.iter_mut().enumerate() {
-            // SAFETY: element (i, p) of the A micro-panel.
-            let ai = V::splat(unsafe { *base[i / GROUP].add((i % GROUP) * ra) });
-            for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
-                *acc = simd::mul_add(ai, bv, *acc);
-            }
-        }
+    // every pointer one step on along k (or one past the end)
+    let advance = |base: &mut [*const f32; 8], b: &mut *const f32| {
         for base in base.iter_mut().take(MR.div_ceil(GROUP)) {
-            // SAFETY: one step along k stays within (or one past) the panel.
-            *base = unsafe { base.add(pa) };
+            *base = base.wrapping_add(pa);
         }
-        // SAFETY: as above, for the B micro-panel (one step is `pb` floats).
-        b = unsafe { b.add(pb) };
+        *b = b.wrapping_add(pb);
     };
-    // the first steps each prefetch a line of the next tile, see `NextTile`
+    // the first steps each prefetch a line of the next tile, if any (see
+    // `NextTile`)
     let mut next = NextLines::of(out);
     let prefetching = kc.min(next.left);
     for _ in 0..prefetching {
-        step();
+        // SAFETY: step p of both panels (elements of A at base + r·ra).
+        unsafe { rank_1_grouped::<MR, NV>(&mut acc, &base, ra, b) };
+        advance(&mut base, &mut b);
         next.issue();
     }
     for _ in prefetching..kc {
-        step();
+        // SAFETY: as above.
+        unsafe { rank_1_grouped::<MR, NV>(&mut acc, &base, ra, b) };
+        advance(&mut base, &mut b);
     }
     // SAFETY: forwarded from the caller.
     unsafe { store_tile::<MR, NV>(acc, out) }
@@ -284,38 +276,79 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
     let (mut a, mut b) = (a, b);
-    let mut step = || {
-        let mut bv = [V::ZERO; NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            // SAFETY: within this step's `nr` floats of the B micro-panel.
-            *bv = unsafe { simd::load(b.add(v * LANES)) };
-        }
-        for (i, acc_row) in acc.iter_mut().enumerate() {
-            // SAFETY: element (i, p) of the A micro-panel.
-            let ai = V::splat(unsafe { *a.add(i * ra) });
-            for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
-                *acc = simd::mul_add(ai, bv, *acc);
-            }
-        }
-        // SAFETY: advancing by one step stays within (or one past) the panels.
-        unsafe {
-            a = a.add(pa);
-            b = b.add(pb);
-        }
-    };
-    // the first steps each prefetch a line of the next tile, see `NextTile`
     let mut next = NextLines::of(out);
+    // the first steps each prefetch a line of the next tile, if any (see
+    // `NextTile`); without one, the loop is a single one, as it always was
     let prefetching = kc.min(next.left);
     for _ in 0..prefetching {
-        step();
+        // SAFETY: step p of both panels, then one step on (or one past the end).
+        unsafe {
+            rank_1::<MR, NV>(&mut acc, a, ra, b);
+            (a, b) = (a.add(pa), b.add(pb));
+        }
         next.issue();
     }
     for _ in prefetching..kc {
-        step();
+        // SAFETY: as above.
+        unsafe {
+            rank_1::<MR, NV>(&mut acc, a, ra, b);
+            (a, b) = (a.add(pa), b.add(pb));
+        }
     }
 
     // SAFETY: forwarded from the caller.
     unsafe { store_tile::<MR, NV>(acc, out) }
+}
+
+/// One step of `k`: `acc[i][v] += A[i, p] · B[p, v·LANES..]`, with the
+/// step's A elements at `a + i·ra` and its row of B at `b`.
+///
+/// # Safety
+/// `a + i·ra` readable for `i < MR`, `b` for `NV · LANES` floats.
+#[inline(always)]
+unsafe fn rank_1<const MR: usize, const NV: usize>(
+    acc: &mut [[V; NV]; MR],
+    a: *const f32,
+    ra: usize,
+    b: *const f32,
+) {
+    let mut bv = [V::ZERO; NV];
+    for (v, bv) in bv.iter_mut().enumerate() {
+        // SAFETY: within this step's `nr` floats of the B micro-panel.
+        *bv = unsafe { simd::load(b.add(v * LANES)) };
+    }
+    for (i, acc_row) in acc.iter_mut().enumerate() {
+        // SAFETY: element (i, p) of the A micro-panel.
+        let ai = V::splat(unsafe { *a.add(i * ra) });
+        for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+            *acc = simd::mul_add(ai, bv, *acc);
+        }
+    }
+}
+
+/// [`rank_1`] with row `i` of A at `base[i / GROUP] + (i % GROUP)·ra`.
+///
+/// # Safety
+/// Those addresses readable for `i < MR`, `b` for `NV · LANES` floats.
+#[inline(always)]
+unsafe fn rank_1_grouped<const MR: usize, const NV: usize>(
+    acc: &mut [[V; NV]; MR],
+    base: &[*const f32; 8],
+    ra: usize,
+    b: *const f32,
+) {
+    let mut bv = [V::ZERO; NV];
+    for (v, bv) in bv.iter_mut().enumerate() {
+        // SAFETY: within this step's `nr` floats of the B micro-panel.
+        *bv = unsafe { simd::load(b.add(v * LANES)) };
+    }
+    for (i, acc_row) in acc.iter_mut().enumerate() {
+        // SAFETY: element (i, p) of the A micro-panel.
+        let ai = V::splat(unsafe { *base[i / GROUP].add((i % GROUP) * ra) });
+        for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+            *acc = simd::mul_add(ai, bv, *acc);
+        }
+    }
 }
 
 /// Writes the register tile to C (the epilogue included): a full tile
