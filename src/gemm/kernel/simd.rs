@@ -249,13 +249,13 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
     let prefetching = kc.min(next.left);
     for _ in 0..prefetching {
         // SAFETY: step p of both panels (elements of A at base + r·ra).
-        unsafe { rank_1_grouped::<MR, NV>(&mut acc, &base, ra, b) };
+        unsafe { rank_1::<MR, NV>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b) };
         advance(&mut base, &mut b);
         next.issue();
     }
     for _ in prefetching..kc {
         // SAFETY: as above.
-        unsafe { rank_1_grouped::<MR, NV>(&mut acc, &base, ra, b) };
+        unsafe { rank_1::<MR, NV>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b) };
         advance(&mut base, &mut b);
     }
     // SAFETY: forwarded from the caller.
@@ -283,7 +283,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
     for _ in 0..prefetching {
         // SAFETY: step p of both panels, then one step on (or one past the end).
         unsafe {
-            rank_1::<MR, NV>(&mut acc, a, ra, b);
+            rank_1::<MR, NV>(&mut acc, |i| a.add(i * ra), b);
             (a, b) = (a.add(pa), b.add(pb));
         }
         next.issue();
@@ -291,7 +291,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
     for _ in prefetching..kc {
         // SAFETY: as above.
         unsafe {
-            rank_1::<MR, NV>(&mut acc, a, ra, b);
+            rank_1::<MR, NV>(&mut acc, |i| a.add(i * ra), b);
             (a, b) = (a.add(pa), b.add(pb));
         }
     }
@@ -301,15 +301,14 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
 }
 
 /// One step of `k`: `acc[i][v] += A[i, p] · B[p, v·LANES..]`, with the
-/// step's A elements at `a + i·ra` and its row of B at `b`.
+/// step's element of row `i` of A at `a_row(i)` and its row of B at `b`.
 ///
 /// # Safety
-/// `a + i·ra` readable for `i < MR`, `b` for `NV · LANES` floats.
+/// `a_row(i)` readable for `i < MR`, `b` for `NV · LANES` floats.
 #[inline(always)]
 unsafe fn rank_1<const MR: usize, const NV: usize>(
     acc: &mut [[V; NV]; MR],
-    a: *const f32,
-    ra: usize,
+    a_row: impl Fn(usize) -> *const f32,
     b: *const f32,
 ) {
     let mut bv = [V::ZERO; NV];
@@ -319,36 +318,25 @@ unsafe fn rank_1<const MR: usize, const NV: usize>(
     }
     for (i, acc_row) in acc.iter_mut().enumerate() {
         // SAFETY: element (i, p) of the A micro-panel.
-        let ai = V::splat(unsafe { *a.add(i * ra) });
+        let ai = V::splat(unsafe { *a_row(i) });
         for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
             *acc = simd::mul_add(ai, bv, *acc);
         }
     }
 }
 
-/// [`rank_1`] with row `i` of A at `base[i / GROUP] + (i % GROUP)·ra`.
+/// `acc + beta · c`, C read only if `read_c` (the tile's old values).
 ///
 /// # Safety
-/// Those addresses readable for `i < MR`, `b` for `NV · LANES` floats.
+/// With `read_c`, `c` readable for `LANES` floats.
 #[inline(always)]
-unsafe fn rank_1_grouped<const MR: usize, const NV: usize>(
-    acc: &mut [[V; NV]; MR],
-    base: &[*const f32; 8],
-    ra: usize,
-    b: *const f32,
-) {
-    let mut bv = [V::ZERO; NV];
-    for (v, bv) in bv.iter_mut().enumerate() {
-        // SAFETY: within this step's `nr` floats of the B micro-panel.
-        *bv = unsafe { simd::load(b.add(v * LANES)) };
+unsafe fn plus_old_c(acc: V, c: *const f32, read_c: bool, beta: V) -> V {
+    let mut x = acc;
+    if read_c {
+        // SAFETY: forwarded from the caller.
+        x += beta * unsafe { simd::load(c) };
     }
-    for (i, acc_row) in acc.iter_mut().enumerate() {
-        // SAFETY: element (i, p) of the A micro-panel.
-        let ai = V::splat(unsafe { *base[i / GROUP].add((i % GROUP) * ra) });
-        for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
-            *acc = simd::mul_add(ai, bv, *acc);
-        }
-    }
+    x
 }
 
 /// Writes the register tile to C (the epilogue included): a full tile
@@ -377,11 +365,7 @@ unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: 
                 // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
                 unsafe {
                     let c = out.c.add(i * out.rs_c + v * LANES);
-                    let mut x = acc;
-                    if read_c {
-                        x += beta * simd::load(c);
-                    }
-                    simd::store(c, x);
+                    simd::store(c, plus_old_c(acc, c, read_c, beta));
                 }
             }
         }
@@ -408,10 +392,7 @@ unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; M
             // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
             unsafe {
                 let c = out.c.add(i * out.rs_c + v * LANES);
-                let mut x = acc;
-                if read_c {
-                    x += beta * simd::load(c);
-                }
+                let mut x = plus_old_c(acc, c, read_c, beta);
                 if let Some((bias, act)) = out.epilogue {
                     x = simd::activate(act, x + simd::load(bias.add(v * LANES)));
                     if let Some(mask) = &out.dropout {
