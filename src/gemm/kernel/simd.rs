@@ -358,22 +358,37 @@ unsafe fn plus_old_c(acc: V, c: *const f32, read_c: bool, beta: V) -> V {
 unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOut) {
     let full = out.rows == MR && out.cols == NV * LANES;
     if full && out.epilogue.is_none() {
-        let beta = V::splat(out.beta);
-        let read_c = out.beta != 0.0;
-        for (i, acc_row) in acc.iter().enumerate() {
-            for (v, &acc) in acc_row.iter().enumerate() {
-                // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
-                unsafe {
-                    let c = out.c.add(i * out.rs_c + v * LANES);
-                    simd::store(c, plus_old_c(acc, c, read_c, beta));
-                }
-            }
-        }
+        // SAFETY: forwarded from the caller; the tile is full.
+        unsafe { store_full(acc, out, |_, _, x| x) }
     } else if full {
         // SAFETY: forwarded from the caller; the tile is full.
         unsafe { store_full_epilogue(acc, out) }
     } else {
         store_edge(acc, out);
+    }
+}
+
+/// Writes every vector of a full tile to C: `then(i, v, acc + beta · c)`
+/// for row `i`, vector `v` of the row.
+///
+/// # Safety
+/// As [`store_tile`], for a full tile (`rows == MR`, `cols == NV · LANES`).
+#[inline(always)]
+unsafe fn store_full<const MR: usize, const NV: usize>(
+    acc: [[V; NV]; MR],
+    out: &TileOut,
+    then: impl Fn(usize, usize, V) -> V,
+) {
+    let beta = V::splat(out.beta);
+    let read_c = out.beta != 0.0;
+    for (i, acc_row) in acc.iter().enumerate() {
+        for (v, &acc) in acc_row.iter().enumerate() {
+            // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
+            unsafe {
+                let c = out.c.add(i * out.rs_c + v * LANES);
+                simd::store(c, then(i, v, plus_old_c(acc, c, read_c, beta)));
+            }
+        }
     }
 }
 
@@ -385,24 +400,20 @@ unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: 
 /// As [`store_tile`], for a full tile (`rows == MR`, `cols == NV · LANES`).
 #[inline(never)]
 unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOut) {
-    let beta = V::splat(out.beta);
-    let read_c = out.beta != 0.0;
-    for (i, acc_row) in acc.iter().enumerate() {
-        for (v, &acc) in acc_row.iter().enumerate() {
-            // SAFETY: (i, v·LANES..v·LANES+LANES) is inside the full tile.
-            unsafe {
-                let c = out.c.add(i * out.rs_c + v * LANES);
-                let mut x = plus_old_c(acc, c, read_c, beta);
-                if let Some((bias, act)) = out.epilogue {
-                    x = simd::activate(act, x + simd::load(bias.add(v * LANES)));
-                    if let Some(mask) = &out.dropout {
-                        x *= mask.factors(i, v * LANES);
-                    }
-                }
-                simd::store(c, x);
-            }
+    let Some((bias, act)) = out.epilogue else {
+        // SAFETY: forwarded from the caller.
+        return unsafe { store_full(acc, out, |_, _, x| x) };
+    };
+    let epilogue = |i: usize, v: usize, x: V| {
+        // SAFETY: the bias holds the tile's `cols` = NV · LANES entries.
+        let x = simd::activate(act, x + unsafe { simd::load(bias.add(v * LANES)) });
+        match &out.dropout {
+            Some(mask) => x * mask.factors(i, v * LANES),
+            None => x,
         }
-    }
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { store_full(acc, out, epilogue) }
 }
 
 /// Stores the valid `rows x cols` part of an edge tile.
