@@ -604,7 +604,10 @@ const PREFETCH_C_DEPTH: usize = 128;
 /// alternated runs, GFLOP/s, before the call / in the kernel): depth 64
 /// (`Xᵀ·dZ` 784x512x64) 84.3-84.6 / 92.1-93.2; 128 (784x512x128)
 /// 93.9-94.0 / 97.4-100.2; but 512 (`H·W` 128x512x512) 97.1-98.6 /
-/// 92.2-95.6 and 784 (128x512x784) 92.7-94.5 / 88.3-94.5.
+/// 92.2-95.6 and 784 (128x512x784) 92.7-94.5 / 88.3-94.5. (The in-kernel
+/// build ran first in every round; two builds with the same path at depth
+/// 512, alternated in both orders, came out level, so the loss there may
+/// be smaller than these figures, and the gains above larger.)
 const PREFETCH_IN_KERNEL_BELOW: usize = 256;
 
 /// The most tiles ahead [`prefetch_c`] runs (see [`PREFETCH_C_DEPTH`]).

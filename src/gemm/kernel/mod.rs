@@ -74,8 +74,8 @@ pub struct TileOut {
 /// 84.3 / 92.1 / 100.2; with C cold, in a 784-512-512-10 training step
 /// (`cargo bench --bench step`, 3 runs, ms), the same 784x512x128 product
 /// 1.10-1.23 / 1.07-1.12 / 1.38-1.41 (a second set level: 1.02-1.06 /
-/// 1.02-1.14). Deeper products keep the prefetch
-/// before the call (`loops::PREFETCH_IN_KERNEL_BELOW`).
+/// 1.02-1.14). Deeper products keep the prefetch before the call
+/// (`loops::PREFETCH_IN_KERNEL_BELOW`).
 #[derive(Clone, Copy, Debug)]
 pub struct NextTile {
     /// Element `(0, 0)` of the tile.
@@ -98,7 +98,12 @@ impl NextTile {
 
     /// Prefetches per row: the floats `0, 16, 32, ..` and the last.
     fn per_row(&self) -> usize {
-        self.cols.max(1).saturating_sub(1).div_ceil(LINE_FLOATS) + 1
+        self.last_col().div_ceil(LINE_FLOATS) + 1
+    }
+
+    /// The last column (0 for an empty tile).
+    fn last_col(&self) -> usize {
+        self.cols.max(1) - 1
     }
 
     /// The most prefetches a tile of an `mr x nr` kernel takes: the depth
@@ -133,7 +138,7 @@ impl NextLines {
                 row: t.c,
                 rs: out.rs_c,
                 col: 0,
-                last: t.cols.max(1) - 1,
+                last: t.last_col(),
                 left: t.lines(),
             },
             None => NextLines {
