@@ -93,28 +93,24 @@ impl NextTile {
     /// The prefetches it takes, one per line a row may touch: its columns'
     /// lines, one more for a row that does not start on a line.
     pub fn lines(&self) -> usize {
-        self.rows * self.per_row()
-    }
-
-    /// Prefetches per row: the floats `0, 16, 32, ..` and the last.
-    fn per_row(&self) -> usize {
-        self.last_col().div_ceil(LINE_FLOATS) + 1
-    }
-
-    /// The last column (0 for an empty tile).
-    fn last_col(&self) -> usize {
-        self.cols.max(1) - 1
+        Self::lines_of(self.rows, self.cols)
     }
 
     /// The most prefetches a tile of an `mr x nr` kernel takes: the depth
     /// from which the kernel prefetches all of its next tile.
     pub fn most_lines(mr: usize, nr: usize) -> usize {
-        NextTile {
-            c: std::ptr::null(),
-            rows: mr,
-            cols: nr,
-        }
-        .lines()
+        Self::lines_of(mr, nr)
+    }
+
+    /// Prefetches of a `rows x cols` tile: per row, the floats
+    /// `0, 16, 32, ..` and the last.
+    fn lines_of(rows: usize, cols: usize) -> usize {
+        rows * (Self::last_of(cols).div_ceil(LINE_FLOATS) + 1)
+    }
+
+    /// The last column of `cols` (0 for none).
+    fn last_of(cols: usize) -> usize {
+        cols.max(1) - 1
     }
 }
 
@@ -138,7 +134,7 @@ impl NextLines {
                 row: t.c,
                 rs: out.rs_c,
                 col: 0,
-                last: t.last_col(),
+                last: NextTile::last_of(t.cols),
                 left: t.lines(),
             },
             None => NextLines {
