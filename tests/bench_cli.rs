@@ -637,7 +637,11 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     // One thread waits for nobody: its untimed time is on the Accounted line.
     assert!(!out.contains("Threads (training)"), "{out}");
     assert!(!out.contains("waiting"), "{out}");
-    assert!(number_after(&out, "Accounted: ") >= 90.0, "{out}");
+    // A sanity bound, not the coverage check (tests/profile.rs bounds the
+    // covered time by instants inside and outside the timers): this run
+    // lasts about 20 ms, and a loaded CI machine left 3 ms of it outside
+    // every timer once (85.7%), so the bound is 75%.
+    assert!(number_after(&out, "Accounted: ") >= 75.0, "{out}");
     // The build facts the rates were measured with, as bench prints them.
     let simd = simdnet::profile::facts::SimdFacts::current().describe();
     assert!(out.contains(&format!("\nBuild: SIMD {simd}\n")), "{out}");
