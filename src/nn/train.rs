@@ -784,7 +784,7 @@ impl Trainer {
 }
 
 /// Brings columns `k0..k1` of the rows `rows` of `features` into this core's
-/// caches (a hint: nothing is read; rows out of range are skipped). Timed
+/// L2 (a hint: nothing is read; rows out of range are skipped). Timed
 /// as [`Kind::Prefetch`]: the requests stall the thread while the memory
 /// system is busy with them.
 fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (usize, usize)) {
@@ -796,7 +796,7 @@ fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (
     let mut lines = 0;
     for &i in rows.iter().filter(|&&i| i < features.rows()) {
         let row = &data[i * stride + k0..i * stride + k1];
-        crate::simd::prefetch(row);
+        crate::simd::prefetch_l2(row);
         lines += crate::simd::lines_touched(row);
     }
     t.set_bytes(64 * lines);
