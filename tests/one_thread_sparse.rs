@@ -12,7 +12,7 @@ use simdnet::data::Dataset;
 use simdnet::nn::{Activation, Network, Optimizer, Trainer};
 
 /// `n` images of 784 pixels; with `zeros`, nine pixels in ten are 0: the 10% non-zero are below
-/// `SPARSE_ROWS_ENOUGH` on every build (25% with AVX2, 12% with AVX-512).
+/// `sparse_rows_enough()` on every build and CPU (25%, or 12% on full-width AVX-512).
 fn data(n: usize, zeros: bool) -> Dataset {
     let mut s = 0x9e37_79b9u32;
     let mut next = || {

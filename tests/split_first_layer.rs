@@ -27,7 +27,7 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 /// `n` random images of `inputs` pixels (as one row each), labels 0..9;
 /// with `zeros`, nine pixels in ten are 0 (MNIST: eight in ten); the 10% non-zero are below
-/// `SPARSE_ROWS_ENOUGH` on every build (25% with AVX2, 12% with AVX-512).
+/// `sparse_rows_enough()` on every build and CPU (25%, or 12% on full-width AVX-512).
 fn data_with(n: usize, inputs: usize, zeros: bool) -> Dataset {
     let mut s = 0x2545_f491u32;
     let mut next = || {

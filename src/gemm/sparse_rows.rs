@@ -26,26 +26,53 @@
 
 use crate::gemm::pack::PREFETCH_AHEAD;
 // vectors of a row of `z` summed in registers at once by the one-row product
+use crate::gemm::kernel::full_width_512;
 use crate::gemm::sparse::CHUNK;
 use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
 /// The largest share of non-zeros for which the products here are used
-/// instead of the GEMM (the caller's choice, per batch). Measured, 1
-/// thread, in cache, a 128x392 slice of MNIST's pixels times 392x16 and
-/// its weight gradient (two 64-row shards), read + product + gradients
-/// against convert + the GEMMs, µs:
+/// instead of the GEMM (the caller's choice, per batch), on this CPU:
+/// [`SPARSE_ROWS_ENOUGH_FULL_WIDTH`] where the GEMM does 64 flops a cycle
+/// per core (full-width 512-bit FMAs, [`full_width_512`]: Zen 5), else
+/// [`SPARSE_ROWS_ENOUGH`]. Checked once per process. The choice changes no
+/// bits, only the time.
+pub fn sparse_rows_enough() -> f32 {
+    static ENOUGH: std::sync::OnceLock<f32> = std::sync::OnceLock::new();
+    *ENOUGH.get_or_init(|| {
+        if LANES >= 16 && full_width_512() {
+            SPARSE_ROWS_ENOUGH_FULL_WIDTH
+        } else {
+            SPARSE_ROWS_ENOUGH
+        }
+    })
+}
+
+/// [`sparse_rows_enough`] where the GEMM does 32 flops a cycle per core:
+/// AVX2 (two 256-bit FMA pipes) and AVX-512 run as two 256-bit halves (Zen
+/// 4). Measured, 1 thread, in cache, a 128x392 slice of MNIST's pixels
+/// times 392x16 and its weight gradient (two 64-row shards), read +
+/// product + gradients against convert + the GEMMs, µs:
 /// - Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes), pixels set at
 ///   random to raise the density: 0.18 non-zero 32 against 44, 0.24 42
 ///   against 45, 0.29 47 against 46, 0.34 51 against 44. Break-even 27-29%.
-/// - Zen 5 (family 26 model 2, AVX-512, 16 lanes: the GEMM does twice the
-///   work a cycle, the lists about the same), pixels zeroed at random to
-///   lower it: 0.09 17 against 21, 0.12 23-26 against 26-32, 0.15 25.5-26
-///   against 25-26, 0.18 23-27 against 20-25. Break-even 14-15%.
+/// - Zen 4 (family 25 model 17, AVX-512, 16 lanes; medians of 3000 calls,
+///   two runs, the left and the right half of the pixels): 0.10 16-17
+///   against 32-33, 0.19 23.0-23.5 against 32.4-32.7, 0.24 28 against 32
+///   (one run), 0.29 31.0-31.4 against 32.4-32.5, 0.34 34.6-34.9 against
+///   32.3-32.5. Break-even about 30%.
 ///
-/// MNIST's slices hold 18-20%, Fashion-MNIST's half: on AVX-512 both take
-/// the GEMM.
-pub const SPARSE_ROWS_ENOUGH: f32 = if LANES >= 16 { 0.12 } else { 0.25 };
+/// MNIST's slices hold 18-20% (so they take the lists), Fashion-MNIST's
+/// half (the GEMM).
+pub const SPARSE_ROWS_ENOUGH: f32 = 0.25;
+
+/// [`sparse_rows_enough`] on full-width 512-bit FMAs (Zen 5: family 26
+/// model 2, AVX-512, 16 lanes), where the GEMM does twice the work a cycle
+/// and the lists about the same. Pixels zeroed at random to lower the
+/// density: 0.09 17 against 21, 0.12 23-26 against 26-32, 0.15 25.5-26
+/// against 25-26, 0.18 23-27 against 20-25. Break-even 14-15%: MNIST
+/// takes the GEMM there.
+pub const SPARSE_ROWS_ENOUGH_FULL_WIDTH: f32 = 0.12;
 
 /// The widest output (`n`, columns of `W`) the products here serve: a
 /// row of `W` must stay in cache for every non-zero that selects it
@@ -198,7 +225,7 @@ impl SparseRows {
 }
 
 /// Whether the first `sample` rows of `rows` (all, if fewer) hold at most
-/// [`SPARSE_ROWS_ENOUGH`] non-zeros: a cheap look before choosing the
+/// [`sparse_rows_enough`] non-zeros: a cheap look before choosing the
 /// products here (the choice changes no bits).
 pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) -> bool {
     let n = sample.min(rows.rows());
@@ -211,7 +238,7 @@ pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) 
             None => rows.row(r).iter().filter(|x| x.to_f32() != 0.0).count(),
         })
         .sum();
-    nonzero as f32 <= SPARSE_ROWS_ENOUGH * (n * rows.len()) as f32
+    nonzero as f32 <= sparse_rows_enough() * (n * rows.len()) as f32
 }
 
 /// `x` as bytes if its elements are `u8` pixels.

@@ -25,7 +25,7 @@
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
 
 use crate::gemm::sparse_rows::{
-    all_finite, sparse_rows_product, sparse_rows_weight_gradient, SparseRows, SPARSE_ROWS_ENOUGH,
+    all_finite, sparse_rows_enough, sparse_rows_product, sparse_rows_weight_gradient, SparseRows,
     SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
@@ -296,7 +296,7 @@ impl Part {
             let _t = trace::kernel(Kind::InputConvert).bytes(rows * kp * std::mem::size_of::<X::Elem>());
             self.sparse.read(rows, |r| images.row(r), self.k0, x_scale);
         }
-        if self.sparse.density() > SPARSE_ROWS_ENOUGH {
+        if self.sparse.density() > sparse_rows_enough() {
             self.dense_for = DENSE_RETRY;
             return false;
         }
