@@ -616,8 +616,14 @@ pub fn sparse_rows_weight_gradient(
     );
     let ldw = dw.row_stride();
     let dw = dw.data();
-    for p in 0..a.cols() {
-        dw[p * ldw..p * ldw + n].fill(0.0);
+    if ldw == n {
+        // one fill, not one call per row (392 of 64 bytes for a part of
+        // the workshop network: 3% of its epoch under `perf`)
+        dw[..a.cols() * n].fill(0.0);
+    } else {
+        for p in 0..a.cols() {
+            dw[p * ldw..p * ldw + n].fill(0.0);
+        }
     }
     let dz = (dz.data(), dz.row_stride());
     let mut done = 0;
