@@ -32,7 +32,7 @@ use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
     Epilogue, Parallelism,
 };
-use crate::matrix::{MatMut, MatRef};
+use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::optim::{Optimizer, TensorSlots};
@@ -85,8 +85,11 @@ pub(crate) struct Part {
     k0: usize,
     k1: usize,
     /// `x[:, k0..k1]` of the batch, converted and scaled: `(rows, k1 - k0)`
-    /// (when `held` is [`Held::Dense`]).
-    x: Vec<f32>,
+    /// (when `held` is [`Held::Dense`]). This buffer, `z` and `dw` are
+    /// [`Matrix`]es for their 64-byte alignment: a row of 16 floats is then
+    /// one cache line, not two (unaligned, one part's sparse products took
+    /// 23.3-24.1 µs against 19.6-19.8, Zen 4, AVX-512, 16 lanes).
+    x: Matrix,
     /// The same rows as lists of their non-zeros (when `held` is [`Held::Sparse`]).
     sparse: SparseRows,
     /// Which of the two holds this step's slice of the batch.
@@ -94,9 +97,9 @@ pub(crate) struct Part {
     /// Steps left before a batch found too dense is read as sparse again.
     dense_for: u32,
     /// `z_p = x[:, k0..k1]·W[k0..k1, :]`: `(rows, outputs)`.
-    z: Vec<f32>,
+    z: Matrix,
     /// Per shard, its `dW[k0..k1, :]`: `(k1 - k0, outputs)`.
-    dw: Vec<Vec<f32>>,
+    dw: Vec<Matrix>,
 }
 
 impl Split {
@@ -120,7 +123,7 @@ impl Split {
                 Part {
                     k0,
                     k1,
-                    x: vec![0.0; batch * (k1 - k0)],
+                    x: Matrix::zeros(batch, k1 - k0),
                     sparse: if n <= SPARSE_ROWS_MAX_N {
                         SparseRows::with_capacity(batch, k1 - k0)
                     } else {
@@ -128,8 +131,8 @@ impl Split {
                     },
                     held: Held::Dense,
                     dense_for: 0,
-                    z: vec![0.0; batch * n],
-                    dw: vec![vec![0.0; (k1 - k0) * n]; nshards],
+                    z: Matrix::zeros(batch, n),
+                    dw: vec![Matrix::zeros(k1 - k0, n); nshards],
                 }
             })
             .collect();
@@ -190,7 +193,7 @@ impl Split {
             None => Epilogue::BiasActivation { bias, act },
             Some(mask) => Epilogue::BiasActivationDropout { bias, act, mask },
         };
-        let z = |p: usize| MatRef::from_slice(&self.parts[p].z[r0 * n..r1 * n], rows, n);
+        let z = |p: usize| MatRef::from_slice(&self.parts[p].z.as_slice()[r0 * n..r1 * n], rows, n);
         sum_depth_blocks(a, self.parts.len(), z, epilogue);
     }
 }
@@ -252,7 +255,7 @@ impl Part {
         if self.forward_sparse(x, x_scale, w, &inputs_read) {
             return;
         }
-        let buf = &mut self.x[..rows * kp];
+        let buf = &mut self.x.as_mut_slice()[..rows * kp];
         {
             let _t =
                 trace::kernel(Kind::InputConvert).bytes(rows * kp * (std::mem::size_of::<X::Elem>() + 4));
@@ -266,8 +269,8 @@ impl Part {
         }
         self.held = Held::Dense;
         inputs_read(self.k0, self.k1);
-        let x = MatRef::from_slice(&self.x[..rows * kp], rows, kp);
-        let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
+        let x = MatRef::from_slice(&self.x.as_slice()[..rows * kp], rows, kp);
+        let z = MatMut::from_slice(&mut self.z.as_mut_slice()[..rows * n], rows, n);
         gemm_depth_block(x, w, z, Parallelism::Sequential);
     }
 
@@ -302,7 +305,7 @@ impl Part {
         }
         self.held = Held::Sparse;
         inputs_read(self.k0, self.k1);
-        let z = MatMut::from_slice(&mut self.z[..rows * n], rows, n);
+        let z = MatMut::from_slice(&mut self.z.as_mut_slice()[..rows * n], rows, n);
         let mut t = trace::kernel(Kind::ForwardGemm);
         let done = sparse_rows_product(z, &self.sparse, w);
         t.set_flops_skipping(2 * done, 2 * rows * kp * n);
@@ -339,7 +342,7 @@ impl Part {
         if self.held == Held::Dense && nshards >= 2 && one_block_each(depths) {
             // forward: z = x·W + b  ->  dW = Σ_s x_sᵀ·dz_s, the shards' products
             // added tile by tile, with the bits of their sum in shard order
-            let (x, dw) = (&self.x, &mut self.dw[0]);
+            let (x, dw) = (self.x.as_slice(), self.dw[0].as_mut_slice());
             let n = dz0(0).cols();
             let term = |s: usize| {
                 let (r0, r1) = shard(s);
@@ -355,7 +358,7 @@ impl Part {
             let (r0, r1) = shard(s);
             let dz = dz0(s);
             let n = dz.cols();
-            let dw = &mut self.dw[s];
+            let dw = self.dw[s].as_mut_slice();
             // forward: z = x·W + b   ->  dW = xᵀ·dz   (this part's rows of dW)
             if self.held == Held::Sparse {
                 // the GEMM's bits need a finite dz and one block of depth
@@ -373,10 +376,10 @@ impl Part {
                     continue;
                 }
                 // else the GEMM, on the slice written out in full
-                self.sparse.scatter(&mut self.x[..rows * kp]);
+                self.sparse.scatter(&mut self.x.as_mut_slice()[..rows * kp]);
                 self.held = Held::Dense;
             }
-            let x = MatRef::from_slice(&self.x[r0 * kp..r1 * kp], r1 - r0, kp);
+            let x = MatRef::from_slice(&self.x.as_slice()[r0 * kp..r1 * kp], r1 - r0, kp);
             crate::gemm::gemm(
                 1.0,
                 x.t(),
@@ -390,6 +393,6 @@ impl Part {
         let len = w.len();
         let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * len);
         let dw = &self.dw;
-        slots.update_summed_decayed(optimizer, w, decay, nshards, |s| &dw[s][..len]);
+        slots.update_summed_decayed(optimizer, w, decay, nshards, |s| &dw[s].as_slice()[..len]);
     }
 }
