@@ -266,7 +266,7 @@ fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
                     n += unsafe {
                         pack_nonzero_bytes(
                             x[q..].as_ptr(),
-                            q as u32,
+                            (q as u32, 0),
                             scale,
                             col[n..].as_mut_ptr(),
                             val[n..].as_mut_ptr(),
@@ -281,13 +281,30 @@ fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
             n += unsafe {
                 pack_nonzero_bytes(
                     x[q0..].as_ptr(),
-                    q0 as u32,
+                    (q0 as u32, 0),
                     scale,
                     col[n..].as_mut_ptr(),
                     val[n..].as_mut_ptr(),
                 )
             };
             q0 += step;
+        }
+        // the last bytes (8 of a 392-pixel half row, often inside the digit)
+        // packed too, not tested one by one: the last `step` bytes of the
+        // row, those before q0 (packed already) left out
+        let from = x.len().saturating_sub(step);
+        if x.len() >= step && from < q0 && q0 < x.len() && n + step <= room {
+            // SAFETY: `step` bytes at from, room for `step` entries at n
+            n += unsafe {
+                pack_nonzero_bytes(
+                    x[from..].as_ptr(),
+                    (from as u32, (q0 - from) as u32),
+                    scale,
+                    col[n..].as_mut_ptr(),
+                    val[n..].as_mut_ptr(),
+                )
+            };
+            q0 = x.len();
         }
     }
     for (c, &b) in x.iter().enumerate().skip(q0) {
@@ -310,9 +327,9 @@ const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_fea
 };
 
 /// Writes the non-zero bytes among the [`PACK_BYTES`] at `bytes` (sixteen
-/// with AVX-512, eight with AVX2) to the front of `val` (as `scale · b`,
-/// rounded once) and their columns (`q0 +` their place) to the front of
-/// `col`; returns how many. All the slots may be written. AVX-512 moves the
+/// with AVX-512, eight with AVX2), but the first `skip`, to the front of
+/// `val` (as `scale · b`, rounded once) and their columns (`q0 +` their
+/// place) to the front of `col`; returns how many. All the slots may be written. AVX-512 moves the
 /// kept lanes with `vcompressps`/`vpcompressd` into a register, then stores
 /// it whole (the forms that store to memory are slow on Zen 4); AVX2 with a
 /// table of `vpermps` permutations. On Zen 5 (16 lanes) the sixteen-byte
@@ -324,14 +341,20 @@ const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_fea
 /// `col` and `val`.
 #[inline(always)]
 #[allow(unused_variables)]
-unsafe fn pack_nonzero_bytes(bytes: *const u8, q0: u32, scale: f32, col: *mut u32, val: *mut f32) -> usize {
+unsafe fn pack_nonzero_bytes(
+    bytes: *const u8,
+    (q0, skip): (u32, u32),
+    scale: f32,
+    col: *mut u32,
+    val: *mut f32,
+) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     {
         use std::arch::x86_64::*;
         // SAFETY: the caller's; the intrinsics need AVX-512F, which this build has
         unsafe {
             let ints = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.cast()));
-            let keep = _mm512_test_epi32_mask(ints, ints);
+            let keep = _mm512_test_epi32_mask(ints, ints) & (0xffffu16 << skip);
             let vals = _mm512_mul_ps(_mm512_cvtepi32_ps(ints), _mm512_set1_ps(scale));
             let cols = _mm512_add_epi32(
                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -354,7 +377,7 @@ unsafe fn pack_nonzero_bytes(bytes: *const u8, q0: u32, scale: f32, col: *mut u3
         unsafe {
             let ints = _mm256_cvtepu8_epi32(_mm_loadl_epi64(bytes.cast()));
             let zero = _mm256_cmpeq_epi32(ints, _mm256_setzero_si256());
-            let keep = !(_mm256_movemask_ps(_mm256_castsi256_ps(zero)) as u32) & 0xff;
+            let keep = !(_mm256_movemask_ps(_mm256_castsi256_ps(zero)) as u32) & (0xff << skip) & 0xff;
             let vals = _mm256_mul_ps(_mm256_cvtepi32_ps(ints), _mm256_set1_ps(scale));
             // the table row lists the kept lanes in order: their columns are q0 + it
             let order = _mm256_loadu_si256(simd::COMPRESS_8[keep as usize].as_ptr().cast());
