@@ -37,7 +37,7 @@ pub enum Kind {
     /// and scaled (`u8` pixels · 1/255), for both of the first layer's GEMMs.
     InputConvert,
     /// The rows of the next steps' examples (scattered over the data set)
-    /// hinted into this core's caches ([`crate::simd::prefetch`]): the
+    /// hinted into this core's L2 ([`crate::simd::prefetch_l2`]): the
     /// thread waits while the memory system takes the requests, so this is
     /// what fetching the data set from RAM costs the step (bytes: the cache
     /// lines hinted).

@@ -24,9 +24,9 @@
 //! multiply-add's latency; wider ones run one row at a time, their vectors
 //! independent already.
 
+use crate::gemm::kernel::full_width_512;
 use crate::gemm::pack::PREFETCH_AHEAD;
 // vectors of a row of `z` summed in registers at once by the one-row product
-use crate::gemm::kernel::full_width_512;
 use crate::gemm::sparse::CHUNK;
 use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
@@ -329,7 +329,8 @@ const PACK_BYTES: Option<usize> = if cfg!(all(target_arch = "x86_64", target_fea
 /// Writes the non-zero bytes among the [`PACK_BYTES`] at `bytes` (sixteen
 /// with AVX-512, eight with AVX2), but the first `skip`, to the front of
 /// `val` (as `scale · b`, rounded once) and their columns (`q0 +` their
-/// place) to the front of `col`; returns how many. All the slots may be written. AVX-512 moves the
+/// place) to the front of `col`; returns how many. All the slots may be
+/// written. AVX-512 moves the
 /// kept lanes with `vcompressps`/`vpcompressd` into a register, then stores
 /// it whole (the forms that store to memory are slow on Zen 4); AVX2 with a
 /// table of `vpermps` permutations. On Zen 5 (16 lanes) the sixteen-byte
