@@ -27,6 +27,23 @@ use simdnet::trace;
 
 include!("common/facts.rs");
 
+/// Below this many times the 1-thread FMA peak, the 2-thread one says the
+/// two threads do not each have a core's FMA units: two vCPUs on one
+/// physical core (SMT siblings), or a core shared with another guest. Seen
+/// on the 2-vCPU Zen 4 (AVX-512, 16 lanes) on 2026-12-03: 1.94x when
+/// quiet (225 against 116 GFLOP/s), and for minutes at a time about 1.0x
+/// (111 GFLOP/s on 2 threads; one thread's FMA loop fell from 107-110 to
+/// 71-80 while the other ran one too).
+const SHARED_CORES_BELOW: f64 = 1.8;
+
+/// The note printed when the 2-thread peak is `ratio` times the 1-thread one
+/// (under [`SHARED_CORES_BELOW`]).
+fn shared_cores_note(ratio: f64) -> String {
+    format!(
+        "note: 2 threads compute only {ratio:.2}x what 1 does right now: the cores are shared (SMT siblings or another guest), so the 2-thread epochs and speed-ups below are not comparable with a quiet run; run again later"
+    )
+}
+
 /// Seconds of the second epoch of `hidden` on `data` (training + validation
 /// on `test`, if given), on the current pool; the training part is scaled
 /// by `scale` (an epoch on part of the data, extrapolated).
@@ -75,11 +92,16 @@ fn main() {
     let scale = train.len() as f64 / data.len() as f64;
     let est = if data.len() < train.len() { " est." } else { "" };
     let peak = median(&peak_samples(&pools[1], 0.2, 5));
+    let peak_one = median(&peak_samples(&pools[0], 0.2, 5));
     println!(
-        "2-thread FMA peak: {peak:.0} GFLOP/s; core-to-core round trip {}; epochs include validation on {} images; median of {seeds} seed(s)",
+        "2-thread FMA peak: {peak:.0} GFLOP/s ({:.2}x the 1-thread {peak_one:.0}); core-to-core round trip {}; epochs include validation on {} images; median of {seeds} seed(s)",
+        peak / peak_one,
         core_round_trip_ns().map_or("n/a".into(), |ns| format!("{ns:.0} ns")),
         test.len()
     );
+    if peak < SHARED_CORES_BELOW * peak_one {
+        println!("{}", shared_cores_note(peak / peak_one));
+    }
     println!(
         "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10}",
         "network", "1t s/ep", "2t s/ep", "speed-up", "GFLOP", "limit s", "2t/limit"
