@@ -43,6 +43,7 @@
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::gemm::{self, reference, Epilogue, Parallelism};
 use simdnet::matrix::{Element, MatMut, MatRef};
+use simdnet::profile::machine::calls_per_sample;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -152,23 +153,12 @@ impl<'a> Timer<'a> {
     }
 
     /// Warms up and picks the number of calls per sample (~`target` seconds)
-    /// from the fastest time per call of runs of 1, 2, 4, ... calls, at
-    /// least four of them. One call timed alone can take a thousand times
-    /// the others: from inside the pool, the first call after the workers
-    /// fell asleep once took 5 ms for a 6 µs product (Zen 4). Calibrated on
-    /// that single call, the timer made one call per sample, each on cold
-    /// caches, and the 64³ cell read at half its speed in some runs.
+    /// from the fastest of several runs, not one call
+    /// ([`calls_per_sample`]: one call from inside the pool can take a
+    /// thousand times the others).
     fn calibrate(&mut self, target: f64) {
         self.run(1);
-        let (mut reps, mut per_call) = (1usize, f64::INFINITY);
-        for runs in 1.. {
-            per_call = per_call.min(self.run(reps).max(50e-9));
-            if (runs >= 4 && reps as f64 * per_call >= target / 4.0) || reps >= 100_000 {
-                break;
-            }
-            reps *= 2;
-        }
-        self.reps = ((target / per_call) as usize).clamp(1, 100_000);
+        self.reps = calls_per_sample(target, |calls| self.run(calls));
     }
 
     fn sample(&mut self) {

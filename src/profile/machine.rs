@@ -65,6 +65,30 @@ pub fn median(v: &[f64]) -> f64 {
     median_sorted(&v)
 }
 
+/// Most calls a timing sample makes ([`calls_per_sample`]).
+pub const MAX_CALLS_PER_SAMPLE: usize = 100_000;
+
+/// How many back-to-back calls make a sample of about `seconds`, given
+/// `time(calls)`, the seconds per call of a run of `calls` calls: from the
+/// fastest time per call of runs of 1, 2, 4, ... calls, at least four runs,
+/// until a run lasts a quarter of `seconds`. One call timed alone can take
+/// a thousand times the others: from inside a rayon pool whose workers fell
+/// asleep, the first call of a 6 µs product once took 5 ms (Zen 4). Sized
+/// on that one call, every sample was one call on cold caches, and `cargo
+/// bench --bench gemm` read the 64³ product at half its speed in about one
+/// run in five.
+pub fn calls_per_sample(seconds: f64, mut time: impl FnMut(usize) -> f64) -> usize {
+    let (mut calls, mut per_call) = (1usize, f64::INFINITY);
+    for runs in 1.. {
+        per_call = per_call.min(time(calls).max(1e-9));
+        if (runs >= 4 && calls as f64 * per_call >= seconds / 4.0) || calls >= MAX_CALLS_PER_SAMPLE {
+            break;
+        }
+        calls *= 2;
+    }
+    ((seconds / per_call).ceil() as usize).clamp(1, MAX_CALLS_PER_SAMPLE)
+}
+
 /// Runs `iters` rounds of [`ACCUMULATORS`] independent vector FMAs; returns a
 /// value depending on every result (so nothing can be optimised away).
 #[inline(never)]
@@ -428,6 +452,27 @@ mod tests {
             Some(ns) => assert!((1.0..1e6).contains(&ns), "{ns} ns"),
             None => assert!(std::thread::available_parallelism().map_or(1, |n| n.get()) < 2),
         }
+    }
+
+    /// A slow first call does not size the samples; a steady time does.
+    #[test]
+    fn samples_are_sized_on_the_fastest_calls() {
+        // 5 ms for the first call alone, then 6 µs a call
+        let mut first = true;
+        let calls = calls_per_sample(1.5e-3, |_| if std::mem::take(&mut first) { 5e-3 } else { 6e-6 });
+        assert_eq!(calls, 250);
+        assert_eq!(calls_per_sample(1e-3, |_| 1e-5), 100);
+        // calls longer than a sample: one call each
+        assert_eq!(calls_per_sample(1e-3, |_| 1.0), 1);
+        // calls too short to time: capped
+        assert_eq!(calls_per_sample(1.0, |_| 0.0), MAX_CALLS_PER_SAMPLE);
+        // the runs grow until one lasts a quarter sample, at least four of them
+        let mut runs = Vec::new();
+        calls_per_sample(1e-3, |calls| {
+            runs.push(calls);
+            1e-6
+        });
+        assert_eq!(runs, [1, 2, 4, 8, 16, 32, 64, 128, 256]);
     }
 
     #[test]

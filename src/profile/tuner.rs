@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::bench::{engine_gemm, verify_gemm, GemmData, GemmShape};
 use super::facts::describe;
-use super::machine::median;
+use super::machine::{calls_per_sample, median};
 use crate::gemm::{self, BlockSizes};
 
 /// A shape counts as "no slower" if its median is within this fraction of the default's.
@@ -160,8 +160,10 @@ pub fn search(shapes: &[GemmShape], effort: &Effort, log: &mut dyn FnMut(&str)) 
                 reps: 1,
             };
             b.sample(); // warm up
-            let once = b.sample().max(1e-7);
-            b.reps = ((effort.sample_seconds / once).ceil() as usize).clamp(1, 100_000);
+            b.reps = calls_per_sample(effort.sample_seconds, |calls| {
+                b.reps = calls;
+                b.sample()
+            });
             b
         })
         .collect();
