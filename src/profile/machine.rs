@@ -75,8 +75,8 @@ pub const MAX_CALLS_PER_SAMPLE: usize = 100_000;
 /// a thousand times the others: from inside a rayon pool whose workers fell
 /// asleep, the first call of a 6 µs product once took 5 ms (Zen 4). Sized
 /// on that one call, every sample was one call on cold caches, and `cargo
-/// bench --bench gemm` read the 64³ product at half its speed in about one
-/// run in five.
+/// bench --bench gemm` read the 64³ product at half its speed in 4 runs of
+/// 14.
 pub fn calls_per_sample(seconds: f64, mut time: impl FnMut(usize) -> f64) -> usize {
     let (mut calls, mut per_call) = (1usize, f64::INFINITY);
     for runs in 1.. {
