@@ -14,6 +14,7 @@ mod common;
 use common::bits;
 use simdnet::data::Dataset;
 use simdnet::gemm::depth_block;
+use simdnet::gemm::sparse_rows::{GROUPED_MIN_N, SPARSE_ROWS_MAX_N};
 use simdnet::matrix::MatRef;
 use simdnet::nn::{Activation, Layer, Network, Optimizer, Outcome, Progress, Session, TrainConfig, Trainer};
 use std::ops::ControlFlow;
@@ -133,6 +134,12 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
             Optimizer::rmsprop(0.001),
         ),
         (
+            // Sharded, wide enough for the grouped weight gradient (GROUPED_MIN_N).
+            784,
+            Network::mlp(784, &[GROUPED_MIN_N], 10, Activation::Relu, 5).unwrap(),
+            Optimizer::rmsprop(0.001),
+        ),
+        (
             1100,
             Network::mlp(1100, &[24, 12], 10, Activation::Sigmoid, 3)
                 .unwrap()
@@ -161,8 +168,8 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
                         "{} ({opt}), {threads} threads, indexed {indexed}, mostly zeros {zeros}: parameter {bad:?} differs",
                         net.describe()
                     );
-                    // Mostly zeros and at most 128 outputs: the parts multiplied the non-zeros.
-                    let narrow = net.layers()[0].outputs() <= 128;
+                    // Mostly zeros and at most SPARSE_ROWS_MAX_N outputs: the parts multiplied the non-zeros.
+                    let narrow = net.layers()[0].outputs() <= SPARSE_ROWS_MAX_N;
                     assert_eq!(
                         sparse,
                         if zeros && narrow { planned } else { 0 },

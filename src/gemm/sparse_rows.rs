@@ -19,15 +19,16 @@
 //! finite `dz`) the bits are the GEMM's; the caller checks that
 //! ([`all_finite`]) and otherwise uses the GEMM.
 //!
-//! Narrow outputs (up to two vectors: the workshop's 16 hidden units) run
-//! four rows at once, so that four rows' sums, not one, wait on each
-//! multiply-add's latency; wider ones run one row at a time, their vectors
-//! independent already.
+//! The forward product runs four rows at once, so that four rows' sums,
+//! not one, wait on each multiply-add's latency: over all the columns for
+//! narrow outputs (up to two vectors: the workshop's 16 hidden units), over
+//! chunks of columns one after the other for wider ones (784-512-512-10's
+//! 512). A wide layer's weight gradient sums four adjacent columns at once
+//! ([`ColumnGroups`], [`grouped_weight_gradient`]): each row of `dz` is
+//! loaded once for the four, and their sums stay in registers.
 
 use crate::gemm::kernel::full_width_512;
 use crate::gemm::pack::PREFETCH_AHEAD;
-// vectors of a row of `z` summed in registers at once by the one-row product
-use crate::gemm::sparse::CHUNK;
 use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
@@ -74,10 +75,16 @@ pub const SPARSE_ROWS_ENOUGH: f32 = 0.25;
 /// takes the GEMM there.
 pub const SPARSE_ROWS_ENOUGH_FULL_WIDTH: f32 = 0.12;
 
-/// The widest output (`n`, columns of `W`) the products here serve: a
-/// row of `W` must stay in cache for every non-zero that selects it
-/// (at 392 rows, 128 columns are 196 KiB).
-pub const SPARSE_ROWS_MAX_N: usize = 128;
+/// The widest output (`n`, columns of `W`) the products here serve.
+/// Until 2026-12-03 it was 128, for a row of `W` to stay in cache for every
+/// non-zero that selects it; the wide forward product now reads `W` a
+/// chunk of columns at a time and the wide gradient sums in registers, and
+/// 784-512-512-10 (the widest first layer a large network splits,
+/// `nn::split::ONE_SHARD_MAX_OUTPUTS`) gained
+/// the most: on Zen 4 (AMD EPYC family 25 model 17, AVX-512, 16 lanes, 2
+/// threads, `train --profile`, 2 epochs) its first layer's two products
+/// took 2.0-2.3 thread-s as GEMMs, 0.9-1.0 as these (and the same bits).
+pub const SPARSE_ROWS_MAX_N: usize = 1024;
 
 /// Rows interleaved by the narrow forward product.
 const GROUP: usize = 4;
@@ -448,7 +455,7 @@ macro_rules! seq_vectors {
         let (row, a, r, w, cols) = $args;
         match $count {
             $($nv => product_row::<$nv>(row, a, r, w, cols),)*
-            _ => unreachable!("at most CHUNK vectors"),
+            _ => unreachable!("a count of vectors not listed"),
         }
     }};
 }
@@ -473,9 +480,13 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
     let w = (w.data(), ldw);
     let z = z.data();
     let (vectors, full) = (n.div_ceil(LANES), n % LANES == 0);
+    if vectors > 2 {
+        wide_product(z, ldz, a, w, n);
+        return a.nonzeros() * n;
+    }
     // rows in order of entry count: four at a time, the rest one by one
     let mut i = 0;
-    if vectors <= 2 {
+    {
         while i + GROUP <= m {
             let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
             match (vectors, full) {
@@ -489,13 +500,58 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
     }
     for i in i..m {
         let r = a.row_by_count(i);
-        for j0 in (0..n).step_by(CHUNK * LANES) {
-            let cols = (CHUNK * LANES).min(n - j0);
-            let row = &mut z[r * ldz..r * ldz + n];
-            seq_vectors!(cols.div_ceil(LANES), (row, a, r, w, (j0, cols)), 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
-        }
+        let row = &mut z[r * ldz..r * ldz + n];
+        seq_vectors!(vectors, (row, a, r, w, (0, n)), 1 2);
     }
     a.nonzeros() * n
+}
+
+/// Vectors of columns the wide forward product sums at once for each of
+/// its four rows: as many as leave room in the registers for the loads
+/// (six with AVX-512's 32 registers, two with AVX2's 16, one with SSE2's 8).
+const WIDE_VECTORS: usize = if crate::simd::VECTOR_REGISTERS > 8 {
+    (crate::simd::VECTOR_REGISTERS - 8) / GROUP
+} else {
+    1
+};
+
+/// [`sparse_rows_product`] for outputs wider than two vectors: column
+/// chunks of [`WIDE_VECTORS`] vectors, and in each, the rows four at a time
+/// as in the narrow product (four rows' sums in flight, each chunk of `W`
+/// read by all rows before the next). Measured on Zen 4 (AVX-512, 16
+/// lanes, 784-512-512-10, 2 threads, two runs of `train --profile`): the
+/// first layer's forward product took 0.39-0.55 thread-s in 2 epochs,
+/// against 0.63-0.71 for one row at a time with 24 vectors of a row in
+/// registers; chunks of 4 vectors took 0.47-0.56, of 8 (spilling) 0.74-0.79.
+fn wide_product(z: &mut [f32], ldz: usize, a: &SparseRows, (w, ldw): (&[f32], usize), n: usize) {
+    let m = a.rows();
+    let step = WIDE_VECTORS * LANES;
+    for j0 in (0..n).step_by(step) {
+        let cols = step.min(n - j0);
+        let (wj, zj) = ((&w[j0..], ldw), &mut z[j0..]);
+        let mut i = 0;
+        while i + GROUP <= m {
+            let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
+            if cols == step {
+                product_group::<WIDE_VECTORS, true>(zj, ldz, a, rows, wj, cols);
+            } else {
+                match cols.div_ceil(LANES) {
+                    1 => product_group::<1, false>(zj, ldz, a, rows, wj, cols),
+                    2 => product_group::<2, false>(zj, ldz, a, rows, wj, cols),
+                    3 => product_group::<3, false>(zj, ldz, a, rows, wj, cols),
+                    4 => product_group::<4, false>(zj, ldz, a, rows, wj, cols),
+                    5 => product_group::<5, false>(zj, ldz, a, rows, wj, cols),
+                    _ => product_group::<6, false>(zj, ldz, a, rows, wj, cols),
+                }
+            }
+            i += GROUP;
+        }
+        for i in i..m {
+            let r = a.row_by_count(i);
+            let row = &mut z[r * ldz..r * ldz + n];
+            seq_vectors!(cols.div_ceil(LANES), (row, a, r, (w, ldw), (j0, cols)), 1 2 3 4 5 6);
+        }
+    }
 }
 
 /// Loads vector `v` of `NV`, the last one holding `last` floats (all
@@ -711,6 +767,215 @@ fn gradient_chunk<const NV: usize, const FULL: bool>(
     done
 }
 
+/// The narrowest output (`n`) whose weight gradient is summed by groups of
+/// columns ([`grouped_weight_gradient`]) rather than entry by entry
+/// ([`sparse_rows_weight_gradient`]). Measured on Zen 4 (AVX-512, 16
+/// lanes, 2 threads, `train --profile`, 2 epochs, the first layer's
+/// weight gradient in thread-s, two runs each, entry by entry against
+/// grouped): 784-64-64-10 0.062-0.080 against 0.141-0.145 (grouping costs
+/// more than a single chunk of 64 columns saves), 784-128-128-10
+/// 0.185-0.204 against 0.185-0.188, 784-256-256-10 0.338-0.362 against
+/// 0.277-0.336; 784-512-512-10 about 0.60-0.64 against 0.46-0.51.
+pub const GROUPED_MIN_N: usize = 256;
+
+/// Adjacent columns of `x` (pixels of one image row) whose weight gradient
+/// [`grouped_weight_gradient`] sums at once.
+pub const COLUMN_GROUP: usize = 4;
+
+/// A [`SparseRows`]' entries regrouped by column, [`COLUMN_GROUP`] adjacent
+/// columns at a time: for each group, the rows that have a non-zero in any
+/// of its columns, in order, each with the group's values (zero for a
+/// column that is zero in that row). Neighbouring pixels are mostly zero
+/// or not together, so a group holds few more entries than its columns'
+/// non-zeros; in exchange the weight gradient loads each row of `dz` once
+/// per group, not once per column. Sized once, reused: grouping allocates
+/// nothing.
+#[derive(Clone, Debug, Default)]
+pub struct ColumnGroups {
+    /// Rows of the last [`group`](Self::group), and the most it can hold.
+    rows: usize,
+    capacity: usize,
+    cols: usize,
+    /// Entries of each group: group `g`'s are `g·capacity..g·capacity + len[g]`.
+    len: Vec<u32>,
+    /// Row of each entry.
+    row: Vec<u32>,
+    /// [`COLUMN_GROUP`] values per entry.
+    val: Vec<f32>,
+    /// Per group, its entries in the rows the weight gradient sums.
+    range: Vec<(u32, u32)>,
+}
+
+impl ColumnGroups {
+    /// Room for up to `rows` rows of `cols` columns.
+    pub fn with_capacity(rows: usize, cols: usize) -> ColumnGroups {
+        let groups = cols.div_ceil(COLUMN_GROUP);
+        ColumnGroups {
+            rows: 0,
+            capacity: rows,
+            cols,
+            len: vec![0; groups],
+            row: vec![0; groups * rows],
+            val: vec![0.0; groups * rows * COLUMN_GROUP],
+            range: vec![(0, 0); groups],
+        }
+    }
+
+    /// Regroups `a`'s entries (at most the capacity's rows, its columns).
+    pub fn group(&mut self, a: &SparseRows) {
+        assert!(
+            a.rows() <= self.capacity && a.cols() == self.cols,
+            "ColumnGroups: {}x{} rows for room of {}x{}",
+            a.rows(),
+            a.cols(),
+            self.capacity,
+            self.cols
+        );
+        let (cap, g) = (self.capacity, COLUMN_GROUP);
+        // zero the values the last grouping wrote, so that every new entry starts at zero
+        for (k, &len) in self.len.iter().enumerate() {
+            self.val[k * cap * g..(k * cap + len as usize) * g].fill(0.0);
+        }
+        self.len.fill(0);
+        self.rows = a.rows();
+        for r in 0..a.rows() {
+            let (col, val) = a.row(r);
+            for (&c, &x) in col.iter().zip(val) {
+                let (k, c) = (c as usize / g, c as usize % g);
+                let len = self.len[k] as usize;
+                // a new entry unless the group's last one is this row's (no branch)
+                let new = usize::from(len == 0 || self.row[k * cap + len - 1] != r as u32);
+                let e = k * cap + len + new - 1;
+                self.row[e] = r as u32;
+                self.val[e * g + c] = x;
+                self.len[k] += new as u32;
+            }
+        }
+    }
+
+    /// Group `k`'s rows and values ([`COLUMN_GROUP`] per row).
+    fn entries(&self, k: usize) -> (&[u32], &[f32]) {
+        let (s, len) = (k * self.capacity, self.len[k] as usize);
+        (
+            &self.row[s..s + len],
+            &self.val[s * COLUMN_GROUP..(s + len) * COLUMN_GROUP],
+        )
+    }
+}
+
+/// Vectors of columns of `dz` that [`grouped_weight_gradient`] holds at
+/// once, for each of the group's columns: four with AVX-512's 32 registers
+/// (16 sums, 4 rows of `dz`), two with AVX2's 16, one with SSE2's 8.
+const GROUPED_VECTORS: usize = if crate::simd::VECTOR_REGISTERS >= 32 {
+    4
+} else if crate::simd::VECTOR_REGISTERS >= 16 {
+    2
+} else {
+    1
+};
+
+/// `dw = a[r0..r1]ᵀ·dz` from the grouped entries: the same sums as
+/// [`sparse_rows_weight_gradient`] (each element over the rows in order,
+/// from zero; the zeros a group adds leave a sum as it is when `dz` is
+/// finite), for wide outputs: each group's sums stay in registers over its
+/// rows instead of being loaded and stored once per entry. `dw: (a.cols,
+/// n)` overwritten, `dz: (r1 - r0, n)` with its rows contiguous. Returns the
+/// multiply-adds done (with the groups' zeros).
+pub fn grouped_weight_gradient(
+    mut dw: MatMut,
+    a: &mut ColumnGroups,
+    (r0, r1): (usize, usize),
+    dz: MatRef,
+) -> usize {
+    let n = dz.cols();
+    assert!(
+        r0 <= r1 && r1 <= a.rows && dz.rows() == r1 - r0 && (dw.rows(), dw.cols()) == (a.cols, n),
+        "grouped_weight_gradient: shapes"
+    );
+    assert!(
+        dz.col_stride() == 1 || n <= 1,
+        "grouped_weight_gradient: dz's rows must be contiguous"
+    );
+    let ldw = dw.row_stride();
+    let (dw, dz) = (dw.data(), (dz.data(), dz.row_stride()));
+    // each group's entries in rows r0..r1 (its rows are in order)
+    let mut range = std::mem::take(&mut a.range);
+    for (k, range) in range.iter_mut().enumerate() {
+        let (rows, _) = a.entries(k);
+        let lo = rows.partition_point(|&r| (r as usize) < r0);
+        let hi = lo + rows[lo..].partition_point(|&r| (r as usize) < r1);
+        *range = (lo as u32, hi as u32);
+    }
+    let step = GROUPED_VECTORS * LANES;
+    let mut done = 0;
+    for j0 in (0..n).step_by(step) {
+        let cols = step.min(n - j0);
+        let args = (&mut *dw, ldw, &*a, &range[..], r0, dz, (j0, cols));
+        done += match (cols.div_ceil(LANES), cols == step) {
+            (_, true) => grouped_chunk::<GROUPED_VECTORS, true>(args),
+            (1, _) => grouped_chunk::<1, false>(args),
+            (2, _) => grouped_chunk::<2, false>(args),
+            (3, _) => grouped_chunk::<3, false>(args),
+            (_, _) => grouped_chunk::<4, false>(args),
+        };
+    }
+    a.range = range;
+    done
+}
+
+/// Columns `j0..j0 + cols` (`cols <= NV·LANES`) of `dw`: for each group of
+/// columns, its rows' `dz` (rows `r0..`) times its values, summed in registers.
+#[allow(clippy::type_complexity)]
+fn grouped_chunk<const NV: usize, const FULL: bool>(
+    (dw, ldw, a, range, r0, (dz, ldz), (j0, cols)): (
+        &mut [f32],
+        usize,
+        &ColumnGroups,
+        &[(u32, u32)],
+        usize,
+        (&[f32], usize),
+        (usize, usize),
+    ),
+) -> usize {
+    const G: usize = COLUMN_GROUP;
+    let last = cols - (NV - 1) * LANES;
+    check_rows(dw, a.cols, ldw, (j0, cols));
+    let mut done = 0;
+    for (k, &(lo, hi)) in range.iter().enumerate() {
+        let (lo, hi) = (lo as usize, hi as usize);
+        let (rows, vals) = a.entries(k);
+        let (rows, vals) = (&rows[lo..hi], &vals[lo * G..hi * G]);
+        // every row of this range of dz, columns j0..j0 + cols, is inside dz
+        if let Some(&r) = rows.last() {
+            check_rows(dz, r as usize - r0 + 1, ldz, (j0, cols));
+        }
+        let mut acc = [[V::ZERO; NV]; G];
+        for (&r, x) in rows.iter().zip(vals.chunks_exact(G)) {
+            let x: &[f32; G] = x.try_into().expect("chunks of G");
+            // SAFETY: r0 <= r <= the range's last row: columns j0..j0 + cols of dz (checked above)
+            let p = unsafe { dz.as_ptr().add((r as usize - r0) * ldz + j0) };
+            // SAFETY: as above
+            let d: [V; NV] = std::array::from_fn(|v| unsafe { load_vector::<NV, FULL>(p, v, last) });
+            for i in 0..G {
+                let x = V::splat(x[i]);
+                for v in 0..NV {
+                    acc[i][v] = simd::mul_add(x, d[v], acc[i][v]);
+                }
+            }
+        }
+        let c0 = k * G;
+        let width = G.min(a.cols - c0);
+        done += rows.len() * width * cols;
+        for (i, acc) in acc.iter().enumerate().take(width) {
+            for (v, &x) in acc.iter().enumerate() {
+                // SAFETY: row c0 + i < a.cols of dw, columns j0..j0 + cols (checked above)
+                unsafe { store_vector::<NV, FULL>(dw.as_mut_ptr().add((c0 + i) * ldw + j0), v, last, x) };
+            }
+        }
+    }
+    done
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,6 +1019,9 @@ mod tests {
             (7, 33, 10),
             (9, 64, 17),
             (6, 50, 100),
+            (11, 392, 512),
+            (6, 40, 200),
+            (5, 30, 3 * LANES + 1),
         ] {
             let k0 = 3;
             let px = pixels(m, k + k0, n);
@@ -814,6 +1082,66 @@ mod tests {
             let mut got = Matrix::from_fn(k, n, |_, _| f32::NAN);
             sparse_rows_weight_gradient(got.view_mut(), &a, (r0, r1), dz.view());
             assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
+        }
+    }
+
+    /// The grouped weight gradient has the GEMM's bits, for ranges of rows
+    /// (shards) of one grouping and after regrouping other rows (values
+    /// left from the last grouping must not leak into the new groups), and
+    /// counts the multiply-adds of its groups' rows.
+    #[test]
+    fn the_grouped_weight_gradient_has_the_gemm_bits() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (6, 9, 70),
+            (64, 392, 512),
+            (7, 33, 100),
+            (20, 13, 300),
+            (9, 20, 2 * LANES),
+        ] {
+            let mut groups = ColumnGroups::with_capacity(m + 4, k);
+            for second in [false, true] {
+                // the second grouping: other values, and the even columns of
+                // most rows zeroed (where the first grouping left values)
+                let salt = n + usize::from(second);
+                let mut px = pixels(m + 4, k, salt);
+                if second {
+                    for (i, p) in px.iter_mut().enumerate() {
+                        if (i / k) % 3 != 0 && (i % k) % 2 == 0 {
+                            *p = 0;
+                        }
+                    }
+                }
+                let mut a = SparseRows::with_capacity(m + 4, k);
+                a.read(m + 4, |r| &px[r * k..(r + 1) * k], 0, 0.5);
+                groups.group(&a);
+                for (r0, r1) in [(0, m + 4), (2, m + 2), (m / 2, m)] {
+                    let x = Matrix::from_fn(r1 - r0, k, |r, c| 0.5 * px[(r + r0) * k + c] as f32);
+                    let dz = Matrix::from_fn(r1 - r0, n, |r, j| value(r * n + j + salt, 6));
+                    let mut want = Matrix::zeros(k, n);
+                    gemm(
+                        1.0,
+                        x.view().t(),
+                        dz.view(),
+                        0.0,
+                        want.view_mut(),
+                        Epilogue::None,
+                        Parallelism::Sequential,
+                    );
+                    let mut got = Matrix::from_fn(k, n, |_, _| f32::NAN);
+                    let done = grouped_weight_gradient(got.view_mut(), &mut groups, (r0, r1), dz.view());
+                    let at = format!("{m}x{n}x{k}, rows {r0}..{r1}, salt {salt}");
+                    assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{at}");
+                    // each group of columns: its rows with a non-zero in any of them
+                    let mut want_done = 0;
+                    for c0 in (0..k).step_by(COLUMN_GROUP) {
+                        let c1 = (c0 + COLUMN_GROUP).min(k);
+                        let rows = (r0..r1).filter(|&r| px[r * k + c0..r * k + c1].iter().any(|&p| p != 0));
+                        want_done += rows.count() * (c1 - c0) * n;
+                    }
+                    assert_eq!(done, want_done, "{at}");
+                }
+            }
         }
     }
 

@@ -25,8 +25,8 @@
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
 
 use crate::gemm::sparse_rows::{
-    all_finite, sparse_rows_enough, sparse_rows_product, sparse_rows_weight_gradient, SparseRows,
-    SPARSE_ROWS_MAX_N,
+    all_finite, grouped_weight_gradient, sparse_rows_enough, sparse_rows_product,
+    sparse_rows_weight_gradient, ColumnGroups, SparseRows, GROUPED_MIN_N, SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
@@ -92,6 +92,9 @@ pub(crate) struct Part {
     x: Matrix,
     /// The same rows as lists of their non-zeros (when `held` is [`Held::Sparse`]).
     sparse: SparseRows,
+    /// The same entries by groups of columns, for a wide layer's weight
+    /// gradient (at least [`GROUPED_MIN_N`] outputs).
+    groups: ColumnGroups,
     /// Which of the two holds this step's slice of the batch.
     held: Held,
     /// Steps left before a batch found too dense is read as sparse again.
@@ -128,6 +131,11 @@ impl Split {
                         SparseRows::with_capacity(batch, k1 - k0)
                     } else {
                         SparseRows::default()
+                    },
+                    groups: if (GROUPED_MIN_N..=SPARSE_ROWS_MAX_N).contains(&n) {
+                        ColumnGroups::with_capacity(batch, k1 - k0)
+                    } else {
+                        ColumnGroups::default()
                     },
                     held: Held::Dense,
                     dense_for: 0,
@@ -354,6 +362,7 @@ impl Part {
             slots.update_summed_decayed(optimizer, w, decay, 1, |_| &dw[..len]);
             return;
         }
+        let mut grouped = false;
         for s in 0..nshards {
             let (r0, r1) = shard(s);
             let dz = dz0(s);
@@ -366,12 +375,17 @@ impl Part {
                 let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
                 if depth_block(r1 - r0) >= r1 - r0 && finite {
                     let mut t = trace::kernel(Kind::BackwardGemmDw);
-                    let done = sparse_rows_weight_gradient(
-                        MatMut::from_slice(&mut dw[..kp * n], kp, n),
-                        &self.sparse,
-                        (r0, r1),
-                        dz,
-                    );
+                    let dw = MatMut::from_slice(&mut dw[..kp * n], kp, n);
+                    let done = if n >= GROUPED_MIN_N {
+                        if !grouped {
+                            // once a step, for all the shards
+                            self.groups.group(&self.sparse);
+                            grouped = true;
+                        }
+                        grouped_weight_gradient(dw, &mut self.groups, (r0, r1), dz)
+                    } else {
+                        sparse_rows_weight_gradient(dw, &self.sparse, (r0, r1), dz)
+                    };
                     t.set_flops_skipping(2 * done, 2 * (r1 - r0) * kp * n);
                     continue;
                 }
