@@ -83,7 +83,7 @@ pub const SPARSE_ROWS_ENOUGH_FULL_WIDTH: f32 = 0.12;
 /// `nn::split::ONE_SHARD_MAX_OUTPUTS`) gained
 /// the most: on Zen 4 (AMD EPYC family 25 model 17, AVX-512, 16 lanes, 2
 /// threads, `train --profile`, 2 epochs) its first layer's two products
-/// took 2.0-2.3 thread-s as GEMMs, 0.9-1.0 as these (and the same bits).
+/// took 2.08-2.10 thread-s as GEMMs, 1.09-1.11 as these (and the same bits).
 pub const SPARSE_ROWS_MAX_N: usize = 1024;
 
 /// Rows interleaved by the narrow forward product.
@@ -521,7 +521,7 @@ const WIDE_VECTORS: usize = if crate::simd::VECTOR_REGISTERS > 8 {
 /// read by all rows before the next). Measured on Zen 4 (AVX-512, 16
 /// lanes, 784-512-512-10, 2 threads, two runs of `train --profile`): the
 /// first layer's forward product took 0.39-0.55 thread-s in 2 epochs,
-/// against 0.63-0.71 for one row at a time with 24 vectors of a row in
+/// against 0.63-0.79 for one row at a time with 24 vectors of a row in
 /// registers; chunks of 4 vectors took 0.47-0.56, of 8 (spilling) 0.74-0.79.
 fn wide_product(z: &mut [f32], ldz: usize, a: &SparseRows, (w, ldw): (&[f32], usize), n: usize) {
     let m = a.rows();
