@@ -490,10 +490,10 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
         while i + GROUP <= m {
             let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
             match (vectors, full) {
-                (1, true) => product_group::<1, true>(z, ldz, a, rows, w, n),
-                (1, false) => product_group::<1, false>(z, ldz, a, rows, w, n),
-                (_, true) => product_group::<2, true>(z, ldz, a, rows, w, n),
-                (_, false) => product_group::<2, false>(z, ldz, a, rows, w, n),
+                (1, true) => product_group::<GROUP, 1, true>(z, ldz, a, rows, w, n),
+                (1, false) => product_group::<GROUP, 1, false>(z, ldz, a, rows, w, n),
+                (_, true) => product_group::<GROUP, 2, true>(z, ldz, a, rows, w, n),
+                (_, false) => product_group::<GROUP, 2, false>(z, ldz, a, rows, w, n),
             }
             i += GROUP;
         }
@@ -506,50 +506,61 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
     a.nonzeros() * n
 }
 
-/// Vectors of columns the wide forward product sums at once for each of
-/// its four rows: as many as leave room in the registers for the loads
-/// (six with AVX-512's 32 registers, two with AVX2's 16, one with SSE2's 8).
+/// Rows the wide forward product sums at once, and vectors of columns per
+/// row: as many sums as leave room in the registers for the loads (24
+/// with AVX-512's 32 registers, 8 with AVX2's 16). Measured on Zen 4
+/// (AMD EPYC family 25 model 17), 1 thread, one part's product (128
+/// shuffled MNIST half rows times 392x512), medians of 100 batches, three
+/// rounds, µs: AVX-512 (16 lanes), 1 row of 24 vectors 225-241, 2 rows of
+/// 12 202-207, 4 rows of 6 220-221; the AVX2 build (8 lanes), 1 row of 8
+/// vectors 259-318, 2 rows of 4 325-397, 4 rows of 2 517-631.
+const WIDE_ROWS: usize = if crate::simd::VECTOR_REGISTERS >= 32 { 2 } else { 1 };
 const WIDE_VECTORS: usize = if crate::simd::VECTOR_REGISTERS > 8 {
-    (crate::simd::VECTOR_REGISTERS - 8) / GROUP
+    (crate::simd::VECTOR_REGISTERS - 8) / WIDE_ROWS
 } else {
-    1
+    4
 };
 
 /// [`sparse_rows_product`] for outputs wider than two vectors: column
-/// chunks of [`WIDE_VECTORS`] vectors, and in each, the rows four at a time
-/// as in the narrow product (four rows' sums in flight, each chunk of `W`
-/// read by all rows before the next). Measured on Zen 4 (AVX-512, 16
-/// lanes, 784-512-512-10, 2 threads, two runs of `train --profile`): the
-/// first layer's forward product took 0.39-0.55 thread-s in 2 epochs,
-/// against 0.63-0.79 for one row at a time with 24 vectors of a row in
-/// registers; chunks of 4 vectors took 0.47-0.56, of 8 (spilling) 0.74-0.79.
+/// chunks of [`WIDE_VECTORS`] vectors, and in each, the rows
+/// [`WIDE_ROWS`] at a time (their sums in flight at once, each chunk of
+/// `W` read by all rows before the next).
 fn wide_product(z: &mut [f32], ldz: usize, a: &SparseRows, (w, ldw): (&[f32], usize), n: usize) {
+    const G: usize = WIDE_ROWS;
+    const NV: usize = WIDE_VECTORS;
     let m = a.rows();
-    let step = WIDE_VECTORS * LANES;
+    let step = NV * LANES;
     for j0 in (0..n).step_by(step) {
         let cols = step.min(n - j0);
         let (wj, zj) = ((&w[j0..], ldw), &mut z[j0..]);
         let mut i = 0;
-        while i + GROUP <= m {
-            let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
+        while i + G <= m {
+            let rows: [usize; G] = std::array::from_fn(|g| a.row_by_count(i + g));
             if cols == step {
-                product_group::<WIDE_VECTORS, true>(zj, ldz, a, rows, wj, cols);
+                product_group::<G, NV, true>(zj, ldz, a, rows, wj, cols);
             } else {
                 match cols.div_ceil(LANES) {
-                    1 => product_group::<1, false>(zj, ldz, a, rows, wj, cols),
-                    2 => product_group::<2, false>(zj, ldz, a, rows, wj, cols),
-                    3 => product_group::<3, false>(zj, ldz, a, rows, wj, cols),
-                    4 => product_group::<4, false>(zj, ldz, a, rows, wj, cols),
-                    5 => product_group::<5, false>(zj, ldz, a, rows, wj, cols),
-                    _ => product_group::<6, false>(zj, ldz, a, rows, wj, cols),
+                    1 => product_group::<G, 1, false>(zj, ldz, a, rows, wj, cols),
+                    2 => product_group::<G, 2, false>(zj, ldz, a, rows, wj, cols),
+                    3 => product_group::<G, 3, false>(zj, ldz, a, rows, wj, cols),
+                    4 => product_group::<G, 4, false>(zj, ldz, a, rows, wj, cols),
+                    5 => product_group::<G, 5, false>(zj, ldz, a, rows, wj, cols),
+                    6 => product_group::<G, 6, false>(zj, ldz, a, rows, wj, cols),
+                    7 => product_group::<G, 7, false>(zj, ldz, a, rows, wj, cols),
+                    8 => product_group::<G, 8, false>(zj, ldz, a, rows, wj, cols),
+                    9 => product_group::<G, 9, false>(zj, ldz, a, rows, wj, cols),
+                    10 => product_group::<G, 10, false>(zj, ldz, a, rows, wj, cols),
+                    11 => product_group::<G, 11, false>(zj, ldz, a, rows, wj, cols),
+                    v if v == NV => product_group::<G, NV, false>(zj, ldz, a, rows, wj, cols),
+                    _ => unreachable!("at most WIDE_VECTORS vectors"),
                 }
             }
-            i += GROUP;
+            i += G;
         }
         for i in i..m {
             let r = a.row_by_count(i);
             let row = &mut z[r * ldz..r * ldz + n];
-            seq_vectors!(cols.div_ceil(LANES), (row, a, r, (w, ldw), (j0, cols)), 1 2 3 4 5 6);
+            seq_vectors!(cols.div_ceil(LANES), (row, a, r, (w, ldw), (j0, cols)), 1 2 3 4 5 6 7 8 9 10 11 12);
         }
     }
 }
@@ -598,31 +609,31 @@ fn check_rows(data: &[f32], rows: usize, ld: usize, (j0, cols): (usize, usize)) 
     );
 }
 
-/// Rows `rs` of `z` (all `n <= NV·LANES` columns), their sums interleaved
+/// Rows `rs` (`G` of them) of `z` (all `n <= NV·LANES` columns), their sums interleaved
 /// entry by entry while every row has one.
-fn product_group<const NV: usize, const FULL: bool>(
+fn product_group<const G: usize, const NV: usize, const FULL: bool>(
     z: &mut [f32],
     ldz: usize,
     a: &SparseRows,
-    rs: [usize; GROUP],
+    rs: [usize; G],
     (w, ldw): (&[f32], usize),
     n: usize,
 ) {
     let last = n - (NV - 1) * LANES;
     check_rows(w, a.cols(), ldw, (0, n));
     check_rows(z, a.rows(), ldz, (0, n));
-    let rows: [(&[u32], &[f32]); GROUP] = std::array::from_fn(|g| a.row(rs[g]));
-    let mut acc = [[V::ZERO; NV]; GROUP];
+    let rows: [(&[u32], &[f32]); G] = std::array::from_fn(|g| a.row(rs[g]));
+    let mut acc = [[V::ZERO; NV]; G];
     let common = rows.iter().map(|(c, _)| c.len()).min().unwrap_or(0);
     let w = w.as_ptr();
     // the entries all four rows have, as slices of exactly that length
-    let cols: [&[u32]; GROUP] = std::array::from_fn(|g| &rows[g].0[..common]);
-    let vals: [&[f32]; GROUP] = std::array::from_fn(|g| &rows[g].1[..common]);
+    let cols: [&[u32]; G] = std::array::from_fn(|g| &rows[g].0[..common]);
+    let vals: [&[f32]; G] = std::array::from_fn(|g| &rows[g].1[..common]);
     // SAFETY (every load of W below): a column kept by `SparseRows::read`
     // is below `a.cols()`, and rows 0..a.cols() of W, columns 0..n, are
     // inside `w` (checked above).
     for e in 0..common {
-        for g in 0..GROUP {
+        for g in 0..G {
             let x = V::splat(vals[g][e]);
             let p = unsafe { w.add(cols[g][e] as usize * ldw) };
             for (v, acc) in acc[g].iter_mut().enumerate() {
@@ -831,24 +842,25 @@ impl ColumnGroups {
             self.capacity,
             self.cols
         );
-        let (cap, g) = (self.capacity, COLUMN_GROUP);
-        // zero the values the last grouping wrote, so that every new entry starts at zero
-        for (k, &len) in self.len.iter().enumerate() {
-            self.val[k * cap * g..(k * cap + len as usize) * g].fill(0.0);
-        }
-        self.len.fill(0);
+        const G: usize = COLUMN_GROUP;
+        let cap = self.capacity;
         self.rows = a.rows();
+        let (lens, rows, vals) = (&mut self.len[..], &mut self.row[..], &mut self.val[..]);
+        lens.fill(0);
         for r in 0..a.rows() {
             let (col, val) = a.row(r);
+            // a row's entries are in column order: a group's come one after the other
+            let (mut group, mut e) = (usize::MAX, 0);
             for (&c, &x) in col.iter().zip(val) {
-                let (k, c) = (c as usize / g, c as usize % g);
-                let len = self.len[k] as usize;
-                // a new entry unless the group's last one is this row's (no branch)
-                let new = usize::from(len == 0 || self.row[k * cap + len - 1] != r as u32);
-                let e = k * cap + len + new - 1;
-                self.row[e] = r as u32;
-                self.val[e * g + c] = x;
-                self.len[k] += new as u32;
+                let (k, c) = (c as usize / G, c as usize % G);
+                if k != group {
+                    group = k;
+                    e = k * cap + lens[k] as usize;
+                    lens[k] += 1;
+                    rows[e] = r as u32;
+                    vals[e * G..(e + 1) * G].fill(0.0);
+                }
+                vals[e * G + c] = x;
             }
         }
     }
@@ -1022,6 +1034,8 @@ mod tests {
             (11, 392, 512),
             (6, 40, 200),
             (5, 30, 3 * LANES + 1),
+            // a last chunk of WIDE_VECTORS vectors, the last one partial
+            (7, 25, 2 * WIDE_VECTORS * LANES - 3),
         ] {
             let k0 = 3;
             let px = pixels(m, k + k0, n);
