@@ -83,7 +83,8 @@ pub const SPARSE_ROWS_ENOUGH_FULL_WIDTH: f32 = 0.12;
 /// `nn::split::ONE_SHARD_MAX_OUTPUTS`) gained
 /// the most: on Zen 4 (AMD EPYC family 25 model 17, AVX-512, 16 lanes, 2
 /// threads, `train --profile`, 2 epochs) its first layer's two products
-/// took 2.08-2.10 thread-s as GEMMs, 1.09-1.11 as these (and the same bits).
+/// took 2.12-2.29 thread-s as GEMMs, 0.91-1.16 as these (and the same bits;
+/// the AVX2 build: 2.45-2.54 and 1.44-1.47).
 pub const SPARSE_ROWS_MAX_N: usize = 1024;
 
 /// Rows interleaved by the narrow forward product.
@@ -786,7 +787,7 @@ fn gradient_chunk<const NV: usize, const FULL: bool>(
 /// grouped): 784-64-64-10 0.062-0.080 against 0.141-0.145 (grouping costs
 /// more than a single chunk of 64 columns saves), 784-128-128-10
 /// 0.185-0.204 against 0.185-0.188, 784-256-256-10 0.338-0.362 against
-/// 0.277-0.336; 784-512-512-10 about 0.60-0.64 against 0.46-0.51.
+/// 0.277-0.336; 784-512-512-10 0.79-0.82 against 0.58-0.60.
 pub const GROUPED_MIN_N: usize = 256;
 
 /// Adjacent columns of `x` (pixels of one image row) whose weight gradient
