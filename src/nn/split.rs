@@ -25,8 +25,8 @@
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
 
 use crate::gemm::sparse_rows::{
-    all_finite, grouped_weight_gradient, sparse_rows_enough, sparse_rows_product,
-    sparse_rows_weight_gradient, ColumnGroups, SparseRows, GROUPED_MIN_N, SPARSE_ROWS_MAX_N,
+    all_finite, grouped_product, grouped_weight_gradient, sparse_rows_enough, sparse_rows_product,
+    sparse_rows_weight_gradient, ColumnGroups, SparseRows, GROUPED_MIN_N, GROUPED_PRODUCT, SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
@@ -93,8 +93,11 @@ pub(crate) struct Part {
     /// The same rows as lists of their non-zeros (when `held` is [`Held::Sparse`]).
     sparse: SparseRows,
     /// The same entries by groups of columns, for a wide layer's weight
-    /// gradient (at least [`GROUPED_MIN_N`] outputs).
+    /// gradient (at least [`GROUPED_MIN_N`] outputs) and, with
+    /// [`GROUPED_PRODUCT`], its forward product.
     groups: ColumnGroups,
+    /// Whether `groups` holds this step's `sparse`.
+    grouped: bool,
     /// Which of the two holds this step's slice of the batch.
     held: Held,
     /// Steps left before a batch found too dense is read as sparse again.
@@ -137,6 +140,7 @@ impl Split {
                     } else {
                         ColumnGroups::default()
                     },
+                    grouped: false,
                     held: Held::Dense,
                     dense_for: 0,
                     z: Matrix::zeros(batch, n),
@@ -306,6 +310,7 @@ impl Part {
         {
             let _t = trace::kernel(Kind::InputConvert).bytes(rows * kp * std::mem::size_of::<X::Elem>());
             self.sparse.read(rows, |r| images.row(r), self.k0, x_scale);
+            self.grouped = false;
         }
         if self.sparse.density() > sparse_rows_enough() {
             self.dense_for = DENSE_RETRY;
@@ -315,7 +320,14 @@ impl Part {
         inputs_read(self.k0, self.k1);
         let z = MatMut::from_slice(&mut self.z.as_mut_slice()[..rows * n], rows, n);
         let mut t = trace::kernel(Kind::ForwardGemm);
-        let done = sparse_rows_product(z, &self.sparse, w);
+        let done = if GROUPED_PRODUCT && n >= GROUPED_MIN_N {
+            // grouped here once, for the weight gradient too
+            self.groups.group(&self.sparse);
+            self.grouped = true;
+            grouped_product(z, &self.groups, w)
+        } else {
+            sparse_rows_product(z, &self.sparse, w)
+        };
         t.set_flops_skipping(2 * done, 2 * rows * kp * n);
         true
     }
@@ -362,7 +374,6 @@ impl Part {
             slots.update_summed_decayed(optimizer, w, decay, 1, |_| &dw[..len]);
             return;
         }
-        let mut grouped = false;
         for s in 0..nshards {
             let (r0, r1) = shard(s);
             let dz = dz0(s);
@@ -377,10 +388,10 @@ impl Part {
                     let mut t = trace::kernel(Kind::BackwardGemmDw);
                     let dw = MatMut::from_slice(&mut dw[..kp * n], kp, n);
                     let done = if n >= GROUPED_MIN_N {
-                        if !grouped {
+                        if !self.grouped {
                             // once a step, for all the shards
                             self.groups.group(&self.sparse);
-                            grouped = true;
+                            self.grouped = true;
                         }
                         grouped_weight_gradient(dw, &mut self.groups, (r0, r1), dz)
                     } else {
