@@ -257,7 +257,7 @@ fn skipped_summary(records: &[Record], run: &Run, peak: f64) -> String {
         .sum();
     let full = (done + skipped) as f64 * 1e-9;
     format!(
-        "Zeros skipped: the first layer's products multiplied only its non-zero inputs and left out {:.2} GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is {full:.2} GFLOP, {:.3}s at the peak: the run took {:.1}x that.\n",
+        "Zeros skipped: the first layer's products multiplied only its non-zero inputs (in a wide layer, with the zeros grouped with them) and left out {:.2} GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is {full:.2} GFLOP, {:.3}s at the peak: the run took {:.1}x that.\n",
         skipped as f64 * 1e-9,
         full / peak,
         wall / (full / peak).max(1e-12)
@@ -414,7 +414,7 @@ mod tests {
         // 1.5 GFLOP done + 3.5 skipped = 5 GFLOP, 0.5 s at 10 GFLOP/s; the run took 1 s.
         assert_eq!(
             out,
-            "Zeros skipped: the first layer's products multiplied only its non-zero inputs and left out 3.50 GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is 5.00 GFLOP, 0.500s at the peak: the run took 2.0x that.\n"
+            "Zeros skipped: the first layer's products multiplied only its non-zero inputs (in a wide layer, with the zeros grouped with them) and left out 3.50 GFLOP of multiplications by zero, not counted above. Counted, the GEMM work is 5.00 GFLOP, 0.500s at the peak: the run took 2.0x that.\n"
         );
         assert_eq!(
             skipped_summary(
