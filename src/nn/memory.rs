@@ -252,10 +252,17 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     // The examples as f32, once per shard (the shards of a batch: a batch's
     // worth); and the first layer's split (`nn::split`): the examples again,
     // a dW of the first layer per shard and the parts' partial outputs (two
-    // parts, more when inputs are over 1024).
+    // parts, more when inputs are over 1024); the examples as lists of
+    // non-zeros (a column and a value for every input, at most) and, for a
+    // wide layer, regrouped by four columns (a row and four values per group).
     let (inputs, first) = (widths[0] as u64, widths.get(1).map_or(0, |&w| w as u64));
     let small = params <= SHARD_MAX_PARAMS as u64;
     let shard_copies = batch.saturating_mul(inputs);
+    let grouped = if first >= crate::gemm::sparse_rows::GROUPED_MIN_N as u64 {
+        batch.saturating_mul(inputs.div_ceil(4)).saturating_mul(5)
+    } else {
+        0
+    };
     let split = if small || first <= crate::nn::split::ONE_SHARD_MAX_OUTPUTS as u64 {
         batch
             .saturating_mul(inputs)
@@ -265,6 +272,8 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
                     .saturating_mul(first)
                     .saturating_mul(inputs.div_ceil(512).max(2)),
             )
+            .saturating_add(batch.saturating_mul(inputs).saturating_mul(2))
+            .saturating_add(grouped)
     } else {
         0
     };
