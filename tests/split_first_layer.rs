@@ -296,3 +296,47 @@ fn a_network_changed_between_calls_is_not_run_ahead_of() {
         }
     }
 }
+
+/// Inference (evaluation, prediction) multiplies a wide first layer's
+/// non-zeros alone when the images are mostly zero: the logits have the
+/// bits of the GEMM's forward pass (a training workspace's), with finite
+/// weights and with an infinity in `W` (then the GEMM runs).
+#[test]
+fn inference_from_the_non_zeros_gives_the_bits_of_the_gemm() {
+    use simdnet::nn::Workspace;
+    let rows = 300;
+    let mut ran = 0;
+    for (width, zeros, infinite) in [
+        (GROUPED_MIN_N, true, false),
+        (512, true, false),
+        (512, false, false),
+        (512, true, true),
+    ] {
+        let d = data_with(rows, 784, zeros);
+        let mut net = Network::mlp(784, &[width], 10, Activation::Relu, 9).unwrap();
+        if infinite {
+            let Layer::Dense(first) = &mut net.layers_mut()[0] else {
+                unreachable!("an mlp's first layer is dense")
+            };
+            first.w.as_mut_slice()[5] = f32::INFINITY;
+        }
+        let (x, scale, seq) = (
+            d.images(),
+            net.input_scale(),
+            simdnet::gemm::Parallelism::Sequential,
+        );
+        let (mut gemm, mut lists) = (Workspace::new(&net, rows), Workspace::for_inference(&net, rows));
+        let of = |m: MatRef| m.data().iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let want = of(gemm.forward(&net, x, scale, seq));
+        let got = of(lists.forward(&net, x, scale, seq));
+        assert!(!gemm.first_layer_from_nonzeros());
+        assert_eq!(
+            lists.first_layer_from_nonzeros(),
+            zeros && !infinite,
+            "784-{width}-10, zeros {zeros}, infinite {infinite}"
+        );
+        ran += usize::from(lists.first_layer_from_nonzeros());
+        assert_eq!(got, want, "784-{width}-10, zeros {zeros}, infinite {infinite}");
+    }
+    assert_eq!(ran, 2);
+}

@@ -277,12 +277,25 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     } else {
         0
     };
+    // evaluation's first layer from the non-zeros (`nn::split::SparseFirst`,
+    // per thread): the lists, the groups and two partial products
+    let sparse_evaluation = if first >= crate::gemm::sparse_rows::GROUPED_MIN_N as u64 {
+        let rows = EVAL_ROWS;
+        floats(
+            rows.saturating_mul(inputs.saturating_mul(2) + inputs.div_ceil(4).saturating_mul(5))
+                .saturating_add(rows.saturating_mul(first).saturating_mul(2)),
+        )
+        .saturating_mul(threads)
+    } else {
+        0
+    };
     let copies = floats(shard_copies.saturating_add(split));
     floats(params)
         .saturating_mul(3)
         .saturating_add(per_shard.saturating_mul(shards))
         .saturating_add(copies)
         .saturating_add(evaluation)
+        .saturating_add(sparse_evaluation)
         .saturating_add(packing_bytes_per_thread().saturating_mul(threads + 1))
         .saturating_add(BASELINE_BYTES)
 }

@@ -31,6 +31,7 @@ use crate::nn::layer::{Layer, LayerBuffers};
 use crate::nn::loss::softmax_cross_entropy;
 use crate::nn::per_thread::PerThread;
 use crate::nn::pool::MaxPool2d;
+use crate::nn::split::SparseFirst;
 use crate::trace;
 
 /// Scale that turns raw `u8` pixels into inputs in 0..1.
@@ -491,6 +492,11 @@ pub struct Workspace {
     /// reads, the working space of their backward pass by scattering
     /// ([`fused::pooled_conv_backward`]).
     pooled: Vec<Option<PooledScratch>>,
+    /// Inference only: a wide dense first layer's product from its
+    /// inputs' non-zeros ([`SparseFirst`]).
+    sparse_first: Option<SparseFirst>,
+    /// Whether the last forward pass's first layer took [`SparseFirst`].
+    first_sparse: bool,
 }
 
 impl Workspace {
@@ -527,6 +533,12 @@ impl Workspace {
             pooled: (0..net.layers.len())
                 .map(|l| backward.then(|| PooledScratch::new(&net.layers, l)).flatten())
                 .collect(),
+            sparse_first: if backward {
+                None
+            } else {
+                SparseFirst::plan(net, capacity)
+            },
+            first_sparse: false,
         }
     }
 
@@ -538,6 +550,13 @@ impl Workspace {
     /// The row capacity.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether the last forward pass multiplied a wide dense first layer's
+    /// non-zero inputs alone (an inference workspace, images mostly zero,
+    /// finite weights; the bits are the GEMM's either way).
+    pub fn first_layer_from_nonzeros(&self) -> bool {
+        self.first_sparse
     }
 
     /// Forward pass over `x: (rows, inputs)` (`rows <= capacity`), keeping
@@ -609,8 +628,15 @@ impl Workspace {
         if first == 0 {
             let _in = trace::layer(0);
             let LayerBuffers { a, argmax, .. } = &mut self.layers[0];
-            let a = a.view_mut().rows_range(0, rows); // (rows, outputs_0)
-            net.layers[0].forward(a, argmax, x, x_scale, self.masks[0].as_ref(), par);
+            let mut a = a.view_mut().rows_range(0, rows); // (rows, outputs_0)
+            let sparse = match (&mut self.sparse_first, &net.layers[0], &self.masks[0]) {
+                (Some(sparse), Layer::Dense(dense), None) => sparse.forward(a.rb_mut(), dense, x, x_scale),
+                _ => false,
+            };
+            if !sparse {
+                net.layers[0].forward(a, argmax, x, x_scale, self.masks[0].as_ref(), par);
+            }
+            self.first_sparse = sparse;
             first = 1;
         }
         self.forward_from(net, first, par)

@@ -421,3 +421,85 @@ impl Part {
         slots.update_summed_decayed(optimizer, w, decay, nshards, |s| &dw[s].as_slice()[..len]);
     }
 }
+
+/// A wide dense first layer's forward product in inference passes
+/// (evaluation, prediction) from its inputs' non-zeros: the parts of the
+/// split above, one after the other on the calling thread, each read as
+/// lists ([`SparseRows`]) and multiplied by its rows of `W`, then summed in
+/// depth order with the bias and activation ([`sum_depth_blocks`]): the
+/// bits of the GEMM, as in training. Only for outputs from
+/// [`GROUPED_MIN_N`], where the product, not reading the pixels, is the
+/// cost (784-16-16-10's evaluation was not faster from lists).
+#[derive(Clone, Debug)]
+pub(crate) struct SparseFirst {
+    depth: usize,
+    /// Per part: its inputs `k0..k1`, its rows as lists, the lists by
+    /// groups of columns, and its partial product `(rows, outputs)`.
+    parts: Vec<((usize, usize), SparseRows, ColumnGroups, Matrix)>,
+}
+
+impl SparseFirst {
+    /// Buffers for up to `rows` rows of `net`'s first layer, if it is dense,
+    /// wide enough and summed in two or more depth blocks.
+    pub(crate) fn plan(net: &Network, rows: usize) -> Option<SparseFirst> {
+        let Some(Layer::Dense(first)) = net.layers().first() else {
+            return None;
+        };
+        let (k, n) = (first.inputs(), first.outputs());
+        if !(GROUPED_MIN_N..=SPARSE_ROWS_MAX_N).contains(&n) {
+            return None;
+        }
+        let depth = depth_blocks(n, k)?;
+        let parts = (0..k.div_ceil(depth))
+            .map(|p| {
+                let (k0, k1) = (p * depth, ((p + 1) * depth).min(k));
+                (
+                    (k0, k1),
+                    SparseRows::with_capacity(rows, k1 - k0),
+                    ColumnGroups::with_capacity(rows, k1 - k0),
+                    Matrix::zeros(rows, n),
+                )
+            })
+            .collect();
+        Some(SparseFirst { depth, parts })
+    }
+
+    /// `a = f(x·W + b)` for `first`, from `x`'s non-zeros: when `x` is a
+    /// batch of images (not read in place), mostly zero, `W` finite and the
+    /// GEMM still cuts the depth where the parts do. Returns whether it ran
+    /// (else the caller runs the GEMM).
+    pub(crate) fn forward<X: AOperand>(&mut self, a: MatMut, first: &Dense, x: X, x_scale: f32) -> bool {
+        let (k, n, rows) = (first.inputs(), first.outputs(), x.rows());
+        if depth_blocks(n, k) != Some(self.depth) || x.in_place(x_scale) || x.is_transposed() {
+            return false;
+        }
+        let Some(images) = x.image_rows() else {
+            return false;
+        };
+        if !crate::gemm::sparse_rows::mostly_zero(&images, 8) || !all_finite(first.w.as_slice()) {
+            return false;
+        }
+        for ((k0, k1), lists, groups, z) in &mut self.parts {
+            lists.read(rows, |r| images.row(r), *k0, x_scale);
+            if lists.density() > sparse_rows_enough() {
+                return false;
+            }
+            let w = first.w.view().rows_range(*k0, *k1);
+            let z = MatMut::from_slice(&mut z.as_mut_slice()[..rows * n], rows, n);
+            if GROUPED_PRODUCT {
+                groups.group(lists);
+                grouped_product(z, groups, w);
+            } else {
+                sparse_rows_product(z, lists, w);
+            }
+        }
+        let parts = &self.parts;
+        let z = |p: usize| MatRef::from_slice(&parts[p].3.as_slice()[..rows * n], rows, n);
+        let epilogue = Epilogue::BiasActivation {
+            bias: &first.b,
+            act: first.act,
+        };
+        sum_depth_blocks(a, parts.len(), z, epilogue);
+        true
+    }
+}
