@@ -1118,6 +1118,45 @@ mod tests {
         x.iter().map(|v| v.to_bits()).collect()
     }
 
+    /// `a·b` by the GEMM, one thread: the reference.
+    fn product(a: MatRef, b: MatRef) -> Matrix {
+        let mut c = Matrix::zeros(a.rows(), b.cols());
+        gemm(
+            1.0,
+            a,
+            b,
+            0.0,
+            c.view_mut(),
+            Epilogue::None,
+            Parallelism::Sequential,
+        );
+        c
+    }
+
+    /// The second grouping's pixels: the even columns of most rows zeroed
+    /// (where the first grouping left values).
+    fn regrouped(px: &mut [u8], k: usize) {
+        for (i, p) in px.iter_mut().enumerate() {
+            if !(i / k).is_multiple_of(3) && (i % k).is_multiple_of(2) {
+                *p = 0;
+            }
+        }
+    }
+
+    /// Multiply-adds of the grouped kernels over `rows`: per group of
+    /// columns, its rows with a non-zero in any of them, times the width and `n`.
+    fn grouped_work(px: &[u8], k: usize, rows: std::ops::Range<usize>, n: usize) -> usize {
+        let mut work = 0;
+        for c0 in (0..k).step_by(COLUMN_GROUP) {
+            let c1 = (c0 + COLUMN_GROUP).min(k);
+            let with = rows
+                .clone()
+                .filter(|&r| px[r * k + c0..r * k + c1].iter().any(|&p| p != 0));
+            work += with.count() * (c1 - c0) * n;
+        }
+        work
+    }
+
     /// The forward product has the GEMM's bits on the converted rows: for
     /// widths within one vector, two, one row chunk and more; rows in whole
     /// groups of four and not; columns read from an offset.
@@ -1144,16 +1183,7 @@ mod tests {
             a.read(m, |r| &px[r * (k + k0)..(r + 1) * (k + k0)], k0, scale);
             let dense = Matrix::from_fn(m, k, |r, c| scale * px[r * (k + k0) + k0 + c] as f32);
             let w = Matrix::from_fn(k, n, |p, j| value(p * n + j, 5));
-            let mut want = Matrix::zeros(m, n);
-            gemm(
-                1.0,
-                dense.view(),
-                w.view(),
-                0.0,
-                want.view_mut(),
-                Epilogue::None,
-                Parallelism::Sequential,
-            );
+            let want = product(dense.view(), w.view());
             let mut got = Matrix::from_fn(m, n, |_, _| f32::NAN);
             let done = sparse_rows_product(got.view_mut(), &a, w.view());
             assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
@@ -1183,16 +1213,7 @@ mod tests {
             let (r0, r1) = (2, m + 2);
             let x = Matrix::from_fn(m, k, |r, c| 0.5 * px[(r + r0) * k + c] as f32);
             let dz = Matrix::from_fn(m, n, |r, j| value(r * n + j, 6));
-            let mut want = Matrix::zeros(k, n);
-            gemm(
-                1.0,
-                x.view().t(),
-                dz.view(),
-                0.0,
-                want.view_mut(),
-                Epilogue::None,
-                Parallelism::Sequential,
-            );
+            let want = product(x.view().t(), dz.view());
             let mut got = Matrix::from_fn(k, n, |_, _| f32::NAN);
             sparse_rows_weight_gradient(got.view_mut(), &a, (r0, r1), dz.view());
             assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
@@ -1220,11 +1241,7 @@ mod tests {
                 let salt = n + usize::from(second);
                 let mut px = pixels(m + 4, k, salt);
                 if second {
-                    for (i, p) in px.iter_mut().enumerate() {
-                        if (i / k) % 3 != 0 && (i % k) % 2 == 0 {
-                            *p = 0;
-                        }
-                    }
+                    regrouped(&mut px, k);
                 }
                 let mut a = SparseRows::with_capacity(m + 4, k);
                 a.read(m + 4, |r| &px[r * k..(r + 1) * k], 0, 0.5);
@@ -1232,28 +1249,12 @@ mod tests {
                 for (r0, r1) in [(0, m + 4), (2, m + 2), (m / 2, m)] {
                     let x = Matrix::from_fn(r1 - r0, k, |r, c| 0.5 * px[(r + r0) * k + c] as f32);
                     let dz = Matrix::from_fn(r1 - r0, n, |r, j| value(r * n + j + salt, 6));
-                    let mut want = Matrix::zeros(k, n);
-                    gemm(
-                        1.0,
-                        x.view().t(),
-                        dz.view(),
-                        0.0,
-                        want.view_mut(),
-                        Epilogue::None,
-                        Parallelism::Sequential,
-                    );
+                    let want = product(x.view().t(), dz.view());
                     let mut got = Matrix::from_fn(k, n, |_, _| f32::NAN);
                     let done = grouped_weight_gradient(got.view_mut(), &mut groups, (r0, r1), dz.view());
                     let at = format!("{m}x{n}x{k}, rows {r0}..{r1}, salt {salt}");
                     assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{at}");
-                    // each group of columns: its rows with a non-zero in any of them
-                    let mut want_done = 0;
-                    for c0 in (0..k).step_by(COLUMN_GROUP) {
-                        let c1 = (c0 + COLUMN_GROUP).min(k);
-                        let rows = (r0..r1).filter(|&r| px[r * k + c0..r * k + c1].iter().any(|&p| p != 0));
-                        want_done += rows.count() * (c1 - c0) * n;
-                    }
-                    assert_eq!(done, want_done, "{at}");
+                    assert_eq!(done, grouped_work(&px, k, r0..r1, n), "{at}");
                 }
             }
         }
@@ -1276,38 +1277,19 @@ mod tests {
             for second in [false, true] {
                 let mut px = pixels(m, k, n + usize::from(second));
                 if second {
-                    for (i, p) in px.iter_mut().enumerate() {
-                        if (i / k) % 3 != 0 && (i % k) % 2 == 0 {
-                            *p = 0;
-                        }
-                    }
+                    regrouped(&mut px, k);
                 }
                 let mut a = SparseRows::with_capacity(m, k);
                 a.read(m, |r| &px[r * k..(r + 1) * k], 0, 0.25);
                 groups.group(&a);
                 let dense = Matrix::from_fn(m, k, |r, c| 0.25 * px[r * k + c] as f32);
                 let w = Matrix::from_fn(k, n, |p, j| value(p * n + j + usize::from(second), 5));
-                let mut want = Matrix::zeros(m, n);
-                gemm(
-                    1.0,
-                    dense.view(),
-                    w.view(),
-                    0.0,
-                    want.view_mut(),
-                    Epilogue::None,
-                    Parallelism::Sequential,
-                );
+                let want = product(dense.view(), w.view());
                 let mut got = Matrix::from_fn(m, n, |_, _| f32::NAN);
                 let done = grouped_product(got.view_mut(), &groups, w.view());
                 let at = format!("{m}x{n}x{k}, second grouping {second}");
                 assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{at}");
-                let mut want_done = 0;
-                for c0 in (0..k).step_by(COLUMN_GROUP) {
-                    let c1 = (c0 + COLUMN_GROUP).min(k);
-                    let rows = (0..m).filter(|&r| px[r * k + c0..r * k + c1].iter().any(|&p| p != 0));
-                    want_done += rows.count() * (c1 - c0) * n;
-                }
-                assert_eq!(done, want_done, "{at}");
+                assert_eq!(done, grouped_work(&px, k, 0..m, n), "{at}");
             }
         }
     }
