@@ -434,7 +434,8 @@ impl Part {
 pub(crate) struct SparseFirst {
     depth: usize,
     /// Per part: its inputs `k0..k1`, its rows as lists, the lists by
-    /// groups of columns, and its partial product `(rows, outputs)`.
+    /// groups of columns (with [`GROUPED_PRODUCT`]), and its partial
+    /// product `(rows, outputs)`.
     parts: Vec<((usize, usize), SparseRows, ColumnGroups, Matrix)>,
 }
 
@@ -456,7 +457,11 @@ impl SparseFirst {
                 (
                     (k0, k1),
                     SparseRows::with_capacity(rows, k1 - k0),
-                    ColumnGroups::with_capacity(rows, k1 - k0),
+                    if GROUPED_PRODUCT {
+                        ColumnGroups::with_capacity(rows, k1 - k0)
+                    } else {
+                        ColumnGroups::default()
+                    },
                     Matrix::zeros(rows, n),
                 )
             })
