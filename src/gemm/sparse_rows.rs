@@ -1022,7 +1022,7 @@ pub fn grouped_weight_gradient(
     let mut done = 0;
     for j0 in (0..n).step_by(step) {
         let cols = step.min(n - j0);
-        let args = (&mut *dw, ldw, &*a, &range[..], r0, dz, (j0, cols));
+        let args = (&mut *dw, ldw, &*a, &range[..], (r0, r1), dz, (j0, cols));
         done += match (cols.div_ceil(LANES), cols == step) {
             (_, true) => grouped_chunk::<GROUPED_VECTORS, true>(args),
             (1, _) => grouped_chunk::<1, false>(args),
@@ -1036,35 +1036,32 @@ pub fn grouped_weight_gradient(
 }
 
 /// Columns `j0..j0 + cols` (`cols <= NV·LANES`) of `dw`: for each group of
-/// columns, its rows' `dz` (rows `r0..`) times its values, summed in registers.
+/// columns, its rows' `dz` (rows `r0..r1`) times its values, summed in registers.
 #[allow(clippy::type_complexity)]
 fn grouped_chunk<const NV: usize, const FULL: bool>(
-    (dw, ldw, a, range, r0, (dz, ldz), (j0, cols)): (
+    (dw, ldw, a, range, (r0, r1), (dz, ldz), (j0, cols)): (
         &mut [f32],
         usize,
         &ColumnGroups,
         &[(u32, u32)],
-        usize,
+        (usize, usize),
         (&[f32], usize),
         (usize, usize),
     ),
 ) -> usize {
     const G: usize = COLUMN_GROUP;
     let last = cols - (NV - 1) * LANES;
+    check_rows(dz, r1 - r0, ldz, (j0, cols));
     check_rows(dw, a.cols, ldw, (j0, cols));
     let mut done = 0;
     for (k, &(lo, hi)) in range.iter().enumerate() {
         let (lo, hi) = (lo as usize, hi as usize);
         let (rows, vals) = a.entries(k);
         let (rows, vals) = (&rows[lo..hi], &vals[lo * G..hi * G]);
-        // every row of this range of dz, columns j0..j0 + cols, is inside dz
-        if let Some(&r) = rows.last() {
-            check_rows(dz, r as usize - r0 + 1, ldz, (j0, cols));
-        }
         let mut acc = [[V::ZERO; NV]; G];
         for (&r, x) in rows.iter().zip(vals.chunks_exact(G)) {
             let x: &[f32; G] = x.try_into().expect("chunks of G");
-            // SAFETY: r0 <= r <= the range's last row: columns j0..j0 + cols of dz (checked above)
+            // SAFETY: r0 <= r < r1: row r - r0 of dz, columns j0..j0 + cols (checked above)
             let p = unsafe { dz.as_ptr().add((r as usize - r0) * ldz + j0) };
             // SAFETY: as above
             let d: [V; NV] = std::array::from_fn(|v| unsafe { load_vector::<NV, FULL>(p, v, last) });
