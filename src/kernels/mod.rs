@@ -163,10 +163,25 @@ pub fn activation_dropout_backward(
 pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     reference::check_activation_backward(&dz, &da, &a, db);
     let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
-    if a.col_stride() != 1 || da.col_stride() != 1 || dz.cols() < LANES {
-        // (Rows narrower than one vector, e.g. the 10 logits: the scalar loop
-        // is faster, see `bias_activation`; both give the same bits.)
+    if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
+    }
+    if dz.cols() <= LANES {
+        // One vector a row (the 10 logits, a 16-wide hidden layer): `db`'s
+        // sums stay in a register, added in row order from 0 (the
+        // reference's bits). Summed in memory, a masked store of `db`
+        // followed by its masked load stalled every row.
+        let mut sum = V::ZERO;
+        for i in 0..dz.rows() {
+            let d =
+                read(row_of(&da, i), 0, 0.0) * simd::derivative_from_output(act, read(row_of(&a, i), 0, 0.0));
+            write(dz.row_mut(i), 0, d);
+            sum += d;
+        }
+        if !db.is_empty() {
+            write(db, 0, sum);
+        }
+        return;
     }
     db.fill(0.0);
     for i in 0..dz.rows() {
