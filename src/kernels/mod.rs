@@ -166,7 +166,7 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
     }
-    if dz.cols() <= LANES {
+    if (1..=LANES).contains(&dz.cols()) {
         // One vector a row (the 10 logits, a 16-wide hidden layer): `db`'s
         // sums stay in a register, added in row order from 0 (the
         // reference's bits). Summed in memory, a masked store of `db`
@@ -178,9 +178,7 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
             write(dz.row_mut(i), 0, d);
             sum += d;
         }
-        if !db.is_empty() {
-            write(db, 0, sum);
-        }
+        write(db, 0, sum);
         return;
     }
     db.fill(0.0);
