@@ -166,20 +166,10 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
     }
-    if (1..=LANES).contains(&dz.cols()) {
-        // One vector a row (the 10 logits, a 16-wide hidden layer): `db`'s
-        // sums stay in a register, added in row order from 0 (the
-        // reference's bits). Summed in memory, a masked store of `db`
-        // followed by its masked load stalled every row.
-        let mut sum = V::ZERO;
-        for i in 0..dz.rows() {
-            let d =
-                read(row_of(&da, i), 0, 0.0) * simd::derivative_from_output(act, read(row_of(&a, i), 0, 0.0));
-            write(dz.row_mut(i), 0, d);
-            sum += d;
-        }
-        write(db, 0, sum);
-        return;
+    match dz.cols().div_ceil(LANES) {
+        1 => return backward_in_registers::<1>(dz, da, a, act, db),
+        2 => return backward_in_registers::<2>(dz, da, a, act, db),
+        _ => {}
     }
     db.fill(0.0);
     for i in 0..dz.rows() {
@@ -190,6 +180,33 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
             let sum = read(db, j, 0.0) + d;
             write(db, j, sum);
         }
+    }
+}
+
+/// [`activation_backward`] for rows of `NV` vectors, the last one maybe
+/// partial (the 10 logits, a 16-wide hidden layer; 8 lanes or 16): `db`'s
+/// sums stay in registers, added in row order from 0 (the reference's
+/// bits). Summed in memory row by row, a partial vector of `db` was stored
+/// masked and loaded again at the next row, which stalls store forwarding.
+fn backward_in_registers<const NV: usize>(
+    mut dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    db: &mut [f32],
+) {
+    let mut sum = [V::ZERO; NV];
+    for i in 0..dz.rows() {
+        let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
+        for (v, sum) in sum.iter_mut().enumerate() {
+            let j = v * LANES;
+            let d = read(da_row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
+            write(row, j, d);
+            *sum += d;
+        }
+    }
+    for (v, &sum) in sum.iter().enumerate() {
+        write(db, v * LANES, sum);
     }
 }
 
