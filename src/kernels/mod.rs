@@ -139,10 +139,19 @@ pub fn activation_dropout_backward(
 ) {
     reference::check_activation_backward(&dz, &da, &a, db);
     let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
-    if a.col_stride() != 1 || da.col_stride() != 1 || dz.cols() < LANES {
+    if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_dropout_backward(dz, da, a, act, mask, db);
     }
     let unscale = V::splat(mask.unscale_for(act));
+    let d = |i: usize, j: usize| {
+        let slope = simd::derivative_from_output(act, read(row_of(&a, i), j, 0.0) * unscale);
+        read(row_of(&da, i), j, 0.0) * mask.factors(i, j) * slope
+    };
+    match dz.cols().div_ceil(LANES) {
+        1 => return sum_rows_in_registers::<1>(dz, db, d),
+        2 => return sum_rows_in_registers::<2>(dz, db, d),
+        _ => {}
+    }
     db.fill(0.0);
     for i in 0..dz.rows() {
         let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
@@ -166,9 +175,12 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
     }
+    let d = |i: usize, j: usize| {
+        read(row_of(&da, i), j, 0.0) * simd::derivative_from_output(act, read(row_of(&a, i), j, 0.0))
+    };
     match dz.cols().div_ceil(LANES) {
-        1 => return backward_in_registers::<1>(dz, da, a, act, db),
-        2 => return backward_in_registers::<2>(dz, da, a, act, db),
+        1 => return sum_rows_in_registers::<1>(dz, db, d),
+        2 => return sum_rows_in_registers::<2>(dz, db, d),
         _ => {}
     }
     db.fill(0.0);
@@ -183,25 +195,19 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
     }
 }
 
-/// [`activation_backward`] for rows of `NV` vectors, the last one maybe
-/// partial (the 10 logits, a 16-wide hidden layer; 8 lanes or 16): `db`'s
-/// sums stay in registers, added in row order from 0 (the reference's
-/// bits). Summed in memory row by row, a partial vector of `db` was stored
-/// masked and loaded again at the next row, which stalls store forwarding.
-fn backward_in_registers<const NV: usize>(
-    mut dz: MatMut,
-    da: MatRef,
-    a: MatRef,
-    act: Activation,
-    db: &mut [f32],
-) {
+/// `dz_ij = d(i, j)` and `db_j = Σ_i dz_ij` for rows of `NV` vectors, the
+/// last one maybe partial (the 10 logits, a 16-wide hidden layer; 8 lanes
+/// or 16), `d(i, j)` giving lanes `j..` of row `i`: `db`'s sums stay in
+/// registers, added in row order from 0 (the reference's bits). Summed in
+/// memory row by row, a partial vector of `db` was stored masked and loaded
+/// again at the next row, which stalls store forwarding.
+fn sum_rows_in_registers<const NV: usize>(mut dz: MatMut, db: &mut [f32], d: impl Fn(usize, usize) -> V) {
     let mut sum = [V::ZERO; NV];
     for i in 0..dz.rows() {
-        let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
+        let row = dz.row_mut(i);
         for (v, sum) in sum.iter_mut().enumerate() {
-            let j = v * LANES;
-            let d = read(da_row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
-            write(row, j, d);
+            let d = d(i, v * LANES);
+            write(row, v * LANES, d);
             *sum += d;
         }
     }
