@@ -30,10 +30,12 @@
 //!   lane-wise).
 //!
 //! These call [`reference`](mod@reference) instead: views whose column
-//! stride is not 1 (`activation_backward`), a `softmax_cross_entropy` whose
-//! rows are not contiguous, and rows narrower than one vector in
-//! `bias_activation` (identity and ReLU only) and `activation_backward`,
-//! where the scalar loop is faster and exact anyway.
+//! stride is not 1 (`activation_backward` and its dropout twin), a
+//! `softmax_cross_entropy` whose rows are not contiguous, and rows narrower
+//! than one vector in `bias_activation` (identity and ReLU only), where the
+//! scalar loop is faster and exact anyway. The backward kernels keep rows
+//! of one or two vectors (narrow ones too) in vectors, with `db`'s sums in
+//! registers.
 
 pub mod conv;
 pub mod conv_direct;
