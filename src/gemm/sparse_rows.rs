@@ -1007,15 +1007,34 @@ const GROUPED_VECTORS: usize = if crate::simd::VECTOR_REGISTERS >= 32 {
 /// rows instead of being loaded and stored once per entry. `dw: (a.cols,
 /// n)` overwritten, `dz: (r1 - r0, n)` with its rows contiguous. Returns the
 /// multiply-adds done (with the groups' zeros).
-pub fn grouped_weight_gradient(
+pub fn grouped_weight_gradient(dw: MatMut, a: &mut ColumnGroups, rows: (usize, usize), dz: MatRef) -> usize {
+    let groups = a.len.len();
+    grouped_weight_gradient_groups(dw, a, (0, groups), rows, dz)
+}
+
+/// [`grouped_weight_gradient`] for the groups `g0..g1` only: the rows
+/// `g0·G..min(g1·G, a.cols)` of `a`'s `dw` (`G` = [`COLUMN_GROUP`]), written
+/// to `dw` from its row 0, the same numbers as in the whole product. So
+/// that the first layer's update can follow its gradient a block of rows
+/// at a time, while the block is in cache.
+pub fn grouped_weight_gradient_groups(
     mut dw: MatMut,
     a: &mut ColumnGroups,
+    (g0, g1): (usize, usize),
     (r0, r1): (usize, usize),
     dz: MatRef,
 ) -> usize {
     let n = dz.cols();
+    let block_rows = (g1 * COLUMN_GROUP).min(a.cols).saturating_sub(g0 * COLUMN_GROUP);
     assert!(
-        r0 <= r1 && r1 <= a.rows && dz.rows() == r1 - r0 && (dw.rows(), dw.cols()) == (a.cols, n),
+        g0 <= g1 && g1 <= a.len.len() && (dw.rows(), dw.cols()) == (block_rows, n),
+        "grouped_weight_gradient: groups {g0}..{g1} of {} for a {}x{} dw",
+        a.len.len(),
+        dw.rows(),
+        dw.cols()
+    );
+    assert!(
+        r0 <= r1 && r1 <= a.rows && dz.rows() == r1 - r0,
         "grouped_weight_gradient: shapes"
     );
     assert!(
@@ -1026,7 +1045,7 @@ pub fn grouped_weight_gradient(
     let (dw, dz) = (dw.data(), (dz.data(), dz.row_stride()));
     // each group's entries in rows r0..r1 (its rows are in order)
     let mut range = std::mem::take(&mut a.range);
-    for (k, range) in range.iter_mut().enumerate() {
+    for (k, range) in range.iter_mut().enumerate().take(g1).skip(g0) {
         let (rows, _) = a.entries(k);
         let lo = rows.partition_point(|&r| (r as usize) < r0);
         let hi = lo + rows[lo..].partition_point(|&r| (r as usize) < r1);
@@ -1036,7 +1055,7 @@ pub fn grouped_weight_gradient(
     let mut done = 0;
     for j0 in (0..n).step_by(step) {
         let cols = step.min(n - j0);
-        let args = (&mut *dw, ldw, &*a, &range[..], (r0, r1), dz, (j0, cols));
+        let args = (&mut *dw, ldw, &*a, (g0, &range[g0..g1]), (r0, r1), dz, (j0, cols));
         done += match (cols.div_ceil(LANES), cols == step) {
             (_, true) => grouped_chunk::<GROUPED_VECTORS, true>(args),
             (1, _) => grouped_chunk::<1, false>(args),
@@ -1050,14 +1069,16 @@ pub fn grouped_weight_gradient(
 }
 
 /// Columns `j0..j0 + cols` (`cols <= NV·LANES`) of `dw`: for each group of
-/// columns, its rows' `dz` (rows `r0..r1`) times its values, summed in registers.
+/// columns from `g0` (`range`: their entries in rows `r0..r1`; group `g0`'s
+/// rows of `dw` from its row 0), its rows' `dz` times its values, summed
+/// in registers.
 #[allow(clippy::type_complexity)]
 fn grouped_chunk<const NV: usize, const FULL: bool>(
-    (dw, ldw, a, range, (r0, r1), (dz, ldz), (j0, cols)): (
+    (dw, ldw, a, (g0, range), (r0, r1), (dz, ldz), (j0, cols)): (
         &mut [f32],
         usize,
         &ColumnGroups,
-        &[(u32, u32)],
+        (usize, &[(u32, u32)]),
         (usize, usize),
         (&[f32], usize),
         (usize, usize),
@@ -1065,10 +1086,11 @@ fn grouped_chunk<const NV: usize, const FULL: bool>(
 ) -> usize {
     const G: usize = COLUMN_GROUP;
     let last = cols - (NV - 1) * LANES;
+    let block_rows = ((g0 + range.len()) * G).min(a.cols) - g0 * G;
     check_rows(dz, r1 - r0, ldz, (j0, cols));
-    check_rows(dw, a.cols, ldw, (j0, cols));
+    check_rows(dw, block_rows, ldw, (j0, cols));
     let mut done = 0;
-    for (k, &(lo, hi)) in range.iter().enumerate() {
+    for (k, &(lo, hi)) in (g0..).zip(range) {
         let (lo, hi) = (lo as usize, hi as usize);
         let (rows, vals) = a.entries(k);
         let (rows, vals) = (&rows[lo..hi], &vals[lo * G..hi * G]);
@@ -1086,12 +1108,11 @@ fn grouped_chunk<const NV: usize, const FULL: bool>(
                 }
             }
         }
-        let c0 = k * G;
-        let width = G.min(a.cols - c0);
+        let (c0, width) = ((k - g0) * G, G.min(a.cols - k * G));
         done += rows.len() * width * cols;
         for (i, acc) in acc.iter().enumerate().take(width) {
             for (v, &x) in acc.iter().enumerate() {
-                // SAFETY: row c0 + i < a.cols of dw, columns j0..j0 + cols (checked above)
+                // SAFETY: row c0 + i < block_rows of dw, columns j0..j0 + cols (checked above)
                 unsafe { store_vector::<NV, FULL>(dw.as_mut_ptr().add((c0 + i) * ldw + j0), v, last, x) };
             }
         }
@@ -1234,7 +1255,8 @@ mod tests {
     /// The grouped weight gradient has the GEMM's bits, for ranges of rows
     /// (shards) of one grouping and after regrouping other rows (values
     /// left from the last grouping must not leak into the new groups), and
-    /// counts the multiply-adds of its groups' rows.
+    /// counts the multiply-adds of its groups' rows; so does each block of
+    /// groups computed alone.
     #[test]
     fn the_grouped_weight_gradient_has_the_gemm_bits() {
         for (m, k, n) in [
@@ -1266,6 +1288,35 @@ mod tests {
                     let at = format!("{m}x{n}x{k}, rows {r0}..{r1}, salt {salt}");
                     assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{at}");
                     assert_eq!(done, grouped_work(&px, k, r0..r1, n), "{at}");
+                    // the same rows of dw, a block of groups at a time (the last group may be short),
+                    // after a product of no rows (each block must find its groups' rows itself)
+                    let mut none = Matrix::zeros(k, n);
+                    let rows0 = (r0, r0);
+                    let empty = Matrix::zeros(0, n);
+                    assert_eq!(
+                        grouped_weight_gradient(none.view_mut(), &mut groups, rows0, empty.view()),
+                        0
+                    );
+                    let groups_k = k.div_ceil(COLUMN_GROUP);
+                    for per_block in [1, 3, groups_k] {
+                        let mut sum = 0;
+                        for g0 in (0..groups_k).step_by(per_block) {
+                            let g1 = (g0 + per_block).min(groups_k);
+                            let (i0, i1) = (g0 * COLUMN_GROUP, (g1 * COLUMN_GROUP).min(k));
+                            let mut block = Matrix::from_fn(i1 - i0, n, |_, _| f32::NAN);
+                            let rows = (r0, r1);
+                            sum += grouped_weight_gradient_groups(
+                                block.view_mut(),
+                                &mut groups,
+                                (g0, g1),
+                                rows,
+                                dz.view(),
+                            );
+                            let want_rows = &want.as_slice()[i0 * n..i1 * n];
+                            assert_eq!(bits(block.as_slice()), bits(want_rows), "{at}, groups {g0}..{g1}");
+                        }
+                        assert_eq!(sum, done, "{at}, blocks of {per_block} groups");
+                    }
                 }
             }
         }

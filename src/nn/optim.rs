@@ -303,6 +303,21 @@ impl<'s> TensorSlots<'s> {
             .map(move |(s1, s2)| TensorSlots { t, s1, s2 })
     }
 
+    /// The state of the first `len` parameters this state covers, and of the rest.
+    pub fn split_at(self, len: usize) -> (TensorSlots<'s>, TensorSlots<'s>) {
+        let t = self.t;
+        let (s1, s1_rest) = self.s1.split_at_mut(len);
+        let (s2, s2_rest) = self.s2.split_at_mut(len);
+        (
+            TensorSlots { t, s1, s2 },
+            TensorSlots {
+                t,
+                s1: s1_rest,
+                s2: s2_rest,
+            },
+        )
+    }
+
     /// [`OptimizerState::update_summed_decayed`] on the parameters this
     /// state covers: `w` and every `part(p)` are that slice of the tensor.
     pub fn update_summed_decayed<'g>(
