@@ -386,21 +386,15 @@ impl Part {
             let (r0, r1) = shard(s);
             let dz = dz0(s);
             let n = dz.cols();
-            let dw = self.dw[s].as_mut_slice();
             // forward: z = x·W + b   ->  dW = xᵀ·dz   (this part's rows of dW)
             if self.held == Held::Sparse {
-                // the GEMM's bits need a finite dz and one block of depth
-                let rs = dz.row_stride();
-                let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
-                if depth_block(r1 - r0) >= r1 - r0 && finite {
+                if sparse_has_gemm_bits((r0, r1), &dz) {
                     let mut t = trace::kernel(Kind::BackwardGemmDw);
-                    let dw = MatMut::from_slice(&mut dw[..kp * n], kp, n);
+                    if n >= GROUPED_MIN_N {
+                        self.group_once();
+                    }
+                    let dw = MatMut::from_slice(&mut self.dw[s].as_mut_slice()[..kp * n], kp, n);
                     let done = if n >= GROUPED_MIN_N {
-                        if !self.grouped {
-                            // once a step, for all the shards
-                            self.groups.group(&self.sparse);
-                            self.grouped = true;
-                        }
                         grouped_weight_gradient(dw, &mut self.groups, (r0, r1), dz)
                     } else {
                         sparse_rows_weight_gradient(dw, &self.sparse, (r0, r1), dz)
@@ -418,7 +412,7 @@ impl Part {
                 x.t(),
                 dz,
                 0.0,
-                MatMut::from_slice(&mut dw[..kp * n], kp, n),
+                MatMut::from_slice(&mut self.dw[s].as_mut_slice()[..kp * n], kp, n),
                 Epilogue::None,
                 Parallelism::Sequential,
             );
@@ -442,11 +436,18 @@ impl Part {
     ) -> bool {
         self.held == Held::Sparse
             && (0..nshards).all(|s| {
-                let ((r0, r1), dz) = (shard(s), dz0(s));
-                let (n, rs) = (dz.cols(), dz.row_stride());
-                let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
-                n >= GROUPED_MIN_N && depth_block(r1 - r0) >= r1 - r0 && finite
+                let dz = dz0(s);
+                dz.cols() >= GROUPED_MIN_N && sparse_has_gemm_bits(shard(s), &dz)
             })
+    }
+
+    /// Groups this step's non-zeros by columns ([`ColumnGroups`]), once a
+    /// step for all the shards.
+    fn group_once(&mut self) {
+        if !self.grouped {
+            self.groups.group(&self.sparse);
+            self.grouped = true;
+        }
     }
 
     /// [`backward_update`](Self::backward_update) of a wide layer's slice
@@ -472,11 +473,7 @@ impl Part {
         decay: f32,
     ) {
         let (kp, n) = (self.k1 - self.k0, dz0(0).cols());
-        if !self.grouped {
-            // once a step, for all the shards
-            self.groups.group(&self.sparse);
-            self.grouped = true;
-        }
+        self.group_once();
         let groups = kp.div_ceil(COLUMN_GROUP);
         let per_block = (UPDATE_BLOCK_BYTES / (4 * n * COLUMN_GROUP)).max(1);
         for g0 in (0..groups).step_by(per_block) {
@@ -499,6 +496,15 @@ impl Part {
             slots = rest;
         }
     }
+}
+
+/// Whether a shard's weight gradient from the lists (rows `r0..r1`, its
+/// `dz`) has the GEMM's bits: `dz` finite (the GEMM would add `0·inf`, NaN,
+/// for the zeros the lists skip) and the rows summed in one block of depth.
+fn sparse_has_gemm_bits((r0, r1): (usize, usize), dz: &MatRef) -> bool {
+    let (n, rs) = (dz.cols(), dz.row_stride());
+    let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
+    depth_block(r1 - r0) >= r1 - r0 && finite
 }
 
 /// About the bytes of `dW` a part computes and applies at a time in
