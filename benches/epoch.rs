@@ -6,9 +6,11 @@
 //! RMSprop lr 0.001, batch 128), for seeds 1..=N (3 by default), trains two
 //! epochs on 1 and on 2 threads (interleaved) and times the second, warm one
 //! *including* its validation pass over the 10,000 test images, as `train`
-//! prints it. Reports the median over seeds, the 2-thread speed-up, the GEMM
-//! work of an epoch (training and validation: 3.42 GFLOP for the workshop
-//! network, 206 for 512-512) and the ratio of the 2-thread epoch to the
+//! prints it. Reports the median over seeds, the 2-thread speed-up (and the
+//! range of each seed's own speed-up: a wide one says the host disturbed
+//! the run), the GEMM work of an epoch (training and validation: 3.42 GFLOP
+//! for the workshop network, 206 for 512-512) and the ratio of the 2-thread
+//! epoch to the
 //! compute limit: that work at the 2-thread FMA peak measured in the same
 //! process (as `simdnet bench` measures it).
 //!
@@ -103,8 +105,8 @@ fn main() {
         println!("{}", shared_cores_note(peak / peak_one));
     }
     println!(
-        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10}",
-        "network", "1t s/ep", "2t s/ep", "speed-up", "GFLOP", "limit s", "2t/limit"
+        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10} {:>13}",
+        "network", "1t s/ep", "2t s/ep", "speed-up", "GFLOP", "limit s", "2t/limit", "seeds' s-up"
     );
     for hidden in [&[16usize, 16][..], &[512, 512][..]] {
         let (mut one, mut two) = (Vec::new(), Vec::new());
@@ -118,8 +120,15 @@ fn main() {
         widths.push(10);
         let gflop = epoch_gflop(&widths, train.len(), test.len());
         let limit_s = gflop / peak;
+        // each seed's own speed-up (its two epochs ran one after the other):
+        // their spread tells a run the host disturbed from a quiet one
+        let (lo, hi) = one
+            .iter()
+            .zip(&two)
+            .map(|(a, b)| a / b)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
         println!(
-            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x{est}",
+            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x {:>13}{est}",
             format!(
                 "784-{}-10",
                 hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
@@ -129,7 +138,8 @@ fn main() {
             t1 / t2,
             gflop,
             limit_s,
-            t2 / limit_s
+            t2 / limit_s,
+            format!("{lo:.2}-{hi:.2}x")
         );
     }
     // Profiler overhead on the small network, all threads: off vs on, alternating.
