@@ -10,9 +10,8 @@
 //! range of each seed's own speed-up: a wide one says the host disturbed
 //! the run), the GEMM work of an epoch (training and validation: 3.42 GFLOP
 //! for the workshop network, 206 for 512-512) and the ratio of the 2-thread
-//! epoch to the
-//! compute limit: that work at the 2-thread FMA peak measured in the same
-//! process (as `simdnet bench` measures it).
+//! epoch to the compute limit: that work at the 2-thread FMA peak measured
+//! in the same process (as `simdnet bench` measures it).
 //!
 //! Then times the small network with the profiler on, to show what
 //! `train --profile` costs (off, it is one relaxed atomic load per timer).
