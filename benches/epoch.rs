@@ -8,7 +8,10 @@
 //! *including* its validation pass over the 10,000 test images, as `train`
 //! prints it. Reports the median over seeds, the 2-thread speed-up (and the
 //! range of each seed's own speed-up: a wide one says the host disturbed
-//! the run), the GEMM work of an epoch (training and validation: 3.42 GFLOP
+//! the run), the share of each epoch's steps' time that went beyond its
+//! median step on 1 and 2 threads (median over seeds: every step does about
+//! the same work, so a large share says steps waited for a core or for
+//! memory; see `simdnet::nn::step_times`), the GEMM work of an epoch (training and validation: 3.42 GFLOP
 //! for the workshop network, 206 for 512-512) and the ratio of the 2-thread
 //! epoch to the compute limit: that work at the 2-thread FMA peak measured
 //! in the same process (as `simdnet bench` measures it).
@@ -49,6 +52,18 @@ fn shared_cores_note(ratio: f64) -> String {
 /// on `test`, if given), on the current pool; the training part is scaled
 /// by `scale` (an epoch on part of the data, extrapolated).
 fn epoch_seconds(hidden: &[usize], data: &Dataset, test: Option<&Dataset>, seed: u64, scale: f64) -> f64 {
+    timed_epoch(hidden, data, test, seed, scale).0
+}
+
+/// [`epoch_seconds`], with the share of the epoch's steps' time that went
+/// beyond the median step (see `simdnet::nn::step_times`).
+fn timed_epoch(
+    hidden: &[usize],
+    data: &Dataset,
+    test: Option<&Dataset>,
+    seed: u64,
+    scale: f64,
+) -> (f64, f64) {
     let mut net = Network::mlp(784, hidden, 10, Activation::Relu, seed).expect("network");
     let cfg = TrainConfig::default()
         .with_epochs(2)
@@ -60,7 +75,8 @@ fn epoch_seconds(hidden: &[usize], data: &Dataset, test: Option<&Dataset>, seed:
     })
     .expect("training");
     let last = history.last().expect("two epochs");
-    last.train_seconds * scale + last.validation_seconds
+    let beyond = last.steps.map_or(0.0, |t| t.share(t.beyond_median().max(0.0)));
+    (last.train_seconds * scale + last.validation_seconds, beyond)
 }
 
 /// GFLOP of an epoch's GEMMs: forward, dW and dx (none for the first layer)
@@ -104,14 +120,28 @@ fn main() {
         println!("{}", shared_cores_note(peak / peak_one));
     }
     println!(
-        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10} {:>13}",
-        "network", "1t s/ep", "2t s/ep", "speed-up", "GFLOP", "limit s", "2t/limit", "seeds' s-up"
+        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10} {:>13} {:>14}",
+        "network",
+        "1t s/ep",
+        "2t s/ep",
+        "speed-up",
+        "GFLOP",
+        "limit s",
+        "2t/limit",
+        "seeds' s-up",
+        "> median 1t/2t"
     );
     for hidden in [&[16usize, 16][..], &[512, 512][..]] {
-        let (mut one, mut two) = (Vec::new(), Vec::new());
+        let (mut one, mut two, mut beyond) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new()]);
         for seed in 1..=seeds {
-            one.push(pools[0].install(|| epoch_seconds(hidden, &data, Some(&test), seed, scale)));
-            two.push(pools[1].install(|| epoch_seconds(hidden, &data, Some(&test), seed, scale)));
+            for (pool, (times, beyond)) in pools
+                .iter()
+                .zip([&mut one, &mut two].into_iter().zip(&mut beyond))
+            {
+                let (t, b) = pool.install(|| timed_epoch(hidden, &data, Some(&test), seed, scale));
+                times.push(t);
+                beyond.push(b);
+            }
         }
         let (t1, t2) = (median(&one), median(&two));
         let mut widths = vec![784];
@@ -127,7 +157,7 @@ fn main() {
             .map(|(a, b)| a / b)
             .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
         println!(
-            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x {:>13}{est}",
+            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x {:>13} {:>14}{est}",
             format!(
                 "784-{}-10",
                 hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
@@ -138,7 +168,12 @@ fn main() {
             gflop,
             limit_s,
             t2 / limit_s,
-            format!("{lo:.2}-{hi:.2}x")
+            format!("{lo:.2}-{hi:.2}x"),
+            format!(
+                "{:.1}% / {:.1}%",
+                100.0 * median(&beyond[0]),
+                100.0 * median(&beyond[1])
+            )
         );
     }
     // Profiler overhead on the small network, all threads: off vs on, alternating.

@@ -613,7 +613,50 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
         "{line} vs rows {busy_rows}"
     );
     assert!((waiting - (available - busy).max(0.0)).abs() <= 2e-3, "{line}");
+    steps_line_counts(&out, steps as usize);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The profile's line on the steps one by one (`nn::step_times`): every
+/// step but the run's first timed, that one named apart, the median
+/// between the fastest tenth and the slowest step.
+fn steps_line_counts(out: &str, steps: usize) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Steps (training): "))
+        .unwrap_or_else(|| panic!("no steps line in\n{out}"));
+    assert_eq!(
+        number_after(line, "Steps (training): ") as usize,
+        steps - 1,
+        "{line}"
+    );
+    let median = number_after(line, "median ");
+    let (p10, slowest) = (
+        number_after(line, "a tenth under "),
+        number_after(line, "slowest "),
+    );
+    // Each is printed in µs or ms: compare in µs.
+    let micros = |prefix: &str, v: f64| {
+        let at = line.find(prefix).unwrap() + prefix.len();
+        if line[at..]
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .starts_with(" ms")
+        {
+            v * 1e3
+        } else {
+            v
+        }
+    };
+    let (median, p10, slowest) = (
+        micros("median ", median),
+        micros("a tenth under ", p10),
+        micros("slowest ", slowest),
+    );
+    assert!(0.0 < p10 && p10 <= median && median <= slowest, "{line}");
+    assert!(
+        line.contains("The run's first step, which also made the workspaces, took "),
+        "{line}"
+    );
 }
 
 #[test]
@@ -636,6 +679,7 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     }
     // One thread waits for nobody: its untimed time is on the Accounted line.
     assert!(!out.contains("Threads (training)"), "{out}");
+    steps_line_counts(&out, 16);
     assert!(!out.contains("waiting"), "{out}");
     // A sanity bound, not the coverage check (tests/profile.rs bounds the
     // covered time by instants inside and outside the timers): this run

@@ -53,6 +53,34 @@ fn a_table_of_f32_values_trains_with_the_builder() {
     assert_eq!(Confusion::of(&net, &test).unwrap().accuracy(), acc);
 }
 
+/// Each epoch's step times (`nn::step_times`): every step once, the run's
+/// first step apart, in epoch 1 only.
+#[test]
+fn each_epoch_times_its_steps_with_the_first_apart() {
+    let train = table(900);
+    let mut net = Network::mlp(3, &[8], 3, Activation::Relu, 1).unwrap();
+    let history = Fit::new(&mut net, &train).epochs(2).batch(32).run().unwrap();
+    // 900 examples in batches of 32: 28 full and one of 4.
+    let (one, two) = (history[0].steps.unwrap(), history[1].steps.unwrap());
+    assert_eq!((one.steps, two.steps), (28, 29));
+    assert!(one.first.is_some_and(|t| t > 0.0) && two.first.is_none());
+    for (t, epoch) in [one, two].into_iter().zip(&history) {
+        assert!(
+            0.0 < t.p10 && t.p10 <= t.median && t.median <= t.p90 && t.p90 <= t.slowest,
+            "{t:?}"
+        );
+        assert!(
+            t.total >= t.steps as f64 * t.p10 && t.total <= t.steps as f64 * t.slowest,
+            "{t:?}"
+        );
+        // The steps ran inside the epoch's training time.
+        assert!(
+            t.total + t.first.unwrap_or(0.0) <= epoch.train_seconds,
+            "{t:?} {epoch:?}"
+        );
+    }
+}
+
 #[test]
 fn a_values_step_is_a_step_on_the_gathered_values_at_scale_one() {
     let data = table(100);

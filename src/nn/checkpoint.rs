@@ -491,6 +491,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
                 validation,
                 train_seconds: f[5].parse().ok()?,
                 validation_seconds: f[6].parse().ok()?,
+                steps: None,
             })
         })();
         let Some(stats) = parsed else {

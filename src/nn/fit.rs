@@ -189,6 +189,7 @@ impl EpochStats {
             validation: None,
             train_seconds: 0.0,
             validation_seconds: 0.0,
+            steps: None,
         }
     }
 }

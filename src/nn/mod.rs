@@ -28,6 +28,7 @@ pub mod pool;
 pub mod predict;
 pub mod spec;
 pub mod split;
+pub mod step_times;
 pub mod train;
 
 pub use crate::activation::Activation;
@@ -40,6 +41,7 @@ pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
 pub use pool::{Flatten, MaxPool2d};
 pub use spec::Arch;
+pub use step_times::StepTimes;
 pub use train::{
     fit, EarlyStopping, EpochStats, Outcome, PartialEpoch, Progress, Session, TrainConfig, Trainer,
 };

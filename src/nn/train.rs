@@ -51,6 +51,7 @@ use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
 use crate::nn::split::Split;
+use crate::nn::step_times::StepTimes;
 use crate::trace::{self, scope, Kind};
 
 /// Examples per shard of a mini-batch: each shard is one parallel task.
@@ -129,6 +130,10 @@ pub struct EpochStats {
     pub train_seconds: f64,
     /// Wall time of the validation.
     pub validation_seconds: f64,
+    /// How long the epoch's steps took, one by one (`None` for an epoch
+    /// read back from a checkpoint, or one whose steps all ran before an
+    /// interruption).
+    pub steps: Option<StepTimes>,
 }
 
 /// Progress reported to the caller during [`fit`] and [`Session::next_epoch`].
@@ -933,6 +938,9 @@ pub struct Session {
     order: Vec<usize>,
     /// Shuffles applied to `order` so far.
     shuffles: usize,
+    /// Whether this session has run a step (its first also makes the
+    /// workspaces, see [`StepTimes::first`]).
+    stepped: bool,
 }
 
 impl Session {
@@ -968,6 +976,7 @@ impl Session {
             rng: rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed_5eed_5eed),
             order: (0..examples).collect(),
             shuffles: 0,
+            stepped: false,
         })
     }
 
@@ -1026,6 +1035,9 @@ impl Session {
         // The steps, with the pool's other workers polling for the shards and
         // GEMM tasks instead of sleeping between them (see `awake`).
         self.trainer.forget_ahead();
+        // Each step's wall time (see `step_times`); the session's first apart.
+        let mut times = Vec::with_capacity(steps - resumed.step.min(steps));
+        let mut first = None;
         let steps_run = with_workers_awake(|| -> Result<ControlFlow<Outcome, (f64, usize, bool)>> {
             let (mut loss, mut correct, mut seen, mut step) =
                 (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
@@ -1033,9 +1045,16 @@ impl Session {
             let chunk = |i: usize| self.order.chunks(batch).nth(i).unwrap_or(&[]);
             for i in resumed.step..steps {
                 let idx = chunk(i);
+                let began = Instant::now();
                 // Nothing but the next step touches the network in between.
                 self.trainer.look_ahead(chunk(i + 1), chunk(i + 2));
                 let (l, c) = self.trainer.step_indices(net, train, idx)?;
+                let took = began.elapsed().as_secs_f64();
+                if std::mem::replace(&mut self.stepped, true) {
+                    times.push(took);
+                } else {
+                    first = Some(took);
+                }
                 step += 1;
                 loss += l;
                 correct += c;
@@ -1097,6 +1116,7 @@ impl Session {
             validation,
             train_seconds,
             validation_seconds: vstart.elapsed().as_secs_f64(),
+            steps: StepTimes::summarize(&mut times, first),
         };
         self.epochs_done = epoch;
         if let (Some(_), Some(v)) = (cfg.early_stopping, stats.validation) {

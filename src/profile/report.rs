@@ -35,6 +35,7 @@
 
 use std::fmt::Write as _;
 
+use crate::nn::step_times::{StepTimes, SLOW_FACTOR};
 use crate::nn::EpochStats;
 use crate::profile::facts::{describe, describe_caches, describe_in_place, BuildFacts};
 use crate::trace::{self, Kind, Record};
@@ -55,6 +56,7 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         threads,
         peak,
         skipped_flops: trace::skipped_flops(),
+        steps: StepTimes::combine(&history.iter().filter_map(|h| h.steps).collect::<Vec<_>>()),
     };
     let facts = BuildFacts::current();
     format!(
@@ -80,6 +82,8 @@ struct Run {
     peak: Option<f64>,
     /// Floating-point operations the products skipped ([`trace::skipped_flops`]).
     skipped_flops: u64,
+    /// The training steps' times over the run's epochs (`None`: none timed).
+    steps: Option<StepTimes>,
 }
 
 fn rate(r: &Record) -> String {
@@ -212,6 +216,9 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
             levels.join(", ")
         );
     }
+    if let Some(steps) = &run.steps {
+        s.push_str(&steps_summary(steps));
+    }
     if let Some(peak) = peak {
         s.push_str(&limit_summary(records, cov, run, peak));
         s.push_str(&skipped_summary(records, run, peak));
@@ -238,6 +245,43 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
             "  (waiting: idle at the end of each parallel section of shards, or while one thread sums gradients,\n   updates weights; a timer around work that is itself parallel, e.g. the\n   GEMMs of a one-shard large network or validation, counts once, so its thread-s is a lower bound)"
         );
     }
+    s
+}
+
+/// A time in seconds as microseconds below a millisecond, else as milliseconds.
+fn short_time(seconds: f64) -> String {
+    if seconds < 1e-3 {
+        format!("{:.1} µs", seconds * 1e6)
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
+    }
+}
+
+/// The training steps one by one (see [`crate::nn::step_times`]): their
+/// spread, and the time the slow ones took beyond the median.
+fn steps_summary(t: &StepTimes) -> String {
+    let beyond = t.beyond_median().max(0.0);
+    let mut s = format!(
+        "Steps (training): {} timed, median {} (a tenth under {}, a tenth over {}, slowest {}). Had every step taken the median they would have taken {} ({:.1}%) less; {} of them took over {} times the median, {} beyond it. Every step does about the same work, so one far over the median waited: for a core the host or another process had taken, or for memory.",
+        t.steps,
+        short_time(t.median),
+        short_time(t.p10),
+        short_time(t.p90),
+        short_time(t.slowest),
+        short_time(beyond),
+        100.0 * t.share(beyond),
+        t.slow_steps,
+        SLOW_FACTOR,
+        short_time(t.slow_excess)
+    );
+    if let Some(first) = t.first {
+        let _ = write!(
+            s,
+            " The run's first step, which also made the workspaces, took {} (not counted above).",
+            short_time(first)
+        );
+    }
+    s.push('\n');
     s
 }
 
@@ -380,6 +424,7 @@ mod tests {
             threads,
             peak: None,
             skipped_flops: 0,
+            steps: None,
         }
     }
 
@@ -409,6 +454,7 @@ mod tests {
             threads: 2,
             peak: Some(10.0),
             skipped_flops: 3_500_000_000,
+            steps: None,
         };
         let out = skipped_summary(&records, &run, 10.0);
         // 1.5 GFLOP done + 3.5 skipped = 5 GFLOP, 0.5 s at 10 GFLOP/s; the run took 1 s.
@@ -459,6 +505,7 @@ mod tests {
             threads: 2,
             peak: Some(10.0),
             skipped_flops: 0,
+            steps: None,
         };
         let out = render(&records, &cov, &run);
         assert!(!out.contains("Zeros skipped"), "{out}");
@@ -507,6 +554,40 @@ mod tests {
         // Without a measured peak there is no summary.
         let quiet = render(&records, &cov, &Run { peak: None, ..run });
         assert!(!quiet.contains("Compute limit"), "{quiet}");
+    }
+
+    #[test]
+    fn the_steps_line_names_their_spread_and_what_the_slow_ones_cost() {
+        // Ten steps of 50 µs but two: 60 µs, and 400 µs (slow: over 100).
+        let mut times = [50.0, 50.0, 400.0, 50.0, 50.0, 60.0, 50.0, 50.0, 50.0, 50.0].map(|us| us * 1e-6);
+        let t = StepTimes::summarize(&mut times, Some(8.5e-3)).unwrap();
+        // 860 µs in all, 500 at the median: 360 µs beyond it (41.9%); the
+        // slow step 350 beyond it.
+        assert_eq!(
+            steps_summary(&t),
+            "Steps (training): 10 timed, median 50.0 µs (a tenth under 50.0 µs, a tenth over 60.0 µs, slowest 400.0 µs). Had every step taken the median they would have taken 360.0 µs (41.9%) less; 1 of them took over 2 times the median, 350.0 µs beyond it. Every step does about the same work, so one far over the median waited: for a core the host or another process had taken, or for memory. The run's first step, which also made the workspaces, took 8.50 ms (not counted above).\n"
+        );
+        let out = render(
+            &[],
+            &trace::Coverage {
+                by_level: [0.0; trace::MAX_LEVEL],
+                container_only: 0.0,
+            },
+            &Run {
+                steps: Some(t),
+                ..run(2)
+            },
+        );
+        assert!(out.contains("\nSteps (training): 10 timed"), "{out}");
+        assert!(!render(
+            &[],
+            &trace::Coverage {
+                by_level: [0.0; trace::MAX_LEVEL],
+                container_only: 0.0
+            },
+            &run(2)
+        )
+        .contains("Steps"));
     }
 
     #[test]
