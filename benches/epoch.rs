@@ -11,7 +11,8 @@
 //! the run), the share of each epoch's steps' time that went beyond its
 //! median step on 1 and 2 threads (median over seeds: every step does about
 //! the same work, so a large share says steps waited for a core or for
-//! memory; see `simdnet::nn::step_times`), the GEMM work of an epoch (training and validation: 3.42 GFLOP
+//! memory; see `simdnet::nn::step_times`), the speed-up of the median step
+//! (steadier than the epochs' when the host disturbs a few steps), the GEMM work of an epoch (training and validation: 3.42 GFLOP
 //! for the workshop network, 206 for 512-512) and the ratio of the 2-thread
 //! epoch to the compute limit: that work at the 2-thread FMA peak measured
 //! in the same process (as `simdnet bench` measures it).
@@ -25,7 +26,7 @@
 use std::path::Path;
 
 use simdnet::data::{mnist, Dataset};
-use simdnet::nn::{fit, Activation, Network, Optimizer, TrainConfig};
+use simdnet::nn::{fit, Activation, Network, Optimizer, StepTimes, TrainConfig};
 use simdnet::profile::machine::{core_round_trip_ns, median, peak_samples};
 use simdnet::trace;
 
@@ -55,15 +56,15 @@ fn epoch_seconds(hidden: &[usize], data: &Dataset, test: Option<&Dataset>, seed:
     timed_epoch(hidden, data, test, seed, scale).0
 }
 
-/// [`epoch_seconds`], with the share of the epoch's steps' time that went
-/// beyond the median step (see `simdnet::nn::step_times`).
+/// [`epoch_seconds`], with that epoch's step times (see
+/// `simdnet::nn::step_times`).
 fn timed_epoch(
     hidden: &[usize],
     data: &Dataset,
     test: Option<&Dataset>,
     seed: u64,
     scale: f64,
-) -> (f64, f64) {
+) -> (f64, StepTimes) {
     let mut net = Network::mlp(784, hidden, 10, Activation::Relu, seed).expect("network");
     let cfg = TrainConfig::default()
         .with_epochs(2)
@@ -75,8 +76,8 @@ fn timed_epoch(
     })
     .expect("training");
     let last = history.last().expect("two epochs");
-    let beyond = last.steps.map_or(0.0, |t| t.share(t.beyond_median().max(0.0)));
-    (last.train_seconds * scale + last.validation_seconds, beyond)
+    let steps = last.steps.expect("the second epoch's steps are timed");
+    (last.train_seconds * scale + last.validation_seconds, steps)
 }
 
 /// GFLOP of an epoch's GEMMs: forward, dW and dx (none for the first layer)
@@ -120,7 +121,7 @@ fn main() {
         println!("{}", shared_cores_note(peak / peak_one));
     }
     println!(
-        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10} {:>13} {:>14}",
+        "{:<16} {:>10} {:>10} {:>9} {:>8} {:>9} {:>10} {:>13} {:>14} {:>9}",
         "network",
         "1t s/ep",
         "2t s/ep",
@@ -129,20 +130,35 @@ fn main() {
         "limit s",
         "2t/limit",
         "seeds' s-up",
-        "> median 1t/2t"
+        "> median 1t/2t",
+        "step s-up"
     );
     for hidden in [&[16usize, 16][..], &[512, 512][..]] {
-        let (mut one, mut two, mut beyond) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new()]);
+        let (mut one, mut two, mut steps) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new()]);
         for seed in 1..=seeds {
-            for (pool, (times, beyond)) in pools
-                .iter()
-                .zip([&mut one, &mut two].into_iter().zip(&mut beyond))
-            {
-                let (t, b) = pool.install(|| timed_epoch(hidden, &data, Some(&test), seed, scale));
+            for (pool, (times, steps)) in pools.iter().zip([&mut one, &mut two].into_iter().zip(&mut steps)) {
+                let (t, s) = pool.install(|| timed_epoch(hidden, &data, Some(&test), seed, scale));
                 times.push(t);
-                beyond.push(b);
+                steps.push(s);
             }
         }
+        // The share of the steps' time beyond the median step, per thread
+        // count (median over seeds), and each seed's speed-up of its median
+        // step (median over seeds).
+        let beyond = |s: &[StepTimes]| {
+            median(
+                &s.iter()
+                    .map(|t| t.share(t.beyond_median().max(0.0)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let step_speedup = median(
+            &steps[0]
+                .iter()
+                .zip(&steps[1])
+                .map(|(a, b)| a.median / b.median)
+                .collect::<Vec<_>>(),
+        );
         let (t1, t2) = (median(&one), median(&two));
         let mut widths = vec![784];
         widths.extend_from_slice(hidden);
@@ -157,7 +173,7 @@ fn main() {
             .map(|(a, b)| a / b)
             .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
         println!(
-            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x {:>13} {:>14}{est}",
+            "{:<16} {:>10.4} {:>10.4} {:>8.2}x {:>8.2} {:>9.4} {:>9.2}x {:>13} {:>14} {:>8.2}x{est}",
             format!(
                 "784-{}-10",
                 hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
@@ -171,9 +187,10 @@ fn main() {
             format!("{lo:.2}-{hi:.2}x"),
             format!(
                 "{:.1}% / {:.1}%",
-                100.0 * median(&beyond[0]),
-                100.0 * median(&beyond[1])
-            )
+                100.0 * beyond(&steps[0]),
+                100.0 * beyond(&steps[1])
+            ),
+            step_speedup
         );
     }
     // Profiler overhead on the small network, all threads: off vs on, alternating.

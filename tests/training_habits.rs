@@ -254,6 +254,14 @@ fn json_output_parses_and_agrees_with_the_text_run() {
     for (h, (l, a)) in history.iter().zip(val_numbers(&text)) {
         assert_eq!(format!("{:.4}", h["val_loss"].as_f64().unwrap()), l);
         assert_eq!(format!("{:.4}", h["val_accuracy"].as_f64().unwrap()), a);
+        // 900 examples: 8 steps an epoch (the run's first timed apart). At
+        // least 4 of the 7 or 8 timed steps take the median or more, all
+        // inside the epoch's seconds.
+        let (step, epoch) = (
+            h["step_median_seconds"].as_f64().unwrap(),
+            h["seconds"].as_f64().unwrap(),
+        );
+        assert!(step > 0.0 && 4.0 * step <= epoch, "{h}");
     }
     let acc = format!("{:.4}", v["test_accuracy"].as_f64().unwrap());
     assert!(text.contains(&format!("Test accuracy: {acc}\n")), "{acc}\n{text}");

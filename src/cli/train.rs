@@ -925,6 +925,9 @@ fn json_report(
                 ("val_loss", Json::opt(h.validation.map(|v| v.loss))),
                 ("val_accuracy", Json::opt(h.validation.map(|v| v.accuracy))),
                 ("seconds", Json::Num(h.train_seconds + h.validation_seconds)),
+                // The median training step: steadier than the epoch on a
+                // busy machine (see nn::step_times).
+                ("step_median_seconds", Json::opt(h.steps.map(|t| t.median))),
             ])
         })
         .collect();
