@@ -416,6 +416,14 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
 mod tests {
     use super::*;
 
+    /// The coverage of a run in which no timer was open.
+    fn no_coverage() -> trace::Coverage {
+        trace::Coverage {
+            by_level: [0.0; trace::MAX_LEVEL],
+            container_only: 0.0,
+        }
+    }
+
     fn run(threads: usize) -> Run {
         Run {
             epochs: 1,
@@ -569,25 +577,14 @@ mod tests {
         );
         let out = render(
             &[],
-            &trace::Coverage {
-                by_level: [0.0; trace::MAX_LEVEL],
-                container_only: 0.0,
-            },
+            &no_coverage(),
             &Run {
                 steps: Some(t),
                 ..run(2)
             },
         );
         assert!(out.contains("\nSteps (training): 10 timed"), "{out}");
-        assert!(!render(
-            &[],
-            &trace::Coverage {
-                by_level: [0.0; trace::MAX_LEVEL],
-                container_only: 0.0
-            },
-            &run(2)
-        )
-        .contains("Steps"));
+        assert!(!render(&[], &no_coverage(), &run(2)).contains("Steps"));
     }
 
     #[test]
@@ -614,14 +611,7 @@ mod tests {
             !one.contains("Threads (training)") && !one.contains("waiting"),
             "{one}"
         );
-        let none = render(
-            &[],
-            &trace::Coverage {
-                by_level: [0.0; trace::MAX_LEVEL],
-                container_only: 0.0,
-            },
-            &run(2),
-        );
+        let none = render(&[], &no_coverage(), &run(2));
         assert!(
             none.contains("no training timer recorded any work") && !none.contains("waiting or untimed"),
             "{none}"
