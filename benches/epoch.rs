@@ -145,13 +145,8 @@ fn main() {
         // The share of the steps' time beyond the median step, per thread
         // count (median over seeds), and each seed's speed-up of its median
         // step (median over seeds).
-        let beyond = |s: &[StepTimes]| {
-            median(
-                &s.iter()
-                    .map(|t| t.share(t.beyond_median().max(0.0)))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let beyond =
+            |s: &[StepTimes]| median(&s.iter().map(|t| t.share(t.beyond_median())).collect::<Vec<_>>());
         let step_speedup = median(
             &steps[0]
                 .iter()

@@ -77,10 +77,10 @@ impl StepTimes {
     }
 
     /// What the steps took beyond the median, summed (the slower ones'
-    /// excess less the faster ones' shortfall): the time the epoch would
-    /// have saved had every step taken the median.
+    /// excess less the faster ones' shortfall, never below zero): the time
+    /// the epoch would have saved had every step taken the median.
     pub fn beyond_median(&self) -> f64 {
-        self.total - self.steps as f64 * self.median
+        (self.total - self.steps as f64 * self.median).max(0.0)
     }
 
     /// `seconds` as a share of the steps' time (from 0 to 1, the first
@@ -158,6 +158,13 @@ mod tests {
         let mut t = [5.5, 1.0, 2.0, 3.0];
         let s = StepTimes::summarize(&mut t, None).unwrap();
         assert_eq!((s.median, s.slow_steps, s.slow_excess), (2.5, 1, 3.0));
+    }
+
+    #[test]
+    fn steps_mostly_faster_than_the_median_leave_nothing_beyond_it() {
+        // Median 10, total 21: 9 under the median at 3 steps, reported as 0.
+        let mut t = [1.0, 10.0, 10.0];
+        assert_eq!(StepTimes::summarize(&mut t, None).unwrap().beyond_median(), 0.0);
     }
 
     #[test]

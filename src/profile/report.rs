@@ -260,7 +260,7 @@ fn short_time(seconds: f64) -> String {
 /// The training steps one by one (see [`crate::nn::step_times`]): their
 /// spread, and the time the slow ones took beyond the median.
 fn steps_summary(t: &StepTimes) -> String {
-    let beyond = t.beyond_median().max(0.0);
+    let beyond = t.beyond_median();
     let mut s = format!(
         "Steps (training): {} timed, median {} (a tenth under {}, a tenth over {}, slowest {}). Had every step taken the median they would have taken {} ({:.1}%) less; {} of them took over {} times the median, {} beyond it. Every step does about the same work, so one far over the median waited: for a core the host or another process had taken, or for memory.",
         t.steps,
