@@ -27,6 +27,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use simdnet::activation::Activation;
 use simdnet::gemm::{self, reference, BlockSizes, Epilogue, Parallelism};
 use simdnet::matrix::{Element, MatMut, MatRef};
+use simdnet::simd::LANES;
 /// Absolute tolerance for the vectorised sigmoid and tanh epilogues.
 const ACT_TOL: f32 = 2e-6;
 
@@ -971,6 +972,10 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
             (mr, 2 * nr, 1, 5),
             // one panel whose rows are contiguous, as in B~
             (2 * mr + 1, nr, 300, 0),
+            // narrower than a panel, its last vector partial (the 10
+            // logits with a 16-wide tile): contiguous rows, then padded
+            (2 * mr + 1, nr.saturating_sub(LANES) + 1, 300, 0),
+            (mr + 3, (nr - 1).max(1), 600, 2),
         ];
         for (m, n, k, pad) in shapes {
             check_both_orientations_of_a(m, n, k, index as u64);

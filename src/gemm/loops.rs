@@ -35,7 +35,10 @@
 //! too and the kernel reads
 //! each full `NR`-column panel of B where it is, one row of B per step of
 //! `k`; only a last partial panel is packed. The same numbers in the same
-//! order: the same bits.
+//! order: the same bits. On AVX2 a B narrower than one panel whose columns
+//! end inside its last vector (the 10 logits with the 6x16 tile) is read
+//! in place as well, that vector through a masked load (see
+//! `reads_b_edge_in_place`).
 
 use super::blocking::{l1d_bytes, l2_bytes, BlockSizes};
 use super::kernel::{MicroKernel, NextTile, TileOut};
@@ -43,6 +46,7 @@ use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
 use crate::matrix::{Element, MatRef};
+use crate::simd::LANES;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -256,6 +260,49 @@ fn reads_b_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
         && ((n >= 2 * nr && reads_wide_b_in_place(b)) || (n == nr && b.row_stride() == nr))
 }
 
+/// Whether the micro-kernel reads a B narrower than one panel (`n < NR`,
+/// the 10 logits with the 6x16 tile) where it is, its last vector through
+/// a masked load, instead of packing it zero-padded into B~ (see
+/// [`super::kernel::InPlaceBKernelFn`]): a row-major B whose row stride is
+/// not `NR` (the kernel tells an in-place B by its step), at most
+/// [`B_IN_PLACE_MAX_M`] rows of A, and columns ending inside the panel's
+/// last vector (`n > NR - LANES`). By default only on x86-64 with AVX2 and
+/// not AVX-512 ([`EDGE_B_IN_PLACE_DEFAULT`]); [`set_wide_in_place`] forces
+/// it as it forces the wide reads. The same numbers in the same order: the
+/// same bits.
+fn reads_b_edge_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool {
+    b.col_stride() == 1
+        && b.row_stride() != nr
+        && m <= B_IN_PLACE_MAX_M
+        && n < nr
+        && n + LANES > nr
+        && forced_wide_in_place().unwrap_or(EDGE_B_IN_PLACE_DEFAULT)
+}
+
+/// Whether [`reads_b_edge_in_place`] is on unless forced: the AVX2 build
+/// (8 lanes), where a masked load is one instruction and it was measured
+/// to pay. On Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes, 2 cores,
+/// 2026-12-03; the two ways alternated in one build, ratio to the best of
+/// the `gemm` crate and `matrixmultiply`, packed -> in place):
+/// - `cargo bench --bench gemm`, `H·W` 128x10x512, three runs: 1 thread
+///   0.93-1.05 -> 0.99-1.14, 2 threads from inside the pool 1.02-1.05 ->
+///   1.20-1.39 (each of the two tasks packed B); kernel mode, four runs,
+///   0.81-0.99 -> 0.99-1.15.
+/// - `cargo bench --bench step`, three runs, 1 thread: the workshop
+///   network's `Hᵀ·dZ` 16x10x128 0.63-0.70 -> 1.13-1.17 and `H·W`
+///   128x10x16 0.95-1.01 -> 1.20-1.28 (products of 1-3 µs, where packing
+///   the 10 columns cost as much as the product).
+/// - With more than [`B_IN_PLACE_MAX_M`] rows (`Hᵀ·dZ` 512x10x128, B 5 KiB)
+///   in place on 2 threads, four runs: 1.47-1.67 -> 1.16-1.64; not taken.
+///
+/// AVX-512 and ARM were not measured (on aarch64 the partial load is a
+/// copy): they keep B~.
+pub const EDGE_B_IN_PLACE_DEFAULT: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    not(target_feature = "avx512f")
+));
+
 /// [`reads_wide_in_place`] for this B, and with an L1d under
 /// [`WIDE_IN_PLACE_MIN_L1D`] (unless forced) also a B whose rows span at
 /// most half of it: its lines are contiguous or nearly so, none folds onto
@@ -368,9 +415,10 @@ unsafe fn five_loops<A: AOperand>(
     // offsets (see `AOperand::gather_depth`): in direct mode, where each A
     // element is used once, it replaces the copy. Same sums, same bits.
     let gather_kernel = kernel.run_gather.filter(|_| direct && a.gathers(alpha));
+    let b_edge_in_place = reads_b_edge_in_place(b, m, n, nr);
     let b_in_place = kernel
         .run_b_in_place
-        .filter(|_| gather_kernel.is_none() && reads_b_in_place(b, m, n, nr));
+        .filter(|_| gather_kernel.is_none() && (reads_b_in_place(b, m, n, nr) || b_edge_in_place));
     let nc_max = blocks.nc.div_ceil(nr).max(1) * nr;
     let nc_max = nc_max.min(n.div_ceil(nr) * nr);
     // An A read where it is costs nothing to read again for the next block
@@ -405,7 +453,11 @@ unsafe fn five_loops<A: AOperand>(
             let kc = kc_max.min(k - pc);
             // B~: every panel, or with B in place only a last partial one
             // (into the first slot).
-            let b_full = if b_in_place.is_some() { nc / nr * nr } else { 0 };
+            let b_full = match b_in_place {
+                Some(_) if b_edge_in_place => nc,
+                Some(_) => nc / nr * nr,
+                None => 0,
+            };
             if b_full < nc {
                 pack_b(b, (pc, kc), (jc + b_full, nc - b_full), nr, b_packed);
             }
@@ -453,7 +505,8 @@ unsafe fn five_loops<A: AOperand>(
                     // (pointer, step between rows) of this B micro-panel
                     let (b_ptr, pb) = if jr < b_full {
                         // SAFETY: element (pc, jc + jr) is inside B: pc < k,
-                        // jc + jr + nr <= jc + b_full <= n.
+                        // jc + jr + nr <= jc + b_full <= n, or for a B narrower
+                        // than a panel jc + jr = 0 (the kernel reads its n columns).
                         (
                             unsafe { b.data().as_ptr().add(pc * b.row_stride() + jc + jr) },
                             b.row_stride(),
@@ -896,6 +949,27 @@ mod tests {
                 !reads_b_in_place(&wide, 257, 64, 16),
                 "more rows than B_IN_PLACE_MAX_M"
             );
+            // B narrower than a panel, ending inside its last vector: the
+            // AVX2 default unless forced
+            let narrow = MatRef::from_slice(&data[..300 * 15], 300, 15);
+            let edge = forced.unwrap_or(EDGE_B_IN_PLACE_DEFAULT);
+            assert_eq!(reads_b_edge_in_place(&narrow, 128, 15, 16), edge, "{forced:?}");
+            let (n_short, nr) = (16 - LANES, 16);
+            let short = MatRef::from_slice(&data[..300 * n_short], 300, n_short);
+            assert!(
+                !reads_b_edge_in_place(&short, 128, n_short, nr),
+                "columns ending before the last vector"
+            );
+            let strided = MatRef::with_strides(&data[..300 * 16], 300, 15, 16, 1);
+            assert!(
+                !reads_b_edge_in_place(&strided, 128, 15, 16),
+                "a row stride of NR reads as packed"
+            );
+            assert!(
+                !reads_b_edge_in_place(&narrow, 257, 15, 16),
+                "more rows than B_IN_PLACE_MAX_M"
+            );
+            assert!(!reads_b_edge_in_place(&narrow.t(), 15, 300, 16), "not row-major");
             // A with contiguous rows: in place unless forced off; a transposed
             // A only with the wide reads on.
             let kernel = super::super::kernel::default_kernel();

@@ -200,10 +200,14 @@ pub type GatherKernelFn =
 /// `unsafe fn(kc, a, ra, pa, b, pb, out)`: a [`StridedKernelFn`] that also
 /// reads B in place: step `p` of its B micro-panel is the `NR` floats at
 /// `b + p·pb` (a full panel of a row-major B, `pb` its row stride; a packed
-/// A~ panel is `(ra, pa) = (1, MR)`).
+/// A~ panel is `(ra, pa) = (1, MR)`). With B in place (`pb != NR`) and a
+/// tile whose `out.cols` end inside the panel's last vector
+/// (`NR - LANES < cols < NR`: a last partial panel), only the valid columns
+/// of each step are read (a masked load on x86-64).
 ///
 /// # Safety
-/// As [`StridedKernelFn`], with `b + p·pb .. + NR` readable for `p < kc`.
+/// As [`StridedKernelFn`], with `b + p·pb .. + NR` readable for `p < kc`
+/// (for such an edge tile, `b + p·pb .. + out.cols`).
 pub type InPlaceBKernelFn =
     unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, pb: usize, out: &TileOut);
 

@@ -53,7 +53,7 @@ pub unsafe fn micro_kernel<const MR: usize, const NV: usize>(
     out: &TileOut,
 ) {
     // SAFETY: a packed panel is the strided case with strides (1, MR).
-    unsafe { kernel_body::<MR, NV>(kc, a, 1, MR, b, NV * LANES, out) }
+    unsafe { kernel_body::<MR, NV, false>(kc, a, 1, MR, b, NV * LANES, LANES, out) }
 }
 
 /// The same micro-kernel reading A in place: `A[i, p]` at `a + i·ra + p·pa`
@@ -149,12 +149,19 @@ unsafe fn any_a_body<const MR: usize, const NV: usize>(
     pb: usize,
     out: &TileOut,
 ) {
+    // B in place (`pb != NR`) at an edge tile whose columns end inside B's
+    // last vector: that vector is read for its valid lanes only (`last`,
+    // see `super::InPlaceBKernelFn`); the other lanes are zero, as in a
+    // zero-padded B~, and never stored.
+    let last = out.cols.wrapping_sub((NV - 1) * LANES);
+    let edge = pb != NV * LANES && (1..LANES).contains(&last);
     // SAFETY: forwarded from the caller.
     unsafe {
-        if ra == 1 {
-            kernel_body::<MR, NV>(kc, a, 1, pa, b, pb, out)
-        } else {
-            strided_body::<MR, NV>(kc, a, ra, pa, b, pb, out)
+        match (ra == 1, edge) {
+            (true, false) => kernel_body::<MR, NV, false>(kc, a, 1, pa, b, pb, LANES, out),
+            (false, false) => strided_body::<MR, NV, false>(kc, a, ra, pa, b, pb, LANES, out),
+            (true, true) => kernel_body::<MR, NV, true>(kc, a, 1, pa, b, pb, last, out),
+            (false, true) => strided_body::<MR, NV, true>(kc, a, ra, pa, b, pb, last, out),
         }
     }
 }
@@ -220,13 +227,15 @@ const GROUP: usize = 4;
 /// `pa` each step, independently of the others. Same arithmetic, same
 /// order, same bits as the packed kernel.
 #[inline(always)]
-unsafe fn strided_body<const MR: usize, const NV: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn strided_body<const MR: usize, const NV: usize, const EDGE: bool>(
     kc: usize,
     a: *const f32,
     ra: usize,
     pa: usize,
     b: *const f32,
     pb: usize,
+    last: usize,
     out: &TileOut,
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
@@ -249,13 +258,13 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
     let prefetching = kc.min(next.left);
     for _ in 0..prefetching {
         // SAFETY: step p of both panels (elements of A at base + r·ra).
-        unsafe { rank_1::<MR, NV>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b) };
+        unsafe { rank_1::<MR, NV, EDGE>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b, last) };
         advance(&mut base, &mut b);
         next.issue();
     }
     for _ in prefetching..kc {
         // SAFETY: as above.
-        unsafe { rank_1::<MR, NV>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b) };
+        unsafe { rank_1::<MR, NV, EDGE>(&mut acc, |i| base[i / GROUP].add((i % GROUP) * ra), b, last) };
         advance(&mut base, &mut b);
     }
     // SAFETY: forwarded from the caller.
@@ -265,13 +274,15 @@ unsafe fn strided_body<const MR: usize, const NV: usize>(
 /// The micro-kernel: `kc` rank-1 updates of the register tile, then the
 /// store (`pb`: floats from one step's B row to the next; `NR` when packed).
 #[inline(always)]
-unsafe fn kernel_body<const MR: usize, const NV: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_body<const MR: usize, const NV: usize, const EDGE: bool>(
     kc: usize,
     a: *const f32,
     ra: usize,
     pa: usize,
     b: *const f32,
     pb: usize,
+    last: usize,
     out: &TileOut,
 ) {
     let mut acc = [[V::ZERO; NV]; MR];
@@ -283,7 +294,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
     for _ in 0..prefetching {
         // SAFETY: step p of both panels, then one step on (or one past the end).
         unsafe {
-            rank_1::<MR, NV>(&mut acc, |i| a.add(i * ra), b);
+            rank_1::<MR, NV, EDGE>(&mut acc, |i| a.add(i * ra), b, last);
             (a, b) = (a.add(pa), b.add(pb));
         }
         next.issue();
@@ -291,7 +302,7 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
     for _ in prefetching..kc {
         // SAFETY: as above.
         unsafe {
-            rank_1::<MR, NV>(&mut acc, |i| a.add(i * ra), b);
+            rank_1::<MR, NV, EDGE>(&mut acc, |i| a.add(i * ra), b, last);
             (a, b) = (a.add(pa), b.add(pb));
         }
     }
@@ -302,19 +313,30 @@ unsafe fn kernel_body<const MR: usize, const NV: usize>(
 
 /// One step of `k`: `acc[i][v] += A[i, p] · B[p, v·LANES..]`, with the
 /// step's element of row `i` of A at `a_row(i)` and its row of B at `b`.
+/// With `EDGE`, B's last vector is read for its first `last` lanes only
+/// (zero in the others).
 ///
 /// # Safety
-/// `a_row(i)` readable for `i < MR`, `b` for `NV · LANES` floats.
+/// `a_row(i)` readable for `i < MR`, `b` for `NV · LANES` floats (with
+/// `EDGE`, `(NV - 1) · LANES + last`).
 #[inline(always)]
-unsafe fn rank_1<const MR: usize, const NV: usize>(
+unsafe fn rank_1<const MR: usize, const NV: usize, const EDGE: bool>(
     acc: &mut [[V; NV]; MR],
     a_row: impl Fn(usize) -> *const f32,
     b: *const f32,
+    last: usize,
 ) {
     let mut bv = [V::ZERO; NV];
     for (v, bv) in bv.iter_mut().enumerate() {
-        // SAFETY: within this step's `nr` floats of the B micro-panel.
-        *bv = unsafe { simd::load(b.add(v * LANES)) };
+        // SAFETY: within this step's `nr` floats of the B micro-panel (with
+        // `EDGE`, its valid ones).
+        *bv = unsafe {
+            if EDGE && v == NV - 1 {
+                simd::load_partial(b.add(v * LANES), last)
+            } else {
+                simd::load(b.add(v * LANES))
+            }
+        };
     }
     for (i, acc_row) in acc.iter_mut().enumerate() {
         // SAFETY: element (i, p) of the A micro-panel.
