@@ -20,8 +20,9 @@
 //! stays in L1 or L2 between B~ panels, see `small_a_in_place`.)
 //! Instead the strided micro-kernel reads A where it is (`f32`, `alpha = 1`),
 //! or from a block converted to `f32` in A's own orientation (`u8` pixels or
-//! a scale: a contiguous, vectorised copy, no transpose); only a last
-//! partial micro-panel is packed (zero-padded). Each element is still
+//! a scale: a contiguous, vectorised copy, no transpose); a last partial
+//! micro-panel is read the same way when the short kernel reads exactly
+//! its rows (`kernel::short_body_rows`), else packed (zero-padded). Each element is still
 //! computed as `fma(alpha·a, b, acc)` in the same order, so both modes give
 //! the same bits. An A whose rows and depth are not evenly spaced but can be
 //! read in place (a `valid` convolution's unfolded `f32` input,
@@ -41,7 +42,7 @@
 //! `reads_b_edge_in_place`).
 
 use super::blocking::{l1d_bytes, l2_bytes, BlockSizes};
-use super::kernel::{MicroKernel, NextTile, TileOut};
+use super::kernel::{short_body_rows, MicroKernel, NextTile, TileOut};
 use super::operand::AOperand;
 use super::pack::{pack_b, Lines, PREFETCH_AHEAD};
 use super::Fused;
@@ -479,9 +480,16 @@ unsafe fn five_loops<A: AOperand>(
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 // Direct mode: full micro-panels are read in place (or through a
-                // small non-transposing f32 copy, see `direct_a`); a last partial
-                // micro-panel is packed. Otherwise pack the whole A~ block.
+                // small non-transposing f32 copy, see `direct_a`); so is a last
+                // partial micro-panel when the short kernel reads exactly its
+                // rows (`tail_direct`, see `short_body_rows`), else it is
+                // packed. Otherwise pack the whole A~ block.
                 let full = if direct { mc / mr * mr } else { 0 };
+                let tail_direct = direct
+                    && full < mc
+                    && gather.is_none()
+                    && kernel.run_short.is_some()
+                    && short_body_rows(mc - full, mr) == mc - full;
                 let mut a_direct = (a_packed.as_ptr(), 1, mr);
                 if gather.is_some() {
                     // every panel in place; a last partial one repeats its last
@@ -492,10 +500,11 @@ unsafe fn five_loops<A: AOperand>(
                 } else if !direct {
                     a.pack(alpha, (ic, mc), (pc, kc), mr, a_packed);
                 } else {
-                    if full > 0 {
-                        a_direct = a.direct(alpha, (ic, full), (pc, kc), a_packed);
+                    let direct_rows = if tail_direct { mc } else { full };
+                    if direct_rows > 0 {
+                        a_direct = a.direct(alpha, (ic, direct_rows), (pc, kc), a_packed);
                     }
-                    if full < mc {
+                    if direct_rows < mc {
                         a.pack(alpha, (ic + full, mc - full), (pc, kc), mr, a_tail);
                     }
                 }
@@ -567,16 +576,24 @@ unsafe fn five_loops<A: AOperand>(
                         // full panel of B in place: rows pc..pc+kc <= k, columns
                         // jc+jr..+nr <= n, `pb` apart.
                         // A: in direct mode rows ir..ir+mr <= full of the block
-                        // returned by `direct_a`, with its strides,
+                        // returned by `direct_a`, with its strides (with
+                        // `tail_direct` also the tail's rows ir..mc, which the
+                        // short kernel reads exactly),
                         // else a packed mr·kc panel of `a_packed` / `a_tail`.
                         // `out` is a valid exclusive tile of C, clipped to m x n.
                         unsafe {
                             let short = kernel.run_short.filter(|_| out.rows < mr && gather.is_none());
                             if let Some(run) = short {
                                 // A block's last tile, of fewer than MR rows
-                                // (computing only those): its A~ panel is packed
-                                // (the panels read in place, ir < full, are full).
-                                run(out.rows, kc, packed(), 1, mr, b_ptr, pb, &out)
+                                // (computing only those): read where the block's
+                                // full panels are read (`tail_direct`), or packed.
+                                let (a_ptr, ra, pa) = if tail_direct {
+                                    let (ptr, ra, pa) = a_direct;
+                                    (ptr.add(ir * ra), ra, pa)
+                                } else {
+                                    (packed(), 1, mr)
+                                };
+                                run(out.rows, kc, a_ptr, ra, pa, b_ptr, pb, &out)
                             } else if let (Some(run), true) = (b_in_place, jr < b_full) {
                                 let (a_ptr, ra, pa) = if ir < full {
                                     let (ptr, ra, pa) = a_direct;

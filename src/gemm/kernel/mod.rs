@@ -228,6 +228,18 @@ pub type ShortKernelFn = unsafe fn(
     out: &TileOut,
 );
 
+/// The rows of A a [`ShortKernelFn`] of tile height `mr` reads for a tile
+/// of `rows < mr` valid rows: the fewest of 1, 2, 4 and 8 that hold them,
+/// else all `mr`. When it is `rows` itself, the kernel reads no row past
+/// the tile's, so A may be read in place for it (the loops' last tile of a
+/// block).
+pub fn short_body_rows(rows: usize, mr: usize) -> usize {
+    [1, 2, 4, 8]
+        .into_iter()
+        .find(|&body| rows <= body && body < mr)
+        .unwrap_or(mr)
+}
+
 /// A micro-kernel and its register-tile shape.
 #[derive(Clone, Copy, Debug)]
 pub struct MicroKernel {
@@ -580,6 +592,27 @@ fn choose_by_shape(n: usize, k: usize, mid: bool) -> &'static MicroKernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The short kernel's body for a tile of `rows` rows holds them, is one
+    /// the kernel has (1, 2, 4, 8 or the full tile), and is the smallest
+    /// such: a tail of 2 or 4 rows of the 6x16 tile is read exactly (A in
+    /// place), one of 3 or 5 is not.
+    #[test]
+    fn short_bodies_hold_the_rows_and_no_more_than_needed() {
+        for mr in [6, 8, 12, 16] {
+            for rows in 1..mr {
+                let body = short_body_rows(rows, mr);
+                assert!(rows <= body && body <= mr, "{rows} rows of {mr}: {body}");
+                assert!([1, 2, 4, 8, mr].contains(&body), "{rows} rows of {mr}: {body}");
+                let smaller = [1, 2, 4, 8].into_iter().any(|b| rows <= b && b < body);
+                assert!(!smaller, "{rows} rows of {mr}: {body} is not the smallest");
+            }
+        }
+        let exact: Vec<usize> = (1..6).filter(|&r| short_body_rows(r, 6) == r).collect();
+        assert_eq!(exact, [1, 2, 4]);
+        assert_eq!(short_body_rows(5, 6), 6);
+        assert_eq!(short_body_rows(12, 16), 16);
+    }
 
     #[test]
     fn lanes_along_m_kernels_only_where_the_l1d_lets_them_pay() {

@@ -100,7 +100,9 @@ pub unsafe fn micro_kernel_b_in_place<const MR: usize, const NV: usize>(
 /// last tile of a block whose height is not a multiple of `MR`): the same
 /// body with 1, 2, 4 or 8 rows, the fewest that hold `rows`, so that the
 /// rows past the edge are not computed (a full `MR`-row body when no
-/// smaller one fits). With the 6x16 kernel, `m = 128` ends in a tile of
+/// smaller one fits; [`super::short_body_rows`]: when the body has exactly
+/// `rows` rows, no row past them is read, and the loops read A in place).
+/// With the 6x16 kernel, `m = 128` ends in a tile of
 /// 2 rows and a 64-row shard in one of 4. A packed A~ panel is
 /// `(ra, pa) = (1, MR)`, a packed B~ panel `pb = NR`. Each element is the
 /// same sum in the same order as in the full tile: same bits.
@@ -123,11 +125,11 @@ pub unsafe fn micro_kernel_short<const MR: usize, const NV: usize>(
     // SAFETY: forwarded from the caller; each body reads rows < its own MR
     // <= this kernel's MR of A.
     unsafe {
-        match rows {
+        match super::short_body_rows(rows, MR) {
             1 if MR > 1 => any_a_body::<1, NV>(kc, a, ra, pa, b, pb, out),
             2 if MR > 2 => any_a_body::<2, NV>(kc, a, ra, pa, b, pb, out),
-            3 | 4 if MR > 4 => any_a_body::<4, NV>(kc, a, ra, pa, b, pb, out),
-            5..=8 if MR > 8 => any_a_body::<8, NV>(kc, a, ra, pa, b, pb, out),
+            4 if MR > 4 => any_a_body::<4, NV>(kc, a, ra, pa, b, pb, out),
+            8 if MR > 8 => any_a_body::<8, NV>(kc, a, ra, pa, b, pb, out),
             _ => any_a_body::<MR, NV>(kc, a, ra, pa, b, pb, out),
         }
     }
