@@ -280,7 +280,7 @@ fn reads_b_edge_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool
         && forced_wide_in_place().unwrap_or(EDGE_B_IN_PLACE_DEFAULT)
 }
 
-/// Whether [`reads_b_edge_in_place`] is on unless forced: the AVX2 build
+/// Whether `reads_b_edge_in_place` is on unless forced: the AVX2 build
 /// (8 lanes), where a masked load is one instruction and it was measured
 /// to pay. On Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes, 2 cores,
 /// 2026-12-03; the two ways alternated in one build, ratio to the best of
@@ -293,7 +293,7 @@ fn reads_b_edge_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool
 ///   network's `Hᵀ·dZ` 16x10x128 0.63-0.70 -> 1.13-1.17 and `H·W`
 ///   128x10x16 0.95-1.01 -> 1.20-1.28 (products of 1-3 µs, where packing
 ///   the 10 columns cost as much as the product).
-/// - With more than [`B_IN_PLACE_MAX_M`] rows (`Hᵀ·dZ` 512x10x128, B 5 KiB)
+/// - With more than `B_IN_PLACE_MAX_M` rows (`Hᵀ·dZ` 512x10x128, B 5 KiB)
 ///   in place on 2 threads, four runs: 1.47-1.67 -> 1.16-1.64; not taken.
 ///
 /// AVX-512 and ARM were not measured (on aarch64 the partial load is a
