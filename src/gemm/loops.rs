@@ -277,7 +277,14 @@ fn reads_b_edge_in_place(b: &MatRef<f32>, m: usize, n: usize, nr: usize) -> bool
         && m <= B_IN_PLACE_MAX_M
         && n < nr
         && n + LANES > nr
-        && forced_wide_in_place().unwrap_or(EDGE_B_IN_PLACE_DEFAULT)
+        && reads_narrow_b_in_place()
+}
+
+/// Whether the next GEMM reads a B narrower than one panel in place (see
+/// `reads_b_edge_in_place`): forced by [`set_wide_in_place`], else
+/// [`EDGE_B_IN_PLACE_DEFAULT`]. Either way the bits are the same.
+pub fn reads_narrow_b_in_place() -> bool {
+    forced_wide_in_place().unwrap_or(EDGE_B_IN_PLACE_DEFAULT)
 }
 
 /// Whether `reads_b_edge_in_place` is on unless forced: the AVX2 build

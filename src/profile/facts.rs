@@ -140,9 +140,10 @@ pub fn describe(b: BlockSizes) -> String {
     format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
 }
 
-/// How the tools print [`BuildFacts::wide_in_place`], and that a packed B~
+/// How the tools print [`BuildFacts::wide_in_place`], that a packed B~
 /// beside an A read in place takes fewer columns than `NC`, to stay within
-/// half of L2 (see `gemm::loops`).
+/// half of L2, and whether a B narrower than one panel is read in place
+/// ([`gemm::loops::reads_narrow_b_in_place`]; see `gemm::loops`).
 pub fn describe_in_place(on: bool) -> String {
     let operands = if on {
         "wide operands read in place".to_string()
@@ -152,7 +153,12 @@ pub fn describe_in_place(on: bool) -> String {
             gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10
         )
     };
-    format!("{operands}; B~ within half of L2 when A is read in place")
+    let narrow = if gemm::loops::reads_narrow_b_in_place() {
+        "; a B narrower than a panel read in place, its last vector masked"
+    } else {
+        ""
+    };
+    format!("{operands}; B~ within half of L2 when A is read in place{narrow}")
 }
 
 /// A size in bytes as `48 KiB` / `2 MiB` (whole units when exact).
