@@ -516,6 +516,10 @@ unsafe fn five_loops<A: AOperand>(
                     }
                 }
                 let tiles_m = mc.div_ceil(mr);
+                // For `prefetch_c`: the tile `ahead` tiles after the current one
+                // in loop order (down each panel, then the next panel), as
+                // (row tile, column tile); stepped, not divided out, per tile.
+                let mut ahead_tile = (ahead % tiles_m, ahead / tiles_m);
                 // Loop 2 ("jr loop"): one B~ micro-panel, kept in L1.
                 for jr in (0..nc).step_by(nr) {
                     // (pointer, step between rows) of this B micro-panel
@@ -559,17 +563,19 @@ unsafe fn five_loops<A: AOperand>(
                         } else if prefetch && !in_kernel {
                             // C's lines `ahead` tiles ahead (at a block's first
                             // tile, those of the tiles up to there as well)
-                            // tiles in loop order: t = (jr / nr)·tiles_m + ir / mr
-                            let t = (jr / nr) * tiles_m + ir / mr;
-                            let first = if t == 0 { 0 } else { t + ahead };
-                            for u in first..=t + ahead {
-                                let (ni, nj) = ((u % tiles_m) * mr, (u / tiles_m) * nr);
+                            let prefetch_tile = |(ti, tj): (usize, usize)| {
+                                let (ni, nj) = (ti * mr, tj * nr);
                                 if nj < nc {
                                     let tile = c.ptr.wrapping_add((ic + ni) * c.rs + jc + nj);
                                     prefetch_c(tile, c.rs, (mr.min(mc - ni), nr.min(nc - nj)));
                                 }
+                            };
+                            if ir == 0 && jr == 0 {
+                                (0..ahead).for_each(|u| prefetch_tile((u % tiles_m, u / tiles_m)));
                             }
+                            prefetch_tile(ahead_tile);
                         }
+                        ahead_tile = tile_after(ahead_tile, tiles_m);
                         // The packed A~ panel of rows ir..: a direct block's
                         // packed tail, or a panel of the packed block.
                         let packed = || {
@@ -623,6 +629,18 @@ unsafe fn five_loops<A: AOperand>(
                 }
             }
         }
+    }
+}
+
+/// The tile after `(row tile, column tile)` in the loops' order, with
+/// `tiles_m` row tiles per panel: the one below it, or the top of the next
+/// panel. Tile `u` of a block is `(u % tiles_m, u / tiles_m)`; stepping
+/// saves the loops two divisions per tile.
+fn tile_after((ti, tj): (usize, usize), tiles_m: usize) -> (usize, usize) {
+    if ti + 1 < tiles_m {
+        (ti + 1, tj)
+    } else {
+        (0, tj + 1)
     }
 }
 
@@ -930,6 +948,21 @@ mod tests {
                     .map(|&(i, j)| ((ic + i) * rs + jc + j, mr.min(mc - i), nr.min(nc - j)));
                 let got = got.map(|n| (n.c as usize / 4, n.rows, n.cols));
                 assert_eq!(got, want, "tile {t} of {mc} x {nc} in {mr} x {nr} tiles");
+            }
+        }
+    }
+
+    /// Stepping through the tiles gives tile `u` at `(u % tiles_m, u / tiles_m)`,
+    /// as the divisions it replaces do.
+    #[test]
+    fn tiles_stepped_in_loop_order() {
+        for tiles_m in [1, 2, 3, 22] {
+            for start in [0, 1, 5, 13] {
+                let mut tile = (start % tiles_m, start / tiles_m);
+                for u in start..start + 100 {
+                    assert_eq!(tile, (u % tiles_m, u / tiles_m), "tiles_m {tiles_m}, u {u}");
+                    tile = tile_after(tile, tiles_m);
+                }
             }
         }
     }
