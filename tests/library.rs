@@ -69,8 +69,11 @@ fn each_epoch_times_its_steps_with_the_first_apart() {
             0.0 < t.p10 && t.p10 <= t.median && t.median <= t.p90 && t.p90 <= t.slowest,
             "{t:?}"
         );
+        // At least the steps from the tenth up take p10 or more (the faster
+        // tenth, here the batch of 4 among them, may take far less).
+        let at_least_p10 = t.steps - (t.steps - 1) / 10;
         assert!(
-            t.total >= t.steps as f64 * t.p10 && t.total <= t.steps as f64 * t.slowest,
+            t.total >= at_least_p10 as f64 * t.p10 && t.total <= t.steps as f64 * t.slowest,
             "{t:?}"
         );
         // The steps ran inside the epoch's training time.
