@@ -635,7 +635,7 @@ unsafe fn five_loops<A: AOperand>(
 /// The tile after `(row tile, column tile)` in the loops' order, with
 /// `tiles_m` row tiles per panel: the one below it, or the top of the next
 /// panel. Tile `u` of a block is `(u % tiles_m, u / tiles_m)`; stepping
-/// saves the loops two divisions per tile.
+/// it along spares the loops the integer divisions that found it, per tile.
 fn tile_after((ti, tj): (usize, usize), tiles_m: usize) -> (usize, usize) {
     if ti + 1 < tiles_m {
         (ti + 1, tj)
