@@ -442,6 +442,56 @@ fn bit_identical_across_thread_counts() {
     }
 }
 
+/// A product large enough to be handed whole to the global pool when called
+/// from outside it (`threads::hands_whole_to_pool`), and one just below,
+/// which runs a half on the caller: both give the bits of `Sequential`,
+/// call after call.
+#[test]
+fn products_called_from_outside_the_pool_have_the_bits_of_sequential() {
+    use simdnet::gemm::threads::{hands_whole_to_pool, INJECT_MIN_FLOPS};
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(23);
+    // 2·m·n·k just above and just below INJECT_MIN_FLOPS, off the tile grids
+    let (m, n) = (301, 250);
+    let k_above = INJECT_MIN_FLOPS.div_ceil(2 * m * n);
+    for (k, whole) in [(k_above, true), (k_above - 1, false)] {
+        assert_eq!(hands_whole_to_pool(2 * m * n * k), whole, "{m}x{n}x{k}");
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let run = |par: Parallelism| {
+            let mut c = vec![f32::NAN; m * n];
+            let (a, b) = (MatRef::from_slice(&a, m, k), MatRef::from_slice(&b, k, n));
+            gemm::gemm(
+                1.0,
+                a,
+                b,
+                0.0,
+                MatMut::from_slice(&mut c, m, n),
+                Epilogue::None,
+                par,
+            );
+            c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let sequential = run(Parallelism::Sequential);
+        if rayon::current_thread_index().is_none() && rayon::current_num_threads() >= 2 {
+            // two tasks on a global pool of two threads (CI's): the path tested
+            use simdnet::gemm::threads::{max_tasks, min_flops_per_task, plan_with};
+            let kernel = simdnet::gemm::kernel::choose(n);
+            let (min_task, most) = (min_flops_per_task(), max_tasks());
+            let plan = plan_with(m, n, k, (kernel.mr, kernel.nr), min_task, most);
+            assert!(plan.tasks(m, n) >= 2, "{m}x{n}x{k} must split to test anything");
+        }
+        for round in 0..3 {
+            let outside = run(Parallelism::Rayon);
+            let bad = outside.iter().zip(&sequential).position(|(x, y)| x != y);
+            assert!(
+                bad.is_none(),
+                "{m}x{n}x{k} from outside the pool (handed whole: {whole}), round {round}: element {bad:?} differs"
+            );
+        }
+    }
+}
+
 /// Shapes that split into several rayon tasks for every kernel, with `m`
 /// and `n` off the tile and task grids (edge tiles and a short last task),
 /// and `k` above every default `kc` (several loop-4 blocks per task).

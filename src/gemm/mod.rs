@@ -35,7 +35,9 @@
 //!
 //! Threads: the calling thread should itself be a rayon worker (run the
 //! training loop inside `pool.install(..)`); called from outside the pool,
-//! every parallel GEMM also pays a cross-thread hand-off.
+//! every parallel GEMM also pays a cross-thread hand-off (one half on the
+//! caller, or from [`threads::INJECT_MIN_FLOPS`] on the whole product on the
+//! global pool while the caller waits).
 
 pub mod blocking;
 pub mod depth_split;
@@ -289,9 +291,15 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
     if tasks == 1 {
         run_task(0);
     } else if tasks == 2 && rayon::current_thread_index().is_none() {
-        // Called from outside the pool (the main thread): one half here, the
-        // other on a worker if one takes it in time (see `join_here_or_there`).
-        threads::join_here_or_there(|| run_task(0), || run_task(1), rayon::spawn);
+        // Called from outside the pool (the main thread): a large product
+        // is handed to the pool whole, this thread waiting; a smaller one
+        // runs one half here, the other on a worker if one takes it in
+        // time (see `join_here_or_there`).
+        if threads::hands_whole_to_pool(2 * m * n * k) {
+            rayon::join(|| run_task(0), || run_task(1));
+        } else {
+            threads::join_here_or_there(|| run_task(0), || run_task(1), rayon::spawn);
+        }
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
     }

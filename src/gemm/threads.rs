@@ -21,7 +21,8 @@
 //!
 //! Called from a thread outside the pool with two tasks, the caller runs
 //! one and a worker the other if it takes it in time, else the caller runs
-//! both (`join_here_or_there`).
+//! both (`join_here_or_there`); from [`INJECT_MIN_FLOPS`] on, the caller
+//! hands both to the global pool and waits ([`hands_whole_to_pool`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -58,6 +59,39 @@ pub const MIN_FLOPS_PER_EXTRA_TASK: usize = 16 << 20;
 /// At most this many tasks (a power of two): enough to balance two to four
 /// cores, few enough that repacking stays a few percent.
 pub const MAX_TASKS: usize = 4;
+
+/// A product of at least this many flops (`2·m·n·k`) split in two and
+/// called from outside the pool is handed to the global pool whole, two
+/// workers running its halves while the caller waits (`rayon::join` from
+/// outside a pool); a smaller one runs one half on the caller
+/// (`join_here_or_there`). 128 Mi flops: half of `512³`.
+///
+/// Measured on Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes, 2 cores,
+/// 2026-12-03 22:25-22:50 UTC; `SIMDNET_BENCH_FULL=1 cargo bench --bench
+/// gemm`, a switch in one build, the two ways alternated, five runs of the
+/// square shapes and four of the network's, ratio to the best peer in the
+/// 2-thread main-thread column, one half on the caller -> handed whole):
+/// `512³` 0.59-0.86 -> 0.95-1.10, `1024³` 0.83-1.02 -> 1.01-1.17, `2048³`
+/// level (1.01-1.26 and 1.03-1.25). The network's 103 MFLOP products
+/// showed no clear winner, so they keep a half on the caller (`X·W`
+/// 128x512x784 0.99-1.20 against 0.99-1.11, `Xᵀ·dZ` 784x512x128 1.03-1.23
+/// against 0.98-1.08, `dZ·Wᵀ` 128x784x512 0.90-1.09 against 1.03-1.15), as
+/// do `128³`, `256³` and the smaller ones (the Zen 5 figures at
+/// [`MIN_FLOPS_PER_TASK`]). Why the caller's half costs a large product
+/// so much was not found; the caller and the two workers are three threads
+/// on two cores. Not measured on Zen 4 or Zen 5.
+///
+/// Handed whole, the call waits for a worker, as any rayon call from
+/// outside the pool does: with every worker of the global pool blocked it
+/// would wait until one is free, where a half on the caller never waits
+/// for one.
+pub const INJECT_MIN_FLOPS: usize = 1 << 27;
+
+/// Whether a two-task product of `flops` called from outside the pool is
+/// handed to the pool whole ([`INJECT_MIN_FLOPS`]).
+pub fn hands_whole_to_pool(flops: usize) -> bool {
+    flops >= INJECT_MIN_FLOPS
+}
 
 /// The most tasks worth making on the current pool: its thread count rounded
 /// up to a power of two, at least 2 and at most [`MAX_TASKS`]. On two
@@ -334,6 +368,16 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
     use std::time::Duration;
+
+    #[test]
+    fn only_large_products_are_handed_whole_to_the_pool() {
+        // 512³ (2^28 flops) is; the network's 128x512x784 (103 MFLOP) and 256³ are not
+        assert!(hands_whole_to_pool(2 * 512 * 512 * 512));
+        assert!(hands_whole_to_pool(INJECT_MIN_FLOPS));
+        assert!(!hands_whole_to_pool(INJECT_MIN_FLOPS - 1));
+        assert!(!hands_whole_to_pool(2 * 128 * 512 * 784));
+        assert!(!hands_whole_to_pool(2 * 256 * 256 * 256));
+    }
 
     #[test]
     fn both_halves_run_once_on_borrowed_data_whoever_takes_the_second() {
