@@ -12,6 +12,8 @@
 //! floor 5  cli (and main.rs)                        the command line
 //! ```
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -138,7 +140,7 @@ fn every_top_level_module_has_a_floor() {
 #[test]
 fn the_checker_sees_an_upward_import() {
     // A lower floor naming a higher one must be reported.
-    let dir = std::env::temp_dir().join(format!("simdnet-arch-{}", std::process::id()));
+    let dir = common::scratch_root().join(format!("simdnet-arch-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("gemm")).unwrap();
     fs::write(dir.join("gemm/mod.rs"), "use crate::nn::Activation; // upward\n").unwrap();
@@ -150,5 +152,27 @@ fn the_checker_sees_an_upward_import() {
         bad[0].contains("gemm (floor 2) uses crate::nn (floor 3)"),
         "{}",
         bad[0]
+    );
+}
+
+/// The integration tests write their scratch files under Cargo's
+/// `CARGO_TARGET_TMPDIR` (`common::scratch_root`, emptied at each run of a
+/// test binary), never in the system's temporary folder, where a run of the
+/// suite used to leave about 85 MB behind.
+#[test]
+fn integration_tests_keep_their_files_out_of_the_system_temporary_folder() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = Vec::new();
+    rust_files(&tests, &mut files);
+    assert!(files.len() > 10, "found only {} test files", files.len());
+    let banned = ["std::env::", "temp_dir()"].concat();
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| fs::read_to_string(f).unwrap().contains(&banned))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "use common::scratch_root() instead of the system's temporary folder in {offenders:?}"
     );
 }

@@ -2,6 +2,8 @@
 //! temporary folder. Every malformed file must give an `Err` naming the file and the
 //! problem, never a panic.
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,11 +98,11 @@ fn raw_files_load_like_gzipped_ones() {
 
 // ---------------------------------------------------------------- malformed files
 
-/// A fresh, empty folder under the system's temporary folder.
+/// A fresh, empty folder under this binary's scratch folder (`common::scratch_root`).
 fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("simdnet-data-test-{}-{tag}-{n}", std::process::id()));
+    let dir = common::scratch_root().join(format!("simdnet-data-test-{}-{tag}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir

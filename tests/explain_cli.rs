@@ -489,7 +489,7 @@ fn digit_0_explains_the_workshop_network_on_a_real_five() {
 /// A fresh folder holding a training split of `n` images of `rows` x `cols` pixels
 /// (raw IDX files, as tests/data.rs writes them).
 fn synthetic_data(tag: &str, n: usize, rows: usize, cols: usize) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("simdnet-explain-{}-{tag}", std::process::id()));
+    let dir = common::scratch_root().join(format!("simdnet-explain-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut images = idx::IMAGES_MAGIC.to_be_bytes().to_vec();

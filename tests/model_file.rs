@@ -9,7 +9,7 @@ use simdnet::matrix::MatRef;
 use simdnet::nn::{model_file, Activation, Network};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-model-{name}-{}", std::process::id()));
+    let d = common::scratch_root().join(format!("simdnet-model-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -3,6 +3,8 @@
 //! guesses. Library-only (no binary is spawned), so it runs under qemu in the
 //! ARM stage of CI (`.ci/arm`) as well as natively.
 
+mod common;
+
 use simdnet::gemm::blocking::CacheSizes;
 use simdnet::profile::facts::{caches_json, describe_caches, SimdFacts};
 use simdnet::profile::json::Json;
@@ -97,7 +99,7 @@ fn reported_simd_matches_the_compiled_target() {
 /// A fake `/sys/devices/system/cpu/cpu0/cache` with the given
 /// `(level, type, size)` entries.
 fn fake_sysfs(name: &str, entries: &[(&str, &str, &str)]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("simdnet-caches-{name}-{}", std::process::id()));
+    let dir = common::scratch_root().join(format!("simdnet-caches-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     for (i, (level, kind, size)) in entries.iter().enumerate() {
         let d = dir.join(format!("index{i}"));

@@ -1,6 +1,8 @@
 //! The profiling and tuning tools: the tuning file, kernel verification, the profile table.
 //! No timing assertions: timings are noisy.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use simdnet::gemm::BlockSizes;
@@ -8,7 +10,7 @@ use simdnet::profile::tune_config::{self, TuneConfig};
 use simdnet::Error;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-profile-{name}-{}", std::process::id()));
+    let d = common::scratch_root().join(format!("simdnet-profile-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

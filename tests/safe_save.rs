@@ -4,6 +4,8 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use simdnet::nn::{model_file, Network};
 use simdnet::{activation::Activation, safe_file};
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-safe-save-{name}-{}", std::process::id()));
+    let d = common::scratch_root().join(format!("simdnet-safe-save-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
     d

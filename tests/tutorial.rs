@@ -16,6 +16,8 @@
 //! change with `git diff`, then update the `measured` marks above timed
 //! output and the prose figures that `tests/doc_numbers.rs` reports.
 
+mod common;
+
 mod doc_check;
 
 use std::collections::HashMap;
@@ -38,7 +40,7 @@ impl WorkDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!("simdnet-tutorial-{}-{nanos}", std::process::id()));
+        let dir = common::scratch_root().join(format!("simdnet-tutorial-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the temporary directory");
         for folder in ["data", "docs"] {
             let from = crate_root().join(folder);

@@ -115,18 +115,34 @@ pub fn expect_default_data(args: &[&str], code: i32) -> (String, String) {
     check(args, &run(&all), code)
 }
 
-/// The path of `name` in the folder `simdnet-<tag>-<pid>` of the system's
-/// temporary folder, which is made if missing (and never emptied): one folder
-/// per test binary and run.
+/// The folder this test binary's scratch folders go in:
+/// `<target>/tmp/<test binary>` (Cargo's `CARGO_TARGET_TMPDIR`), not the
+/// system's temporary folder, which a run of the suite used to leave about
+/// 85 MB in. Emptied the first time the binary asks for it, so that a run
+/// leaves only its own files (to look at after a failure) until the same
+/// binary runs again; `cargo clean` removes them.
+pub fn scratch_root() -> PathBuf {
+    static EMPTIED: std::sync::Once = std::sync::Once::new();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
+    EMPTIED.call_once(|| {
+        let _ = std::fs::remove_dir_all(&root);
+    });
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// The path of `name` in the folder `simdnet-<tag>-<pid>` of
+/// [`scratch_root`], which is made if missing: one folder per test binary
+/// and run.
 pub fn temp_file(tag: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("simdnet-{tag}-{}", std::process::id()));
+    let d = scratch_root().join(format!("simdnet-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
 
-/// A fresh, empty folder `<system temp>/<folder>`: removed first if it is there.
+/// A fresh, empty folder `<scratch_root>/<folder>`: removed first if it is there.
 pub fn fresh_dir(folder: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(folder);
+    let d = scratch_root().join(folder);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
