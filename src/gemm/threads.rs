@@ -37,8 +37,9 @@ use std::sync::Arc;
 /// so the split pays from about 1 MFLOP per task on two free cores.
 ///
 /// The same holds for a GEMM called from outside the pool (the main
-/// thread): its two tasks go through `join_here_or_there`, where a worker
-/// that comes late costs little (the caller runs both halves). It used to
+/// thread): below [`INJECT_MIN_FLOPS`] its two tasks go through
+/// `join_here_or_there`, where a worker that comes late costs little (the
+/// caller runs both halves). It used to
 /// wait for the worker, and such calls split only from 4 MFLOP per task;
 /// with the same threshold as inside, measured on Zen 5 (2 threads from the
 /// main thread, simdnet alone, the two builds alternated, medians of 10
