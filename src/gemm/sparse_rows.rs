@@ -108,6 +108,9 @@ pub struct SparseRows {
     /// the low): rows taken four at a time in this order have about as
     /// many entries each, so few are left to sum one row at a time.
     by_count: Vec<u64>,
+    /// Rows per count of entries, then where each count's rows go in
+    /// `by_count` (`cols + 1` counts).
+    per_count: Vec<u32>,
 }
 
 impl SparseRows {
@@ -120,6 +123,7 @@ impl SparseRows {
             col: vec![0; rows * cols],
             val: vec![0.0; rows * cols],
             by_count: vec![0; rows],
+            per_count: vec![0; cols + 1],
         }
     }
 
@@ -208,11 +212,43 @@ impl SparseRows {
         }
         self.start[rows] = n;
         self.rows = rows;
-        for (r, key) in self.by_count[..rows].iter_mut().enumerate() {
-            *key = ((self.start[r + 1] - self.start[r]) as u64) << 32 | r as u64;
+        self.order_by_count();
+    }
+
+    /// Fills `by_count` with the rows in order of their count of entries
+    /// (ties in row order): by counting when the counts are not many more
+    /// than the rows (a 128-row batch of 392 columns), else by sorting.
+    /// The same order either way. Measured on Zen 3 (AMD EPYC family 25
+    /// model 1, AVX2, 8 lanes), the whole [`read`](Self::read) of 128
+    /// MNIST half rows, medians of 400 batches, four alternated runs of
+    /// both builds: counting 15.8-17.4 µs against sorting 17.4-18.2 in
+    /// cache, 20.5-21.9 against 22.0-24.3 for rows drawn at random.
+    fn order_by_count(&mut self) {
+        let (rows, cols) = (self.rows, self.cols);
+        let count = |r: usize| self.start[r + 1] - self.start[r];
+        let key = |r: usize| (count(r) as u64) << 32 | r as u64;
+        if cols > 4 * rows || self.per_count.len() <= cols {
+            for (r, k) in self.by_count[..rows].iter_mut().enumerate() {
+                *k = key(r);
+            }
+            // in place: no allocation
+            self.by_count[..rows].sort_unstable();
+            return;
         }
-        // in place: no allocation
-        self.by_count[..rows].sort_unstable();
+        let at = &mut self.per_count[..=cols];
+        at.fill(0);
+        for r in 0..rows {
+            at[count(r)] += 1;
+        }
+        let mut first = 0;
+        for a in at.iter_mut() {
+            (*a, first) = (first, first + *a);
+        }
+        for r in 0..rows {
+            let c = count(r);
+            self.by_count[at[c] as usize] = key(r);
+            at[c] += 1;
+        }
     }
 
     /// The `i`-th row in order of entry count.
@@ -1508,6 +1544,24 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The rows in order of their count of entries, ties in row order,
+    /// whether counted (a 128-row batch of 392 columns) or sorted (few rows
+    /// of many columns): the order of sorting `(count, row)`.
+    #[test]
+    fn rows_are_ordered_by_count_then_row() {
+        for (m, k) in [(128, 392), (7, 28), (5, 392), (1, 1), (64, 256), (3, 13)] {
+            let px = pixels(m, k, m + k);
+            let mut a = SparseRows::with_capacity(m, k);
+            a.read(m, |r| &px[r * k..(r + 1) * k], 0, 1.0);
+            let mut want: Vec<(usize, usize)> = (0..m).map(|r| (a.row(r).0.len(), r)).collect();
+            want.sort();
+            let got: Vec<(usize, usize)> = (0..m)
+                .map(|i| (a.row(a.row_by_count(i)).0.len(), a.row_by_count(i)))
+                .collect();
+            assert_eq!(got, want, "{m}x{k}");
         }
     }
 
