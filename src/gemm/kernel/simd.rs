@@ -428,16 +428,30 @@ unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; M
         // SAFETY: forwarded from the caller.
         return unsafe { store_full(acc, out, |_, _, x| x) };
     };
-    let epilogue = |i: usize, v: usize, x: V| {
-        // SAFETY: the bias holds the tile's `cols` = NV · LANES entries.
-        let x = simd::activate(act, x + unsafe { simd::load(bias.add(v * LANES)) });
-        match &out.dropout {
-            Some(mask) => x * mask.factors(i, v * LANES),
-            None => x,
+    // SAFETY: the bias holds the tile's `cols` = NV · LANES entries.
+    let bias: [V; NV] = std::array::from_fn(|v| unsafe { simd::load(bias.add(v * LANES)) });
+    // One store loop per activation, the activation chosen once per tile,
+    // not once per vector (a jump per vector before: 64x16x16 with bias and
+    // ReLU took 842-873 ns against 627-654 without the epilogue; now
+    // 658-711; Zen 3, AVX2, 8 lanes, best of 6 runs).
+    // SAFETY (each arm): forwarded from the caller.
+    unsafe {
+        match (act, &out.dropout) {
+            (Activation::Identity, None) => store_full(acc, out, |_, v, x| x + bias[v]),
+            (Activation::Relu, None) => {
+                store_full(acc, out, |_, v, x| simd::activate(Activation::Relu, x + bias[v]))
+            }
+            (Activation::Sigmoid, None) => store_full(acc, out, |_, v, x| {
+                simd::activate(Activation::Sigmoid, x + bias[v])
+            }),
+            (Activation::Tanh, None) => {
+                store_full(acc, out, |_, v, x| simd::activate(Activation::Tanh, x + bias[v]))
+            }
+            (act, Some(mask)) => store_full(acc, out, |i, v, x| {
+                simd::activate(act, x + bias[v]) * mask.factors(i, v * LANES)
+            }),
         }
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe { store_full(acc, out, epilogue) }
+    }
 }
 
 /// Stores the valid `rows x cols` part of an edge tile.
@@ -446,12 +460,32 @@ unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; M
 /// bias and the result are read and written with partial (masked on
 /// AVX-512) loads and stores, so nothing outside the valid part is touched.
 /// The accumulators arrive by value, copied to memory for this call only,
-/// so the `k` loop still keeps them in registers.
+/// so the `k` loop still keeps them in registers. The activation is chosen
+/// once per tile ([`store_edge_with`] for each), not once per vector: the
+/// 10 logits' 64x10x16 with its bias 986 ns against 1161 (Zen 3, AVX2, 8
+/// lanes, best of 6 runs; 800-807 without the epilogue).
 #[inline(never)]
 fn store_edge<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOut) {
+    use Activation::*;
+    match out.epilogue.map(|(_, act)| act) {
+        None => store_edge_with(acc, out, None::<fn(V) -> V>),
+        Some(Identity) => store_edge_with(acc, out, Some(|x| simd::activate(Identity, x))),
+        Some(Relu) => store_edge_with(acc, out, Some(|x| simd::activate(Relu, x))),
+        Some(Sigmoid) => store_edge_with(acc, out, Some(|x| simd::activate(Sigmoid, x))),
+        Some(Tanh) => store_edge_with(acc, out, Some(|x| simd::activate(Tanh, x))),
+    }
+}
+
+/// [`store_edge`] with the activation `act` (`None`: no epilogue), as
+/// `act(acc + beta · c + bias)`, times the dropout factors if any.
+#[inline(always)]
+fn store_edge_with<const MR: usize, const NV: usize>(
+    acc: [[V; NV]; MR],
+    out: &TileOut,
+    act: Option<impl Fn(V) -> V>,
+) {
     let beta = V::splat(out.beta);
     let read_c = out.beta != 0.0;
-    let act = out.epilogue.map(|(_, act)| act);
     for (i, acc_row) in acc.iter().enumerate().take(out.rows) {
         for (v, &acc) in acc_row.iter().enumerate() {
             let col = v * LANES;
@@ -463,31 +497,19 @@ fn store_edge<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOu
             // the valid tile; the bias is valid for `cols` entries.
             unsafe {
                 let c = out.c.add(i * out.rs_c + col);
-                let old = if read_c { simd::load_partial(c, n) } else { V::ZERO };
-                let bias = match out.epilogue {
-                    Some((b, _)) => simd::load_partial(b.add(col), n),
-                    None => V::ZERO,
-                };
-                let mut x = finish(acc, old, read_c, beta, bias, act);
-                if let (Some(mask), Some(_)) = (&out.dropout, act) {
-                    x *= mask.factors(i, col);
+                let mut x = acc;
+                if read_c {
+                    x += beta * simd::load_partial(c, n);
+                }
+                if let (Some(act), Some((bias, _))) = (&act, out.epilogue) {
+                    x = act(x + simd::load_partial(bias.add(col), n));
+                    if let Some(mask) = &out.dropout {
+                        x *= mask.factors(i, col);
+                    }
                 }
                 simd::store_partial_plain(c, x, n);
             }
         }
-    }
-}
-
-/// `act(acc + beta · c + bias)` (terms present as configured).
-#[inline(always)]
-fn finish(acc: V, c: V, read_c: bool, beta: V, bias: V, act: Option<Activation>) -> V {
-    let mut x = acc;
-    if read_c {
-        x += beta * c;
-    }
-    match act {
-        Some(act) => simd::activate(act, x + bias),
-        None => x,
     }
 }
 
