@@ -171,15 +171,30 @@ pub fn activation_dropout_backward(
 /// after it) and `db_j = Σ_i dz_ij` (overwritten), in one pass.
 ///
 /// Shapes: `dz, da, a: (batch, n)` (`a` the stored forward output), `db: (n)`.
-pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+pub fn activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     reference::check_activation_backward(&dz, &da, &a, db);
     let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz.rows() * dz.cols());
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
     }
-    let d = |i: usize, j: usize| {
-        read(row_of(&da, i), j, 0.0) * simd::derivative_from_output(act, read(row_of(&a, i), j, 0.0))
-    };
+    // The activation chosen once per call, not at every vector (a jump per
+    // vector in the loops below before: 64 rows of a 16-wide ReLU layer
+    // 288-560 ns, now 182-388; the 10 logits 477-612, now 387-518; Zen 3,
+    // AVX2, 8 lanes, best of 7 rounds, six runs of each build alternated).
+    use Activation::*;
+    match act {
+        Identity => backward_with(dz, da, a, db, |a| simd::derivative_from_output(Identity, a)),
+        Relu => backward_with(dz, da, a, db, |a| simd::derivative_from_output(Relu, a)),
+        Sigmoid => backward_with(dz, da, a, db, |a| simd::derivative_from_output(Sigmoid, a)),
+        Tanh => backward_with(dz, da, a, db, |a| simd::derivative_from_output(Tanh, a)),
+    }
+}
+
+/// [`activation_backward`] with the derivative `df(a)` of its activation,
+/// for row-major `da` and `a`.
+#[inline(always)]
+fn backward_with(mut dz: MatMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl Fn(V) -> V) {
+    let d = |i: usize, j: usize| read(row_of(&da, i), j, 0.0) * df(read(row_of(&a, i), j, 0.0));
     match dz.cols().div_ceil(LANES) {
         1 => return sum_rows_in_registers::<1>(dz, db, d),
         2 => return sum_rows_in_registers::<2>(dz, db, d),
@@ -189,7 +204,7 @@ pub fn activation_backward(mut dz: MatMut, da: MatRef, a: MatRef, act: Activatio
     for i in 0..dz.rows() {
         let (row, da_row, a_row) = (dz.row_mut(i), row_of(&da, i), row_of(&a, i));
         for j in (0..row.len()).step_by(LANES) {
-            let d = read(da_row, j, 0.0) * simd::derivative_from_output(act, read(a_row, j, 0.0));
+            let d = read(da_row, j, 0.0) * df(read(a_row, j, 0.0));
             write(row, j, d);
             let sum = read(db, j, 0.0) + d;
             write(db, j, sum);
