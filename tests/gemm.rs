@@ -1103,6 +1103,8 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// Runs `f(index, kernel)` with each available micro-kernel forced in turn
 /// (`gemm::set_kernel`), then lets the shape choose again.
 fn on_every_kernel(mut f: impl FnMut(usize, &gemm::kernel::MicroKernel)) {
+    // each kernel runs every product, the small ones too
+    gemm::set_small_products(false);
     for (index, name) in gemm::available_kernels().into_iter().enumerate() {
         gemm::set_kernel(Some(name)).unwrap();
         let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
@@ -1271,4 +1273,128 @@ fn sum_of_products_edges_and_refusals() {
         MatMut::from_slice(&mut outer, 2, 3),
     );
     assert_eq!(outer, vec![4.0; 6]);
+}
+
+/// The small-product path (`gemm::small`: at most `MAX_M` rows, two
+/// vectors of columns and a depth of `MAX_K`, A read in place, no dropout)
+/// gives the bits of the five loops, for row-major and transposed A and B,
+/// padded row strides, a bias with every activation and no epilogue,
+/// partial last vectors, tails of rows, and NaN and infinities in A; and,
+/// on small integers, exactly the reference.
+#[test]
+fn small_products_have_the_bits_of_the_five_loops() {
+    use gemm::small::{fits, products_on_this_thread, MAX_K, MAX_M, MAX_N};
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(29);
+    let acts = [
+        None,
+        Some(Activation::Identity),
+        Some(Activation::Relu),
+        Some(Activation::Sigmoid),
+        Some(Activation::Tanh),
+    ];
+    let mut case = 0usize;
+    for m in [1, 3, 4, 5, 8, 9, 16, 64, 65, MAX_M] {
+        for n in [1, 10, LANES - 1, LANES, LANES + 1, MAX_N - 1, MAX_N] {
+            for k in [1, 7, 16, MAX_K] {
+                assert!(fits(m, n, k), "{m}x{n}x{k} should fit the small path");
+                for (a_trans, b_trans) in [(false, false), (true, false), (false, true), (true, true)] {
+                    case += 1;
+                    let act = acts[case % acts.len()];
+                    let integers = case.is_multiple_of(3);
+                    let mut draw = |len: usize| -> Vec<f32> {
+                        (0..len)
+                            .map(|_| {
+                                if integers {
+                                    rng.random_range(-3i32..=3) as f32
+                                } else {
+                                    rng.random_range(-1.0f32..1.0)
+                                }
+                            })
+                            .collect()
+                    };
+                    let (mut a, b, bias) = (draw(m * k), draw(k * n), draw(n));
+                    if case.is_multiple_of(7) {
+                        a[0] = f32::NAN;
+                        a[m * k / 2] = f32::INFINITY;
+                        a[m * k - 1] = f32::NEG_INFINITY;
+                    }
+                    // A: (m, k), row stride k + 3, or the transpose of a (k, m)
+                    let a_store = if a_trans { transpose(&a, m, k) } else { a.clone() };
+                    let a_padded = pad_rows(&a_store, if a_trans { (k, m) } else { (m, k) }, 3);
+                    let a_view = if a_trans {
+                        MatRef::with_strides(&a_padded, k, m, m + 3, 1).t()
+                    } else {
+                        MatRef::with_strides(&a_padded, m, k, k + 3, 1)
+                    };
+                    let b_store = if b_trans { transpose(&b, k, n) } else { b.clone() };
+                    let b_padded = pad_rows(&b_store, if b_trans { (n, k) } else { (k, n) }, 2);
+                    let b_view = if b_trans {
+                        MatRef::with_strides(&b_padded, n, k, k + 2, 1).t()
+                    } else {
+                        MatRef::with_strides(&b_padded, k, n, n + 2, 1)
+                    };
+                    let epi = || match act {
+                        None => Epilogue::None,
+                        Some(act) => Epilogue::BiasActivation { bias: &bias, act },
+                    };
+                    let seq = Parallelism::Sequential;
+                    let what =
+                        format!("{m}x{n}x{k}, A transposed {a_trans}, B transposed {b_trans}, {act:?}");
+                    let before = products_on_this_thread();
+                    let small = product_bits(m, n, |c| gemm::gemm(1.0, a_view, b_view, 0.0, c, epi(), seq));
+                    assert_eq!(
+                        products_on_this_thread(),
+                        before + 1,
+                        "{what}: not run on the small path"
+                    );
+                    gemm::set_small_products(false);
+                    let loops = product_bits(m, n, |c| gemm::gemm(1.0, a_view, b_view, 0.0, c, epi(), seq));
+                    gemm::set_small_products(true);
+                    assert_eq!(
+                        products_on_this_thread(),
+                        before + 1,
+                        "{what}: the loops ran on the small path"
+                    );
+                    if let Some(i) = (0..m * n).find(|&i| small[i] != loops[i]) {
+                        panic!(
+                            "{what}: C[{}, {}] is {} on the small path, {} in the loops",
+                            i / n,
+                            i % n,
+                            f32::from_bits(small[i]),
+                            f32::from_bits(loops[i])
+                        );
+                    }
+                    if integers
+                        && matches!(act, None | Some(Activation::Identity | Activation::Relu))
+                        && !case.is_multiple_of(7)
+                    {
+                        let mut want = vec![0.0f32; m * n];
+                        reference::gemm(
+                            1.0,
+                            a_view,
+                            b_view,
+                            0.0,
+                            MatMut::from_slice(&mut want, m, n),
+                            epi(),
+                        );
+                        let got: Vec<f32> = small.iter().map(|&x| f32::from_bits(x)).collect();
+                        assert_eq!(got, want, "{what}: against the reference");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `rows x cols` row-major `x` with `pad` more elements (NaN) after each row.
+fn pad_rows(x: &[f32], (rows, cols): (usize, usize), pad: usize) -> Vec<f32> {
+    (0..rows)
+        .flat_map(|i| {
+            x[i * cols..][..cols]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(f32::NAN, pad))
+        })
+        .collect()
 }

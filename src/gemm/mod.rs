@@ -13,6 +13,8 @@
 //! - [`loops`]: the five BLIS loops around the micro-kernel (and the
 //!   "direct" mode for `n <= NR` or a small `f32` A, which reads A in place
 //!   or through a non-transposing copy instead of packing it);
+//! - [`small`]: a small product (`n` up to two vectors, `k <= 64`, `m <=
+//!   256`) in one short pass instead, the same bits;
 //! - [`threads`]: splitting C into blocks, one rayon task each;
 //! - [`depth_split`]: a product cut along its depth, blocks computed apart
 //!   and summed with the same bits;
@@ -47,6 +49,7 @@ pub mod loops;
 pub mod operand;
 pub mod pack;
 pub mod reference;
+pub mod small;
 pub mod sparse;
 pub mod sparse_rows;
 pub mod summed;
@@ -56,6 +59,7 @@ pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};
 pub use depth_split::{depth_blocks, gemm_depth_block, sum_depth_blocks};
 pub use im2col::{col2im_add, Im2col, ImageRows, Window};
 pub use operand::{AOperand, Gathered};
+pub use small::{set_small_products, small_products};
 pub use sparse::{nonzeros, sparse_a_product, SPARSE_ENOUGH};
 pub use summed::{one_block_each, sum_of_products};
 
@@ -251,6 +255,15 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
     let epilogue = epilogue.fused();
     if k == 0 {
         scale_c(beta, &mut c, epilogue);
+        return;
+    }
+    // A small product (a training shard's, or an evaluation chunk's) in one
+    // short pass: the same bits, without the loops' choices (see `small`);
+    // not one the loops would split between threads.
+    let one_task = par == Parallelism::Sequential || 2 * m * n * k < threads::min_flops_per_task();
+    let simd_kernel = kernel::forced().is_none_or(|f| kernel::SIMD_KERNELS.iter().any(|s| s.name == f.name));
+    if one_task && small::takes(&a, alpha, (n, beta), &epilogue, block_sizes().kc, simd_kernel) {
+        small::gemm_small(&a, &b, &mut c, epilogue);
         return;
     }
     let mut kernel = kernel::choose_for(n, k);

@@ -257,7 +257,8 @@ pub fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
 static GEMM_GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Holds the GEMM settings' lock; restores the default kernel, the block
-/// sizes it found and the machine's choice of in-place reads when dropped.
+/// sizes it found, the machine's choice of in-place reads and the
+/// small-product path when dropped.
 pub struct Globals {
     _lock: std::sync::MutexGuard<'static, ()>,
     saved: gemm::BlockSizes,
@@ -279,13 +280,16 @@ impl Drop for Globals {
         gemm::set_block_sizes(self.saved);
         gemm::set_kernel(None).unwrap();
         gemm::loops::set_wide_in_place(None);
+        gemm::set_small_products(true);
     }
 }
 
 /// Every micro-kernel compiled in, forced one after the other as the
-/// iterator advances: `(name, mr, nr)`. Hold [`Globals`] (its drop goes back
-/// to choosing by shape).
+/// iterator advances: `(name, mr, nr)`, each running every product (the
+/// small-product path is off). Hold [`Globals`] (its drop goes back to
+/// choosing by shape, and turns that path on again).
 pub fn forced_kernels() -> impl Iterator<Item = (&'static str, usize, usize)> {
+    gemm::set_small_products(false);
     gemm::available_kernels().into_iter().map(|name| {
         gemm::set_kernel(Some(name)).unwrap();
         let kernel = gemm::kernel::all_kernels().find(|k| k.name == name).unwrap();
