@@ -1319,21 +1319,12 @@ fn small_products_have_the_bits_of_the_five_loops() {
                         a[m * k / 2] = f32::INFINITY;
                         a[m * k - 1] = f32::NEG_INFINITY;
                     }
-                    // A: (m, k), row stride k + 3, or the transpose of a (k, m)
-                    let a_store = if a_trans { transpose(&a, m, k) } else { a.clone() };
-                    let a_padded = pad_rows(&a_store, if a_trans { (k, m) } else { (m, k) }, 3);
-                    let a_view = if a_trans {
-                        MatRef::with_strides(&a_padded, k, m, m + 3, 1).t()
-                    } else {
-                        MatRef::with_strides(&a_padded, m, k, k + 3, 1)
-                    };
-                    let b_store = if b_trans { transpose(&b, k, n) } else { b.clone() };
-                    let b_padded = pad_rows(&b_store, if b_trans { (n, k) } else { (k, n) }, 2);
-                    let b_view = if b_trans {
-                        MatRef::with_strides(&b_padded, n, k, k + 2, 1).t()
-                    } else {
-                        MatRef::with_strides(&b_padded, k, n, n + 2, 1)
-                    };
+                    // A: (m, k) with rows 3 apart more than k, or the transpose of
+                    // such a (k, m); B likewise with 2
+                    let a_store = padded_storage(&a, (m, k), a_trans, 3);
+                    let a_view = padded_view(&a_store, (m, k), a_trans, 3);
+                    let b_store = padded_storage(&b, (k, n), b_trans, 2);
+                    let b_view = padded_view(&b_store, (k, n), b_trans, 2);
                     let epi = || match act {
                         None => Epilogue::None,
                         Some(act) => Epilogue::BiasActivation { bias: &bias, act },
@@ -1387,8 +1378,14 @@ fn small_products_have_the_bits_of_the_five_loops() {
     }
 }
 
-/// `rows x cols` row-major `x` with `pad` more elements (NaN) after each row.
-fn pad_rows(x: &[f32], (rows, cols): (usize, usize), pad: usize) -> Vec<f32> {
+/// The `rows x cols` row-major `x` stored with `pad` more elements (NaN)
+/// after each row, or, `trans`, its transpose stored so.
+fn padded_storage(x: &[f32], (rows, cols): (usize, usize), trans: bool, pad: usize) -> Vec<f32> {
+    let (x, rows, cols) = if trans {
+        (transpose(x, rows, cols), cols, rows)
+    } else {
+        (x.to_vec(), rows, cols)
+    };
     (0..rows)
         .flat_map(|i| {
             x[i * cols..][..cols]
@@ -1397,4 +1394,13 @@ fn pad_rows(x: &[f32], (rows, cols): (usize, usize), pad: usize) -> Vec<f32> {
                 .chain(std::iter::repeat_n(f32::NAN, pad))
         })
         .collect()
+}
+
+/// The `rows x cols` view of what [`padded_storage`] stored.
+fn padded_view(data: &[f32], (rows, cols): (usize, usize), trans: bool, pad: usize) -> MatRef<'_> {
+    if trans {
+        MatRef::with_strides(data, cols, rows, rows + pad, 1).t()
+    } else {
+        MatRef::with_strides(data, rows, cols, cols + pad, 1)
+    }
 }
