@@ -263,28 +263,31 @@ unsafe fn tile<const MR: usize, const NV: usize>(
 /// chosen once (identity: nothing to do). The same function of each
 /// element as the micro-kernels' stores apply to `acc + bias`.
 fn activate_in_place(c: &mut MatMut, m: usize, n: usize, act: Activation) {
-    let each = |f: fn(V) -> V, c: &mut MatMut| {
-        for i in 0..m {
-            let row = &mut c.row_mut(i)[..n];
-            let mut chunks = row.chunks_exact_mut(LANES);
-            for x in &mut chunks {
-                // SAFETY: a chunk of LANES floats.
-                unsafe { simd::store(x.as_mut_ptr(), f(simd::load(x.as_ptr()))) };
-            }
-            let rest = chunks.into_remainder();
-            if !rest.is_empty() {
-                // SAFETY: the rest's floats, fewer than LANES.
-                unsafe {
-                    let x = f(simd::load_partial(rest.as_ptr(), rest.len()));
-                    simd::store_partial_plain(rest.as_mut_ptr(), x, rest.len());
-                }
-            }
-        }
-    };
     match act {
         Activation::Identity => {}
-        Activation::Relu => each(|x| simd::activate(Activation::Relu, x), c),
-        Activation::Sigmoid => each(|x| simd::activate(Activation::Sigmoid, x), c),
-        Activation::Tanh => each(|x| simd::activate(Activation::Tanh, x), c),
+        Activation::Relu => map_in_place(c, m, n, |x| simd::activate(Activation::Relu, x)),
+        Activation::Sigmoid => map_in_place(c, m, n, |x| simd::activate(Activation::Sigmoid, x)),
+        Activation::Tanh => map_in_place(c, m, n, |x| simd::activate(Activation::Tanh, x)),
+    }
+}
+
+/// `c = f(c)` over the first `m` rows and `n` columns, a vector at a time
+/// (a row's last one partial).
+fn map_in_place(c: &mut MatMut, m: usize, n: usize, f: impl Fn(V) -> V) {
+    for i in 0..m {
+        let row = &mut c.row_mut(i)[..n];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for x in &mut chunks {
+            // SAFETY: a chunk of LANES floats.
+            unsafe { simd::store(x.as_mut_ptr(), f(simd::load(x.as_ptr()))) };
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            // SAFETY: the rest's floats, fewer than LANES.
+            unsafe {
+                let x = f(simd::load_partial(rest.as_ptr(), rest.len()));
+                simd::store_partial_plain(rest.as_mut_ptr(), x, rest.len());
+            }
+        }
     }
 }
