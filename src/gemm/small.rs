@@ -12,9 +12,12 @@
 //! 8,600-14,000 cycles where the same call repeated at once took about
 //! 2,700: the code had left the core's caches while the thread ran the
 //! first layer's sparse products. Whichever product came first paid it.
-//! Here such a product is one function of a few hundred instructions,
-//! with B copied to the stack: the first call of a pass took about 2,400
-//! cycles.
+//! Here such a product is one function of a few hundred instructions, B
+//! read in place or copied to the stack. Switched on and off every 7 steps
+//! in one process (medians over 6 epochs), a pass's two forward products
+//! took 4,000-4,200 cycles this way against 6,000-6,300 through the loops,
+//! and the whole step 3.3% less (docs/PERFORMANCE.md, "Small products in
+//! one short pass").
 //!
 //! The same bits as the five loops: every element of C is
 //! `fma(a_ip, b_pj, acc)` for `p = 0..k` ascending from zero, then `+ bias`,
