@@ -1319,12 +1319,11 @@ fn small_products_have_the_bits_of_the_five_loops() {
                         a[m * k / 2] = f32::INFINITY;
                         a[m * k - 1] = f32::NEG_INFINITY;
                     }
-                    // A: (m, k) with rows 3 apart more than k, or the transpose of
-                    // such a (k, m); B likewise with 2
-                    let a_store = padded_storage(&a, (m, k), a_trans, 3);
-                    let a_view = padded_view(&a_store, (m, k), a_trans, 3);
-                    let b_store = padded_storage(&b, (k, n), b_trans, 2);
-                    let b_view = padded_view(&b_store, (k, n), b_trans, 2);
+                    // A and B with padded rows, each stored as it is or transposed
+                    let (a_store, ars, acs) = storage(m, k, a_trans, 3, |i, p| a[i * k + p]);
+                    let a_view = MatRef::with_strides(&a_store, m, k, ars, acs);
+                    let (b_store, brs, bcs) = storage(k, n, b_trans, 2, |p, j| b[p * n + j]);
+                    let b_view = MatRef::with_strides(&b_store, k, n, brs, bcs);
                     let epi = || match act {
                         None => Epilogue::None,
                         Some(act) => Epilogue::BiasActivation { bias: &bias, act },
@@ -1375,32 +1374,5 @@ fn small_products_have_the_bits_of_the_five_loops() {
                 }
             }
         }
-    }
-}
-
-/// The `rows x cols` row-major `x` stored with `pad` more elements (NaN)
-/// after each row, or, `trans`, its transpose stored so.
-fn padded_storage(x: &[f32], (rows, cols): (usize, usize), trans: bool, pad: usize) -> Vec<f32> {
-    let (x, rows, cols) = if trans {
-        (transpose(x, rows, cols), cols, rows)
-    } else {
-        (x.to_vec(), rows, cols)
-    };
-    (0..rows)
-        .flat_map(|i| {
-            x[i * cols..][..cols]
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(f32::NAN, pad))
-        })
-        .collect()
-}
-
-/// The `rows x cols` view of what [`padded_storage`] stored.
-fn padded_view(data: &[f32], (rows, cols): (usize, usize), trans: bool, pad: usize) -> MatRef<'_> {
-    if trans {
-        MatRef::with_strides(data, cols, rows, rows + pad, 1).t()
-    } else {
-        MatRef::with_strides(data, rows, cols, cols + pad, 1)
     }
 }
