@@ -3,9 +3,9 @@
 //! convolutional one (convolutions, max-pooling, flatten, dropout).
 //!
 //! A counting global allocator wraps the system one; after every worker has
-//! packed once (each thread's packing buffers grow to their bound the first
-//! time that thread packs) and ten warm-up steps of each batch size, the
-//! count must not move. One test function, because the allocator counts
+//! reserved its packing buffers (`gemm::reserve_pack_buffers`; otherwise
+//! each grows the first time that thread packs) and ten warm-up steps of
+//! each batch size, the count must not move. One test function, because the allocator counts
 //! every thread of the process: a second test running beside it would count.
 //!
 //! Except the workers of a pool already dropped: rayon does not join them,
@@ -139,21 +139,10 @@ fn net_steps_allocate(mut net: Network, d: &Dataset, threads: usize, opt: Optimi
         .build()
         .unwrap();
     // Each worker's packing buffers grow once, the first time that thread
-    // packs; work stealing may leave a worker idle through the warm-up, so
-    // every worker packs once here first.
-    pool.broadcast(|_| {
-        let (a, b) = ([1.0f32; 4], [1.0f32; 4]);
-        let mut c = [0.0f32; 4];
-        simdnet::gemm::gemm(
-            1.0,
-            simdnet::matrix::MatRef::from_slice(&a, 2, 2),
-            simdnet::matrix::MatRef::from_slice(&b, 2, 2),
-            0.0,
-            simdnet::matrix::MatMut::from_slice(&mut c, 2, 2),
-            simdnet::gemm::Epilogue::None,
-            simdnet::gemm::Parallelism::Sequential,
-        );
-    });
+    // packs; work stealing may keep a worker away from every packing GEMM
+    // through the warm-up (seen: one run in six on one core), so every
+    // worker reserves them here first.
+    pool.broadcast(|_| simdnet::gemm::reserve_pack_buffers());
     let order: Vec<usize> = (0..256).rev().collect();
     pool.install(|| {
         for _ in 0..10 {

@@ -110,6 +110,41 @@ pub(crate) fn buffer_bounds(blocks: BlockSizes, mr: usize, nr: usize) -> (usize,
     (a_bound, b_bound)
 }
 
+/// Grows this thread's packing buffers (A~ and B~) to the most any product
+/// needs under the current block sizes with any of this build's
+/// micro-kernels, so that no later GEMM on this thread allocates (until
+/// the block sizes grow). The memory is allocated zeroed by the system,
+/// so its pages are touched only when packing reaches them.
+///
+/// Otherwise each thread's buffers grow the first time it packs, which may
+/// be late: a rayon worker that work stealing kept away from every packing
+/// GEMM so far. (Small products never pack, see [`super::small`].)
+pub fn reserve_pack_buffers() {
+    let blocks = super::block_sizes();
+    let (mut a_most, mut b_most, mut rows_most) = (0, 0, 0);
+    for k in super::kernel::all_kernels() {
+        let (a, b) = buffer_bounds(blocks, k.mr, k.nr);
+        a_most = a_most.max(a);
+        b_most = b_most.max(b);
+        rows_most = rows_most.max(blocks.mc.div_ceil(k.mr).max(1) * k.mr + k.mr);
+    }
+    BUFFERS.with(|cell| {
+        // Re-entered (inside a GEMM on this thread): those buffers are in use.
+        if let Ok(mut buffers) = cell.try_borrow_mut() {
+            buffers.a.get(a_most, a_most);
+            buffers.b.get(b_most, b_most);
+            // the gather kernel's depth offsets and row pointers (see `five_loops`)
+            let kc_bound = blocks.kc.max(1);
+            if buffers.offs.len() < kc_bound {
+                buffers.offs.resize(kc_bound, 0);
+            }
+            if buffers.rows.len() < rows_most {
+                buffers.rows.resize(rows_most, std::ptr::null());
+            }
+        }
+    });
+}
+
 /// Runs `f` with this thread's A~ and B~ buffers, the ones `gemm` packs
 /// into (fresh ones when re-entered on this thread), for another driver of
 /// the micro-kernels ([`super::summed`]): a worker that packed once has
@@ -949,6 +984,78 @@ mod tests {
         buf.get(3001, 0)[3000] = 2.5;
         assert_eq!(buf.get(3001, 0).as_ptr(), first, "no growth within the bound");
         assert_eq!(buf.get(3001, 0)[3000], 2.5);
+    }
+
+    /// After `reserve_pack_buffers`, no GEMM on the thread moves its
+    /// packing buffers: wide and narrow products, A plain, transposed and
+    /// `u8`, packed and read in place.
+    #[test]
+    fn reserved_pack_buffers_never_grow_again() {
+        use crate::gemm::{gemm, Epilogue, Parallelism};
+        use crate::matrix::{MatMut, MatRef};
+        fn where_they_are() -> [usize; 6] {
+            BUFFERS.with(|cell| {
+                let b = cell.borrow();
+                [
+                    b.a.buf.as_ptr() as usize,
+                    b.a.buf.len(),
+                    b.b.buf.as_ptr() as usize,
+                    b.b.buf.len(),
+                    b.offs.as_ptr() as usize,
+                    b.rows.as_ptr() as usize,
+                ]
+            })
+        }
+        // a fresh thread: its buffers are empty until reserved
+        std::thread::spawn(|| {
+            assert_eq!(where_they_are()[1], 0);
+            reserve_pack_buffers();
+            let reserved = where_they_are();
+            assert!(reserved[1] > 0 && reserved[3] > 0);
+            let f: Vec<f32> = (0..1000 * 1000).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
+            let x: Vec<u8> = (0..1000 * 1000).map(|i| (i * 31 % 256) as u8).collect();
+            let mut c = vec![0.0f32; 1000 * 1000];
+            for (m, k, n) in [
+                (300, 700, 300),
+                (128, 784, 16),
+                (128, 512, 10),
+                (1000, 1000, 1000),
+                (128, 512, 512),
+            ] {
+                let b = MatRef::from_slice(&f[..k * n], k, n);
+                let seq = Parallelism::Sequential;
+                gemm(
+                    1.0,
+                    MatRef::from_slice(&f[..m * k], m, k),
+                    b,
+                    0.0,
+                    MatMut::from_slice(&mut c[..m * n], m, n),
+                    Epilogue::None,
+                    seq,
+                );
+                gemm(
+                    1.0,
+                    MatRef::from_slice(&f[..m * k], k, m).t(),
+                    b,
+                    0.0,
+                    MatMut::from_slice(&mut c[..m * n], m, n),
+                    Epilogue::None,
+                    seq,
+                );
+                gemm(
+                    0.5,
+                    MatRef::from_slice(&x[..m * k], m, k),
+                    b,
+                    0.0,
+                    MatMut::from_slice(&mut c[..m * n], m, n),
+                    Epilogue::None,
+                    seq,
+                );
+                assert_eq!(where_they_are(), reserved, "{m}x{k}x{n}");
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// `next_tile` names the tile the loops run next within a block of

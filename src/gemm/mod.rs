@@ -58,6 +58,7 @@ pub mod threads;
 pub use blocking::{block_sizes, depth_block, set_block_sizes, BlockSizes};
 pub use depth_split::{depth_blocks, gemm_depth_block, sum_depth_blocks};
 pub use im2col::{col2im_add, Im2col, ImageRows, Window};
+pub use loops::reserve_pack_buffers;
 pub use operand::{AOperand, Gathered};
 pub use small::{set_small_products, small_products};
 pub use sparse::{nonzeros, sparse_a_product, SPARSE_ENOUGH};
