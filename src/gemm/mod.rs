@@ -221,7 +221,8 @@ pub fn set_kernel(name: Option<&str>) -> Result<(), String> {
 /// With [`Parallelism::Rayon`] and enough work (see [`threads`]) the output
 /// is split into fixed blocks run on the current rayon pool; the result is
 /// bit-identical to [`Parallelism::Sequential`]. After the first call of a
-/// given size on a thread, no memory is allocated.
+/// given size on a thread, no memory is allocated;
+/// [`reserve_pack_buffers`] on a thread makes that true from its first call.
 pub fn gemm<A: AOperand>(
     alpha: f32,
     a: A,
