@@ -1006,6 +1006,17 @@ mod tests {
                 ]
             })
         }
+        fn run<A: crate::gemm::AOperand>(alpha: f32, a: A, b: MatRef<f32>, c: &mut MatMut) {
+            gemm(
+                alpha,
+                a,
+                b,
+                0.0,
+                c.rb_mut(),
+                Epilogue::None,
+                Parallelism::Sequential,
+            );
+        }
         // a fresh thread: its buffers are empty until reserved
         std::thread::spawn(|| {
             assert_eq!(where_they_are()[1], 0);
@@ -1023,34 +1034,10 @@ mod tests {
                 (128, 512, 512),
             ] {
                 let b = MatRef::from_slice(&f[..k * n], k, n);
-                let seq = Parallelism::Sequential;
-                gemm(
-                    1.0,
-                    MatRef::from_slice(&f[..m * k], m, k),
-                    b,
-                    0.0,
-                    MatMut::from_slice(&mut c[..m * n], m, n),
-                    Epilogue::None,
-                    seq,
-                );
-                gemm(
-                    1.0,
-                    MatRef::from_slice(&f[..m * k], k, m).t(),
-                    b,
-                    0.0,
-                    MatMut::from_slice(&mut c[..m * n], m, n),
-                    Epilogue::None,
-                    seq,
-                );
-                gemm(
-                    0.5,
-                    MatRef::from_slice(&x[..m * k], m, k),
-                    b,
-                    0.0,
-                    MatMut::from_slice(&mut c[..m * n], m, n),
-                    Epilogue::None,
-                    seq,
-                );
+                let mut c = MatMut::from_slice(&mut c[..m * n], m, n);
+                run(1.0, MatRef::from_slice(&f[..m * k], m, k), b, &mut c);
+                run(1.0, MatRef::from_slice(&f[..m * k], k, m).t(), b, &mut c);
+                run(0.5, MatRef::from_slice(&x[..m * k], m, k), b, &mut c);
                 assert_eq!(where_they_are(), reserved, "{m}x{k}x{n}");
             }
         })
