@@ -32,7 +32,9 @@ use std::sync::Arc;
 /// other workers' queues, well under a microsecond, so a process sharing
 /// the core gets it within a few microseconds (with the cores
 /// oversubscribed, e.g. tests running beside training, a worker that only
-/// spun would hold its core for a whole time slice).
+/// spun would hold its core for a whole time slice). 1,024 left the
+/// workshop network's epochs level on a Zen 3 (AVX2, 8 lanes; see
+/// docs/PERFORMANCE.md, "workers offering the core less often").
 const POLLS_PER_OS_YIELD: u32 = 64;
 
 /// Idle this long without a job, a worker polls only every [`NAP`]: the
