@@ -5,8 +5,9 @@
 //! A counting global allocator wraps the system one; after every worker has
 //! reserved its packing buffers (`gemm::reserve_pack_buffers`; otherwise
 //! each grows the first time that thread packs) and ten warm-up steps of
-//! each batch size, the count must not move. One test function, because the allocator counts
-//! every thread of the process: a second test running beside it would count.
+//! each batch size, the count must not move. One test function, because
+//! the allocator counts every thread of the process: a second test running
+//! beside it would count.
 //!
 //! Except the workers of a pool already dropped: rayon does not join them,
 //! and a worker's thread-local destructors (crossbeam's epoch handle
@@ -140,7 +141,7 @@ fn net_steps_allocate(mut net: Network, d: &Dataset, threads: usize, opt: Optimi
         .unwrap();
     // Each worker's packing buffers grow once, the first time that thread
     // packs; work stealing may keep a worker away from every packing GEMM
-    // through the warm-up (seen: one run in six on one core), so every
+    // through the warm-up (seen: 5 to 8 runs in 30 on one core), so every
     // worker reserves them here first.
     pool.broadcast(|_| simdnet::gemm::reserve_pack_buffers());
     let order: Vec<usize> = (0..256).rev().collect();

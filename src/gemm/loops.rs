@@ -110,6 +110,14 @@ pub(crate) fn buffer_bounds(blocks: BlockSizes, mr: usize, nr: usize) -> (usize,
     (a_bound, b_bound)
 }
 
+/// The most depth offsets and row pointers the gather kernel needs for any
+/// shape under `blocks` with an `mr`-row kernel, which each list grows to
+/// the first time it grows: `kc_max <= kc`, `mc_max + mr <= mc` rounded up
+/// to `mr`, plus `mr`.
+fn gather_bounds(blocks: BlockSizes, mr: usize) -> (usize, usize) {
+    (blocks.kc.max(1), blocks.mc.div_ceil(mr).max(1) * mr + mr)
+}
+
 /// Grows this thread's packing buffers (A~ and B~) to the most any product
 /// needs under the current block sizes with any of this build's
 /// micro-kernels, so that no later GEMM on this thread allocates (until
@@ -121,22 +129,19 @@ pub(crate) fn buffer_bounds(blocks: BlockSizes, mr: usize, nr: usize) -> (usize,
 /// GEMM so far. (Small products never pack, see [`super::small`].)
 pub fn reserve_pack_buffers() {
     let blocks = super::block_sizes();
-    let (mut a_most, mut b_most, mut rows_most) = (0, 0, 0);
+    let (mut a_most, mut b_most, mut depth_most, mut rows_most) = (0, 0, 0, 0);
     for k in super::kernel::all_kernels() {
-        let (a, b) = buffer_bounds(blocks, k.mr, k.nr);
-        a_most = a_most.max(a);
-        b_most = b_most.max(b);
-        rows_most = rows_most.max(blocks.mc.div_ceil(k.mr).max(1) * k.mr + k.mr);
+        let ((a, b), (depth, rows)) = (buffer_bounds(blocks, k.mr, k.nr), gather_bounds(blocks, k.mr));
+        (a_most, b_most) = (a_most.max(a), b_most.max(b));
+        (depth_most, rows_most) = (depth_most.max(depth), rows_most.max(rows));
     }
     BUFFERS.with(|cell| {
         // Re-entered (inside a GEMM on this thread): those buffers are in use.
         if let Ok(mut buffers) = cell.try_borrow_mut() {
             buffers.a.get(a_most, a_most);
             buffers.b.get(b_most, b_most);
-            // the gather kernel's depth offsets and row pointers (see `five_loops`)
-            let kc_bound = blocks.kc.max(1);
-            if buffers.offs.len() < kc_bound {
-                buffers.offs.resize(kc_bound, 0);
+            if buffers.offs.len() < depth_most {
+                buffers.offs.resize(depth_most, 0);
             }
             if buffers.rows.len() < rows_most {
                 buffers.rows.resize(rows_most, std::ptr::null());
@@ -479,13 +484,12 @@ unsafe fn five_loops<A: AOperand>(
         nc_max
     };
     let (a_bound, b_bound) = buffer_bounds(blocks, mr, nr);
-    let kc_bound = blocks.kc.max(1);
     let a_buffer = buffers.a.get(mc_max * kc_max + mr * kc_max, a_bound);
     let (a_packed, a_tail) = a_buffer.split_at_mut(mc_max * kc_max);
     let b_packed = buffers.b.get(nc_max * kc_max, b_bound);
     if gather_kernel.is_some() {
-        // grown once to the most any shape needs (kc_max <= kc_bound, mc_max + mr <= rows_bound)
-        let rows_bound = blocks.mc.div_ceil(mr).max(1) * mr + mr;
+        // grown once to the most any shape needs
+        let (kc_bound, rows_bound) = gather_bounds(blocks, mr);
         if buffers.offs.len() < kc_max {
             buffers.offs.resize(kc_bound, 0);
         }
