@@ -448,7 +448,7 @@ fn predict_image_names_the_file_and_the_problem() {
         ),
         ("cut.png", good[..40].to_vec(), "the file is truncated"),
         (
-            "zero.png",
+            "zero-height.png",
             patch_ihdr(&good, |d| d[4..8].copy_from_slice(&0u32.to_be_bytes())),
             "its header says 6x0 pixels",
         ),
