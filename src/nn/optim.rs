@@ -240,19 +240,46 @@ impl OptimizerState {
         parts: usize,
         part: impl Fn(usize) -> &'g [f32] + Sync,
     ) {
-        let slots = self.tensor(index);
-        if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
-            slots.update_summed_decayed(opt, w, decay, parts, part);
-        } else {
-            check_lengths(w.len(), slots.s1.len(), parts, &part);
-            w.par_chunks_mut(UPDATE_CHUNK)
-                .zip(slots.par_chunks(UPDATE_CHUNK))
-                .enumerate()
-                .for_each(|(c, (w, slots))| {
-                    let range = c * UPDATE_CHUNK..c * UPDATE_CHUNK + w.len();
-                    slots.update_summed_decayed(opt, w, decay, parts, |p| &part(p)[range.clone()])
-                });
-        }
+        self.tensor(index)
+            .update_whole_summed_decayed(opt, w, decay, parts, part);
+    }
+
+    /// Tensor 0's state, and the other tensors' ([`OtherSlots`]): to
+    /// update tensor 0 on some threads while another updates the rest
+    /// (the trainer's split first layer, see `nn::split`).
+    pub fn split_first(&mut self) -> (TensorSlots<'_>, OtherSlots<'_>) {
+        let t = self.steps.max(1) as i32;
+        let (s1, slot1) = self.slot1.split_first_mut().expect("optimizer: no tensor");
+        let (s2, slot2) = self.slot2.split_first_mut().expect("optimizer: no tensor");
+        (TensorSlots { t, s1, s2 }, OtherSlots { t, slot1, slot2 })
+    }
+}
+
+/// The state of every tensor but tensor 0 ([`OptimizerState::split_first`]).
+pub struct OtherSlots<'s> {
+    t: i32,
+    slot1: &'s mut [Vec<f32>],
+    slot2: &'s mut [Vec<f32>],
+}
+
+impl OtherSlots<'_> {
+    /// [`OptimizerState::update_summed_decayed`] of tensor `index` (1 or more).
+    pub fn update_summed_decayed<'g>(
+        &mut self,
+        opt: &Optimizer,
+        index: usize,
+        w: &mut [f32],
+        decay: f32,
+        parts: usize,
+        part: impl Fn(usize) -> &'g [f32] + Sync,
+    ) {
+        assert!(index >= 1, "optimizer: tensor 0 is not among the others");
+        let slots = TensorSlots {
+            t: self.t,
+            s1: &mut self.slot1[index - 1],
+            s2: &mut self.slot2[index - 1],
+        };
+        slots.update_whole_summed_decayed(opt, w, decay, parts, part);
     }
 }
 
@@ -316,6 +343,29 @@ impl<'s> TensorSlots<'s> {
                 s2: s2_rest,
             },
         )
+    }
+
+    /// [`update_summed_decayed`](Self::update_summed_decayed) of a whole
+    /// tensor: a large one in chunks, on the pool's threads.
+    fn update_whole_summed_decayed<'g>(
+        self,
+        opt: &Optimizer,
+        w: &mut [f32],
+        decay: f32,
+        parts: usize,
+        part: impl Fn(usize) -> &'g [f32] + Sync,
+    ) {
+        if w.len() < PARALLEL_UPDATE_MIN_PARAMS {
+            return self.update_summed_decayed(opt, w, decay, parts, part);
+        }
+        check_lengths(w.len(), self.s1.len(), parts, &part);
+        w.par_chunks_mut(UPDATE_CHUNK)
+            .zip(self.par_chunks(UPDATE_CHUNK))
+            .enumerate()
+            .for_each(|(c, (w, slots))| {
+                let range = c * UPDATE_CHUNK..c * UPDATE_CHUNK + w.len();
+                slots.update_summed_decayed(opt, w, decay, parts, |p| &part(p)[range.clone()])
+            });
     }
 
     /// [`OptimizerState::update_summed_decayed`] on the parameters this
@@ -521,6 +571,62 @@ mod tests {
                 let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&w[0]), bits(&w[1]), "{opt}, step {step}: two parts");
                 assert_eq!(bits(&w[0]), bits(&w[2]), "{opt}, step {step}: three parts");
+            }
+        }
+    }
+
+    /// Tensor 0 through [`OptimizerState::split_first`]'s first half in
+    /// two slices, and tensors 1 and 2 through its [`OtherSlots`] (the
+    /// last large enough to be updated in chunks on the pool): the bits of
+    /// each tensor updated through the whole state (and every tensor
+    /// updated), for every optimiser over several steps.
+    #[test]
+    fn split_state_updates_each_tensor_as_the_whole_state_does() {
+        let sizes = [40, 7, PARALLEL_UPDATE_MIN_PARAMS + 5];
+        let grad = |t: usize, step: usize| -> Vec<f32> {
+            (0..sizes[t])
+                .map(|i| ((i * 31 + step * 7 + t) % 97) as f32 / 50.0 - 0.9)
+                .collect()
+        };
+        for opt in [
+            Optimizer::sgd(0.01),
+            Optimizer::momentum(0.01, 0.9),
+            Optimizer::rmsprop(0.001),
+            Optimizer::adam(0.001),
+        ] {
+            let w0: Vec<Vec<f32>> = sizes
+                .iter()
+                .map(|&n| (0..n).map(|i| (i % 13) as f32 * 0.1 - 0.5).collect())
+                .collect();
+            let (mut whole, mut split) = (w0.clone(), w0.clone());
+            let (mut whole_state, mut split_state) =
+                (OptimizerState::new(&sizes), OptimizerState::new(&sizes));
+            for step in 0..3 {
+                let g: Vec<Vec<f32>> = (0..sizes.len()).map(|t| grad(t, step)).collect();
+                whole_state.begin_step();
+                for (t, w) in whole.iter_mut().enumerate() {
+                    whole_state.update_summed_decayed(&opt, t, w, 0.01, 1, |_| &g[t]);
+                }
+                split_state.begin_step();
+                let (first, mut others) = split_state.split_first();
+                let (a, b) = first.split_at(25);
+                let (w_a, w_b) = split[0].split_at_mut(25);
+                a.update_summed_decayed(&opt, w_a, 0.01, 1, |_| &g[0][..25]);
+                b.update_summed_decayed(&opt, w_b, 0.01, 1, |_| &g[0][25..]);
+                for (t, w) in split.iter_mut().enumerate().skip(1) {
+                    others.update_summed_decayed(&opt, t, w, 0.01, 1, |_| &g[t]);
+                }
+                let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                for t in 0..sizes.len() {
+                    assert_eq!(bits(&whole[t]), bits(&split[t]), "{opt}, step {step}, tensor {t}");
+                }
+                for t in 0..sizes.len() {
+                    assert_ne!(
+                        bits(&split[t]),
+                        bits(&w0[t]),
+                        "{opt}, step {step}: tensor {t} not updated"
+                    );
+                }
             }
         }
     }

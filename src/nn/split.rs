@@ -15,6 +15,7 @@
 //!                           the other layers forward, the loss, backward down to dz0, db0
 //! part p  (one task each):  dW[p, :] = Σ_s x_s[:, p]ᵀ·dz0_s      each shard's product, added in shard order
 //!                           W[p, :] updated by the optimiser     (its state's slice with it)
+//!                           the first part done: every other tensor updated (b, the other layers)
 //! ```
 //!
 //! Every number is summed exactly as in the unsplit step (the same depth
@@ -23,6 +24,9 @@
 //! the examples, of `W` and of the optimiser state stay with one task (one
 //! core: rayon hands the tasks out the same way every step), only the
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
+//! The rest of the update (every tensor but `W`, a few hundred numbers in
+//! the workshop network) runs in the same parallel section, on the thread
+//! whose part finished first, instead of after it on one thread.
 
 use crate::gemm::sparse_rows::{
     all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups, sparse_rows_enough,

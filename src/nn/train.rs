@@ -35,6 +35,7 @@
 //! of sleeping between the parallel sections ([`crate::nn::awake`]).
 
 use std::ops::ControlFlow;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -515,7 +516,7 @@ impl Trainer {
             );
         };
         run_shards(&mut self.shards, nshards, run);
-        Ok(self.finish_step(net, nshards, false))
+        Ok(self.finish_step(net, nshards))
     }
 
     /// One training step on the examples `indices` of `data` (pixels scaled
@@ -632,7 +633,7 @@ impl Trainer {
         };
         run_shards(&mut self.shards, nshards, run);
         self.next = next;
-        Ok(self.finish_step(net, nshards, false))
+        Ok(self.finish_step(net, nshards))
     }
 
     /// Rows of a batch [`splits`](Self::splits) looks at on one thread to
@@ -714,26 +715,48 @@ impl Trainer {
         });
         // 3. Each part: its rows of dW (shard by shard), summed into the update
         //    of its rows of W; then, if asked, the next step's phase 1 on them.
+        //    The first part to finish updates every other tensor (they are
+        //    no part's: the same updates, run beside the slower part).
         self.state.begin_step();
         let decay = if net.layers()[0].decays(0) {
             net.weight_decay()
         } else {
             0.0
         };
-        let shards = &self.shards;
-        let Some(Layer::Dense(first)) = net.layers_mut().first_mut() else {
+        let (l2, b_decays, first_tensors) = (
+            net.weight_decay(),
+            net.layers()[0].decays(1),
+            net.layers()[0].num_tensors(),
+        );
+        let rest_params = net.num_params() - net.inputs() * net.layers()[0].outputs();
+        let shards = &self.shards[..nshards];
+        let (head, tail) = net.layers_mut().split_at_mut(1);
+        let Layer::Dense(first) = &mut head[0] else {
             unreachable!("a split first layer is dense")
         };
         let split = self.split.as_mut().expect("step_split needs a split");
         let (part_len, n) = (split.part_len(), first.outputs());
+        let (w_slots, mut others) = self.state.split_first();
+        let optimizer = &self.optimizer;
+        let b = &mut first.b;
+        let rest = Mutex::new(Some(move || {
+            let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * rest_params);
+            // tensor 1: the first layer's b
+            let b_decay = if b_decays { l2 } else { 0.0 };
+            others.update_summed_decayed(optimizer, 1, b, b_decay, nshards, |s| shards[s].ws.grad(0, 1));
+            for_each_tensor(tail, (1, first_tensors), l2, |(l, k, tensor), params, decay| {
+                others.update_summed_decayed(optimizer, tensor, params, decay, nshards, |s| {
+                    shards[s].ws.grad(l, k)
+                });
+            });
+        }));
         {
             let _fork_join = scope(Kind::ParallelShards, 0);
-            let optimizer = &self.optimizer;
             split
                 .parts
                 .par_iter_mut()
                 .zip(first.w.as_mut_slice().par_chunks_mut(part_len))
-                .zip(self.state.tensor(0).par_chunks(part_len))
+                .zip(w_slots.par_chunks(part_len))
                 .with_max_len(1)
                 .for_each(|((part, w), slots)| {
                     let (_training, _in) = (trace::training(), trace::layer(0));
@@ -743,48 +766,57 @@ impl Trainer {
                         let w = MatRef::from_slice(w, w.len() / n, n);
                         part.forward_with(*next, x_scale, w, prefetch_after);
                     }
+                    // taken out first: the other parts do not wait on the lock
+                    let update_rest = rest.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(mut update_rest) = update_rest {
+                        update_rest();
+                    }
                 });
         }
-        self.finish_step(net, nshards, true)
-    }
-
-    /// Adds the shards' gradients in shard order, updates the parameters
-    /// (all but the first tensor, `W` of the first layer, if `first_done`:
-    /// then the step has begun), and returns the summed loss and number
-    /// correct.
-    fn finish_step(&mut self, net: &mut Network, nshards: usize, first_done: bool) -> (f64, usize) {
-        // Update every parameter tensor (W0, b0, W1, b1, ...) from the sum of
-        // the shards' gradients, added in shard order as it is consumed.
-        let done = if first_done {
-            net.inputs() * net.layers()[0].outputs()
-        } else {
-            0
-        };
-        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * (net.num_params() - done));
-        let shards = &self.shards[..nshards];
-        if !first_done {
-            self.state.begin_step();
-        }
-        let l2 = net.weight_decay();
-        let mut tensor = 0;
-        for (l, layer) in net.layers_mut().iter_mut().enumerate() {
-            for k in 0..layer.num_tensors() {
-                if first_done && tensor == 0 {
-                    tensor += 1;
-                    continue;
-                }
-                let decay = if layer.decays(k) { l2 } else { 0.0 };
-                let params = layer.params_mut(k);
-                self.state
-                    .update_summed_decayed(&self.optimizer, tensor, params, decay, nshards, |s| {
-                        shards[s].ws.grad(l, k)
-                    });
-                tensor += 1;
-            }
+        // (taken by a part: a split has two parts or more)
+        if let Some(mut update_rest) = rest.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            update_rest();
         }
         shards
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
+    }
+
+    /// Adds the shards' gradients in shard order, updates every parameter
+    /// tensor, and returns the summed loss and number correct.
+    fn finish_step(&mut self, net: &mut Network, nshards: usize) -> (f64, usize) {
+        let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * net.num_params());
+        let shards = &self.shards[..nshards];
+        self.state.begin_step();
+        let (optimizer, state, l2) = (&self.optimizer, &mut self.state, net.weight_decay());
+        for_each_tensor(net.layers_mut(), (0, 0), l2, |(l, k, tensor), params, decay| {
+            state.update_summed_decayed(optimizer, tensor, params, decay, nshards, |s| {
+                shards[s].ws.grad(l, k)
+            });
+        });
+        shards
+            .iter()
+            .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
+    }
+}
+
+/// Calls `update((l, k, tensor), params, decay)` for each trainable tensor
+/// of `layers` in order: layer `l` (numbered from `l0`), its tensor `k`,
+/// numbered `tensor` across the network (from `t0`), with its weight
+/// decay (`l2` or 0).
+fn for_each_tensor(
+    layers: &mut [Layer],
+    (l0, t0): (usize, usize),
+    l2: f32,
+    mut update: impl FnMut((usize, usize, usize), &mut [f32], f32),
+) {
+    let mut tensor = t0;
+    for (l, layer) in (l0..).zip(layers.iter_mut()) {
+        for k in 0..layer.num_tensors() {
+            let decay = if layer.decays(k) { l2 } else { 0.0 };
+            update((l, k, tensor), layer.params_mut(k), decay);
+            tensor += 1;
+        }
     }
 }
 
