@@ -263,23 +263,14 @@ pub struct OtherSlots<'s> {
 }
 
 impl OtherSlots<'_> {
-    /// [`OptimizerState::update_summed_decayed`] of tensor `index` (1 or more).
-    pub fn update_summed_decayed<'g>(
-        &mut self,
-        opt: &Optimizer,
-        index: usize,
-        w: &mut [f32],
-        decay: f32,
-        parts: usize,
-        part: impl Fn(usize) -> &'g [f32] + Sync,
-    ) {
+    /// Tensor `index`'s state (1 or more), as [`OptimizerState::tensor`].
+    pub fn tensor(&mut self, index: usize) -> TensorSlots<'_> {
         assert!(index >= 1, "optimizer: tensor 0 is not among the others");
-        let slots = TensorSlots {
+        TensorSlots {
             t: self.t,
             s1: &mut self.slot1[index - 1],
             s2: &mut self.slot2[index - 1],
-        };
-        slots.update_whole_summed_decayed(opt, w, decay, parts, part);
+        }
     }
 }
 
@@ -345,9 +336,9 @@ impl<'s> TensorSlots<'s> {
         )
     }
 
-    /// [`update_summed_decayed`](Self::update_summed_decayed) of a whole
-    /// tensor: a large one in chunks, on the pool's threads.
-    fn update_whole_summed_decayed<'g>(
+    /// [`OptimizerState::update_summed_decayed`] of the whole tensor this
+    /// state is: a large one in chunks, on the pool's threads.
+    pub fn update_whole_summed_decayed<'g>(
         self,
         opt: &Optimizer,
         w: &mut [f32],
@@ -614,7 +605,9 @@ mod tests {
                 a.update_summed_decayed(&opt, w_a, 0.01, 1, |_| &g[0][..25]);
                 b.update_summed_decayed(&opt, w_b, 0.01, 1, |_| &g[0][25..]);
                 for (t, w) in split.iter_mut().enumerate().skip(1) {
-                    others.update_summed_decayed(&opt, t, w, 0.01, 1, |_| &g[t]);
+                    others
+                        .tensor(t)
+                        .update_whole_summed_decayed(&opt, w, 0.01, 1, |_| &g[t]);
                 }
                 let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 for t in 0..sizes.len() {

@@ -743,11 +743,15 @@ impl Trainer {
             let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * rest_params);
             // tensor 1: the first layer's b
             let b_decay = if b_decays { l2 } else { 0.0 };
-            others.update_summed_decayed(optimizer, 1, b, b_decay, nshards, |s| shards[s].ws.grad(0, 1));
+            others
+                .tensor(1)
+                .update_whole_summed_decayed(optimizer, b, b_decay, nshards, |s| shards[s].ws.grad(0, 1));
             for_each_tensor(tail, (1, first_tensors), l2, |(l, k, tensor), params, decay| {
-                others.update_summed_decayed(optimizer, tensor, params, decay, nshards, |s| {
-                    shards[s].ws.grad(l, k)
-                });
+                others
+                    .tensor(tensor)
+                    .update_whole_summed_decayed(optimizer, params, decay, nshards, |s| {
+                        shards[s].ws.grad(l, k)
+                    });
             });
         }));
         {
