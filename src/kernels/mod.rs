@@ -256,6 +256,22 @@ pub fn softmax_cross_entropy(mut dz: MatMut, logits: MatRef, labels: &[u8], grad
     }
     let z = &logits.data()[..rows * classes];
     let out = &mut dz.data()[..rows * classes];
+    // The same passes with the row length a constant for the usual 10
+    // classes: the loops over a row unrolled, several rows in flight. The
+    // same operations in the same order, so the same bits. Measured on Zen 3
+    // (AMD EPYC family 25 model 1, AVX2, 8 lanes), 64 x 10 in cache, medians
+    // of 20,000: 3.0 -> 2.2-2.5 µs; the workshop network's training steps
+    // were level (paired medians 1.000 on 2 threads, 0.997 on 1).
+    if classes == 10 {
+        cross_entropy_passes(z, out, labels, 10, grad_scale)
+    } else {
+        cross_entropy_passes(z, out, labels, classes, grad_scale)
+    }
+}
+
+/// [`softmax_cross_entropy`]'s work on contiguous rows of `classes`.
+#[inline(always)]
+fn cross_entropy_passes(z: &[f32], out: &mut [f32], labels: &[u8], classes: usize, grad_scale: f32) -> f64 {
     // The loss of a row is -ln p_y = ln Σ e^(z - max) - (z_y - max): finite for any
     // finite logits, and NaN (so training stops as diverged) when they are not.
     let mut loss = 0.0f64;
