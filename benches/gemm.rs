@@ -501,15 +501,23 @@ fn main() {
             t.calibrate(target);
         }
         // Each round times every (library, mode), mode by mode, with the
-        // libraries of a mode in turn first: the first call of a mode finds
+        // libraries of a mode in turn first. The first call of a mode finds
         // the pool as the previous mode left it (its workers asleep after
-        // the 1-thread modes), and no library should always be the one
-        // that wakes it.
+        // the 1-thread modes, and on some hosts the idle core slowed down):
+        // an untimed call wakes it first, so that no library pays for that
+        // (with 9 rounds, one of a 2-thread mode's two libraries would be
+        // first 5 times, the other 4). On a Zen 2 host (AMD EPYC family 23
+        // model 49, AVX2, 8 lanes) a 512³ product called after 10 ms of
+        // idling took 4.1-4.4 ms on 1 or 2 threads, against 2.9 and 1.6 ms
+        // back to back.
         for round in 0..rounds {
             for mode in timers.chunks_mut(per_mode) {
                 let mut present: Vec<&mut Timer> = mode.iter_mut().flatten().collect();
                 let first = round % present.len();
                 present.rotate_left(first);
+                if let Some(t) = present.first_mut() {
+                    t.run(1);
+                }
                 for t in present {
                     t.sample();
                 }
