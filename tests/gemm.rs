@@ -1068,6 +1068,61 @@ fn in_place_b_has_the_bits_of_packed_b_on_every_kernel() {
     });
 }
 
+/// A B read in place whose last panel ends inside a vector (the 10
+/// logits) is read a whole vector at a time in every step but the last
+/// few, on into the floats after the step's valid columns: here B's
+/// padding columns, all NaN. None of them may reach C: every product,
+/// by default and with the in-place reads forced on, has the bits of the
+/// same product from a NaN-free copy of B, packed (a column-major view),
+/// and no NaN. Shapes: one and two depth blocks, `k` from 1 (only masked
+/// steps) up, row strides from `n + 1` (a whole read runs into the next
+/// row) to `n + 8`, tiles short and full.
+#[test]
+fn edge_panels_read_whole_leak_nothing_from_past_the_columns() {
+    let _g = Globals::lock();
+    let mut rng = StdRng::seed_from_u64(29);
+    for forced in [None, Some(true)] {
+        gemm::loops::set_wide_in_place(forced);
+        for (m, n, k, pad) in [
+            (128, 10, 512, 1),
+            (128, 10, 700, 6),
+            (7, 10, 1, 1),
+            (13, 9, 3, 8),
+            (6, 15, 2, 1),
+            (64, 11, 37, 2),
+            (2, 13, 1000, 3),
+        ] {
+            let (a, bias) = (uniform(&mut rng, m * k), uniform(&mut rng, n));
+            let mut b = vec![f32::NAN; k * (n + pad)];
+            let mut b_copy = vec![0.0; k * n];
+            for p in 0..k {
+                for j in 0..n {
+                    let v: f32 = rng.random_range(-1.0..1.0);
+                    b[p * (n + pad) + j] = v;
+                    b_copy[j * k + p] = v; // column-major: always packed
+                }
+            }
+            let b_rows = MatRef::with_strides(&b, k, n, n + pad, 1);
+            let b_cols = MatRef::from_slice(&b_copy, n, k).t();
+            let a = MatRef::from_slice(&a, m, k);
+            let epi = || Epilogue::BiasActivation {
+                bias: &bias,
+                act: Activation::Tanh,
+            };
+            let seq = Parallelism::Sequential;
+            let in_place = product_bits(m, n, |c| gemm::gemm(1.0, a, b_rows, 0.0, c, epi(), seq));
+            let packed = product_bits(m, n, |c| gemm::gemm(1.0, a, b_cols, 0.0, c, epi(), seq));
+            let case = format!("{m}x{n}x{k}, row stride {}, in-place reads {forced:?}", n + pad);
+            assert!(
+                in_place.iter().all(|&v| !f32::from_bits(v).is_nan()),
+                "{case}: a NaN reached C"
+            );
+            assert_eq!(in_place, packed, "{case}: not the bits of packed B");
+        }
+    }
+    gemm::loops::set_wide_in_place(None);
+}
+
 /// `len` values in -1..1.
 fn uniform(rng: &mut StdRng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()

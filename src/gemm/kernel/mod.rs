@@ -202,12 +202,15 @@ pub type GatherKernelFn =
 /// `b + p·pb` (a full panel of a row-major B, `pb` its row stride; a packed
 /// A~ panel is `(ra, pa) = (1, MR)`). With B in place (`pb != NR`) and a
 /// tile whose `out.cols` end inside the panel's last vector
-/// (`NR - LANES < cols < NR`: a last partial panel), only the valid columns
-/// of each step are read (a masked load on x86-64).
+/// (`NR - LANES < cols < NR`: a last partial panel), the last steps read
+/// only their valid columns (a masked load on x86-64), the others whole
+/// vectors that run on into B's next floats, never past the last valid
+/// one.
 ///
 /// # Safety
 /// As [`StridedKernelFn`], with `b + p·pb .. + NR` readable for `p < kc`
-/// (for such an edge tile, `b + p·pb .. + out.cols`).
+/// (for such an edge tile, every float from `b` to `b + (kc - 1)·pb +
+/// out.cols`: B's rows in one allocation, as a `MatRef`'s are).
 pub type InPlaceBKernelFn =
     unsafe fn(kc: usize, a: *const f32, ra: usize, pa: usize, b: *const f32, pb: usize, out: &TileOut);
 
