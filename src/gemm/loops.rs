@@ -339,7 +339,8 @@ pub fn reads_narrow_b_in_place() -> bool {
 /// to pay. (Since 2026-12-04 the kernel masks only the last step or two
 /// and reads B's last vector whole before them, see `masked_steps` in
 /// `kernel::simd`: on Zen 2 a masked load in every step left `H·W`
-/// 128x10x512 at 0.82 of the `gemm` crate.) On Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes, 2 cores,
+/// 128x10x512 at 0.82 of the `gemm` crate.) On Zen 3 (AMD EPYC family 25
+/// model 1, AVX2, 8 lanes, 2 cores,
 /// 2026-12-03; the two ways alternated in one build, ratio to the best of
 /// the `gemm` crate and `matrixmultiply`, packed -> in place):
 /// - `cargo bench --bench gemm`, `H·W` 128x10x512, three runs: 1 thread
