@@ -32,7 +32,7 @@
 //! tap; or, transposed, the other way round), see [`AOperand::gather_depth`].
 
 use super::operand::{sealed, AOperand};
-use super::pack::{transpose_scaled, Axis};
+use super::pack::{transpose_panel, Axis};
 use crate::geometry::{input_position, Conv2dGeometry};
 use crate::matrix::{Element, MatRef};
 #[cfg(target_feature = "avx512f")]
@@ -757,7 +757,7 @@ impl<T: Element> AOperand for Im2col<'_, T> {
                     // the panel holds kc·mr floats and (pc + p)·mr + i < kc·mr
                     // for p < width, i < rows <= mr.
                     unsafe {
-                        transpose_scaled(
+                        transpose_panel(
                             |i| base.add(i * width_max),
                             rows,
                             width,
