@@ -157,6 +157,72 @@ fn activation_backward_matches_reference_exactly() {
     }
 }
 
+/// Two tasks of columns (a 2-thread pool), with and without dropout, have
+/// the bits of one task: `dz` and every `db_j` (summed over the rows in
+/// order), for widths that split at whole vectors and ragged ones, inside
+/// a wider row stride (the columns past the view untouched); a 1-thread
+/// pool and a strided view take one task.
+#[test]
+fn activation_backward_in_halves_has_the_bits_of_one_task() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let pools = [1, 2].map(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap());
+    for (rows, cols) in [
+        (1, 64),
+        (5, 33),
+        (7, 40),
+        (16, 100),
+        (33, 129),
+        (128, 512),
+        (3, 200),
+    ] {
+        let ld = cols + 3;
+        for act in Activation::ALL {
+            for mask in [None, Some(kernels::DropoutMask::new(0.3, 9, 2, 1))] {
+                let a: Vec<f32> = random(rows, ld, 3.0, &mut rng)
+                    .iter()
+                    .map(|&v| act.f(v))
+                    .collect();
+                let da = random(rows, ld, 1.0, &mut rng);
+                let (da_view, a_view) = (
+                    MatRef::with_strides(&da, rows, cols, ld, 1),
+                    MatRef::with_strides(&a, rows, cols, ld, 1),
+                );
+                let mut want = vec![-7.0f32; rows * ld];
+                let mut db_want = vec![f32::NAN; cols];
+                let one = MatMut::with_row_stride(&mut want, rows, cols, ld);
+                match &mask {
+                    None => kernels::activation_backward(one, da_view, a_view, act, &mut db_want),
+                    Some(m) => {
+                        kernels::activation_dropout_backward(one, da_view, a_view, act, m, &mut db_want)
+                    }
+                }
+                for pool in &pools {
+                    let mut got = vec![-7.0f32; rows * ld];
+                    let mut db = vec![f32::NAN; cols];
+                    pool.install(|| {
+                        kernels::activation_backward_in_halves(
+                            MatMut::with_row_stride(&mut got, rows, cols, ld),
+                            da_view,
+                            a_view,
+                            act,
+                            mask.as_ref(),
+                            &mut db,
+                        )
+                    });
+                    let at = format!(
+                        "{rows}x{cols} {act}, dropout {}, {} threads",
+                        mask.is_some(),
+                        pool.current_num_threads()
+                    );
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{at}: dz");
+                    assert_eq!(bits(&db), bits(&db_want), "{at}: db");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn identity_backward_copies_da_and_sums_its_columns() {
     // The output layer (identity): dz = da exactly, db = the column sums of da

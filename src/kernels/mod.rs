@@ -48,7 +48,7 @@ pub mod reference;
 pub use dropout::DropoutMask;
 
 use crate::activation::Activation;
-use crate::matrix::{MatMut, MatRef};
+use crate::matrix::{ColsMut, MatMut, MatRef, RowsMut};
 use crate::simd::{self, LANES, V};
 use crate::trace::{self, Kind};
 
@@ -132,7 +132,7 @@ pub fn bias_activation_dropout(mut z: MatMut, bias: &[f32], act: Activation, mas
 ///
 /// Shapes: `dz, da, a: (batch, n)`, `db: (n)`.
 pub fn activation_dropout_backward(
-    mut dz: MatMut,
+    dz: MatMut,
     da: MatRef,
     a: MatRef,
     act: Activation,
@@ -144,6 +144,18 @@ pub fn activation_dropout_backward(
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_dropout_backward(dz, da, a, act, mask, db);
     }
+    dropout_backward_rows(dz, da, a, act, mask, db);
+}
+
+/// [`activation_dropout_backward`] of row-major `da` and `a`, into any rows.
+fn dropout_backward_rows(
+    mut dz: impl RowsMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    mask: &DropoutMask,
+    db: &mut [f32],
+) {
     let unscale = V::splat(mask.unscale_for(act));
     let d = |i: usize, j: usize| {
         let slope = simd::derivative_from_output(act, read(row_of(&a, i), j, 0.0) * unscale);
@@ -177,6 +189,11 @@ pub fn activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, d
     if a.col_stride() != 1 || da.col_stride() != 1 {
         return reference::activation_backward(dz, da, a, act, db);
     }
+    backward_rows(dz, da, a, act, db);
+}
+
+/// [`activation_backward`] of row-major `da` and `a`, into any rows.
+fn backward_rows(dz: impl RowsMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     // The activation chosen once per call, not at every vector (a jump per
     // vector in the loops below before: 64 rows of a 16-wide ReLU layer
     // 288-560 ns, now 182-388; the 10 logits 477-612, now 387-518; Zen 3,
@@ -190,10 +207,54 @@ pub fn activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, d
     }
 }
 
+/// [`activation_backward`], or with a mask [`activation_dropout_backward`],
+/// in two tasks of columns: `..h` on the calling thread, `h..` on another
+/// of the pool if one takes it, `h` half the columns rounded up to whole
+/// vectors. Each `db_j` is the same sum over the rows in order: the same
+/// bits as one task. For a large network's one shard on two threads,
+/// where the `dx` product before it computed its two halves of columns
+/// (of `da`, and of `a` in the forward pass) on two cores: each half is then
+/// read where it was written, not across the cores. Rows narrower than
+/// four vectors, views not row-major, and a pool of one thread run as one
+/// task.
+///
+/// Shapes: `dz, da, a: (batch, n)`, `db: (n)`.
+pub fn activation_backward_in_halves(
+    dz: MatMut,
+    da: MatRef,
+    a: MatRef,
+    act: Activation,
+    mask: Option<&DropoutMask>,
+    db: &mut [f32],
+) {
+    reference::check_activation_backward(&dz, &da, &a, db);
+    let n = dz.cols();
+    let row_major = a.col_stride() == 1 && da.col_stride() == 1;
+    if n < 4 * LANES || !row_major || rayon::current_num_threads() < 2 {
+        return match mask {
+            None => activation_backward(dz, da, a, act, db),
+            Some(mask) => activation_dropout_backward(dz, da, a, act, mask, db),
+        };
+    }
+    let h = (n / 2).next_multiple_of(LANES);
+    let (dz_l, dz_r) = dz.split_at_col(h);
+    let (db_l, db_r) = db.split_at_mut(h);
+    // one timer around both halves, as around a threaded GEMM
+    let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz_l.rows() * n);
+    let half = |dz: ColsMut, (c0, c1): (usize, usize), db: &mut [f32]| {
+        let (da, a) = (da.cols_range(c0, c1), a.cols_range(c0, c1));
+        match mask {
+            None => backward_rows(dz, da, a, act, db),
+            Some(mask) => dropout_backward_rows(dz, da, a, act, &mask.offset(0, c0), db),
+        }
+    };
+    rayon::join(|| half(dz_l, (0, h), db_l), || half(dz_r, (h, n), db_r));
+}
+
 /// [`activation_backward`] with the derivative `df(a)` of its activation,
 /// for row-major `da` and `a`.
 #[inline(always)]
-fn backward_with(mut dz: MatMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl Fn(V) -> V) {
+fn backward_with(mut dz: impl RowsMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl Fn(V) -> V) {
     let d = |i: usize, j: usize| read(row_of(&da, i), j, 0.0) * df(read(row_of(&a, i), j, 0.0));
     match dz.cols().div_ceil(LANES) {
         1 => return sum_rows_in_registers::<1>(dz, db, d),
@@ -218,7 +279,11 @@ fn backward_with(mut dz: MatMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl
 /// registers, added in row order from 0 (the reference's bits). Summed in
 /// memory row by row, a partial vector of `db` was stored masked and loaded
 /// again at the next row, which stalls store forwarding.
-fn sum_rows_in_registers<const NV: usize>(mut dz: MatMut, db: &mut [f32], d: impl Fn(usize, usize) -> V) {
+fn sum_rows_in_registers<const NV: usize>(
+    mut dz: impl RowsMut,
+    db: &mut [f32],
+    d: impl Fn(usize, usize) -> V,
+) {
     let mut sum = [V::ZERO; NV];
     for i in 0..dz.rows() {
         let row = dz.row_mut(i);

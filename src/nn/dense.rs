@@ -25,7 +25,9 @@
 
 use crate::activation::Activation;
 use crate::gemm::{gemm, transpose_into, AOperand, Epilogue, Parallelism};
-use crate::kernels::{activation_backward, activation_dropout_backward, DropoutMask};
+use crate::kernels::{
+    activation_backward, activation_backward_in_halves, activation_dropout_backward, DropoutMask,
+};
 use crate::matrix::{MatMut, MatRef, Matrix};
 
 /// One dense layer's parameters and activation.
@@ -96,7 +98,7 @@ pub fn dense_backward<X: AOperand>(
     par: Parallelism,
 ) {
     // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
-    dense_backward_dz(dz.rb_mut(), db, da, a, layer, dropout);
+    dense_backward_dz(dz.rb_mut(), db, da, a, layer, dropout, par);
     // forward: z = x·W + b   ->  dW = xᵀ·dz
     gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
     //                        ->  dx = dz·Wᵀ
@@ -130,6 +132,9 @@ pub fn dense_backward<X: AOperand>(
 /// The element-wise half of [`dense_backward`]: `dz = da [⊙ m] ⊙ f'(a)`
 /// and `db = Σ_rows dz`, without the products. For a first layer whose
 /// `dW` is computed apart, in slices of its inputs (`crate::nn::split`).
+/// With [`Parallelism::Rayon`] (a large network's one shard), in two
+/// halves of columns, each on the core whose `dx` product wrote it
+/// ([`activation_backward_in_halves`]; the same bits).
 ///
 /// Shapes: `dz, da, a: (rows, outputs)`, `db: (outputs)`.
 pub fn dense_backward_dz(
@@ -139,11 +144,13 @@ pub fn dense_backward_dz(
     a: MatRef,
     layer: &Dense,
     dropout: Option<&DropoutMask>,
+    par: Parallelism,
 ) {
     // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
-    match dropout {
-        None => activation_backward(dz, da, a, layer.act, db),
-        Some(mask) => activation_dropout_backward(dz, da, a, layer.act, mask, db),
+    match (dropout, par) {
+        (_, Parallelism::Rayon) => activation_backward_in_halves(dz, da, a, layer.act, dropout, db),
+        (None, Parallelism::Sequential) => activation_backward(dz, da, a, layer.act, db),
+        (Some(mask), Parallelism::Sequential) => activation_dropout_backward(dz, da, a, layer.act, mask, db),
     }
 }
 

@@ -708,6 +708,7 @@ impl Workspace {
             a.view().rows_range(0, rows),
             first,
             self.masks[0].as_ref(),
+            par,
         );
         result
     }
