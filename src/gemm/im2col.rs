@@ -34,7 +34,7 @@
 use super::operand::{sealed, AOperand};
 use super::pack::{transpose_panel, Axis};
 use crate::geometry::{input_position, Conv2dGeometry};
-use crate::matrix::{Element, MatRef};
+use crate::matrix::{as_f32, Element, MatRef};
 #[cfg(target_feature = "avx512f")]
 use crate::simd::{LANES, V};
 
@@ -402,6 +402,70 @@ impl<T: Element> Im2col<'_, T> {
     }
 }
 
+impl<T: Element> Im2col<'_, T> {
+    /// [`AOperand::pack`]'s panel of `rows` positions from absolute row `q`
+    /// (taps `t0..t0 + len`, absolute) straight from an `f32` image, when the
+    /// positions are side by side in one output row and every window lies
+    /// inside the image: then each window row's taps are one run of the
+    /// image, and the next position's run starts `channels` floats later,
+    /// so the runs are rows of a strided matrix that [`transpose_panel`]
+    /// reads where they are (`alpha · x`, rounded once, as the copy through
+    /// the block). Returns whether it packed; a `u8` image, a panel crossing
+    /// an output row or a window reaching into the padding take the block.
+    fn pack_from_image(
+        &self,
+        q: usize,
+        rows: usize,
+        (t0, len): (usize, usize),
+        alpha: f32,
+        panel: &mut [f32],
+        mr: usize,
+    ) -> bool {
+        let w = &self.win;
+        let Some(image) = as_f32(self.src.row(q / w.positions())) else {
+            return false;
+        };
+        let pos = q % w.positions();
+        let (oy, ox) = (pos / w.out_w, pos % w.out_w);
+        // (one output row: implied by the last window's right edge, as the
+        // stride is 1, and kept as the condition the strides rely on)
+        let inside = rows > 0
+            && ox + rows <= w.out_w
+            && oy >= w.pad_top
+            && oy - w.pad_top + w.kernel_h <= w.height
+            && ox >= w.pad_left
+            && ox + rows - 1 - w.pad_left + w.kernel_w <= w.width;
+        if !inside || rows > mr || panel.len() < len * mr {
+            return false;
+        }
+        let (c, row_elems) = (w.channels, w.width * w.channels);
+        let run_len = w.kernel_w * c;
+        let top_left = (oy - w.pad_top) * row_elems + (ox - w.pad_left) * c;
+        let (mut t, end) = (t0, t0 + len);
+        while t < end {
+            let ky = t / run_len;
+            let r = t - ky * run_len;
+            let run = (run_len - r).min(end - t);
+            let src = top_left + ky * row_elems + r;
+            assert!(
+                src + (rows - 1) * c + run <= image.len(),
+                "Im2col::pack: a window outside its image"
+            );
+            // SAFETY: position i's run is image[src + i·c..][..run], inside
+            // the image (asserted for the last); the panel holds len·mr
+            // floats, of which this run's columns are (t - t0)·mr.. + run·mr,
+            // and rows <= mr.
+            unsafe {
+                let from = image.as_ptr().add(src);
+                let to = panel.as_mut_ptr().add((t - t0) * mr);
+                transpose_panel(|i| from.add(i * c), rows, run, to, mr, alpha);
+            }
+            t += run;
+        }
+        true
+    }
+}
+
 /// `out = alpha ·` elements `r..r + out.len()` of window row `ky` at output
 /// position `(oy, ox)` of `image`: its numbers where the window is inside the
 /// image (elements `inside`, see [`Window::inside_elements`]), zeros elsewhere.
@@ -741,13 +805,16 @@ impl<T: Element> AOperand for Im2col<'_, T> {
                 // Rows are positions: fill up to `width` taps of each row into
                 // a row-major block on the stack (the whole depth when it
                 // fits: the runs are found once per panel), then transpose it
-                // into the panel.
+                // into the panel; or, for f32 windows wholly inside the image
+                // side by side, transpose the image itself (`pack_from_image`).
                 let width_max = if kc * mr <= BLOCK {
                     kc
                 } else {
                     (BLOCK / mr / 8 * 8).max(8)
                 };
-                for pc in (0..kc).step_by(width_max) {
+                let from_image =
+                    self.pack_from_image(self.m.0 + first, rows, (self.k.0 + p0, kc), alpha, panel, mr);
+                for pc in (0..kc).step_by(width_max).filter(|_| !from_image) {
                     let width = width_max.min(kc - pc);
                     let q = self.m.0 + first;
                     self.fill_block(q, rows, self.k.0 + p0 + pc, width, alpha, &mut block, width_max);
@@ -983,6 +1050,58 @@ mod tests {
         for i in 0..m {
             for p in 0..k {
                 assert_eq!(dst[(i / 16) * 16 * k + p * 16 + i % 16], want[i][p], "({i}, {p})");
+            }
+        }
+    }
+
+    /// Panels whose windows lie side by side inside the image are
+    /// transposed from the image itself (`pack_from_image`); the others go
+    /// through the block. Both must give the unfolded matrix, bit for bit,
+    /// for every kernel height, blocks starting anywhere (so panels cross
+    /// output rows and images), depth ranges cutting runs, with and without
+    /// padding (a `valid` and a `same` window), scaled.
+    #[test]
+    fn panels_from_the_image_pack_the_unfolded_matrix() {
+        for (pad, out) in [(0, 9), (1, 11)] {
+            let win = Window {
+                height: 11,
+                width: 11,
+                channels: 3,
+                kernel_h: 3,
+                kernel_w: 3,
+                pad_top: pad,
+                pad_left: pad,
+                out_h: out,
+                out_w: out,
+            };
+            let images = 2;
+            let x: Vec<f32> = (0..images * win.image_len())
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
+            let want = naive(&x, images, &win);
+            let a = Im2col::new(MatRef::from_slice(&x, images, win.image_len()), win).unwrap();
+            let (m, k) = (a.rows(), a.cols());
+            for mr in [4, 6, 8, 12, 16] {
+                for (i0, mc, p0, kc) in [
+                    (0, m, 0, k),
+                    (5, 40, 4, 20),
+                    (out * out - 3, 30, 9, 18),
+                    (7, 13, 0, 1),
+                ] {
+                    let mut dst = vec![f32::NAN; mc.div_ceil(mr) * mr * kc];
+                    a.pack(0.5, (i0, mc), (p0, kc), mr, &mut dst);
+                    for i in 0..mc.div_ceil(mr) * mr {
+                        for p in 0..kc {
+                            let got = dst[(i / mr) * mr * kc + p * mr + i % mr];
+                            let expect = if i < mc { 0.5 * want[i0 + i][p0 + p] } else { 0.0 };
+                            assert_eq!(
+                                got.to_bits(),
+                                expect.to_bits(),
+                                "pad {pad}, mr {mr}, block {i0}+{mc}, {p0}+{kc}: ({i}, {p})"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
