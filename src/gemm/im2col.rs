@@ -400,9 +400,7 @@ impl<T: Element> Im2col<'_, T> {
             }
         }
     }
-}
 
-impl<T: Element> Im2col<'_, T> {
     /// [`AOperand::pack`]'s panel of `rows` positions from absolute row `q`
     /// (taps `t0..t0 + len`, absolute) straight from an `f32` image, when the
     /// positions are side by side in one output row and every window lies
