@@ -162,6 +162,23 @@ impl Window {
         }
     }
 
+    /// Where in its image the window of output position `(oy, ox)` starts
+    /// (its top-left number), if it and the next `count - 1` windows of
+    /// the output row lie wholly inside the image (no padding read); `None`
+    /// otherwise, or for no window.
+    fn inside_from(&self, (oy, ox): (usize, usize), count: usize) -> Option<usize> {
+        // (`ox + count <= out_w`, one output row, is implied by the last
+        // window's right edge as the stride is 1; kept as the condition
+        // that side-by-side windows rely on)
+        let inside = count > 0
+            && ox + count <= self.out_w
+            && oy >= self.pad_top
+            && oy - self.pad_top + self.kernel_h <= self.height
+            && ox >= self.pad_left
+            && ox + count - 1 - self.pad_left + self.kernel_w <= self.width;
+        inside.then(|| ((oy - self.pad_top) * self.width + ox - self.pad_left) * self.channels)
+    }
+
     /// The elements `e_lo..e_hi` of a window row (`e = kx·channels + ci`)
     /// that read inside the image at output column `ox`; the others are padding.
     fn inside_elements(&self, ox: usize) -> (usize, usize) {
@@ -360,15 +377,10 @@ impl<T: Element> Im2col<'_, T> {
         let (mut n, pos) = (q0 / positions, q0 % positions);
         let (mut oy, mut ox) = (pos / w.out_w, pos % w.out_w);
         let mut image = self.src.row(n);
-        let row_elems = w.width * c;
         for j in 0..count {
             let row = &mut dst[j * ld..j * ld + len];
-            let inside = oy >= w.pad_top
-                && oy - w.pad_top + w.kernel_h <= w.height
-                && ox >= w.pad_left
-                && ox - w.pad_left + w.kernel_w <= w.width;
-            if inside {
-                let src = &image[(oy - w.pad_top) * row_elems + (ox - w.pad_left) * c..];
+            if let Some(top_left) = w.inside_from((oy, ox), 1) {
+                let src = &image[top_left..];
                 if gather {
                     for (d, &o) in row.iter_mut().zip(&tap_src[..len]) {
                         *d = alpha * src[o].to_f32();
@@ -425,20 +437,14 @@ impl<T: Element> Im2col<'_, T> {
         };
         let pos = q % w.positions();
         let (oy, ox) = (pos / w.out_w, pos % w.out_w);
-        // (one output row: implied by the last window's right edge, as the
-        // stride is 1, and kept as the condition the strides rely on)
-        let inside = rows > 0
-            && ox + rows <= w.out_w
-            && oy >= w.pad_top
-            && oy - w.pad_top + w.kernel_h <= w.height
-            && ox >= w.pad_left
-            && ox + rows - 1 - w.pad_left + w.kernel_w <= w.width;
-        if !inside || rows > mr || panel.len() < len * mr {
+        let Some(top_left) = w.inside_from((oy, ox), rows) else {
+            return false;
+        };
+        if rows > mr || panel.len() < len * mr {
             return false;
         }
         let (c, row_elems) = (w.channels, w.width * w.channels);
         let run_len = w.kernel_w * c;
-        let top_left = (oy - w.pad_top) * row_elems + (ox - w.pad_left) * c;
         let (mut t, end) = (t0, t0 + len);
         while t < end {
             let ky = t / run_len;
