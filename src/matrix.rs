@@ -452,82 +452,29 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// The rows of a writable block, each [`cols`](RowsMut::cols) floats: a
-/// [`MatMut`], or one side of [`MatMut::split_at_col`].
-pub trait RowsMut {
-    /// Number of rows.
-    fn rows(&self) -> usize;
-    /// Floats per row.
-    fn cols(&self) -> usize;
-    /// Row `i` (panics if `i >= rows`).
-    fn row_mut(&mut self, i: usize) -> &mut [f32];
-}
-
-impl RowsMut for MatMut<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn row_mut(&mut self, i: usize) -> &mut [f32] {
-        assert!(i < self.rows, "row {i} of {}", self.rows);
-        MatMut::row_mut(self, i)
-    }
-}
-
 impl<'a> MatMut<'a> {
-    /// Columns `..c` and `c..` as two blocks that can be written at once (by
-    /// two threads): no element is in both.
-    pub fn split_at_col(self, c: usize) -> (ColsMut<'a>, ColsMut<'a>) {
-        assert!(c <= self.cols, "split_at_col {c} of {} cols", self.cols);
-        let ptr = self.data.as_mut_ptr();
-        let block = |c0: usize, cols: usize| ColsMut {
-            // (not dereferenced when the block has no column)
-            ptr: ptr.wrapping_add(c0),
-            rows: self.rows,
-            cols,
-            rs: self.rs,
-            _view: std::marker::PhantomData,
-        };
-        (block(0, c), block(c, self.cols - c))
-    }
-}
-
-/// Columns `c0..c0 + cols` of every row of a [`MatMut`], from
-/// [`MatMut::split_at_col`]: each row a slice of its own, disjoint from the
-/// other side's, for as long as the view was borrowed.
-#[derive(Debug)]
-pub struct ColsMut<'a> {
-    /// Element `(0, 0)` of the block.
-    ptr: *mut f32,
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    _view: std::marker::PhantomData<&'a mut [f32]>,
-}
-
-// SAFETY: a ColsMut is an exclusive borrow of its elements (no other
-// ColsMut or MatMut reaches them while it lives), as a `&mut [f32]` is.
-unsafe impl Send for ColsMut<'_> {}
-
-impl RowsMut for ColsMut<'_> {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn row_mut(&mut self, i: usize) -> &mut [f32] {
-        assert!(i < self.rows, "row {i} of {}", self.rows);
-        if self.cols == 0 {
-            return &mut [];
-        }
-        // SAFETY: the view this came from holds row i's columns c0..c0+cols
-        // (c0 + cols <= its cols, i < its rows), at ptr + i·rs; the other
-        // side of the split holds none of them, and `&mut self` lends them
-        // to one slice at a time.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.rs), self.cols) }
+    /// Rows `..r` and `r..` as two views that can be written at once (by two
+    /// threads): no element is in both.
+    pub fn split_at_row(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
+        assert!(r <= self.rows, "split_at_row {r} of {} rows", self.rows);
+        let (rows, cols, rs) = (self.rows, self.cols, self.rs);
+        // the top's rows end where the bottom's begin (or with the data)
+        let at = (r * rs).min(self.data.len());
+        let (top, bottom) = self.data.split_at_mut(at);
+        (
+            MatMut {
+                data: top,
+                rows: r,
+                cols,
+                rs,
+            },
+            MatMut {
+                data: bottom,
+                rows: rows - r,
+                cols,
+                rs,
+            },
+        )
     }
 }
 
@@ -535,36 +482,38 @@ impl RowsMut for ColsMut<'_> {
 mod tests {
     use super::*;
 
-    /// `split_at_col`: each side's row `i` is exactly its columns of row `i`
-    /// (inside a wider row stride), for every split point, the empty sides
-    /// included; writing through both leaves the columns past the view alone.
+    /// `split_at_row`: each side's row `i` is exactly its row of the whole
+    /// (inside a wider row stride, the last row ending the data), for every
+    /// split point, the empty sides included; writing through both leaves
+    /// the floats past each row alone.
     #[test]
-    fn split_at_col_gives_each_side_its_own_columns() {
-        let (rows, cols, rs) = (4, 7, 9);
-        for c in 0..=cols {
-            let mut data: Vec<f32> = (0..rows * rs).map(|v| v as f32).collect();
-            let (mut left, mut right) = MatMut::with_row_stride(&mut data, rows, cols, rs).split_at_col(c);
+    fn split_at_row_gives_each_side_its_own_rows() {
+        let (rows, cols, rs) = (5, 7, 9);
+        let len = (rows - 1) * rs + cols;
+        for r in 0..=rows {
+            let mut data: Vec<f32> = (0..len).map(|v| v as f32).collect();
+            let (mut top, mut bottom) = MatMut::with_row_stride(&mut data, rows, cols, rs).split_at_row(r);
             assert_eq!(
-                (left.rows(), left.cols(), right.rows(), right.cols()),
-                (rows, c, rows, cols - c)
+                (top.rows(), top.cols(), bottom.rows(), bottom.cols()),
+                (r, cols, rows - r, cols)
             );
-            for i in 0..rows {
-                let want = |j0: usize, j1: usize| (j0..j1).map(|j| (i * rs + j) as f32).collect::<Vec<_>>();
-                assert_eq!(left.row_mut(i), &want(0, c)[..], "split {c}, row {i}: left");
-                assert_eq!(right.row_mut(i), &want(c, cols)[..], "split {c}, row {i}: right");
-                left.row_mut(i).fill(-1.0);
-                right.row_mut(i).fill(-2.0);
+            let want = |i: usize| (0..cols).map(|j| (i * rs + j) as f32).collect::<Vec<_>>();
+            for i in 0..r {
+                assert_eq!(top.row_mut(i), &want(i)[..], "split {r}, row {i}: top");
+                top.row_mut(i).fill(-1.0);
+            }
+            for i in r..rows {
+                assert_eq!(bottom.row_mut(i - r), &want(i)[..], "split {r}, row {i}: bottom");
+                bottom.row_mut(i - r).fill(-2.0);
             }
             for (k, &v) in data.iter().enumerate() {
                 let (i, j) = (k / rs, k % rs);
-                let want = if j < c {
-                    -1.0
-                } else if j < cols {
-                    -2.0
-                } else {
-                    k as f32
+                let want = match (j < cols, i < r) {
+                    (false, _) => k as f32,
+                    (true, true) => -1.0,
+                    (true, false) => -2.0,
                 };
-                assert_eq!(v, want, "split {c}: element ({i}, {j})");
+                assert_eq!(v, want, "split {r}: element ({i}, {j})");
             }
         }
     }

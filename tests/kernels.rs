@@ -157,11 +157,12 @@ fn activation_backward_matches_reference_exactly() {
     }
 }
 
-/// Two tasks of columns (a 2-thread pool), with and without dropout, have
+/// Two tasks of rows (a 2-thread pool), with and without dropout, have
 /// the bits of one task: `dz` and every `db_j` (summed over the rows in
-/// order), for widths that split at whole vectors and ragged ones, inside
-/// a wider row stride (the columns past the view untouched); a 1-thread
-/// pool and a strided view take one task.
+/// order, the bottom task's rows added to the top's sums), for odd and
+/// even row counts and widths of whole vectors and ragged ones, inside a
+/// wider row stride (the columns past the view untouched); a 1-thread pool
+/// and a single row take one task.
 #[test]
 fn activation_backward_in_halves_has_the_bits_of_one_task() {
     let mut rng = StdRng::seed_from_u64(6);

@@ -48,9 +48,10 @@ pub mod reference;
 pub use dropout::DropoutMask;
 
 use crate::activation::Activation;
-use crate::matrix::{ColsMut, MatMut, MatRef, RowsMut};
+use crate::matrix::{MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 use crate::trace::{self, Kind};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Row `i` of a view with unit column stride, as a slice.
 fn row_of<'a>(m: &MatRef<'a>, i: usize) -> &'a [f32] {
@@ -147,9 +148,9 @@ pub fn activation_dropout_backward(
     dropout_backward_rows(dz, da, a, act, mask, db);
 }
 
-/// [`activation_dropout_backward`] of row-major `da` and `a`, into any rows.
+/// [`activation_dropout_backward`] of row-major `da` and `a`.
 fn dropout_backward_rows(
-    mut dz: impl RowsMut,
+    mut dz: MatMut,
     da: MatRef,
     a: MatRef,
     act: Activation,
@@ -192,8 +193,8 @@ pub fn activation_backward(dz: MatMut, da: MatRef, a: MatRef, act: Activation, d
     backward_rows(dz, da, a, act, db);
 }
 
-/// [`activation_backward`] of row-major `da` and `a`, into any rows.
-fn backward_rows(dz: impl RowsMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
+/// [`activation_backward`] of row-major `da` and `a`.
+fn backward_rows(dz: MatMut, da: MatRef, a: MatRef, act: Activation, db: &mut [f32]) {
     // The activation chosen once per call, not at every vector (a jump per
     // vector in the loops below before: 64 rows of a 16-wide ReLU layer
     // 288-560 ns, now 182-388; the 10 logits 477-612, now 387-518; Zen 3,
@@ -208,14 +209,16 @@ fn backward_rows(dz: impl RowsMut, da: MatRef, a: MatRef, act: Activation, db: &
 }
 
 /// [`activation_backward`], or with a mask [`activation_dropout_backward`],
-/// in two tasks of columns: `..h` on the calling thread, `h..` on another
-/// of the pool if one takes it, `h` half the columns rounded up to whole
-/// vectors. Each `db_j` is the same sum over the rows in order: the same
-/// bits as one task. For a large network's one shard on two threads,
-/// where the `dx` product before it computed its two halves of columns
-/// (of `da`, and of `a` in the forward pass) on two cores: each half is then
-/// read where it was written, not across the cores. Rows narrower than
-/// four vectors, views not row-major, and a pool of one thread run as one
+/// in two tasks of rows: the top `h = rows / 2` on the calling thread, the
+/// rest on another of the pool if one takes it. Each `db_j` is the same
+/// sum over the rows in order as one task: the top task sums its rows from
+/// zero; the bottom one writes its rows of `dz`, waits for the top's sums,
+/// then adds its rows to them in order. The same bits as one task. For a
+/// large network's one shard on two threads: each task reads and writes
+/// whole rows, runs of memory a core's prefetcher follows (two tasks of
+/// half rows, tried before, moved their data at a third of the speed on a
+/// Zen 2; docs/PERFORMANCE.md). Rows narrower than four vectors, fewer than
+/// two rows, views not row-major, and a pool of one thread run as one
 /// task.
 ///
 /// Shapes: `dz, da, a: (batch, n)`, `db: (n)`.
@@ -228,33 +231,161 @@ pub fn activation_backward_in_halves(
     db: &mut [f32],
 ) {
     reference::check_activation_backward(&dz, &da, &a, db);
-    let n = dz.cols();
+    let (rows, n) = (dz.rows(), dz.cols());
     let row_major = a.col_stride() == 1 && da.col_stride() == 1;
-    if n < 4 * LANES || !row_major || rayon::current_num_threads() < 2 {
+    if n < 4 * LANES || rows < 2 || !row_major || rayon::current_num_threads() < 2 {
         return match mask {
             None => activation_backward(dz, da, a, act, db),
             Some(mask) => activation_dropout_backward(dz, da, a, act, mask, db),
         };
     }
-    let h = (n / 2).next_multiple_of(LANES);
-    let (dz_l, dz_r) = dz.split_at_col(h);
-    let (db_l, db_r) = db.split_at_mut(h);
+    let h = rows / 2;
+    let (top, mut bottom) = dz.split_at_row(h);
     // one timer around both halves, as around a threaded GEMM
-    let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * dz_l.rows() * n);
-    let half = |dz: ColsMut, (c0, c1): (usize, usize), db: &mut [f32]| {
-        let (da, a) = (da.cols_range(c0, c1), a.cols_range(c0, c1));
-        match mask {
-            None => backward_rows(dz, da, a, act, db),
-            Some(mask) => dropout_backward_rows(dz, da, a, act, &mask.offset(0, c0), db),
+    let _t = trace::kernel(Kind::ActivationBackward).bytes(12 * rows * n);
+    let sums = TopThenBottom::new(db);
+    rayon::join(
+        || {
+            let _done = sums.top_done_on_drop();
+            // SAFETY: the bottom task touches the sums only once `_done`
+            // has marked them done, after this borrow's last use.
+            let db = unsafe { sums.get() };
+            let (da, a) = (da.rows_range(0, h), a.rows_range(0, h));
+            match mask {
+                None => backward_rows(top, da, a, act, db),
+                Some(mask) => dropout_backward_rows(top, da, a, act, mask, db),
+            }
+        },
+        || {
+            let (da, a) = (da.rows_range(h, rows), a.rows_range(h, rows));
+            match mask {
+                None => backward_rows_unsummed(bottom.rb_mut(), da, a, act),
+                Some(mask) => dropout_backward_rows_unsummed(bottom.rb_mut(), da, a, act, &mask.offset(h, 0)),
+            }
+            sums.wait_for_top();
+            // SAFETY: the top task is done with the sums (waited for above).
+            let db = unsafe { sums.get() };
+            add_rows(db, bottom.as_ref());
+        },
+    );
+}
+
+/// The bias gradient of [`activation_backward_in_halves`], written by its
+/// top task, then (once the top marks it done) by its bottom task: never by
+/// both at once.
+struct TopThenBottom<'s> {
+    sums: *mut f32,
+    len: usize,
+    top_done: AtomicBool,
+    _sums: std::marker::PhantomData<&'s mut [f32]>,
+}
+
+// SAFETY: the two tasks reach the sums one after the other, ordered by
+// `top_done` (released by the top task, acquired by the bottom one).
+unsafe impl Sync for TopThenBottom<'_> {}
+
+impl<'s> TopThenBottom<'s> {
+    fn new(sums: &'s mut [f32]) -> TopThenBottom<'s> {
+        TopThenBottom {
+            sums: sums.as_mut_ptr(),
+            len: sums.len(),
+            top_done: AtomicBool::new(false),
+            _sums: std::marker::PhantomData,
         }
+    }
+
+    /// The sums.
+    ///
+    /// # Safety
+    /// Only the task whose turn it is may call this: the top task before it
+    /// marks them done, the bottom task after [`wait_for_top`](Self::wait_for_top).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self) -> &mut [f32] {
+        // SAFETY: `sums` is the `&'s mut` slice `new` took, and the caller
+        // holds the only turn to use it.
+        unsafe { std::slice::from_raw_parts_mut(self.sums, self.len) }
+    }
+
+    /// Marks the top task done when dropped (also while a panic unwinds,
+    /// so that the bottom task never waits for ever).
+    fn top_done_on_drop(&self) -> TopDone<'_> {
+        TopDone(&self.top_done)
+    }
+
+    /// Waits until the top task has marked the sums done: it runs at the
+    /// same time on another core, or ran already on this one.
+    fn wait_for_top(&self) {
+        let mut spins = 0u32;
+        while !self.top_done.load(Ordering::Acquire) {
+            spins += 1;
+            if spins.is_multiple_of(1 << 10) {
+                // the top task's core taken by another process: offer ours
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Sets its flag when dropped ([`TopThenBottom::top_done_on_drop`]).
+struct TopDone<'a>(&'a AtomicBool);
+
+impl Drop for TopDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The `dz` of [`backward_rows`] alone, without `db`: the same numbers.
+fn backward_rows_unsummed(dz: MatMut, da: MatRef, a: MatRef, act: Activation) {
+    use Activation::*;
+    let d = |df: fn(V) -> V| {
+        move |i: usize, j: usize| read(row_of(&da, i), j, 0.0) * df(read(row_of(&a, i), j, 0.0))
     };
-    rayon::join(|| half(dz_l, (0, h), db_l), || half(dz_r, (h, n), db_r));
+    match act {
+        Identity => write_rows(dz, d(|a| simd::derivative_from_output(Identity, a))),
+        Relu => write_rows(dz, d(|a| simd::derivative_from_output(Relu, a))),
+        Sigmoid => write_rows(dz, d(|a| simd::derivative_from_output(Sigmoid, a))),
+        Tanh => write_rows(dz, d(|a| simd::derivative_from_output(Tanh, a))),
+    }
+}
+
+/// The `dz` of [`dropout_backward_rows`] alone, without `db`: the same numbers.
+fn dropout_backward_rows_unsummed(dz: MatMut, da: MatRef, a: MatRef, act: Activation, mask: &DropoutMask) {
+    let unscale = V::splat(mask.unscale_for(act));
+    write_rows(dz, |i, j| {
+        let slope = simd::derivative_from_output(act, read(row_of(&a, i), j, 0.0) * unscale);
+        read(row_of(&da, i), j, 0.0) * mask.factors(i, j) * slope
+    });
+}
+
+/// `dz_ij = d(i, j)`, `d` giving lanes `j..` of row `i`.
+#[inline(always)]
+fn write_rows(mut dz: MatMut, d: impl Fn(usize, usize) -> V) {
+    for i in 0..dz.rows() {
+        let row = dz.row_mut(i);
+        for j in (0..row.len()).step_by(LANES) {
+            write(row, j, d(i, j));
+        }
+    }
+}
+
+/// `db_j += Σ_i dz_ij`, the rows of `dz` (row-major) added in order.
+fn add_rows(db: &mut [f32], dz: MatRef) {
+    for i in 0..dz.rows() {
+        let row = row_of(&dz, i);
+        for j in (0..row.len()).step_by(LANES) {
+            let sum = read(db, j, 0.0) + read(row, j, 0.0);
+            write(db, j, sum);
+        }
+    }
 }
 
 /// [`activation_backward`] with the derivative `df(a)` of its activation,
 /// for row-major `da` and `a`.
 #[inline(always)]
-fn backward_with(mut dz: impl RowsMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl Fn(V) -> V) {
+fn backward_with(mut dz: MatMut, da: MatRef, a: MatRef, db: &mut [f32], df: impl Fn(V) -> V) {
     let d = |i: usize, j: usize| read(row_of(&da, i), j, 0.0) * df(read(row_of(&a, i), j, 0.0));
     match dz.cols().div_ceil(LANES) {
         1 => return sum_rows_in_registers::<1>(dz, db, d),
@@ -279,11 +410,7 @@ fn backward_with(mut dz: impl RowsMut, da: MatRef, a: MatRef, db: &mut [f32], df
 /// registers, added in row order from 0 (the reference's bits). Summed in
 /// memory row by row, a partial vector of `db` was stored masked and loaded
 /// again at the next row, which stalls store forwarding.
-fn sum_rows_in_registers<const NV: usize>(
-    mut dz: impl RowsMut,
-    db: &mut [f32],
-    d: impl Fn(usize, usize) -> V,
-) {
+fn sum_rows_in_registers<const NV: usize>(mut dz: MatMut, db: &mut [f32], d: impl Fn(usize, usize) -> V) {
     let mut sum = [V::ZERO; NV];
     for i in 0..dz.rows() {
         let row = dz.row_mut(i);

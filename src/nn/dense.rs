@@ -133,8 +133,8 @@ pub fn dense_backward<X: AOperand>(
 /// and `db = Σ_rows dz`, without the products. For a first layer whose
 /// `dW` is computed apart, in slices of its inputs (`crate::nn::split`).
 /// With [`Parallelism::Rayon`] (a large network's one shard), in two
-/// halves of columns, each on the core whose `dx` product wrote it
-/// ([`activation_backward_in_halves`]; the same bits).
+/// halves of rows at once ([`activation_backward_in_halves`]; the same
+/// bits).
 ///
 /// Shapes: `dz, da, a: (rows, outputs)`, `db: (outputs)`.
 pub fn dense_backward_dz(
