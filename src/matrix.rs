@@ -450,9 +450,7 @@ impl<'a> MatMut<'a> {
             rs: self.rs,
         }
     }
-}
 
-impl<'a> MatMut<'a> {
     /// Rows `..r` and `r..` as two views that can be written at once (by two
     /// threads): no element is in both.
     pub fn split_at_row(self, r: usize) -> (MatMut<'a>, MatMut<'a>) {
