@@ -583,6 +583,20 @@ pub fn derivative_from_output(act: Activation, a: V) -> V {
     }
 }
 
+/// Whether the CPU running this process is an AMD one (`cpuid` leaf 0 says
+/// `AuthenticAMD`); false off x86-64. For the choices measured on one
+/// vendor's cores only (`gemm::sparse_rows::sparse_rows_enough`).
+pub fn amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // cpuid exists on every x86-64 CPU, with leaf 0.
+        let vendor = std::arch::x86_64::__cpuid(0);
+        return (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+    }
+    #[allow(unreachable_code)]
+    false
+}
+
 /// The environment variable that replaces the CPU's detected SIMD features in
 /// [`build_vs_cpu_warning`]: a comma-separated list such as `avx2,fma` (x86:
 /// `sse2`, `avx`, `avx2`, `fma`, `avx512f`; ARM: `neon`). For tests and for
