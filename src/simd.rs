@@ -22,6 +22,7 @@
 
 use crate::activation::Activation;
 
+pub mod fma_width;
 pub mod interleave;
 
 /// The kernels' vector: 16 `f32` lanes with AVX-512F, else 8 (see the module docs).

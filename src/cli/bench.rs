@@ -21,7 +21,9 @@ use crate::error::Error;
 use crate::nn::memory;
 use crate::profile::bench::{mnist_widths, GemmShape};
 use crate::profile::conv_bench::{self, ConvCase};
-use crate::profile::facts::{caches_json, describe, describe_caches, describe_in_place, BuildFacts};
+use crate::profile::facts::{
+    caches_json, describe, describe_caches, describe_in_place, describe_micro_kernel, BuildFacts,
+};
 use crate::profile::json::Json;
 use crate::profile::machine::{self, Bandwidth, Rate};
 use crate::profile::suite::{self, Results, Settings};
@@ -427,7 +429,7 @@ fn build_line(facts: &BuildFacts, threads: usize) -> String {
         describe_caches(&facts.caches),
         crate::huge_pages::describe(),
         "BLIS-style",
-        facts.micro_kernel,
+        describe_micro_kernel(facts.micro_kernel),
         describe(facts.blocks),
         describe_in_place(facts.wide_in_place)
     )

@@ -140,6 +140,23 @@ pub fn describe(b: BlockSizes) -> String {
     format!("MC={} KC={} NC={}", b.mc, b.kc, b.nc)
 }
 
+/// How the tools print the micro-kernel: its name and, in AVX-512 builds,
+/// what chose it, e.g. `simd-12x32 (512-bit FMAs at full width: 1.02x the
+/// time of as many 256-bit ones)`; see [`crate::simd::fma_width`].
+pub fn describe_micro_kernel(name: &str) -> String {
+    match simd::fma_width::ratio_512_to_256() {
+        Some(r) => format!(
+            "{name} (512-bit FMAs at {} width: {r:.2}x the time of as many 256-bit ones)",
+            if simd::fma_width::is_full_width(r) {
+                "full"
+            } else {
+                "half"
+            }
+        ),
+        None => name.to_string(),
+    }
+}
+
 /// How the tools print [`BuildFacts::wide_in_place`], that a packed B~
 /// beside an A read in place takes fewer columns than `NC`, to stay within
 /// half of L2, and whether a B narrower than one panel is read in place

@@ -37,7 +37,9 @@ use std::fmt::Write as _;
 
 use crate::nn::step_times::{StepTimes, SLOW_FACTOR};
 use crate::nn::EpochStats;
-use crate::profile::facts::{describe, describe_caches, describe_in_place, BuildFacts};
+use crate::profile::facts::{
+    describe, describe_caches, describe_in_place, describe_micro_kernel, BuildFacts,
+};
 use crate::trace::{self, Kind, Record};
 
 /// The profile of a finished `fit`: timers since the last [`trace::reset`],
@@ -65,7 +67,7 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         facts.simd.describe(),
         describe_caches(&facts.caches),
         crate::huge_pages::describe(),
-        facts.micro_kernel,
+        describe_micro_kernel(facts.micro_kernel),
         describe(facts.blocks),
         describe_in_place(facts.wide_in_place)
     )

@@ -440,28 +440,13 @@ pub fn default_kernel() -> &'static MicroKernel {
     })]
 }
 
-/// Whether this CPU runs 512-bit FMAs at full width on two pipes (AMD
-/// Zen 5 and later: family 0x1A and up), where a wider register tile pays.
-/// Zen 4 (family 0x19) splits each into two 256-bit halves; other CPUs
-/// keep the measured Zen 4 default. Always false without AVX-512 in the
-/// build (the choice only exists there).
+/// Whether this CPU runs 512-bit FMAs at full width on two pipes (Zen 5
+/// servers, Intel Xeons with two FMA units), where a wider register tile
+/// pays; Zen 4 splits each into two 256-bit halves. Found by timing
+/// ([`crate::simd::fma_width`]: `cpuid` does not tell), once per process.
+/// Always false without AVX-512 in the build (the choice only exists there).
 pub fn full_width_512() -> bool {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    {
-        use std::arch::x86_64::__cpuid;
-        // cpuid exists on every x86-64 CPU, with leaves 0 and 1.
-        let (vendor, leaf1) = (__cpuid(0), __cpuid(1));
-        let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
-        let base = (leaf1.eax >> 8) & 0xf;
-        let family = if base == 0xf {
-            base + ((leaf1.eax >> 20) & 0xff)
-        } else {
-            base
-        };
-        return amd && family >= 0x1a;
-    }
-    #[allow(unreachable_code)]
-    false
+    crate::simd::fma_width::full_width_512()
 }
 
 /// The widest `n` that [`choose_for`] gives [`wide_64`]'s kernel.
