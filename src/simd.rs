@@ -588,14 +588,38 @@ pub fn derivative_from_output(act: Activation, a: V) -> V {
 /// `AuthenticAMD`); false off x86-64. For the choices measured on one
 /// vendor's cores only (`gemm::sparse_rows::sparse_rows_enough`).
 pub fn amd() -> bool {
+    vendor() == Some(*b"AuthenticAMD")
+}
+
+/// Whether the CPU running this process is an Intel one (`GenuineIntel`);
+/// false off x86-64. For the choices measured on one vendor's cores only
+/// (`gemm::loops::reads_wide_in_place`).
+pub fn intel() -> bool {
+    vendor() == Some(*b"GenuineIntel")
+}
+
+/// The 12 bytes of the vendor string of `cpuid` leaf 0 (registers ebx, edx,
+/// ecx in that order); `None` off x86-64. Read once per process: `cpuid`
+/// is slow in a virtual machine (the hypervisor answers it), and the GEMM
+/// asks on every call.
+fn vendor() -> Option<[u8; 12]> {
+    static VENDOR: std::sync::OnceLock<Option<[u8; 12]>> = std::sync::OnceLock::new();
+    *VENDOR.get_or_init(read_vendor)
+}
+
+fn read_vendor() -> Option<[u8; 12]> {
     #[cfg(target_arch = "x86_64")]
     {
         // cpuid exists on every x86-64 CPU, with leaf 0.
-        let vendor = std::arch::x86_64::__cpuid(0);
-        return (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        let leaf = std::arch::x86_64::__cpuid(0);
+        let mut v = [0u8; 12];
+        v[0..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+        v[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
+        v[8..12].copy_from_slice(&leaf.ecx.to_le_bytes());
+        return Some(v);
     }
     #[allow(unreachable_code)]
-    false
+    None
 }
 
 /// The environment variable that replaces the CPU's detected SIMD features in

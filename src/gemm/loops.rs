@@ -197,9 +197,15 @@ const LANES_N_A_IN_PLACE: usize = 128 * 1024;
 /// 0.93-0.94 -> 0.95-1.00, the 512-wide network products level (64³,
 /// 4096 elements, was read in place already). A transposed A (`Xᵀ·dZ` 784x512x128, each step
 /// a column of A, rows of A 3 KiB apart) was slower in place: 0.94-1.00 ->
-/// 0.80-0.82; it stays packed.
+/// 0.80-0.82; it stays packed. On Intel CPUs even contiguous rows are
+/// packed, as every wide operand is there (see [`wide_in_place_pays`]): on
+/// a Xeon (as there; 6 fresh allocations, A read in place faster in none)
+/// 128x512x512 took 152-165 GFLOP/s with only A in place against 158-171
+/// with A packed too, 128x512x784 151-163 against 159-167, 128x784x512
+/// 141-149 against 148-158.
 fn small_a_in_place(kernel: &MicroKernel, n: usize, rows_contiguous: bool) -> usize {
-    let wide = reads_wide_in_place() || (rows_contiguous && forced_wide_in_place().is_none());
+    let rows_in_place = rows_contiguous && forced_wide_in_place().is_none() && !crate::simd::intel();
+    let wide = reads_wide_in_place() || rows_in_place;
     if kernel.broadcasts_a() && n >= 2 * kernel.nr && wide {
         LANES_N_A_IN_PLACE
     } else {
@@ -219,7 +225,9 @@ pub(crate) fn reads_a_in_place<A: AOperand>(a: &A, alpha: f32, kernel: &MicroKer
 /// default: an A of up to `LANES_N_A_IN_PLACE` elements and a B of two or
 /// more panels (see `reads_b_in_place`) read where they are rather than
 /// packed. (Below it an A with contiguous rows is still read in place, see
-/// `small_a_in_place`; a transposed A and a wide B are packed.) They were measured to pay on Zen 5 (48 KiB L1d, 12-way). On
+/// `small_a_in_place`; a transposed A and a wide B are packed.) They were
+/// measured to pay on Zen 5 (48 KiB L1d, 12-way), not on an Intel Xeon
+/// with the same L1d ([`wide_in_place_pays`]). On
 /// Zen 3 (32 KiB, 8-way) they cost 10-25%: there a B~ micro-panel of
 /// depth 512 (32 KiB) already fills L1, and B's rows read in place, a
 /// power of two apart, fold onto a few of its sets. Measured there
@@ -235,9 +243,22 @@ pub const WIDE_IN_PLACE_MIN_L1D: usize = 48 << 10;
 static WIDE_IN_PLACE: AtomicU8 = AtomicU8::new(0);
 
 /// Whether the wide in-place reads are on by default with an L1 data cache
-/// of `l1d` bytes ([`WIDE_IN_PLACE_MIN_L1D`]).
-pub fn wide_in_place_pays(l1d: usize) -> bool {
-    l1d >= WIDE_IN_PLACE_MIN_L1D
+/// of `l1d` bytes ([`WIDE_IN_PLACE_MIN_L1D`]), on an Intel CPU or not.
+///
+/// Intel's cores are left out: on a Xeon with the same 48 KiB 12-way L1d
+/// as Zen 5 (family 6 model 167 as its hypervisor reports it, AVX-512, 16
+/// lanes, `simd-12x32`; 2026-12-04, 1 thread, `C = A·B` with row-major
+/// operands, medians of 15 samples of 20 calls, 12 fresh allocations, in
+/// place -> packed, GFLOP/s): 128x512x512 147-167 -> 163-184 (12 of 12),
+/// 128x512x784 143-158 -> 176-186, 784x512x128 136-144 -> 159-173, 256³
+/// 164-186 -> 179-200; 64³ and 512³ the same either way.
+pub fn wide_in_place_pays(l1d: usize, intel: bool) -> bool {
+    l1d >= WIDE_IN_PLACE_MIN_L1D && !intel
+}
+
+/// [`wide_in_place_pays`] on this machine.
+fn wide_in_place_here() -> bool {
+    wide_in_place_pays(l1d_bytes(), crate::simd::intel())
 }
 
 /// Whether the next GEMM reads a wide B, and an A of more than
@@ -245,7 +266,7 @@ pub fn wide_in_place_pays(l1d: usize) -> bool {
 /// [`set_wide_in_place`], else [`wide_in_place_pays`] for this machine's
 /// L1d). Either way the bits are the same.
 pub fn reads_wide_in_place() -> bool {
-    forced_wide_in_place().unwrap_or_else(|| wide_in_place_pays(l1d_bytes()))
+    forced_wide_in_place().unwrap_or_else(wide_in_place_here)
 }
 
 /// The choice [`set_wide_in_place`] forced, if any.
@@ -369,9 +390,8 @@ pub const EDGE_B_IN_PLACE_DEFAULT: bool = cfg!(all(
 /// (measured on Zen 3, 32 KiB L1d, AVX2, 8 lanes: 64³ with B packed 0.82-0.85
 /// of the `gemm` crate, in place 0.90-0.94).
 fn reads_wide_b_in_place(b: &MatRef<f32>) -> bool {
-    forced_wide_in_place().unwrap_or_else(|| {
-        wide_in_place_pays(l1d_bytes()) || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2
-    })
+    forced_wide_in_place()
+        .unwrap_or_else(|| wide_in_place_here() || b.rows() * b.row_stride() * 4 <= l1d_bytes() / 2)
 }
 
 /// The columns of one B~ block (`nc`, at most the `nc` given) when A is
@@ -1124,14 +1144,15 @@ mod tests {
     /// single contiguous B panel is read in place either way.
     #[test]
     fn wide_in_place_reads_follow_the_l1d_unless_forced() {
-        assert!(!wide_in_place_pays(32 << 10), "Zen 3's 32 KiB L1d");
-        assert!(wide_in_place_pays(48 << 10), "Zen 5's 48 KiB L1d");
+        assert!(!wide_in_place_pays(32 << 10, false), "Zen 3's 32 KiB L1d");
+        assert!(wide_in_place_pays(48 << 10, false), "Zen 5's 48 KiB L1d");
+        assert!(!wide_in_place_pays(48 << 10, true), "an Intel Xeon's 48 KiB L1d");
         let data = vec![0.0f32; 300 * 64];
         let wide = MatRef::from_slice(&data, 300, 64);
         let one_panel = MatRef::from_slice(&data[..300 * 16], 300, 16);
         for forced in [Some(false), Some(true), None] {
             set_wide_in_place(forced);
-            let on = forced.unwrap_or_else(|| wide_in_place_pays(l1d_bytes()));
+            let on = forced.unwrap_or_else(wide_in_place_here);
             assert_eq!(reads_wide_in_place(), on, "{forced:?}");
             assert_eq!(reads_b_in_place(&wide, 128, 64, 16), on, "{forced:?}");
             assert!(reads_b_in_place(&one_panel, 128, 16, 16), "{forced:?}");
@@ -1160,11 +1181,14 @@ mod tests {
                 "more rows than B_IN_PLACE_MAX_M"
             );
             assert!(!reads_b_edge_in_place(&narrow.t(), 15, 300, 16), "not row-major");
-            // A with contiguous rows: in place unless forced off; a transposed
-            // A only with the wide reads on.
+            // A with contiguous rows: in place unless forced off (or, by
+            // default, on Intel); a transposed A only with the wide reads on.
             let kernel = super::super::kernel::default_kernel();
             let n = 2 * kernel.nr;
-            let rows_in_place = forced != Some(false);
+            let rows_in_place = match forced {
+                None => !crate::simd::intel(),
+                Some(on) => on,
+            };
             for (rows_contiguous, want) in [(true, rows_in_place), (false, on)] {
                 let limit = if want {
                     LANES_N_A_IN_PLACE
