@@ -164,14 +164,12 @@ pub fn describe_micro_kernel(name: &str) -> String {
 pub fn describe_in_place(on: bool) -> String {
     let operands = if on {
         "wide operands read in place".to_string()
+    } else if simd::intel() {
+        "wide operands packed (an Intel CPU)".to_string()
     } else {
         format!(
-            "wide B and transposed A packed ({})",
-            if simd::intel() {
-                "an Intel CPU".to_string()
-            } else {
-                format!("L1d under {} KiB", gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10)
-            }
+            "wide B and transposed A packed (L1d under {} KiB)",
+            gemm::loops::WIDE_IN_PLACE_MIN_L1D >> 10
         )
     };
     let narrow = if gemm::loops::reads_narrow_b_in_place() {
