@@ -330,7 +330,10 @@ macro_rules! simd_kernel_m {
 /// Zen 5 runs zmm FMAs at full width on two pipes: there the wider 12x32
 /// tile (fewer broadcast loads per FMA) wins on wide products (kc = 512,
 /// thread CPU time, best of 9: 128x512x512 223 GFLOP/s against 213,
-/// 784x512x128 229 / 218, 512³ 235 / 224), see [`default_kernel`].
+/// 784x512x128 229 / 218, 512³ 235 / 224), see [`default_kernel`]. So did
+/// an Intel Xeon with two FMA units (1 thread, best thread CPU time,
+/// medians of 3 runs, 16x16 -> 12x32: 128x512x512 128 -> 167 GFLOP/s,
+/// 128x512x784 116 -> 158, 1024³ 135 -> 162; `docs/PERFORMANCE.md`).
 ///
 /// AVX2 (16 ymm registers): 6x16 uses 12 accumulators + 2 B + 1 A = 15.
 ///
@@ -350,7 +353,8 @@ pub const SIMD_KERNELS: &[MicroKernel] = &[
 ];
 #[cfg(target_feature = "avx512f")]
 const DEFAULT: usize = 0;
-/// The default on CPUs with full-width 512-bit FMAs (Zen 5): `simd-12x32`.
+/// The default on CPUs with full-width 512-bit FMAs (Zen 5, Intel Xeons with
+/// two FMA units): `simd-12x32`.
 #[cfg(target_feature = "avx512f")]
 const DEFAULT_FULL_WIDTH: usize = 1;
 #[cfg(target_feature = "avx512f")]
@@ -358,7 +362,8 @@ const NARROW: usize = 0;
 /// For `LANES < n <= 12` (none on AVX-512: the 16x16 in place wins there).
 #[cfg(target_feature = "avx512f")]
 const MID: Option<[usize; 2]> = None;
-/// For `n` a multiple of 64 on full-width 512-bit FMAs (Zen 5): `simd-6x64`.
+/// For `n` a multiple of 64 on full-width 512-bit FMAs (Zen 5, Intel Xeons):
+/// `simd-6x64`.
 /// A row of A~ feeds 64 columns at once, so for `n = 64` A~ streams from L2
 /// once, not twice; same sums in the same order as `simd-12x32` (bit-identical).
 /// Measured (1 thread, one 64-image shard, `cargo bench --bench cnn -- --layers`):
