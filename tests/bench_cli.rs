@@ -211,6 +211,18 @@ fn bench_quick_json_follows_the_schema() {
         assert!(num(&j, &format!("machine.block_sizes.{b}")) >= 1.0);
     }
     assert!(matches!(get(&j, "machine.micro_kernel"), J::Str(_)));
+    // 512-bit FMAs against 256-bit ones (`simd::fma_width`): near 1 or 2
+    // in AVX-512 builds, null in the others.
+    match get(&j, "machine.fma_512_ratio") {
+        J::Num(r) => assert!(
+            cfg!(target_feature = "avx512f") && (0.75..2.6).contains(r),
+            "fma_512_ratio {r}"
+        ),
+        other => assert!(
+            !cfg!(target_feature = "avx512f") && *other == J::Null,
+            "fma_512_ratio {other:?}"
+        ),
+    }
     let J::Obj(machine) = get(&j, "machine") else {
         panic!("machine is not an object")
     };

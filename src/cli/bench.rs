@@ -621,6 +621,10 @@ fn machine_json(set: &Settings, l: &Limits, tune: Option<&str>) -> Json {
         ("caches", caches_json(&facts.caches)),
         ("micro_kernel", Json::str(facts.micro_kernel)),
         (
+            "fma_512_ratio",
+            Json::opt(crate::simd::fma_width::ratio_512_to_256()),
+        ),
+        (
             "block_sizes",
             Json::obj([
                 ("mc", Json::Int(b.mc as i64)),
