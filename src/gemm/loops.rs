@@ -251,7 +251,9 @@ static WIDE_IN_PLACE: AtomicU8 = AtomicU8::new(0);
 /// operands, medians of 15 samples of 20 calls, 12 fresh allocations, in
 /// place -> packed, GFLOP/s): 128x512x512 147-167 -> 163-184 (12 of 12),
 /// 128x512x784 143-158 -> 176-186, 784x512x128 136-144 -> 159-173, 256³
-/// 164-186 -> 179-200; 64³ and 512³ the same either way.
+/// 164-186 -> 179-200; 64³ and 512³ the same either way. Its AVX2 build
+/// (`-C target-cpu=x86-64-v3`, 8 lanes, `simd-6x16`) too: 128x512x512
+/// 92-102 -> 105-109, 256³ 101-113 -> 116-119, the others 93-108 -> 106-112.
 pub fn wide_in_place_pays(l1d: usize, intel: bool) -> bool {
     l1d >= WIDE_IN_PLACE_MIN_L1D && !intel
 }
