@@ -82,41 +82,30 @@ pub fn measure_ratio() -> Option<f64> {
     None
 }
 
-/// 12 independent chains of `ITERATIONS` 512-bit FMAs each.
+/// `fn $name(iterations) -> f32`: 12 independent chains of `iterations`
+/// FMAs each on `$vector` (one definition for both widths: the same loop,
+/// only the register differs).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-#[inline(never)]
-fn fma_loop_512(iterations: usize) -> f32 {
-    use wide::f32x16;
-    let (x, y) = (
-        std::hint::black_box(f32x16::splat(0.999)),
-        std::hint::black_box(f32x16::splat(1e-3)),
-    );
-    let mut acc = [f32x16::splat(1.0); 12];
-    for _ in 0..iterations {
-        for a in acc.iter_mut() {
-            *a = a.mul_add(x, y);
+macro_rules! fma_loop {
+    ($name:ident, $vector:ty) => {
+        #[inline(never)]
+        fn $name(iterations: usize) -> f32 {
+            let x = std::hint::black_box(<$vector>::splat(0.999));
+            let y = std::hint::black_box(<$vector>::splat(1e-3));
+            let mut acc = [<$vector>::splat(1.0); 12];
+            for _ in 0..iterations {
+                for a in acc.iter_mut() {
+                    *a = a.mul_add(x, y);
+                }
+            }
+            acc.iter().fold(0.0, |s, a| s + a.reduce_add())
         }
-    }
-    acc.iter().fold(0.0, |s, a| s + a.reduce_add())
+    };
 }
-
-/// 12 independent chains of `ITERATIONS` 256-bit FMAs each.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-#[inline(never)]
-fn fma_loop_256(iterations: usize) -> f32 {
-    use wide::f32x8;
-    let (x, y) = (
-        std::hint::black_box(f32x8::splat(0.999)),
-        std::hint::black_box(f32x8::splat(1e-3)),
-    );
-    let mut acc = [f32x8::splat(1.0); 12];
-    for _ in 0..iterations {
-        for a in acc.iter_mut() {
-            *a = a.mul_add(x, y);
-        }
-    }
-    acc.iter().fold(0.0, |s, a| s + a.reduce_add())
-}
+fma_loop!(fma_loop_512, wide::f32x16);
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+fma_loop!(fma_loop_256, wide::f32x8);
 
 #[cfg(test)]
 mod tests {
