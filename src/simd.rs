@@ -933,3 +933,34 @@ mod prefetch_tests {
         assert!(b.iter().all(|&x| x == 0));
     }
 }
+
+#[cfg(test)]
+mod vendor_tests {
+    use super::*;
+
+    /// The vendor string is read in the order the CPU spells it (ebx, edx,
+    /// ecx): the same as the `vendor_id` Linux reads from `cpuid` into
+    /// `/proc/cpuinfo`, where there is one.
+    #[test]
+    fn the_vendor_is_the_one_linux_reports() {
+        assert!(!(amd() && intel()), "one vendor at a time");
+        assert_eq!(
+            vendor().is_some(),
+            cfg!(target_arch = "x86_64"),
+            "a vendor exactly on x86-64 (which always has cpuid)"
+        );
+        let Some(v) = vendor() else {
+            return;
+        };
+        let ours = String::from_utf8_lossy(&v).to_string();
+        assert_eq!(amd(), ours == "AuthenticAMD");
+        assert_eq!(intel(), ours == "GenuineIntel");
+        let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+            return;
+        };
+        if let Some(line) = info.lines().find(|l| l.starts_with("vendor_id")) {
+            let linux = line.split(':').nth(1).unwrap_or("").trim();
+            assert_eq!(ours, linux);
+        }
+    }
+}
