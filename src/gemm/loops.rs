@@ -186,10 +186,11 @@ const LANES_N_A_IN_PLACE: usize = 128 * 1024;
 /// The largest `f32` A (in elements) that `kernel` reads in place for an
 /// `n`-column product ([`SMALL_A_IN_PLACE`]; [`LANES_N_A_IN_PLACE`] when
 /// [`reads_wide_in_place`], or for an A whose rows are contiguous
-/// (`rows_contiguous`) unless the wide reads are forced off).
+/// (`rows_contiguous`) unless the wide reads are forced off or the CPU is
+/// an Intel one).
 ///
-/// A with contiguous rows is read in place on every machine, B still
-/// packed where the L1d is small: each of the kernel's rows then streams
+/// A with contiguous rows is read in place on every machine but Intel's, B
+/// still packed where the L1d is small: each of the kernel's rows then streams
 /// along its own row of A. Measured on Zen 3 (AMD EPYC family 25 model 1,
 /// AVX2, 8 lanes, 32 KiB L1d; `cargo bench --bench gemm` kernel mode, 1
 /// thread, ratio to the `gemm` crate in the same process, two runs of
