@@ -189,6 +189,14 @@ fn split_first_layer_gives_the_bits_of_the_unsplit_step() {
     let wide = Network::mlp(784, &[1024, 512], 10, Activation::Relu, 1).unwrap();
     let trainer = Trainer::new(&wide, Optimizer::sgd(0.01), 128).unwrap();
     assert_eq!(trainer.first_layer_parts(), 0, "784-1024-512-10");
+    // The other tensors are updated in pieces (nn::pieces): at most
+    // MAX_TENSORS of them, 16 layers in all, so 17 are not split.
+    let limit = simdnet::nn::pieces::MAX_TENSORS;
+    for (hidden, parts) in [(limit / 2 - 1, 2), (limit / 2, 0)] {
+        let deep = Network::mlp(784, &vec![16; hidden], 10, Activation::Relu, 1).unwrap();
+        let trainer = Trainer::new(&deep, Optimizer::sgd(0.01), 128).unwrap();
+        assert_eq!(trainer.first_layer_parts(), parts, "{} layers", hidden + 1);
+    }
     // With the default block sizes (kc >= 256) 784 and 1100 inputs are
     // summed in 2-4 blocks, so the split ran.
     assert!(split_cases >= 12, "only {split_cases} cases were split");

@@ -169,6 +169,17 @@ impl Layer {
         }
     }
 
+    /// Every trainable tensor at once, in [`Layer::params`] order, to update
+    /// in place (pool and flatten: none).
+    pub fn tensors_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        let (w, b) = match self {
+            Layer::Dense(d) => (Some(d.w.as_mut_slice()), Some(d.b.as_mut_slice())),
+            Layer::Conv2d(c) => (Some(c.w.as_mut_slice()), Some(c.b.as_mut_slice())),
+            Layer::MaxPool2d(_) | Layer::Flatten(_) => (None, None),
+        };
+        w.into_iter().chain(b)
+    }
+
     /// Forward: `a` from `x` (scaled by `x_scale`), with inverted dropout
     /// if a mask is given (training).
     /// `x` is any GEMM operand (a view, or rows gathered from the data set).

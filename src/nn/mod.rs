@@ -24,6 +24,7 @@ pub mod model_file;
 pub mod network;
 pub mod optim;
 pub(crate) mod per_thread;
+pub mod pieces;
 pub mod pool;
 pub mod predict;
 pub mod spec;

@@ -272,6 +272,16 @@ impl OtherSlots<'_> {
             s2: &mut self.slot2[index - 1],
         }
     }
+
+    /// Every tensor's state at once, tensor 1 first (to cut them all into
+    /// pieces, see [`crate::nn::pieces`]).
+    pub fn tensors(&mut self) -> impl Iterator<Item = TensorSlots<'_>> {
+        let t = self.t;
+        self.slot1
+            .iter_mut()
+            .zip(self.slot2.iter_mut())
+            .map(move |(s1, s2)| TensorSlots { t, s1, s2 })
+    }
 }
 
 /// Panics with a clear message unless the parameters, their optimiser state

@@ -15,7 +15,8 @@
 //!                           the other layers forward, the loss, backward down to dz0, db0
 //! part p  (one task each):  dW[p, :] = Σ_s x_s[:, p]ᵀ·dz0_s      each shard's product, added in shard order
 //!                           W[p, :] updated by the optimiser     (its state's slice with it)
-//!                           the first part done: every other tensor updated (b, the other layers)
+//!                           then pieces of every other tensor (b, the other layers), claimed
+//!                           by the parts until none is left   (crate::nn::pieces)
 //! ```
 //!
 //! Every number is summed exactly as in the unsplit step (the same depth
@@ -25,8 +26,9 @@
 //! core: rayon hands the tasks out the same way every step), only the
 //! small `z_p` and `dz0` cross, and the bulk of the update runs in parallel.
 //! The rest of the update (every tensor but `W`, a few hundred numbers in
-//! the workshop network) runs in the same parallel section, on the thread
-//! whose part finished first, instead of after it on one thread.
+//! the workshop network) runs in the same parallel section, in pieces that
+//! the parts claim once their own work is done: the first part done starts
+//! it, the other joins it when free ([`crate::nn::pieces`]).
 
 use crate::gemm::sparse_rows::{
     all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups, sparse_rows_enough,
@@ -41,6 +43,7 @@ use crate::matrix::{MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::optim::{Optimizer, TensorSlots};
+use crate::nn::pieces::MAX_TENSORS;
 use crate::nn::train::SHARD_MAX_PARAMS;
 use crate::nn::Network;
 use crate::trace::{self, scope, Kind};
@@ -119,7 +122,9 @@ impl Split {
     /// The split of `net`'s first layer for batches of up to `batch` rows in
     /// shards of `shard_rows`, if it has one: a dense first layer whose
     /// product is summed in two or more depth blocks (see
-    /// [`depth_blocks`]).
+    /// [`depth_blocks`]), in a network of at most
+    /// [`MAX_TENSORS`]` + 1` trainable tensors (16 layers: the step updates
+    /// all but the first layer's `W` in pieces, [`crate::nn::pieces`]).
     pub(crate) fn plan(net: &Network, batch: usize, shard_rows: usize) -> Option<Split> {
         let Some(Layer::Dense(first)) = net.layers().first() else {
             return None;
@@ -128,6 +133,10 @@ impl Split {
         let depth = depth_blocks(n, k)?;
         let nshards = batch.div_ceil(shard_rows);
         if net.num_params() > SHARD_MAX_PARAMS && n > ONE_SHARD_MAX_OUTPUTS {
+            return None;
+        }
+        let tensors: usize = net.layers().iter().map(Layer::num_tensors).sum();
+        if tensors > MAX_TENSORS + 1 {
             return None;
         }
         let parts = (0..k.div_ceil(depth))

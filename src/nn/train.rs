@@ -35,7 +35,6 @@
 //! of sleeping between the parallel sections ([`crate::nn::awake`]).
 
 use std::ops::ControlFlow;
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -51,6 +50,7 @@ use crate::nn::awake::with_workers_awake;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState};
+use crate::nn::pieces::Pieces;
 use crate::nn::split::Split;
 use crate::nn::step_times::StepTimes;
 use crate::trace::{self, scope, Kind};
@@ -715,19 +715,18 @@ impl Trainer {
         });
         // 3. Each part: its rows of dW (shard by shard), summed into the update
         //    of its rows of W; then, if asked, the next step's phase 1 on them.
-        //    The first part to finish updates every other tensor (they are
-        //    no part's: the same updates, run beside the slower part).
+        //    Then each part updates pieces of every other tensor until none
+        //    is left (they are no part's: the same updates, run beside the
+        //    slower part, see `nn::pieces`).
         self.state.begin_step();
         let decay = if net.layers()[0].decays(0) {
             net.weight_decay()
         } else {
             0.0
         };
-        let (l2, b_decays, first_tensors) = (
-            net.weight_decay(),
-            net.layers()[0].decays(1),
-            net.layers()[0].num_tensors(),
-        );
+        let l2 = net.weight_decay();
+        let decay_of = |layer: &Layer, k: usize| if layer.decays(k) { l2 } else { 0.0 };
+        let b_decay = decay_of(&net.layers()[0], 1);
         let rest_params = net.num_params() - net.inputs() * net.layers()[0].outputs();
         let shards = &self.shards[..nshards];
         let (head, tail) = net.layers_mut().split_at_mut(1);
@@ -738,22 +737,20 @@ impl Trainer {
         let (part_len, n) = (split.part_len(), first.outputs());
         let (w_slots, mut others) = self.state.split_first();
         let optimizer = &self.optimizer;
-        let b = &mut first.b;
-        let rest = Mutex::new(Some(move || {
-            let _t = scope(Kind::Optimizer, 0).bytes((16 + 4 * nshards) * rest_params);
-            // tensor 1: the first layer's b
-            let b_decay = if b_decays { l2 } else { 0.0 };
-            others
-                .tensor(1)
-                .update_whole_summed_decayed(optimizer, b, b_decay, nshards, |s| shards[s].ws.grad(0, 1));
-            for_each_tensor(tail, (1, first_tensors), l2, |(l, k, tensor), params, decay| {
-                others
-                    .tensor(tensor)
-                    .update_whole_summed_decayed(optimizer, params, decay, nshards, |s| {
-                        shards[s].ws.grad(l, k)
-                    });
-            });
+        // Every tensor but the first layer's W: its b, then the other layers'.
+        let first_b = (first.b.as_mut_slice(), b_decay, (0, 1));
+        let rest = std::iter::once(first_b).chain((1..).zip(tail.iter_mut()).flat_map(|(l, layer)| {
+            let decays = [decay_of(layer, 0), decay_of(layer, 1)];
+            (0..)
+                .zip(layer.tensors_mut())
+                .map(move |(k, w)| (w, decays[k], (l, k)))
         }));
+        let rest = rest
+            .zip(others.tensors())
+            .map(|((w, decay, lk), slots)| (w, slots, decay, lk));
+        let pieces = Pieces::new(rest_params, rest);
+        let grad = |s: usize, l: usize, k: usize| shards[s].ws.grad(l, k);
+        let run_piece = || pieces.run_one(optimizer, nshards, grad).is_some();
         {
             let _fork_join = scope(Kind::ParallelShards, 0);
             split
@@ -770,17 +767,12 @@ impl Trainer {
                         let w = MatRef::from_slice(w, w.len() / n, n);
                         part.forward_with(*next, x_scale, w, prefetch_after);
                     }
-                    // taken out first: the other parts do not wait on the lock
-                    let update_rest = rest.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(mut update_rest) = update_rest {
-                        update_rest();
-                    }
+                    while run_piece() {}
                 });
         }
-        // (taken by a part: a split has two parts or more)
-        if let Some(mut update_rest) = rest.into_inner().unwrap_or_else(PoisonError::into_inner) {
-            update_rest();
-        }
+        // Every group of pieces was claimed, and run, by a part (each claims
+        // until none is left, and a split has two parts or more): not checked
+        // here, as that would read the counter the parts wrote last.
         shards
             .iter()
             .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
