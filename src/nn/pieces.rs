@@ -39,8 +39,8 @@ pub const MAX_PIECES: usize = 64;
 /// The most tensors a rest may have: each is cut into whole pieces, and a
 /// rest of `total` parameters into at most `MAX_PIECES / 2` pieces of full
 /// length ([`piece_len`]), so at most [`MAX_PIECES`] in all. A network
-/// with more trainable tensors (over 16 layers) is not split
-/// ([`crate::nn::split::Split::plan`]).
+/// with more trainable tensors (over 16 layers) does not have its first
+/// layer split ([`crate::nn::split`]).
 pub const MAX_TENSORS: usize = MAX_PIECES / 2;
 
 /// Parameters per piece: 16 Ki (a fifth of a megabyte of parameters and
