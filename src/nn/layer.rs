@@ -160,13 +160,10 @@ impl Layer {
     /// # Panics
     /// If the layer has no tensor `k` (pool and flatten have none).
     pub fn params_mut(&mut self, k: usize) -> &mut [f32] {
-        match (self, k) {
-            (Layer::Dense(d), 0) => d.w.as_mut_slice(),
-            (Layer::Dense(d), 1) => &mut d.b,
-            (Layer::Conv2d(c), 0) => c.w.as_mut_slice(),
-            (Layer::Conv2d(c), 1) => &mut c.b,
-            (layer, k) => panic!("a {} layer has no trainable tensor {k}", layer.kind_name()),
-        }
+        let kind = self.kind_name();
+        self.tensors_mut()
+            .nth(k)
+            .unwrap_or_else(|| panic!("a {kind} layer has no trainable tensor {k}"))
     }
 
     /// Every trainable tensor at once, in [`Layer::params`] order, to update

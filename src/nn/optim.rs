@@ -263,18 +263,9 @@ pub struct OtherSlots<'s> {
 }
 
 impl OtherSlots<'_> {
-    /// Tensor `index`'s state (1 or more), as [`OptimizerState::tensor`].
-    pub fn tensor(&mut self, index: usize) -> TensorSlots<'_> {
-        assert!(index >= 1, "optimizer: tensor 0 is not among the others");
-        TensorSlots {
-            t: self.t,
-            s1: &mut self.slot1[index - 1],
-            s2: &mut self.slot2[index - 1],
-        }
-    }
-
-    /// Every tensor's state at once, tensor 1 first (to cut them all into
-    /// pieces, see [`crate::nn::pieces`]).
+    /// Every tensor's state at once, tensor 1 first, each as
+    /// [`OptimizerState::tensor`] gives it (to cut them all into pieces,
+    /// see [`crate::nn::pieces`]).
     pub fn tensors(&mut self) -> impl Iterator<Item = TensorSlots<'_>> {
         let t = self.t;
         self.slot1
@@ -614,10 +605,8 @@ mod tests {
                 let (w_a, w_b) = split[0].split_at_mut(25);
                 a.update_summed_decayed(&opt, w_a, 0.01, 1, |_| &g[0][..25]);
                 b.update_summed_decayed(&opt, w_b, 0.01, 1, |_| &g[0][25..]);
-                for (t, w) in split.iter_mut().enumerate().skip(1) {
-                    others
-                        .tensor(t)
-                        .update_whole_summed_decayed(&opt, w, 0.01, 1, |_| &g[t]);
+                for ((t, w), slots) in split.iter_mut().enumerate().skip(1).zip(others.tensors()) {
+                    slots.update_whole_summed_decayed(&opt, w, 0.01, 1, |_| &g[t]);
                 }
                 let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 for t in 0..sizes.len() {
