@@ -64,12 +64,11 @@ struct Piece<'a> {
 /// The pieces of a rest, for tasks to claim a group at a time.
 pub struct Pieces<'a> {
     pieces: [Mutex<Option<Piece<'a>>>; MAX_PIECES],
-    count: usize,
     /// Group `g` is pieces `starts[g]..starts[g + 1]`: consecutive pieces
-    /// of at most [`piece_len`] parameters in all (a small network's whole
-    /// rest is one group: each claim is an atomic operation on a line both
-    /// cores write, which cost the workshop network's step 2% with a
-    /// claim per tensor).
+    /// of at most [`piece_len`] parameters in all, so that a small
+    /// network's whole rest is one claim, as it was one task before (each
+    /// claim is an atomic operation on a line both cores write); the pieces
+    /// are `0..starts[groups]`.
     starts: [usize; MAX_PIECES + 1],
     groups: usize,
     next: AtomicUsize,
@@ -122,7 +121,6 @@ impl<'a> Pieces<'a> {
         starts[groups] = count;
         Pieces {
             pieces,
-            count,
             starts,
             groups,
             next: AtomicUsize::new(0),
@@ -131,12 +129,12 @@ impl<'a> Pieces<'a> {
 
     /// How many pieces there are.
     pub fn len(&self) -> usize {
-        self.count
+        self.starts[self.groups]
     }
 
     /// Whether there is no piece.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
     /// How many groups of pieces there are (what [`run_one`](Self::run_one) claims).
