@@ -543,19 +543,20 @@ unsafe fn five_loops<A: AOperand>(
                 pack_b(b, (pc, kc), (jc + b_full, nc - b_full), nr, b_packed);
             }
             let beta_here = if pc == 0 { beta } else { 1.0 };
+            let in_kernel_depth = (NextTile::most_lines(mr, nr)..PREFETCH_IN_KERNEL_BELOW).contains(&kc);
+            // overwritten rows crowding a page's lines skip it (see `rows_spread_over_page`)
+            let crowded = in_kernel_depth && crate::simd::intel() && !rows_spread_over_page(c.rs, mr.min(m));
             // (prefetching is x86-64 only: elsewhere skip the addresses too)
             let prefetch = cfg!(target_arch = "x86_64")
-                && (beta_here != 0.0 || m * n * std::mem::size_of::<f32>() >= PREFETCH_C_MIN_BYTES);
+                && (beta_here != 0.0
+                    || (m * n * std::mem::size_of::<f32>() >= PREFETCH_C_MIN_BYTES && !crowded));
             let ahead = PREFETCH_C_DEPTH.div_ceil(kc).min(PREFETCH_C_TILES);
             let last = pc + kc == k;
             let gather = gather_kernel.filter(|_| a.gather_depth(alpha, (pc, kc), offs));
             // At a depth between the two bounds, the kernel prefetches the
             // next tile itself, a line per step (see `NextTile`); the loop
             // then prefetches only a block's first tile.
-            let in_kernel = prefetch
-                && kernel.prefetches_next
-                && gather.is_none()
-                && (NextTile::most_lines(mr, nr)..PREFETCH_IN_KERNEL_BELOW).contains(&kc);
+            let in_kernel = prefetch && kernel.prefetches_next && gather.is_none() && in_kernel_depth;
             // Loop 3 ("ic loop"): blocks of mc rows of A and C; pack A~.
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
@@ -737,6 +738,50 @@ fn next_tile(
         c: c.ptr.wrapping_add(row * c.rs + col),
         rows: mr.min(ic + mc - row),
         cols: nr.min(end - col),
+    })
+}
+
+/// Whether `rows` rows `rs` floats apart all start at different 64-byte
+/// lines of a 4 KiB page (offsets taken from the first row's start).
+///
+/// Both an L1 set and the core's check of a load against earlier stores
+/// (4K aliasing) look only at an address's low 12 bits, so rows 2 KiB or
+/// 4 KiB apart crowd onto the same few lines of a page. A tile of such
+/// rows that overwrites C (`beta == 0`) at a depth where the kernel would
+/// prefetch its next tile (the tile below, on the same crowded lines) runs
+/// faster on an Intel core with no prefetch of C at all. Measured on an
+/// Intel Xeon (family 6 model 167, AVX-512, 16 f32 lanes, `simd-12x32`,
+/// 1 thread, warm, medians of 5 x 9 x 20 calls alternated in one process,
+/// GFLOP/s, prefetch in the kernel / from the loop / none):
+/// - `Xᵀ·dZ` 784x512x128 with C's rows 512 floats apart (2 KiB) 161 / 174 /
+///   182, and 1024x1024x128 (4 KiB) 160 / 166 / 176;
+/// - the same with rows 528 and 1040 floats apart (spread) 183 / 176 / 173
+///   and 184 / 179 / 178: there the prefetch pays, and it is kept;
+/// - 640 floats apart (rows cycle over 8 lines: not spread) 172 / 171 /
+///   170, level;
+/// - adding to C (`beta == 1`), 784x512x128 at 2 KiB: 166 / 168 / 164,
+///   level, so a tile that adds keeps its prefetch; so does a depth of 256
+///   or more (`H·W` 128x512x512 164 with or without, 512³ 181 / 177).
+///
+/// In training, where a weight gradient's C comes back from L3 each step,
+/// it is level: 784-512-512-10 (its `dW` 512x512x128, rows 2 KiB apart),
+/// 1 thread, 9 alternated runs of 2 epochs, 1.011x the epoch without the
+/// prefetch, 1.004x with it from the loop.
+///
+/// AMD cores were not measured with and without: on Zen 4 the in-kernel
+/// prefetch beat the loop's on this same shape (see
+/// [`PREFETCH_IN_KERNEL_BELOW`]), so they keep it. Rows less than a line
+/// apart are one stretch of memory, not crowded.
+fn rows_spread_over_page(rs: usize, rows: usize) -> bool {
+    if rs * std::mem::size_of::<f32>() < 64 {
+        return true;
+    }
+    let mut seen = 0u64; // one bit per line of a page
+    (0..rows).all(|i| {
+        let line = (i * rs * std::mem::size_of::<f32>()) % 4096 / 64;
+        let fresh = seen & (1 << line) == 0;
+        seen |= 1 << line;
+        fresh
     })
 }
 
@@ -992,6 +1037,32 @@ unsafe fn convert_16(s: *const u8, alpha: f32, d: *mut f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows 2 KiB, 3 KiB or 4 KiB apart crowd a page's lines (no C prefetch
+    /// for a tile that overwrites them, on Intel); rows a line more apart
+    /// spread over it; 640 floats (2.5 KiB) cycle over 8 lines.
+    #[test]
+    fn rows_crowding_a_page_are_told_from_spread_ones() {
+        for (rs, rows, spread) in [
+            (512, 12, false),
+            (768, 12, false),
+            (1024, 16, false),
+            (1280, 12, false),
+            (640, 12, false),
+            (640, 8, true),
+            (528, 12, true),
+            (1040, 16, true),
+            (512, 1, true),
+            (10, 12, true), // narrow rows share lines, but not a page's offsets
+            (16, 12, true),
+        ] {
+            assert_eq!(
+                rows_spread_over_page(rs, rows),
+                spread,
+                "{rows} rows {rs} floats apart"
+            );
+        }
+    }
 
     /// A packing buffer is 64-byte aligned and as long as asked, grows to
     /// its bound once, and keeps what was packed while it does not grow.
