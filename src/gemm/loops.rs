@@ -787,7 +787,8 @@ fn rows_spread_over_page(rs: usize, rows: usize) -> bool {
 
 /// The smallest output (`m x n` floats of one call, in bytes) whose tiles
 /// prefetch C when they overwrite it (`beta == 0`; a tile that adds to C
-/// always prefetches). Below it C is most likely still in cache, and the
+/// always prefetches; on Intel, rows that crowd a page do not, at the
+/// depths of the kernel's own prefetch: see [`rows_spread_over_page`]). Below it C is most likely still in cache, and the
 /// prefetches cost more than they save: on Zen 3 (AMD EPYC family 25
 /// model 1, AVX2, 8 lanes, warm, medians of 20000-100000 calls, ratio to
 /// the `gemm` crate) 64³ (16 KiB) ran 0.90-0.93 without, 0.84-0.87 with;
