@@ -50,7 +50,7 @@ pub fn default_optimizer() -> Optimizer {
     Optimizer::rmsprop(0.001)
 }
 
-/// A progress callback, as [`fit`](super::train::fit) takes it.
+/// A progress callback, as [`fit`] takes it.
 type OnProgress<'a> = Box<dyn FnMut(Progress) -> ControlFlow<()> + 'a>;
 
 /// A training run to set up and [`run`](Fit::run): the network and the

@@ -490,7 +490,7 @@ unsafe fn store_full<const MR: usize, const NV: usize>(
 }
 
 /// Writes a full tile with its epilogue, `act(acc + beta · c + bias)`,
-/// times the dropout factors if any: the arithmetic of [`finish`], with
+/// times the dropout factors if any: the arithmetic of [`store_edge_with`], with
 /// whole-vector loads and stores.
 ///
 /// # Safety
