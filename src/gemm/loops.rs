@@ -525,6 +525,9 @@ unsafe fn five_loops<A: AOperand>(
         }
     }
     let (offs, row_ptrs) = (&mut buffers.offs, &mut buffers.rows);
+    // C's rows crowd a page's lines: an overwritten tile skips the C
+    // prefetch at the kernel's depths (see `rows_spread_over_page`)
+    let crowded_rows = crate::simd::intel() && !rows_spread_over_page(c.rs, mr.min(m));
 
     // Loop 5 (BLIS "jc loop"): blocks of nc columns of B and C.
     for jc in (0..n).step_by(nc_max) {
@@ -544,8 +547,7 @@ unsafe fn five_loops<A: AOperand>(
             }
             let beta_here = if pc == 0 { beta } else { 1.0 };
             let in_kernel_depth = (NextTile::most_lines(mr, nr)..PREFETCH_IN_KERNEL_BELOW).contains(&kc);
-            // overwritten rows crowding a page's lines skip it (see `rows_spread_over_page`)
-            let crowded = in_kernel_depth && crate::simd::intel() && !rows_spread_over_page(c.rs, mr.min(m));
+            let crowded = in_kernel_depth && crowded_rows;
             // (prefetching is x86-64 only: elsewhere skip the addresses too)
             let prefetch = cfg!(target_arch = "x86_64")
                 && (beta_here != 0.0
