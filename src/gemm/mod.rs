@@ -315,6 +315,9 @@ pub(crate) fn gemm_filed_as<A: AOperand>(
         } else {
             threads::join_here_or_there(|| run_task(0), || run_task(1), rayon::spawn);
         }
+    } else if tasks == 2 {
+        // on a worker (a training step's GEMM): the half done first spins
+        threads::join_spinning(|| run_task(0), || run_task(1));
     } else {
         (0..tasks).into_par_iter().for_each(run_task);
     }

@@ -44,14 +44,15 @@ use rayon::prelude::*;
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::sparse_rows::mostly_zero;
+use crate::gemm::threads::join_spinning;
 use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
 use crate::nn::awake::with_workers_awake;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
-use crate::nn::optim::{Optimizer, OptimizerState};
+use crate::nn::optim::{Optimizer, OptimizerState, TensorSlots};
 use crate::nn::pieces::Pieces;
-use crate::nn::split::Split;
+use crate::nn::split::{Part, Split};
 use crate::nn::step_times::StepTimes;
 use crate::trace::{self, scope, Kind};
 
@@ -691,10 +692,14 @@ impl Trainer {
         // 1. Each part: its slice of the inputs, converted, times its rows of W.
         if !first_done {
             let _fork_join = scope(Kind::ParallelShards, 0);
-            split.parts.par_iter_mut().with_max_len(1).for_each(|part| {
+            let go = |part: &mut Part| {
                 let (_training, _in) = (trace::training(), trace::layer(0));
                 part.forward(x, x_scale, first, &prefetch_next);
-            });
+            };
+            match &mut split.parts[..] {
+                [a, b] => join_spinning(|| go(a), || go(b)),
+                parts => parts.par_iter_mut().with_max_len(1).for_each(go),
+            }
         }
         // 2. Each shard: its rows of the first layer's output, then the rest
         //    of the forward pass, the loss, and the backward pass down to dz0.
@@ -753,22 +758,29 @@ impl Trainer {
         let run_piece = || pieces.run_one(optimizer, nshards, grad).is_some();
         {
             let _fork_join = scope(Kind::ParallelShards, 0);
-            split
-                .parts
-                .par_iter_mut()
-                .zip(first.w.as_mut_slice().par_chunks_mut(part_len))
-                .zip(w_slots.par_chunks(part_len))
-                .with_max_len(1)
-                .for_each(|((part, w), slots)| {
-                    let (_training, _in) = (trace::training(), trace::layer(0));
-                    let dz0 = |s: usize| shards[s].ws.dz(0);
-                    part.backward_update((rows, sr, nshards), dz0, w, slots, optimizer, decay);
-                    if let Some((next, prefetch_after)) = &then {
-                        let w = MatRef::from_slice(w, w.len() / n, n);
-                        part.forward_with(*next, x_scale, w, prefetch_after);
-                    }
-                    while run_piece() {}
-                });
+            let go = |((part, w), slots): ((&mut Part, &mut [f32]), TensorSlots)| {
+                let (_training, _in) = (trace::training(), trace::layer(0));
+                let dz0 = |s: usize| shards[s].ws.dz(0);
+                part.backward_update((rows, sr, nshards), dz0, w, slots, optimizer, decay);
+                if let Some((next, prefetch_after)) = &then {
+                    let w = MatRef::from_slice(w, w.len() / n, n);
+                    part.forward_with(*next, x_scale, w, prefetch_after);
+                }
+                while run_piece() {}
+            };
+            if let [pa, pb] = &mut split.parts[..] {
+                let (wa, wb) = first.w.as_mut_slice().split_at_mut(part_len);
+                let (sa, sb) = w_slots.split_at(part_len);
+                join_spinning(|| go(((pa, wa), sa)), || go(((pb, wb), sb)));
+            } else {
+                split
+                    .parts
+                    .par_iter_mut()
+                    .zip(first.w.as_mut_slice().par_chunks_mut(part_len))
+                    .zip(w_slots.par_chunks(part_len))
+                    .with_max_len(1)
+                    .for_each(go);
+            }
         }
         // Every group of pieces was claimed, and run, by a part (each claims
         // until none is left, and a split has two parts or more): not checked
@@ -838,11 +850,10 @@ fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (
 /// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
 fn run_shards(shards: &mut [Shard], nshards: usize, run: impl Fn((usize, &mut Shard)) + Sync + Send) {
     let _fork_join = scope(Kind::ParallelShards, 0);
-    shards[..nshards]
-        .par_iter_mut()
-        .enumerate()
-        .with_max_len(1)
-        .for_each(run);
+    match &mut shards[..nshards] {
+        [a, b] => join_spinning(|| run((0, a)), || run((1, b))),
+        shards => shards.par_iter_mut().enumerate().with_max_len(1).for_each(run),
+    }
 }
 
 /// Whether each shard converts its examples to `f32` once (see
