@@ -448,13 +448,22 @@ const PLACES_64: [u8; 64] = {
 /// order as sixteen at a time, with one test and two compresses for 64
 /// bytes instead of one test and two compresses for each sixteen.
 ///
+/// The first two sixteens are stored whatever the count: whether a block
+/// of an image drawn at random holds more than sixteen non-zeros is a
+/// coin toss for the branch predictor, and a mispredicted branch costs
+/// more than two stores. More than 32 is rare (a digit's stroke is a few
+/// pixels wide), so that test stays.
+///
 /// Measured on an Intel Xeon (family 6 model 167 under KVM, AVX-512, 16
 /// lanes), [`SparseRows::read`] of 128 MNIST half rows (392 pixels),
-/// medians of 400 batches, three rounds: 3.4-3.5 µs against 6.2-6.3
-/// sixteen at a time with the rows in cache, 6.3-6.4 against 7.4-7.7
-/// for rows drawn at random and prefetched; the workshop network's epoch
-/// 0.969x on 2 threads (faster in 9 of 10 alternated runs) and 0.968x on
-/// 1 (8 of 8). Not measured on Zen 4, which has the instructions too.
+/// medians of 400 batches, three rounds. Sixteen at a time, then 64 with a
+/// branch per sixteen, then as here: rows drawn at random and prefetched
+/// (as in training) 7.4-7.7, 5.7-5.9 and 4.6-4.7 µs; the same rows over
+/// and over (every branch learnt) 6.2-6.3, 3.1-3.5 and 3.6-3.7 µs. The
+/// workshop network's epoch, each step against the one before (alternated
+/// runs): 0.969x and 0.962x on 2 threads (faster in 9 of 10 runs each),
+/// 0.968x and 0.962x on 1 (8 of 8 each). Not measured on Zen 4, which
+/// has the instructions too.
 ///
 /// # Safety
 /// 64 bytes readable at `bytes`, 64 entries writable at `col` and `val`.
@@ -487,13 +496,11 @@ unsafe fn pack_nonzero_64(bytes: *const u8, q0: u32, scale: f32, col: *mut u32, 
                 _mm512_storeu_si512(col.add(16 * i).cast(), p);
             };
             store(0, _mm512_castsi512_si128(values), _mm512_castsi512_si128(places));
-            if count > 16 {
-                store(
-                    1,
-                    _mm512_extracti32x4_epi32::<1>(values),
-                    _mm512_extracti32x4_epi32::<1>(places),
-                );
-            }
+            store(
+                1,
+                _mm512_extracti32x4_epi32::<1>(values),
+                _mm512_extracti32x4_epi32::<1>(places),
+            );
             if count > 32 {
                 store(
                     2,
