@@ -1054,6 +1054,15 @@ pub const GROUPED_MIN_N: usize = 256;
 /// [`grouped_weight_gradient`] sums at once.
 pub const COLUMN_GROUP: usize = 4;
 
+/// Entries left unused after each group's in [`ColumnGroups`]: with room
+/// for 128 rows a group's values would start 2 KiB apart and its rows 512
+/// bytes apart, so that the entries one row adds to its groups (a few
+/// dozen) would fall in a few of L1's sets; four more put them 33 lines
+/// apart (8.25 for the rows), spread over all the sets. Measured with
+/// [`ColumnGroups::group`] (Intel Xeon, AVX-512, 16 lanes, 128 MNIST half
+/// rows drawn at random, medians of 400): 18.6-18.9 µs against 19.0-19.9.
+const GROUP_PAD: usize = 4;
+
 /// A [`SparseRows`]' entries regrouped by column, [`COLUMN_GROUP`] adjacent
 /// columns at a time: for each group, the rows that have a non-zero in any
 /// of its columns, in order, each with the group's values (zero for a
@@ -1068,7 +1077,10 @@ pub struct ColumnGroups {
     rows: usize,
     capacity: usize,
     cols: usize,
-    /// Entries of each group: group `g`'s are `g·capacity..g·capacity + len[g]`.
+    /// Distance between the first entries of two groups: the capacity and
+    /// [`GROUP_PAD`] more.
+    stride: usize,
+    /// Entries of each group: group `g`'s are `g·stride..g·stride + len[g]`.
     len: Vec<u32>,
     /// Row of each entry.
     row: Vec<u32>,
@@ -1076,6 +1088,12 @@ pub struct ColumnGroups {
     val: Vec<f32>,
     /// Per group, its entries in the rows the weight gradient sums.
     range: Vec<(u32, u32)>,
+    /// Scratch for [`group`](Self::group), one row at a time: the row's
+    /// groups in order, the entry each starts, and each entry's place
+    /// among the row's groups.
+    row_groups: Vec<u32>,
+    row_entry: Vec<u32>,
+    entry_group: Vec<u32>,
 }
 
 impl ColumnGroups {
@@ -1085,11 +1103,15 @@ impl ColumnGroups {
         ColumnGroups {
             rows: 0,
             capacity: rows,
+            stride: rows + GROUP_PAD,
             cols,
             len: vec![0; groups],
-            row: vec![0; groups * rows],
-            val: vec![0.0; groups * rows * COLUMN_GROUP],
+            row: vec![0; groups * (rows + GROUP_PAD)],
+            val: vec![0.0; groups * (rows + GROUP_PAD) * COLUMN_GROUP],
             range: vec![(0, 0); groups],
+            row_groups: vec![0; groups],
+            row_entry: vec![0; groups],
+            entry_group: vec![0; cols],
         }
     }
 
@@ -1104,31 +1126,49 @@ impl ColumnGroups {
             self.cols
         );
         const G: usize = COLUMN_GROUP;
-        let cap = self.capacity;
+        let stride = self.stride;
         self.rows = a.rows();
         let (lens, rows, vals) = (&mut self.len[..], &mut self.row[..], &mut self.val[..]);
+        let (row_groups, row_entry) = (&mut self.row_groups[..], &mut self.row_entry[..]);
+        let entry_group = &mut self.entry_group[..];
         lens.fill(0);
+        // Three passes over each row, none with a branch on the data: whether
+        // an entry starts a group is a coin toss for the branch predictor
+        // on an image drawn at random. Measured (Intel Xeon, AVX-512, 16
+        // lanes, 128 MNIST half rows, medians of 400): 18.6-18.9 µs for rows
+        // drawn at random against 30.7-31.6 with a branch per entry (16.1-17.7
+        // when the same rows came again and again, every branch learnt).
         for r in 0..a.rows() {
             let (col, val) = a.row(r);
-            // a row's entries are in column order: a group's come one after the other
-            let (mut group, mut e) = (usize::MAX, 0);
-            for (&c, &x) in col.iter().zip(val) {
-                let (k, c) = (c as usize / G, c as usize % G);
-                if k != group {
-                    group = k;
-                    e = k * cap + lens[k] as usize;
-                    lens[k] += 1;
-                    rows[e] = r as u32;
-                    vals[e * G..(e + 1) * G].fill(0.0);
-                }
-                vals[e * G + c] = x;
+            // 1. the row's groups, in order (its entries are in column order:
+            //    a group's come one after the other), and each entry's place among them
+            let (mut groups, mut last) = (0, usize::MAX);
+            for (&c, g) in col.iter().zip(entry_group.iter_mut()) {
+                let k = c as usize / G;
+                groups += usize::from(k != last);
+                last = k;
+                row_groups[groups - 1] = k as u32;
+                *g = (groups - 1) as u32;
+            }
+            // 2. an entry in each group (a different group each time), zeroed
+            for (&k, e) in row_groups[..groups].iter().zip(row_entry.iter_mut()) {
+                let k = k as usize;
+                let at = k * stride + lens[k] as usize;
+                lens[k] += 1;
+                rows[at] = r as u32;
+                vals[at * G..(at + 1) * G].fill(0.0);
+                *e = at as u32;
+            }
+            // 3. each value into its group's entry
+            for ((&c, &x), &g) in col.iter().zip(val).zip(entry_group.iter()) {
+                vals[row_entry[g as usize] as usize * G + c as usize % G] = x;
             }
         }
     }
 
     /// Group `k`'s rows and values ([`COLUMN_GROUP`] per row).
     fn entries(&self, k: usize) -> (&[u32], &[f32]) {
-        let (s, len) = (k * self.capacity, self.len[k] as usize);
+        let (s, len) = (k * self.stride, self.len[k] as usize);
         (
             &self.row[s..s + len],
             &self.val[s * COLUMN_GROUP..(s + len) * COLUMN_GROUP],
