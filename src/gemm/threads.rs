@@ -310,7 +310,7 @@ const CALLER: u8 = 3;
 /// be woken through the hypervisor when the other ended. Measured on an
 /// Intel Xeon (family 6 model 167 under KVM, AVX-512, 16 lanes, 2
 /// threads), `H·W` 128x512x512 called from a pool worker, medians of 7 x
-/// 9 x 50 calls: 260-270 GFLOP/s with `rayon::join`, 296-298 this way.
+/// 9 x 50 calls: 259-271 GFLOP/s with `rayon::join`, 296-298 this way.
 ///
 /// Whoever claims `second` first (the worker that took it, or this thread
 /// once `first` is done) runs it; the other never does. Called from
