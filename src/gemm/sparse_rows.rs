@@ -1092,7 +1092,7 @@ pub struct ColumnGroups {
     /// groups in order, the entry each starts, and each entry's place
     /// among the row's groups.
     row_groups: Vec<u32>,
-    row_entry: Vec<u32>,
+    row_entry: Vec<usize>,
     entry_group: Vec<u32>,
 }
 
@@ -1157,11 +1157,11 @@ impl ColumnGroups {
                 lens[k] += 1;
                 rows[at] = r as u32;
                 vals[at * G..(at + 1) * G].fill(0.0);
-                *e = at as u32;
+                *e = at;
             }
             // 3. each value into its group's entry
             for ((&c, &x), &g) in col.iter().zip(val).zip(entry_group.iter()) {
-                vals[row_entry[g as usize] as usize * G + c as usize % G] = x;
+                vals[row_entry[g as usize] * G + c as usize % G] = x;
             }
         }
     }

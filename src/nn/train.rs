@@ -697,6 +697,7 @@ impl Trainer {
                 part.forward(x, x_scale, first, &prefetch_next);
             };
             match &mut split.parts[..] {
+                // two parts (two threads): the one done first spins, see `run_shards`
                 [a, b] => join_spinning(|| go(a), || go(b)),
                 parts => parts.par_iter_mut().with_max_len(1).for_each(go),
             }
@@ -847,7 +848,9 @@ fn prefetch_columns<T: Element>(features: MatRef<T>, rows: &[usize], (k0, k1): (
     t.set_bytes(64 * lines);
 }
 
-/// Runs `run(s, shard)` for the first `nshards` shards, one rayon task each.
+/// Runs `run(s, shard)` for the first `nshards` shards, one rayon task
+/// each; two through [`join_spinning`], where the shard done first waits
+/// for the other awake (as do the two parts of a split first layer).
 fn run_shards(shards: &mut [Shard], nshards: usize, run: impl Fn((usize, &mut Shard)) + Sync + Send) {
     let _fork_join = scope(Kind::ParallelShards, 0);
     match &mut shards[..nshards] {
