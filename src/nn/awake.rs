@@ -20,6 +20,10 @@
 //! only every 200 µs. Nothing is computed differently, only picked up
 //! sooner: results are the same bits.
 //!
+//! The other side of a fork, the thread that hands out a step's two
+//! halves (two shards, two GEMM tasks) and finishes its own first, waits
+//! awake as well: [`crate::gemm::threads::join_spinning`].
+//!
 //! The price is CPU time: the workers of the pool the closure runs on use
 //! their cores fully until it returns (they are the cores `--threads`
 //! asked for).
