@@ -441,6 +441,14 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    /// Spins until `flag` is set (the other half has started), for at most `limit`.
+    fn wait_until_set(flag: &AtomicBool, limit: Duration) {
+        let t = std::time::Instant::now();
+        while !flag.load(Ordering::Acquire) && t.elapsed() < limit {
+            std::hint::spin_loop();
+        }
+    }
+
     #[test]
     fn only_large_products_are_handed_whole_to_the_pool() {
         // 512³ (2^28 flops) is; the network's 128x512x784 (103 MFLOP) and 256³ are not
@@ -520,10 +528,7 @@ mod tests {
                 join_here_or_there(
                     || {
                         // give a worker time to take the other half
-                        let t = std::time::Instant::now();
-                        while !started.load(Ordering::Acquire) && t.elapsed() < Duration::from_millis(50) {
-                            std::hint::spin_loop();
-                        }
+                        wait_until_set(&started, Duration::from_millis(50));
                     },
                     || {
                         started.store(true, Ordering::Release);
@@ -567,13 +572,8 @@ mod tests {
                         || {
                             first[0] += i + 1;
                             // every other round, give the other worker time to take the second half
-                            let t = std::time::Instant::now();
-                            while threads == 2
-                                && i % 2 == 0
-                                && !started.load(Ordering::Acquire)
-                                && t.elapsed() < Duration::from_millis(1)
-                            {
-                                std::hint::spin_loop();
+                            if threads == 2 && i % 2 == 0 {
+                                wait_until_set(&started, Duration::from_millis(1));
                             }
                         },
                         || {
@@ -613,10 +613,7 @@ mod tests {
             pool.install(|| {
                 join_spinning(
                     || {
-                        let t = std::time::Instant::now();
-                        while !started.load(Ordering::Acquire) && t.elapsed() < Duration::from_millis(50) {
-                            std::hint::spin_loop();
-                        }
+                        wait_until_set(&started, Duration::from_millis(50));
                     },
                     || {
                         started.store(true, Ordering::Release);
@@ -639,12 +636,7 @@ mod tests {
                         join_spinning(
                             || {
                                 runs.fetch_add(1, Ordering::Relaxed);
-                                let t = std::time::Instant::now();
-                                while !started.load(Ordering::Acquire)
-                                    && t.elapsed() < Duration::from_millis(50)
-                                {
-                                    std::hint::spin_loop();
-                                }
+                                wait_until_set(&started, Duration::from_millis(50));
                                 assert!(failing != 0, "first half fails");
                             },
                             || {
