@@ -319,9 +319,8 @@ fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
     let mut n = 0;
     let mut q0 = 0;
     if let Some(step) = PACK_BYTES {
-        // 32 bytes at a time: skipped at once when all zero (an image's
-        // margins), else packed `step` by `step`
         let room = val.len().min(col.len());
+        // 64 bytes at a time with VBMI2 (an all-zero block returns at once)
         while PACK_64 && q0 + 64 <= x.len() && n + 64 <= room {
             // SAFETY: 64 bytes at q0 <= x.len() - 64, room for 64 entries at n
             n += unsafe {
@@ -335,6 +334,8 @@ fn read_u8(x: &[u8], scale: f32, col: &mut [u32], val: &mut [f32]) -> usize {
             };
             q0 += 64;
         }
+        // then 32 at a time: skipped at once when all zero (an image's
+        // margins), else packed `step` by `step`
         while q0 + 32 <= x.len() && n + 32 <= room {
             if PACK_32 {
                 // SAFETY: 32 bytes at q0 <= x.len() - 32, room for 32 entries at n

@@ -317,11 +317,6 @@ const CALLER: u8 = 3;
 /// outside a pool, it is `rayon::join`.
 pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) {
     let state = AtomicU8::new(OPEN);
-    let claim = |who: u8| {
-        state
-            .compare_exchange(OPEN, who, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    };
     let second_cell = std::sync::Mutex::new(Some(second));
     let run_second = || {
         // only the claimant reaches here, once: the lock is never contended
@@ -333,7 +328,7 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
     rayon::join(
         || {
             first();
-            if claim(CALLER) {
+            if claim(&state, CALLER) {
                 run_second();
                 return;
             }
@@ -349,7 +344,7 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
             }
         },
         || {
-            if claim(TAKEN) {
+            if claim(&state, TAKEN) {
                 // DONE even if it panics (the caller spins until DONE);
                 // rayon then raises the panic on the caller
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run_second));
@@ -378,10 +373,15 @@ struct Claim {
 impl Claim {
     /// Claims `there` for `who` (`TAKEN` or `CALLER`); `false` if the other side has it.
     fn claim(&self, who: u8) -> bool {
-        self.state
-            .compare_exchange(OPEN, who, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        claim(&self.state, who)
     }
+}
+
+/// Moves `state` from `OPEN` to `who`; `false` if another claimed it first.
+fn claim(state: &AtomicU8, who: u8) -> bool {
+    state
+        .compare_exchange(OPEN, who, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
 }
 
 /// On drop, in the caller: runs `there` if nobody claimed it (or drops it
