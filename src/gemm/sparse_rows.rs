@@ -297,11 +297,22 @@ pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) 
     }
     let nonzero: usize = (0..n)
         .map(|r| match as_u8(rows.row(r)) {
-            Some(bytes) => bytes.iter().filter(|&&b| b != 0).count(),
+            Some(bytes) => nonzero_bytes(bytes),
             None => rows.row(r).iter().filter(|x| x.to_f32() != 0.0).count(),
         })
         .sum();
     nonzero as f32 <= sparse_rows_enough() * (n * rows.len()) as f32
+}
+
+/// How many bytes of `x` are not zero, counted 64 at a time in bytes (a
+/// count per byte lane, which the compiler keeps in vector registers;
+/// counted straight into a `usize`, each byte was widened to 64 bits:
+/// 0.9% of a 1-thread workshop training run under `perf`, Intel Xeon,
+/// AVX-512, 16 lanes).
+fn nonzero_bytes(x: &[u8]) -> usize {
+    x.chunks(64)
+        .map(|c| c.iter().fold(0u8, |n, &b| n + u8::from(b != 0)) as usize)
+        .sum()
 }
 
 /// `x` as bytes if its elements are `u8` pixels.
@@ -1761,6 +1772,25 @@ mod tests {
                     x[at] = bad;
                     assert!(!all_finite(&x), "{bad} at {at} of {len}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn nonzero_bytes_counts_as_one_at_a_time_does() {
+        // all non-zero (a whole 64-byte block counts 64), none, and mixed,
+        // on lengths around the 64-byte blocks and past 255
+        for len in (0..=130).chain([255, 256, 257, 392, 784, 1000]) {
+            for salt in 0..4usize {
+                let x: Vec<u8> = (0..len)
+                    .map(|i| match salt {
+                        0 => 255,
+                        1 => 0,
+                        _ => ((i * 37 + salt) % 5 == 0) as u8 * (i % 251 + 1) as u8,
+                    })
+                    .collect();
+                let naive = x.iter().filter(|&&b| b != 0).count();
+                assert_eq!(nonzero_bytes(&x), naive, "length {len}, salt {salt}");
             }
         }
     }
