@@ -15,23 +15,24 @@
 //! When profiling
 //! is off (the default) a scope is one relaxed atomic load and nothing else.
 //! When on, each scope adds its wall time, a call, and the FLOPs and bytes it
-//! declares to global counters (one slot per kind of work and layer). Scopes
+//! declares to its thread's counters (one slot per kind of work and layer),
+//! summed over the threads when read. Scopes
 //! run on every worker thread, so totals are *thread* time: the report
 //! compares them with `wall time x threads` to show the time spent waiting.
 //!
 //! For a wall-time view, while profiling is on every scope also logs when it
 //! opens and closes, in its thread's own log (a lock only that thread
 //! takes, but for the moments the logs are read). The logs are merged in
-//! time order when the report reads them, or when one grows past
-//! [`LOG_EVENTS`]: each instant of wall time during which `k >= 1` scopes
+//! time order when the report reads them, or when one holds 65,536
+//! events: each instant of wall time during which `k >= 1` scopes
 //! are open (on any threads) is split evenly among them, so the per-kind
 //! wall shares add up to the wall time covered by at least one timer, and
-//! the time with `k` scopes open is kept per `k` (see [`coverage`]). The
-//! counters (calls, thread time, FLOPs, bytes) are per thread too, summed
-//! when read. One lock shared by every timer used to do this as they ran:
-//! on two threads the timers then waited for each other, and a profiled
-//! epoch of the workshop network took 1.5x its time unprofiled (0.027-0.030 s
-//! against 0.018-0.019; 1.1x on one thread; Intel Xeon, AVX-512, 16 lanes).
+//! the time with `k` scopes open is kept per `k` (see [`coverage`]). One
+//! lock shared by every timer used to do this as they ran: on two threads
+//! the timers then waited for each other, and a profiled epoch of the
+//! workshop network took 1.40-1.47x its time unprofiled (1.10x now, and on
+//! one thread either way; Intel Xeon, AVX-512, 16 lanes; docs/PERFORMANCE.md,
+//! "Cost of profiling").
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -222,6 +223,9 @@ struct Event {
     open: bool,
 }
 
+// every slot fits an event's `u16`
+const _: () = assert!(SLOTS <= u16::MAX as usize);
+
 /// Events a thread's log holds before it merges every log ([`settle`]):
 /// 1 MiB of them, about 800 steps of the workshop network on one thread.
 const LOG_EVENTS: usize = 1 << 16;
@@ -238,12 +242,11 @@ impl Log {
         }
     }
 
+    /// Zeroes the counters and drops the events (keeping their room).
     fn clear(&mut self) {
-        *self = Log {
-            events: std::mem::take(&mut self.events),
-            ..Log::new()
-        };
-        self.events.clear();
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        *self = Log { events, ..Log::new() };
     }
 }
 
