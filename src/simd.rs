@@ -584,13 +584,6 @@ pub fn derivative_from_output(act: Activation, a: V) -> V {
     }
 }
 
-/// Whether the CPU running this process is an AMD one (`cpuid` leaf 0 says
-/// `AuthenticAMD`); false off x86-64. For the choices measured on one
-/// vendor's cores only (`gemm::sparse_rows::sparse_rows_enough`).
-pub fn amd() -> bool {
-    vendor() == Some(*b"AuthenticAMD")
-}
-
 /// Whether the CPU running this process is an Intel one (`GenuineIntel`);
 /// false off x86-64. For the choices measured on one vendor's cores only
 /// (`gemm::loops::reads_wide_in_place`).
@@ -943,7 +936,6 @@ mod vendor_tests {
     /// `/proc/cpuinfo`, where there is one.
     #[test]
     fn the_vendor_is_the_one_linux_reports() {
-        assert!(!(amd() && intel()), "one vendor at a time");
         assert_eq!(
             vendor().is_some(),
             cfg!(target_arch = "x86_64"),
@@ -953,7 +945,6 @@ mod vendor_tests {
             return;
         };
         let ours = String::from_utf8_lossy(&v).to_string();
-        assert_eq!(amd(), ours == "AuthenticAMD");
         assert_eq!(intel(), ours == "GenuineIntel");
         let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
             return;

@@ -28,7 +28,7 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 /// `n` random images of `inputs` pixels (as one row each), labels 0..9;
 /// with `zeros`, nine pixels in ten are 0 (MNIST: eight in ten); the 10% non-zero are below
-/// `sparse_rows_enough()` on every build and CPU (25%, or 12% on full-width AVX-512).
+/// `SPARSE_ROWS_ENOUGH` (25%) on every build and CPU.
 fn data_with(n: usize, inputs: usize, zeros: bool) -> Dataset {
     let mut s = 0x2545_f491u32;
     let mut next = || {

@@ -27,34 +27,15 @@
 //! ([`ColumnGroups`], [`grouped_weight_gradient`]): each row of `dz` is
 //! loaded once for the four, and their sums stay in registers.
 
-use crate::gemm::kernel::full_width_512;
 use crate::gemm::pack::PREFETCH_AHEAD;
 use crate::matrix::{as_f32, Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
 /// The largest share of non-zeros for which the products here are used
-/// instead of the GEMM (the caller's choice, per batch), on this CPU:
-/// [`SPARSE_ROWS_ENOUGH_FULL_WIDTH`] on AMD cores whose GEMM does 64 flops
-/// a cycle (full-width 512-bit FMAs, [`full_width_512`]: Zen 5), else
-/// [`SPARSE_ROWS_ENOUGH`]: on an Intel Xeon with full-width FMAs too the
-/// lists still won at MNIST's density (see [`SPARSE_ROWS_ENOUGH`]).
-/// Checked once per process. The choice changes no bits, only the time.
-pub fn sparse_rows_enough() -> f32 {
-    static ENOUGH: std::sync::OnceLock<f32> = std::sync::OnceLock::new();
-    *ENOUGH.get_or_init(|| {
-        if LANES >= 16 && full_width_512() && simd::amd() {
-            SPARSE_ROWS_ENOUGH_FULL_WIDTH
-        } else {
-            SPARSE_ROWS_ENOUGH
-        }
-    })
-}
-
-/// [`sparse_rows_enough`] where the GEMM does 32 flops a cycle per core:
-/// AVX2 (two 256-bit FMA pipes) and AVX-512 run as two 256-bit halves (Zen
-/// 4). Measured, 1 thread, in cache, a 128x392 slice of MNIST's pixels
-/// times 392x16 and its weight gradient (two 64-row shards), read +
-/// product + gradients against convert + the GEMMs, µs:
+/// instead of the GEMM (the caller's choice, per batch). The choice changes
+/// no bits, only the time. Measured, 1 thread, in cache, a 128x392 slice
+/// of MNIST's pixels times 392x16 and its weight gradient (two 64-row
+/// shards), read + product + gradients against convert + the GEMMs, µs:
 /// - Zen 3 (AMD EPYC family 25 model 1, AVX2, 8 lanes), pixels set at
 ///   random to raise the density: 0.18 non-zero 32 against 44, 0.24 42
 ///   against 45, 0.29 47 against 46, 0.34 51 against 44. Break-even 27-29%.
@@ -63,22 +44,24 @@ pub fn sparse_rows_enough() -> f32 {
 ///   against 32-33, 0.19 23.0-23.5 against 32.4-32.7, 0.24 28 against 32
 ///   (one run), 0.29 31.0-31.4 against 32.4-32.5, 0.34 34.6-34.9 against
 ///   32.3-32.5. Break-even about 30%.
-/// - Intel Xeon (family 6 model 167 as its hypervisor reports it, AVX-512
-///   at full width, 16 lanes): the whole workshop epoch (`train --json`,
-///   8 alternated rounds) took 1.17x as long on 1 thread and 1.19x on 2
-///   with the GEMM (the 12% threshold) as with the lists, 8 rounds of 8.
+///
+/// And whole epochs (`train --json`, alternated rounds) where the GEMM does
+/// 64 flops a cycle per core (full-width 512-bit FMAs):
+/// - Intel Xeon (family 6 model 167 as its hypervisor reports it, AVX-512,
+///   16 lanes): the workshop epoch took 1.17x as long on 1 thread and 1.19x
+///   on 2 with the GEMM (a 12% threshold) as with the lists, 8 rounds of 8.
+/// - Zen 5 (AMD EPYC family 26 model 2, AVX-512, 16 lanes, 2026-12-05):
+///   the lists at every density against the GEMM at every density, pixels
+///   set at random to raise it, the epoch's ratio (6 rounds): 0.22
+///   non-zero 0.83 on 1 thread and 0.86 on 2, 0.25 0.88 and 0.89, 0.28
+///   0.92 and 0.94, 0.32 0.99 and 1.00; 784-512-512-10 at 0.32 0.91 on
+///   both (3 rounds). Break-even about 32%. (On 2026-12-02, before the
+///   64-byte read and the aligned part buffers, the GEMM had won there
+///   at MNIST's density, and this was 12% on AMD's full-width cores.)
 ///
 /// MNIST's slices hold 18-20% (so they take the lists), Fashion-MNIST's
 /// half (the GEMM).
 pub const SPARSE_ROWS_ENOUGH: f32 = 0.25;
-
-/// [`sparse_rows_enough`] on full-width 512-bit FMAs (Zen 5: family 26
-/// model 2, AVX-512, 16 lanes), where the GEMM does twice the work a cycle
-/// and the lists about the same. Pixels zeroed at random to lower the
-/// density: 0.09 17 against 21, 0.12 23-26 against 26-32, 0.15 25.5-26
-/// against 25-26, 0.18 23-27 against 20-25. Break-even 14-15%: MNIST
-/// takes the GEMM there.
-pub const SPARSE_ROWS_ENOUGH_FULL_WIDTH: f32 = 0.12;
 
 /// The widest output (`n`, columns of `W`) the products here serve.
 /// Until 2026-12-03 it was 128, for a row of `W` to stay in cache for every
@@ -288,7 +271,7 @@ fn bad_row(r: usize, rows: usize) -> ! {
 }
 
 /// Whether the first `sample` rows of `rows` (all, if fewer) hold at most
-/// [`sparse_rows_enough`] non-zeros: a cheap look before choosing the
+/// [`SPARSE_ROWS_ENOUGH`] non-zeros: a cheap look before choosing the
 /// products here (the choice changes no bits).
 pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) -> bool {
     let n = sample.min(rows.rows());
@@ -301,7 +284,7 @@ pub fn mostly_zero<T: Element>(rows: &crate::gemm::ImageRows<T>, sample: usize) 
             None => rows.row(r).iter().filter(|x| x.to_f32() != 0.0).count(),
         })
         .sum();
-    nonzero as f32 <= sparse_rows_enough() * (n * rows.len()) as f32
+    nonzero as f32 <= SPARSE_ROWS_ENOUGH * (n * rows.len()) as f32
 }
 
 /// How many bytes of `x` are not zero, counted 64 at a time in bytes (a

@@ -31,9 +31,9 @@
 //! it, the other joins it when free ([`crate::nn::pieces`]).
 
 use crate::gemm::sparse_rows::{
-    all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups, sparse_rows_enough,
+    all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups,
     sparse_rows_product, sparse_rows_weight_gradient, ColumnGroups, SparseRows, COLUMN_GROUP, GROUPED_MIN_N,
-    GROUPED_PRODUCT, SPARSE_ROWS_MAX_N,
+    GROUPED_PRODUCT, SPARSE_ROWS_ENOUGH, SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
@@ -371,7 +371,7 @@ impl Part {
             self.sparse.read(rows, |r| images.row(r), self.k0, x_scale);
             self.grouped = false;
         }
-        if self.sparse.density() > sparse_rows_enough() {
+        if self.sparse.density() > SPARSE_ROWS_ENOUGH {
             self.dense_for = DENSE_RETRY;
             return false;
         }
@@ -631,7 +631,7 @@ impl SparseFirst {
         }
         for ((k0, k1), lists, groups, z) in &mut self.parts {
             lists.read(rows, |r| images.row(r), *k0, x_scale);
-            if lists.density() > sparse_rows_enough() {
+            if lists.density() > SPARSE_ROWS_ENOUGH {
                 return false;
             }
             let w = first.w.view().rows_range(*k0, *k1);
