@@ -311,6 +311,10 @@ const CALLER: u8 = 3;
 /// Intel Xeon (family 6 model 167 under KVM, AVX-512, 16 lanes, 2
 /// threads), `H·W` 128x512x512 called from a pool worker, medians of 7 x
 /// 9 x 50 calls: 259-271 GFLOP/s with `rayon::join`, 296-298 this way.
+/// On a Zen 5 (AMD EPYC family 26 model 2, AVX-512, 16 lanes, 2 threads,
+/// 2026-12-05), a build with `rayon::join` here against this one: the
+/// workshop network's epoch 1.013x (slower in 9 of 10 alternated
+/// rounds, level in the tenth), 784-512-512-10's 0.998x (4 rounds).
 ///
 /// Whoever claims `second` first (the worker that took it, or this thread
 /// once `first` is done) runs it; the other never does. Called from
