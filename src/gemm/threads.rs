@@ -80,7 +80,12 @@ pub const MAX_TASKS: usize = 4;
 /// do `128³`, `256³` and the smaller ones (the Zen 5 figures at
 /// [`MIN_FLOPS_PER_TASK`]). Why the caller's half costs a large product
 /// so much was not found; the caller and the two workers are three threads
-/// on two cores. Not measured on Zen 4 or Zen 5.
+/// on two cores. On a Zen 5 (AMD EPYC family 26 model 2, AVX-512, 16
+/// lanes, 2026-12-05; `SIMDNET_BENCH_FULL=1 cargo bench --bench gemm`, this
+/// build and one with a half on the caller alternated, three runs each,
+/// GFLOP/s in the 2-thread main-thread column, handed whole against a half
+/// on the caller): `512³` 380-422 against 321-436, `1024³` 444-481
+/// against 255-409, `2048³` 434-470 against 410-453. Not measured on Zen 4.
 ///
 /// Handed whole, the call waits for a worker, as any rayon call from
 /// outside the pool does: with every worker of the global pool blocked it
