@@ -625,6 +625,11 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
         "{line} vs rows {busy_rows}"
     );
     assert!((waiting - (available - busy).max(0.0)).abs() <= 2e-3, "{line}");
+    // With two cores, the round trip the step's forks and joins pay, measured after the run.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        let ns = number_after(&out, "Core-to-core round trip, measured just now: ");
+        assert!(ns > 0.0, "{out}");
+    }
     steps_line_counts(&out, steps as usize);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -691,6 +696,7 @@ fn train_profile_lists_every_kind_and_waits_only_with_threads() {
     }
     // One thread waits for nobody: its untimed time is on the Accounted line.
     assert!(!out.contains("Threads (training)"), "{out}");
+    assert!(!out.contains("round trip"), "{out}");
     steps_line_counts(&out, 16);
     assert!(!out.contains("waiting"), "{out}");
     // A sanity bound, not the coverage check (tests/profile.rs bounds the

@@ -46,7 +46,9 @@ use crate::trace::{self, Kind, Record};
 /// then the build facts the rates were measured with.
 ///
 /// Measures the machine's FMA peak on `threads` threads (about 0.2 s) for
-/// the compute-limit summary.
+/// the compute-limit summary, and with two threads or more the round trip
+/// of a cache line between two cores (at most 0.3 s), which the forks and
+/// joins of every step pay.
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
     let peak = crate::profile::machine::pool(threads)
         .ok()
@@ -59,6 +61,11 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         peak,
         skipped_flops: trace::skipped_flops(),
         steps: StepTimes::combine(&history.iter().filter_map(|h| h.steps).collect::<Vec<_>>()),
+        round_trip_ns: if threads >= 2 {
+            crate::profile::machine::core_round_trip_ns()
+        } else {
+            None
+        },
     };
     let facts = BuildFacts::current();
     format!(
@@ -86,6 +93,9 @@ struct Run {
     skipped_flops: u64,
     /// The training steps' times over the run's epochs (`None`: none timed).
     steps: Option<StepTimes>,
+    /// A cache line's round trip between two threads, ns, measured after
+    /// the run (`None`: one thread, or one core).
+    round_trip_ns: Option<f64>,
 }
 
 fn rate(r: &Record) -> String {
@@ -245,6 +255,12 @@ fn render(records: &[Record], cov: &trace::Coverage, run: &Run) -> String {
         let _ = writeln!(
             s,
             "  (waiting: idle at the end of each parallel section of shards, or while one thread sums gradients,\n   updates weights; a timer around work that is itself parallel, e.g. the\n   GEMMs of a one-shard large network or validation, counts once, so its thread-s is a lower bound)"
+        );
+    }
+    if let Some(ns) = run.round_trip_ns {
+        let _ = writeln!(
+            s,
+            "Core-to-core round trip, measured just now: {ns:.0} ns (a cache line to another thread and back; each fork and join of a step pays about one, so where it takes several hundred ns, as when a virtual machine's two vCPUs sit far apart on its host, the steps on two threads slow down)."
         );
     }
     s
@@ -435,6 +451,7 @@ mod tests {
             peak: None,
             skipped_flops: 0,
             steps: None,
+            round_trip_ns: None,
         }
     }
 
@@ -465,6 +482,7 @@ mod tests {
             peak: Some(10.0),
             skipped_flops: 3_500_000_000,
             steps: None,
+            round_trip_ns: None,
         };
         let out = skipped_summary(&records, &run, 10.0);
         // 1.5 GFLOP done + 3.5 skipped = 5 GFLOP, 0.5 s at 10 GFLOP/s; the run took 1 s.
@@ -516,6 +534,7 @@ mod tests {
             peak: Some(10.0),
             skipped_flops: 0,
             steps: None,
+            round_trip_ns: None,
         };
         let out = render(&records, &cov, &run);
         assert!(!out.contains("Zeros skipped"), "{out}");
@@ -587,6 +606,31 @@ mod tests {
         );
         assert!(out.contains("\nSteps (training): 10 timed"), "{out}");
         assert!(!render(&[], &no_coverage(), &run(2)).contains("Steps"));
+    }
+
+    #[test]
+    fn the_round_trip_is_named_when_measured_on_two_threads() {
+        let cov = no_coverage();
+        let measured = Run {
+            round_trip_ns: Some(415.4),
+            ..run(2)
+        };
+        let two = render(&[], &cov, &measured);
+        assert!(
+            two.contains("Core-to-core round trip, measured just now: 415 ns (a cache line to another thread and back;"),
+            "{two}"
+        );
+        let unmeasured = render(&[], &cov, &run(2));
+        assert!(!unmeasured.contains("round trip"), "{unmeasured}");
+        let one = render(
+            &[],
+            &cov,
+            &Run {
+                threads: 1,
+                ..measured
+            },
+        );
+        assert!(!one.contains("round trip"), "{one}");
     }
 
     #[test]
