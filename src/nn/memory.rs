@@ -278,11 +278,17 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
         0
     };
     // evaluation's first layer from the non-zeros (`nn::split::SparseFirst`,
-    // per thread): the lists, the groups and two partial products
-    let sparse_evaluation = if first >= crate::gemm::sparse_rows::GROUPED_MIN_N as u64 {
+    // per thread): the lists, for a wide layer the groups, and two partial
+    // products
+    let sparse_evaluation = if (1..=crate::gemm::sparse_rows::SPARSE_ROWS_MAX_N as u64).contains(&first) {
         let rows = EVAL_ROWS;
+        let groups = if first >= crate::gemm::sparse_rows::GROUPED_MIN_N as u64 {
+            inputs.div_ceil(4).saturating_mul(5)
+        } else {
+            0
+        };
         floats(
-            rows.saturating_mul(inputs.saturating_mul(2) + inputs.div_ceil(4).saturating_mul(5))
+            rows.saturating_mul(inputs.saturating_mul(2).saturating_add(groups))
                 .saturating_add(rows.saturating_mul(first).saturating_mul(2)),
         )
         .saturating_mul(threads)
