@@ -422,6 +422,21 @@ const PACK_64: bool = cfg!(all(
     target_feature = "avx512vbmi2"
 ));
 
+/// Whether inference (`nn::split::SparseFirst`) reads a narrow first
+/// layer's inputs (under [`GROUPED_MIN_N`] outputs) as lists too: where
+/// [`read_u8`] takes 64 bytes at a time ([`PACK_64`]), reading the lists
+/// costs less than the GEMM they spare. Measured on a Zen 5 (AMD EPYC
+/// family 26 model 2, AVX-512, 16 lanes), the workshop network's
+/// validation pass in `train --profile` (4 epochs, runs of the two builds
+/// alternated), ms an epoch, GEMM against lists: 2 threads 1.35-1.43
+/// against 1.25-1.32 (6 runs), 1 thread 2.53-2.63 against 1.95-2.06 (4).
+/// Reading 16 at a time, Zen 4 (AVX-512) had been level or slower in
+/// training (2026-12-03, 2 threads, six runs: 0.0087-0.0108 s against
+/// 0.0091-0.0125 s over 4 epochs), and an AVX2 build (32 at a time) was
+/// level on 2 threads on the same Zen 5 (1.71-1.92 ms against 1.55-1.79,
+/// three runs): builds without the 64-byte read keep the GEMM.
+pub const NARROW_INFERENCE_FROM_LISTS: bool = PACK_64;
+
 /// The places of 64 bytes, `0..64`, for [`pack_nonzero_64`] to compress.
 #[allow(dead_code)]
 const PLACES_64: [u8; 64] = {

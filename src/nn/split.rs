@@ -33,7 +33,7 @@
 use crate::gemm::sparse_rows::{
     all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups,
     sparse_rows_product, sparse_rows_weight_gradient, ColumnGroups, SparseRows, COLUMN_GROUP, GROUPED_MIN_N,
-    GROUPED_PRODUCT, SPARSE_ROWS_ENOUGH, SPARSE_ROWS_MAX_N,
+    GROUPED_PRODUCT, NARROW_INFERENCE_FROM_LISTS, SPARSE_ROWS_ENOUGH, SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
@@ -575,14 +575,9 @@ const UPDATE_BLOCK_BYTES: usize = 64 * 1024;
 /// summed in depth order with the bias and activation
 /// ([`sum_depth_blocks`]): the bits of the GEMM, as in training.
 ///
-/// Since 2026-12-05 narrow layers too (before, only from
-/// [`GROUPED_MIN_N`] outputs: 784-16-16-10's evaluation had not been
-/// faster from lists). Measured on a Zen 5 (AMD EPYC family 26 model 2),
-/// the workshop network's validation pass (10,000 test images) in `train
-/// --profile`, milliseconds an epoch, GEMM against lists: the native
-/// build (AVX-512, 16 lanes) 2.5-2.6 against 1.9-2.0 on 1 thread and
-/// 1.40-1.44 against 1.15-1.20 on 2; the AVX2 build (8 lanes) 3.0-3.1
-/// against 2.4; the portable build (SSE2) 9.0-9.2 against 7.8-8.6.
+/// From [`GROUPED_MIN_N`] outputs in every build; narrower layers too
+/// since 2026-12-05 where the pixels are read 64 at a time
+/// ([`NARROW_INFERENCE_FROM_LISTS`]: AVX-512 with VBMI2).
 #[derive(Clone, Debug)]
 pub(crate) struct SparseFirst {
     depth: usize,
@@ -600,7 +595,7 @@ impl SparseFirst {
             return None;
         };
         let (k, n) = (first.inputs(), first.outputs());
-        if !(1..=SPARSE_ROWS_MAX_N).contains(&n) {
+        if !(1..=SPARSE_ROWS_MAX_N).contains(&n) || (n < GROUPED_MIN_N && !NARROW_INFERENCE_FROM_LISTS) {
             return None;
         }
         let depth = depth_blocks(n, k)?;
