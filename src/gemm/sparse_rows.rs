@@ -424,7 +424,7 @@ const PACK_64: bool = cfg!(all(
 
 /// Whether inference (`nn::split::SparseFirst`) reads a narrow first
 /// layer's inputs (under [`GROUPED_MIN_N`] outputs) as lists too: where
-/// [`read_u8`] takes 64 bytes at a time ([`PACK_64`]), reading the lists
+/// [`SparseRows::read`] takes a row's bytes 64 at a time (AVX-512 with VBMI2), reading the lists
 /// costs less than the GEMM they spare. Measured on a Zen 5 (AMD EPYC
 /// family 26 model 2, AVX-512, 16 lanes), the workshop network's
 /// validation pass in `train --profile` (4 epochs, runs of the two builds
