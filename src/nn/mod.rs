@@ -40,6 +40,7 @@ pub use fit::Fit;
 pub use layer::Layer;
 pub use network::{Evaluation, Network, Workspace, PIXEL_SCALE};
 pub use optim::{Optimizer, OptimizerKind, OptimizerState};
+pub use per_thread::EvalBuffers;
 pub use pool::{Flatten, MaxPool2d};
 pub use spec::Arch;
 pub use step_times::StepTimes;

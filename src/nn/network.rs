@@ -29,6 +29,7 @@ use crate::nn::fused::{self, PooledScratch};
 use crate::nn::init::glorot_uniform;
 use crate::nn::layer::{Layer, LayerBuffers};
 use crate::nn::loss::softmax_cross_entropy;
+use crate::nn::per_thread::EvalBuffers;
 use crate::nn::per_thread::PerThread;
 use crate::nn::pool::MaxPool2d;
 use crate::nn::split::SparseFirst;
@@ -437,6 +438,29 @@ impl Network {
     /// Work is split in fixed chunks and summed in chunk order, so the result
     /// does not depend on the thread count.
     pub fn evaluate_view<T: Element>(&self, x: MatRef<T>, x_scale: f32, labels: &[u8]) -> Result<Evaluation> {
+        self.evaluate_in(x, x_scale, labels, None)
+    }
+
+    /// [`evaluate`](Self::evaluate), its buffers kept in `buffers` for the
+    /// next call: for a loop that evaluates this network again and again
+    /// (training's validation after each epoch). The same result as
+    /// `evaluate`.
+    pub fn evaluate_reusing(&self, data: &Dataset, buffers: &mut EvalBuffers) -> Result<Evaluation> {
+        match data.input() {
+            Input::Pixels(x) => self.evaluate_in(x, self.input_scale, data.labels(), Some(buffers)),
+            Input::Values(x) => self.evaluate_in(x, 1.0, data.labels(), Some(buffers)),
+        }
+    }
+
+    /// [`evaluate_view`](Self::evaluate_view), with the workspaces of
+    /// `kept` if given.
+    fn evaluate_in<T: Element>(
+        &self,
+        x: MatRef<T>,
+        x_scale: f32,
+        labels: &[u8],
+        kept: Option<&mut EvalBuffers>,
+    ) -> Result<Evaluation> {
         self.check_input(&x)?;
         if labels.len() != x.rows() {
             return Err(Error::Invalid(format!(
@@ -456,7 +480,10 @@ impl Network {
             return Err(Error::Invalid("cannot evaluate on an empty data set".into()));
         }
         let chunks = n.div_ceil(EVAL_ROWS);
-        let workspaces = PerThread::new(self, EVAL_ROWS.min(n));
+        let workspaces = match kept {
+            Some(kept) => PerThread::kept(self, EVAL_ROWS.min(n), kept),
+            None => PerThread::new(self, EVAL_ROWS.min(n)),
+        };
         let parts: Vec<(f64, usize)> = (0..chunks)
             .into_par_iter()
             .map(|c| {

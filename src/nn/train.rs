@@ -51,6 +51,7 @@ use crate::nn::awake::with_workers_awake;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState, TensorSlots};
+use crate::nn::per_thread::EvalBuffers;
 use crate::nn::pieces::Pieces;
 use crate::nn::split::{Part, Split};
 use crate::nn::step_times::StepTimes;
@@ -983,6 +984,8 @@ pub struct Session {
     /// Whether this session has run a step (its first also makes the
     /// workspaces, see [`StepTimes::first`]).
     stepped: bool,
+    /// The validation pass's workspaces, kept from one epoch to the next.
+    evaluation: EvalBuffers,
 }
 
 impl Session {
@@ -1019,6 +1022,7 @@ impl Session {
             order: (0..examples).collect(),
             shuffles: 0,
             stepped: false,
+            evaluation: EvalBuffers::new(),
         })
     }
 
@@ -1149,7 +1153,9 @@ impl Session {
             // The validation pass's GEMM work, for the profile's compute limit.
             let flops = validation.map_or(0, |v| 2 * v.len() * gemm_macs_per_example(net));
             let _t = scope(Kind::Evaluation, 0).flops(flops);
-            validation.map(|v| net.evaluate(v)).transpose()?
+            validation
+                .map(|v| net.evaluate_reusing(v, &mut self.evaluation))
+                .transpose()?
         };
         let stats = EpochStats {
             epoch,
