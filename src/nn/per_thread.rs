@@ -182,13 +182,18 @@ mod tests {
         let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let mut net = Network::mlp(4, &[3], 2, Activation::Relu, 1).unwrap();
         let mut kept = EvalBuffers::new();
-        let first = made_in(&two, &net, 8, &mut kept);
-        assert!((1..=2).contains(&first), "{first} made by the first pass");
-        net.layers_mut()[0].params_mut(0)[0] += 1.0;
-        assert_eq!(
-            made_in(&two, &net, 8, &mut kept),
-            0,
-            "the same layers, new weights"
+        // a pass may run all its chunks on one of the two threads, so the
+        // second thread's workspace may be made by a later pass: at most
+        // two in all, whatever the passes
+        let mut made = made_in(&two, &net, 8, &mut kept);
+        assert!((1..=2).contains(&made), "{made} made by the first pass");
+        for _ in 0..3 {
+            net.layers_mut()[0].params_mut(0)[0] += 1.0;
+            made += made_in(&two, &net, 8, &mut kept);
+        }
+        assert!(
+            made <= 2,
+            "{made} made by four passes of the same layers, new weights"
         );
         assert!(made_in(&two, &net, 5, &mut kept) >= 1, "5 rows a chunk, not 8");
         let wider = Network::mlp(4, &[5], 2, Activation::Relu, 1).unwrap();
