@@ -447,9 +447,12 @@ mod tests {
     #[test]
     fn the_core_round_trip_is_a_plausible_time_on_two_cores() {
         match core_round_trip_ns() {
-            // a cache line's round trip: more than a nanosecond, less than a
-            // millisecond even with the cores oversubscribed
-            Some(ns) => assert!((1.0..1e6).contains(&ns), "{ns} ns"),
+            // a cache line's round trip: more than a nanosecond, and finite.
+            // With the cores oversubscribed (other tests running on both) a
+            // trip can wait for a time slice of the scheduler, several
+            // milliseconds: 1 ms as the bound failed one `cargo test --lib`
+            // in three on a 2-core Zen 5 (portable build)
+            Some(ns) => assert!((1.0..1e8).contains(&ns), "{ns} ns"),
             None => assert!(std::thread::available_parallelism().map_or(1, |n| n.get()) < 2),
         }
     }
