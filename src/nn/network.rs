@@ -445,6 +445,19 @@ impl Network {
     /// next call: for a loop that evaluates this network again and again
     /// (training's validation after each epoch). The same result as
     /// `evaluate`.
+    ///
+    /// ```
+    /// use simdnet::data::Dataset;
+    /// use simdnet::nn::{Activation, EvalBuffers, Network};
+    /// let data = Dataset::from_values((0..40).map(|i| i as f32 / 40.0).collect(), vec![0, 1, 2, 0], 10)?;
+    /// let mut net = Network::mlp(10, &[8], 3, Activation::Relu, 1)?;
+    /// let mut kept = EvalBuffers::new();
+    /// for _ in 0..3 {
+    ///     assert_eq!(net.evaluate_reusing(&data, &mut kept)?, net.evaluate(&data)?);
+    ///     net.layers_mut()[0].params_mut(0)[0] += 0.25; // the weights change, the buffers stay
+    /// }
+    /// # Ok::<(), simdnet::Error>(())
+    /// ```
     pub fn evaluate_reusing(&self, data: &Dataset, buffers: &mut EvalBuffers) -> Result<Evaluation> {
         match data.input() {
             Input::Pixels(x) => self.evaluate_in(x, self.input_scale, data.labels(), Some(buffers)),
