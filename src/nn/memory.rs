@@ -281,15 +281,10 @@ pub fn training_bytes(widths: &[usize], batch: usize, threads: usize) -> u64 {
     // per thread; a narrow layer only where the pixels are read 64 at a
     // time): the lists, for a wide layer the groups, and two partial
     // products
-    let (wide, narrow_too) = (
-        crate::gemm::sparse_rows::GROUPED_MIN_N as u64,
-        crate::gemm::sparse_rows::NARROW_INFERENCE_FROM_LISTS,
-    );
-    let sparse_evaluation = if (1..=crate::gemm::sparse_rows::SPARSE_ROWS_MAX_N as u64).contains(&first)
-        && (first >= wide || narrow_too)
-    {
+    let takes = usize::try_from(first).is_ok_and(crate::nn::split::SparseFirst::takes);
+    let sparse_evaluation = if takes {
         let rows = EVAL_ROWS;
-        let groups = if first >= wide {
+        let groups = if first >= crate::gemm::sparse_rows::GROUPED_MIN_N as u64 {
             inputs.div_ceil(4).saturating_mul(5)
         } else {
             0

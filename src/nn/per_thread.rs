@@ -155,8 +155,8 @@ mod tests {
         assert_eq!(fresh, 0);
     }
 
-    /// Workspaces made by `passes` passes of 64 chunks of `rows` rows of
-    /// `net` on `pool`, each taking them from `kept`.
+    /// Workspaces made by one pass of 64 chunks of `rows` rows of `net` on
+    /// `pool`, taking them from `kept`.
     fn made_in(pool: &rayon::ThreadPool, net: &Network, rows: usize, kept: &mut EvalBuffers) -> usize {
         let made = std::sync::atomic::AtomicUsize::new(0);
         pool.install(|| {

@@ -588,14 +588,22 @@ pub(crate) struct SparseFirst {
 }
 
 impl SparseFirst {
+    /// Whether a dense first layer of `n` outputs is multiplied from its
+    /// inputs' non-zeros in inference (where its GEMM cuts the depth too):
+    /// up to [`SPARSE_ROWS_MAX_N`] outputs, and under [`GROUPED_MIN_N`]
+    /// only where [`NARROW_INFERENCE_FROM_LISTS`].
+    pub(crate) fn takes(n: usize) -> bool {
+        (1..=SPARSE_ROWS_MAX_N).contains(&n) && (n >= GROUPED_MIN_N || NARROW_INFERENCE_FROM_LISTS)
+    }
+
     /// Buffers for up to `rows` rows of `net`'s first layer, if it is dense,
-    /// wide enough and summed in two or more depth blocks.
+    /// one it [`takes`](Self::takes) and summed in two or more depth blocks.
     pub(crate) fn plan(net: &Network, rows: usize) -> Option<SparseFirst> {
         let Some(Layer::Dense(first)) = net.layers().first() else {
             return None;
         };
         let (k, n) = (first.inputs(), first.outputs());
-        if !(1..=SPARSE_ROWS_MAX_N).contains(&n) || (n < GROUPED_MIN_N && !NARROW_INFERENCE_FROM_LISTS) {
+        if !SparseFirst::takes(n) {
             return None;
         }
         let depth = depth_blocks(n, k)?;
