@@ -737,7 +737,29 @@ macro_rules! seq_vectors {
 /// `z = a·w`: `z: (a.rows(), n)` overwritten, `w: (a.cols(), n)` with its
 /// rows contiguous; each row summed over its entries in column order from
 /// zero (one depth block of the GEMM). Returns the multiply-adds done.
-pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
+pub fn sparse_rows_product(z: MatMut, a: &SparseRows, w: MatRef) -> usize {
+    sparse_rows_product_hinting(z, a, w, (0, &mut |_, _| {}))
+}
+
+/// [`sparse_rows_product`], calling `hint(p, pieces)` for `p` in
+/// `0..pieces`, in order, spread through the product: the caller's hints
+/// (the next step's rows into L2) go out a few at a time between groups of
+/// rows, not all at once before. The same sums.
+///
+/// Hinting a step's 128 half rows at once (about 900 cache lines) held the
+/// thread for about 1.3 µs: the requests in flight are limited, and the
+/// thread waits for room. Between groups of rows, the product's own work
+/// covers them. Measured on a Zen 5 (AMD EPYC family 26 model 2, AVX-512,
+/// 16 lanes), the workshop network's epoch (with validation), the two
+/// builds alternated, 8 rounds each: hints spread by fours of rows against
+/// all at once, 0.939x on 2 threads and 0.944x on 1 (faster in 8 of 8
+/// each).
+pub fn sparse_rows_product_hinting(
+    mut z: MatMut,
+    a: &SparseRows,
+    w: MatRef,
+    (pieces, hint): (usize, &mut dyn FnMut(usize, usize)),
+) -> usize {
     let (m, n) = (a.rows(), w.cols());
     assert!(
         (z.rows(), z.cols()) == (m, n) && w.rows() == a.cols(),
@@ -747,7 +769,16 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
         w.col_stride() == 1 || n <= 1,
         "sparse_rows_product: W's rows must be contiguous"
     );
+    let mut hinted = 0;
+    let mut hint_until = |done: usize, of: usize| {
+        // pieces 0..pieces·done/of, those not hinted yet
+        while hinted < pieces && hinted * of <= done * pieces {
+            hint(hinted, pieces);
+            hinted += 1;
+        }
+    };
     if m == 0 || n == 0 {
+        hint_until(1, 1);
         return 0;
     }
     let (ldw, ldz) = (w.row_stride(), z.row_stride());
@@ -755,6 +786,7 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
     let z = z.data();
     let (vectors, full) = (n.div_ceil(LANES), n % LANES == 0);
     if vectors > 2 {
+        hint_until(1, 1);
         wide_product(z, ldz, a, w, n);
         return a.nonzeros() * n;
     }
@@ -762,6 +794,7 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
     let mut i = 0;
     {
         while i + GROUP <= m {
+            hint_until(i, m);
             let rows: [usize; GROUP] = std::array::from_fn(|g| a.row_by_count(i + g));
             match (vectors, full) {
                 (1, true) => product_group::<GROUP, 1, true>(z, ldz, a, rows, w, n),
@@ -777,6 +810,7 @@ pub fn sparse_rows_product(mut z: MatMut, a: &SparseRows, w: MatRef) -> usize {
         let row = &mut z[r * ldz..r * ldz + n];
         seq_vectors!(vectors, (row, a, r, w, (0, n)), 1 2);
     }
+    hint_until(1, 1);
     a.nonzeros() * n
 }
 
@@ -1524,6 +1558,35 @@ mod tests {
             let mut out = vec![f32::NAN; m * k];
             a.scatter(&mut out);
             assert_eq!(bits(&out), bits(dense.as_slice()));
+        }
+    }
+
+    /// The hinting product calls each piece once, in order, whatever the
+    /// shape (no rows, a group and a rest, a wide output, more pieces than
+    /// groups, none), with the plain product's bits.
+    #[test]
+    fn the_hinting_product_hints_each_piece_once_in_order_with_the_same_bits() {
+        for (m, k, n, pieces) in [
+            (128, 392, 16, 32),
+            (0, 20, 16, 5),
+            (9, 40, 10, 3),
+            (6, 50, 100, 7),
+            (13, 30, 16, 40),
+            (12, 30, 16, 0),
+        ] {
+            let px = pixels(m, k, n);
+            let mut a = SparseRows::with_capacity(m, k);
+            a.read(m, |r| &px[r * k..(r + 1) * k], 0, 1.0 / 255.0);
+            let w = Matrix::from_fn(k, n, |p, j| value(p * n + j, 5));
+            let mut want = Matrix::from_fn(m, n, |_, _| f32::NAN);
+            sparse_rows_product(want.view_mut(), &a, w.view());
+            let mut got = Matrix::from_fn(m, n, |_, _| f32::NAN);
+            let mut calls = Vec::new();
+            let hint = &mut |p: usize, of: usize| calls.push((p, of));
+            sparse_rows_product_hinting(got.view_mut(), &a, w.view(), (pieces, hint));
+            assert_eq!(bits(got.as_slice()), bits(want.as_slice()), "{m}x{n}x{k}");
+            let all: Vec<(usize, usize)> = (0..pieces).map(|p| (p, pieces)).collect();
+            assert_eq!(calls, all, "{m}x{n}x{k}, {pieces} pieces");
         }
     }
 

@@ -32,8 +32,9 @@
 
 use crate::gemm::sparse_rows::{
     all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups,
-    sparse_rows_product, sparse_rows_weight_gradient, ColumnGroups, SparseRows, COLUMN_GROUP, GROUPED_MIN_N,
-    GROUPED_PRODUCT, NARROW_INFERENCE_FROM_LISTS, SPARSE_ROWS_ENOUGH, SPARSE_ROWS_MAX_N,
+    sparse_rows_product, sparse_rows_product_hinting, sparse_rows_weight_gradient, ColumnGroups, SparseRows,
+    COLUMN_GROUP, GROUPED_MIN_N, GROUPED_PRODUCT, NARROW_INFERENCE_FROM_LISTS, SPARSE_ROWS_ENOUGH,
+    SPARSE_ROWS_MAX_N,
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
@@ -294,14 +295,16 @@ impl Part {
     /// operand not read in place and not transposed) once, converted and
     /// scaled (`x_scale · x`, rounded once, as the GEMM's packing would),
     /// then `z_p = x[:, k0..k1]·W[k0..k1, :]`.
-    /// `inputs_read(k0, k1)` runs once the slice is read (the caller
-    /// prefetches the next step's there).
+    /// `inputs_read((k0, k1), (p, pieces))` runs once the slice is read,
+    /// for each `p` in `0..pieces` in order (the caller prefetches piece
+    /// `p` of the next step's rows there): all at once, or spread through
+    /// the product ([`sparse_rows_product_hinting`]).
     pub(crate) fn forward<X: AOperand>(
         &mut self,
         x: X,
         x_scale: f32,
         first: &Dense,
-        inputs_read: impl Fn(usize, usize),
+        inputs_read: impl Fn((usize, usize), (usize, usize)),
     ) {
         let w = first.w.view().rows_range(self.k0, self.k1);
         self.forward_with(x, x_scale, w, inputs_read);
@@ -319,7 +322,7 @@ impl Part {
         x: X,
         x_scale: f32,
         w: MatRef<f32>,
-        inputs_read: impl Fn(usize, usize),
+        inputs_read: impl Fn((usize, usize), (usize, usize)),
     ) {
         let (rows, kp, n) = (x.rows(), self.k1 - self.k0, w.cols());
         assert_eq!(w.rows(), kp, "split first layer: the part's rows of W");
@@ -339,7 +342,7 @@ impl Part {
             );
         }
         self.held = Held::Dense;
-        inputs_read(self.k0, self.k1);
+        inputs_read((self.k0, self.k1), (0, 1));
         let x = MatRef::from_slice(&self.x.as_slice()[..rows * kp], rows, kp);
         let z = z_mut(&mut self.z, rows, n);
         gemm_depth_block(x, w, z, Parallelism::Sequential);
@@ -352,7 +355,7 @@ impl Part {
         x: X,
         x_scale: f32,
         w: MatRef<f32>,
-        inputs_read: &impl Fn(usize, usize),
+        inputs_read: &impl Fn((usize, usize), (usize, usize)),
     ) -> bool {
         let (rows, kp, n) = (x.rows(), self.k1 - self.k0, w.cols());
         if self.dense_for > 0 {
@@ -376,16 +379,21 @@ impl Part {
             return false;
         }
         self.held = Held::Sparse;
-        inputs_read(self.k0, self.k1);
+        let (cols, grouped) = ((self.k0, self.k1), grouped_forward(n));
+        if grouped {
+            inputs_read(cols, (0, 1));
+        }
         let z = z_mut(&mut self.z, rows, n);
         let mut t = trace::kernel(Kind::ForwardGemm);
-        let done = if grouped_forward(n) {
+        let done = if grouped {
             // grouped here once, for the weight gradient too
             self.groups.group(&self.sparse);
             self.grouped = true;
             grouped_product(z, &self.groups, w)
         } else {
-            sparse_rows_product(z, &self.sparse, w)
+            // the next step's rows hinted a piece per group of rows
+            let hint = &mut |p, pieces| inputs_read(cols, (p, pieces));
+            sparse_rows_product_hinting(z, &self.sparse, w, (rows.div_ceil(HINT_PIECE_ROWS), hint))
         };
         t.set_flops_skipping(2 * done, 2 * rows * kp * n);
         true
@@ -562,6 +570,11 @@ fn sparse_has_gemm_bits((r0, r1): (usize, usize), dz: &MatRef) -> bool {
     let finite = (0..dz.rows()).all(|r| all_finite(&dz.data()[r * rs..r * rs + n]));
     depth_block(r1 - r0) >= r1 - r0 && finite
 }
+
+/// Rows of the batch per piece of the next step's rows a part hints while
+/// its narrow forward product runs (one piece per group of four rows the
+/// product takes: see [`sparse_rows_product_hinting`]).
+const HINT_PIECE_ROWS: usize = 4;
 
 /// About the bytes of `dW` a part computes and applies at a time in
 /// [`Part::backward_update_blocks`]: well within L2.

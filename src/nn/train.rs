@@ -490,7 +490,7 @@ impl Trainer {
         let (nshards, par) = self.plan(net, rows)?;
         if self.splits(net, &x, x_scale) {
             let first_done = false;
-            let then = None::<(MatRef<T>, fn(usize, usize))>;
+            let then = None::<(MatRef<T>, fn((usize, usize), (usize, usize)))>;
             return Ok(self.step_split(
                 net,
                 (x, x_scale, first_done),
@@ -583,7 +583,9 @@ impl Trainer {
         if self.splits(net, &batch, x_scale) {
             // While a part computes, bring its slice of the next step's rows
             // into its core's caches (a hint: never read here, no effect on values).
-            let prefetch_next = |k0: usize, k1: usize| prefetch_columns(features, &next, (k0, k1));
+            let prefetch_next = |cols: (usize, usize), piece: (usize, usize)| {
+                prefetch_columns(features, piece_of(&next, piece), cols)
+            };
             // The first phase was run ahead for exactly these examples?
             let key = Ahead::key(&features, x_scale);
             let first_done = ahead && self.ahead.key == key && self.ahead.indices == indices;
@@ -595,7 +597,9 @@ impl Trainer {
                 None
             };
             let after = std::mem::take(&mut self.after);
-            let prefetch_after = |k0: usize, k1: usize| prefetch_columns(features, &after, (k0, k1));
+            let prefetch_after = |cols: (usize, usize), piece: (usize, usize)| {
+                prefetch_columns(features, piece_of(&after, piece), cols)
+            };
             let result = self.step_split(
                 net,
                 (batch, x_scale, first_done),
@@ -667,19 +671,20 @@ impl Trainer {
 
     /// One step with the first layer split along its inputs (see
     /// [`Split`]'s module for the three phases): `x` is the whole batch,
-    /// `label(r)` the label of its row `r`, `prefetch_next(k0, k1)` hints the
-    /// next step's inputs `k0..k1`.
+    /// `label(r)` the label of its row `r`, `prefetch_next((k0, k1), (p,
+    /// pieces))` hints the next step's inputs `k0..k1`, piece `p` of
+    /// `pieces` of its rows.
     ///
     /// `first_done`: the first phase already ran for `x` (at the end of the
     /// step before, see [`look_ahead`](Self::look_ahead)). `then`: the next
     /// step's batch, whose first phase this step runs at its end (each part
     /// right after updating its rows of `W`), with its prefetch hint.
-    fn step_split<X: AOperand, P: Fn(usize, usize) + Sync>(
+    fn step_split<X: AOperand, P: Fn((usize, usize), (usize, usize)) + Sync>(
         &mut self,
         net: &mut Network,
         (x, x_scale, first_done): (X, f32, bool),
         label: impl Fn(usize) -> u8 + Sync,
-        prefetch_next: impl Fn(usize, usize) + Sync,
+        prefetch_next: impl Fn((usize, usize), (usize, usize)) + Sync,
         (nshards, par): (usize, Parallelism),
         then: Option<(X, P)>,
     ) -> (f64, usize) {
@@ -828,6 +833,13 @@ fn for_each_tensor(
             tensor += 1;
         }
     }
+}
+
+/// Piece `p` of `pieces` of `rows` (in order; the pieces cover them all,
+/// and some are empty when there are more pieces than rows).
+fn piece_of(rows: &[usize], (p, pieces): (usize, usize)) -> &[usize] {
+    let at = |q: usize| rows.len() * q / pieces.max(1);
+    &rows[at(p.min(pieces))..at((p + 1).min(pieces))]
 }
 
 /// Brings columns `k0..k1` of the rows `rows` of `features` into this core's
@@ -1258,6 +1270,20 @@ pub fn fit(
 
 #[cfg(test)]
 mod tests {
+    /// The pieces of a list of rows cover it once, in order, for more
+    /// pieces than rows, one piece, and as many as rows.
+    #[test]
+    fn pieces_cover_the_rows_once_in_order() {
+        for (len, pieces) in [(128, 32), (10, 3), (3, 10), (7, 1), (5, 5), (0, 4)] {
+            let rows: Vec<usize> = (100..100 + len).collect();
+            let joined: Vec<usize> = (0..pieces)
+                .flat_map(|p| super::piece_of(&rows, (p, pieces)).to_vec())
+                .collect();
+            assert_eq!(joined, rows, "{len} rows in {pieces} pieces");
+        }
+        assert!(super::piece_of(&[1, 2, 3], (5, 4)).is_empty());
+    }
+
     use super::*;
     use crate::nn::Activation;
 
