@@ -430,7 +430,7 @@ const PACK_64: bool = cfg!(all(
 /// validation pass in `train --profile` (4 epochs, runs of the two builds
 /// alternated), ms an epoch, GEMM against lists: 2 threads 1.35-1.43
 /// against 1.25-1.32 (6 runs), 1 thread 2.53-2.63 against 1.95-2.06 (4).
-/// Reading 16 at a time, Zen 4 (AVX-512) had been level or slower in
+/// Reading 16 at a time, Zen 4 (AVX-512, 16 lanes) had been level or slower in
 /// training (2026-12-03, 2 threads, six runs: 0.0087-0.0108 s against
 /// 0.0091-0.0125 s over 4 epochs), and an AVX2 build (32 at a time) was
 /// level on 2 threads on the same Zen 5 (1.71-1.92 ms against 1.55-1.79,
@@ -747,8 +747,8 @@ pub fn sparse_rows_product(z: MatMut, a: &SparseRows, w: MatRef) -> usize {
 /// rows, not all at once before. The same sums.
 ///
 /// Hinting a step's 128 half rows at once (about 900 cache lines) held the
-/// thread for about 1.3 µs: the requests in flight are limited, and the
-/// thread waits for room. Between groups of rows, the product's own work
+/// thread for about 1.3 µs (`train --profile` on the Zen 5 below): the
+/// requests in flight are limited, and the thread waits for room. Between groups of rows, the product's own work
 /// covers them. Measured on a Zen 5 (AMD EPYC family 26 model 2, AVX-512,
 /// 16 lanes), the workshop network's epoch (with validation), the two
 /// builds alternated, 8 rounds each: hints spread by fours of rows against
