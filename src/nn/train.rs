@@ -52,7 +52,7 @@ use crate::nn::layer::Layer;
 use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState, TensorSlots};
 use crate::nn::per_thread::EvalBuffers;
-use crate::nn::pieces::Pieces;
+use crate::nn::pieces::LazyPieces;
 use crate::nn::split::{Part, Split};
 use crate::nn::step_times::StepTimes;
 use crate::trace::{self, scope, Kind};
@@ -760,7 +760,8 @@ impl Trainer {
         let rest = rest
             .zip(others.tensors())
             .map(|((w, decay, lk), slots)| (w, slots, decay, lk));
-        let pieces = Pieces::new(rest_params, rest);
+        // cut into pieces by the part done first, off this serial stretch
+        let pieces = LazyPieces::new(rest_params, rest);
         let grad = |s: usize, l: usize, k: usize| shards[s].ws.grad(l, k);
         let run_piece = || pieces.run_one(optimizer, nshards, grad).is_some();
         {
