@@ -43,7 +43,6 @@
 
 pub mod blocking;
 pub mod depth_split;
-pub mod handoff;
 pub mod im2col;
 pub mod kernel;
 pub mod loops;

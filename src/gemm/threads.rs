@@ -324,14 +324,7 @@ const CALLER: u8 = 3;
 /// Whoever claims `second` first (the worker that took it, or this thread
 /// once `first` is done) runs it; the other never does. Called from
 /// outside a pool, it is `rayon::join`.
-///
-/// On a thread whose pool's other workers poll a mailbox for it (a
-/// training epoch, see [`super::handoff`]), `second` goes through that
-/// mailbox instead of rayon's queues, with the same rule.
 pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) {
-    if let Some(mailbox) = super::handoff::current() {
-        return super::handoff::join(mailbox, first, second);
-    }
     let state = AtomicU8::new(OPEN);
     let second_cell = std::sync::Mutex::new(Some(second));
     let run_second = || {
@@ -377,7 +370,7 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
 /// core to the OS: about 50 µs of pauses on a 3 GHz core (a pause is
 /// 40-140 cycles), longer than most halves' difference, short against a
 /// time slice.
-pub(crate) const SPINS_PER_YIELD: u32 = 1 << 10;
+const SPINS_PER_YIELD: u32 = 1 << 10;
 
 /// What the caller and the worker share in [`join_here_or_there`].
 struct Claim {

@@ -14,11 +14,10 @@
 //!
 //! [`with_workers_awake`] runs a closure while every other worker of the
 //! current pool polls for jobs instead of sleeping: it takes any job
-//! there is (first the half of a fork the closure's thread hands out
-//! through a [`Mailbox`], then [`rayon::yield_now`]: a shard, a GEMM
-//! task, a chunk of the optimiser) and between jobs spins with a pause
-//! hint, offering the core to the OS every few microseconds, and after
-//! 2 ms without a job polls only every 200 µs. Nothing is computed differently, only picked up
+//! there is ([`rayon::yield_now`]: a shard, a GEMM task, a chunk of the
+//! optimiser) and between jobs spins with a pause hint, offering the core
+//! to the OS every few microseconds, and after 2 ms without a job polls
+//! only every 200 µs. Nothing is computed differently, only picked up
 //! sooner: results are the same bits.
 //!
 //! The other side of a fork, the thread that hands out a step's two
@@ -31,8 +30,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use crate::gemm::handoff::{self, Mailbox};
 
 /// Polls without finding a job between two offers of the core to the OS
 /// (`std::thread::yield_now`): each poll is a pause plus a look at the
@@ -70,25 +67,24 @@ fn with_workers_awake_counted<R>(f: impl FnOnce() -> R, polling: Arc<AtomicUsize
         return f();
     }
     let done = Arc::new(AtomicBool::new(false));
-    let mailbox = Arc::new(Mailbox::default());
     // Not a scope: `f`'s thread must not wait at the end for the others to
     // notice `done` (with the cores oversubscribed, one may be off its core
     // for a whole time slice); each stops at its next poll.
-    let (flag, polled) = (Arc::clone(&done), Arc::clone(&mailbox));
+    let flag = Arc::clone(&done);
     rayon::spawn_broadcast(move |ctx| {
         // The thread running `f` gets its copy when it next looks for work
         // (while waiting on a join inside `f`, or after it): it must not
         // poll, or nobody would run `f`.
         if ctx.index() != owner {
             polling.fetch_add(1, Ordering::AcqRel);
-            poll_until(&flag, &polled);
+            poll_until(&flag);
             polling.fetch_sub(1, Ordering::AcqRel);
         }
     });
     // Set `done` however `f` ends, also if it panics: the others would
     // otherwise poll for ever.
     let _stop = Stop(&done);
-    handoff::serving(&mailbox, f)
+    f()
 }
 
 /// Sets its flag when dropped (also while a panic unwinds).
@@ -100,16 +96,11 @@ impl Drop for Stop<'_> {
     }
 }
 
-/// Runs whatever jobs the pool has, and those handed out through
-/// `mailbox` (looked at first), until `done` is set.
-fn poll_until(done: &AtomicBool, mailbox: &Mailbox) {
+/// Runs whatever jobs the pool has until `done` is set.
+fn poll_until(done: &AtomicBool) {
     let mut idle = 0u32;
     let mut idle_since = None;
     while !done.load(Ordering::Acquire) {
-        if mailbox.serve_one() {
-            (idle, idle_since) = (0, None);
-            continue;
-        }
         match rayon::yield_now() {
             Some(rayon::Yield::Executed) => (idle, idle_since) = (0, None),
             _ => {
@@ -178,32 +169,6 @@ mod tests {
             })
         });
         assert_ne!(seen.1, seen.2, "both jobs ran on one thread: {seen:?}");
-    }
-
-    #[test]
-    fn join_spinning_hands_its_second_half_over_the_mailbox() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let (served, seen) = pool.install(|| {
-            with_workers_awake(|| {
-                let served = handoff::current().is_some();
-                // as above, two halves that each wait for the other to start
-                let started = [AtomicBool::new(false), AtomicBool::new(false)];
-                let (mut a, mut b) = (None, None);
-                let wait = |i: usize, on: &mut Option<usize>| {
-                    started[i].store(true, Ordering::Release);
-                    let t = std::time::Instant::now();
-                    while !started[1 - i].load(Ordering::Acquire) {
-                        assert!(t.elapsed().as_secs() < 10, "the other worker never took the half");
-                        std::hint::spin_loop();
-                    }
-                    *on = rayon::current_thread_index();
-                };
-                crate::gemm::threads::join_spinning(|| wait(0, &mut a), || wait(1, &mut b));
-                (served, (a, b))
-            })
-        });
-        assert!(served, "the closure's thread has the mailbox the others poll");
-        assert_ne!(seen.0, seen.1, "both halves ran on one thread: {seen:?}");
     }
 
     #[test]
