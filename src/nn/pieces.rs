@@ -217,6 +217,7 @@ where
         parts: usize,
         grad: impl Fn(usize, usize, usize) -> &'g [f32] + Sync,
     ) -> Option<usize> {
+        let mut spins = 0u32;
         loop {
             if let Some(pieces) = self.pieces.get() {
                 return pieces.run_one(optimizer, parts, grad);
@@ -234,7 +235,14 @@ where
                     // the only one to set it: this task took the rest
                     let _ = self.pieces.set(cut);
                 }
-                None => std::hint::spin_loop(),
+                None => {
+                    std::hint::spin_loop();
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(1 << 10) {
+                        // the cutter may be off its core (cores oversubscribed)
+                        std::thread::yield_now();
+                    }
+                }
             }
         }
     }
