@@ -217,6 +217,9 @@ where
         parts: usize,
         grad: impl Fn(usize, usize, usize) -> &'g [f32] + Sync,
     ) -> Option<usize> {
+        // Once another task has taken the rest, only wait for its cut:
+        // no lock a spin.
+        let mut taken = false;
         let mut spins = 0u32;
         loop {
             if let Some(pieces) = self.pieces.get() {
@@ -225,24 +228,26 @@ where
             if self.failed.load(Ordering::Acquire) {
                 return None;
             }
-            let rest = self.rest.lock().unwrap_or_else(PoisonError::into_inner).take();
-            match rest {
-                Some(rest) => {
-                    // told to the others if `Pieces::new` panics
-                    let failed = Failed(&self.failed);
-                    let cut = Pieces::new(self.total, rest);
-                    std::mem::forget(failed);
-                    // the only one to set it: this task took the rest
-                    let _ = self.pieces.set(cut);
-                }
-                None => {
-                    std::hint::spin_loop();
-                    spins = spins.wrapping_add(1);
-                    if spins.is_multiple_of(1 << 10) {
-                        // the cutter may be off its core (cores oversubscribed)
-                        std::thread::yield_now();
+            if !taken {
+                let rest = self.rest.lock().unwrap_or_else(PoisonError::into_inner).take();
+                match rest {
+                    Some(rest) => {
+                        // told to the others if `Pieces::new` panics
+                        let failed = Failed(&self.failed);
+                        let cut = Pieces::new(self.total, rest);
+                        std::mem::forget(failed);
+                        // the only one to set it: this task took the rest
+                        let _ = self.pieces.set(cut);
+                        continue;
                     }
+                    None => taken = true,
                 }
+            }
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1 << 10) {
+                // the cutter may be off its core (cores oversubscribed)
+                std::thread::yield_now();
             }
         }
     }
