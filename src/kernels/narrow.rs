@@ -13,7 +13,7 @@
 //! ```text
 //! forward   a  = f(x·W + b)   a row's sums in registers, then + b, then f
 //! backward  dx = dz·Wᵀ        Wᵀ's rows (W's columns) gathered once a call
-//!           dW = xᵀ·dz        eight rows of dW in registers over all the rows
+//!           dW = xᵀ·dz        16 (or 8) rows of dW in registers over all the rows
 //! ```
 //!
 //! The same bits as the GEMM: each element is the same multiply-adds
@@ -25,8 +25,9 @@
 //!
 //! Measured on a Zen 5 (AMD EPYC family 26 model 2, AVX-512, 16 lanes),
 //! the workshop network's epoch with these against the GEMM (`train
-//! --json`, 2 threads, the two builds alternated, 14 rounds): 0.981 (see
-//! docs/PERFORMANCE.md, "A Zen 5, a fourth session").
+//! --json`, the two builds alternated): 0.984 on 2 threads (faster in 13
+//! of 14 rounds) and on 1; an AVX2 build, level (see docs/PERFORMANCE.md,
+//! "A Zen 5, a fourth session").
 
 use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
@@ -88,13 +89,14 @@ fn store_row<const NV: usize>(row: &mut [f32], n: usize, x: [V; NV]) {
 }
 
 /// Forward: `a = act(x·W + b)`. Shapes: `a: (rows, n)`, `x: (rows, k)`
-/// with contiguous rows, `W: (k, n)`, `b: (n)`, [`fits`]`(k, n)`.
+/// and `W: (k, n)` with contiguous rows, `b: (n)`, [`fits`]`(k, n)`.
 pub fn forward(mut a: MatMut, x: MatRef, w: MatRef, b: &[f32], act: Activation) {
     let (rows, k, n) = (a.rows(), w.rows(), w.cols());
     assert!(
         fits(k, n)
             && (x.rows(), x.cols()) == (rows, k)
             && x.col_stride() == 1
+            && w.col_stride() == 1
             && a.cols() == n
             && b.len() == n,
         "narrow::forward: shapes"
@@ -174,11 +176,15 @@ fn forward_group<const NV: usize, const G: usize>(
 }
 
 /// Backward, the error sent down: `dx = dz·Wᵀ`. Shapes: `dx: (rows, k)`,
-/// `dz: (rows, n)` with contiguous rows, `W: (k, n)`, [`fits`]`(k, n)`.
+/// `dz: (rows, n)` and `W: (k, n)` with contiguous rows, [`fits`]`(k, n)`.
 pub fn input_gradient(mut dx: MatMut, dz: MatRef, w: MatRef) {
     let (rows, k, n) = (dz.rows(), w.rows(), w.cols());
     assert!(
-        fits(k, n) && dz.cols() == n && dz.col_stride() == 1 && (dx.rows(), dx.cols()) == (rows, k),
+        fits(k, n)
+            && dz.cols() == n
+            && dz.col_stride() == 1
+            && w.col_stride() == 1
+            && (dx.rows(), dx.cols()) == (rows, k),
         "narrow::input_gradient: shapes"
     );
     let _t = trace::kernel(Kind::BackwardGemmDx).flops(2 * rows * k * n);
