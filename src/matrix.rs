@@ -31,6 +31,14 @@ pub fn as_f32<T: Element>(s: &[T]) -> Option<&[f32]> {
         .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
 }
 
+/// For the unit tests: where `got` first differs from `want` bit for bit
+/// (`None`: the same bits, and the same length).
+#[cfg(test)]
+pub(crate) fn first_bit_difference(got: &[f32], want: &[f32]) -> Option<usize> {
+    let differs = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits());
+    differs.or((got.len() != want.len()).then(|| got.len().min(want.len())))
+}
+
 /// For the unit tests: a number in `-1..=1` (thousandths) from a hash of
 /// `i` and `salt`, so that no two tests draw the same data.
 #[cfg(test)]

@@ -113,7 +113,7 @@ mod tests {
     use crate::activation::Activation;
     use crate::gemm::gemm;
     use crate::kernels::DropoutMask;
-    use crate::matrix::Matrix;
+    use crate::matrix::{first_bit_difference, Matrix};
     use rand::{Rng, SeedableRng};
 
     /// Every block computed alone, then summed and finished here, has the
@@ -173,11 +173,7 @@ mod tests {
                     );
                     let mut got = Matrix::from_fn(m, n, |_, _| f32::NAN);
                     sum_depth_blocks(got.view_mut(), nblocks, |p| parts[p].view(), epilogue);
-                    let bad = got
-                        .as_slice()
-                        .iter()
-                        .zip(want.as_slice())
-                        .position(|(g, w)| g.to_bits() != w.to_bits());
+                    let bad = first_bit_difference(got.as_slice(), want.as_slice());
                     assert!(
                         bad.is_none(),
                         "{m}x{n}x{k} in {nblocks} blocks, {epilogue:?}: element {bad:?} differs"

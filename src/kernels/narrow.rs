@@ -313,7 +313,7 @@ fn weight_gradient_block<const NV: usize, const B: usize>(dw: &mut MatMut, i0: u
 mod tests {
     use super::*;
     use crate::gemm::{gemm, Epilogue, Parallelism};
-    use crate::matrix::{test_number, Matrix};
+    use crate::matrix::{first_bit_difference, test_number, Matrix};
 
     /// Widths around one and two vectors, and rows around the groups.
     fn widths() -> Vec<usize> {
@@ -329,11 +329,7 @@ mod tests {
     }
 
     fn assert_same_bits(got: &Matrix, want: &Matrix, what: &str) {
-        let bad = got
-            .as_slice()
-            .iter()
-            .zip(want.as_slice())
-            .position(|(g, w)| g.to_bits() != w.to_bits());
+        let bad = first_bit_difference(got.as_slice(), want.as_slice());
         assert!(
             bad.is_none(),
             "{what}: element {bad:?} differs: {:?} against the GEMM's {:?}",

@@ -256,7 +256,7 @@ mod tests {
                 Epilogue::None,
                 Parallelism::Sequential,
             );
-            let bad = dx.iter().zip(&want).position(|(g, e)| g.to_bits() != e.to_bits());
+            let bad = crate::matrix::first_bit_difference(&dx, &want);
             assert!(
                 bad.is_none(),
                 "{rows}x{inputs}->{outputs}: dx element {bad:?} differs"
