@@ -107,14 +107,6 @@ pub trait AOperand: sealed::Sealed + Copy + Send + Sync {
     fn gather_rows(&self, _rows: (usize, usize), _ptrs: &mut [*const f32]) {
         unreachable!("gather_rows on an operand whose gather_depth is false")
     }
-
-    /// A itself as a view of `f32` with contiguous rows, when it is one (a
-    /// row-major `MatRef<f32>`: a layer's input above the first), for the
-    /// products that read it where it is (`crate::kernels::narrow`);
-    /// `None` (the default) for pixels, gathered rows, a transposed view.
-    fn f32_rows(&self) -> Option<MatRef<'_, f32>> {
-        None
-    }
 }
 
 impl<T: Element> sealed::Sealed for MatRef<'_, T> {}
@@ -142,11 +134,6 @@ impl<T: Element> AOperand for MatRef<'_, T> {
     }
     fn image_rows(&self) -> Option<ImageRows<'_, T>> {
         ImageRows::from_view(self)
-    }
-    fn f32_rows(&self) -> Option<MatRef<'_, f32>> {
-        let data = crate::matrix::as_f32(self.data())?;
-        let contiguous = self.col_stride() == 1 || self.cols() <= 1;
-        contiguous.then(|| MatRef::with_strides(data, self.rows(), self.cols(), self.row_stride(), 1))
     }
     fn pack(&self, alpha: f32, rows: (usize, usize), depth: (usize, usize), mr: usize, dst: &mut [f32]) {
         pack_a(&Lines::from(self), alpha, rows, depth, mr, dst)

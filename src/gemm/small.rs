@@ -19,6 +19,20 @@
 //! and the whole step 3.3% less (docs/PERFORMANCE.md, "Small products in
 //! one short pass").
 //!
+//! Since 2026-12-05 (a Zen 5, AVX-512): B is read in place whenever its
+//! rows are contiguous, a row's last vector loaded partially when `n` is
+//! not whole vectors (the 10 logits' `W`, a weight gradient's `dz`), where
+//! it was copied first; the activation is applied to `acc + bias` in the
+//! registers as each tile is stored, where a second pass read C back (a
+//! masked store then a load of the same row, which on AMD waits for the
+//! store: 521 ns for 64x10x16 with ReLU, 190-201 now); and with 32 vector
+//! registers a tile of one vector of columns holds 16 rows, so that a
+//! 16-row weight gradient reads `dz` once. A 64x16 product's three kinds
+//! took, forward, `dz·Wᵀ` and `aᵀ·dz`, 221-230, 270-281 and 190 ns before,
+//! 180, 250 and 170 after (hot, medians of 10,000 calls); the workshop
+//! epoch 0.983 on 2 threads and 0.965 on 1 (docs/PERFORMANCE.md, "A Zen 5,
+//! a fourth session").
+//!
 //! The same bits as the five loops: every element of C is
 //! `fma(a_ip, b_pj, acc)` for `p = 0..k` ascending from zero, then `+ bias`,
 //! then the activation, exactly the operations of the SIMD micro-kernels
@@ -31,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{AOperand, Fused};
 use crate::activation::Activation;
 use crate::matrix::{MatMut, MatRef};
-use crate::simd::{self, LANES, V};
+use crate::simd::{self, activate, LANES, V};
 
 /// The widest product taken here: two vectors of columns (16 with AVX2,
 /// 32 with AVX-512).
@@ -112,40 +126,27 @@ pub(crate) fn gemm_small<A: AOperand>(a: &A, b: &MatRef<f32>, c: &mut MatMut, ep
     // A where it is: element (i, p) at a_ptr + i·ra + p·pa (no copy for an
     // f32 A with alpha 1, which `takes` checked).
     let (a_ptr, ra, pa) = a.direct(1.0, (0, m), (0, k), &mut []);
-    // B in place when its rows are contiguous and whole vectors; else B~:
-    // k rows of `width` floats on the stack, zero past column n, so that
-    // every load is a whole vector (the lanes past n are computed, never
-    // stored).
+    // B in place when its rows are contiguous (a row's last vector read
+    // partially when n is not whole vectors); else (Wᵀ) B~: k rows of
+    // `width` floats on the stack, zero past column n, so that every load
+    // is a whole vector (the lanes past n are computed, never stored).
     let nv = n.div_ceil(LANES);
     let width = nv * LANES;
     let mut b_tilde = [MaybeUninit::<f32>::uninit(); MAX_K * MAX_N];
     let (data, rs_b, cs_b) = (b.data(), b.row_stride(), b.col_stride());
-    let (b_ptr, b_step) = if cs_b == 1 && n == width {
-        (data.as_ptr(), rs_b)
+    let (b_ptr, b_step, full) = if cs_b == 1 || n == 1 {
+        (data.as_ptr(), rs_b, n == width)
     } else {
         for (p, row) in b_tilde.chunks_exact_mut(width).take(k).enumerate() {
-            if cs_b == 1 {
-                let src = &data[p * rs_b..][..n];
-                for (v, dst) in row.chunks_exact_mut(LANES).enumerate() {
-                    let len = LANES.min(n - v * LANES);
-                    // SAFETY: `len` floats of B's row p from column v·LANES,
-                    // LANES of B~ (zero in the lanes past them).
-                    unsafe {
-                        let x = simd::load_partial(src.as_ptr().add(v * LANES), len);
-                        simd::store(dst.as_mut_ptr().cast(), x);
-                    }
-                }
-            } else {
-                let (row, pad) = row.split_at_mut(n);
-                for (j, x) in row.iter_mut().enumerate() {
-                    x.write(data[p * rs_b + j * cs_b]);
-                }
-                for x in pad {
-                    x.write(0.0);
-                }
+            let (row, pad) = row.split_at_mut(n);
+            for (j, x) in row.iter_mut().enumerate() {
+                x.write(data[p * rs_b + j * cs_b]);
+            }
+            for x in pad {
+                x.write(0.0);
             }
         }
-        (b_tilde.as_ptr().cast::<f32>(), width)
+        (b_tilde.as_ptr().cast::<f32>(), width, true)
     };
     let mut bias = [0.0f32; MAX_N];
     if let Some((b, _, _)) = epilogue {
@@ -165,21 +166,45 @@ pub(crate) fn gemm_small<A: AOperand>(a: &A, b: &MatRef<f32>, c: &mut MatMut, ep
         k,
     };
     let b = (b_ptr, b_step);
-    // SAFETY: A: the m x k view `direct` describes; B: k rows of `width`
-    // floats, `b_step` apart (B itself, n == width, or B~, its first
-    // k·width floats each written above); the bias: width floats on this
-    // stack; C: m rows of n floats, rs apart, the exclusively borrowed `c`.
+    // the activation chosen once, applied as each tile is stored
+    use Activation::*;
+    let act = epilogue.map_or(Identity, |(_, act, _)| act);
+    // SAFETY: A: the m x k view `direct` describes; B: k rows of n floats,
+    // `b_step` apart, read only to n unless `full` (B itself, or B~, its
+    // first k·width floats each written above); the bias: width floats on
+    // this stack; C: m rows of n floats, rs apart, the exclusively borrowed `c`.
     unsafe {
-        if nv == 1 {
-            rows::<8, 1>(&a, m, b, &out);
-        } else {
-            rows::<4, 2>(&a, m, b, &out);
+        match (nv, full, act) {
+            (1, true, Identity) => {
+                rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Identity, x))
+            }
+            (1, true, Relu) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Relu, x)),
+            (1, true, Sigmoid) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Sigmoid, x)),
+            (1, true, Tanh) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Tanh, x)),
+            (1, false, Identity) => {
+                rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Identity, x))
+            }
+            (1, false, Relu) => rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Relu, x)),
+            (1, false, Sigmoid) => {
+                rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Sigmoid, x))
+            }
+            (1, false, Tanh) => rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Tanh, x)),
+            (_, true, Identity) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Identity, x)),
+            (_, true, Relu) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Relu, x)),
+            (_, true, Sigmoid) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Sigmoid, x)),
+            (_, true, Tanh) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Tanh, x)),
+            (_, false, Identity) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Identity, x)),
+            (_, false, Relu) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Relu, x)),
+            (_, false, Sigmoid) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Sigmoid, x)),
+            (_, false, Tanh) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Tanh, x)),
         }
     }
-    if let Some((_, act, _)) = epilogue {
-        activate_in_place(c, m, n, act);
-    }
 }
+
+/// Rows of C a tile of one vector of columns holds: sixteen where there
+/// are 32 vector registers (a weight gradient's 16 rows in one pass over
+/// the depth), else eight.
+const ONE_VECTOR_ROWS: usize = if simd::VECTOR_REGISTERS >= 32 { 16 } else { 8 };
 
 /// A read in place: element `(i, p)` at `ptr + i·ra + p·pa`, depth `k`.
 struct APanel {
@@ -202,37 +227,55 @@ struct Out {
 ///
 /// # Safety
 /// As [`tile`] for every row `i < m`.
-unsafe fn rows<const MR: usize, const NV: usize>(a: &APanel, m: usize, b: (*const f32, usize), out: &Out) {
+unsafe fn rows<const MR: usize, const NV: usize, const FULL: bool>(
+    a: &APanel,
+    m: usize,
+    b: (*const f32, usize),
+    out: &Out,
+    act: impl Fn(V) -> V + Copy,
+) {
     let full = m / MR * MR;
     for i in (0..full).step_by(MR) {
         // SAFETY: rows i..i + MR < m; forwarded from the caller.
-        unsafe { tile::<MR, NV>(a, i, b, out) };
+        unsafe { tile::<MR, NV, FULL>(a, i, b, out, act) };
     }
     for i in full..m {
         // SAFETY: row i < m; forwarded from the caller.
-        unsafe { tile::<1, NV>(a, i, b, out) };
+        unsafe { tile::<1, NV, FULL>(a, i, b, out, act) };
     }
 }
 
 /// Rows `i0..i0 + MR` of C: `acc = Σ_p a_ip · B[p]` in `MR x NV` vector
-/// registers, `p` ascending, then `acc + bias` stored (its first `n` columns).
+/// registers, `p` ascending, then `act(acc + bias)` stored (its first `n`
+/// columns; without an epilogue, `acc`).
 ///
 /// # Safety
-/// Rows `i0..i0 + MR` of A (depth `a.k`) readable, `NV · LANES` floats
-/// readable at `b + p·ldb` for each `p < a.k`, the bias (if any) for `NV · LANES`, and rows
-/// `i0..i0 + MR` of C writable for `out.n <= NV · LANES` floats.
+/// Rows `i0..i0 + MR` of A (depth `a.k`) readable, `out.n` floats
+/// readable at `b + p·ldb` for each `p < a.k` (`NV · LANES` if `FULL`),
+/// the bias (if any) for `NV · LANES`, and rows `i0..i0 + MR` of C
+/// writable for `out.n <= NV · LANES` floats.
 #[inline(always)]
-unsafe fn tile<const MR: usize, const NV: usize>(
+unsafe fn tile<const MR: usize, const NV: usize, const FULL: bool>(
     a: &APanel,
     i0: usize,
     (b, ldb): (*const f32, usize),
     out: &Out,
+    act: impl Fn(V) -> V,
 ) {
+    let last = out.n - (NV - 1) * LANES;
     let mut acc = [[V::ZERO; NV]; MR];
     for p in 0..a.k {
-        // SAFETY: row p of B~ (NV vectors) and A's elements (i0 + i, p).
+        // SAFETY: row p of B (NV vectors, the last one `last` floats
+        // unless FULL) and A's elements (i0 + i, p).
         unsafe {
-            let bv: [V; NV] = std::array::from_fn(|v| simd::load(b.add(p * ldb + v * LANES)));
+            let bv: [V; NV] = std::array::from_fn(|v| {
+                let at = b.add(p * ldb + v * LANES);
+                if FULL || v + 1 < NV {
+                    simd::load(at)
+                } else {
+                    simd::load_partial(at, last)
+                }
+            });
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 let ai = V::splat(*a.ptr.add((i0 + i) * a.ra + p * a.pa));
                 for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
@@ -248,7 +291,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(
             // columns col..col + LANES when they are below n, else col..n.
             unsafe {
                 let x = match out.bias {
-                    Some(bias) => x + simd::load(bias.add(col)),
+                    Some(bias) => act(x + simd::load(bias.add(col))),
                     None => x,
                 };
                 let c = out.c.add((i0 + i) * out.rs + col);
@@ -257,39 +300,6 @@ unsafe fn tile<const MR: usize, const NV: usize>(
                 } else {
                     simd::store_partial_plain(c, x, out.n - col);
                 }
-            }
-        }
-    }
-}
-
-/// `c = act(c)` over the first `m` rows and `n` columns, the activation
-/// chosen once (identity: nothing to do). The same function of each
-/// element as the micro-kernels' stores apply to `acc + bias`.
-fn activate_in_place(c: &mut MatMut, m: usize, n: usize, act: Activation) {
-    match act {
-        Activation::Identity => {}
-        Activation::Relu => map_in_place(c, m, n, |x| simd::activate(Activation::Relu, x)),
-        Activation::Sigmoid => map_in_place(c, m, n, |x| simd::activate(Activation::Sigmoid, x)),
-        Activation::Tanh => map_in_place(c, m, n, |x| simd::activate(Activation::Tanh, x)),
-    }
-}
-
-/// `c = f(c)` over the first `m` rows and `n` columns, a vector at a time
-/// (a row's last one partial).
-fn map_in_place(c: &mut MatMut, m: usize, n: usize, f: impl Fn(V) -> V) {
-    for i in 0..m {
-        let row = &mut c.row_mut(i)[..n];
-        let mut chunks = row.chunks_exact_mut(LANES);
-        for x in &mut chunks {
-            // SAFETY: a chunk of LANES floats.
-            unsafe { simd::store(x.as_mut_ptr(), f(simd::load(x.as_ptr()))) };
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            // SAFETY: the rest's floats, fewer than LANES.
-            unsafe {
-                let x = f(simd::load_partial(rest.as_ptr(), rest.len()));
-                simd::store_partial_plain(rest.as_mut_ptr(), x, rest.len());
             }
         }
     }

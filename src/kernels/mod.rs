@@ -6,9 +6,6 @@
 //!   predictions ([`softmax_rows`]);
 //! - backward: `dz = da ⊙ f'(a)` fused with the bias gradient `db = Σ_rows dz`
 //!   ([`activation_backward`]; for the output layer's identity, `dz = da`);
-//! - a narrow dense layer's products (inputs and outputs of one or two
-//!   vectors: the workshop network above its first layer), each in one
-//!   pass over the rows with the GEMM's bits ([`narrow`]);
 //! - inverted dropout (training only; the mask is [`DropoutMask`], a hash,
 //!   never stored): forward `a = f(z + b) ⊙ m` ([`bias_activation_dropout`];
 //!   the network's forward pass does it in the GEMM's epilogue instead),
@@ -45,7 +42,6 @@ pub mod conv_direct;
 pub mod conv_pooled;
 pub mod conv_sparse;
 pub mod dropout;
-pub mod narrow;
 pub mod pool;
 pub mod reference;
 

@@ -13,11 +13,6 @@
 //! forward:  a = f(z)             backward: dz = da ⊙ f'(z)   (f' from the stored a)
 //! ```
 //!
-//! A narrow layer (inputs and outputs of one or two vectors, as above the
-//! workshop network's first layer) whose input is `f32` data in place
-//! takes the same three products from [`crate::kernels::narrow`], one pass
-//! over the rows each instead of a GEMM call: the same bits.
-//!
 //! In training, a layer may apply inverted dropout to its output: `a = f(z) ⊙ m`
 //! with `m = 1/(1-rate)` for kept units and 0 for dropped ones, in the same
 //! GEMM epilogue; backward `dz = da ⊙ m ⊙ f'(z)`, the mask regenerated from
@@ -31,7 +26,7 @@
 use crate::activation::Activation;
 use crate::gemm::{gemm, transpose_into, AOperand, Epilogue, Parallelism};
 use crate::kernels::{
-    activation_backward, activation_backward_in_halves, activation_dropout_backward, narrow, DropoutMask,
+    activation_backward, activation_backward_in_halves, activation_dropout_backward, DropoutMask,
 };
 use crate::matrix::{MatMut, MatRef, Matrix};
 
@@ -74,12 +69,6 @@ pub fn dense_forward<X: AOperand>(
     par: Parallelism,
 ) {
     // forward: z = x·W + b, a = f(z) [⊙ m]   (all applied while z is in registers)
-    if dropout.is_none() && par == Parallelism::Sequential && narrow::fits(layer.inputs(), layer.outputs()) {
-        if let Some(x) = x.f32_rows().filter(|_| x_scale == 1.0) {
-            // a narrow layer's product in one pass (the same bits)
-            return narrow::forward(a, x, layer.w.view(), &layer.b, layer.act);
-        }
-    }
     let (bias, act) = (&layer.b[..], layer.act);
     let epilogue = match dropout {
         None => Epilogue::BiasActivation { bias, act },
@@ -110,19 +99,6 @@ pub fn dense_backward<X: AOperand>(
 ) {
     // forward: a = f(z) [⊙ m] ->  dz = da [⊙ m] ⊙ f'(a),  and db = Σ_rows dz in the same pass
     dense_backward_dz(dz.rb_mut(), db, da, a, layer, dropout, par);
-    let narrow_products = par == Parallelism::Sequential
-        && narrow::fits(layer.inputs(), layer.outputs())
-        && narrow::one_depth_block(dz.rows());
-    if let Some(x) = x.f32_rows().filter(|_| narrow_products && x_scale == 1.0) {
-        // a narrow layer's products in one pass each (the same bits)
-        // forward: z = x·W + b   ->  dW = xᵀ·dz
-        narrow::weight_gradient(dw, x, dz.as_ref());
-        //                        ->  dx = dz·Wᵀ
-        if let Some(dx) = dx {
-            narrow::input_gradient(dx, dz.as_ref(), layer.w.view());
-        }
-        return;
-    }
     // forward: z = x·W + b   ->  dW = xᵀ·dz
     gemm(x_scale, x.t(), dz.as_ref(), 0.0, dw, Epilogue::None, par);
     //                        ->  dx = dz·Wᵀ
