@@ -167,36 +167,17 @@ pub(crate) fn gemm_small<A: AOperand>(a: &A, b: &MatRef<f32>, c: &mut MatMut, ep
     };
     let b = (b_ptr, b_step);
     // the activation chosen once, applied as each tile is stored
-    use Activation::*;
-    let act = epilogue.map_or(Identity, |(_, act, _)| act);
+    let act = epilogue.map_or(Activation::Identity, |(_, act, _)| act);
     // SAFETY: A: the m x k view `direct` describes; B: k rows of n floats,
     // `b_step` apart, read only to n unless `full` (B itself, or B~, its
     // first k·width floats each written above); the bias: width floats on
     // this stack; C: m rows of n floats, rs apart, the exclusively borrowed `c`.
     unsafe {
-        match (nv, full, act) {
-            (1, true, Identity) => {
-                rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Identity, x))
-            }
-            (1, true, Relu) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Relu, x)),
-            (1, true, Sigmoid) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Sigmoid, x)),
-            (1, true, Tanh) => rows::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, |x| activate(Tanh, x)),
-            (1, false, Identity) => {
-                rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Identity, x))
-            }
-            (1, false, Relu) => rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Relu, x)),
-            (1, false, Sigmoid) => {
-                rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Sigmoid, x))
-            }
-            (1, false, Tanh) => rows::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, |x| activate(Tanh, x)),
-            (_, true, Identity) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Identity, x)),
-            (_, true, Relu) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Relu, x)),
-            (_, true, Sigmoid) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Sigmoid, x)),
-            (_, true, Tanh) => rows::<4, 2, true>(&a, m, b, &out, |x| activate(Tanh, x)),
-            (_, false, Identity) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Identity, x)),
-            (_, false, Relu) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Relu, x)),
-            (_, false, Sigmoid) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Sigmoid, x)),
-            (_, false, Tanh) => rows::<4, 2, false>(&a, m, b, &out, |x| activate(Tanh, x)),
+        match (nv, full) {
+            (1, true) => rows_with::<ONE_VECTOR_ROWS, 1, true>(&a, m, b, &out, act),
+            (1, false) => rows_with::<ONE_VECTOR_ROWS, 1, false>(&a, m, b, &out, act),
+            (_, true) => rows_with::<4, 2, true>(&a, m, b, &out, act),
+            (_, false) => rows_with::<4, 2, false>(&a, m, b, &out, act),
         }
     }
 }
@@ -221,6 +202,29 @@ struct Out {
     rs: usize,
     n: usize,
     bias: Option<*const f32>,
+}
+
+/// [`rows`] with the activation `act` made a constant of the loop.
+///
+/// # Safety
+/// As [`tile`] for every row `i < m`.
+unsafe fn rows_with<const MR: usize, const NV: usize, const FULL: bool>(
+    a: &APanel,
+    m: usize,
+    b: (*const f32, usize),
+    out: &Out,
+    act: Activation,
+) {
+    use Activation::*;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match act {
+            Identity => rows::<MR, NV, FULL>(a, m, b, out, |x| activate(Identity, x)),
+            Relu => rows::<MR, NV, FULL>(a, m, b, out, |x| activate(Relu, x)),
+            Sigmoid => rows::<MR, NV, FULL>(a, m, b, out, |x| activate(Sigmoid, x)),
+            Tanh => rows::<MR, NV, FULL>(a, m, b, out, |x| activate(Tanh, x)),
+        }
+    }
 }
 
 /// Every row of C: tiles of `MR` rows, then the last `m % MR` one by one.
