@@ -43,6 +43,7 @@
 
 pub mod blocking;
 pub mod depth_split;
+pub mod handoff;
 pub mod im2col;
 pub mod kernel;
 pub mod loops;

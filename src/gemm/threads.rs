@@ -323,8 +323,14 @@ const CALLER: u8 = 3;
 ///
 /// Whoever claims `second` first (the worker that took it, or this thread
 /// once `first` is done) runs it; the other never does. Called from
-/// outside a pool, it is `rayon::join`.
+/// outside a pool, it is `rayon::join`. On a thread that owns a
+/// [`Handoff`](super::handoff::Handoff) (a training epoch's, see
+/// `nn::awake`), `second` is posted there instead of pushed on rayon's
+/// queues, with the same protocol.
 pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) {
+    let Err((first, second)) = super::handoff::join_posting(first, second) else {
+        return;
+    };
     let state = AtomicU8::new(OPEN);
     let second_cell = std::sync::Mutex::new(Some(second));
     let run_second = || {
@@ -366,11 +372,12 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
     );
 }
 
-/// Spins of [`join_spinning`]'s waiting thread between two offers of its
+/// Spins of [`join_spinning`]'s waiting thread (and of a
+/// [`Handoff`](super::handoff::Handoff)'s owner) between two offers of its
 /// core to the OS: about 50 µs of pauses on a 3 GHz core (a pause is
 /// 40-140 cycles), longer than most halves' difference, short against a
 /// time slice.
-const SPINS_PER_YIELD: u32 = 1 << 10;
+pub(crate) const SPINS_PER_YIELD: u32 = 1 << 10;
 
 /// What the caller and the worker share in [`join_here_or_there`].
 struct Claim {
@@ -430,7 +437,7 @@ impl<T: FnOnce()> Drop for Settle<'_, T> {
 ///
 /// # Safety
 /// `job` points at a live `Option<T>` that nobody else touches meanwhile.
-unsafe fn run_claimed<T: FnOnce()>(job: *mut ()) {
+pub(crate) unsafe fn run_claimed<T: FnOnce()>(job: *mut ()) {
     // SAFETY: forwarded from the caller.
     if let Some(there) = unsafe { &mut *job.cast::<Option<T>>() }.take() {
         there();

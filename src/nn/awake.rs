@@ -22,7 +22,11 @@
 //!
 //! The other side of a fork, the thread that hands out a step's two
 //! halves (two shards, two GEMM tasks) and finishes its own first, waits
-//! awake as well: [`crate::gemm::threads::join_spinning`].
+//! awake as well: [`crate::gemm::threads::join_spinning`]. While `f` runs,
+//! its thread owns a [`Handoff`] that the polling workers look at before
+//! the pool's queues: `join_spinning` posts its second half there, one
+//! cache line for the worker to read instead of rayon's queues
+//! ([`crate::gemm::handoff`]).
 //!
 //! The price is CPU time: the workers of the pool the closure runs on use
 //! their cores fully until it returns (they are the cores `--threads`
@@ -30,6 +34,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use crate::gemm::handoff::{self, Handoff};
 
 /// Polls without finding a job between two offers of the core to the OS
 /// (`std::thread::yield_now`): each poll is a pause plus a look at the
@@ -67,24 +73,25 @@ fn with_workers_awake_counted<R>(f: impl FnOnce() -> R, polling: Arc<AtomicUsize
         return f();
     }
     let done = Arc::new(AtomicBool::new(false));
+    let handoff = Arc::new(Handoff::default());
     // Not a scope: `f`'s thread must not wait at the end for the others to
     // notice `done` (with the cores oversubscribed, one may be off its core
     // for a whole time slice); each stops at its next poll.
-    let flag = Arc::clone(&done);
+    let (flag, served) = (Arc::clone(&done), Arc::clone(&handoff));
     rayon::spawn_broadcast(move |ctx| {
         // The thread running `f` gets its copy when it next looks for work
         // (while waiting on a join inside `f`, or after it): it must not
         // poll, or nobody would run `f`.
         if ctx.index() != owner {
             polling.fetch_add(1, Ordering::AcqRel);
-            poll_until(&flag);
+            poll_until(&flag, &served);
             polling.fetch_sub(1, Ordering::AcqRel);
         }
     });
     // Set `done` however `f` ends, also if it panics: the others would
     // otherwise poll for ever.
     let _stop = Stop(&done);
-    f()
+    handoff::owning(&handoff, f)
 }
 
 /// Sets its flag when dropped (also while a panic unwinds).
@@ -96,11 +103,16 @@ impl Drop for Stop<'_> {
     }
 }
 
-/// Runs whatever jobs the pool has until `done` is set.
-fn poll_until(done: &AtomicBool) {
+/// Runs whatever jobs the pool has, and the halves posted in `handoff`,
+/// until `done` is set.
+fn poll_until(done: &AtomicBool, handoff: &Handoff) {
     let mut idle = 0u32;
     let mut idle_since = None;
     while !done.load(Ordering::Acquire) {
+        if handoff.serve() {
+            (idle, idle_since) = (0, None);
+            continue;
+        }
         match rayon::yield_now() {
             Some(rayon::Yield::Executed) => (idle, idle_since) = (0, None),
             _ => {
@@ -169,6 +181,39 @@ mod tests {
             })
         });
         assert_ne!(seen.1, seen.2, "both jobs ran on one thread: {seen:?}");
+    }
+
+    #[test]
+    fn the_other_workers_serve_the_owners_handoff_while_it_runs() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (owner, server) = pool.install(|| {
+            with_workers_awake(|| {
+                let started = AtomicBool::new(false);
+                let mut server = None;
+                let posted = handoff::join_posting(
+                    || {
+                        // ends only if the other worker runs the posted half
+                        let t = std::time::Instant::now();
+                        while !started.load(Ordering::Acquire) {
+                            assert!(t.elapsed().as_secs() < 10, "no worker served the handoff");
+                            std::hint::spin_loop();
+                        }
+                    },
+                    || {
+                        started.store(true, Ordering::Release);
+                        server = rayon::current_thread_index();
+                    },
+                );
+                assert!(posted.is_ok(), "the owner had no handoff to post to");
+                (rayon::current_thread_index(), server)
+            })
+        });
+        assert!(
+            server.is_some() && server != owner,
+            "owner {owner:?}, server {server:?}"
+        );
+        // once the closure has returned, the thread owns no handoff
+        assert!(handoff::join_posting(|| (), || ()).is_err());
     }
 
     #[test]
