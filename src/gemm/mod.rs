@@ -50,6 +50,7 @@ pub mod loops;
 pub mod operand;
 pub mod pack;
 pub mod reference;
+pub mod row_groups;
 pub mod small;
 pub mod sparse;
 pub mod sparse_rows;

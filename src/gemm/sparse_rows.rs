@@ -879,7 +879,11 @@ fn wide_product(z: &mut [f32], ldz: usize, a: &SparseRows, (w, ldw): (&[f32], us
 /// # Safety
 /// `p + v·LANES` and the floats after it up to the chunk's end are readable.
 #[inline(always)]
-unsafe fn load_vector<const NV: usize, const FULL: bool>(p: *const f32, v: usize, last: usize) -> V {
+pub(crate) unsafe fn load_vector<const NV: usize, const FULL: bool>(
+    p: *const f32,
+    v: usize,
+    last: usize,
+) -> V {
     // SAFETY: the caller's
     unsafe {
         if FULL || v + 1 < NV {
@@ -897,7 +901,12 @@ unsafe fn load_vector<const NV: usize, const FULL: bool>(p: *const f32, v: usize
 /// # Safety
 /// As [`load_vector`], writable.
 #[inline(always)]
-unsafe fn store_vector<const NV: usize, const FULL: bool>(p: *mut f32, v: usize, last: usize, x: V) {
+pub(crate) unsafe fn store_vector<const NV: usize, const FULL: bool>(
+    p: *mut f32,
+    v: usize,
+    last: usize,
+    x: V,
+) {
     // SAFETY: the caller's
     unsafe {
         if FULL || v + 1 < NV {

@@ -30,6 +30,9 @@
 //! the parts claim once their own work is done: the first part done starts
 //! it, the other joins it when free ([`crate::nn::pieces`]).
 
+use crate::gemm::row_groups::{
+    row_groups_product_hinting, row_groups_weight_gradient, RowGroups, ROW_GROUPS, ROW_GROUPS_MAX_N,
+};
 use crate::gemm::sparse_rows::{
     all_finite, grouped_product, grouped_weight_gradient, grouped_weight_gradient_groups,
     sparse_rows_product, sparse_rows_product_hinting, sparse_rows_weight_gradient, ColumnGroups, SparseRows,
@@ -38,9 +41,9 @@ use crate::gemm::sparse_rows::{
 };
 use crate::gemm::{
     depth_block, depth_blocks, gemm_depth_block, one_block_each, sum_depth_blocks, sum_of_products, AOperand,
-    Epilogue, Parallelism,
+    Epilogue, ImageRows, Parallelism,
 };
-use crate::matrix::{MatMut, MatRef, Matrix};
+use crate::matrix::{Element, MatMut, MatRef, Matrix};
 use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::optim::{Optimizer, TensorSlots};
@@ -73,6 +76,8 @@ enum Held {
     Dense,
     /// As its non-zeros, in `Part::sparse`.
     Sparse,
+    /// By groups of rows, in `Part::row_groups`.
+    Groups,
 }
 
 /// After a batch too dense for the sparse products, the steps that read
@@ -107,6 +112,9 @@ pub(crate) struct Part {
     groups: ColumnGroups,
     /// Whether `groups` holds this step's `sparse`.
     grouped: bool,
+    /// The same rows by groups of eight (when `held` is [`Held::Groups`]:
+    /// a narrow layer, where the build reads them fast, [`ROW_GROUPS`]).
+    row_groups: RowGroups,
     /// Which of the two holds this step's slice of the batch.
     held: Held,
     /// Steps left before a batch found too dense is read as sparse again.
@@ -201,6 +209,11 @@ impl Split {
                         ColumnGroups::default()
                     },
                     grouped: false,
+                    row_groups: if by_row_groups(n) {
+                        RowGroups::with_capacity(batch, k1 - k0)
+                    } else {
+                        RowGroups::default()
+                    },
                     held: Held::Dense,
                     dense_for: 0,
                     z: Matrix::zeros(batch, z_row_stride(n)),
@@ -288,7 +301,7 @@ const PARALLEL_SUM_MIN: usize = 1 << 14;
 impl Part {
     /// Whether this step's slice of the batch is held as its non-zeros.
     pub(crate) fn holds_sparse(&self) -> bool {
-        self.held == Held::Sparse
+        self.held != Held::Dense
     }
 
     /// Forward, part 1: reads `x[:, k0..k1]` (all `rows` of the batch, an
@@ -369,6 +382,9 @@ impl Part {
         if n > SPARSE_ROWS_MAX_N || w.row_stride() != n || !all_finite(w_rows) {
             return false;
         }
+        if by_row_groups(n) && self.row_groups.cols() == kp {
+            return self.forward_row_groups(images, x_scale, w, inputs_read);
+        }
         {
             let _t = trace::kernel(Kind::InputConvert).bytes(rows * kp * std::mem::size_of::<X::Elem>());
             self.sparse.read(rows, |r| images.row(r), self.k0, x_scale);
@@ -395,6 +411,36 @@ impl Part {
             let hint = &mut |p, pieces| inputs_read(cols, (p, pieces));
             sparse_rows_product_hinting(z, &self.sparse, w, (rows.div_ceil(HINT_PIECE_ROWS), hint))
         };
+        t.set_flops_skipping(2 * done, 2 * rows * kp * n);
+        true
+    }
+
+    /// [`forward_sparse`](Self::forward_sparse) by groups of rows: the
+    /// slice read into `row_groups`, then its product if it is sparse
+    /// enough; returns whether it ran.
+    fn forward_row_groups<T: Element>(
+        &mut self,
+        images: ImageRows<'_, T>,
+        x_scale: f32,
+        w: MatRef<f32>,
+        inputs_read: &impl Fn((usize, usize), (usize, usize)),
+    ) -> bool {
+        let (rows, kp, n) = (images.rows(), self.k1 - self.k0, w.cols());
+        {
+            let _t = trace::kernel(Kind::InputConvert).bytes(rows * kp * std::mem::size_of::<T>());
+            self.row_groups.read(rows, |r| images.row(r), self.k0, x_scale);
+        }
+        if self.row_groups.density() > SPARSE_ROWS_ENOUGH {
+            self.dense_for = DENSE_RETRY;
+            return false;
+        }
+        self.held = Held::Groups;
+        let cols = (self.k0, self.k1);
+        let z = z_mut(&mut self.z, rows, n);
+        let mut t = trace::kernel(Kind::ForwardGemm);
+        // the next step's rows hinted a piece at a time as the groups progress
+        let hint = &mut |p, pieces| inputs_read(cols, (p, pieces));
+        let done = row_groups_product_hinting(z, &self.row_groups, w, (rows.div_ceil(HINT_PIECE_ROWS), hint));
         t.set_flops_skipping(2 * done, 2 * rows * kp * n);
         true
     }
@@ -451,6 +497,18 @@ impl Part {
             let dz = dz0(s);
             let n = dz.cols();
             // forward: z = x·W + b   ->  dW = xᵀ·dz   (this part's rows of dW)
+            if self.held == Held::Groups {
+                if sparse_has_gemm_bits((r0, r1), &dz) {
+                    let mut t = trace::kernel(Kind::BackwardGemmDw);
+                    let dw = MatMut::from_slice(&mut self.dw[s].as_mut_slice()[..kp * n], kp, n);
+                    let done = row_groups_weight_gradient(dw, &self.row_groups, (r0, r1), dz);
+                    t.set_flops_skipping(2 * done, 2 * (r1 - r0) * kp * n);
+                    continue;
+                }
+                // else the GEMM, on the slice written out in full
+                self.row_groups.scatter(&mut self.x.as_mut_slice()[..rows * kp]);
+                self.held = Held::Dense;
+            }
             if self.held == Held::Sparse {
                 if sparse_has_gemm_bits((r0, r1), &dz) {
                     let mut t = trace::kernel(Kind::BackwardGemmDw);
@@ -678,6 +736,13 @@ impl SparseFirst {
         sum_depth_blocks(a, parts.len(), z, epilogue);
         true
     }
+}
+
+/// Whether training's parts hold a first layer of `n` outputs by groups of
+/// rows ([`RowGroups`]) rather than as lists: where the build reads them
+/// fast ([`ROW_GROUPS`]) and `n` is at most [`ROW_GROUPS_MAX_N`].
+fn by_row_groups(n: usize) -> bool {
+    ROW_GROUPS && n <= ROW_GROUPS_MAX_N
 }
 
 /// Whether a forward product of `n` outputs from the lists goes by groups
