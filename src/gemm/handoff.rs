@@ -34,7 +34,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use super::threads::{run_claimed, SPINS_PER_YIELD};
+use super::threads::{run_claimed, spin_until};
 
 /// Nothing posted: the owner may post.
 const IDLE: u8 = 0;
@@ -197,14 +197,7 @@ impl<S: FnOnce()> Drop for Settle<'_, S> {
             return;
         }
         // a worker has it: spin until it is done (it is running)
-        let mut spins = 0u32;
-        while state.load(Ordering::Acquire) != DONE {
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(SPINS_PER_YIELD) {
-                std::thread::yield_now();
-            }
-        }
+        spin_until(|| state.load(Ordering::Acquire) == DONE);
         if std::thread::panicking() {
             // `join` will not raise the worker's panic over this one: drop it,
             // or the next fork would raise it

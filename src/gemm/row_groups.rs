@@ -35,7 +35,7 @@
 //! (the products here need a finite `W`, or a finite `dz`, as the lists'
 //! do).
 
-use crate::gemm::sparse_rows::{load_vector, store_vector};
+use crate::gemm::sparse_rows::{as_u8, load_vector, store_vector, zero_rows};
 use crate::matrix::{Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
@@ -204,13 +204,6 @@ impl RowGroups {
             }
         }
     }
-}
-
-/// `x` as bytes if its elements are `u8` pixels.
-fn as_u8<T: Element>(x: &[T]) -> Option<&[u8]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>())
-        // SAFETY: T is u8 (same TypeId): the same memory as `[u8]`.
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len()) })
 }
 
 /// One group, any element type, column by column: its entries written at
@@ -513,13 +506,7 @@ pub fn row_groups_weight_gradient(
         "row_groups_weight_gradient: dz shorter than its shape"
     );
     let dw = dw.data();
-    if ldw == n {
-        dw[..a.cols() * n].fill(0.0);
-    } else {
-        for p in 0..a.cols() {
-            dw[p * ldw..p * ldw + n].fill(0.0);
-        }
-    }
+    zero_rows(dw, (a.cols(), n), ldw);
     if r0 == r1 || n == 0 {
         return 0;
     }

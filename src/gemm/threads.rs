@@ -348,15 +348,7 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
                 return;
             }
             // a worker runs `second`: spin until it is done (it is running)
-            let mut spins = 0u32;
-            while state.load(Ordering::Acquire) != DONE {
-                std::hint::spin_loop();
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(SPINS_PER_YIELD) {
-                    // let a process sharing this core in
-                    std::thread::yield_now();
-                }
-            }
+            spin_until(|| state.load(Ordering::Acquire) == DONE);
         },
         || {
             if claim(&state, TAKEN) {
@@ -373,11 +365,25 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
 }
 
 /// Spins of [`join_spinning`]'s waiting thread (and of a
-/// [`Handoff`](super::handoff::Handoff)'s owner) between two offers of its
+/// [`Handoff`](super::handoff::Handoff)'s owner, [`spin_until`]) between two offers of its
 /// core to the OS: about 50 µs of pauses on a 3 GHz core (a pause is
 /// 40-140 cycles), longer than most halves' difference, short against a
 /// time slice.
-pub(crate) const SPINS_PER_YIELD: u32 = 1 << 10;
+const SPINS_PER_YIELD: u32 = 1 << 10;
+
+/// Spins until `done()` (checked after each pause), offering the core to
+/// the OS every [`SPINS_PER_YIELD`] pauses so that a process sharing it
+/// gets its turn: how the thread that forked waits for a worker's half.
+pub(crate) fn spin_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(SPINS_PER_YIELD) {
+            std::thread::yield_now();
+        }
+    }
+}
 
 /// What the caller and the worker share in [`join_here_or_there`].
 struct Claim {
