@@ -179,8 +179,16 @@ impl RowGroups {
                     )
                 },
                 None => {
-                    let rows: Vec<&[T]> = (r0..(r0 + GROUP_ROWS).min(rows)).map(slice).collect();
-                    read_group_any(&rows, scale, &mut self.col[n..], &mut self.val[n * GROUP_ROWS..])
+                    // the group's rows, none past the last (nothing allocated)
+                    let group: [&[T]; GROUP_ROWS] =
+                        std::array::from_fn(|k| if r0 + k < rows { slice(r0 + k) } else { &[] });
+                    let present = (rows - r0).min(GROUP_ROWS);
+                    read_group_any(
+                        &group[..present],
+                        scale,
+                        &mut self.col[n..],
+                        &mut self.val[n * GROUP_ROWS..],
+                    )
                 }
             };
             n += added;

@@ -382,7 +382,10 @@ impl Part {
         if n > SPARSE_ROWS_MAX_N || w.row_stride() != n || !all_finite(w_rows) {
             return false;
         }
-        if by_row_groups(n) && self.row_groups.cols() == kp {
+        // by groups from pixels only: their read has no vector version for
+        // other element types, where the lists' read has
+        let pixels = std::any::TypeId::of::<X::Elem>() == std::any::TypeId::of::<u8>();
+        if by_row_groups(n) && pixels && self.row_groups.cols() == kp {
             return self.forward_row_groups(images, x_scale, w, inputs_read);
         }
         {
