@@ -35,7 +35,7 @@
 //! (the products here need a finite `W`, or a finite `dz`, as the lists'
 //! do).
 
-use crate::gemm::sparse_rows::{as_u8, load_vector, store_vector, zero_rows};
+use crate::gemm::sparse_rows::{as_u8, load_vector, store_vector, zero_rows, Hints};
 use crate::matrix::{Element, MatMut, MatRef};
 use crate::simd::{self, LANES, V};
 
@@ -418,30 +418,24 @@ pub fn row_groups_product_hinting(
         "row_groups_product: z shorter than its shape"
     );
     let (w, z) = (w.data(), z.data());
-    let mut hinted = 0;
+    let mut hints = Hints::new(pieces, hint);
     if n == 0 {
-        (0..pieces).for_each(|p| hint(p, pieces));
+        hints.until(1, 1);
         return 0;
     }
     let groups = a.groups();
     for g in 0..groups {
-        while hinted < pieces && hinted * groups <= g * pieces {
-            hint(hinted, pieces);
-            hinted += 1;
-        }
+        hints.until(g, groups);
         let rows = (m - g * GROUP_ROWS).min(GROUP_ROWS);
         let out = &mut z[g * GROUP_ROWS * ldz..];
         match (n.div_ceil(LANES), n.is_multiple_of(LANES)) {
-            (0 | 1, true) => product_group::<1, true>(out, ldz, a, g, (w, ldw), (n, rows)),
-            (0 | 1, false) => product_group::<1, false>(out, ldz, a, g, (w, ldw), (n, rows)),
+            (1, true) => product_group::<1, true>(out, ldz, a, g, (w, ldw), (n, rows)),
+            (1, false) => product_group::<1, false>(out, ldz, a, g, (w, ldw), (n, rows)),
             (_, true) => product_group::<2, true>(out, ldz, a, g, (w, ldw), (n, rows)),
             (_, false) => product_group::<2, false>(out, ldz, a, g, (w, ldw), (n, rows)),
         }
     }
-    while hinted < pieces {
-        hint(hinted, pieces);
-        hinted += 1;
-    }
+    hints.until(1, 1);
     a.entries() * GROUP_ROWS * n
 }
 
@@ -523,8 +517,8 @@ pub fn row_groups_weight_gradient(
     for g in r0 / GROUP_ROWS..r1.div_ceil(GROUP_ROWS) {
         let args = (&mut *dw, ldw, a, g, (r0, r1), dz, n);
         done += match (n.div_ceil(LANES), n.is_multiple_of(LANES)) {
-            (0 | 1, true) => gradient_group::<1, true>(args),
-            (0 | 1, false) => gradient_group::<1, false>(args),
+            (1, true) => gradient_group::<1, true>(args),
+            (1, false) => gradient_group::<1, false>(args),
             (_, true) => gradient_group::<2, true>(args),
             (_, false) => gradient_group::<2, false>(args),
         };

@@ -769,14 +769,8 @@ pub fn sparse_rows_product_hinting(
         w.col_stride() == 1 || n <= 1,
         "sparse_rows_product: W's rows must be contiguous"
     );
-    let mut hinted = 0;
-    let mut hint_until = |done: usize, of: usize| {
-        // pieces 0..pieces·done/of, those not hinted yet
-        while hinted < pieces && hinted * of <= done * pieces {
-            hint(hinted, pieces);
-            hinted += 1;
-        }
-    };
+    let mut hints = Hints::new(pieces, hint);
+    let mut hint_until = |done: usize, of: usize| hints.until(done, of);
     if m == 0 || n == 0 {
         hint_until(1, 1);
         return 0;
@@ -812,6 +806,32 @@ pub fn sparse_rows_product_hinting(
     }
     hint_until(1, 1);
     a.nonzeros() * n
+}
+
+/// The next step's rows hinted a piece at a time as a product goes: `hint(p,
+/// pieces)` for each of `pieces` pieces, once, in order.
+pub(crate) struct Hints<'h> {
+    pieces: usize,
+    hinted: usize,
+    hint: &'h mut dyn FnMut(usize, usize),
+}
+
+impl<'h> Hints<'h> {
+    pub(crate) fn new(pieces: usize, hint: &'h mut dyn FnMut(usize, usize)) -> Hints<'h> {
+        Hints {
+            pieces,
+            hinted: 0,
+            hint,
+        }
+    }
+
+    /// Hints the pieces `0..pieces·done/of` not hinted yet (`until(1, 1)`: all).
+    pub(crate) fn until(&mut self, done: usize, of: usize) {
+        while self.hinted < self.pieces && self.hinted * of <= done * self.pieces {
+            (self.hint)(self.hinted, self.pieces);
+            self.hinted += 1;
+        }
+    }
 }
 
 /// Rows the wide forward product sums at once, and vectors of columns per
