@@ -265,7 +265,7 @@ fn infinite_weights_or_errors_give_the_bits_of_the_unsplit_step() {
 /// threads, stopped by its progress callback after step 3 and continued
 /// after the first layer's weights were changed from outside: on two
 /// threads each step runs the next step's first phase ahead
-/// (`Trainer::look_ahead`), and what ran ahead of the interrupted step must
+/// (`Trainer::step_ahead`), and what ran ahead of the interrupted step must
 /// not be used once the network has changed.
 fn interrupted_and_changed(threads: usize, net0: &Network, d: &Dataset) -> Vec<u32> {
     pool(threads).install(|| {

@@ -364,6 +364,34 @@ pub fn join_spinning(first: impl FnOnce() + Send, second: impl FnOnce() + Send) 
     );
 }
 
+/// [`join_spinning`], and `then` on this thread as soon as `first` is
+/// done, while another worker may still run `second`; returns once all
+/// three have run. `then` need not be `Send`: it runs on this thread
+/// whatever happens. Where `second` is posted to this thread's
+/// [`Handoff`](super::handoff::Handoff), `then` fills this thread's wait
+/// for it; elsewhere (rayon's `join`, whose halves must both be `Send`) it
+/// runs after both halves.
+pub fn join_spinning_then(first: impl FnOnce() + Send, second: impl FnOnce() + Send, then: impl FnOnce()) {
+    let (mut first, mut then) = (Some(first), Some(then));
+    let here = || {
+        if let Some(first) = first.take() {
+            first();
+        }
+        if let Some(then) = then.take() {
+            then();
+        }
+    };
+    // on `Err`, `here` comes back unrun: `first` and `then` are still there
+    if let Err((_, second)) = super::handoff::join_posting(here, second) {
+        if let Some(first) = first.take() {
+            join_spinning(first, second);
+        }
+        if let Some(then) = then.take() {
+            then();
+        }
+    }
+}
+
 /// Spins of [`join_spinning`]'s waiting thread (and of a
 /// [`Handoff`](super::handoff::Handoff)'s owner, [`spin_until`]) between two offers of its
 /// core to the OS: about 50 µs of pauses on a 3 GHz core (a pause is

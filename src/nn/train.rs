@@ -44,7 +44,7 @@ use rayon::prelude::*;
 use crate::data::{Dataset, Input};
 use crate::error::{Error, Result};
 use crate::gemm::sparse_rows::mostly_zero;
-use crate::gemm::threads::join_spinning;
+use crate::gemm::threads::{join_spinning, join_spinning_then};
 use crate::gemm::{AOperand, Gathered, Parallelism};
 use crate::matrix::{Element, MatRef};
 use crate::nn::awake::with_workers_awake;
@@ -262,18 +262,13 @@ pub struct Trainer {
     next: Vec<usize>,
     /// The first layer split along its inputs, if it is ([`Split`]).
     split: Option<Split>,
-    /// The examples of the step after next ([`Trainer::look_ahead`]):
-    /// prefetched while the next step's first phase runs ahead.
-    after: Vec<usize>,
-    /// Set by [`Trainer::look_ahead`] for one step: that step may run the
-    /// next one's first phase of the split first layer at its end.
-    pipeline: bool,
-    /// What that first phase was run ahead for.
+    /// What the next step's first phase was run ahead for
+    /// ([`Trainer::step_ahead`]).
     ahead: Ahead,
 }
 
 /// The examples, data set and scale the split first layer's first phase
-/// was last run ahead for ([`Trainer::look_ahead`]); valid for the one step
+/// was last run ahead for ([`Trainer::step_ahead`]); valid for the one step
 /// that follows, on the weights that step starts from.
 #[derive(Default)]
 struct Ahead {
@@ -281,6 +276,17 @@ struct Ahead {
     indices: Vec<usize>,
     /// The data set's address, rows, columns and row stride, and the scale's bits.
     key: (usize, usize, usize, usize, u32),
+}
+
+/// The next steps' examples a step is told of (see [`Trainer::step_ahead`]).
+struct Lookahead<'a> {
+    /// The next step's examples: prefetched while this step computes.
+    next: &'a [usize],
+    /// The examples of the step after next: prefetched while the next
+    /// step's first phase runs ahead.
+    after: &'a [usize],
+    /// Whether this step may run the next one's first phase at its end.
+    pipelined: bool,
 }
 
 impl Ahead {
@@ -328,8 +334,6 @@ impl Trainer {
             widths: net.widths(),
             next: Vec::with_capacity(batch_size),
             split,
-            after: Vec::with_capacity(batch_size),
-            pipeline: false,
             ahead: Ahead {
                 indices: Vec::with_capacity(batch_size),
                 ..Ahead::default()
@@ -366,26 +370,54 @@ impl Trainer {
             .extend_from_slice(&indices[..indices.len().min(self.batch_size)]);
     }
 
-    /// For [`Session::next_epoch`]: the next step's examples (as
+    /// For [`Session::next_epoch`]: [`step_indices`](Self::step_indices)
+    /// with the next step's examples `next` (prefetched, as
     /// [`expect_next`](Self::expect_next)) and those of the step after,
-    /// with the promise that nothing but that next step changes the network
-    /// in between. The next step then ends by running the following step's
-    /// first phase of a split first layer (its slice of the inputs read and
-    /// multiplied by its rows of `W`, just updated: see [`crate::nn::split`]),
-    /// in the same parallel section as its update, and the step after skips
-    /// it if its examples, data set and scale are the ones named here. The
-    /// same numbers, one parallel section a step fewer.
-    pub(crate) fn look_ahead(&mut self, next: &[usize], after: &[usize]) {
-        self.expect_next(next);
-        self.after.clear();
-        self.after
-            .extend_from_slice(&after[..after.len().min(self.batch_size)]);
-        self.pipeline = true;
+    /// `after`, with the promise that nothing but that next step changes
+    /// the network in between. This step then ends by running the next
+    /// one's first phase of a split first layer (its slice of the inputs
+    /// read and multiplied by its rows of `W`, just updated: see
+    /// [`crate::nn::split`]), in the same parallel section as its update,
+    /// and the next step skips it if its examples, data set and scale are
+    /// the ones named here. The same numbers, one parallel section a step
+    /// fewer.
+    ///
+    /// `between(loss, correct)` gets the step's summed loss and number
+    /// correct, once, before the step returns them: on the calling thread,
+    /// as soon as they are known and its share of the update is done,
+    /// while another thread may still finish its share (the caller's
+    /// bookkeeping then takes none of the step's serial time). It must not
+    /// need the step to be over. Not called when the step fails.
+    ///
+    /// The examples are borrowed, not copied: on two threads the other
+    /// one reads `next` and `after` during the step, and a copy into
+    /// buffers it had read made this thread wait for their lines at every
+    /// step (each line one round trip between the cores).
+    pub(crate) fn step_ahead(
+        &mut self,
+        net: &mut Network,
+        data: &Dataset,
+        indices: &[usize],
+        (next, after): (&[usize], &[usize]),
+        between: &mut dyn FnMut(f64, usize),
+    ) -> Result<(f64, usize)> {
+        let keep = |rows: &[usize]| rows.len().min(self.batch_size);
+        let (next, after) = (&next[..keep(next)], &after[..keep(after)]);
+        let ahead = Lookahead {
+            next,
+            after,
+            pipelined: true,
+        };
+        match data.input() {
+            Input::Pixels(x) => {
+                self.step_rows_in(net, x, net.input_scale(), data.labels(), indices, ahead, between)
+            }
+            Input::Values(x) => self.step_rows_in(net, x, 1.0, data.labels(), indices, ahead, between),
+        }
     }
 
-    /// Drops what [`look_ahead`](Self::look_ahead) set up or ran ahead.
+    /// Drops what [`step_ahead`](Self::step_ahead) ran ahead.
     pub(crate) fn forget_ahead(&mut self) {
-        self.pipeline = false;
         self.ahead.valid = false;
     }
 
@@ -498,6 +530,7 @@ impl Trainer {
                 |_, _| {},
                 (nshards, par),
                 then,
+                &mut |_, _| {},
             ));
         }
         let sr = self.shard_rows;
@@ -552,8 +585,38 @@ impl Trainer {
         labels: &[u8],
         indices: &[usize],
     ) -> Result<(f64, usize)> {
-        // What look_ahead set up is for this step only.
-        let (pipelined, ahead) = (self.pipeline, self.ahead.valid);
+        // Taken out for the step (no allocation: the Vec moves), put back after.
+        let next = std::mem::take(&mut self.next);
+        let ahead = Lookahead {
+            next: &next,
+            after: &[],
+            pipelined: false,
+        };
+        let result = self.step_rows_in(net, features, x_scale, labels, indices, ahead, &mut |_, _| {});
+        self.next = next;
+        result
+    }
+
+    /// [`step_rows`](Self::step_rows) with the next steps' examples of
+    /// `look` and `between` (see [`step_ahead`](Self::step_ahead)).
+    #[allow(clippy::too_many_arguments)]
+    fn step_rows_in<T: Element>(
+        &mut self,
+        net: &mut Network,
+        features: MatRef<T>,
+        x_scale: f32,
+        labels: &[u8],
+        indices: &[usize],
+        look: Lookahead<'_>,
+        between: &mut dyn FnMut(f64, usize),
+    ) -> Result<(f64, usize)> {
+        let Lookahead {
+            next,
+            after,
+            pipelined,
+        } = look;
+        // What the step before ran ahead is for this step only.
+        let ahead = self.ahead.valid;
         self.forget_ahead();
         let rows = indices.len();
         if features.cols() != net.inputs() {
@@ -578,13 +641,12 @@ impl Trainer {
         }
         check_labels(net, indices.iter().map(|&i| labels[i]))?;
         let (nshards, par) = self.plan(net, rows)?;
-        let next = std::mem::take(&mut self.next);
         let batch = Gathered::new(features, indices).expect("indices checked above");
         if self.splits(net, &batch, x_scale) {
             // While a part computes, bring its slice of the next step's rows
             // into its core's caches (a hint: never read here, no effect on values).
             let prefetch_next = |cols: (usize, usize), piece: (usize, usize)| {
-                prefetch_columns(features, piece_of(&next, piece), cols)
+                prefetch_columns(features, piece_of(next, piece), cols)
             };
             // The first phase was run ahead for exactly these examples?
             let key = Ahead::key(&features, x_scale);
@@ -592,13 +654,12 @@ impl Trainer {
             // Run the next step's ahead (look_ahead), if its examples are a batch of this data set.
             let fits = !next.is_empty() && next.len() <= self.batch_size;
             let next_batch = if pipelined && fits {
-                Gathered::new(features, &next).ok()
+                Gathered::new(features, next).ok()
             } else {
                 None
             };
-            let after = std::mem::take(&mut self.after);
             let prefetch_after = |cols: (usize, usize), piece: (usize, usize)| {
-                prefetch_columns(features, piece_of(&after, piece), cols)
+                prefetch_columns(features, piece_of(after, piece), cols)
             };
             let result = self.step_split(
                 net,
@@ -607,15 +668,14 @@ impl Trainer {
                 prefetch_next,
                 (nshards, par),
                 next_batch.map(|b| (b, prefetch_after)),
+                between,
             );
             if next_batch.is_some() {
                 self.ahead.valid = true;
                 self.ahead.key = key;
                 self.ahead.indices.clear();
-                self.ahead.indices.extend_from_slice(&next);
+                self.ahead.indices.extend_from_slice(next);
             }
-            self.next = next;
-            self.after = after;
             return Ok(result);
         }
         let sr = self.shard_rows;
@@ -638,8 +698,9 @@ impl Trainer {
             shard.pass(shared, x, x_scale, grad_scale, (step, s * sr), par, prefetch_next);
         };
         run_shards(&mut self.shards, nshards, run);
-        self.next = next;
-        Ok(self.finish_step(net, nshards))
+        let (loss, correct) = self.finish_step(net, nshards);
+        between(loss, correct);
+        Ok((loss, correct))
     }
 
     /// Rows of a batch [`splits`](Self::splits) looks at on one thread to
@@ -676,9 +737,11 @@ impl Trainer {
     /// `pieces` of its rows.
     ///
     /// `first_done`: the first phase already ran for `x` (at the end of the
-    /// step before, see [`look_ahead`](Self::look_ahead)). `then`: the next
+    /// step before, see [`step_ahead`](Self::step_ahead)). `then`: the next
     /// step's batch, whose first phase this step runs at its end (each part
     /// right after updating its rows of `W`), with its prefetch hint.
+    /// `between(loss, correct)`: see [`step_ahead`](Self::step_ahead).
+    #[allow(clippy::too_many_arguments)]
     fn step_split<X: AOperand, P: Fn((usize, usize), (usize, usize)) + Sync>(
         &mut self,
         net: &mut Network,
@@ -687,6 +750,7 @@ impl Trainer {
         prefetch_next: impl Fn((usize, usize), (usize, usize)) + Sync,
         (nshards, par): (usize, Parallelism),
         then: Option<(X, P)>,
+        between: &mut dyn FnMut(f64, usize),
     ) -> (f64, usize) {
         let (rows, sr) = (x.rows(), self.shard_rows);
         let grad_scale = 1.0 / rows as f32;
@@ -725,6 +789,9 @@ impl Trainer {
             let labels = &shard.labels[..r1 - r0];
             (shard.loss, shard.correct) = shard.ws.finish_split_pass(shared, labels, grad_scale, par);
         });
+        let (loss, correct) = self.shards[..nshards]
+            .iter()
+            .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct));
         // 3. Each part: its rows of dW (shard by shard), summed into the update
         //    of its rows of W; then, if asked, the next step's phase 1 on them.
         //    Then each part updates pieces of every other tensor until none
@@ -779,7 +846,9 @@ impl Trainer {
             if let [pa, pb] = &mut split.parts[..] {
                 let (wa, wb) = first.w.as_mut_slice().split_at_mut(part_len);
                 let (sa, sb) = w_slots.split_at(part_len);
-                join_spinning(|| go(((pa, wa), sa)), || go(((pb, wb), sb)));
+                // this thread's bookkeeping while the other may still work
+                let report = || between(loss, correct);
+                join_spinning_then(|| go(((pa, wa), sa)), || go(((pb, wb), sb)), report);
             } else {
                 split
                     .parts
@@ -788,14 +857,13 @@ impl Trainer {
                     .zip(w_slots.par_chunks(part_len))
                     .with_max_len(1)
                     .for_each(go);
+                between(loss, correct);
             }
         }
         // Every group of pieces was claimed, and run, by a part (each claims
         // until none is left, and a split has two parts or more): not checked
         // here, as that would read the counter the parts wrote last.
-        shards
-            .iter()
-            .fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct))
+        (loss, correct)
     }
 
     /// Adds the shards' gradients in shard order, updates every parameter
@@ -1105,38 +1173,48 @@ impl Session {
             for i in resumed.step..steps {
                 let idx = chunk(i);
                 let began = Instant::now();
+                // The step's bookkeeping: the running sums, the divergence
+                // check and the progress report, given the step's loss while
+                // the step ends (see `Trainer::step_ahead`).
+                let (mut diverged, mut flow, mut seconds) = (None, ControlFlow::Continue(()), 0.0);
+                let mut report = |l: f64, c: usize| {
+                    step += 1;
+                    loss += l;
+                    correct += c;
+                    seen += idx.len();
+                    let mean = loss / seen as f64;
+                    let reference = *self.start_loss.get_or_insert(l / idx.len() as f64);
+                    if !mean.is_finite() || mean > DIVERGENCE_FACTOR * reference.max(1.0) {
+                        diverged = Some(mean as f32);
+                        return;
+                    }
+                    seconds = resumed.seconds + start.elapsed().as_secs_f64();
+                    flow = on_progress(Progress::Step {
+                        epoch,
+                        epochs: cfg.epochs,
+                        step,
+                        steps,
+                        loss: mean,
+                        accuracy: correct as f64 / seen as f64,
+                        seconds,
+                    });
+                };
                 // Nothing but the next step touches the network in between.
-                self.trainer.look_ahead(chunk(i + 1), chunk(i + 2));
-                let (l, c) = self.trainer.step_indices(net, train, idx)?;
+                let ahead = (chunk(i + 1), chunk(i + 2));
+                self.trainer.step_ahead(net, train, idx, ahead, &mut report)?;
                 let took = began.elapsed().as_secs_f64();
                 if std::mem::replace(&mut self.stepped, true) {
                     times.push(took);
                 } else {
                     first = Some(took);
                 }
-                step += 1;
-                loss += l;
-                correct += c;
-                seen += idx.len();
-                let mean = loss / seen as f64;
-                let reference = *self.start_loss.get_or_insert(l / idx.len() as f64);
-                if !mean.is_finite() || mean > DIVERGENCE_FACTOR * reference.max(1.0) {
+                if let Some(mean) = diverged {
                     return Err(Error::Diverged {
                         epoch,
                         step,
-                        loss: mean as f32,
+                        loss: mean,
                     });
                 }
-                let seconds = resumed.seconds + start.elapsed().as_secs_f64();
-                let flow = on_progress(Progress::Step {
-                    epoch,
-                    epochs: cfg.epochs,
-                    step,
-                    steps,
-                    loss: mean,
-                    accuracy: correct as f64 / seen as f64,
-                    seconds,
-                });
                 if flow.is_break() {
                     stop = true;
                     if step < steps {
@@ -1288,7 +1366,7 @@ mod tests {
     use super::*;
     use crate::nn::Activation;
 
-    /// What [`Trainer::look_ahead`] lets a step run ahead is used only by a
+    /// What [`Trainer::step_ahead`] lets a step run ahead is used only by a
     /// step on exactly those examples: a step on others computes its own
     /// first phase, and the weights are those of steps that never ran ahead.
     #[test]
@@ -1313,8 +1391,9 @@ mod tests {
             let mut ahead = net0.clone();
             let mut trainer = Trainer::new(&ahead, opt, 128).unwrap();
             assert_eq!(trainer.first_layer_parts(), 2);
-            trainer.look_ahead(&c, &[]);
-            trainer.step_indices(&mut ahead, &d, &a).unwrap();
+            trainer
+                .step_ahead(&mut ahead, &d, &a, (&c, &[]), &mut |_, _| {})
+                .unwrap();
             assert!(
                 trainer.ahead.valid,
                 "the step ran the next one's first phase ahead"
@@ -1324,5 +1403,54 @@ mod tests {
             trainer.step_indices(&mut ahead, &d, &c).unwrap();
             assert!(plain == ahead, "the weights differ");
         });
+    }
+
+    /// [`Trainer::step_ahead`]'s `between` gets the step's loss and number
+    /// correct once, on the calling thread, whether the step splits its
+    /// first layer on two threads (with the workers awake, where it runs
+    /// beside the other thread's share, or not), runs on one, or does not
+    /// split at all (20 inputs: one depth block).
+    #[test]
+    fn between_gets_each_steps_loss_once_on_the_calling_thread() {
+        let n = 256;
+        for inputs in [784, 20] {
+            let pixels: Vec<u8> = (0..n * inputs)
+                .map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+                .collect();
+            let labels: Vec<u8> = (0..n).map(|i| (i * 7 % 10) as u8).collect();
+            let d = Dataset::new(pixels, labels, 1, inputs).unwrap();
+            let (a, b, c): (Vec<usize>, Vec<usize>, Vec<usize>) =
+                ((0..128).collect(), (128..256).collect(), (50..178).collect());
+            for (threads, awake) in [(2, true), (2, false), (1, false)] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let run = || {
+                        let mut net = Network::mlp(inputs, &[16, 16], 10, Activation::Relu, 1).unwrap();
+                        let mut trainer = Trainer::new(&net, Optimizer::rmsprop(0.001), 128).unwrap();
+                        let here = std::thread::current().id();
+                        for (batch, ahead) in [(&a, (&b, &c)), (&b, (&c, &a)), (&c, (&a, &b))] {
+                            let mut got = Vec::new();
+                            let mut between =
+                                |l: f64, c: usize| got.push((l, c, std::thread::current().id()));
+                            let stepped = trainer
+                                .step_ahead(&mut net, &d, batch, (ahead.0, ahead.1), &mut between)
+                                .unwrap();
+                            let case = format!("{inputs} inputs, {threads} thread(s), awake {awake}");
+                            assert_eq!(got, vec![(stepped.0, stepped.1, here)], "{case}");
+                            assert!(stepped.0 > 0.0, "{case}: a loss was summed");
+                        }
+                        assert_eq!(trainer.first_layer_parts() > 0, inputs == 784);
+                    };
+                    if awake {
+                        crate::nn::awake::with_workers_awake(run);
+                    } else {
+                        run();
+                    }
+                });
+            }
+        }
     }
 }
