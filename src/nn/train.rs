@@ -651,7 +651,7 @@ impl Trainer {
             // The first phase was run ahead for exactly these examples?
             let key = Ahead::key(&features, x_scale);
             let first_done = ahead && self.ahead.key == key && self.ahead.indices == indices;
-            // Run the next step's ahead (look_ahead), if its examples are a batch of this data set.
+            // Run the next step's first phase ahead (step_ahead), if its examples are a batch of this data set.
             let fits = !next.is_empty() && next.len() <= self.batch_size;
             let next_batch = if pipelined && fits {
                 Gathered::new(features, next).ok()
