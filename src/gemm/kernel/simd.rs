@@ -29,8 +29,10 @@
 //! counters with constant bounds, so LLVM unrolls every loop and keeps each
 //! accumulator in a register. A full tile without an epilogue is stored
 //! straight from them. An edge tile goes to `store_edge`, a separate,
-//! non-inlined function that takes the accumulators by value (copied out
-//! only on that path) and writes only the valid `rows x cols` part with
+//! non-inlined function that reads a copy of the accumulators written out
+//! after the `k` loop, on that path only (`spilled`: the array itself never
+//! leaves the kernel, or LLVM may keep it in memory through the loop), and
+//! writes only the valid `rows x cols` part with
 //! partial loads and stores (masked on AVX-512): nothing outside the tile
 //! is read or written. A full tile with an epilogue goes to
 //! `store_full_epilogue`, the same way.
@@ -449,6 +451,14 @@ unsafe fn plus_old_c(acc: V, c: *const f32, read_c: bool, beta: V) -> V {
 /// alone on panels in L1, best of 5: 655 -> 586 cycles a call at `kc = 32`
 /// (512 of them multiply-adds), 2177 -> 2133 at `kc = 128`.
 ///
+/// The other paths get the accumulators through [`spilled`], never the
+/// array itself. When the array went to them by value, whether it stayed in
+/// registers depended on how the compiler split the crate: built as one
+/// codegen unit, or with LTO, the kernels wrote every accumulator to the
+/// stack after each multiply-add, and 784-512-512-10 trained 1.76x
+/// (`codegen-units = 1`) and 1.91x (fat LTO) slower than the default build
+/// (Zen 5, AVX-512, 16 lanes; docs/PERFORMANCE.md, "an eighth session").
+///
 /// # Safety
 /// `out` a valid exclusive tile of C, as for [`super::KernelFn`].
 #[inline(always)]
@@ -456,14 +466,39 @@ unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: 
     let full = out.rows == MR && out.cols == NV * LANES;
     if full && out.epilogue.is_none() {
         // SAFETY: forwarded from the caller; the tile is full.
-        unsafe { store_full(acc, out, |_, _, x| x) }
-    } else if full {
+        return unsafe { store_full(acc, out, |_, _, x| x) };
+    }
+    let tile = spilled(acc);
+    if full {
         // SAFETY: forwarded from the caller; the tile is full.
-        unsafe { store_full_epilogue(acc, out) }
+        unsafe { store_full_epilogue(&tile, out) }
     } else {
-        store_edge(acc, out);
+        store_edge(&tile, out);
     }
 }
+
+/// The accumulators written one by one, after the `k` loop, into a tile
+/// of their own that the non-inlined stores read by reference. The array
+/// itself never goes to another function, so nothing ties it to memory and
+/// each accumulator stays in its register through the loop, however the
+/// crate is split into codegen units.
+#[inline(always)]
+fn spilled<const MR: usize, const NV: usize>(acc: [[V; NV]; MR]) -> Spilled<MR, NV> {
+    let mut tile = std::mem::MaybeUninit::<[[V; NV]; MR]>::uninit();
+    let p = tile.as_mut_ptr().cast::<V>();
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &x) in row.iter().enumerate() {
+            // SAFETY: element (i, v) of the tile, written once
+            unsafe { p.add(i * NV + v).write(x) };
+        }
+    }
+    // SAFETY: every element written above
+    Spilled(unsafe { tile.assume_init() })
+}
+
+/// A tile of accumulators copied to memory ([`spilled`]), for the
+/// non-inlined stores.
+struct Spilled<const MR: usize, const NV: usize>([[V; NV]; MR]);
 
 /// Writes every vector of a full tile to C: `then(i, v, acc + beta · c)`
 /// for row `i`, vector `v` of the row.
@@ -496,7 +531,8 @@ unsafe fn store_full<const MR: usize, const NV: usize>(
 /// # Safety
 /// As [`store_tile`], for a full tile (`rows == MR`, `cols == NV · LANES`).
 #[inline(never)]
-unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOut) {
+unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(tile: &Spilled<MR, NV>, out: &TileOut) {
+    let acc = tile.0;
     let Some((bias, act)) = out.epilogue else {
         // SAFETY: forwarded from the caller.
         return unsafe { store_full(acc, out, |_, _, x| x) };
@@ -532,13 +568,14 @@ unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(acc: [[V; NV]; M
 /// The same vector arithmetic as a full tile runs on every element; C,
 /// bias and the result are read and written with partial (masked on
 /// AVX-512) loads and stores, so nothing outside the valid part is touched.
-/// The accumulators arrive by value, copied to memory for this call only,
-/// so the `k` loop still keeps them in registers. The activation is chosen
+/// The accumulators arrive as a copy in memory, made after the `k` loop
+/// ([`spilled`]), so the loop still keeps them in registers. The activation is chosen
 /// once per tile ([`store_edge_with`] for each), not once per vector: the
 /// 10 logits' 64x10x16 with its bias 986 ns against 1161 (Zen 3, AVX2, 8
 /// lanes, best of 6 runs; 800-807 without the epilogue).
 #[inline(never)]
-fn store_edge<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: &TileOut) {
+fn store_edge<const MR: usize, const NV: usize>(tile: &Spilled<MR, NV>, out: &TileOut) {
+    let acc = tile.0;
     use Activation::*;
     match out.epilogue.map(|(_, act)| act) {
         None => store_edge_with(acc, out, None::<fn(V) -> V>),
@@ -741,7 +778,7 @@ unsafe fn m_store<const MR: usize, const MV: usize, const NR: usize>(acc: &[[V; 
         }
         [V::from(row)]
     });
-    store_edge::<MR, 1>(rows, out);
+    store_edge::<MR, 1>(&Spilled(rows), out);
 }
 
 #[cfg(test)]
