@@ -60,6 +60,29 @@ pub const FUSED_MULTIPLY_ADD: bool = cfg!(any(
     all(target_arch = "aarch64", target_feature = "neon")
 ));
 
+/// A copy of a kernel's accumulators in memory, written one vector at a
+/// time: for the code after the kernel's loop that reads them by reference
+/// or by an index known only at run time. Handing over the array itself
+/// that way may tie it to memory for the whole loop: depending on how the
+/// compiler splits the crate into codegen units (one unit, or LTO), LLVM
+/// then stores every accumulator after each multiply-add (measured on Zen
+/// 5, AVX-512: 784-512-512-10 trained 1.76x and 1.91x slower, LeNet-5
+/// 1.20x and 1.33x; see docs/PERFORMANCE.md, "an eighth session"). Written
+/// from the registers into a tile of its own, the array never leaves them.
+#[inline(always)]
+pub fn spill<const R: usize, const C: usize>(acc: [[V; C]; R]) -> [[V; C]; R] {
+    let mut tile = core::mem::MaybeUninit::<[[V; C]; R]>::uninit();
+    let p = tile.as_mut_ptr().cast::<V>();
+    for (i, row) in acc.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate() {
+            // SAFETY: element (i, j) of the tile, written once
+            unsafe { p.add(i * C + j).write(x) };
+        }
+    }
+    // SAFETY: every element was written above
+    unsafe { tile.assume_init() }
+}
+
 /// `a·b + c` per lane: fused when [`FUSED_MULTIPLY_ADD`], else a multiply
 /// then an add (each rounded), exactly as [`mul_add_f32`] does per element.
 #[inline(always)]
@@ -953,5 +976,32 @@ mod vendor_tests {
             let linux = line.split(':').nth(1).unwrap_or("").trim();
             assert_eq!(ours, linux);
         }
+    }
+}
+
+#[cfg(test)]
+mod spill_tests {
+    use super::*;
+
+    /// Every vector lands in its own place, on tiles of the kernels' shapes
+    /// (rows by vectors a row), including one row and one vector.
+    #[test]
+    fn a_spilled_tile_holds_every_accumulator_in_its_place() {
+        fn tile<const R: usize, const C: usize>() -> [[V; C]; R] {
+            std::array::from_fn(|i| std::array::from_fn(|j| V::splat((i * 100 + j) as f32) + V::ONE))
+        }
+        fn check<const R: usize, const C: usize>() {
+            let acc = tile::<R, C>();
+            let copy = spill(acc);
+            for i in 0..R {
+                for j in 0..C {
+                    assert_eq!(copy[i][j].to_array(), acc[i][j].to_array(), "{R}x{C}: ({i}, {j})");
+                }
+            }
+        }
+        check::<1, 1>();
+        check::<3, 7>();
+        check::<12, 2>();
+        check::<16, 1>();
     }
 }

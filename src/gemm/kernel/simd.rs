@@ -30,11 +30,11 @@
 //! accumulator in a register. A full tile without an epilogue is stored
 //! straight from them. An edge tile goes to `store_edge`, a separate,
 //! non-inlined function that reads a copy of the accumulators written out
-//! after the `k` loop, on that path only (`spilled`: the array itself never
-//! leaves the kernel, or LLVM may keep it in memory through the loop), and
-//! writes only the valid `rows x cols` part with
-//! partial loads and stores (masked on AVX-512): nothing outside the tile
-//! is read or written. A full tile with an epilogue goes to
+//! after the `k` loop, on that path only (`simd::spill`: the array itself
+//! never leaves the kernel, or LLVM may keep it in memory through the
+//! loop), and writes only the valid `rows x cols` part with partial loads
+//! and stores (masked on AVX-512): nothing outside the tile is read or
+//! written. A full tile with an epilogue goes to
 //! `store_full_epilogue`, the same way.
 
 use super::{NextLines, TileOut};
@@ -451,7 +451,7 @@ unsafe fn plus_old_c(acc: V, c: *const f32, read_c: bool, beta: V) -> V {
 /// alone on panels in L1, best of 5: 655 -> 586 cycles a call at `kc = 32`
 /// (512 of them multiply-adds), 2177 -> 2133 at `kc = 128`.
 ///
-/// The other paths get the accumulators through [`spilled`], never the
+/// The other paths get a copy of the accumulators ([`Spilled`]), never the
 /// array itself. When the array went to them by value, whether it stayed in
 /// registers depended on how the compiler split the crate: built as one
 /// codegen unit, or with LTO, the kernels wrote every accumulator to the
@@ -468,7 +468,7 @@ unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: 
         // SAFETY: forwarded from the caller; the tile is full.
         return unsafe { store_full(acc, out, |_, _, x| x) };
     }
-    let tile = spilled(acc);
+    let tile = Spilled(simd::spill(acc));
     if full {
         // SAFETY: forwarded from the caller; the tile is full.
         unsafe { store_full_epilogue(&tile, out) }
@@ -477,27 +477,10 @@ unsafe fn store_tile<const MR: usize, const NV: usize>(acc: [[V; NV]; MR], out: 
     }
 }
 
-/// The accumulators written one by one, after the `k` loop, into a tile
-/// of their own that the non-inlined stores read by reference. The array
-/// itself never goes to another function, so nothing ties it to memory and
-/// each accumulator stays in its register through the loop, however the
-/// crate is split into codegen units.
-#[inline(always)]
-fn spilled<const MR: usize, const NV: usize>(acc: [[V; NV]; MR]) -> Spilled<MR, NV> {
-    let mut tile = std::mem::MaybeUninit::<[[V; NV]; MR]>::uninit();
-    let p = tile.as_mut_ptr().cast::<V>();
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &x) in row.iter().enumerate() {
-            // SAFETY: element (i, v) of the tile, written once
-            unsafe { p.add(i * NV + v).write(x) };
-        }
-    }
-    // SAFETY: every element written above
-    Spilled(unsafe { tile.assume_init() })
-}
-
-/// A tile of accumulators copied to memory ([`spilled`]), for the
-/// non-inlined stores.
+/// The accumulators copied to memory after the `k` loop
+/// ([`simd::spill`]), for the non-inlined stores: the array itself never
+/// goes to another function, so each accumulator stays in its register
+/// through the loop however the crate is split into codegen units.
 struct Spilled<const MR: usize, const NV: usize>([[V; NV]; MR]);
 
 /// Writes every vector of a full tile to C: `then(i, v, acc + beta · c)`
@@ -569,8 +552,8 @@ unsafe fn store_full_epilogue<const MR: usize, const NV: usize>(tile: &Spilled<M
 /// bias and the result are read and written with partial (masked on
 /// AVX-512) loads and stores, so nothing outside the valid part is touched.
 /// The accumulators arrive as a copy in memory, made after the `k` loop
-/// ([`spilled`]), so the loop still keeps them in registers. The activation is chosen
-/// once per tile ([`store_edge_with`] for each), not once per vector: the
+/// ([`Spilled`]), so the loop still keeps them in registers. The activation
+/// is chosen once per tile ([`store_edge_with`] for each), not once per vector: the
 /// 10 logits' 64x10x16 with its bias 986 ns against 1161 (Zen 3, AVX2, 8
 /// lanes, best of 6 runs; 800-807 without the epilogue).
 #[inline(never)]
