@@ -66,8 +66,8 @@ pub const FUSED_MULTIPLY_ADD: bool = cfg!(any(
 /// that way may tie it to memory for the whole loop: depending on how the
 /// compiler splits the crate into codegen units (one unit, or LTO), LLVM
 /// then stores every accumulator after each multiply-add (measured on Zen
-/// 5, AVX-512: 784-512-512-10 trained 1.76x and 1.91x slower, LeNet-5
-/// 1.20x and 1.33x; see docs/PERFORMANCE.md, "an eighth session"). Written
+/// 5, AVX-512: 784-512-512-10 trained 1.76-1.88x and 1.89-1.91x slower,
+/// LeNet-5 1.19x and 1.33x; see docs/PERFORMANCE.md, "an eighth session"). Written
 /// from the registers into a tile of its own, the array never leaves them.
 #[inline(always)]
 pub fn spill<const R: usize, const C: usize>(acc: [[V; C]; R]) -> [[V; C]; R] {

@@ -455,8 +455,8 @@ unsafe fn plus_old_c(acc: V, c: *const f32, read_c: bool, beta: V) -> V {
 /// array itself. When the array went to them by value, whether it stayed in
 /// registers depended on how the compiler split the crate: built as one
 /// codegen unit, or with LTO, the kernels wrote every accumulator to the
-/// stack after each multiply-add, and 784-512-512-10 trained 1.76x
-/// (`codegen-units = 1`) and 1.91x (fat LTO) slower than the default build
+/// stack after each multiply-add, and 784-512-512-10 trained 1.76-1.88x
+/// (`codegen-units = 1`) and 1.89-1.91x (fat LTO) slower than the default build
 /// (Zen 5, AVX-512, 16 lanes; docs/PERFORMANCE.md, "an eighth session").
 ///
 /// # Safety
