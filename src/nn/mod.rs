@@ -27,6 +27,7 @@ pub(crate) mod per_thread;
 pub mod pieces;
 pub mod pool;
 pub mod predict;
+pub(crate) mod shuffle;
 pub mod spec;
 pub mod split;
 pub mod step_times;

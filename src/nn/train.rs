@@ -37,8 +37,6 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::data::{Dataset, Input};
@@ -53,6 +51,7 @@ use crate::nn::network::{Evaluation, Network, Workspace};
 use crate::nn::optim::{Optimizer, OptimizerState, TensorSlots};
 use crate::nn::per_thread::EvalBuffers;
 use crate::nn::pieces::LazyPieces;
+use crate::nn::shuffle::Shuffle;
 use crate::nn::split::{Part, Split};
 use crate::nn::step_times::StepTimes;
 use crate::trace::{self, scope, Kind};
@@ -1058,10 +1057,8 @@ pub struct Session {
     pub early: EarlyStopping,
     /// Set once early stopping has ended the run: the restored epoch.
     pub stopped_early: Option<usize>,
-    rng: rand::rngs::StdRng,
-    order: Vec<usize>,
-    /// Shuffles applied to `order` so far.
-    shuffles: usize,
+    /// The examples' order, shuffled each epoch.
+    shuffle: Shuffle,
     /// Whether this session has run a step (its first also makes the
     /// workspaces, see [`StepTimes::first`]).
     stepped: bool,
@@ -1097,11 +1094,7 @@ impl Session {
             start_loss: None,
             early: EarlyStopping::default(),
             stopped_early: None,
-            // A generator for the shuffles only, so that changing the epochs
-            // does not change the initial weights.
-            rng: rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed_5eed_5eed),
-            order: (0..examples).collect(),
-            shuffles: 0,
+            shuffle: Shuffle::new(examples, cfg.seed),
             stepped: false,
             evaluation: EvalBuffers::new(),
         })
@@ -1109,7 +1102,7 @@ impl Session {
 
     /// The size of the training set this run is for.
     pub fn examples(&self) -> usize {
-        self.order.len()
+        self.shuffle.order().len()
     }
 
     /// Trains the next epoch (or the rest of an interrupted one), evaluating
@@ -1132,10 +1125,10 @@ impl Session {
             return Ok(Outcome::Finished);
         }
         check_run(net, train, cfg)?;
-        if train.len() != self.order.len() {
+        if train.len() != self.examples() {
             return Err(Error::Invalid(format!(
                 "this run trains on {} examples but was given {}; resume it with the same data",
-                self.order.len(),
+                self.examples(),
                 train.len()
             )));
         }
@@ -1146,19 +1139,15 @@ impl Session {
             ));
         }
         let epoch = self.epochs_done + 1;
-        // The epoch's wall time includes its shuffle (as the profile's timers do).
+        // The epoch's wall time includes its shuffle (as the profile's timers
+        // do), unless the last epoch prepared it beside its validation pass.
         let start = Instant::now();
-        if cfg.shuffle {
-            let _t = scope(Kind::Shuffle, 0);
-            // Replays the shuffles of the epochs before this one after a resume.
-            while self.shuffles < epoch {
-                self.order.shuffle(&mut self.rng);
-                self.shuffles += 1;
-            }
-        }
+        // Takes the prepared order, or shuffles; after a resume, replays the
+        // shuffles of the epochs before this one.
+        self.shuffle.for_epoch(epoch, cfg.shuffle);
         let resumed = self.partial.take().unwrap_or_default();
         let batch = self.trainer.batch_size();
-        let steps = self.order.len().div_ceil(batch);
+        let steps = self.examples().div_ceil(batch);
         // The steps, with the pool's other workers polling for the shards and
         // GEMM tasks instead of sleeping between them (see `awake`).
         self.trainer.forget_ahead();
@@ -1169,7 +1158,7 @@ impl Session {
             let (mut loss, mut correct, mut seen, mut step) =
                 (resumed.loss_sum, resumed.correct, resumed.seen, resumed.step);
             let mut stop = false;
-            let chunk = |i: usize| self.order.chunks(batch).nth(i).unwrap_or(&[]);
+            let chunk = |i: usize| self.shuffle.order().chunks(batch).nth(i).unwrap_or(&[]);
             for i in resumed.step..steps {
                 let idx = chunk(i);
                 let began = Instant::now();
@@ -1244,9 +1233,14 @@ impl Session {
             // The validation pass's GEMM work, for the profile's compute limit.
             let flops = validation.map_or(0, |v| 2 * v.len() * gemm_macs_per_example(net));
             let _t = scope(Kind::Evaluation, 0).flops(flops);
-            validation
-                .map(|v| net.evaluate_reusing(v, &mut self.evaluation))
-                .transpose()?
+            let (net, kept, shuffle) = (&*net, &mut self.evaluation, &mut self.shuffle);
+            let mut evaluate = || validation.map(|v| net.evaluate_reusing(v, kept)).transpose();
+            if cfg.shuffle && epoch < cfg.epochs && validation.is_some() {
+                // the next epoch's shuffle beside the pass (see nn::shuffle)
+                rayon::join(evaluate, || shuffle.prepare()).0?
+            } else {
+                evaluate()?
+            }
         };
         let stats = EpochStats {
             epoch,
