@@ -18,6 +18,13 @@ use rand::SeedableRng;
 
 use crate::trace::{scope, Kind};
 
+/// The generator of a run's shuffles, from its seed: one of its own, so
+/// that changing the epochs does not change the initial weights (also
+/// `teach::fit::shuffle_rng`, which shuffles as the engine does).
+pub(crate) fn generator(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed)
+}
+
 /// The examples' order and the generator that shuffles it.
 pub(crate) struct Shuffle {
     rng: rand::rngs::StdRng,
@@ -32,11 +39,10 @@ pub(crate) struct Shuffle {
 }
 
 impl Shuffle {
-    /// The order `0..examples`, with a generator for the shuffles only
-    /// (so that changing the epochs does not change the initial weights).
+    /// The order `0..examples`, and the run's shuffle [`generator`].
     pub(crate) fn new(examples: usize, seed: u64) -> Shuffle {
         Shuffle {
-            rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
+            rng: generator(seed),
             order: (0..examples).collect(),
             shuffles: 0,
             spare: Vec::new(),

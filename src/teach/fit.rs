@@ -19,7 +19,6 @@
 //! against `f64` (`tests/teach_loop.rs` holds them together over 100 steps).
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::data::{Dataset, Input};
 use crate::nn::Network;
@@ -47,10 +46,10 @@ pub fn from_engine(net: &Network) -> NetworkF64 {
     }
 }
 
-/// The seed of the shuffles, as the engine derives it (`nn::train::fit`): a
-/// generator of its own, so that changing the epochs does not change the weights.
+/// The generator of the shuffles, the engine's own (`nn::shuffle`): one of
+/// its own, so that changing the epochs does not change the weights.
 pub fn shuffle_rng(seed: u64) -> rand::rngs::StdRng {
-    rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed)
+    crate::nn::shuffle::generator(seed)
 }
 
 /// The order of the images in the next epoch: `order` shuffled by `rng` (as the
