@@ -847,7 +847,7 @@ impl Trainer {
             if let [pa, pb] = &mut split.parts[..] {
                 let (wa, wb) = first.w.as_mut_slice().split_at_mut(part_len);
                 let (sa, sb) = w_slots.split_at(part_len);
-                // this thread's bookkeeping while the other may still work
+                // this thread's bookkeeping as soon as its part is done
                 let report = || between(loss, correct);
                 // The last part on this thread, the first on the other. In
                 // MNIST the last (the images' bottom halves) holds more ink,
