@@ -70,7 +70,8 @@ impl StepTimes {
             p90: times[9 * (n - 1) / 10],
             slowest: times[n - 1],
             slow_steps: slow.clone().count(),
-            slow_excess: slow.map(|t| t - median).sum(),
+            // From +0.0: a sum of no f64 is -0.0, which printed "-0.0 µs".
+            slow_excess: slow.fold(0.0, |sum, t| sum + (t - median)),
             total: times.iter().sum(),
             first,
         })
@@ -152,6 +153,9 @@ mod tests {
         let mut t = [4.0, 1.0, 2.0, 3.0];
         let s = StepTimes::summarize(&mut t, None).unwrap();
         assert_eq!((s.median, s.slow_steps), (2.5, 0));
+        // No slow step: nothing beyond the median, and not a negative zero.
+        assert!(s.slow_excess == 0.0 && s.slow_excess.is_sign_positive());
+        assert!(StepTimes::combine(&[s]).unwrap().slow_excess.is_sign_positive());
         // 5.0 is exactly 2 x 2.5: slow means strictly more.
         let mut t = [5.0, 1.0, 2.0, 3.0];
         assert_eq!(StepTimes::summarize(&mut t, None).unwrap().slow_steps, 0);
