@@ -668,9 +668,11 @@ fn train_profile_times_every_kernel_of_the_workshop_network() {
         .filter(|r| r.label != "validation")
         .filter_map(|r| r.thread_s)
         .sum();
-    assert!(train > 0.0 && (available - 2.0 * train).abs() <= 2e-3, "{line}");
+    // Printed to the millisecond: a fast machine's run of 2,048 images may
+    // show 0.000 busy (the rows, to the microsecond, were checked above).
+    assert!(train >= 0.0 && (available - 2.0 * train).abs() <= 2e-3, "{line}");
     assert!(
-        busy > 0.0 && (busy - busy_rows).abs() <= 1e-3,
+        busy >= 0.0 && (busy - busy_rows).abs() <= 1e-3,
         "{line} vs rows {busy_rows}"
     );
     assert!((waiting - (available - busy).max(0.0)).abs() <= 2e-3, "{line}");
