@@ -162,6 +162,11 @@ impl<'a> Fit<'a> {
     /// Trains: one [`EpochStats`] per epoch completed. Fails, with a message
     /// naming the fix, if the data does not fit the network (width, labels),
     /// a setting is out of range, or the loss diverges.
+    ///
+    /// Runs on the current rayon pool: called from a thread of no pool,
+    /// rayon's global one, with the calling thread computing as one of its
+    /// workers (see [`crate::nn::awake`]); inside `pool.install(..)`, that
+    /// pool's threads. The result is the same bits either way.
     pub fn run(self) -> Result<Vec<EpochStats>> {
         crate::simd::warn_once_if_not_native();
         let mut on_progress = self
