@@ -17,8 +17,11 @@
 //! epoch to the compute limit: that work at the 2-thread FMA peak measured
 //! in the same process (as `simdnet bench` measures it).
 //!
-//! Then times the small network with the profiler on, to show what
-//! `train --profile` costs (off, it is one relaxed atomic load per timer).
+//! Then times the workshop network trained from the bench's own thread,
+//! in no pool (as a library's `Fit::run` from `main`: rayon's global
+//! pool), against the 2-thread pool (when the global pool has 2 threads),
+//! and the small network with the profiler on, to show what `train
+//! --profile` costs (off, it is one relaxed atomic load per timer).
 //!
 //! With `--limit N` (or `--quick`: 6,400 images) the epoch trains on the
 //! first N images only and its time is extrapolated linearly ("est.").
@@ -186,6 +189,22 @@ fn main() {
                 100.0 * beyond(&steps[1])
             ),
             step_speedup
+        );
+    }
+    // The same epoch trained from this thread, which is in no pool (as a
+    // library user's `Fit::run` from `main`), on rayon's global pool,
+    // against the 2-thread pool above, alternated: `nn::awake` makes this
+    // thread compute as a worker would (without it, 2.4-3x slower).
+    if rayon::current_num_threads() == 2 {
+        let (mut outside, mut inside) = (Vec::new(), Vec::new());
+        for seed in 1..=seeds.max(5) {
+            outside.push(epoch_seconds(&[16, 16], &data, Some(&test), seed, scale));
+            inside.push(pools[1].install(|| epoch_seconds(&[16, 16], &data, Some(&test), seed, scale)));
+        }
+        let (outside, inside) = (median(&outside), median(&inside));
+        println!(
+            "784-16-16-10 from a thread of no pool (rayon's global pool, 2 threads): {outside:.4} s/ep against {inside:.4} in a 2-thread pool ({:.2}x){est}",
+            outside / inside
         );
     }
     // Profiler overhead on the small network, all threads: off vs on,
