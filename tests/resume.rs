@@ -162,11 +162,7 @@ fn ctrl_c_stops_cleanly_and_the_checkpoint_resumes_exactly() {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         for line in lines.by_ref() {
             if line.unwrap().starts_with("Epoch 1/8") {
-                let killed = Command::new("kill")
-                    .args(["-INT", &child.id().to_string()])
-                    .status()
-                    .unwrap();
-                assert!(killed.success());
+                signal(&child, "-INT");
                 break;
             }
         }

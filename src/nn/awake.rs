@@ -196,31 +196,34 @@ mod tests {
         assert_ne!(seen.1, seen.2, "both jobs ran on one thread: {seen:?}");
     }
 
+    /// Posts a half to this thread's handoff and waits (at most 10 s) for
+    /// another thread to run it: the pool index of the thread that did.
+    fn served_by() -> Option<usize> {
+        let started = AtomicBool::new(false);
+        let mut server = None;
+        let posted = handoff::join_posting(
+            || {
+                // ends only if another thread runs the posted half
+                let t = std::time::Instant::now();
+                while !started.load(Ordering::Acquire) {
+                    assert!(t.elapsed().as_secs() < 10, "no worker served the handoff");
+                    std::hint::spin_loop();
+                }
+            },
+            || {
+                started.store(true, Ordering::Release);
+                server = rayon::current_thread_index();
+            },
+        );
+        assert!(posted.is_ok(), "this thread had no handoff to post to");
+        server
+    }
+
     #[test]
     fn the_other_workers_serve_the_owners_handoff_while_it_runs() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let (owner, server) = pool.install(|| {
-            with_workers_awake(|| {
-                let started = AtomicBool::new(false);
-                let mut server = None;
-                let posted = handoff::join_posting(
-                    || {
-                        // ends only if the other worker runs the posted half
-                        let t = std::time::Instant::now();
-                        while !started.load(Ordering::Acquire) {
-                            assert!(t.elapsed().as_secs() < 10, "no worker served the handoff");
-                            std::hint::spin_loop();
-                        }
-                    },
-                    || {
-                        started.store(true, Ordering::Release);
-                        server = rayon::current_thread_index();
-                    },
-                );
-                assert!(posted.is_ok(), "the owner had no handoff to post to");
-                (rayon::current_thread_index(), server)
-            })
-        });
+        let (owner, server) =
+            pool.install(|| with_workers_awake(|| (rayon::current_thread_index(), served_by())));
         assert!(
             server.is_some() && server != owner,
             "owner {owner:?}, server {server:?}"
@@ -247,22 +250,7 @@ mod tests {
             let (mut server, mut most) = (None, 0);
             with_workers_awake_counted(
                 || {
-                    let started = AtomicBool::new(false);
-                    let posted = handoff::join_posting(
-                        || {
-                            // ends only if a worker runs the posted half (at most 10 s)
-                            let t = std::time::Instant::now();
-                            while !started.load(Ordering::Acquire) {
-                                assert!(t.elapsed().as_secs() < 10, "no worker served the handoff");
-                                std::hint::spin_loop();
-                            }
-                        },
-                        || {
-                            started.store(true, Ordering::Release);
-                            server = rayon::current_thread_index();
-                        },
-                    );
-                    assert!(posted.is_ok(), "this thread had no handoff to post to");
+                    server = served_by();
                     // Every worker has taken its copy of the spawned broadcast
                     // once it runs this later one (a poller runs it while polling).
                     rayon::broadcast(|_| ());
