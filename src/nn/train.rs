@@ -1235,6 +1235,8 @@ impl Session {
             ControlFlow::Continue(run) => run,
         };
         let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
+        // the profiler's own work, in neither the steps' time nor validation's
+        crate::trace::settle_between_epochs();
         let vstart = Instant::now();
         let validation = {
             // The validation pass's GEMM work, for the profile's compute limit.
