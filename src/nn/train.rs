@@ -246,6 +246,12 @@ impl Shard {
 
 /// Everything a training step needs besides the network: the optimiser and
 /// its state, and one workspace per shard, allocated once.
+///
+/// A loop of your own that calls [`step`](Self::step) again and again
+/// runs it inside [`crate::nn::awake::with_workers_awake`],
+/// as [`fit`] does each epoch: the pool's other workers then poll for the
+/// steps' parallel halves instead of sleeping between steps (the same
+/// bits either way; see `nn::awake` for what waking them costs).
 pub struct Trainer {
     /// The update rule and its hyper-parameters.
     pub optimizer: Optimizer,
