@@ -507,23 +507,9 @@ fn explained_coverage(out: &str) -> f64 {
     }
     let wall = total_wall / (accounted / 100.0);
     let prefix = "times the median, ";
-    let excess = match out.find(prefix) {
-        None => 0.0,
-        Some(at) => {
-            let v = number_after(&out[at..], prefix);
-            let digit = |c: char| c.is_ascii_digit() || c == '.';
-            let rest = out[at + prefix.len()..].trim_start_matches(digit);
-            if rest.starts_with(" ms") {
-                v * 1e-3
-            } else if rest.starts_with(" µs") {
-                v * 1e-6
-            } else if rest.starts_with(" s") {
-                v
-            } else {
-                panic!("no unit after '{prefix}' in\n{out}")
-            }
-        }
-    };
+    let excess = out
+        .find(prefix)
+        .map_or(0.0, |at| seconds_after(&out[at..], prefix));
     accounted + 100.0 * excess / wall
 }
 
@@ -542,6 +528,19 @@ fn covered_profile(floor: f64, run: impl Fn() -> String) -> String {
         seen.push(format!("explained {explained:.1}%:\n{out}"));
     }
     panic!("timers below {floor}% in three runs:\n{}", seen.join("\n"))
+}
+
+/// The time printed after `prefix` in `out`, in seconds: a number then
+/// " µs", " ms" or " s", as the profile prints durations.
+fn seconds_after(out: &str, prefix: &str) -> f64 {
+    let v = number_after(out, prefix);
+    let at = out.find(prefix).unwrap() + prefix.len();
+    let rest = out[at..].trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let unit = [(" µs", 1e-6), (" ms", 1e-3), (" s", 1.0)]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .unwrap_or_else(|| panic!("no unit after '{prefix}' in\n{out}"));
+    v * unit.1
 }
 
 fn train_profile(dir: &Path, threads: &str) -> String {
@@ -698,27 +697,10 @@ fn steps_line_counts(out: &str, steps: usize) {
         steps - 1,
         "{line}"
     );
-    let median = number_after(line, "median ");
-    let (p10, slowest) = (
-        number_after(line, "a tenth under "),
-        number_after(line, "slowest "),
-    );
-    // Each is printed in µs or ms: compare in µs.
-    let micros = |prefix: &str, v: f64| {
-        let at = line.find(prefix).unwrap() + prefix.len();
-        if line[at..]
-            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
-            .starts_with(" ms")
-        {
-            v * 1e3
-        } else {
-            v
-        }
-    };
     let (median, p10, slowest) = (
-        micros("median ", median),
-        micros("a tenth under ", p10),
-        micros("slowest ", slowest),
+        seconds_after(line, "median "),
+        seconds_after(line, "a tenth under "),
+        seconds_after(line, "slowest "),
     );
     assert!(0.0 < p10 && p10 <= median && median <= slowest, "{line}");
     assert!(
