@@ -258,9 +258,12 @@ const READ_BYTES: bool = ROW_GROUPS;
 /// read of 128 half rows a step (medians over 2,500 steps, the two ways
 /// in one binary): the bottom halves 8.05 µs masked against 4.88 this way
 /// on 1 thread, 7.85 against 4.99 on 2; the top halves 4.48 against 4.50
-/// and 5.47 against 4.47. The step (`train --json`, alternated): 0.931 on
-/// 2 threads (faster in 10 of 10 rounds), 0.958 on 1 (6 of 6). The same
-/// values either way: the bytes kept are the same.
+/// and 5.47 against 4.47. The step (`train --json`, alternated): in one
+/// binary 0.931 on 2 threads (faster in 10 of 10 rounds), 0.958 on 1 (6
+/// of 6); built, against the build before, 0.958-0.964 on 2 threads and
+/// 0.964-0.983 on 1 under 1, 4 and 8 codegen units (docs/PERFORMANCE.md,
+/// "An Intel Xeon, a sixth session"). The same values either way: the
+/// bytes kept are the same.
 ///
 /// # Safety
 /// Every row has the same length; room for that many entries plus
