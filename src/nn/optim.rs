@@ -438,16 +438,58 @@ fn update_range<'g>(
 struct StepConstants {
     c1: f32,
     c2: f32,
+    /// Adam's fading first moments (see [`faded_exactly`]), unless the
+    /// hyper-parameters leave no room for them.
+    fading: Option<Fading>,
 }
+
+/// What Adam's update needs to take its fading lanes apart: a lane whose
+/// gradient is ±0, whose first moment `m` is nonzero and below 2^-100,
+/// and whose weight is at least `least_w`.
+#[derive(Clone, Copy)]
+struct Fading {
+    /// `1 - β1`, as the update computes it in `f32`.
+    k1: f64,
+    /// Below it, the weight's own update might show in its bits.
+    least_w: f32,
+}
+
+/// The bits of 2^-100: the first moments below it may fade.
+const FADING_BITS: u32 = 0x0D80_0000;
 
 impl StepConstants {
     fn new(opt: &Optimizer, t: i32) -> StepConstants {
         match *opt {
-            Optimizer::Adam { beta1, beta2, .. } => StepConstants {
-                c1: 1.0 / (1.0 - beta1.powi(t)),
-                c2: 1.0 / (1.0 - beta2.powi(t)).sqrt(),
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                let c1 = 1.0 / (1.0 - beta1.powi(t));
+                // A fading lane's new `m` is no larger than the old, below 2^-100, and
+                // the denominator is at least ε: its weight moves by at most
+                // |lr|·c1·2^-100/ε (times 1 + 2^-22 for the roundings). A weight
+                // 2^27 times that moves by under a quarter of its last place, so
+                // its bits stay (2^-60 keeps it normal).
+                let bound = f64::from(lr).abs() * f64::from(c1) * f64::from(f32::from_bits(FADING_BITS))
+                    / f64::from(eps)
+                    * f64::from(1u32 << 27);
+                let fading = ((0.0..1.0).contains(&beta1) && eps > 0.0 && bound < 1e30).then(|| Fading {
+                    k1: f64::from(1.0 - beta1),
+                    least_w: bound.max(f64::from(2f32.powi(-60))) as f32,
+                });
+                StepConstants {
+                    c1,
+                    c2: 1.0 / (1.0 - beta2.powi(t)).sqrt(),
+                    fading,
+                }
+            }
+            _ => StepConstants {
+                c1: 1.0,
+                c2: 1.0,
+                fading: None,
             },
-            _ => StepConstants { c1: 1.0, c2: 1.0 },
         }
     }
 }
@@ -476,8 +518,67 @@ const TINY_STATE_BITS: u32 = 0x0100_0000;
 /// integer in the sum's low bits. All of it vectorises with the loop.
 #[inline(always)]
 fn decayed_exactly(rho: f64, s: f32) -> f32 {
-    const ROUND_TO_INTEGER: f64 = 4_503_599_627_370_496.0; // 2^52
     f32::from_bits((rho * f64::from(s.to_bits()) + ROUND_TO_INTEGER).to_bits() as u32)
+}
+
+/// 2^52: added to an `f64` below 2^52, it rounds it to an integer (to
+/// nearest, ties to even) and leaves that integer in the sum's low bits.
+const ROUND_TO_INTEGER: f64 = 4_503_599_627_370_496.0;
+
+/// 2^149 and 2^-149: an `f32` in units of its smallest subnormal, and back.
+const UNITS: f64 = f64::from_bits((1023 + 149) << 52);
+const FROM_UNITS: f64 = f64::from_bits((1023 - 149) << 52);
+
+/// `x` (a count of 2^-149, `0 ≤ x < 2^53`) rounded as `f32` rounds: to
+/// the nearest multiple of its spacing there (1 below 2^24, 2^(e-23) in
+/// [2^e, 2^(e+1))), ties to even. Adding `max(2^(e+29), 2^52)` leaves
+/// exactly that spacing as the sum's last place.
+#[inline(always)]
+fn round_to_f32_grid(x: f64) -> f64 {
+    let power = f64::from_bits(x.to_bits() & 0x7ff0_0000_0000_0000); // 2^e (0 for 0)
+    let magic = (power * f64::from(1u32 << 29)).max(ROUND_TO_INTEGER);
+    (x + magic) - magic
+}
+
+/// Adam's `m + (g - m)·k` for a gradient `g` of ±0, as `f32` arithmetic
+/// gives it, for `0 < |m| < 2^-100` and `0 < k ≤ 1` (`k` is `1 - β1`),
+/// with no floating-point operation on a subnormal number.
+///
+/// Why: a gradient that stays ±0 lets `m` fade by `β1` a step, through
+/// the range where `(g - m)·k` and the weight's step `lr·m·c1` are
+/// subnormal; an Intel core takes a microcode assist for each. On an Intel
+/// Xeon (Sapphire Rapids class) they cost LeNet-5 15% of its step
+/// (`docs/PERFORMANCE.md`, "An Intel Xeon, a seventh session").
+///
+/// How: `g - m` is `-m` exactly; in units of 2^-149 (exact in `f64`,
+/// taken from the bits below 2^-125), `(g - m)·k` rounds to
+/// `-round(|m|·k)` (the product in `f64` and then to `f32`'s grid: a
+/// double rounding that cannot differ from one, as 53 ≥ 2·24 + 2), and
+/// the sum `|m| - round(|m|·k)` is exact in `f64`, then rounded to the
+/// grid in turn. A sum of 0 is `+0`, as IEEE's `m + (-m)` is.
+#[inline(always)]
+fn faded_exactly(k: f64, m: f32) -> f32 {
+    let magnitude = m.to_bits() & 0x7fff_ffff;
+    let tiny = magnitude < TINY_STATE_BITS;
+    // a normal magnitude converts to f64 directly; a tiny one is its bits (never converted)
+    let normal = f32::from_bits(if tiny { 1.0f32.to_bits() } else { magnitude });
+    let units = if tiny {
+        f64::from(magnitude)
+    } else {
+        f64::from(normal) * UNITS
+    };
+    let step = round_to_f32_grid(units * k);
+    let sum = round_to_f32_grid(units - step);
+    // below 2^24 units the bits are the count; above, a normal f32 converts from f64 exactly
+    let small = sum < f64::from(TINY_STATE_BITS);
+    let small_bits = (sum + ROUND_TO_INTEGER).to_bits() as u32;
+    let large = (if small { 1.0 } else { sum * FROM_UNITS }) as f32;
+    let bits = if small { small_bits } else { large.to_bits() };
+    f32::from_bits(if bits == 0 {
+        0
+    } else {
+        bits | (m.to_bits() & 0x8000_0000)
+    })
 }
 
 /// The update of one contiguous chunk; plain loops the compiler vectorises.
@@ -527,11 +628,51 @@ fn update_chunk(
             eps,
         } => {
             // m̂ = m·c1 and sqrt(v̂) = sqrt(v)·c2, with the bias corrections hoisted out of the loop.
-            let StepConstants { c1, c2 } = step;
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s1.iter_mut()).zip(s2.iter_mut()) {
-                *m += (g - *m) * (1.0 - beta1);
-                *v += (g * g - *v) * (1.0 - beta2);
-                *w -= lr * (*m * c1) / (v.sqrt() * c2 + eps);
+            let StepConstants { c1, c2, fading } = step;
+            let Some(Fading { k1, least_w }) = fading else {
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s1.iter_mut()).zip(s2.iter_mut()) {
+                    *m += (g - *m) * (1.0 - beta1);
+                    *v += (g * g - *v) * (1.0 - beta2);
+                    *w -= lr * (*m * c1) / (v.sqrt() * c2 + eps);
+                }
+                return;
+            };
+            // `&`, not `&&`: no branch, so the loop stays vectorised
+            let fading_lane = |w: f32, g: f32, m: f32| {
+                (g.to_bits() << 1 == 0)
+                    & ((m.to_bits() & 0x7fff_ffff).wrapping_sub(1) < FADING_BITS - 1)
+                    & (w.abs() >= least_w)
+            };
+            // A fading lane gives the loop 0 for its `m`, keeps its `m`, and
+            // gets it from `faded_exactly` after: the same bits, no subnormal
+            // in the floating-point unit. Its `w` stays (g = ±0 and
+            // |w| ≥ least_w: the true step is under a quarter of w's last place).
+            let mut marks = [0u8; SUM_CHUNK];
+            for (((w, g), m), v) in w
+                .chunks_mut(SUM_CHUNK)
+                .zip(g.chunks(SUM_CHUNK))
+                .zip(s1.chunks_mut(SUM_CHUNK))
+                .zip(s2.chunks_mut(SUM_CHUNK))
+            {
+                let mut any = 0u8;
+                for ((((w, &g), m), v), mark) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v).zip(&mut marks)
+                {
+                    let fading = fading_lane(*w, g, *m);
+                    *mark = u8::from(fading);
+                    any |= *mark;
+                    let m_in = if fading { 0.0 } else { *m };
+                    let m_new = m_in + (g - m_in) * (1.0 - beta1);
+                    *v += (g * g - *v) * (1.0 - beta2);
+                    *w -= lr * (m_new * c1) / (v.sqrt() * c2 + eps);
+                    *m = if fading { *m } else { m_new };
+                }
+                if any != 0 {
+                    for (m, &mark) in m.iter_mut().zip(&marks) {
+                        if mark != 0 {
+                            *m = faded_exactly(k1, *m);
+                        }
+                    }
+                }
             }
         }
     }
@@ -670,6 +811,154 @@ mod tests {
                     subnormal_results > 10_000,
                     "ρ {rho}: {subnormal_results} subnormal states"
                 );
+            }
+        }
+    }
+
+    /// A small xorshift generator: the tests below need many values, not a seed's API.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// [`faded_exactly`] against the hardware's `m + (g - m)·(1 - β1)`
+    /// with `g` = ±0, bit for bit: every 257th pattern of the first 2^16
+    /// (the subnormals' low end) and random ones up to 2^-100, either
+    /// sign, for eight values of β1 (0 and the largest below 1 among them).
+    #[test]
+    fn faded_moments_are_the_hardware_bits() {
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        for beta1 in [
+            0.9f32,
+            0.0,
+            0.5,
+            0.99,
+            0.999,
+            0.3,
+            1.0 - f32::EPSILON / 2.0,
+            0.123_456_7,
+        ] {
+            let k1 = 1.0 - beta1;
+            for i in 0..200_000u32 {
+                let r = next();
+                let magnitude = if i < 1 << 16 {
+                    i * 257 % FADING_BITS
+                } else {
+                    r as u32 % FADING_BITS
+                };
+                let m = f32::from_bits(magnitude | (r >> 32) as u32 & 0x8000_0000);
+                for g in [0.0f32, -0.0] {
+                    let hardware = m + (g - m) * k1;
+                    assert_eq!(
+                        faded_exactly(f64::from(k1), m).to_bits(),
+                        hardware.to_bits(),
+                        "β1 {beta1}, m {m:e} (bits {:#x}), g {g}",
+                        m.to_bits()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adam's update against its formula computed plainly, bit for bit in
+    /// the weights and both moments, on lanes built to meet every case:
+    /// gradients mostly ±0 (also tiny, subnormal and ordinary), first
+    /// moments below 2^-100 (the fading ones), just above it (they fall
+    /// below it in this very update), ordinary and ±0, second moments from
+    /// 0 to ordinary, and weights from 0 and 2^-60 to 1e30. Hyper-parameters
+    /// and step counts that make the least fading weight large or small,
+    /// and ones that leave no room for fading lanes (β1 = 1, ε = 0).
+    #[test]
+    fn adam_fading_moments_give_the_bits_of_the_plain_formula() {
+        let n = 3 * SUM_CHUNK * 40 + 17;
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
+        let pick = |r: u64, from: &[f32]| from[(r % from.len() as u64) as usize];
+        let (mut g, mut m0, mut v0, mut w0) =
+            (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+        for i in 0..n {
+            let (a, b, c, d) = (next(), next(), next(), next());
+            g[i] = if a % 10 < 7 {
+                pick(a >> 8, &[0.0, -0.0])
+            } else {
+                pick(a >> 8, &[3e-20, -1e-40, 0.25, -2e-3])
+            };
+            let magnitude = match b % 4 {
+                0 | 1 => (b >> 8) as u32 % FADING_BITS,
+                2 => FADING_BITS + (b >> 8) as u32 % 0x10_0000,
+                _ => pick(b >> 8, &[1e-3, 0.0, 2e-5]).to_bits(),
+            };
+            m0[i] = f32::from_bits(magnitude | (b >> 40) as u32 & 0x8000_0000);
+            v0[i] = pick(c, &[0.0, 1e-10, 1e-3, 1e-40, 2f32.powi(-120), 0.5]);
+            w0[i] = pick(
+                d,
+                &[
+                    0.3,
+                    -0.02,
+                    0.0,
+                    -0.0,
+                    1e-20,
+                    -2f32.powi(-60),
+                    1e-38,
+                    1e30,
+                    -4.5e-12,
+                ],
+            );
+        }
+        let cases = [
+            (1e-3f32, 0.9f32, 0.999f32, 1e-7f32, [1, 7, 3000]),
+            (0.5, 0.9, 0.999, 1e-7, [1, 2, 50]),
+            (-1e-3, 0.99, 0.9, 1e-3, [1, 10, 100]),
+            (1e-3, 0.0, 0.999, 1e-30, [1, 3, 9]),
+            (1e-9, 1.0 - f32::EPSILON / 2.0, 0.999, 1e-7, [1, 2, 3]),
+            (1e-3, 1.0, 0.999, 1e-7, [1, 2, 3]),
+            (1e-3, 0.9, 0.999, 0.0, [1, 2, 3]),
+        ];
+        for (lr, beta1, beta2, eps, steps) in cases {
+            let opt = Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            };
+            for t in steps {
+                let step = StepConstants::new(&opt, t);
+                let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+                update_chunk(&opt, step, &mut w, &g, &mut m, &mut v);
+                let StepConstants { c1, c2, fading } = step;
+                let mut faded = 0;
+                for i in 0..n {
+                    let m_plain = m0[i] + (g[i] - m0[i]) * (1.0 - beta1);
+                    let v_plain = v0[i] + (g[i] * g[i] - v0[i]) * (1.0 - beta2);
+                    let w_plain = w0[i] - lr * (m_plain * c1) / (v_plain.sqrt() * c2 + eps);
+                    assert_eq!(
+                        (w[i].to_bits(), m[i].to_bits(), v[i].to_bits()),
+                        (w_plain.to_bits(), m_plain.to_bits(), v_plain.to_bits()),
+                        "lr {lr}, β1 {beta1}, ε {eps}, step {t}: w {:e}, g {:e}, m {:e}, v {:e}",
+                        w0[i],
+                        g[i],
+                        m0[i],
+                        v0[i]
+                    );
+                    faded += usize::from(
+                        fading.is_some_and(|f| w0[i].abs() >= f.least_w)
+                            && g[i] == 0.0
+                            && m0[i] != 0.0
+                            && m0[i].abs() < f32::from_bits(FADING_BITS),
+                    );
+                }
+                match (beta1, eps) {
+                    (1.0, _) | (_, 0.0) => assert!(fading.is_none(), "β1 {beta1}, ε {eps}: no fading lanes"),
+                    (_, 1e-30) => assert!(faded < n / 10, "ε {eps}: least w {:?}", fading.map(|f| f.least_w)),
+                    _ => assert!(
+                        faded > n / 8,
+                        "lr {lr}, β1 {beta1}, step {t}: only {faded} fading lanes"
+                    ),
+                }
             }
         }
     }
