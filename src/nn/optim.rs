@@ -432,8 +432,9 @@ fn update_range<'g>(
 
 /// What a step's update computes once for all its chunks: Adam's bias
 /// corrections, `c1 = 1 / (1 - beta1^t)` and `c2 = 1 / sqrt(1 - beta2^t)`
-/// (1 for the other optimisers). Computed per chunk of [`SUM_CHUNK`], the
-/// two `powi` calls took 9.5% of Adam's update time under `perf` (Zen 5).
+/// (1 for the other optimisers), and which of Adam's lanes may fade
+/// ([`Fading`]). Computed per chunk of [`SUM_CHUNK`], the two `powi`
+/// calls took 9.5% of Adam's update time under `perf` (Zen 5).
 #[derive(Clone, Copy)]
 struct StepConstants {
     c1: f32,
