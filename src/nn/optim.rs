@@ -461,29 +461,12 @@ const FADING_BITS: u32 = 0x0D80_0000;
 impl StepConstants {
     fn new(opt: &Optimizer, t: i32) -> StepConstants {
         match *opt {
-            Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            } => {
+            Optimizer::Adam { beta1, beta2, .. } => {
                 let c1 = 1.0 / (1.0 - beta1.powi(t));
-                // A fading lane's new `m` is no larger than the old, below 2^-100, and
-                // the denominator is at least ε: its weight moves by at most
-                // |lr|·c1·2^-100/ε (times 1 + 2^-22 for the roundings). A weight
-                // 2^27 times that moves by under a quarter of its last place, so
-                // its bits stay (2^-60 keeps it normal).
-                let bound = f64::from(lr).abs() * f64::from(c1) * f64::from(f32::from_bits(FADING_BITS))
-                    / f64::from(eps)
-                    * f64::from(1u32 << 27);
-                let fading = ((0.0..1.0).contains(&beta1) && eps > 0.0 && bound < 1e30).then(|| Fading {
-                    k1: f64::from(1.0 - beta1),
-                    least_w: bound.max(f64::from(2f32.powi(-60))) as f32,
-                });
                 StepConstants {
                     c1,
                     c2: 1.0 / (1.0 - beta2.powi(t)).sqrt(),
-                    fading,
+                    fading: Fading::new(opt, c1),
                 }
             }
             _ => StepConstants {
@@ -492,6 +475,29 @@ impl StepConstants {
                 fading: None,
             },
         }
+    }
+}
+
+impl Fading {
+    /// For Adam's step with bias correction `c1`; `None` for the other
+    /// optimisers, and where β1 is outside [0, 1), ε is not positive, or
+    /// the least weight would be out of range.
+    fn new(opt: &Optimizer, c1: f32) -> Option<Fading> {
+        let Optimizer::Adam { lr, beta1, eps, .. } = *opt else {
+            return None;
+        };
+        // A fading lane's new `m` is no larger than the old, below 2^-100, and
+        // the denominator is at least ε: its weight moves by at most
+        // |lr|·c1·2^-100/ε (times 1 + 2^-22 for the roundings). A weight
+        // 2^27 times that moves by under a quarter of its last place, so
+        // its bits stay (2^-60 keeps it normal).
+        let bound = f64::from(lr).abs() * f64::from(c1) * f64::from(f32::from_bits(FADING_BITS))
+            / f64::from(eps)
+            * f64::from(1u32 << 27);
+        ((0.0..1.0).contains(&beta1) && eps > 0.0 && bound < 1e30).then(|| Fading {
+            k1: f64::from(1.0 - beta1),
+            least_w: bound.max(f64::from(2f32.powi(-60))) as f32,
+        })
     }
 }
 
