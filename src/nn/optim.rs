@@ -510,7 +510,7 @@ const TINY_STATE_BITS: u32 = 0x0100_0000;
 /// even), for `0 ≤ s < 2^-125` (`s.to_bits() < TINY_STATE_BITS`) and
 /// `0 ≤ ρ < 1`, with no floating-point operation on a subnormal number.
 ///
-/// Why: a gradient that is `+0` step after step lets RMSprop's state decay
+/// Why: a gradient that is ±0 step after step lets RMSprop's state decay
 /// through the subnormal range, and an Intel core multiplies a subnormal
 /// through a microcode assist. On an Intel Xeon (Sapphire Rapids class,
 /// AVX-512) 0.3% of the workshop network's updates met one, and they cost
