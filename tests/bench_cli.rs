@@ -329,6 +329,41 @@ fn bench_quick_json_follows_the_schema() {
     }
     // LeNet-5's first layer: 64 images x 28·28·6 outputs x 25 taps x 2 FLOPs.
     assert_eq!(num(&conv[0], "flops"), 64.0 * 28.0 * 28.0 * 6.0 * 25.0 * 2.0);
+    // Every SIMD micro-kernel of the build alone on a tile in L1, in order;
+    // the GEMM's default one names the hidden widths' products it serves.
+    let J::Arr(micro) = get(&j, "micro_kernels") else {
+        panic!("micro_kernels is not an array")
+    };
+    let want: Vec<J> = simdnet::gemm::kernel::SIMD_KERNELS
+        .iter()
+        .map(|k| J::Str(k.name.into()))
+        .collect();
+    let got: Vec<J> = micro.iter().map(|k| get(k, "name").clone()).collect();
+    assert_eq!(got, want);
+    for k in micro {
+        assert_eq!(get(k, "verified"), &J::Bool(true));
+        assert_eq!(get(k, "error"), &J::Null);
+        let (mr, nr, kc) = (num(k, "mr"), num(k, "nr"), num(k, "kc"));
+        assert!(mr >= 1.0 && nr >= 1.0 && (16.0..=256.0).contains(&kc), "{k:?}");
+        let median = num(k, "gflops.median");
+        assert!(median > 0.0 && median <= num(k, "gflops.best"), "{k:?}");
+        let peak = num(&j, "peak_gflops.one_thread.best");
+        // (the JSON writer keeps 7 significant digits)
+        assert!(
+            (num(k, "percent_of_peak") / (100.0 * median / peak) - 1.0).abs() < 1e-5,
+            "{k:?}"
+        );
+        assert!(matches!(get(k, "used_for"), J::Str(s) if s == "-" || s.starts_with("n = ")));
+    }
+    let default = simdnet::gemm::kernel::default_kernel().name;
+    let used = micro
+        .iter()
+        .find(|k| get(k, "name") == &J::Str(default.into()))
+        .map(|k| get(k, "used_for").clone());
+    assert!(
+        matches!(&used, Some(J::Str(s)) if s.contains("512")),
+        "{default}: {used:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -386,6 +421,27 @@ fn bench_times_the_convolutions_of_the_cnn_models() {
         let roof: f64 = f[13].trim_end_matches('%').parse().unwrap();
         assert!(roof.is_finite() && roof > 0.0, "{row}");
         assert!(f[12] == "compute" || f[12] == "memory", "{row}");
+    }
+    // The micro-kernels alone: one row per SIMD kernel, in order, before the
+    // convolutions; tile, depth, two rates, % of peak and what it is used for.
+    let start = out
+        .find("\nMicro-kernels alone, on 1 thread")
+        .expect("the micro-kernel table");
+    assert!(start < out.find("\nConvolutions on ").unwrap(), "{out}");
+    let kernels = simdnet::gemm::kernel::SIMD_KERNELS;
+    let rows: Vec<&str> = out[start..].lines().skip(3).take(kernels.len()).collect();
+    for (row, k) in rows.iter().zip(kernels) {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(f[0], k.name, "{out}");
+        assert_eq!(f[1], format!("{}x{}", k.mr, k.nr), "{row}");
+        for v in &f[2..6] {
+            let x: f64 = v
+                .trim_end_matches('%')
+                .parse()
+                .unwrap_or_else(|_| panic!("'{v}' in '{row}'"));
+            assert!(x.is_finite() && x > 0.0, "{row}");
+        }
+        assert!(f[6] == "-" || f[6] == "n", "{row}");
     }
     // Markdown: one table row per pass.
     let o = simdnet(

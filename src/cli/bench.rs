@@ -3,9 +3,12 @@
 //! In one run: peak fp32 FLOP/s (an FMA loop), STREAM-like memory bandwidth
 //! (read, copy, triad), each on one thread and on all threads; then the GEMM
 //! on square shapes and on the shapes of training the given networks, with a
-//! roofline verdict; then the fused kernels in GB/s; then the convolution
-//! layers of the preset CNNs (`--models`), each pass on one training shard
-//! per thread (as training runs them), with the same verdict. Every kernel is checked
+//! roofline verdict; then the fused kernels in GB/s; then each SIMD
+//! micro-kernel alone on one tile in L1 (one thread, against its peak: what
+//! the kernel's own loop gives, apart from packing and the caches); then the
+//! convolution layers of the preset CNNs (`--models`), each pass on one
+//! training shard per thread (as training runs them), with the same
+//! verdict. Every kernel is checked
 //! against a plain reference first and is not reported if it fails. `--json`
 //! prints the same numbers in a stable schema (see `docs/PERFORMANCE.md`).
 //!
@@ -550,7 +553,50 @@ fn to_text(set: &Settings, r: &Results) -> String {
             ),
         };
     }
+    s.push_str(&micro_kernel_text(r));
     s.push_str(&conv_text(set, r));
+    s
+}
+
+/// The micro-kernels' table of the text report: each alone on one tile in
+/// L1, against the 1-thread peak.
+fn micro_kernel_text(r: &Results) -> String {
+    let mut s = String::new();
+    let peak = r.limits.peak1.best;
+    let _ = writeln!(
+        s,
+        "\nMicro-kernels alone, on 1 thread, each on one tile whose packed panels sit in L1 (the most its loop gives on this core; the GEMM rows above add packing, edge tiles and C's traffic; median of up to {} runs, % of the 1-thread peak):",
+        r.micro_kernels.iter().map(|k| k.samples.len()).max().unwrap_or(0)
+    );
+    let _ = writeln!(
+        s,
+        "  {:<14} {:>7} {:>6} {:>8} {:>8} {:>7}  used for (products of depth 512)",
+        "kernel", "tile", "depth", "GFLOP/s", "best", "% peak"
+    );
+    for k in &r.micro_kernels {
+        let tile = format!("{}x{}", k.mr, k.nr);
+        let _ = match &k.verified {
+            Ok(()) => {
+                let rate = Rate::from_samples(&k.samples);
+                writeln!(
+                    s,
+                    "  {:<14} {:>7} {:>6} {:>8.1} {:>8.1} {:>6.1}%  {}",
+                    k.name,
+                    tile,
+                    k.kc,
+                    rate.median,
+                    rate.best,
+                    100.0 * rate.median / peak,
+                    k.role
+                )
+            }
+            Err(e) => writeln!(
+                s,
+                "  {:<14} {:>7}  FAILED VERIFICATION, not timed: {e}",
+                k.name, tile
+            ),
+        };
+    }
     s
 }
 
@@ -725,6 +771,23 @@ fn to_json(set: &Settings, r: &Results, tune: Option<&str>) -> Json {
             ("percent_of_roof", f(|s| s.percent_of_roof)),
         ])
     });
+    let micro_kernels = r.micro_kernels.iter().map(|k| {
+        let rate = (k.verified.is_ok()).then(|| Rate::from_samples(&k.samples));
+        Json::obj([
+            ("name", Json::str(k.name)),
+            ("mr", Json::Int(k.mr as i64)),
+            ("nr", Json::Int(k.nr as i64)),
+            ("kc", Json::Int(k.kc as i64)),
+            ("used_for", Json::str(&k.role)),
+            ("verified", Json::Bool(k.verified.is_ok())),
+            ("error", error(&k.verified)),
+            ("gflops", rate.as_ref().map_or(Json::Null, rate_json)),
+            (
+                "percent_of_peak",
+                Json::opt(rate.map(|r| 100.0 * r.median / l.peak1.best)),
+            ),
+        ])
+    });
     Json::obj([
         ("schema", Json::str(SCHEMA)),
         ("machine", machine_json(set, l, tune)),
@@ -746,6 +809,7 @@ fn to_json(set: &Settings, r: &Results, tune: Option<&str>) -> Json {
         ("gemm", Json::Arr(gemm.collect())),
         ("kernels", Json::Arr(kernels.collect())),
         ("conv", Json::Arr(conv.collect())),
+        ("micro_kernels", Json::Arr(micro_kernels.collect())),
         ("warnings", Json::Arr(r.warnings.iter().map(Json::str).collect())),
     ])
 }

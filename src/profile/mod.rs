@@ -8,6 +8,7 @@
 //! - [`machine`]: probes of this machine's peak FLOP/s and memory bandwidth.
 //! - [`bench`](mod@bench): the engine's GEMM and fused kernels, verified, then timed.
 //! - [`conv_bench`]: the preset CNNs' convolution layers, each pass verified, then timed.
+//! - [`kernel_bench`]: each SIMD micro-kernel alone on a tile in L1, verified, then timed.
 //! - [`verdict`]: roofline verdicts and warnings, from the measured numbers.
 //! - [`suite`]: the sequence `simdnet bench` runs, and its results.
 //! - [`facts`]: the build facts printed beside every figure.
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod conv_bench;
 pub mod facts;
 pub mod json;
+pub mod kernel_bench;
 pub mod machine;
 pub mod report;
 pub mod suite;

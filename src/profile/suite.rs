@@ -4,9 +4,11 @@
 //!    thread and on the pool.
 //! 2. The GEMM ([`super::bench`]) on square shapes and on the shapes of
 //!    training the given MNIST networks, each verified, then timed.
-//! 3. The fused kernels, each verified, then timed; then the convolution
-//!    layers of the given CNN models ([`super::conv_bench`]), each verified,
-//!    then its passes timed on one training shard.
+//! 3. The fused kernels, each verified, then timed; then each SIMD
+//!    micro-kernel alone on a tile in L1 ([`super::kernel_bench`], one
+//!    thread); then the convolution layers of the given CNN models
+//!    ([`super::conv_bench`]), each verified, then its passes timed on one
+//!    training shard.
 //! 4. The machine again. Other work on the machine only ever lowers a
 //!    measurement, so the samples of both passes are merged and the best kept.
 //!
@@ -15,6 +17,7 @@
 
 use super::bench::{self as pb, mnist_widths, Fused, GemmShape};
 use super::conv_bench::{self as cb, ConvCase, ConvPass};
+use super::kernel_bench::{self as kb, KernelResult};
 use super::machine::{self, Rate, StreamArrays};
 use super::verdict::{self, FusedStats, GemmStats, Limits};
 
@@ -66,6 +69,14 @@ impl Settings {
             0.2
         } else {
             1.5
+        }
+    }
+    /// Seconds of each timed run of a micro-kernel in L1.
+    fn kernel_seconds(&self) -> f64 {
+        if self.quick {
+            0.005
+        } else {
+            0.04
         }
     }
     /// Values each fused kernel runs over.
@@ -147,6 +158,8 @@ pub struct Results {
     pub fused: Vec<FusedResult>,
     /// The convolution layers' passes, model by model, layer by layer.
     pub convs: Vec<ConvResult>,
+    /// Each SIMD micro-kernel alone on a tile in L1, on one thread.
+    pub micro_kernels: Vec<KernelResult>,
     /// Signs that the measurements were disturbed ([`verdict::warnings`]).
     pub warnings: Vec<String>,
 }
@@ -162,7 +175,11 @@ impl Results {
             .iter()
             .filter(|c| c.pass == ConvPass::Forward)
             .filter_map(|c| c.verified.as_ref().err());
-        gemm.chain(fused).chain(conv).cloned().collect()
+        let micro = self
+            .micro_kernels
+            .iter()
+            .filter_map(|k| k.verified.as_ref().err());
+        gemm.chain(fused).chain(micro).chain(conv).cloned().collect()
     }
 }
 
@@ -226,6 +243,8 @@ pub fn run(s: &Settings, say: &(dyn Fn(&str) + Sync)) -> crate::Result<Results> 
             .collect()
     });
 
+    let micro_kernels = pool1.install(|| kb::run_all(s.runs, s.kernel_seconds(), say));
+
     let mut convs = Vec::new();
     for model in &s.models {
         for case in ConvCase::of_model(model).map_err(crate::Error::Invalid)? {
@@ -282,6 +301,7 @@ pub fn run(s: &Settings, say: &(dyn Fn(&str) + Sync)) -> crate::Result<Results> 
         gemms,
         fused,
         convs,
+        micro_kernels,
         warnings,
     })
 }
