@@ -46,7 +46,8 @@ use crate::trace::{self, Kind, Record};
 /// then the build facts the rates were measured with.
 ///
 /// Measures the machine's FMA peak on `threads` threads (about 0.2 s) for
-/// the compute-limit summary, and with two threads or more the round trip
+/// the compute-limit summary, the wide and narrow micro-kernels alone on a
+/// tile in L1 (about 0.1 s), and with two threads or more the round trip
 /// of a cache line between two cores (at most 0.3 s), which the forks and
 /// joins of every step pay.
 pub fn training_table(history: &[EpochStats], threads: usize) -> String {
@@ -66,6 +67,7 @@ pub fn training_table(history: &[EpochStats], threads: usize) -> String {
         } else {
             None
         },
+        kernels: peak.map(|p| KernelCeiling::measure(p / threads.max(1) as f64)),
     };
     let facts = BuildFacts::current();
     format!(
@@ -96,6 +98,58 @@ struct Run {
     /// A cache line's round trip between two threads, ns, measured after
     /// the run (`None`: one thread, or one core).
     round_trip_ns: Option<f64>,
+    /// The wide and narrow micro-kernels alone on a tile in L1, measured
+    /// after the run (`None`: not measured).
+    kernels: Option<KernelCeiling>,
+}
+
+/// The GEMM's two main micro-kernels, each alone on one tile in L1 on one
+/// thread ([`crate::profile::kernel_bench`]): (name, GFLOP/s over one
+/// thread's share of the peak). No product runs faster than its kernel's loop.
+#[derive(Clone, Copy, Debug)]
+struct KernelCeiling {
+    /// The kernel of wide products ([`crate::gemm::kernel::default_kernel`]).
+    wide: (&'static str, f64),
+    /// The kernel of products of at most `LANES` columns.
+    narrow: (&'static str, f64),
+}
+
+impl KernelCeiling {
+    /// Times both kernels (about 0.1 s) against `peak_per_thread` GFLOP/s.
+    fn measure(peak_per_thread: f64) -> KernelCeiling {
+        use crate::gemm::kernel;
+        use crate::profile::kernel_bench::{depth_in_l1, time_kernel};
+        let l1d = crate::gemm::blocking::l1d_bytes();
+        let share = |k: &'static kernel::MicroKernel| {
+            let rate =
+                crate::profile::machine::median(&time_kernel(k, depth_in_l1(k.mr, k.nr, l1d), 3, 0.01));
+            (k.name, rate / peak_per_thread)
+        };
+        KernelCeiling {
+            wide: share(kernel::default_kernel()),
+            narrow: share(kernel::narrow_kernel()),
+        }
+    }
+
+    /// One line naming both (one if they are the same kernel).
+    fn describe(&self) -> String {
+        let (w, n) = (self.wide, self.narrow);
+        let kernels = if w.0 == n.0 {
+            format!("{} {:.0}%", w.0, 100.0 * w.1)
+        } else {
+            format!(
+                "{} (wide products) {:.0}%, {} (n <= {}) {:.0}%",
+                w.0,
+                100.0 * w.1,
+                n.0,
+                crate::simd::LANES,
+                100.0 * n.1
+            )
+        };
+        format!(
+            "Micro-kernels alone, each on one tile in L1 (1 thread, measured just now): {kernels} of a thread's peak. No product runs faster than its kernel's loop; `simdnet bench` times every kernel.\n"
+        )
+    }
 }
 
 fn rate(r: &Record) -> String {
@@ -427,6 +481,9 @@ fn limit_summary(records: &[Record], cov: &trace::Coverage, run: &Run, peak: f64
             pct(together)
         );
     }
+    if let Some(k) = &run.kernels {
+        s.push_str(&k.describe());
+    }
     s
 }
 
@@ -452,6 +509,7 @@ mod tests {
             skipped_flops: 0,
             steps: None,
             round_trip_ns: None,
+            kernels: None,
         }
     }
 
@@ -483,6 +541,7 @@ mod tests {
             skipped_flops: 3_500_000_000,
             steps: None,
             round_trip_ns: None,
+            kernels: None,
         };
         let out = skipped_summary(&records, &run, 10.0);
         // 1.5 GFLOP done + 3.5 skipped = 5 GFLOP, 0.5 s at 10 GFLOP/s; the run took 1 s.
@@ -535,6 +594,7 @@ mod tests {
             skipped_flops: 0,
             steps: None,
             round_trip_ns: None,
+            kernels: None,
         };
         let out = render(&records, &cov, &run);
         assert!(!out.contains("Zeros skipped"), "{out}");
@@ -583,6 +643,29 @@ mod tests {
         // Without a measured peak there is no summary.
         let quiet = render(&records, &cov, &Run { peak: None, ..run });
         assert!(!quiet.contains("Compute limit"), "{quiet}");
+        // The micro-kernels' own ceiling, when measured: after the five parts.
+        assert!(!out.contains("Micro-kernels alone"), "{out}");
+        let kernels = KernelCeiling {
+            wide: ("simd-12x32", 0.853),
+            narrow: ("simd-16x16", 0.8249),
+        };
+        let with = render(
+            &records,
+            &cov,
+            &Run {
+                kernels: Some(kernels),
+                ..run
+            },
+        );
+        let line = format!("Micro-kernels alone, each on one tile in L1 (1 thread, measured just now): simd-12x32 (wide products) 85%, simd-16x16 (n <= {}) 82% of a thread's peak. No product runs faster than its kernel's loop; `simdnet bench` times every kernel.\n", crate::simd::LANES);
+        assert!(with.contains(&line), "{with}");
+        let same = KernelCeiling {
+            narrow: ("simd-12x32", 0.853),
+            ..kernels
+        };
+        assert!(same
+            .describe()
+            .contains("measured just now): simd-12x32 85% of a thread's peak."));
     }
 
     #[test]
