@@ -11,6 +11,7 @@
 //! and without its loads 100%), and the GEMM's large shapes at 66-70%.
 
 use crate::gemm::kernel::{self, MicroKernel, TileOut};
+use crate::gemm::loops::Aligned;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -62,29 +63,10 @@ pub fn depth_in_l1(mr: usize, nr: usize, l1d: usize) -> usize {
     (fits / 8 * 8).clamp(16, 256)
 }
 
-/// `len` floats starting on a 64-byte boundary, as the GEMM's packing
-/// buffers are (a vector load across two lines costs more).
-struct Aligned {
-    buf: Vec<f32>,
-    start: usize,
-}
-
-impl Aligned {
-    fn new(values: impl Iterator<Item = f32>, len: usize) -> Aligned {
-        let mut buf = vec![0.0f32; len + 15];
-        let start = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
-        for (x, v) in buf[start..start + len].iter_mut().zip(values) {
-            *x = v;
-        }
-        Aligned { buf, start }
-    }
-    fn ptr(&self) -> *const f32 {
-        self.buf[self.start..].as_ptr()
-    }
-}
-
 /// The kernel's packed panels and its tile: A~ (`kc` steps of `mr`
-/// values), B~ (`kc` steps of `nr`), C (`mr x nr`, rows `nr` apart).
+/// values), B~ (`kc` steps of `nr`), both 64-byte aligned in the GEMM's own
+/// packing buffers (a vector load across two lines costs more), and C
+/// (`mr x nr`, rows `nr` apart).
 struct Tile {
     kc: usize,
     a: Aligned,
@@ -95,14 +77,25 @@ struct Tile {
 impl Tile {
     fn new(k: &MicroKernel, kc: usize) -> Tile {
         // small integers over 16: every product and partial sum exact in f32
-        let a = (0..k.mr * kc).map(|i| ((i * 7 + 3) % 13) as f32 / 16.0 - 0.375);
-        let b = (0..k.nr * kc).map(|i| ((i * 5 + 1) % 11) as f32 / 16.0 - 0.3125);
-        Tile {
+        let mut t = Tile {
             kc,
-            a: Aligned::new(a, k.mr * kc),
-            b: Aligned::new(b, k.nr * kc),
+            a: Aligned::default(),
+            b: Aligned::default(),
             c: vec![f32::NAN; k.mr * k.nr],
+        };
+        for (i, x) in t.a.get(k.mr * kc, 0).iter_mut().enumerate() {
+            *x = ((i * 7 + 3) % 13) as f32 / 16.0 - 0.375;
         }
+        for (i, x) in t.b.get(k.nr * kc, 0).iter_mut().enumerate() {
+            *x = ((i * 5 + 1) % 11) as f32 / 16.0 - 0.3125;
+        }
+        t
+    }
+
+    /// A~ and B~ (the buffers hold exactly these lengths from [`Tile::new`] on).
+    fn panels(&mut self, k: &MicroKernel) -> (*const f32, *const f32) {
+        let a = self.a.get(k.mr * self.kc, 0).as_ptr();
+        (a, self.b.get(k.nr * self.kc, 0).as_ptr())
     }
 
     /// `C = A~ · B~` by the kernel (beta 0: C's old values are not read).
@@ -119,23 +112,25 @@ impl Tile {
         };
         // SAFETY: A~ holds mr · kc floats, B~ nr · kc, and C is an mr x nr
         // tile with rows nr apart, owned here and aliased nowhere else.
-        unsafe { (k.run)(self.kc, self.a.ptr(), self.b.ptr(), &out) }
+        let (a, b) = self.panels(k);
+        unsafe { (k.run)(self.kc, a, b, &out) }
     }
 
     /// Every element of C against the `f64` sum of its products.
-    fn check(&self, k: &MicroKernel) -> Result<(), String> {
-        let a = &self.a.buf[self.a.start..][..k.mr * self.kc];
-        let b = &self.b.buf[self.b.start..][..k.nr * self.kc];
+    fn check(&mut self, k: &MicroKernel) -> Result<(), String> {
+        let (kc, c) = (self.kc, &self.c);
+        let a = &*self.a.get(k.mr * kc, 0);
+        let b = &*self.b.get(k.nr * kc, 0);
         for i in 0..k.mr {
             for j in 0..k.nr {
-                let want: f64 = (0..self.kc)
+                let want: f64 = (0..kc)
                     .map(|p| a[p * k.mr + i] as f64 * b[p * k.nr + j] as f64)
                     .sum();
-                let got = self.c[i * k.nr + j];
+                let got = c[i * k.nr + j];
                 if got as f64 != want {
                     return Err(format!(
-                        "micro-kernel {}: C[{i}][{j}] = {got}, expected {want} (depth {})",
-                        k.name, self.kc
+                        "micro-kernel {}: C[{i}][{j}] = {got}, expected {want} (depth {kc})",
+                        k.name
                     ));
                 }
             }
