@@ -6,7 +6,8 @@
 //!   micro-panels of A past it. The loops balance it: `k` is cut into
 //!   `ceil(k / kc)` blocks of equal depth (the last one shorter by the
 //!   rounding), not full `kc` blocks and a thin remainder.
-//! - `mc`: rows of the packed block A~ (`mc x kc` floats), which lives in L2.
+//! - `mc`: rows of the packed block A~ (`mc x kc` floats), which lives in L2
+//!   (half of it; an eighth on an Intel core, see [`BlockSizes::for_cpu`]).
 //! - `nc`: columns of the packed block B~ (`kc x nc` floats), which lives in L3.
 //!   (For an A read in place the loops take fewer, to keep B~ within half
 //!   of L2: reading A once per block of columns costs nothing there.)
@@ -190,22 +191,59 @@ impl BlockSizes {
     ///   `nr = 16`, `kc = 512` beats 256 by 1-5%, and with `nr = 32`, 256
     ///   beats 128: C is loaded and stored less often, and the A
     ///   micro-panel streams through from L2 well enough);
-    /// - `mc`: the `mc x kc` A~ block fills half of L2;
+    /// - `mc`: the `mc x kc` A~ block fills half of L2 (an eighth on an
+    ///   Intel core: [`for_cpu`](Self::for_cpu));
     /// - `nc`: the `kc x nc` B~ block takes at most a quarter of L3 (shared
     ///   by the cores), capped at 4096 columns.
     pub fn for_caches(caches: CacheSizes, nr: usize) -> BlockSizes {
+        BlockSizes::with_a_share(caches, nr, 2)
+    }
+
+    /// [`for_caches`](Self::for_caches) on this CPU's vendor: on an Intel
+    /// core the A~ block takes an eighth of L2, not half (`mc` 96 instead
+    /// of 480 with a 2 MiB L2 and `kc` 512). `mc` does not change a sum
+    /// (only `kc` cuts them), so the trained numbers are the same.
+    ///
+    /// Measured on an Intel Xeon (family 6 model 167 under KVM, AVX-512, 16
+    /// lanes, L1d 48 KiB, L2 2 MiB, 2026-12-06), `cargo bench --bench gemm`
+    /// with `SIMDNET_MC` 480, 240, 144, 96 and 48 in turn, three rounds,
+    /// the medians of 1 thread (from the main thread and from the pool):
+    /// square 512 125 and 124 GFLOP/s with 480, 136 and 140 with 96, 137
+    /// and 146 with 48; square 1024 134 and 135, 145 and 145, 147 and 147;
+    /// `Xᵀ·dZ` 784x512x128 125 and 122, 139 and 148, 139 and 144 (every
+    /// round faster); the other shapes level (within the runs' 10%), 240
+    /// and 144 in between. With `kc` 512 the default kernel's B
+    /// micro-panel (`simd-12x32`: 64 KiB) does not fit this L1d, so both
+    /// panels stream from L2; that a smaller A~ then leaves more of L2 to
+    /// B~'s lines is a likely reason, not measured. Training was level (`train --json`, the two sizes
+    /// alternated, 4 to 6 rounds: the workshop network 1.004x,
+    /// 784-512-512-10 1.007x on 2 threads and 0.978x on 1, LeNet-5 1.000x,
+    /// mnist_cnn 1.006x). Not measured on AMD's cores, which keep half.
+    pub fn for_cpu(caches: CacheSizes, nr: usize, intel: bool) -> BlockSizes {
+        BlockSizes::with_a_share(caches, nr, if intel { 8 } else { 2 })
+    }
+
+    /// The sizes of [`for_caches`](Self::for_caches) with the A~ block
+    /// filling `1 / share` of L2.
+    fn with_a_share(caches: CacheSizes, nr: usize, share: usize) -> BlockSizes {
         let f = std::mem::size_of::<f32>();
         let kc = (caches.l1d / (nr * f)).clamp(64, 512) / 16 * 16;
-        let mc = (caches.l2 / 2 / (kc * f)).clamp(M_GRAIN, 960) / M_GRAIN * M_GRAIN;
+        let mc = (caches.l2 / share / (kc * f)).clamp(M_GRAIN, 960) / M_GRAIN * M_GRAIN;
         let nc = (caches.l3 / 4 / (kc * f)).clamp(N_GRAIN, 4096) / N_GRAIN * N_GRAIN;
         BlockSizes { mc, kc, nc }
+    }
+
+    /// This machine's defaults: [`for_cpu`](Self::for_cpu) on its caches,
+    /// its vendor and [`KC_PANEL_WIDTH`].
+    pub fn defaults() -> BlockSizes {
+        BlockSizes::for_cpu(CacheSizes::detect(), KC_PANEL_WIDTH, crate::simd::intel())
     }
 
     /// The defaults for this machine and the default micro-kernel, with the
     /// `SIMDNET_MC` / `SIMDNET_KC` / `SIMDNET_NC` overrides applied; if any
     /// of them is invalid (see [`check_env`]), the defaults alone.
     pub fn from_env() -> BlockSizes {
-        let defaults = BlockSizes::for_caches(CacheSizes::detect(), KC_PANEL_WIDTH);
+        let defaults = BlockSizes::defaults();
         env_overrides(defaults).unwrap_or(defaults)
     }
 
@@ -295,7 +333,7 @@ fn env_overrides(defaults: BlockSizes) -> Result<BlockSizes> {
 /// a whole number in its range, and the packed blocks they give must fit.
 /// The CLI calls this before any command that multiplies matrices.
 pub fn check_env() -> Result<()> {
-    env_overrides(BlockSizes::for_caches(CacheSizes::detect(), KC_PANEL_WIDTH)).map(|_| ())
+    env_overrides(BlockSizes::defaults()).map(|_| ())
 }
 
 static MC: AtomicUsize = AtomicUsize::new(0);
@@ -411,5 +449,56 @@ mod tests {
         assert_eq!(b.mc % M_GRAIN, 0);
         assert_eq!(b.nc % N_GRAIN, 0);
         assert!(b.mc >= M_GRAIN && b.nc >= N_GRAIN);
+    }
+
+    /// An Intel core's A~ block takes an eighth of L2, any other half; the
+    /// depth (which cuts the sums) and `nc` are the same.
+    #[test]
+    fn an_intel_core_keeps_a_smaller_a_block() {
+        let xeon = CacheSizes {
+            l1d: 48 << 10,
+            l2: 2 << 20,
+            l3: 480 << 20,
+        };
+        let (intel, other) = (
+            BlockSizes::for_cpu(xeon, 16, true),
+            BlockSizes::for_cpu(xeon, 16, false),
+        );
+        assert_eq!(
+            intel,
+            BlockSizes {
+                mc: 96,
+                kc: 512,
+                nc: 4096
+            }
+        );
+        assert_eq!(
+            other,
+            BlockSizes {
+                mc: 480,
+                kc: 512,
+                nc: 4096
+            }
+        );
+        assert_eq!(other, BlockSizes::for_caches(xeon, 16));
+        for l2 in [256 << 10, 512 << 10, 1 << 20, 2 << 20, 8 << 20] {
+            for l1d in [16 << 10, 32 << 10, 48 << 10] {
+                let caches = CacheSizes {
+                    l1d,
+                    l2,
+                    l3: 32 << 20,
+                };
+                let (i, o) = (
+                    BlockSizes::for_cpu(caches, 16, true),
+                    BlockSizes::for_cpu(caches, 16, false),
+                );
+                assert!(
+                    i.mc <= o.mc && i.mc % M_GRAIN == 0 && i.mc >= M_GRAIN,
+                    "{i:?} {o:?}"
+                );
+                assert!(i.mc * i.kc * 4 <= (l2 / 8).max(M_GRAIN * i.kc * 4), "{i:?}");
+                assert_eq!((i.kc, i.nc), (o.kc, o.nc));
+            }
+        }
     }
 }
