@@ -215,10 +215,11 @@ impl BlockSizes {
     /// and 144 in between. With `kc` 512 the default kernel's B
     /// micro-panel (`simd-12x32`: 64 KiB) does not fit this L1d, so both
     /// panels stream from L2; that a smaller A~ then leaves more of L2 to
-    /// B~'s lines is a likely reason, not measured. Training was level (`train --json`, the two sizes
-    /// alternated, 4 to 6 rounds: the workshop network 1.004x,
-    /// 784-512-512-10 1.007x on 2 threads and 0.978x on 1, LeNet-5 1.000x,
-    /// mnist_cnn 1.006x). Not measured on AMD's cores, which keep half.
+    /// B~'s lines is a likely reason, not measured. Training was level
+    /// (`train --json`, the two sizes alternated, 4 to 6 rounds: the
+    /// workshop network 1.004x, 784-512-512-10 1.007x on 2 threads and
+    /// 0.978x on 1, LeNet-5 1.000x, mnist_cnn 1.006x). Not measured on
+    /// AMD's cores, which keep half.
     pub fn for_cpu(caches: CacheSizes, nr: usize, intel: bool) -> BlockSizes {
         BlockSizes::with_a_share(caches, nr, if intel { 8 } else { 2 })
     }
