@@ -695,6 +695,28 @@ fn a_blank_picture_has_no_digit() {
     }
 }
 
+#[test]
+fn a_hand_built_image_whose_size_does_not_match_its_pixels_is_an_error() {
+    // A library user may fill an `Image` by hand. 2^63 + 1 columns by 2 rows
+    // (2^31 + 1 on 32 bits) is 2 pixels once the product wraps round (fuzz
+    // target `image`).
+    let width = usize::MAX / 2 + 2;
+    let wraps = Image {
+        width,
+        height: 2,
+        channels: Channels::Grey,
+        samples: vec![0, 255],
+    };
+    let short = grey(40, 30, vec![0; 1199]);
+    for (image, says) in [
+        (&wraps, &format!("instead of the {width}x2")[..]),
+        (&short, "1199 pixels instead of the 40x30"),
+    ] {
+        let e = digitize::prepare(image).unwrap_err();
+        assert!(e.contains(says), "{e}");
+    }
+}
+
 // ---------------------------------------------------------------- a digit drawn by hand
 
 /// Writes a 200x200 RGB PNG (png crate) of strokes, dark ink on white paper.

@@ -144,7 +144,9 @@ pub fn centre_of_mass(pixels: &[u8], width: usize) -> Option<(f64, f64)> {
 pub fn prepare(image: &Image) -> Result<Digit, String> {
     let (w, h) = (image.width, image.height);
     let mut grey = to_grey(image);
-    if grey.len() != w * h || grey.is_empty() {
+    // checked: a hand-built `Image` may state any size (a product that
+    // wrapped round to the pixels' count would pass, then index past them)
+    if w.checked_mul(h) != Some(grey.len()) || grey.is_empty() {
         return Err(format!(
             "it holds {} pixels instead of the {w}x{h} it states",
             grey.len()
