@@ -114,3 +114,24 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// Whether a message may show `c` as it is: not a control character (an
+/// escape sequence from a file would act on the terminal), not a byte-order
+/// mark, not a right-to-left override (which would reorder what follows).
+pub fn printable(c: char) -> bool {
+    !(c.is_control() || c == '\u{feff}' || c == '\u{202e}')
+}
+
+/// `text` for a message: every character that is not [`printable`] escaped
+/// (`\u{1b}`, `\n`), the rest as it is.
+pub fn escape_unprintable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if printable(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}

@@ -282,6 +282,19 @@ fn bad_grid_files_are_usage_errors_with_their_line() {
         "is larger than 64 KiB: a grid has at most 500 rows, one per line",
     );
     bad_grid("quote.grid", "--layers \"8\n", "line 1: a quote \" is not closed");
+    // What a line quotes back is escaped: an escape sequence from the file
+    // would act on the terminal, a right-to-left override reorder the line
+    // (fuzz target `grid`).
+    bad_grid(
+        "escape.grid",
+        "--layers 8 --epochs\u{1b}[2J 2\n",
+        "line 1: unknown flag '--epochs\\u{1b}[2J' for `simdnet sweep` (did you mean --epochs?)",
+    );
+    bad_grid(
+        "override.grid",
+        "--optimizer ad\u{202e}am\n",
+        "line 1: invalid --optimizer 'ad\\u{202e}am': unknown optimizer 'ad\\u{202e}am': expected one of sgd, momentum, rmsprop, adam",
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use super::facts::describe;
 use super::machine;
-use crate::error::{Error, Result};
+use crate::error::{printable, Error, Result};
 use crate::gemm::{self, BlockSizes};
 use crate::safe_file;
 
@@ -84,10 +84,10 @@ pub fn quote(text: &str) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() || c == '\u{feff}' || c == '\u{202e}' {
-            out.extend(c.escape_default());
-        } else {
+        if printable(c) {
             out.push(c);
+        } else {
+            out.extend(c.escape_default());
         }
     }
     out
@@ -218,7 +218,7 @@ fn parse_parts(text: &str, path: &Path, strict: bool) -> Result<Parsed> {
                 if slot.is_some() {
                     return Err(bad(path, format!("line {no}: '{key}' is given twice")));
                 }
-                if value.is_empty() || value.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{202e}') {
+                if value.is_empty() || value.chars().any(|c| !printable(c)) {
                     return Err(bad(
                         path,
                         format!("line {no}: '{key}' must be a line of text, found '{}'", quote(value)),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::cli::args::{self, parse_list, Flag, Parsed, UsageError};
 use crate::cli::CliError;
-use crate::error::Error;
+use crate::error::{escape_unprintable, Error};
 use crate::nn::network::MAX_PARAMS as MAX_PARAMS_PER_NET;
 use crate::nn::spec::{self, Arch, InputShape};
 use crate::nn::{Activation, Optimizer, OptimizerKind};
@@ -531,7 +531,15 @@ pub fn from_file(path: &Path) -> Result<Vec<Trial>, CliError> {
     let mut rows = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let body = line.split('#').next().unwrap_or("");
-        let ws = words(body).map_err(|e| UsageError(format!("grid file '{name}' line {}: {e}", i + 1)))?;
+        // a line's problem may quote its words: escaped, as the file may hold anything
+        let at_line = |e: String| {
+            UsageError(format!(
+                "grid file '{name}' line {}: {}",
+                i + 1,
+                escape_unprintable(&e)
+            ))
+        };
+        let ws = words(body).map_err(at_line)?;
         if ws.is_empty() {
             continue;
         }
@@ -541,8 +549,7 @@ pub fn from_file(path: &Path) -> Result<Vec<Trial>, CliError> {
             ))
             .into());
         }
-        let row =
-            parse_row(&ws).map_err(|e| UsageError(format!("grid file '{name}' line {}: {e}", i + 1)))?;
+        let row = parse_row(&ws).map_err(at_line)?;
         rows.push(row);
     }
     if rows.is_empty() {
