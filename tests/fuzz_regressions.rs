@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use simdnet::cli::{args, bench, commands, common};
+use simdnet::cli::sweep::grid;
+use simdnet::cli::{args, bench, commands, common, CliError};
 use simdnet::data::idx;
 use simdnet::nn::{checkpoint, model_file};
 use simdnet::profile::tune_config;
@@ -115,6 +116,19 @@ fn args_cases_are_errors() {
         match args_case(&bytes) {
             Err(e) => clean(&e, &case),
             Ok(()) => panic!("{} was accepted", case.display()),
+        }
+    }
+}
+
+#[test]
+fn grid_cases_are_errors() {
+    // from_file reads the case's own file, as sweep --grid does
+    for (case, _) in cases("grid") {
+        match grid::from_file(&case) {
+            Err(CliError::Usage(e)) => clean(&e.0, &case),
+            Err(CliError::Run(e)) => clean(&e.to_string(), &case),
+            Err(CliError::Exit(code)) => panic!("{} made sweep exit with {code}", case.display()),
+            Ok(rows) => panic!("{} was read as {} rows", case.display(), rows.len()),
         }
     }
 }
