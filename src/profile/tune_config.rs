@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use super::facts::describe;
 use super::machine;
-use crate::error::{printable, Error, Result};
+use crate::error::{escape_unprintable, printable, Error, Result};
 use crate::gemm::{self, BlockSizes};
 use crate::safe_file;
 
@@ -78,19 +78,10 @@ pub fn default_path() -> PathBuf {
 /// `text` as it may be shown in a message: control characters and other
 /// non-printing ones escaped (`\u{1b}`, `\n`), cut after `MAX_QUOTE` characters.
 pub fn quote(text: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX_QUOTE {
-            out.push_str("...");
-            break;
-        }
-        if printable(c) {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
+    match text.char_indices().nth(MAX_QUOTE) {
+        Some((cut, _)) => escape_unprintable(&text[..cut]) + "...",
+        None => escape_unprintable(text),
     }
-    out
 }
 
 fn bad(path: &Path, problem: impl Into<String>) -> Error {
@@ -462,4 +453,22 @@ pub fn apply_from(path: &Path, ignore: bool) -> Result<Option<String>> {
 /// returns a line saying what was used.
 pub fn apply_if_present(ignore: bool) -> Result<Option<String>> {
     apply_from(&default_path(), ignore)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_escapes_what_is_not_printable_and_cuts_long_text() {
+        assert_eq!(quote("simd\u{1b}[2J-12x32\n"), "simd\\u{1b}[2J-12x32\\n");
+        assert_eq!(quote("a\u{202e}b\u{feff}"), "a\\u{202e}b\\u{feff}");
+        let exact = "é".repeat(MAX_QUOTE);
+        assert_eq!(quote(&exact), exact);
+        let long = exact.clone() + "x";
+        assert_eq!(quote(&long), exact + "...");
+        // cut by characters, then escaped: an escape after the cut is not shown
+        let tail = "y".repeat(MAX_QUOTE) + "\u{1b}";
+        assert_eq!(quote(&tail), "y".repeat(MAX_QUOTE) + "...");
+    }
 }
