@@ -2,9 +2,8 @@
 //! text, then its checks against an input shape: the first two bytes pick
 //! the input (an image of up to 64x64 pixels with 1 or 3 channels, or a
 //! flat row of up to 4,096 values), the third the classes (1-16), the rest
-//! is the spec. A spec
-//! that fits is counted (parameters, multiply-adds, training bytes) and, if
-//! small, built and run forward on one example.
+//! is the spec. A spec that fits is counted (parameters, multiply-adds,
+//! training bytes) and, if small, built and run forward on one example.
 //!
 //! What must hold: `Ok` or `Err`, never a panic; a spec that fits builds a
 //! network whose parameter count is the one counted beforehand.
