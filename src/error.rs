@@ -64,6 +64,18 @@ pub enum Error {
         /// The running mean loss at that point.
         loss: f32,
     },
+    /// A step's update left a weight or bias NaN or infinite (the step's
+    /// loss, computed before the update, was still finite). Such a network
+    /// cannot be saved, checkpointed or loaded.
+    WeightsNotFinite {
+        /// The epoch (1-based) where it happened.
+        epoch: usize,
+        /// The mini-batch of that epoch (1-based), or the last one run
+        /// before the check (the end of the epoch, or an interruption).
+        step: usize,
+        /// The first layer (0-based) that holds such a value.
+        layer: usize,
+    },
 }
 
 /// `Result` with simdnet's [`Error`].
@@ -101,6 +113,10 @@ impl fmt::Display for Error {
             Error::Diverged { epoch, step, loss } => write!(
                 f,
                 "training diverged: the loss became {loss} at epoch {epoch}, step {step} (lower the learning rate with --lr, e.g. to a tenth)"
+            ),
+            Error::WeightsNotFinite { epoch, step, layer } => write!(
+                f,
+                "training diverged: a weight of layer {layer} became NaN or infinite by epoch {epoch}, step {step} (lower the learning rate with --lr, e.g. to a tenth)"
             ),
         }
     }

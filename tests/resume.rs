@@ -128,6 +128,43 @@ fn a_run_interrupted_mid_epoch_resumes_bit_for_bit() {
     }
 }
 
+/// An interruption after an update that overflowed the weights ends in an
+/// error, not in a checkpoint whose model would not load; and a checkpoint
+/// of such a network is refused before anything is written.
+#[test]
+fn an_interruption_after_an_overflowing_update_is_an_error_not_a_checkpoint() {
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let train = mnist.train.take(256);
+    let cfg = TrainConfig::default().with_epochs(1).with_batch_size(128);
+    // Raw pixels and a rate near f32's largest: the first update overflows.
+    let mut net = Network::mlp(784, &[16], 10, Activation::Relu, 1)
+        .unwrap()
+        .with_input_scale(1.0)
+        .unwrap();
+    let opt = Optimizer::sgd(3e38);
+    let mut session = Session::new(&net, opt, &train, &cfg).unwrap();
+    let err = session
+        .next_epoch(&mut net, &train, None, &cfg, &mut |_| ControlFlow::Break(()))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1 \
+         (lower the learning rate with --lr, e.g. to a tenth)"
+    );
+    assert_eq!(net.non_finite_layer(), Some(0));
+    let ck = scratch("overflow").join("run.ck");
+    let err = checkpoint::save(&ck, &net, &session, &cfg, &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot save the checkpoint to '{}': layer 0 of the network holds a NaN or infinite weight, \
+             which no model file may hold (nothing was written; train again with a lower learning rate)",
+            ck.display()
+        )
+    );
+    assert!(!ck.exists());
+}
+
 #[test]
 fn ctrl_c_stops_cleanly_and_the_checkpoint_resumes_exactly() {
     let d = scratch("sigint");

@@ -365,6 +365,69 @@ fn an_exploding_loss_stops_as_diverged() {
     expect(&["train", "--lr", "0.01", "--limit", "2000", "--epochs", "3"], 0);
 }
 
+/// A step's loss is computed before its update, so the last update of a
+/// run can overflow unseen: the run must end with an error, not with a
+/// model and a checkpoint simdnet itself refuses to load, written over the
+/// files that were there.
+#[test]
+fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
+    let d = scratch("overflow");
+    let (model, ck) = (d.join("m.bin"), d.join("c.ck"));
+    std::fs::write(&model, b"the user's model").unwrap();
+    std::fs::write(&ck, b"the user's checkpoint").unwrap();
+    // One step of SGD whose rate times the raw pixels' gradient overflows f32.
+    let (out, err) = expect(
+        &[
+            "train",
+            "--limit",
+            "128",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "3e38",
+            "--no-scale",
+            "--save",
+            s(&model),
+            "--checkpoint",
+            s(&ck),
+        ],
+        1,
+    );
+    assert!(!out.contains("Epoch 1/1"), "{out}");
+    assert_eq!(
+        err.lines().last().unwrap(),
+        "error: training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1 \
+         (lower the learning rate with --lr, e.g. to a tenth)"
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
+    assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
+}
+
+/// The library refuses to save what no reader would load.
+#[test]
+fn a_network_with_a_non_finite_weight_is_not_saved() {
+    let d = scratch("non-finite");
+    for (layer, bad) in [(0, f32::NAN), (1, f32::INFINITY), (2, f32::NEG_INFINITY)] {
+        let mut net = Network::mlp(4, &[3, 3], 2, Activation::Relu, 1).unwrap();
+        assert_eq!(net.non_finite_layer(), None);
+        net.layers_mut()[layer].params_mut(layer % 2)[1] = bad;
+        assert_eq!(net.non_finite_layer(), Some(layer));
+        let path = d.join(format!("m{layer}.bin"));
+        let err = net.save(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot save the model to '{}': layer {layer} of the network holds a NaN or infinite weight, \
+                 which no model file may hold (nothing was written; train again with a lower learning rate)",
+                path.display()
+            )
+        );
+        assert!(!path.exists());
+    }
+}
+
 #[test]
 fn plot_writes_the_runs_curves_as_an_svg_chart() {
     let d = scratch("plot");

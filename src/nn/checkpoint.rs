@@ -202,7 +202,9 @@ pub fn to_bytes(net: &Network, session: &Session, cfg: &TrainConfig, extra: &[(S
     out
 }
 
-/// Saves the checkpoint atomically ([`safe_file::write_atomic`]).
+/// Saves the checkpoint atomically ([`safe_file::write_atomic`]). Refuses,
+/// writing nothing, a network with a NaN or infinite weight (its model
+/// section would not load).
 pub fn save(
     path: &Path,
     net: &Network,
@@ -210,6 +212,10 @@ pub fn save(
     cfg: &TrainConfig,
     extra: &[(String, String)],
 ) -> Result<()> {
+    model_file::refuse_non_finite(net, path, "checkpoint")?;
+    if let Some(best) = &session.early.best {
+        model_file::refuse_non_finite(best, path, "checkpoint")?;
+    }
     safe_file::write_atomic(path, &to_bytes(net, session, cfg, extra), "checkpoint")
 }
 

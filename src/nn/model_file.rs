@@ -450,8 +450,26 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
 }
 
 /// Saves `net` to `path` atomically and safely (see [`crate::safe_file`]).
+/// Refuses, writing nothing, a network with a NaN or infinite weight: no
+/// reader would load it ([`load`] does not).
 pub fn save(net: &Network, path: &Path) -> Result<()> {
+    refuse_non_finite(net, path, "model")?;
     safe_file::write_atomic(path, &to_bytes(net), "model")
+}
+
+/// An error, naming `path`, if `net` holds a NaN or an infinity: what
+/// [`save`] and a checkpoint's save check before they write.
+pub fn refuse_non_finite(net: &Network, path: &Path, what: &str) -> Result<()> {
+    match net.non_finite_layer() {
+        None => Ok(()),
+        Some(layer) => Err(Error::Save {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+            problem: format!(
+                "layer {layer} of the network holds a NaN or infinite weight, which no model file may hold (nothing was written; train again with a lower learning rate)"
+            ),
+        }),
+    }
 }
 
 /// Largest model file [`load`] reads: 4 GiB (a billion parameters).

@@ -238,6 +238,15 @@ impl Network {
         Ok(self)
     }
 
+    /// The first layer (0-based) whose weights or biases hold a NaN or an
+    /// infinity, if any: such a network cannot be saved or loaded (training
+    /// reports [`Error::WeightsNotFinite`] instead of ending with one).
+    pub fn non_finite_layer(&self) -> Option<usize> {
+        self.layers
+            .iter()
+            .position(|l| l.params().iter().any(|t| t.iter().any(|v| !v.is_finite())))
+    }
+
     /// The L2 weight decay `λ` training applies (0: none).
     pub fn weight_decay(&self) -> f32 {
         self.weight_decay

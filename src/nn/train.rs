@@ -1122,7 +1122,9 @@ impl Session {
     /// on `validation` at its end; reports progress through `on_progress`.
     ///
     /// Fails with [`Error::Diverged`] when the loss stops being finite or
-    /// grows past [`DIVERGENCE_FACTOR`] times its start.
+    /// grows past [`DIVERGENCE_FACTOR`] times its start, and with
+    /// [`Error::WeightsNotFinite`] when the epoch, or the steps run before an
+    /// interruption, leave a weight NaN or infinite.
     pub fn next_epoch(
         &mut self,
         net: &mut Network,
@@ -1220,6 +1222,10 @@ impl Session {
                 if flow.is_break() {
                     stop = true;
                     if step < steps {
+                        // what a checkpoint of this state holds must load
+                        if let Some(layer) = net.non_finite_layer() {
+                            return Err(Error::WeightsNotFinite { epoch, step, layer });
+                        }
                         self.partial = Some(PartialEpoch {
                             step,
                             loss_sum: loss,
@@ -1241,6 +1247,16 @@ impl Session {
             ControlFlow::Continue(run) => run,
         };
         let train_seconds = resumed.seconds + start.elapsed().as_secs_f64();
+        // A step's loss is computed before its update: the last update of an
+        // epoch can overflow unseen. An epoch ends with weights that can be
+        // evaluated, saved and checkpointed, or with this error.
+        if let Some(layer) = net.non_finite_layer() {
+            return Err(Error::WeightsNotFinite {
+                epoch,
+                step: steps,
+                layer,
+            });
+        }
         // the profiler's own work, in neither the steps' time nor validation's
         crate::trace::settle_between_epochs();
         let vstart = Instant::now();
@@ -1342,7 +1358,8 @@ fn check_plan(cfg: &TrainConfig) -> Result<()> {
 /// can be checkpointed and resumed, use [`Session`].
 ///
 /// Fails with [`Error::Diverged`] as soon as the loss stops being finite or
-/// grows past [`DIVERGENCE_FACTOR`] times its start.
+/// grows past [`DIVERGENCE_FACTOR`] times its start, and with
+/// [`Error::WeightsNotFinite`] when an epoch leaves a weight NaN or infinite.
 pub fn fit(
     net: &mut Network,
     optimizer: Optimizer,

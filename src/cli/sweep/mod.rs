@@ -344,7 +344,7 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
                     vals.push(o.validation_accuracy);
                     secs += o.seconds;
                 }
-                Err(CliError::Run(e @ Error::Diverged { .. })) => {
+                Err(CliError::Run(e @ (Error::Diverged { .. } | Error::WeightsNotFinite { .. }))) => {
                     skipped = Some(format!("with seed {}, {e}", plan.seed + s));
                     break;
                 }
