@@ -440,6 +440,40 @@ fn a_row_that_diverges_is_listed_and_the_sweep_goes_on() {
     );
 }
 
+/// A row whose one update leaves a weight infinite (the step's loss was
+/// still finite) is listed as diverged too, and the sweep goes on.
+#[test]
+fn a_row_whose_update_overflows_the_weights_is_listed_and_the_sweep_goes_on() {
+    let (out, _) = run_small(
+        &[
+            "--layers",
+            "8",
+            "--epochs",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--scale",
+            "off",
+            "--batch",
+            "4096",
+            "--lr",
+            "1e-6",
+            "--lr",
+            "3e38",
+        ],
+        0,
+    );
+    let rows = rows(&out);
+    assert!(rows[0][4].ends_with('%'), "{out}");
+    assert_eq!(rows[1][4], "not trained", "{out}");
+    assert!(
+        out.contains(
+            "Row 2 was not trained: with seed 1, training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1"
+        ),
+        "{out}"
+    );
+}
+
 #[test]
 fn progress_goes_to_stderr_one_plain_line_per_row() {
     let (out, err) = expect(
