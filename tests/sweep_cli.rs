@@ -411,66 +411,38 @@ fn plot_draws_one_bar_per_trained_row() {
     assert!(text.contains("Test accuracy per row of the sweep"));
 }
 
-#[test]
-fn a_row_that_diverges_is_listed_and_the_sweep_goes_on() {
-    let (out, _) = run_small(
-        &[
-            "--layers",
-            "8",
-            "--epochs",
-            "1",
-            "--optimizer",
-            "sgd",
-            "--activation",
-            "identity",
-            "--lr",
-            "0.01",
-            "--lr",
-            "1e30",
-        ],
-        0,
-    );
+/// Runs a small sweep of two rows, `flags` (split at spaces) giving its
+/// flags: the first row trains, the second is listed as not trained, for
+/// the reason `why`.
+fn second_row_not_trained(flags: &str, why: &str) -> Vec<Vec<String>> {
+    let args: Vec<&str> = flags.split_whitespace().collect();
+    let (out, _) = run_small(&args, 0);
     let rows = rows(&out);
     assert!(rows[0][4].ends_with('%'), "{out}");
-    assert_eq!(rows[1][3], "Scaled inputs, SGD, lr 1e30");
-    assert_eq!(rows[1][4], "not trained");
+    assert_eq!(rows[1][4], "not trained", "{out}");
     assert!(
-        out.contains("Row 2 was not trained: with seed 1, training diverged: the loss became NaN at epoch 1"),
+        out.contains(&format!("Row 2 was not trained: with seed 1, {why}")),
         "{out}"
     );
+    rows
+}
+
+#[test]
+fn a_row_that_diverges_is_listed_and_the_sweep_goes_on() {
+    let rows = second_row_not_trained(
+        "--layers 8 --epochs 1 --optimizer sgd --activation identity --lr 0.01 --lr 1e30",
+        "training diverged: the loss became NaN at epoch 1",
+    );
+    assert_eq!(rows[1][3], "Scaled inputs, SGD, lr 1e30");
 }
 
 /// A row whose one update leaves a weight infinite (the step's loss was
 /// still finite) is listed as diverged too, and the sweep goes on.
 #[test]
 fn a_row_whose_update_overflows_the_weights_is_listed_and_the_sweep_goes_on() {
-    let (out, _) = run_small(
-        &[
-            "--layers",
-            "8",
-            "--epochs",
-            "1",
-            "--optimizer",
-            "sgd",
-            "--scale",
-            "off",
-            "--batch",
-            "4096",
-            "--lr",
-            "1e-6",
-            "--lr",
-            "3e38",
-        ],
-        0,
-    );
-    let rows = rows(&out);
-    assert!(rows[0][4].ends_with('%'), "{out}");
-    assert_eq!(rows[1][4], "not trained", "{out}");
-    assert!(
-        out.contains(
-            "Row 2 was not trained: with seed 1, training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1"
-        ),
-        "{out}"
+    second_row_not_trained(
+        "--layers 8 --epochs 1 --optimizer sgd --scale off --batch 4096 --lr 1e-6 --lr 3e38",
+        "training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1",
     );
 }
 
