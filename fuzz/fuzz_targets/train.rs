@@ -56,22 +56,26 @@ fn outcome(net: &Network, history: &[EpochStats]) -> Outcome {
         .iter()
         .map(|e| {
             let v = e.validation.as_ref().expect("a validation set was given");
-            // any NaN as one (a checkpoint keeps the history as text, where NaN has no sign)
-            [e.loss, e.accuracy, v.loss, v.accuracy].map(|x| if x.is_nan() { f64::NAN } else { x }.to_bits())
+            [e.loss, e.accuracy, v.loss, v.accuracy].map(bits)
         })
         .collect();
     (weights, epochs)
 }
 
-/// The same evaluation, a NaN loss equal to any NaN.
+/// A number's bits, any NaN as one: a checkpoint keeps the history as
+/// text, where NaN has no sign.
+fn bits(x: f64) -> u64 {
+    if x.is_nan() { f64::NAN } else { x }.to_bits()
+}
+
+/// The same evaluation, bit for bit (any NaN as one).
 fn same(a: Option<Evaluation>, b: Option<Evaluation>) -> bool {
-    let key = |e: Option<Evaluation>| {
-        e.map(|e| [e.loss, e.accuracy].map(|x| if x.is_nan() { f64::NAN } else { x }.to_bits()))
-    };
+    let key = |e: Option<Evaluation>| e.map(|e| [e.loss, e.accuracy].map(bits));
     key(a) == key(b)
 }
 
-/// An outcome in a line: the error, or each epoch's numbers and the weights' first difference from zero bits.
+/// An outcome in a line: the error, or the weights' count and a hash of
+/// their bits, and each epoch's numbers.
 fn describe(r: &Result<Outcome, String>) -> String {
     match r {
         Err(e) => format!("error {e:?}"),
