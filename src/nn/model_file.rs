@@ -416,15 +416,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let mut layers = Vec::with_capacity(nlayers);
-    for (i, shape) in shapes.into_iter().enumerate() {
+    for shape in shapes {
         let mut params = |rows: usize, cols: usize| -> Result<(Matrix, Vec<f32>)> {
             let w: Vec<f32> = values.by_ref().take(rows * cols).collect();
             let b: Vec<f32> = values.by_ref().take(cols).collect();
-            if w.iter().chain(&b).any(|v| !v.is_finite()) {
-                return Err(bad(format!(
-                    "layer {i} holds a non-finite weight (NaN or infinity)"
-                )));
-            }
             Ok((Matrix::from_slice(rows, cols, &w), b))
         };
         layers.push(match shape {
@@ -441,12 +436,19 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Network> {
             Shape::Flatten(input) => Layer::Flatten(Flatten::new(input)),
         });
     }
-    Network::from_layers(inputs, layers)
+    let net = Network::from_layers(inputs, layers)
         .and_then(|net| net.with_input_scale(input_scale))
         .and_then(|net| net.with_weight_decay(weight_decay))
         .and_then(|net| net.with_dropout_rates(&dropout[..nlayers - 1]))
         .map(|net| net.with_dropout_seed(dropout_seed))
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()))?;
+    // the rule `save` applies too (`refuse_non_finite`)
+    match net.non_finite_layer() {
+        Some(i) => Err(bad(format!(
+            "layer {i} holds a non-finite weight (NaN or infinity)"
+        ))),
+        None => Ok(net),
+    }
 }
 
 /// Saves `net` to `path` atomically and safely (see [`crate::safe_file`]).
