@@ -68,10 +68,17 @@ pub fn check_destination(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` names a folder by its spelling alone, whatever is there:
+/// it has no file name (`.`, `..`, `a/..`, `/`), or it ends in `/` or `/.`,
+/// which [`Path::file_name`] reads past (`a/.` has the file name `a`).
+fn names_a_folder(path: &Path) -> bool {
+    let text = path.as_os_str().as_encoded_bytes();
+    path.file_name().is_none() || text.ends_with(b"/") || text.ends_with(b"/.")
+}
+
 /// The checks on the path itself; returns the permissions to give the new file.
 fn check_target(path: &Path, what: &str) -> Result<Option<fs::Permissions>> {
-    let name_ok = path.file_name().is_some_and(|n| n != "." && n != "..");
-    if !name_ok || path.as_os_str().to_string_lossy().ends_with('/') {
+    if names_a_folder(path) {
         return Err(refuse(
             path,
             what,
@@ -85,7 +92,7 @@ fn check_target(path: &Path, what: &str) -> Result<Option<fs::Permissions>> {
             return Err(refuse(
                 path,
                 what,
-                format!("'{}' is not a folder", folder.display()),
+                format!("'{}' is not a folder; choose a path inside one", folder.display()),
             ))
         }
         Err(_) => {

@@ -119,6 +119,22 @@ fn a_hard_linked_file_is_refused_and_its_links_stay_joined() {
 fn a_folder_or_a_missing_folder_is_refused() {
     let d = scratch("folders");
     refused(&d, "it is a folder; add a file name");
+    // Spelt as folders, whether or not one is there: `Path::file_name`
+    // reads `no/.` as the file `no`, which must not pass the check before
+    // training and fail only when the trained model is saved.
+    for spelt in ["no/", "no/.", "no/..", "m.bin/."] {
+        refused(
+            &d.join(spelt),
+            "the path names a folder, not a file; add a file name",
+        );
+    }
+    let file = d.join("a-file");
+    fs::write(&file, b"keep").unwrap();
+    refused(
+        &file.join("m.bin"),
+        &format!("'{}' is not a folder; choose a path inside one", file.display()),
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"keep");
     let missing = d.join("no/such/m.bin");
     refused(
         &missing,
