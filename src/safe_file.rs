@@ -380,12 +380,56 @@ mod tests {
         for f in [&dead, &mine, &live, &other] {
             fs::write(f, b"x").unwrap();
         }
+        // Another user's leftover is theirs to remove: only root can make one here.
+        let foreign = d.join(format!(".m.bin.{}.00.simdnet-tmp", (1u32 << 22) + 8));
+        fs::write(&foreign, b"x").unwrap();
+        let foreign_owned = std::os::unix::fs::chown(&foreign, Some(4242), Some(4242)).is_ok();
         write_atomic(&p, b"new", "model").unwrap();
         assert!(!dead.exists(), "a dead writer's temporary file is removed");
         assert!(
             mine.exists() && live.exists() && other.exists(),
             "live writers' files and other names are kept"
         );
+        assert_eq!(
+            foreign.exists(),
+            foreign_owned,
+            "a dead writer's file is removed only when it is this user's"
+        );
+    }
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_folder() {
+        assert_eq!(folder_of(Path::new("model.simdnet")), PathBuf::from("."));
+        assert_eq!(folder_of(Path::new("runs/model.simdnet")), PathBuf::from("runs"));
+        assert_eq!(folder_of(Path::new("/model.simdnet")), PathBuf::from("/"));
+    }
+
+    /// The failures a root-run test cannot provoke on the real file system
+    /// (a full disk, a read-only mount, a folder without write permission)
+    /// each get their own words and fix.
+    #[test]
+    fn io_errors_are_explained_with_their_fix() {
+        let folder = Path::new("runs");
+        let full = explain(&io::Error::from_raw_os_error(28), folder);
+        assert!(
+            full.starts_with("the disk is full (")
+                && full.ends_with("); free some space or choose another folder"),
+            "{full}"
+        );
+        let read_only = explain(&io::Error::from_raw_os_error(30), folder);
+        assert!(
+            read_only.starts_with("the file system is read-only (")
+                && read_only.ends_with("); choose another folder"),
+            "{read_only}"
+        );
+        let denied = explain(&io::Error::from(io::ErrorKind::PermissionDenied), folder);
+        assert!(
+            denied.starts_with("no permission to write in 'runs' (")
+                && denied.ends_with("); choose a folder you can write to"),
+            "{denied}"
+        );
+        let other = io::Error::other("the cable is out");
+        assert_eq!(explain(&other, folder), "the cable is out");
     }
 
     #[test]
