@@ -138,14 +138,30 @@ mod tests {
     fn a_prepared_order_is_the_one_shuffling_in_place_gives() {
         let want = in_place(1000, 7, 5);
         let mut s = Shuffle::new(1000, 7);
-        for (e, want) in (1..=5).zip(&want) {
+        for (e, this) in (1..=5).zip(&want) {
             s.for_epoch(e, true);
-            assert_eq!(s.order(), &want[..], "epoch {e}");
+            assert_eq!(s.order(), &this[..], "epoch {e}");
+            if e > 1 {
+                // taken, not made again: the buffer swapped out holds the epoch before's order
+                assert_eq!(s.spare, want[e - 2], "epoch {e} took the prepared order");
+            }
             s.prepare();
-            assert_eq!(s.order(), &want[..], "prepare leaves epoch {e}'s order alone");
+            assert_eq!(s.order(), &this[..], "prepare leaves epoch {e}'s order alone");
         }
         // every epoch's order differs from the one before
         assert!(want.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn a_prepared_order_is_not_taken_for_the_epoch_already_in_place() {
+        let want = in_place(500, 5, 3);
+        let mut s = Shuffle::new(500, 5);
+        s.for_epoch(2, true);
+        s.prepare(); // epoch 3's order
+        s.for_epoch(2, true); // epoch 2 again: its order stays, the prepared one is dropped
+        assert_eq!(s.order(), &want[1][..]);
+        s.for_epoch(3, true); // the third shuffle, made in place
+        assert_eq!(s.order(), &want[2][..]);
     }
 
     #[test]
