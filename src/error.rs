@@ -64,6 +64,18 @@ pub enum Error {
         /// The running mean loss at that point.
         loss: f32,
     },
+    /// The loss on a held-out set (validation or test) at the end of an
+    /// epoch was not finite, or grew past the divergence limit: the epoch's
+    /// last updates, which no step's loss measures, left weights that are
+    /// finite but so large that the outputs overflow.
+    HeldOutDiverged {
+        /// The epoch (1-based) that ended so.
+        epoch: usize,
+        /// Which set: `"validation"` or `"test"`.
+        set: &'static str,
+        /// The mean loss on that set.
+        loss: f32,
+    },
     /// A step's update left a weight or bias NaN or infinite (the step's
     /// loss, computed before the update, was still finite). Such a network
     /// cannot be saved, checkpointed or loaded.
@@ -113,6 +125,10 @@ impl fmt::Display for Error {
             Error::Diverged { epoch, step, loss } => write!(
                 f,
                 "training diverged: the loss became {loss} at epoch {epoch}, step {step} (lower the learning rate with --lr, e.g. to a tenth)"
+            ),
+            Error::HeldOutDiverged { epoch, set, loss } => write!(
+                f,
+                "training diverged: the loss on the {set} set became {loss} at the end of epoch {epoch} (lower the learning rate with --lr, e.g. to a tenth)"
             ),
             Error::WeightsNotFinite { epoch, step, layer } => write!(
                 f,

@@ -446,6 +446,17 @@ fn a_row_whose_update_overflows_the_weights_is_listed_and_the_sweep_goes_on() {
     );
 }
 
+/// A row whose one update leaves the weights finite but so large that the
+/// outputs overflow is listed as diverged, not as 9.8% (the share of the
+/// digit 0, which NaN outputs are taken for), and the sweep goes on.
+#[test]
+fn a_row_whose_outputs_overflow_is_listed_and_the_sweep_goes_on() {
+    second_row_not_trained(
+        "--layers 8 --epochs 1 --optimizer sgd --scale off --batch 4096 --lr 1e-6 --lr 1e20",
+        "training diverged: the loss on the validation set became NaN at the end of epoch 1",
+    );
+}
+
 #[test]
 fn progress_goes_to_stderr_one_plain_line_per_row() {
     let (out, err) = expect(

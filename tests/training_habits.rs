@@ -405,6 +405,98 @@ fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
     assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
 }
 
+/// The last update can also leave every weight finite but so large that the
+/// outputs overflow: no step's loss sees it, the validation loss does. The
+/// run must end with an error, not print "Test loss: NaN", exit 0 and save a
+/// model `simdnet evaluate` refuses; nor may it save one whose test loss is
+/// ten orders of magnitude above a fresh network's.
+#[test]
+fn an_update_that_leaves_huge_weights_stops_as_diverged_and_writes_nothing() {
+    let d = scratch("huge");
+    let (model, ck) = (d.join("m.bin"), d.join("c.ck"));
+    for (lr, what) in [("1e12", "NaN"), ("1000", "finite")] {
+        std::fs::write(&model, b"the user's model").unwrap();
+        std::fs::write(&ck, b"the user's checkpoint").unwrap();
+        let (out, err) = expect(
+            &[
+                "train",
+                "--limit",
+                "128",
+                "--epochs",
+                "1",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                lr,
+                "--no-scale",
+                "--save",
+                s(&model),
+                "--checkpoint",
+                s(&ck),
+            ],
+            1,
+        );
+        assert!(!out.contains("Test loss"), "{out}");
+        let last = err.lines().last().unwrap();
+        let loss = last
+            .strip_prefix("error: training diverged: the loss on the validation set became ")
+            .and_then(|l| {
+                l.strip_suffix(" at the end of epoch 1 (lower the learning rate with --lr, e.g. to a tenth)")
+            })
+            .unwrap_or_else(|| panic!("--lr {lr}: {err}"));
+        if what == "NaN" {
+            assert_eq!(loss, "NaN", "--lr {lr}");
+        } else {
+            let loss: f64 = loss.parse().unwrap();
+            assert!(loss.is_finite() && loss > 100.0 * 2.3, "--lr {lr}: {err}");
+        }
+        assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
+        assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
+    }
+}
+
+/// The library's `fit` checks the validation loss at each epoch's end by the
+/// same rule; without a validation set there is nothing to check.
+#[test]
+fn fit_stops_when_the_validation_loss_overflows() {
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let train = mnist.train.take(128);
+    let val = mnist.test.take(500);
+    let fresh = || {
+        Network::mlp(784, &[16, 16], 10, Activation::Relu, 1)
+            .unwrap()
+            .with_input_scale(1.0)
+            .unwrap()
+    };
+    let cfg = TrainConfig::default().with_epochs(1);
+    let mut net = fresh();
+    let err = fit(
+        &mut net,
+        Optimizer::sgd(1e12),
+        &train,
+        Some(&val),
+        &cfg,
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            simdnet::Error::HeldOutDiverged { epoch: 1, set: "validation", loss } if loss.is_nan()
+        ),
+        "{err:?}"
+    );
+    let mut net = fresh();
+    fit(&mut net, Optimizer::sgd(1e12), &train, None, &cfg, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(
+        net.evaluate(&val).unwrap().loss.is_nan(),
+        "the weights do overflow"
+    );
+}
+
 /// The library refuses to save what no reader would load.
 #[test]
 fn a_network_with_a_non_finite_weight_is_not_saved() {

@@ -815,6 +815,15 @@ pub fn run(p: &Parsed) -> Result<(), CliError> {
             (None, None, Some(v)) => v,
             _ => net.evaluate(&test)?,
         };
+        // The validation set can stay finite where the test set overflows.
+        if !test_eval.loss.is_finite() {
+            return Err(Error::HeldOutDiverged {
+                epoch: session.epochs_done,
+                set: "test",
+                loss: test_eval.loss as f32,
+            }
+            .into());
+        }
         let train_time: f64 = session.history.iter().map(|h| h.train_seconds).sum();
         if text {
             println!(

@@ -77,9 +77,10 @@ pub const SHARD_MAX_PARAMS: usize = 1 << 19;
 /// enough that replaying the shuffles on resume stays quick.
 pub const MAX_EPOCHS: usize = 1_000_000;
 
-/// Training stops as diverged when an epoch's running mean loss exceeds this
-/// many times the run's first mini-batch loss (or 1, if that was smaller),
-/// as it does when the loss stops being finite.
+/// Training stops as diverged when an epoch's running mean loss, or the
+/// validation loss at its end, exceeds this many times the run's first
+/// mini-batch loss (or 1, if that was smaller), as it does when the loss
+/// stops being finite.
 ///
 /// A fresh 10-class network starts near ln 10 = 2.3; a healthy run only goes
 /// down from there, while `--lr 100` climbs into the millions.
@@ -1122,9 +1123,10 @@ impl Session {
     /// on `validation` at its end; reports progress through `on_progress`.
     ///
     /// Fails with [`Error::Diverged`] when the loss stops being finite or
-    /// grows past [`DIVERGENCE_FACTOR`] times its start, and with
-    /// [`Error::WeightsNotFinite`] when the epoch, or the steps run before an
-    /// interruption, leave a weight NaN or infinite.
+    /// grows past [`DIVERGENCE_FACTOR`] times its start, with
+    /// [`Error::HeldOutDiverged`] when the validation loss at the epoch's
+    /// end does, and with [`Error::WeightsNotFinite`] when the epoch, or the
+    /// steps run before an interruption, leave a weight NaN or infinite.
     pub fn next_epoch(
         &mut self,
         net: &mut Network,
@@ -1273,6 +1275,18 @@ impl Session {
                 evaluate()?
             }
         };
+        // The epoch's last updates can also leave weights finite but so
+        // large that the outputs overflow; the validation loss shows it, by
+        // the rule the steps' losses follow.
+        if let (Some(v), Some(reference)) = (&validation, self.start_loss) {
+            if !v.loss.is_finite() || v.loss > DIVERGENCE_FACTOR * reference.max(1.0) {
+                return Err(Error::HeldOutDiverged {
+                    epoch,
+                    set: "validation",
+                    loss: v.loss as f32,
+                });
+            }
+        }
         let stats = EpochStats {
             epoch,
             loss: loss / train.len() as f64,
@@ -1358,8 +1372,10 @@ fn check_plan(cfg: &TrainConfig) -> Result<()> {
 /// can be checkpointed and resumed, use [`Session`].
 ///
 /// Fails with [`Error::Diverged`] as soon as the loss stops being finite or
-/// grows past [`DIVERGENCE_FACTOR`] times its start, and with
-/// [`Error::WeightsNotFinite`] when an epoch leaves a weight NaN or infinite.
+/// grows past [`DIVERGENCE_FACTOR`] times its start, with
+/// [`Error::HeldOutDiverged`] when an epoch's validation loss does, and
+/// with [`Error::WeightsNotFinite`] when an epoch leaves a weight NaN or
+/// infinite.
 pub fn fit(
     net: &mut Network,
     optimizer: Optimizer,

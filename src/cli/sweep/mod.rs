@@ -301,9 +301,22 @@ pub fn train_trial(
         std::ops::ControlFlow::Continue(())
     })?;
     let seconds = start.elapsed().as_secs_f64();
+    // The last update, which no step's loss measures, can leave weights
+    // finite but so large that the outputs overflow: such a row diverged.
+    let (validation, test) = (net.evaluate(val)?, net.evaluate(test)?);
+    for (set, e) in [("validation", &validation), ("test", &test)] {
+        if !e.loss.is_finite() {
+            return Err(Error::HeldOutDiverged {
+                epoch: trial.epochs,
+                set,
+                loss: e.loss as f32,
+            }
+            .into());
+        }
+    }
     Ok(TrialOutcome {
-        test_accuracy: net.evaluate(test)?.accuracy,
-        validation_accuracy: net.evaluate(val)?.accuracy,
+        test_accuracy: test.accuracy,
+        validation_accuracy: validation.accuracy,
         seconds,
     })
 }
@@ -344,7 +357,11 @@ fn sweep(plan: &Plan, train: &Dataset, val: &Dataset, test: &Dataset) -> Result<
                     vals.push(o.validation_accuracy);
                     secs += o.seconds;
                 }
-                Err(CliError::Run(e @ (Error::Diverged { .. } | Error::WeightsNotFinite { .. }))) => {
+                Err(CliError::Run(
+                    e @ (Error::Diverged { .. }
+                    | Error::HeldOutDiverged { .. }
+                    | Error::WeightsNotFinite { .. }),
+                )) => {
                     skipped = Some(format!("with seed {}, {e}", plan.seed + s));
                     break;
                 }
