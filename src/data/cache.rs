@@ -217,11 +217,13 @@ impl Hit {
                 c.update(piece);
                 Some(c)
             })
-            .try_reduce(Crc::new, |a, b| Some(combined(a, b)));
-        // SAFETY: every byte of the first `len` was written by `zeroed`
-        // (and then by the read) in the loop above.
+            .try_reduce(Crc::new, |a, b| Some(combined(a, b)))?;
+        // SAFETY: every piece was read in full, so every byte of the first
+        // `len` was written by `zeroed` (and then by the read) above. (When a
+        // read fails, `try_reduce` may stop before zeroing the other pieces:
+        // the length is then left at 0.)
         unsafe { data.set_len(len) };
-        body
+        Some(body)
     }
 
     /// [`read_pieces`](Self::read_pieces) where there is no positioned read:
