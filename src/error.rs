@@ -8,6 +8,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// The [`Error::Io`] action of opening a data file: only a missing data file
+/// gets the hint about the bundled MNIST files.
+pub const DATA_OPEN: &str = "open the data file";
+
 /// What went wrong, with enough context to fix it.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -99,7 +103,11 @@ impl fmt::Display for Error {
             Error::Io { path, action, source } => {
                 write!(f, "cannot {action} '{}': {source}", path.display())?;
                 if source.kind() == io::ErrorKind::NotFound {
-                    write!(f, " (check the path; the bundled MNIST files live in data/ at the root of the repository, pass another folder with --data DIR)")?;
+                    if *action == DATA_OPEN {
+                        write!(f, " (check the path; the bundled MNIST files live in data/ at the root of the repository, pass another folder with --data DIR)")?;
+                    } else {
+                        write!(f, " (check the path)")?;
+                    }
                 }
                 Ok(())
             }

@@ -371,6 +371,84 @@ fn dev_zero_or_a_fifo_as_the_checkpoint_to_resume() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// A checkpoint is read whole (its checksum covers every byte): a huge one
+/// is refused by its size, or by the memory cap, before anything is read;
+/// a 3 GiB one under a 2 GiB address space used to abort the process.
+#[test]
+fn a_huge_checkpoint_is_refused_before_it_is_read() {
+    let dir = temp_dir("bigck");
+    let big = dir.join("big.ck");
+    // Sparse files: no disk space is used.
+    fs::File::create(&big).unwrap().set_len(9 << 30).unwrap();
+    expect_fail(
+        &["train", "--resume", s(&big)],
+        &[],
+        1,
+        &[&format!(
+            "error: '{}' is not a usable simdnet checkpoint: it is 9.0 GiB, more than the 8.0 GiB a checkpoint may have",
+            big.display()
+        )],
+    );
+    fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    expect_fail(
+        &["train", "--resume", s(&big)],
+        &[],
+        1,
+        &[
+            &format!("error: loading the checkpoint '{}' would need about 6.0 GiB of memory, more than the cap of 1.5 GiB", big.display()),
+            "raise the cap with SIMDNET_MAX_MEMORY",
+        ],
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A grid file is read before any training: a FIFO must not block the
+/// sweep, and a device or a folder is named as such.
+#[test]
+fn a_fifo_a_device_or_a_folder_as_the_grid_file_is_refused() {
+    let dir = temp_dir("gridfifo");
+    let fifo = dir.join("grid.txt");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    refuses_fifo(
+        &["sweep", "--grid", s(&fifo)],
+        &[],
+        &format!(
+            "error: grid file '{}' is not a regular file (a device, a pipe or a socket): give the path of a text file with one row of train flags per line",
+            fifo.display()
+        ),
+    );
+    expect_fail(
+        &["sweep", "--grid", "/dev/zero"],
+        &[],
+        1,
+        &["error: grid file '/dev/zero' is not a regular file (a device, a pipe or a socket)"],
+    );
+    expect_fail(
+        &["sweep", "--grid", s(&dir)],
+        &[],
+        1,
+        &[&format!(
+            "error: grid file '{}' is a folder: give the path of a text file",
+            dir.display()
+        )],
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A missing file that is not a data file is named with the generic fix,
+/// not with the hint about the bundled MNIST files.
+#[test]
+fn a_missing_checkpoint_or_grid_file_gets_no_data_folder_hint() {
+    for (args, path) in [
+        (&["train", "--resume", "/no/such/run.ck"][..], "/no/such/run.ck"),
+        (&["sweep", "--grid", "/no/such/grid.txt"][..], "/no/such/grid.txt"),
+    ] {
+        let err = expect_fail(args, &[], 1, &[path, "No such file or directory"]);
+        assert!(err.trim_end().ends_with("(check the path)"), "{err}");
+        assert!(!err.contains("MNIST"), "{err}");
+    }
+}
+
 #[test]
 fn dev_zero_or_a_folder_as_the_tuning_file() {
     for (args, path) in [

@@ -230,7 +230,7 @@ impl Input<BufReader<File>> {
             action,
             source,
         };
-        let file = File::open(path).map_err(|e| io("open", e))?;
+        let file = File::open(path).map_err(|e| io(crate::error::DATA_OPEN, e))?;
         let meta = file.metadata().map_err(|e| io("read", e))?;
         if meta.is_dir() {
             return Err(Error::BadData {

@@ -42,6 +42,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::nn::memory;
 use crate::nn::model_file::{self, fnv1a64};
 use crate::nn::network::{Evaluation, Network};
 use crate::nn::optim::{Optimizer, OptimizerState};
@@ -226,25 +227,46 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         action,
         source,
     };
-    // Checked before opening: opening a FIFO would block, and a device has no end.
-    let meta = std::fs::metadata(path).map_err(|e| io("open", e))?;
-    if !meta.is_file() {
-        return Err(bad(path, "it is not a regular file".into()));
-    }
+    // Checked before opening: opening a FIFO would block, and a device has no
+    // end; then checked again on what was opened.
+    let regular = |meta: std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(meta)
+        } else {
+            Err(bad(path, "it is not a regular file".into()))
+        }
+    };
+    regular(std::fs::metadata(path).map_err(|e| io("open", e))?)?;
     let file = File::open(path).map_err(|e| io("open", e))?;
-    if meta.len() > MAX_BYTES {
-        return Err(bad(
+    let meta = regular(file.metadata().map_err(|e| io("open", e))?)?;
+    let too_big = |len: String| {
+        bad(
             path,
             format!(
-                "it is {} bytes, more than the {MAX_BYTES} a checkpoint may have",
-                meta.len()
+                "it is {len}, more than the {} a checkpoint may have",
+                memory::human(MAX_BYTES)
             ),
-        ));
+        )
+    };
+    if meta.len() > MAX_BYTES {
+        return Err(too_big(memory::human(meta.len())));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The bytes and the run built from them are both in memory at once.
+    memory::check_with(
+        meta.len().saturating_mul(2),
+        &format!("loading the checkpoint '{}'", path.display()),
+        "check that it is a checkpoint written by `simdnet train --checkpoint`; if it is,",
+    )?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| bad(path, "it does not fit in memory".into()))?;
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io("read", e))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(too_big("growing while it is read".into()));
+    }
     from_bytes(&bytes, path)
 }
 

@@ -505,7 +505,25 @@ pub fn from_file(path: &Path) -> Result<Vec<Trial>, CliError> {
         action: "read the grid file",
         source: e,
     };
+    // Checked before opening (opening a FIFO would wait for a writer), then
+    // on what was opened.
+    let regular = |meta: std::fs::Metadata| {
+        if meta.is_file() {
+            return Ok(());
+        }
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, a pipe or a socket)"
+        };
+        Err(Error::Invalid(format!(
+            "grid file '{}' is {kind}: give the path of a text file with one row of train flags per line",
+            path.display()
+        )))
+    };
+    regular(std::fs::metadata(path).map_err(io)?)?;
     let file = std::fs::File::open(path).map_err(io)?;
+    regular(file.metadata().map_err(io)?)?;
     let mut bytes = Vec::new();
     file.take(MAX_GRID_BYTES + 1)
         .read_to_end(&mut bytes)
