@@ -389,7 +389,17 @@ fn a_huge_checkpoint_is_refused_before_it_is_read() {
             big.display()
         )],
     );
-    fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    // 8 GiB is the size limit itself: allowed by it, refused by the cap.
+    for size in [8 << 30, 3 << 30] {
+        fs::File::create(&big).unwrap().set_len(size).unwrap();
+        let err = expect_fail(
+            &["train", "--resume", s(&big)],
+            &[],
+            1,
+            &["more than the cap of 1.5 GiB"],
+        );
+        assert!(!err.contains("a checkpoint may have"), "{err}");
+    }
     expect_fail(
         &["train", "--resume", s(&big)],
         &[],
