@@ -624,7 +624,8 @@ fn vendor() -> Option<[u8; 12]> {
 }
 
 fn read_vendor() -> Option<[u8; 12]> {
-    #[cfg(target_arch = "x86_64")]
+    // (Miri, which checks the unsafe code, cannot run `cpuid`.)
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         // cpuid exists on every x86-64 CPU, with leaf 0.
         let leaf = std::arch::x86_64::__cpuid(0);
@@ -958,6 +959,7 @@ mod vendor_tests {
     /// ecx): the same as the `vendor_id` Linux reads from `cpuid` into
     /// `/proc/cpuinfo`, where there is one.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot run cpuid")]
     fn the_vendor_is_the_one_linux_reports() {
         assert_eq!(
             vendor().is_some(),
