@@ -509,9 +509,11 @@ unsafe fn pack_b_rows(src: *const f32, rs: usize, kc: usize, cols: usize, nr: us
                 for col in (0..nr).step_by(LANES) {
                     let n = valid.saturating_sub(col).min(LANES);
                     // SAFETY: row p < kc, columns q·nr + col .. + n <= cols;
-                    // the destination is inside panel q.
+                    // the destination is inside panel q. (`s` may point past
+                    // the end of B when n == 0, and is then never read: hence
+                    // `wrapping_add`, as `add` must stay inside the allocation.)
                     unsafe {
-                        let s = src.add(p * rs + q * nr + col);
+                        let s = src.wrapping_add(p * rs + q * nr + col);
                         let v = match n {
                             LANES => simd::load(s),
                             0 => V::ZERO,
