@@ -481,6 +481,19 @@ fn a_corrupt_or_truncated_checkpoint_gives_a_clear_error() {
     check(&std::fs::read(&model).unwrap(), "magic bytes");
     let (_, err) = expect(&["train", "--resume", s(&d.join("absent.ck"))], 1);
     assert!(err.contains("absent.ck"), "{err}");
+    // Every short prefix: the magic bytes are checked before they are read.
+    for cut in 1..24 {
+        let err = checkpoint::from_bytes(&good[..cut], "t.ck".as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        let want = if cut < 8 {
+            "it does not start with the simdnet checkpoint magic bytes".to_string()
+        } else {
+            format!("the file is truncated ({cut} bytes)")
+        };
+        assert!(err.contains(&want), "{cut} bytes: {err}");
+    }
     // Every truncation and a byte flip at every 97th offset: an error, never a panic.
     for cut in (0..good.len()).step_by(997) {
         assert!(checkpoint::from_bytes(&good[..cut], "t.ck".as_ref()).is_err());
