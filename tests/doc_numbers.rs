@@ -156,6 +156,11 @@ const CLAIMS: &[Claim] = &[
         source: Source::Test("tests/hostile_inputs.rs"),
     },
     Claim {
+        file: R,
+        figure: "3 GiB",
+        source: Source::Test("tests/hostile_inputs.rs"),
+    },
+    Claim {
         file: T,
         figure: "0.9416",
         source: shown(T, "train", ACC, ""),
