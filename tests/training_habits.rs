@@ -365,17 +365,14 @@ fn an_exploding_loss_stops_as_diverged() {
     expect(&["train", "--lr", "0.01", "--limit", "2000", "--epochs", "3"], 0);
 }
 
-/// A step's loss is computed before its update, so the last update of a
-/// run can overflow unseen: the run must end with an error, not with a
-/// model and a checkpoint simdnet itself refuses to load, written over the
-/// files that were there.
-#[test]
-fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
-    let d = scratch("overflow");
+/// One epoch of 128 raw-pixel images in one step of SGD at rate `lr`, saving
+/// to `d/m.bin` and checkpointing to `d/c.ck`, which hold the user's files
+/// before: checks that the run fails and leaves both untouched, and returns
+/// its stdout and the last line of its stderr.
+fn one_sgd_step_over_the_users_files(d: &std::path::Path, lr: &str) -> (String, String) {
     let (model, ck) = (d.join("m.bin"), d.join("c.ck"));
     std::fs::write(&model, b"the user's model").unwrap();
     std::fs::write(&ck, b"the user's checkpoint").unwrap();
-    // One step of SGD whose rate times the raw pixels' gradient overflows f32.
     let (out, err) = expect(
         &[
             "train",
@@ -386,7 +383,7 @@ fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
             "--optimizer",
             "sgd",
             "--lr",
-            "3e38",
+            lr,
             "--no-scale",
             "--save",
             s(&model),
@@ -395,14 +392,25 @@ fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
         ],
         1,
     );
+    assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
+    assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
+    (out, err.lines().last().unwrap_or_default().to_string())
+}
+
+/// A step's loss is computed before its update, so the last update of a
+/// run can overflow unseen: the run must end with an error, not with a
+/// model and a checkpoint simdnet itself refuses to load, written over the
+/// files that were there.
+#[test]
+fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
+    // One step of SGD whose rate times the raw pixels' gradient overflows f32.
+    let (out, last) = one_sgd_step_over_the_users_files(&scratch("overflow"), "3e38");
     assert!(!out.contains("Epoch 1/1"), "{out}");
     assert_eq!(
-        err.lines().last().unwrap(),
+        last,
         "error: training diverged: a weight of layer 0 became NaN or infinite by epoch 1, step 1 \
          (lower the learning rate with --lr, e.g. to a tenth)"
     );
-    assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
-    assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
 }
 
 /// The last update can also leave every weight finite but so large that the
@@ -413,45 +421,21 @@ fn an_update_that_overflows_the_weights_stops_as_diverged_and_writes_nothing() {
 #[test]
 fn an_update_that_leaves_huge_weights_stops_as_diverged_and_writes_nothing() {
     let d = scratch("huge");
-    let (model, ck) = (d.join("m.bin"), d.join("c.ck"));
     for (lr, what) in [("1e12", "NaN"), ("1000", "finite")] {
-        std::fs::write(&model, b"the user's model").unwrap();
-        std::fs::write(&ck, b"the user's checkpoint").unwrap();
-        let (out, err) = expect(
-            &[
-                "train",
-                "--limit",
-                "128",
-                "--epochs",
-                "1",
-                "--optimizer",
-                "sgd",
-                "--lr",
-                lr,
-                "--no-scale",
-                "--save",
-                s(&model),
-                "--checkpoint",
-                s(&ck),
-            ],
-            1,
-        );
+        let (out, last) = one_sgd_step_over_the_users_files(&d, lr);
         assert!(!out.contains("Test loss"), "{out}");
-        let last = err.lines().last().unwrap();
         let loss = last
             .strip_prefix("error: training diverged: the loss on the validation set became ")
             .and_then(|l| {
                 l.strip_suffix(" at the end of epoch 1 (lower the learning rate with --lr, e.g. to a tenth)")
             })
-            .unwrap_or_else(|| panic!("--lr {lr}: {err}"));
+            .unwrap_or_else(|| panic!("--lr {lr}: {last}"));
         if what == "NaN" {
             assert_eq!(loss, "NaN", "--lr {lr}");
         } else {
             let loss: f64 = loss.parse().unwrap();
-            assert!(loss.is_finite() && loss > 100.0 * 2.3, "--lr {lr}: {err}");
+            assert!(loss.is_finite() && loss > 100.0 * 2.3, "--lr {lr}: {last}");
         }
-        assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
-        assert_eq!(std::fs::read(&ck).unwrap(), b"the user's checkpoint");
     }
 }
 
