@@ -133,6 +133,7 @@ pub mod huge_pages;
 pub mod interrupt;
 pub mod matrix;
 pub mod safe_file;
+pub mod safe_read;
 pub mod simd;
 pub mod trace;
 // Floor 2: the speed.

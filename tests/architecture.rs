@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! floor 1  matrix, error, geometry, simd, activation, primitives
-//!          trace, interrupt, safe_file
+//!          trace, interrupt, safe_file, safe_read
 //! floor 2  gemm, kernels                            the speed
 //! floor 3  data, nn, teach                          data, engine, lesson
 //! floor 4  profile, plot                            bench, tune, reports, charts
@@ -27,6 +27,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("interrupt", 1),
     ("huge_pages", 1),
     ("safe_file", 1),
+    ("safe_read", 1),
     ("gemm", 2),
     ("kernels", 2),
     ("data", 3),

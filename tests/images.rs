@@ -473,7 +473,10 @@ fn predict_image_names_the_file_and_the_problem() {
         assert!(out.is_empty(), "{out}");
     }
     for (path, expected) in [
-        ("/dev/zero", "it is not a regular file (a device, FIFO or socket)"),
+        (
+            "/dev/zero",
+            "it is not a regular file (a device, a pipe or a socket)",
+        ),
         ("/", "it is a folder"),
     ] {
         let (_, err) = expect(&["predict", "--model", s(&model), "--image", path], 1);

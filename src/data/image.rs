@@ -6,12 +6,11 @@
 //! states against [`MAX_SIDE`] and [`MAX_PIXELS`] before they allocate or
 //! inflate a single row.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use super::{pgm, png};
 use crate::error::{Error, Result};
+use crate::safe_read::{self, NotRegular};
 
 /// The largest width or height accepted (pixels).
 pub const MAX_SIDE: usize = 16_384;
@@ -133,27 +132,22 @@ pub fn load(path: &Path) -> Result<Image> {
         action,
         source: e,
     };
-    // Checked before opening: opening a FIFO would wait for a writer, and a
-    // device such as /dev/zero never ends.
-    let meta = std::fs::metadata(path).map_err(|e| io_err("open the image", e))?;
-    if meta.is_dir() {
-        return Err(bad(path, "it is a folder; give the image file's path"));
-    }
-    if !meta.is_file() {
-        return Err(bad(
-            path,
-            "it is not a regular file (a device, FIFO or socket); save the picture to a file first",
-        ));
-    }
-    if meta.len() > MAX_FILE_BYTES {
+    let (file, len) = safe_read::open_regular(
+        path,
+        |e| io_err("open the image", e),
+        |kind| {
+            let fix = match kind {
+                NotRegular::Folder => "give the image file's path",
+                NotRegular::Special => "save the picture to a file first",
+            };
+            bad(path, &format!("it is {kind}; {fix}"))
+        },
+    )?;
+    if len > MAX_FILE_BYTES {
         return Err(bad(path, &too_large()));
     }
-    let file = File::open(path).map_err(|e| io_err("open the image", e))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_err("read the image", e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if !safe_read::read_at_most(file, MAX_FILE_BYTES, &mut bytes).map_err(|e| io_err("read the image", e))? {
         return Err(bad(path, &too_large()));
     }
     decode(&bytes).map_err(|problem| bad(path, &problem))

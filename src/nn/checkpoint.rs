@@ -37,8 +37,6 @@
 //! lengths are checked against the bytes left before anything is allocated.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -47,7 +45,7 @@ use crate::nn::model_file::{self, fnv1a64};
 use crate::nn::network::{Evaluation, Network};
 use crate::nn::optim::{Optimizer, OptimizerState};
 use crate::nn::train::{EarlyStopping, EpochStats, PartialEpoch, Session, TrainConfig};
-use crate::safe_file;
+use crate::{safe_file, safe_read};
 
 /// The first eight bytes of every checkpoint.
 pub const MAGIC: [u8; 8] = *b"SIMDCKP\x01";
@@ -227,18 +225,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         action,
         source,
     };
-    // Checked before opening: opening a FIFO would block, and a device has no
-    // end; then checked again on what was opened.
-    let regular = |meta: std::fs::Metadata| {
-        if meta.is_file() {
-            Ok(meta)
-        } else {
-            Err(bad(path, "it is not a regular file".into()))
-        }
-    };
-    regular(std::fs::metadata(path).map_err(|e| io("open", e))?)?;
-    let file = File::open(path).map_err(|e| io("open", e))?;
-    let meta = regular(file.metadata().map_err(|e| io("open", e))?)?;
+    let (file, len) =
+        safe_read::open_regular(path, |e| io("open", e), |kind| bad(path, format!("it is {kind}")))?;
     let too_big = |len: String| {
         bad(
             path,
@@ -248,23 +236,20 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             ),
         )
     };
-    if meta.len() > MAX_BYTES {
-        return Err(too_big(memory::human(meta.len())));
+    if len > MAX_BYTES {
+        return Err(too_big(memory::human(len)));
     }
     // The bytes and the run built from them are both in memory at once.
     memory::check_with(
-        meta.len().saturating_mul(2),
+        len.saturating_mul(2),
         &format!("loading the checkpoint '{}'", path.display()),
         "check that it is a checkpoint written by `simdnet train --checkpoint`; if it is,",
     )?;
     let mut bytes = Vec::new();
     bytes
-        .try_reserve_exact(meta.len() as usize)
+        .try_reserve_exact(len as usize)
         .map_err(|_| bad(path, "it does not fit in memory".into()))?;
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io("read", e))?;
-    if bytes.len() as u64 > MAX_BYTES {
+    if !safe_read::read_at_most(file, MAX_BYTES, &mut bytes).map_err(|e| io("read", e))? {
         return Err(too_big("growing while it is read".into()));
     }
     from_bytes(&bytes, path)

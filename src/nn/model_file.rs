@@ -42,7 +42,6 @@
 //! renamed over the target, so a crash leaves either the old file or the new
 //! one, never half of one; only an absent path or a regular file is replaced.
 
-use std::fs;
 use std::path::Path;
 
 use crate::activation::Activation;
@@ -54,7 +53,7 @@ use crate::nn::dense::Dense;
 use crate::nn::layer::Layer;
 use crate::nn::network::{Network, PIXEL_SCALE};
 use crate::nn::pool::{Flatten, MaxPool2d};
-use crate::safe_file;
+use crate::{safe_file, safe_read};
 
 /// The first eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"SIMDNET\x01";
@@ -482,50 +481,32 @@ pub const MAX_FILE_BYTES: u64 = 4 << 30;
 /// with that bound whatever its size claims, so that `/dev/zero` or a huge
 /// file fails at once.
 pub fn load(path: &Path) -> Result<Network> {
-    use std::io::Read;
     let bad = |problem: String| Error::BadModel {
         path: path.to_path_buf(),
         problem,
     };
     let unreadable = |e: std::io::Error| bad(format!("it cannot be read ({e})"));
-    let regular = |meta: fs::Metadata| {
-        if meta.is_file() {
-            return Ok(meta);
-        }
-        let kind = if meta.is_dir() {
-            "a folder"
-        } else {
-            "not a regular file (a device, a pipe or a socket)"
-        };
-        Err(bad(format!("it is {kind}")))
-    };
-    // Look before opening (opening a FIFO would block), then at what was opened.
-    regular(fs::metadata(path).map_err(unreadable)?)?;
-    let file = fs::File::open(path).map_err(unreadable)?;
-    let meta = regular(file.metadata().map_err(unreadable)?)?;
+    let (file, len) = safe_read::open_regular(path, unreadable, |kind| bad(format!("it is {kind}")))?;
     let too_big = |len: String| {
         bad(format!(
             "it is {len}, more than a model file may be ({})",
             crate::nn::memory::human(MAX_FILE_BYTES)
         ))
     };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_big(crate::nn::memory::human(meta.len())));
+    if len > MAX_FILE_BYTES {
+        return Err(too_big(crate::nn::memory::human(len)));
     }
     // The bytes and the network built from them are both in memory at once.
     crate::nn::memory::check_with(
-        meta.len().saturating_mul(2),
+        len.saturating_mul(2),
         &format!("loading the model '{}'", path.display()),
         "check that it is a model saved by `simdnet train --save`; if it is,",
     )?;
     let mut bytes = Vec::new();
     bytes
-        .try_reserve_exact(meta.len() as usize)
+        .try_reserve_exact(len as usize)
         .map_err(|_| bad("it does not fit in memory".into()))?;
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if !safe_read::read_at_most(file, MAX_FILE_BYTES, &mut bytes).map_err(unreadable)? {
         return Err(too_big("growing while it is read".into()));
     }
     from_bytes(&bytes, path)

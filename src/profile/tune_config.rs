@@ -37,15 +37,13 @@
 //! variable `SIMDNET_TUNE_CONFIG` points. It is written atomically (a
 //! temporary file in the same folder, then a rename).
 
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::facts::describe;
 use super::machine;
 use crate::error::{escape_unprintable, printable, Error, Result};
 use crate::gemm::{self, BlockSizes};
-use crate::safe_file;
+use crate::{safe_file, safe_read};
 
 /// The format version this build reads and writes.
 pub const VERSION: u32 = 1;
@@ -304,31 +302,14 @@ fn load_parts(path: &Path, strict: bool) -> Result<Parsed> {
         action: "read the tuning file",
         source,
     };
-    // Look before opening (opening a FIFO would block), then at what was opened.
-    let meta = fs::metadata(path).map_err(io)?;
-    let (file, meta) = if meta.is_file() {
-        let file = fs::File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        (Some(file), meta)
-    } else {
-        (None, meta)
-    };
-    let (Some(file), true) = (file, meta.is_file()) else {
-        let kind = if meta.is_dir() {
-            "a folder"
-        } else {
-            "not a regular file"
-        };
-        return Err(Error::Invalid(format!(
+    let (file, _) = safe_read::open_regular(path, io, |kind| {
+        Error::Invalid(format!(
             "the tuning file '{}' is {kind}: point {ENV_PATH} at a tuning file written by `simdnet tune` (or unset it), or pass --no-tune-config",
             path.display()
-        )));
-    };
+        ))
+    })?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    if !safe_read::read_at_most(file, MAX_FILE_BYTES, &mut bytes).map_err(io)? {
         return Err(bad(
             path,
             format!(

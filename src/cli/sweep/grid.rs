@@ -2,7 +2,6 @@
 //! cartesian product of their alternatives), from a grid file (one row per
 //! line, written as `train` flags), or the default grid.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::cli::args::{self, parse_list, Flag, Parsed, UsageError};
@@ -11,6 +10,7 @@ use crate::error::{escape_unprintable, Error};
 use crate::nn::network::MAX_PARAMS as MAX_PARAMS_PER_NET;
 use crate::nn::spec::{self, Arch, InputShape};
 use crate::nn::{Activation, Optimizer, OptimizerKind};
+use crate::safe_read;
 
 /// The most rows one sweep trains.
 pub const MAX_ROWS: usize = 500;
@@ -505,31 +505,16 @@ pub fn from_file(path: &Path) -> Result<Vec<Trial>, CliError> {
         action: "read the grid file",
         source: e,
     };
-    // Checked before opening (opening a FIFO would wait for a writer), then
-    // on what was opened.
-    let regular = |meta: std::fs::Metadata| {
-        if meta.is_file() {
-            return Ok(());
-        }
-        let kind = if meta.is_dir() {
-            "a folder"
-        } else {
-            "not a regular file (a device, a pipe or a socket)"
-        };
-        Err(Error::Invalid(format!(
+    let (file, _) = safe_read::open_regular(path, io, |kind| {
+        Error::Invalid(format!(
             "grid file '{}' is {kind}: give the path of a text file with one row of train flags per line",
             path.display()
-        )))
-    };
-    regular(std::fs::metadata(path).map_err(io)?)?;
-    let file = std::fs::File::open(path).map_err(io)?;
-    regular(file.metadata().map_err(io)?)?;
+        ))
+    })?;
     let mut bytes = Vec::new();
-    file.take(MAX_GRID_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    let whole = safe_read::read_at_most(file, MAX_GRID_BYTES, &mut bytes).map_err(io)?;
     let name = path.display();
-    if bytes.len() as u64 > MAX_GRID_BYTES {
+    if !whole {
         return Err(UsageError(format!(
             "grid file '{name}' is larger than {} KiB: a grid has at most {MAX_ROWS} rows, one per line",
             MAX_GRID_BYTES / 1024
