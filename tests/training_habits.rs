@@ -439,6 +439,78 @@ fn an_update_that_leaves_huge_weights_stops_as_diverged_and_writes_nothing() {
     }
 }
 
+/// With `--validation-split` the test set is evaluated apart, at the end,
+/// and its outputs can overflow where the validation set's do not. Here the
+/// training images are all 1 and the test images all 255 (raw, `--no-scale`),
+/// every label 0: one step of SGD at 3e33 gives the class-0 logit about
+/// 2e36 on the training images (the validation loss is 0) and 255 times
+/// that, more than f32 holds, on the test images.
+#[test]
+fn a_test_set_whose_outputs_overflow_stops_as_diverged_and_writes_nothing() {
+    let d = scratch("test-overflow");
+    let idx = |magic: u32, n: usize, pixel: Option<u8>| {
+        let mut v = magic.to_be_bytes().to_vec();
+        v.extend((n as u32).to_be_bytes());
+        match pixel {
+            Some(p) => {
+                v.extend(28u32.to_be_bytes());
+                v.extend(28u32.to_be_bytes());
+                v.extend(std::iter::repeat_n(p, n * 784));
+            }
+            None => v.extend(std::iter::repeat_n(0u8, n)),
+        }
+        v
+    };
+    for (prefix, n, pixel) in [("train", 64, 1), ("t10k", 10, 255)] {
+        std::fs::write(
+            d.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(0x803, n, Some(pixel)),
+        )
+        .unwrap();
+        std::fs::write(d.join(format!("{prefix}-labels-idx1-ubyte")), idx(0x801, n, None)).unwrap();
+    }
+    let model = d.join("m.bin");
+    std::fs::write(&model, b"the user's model").unwrap();
+    let train = |lr: &str, code: i32| {
+        expect(
+            &[
+                "train",
+                "--data",
+                s(&d),
+                "--layers",
+                "",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                lr,
+                "--no-scale",
+                "--batch",
+                "64",
+                "--epochs",
+                "1",
+                "--validation-split",
+                "0.25",
+                "--save",
+                s(&model),
+            ],
+            code,
+        )
+    };
+    let (out, err) = train("3e33", 1);
+    assert!(out.contains("val_loss: 0.0000 - val_acc: 1.0000"), "{out}");
+    assert!(!out.contains("Test loss"), "{out}");
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: training diverged: the loss on the test set became NaN at the end of epoch 1 \
+         (lower the learning rate with --lr, e.g. to a tenth)"
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), b"the user's model");
+    // A third of that rate keeps the test logits finite: the run ends well.
+    let (out, _) = train("1e33", 0);
+    assert!(out.contains("Test loss: 0.0000"), "{out}");
+    assert_ne!(std::fs::read(&model).unwrap(), b"the user's model");
+}
+
 /// The library's `fit` checks the validation loss at each epoch's end by the
 /// same rule; without a validation set there is nothing to check.
 #[test]
