@@ -78,16 +78,22 @@ pub fn read_at_most(file: File, max: u64, bytes: &mut Vec<u8>) -> io::Result<boo
 mod tests {
     use super::*;
 
+    /// A fresh folder holding the file `f` with `bytes`; gives both paths.
+    fn folder_with_file(tag: &str, bytes: &[u8]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("simdnet-safe-read-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        fs::write(&file, bytes).unwrap();
+        (dir, file)
+    }
+
     fn open(path: &Path) -> Result<u64, String> {
         open_regular(path, |e| format!("io: {}", e.kind()), |k| k.to_string()).map(|(_, len)| len)
     }
 
     #[test]
     fn only_a_regular_file_is_opened() {
-        let dir = std::env::temp_dir().join(format!("simdnet-safe-read-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("f");
-        fs::write(&file, b"12345").unwrap();
+        let (dir, file) = folder_with_file("open", b"12345");
         assert_eq!(open(&file), Ok(5));
         assert_eq!(open(&dir), Err("a folder".to_string()));
         assert_eq!(
@@ -103,10 +109,7 @@ mod tests {
 
     #[test]
     fn a_read_stops_one_byte_past_the_limit() {
-        let dir = std::env::temp_dir().join(format!("simdnet-safe-read-max-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f");
-        fs::write(&path, b"0123456789").unwrap();
+        let (dir, path) = folder_with_file("max", b"0123456789");
         for (max, whole, read) in [
             (10, true, 10),
             (11, true, 10),
