@@ -337,15 +337,17 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const EDGE: bool>(
     // with EDGE, the steps from `whole` on read B's last vector masked
     let whole = if EDGE { kc - masked_steps(kc, last, pb) } else { kc };
     for p in 0..prefetching {
-        // SAFETY: step p of both panels, then one step on (or one past the
-        // end); B's last vector whole before `whole` (see `masked_steps`).
+        // SAFETY: step p of both panels; B's last vector whole before
+        // `whole` (see `masked_steps`). The pointers then move one step on
+        // with `wrapping_add`: after the last step, an operand read in place
+        // (not packed) leaves them past its end, never to be read.
         unsafe {
             if EDGE && p >= whole {
                 rank_1::<MR, NV, true>(&mut acc, |i| a.add(i * ra), b, last);
             } else {
                 rank_1::<MR, NV, false>(&mut acc, |i| a.add(i * ra), b, last);
             }
-            (a, b) = (a.add(pa), b.add(pb));
+            (a, b) = (a.wrapping_add(pa), b.wrapping_add(pb));
         }
         next.issue();
     }
@@ -366,21 +368,21 @@ unsafe fn kernel_body<const MR: usize, const NV: usize, const EDGE: bool>(
         unsafe {
             rank_1::<MR, NV, false>(&mut acc, |i| a.add(i * ra), b, last);
             rank_1::<MR, NV, false>(&mut acc, |i| a.add(pa + i * ra), b.add(pb), last);
-            (a, b) = (a.add(2 * pa), b.add(2 * pb));
+            (a, b) = (a.wrapping_add(2 * pa), b.wrapping_add(2 * pb));
         }
     }
     if rest % 2 == 1 {
         // SAFETY: as above.
         unsafe {
             rank_1::<MR, NV, false>(&mut acc, |i| a.add(i * ra), b, last);
-            (a, b) = (a.add(pa), b.add(pb));
+            (a, b) = (a.wrapping_add(pa), b.wrapping_add(pb));
         }
     }
     for _ in whole.max(prefetching)..kc {
         // SAFETY: as above, B's last vector masked.
         unsafe {
             rank_1::<MR, NV, EDGE>(&mut acc, |i| a.add(i * ra), b, last);
-            (a, b) = (a.add(pa), b.add(pb));
+            (a, b) = (a.wrapping_add(pa), b.wrapping_add(pb));
         }
     }
 
@@ -731,11 +733,9 @@ unsafe fn m_steps<const MR: usize, const MV: usize, const NR: usize>(
                 *acc = simd::mul_add(av, bj, *acc);
             }
         }
-        // SAFETY: one step along k stays within (or one past) the panels.
-        unsafe {
-            a = a.add(pa);
-            b = b.add(NR);
-        }
+        // one step along k (past the end after the last, never read)
+        a = a.wrapping_add(pa);
+        b = b.wrapping_add(NR);
     }
     *acc_out = acc;
 }
