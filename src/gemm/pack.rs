@@ -619,9 +619,11 @@ mod tests {
     #[test]
     fn transpose_panel_writes_the_panel_and_nothing_past_it() {
         let (guard, scale) = (13, 0.5);
-        for rows in 1..=17 {
-            for ld in rows..rows + 4 {
-                for cols in 0..=33 {
+        // Under Miri (see the README) the edges only: every size would take hours there.
+        let miri = cfg!(miri);
+        for rows in (1..=17).filter(|r| !miri || [1, 7, 8, 9, 16, 17].contains(r)) {
+            for ld in (rows..rows + 4).filter(|l| !miri || [rows, rows + 3].contains(l)) {
+                for cols in (0..=33).filter(|c| !miri || [0, 1, 7, 8, 9, 33].contains(c)) {
                     let src: Vec<f32> = (0..rows * cols).map(|v| 1.0 + v as f32).collect();
                     let mut buf = vec![f32::NAN; guard + cols * ld + guard];
                     buf[guard..guard + cols * ld].fill(0.0);
