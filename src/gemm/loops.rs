@@ -864,10 +864,13 @@ fn prefetch_c(c: *const f32, rs: usize, (rows, cols): (usize, usize)) {
     let bytes = cols.max(1) * std::mem::size_of::<f32>();
     for i in 0..rows {
         let row = c.wrapping_add(i * rs);
-        let (start, end) = (row as usize / 64, (row as usize + bytes - 1) / 64);
-        for line in start..=end {
+        let (start, end) = (row.addr() / 64, (row.addr() + bytes - 1) / 64);
+        // the row's first line, made from `c` (not from an integer), so that
+        // Miri can follow it
+        let first = row.wrapping_byte_sub(row.addr() % 64);
+        for line in 0..=end - start {
             // an address to prefetch, never dereferenced
-            crate::simd::prefetch_line((line * 64) as *const f32);
+            crate::simd::prefetch_line(first.wrapping_byte_add(line * 64));
         }
     }
 }
