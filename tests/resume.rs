@@ -494,6 +494,13 @@ fn a_corrupt_or_truncated_checkpoint_gives_a_clear_error() {
         };
         assert!(err.contains(&want), "{cut} bytes: {err}");
     }
+    // 24 bytes, the least a checkpoint can be (magic bytes, version, section
+    // count, checksum): read on, not called truncated.
+    let err = checkpoint::from_bytes(&good[..24], "t.ck".as_ref())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("the checksum does not match"), "24 bytes: {err}");
     // Every truncation and a byte flip at every 97th offset: an error, never a panic.
     for cut in (0..good.len()).step_by(997) {
         assert!(checkpoint::from_bytes(&good[..cut], "t.ck".as_ref()).is_err());
