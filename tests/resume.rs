@@ -545,6 +545,28 @@ fn a_checkpoint_with_a_valid_checksum_but_bad_contents_is_refused() {
             .map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{to}: {err:?}");
     }
+    // The count of sections is bounded before anything is reserved for
+    // them: one more than the most is refused by name, the most is read on.
+    let max = checkpoint::MAX_SECTIONS;
+    for (count, want) in [
+        (
+            max + 1,
+            format!("it declares {} sections (at most {max})", max + 1),
+        ),
+        (max, "a section header is truncated".to_string()),
+    ] {
+        let mut b = good[..12].to_vec(); // the magic bytes and the version
+        b.extend_from_slice(&(count as u32).to_le_bytes());
+        let sum = simdnet::nn::model_file::fnv1a64(&b);
+        b.extend_from_slice(&sum.to_le_bytes());
+        let err = checkpoint::from_bytes(&b, "x.ck".as_ref())
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(&want)),
+            "{count} sections: {err:?}"
+        );
+    }
 }
 
 #[test]
