@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use common::{expect_with_data as expect, s, DATA};
 use simdnet::data::Mnist;
 use simdnet::matrix::MatRef;
-use simdnet::nn::{checkpoint, Activation, Network, Optimizer, Outcome, Session, TrainConfig, Trainer};
+use simdnet::nn::{
+    checkpoint, Activation, Network, Optimizer, Outcome, PartialEpoch, Session, TrainConfig, Trainer,
+};
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("resume", name)
@@ -567,6 +569,55 @@ fn a_checkpoint_with_a_valid_checksum_but_bad_contents_is_refused() {
             "{count} sections: {err:?}"
         );
     }
+}
+
+/// A checkpoint whose checksum is right but whose mid-epoch position or
+/// best weights do not fit its run is refused, each field out of range
+/// alone; the same checkpoint with them in range is read.
+#[test]
+fn a_position_or_best_weights_that_do_not_fit_the_run_are_refused() {
+    let mnist = Mnist::load(DATA.as_ref()).unwrap();
+    let train = mnist.train.take(300); // batches of 128: steps 1 and 2 are mid-epoch
+    let net = Network::mlp(784, &[8], 10, Activation::Relu, 1).unwrap();
+    let cfg = TrainConfig::default();
+    let fresh = || Session::new(&net, Optimizer::sgd(0.1), &train, &cfg).unwrap();
+    let read = |session: &Session| {
+        let bytes = checkpoint::to_bytes(&net, session, &cfg, &[]);
+        checkpoint::from_bytes(&bytes, "p.ck".as_ref())
+            .err()
+            .map(|e| e.to_string())
+    };
+    let at = |step, seen, correct| {
+        let mut session = fresh();
+        session.partial = Some(PartialEpoch {
+            step,
+            loss_sum: 1.5,
+            correct,
+            seen,
+            seconds: 0.25,
+        });
+        session
+    };
+    assert_eq!(read(&at(2, 256, 256)), None, "step 2 of 3, 256 seen, all correct");
+    assert_eq!(read(&at(1, 300, 0)), None, "all 300 seen");
+    for (step, seen, correct) in [(0, 128, 0), (3, 128, 0), (1, 301, 0), (1, 128, 129)] {
+        let err = read(&at(step, seen, correct));
+        let want = format!("the position (step {step} of 3, {seen} seen) does not fit the run");
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(&want)),
+            "step {step}, {seen} seen, {correct} correct: {err:?}"
+        );
+    }
+    let mut session = fresh();
+    session.early.best = Some(net.clone());
+    assert_eq!(read(&session), None, "best weights of the network's shape");
+    session.early.best = Some(Network::mlp(784, &[9], 10, Activation::Relu, 1).unwrap());
+    let err = read(&session);
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("the best weights (BEST) do not have the network's shape")),
+        "{err:?}"
+    );
 }
 
 #[test]
