@@ -686,13 +686,10 @@ mod tests {
     #[test]
     fn gradients_by_groups_have_the_bits_of_the_lists_on_any_rows() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(43);
-        // Under Miri, the shapes with few rows (whole groups, a part of one).
-        let shapes: &[(usize, usize)] = if cfg!(miri) {
-            &[(13, 65), (3, 200)]
-        } else {
-            &[(128, 392), (96, 392), (13, 65), (8, 64), (3, 200)]
-        };
-        for &(rows, cols) in shapes {
+        // Under Miri only the shapes with few rows (whole groups, a part of one).
+        let shapes = [(128, 392), (96, 392), (13, 65), (8, 64), (3, 200)];
+        let shapes = shapes.into_iter().filter(|&(rows, _)| !cfg!(miri) || rows < 64);
+        for (rows, cols) in shapes {
             let (x, _) = pixels(&mut rng, rows, cols);
             let (lists, groups) = both(&x, rows, cols, 1.0 / 255.0);
             for n in [1, 10, LANES, 2 * LANES] {

@@ -207,21 +207,19 @@ mod tests {
     /// and mid-chunk, depths over one and several `kc` blocks, 1 and 2 threads.
     #[test]
     fn sparse_product_has_the_gemm_bits() {
-        // Under Miri, the small shapes: rows of every density, a width
-        // ending mid-vector and one past a chunk, several depth blocks.
-        let shapes: &[(usize, usize, usize)] = if cfg!(miri) {
-            &[(1, 1, 1), (7, 16, 150), (9, 40, 17), (5, 3, 129)]
-        } else {
-            &[
-                (1, 1, 1),
-                (7, 16, 150),
-                (130, 64, 288),
-                (9, 40, 17),
-                (5, 3, 129),
-                (66, 17, 255),
-            ]
-        };
-        for &(m, k, n) in shapes {
+        // Under Miri only the shapes of fewer than 66 rows: rows of every
+        // density, a width ending mid-vector and one past a chunk, several
+        // depth blocks.
+        let shapes = [
+            (1, 1, 1),
+            (7, 16, 150),
+            (130, 64, 288),
+            (9, 40, 17),
+            (5, 3, 129),
+            (66, 17, 255),
+        ];
+        let shapes = shapes.into_iter().filter(|&(m, ..)| !cfg!(miri) || m < 66);
+        for (m, k, n) in shapes {
             for kc in [depth_block(k), 7, 1000] {
                 let a = Matrix::from_fn(m, k, |i, p| {
                     // densities from empty rows to full ones
